@@ -1,0 +1,175 @@
+"""Frozen, validated configs for the sensors and the clock, and the action bounds.
+
+Scenario configs live beside their generators in `envs.scenarios`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from envs.errors import ConfigError, check_choice, check_range
+
+ACCELERATION_BOUNDS = (-8.0, 4.0)
+"""Ego longitudinal acceleration command bounds [m/s^2] (hard braking to brisk acceleration)."""
+
+STEERING_BOUNDS = (-0.5, 0.5)
+"""Ego front-wheel steering command bounds [rad]."""
+
+EGO_FEATURES = (
+    "speed_mps",
+    "acceleration_mps2",
+    "steering_rad",
+    "lane_offset_m",
+    "heading_error_rad",
+    "lane_index",
+    "lane_count",
+    "on_road",
+)
+"""Names of the entries of the `ego` observation vector, in order."""
+
+MODES = ("realtime", "lockstep")
+ON_OVERRUN = ("record", "terminate", "raise")
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    """What the ego's sensors see.
+
+    The bird's-eye view (`bev`) is an ego-centred raster, ego heading pointing up (row 0
+    is the far front). It spans `range_m` ahead, `bev_behind_m` behind and
+    `bev_half_width_m` to each side, at `bev_m_per_px` metres per pixel; the spans must
+    be whole numbers of pixels. Channels: 0 drivable road, 1 lane markings, 2 other
+    vehicles, 3 ego; values 0 or 255.
+
+    The lidar casts `lidar_beams` rays evenly over 360 degrees starting straight ahead
+    and turning towards +y; each returns the range to the first vehicle hit [m]
+    (`range_m` when nothing is hit or the return dropped out) and that vehicle's range
+    rate [m/s] (0 for no return).
+
+    Attributes:
+        range_m: sensing range of lidar and the forward extent of the bev [m]. A stopped
+            vehicle "comes into sensor range" when its centre is this close to the ego's.
+        bev_behind_m: bev extent behind the ego [m].
+        bev_half_width_m: bev extent to each side of the ego [m].
+        bev_m_per_px: bev resolution [m/px].
+        bev_occlusion: hide vehicles fully shadowed by others from the ego's viewpoint.
+        bev_position_noise_m: std of Gaussian noise on each drawn vehicle's position [m].
+        bev_dropout_prob: probability that a vehicle is missing from a frame.
+        lidar_beams: number of lidar rays.
+        lidar_range_noise_m: std of Gaussian range noise on each return [m].
+        lidar_range_rate_noise_mps: std of Gaussian noise on each range rate [m/s].
+        lidar_dropout_prob: probability that a return is lost (reads as no return).
+        max_objects: ground-truth objects reported in `info` (nearest first) [count].
+    """
+
+    range_m: float = 48.0
+    bev_behind_m: float = 16.0
+    bev_half_width_m: float = 32.0
+    bev_m_per_px: float = 1.0
+    bev_occlusion: bool = True
+    bev_position_noise_m: float = 0.0
+    bev_dropout_prob: float = 0.0
+    lidar_beams: int = 64
+    lidar_range_noise_m: float = 0.05
+    lidar_range_rate_noise_mps: float = 0.1
+    lidar_dropout_prob: float = 0.0
+    max_objects: int = 16
+
+    def __post_init__(self) -> None:
+        check_range("sensors.range_m", self.range_m, 0.0, 500.0, low_inclusive=False)
+        check_range("sensors.bev_behind_m", self.bev_behind_m, 0.0, 500.0)
+        check_range("sensors.bev_half_width_m", self.bev_half_width_m, 0.0, 500.0,
+                    low_inclusive=False)
+        check_range("sensors.bev_m_per_px", self.bev_m_per_px, 0.0, 10.0, low_inclusive=False)
+        for name in ("range_m", "bev_behind_m", "bev_half_width_m"):
+            pixels = getattr(self, name) / self.bev_m_per_px
+            if abs(pixels - round(pixels)) > 1e-9:
+                raise ConfigError(f"sensors.{name}", getattr(self, name),
+                                  f"must be a whole number of pixels of {self.bev_m_per_px} m")
+        check_range("sensors.bev_position_noise_m", self.bev_position_noise_m, 0.0, 10.0)
+        check_range("sensors.bev_dropout_prob", self.bev_dropout_prob, 0.0, 1.0)
+        check_range("sensors.lidar_beams", self.lidar_beams, 1, 4096)
+        check_range("sensors.lidar_range_noise_m", self.lidar_range_noise_m, 0.0, 10.0)
+        check_range("sensors.lidar_range_rate_noise_mps", self.lidar_range_rate_noise_mps,
+                    0.0, 10.0)
+        check_range("sensors.lidar_dropout_prob", self.lidar_dropout_prob, 0.0, 1.0)
+        check_range("sensors.max_objects", self.max_objects, 1, 256)
+
+    @property
+    def bev_shape(self) -> tuple[int, int, int]:
+        """`(C, H, W)` of the bev raster."""
+        height = round((self.range_m + self.bev_behind_m) / self.bev_m_per_px)
+        width = round(2 * self.bev_half_width_m / self.bev_m_per_px)
+        return (4, height, width)
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """The tick contract's settings (see docs/ARCHITECTURE.md, "One tick, precisely").
+
+    Attributes:
+        simulation_frequency: world integration rate [Hz]; substep `dt = 1/f`.
+        policy_frequency: decision rate [Hz]; tick `T = 1/f`. Must divide the simulation rate.
+        mode: "realtime" (the world keeps moving while the agent computes) or "lockstep"
+            (the world waits; latency is measured but does not affect driving).
+        budget_s: compute time allowed per tick [s]; None means one tick, `T`.
+        stage_budgets_s: optional per-stage budgets [s], e.g. {"perception": 0.02}.
+        on_overrun: "record" (default), "terminate" (end the episode as a deadline miss)
+            or "raise" (raise `DeadlineMiss`).
+        latency: latency model spec: "fixed:SECONDS", "fixed:stage=SECONDS,...",
+            "profile:PATH" or "measured" (see envs.latency).
+    """
+
+    simulation_frequency: int = 50
+    policy_frequency: int = 10
+    mode: str = "realtime"
+    budget_s: float | None = None
+    stage_budgets_s: Mapping[str, float] = field(default_factory=dict)
+    on_overrun: str = "record"
+    latency: str = "fixed:0"
+
+    def __post_init__(self) -> None:
+        check_range("simulation_frequency", self.simulation_frequency, 1, 10_000)
+        check_range("policy_frequency", self.policy_frequency, 1, 10_000)
+        if int(self.simulation_frequency) != self.simulation_frequency:
+            raise ConfigError("simulation_frequency", self.simulation_frequency,
+                              "must be a whole number of Hz")
+        if int(self.policy_frequency) != self.policy_frequency:
+            raise ConfigError("policy_frequency", self.policy_frequency,
+                              "must be a whole number of Hz")
+        if self.simulation_frequency % self.policy_frequency:
+            raise ConfigError(
+                "policy_frequency", self.policy_frequency,
+                f"must divide simulation_frequency={self.simulation_frequency} "
+                "(ticks are whole numbers of substeps)")
+        check_choice("mode", self.mode, MODES)
+        check_choice("on_overrun", self.on_overrun, ON_OVERRUN)
+        if self.budget_s is not None:
+            check_range("budget", self.budget_s, 0.0, 3600.0, low_inclusive=False)
+        for stage, budget in dict(self.stage_budgets_s).items():
+            check_range(f"stage_budgets_s[{stage}]", budget, 0.0, 3600.0, low_inclusive=False)
+        object.__setattr__(self, "stage_budgets_s", MappingProxyType(dict(self.stage_budgets_s)))
+        if not isinstance(self.latency, str):
+            raise ConfigError("latency", self.latency,
+                              "must be a spec string: fixed:SECONDS, profile:PATH or measured")
+
+    @property
+    def substeps_per_tick(self) -> int:
+        return self.simulation_frequency // self.policy_frequency
+
+    @property
+    def tick_s(self) -> float:
+        """Tick period `T` [s]."""
+        return 1.0 / self.policy_frequency
+
+    @property
+    def substep_s(self) -> float:
+        """Substep `dt` [s]."""
+        return 1.0 / self.simulation_frequency
+
+    @property
+    def budget(self) -> float:
+        """Effective total budget `B` [s]."""
+        return self.tick_s if self.budget_s is None else float(self.budget_s)
