@@ -1,0 +1,39 @@
+"""The `Backend` protocol: what the clock, sensors and metrics need from a world.
+
+A backend instantiates a `ScenarioInit`, integrates one substep at a time with the ego's
+command pieces (it never sees latency: the clock already turned latency into pieces), and
+reports its state as a batch-first `WorldSnapshot`. Hazard scripting (a lead that brakes at
+its onset substep, a vehicle that cuts in) is world dynamics and lives in the backend; the
+onset bookkeeping shared by all backends lives in `envs.hazards`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from envs.scenarios import ScenarioInit
+from envs.types import Piece, RoadGeometry, WorldSnapshot
+
+
+class Backend(Protocol):
+    """One world (or a batch of them) that advances in substeps of `1 / simulation_frequency`."""
+
+    name: str
+    simulation_frequency: int
+
+    def reset(self, init: ScenarioInit) -> None:
+        """Build the road and vehicles of `init`; substep counter back to 0."""
+
+    def substep(self, pieces: Sequence[Piece]) -> None:
+        """Advance one substep `dt`: traffic decides once, then everyone moves for `dt`; the
+        ego moves through `pieces` in order (their durations sum to `dt`)."""
+
+    @property
+    def substep_index(self) -> int:
+        """Substeps integrated since reset."""
+
+    def snapshot(self) -> WorldSnapshot:
+        """The current state, batch-first (`B = 1` for a single-world backend)."""
+
+    def road_geometry(self) -> RoadGeometry:
+        """The static road as segments (computed once per reset)."""

@@ -1,0 +1,238 @@
+"""The `highway` backend: highway-env's roads, vehicles and dynamics, one world per instance.
+
+The reference implementation. It uses highway-env's own classes: `Road`/`RoadNetwork` (and
+the Merge, Roundabout and Intersection road builders), a kinematic-bicycle `Vehicle` for the
+ego, `IDMVehicle` (IDM + MOBIL) for traffic. One substep is highway-env's simulation step
+(`road.act()`, then every vehicle steps `dt`), with two differences:
+
+- the ego is stepped piece by piece, so a command can land mid-substep (see envs.clock);
+- braking stops the ego at standstill instead of reversing it;
+- collisions are checked for the ego only (as highway-fast does): traffic-traffic checks
+  are O(N^2) and do not change what the ego experiences.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Sequence
+
+import numpy as np
+from highway_env.road.lane import LineType, StraightLane
+from highway_env.road.road import Road, RoadNetwork
+from highway_env.utils import wrap_to_pi
+from highway_env.vehicle.behavior import IDMVehicle
+from highway_env.vehicle.kinematics import Vehicle
+
+from envs.scenarios import HazardPlan, RoadSpec, ScenarioInit, VehicleInit
+from envs.types import Piece, RoadGeometry, WorldSnapshot
+
+CHORD_M = 2.0
+"""Sampling step for curved lanes in the road geometry [m]."""
+STRIPE_LENGTH_M = 3.0
+STRIPE_PERIOD_M = 3.0 + 4.33
+"""Painted stripes of striped lane lines, as highway-env draws them [m]."""
+
+
+class BrakingLeadVehicle(IDMVehicle):
+    """An IDM vehicle that, once told to, brakes at a constant rate to a standstill."""
+
+    braking_decel_mps2: float | None = None
+    substep_s: float = 0.02
+
+    def act(self, action: dict | str | None = None) -> None:
+        if self.braking_decel_mps2 is None or self.crashed:
+            super().act(action)
+            return
+        steering = float(np.clip(self.steering_control(self.target_lane_index),
+                                 -self.MAX_STEERING_ANGLE, self.MAX_STEERING_ANGLE))
+        # Never overshoot below zero speed within one substep.
+        decel = min(self.braking_decel_mps2, max(self.speed, 0.0) / self.substep_s)
+        Vehicle.act(self, {"steering": steering, "acceleration": -decel})
+
+
+def _build_network_road(kind: str, rng: np.random.RandomState) -> Road:
+    """Build one of highway-env's own road networks by calling its env's `_make_road`."""
+    from highway_env.envs.intersection_env import IntersectionEnv
+    from highway_env.envs.merge_env import MergeEnv
+    from highway_env.envs.roundabout_env import RoundaboutEnv
+
+    env_type = {"merge": MergeEnv, "roundabout": RoundaboutEnv,
+                "intersection": IntersectionEnv}[kind]
+    holder = types.SimpleNamespace(config=env_type.default_config(), np_random=rng)
+    env_type._make_road(holder)
+    holder.road.record_history = False
+    return holder.road
+
+
+def build_road(spec: RoadSpec, seed: int) -> Road:
+    """A highway-env `Road` (no vehicles yet) for `spec`."""
+    rng = np.random.RandomState(seed % (2**32))
+    if spec.kind == "straight":
+        network = RoadNetwork.straight_road_network(
+            lanes=spec.lanes, length=spec.length_m, speed_limit=spec.speed_limit_mps)
+        return Road(network=network, np_random=rng, record_history=False)
+    return _build_network_road(spec.kind, rng)
+
+
+def _make_vehicle(road: Road, init: VehicleInit, slot: int, hazard: HazardPlan,
+                  substep_s: float) -> Vehicle:
+    lane = road.network.get_lane(init.lane)
+    position = lane.position(init.s_m, 0.0)
+    heading = lane.heading_at(init.s_m)
+    if init.behavior == "ego" or init.behavior == "static":
+        vehicle = Vehicle(road, position, heading, init.speed_mps)
+    elif init.behavior == "idm":
+        vehicle_type = BrakingLeadVehicle if (
+            hazard.kind == "lead_brake" and hazard.vehicle == slot) else IDMVehicle
+        vehicle = vehicle_type(road, position, heading, init.speed_mps,
+                               target_lane_index=init.lane, target_speed=init.target_speed_mps,
+                               enable_lane_change=init.lane_changes)
+        if isinstance(vehicle, BrakingLeadVehicle):
+            vehicle.substep_s = substep_s
+        if init.destination is not None:
+            vehicle.plan_route_to(init.destination)
+    else:
+        raise ValueError(f"vehicle behavior {init.behavior!r}: allowed values are ego, idm, static")
+    vehicle.LENGTH = init.length_m
+    vehicle.WIDTH = init.width_m
+    vehicle.diagonal = float(np.hypot(init.length_m, init.width_m))
+    return vehicle
+
+
+def _road_geometry(network: RoadNetwork) -> RoadGeometry:
+    """Sample every lane of `network` into centre-line segments and painted boundary segments."""
+    lane_segments, half_widths, markings = [], [], []
+    for lanes in (to_dict for from_dict in network.graph.values() for to_dict in from_dict.values()):
+        for lane in lanes:
+            straight = type(lane) is StraightLane
+            n = 1 if straight else max(1, int(np.ceil(lane.length / CHORD_M)))
+            s = np.linspace(0.0, lane.length, n + 1)
+            centre = np.array([lane.position(si, 0.0) for si in s])
+            for i in range(n):
+                lane_segments.append(centre[i:i + 2])
+                half_widths.append(0.5 * lane.width_at(0.5 * (s[i] + s[i + 1])))
+            for side, line_type in enumerate(lane.line_types or ()):
+                if line_type in (LineType.NONE,):
+                    continue
+                offset = (side - 0.5)
+                if line_type == LineType.STRIPED:
+                    starts = np.arange(0.0, lane.length, STRIPE_PERIOD_M)
+                    ends = np.minimum(starts + STRIPE_LENGTH_M, lane.length)
+                else:
+                    starts, ends = s[:-1], s[1:]
+                for a, b in zip(starts, ends):
+                    markings.append([lane.position(a, offset * lane.width_at(a)),
+                                     lane.position(b, offset * lane.width_at(b))])
+    lane_array = np.asarray(lane_segments, dtype=np.float64)[None]
+    marking_array = np.asarray(markings, dtype=np.float64).reshape(-1, 2, 2)[None]
+    return RoadGeometry(
+        lane_segments=lane_array,
+        lane_half_width=np.asarray(half_widths, dtype=np.float64)[None],
+        lane_valid=np.ones(lane_array.shape[:2], dtype=bool),
+        marking_segments=marking_array,
+        marking_valid=np.ones(marking_array.shape[:2], dtype=bool),
+    )
+
+
+class HighwayBackend:
+    """One highway-env world behind the `Backend` protocol (`B = 1`)."""
+
+    name = "highway"
+
+    def __init__(self, simulation_frequency: int = 50):
+        self.simulation_frequency = int(simulation_frequency)
+        self._substep_s = 1.0 / self.simulation_frequency
+        self._substep_index = 0
+        self.road: Road | None = None
+        self.ego: Vehicle | None = None
+        self._others: list = []
+        self._hazard = HazardPlan()
+        self._hazard_vehicle = None
+        self._geometry: RoadGeometry | None = None
+
+    # -- protocol -------------------------------------------------------------------------
+
+    @property
+    def substep_index(self) -> int:
+        return self._substep_index
+
+    def reset(self, init: ScenarioInit) -> None:
+        if init.simulation_frequency != self.simulation_frequency:
+            raise ValueError(
+                f"scenario generated for {init.simulation_frequency} Hz, backend runs at "
+                f"{self.simulation_frequency} Hz")
+        road = build_road(init.road, init.seed)
+        vehicles = [_make_vehicle(road, v, slot, init.hazard, self._substep_s)
+                    for slot, v in enumerate(init.vehicles)]
+        road.vehicles.extend(vehicles)
+        self.road = road
+        self.ego = vehicles[0]
+        self._others = vehicles[1:] + list(road.objects)
+        self._ids = list(range(len(vehicles))) + [len(vehicles) + i for i in range(len(road.objects))]
+        self._hazard = init.hazard
+        self._hazard_vehicle = vehicles[init.hazard.vehicle] if init.hazard.vehicle >= 0 else None
+        self._substep_index = 0
+        self._geometry = _road_geometry(road.network)
+
+    def substep(self, pieces: Sequence[Piece]) -> None:
+        self._trigger_hazard()
+        dt = self._substep_s
+        road, ego = self.road, self.ego
+        road.act()
+        for vehicle in road.vehicles:
+            if vehicle is not ego:
+                vehicle.step(dt)
+        for piece in pieces:
+            # Brakes stop the car; they do not reverse it.
+            acceleration = max(piece.command.acceleration, -max(ego.speed, 0.0) / piece.duration_s)
+            ego.act({"acceleration": acceleration, "steering": piece.command.steering})
+            ego.step(piece.duration_s)
+        for other in self._others:
+            ego.handle_collisions(other, dt)
+        self._substep_index += 1
+
+    def snapshot(self) -> WorldSnapshot:
+        ego = self.ego
+        bodies = [ego, *self._others]
+        lane = ego.lane
+        s, lateral = lane.local_coordinates(ego.position)
+        lane_count = len(self.road.network.graph[ego.lane_index[0]][ego.lane_index[1]])
+
+        def column(values, dtype=np.float64):
+            return np.asarray(values, dtype=dtype)[None]
+
+        return WorldSnapshot(
+            time_s=np.array([self._substep_index * self._substep_s]),
+            position=column([b.position for b in bodies]),
+            heading=column([b.heading for b in bodies]),
+            speed=column([b.speed for b in bodies]),
+            acceleration=column([getattr(b, "action", {}).get("acceleration", 0.0)
+                                 for b in bodies]),
+            length=column([b.LENGTH for b in bodies]),
+            width=column([b.WIDTH for b in bodies]),
+            vehicle_id=column([0, *self._ids[1:]], np.int64),
+            valid=np.ones((1, len(bodies)), dtype=bool),
+            ego_steering=np.array([float(ego.action["steering"])]),
+            ego_lane_offset=np.array([lateral]),
+            ego_heading_error=np.array([wrap_to_pi(ego.heading - lane.heading_at(s))]),
+            ego_lane_index=np.array([ego.lane_index[2]], dtype=np.int64),
+            ego_lane_count=np.array([lane_count], dtype=np.int64),
+            ego_on_road=np.array([bool(ego.on_road)]),
+            crashed=np.array([bool(ego.crashed)]),
+        )
+
+    def road_geometry(self) -> RoadGeometry:
+        return self._geometry
+
+    # -- hazards --------------------------------------------------------------------------
+
+    def _trigger_hazard(self) -> None:
+        """Start a scripted hazard when its onset substep begins (t = onset_substep * dt)."""
+        plan, vehicle = self._hazard, self._hazard_vehicle
+        if plan.onset_substep is None or self._substep_index != plan.onset_substep:
+            return
+        if plan.kind == "lead_brake":
+            vehicle.braking_decel_mps2 = plan.decel_mps2
+        elif plan.kind == "cut_in":
+            vehicle.target_lane_index = plan.target_lane
+            vehicle.target_speed = plan.target_speed_mps

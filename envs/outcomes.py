@@ -1,0 +1,51 @@
+"""Per-substep outcome measurements, pure functions of a `WorldSnapshot` (any backend).
+
+The metrics layer aggregates these over an episode (min gap and TTC after the hazard
+onset, progress, jerk); here only what one instant shows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.types import EGO, WorldSnapshot
+
+LATERAL_MARGIN_M = 0.0
+"""Extra lateral clearance counted as "in the ego's path" [m]."""
+
+
+def lead_gap_and_ttc(snapshot: WorldSnapshot) -> tuple[np.ndarray, np.ndarray]:
+    """Bumper-to-bumper gap to the nearest vehicle ahead in the ego's path, and the TTC to it.
+
+    "In the path" means the vehicle's centre is ahead of the ego's and the two bodies
+    overlap laterally in the ego frame (half-widths summed). The gap is measured along the
+    ego's heading between the ego's front and the other's rear; the time to collision is
+    `gap / closing speed` with ground velocities projected on the ego heading, `inf` when
+    not closing or no vehicle is ahead.
+
+    Returns:
+        gap_m `(B,)` [m] and ttc_s `(B,)` [s]; `inf` where nothing is ahead.
+    """
+    position, heading, speed = snapshot.position, snapshot.heading, snapshot.speed
+    ego_heading = heading[:, EGO]
+    forward = np.stack([np.cos(ego_heading), np.sin(ego_heading)], axis=-1)  # (B, 2)
+    left = np.stack([-np.sin(ego_heading), np.cos(ego_heading)], axis=-1)
+    offset = position - position[:, EGO:EGO + 1]  # (B, N, 2)
+    x = np.einsum("bnd,bd->bn", offset, forward)
+    y = np.einsum("bnd,bd->bn", offset, left)
+    valid = snapshot.valid.copy()
+    valid[:, EGO] = False
+    half_widths = 0.5 * (snapshot.width + snapshot.width[:, EGO:EGO + 1]) + LATERAL_MARGIN_M
+    in_path = valid & (x > 0.0) & (np.abs(y) < half_widths)
+    gap = x - 0.5 * (snapshot.length + snapshot.length[:, EGO:EGO + 1])
+    gap = np.where(in_path, gap, np.inf)
+    nearest = np.argmin(gap, axis=1)
+    rows = np.arange(gap.shape[0])
+    gap_m = gap[rows, nearest]
+    other_velocity = speed[rows, nearest, None] * np.stack(
+        [np.cos(heading[rows, nearest]), np.sin(heading[rows, nearest])], axis=-1)
+    closing = speed[:, EGO] - np.einsum("bd,bd->b", other_velocity, forward)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ttc_s = np.where(np.isfinite(gap_m) & (closing > 0.0),
+                         np.maximum(gap_m, 0.0) / closing, np.inf)
+    return gap_m, ttc_s

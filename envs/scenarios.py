@@ -1,0 +1,534 @@
+"""Seeded scenario generators: a seed in, an initial state (road, vehicles, hazard plan) out.
+
+A scenario is the project's own code, not a backend's: `generate(name, config, seed, f)`
+returns a `ScenarioInit` that any backend instantiates, so two backends run the very same
+episode from the same seed. Every random draw comes from `np.random.default_rng(seed)`.
+
+Straight multi-lane roads ("straight") serve Highway and the three hazard scenarios; Merge,
+Roundabout and Intersection use highway-env's own road networks ("merge", "roundabout",
+"intersection") and lane names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from envs.errors import ConfigError, check_interval, check_range
+
+LaneId = tuple[str, str, int]
+"""highway-env lane index: (from node, to node, lane number)."""
+
+HAZARD_KINDS = ("none", "lead_brake", "cut_in", "stopped_vehicle")
+VEHICLE_LENGTH_M = 5.0
+VEHICLE_WIDTH_M = 2.0
+
+
+@dataclass(frozen=True)
+class RoadSpec:
+    """The road to build.
+
+    Attributes:
+        kind: "straight", "merge", "roundabout" or "intersection".
+        lanes: lanes of a straight road.
+        length_m: length of a straight road [m].
+        lane_width_m: lane width of a straight road [m].
+        speed_limit_mps: speed limit of a straight road [m/s].
+    """
+
+    kind: str = "straight"
+    lanes: int = 3
+    length_m: float = 2000.0
+    lane_width_m: float = 4.0
+    speed_limit_mps: float = 30.0
+
+
+@dataclass(frozen=True)
+class VehicleInit:
+    """One vehicle's initial state.
+
+    Attributes:
+        lane: highway-env lane index it starts on.
+        s_m: longitudinal position along that lane [m].
+        speed_mps: initial speed [m/s].
+        target_speed_mps: cruise speed its driver model aims for [m/s].
+        behavior: "ego" (driven by the agent), "idm" (IDM + MOBIL) or "static" (parked).
+        lane_changes: whether an "idm" vehicle may change lanes (MOBIL).
+        destination: highway-env destination node for route-following traffic, or None.
+        length_m, width_m: footprint [m].
+    """
+
+    lane: LaneId
+    s_m: float
+    speed_mps: float
+    target_speed_mps: float
+    behavior: str = "idm"
+    lane_changes: bool = True
+    destination: str | None = None
+    length_m: float = VEHICLE_LENGTH_M
+    width_m: float = VEHICLE_WIDTH_M
+
+
+@dataclass(frozen=True)
+class HazardPlan:
+    """The scripted hazard of an episode.
+
+    Attributes:
+        kind: one of HAZARD_KINDS.
+        vehicle: slot (index into `ScenarioInit.vehicles`) of the hazard vehicle, -1 if none.
+        onset_substep: substep at which a "lead_brake" or "cut_in" begins (onset time
+            `t_h = onset_substep * dt`); None for "stopped_vehicle", whose onset is the first
+            substep boundary at which it is within `trigger_range_m` of the ego.
+        decel_mps2: "lead_brake": constant deceleration of the lead until standstill [m/s^2].
+        target_lane: "cut_in": lane the vehicle moves into.
+        target_speed_mps: "cut_in": speed the vehicle slows to while cutting in [m/s].
+        trigger_range_m: "stopped_vehicle": sensor range that defines the onset [m].
+    """
+
+    kind: str = "none"
+    vehicle: int = -1
+    onset_substep: int | None = None
+    decel_mps2: float = 0.0
+    target_lane: LaneId | None = None
+    target_speed_mps: float = 0.0
+    trigger_range_m: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScenarioInit:
+    """Everything a backend needs to instantiate one episode."""
+
+    name: str
+    seed: int
+    simulation_frequency: int
+    road: RoadSpec
+    vehicles: tuple[VehicleInit, ...]
+    hazard: HazardPlan
+    duration_s: float
+
+    @property
+    def duration_substeps(self) -> int:
+        return round(self.duration_s * self.simulation_frequency)
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    """Traffic on a straight road.
+
+    Attributes:
+        lanes: number of lanes.
+        vehicles: traffic vehicles to place (fewer if the road segment is full).
+        ego_speed_mps: (low, high) initial ego speed [m/s].
+        traffic_speed_mps: (low, high) initial and cruise speed of traffic [m/s].
+        lane_changes: traffic may change lanes (MOBIL).
+        duration_s: episode length [s].
+        min_spacing_m: minimum centre distance between vehicles in one lane at start [m].
+    """
+
+    lanes: int = 3
+    vehicles: int = 12
+    ego_speed_mps: tuple[float, float] = (22.0, 26.0)
+    traffic_speed_mps: tuple[float, float] = (20.0, 27.0)
+    lane_changes: bool = True
+    duration_s: float = 20.0
+    min_spacing_m: float = 20.0
+
+    def __post_init__(self) -> None:
+        check_range("lanes", self.lanes, 1, 8)
+        check_range("vehicles", self.vehicles, 0, 200)
+        check_interval("ego_speed_mps", self.ego_speed_mps, 0.0, 40.0)
+        check_interval("traffic_speed_mps", self.traffic_speed_mps, 0.0, 40.0)
+        check_range("duration_s", self.duration_s, 0.0, 600.0, low_inclusive=False)
+        check_range("min_spacing_m", self.min_spacing_m, 6.0, 200.0)
+
+
+@dataclass(frozen=True)
+class HighwayConfig(TrafficConfig):
+    """Highway: multi-lane traffic with IDM car-following and MOBIL lane changes."""
+
+    lanes: int = 4
+    vehicles: int = 15
+
+
+@dataclass(frozen=True)
+class LeadBrakeConfig(TrafficConfig):
+    """Lead brake: the vehicle ahead in the ego lane brakes hard to a standstill.
+
+    Attributes:
+        onset_s: (low, high) hazard onset time [s].
+        decel_mps2: (low, high) deceleration of the lead [m/s^2].
+        gap_m: (low, high) initial bumper-to-bumper gap to the lead [m].
+    """
+
+    vehicles: int = 8
+    lane_changes: bool = False
+    duration_s: float = 12.0
+    onset_s: tuple[float, float] = (3.0, 5.0)
+    decel_mps2: tuple[float, float] = (5.0, 8.0)
+    gap_m: tuple[float, float] = (25.0, 40.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_interval("onset_s", self.onset_s, 0.0, self.duration_s)
+        check_interval("decel_mps2", self.decel_mps2, 0.5, 12.0)
+        check_interval("gap_m", self.gap_m, 2.0, 200.0)
+
+
+@dataclass(frozen=True)
+class CutInConfig(TrafficConfig):
+    """Cut-in: a vehicle in the next lane, slightly ahead, changes into the ego lane and slows.
+
+    Attributes:
+        onset_s: (low, high) time the cut-in starts [s].
+        gap_m: (low, high) initial longitudinal bumper gap of the cutter ahead of the ego [m].
+        slowdown_mps: (low, high) how much slower than the ego's start speed it drives after
+            cutting in [m/s].
+    """
+
+    vehicles: int = 8
+    lane_changes: bool = False
+    duration_s: float = 12.0
+    onset_s: tuple[float, float] = (2.0, 4.0)
+    gap_m: tuple[float, float] = (6.0, 14.0)
+    slowdown_mps: tuple[float, float] = (3.0, 8.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_interval("onset_s", self.onset_s, 0.0, self.duration_s)
+        check_interval("gap_m", self.gap_m, 0.0, 200.0)
+        check_interval("slowdown_mps", self.slowdown_mps, 0.0, 30.0)
+        if self.lanes < 2:
+            raise ConfigError("lanes", self.lanes, "cut-in needs at least 2 lanes")
+
+
+@dataclass(frozen=True)
+class StoppedVehicleConfig(TrafficConfig):
+    """Stopped vehicle: a vehicle stands still in the ego lane and comes into sensor range.
+
+    Attributes:
+        onset_s: (low, high) time at which, at its initial speed, the ego would bring the
+            stopped vehicle within `trigger_range_m`; the recorded onset is when it really does.
+        trigger_range_m: sensor range defining the onset [m] (the sensors' `range_m`).
+    """
+
+    vehicles: int = 8
+    lane_changes: bool = False
+    duration_s: float = 14.0
+    ego_speed_mps: tuple[float, float] = (18.0, 24.0)
+    onset_s: tuple[float, float] = (2.0, 4.0)
+    trigger_range_m: float = 48.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_interval("onset_s", self.onset_s, 0.0, self.duration_s)
+        check_range("trigger_range_m", self.trigger_range_m, 1.0, 500.0)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Merge, roundabout and intersection: highway-env road networks with traffic.
+
+    Attributes:
+        vehicles: traffic vehicles.
+        duration_s: episode length [s].
+        ego_speed_mps: (low, high) initial ego speed [m/s].
+        traffic_speed_mps: (low, high) traffic speed [m/s].
+    """
+
+    vehicles: int = 6
+    duration_s: float = 15.0
+    ego_speed_mps: tuple[float, float] = (8.0, 12.0)
+    traffic_speed_mps: tuple[float, float] = (8.0, 12.0)
+
+    def __post_init__(self) -> None:
+        check_range("vehicles", self.vehicles, 0, 50)
+        check_range("duration_s", self.duration_s, 0.0, 600.0, low_inclusive=False)
+        check_interval("ego_speed_mps", self.ego_speed_mps, 0.0, 40.0)
+        check_interval("traffic_speed_mps", self.traffic_speed_mps, 0.0, 40.0)
+
+
+@dataclass(frozen=True)
+class MergeConfig(NetworkConfig):
+    """Merge: highway traffic and a vehicle joining from an on-ramp."""
+
+    vehicles: int = 6
+    duration_s: float = 12.0
+    ego_speed_mps: tuple[float, float] = (22.0, 26.0)
+    traffic_speed_mps: tuple[float, float] = (20.0, 26.0)
+
+
+@dataclass(frozen=True)
+class RoundaboutConfig(NetworkConfig):
+    """Roundabout: enter a two-lane roundabout with circulating traffic."""
+
+
+@dataclass(frozen=True)
+class IntersectionConfig(NetworkConfig):
+    """Intersection: cross a four-way junction with traffic from the other approaches."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _uniform(rng: np.random.Generator, interval: tuple[float, float]) -> float:
+    low, high = interval
+    return float(low) if low == high else float(rng.uniform(low, high))
+
+
+def _straight_lane(i: int) -> LaneId:
+    return ("0", "1", i)
+
+
+def _place_traffic(
+    rng: np.random.Generator,
+    config: TrafficConfig,
+    occupied: list[tuple[int, float]],
+    lanes: list[int],
+    s_range: tuple[float, float],
+    count: int,
+) -> list[VehicleInit]:
+    """Drop `count` IDM vehicles on `lanes` within `s_range`, keeping `min_spacing_m` per lane.
+
+    `occupied` lists `(lane, s)` already taken (ego, hazard vehicles) and is extended.
+    Placement is rejection sampling with a fixed number of tries, so it is deterministic
+    for a seed and may place fewer vehicles on a crowded road.
+    """
+    placed = []
+    if not lanes:
+        return placed
+    for _ in range(count):
+        for _attempt in range(50):
+            lane = int(lanes[rng.integers(len(lanes))])
+            s = float(rng.uniform(*s_range))
+            if all(abs(s - s_other) >= config.min_spacing_m
+                   for lane_other, s_other in occupied if lane_other == lane):
+                speed = _uniform(rng, config.traffic_speed_mps)
+                placed.append(VehicleInit(_straight_lane(lane), s, speed, speed,
+                                          lane_changes=config.lane_changes))
+                occupied.append((lane, s))
+                break
+    return placed
+
+
+def _straight_road(config: TrafficConfig) -> RoadSpec:
+    return RoadSpec(kind="straight", lanes=config.lanes)
+
+
+EGO_START_S = 200.0
+"""Ego start position along a straight road [m]: room behind for following traffic."""
+
+
+# ----------------------------------------------------------------------------- generators
+
+
+def _highway(config: HighwayConfig, rng: np.random.Generator, f: int) -> tuple:
+    ego_lane = int(rng.integers(config.lanes))
+    ego_speed = _uniform(rng, config.ego_speed_mps)
+    ego = VehicleInit(_straight_lane(ego_lane), EGO_START_S, ego_speed, ego_speed, "ego")
+    occupied = [(ego_lane, EGO_START_S)]
+    traffic = _place_traffic(rng, config, occupied, list(range(config.lanes)),
+                             (EGO_START_S - 80.0, EGO_START_S + 300.0), config.vehicles)
+    return _straight_road(config), (ego, *traffic), HazardPlan()
+
+
+def _hazard_traffic(rng, config: TrafficConfig, ego_lane: int, occupied: list) -> list:
+    """Traffic for hazard scenarios: the other lanes, ahead and behind; none in the ego lane."""
+    other_lanes = [lane for lane in range(config.lanes) if lane != ego_lane]
+    return _place_traffic(rng, config, occupied, other_lanes,
+                          (EGO_START_S - 60.0, EGO_START_S + 250.0), config.vehicles)
+
+
+def _lead_brake(config: LeadBrakeConfig, rng: np.random.Generator, f: int) -> tuple:
+    ego_lane = int(rng.integers(config.lanes))
+    speed = _uniform(rng, config.ego_speed_mps)
+    gap = _uniform(rng, config.gap_m)
+    lead_s = EGO_START_S + gap + VEHICLE_LENGTH_M
+    ego = VehicleInit(_straight_lane(ego_lane), EGO_START_S, speed, speed, "ego")
+    lead = VehicleInit(_straight_lane(ego_lane), lead_s, speed, speed, "idm", lane_changes=False)
+    onset = round(_uniform(rng, config.onset_s) * f)
+    hazard = HazardPlan("lead_brake", vehicle=1, onset_substep=onset,
+                        decel_mps2=_uniform(rng, config.decel_mps2))
+    occupied = [(ego_lane, EGO_START_S), (ego_lane, lead_s)]
+    traffic = _hazard_traffic(rng, config, ego_lane, occupied)
+    return _straight_road(config), (ego, lead, *traffic), hazard
+
+
+def _cut_in(config: CutInConfig, rng: np.random.Generator, f: int) -> tuple:
+    ego_lane = int(rng.integers(config.lanes))
+    sides = [lane for lane in (ego_lane - 1, ego_lane + 1) if 0 <= lane < config.lanes]
+    cutter_lane = int(sides[rng.integers(len(sides))])
+    speed = _uniform(rng, config.ego_speed_mps)
+    gap = _uniform(rng, config.gap_m)
+    cutter_s = EGO_START_S + gap + VEHICLE_LENGTH_M
+    ego = VehicleInit(_straight_lane(ego_lane), EGO_START_S, speed, speed, "ego")
+    cutter = VehicleInit(_straight_lane(cutter_lane), cutter_s, speed, speed, "idm",
+                         lane_changes=False)
+    onset = round(_uniform(rng, config.onset_s) * f)
+    hazard = HazardPlan("cut_in", vehicle=1, onset_substep=onset,
+                        target_lane=_straight_lane(ego_lane),
+                        target_speed_mps=max(0.0, speed - _uniform(rng, config.slowdown_mps)))
+    occupied = [(ego_lane, EGO_START_S), (cutter_lane, cutter_s)]
+    traffic = _hazard_traffic(rng, config, ego_lane, occupied)
+    return _straight_road(config), (ego, cutter, *traffic), hazard
+
+
+def _stopped_vehicle(config: StoppedVehicleConfig, rng: np.random.Generator, f: int) -> tuple:
+    ego_lane = int(rng.integers(config.lanes))
+    speed = _uniform(rng, config.ego_speed_mps)
+    onset = _uniform(rng, config.onset_s)
+    stopped_s = EGO_START_S + config.trigger_range_m + speed * onset
+    ego = VehicleInit(_straight_lane(ego_lane), EGO_START_S, speed, speed, "ego")
+    stopped = VehicleInit(_straight_lane(ego_lane), stopped_s, 0.0, 0.0, "static",
+                          lane_changes=False)
+    hazard = HazardPlan("stopped_vehicle", vehicle=1, trigger_range_m=config.trigger_range_m)
+    occupied = [(ego_lane, EGO_START_S), (ego_lane, stopped_s)]
+    traffic = _hazard_traffic(rng, config, ego_lane, occupied)
+    return _straight_road(config), (ego, stopped, *traffic), hazard
+
+
+def _merge(config: MergeConfig, rng: np.random.Generator, f: int) -> tuple:
+    # Lanes as in highway-env's MergeEnv: highway a->b->c->d (lanes 0, 1), ramp j->k->b.
+    ego_speed = _uniform(rng, config.ego_speed_mps)
+    ego = VehicleInit(("a", "b", 1), 30.0, ego_speed, ego_speed, "ego")
+    vehicles = [ego]
+    occupied = [(1, 30.0)]
+    for _ in range(config.vehicles):
+        for _attempt in range(50):
+            lane = int(rng.integers(2))
+            s = float(rng.uniform(0.0, 200.0))
+            if all(abs(s - so) >= 15.0 for lo, so in occupied if lo == lane):
+                speed = _uniform(rng, config.traffic_speed_mps)
+                vehicles.append(VehicleInit(("a", "b", lane), s, speed, speed))
+                occupied.append((lane, s))
+                break
+    ramp_speed = _uniform(rng, config.traffic_speed_mps)
+    vehicles.append(VehicleInit(("j", "k", 0), float(rng.uniform(90.0, 120.0)), ramp_speed,
+                                ramp_speed, lane_changes=True))
+    return RoadSpec(kind="merge"), tuple(vehicles), HazardPlan()
+
+
+def _roundabout(config: RoundaboutConfig, rng: np.random.Generator, f: int) -> tuple:
+    # Lanes as in highway-env's RoundaboutEnv: ego enters from the south, exits north.
+    ego_speed = _uniform(rng, config.ego_speed_mps)
+    ego = VehicleInit(("ser", "ses", 0), 125.0, ego_speed, ego_speed, "ego", destination="nxs")
+    ring = [("we", "sx"), ("sx", "se"), ("se", "ex"), ("ex", "ee"), ("ee", "nx"),
+            ("nx", "ne"), ("ne", "wx"), ("wx", "we")]
+    exits = ["exr", "sxr", "nxr", "wxr"]
+    vehicles = [ego]
+    slots = rng.permutation(len(ring) * 2)[: config.vehicles]
+    for slot in slots:
+        edge = ring[int(slot) // 2]
+        lane = int(slot) % 2
+        speed = _uniform(rng, config.traffic_speed_mps)
+        vehicles.append(VehicleInit((edge[0], edge[1], lane), float(rng.uniform(0.0, 5.0)),
+                                    speed, speed, destination=exits[rng.integers(len(exits))]))
+    return RoadSpec(kind="roundabout"), tuple(vehicles), HazardPlan()
+
+
+def _intersection(config: IntersectionConfig, rng: np.random.Generator, f: int) -> tuple:
+    # Lanes as in highway-env's IntersectionEnv: approach i is "o{i}" -> "ir{i}".
+    ego_speed = _uniform(rng, config.ego_speed_mps)
+    ego = VehicleInit(("o0", "ir0", 0), 60.0, ego_speed, ego_speed, "ego", destination="o1")
+    vehicles = [ego]
+    occupied: list[tuple[int, float]] = []
+    for _ in range(config.vehicles):
+        for _attempt in range(50):
+            approach = int(rng.integers(1, 4))
+            s = float(rng.uniform(20.0, 85.0))
+            if all(abs(s - so) >= 12.0 for ao, so in occupied if ao == approach):
+                speed = _uniform(rng, config.traffic_speed_mps)
+                destination = f"o{int(rng.choice([i for i in range(4) if i != approach]))}"
+                vehicles.append(VehicleInit((f"o{approach}", f"ir{approach}", 0), s, speed, speed,
+                                            destination=destination))
+                occupied.append((approach, s))
+                break
+    return RoadSpec(kind="intersection"), tuple(vehicles), HazardPlan()
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    """A named scenario: CLI name, Gymnasium id, one-line description, config and generator."""
+
+    name: str
+    env_id: str
+    description: str
+    config_type: type
+    generator: Callable[[Any, np.random.Generator, int], tuple]
+    hazard: str = "none"
+
+    @property
+    def straight(self) -> bool:
+        """Runs on a straight multi-lane road (what the batched backend supports)."""
+        return self.generator in (_highway, _lead_brake, _cut_in, _stopped_vehicle)
+
+
+SCENARIOS: dict[str, ScenarioSpec] = {
+    spec.name: spec
+    for spec in (
+        ScenarioSpec("highway", "reflexdrive/Highway-v0",
+                     "4-lane highway, IDM/MOBIL traffic; drive fast without collisions",
+                     HighwayConfig, _highway),
+        ScenarioSpec("merge", "reflexdrive/Merge-v0",
+                     "highway with an on-ramp; a vehicle merges into traffic",
+                     MergeConfig, _merge),
+        ScenarioSpec("roundabout", "reflexdrive/Roundabout-v0",
+                     "enter and cross a two-lane roundabout with circulating traffic",
+                     RoundaboutConfig, _roundabout),
+        ScenarioSpec("intersection", "reflexdrive/Intersection-v0",
+                     "cross a four-way intersection with traffic from other approaches",
+                     IntersectionConfig, _intersection),
+        ScenarioSpec("lead-brake", "reflexdrive/LeadBrake-v0",
+                     "hazard: the lead vehicle in the ego lane brakes hard to a stop",
+                     LeadBrakeConfig, _lead_brake, "lead_brake"),
+        ScenarioSpec("cut-in", "reflexdrive/CutIn-v0",
+                     "hazard: a vehicle from the next lane cuts in close ahead and slows",
+                     CutInConfig, _cut_in, "cut_in"),
+        ScenarioSpec("stopped-vehicle", "reflexdrive/StoppedVehicle-v0",
+                     "hazard: a stopped vehicle in the ego lane comes into sensor range",
+                     StoppedVehicleConfig, _stopped_vehicle, "stopped_vehicle"),
+    )
+}
+
+
+def scenario_spec(name: str) -> ScenarioSpec:
+    """The spec of a scenario by CLI name; ConfigError listing the names otherwise."""
+    if name not in SCENARIOS:
+        raise ConfigError("scenario", name, "allowed values are " + ", ".join(SCENARIOS))
+    return SCENARIOS[name]
+
+
+def make_config(name: str, overrides: dict | None = None) -> Any:
+    """The scenario's config with `overrides` applied; unknown keys are a ConfigError."""
+    spec = scenario_spec(name)
+    overrides = dict(overrides or {})
+    fields = {f.name for f in dataclasses.fields(spec.config_type)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]}", overrides[unknown[0]],
+                          "allowed keys are " + ", ".join(sorted(fields)))
+    for key, value in overrides.items():
+        if isinstance(value, list):
+            overrides[key] = tuple(value)
+    return spec.config_type(**overrides)
+
+
+def generate(name: str, config: Any, seed: int, simulation_frequency: int) -> ScenarioInit:
+    """The initial state of scenario `name` for `seed` (pure: same inputs, same output)."""
+    spec = scenario_spec(name)
+    if not isinstance(config, spec.config_type):
+        raise ConfigError(f"{name} config", type(config).__name__,
+                          f"must be a {spec.config_type.__name__}")
+    rng = np.random.default_rng(seed)
+    road, vehicles, hazard = spec.generator(config, rng, simulation_frequency)
+    return ScenarioInit(name=name, seed=int(seed), simulation_frequency=simulation_frequency,
+                        road=road, vehicles=tuple(vehicles), hazard=hazard,
+                        duration_s=float(config.duration_s))
