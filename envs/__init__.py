@@ -1,0 +1,7 @@
+"""The world: scenarios, sensors, backends, the tick clock and latency models."""
+
+from envs.registration import make_env, register_envs
+
+register_envs()
+
+__all__ = ["make_env", "register_envs"]

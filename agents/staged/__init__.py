@@ -1,0 +1,10 @@
+"""The staged stack: perception -> tracking -> planning -> control."""
+
+from agents.staged.control import LaneKeepingController
+from agents.staged.perception import OraclePerception
+from agents.staged.planning import IDMParams, IDMPlanner, idm_acceleration
+from agents.staged.stack import StagedAgent
+from agents.staged.tracking import IdentityTracker
+
+__all__ = ["IDMParams", "IDMPlanner", "IdentityTracker", "LaneKeepingController",
+           "OraclePerception", "StagedAgent", "idm_acceleration"]

@@ -1,0 +1,259 @@
+"""`DrivingEnv`: one scenario on one backend, observed through the sensors.
+
+The world env. `step(action)` is plain Gymnasium (lockstep, no latency: one tick, the
+command applied from the tick's start). The clock (`envs.clock_wrapper.ClockWrapper`) drives
+it through `run_window`, which integrates whatever command pieces the tick contract
+produced. Observations are `Dict(bev, lidar, ego)`; ground truth (objects in the ego frame,
+hazard state) goes in `info`, never in the observation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from envs import sensors
+from envs.clock import TickClock, Window
+from envs.config import (ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, ClockConfig,
+                         SensorConfig)
+from envs.errors import ConfigError, check_range
+from envs.hazards import HazardTracker
+from envs.highway_backend import HighwayBackend
+from envs.outcomes import lead_gap_and_ttc
+from envs.scenarios import ScenarioInit, generate, make_config, scenario_spec
+from envs.types import EGO, Command, SubstepOutcome, WorldSnapshot
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward per decision: mean speed progress minus penalties.
+
+    `r = mean over substeps of clip(v / speed_target_mps, 0, 1)
+         - collision_penalty * crashed - offroad_penalty * offroad`.
+
+    Attributes:
+        speed_target_mps: speed that earns the full progress reward [m/s].
+        collision_penalty: subtracted once when the ego collides.
+        offroad_penalty: subtracted once when the ego leaves the road.
+    """
+
+    speed_target_mps: float = 30.0
+    collision_penalty: float = 10.0
+    offroad_penalty: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_range("reward.speed_target_mps", self.speed_target_mps, 0.0, 100.0,
+                    low_inclusive=False)
+        check_range("reward.collision_penalty", self.collision_penalty, 0.0)
+        check_range("reward.offroad_penalty", self.offroad_penalty, 0.0)
+
+
+def _coerce(config_type: type, value: Any, field_name: str):
+    """Accept a config instance, a dict of its fields, or None (defaults)."""
+    if value is None:
+        return config_type()
+    if isinstance(value, config_type):
+        return value
+    if isinstance(value, dict):
+        allowed = {f.name for f in fields(config_type)}
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise ConfigError(f"{field_name}.{unknown[0]}", value[unknown[0]],
+                              "allowed keys are " + ", ".join(sorted(allowed)))
+        return config_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+    raise ConfigError(field_name, value, f"must be a {config_type.__name__} or a dict")
+
+
+def observation_space(sensor_config: SensorConfig) -> spaces.Dict:
+    """The `Dict(bev, lidar, ego)` space for `sensor_config`."""
+    beams = sensor_config.lidar_beams
+    lidar_low = np.tile(np.array([0.0, -np.inf], dtype=np.float32), (beams, 1))
+    lidar_high = np.tile(np.array([sensor_config.range_m, np.inf], dtype=np.float32), (beams, 1))
+    return spaces.Dict({
+        "bev": spaces.Box(0, 255, sensor_config.bev_shape, dtype=np.uint8),
+        "lidar": spaces.Box(lidar_low, lidar_high, dtype=np.float32),
+        "ego": spaces.Box(-np.inf, np.inf, (len(EGO_FEATURES),), dtype=np.float32),
+    })
+
+
+def action_space() -> spaces.Box:
+    """`[acceleration m/s^2, steering rad]` within `ACCELERATION_BOUNDS`, `STEERING_BOUNDS`."""
+    low = np.array([ACCELERATION_BOUNDS[0], STEERING_BOUNDS[0]], dtype=np.float32)
+    high = np.array([ACCELERATION_BOUNDS[1], STEERING_BOUNDS[1]], dtype=np.float32)
+    return spaces.Box(low, high, dtype=np.float32)
+
+
+def action_to_command(action: np.ndarray) -> Command:
+    """Clip an action to the bounds and turn it into a `Command`."""
+    array = np.asarray(action, dtype=np.float64).reshape(-1)
+    if array.shape != (2,) or not np.all(np.isfinite(array)):
+        raise ValueError(f"action {action!r}: expected 2 finite numbers [acceleration, steering]")
+    return Command(float(np.clip(array[0], *ACCELERATION_BOUNDS)),
+                   float(np.clip(array[1], *STEERING_BOUNDS)))
+
+
+class DrivingEnv(gym.Env):
+    """A reflexdrive scenario as a Gymnasium env (highway-env backend).
+
+    Args:
+        scenario: scenario name, e.g. "lead-brake" (see `reflexdrive scenarios`).
+        scenario_config: the scenario's config or a dict of overrides.
+        sensors: a `SensorConfig` or a dict of overrides.
+        simulation_frequency: substep rate [Hz].
+        policy_frequency: tick rate [Hz]; must divide `simulation_frequency`.
+        reward: a `RewardConfig` or a dict of overrides.
+        render_mode: None or "rgb_array" (highway-env's pygame top-down view).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        scenario: str = "highway",
+        scenario_config: Any = None,
+        sensors: Any = None,
+        simulation_frequency: int = 50,
+        policy_frequency: int = 10,
+        reward: Any = None,
+        render_mode: str | None = None,
+    ):
+        self.scenario = scenario_spec(scenario)
+        if scenario_config is None or isinstance(scenario_config, dict):
+            self.scenario_config = make_config(scenario, scenario_config)
+        else:
+            self.scenario_config = _coerce(self.scenario.config_type, scenario_config, "scenario_config")
+        self.sensor_config: SensorConfig = _coerce(SensorConfig, sensors, "sensors")
+        self.reward_config: RewardConfig = _coerce(RewardConfig, reward, "reward")
+        self.timing = ClockConfig(simulation_frequency=simulation_frequency,
+                                  policy_frequency=policy_frequency, mode="lockstep")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ConfigError("render_mode", render_mode, "allowed values are None, rgb_array")
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": policy_frequency}
+        self.observation_space = observation_space(self.sensor_config)
+        self.action_space = action_space()
+        self.backend = HighwayBackend(simulation_frequency)
+        self._lockstep_clock = TickClock(self.timing)
+        self.init: ScenarioInit | None = None
+        self._snapshot: WorldSnapshot | None = None
+
+    # -- Gymnasium API ---------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        episode_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
+        self.episode_seed = episode_seed
+        self.init = generate(self.scenario.name, self.scenario_config, episode_seed,
+                             self.timing.simulation_frequency)
+        self.backend.reset(self.init)
+        self._sensor_rng = np.random.default_rng([episode_seed, 1])
+        self._hazard = HazardTracker(self.init.hazard, self.timing.simulation_frequency)
+        self._lockstep_clock.reset()
+        self._snapshot = self.backend.snapshot()
+        self._hazard_state = self._hazard.update(self._snapshot, 0)
+        self._episode_over = False
+        obs = self._observe(self._snapshot)
+        return obs, self._info(self._snapshot, window=None, outcomes=[])
+
+    def step(self, action):
+        """One tick in lockstep with no latency: the command applies from the tick's start."""
+        window = self._lockstep_clock.decide(action_to_command(action), {})
+        return self.run_window(window)
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        from envs.rendering import render_top_down
+
+        return render_top_down(self.backend)
+
+    # -- the clock's entry point -----------------------------------------------------------
+
+    @property
+    def tick(self) -> int:
+        """Ticks elapsed (whole ticks only; an episode may end mid-tick on a crash)."""
+        return self.backend.substep_index // self.timing.substeps_per_tick
+
+    def run_window(self, window: Window):
+        """Integrate a clock `Window` substep by substep; stop early when the episode ends.
+
+        Returns the Gymnasium step tuple; `info["ticks"]` holds the window's tick records and
+        `info["substeps"]` the per-substep outcomes.
+        """
+        if self._snapshot is None:
+            raise RuntimeError("call reset() before step()")
+        if self._episode_over:
+            raise RuntimeError("the episode has ended: call reset() before stepping again")
+        if window.first_tick != self.tick:
+            raise RuntimeError(f"window starts at tick {window.first_tick}, world is at {self.tick}")
+        duration = self.init.duration_substeps
+        outcomes: list[SubstepOutcome] = []
+        snapshot = self._snapshot
+        previous_position = snapshot.position[0, EGO].copy()
+        for pieces in window.pieces:
+            self.backend.substep(pieces)
+            snapshot = self.backend.snapshot()
+            index = self.backend.substep_index
+            self._hazard_state = self._hazard.update(snapshot, index)
+            gap, ttc = lead_gap_and_ttc(snapshot)
+            position = snapshot.position[0, EGO]
+            outcomes.append(SubstepOutcome(
+                time_s=index / self.timing.simulation_frequency,
+                speed=float(snapshot.speed[0, EGO]),
+                distance_m=float(np.linalg.norm(position - previous_position)),
+                gap_m=float(gap[0]),
+                ttc_s=float(ttc[0]),
+                crashed=bool(snapshot.crashed[0]),
+                on_road=bool(snapshot.ego_on_road[0]),
+            ))
+            previous_position = position.copy()
+            if snapshot.crashed[0] or not snapshot.ego_on_road[0] or index >= duration:
+                break
+        self._snapshot = snapshot
+        crashed = bool(snapshot.crashed[0])
+        offroad = not bool(snapshot.ego_on_road[0])
+        terminated = crashed or offroad
+        truncated = not terminated and self.backend.substep_index >= duration
+        self._episode_over = terminated or truncated
+        reward = self._reward(outcomes, crashed, offroad)
+        obs = self._observe(snapshot)
+        return obs, reward, terminated, truncated, self._info(snapshot, window, outcomes)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _observe(self, snapshot: WorldSnapshot) -> dict[str, np.ndarray]:
+        road = self.backend.road_geometry()
+        return {
+            "bev": sensors.render_bev(snapshot, road, self.sensor_config, self._sensor_rng)[0],
+            "lidar": sensors.cast_lidar(snapshot, self.sensor_config, self._sensor_rng)[0],
+            "ego": sensors.ego_vector(snapshot)[0],
+        }
+
+    def _reward(self, outcomes: list[SubstepOutcome], crashed: bool, offroad: bool) -> float:
+        config = self.reward_config
+        if outcomes:
+            speeds = np.array([o.speed for o in outcomes])
+            progress = float(np.mean(np.clip(speeds / config.speed_target_mps, 0.0, 1.0)))
+        else:
+            progress = 0.0
+        return progress - config.collision_penalty * crashed - config.offroad_penalty * offroad
+
+    def _info(self, snapshot: WorldSnapshot, window: Window | None, outcomes: list) -> dict:
+        objects, valid = sensors.ground_truth_objects(snapshot, self.sensor_config)
+        return {
+            "scenario": self.scenario.name,
+            "scenario_seed": self.episode_seed,
+            "time_s": float(snapshot.time_s[0]),
+            "tick": self.tick,
+            "gt_objects": objects[0],
+            "gt_valid": valid[0],
+            "hazard": self._hazard_state.as_info(),
+            "crashed": bool(snapshot.crashed[0]),
+            "offroad": not bool(snapshot.ego_on_road[0]),
+            "ticks": list(window.records) if window is not None else [],
+            "substeps": outcomes,
+        }
