@@ -1,0 +1,213 @@
+"""Reaction time and outcome metrics of one episode, from its tick records and substeps.
+
+Pure functions over what the clock and the env record (`TickRecord`s, `SubstepOutcome`s):
+no env, no agent. Definitions (docs/ARCHITECTURE.md, "Reaction time"):
+
+- **Reaction time** `t_r`: the first time `>= t_h` at which the *applied* command responds
+  to the hazard, minus the onset `t_h`. A command responds when it brakes harder than
+  `decel_threshold_mps2`, or steers more than `steer_threshold_rad` away from the steering
+  applied at `t_h`. Only decisions observed at `t_k >= t_h` count (an earlier one could not
+  have seen the hazard), and only if the command lands before the episode ends.
+- Its decomposition, summing exactly to `t_r`:
+  - **wait** `= t_{k0} - t_h`: until the first tick the agent observes at or after onset
+    (includes frames dropped because the agent was still busy with an earlier decision);
+  - **notice** `= t_{k*} - t_{k0}`: the ticks the stack needs before it responds;
+  - **compute** `= (t_{k*} + L_{k*}) - t_{k*}`: the responding decision's latency (0 in
+    lockstep, where the world waits).
+- Outcomes: collision, min TTC and min gap after onset (whole episode without a hazard),
+  peak deceleration, progress, mean absolute jerk, latency p50/p99, overrun rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from envs.clock import TIME_EPS_S, TickRecord
+from envs.errors import check_range
+from envs.types import SubstepOutcome
+
+
+@dataclass(frozen=True)
+class ReactionConfig:
+    """What counts as a response to a hazard.
+
+    Attributes:
+        decel_threshold_mps2: a command with acceleration `<= -decel_threshold_mps2` brakes
+            [m/s^2]. Cruise control and IDM following stay well above -2 m/s^2.
+        steer_threshold_rad: a command whose steering differs from the steering applied at
+            onset by at least this much swerves [rad].
+    """
+
+    decel_threshold_mps2: float = 2.0
+    steer_threshold_rad: float = 0.02
+
+    def __post_init__(self) -> None:
+        check_range("reaction.decel_threshold_mps2", self.decel_threshold_mps2, 0.0, 8.0,
+                    low_inclusive=False)
+        check_range("reaction.steer_threshold_rad", self.steer_threshold_rad, 0.0, 1.0,
+                    low_inclusive=False)
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """A response to a hazard and its decomposition [s]; `total_s = wait_s + notice_s + compute_s`.
+
+    Attributes:
+        total_s: applied response time minus onset `t_h`.
+        wait_s: onset to the first tick observed at or after it.
+        notice_s: that tick to the tick whose decision responded.
+        compute_s: that decision's latency until its command applied.
+        tick: index of the responding decision's tick.
+        kind: "brake" or "steer" (brake wins when both).
+    """
+
+    total_s: float
+    wait_s: float
+    notice_s: float
+    compute_s: float
+    tick: int
+    kind: str
+
+
+def responds(command, steering_at_onset: float, config: ReactionConfig) -> str | None:
+    """"brake", "steer" or None: whether `command` responds to a hazard."""
+    if command.acceleration <= -config.decel_threshold_mps2 + TIME_EPS_S:
+        return "brake"
+    if abs(command.steering - steering_at_onset) >= config.steer_threshold_rad - TIME_EPS_S:
+        return "steer"
+    return None
+
+
+def applied_at(records: Sequence[TickRecord], time_s: float):
+    """The command applied at `time_s` according to the tick records (None if outside them)."""
+    current = None
+    for record in records:
+        if record.t_s > time_s + TIME_EPS_S:
+            break
+        current = record
+    return None if current is None else current.applied_at(time_s)
+
+
+def reaction(records: Sequence[TickRecord], onset_s: float, end_s: float,
+             config: ReactionConfig = ReactionConfig()) -> Reaction | None:
+    """The reaction to a hazard at `onset_s`, or None if the agent never responded in time.
+
+    Args:
+        records: the episode's tick records in tick order.
+        onset_s: hazard onset `t_h` [s]; NaN means no hazard (returns None).
+        end_s: end of the episode [s]; a response landing after it does not count.
+        config: the response thresholds.
+    """
+    if not records or not math.isfinite(onset_s):
+        return None
+    onset_command = applied_at(records, onset_s)
+    observed = [r for r in records if r.observed and r.t_s >= onset_s - TIME_EPS_S]
+    if not observed or onset_command is None:
+        return None
+    first = observed[0]
+    for record in observed:
+        kind = responds(record.command, onset_command.steering, config)
+        if kind is None:
+            continue
+        if record.lands_s > end_s + TIME_EPS_S:
+            return None
+        return Reaction(
+            total_s=record.lands_s - onset_s,
+            wait_s=first.t_s - onset_s,
+            notice_s=record.t_s - first.t_s,
+            compute_s=record.lands_s - record.t_s,
+            tick=record.tick,
+            kind=kind,
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class EpisodeMetrics:
+    """One episode's row of `episodes.csv` (metric columns; NaN where undefined).
+
+    Units: seconds, metres, m/s^2, m/s^3. `hazard_onset_s` is NaN without a hazard; the
+    `reaction_*` columns are NaN when the agent did not respond.
+    """
+
+    hazard_onset_s: float
+    reaction_time_s: float
+    reaction_wait_s: float
+    reaction_notice_s: float
+    reaction_compute_s: float
+    reaction_kind: str
+    collided: bool
+    offroad: bool
+    min_ttc_s: float
+    min_gap_m: float
+    peak_decel_mps2: float
+    progress_m: float
+    mean_speed_mps: float
+    mean_abs_jerk_mps3: float
+    latency_p50_s: float
+    latency_p99_s: float
+    overrun_rate: float
+    dropped_frames: int
+    ticks: int
+    duration_s: float
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def _finite_min(values: np.ndarray) -> float:
+    """Minimum of `values` (inf when empty: nothing ahead, never closing)."""
+    return float(values.min()) if values.size else math.inf
+
+
+def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOutcome],
+                    onset_s: float, start_speed_mps: float, substep_s: float,
+                    config: ReactionConfig = ReactionConfig()) -> EpisodeMetrics:
+    """All metrics of one episode.
+
+    Args:
+        records: tick records in order (all ticks, observed or dropped).
+        substeps: per-substep outcomes in order.
+        onset_s: hazard onset `t_h` [s], NaN without a hazard (or one never triggered).
+        start_speed_mps: ego speed at reset [m/s] (to difference the first substep).
+        substep_s: substep length `dt` [s].
+        config: response thresholds.
+    """
+    end_s = substeps[-1].time_s if substeps else 0.0
+    react = reaction(records, onset_s, end_s, config)
+    times = np.array([s.time_s for s in substeps], dtype=np.float64)
+    speeds = np.array([start_speed_mps] + [s.speed for s in substeps], dtype=np.float64)
+    acceleration = np.diff(speeds) / substep_s                     # (n,) m/s^2
+    jerk = np.diff(acceleration) / substep_s                       # (n-1,) m/s^3
+    after = times >= onset_s - TIME_EPS_S if math.isfinite(onset_s) else np.ones_like(times, bool)
+    gaps = np.array([s.gap_m for s in substeps], dtype=np.float64)[after]
+    ttcs = np.array([s.ttc_s for s in substeps], dtype=np.float64)[after]
+    latencies = np.array([r.latency_s for r in records if r.observed], dtype=np.float64)
+    overruns = [r.overrun for r in records if r.observed]
+    nan = math.nan
+    return EpisodeMetrics(
+        hazard_onset_s=float(onset_s),
+        reaction_time_s=react.total_s if react else nan,
+        reaction_wait_s=react.wait_s if react else nan,
+        reaction_notice_s=react.notice_s if react else nan,
+        reaction_compute_s=react.compute_s if react else nan,
+        reaction_kind=react.kind if react else "",
+        collided=any(s.crashed for s in substeps),
+        offroad=any(not s.on_road for s in substeps),
+        min_ttc_s=_finite_min(ttcs),
+        min_gap_m=_finite_min(gaps),
+        peak_decel_mps2=float(max(0.0, -acceleration.min())) if acceleration.size else 0.0,
+        progress_m=float(sum(s.distance_m for s in substeps)),
+        mean_speed_mps=float(speeds[1:].mean()) if substeps else nan,
+        mean_abs_jerk_mps3=float(np.abs(jerk).mean()) if jerk.size else 0.0,
+        latency_p50_s=float(np.percentile(latencies, 50)) if latencies.size else nan,
+        latency_p99_s=float(np.percentile(latencies, 99)) if latencies.size else nan,
+        overrun_rate=float(np.mean(overruns)) if overruns else nan,
+        dropped_frames=sum(1 for r in records if not r.observed),
+        ticks=len(records),
+        duration_s=end_s,
+    )

@@ -1,0 +1,389 @@
+"""Rollouts of an agent over N envs on the clock: `reflexdrive run`.
+
+The envs run in worker processes (a Gymnasium `AsyncVectorEnv`; in-process for one env),
+each one a scenario on the clock (`envs.registration.make_env`). The agent decides for
+all of them in one batched call per tick. Episode `i` of a run always uses scenario seed
+`seed + i`, whichever worker runs it, so results do not depend on `--envs` (with `fixed`
+or `profile` latency).
+
+Autoreset is off: when an env's episode ends, the runner records it and resets just that
+env (`reset_mask`) with the next episode's seed, so no step is wasted or mixed up. Each
+finished episode is written immediately (atomically): a killed run loses only the
+episodes in flight, and running again with the same `--out` resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+
+from agents.base import Agent
+from agents.registry import PERCEPTIONS, STACKS, make_agent
+from envs.config import ClockConfig
+from envs.errors import ConfigError, check_choice
+from envs.latency import parse_latency
+from envs.registration import make_env
+from envs.scenarios import SCENARIOS, make_config
+from reflexdrive.metrics import ReactionConfig, episode_metrics
+from reflexdrive.results import prepare_out_dir, write_csv, write_json
+
+EPISODE_KEY_COLUMNS = ("scenario", "stack", "seed", "mode", "latency")
+"""Columns that identify an episode in `episodes.csv`."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One `reflexdrive run`: a stack on a scenario for a number of seeded episodes.
+
+    Attributes:
+        scenario: scenario name (`reflexdrive scenarios` lists them).
+        stack: driving stack name (see `agents.registry.STACKS`).
+        episodes: number of episodes; episode `i` uses scenario seed `seed + i`.
+        seed: first scenario seed.
+        mode: "realtime" (the world keeps moving while the agent computes) or "lockstep".
+        latency: latency model spec: fixed:SECONDS, fixed:STAGE=SECONDS,..., profile:PATH,
+            measured.
+        budget_s: compute budget per tick [s]; None means one tick.
+        stage_budgets_s: optional per-stage budgets [s].
+        on_overrun: "record", "terminate" or "raise".
+        envs: number of envs run side by side (worker processes when > 1).
+        simulation_frequency: substep rate [Hz].
+        policy_frequency: tick rate [Hz]; must divide `simulation_frequency`.
+        perception: perception of the staged stack.
+        scenario_config: overrides of the scenario's config fields.
+        reaction: what counts as a response to a hazard.
+    """
+
+    scenario: str = "lead-brake"
+    stack: str = "staged"
+    episodes: int = 20
+    seed: int = 0
+    mode: str = "realtime"
+    latency: str = "fixed:0"
+    budget_s: float | None = None
+    stage_budgets_s: Mapping[str, float] = field(default_factory=dict)
+    on_overrun: str = "record"
+    envs: int = 1
+    simulation_frequency: int = 50
+    policy_frequency: int = 10
+    perception: str = "oracle"
+    scenario_config: Mapping[str, Any] = field(default_factory=dict)
+    reaction: ReactionConfig = field(default_factory=ReactionConfig)
+
+    def __post_init__(self) -> None:
+        check_choice("scenario", self.scenario, tuple(SCENARIOS))
+        check_choice("stack", self.stack, tuple(STACKS))
+        check_choice("perception", self.perception, PERCEPTIONS)
+        for name in ("episodes", "envs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(name, value, "must be an integer >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError("seed", self.seed, "must be an integer >= 0")
+        self.clock_config()                      # validates mode, budgets, frequencies
+        parse_latency(self.latency, base_dir=os.getcwd())   # malformed spec or bad profile file
+        make_config(self.scenario, dict(self.scenario_config))
+
+    def clock_config(self) -> ClockConfig:
+        return ClockConfig(simulation_frequency=self.simulation_frequency,
+                           policy_frequency=self.policy_frequency, mode=self.mode,
+                           budget_s=self.budget_s, stage_budgets_s=dict(self.stage_budgets_s),
+                           on_overrun=self.on_overrun, latency=self.latency)
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `envs.registration.make_env` for this run."""
+        return dict(scenario=self.scenario, mode=self.mode, latency=self.latency,
+                    budget=self.budget_s, stage_budgets=dict(self.stage_budgets_s),
+                    on_overrun=self.on_overrun, simulation_frequency=self.simulation_frequency,
+                    policy_frequency=self.policy_frequency,
+                    scenario_config=dict(self.scenario_config) or None,
+                    latency_base_dir=os.getcwd())
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine episode results (resuming requires them equal)."""
+        identity = asdict(self)
+        for name in ("episodes", "envs"):
+            identity.pop(name)
+        identity["stage_budgets_s"] = dict(sorted(identity["stage_budgets_s"].items()))
+        identity["scenario_config"] = dict(sorted(identity["scenario_config"].items()))
+        return identity
+
+
+@dataclass
+class _Slot:
+    """The episode one env is running and what has been recorded of it so far."""
+
+    episode: int = -1
+    seed: int = -1
+    start_speed_mps: float = 0.0
+    records: list = field(default_factory=list)
+    substeps: list = field(default_factory=list)
+
+    @property
+    def idle(self) -> bool:
+        return self.episode < 0
+
+
+def _make_vector_env(config: RunConfig) -> gym.vector.VectorEnv:
+    factory = functools.partial(make_env, **config.env_kwargs())
+    autoreset = gym.vector.AutoresetMode.DISABLED
+    if config.envs == 1:
+        return gym.vector.SyncVectorEnv([factory], autoreset_mode=autoreset)
+    return gym.vector.AsyncVectorEnv([factory] * config.envs, context="forkserver",
+                                     autoreset_mode=autoreset)
+
+
+def _merge_info(current: dict, new: dict, mask: np.ndarray) -> dict:
+    """Overwrite the rows `mask` of a batched vector-env info with those of `new`."""
+    for key, value in new.items():
+        if key.startswith("_"):
+            continue
+        rows = mask & np.asarray(new.get("_" + key, mask), dtype=bool)
+        if isinstance(value, dict):
+            current[key] = _merge_info(current.get(key, {}), value, rows)
+        elif key not in current:
+            current[key] = value.copy()
+        else:
+            current[key][rows] = value[rows]
+    return current
+
+
+def _merge_obs(current: dict, new: dict, mask: np.ndarray) -> dict:
+    for key, value in new.items():
+        current[key][mask] = value[mask]
+    return current
+
+
+def tick_rows(config: RunConfig, slot: _Slot, records: list, substeps: list) -> list[dict]:
+    """One row per tick for `ticks.csv`: timing, commands, and the ego's state at tick end."""
+    tick_s = 1.0 / config.policy_frequency
+    times = np.array([s.time_s for s in substeps])
+    rows = []
+    for record in records:
+        end = np.searchsorted(times, record.t_s + tick_s + 1e-9, side="right") - 1
+        after = substeps[end] if end >= 0 else None
+        command = record.command
+        row = {
+            "seed": slot.seed,
+            "tick": record.tick,
+            "t_s": record.t_s,
+            "observed": record.observed,
+            "latency_s": record.latency_s,
+            "overrun": record.overrun,
+            "stage_overruns": ";".join(record.stage_overruns),
+            "dropped_after": record.dropped_after,
+            "accel_cmd_mps2": command.acceleration if command else math.nan,
+            "steer_cmd_rad": command.steering if command else math.nan,
+            "lands_s": record.lands_s,
+            "accel_held_mps2": record.held.acceleration,
+            "steer_held_rad": record.held.steering,
+            "switch_s": record.switches[0][0] if record.switches else math.nan,
+            "speed_mps": after.speed if after else math.nan,
+            "gap_m": after.gap_m if after else math.nan,
+            "ttc_s": after.ttc_s if after else math.nan,
+        }
+        for stage, seconds in record.stage_latency_s.items():
+            row[f"latency_{stage}_s"] = seconds
+        rows.append(row)
+    return rows
+
+
+def _finish(config: RunConfig, slot: _Slot, info_row: Mapping[str, Any], end_reason: str
+            ) -> tuple[dict, list[dict]]:
+    """The `episodes.csv` row and the `ticks.csv` rows of a finished episode."""
+    end_s = slot.substeps[-1].time_s if slot.substeps else 0.0
+    records = [r for r in slot.records if r.t_s < end_s - 1e-9]   # ticks the world reached
+    onset = float(info_row["onset_s"])
+    metrics = episode_metrics(records, slot.substeps, onset, slot.start_speed_mps,
+                              1.0 / config.simulation_frequency, config.reaction)
+    row = {
+        "scenario": config.scenario,
+        "stack": config.stack,
+        "seed": slot.seed,
+        "mode": config.mode,
+        "latency": config.latency,
+        "budget_s": config.clock_config().budget,
+        "episode": slot.episode,
+        "end_reason": end_reason,
+        **metrics.as_row(),
+    }
+    return row, tick_rows(config, slot, records, slot.substeps)
+
+
+def _end_reason(info: Mapping[str, Any], index: int, truncated: bool) -> str:
+    if info.get("deadline_miss") is not None and bool(info["deadline_miss"][index]):
+        return "deadline_miss"
+    if bool(info["crashed"][index]):
+        return "collision"
+    if bool(info["offroad"][index]):
+        return "offroad"
+    return "time_limit" if truncated else "terminated"
+
+
+class RunWriter:
+    """Keeps `episodes.csv`, the per-episode tick logs and `run.json` of one `--out` dir.
+
+    Layout: `run.json` (settings and status), `episodes.csv` (one row per finished
+    episode), `ticks/seed-NNNNNN.csv` (one per episode, written when it finishes) and, once
+    the run completes, `ticks.csv` (all of them, with a `seed` column).
+    """
+
+    def __init__(self, out: str | os.PathLike, config: RunConfig):
+        self.out = prepare_out_dir(out)
+        (self.out / "ticks").mkdir(exist_ok=True)
+        self.config = config
+        self.rows: list[dict] = []
+        run_file = self.out / "run.json"
+        episodes_file = self.out / "episodes.csv"
+        if run_file.exists() and episodes_file.exists():
+            import json
+
+            try:
+                previous = json.loads(run_file.read_text())["identity"]
+            except (ValueError, KeyError, TypeError):
+                raise ConfigError("--out", str(out), "holds a run.json that cannot be read; "
+                                  "use an empty directory") from None
+            if previous != json.loads(json.dumps(config.identity(), default=str)):
+                raise ConfigError("--out", str(out), "holds a run with different settings; "
+                                  "use a new directory to start another run")
+            try:
+                self.rows = pd.read_csv(episodes_file, keep_default_na=False,
+                                        na_values=[""]).to_dict("records")
+            except (ValueError, pd.errors.ParserError):
+                raise ConfigError("--out", str(out), "holds an unreadable episodes.csv; "
+                                  "use a new directory") from None
+        self._write_run("running")
+
+    @property
+    def done_seeds(self) -> set[int]:
+        return {int(row["seed"]) for row in self.rows}
+
+    def _write_run(self, status: str) -> None:
+        write_json(self.out / "run.json", {"identity": self.config.identity(),
+                                           "episodes": self.config.episodes,
+                                           "envs": self.config.envs, "status": status})
+
+    def add(self, row: dict, ticks: list[dict]) -> None:
+        write_csv(self.out / "ticks" / f"seed-{row['seed']:06d}.csv", pd.DataFrame(ticks))
+        self.rows.append(row)
+        write_csv(self.out / "episodes.csv", self.frame())
+
+    def frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.rows)
+        return frame.sort_values("seed", kind="stable").reset_index(drop=True) if len(frame) else frame
+
+    def close(self, seeds: list[int]) -> pd.DataFrame:
+        """Write the combined `ticks.csv` of `seeds` and mark the run complete."""
+        parts = [pd.read_csv(self.out / "ticks" / f"seed-{seed:06d}.csv") for seed in seeds]
+        write_csv(self.out / "ticks.csv", pd.concat(parts, ignore_index=True) if parts
+                  else pd.DataFrame())
+        self._write_run("complete")
+        return self.frame()
+
+
+def run(config: RunConfig, out: str | os.PathLike | None = None, agent: Agent | None = None,
+        progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run `config.episodes` episodes and return `(episodes, ticks)` DataFrames.
+
+    Args:
+        config: the run's settings.
+        out: directory to write results to (resumed if it holds this run); None keeps
+            everything in memory.
+        agent: the stack to drive (default: `make_agent(config.stack, ...)`).
+        progress: show a progress bar (stderr).
+    """
+    from tqdm.auto import tqdm
+
+    writer = RunWriter(out, config) if out is not None else None
+    seeds = [config.seed + i for i in range(config.episodes)]
+    done = writer.done_seeds if writer else set()
+    todo = [(i, s) for i, s in enumerate(seeds) if s not in done]
+    rows: list[dict] = []
+    ticks: list[dict] = []
+    if todo:
+        agent = agent or make_agent(config.stack, perception=config.perception, seed=config.seed)
+        bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), disable=not progress,
+                   desc=f"{config.stack} on {config.scenario} ({config.mode})", unit="episode")
+        try:
+            for row, episode_ticks in _rollouts(config, agent, todo):
+                rows.append(row)
+                ticks.extend(episode_ticks)
+                if writer:
+                    writer.add(row, episode_ticks)
+                bar.update(1)
+        finally:
+            bar.close()
+    if writer:
+        episodes = writer.close(seeds)
+        tick_frame = pd.read_csv(Path(writer.out) / "ticks.csv")
+        return episodes, tick_frame
+    episodes = pd.DataFrame(rows)
+    if len(episodes):
+        episodes = episodes.sort_values("seed", kind="stable").reset_index(drop=True)
+    return episodes, pd.DataFrame(ticks)
+
+
+def _rollouts(config: RunConfig, agent: Agent, todo: list[tuple[int, int]]):
+    """Yield `(episode row, tick rows)` for each `(episode index, seed)` in `todo`."""
+    n_envs = min(config.envs, len(todo))
+    config_for_envs = config if n_envs == config.envs else _with_envs(config, n_envs)
+    vec = _make_vector_env(config_for_envs)
+    measured = config.latency.strip() == "measured"
+    try:
+        queue = list(todo)
+        slots = [_Slot() for _ in range(n_envs)]
+        obs: dict | None = None
+        info: dict = {}
+        pending = np.ones(n_envs, dtype=bool)             # envs that need a reset
+        while True:
+            if pending.any():
+                seeds = []
+                for i, slot in enumerate(slots):
+                    if pending[i] and queue:
+                        episode, seed = queue.pop(0)
+                        slots[i] = _Slot(episode=episode, seed=seed)
+                    elif pending[i]:
+                        slots[i] = _Slot()                # idle: nothing left to run
+                    seeds.append(slots[i].seed if slots[i].seed >= 0 else 0)
+                active_reset = pending & np.array([not s.idle for s in slots])
+                if not any(not s.idle for s in slots):
+                    return
+                new_obs, new_info = vec.reset(seed=seeds, options={"reset_mask": pending.copy()})
+                obs = new_obs if obs is None else _merge_obs(obs, new_obs, pending)
+                info = _merge_info(info, new_info, pending)
+                for i in np.flatnonzero(active_reset):
+                    slots[i].start_speed_mps = float(obs["ego"][i, 0])
+                agent.reset(pending.copy())
+                pending[:] = False
+            decision = agent.act(obs, info)
+            if measured:
+                vec.call("report_latency", decision.stage_latency_s)
+            obs, _, terminated, truncated, step_info = vec.step(decision.actions)
+            info = _merge_info(info, step_info, np.ones(n_envs, dtype=bool))
+            for i, slot in enumerate(slots):
+                if slot.idle:
+                    pending[i] = bool(terminated[i] or truncated[i])
+                    continue
+                slot.records.extend(step_info["ticks"][i])
+                slot.substeps.extend(step_info["substeps"][i])
+                if terminated[i] or truncated[i]:
+                    hazard = {"onset_s": step_info["hazard"]["onset_s"][i]}
+                    yield _finish(config, slot, hazard,
+                                  _end_reason(step_info, i, bool(truncated[i])))
+                    pending[i] = True
+    finally:
+        vec.close()
+
+
+def _with_envs(config: RunConfig, envs: int) -> RunConfig:
+    from dataclasses import replace
+
+    return replace(config, envs=envs)

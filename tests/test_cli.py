@@ -1,0 +1,138 @@
+"""`reflexdrive` CLI: bad input is one clear line and exit 2; a run writes loadable results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from reflexdrive.cli import main
+
+BASE = ["run", "--episodes", "1", "--no-progress"]
+
+
+def run_cli(capsys, args):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--scenario", "moon"], "scenario='moon' is invalid: allowed values are highway, merge"),
+    (["--stack", "autopilot"], "stack='autopilot' is invalid: allowed values are staged"),
+    (["--perception", "radar"], "perception='radar' is invalid: allowed values are oracle"),
+    (["--mode", "fast"], "mode='fast' is invalid: allowed values are realtime, lockstep"),
+    (["--latency", "fixed:-0.1"], "fixed:-0.1"),
+    (["--latency", "fixed:abc"], "fixed:abc"),
+    (["--latency", "sometimes"], "unknown latency scheme"),
+    (["--policy-frequency", "7"], "policy_frequency"),
+    (["--on-overrun", "panic"], "on_overrun='panic' is invalid"),
+    (["--episodes", "0"], "episodes=0 is invalid: must be an integer >= 1"),
+    (["--budget", "-1"], "budget"),
+    (["--set", "duration_s=-4"], "duration_s"),
+    (["--set", "warp=9"], "warp"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, extra, needle):
+    code, out, err = run_cli(capsys, BASE + ["--out", str(tmp_path / "x")] + extra)
+    assert code == 2
+    assert err.startswith("reflexdrive: error: ") and err.count("\n") == 1, err
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_corrupt_profile_file(capsys, tmp_path):
+    profile = tmp_path / "profile.json"
+    profile.write_text('{"format": "reflexdrive.latency-profile", "version": 1, "stages": [')
+    code, _, err = run_cli(capsys, BASE + ["--out", str(tmp_path / "x"),
+                                           "--latency", f"profile:{profile}"])
+    assert code == 2 and err.count("\n") == 1 and str(profile) in err
+
+
+def test_missing_profile_file(capsys, tmp_path):
+    code, _, err = run_cli(capsys, BASE + ["--out", str(tmp_path / "x"),
+                                           "--latency", "profile:/nonexistent/p.json"])
+    assert code == 2 and "/nonexistent/p.json" in err
+
+
+def test_unwritable_out(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = run_cli(capsys, BASE + ["--out", str(blocker)])
+    assert code == 2 and "--out" in err and "a file is in the way" in err
+    code, _, err = run_cli(capsys, BASE + ["--out", str(blocker / "below")])
+    assert code == 2 and "--out" in err and "writable" in err
+    assert blocker.read_text() == "not a directory"
+
+
+def test_argparse_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--episodes", "many", "--out", "x"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--episodes" in err and "invalid int value" in err
+
+
+def test_console_entry_point_has_no_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "reflexdrive.cli", "run", "--scenario", "x",
+                             "--out", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "reflexdrive: error: scenario='x' is invalid: allowed values are highway, merge, "
+        "roundabout, intersection, lead-brake, cut-in, stopped-vehicle"]
+
+
+def test_help_explains_itself():
+    result = subprocess.run([sys.executable, "-m", "reflexdrive.cli", "run", "--help"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0
+    for option in ("--scenario", "--stack", "--latency", "--budget", "--envs", "--out",
+                   "profile:PATH", "lockstep"):
+        assert option in result.stdout
+
+
+def test_scenarios_lists_every_scenario(capsys):
+    code, out, _ = run_cli(capsys, ["scenarios"])
+    assert code == 0
+    names = [line.split()[0] for line in out.strip().splitlines()]
+    assert names == ["highway", "merge", "roundabout", "intersection", "lead-brake", "cut-in",
+                     "stopped-vehicle"]
+
+
+@pytest.mark.slow
+def test_run_writes_results_and_resumes(capsys, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--scenario", "lead-brake", "--episodes", "2", "--seed", "3",
+            "--latency", "fixed:0.03", "--no-progress", "--out", str(out),
+            "--set", "duration_s=2", "--set", "onset_s=[0.5, 1.0]"]
+    code, stdout, err = run_cli(capsys, args)
+    assert code == 0, err
+    assert "lead-brake" in stdout
+    episodes = pd.read_csv(out / "episodes.csv")
+    for column in ("scenario", "stack", "seed", "mode", "latency", "hazard_onset_s",
+                   "reaction_time_s", "reaction_wait_s", "reaction_notice_s",
+                   "reaction_compute_s", "collided", "min_ttc_s", "min_gap_m",
+                   "peak_decel_mps2", "progress_m", "mean_abs_jerk_mps3", "latency_p50_s",
+                   "latency_p99_s", "overrun_rate", "ticks"):
+        assert column in episodes.columns
+    assert episodes["seed"].tolist() == [3, 4]
+    ticks = pd.read_csv(out / "ticks.csv")
+    assert ticks.groupby("seed").size().tolist() == [20, 20]
+    assert (ticks["lands_s"] - ticks["t_s"]).round(9).eq(0.03).all()
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+
+    # Resume: asking for 3 episodes runs only the third; the first two rows are kept as is.
+    before = episodes.copy()
+    code, _, err = run_cli(capsys, [a if a != "2" else "3" for a in args])
+    assert code == 0, err
+    after = pd.read_csv(out / "episodes.csv")
+    assert after["seed"].tolist() == [3, 4, 5]
+    pd.testing.assert_frame_equal(after.iloc[:2], before)
+
+    # Different settings in the same --out are refused, results left intact.
+    code, _, err = run_cli(capsys, args + ["--mode", "lockstep"])
+    assert code == 2 and "different settings" in err
+    pd.testing.assert_frame_equal(pd.read_csv(out / "episodes.csv"), after)
+    assert not list(out.glob(".*.tmp"))

@@ -1,0 +1,183 @@
+"""Reaction time: the analytic cases of the tick contract, on synthetic records and real envs.
+
+An agent that responds at the first tick showing the hazard has reaction time
+`(t_k* - t_h) + L` exactly with fixed latency `L <= B` (`t_k*` the first tick boundary at or
+after the onset `t_h`); with `L > B` it only observes every `m = ceil(L / T)` ticks, so the
+dropped frames add whole ticks; in lockstep the reaction does not depend on `L`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from agents.base import Decision
+from envs.clock import TickClock
+from envs.config import ClockConfig
+from envs.types import Command, SubstepOutcome
+from reflexdrive.metrics import ReactionConfig, episode_metrics, reaction
+from reflexdrive.runner import RunConfig, run
+
+T = 0.1          # tick [s] at 10 Hz
+BRAKE = Command(-6.0, 0.0)
+CRUISE = Command(0.0, 0.0)
+
+
+def clock_records(latency_s: float, onset_s: float, mode: str = "realtime", seconds: float = 3.0):
+    """Tick records of a responder that brakes from the first tick at or after `onset_s`."""
+    clock = TickClock(ClockConfig(mode=mode, latency=f"fixed:{latency_s}"))
+    records = []
+    while clock.time_of(clock.tick) < seconds - 1e-9:
+        command = BRAKE if clock.time_of(clock.tick) >= onset_s - 1e-9 else CRUISE
+        records.extend(clock.decide(command, {"total": latency_s}).records)
+    return records
+
+
+def first_boundary_at_or_after(t_s: float, every_ticks: int = 1) -> float:
+    """`t_k*`: the first observed tick boundary at or after `t_s` when the agent observes
+    every `every_ticks` ticks from tick 0."""
+    k = math.ceil(t_s / T - 1e-9)
+    k = math.ceil(k / every_ticks) * every_ticks
+    return k * T
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.003, 0.017, 0.03, 0.1])
+@pytest.mark.parametrize("onset", [1.0, 1.04, 1.1, 1.38])
+def test_latency_within_budget_adds_exactly_latency(latency, onset):
+    react = reaction(clock_records(latency, onset), onset, end_s=3.0)
+    t_k = first_boundary_at_or_after(onset)
+    assert react is not None and react.kind == "brake"
+    assert react.total_s == pytest.approx((t_k - onset) + latency, abs=1e-9)
+    assert react.wait_s == pytest.approx(t_k - onset, abs=1e-9)
+    assert react.notice_s == pytest.approx(0.0, abs=1e-9)
+    assert react.compute_s == pytest.approx(latency, abs=1e-9)
+
+
+@pytest.mark.parametrize("latency, every", [(0.15, 2), (0.25, 3), (0.3, 3), (0.31, 4)])
+@pytest.mark.parametrize("onset", [1.04, 1.1, 1.26])
+def test_overrun_drops_frames_predictably(latency, every, onset):
+    """With `L > T` the agent observes at ticks 0, m, 2m, ...: the wait grows by whole ticks."""
+    react = reaction(clock_records(latency, onset), onset, end_s=3.0)
+    t_k = first_boundary_at_or_after(onset, every)
+    assert react.total_s == pytest.approx((t_k - onset) + latency, abs=1e-9)
+    assert react.wait_s == pytest.approx(t_k - onset, abs=1e-9)
+    assert react.compute_s == pytest.approx(latency, abs=1e-9)
+
+
+@pytest.mark.parametrize("latency", [0.0, 0.03, 0.25])
+def test_lockstep_reaction_does_not_depend_on_latency(latency):
+    onset = 1.04
+    react = reaction(clock_records(latency, onset, mode="lockstep"), onset, end_s=3.0)
+    assert react.total_s == pytest.approx(first_boundary_at_or_after(onset) - onset, abs=1e-9)
+    assert react.compute_s == 0.0
+
+
+def test_notice_counts_ticks_before_responding():
+    """A stack that needs 3 ticks to respond: notice = 3 T."""
+    clock = TickClock(ClockConfig(latency="fixed:0.02"))
+    records = []
+    for k in range(30):
+        records.extend(clock.decide(BRAKE if k >= 14 else CRUISE, {"total": 0.02}).records)
+    react = reaction(records, onset_s=1.04, end_s=3.0)
+    assert react.wait_s == pytest.approx(0.06)
+    assert react.notice_s == pytest.approx(0.3)
+    assert react.total_s == pytest.approx(0.06 + 0.3 + 0.02)
+
+
+def test_steering_response_and_thresholds():
+    clock = TickClock(ClockConfig(latency="fixed:0"))
+    records = []
+    for k in range(20):
+        command = Command(-1.0, 0.01) if k < 12 else Command(-1.0, 0.05)
+        records.extend(clock.decide(command, {"total": 0.0}).records)
+    react = reaction(records, onset_s=1.0, end_s=2.0)
+    assert react.kind == "steer" and react.total_s == pytest.approx(0.2)
+    strict = ReactionConfig(decel_threshold_mps2=0.5, steer_threshold_rad=0.5)
+    assert reaction(records, 1.0, 2.0, strict).total_s == pytest.approx(0.0)   # -1 brakes now
+
+
+def test_no_reaction_cases():
+    records = clock_records(0.03, onset_s=99.0)                 # never brakes
+    assert reaction(records, onset_s=1.0, end_s=3.0) is None
+    assert reaction(records, onset_s=math.nan, end_s=3.0) is None
+    late = clock_records(0.09, onset_s=2.9)                    # lands at 2.99 > end 2.95
+    assert reaction(late, onset_s=2.9, end_s=2.95) is None
+    assert reaction([], onset_s=1.0, end_s=3.0) is None
+
+
+def test_episode_metrics_on_a_hand_made_trace():
+    """Constant 2 m/s^2 braking from 20 m/s for 1 s at dt = 0.1 s: peak decel 2, jerk 0."""
+    dt = 0.1
+    speeds = [20.0 - 2.0 * dt * (i + 1) for i in range(10)]
+    substeps = [SubstepOutcome(time_s=dt * (i + 1), speed=v, distance_m=v * dt,
+                               gap_m=30.0 - i, ttc_s=10.0 - i, crashed=False, on_road=True)
+                for i, v in enumerate(speeds)]
+    records = clock_records(0.05, onset_s=0.5, seconds=1.0)
+    metrics = episode_metrics(records, substeps, onset_s=0.5, start_speed_mps=20.0,
+                              substep_s=dt)
+    assert metrics.peak_decel_mps2 == pytest.approx(2.0)
+    assert metrics.mean_abs_jerk_mps3 == pytest.approx(0.0, abs=1e-9)
+    assert metrics.progress_m == pytest.approx(sum(v * dt for v in speeds))
+    assert metrics.min_gap_m == 21.0 and metrics.min_ttc_s == 1.0       # over t >= 0.5 only
+    assert metrics.latency_p50_s == pytest.approx(0.05) and metrics.overrun_rate == 0.0
+    assert metrics.reaction_time_s == pytest.approx(0.05)
+    assert not metrics.collided and metrics.ticks == 10
+
+
+# --------------------------------------------------------------------------- real envs
+
+
+class HazardResponder:
+    """Brakes hard from the first tick at which `info` shows the hazard active; else cruises."""
+
+    name = "responder"
+    stage_names = ("total",)
+
+    def reset(self, done: np.ndarray) -> None:
+        pass
+
+    def act(self, obs, info) -> Decision:
+        active = np.asarray(info["hazard"]["active"], dtype=bool)
+        actions = np.zeros((len(active), 2), dtype=np.float32)
+        actions[active, 0] = -6.0
+        return Decision(actions=actions, stage_latency_s={})
+
+
+SHORT_LEAD_BRAKE = {"duration_s": 2.5, "onset_s": (1.0, 1.4), "gap_m": (60.0, 60.0)}
+
+
+def run_responder(mode: str, latency: float, episodes: int = 3, envs: int = 1):
+    config = RunConfig(scenario="lead-brake", episodes=episodes, seed=5, mode=mode,
+                       latency=f"fixed:{latency}", envs=envs,
+                       scenario_config=SHORT_LEAD_BRAKE)
+    episodes_frame, ticks = run(config, agent=HazardResponder(), progress=False)
+    return episodes_frame, ticks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, latency, every", [
+    ("realtime", 0.03, 1), ("realtime", 0.1, 1), ("realtime", 0.25, 3),
+    ("lockstep", 0.0, 1), ("lockstep", 0.25, 1)])
+def test_real_env_reaction_matches_the_tick_contract(mode, latency, every):
+    episodes, ticks = run_responder(mode, latency)
+    assert len(episodes) == 3 and set(episodes["seed"]) == {5, 6, 7}
+    for row in episodes.itertuples():
+        onset = row.hazard_onset_s
+        assert onset == pytest.approx(round(onset * 50) / 50)           # on a substep
+        t_k = first_boundary_at_or_after(onset, every)
+        compute = latency if mode == "realtime" else 0.0
+        assert row.reaction_time_s == pytest.approx(t_k - onset + compute, abs=1e-9)
+        assert row.reaction_compute_s == pytest.approx(compute, abs=1e-9)
+        assert row.peak_decel_mps2 == pytest.approx(6.0, abs=1e-6)
+        assert row.ticks == 25
+    assert ticks.groupby("seed").size().tolist() == [25, 25, 25]
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_the_number_of_envs():
+    one, _ = run_responder("realtime", 0.03, episodes=3, envs=1)
+    two, _ = run_responder("realtime", 0.03, episodes=3, envs=2)
+    columns = ["seed", "hazard_onset_s", "reaction_time_s", "min_gap_m", "progress_m"]
+    assert one[columns].equals(two[columns])
