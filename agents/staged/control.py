@@ -23,8 +23,8 @@ class LaneKeepingController:
     Attributes:
         lateral_time_constant_s: time constant of the lateral position loop [s].
         heading_time_constant_s: time constant of the heading loop [s].
-        vehicle_length_m: ego length; the bicycle model's wheelbase is half of it... as in
-            highway-env, `beta = arcsin(L/2 / v * yaw_rate)` [m].
+        vehicle_length_m: ego length `L` [m]; as in highway-env's bicycle model, the slip
+            angle for a yaw rate is `beta = arcsin(L/2 / v * yaw_rate)`.
     """
 
     lateral_time_constant_s: float = 0.6

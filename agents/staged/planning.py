@@ -37,8 +37,8 @@ class IDMParams:
     """
 
     desired_speed_mps: float = 27.0
-    time_headway_s: float = 1.5
-    min_gap_m: float = 5.0
+    time_headway_s: float = 1.0
+    min_gap_m: float = 2.0
     max_accel_mps2: float = 3.0
     comfort_decel_mps2: float = 5.0
     delta: float = 4.0

@@ -1,0 +1,107 @@
+"""The first staged stack: IDM planning, lead selection, lane keeping, per-stage timing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.registry import STACKS, make_agent
+from agents.staged.planning import IDMParams, idm_acceleration, select_lead
+from agents.staged.types import Plan, Tracks
+from envs.config import EGO_FEATURES
+from envs.errors import ConfigError
+from envs.sensors import OBJECT_FIELDS
+
+P = IDMParams()
+
+
+def test_idm_free_road():
+    """Free road: `a = a_max (1 - (v/v0)^4)`: a_max at rest, 0 at the desired speed."""
+    speed = np.array([0.0, P.desired_speed_mps, 0.5 * P.desired_speed_mps])
+    a = idm_acceleration(speed, np.full(3, np.inf), np.zeros(3), P)
+    np.testing.assert_allclose(a, [P.max_accel_mps2, 0.0, P.max_accel_mps2 * (1 - 0.5**4)])
+
+
+def test_idm_gap_response():
+    """Same speed as the lead at gap `s`: `a = a_max (1 - (v/v0)^4 - ((s0 + vT)/s)^2)`."""
+    v, s = 20.0, 30.0
+    expected = P.max_accel_mps2 * (1 - (v / P.desired_speed_mps) ** 4
+                                   - ((P.min_gap_m + v * P.time_headway_s) / s) ** 2)
+    a = idm_acceleration(np.array([v]), np.array([s]), np.array([0.0]), P)
+    assert a[0] == pytest.approx(expected)
+    closing = idm_acceleration(np.array([v]), np.array([s]), np.array([5.0]), P)
+    closer = idm_acceleration(np.array([v]), np.array([s / 2]), np.array([0.0]), P)
+    assert closing[0] < a[0] and closer[0] < a[0]     # closing in or a shorter gap brakes harder
+
+
+def tracks(positions, speeds, valid=None):
+    n = len(positions)
+    position = np.array(positions, dtype=np.float64)[None]
+    velocity = np.stack([np.array(speeds, float), np.zeros(n)], axis=1)[None]
+    return Tracks(position=position, velocity=velocity, size=np.tile([5.0, 2.0], (1, n, 1)),
+                  track_id=np.arange(n)[None],
+                  valid=np.ones((1, n), bool) if valid is None else np.array([valid]))
+
+
+def test_select_lead_takes_nearest_in_lane_ahead():
+    t = tracks([[40.0, 0.0], [20.0, 4.0], [-10.0, 0.0], [30.0, 0.3], [10.0, 0.0]],
+               [20, 20, 20, 15, 9], valid=[True, True, True, True, False])
+    lead, gap, speed = select_lead(t, np.zeros(1), P)
+    assert lead[0] == 3                                # 20 m is in the next lane; 10 m invalid
+    assert gap[0] == pytest.approx(30.0 - 5.0)         # centre distance minus two half lengths
+    assert speed[0] == 15.0
+    none, gap, speed = select_lead(tracks([[20.0, 4.0]], [20.0]), np.zeros(1), P)
+    assert none[0] == -1 and np.isinf(gap[0]) and speed[0] == 0.0
+
+
+def ego_row(speed=20.0, lane_offset=0.0, heading_error=0.0):
+    ego = np.zeros((1, len(EGO_FEATURES)), dtype=np.float32)
+    ego[0, EGO_FEATURES.index("speed_mps")] = speed
+    ego[0, EGO_FEATURES.index("lane_offset_m")] = lane_offset
+    ego[0, EGO_FEATURES.index("heading_error_rad")] = heading_error
+    return ego
+
+
+def test_lane_keeping_steers_back_to_the_lane_centre():
+    controller = make_agent("staged").controller
+    plan = Plan(acceleration=np.array([1.5]), lateral_target=np.zeros(1),
+                lead_track=np.array([-1]), lead_gap=np.array([np.inf]))
+    centred = controller(plan, ego_row())
+    assert centred[0, 0] == pytest.approx(1.5) and centred[0, 1] == pytest.approx(0.0)
+    left = controller(plan, ego_row(lane_offset=1.0))       # left of centre: steer right
+    right = controller(plan, ego_row(lane_offset=-1.0))
+    assert left[0, 1] < 0.0 < right[0, 1]
+    assert left[0, 1] == pytest.approx(-right[0, 1])
+
+
+def test_staged_agent_decision():
+    agent = make_agent("staged")
+    n, m = 3, 4
+    objects = np.zeros((n, m, len(OBJECT_FIELDS)), dtype=np.float32)
+    column = {name: i for i, name in enumerate(OBJECT_FIELDS)}
+    objects[:, 0, column["x_m"]] = [15.0, 60.0, 200.0]
+    objects[:, 0, column["vx_mps"]] = 25.0                # as fast as the ego
+    objects[:, :, column["length_m"]] = 5.0
+    objects[:, :, column["width_m"]] = 2.0
+    valid = np.zeros((n, m), bool)
+    valid[:, 0] = True
+    ego = np.repeat(ego_row(speed=25.0), n, axis=0)
+    obs = {"ego": ego, "bev": np.zeros((n, 4, 64, 64), np.uint8),
+           "lidar": np.zeros((n, 64, 2), np.float32)}
+    decision = agent.act(obs, {"gt_objects": objects, "gt_valid": valid})
+    assert decision.actions.shape == (n, 2) and decision.actions.dtype == np.float32
+    assert set(decision.stage_latency_s) == {"perception", "tracking", "planning", "control"}
+    assert all(v >= 0.0 for v in decision.stage_latency_s.values())
+    assert decision.latency_s == pytest.approx(sum(decision.stage_latency_s.values()))
+    accel = decision.actions[:, 0]
+    assert accel[0] < accel[1] < accel[2]              # the nearer the lead, the harder the braking
+    assert accel[0] == pytest.approx(-8.0)             # clipped to the action bound
+    assert {"detections", "tracks", "plan"} <= set(decision.products)
+    agent.reset(np.array([True, False, True]))
+
+
+def test_unknown_stack_and_perception():
+    with pytest.raises(ConfigError, match="allowed values are " + ", ".join(STACKS)):
+        make_agent("autopilot")
+    with pytest.raises(ConfigError, match="perception='radar'"):
+        make_agent("staged", perception="radar")
