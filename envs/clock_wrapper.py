@@ -25,7 +25,8 @@ class ClockWrapper(gym.Wrapper):
     """Put a `DrivingEnv` on the clock.
 
     Args:
-        env: a `DrivingEnv` (possibly wrapped).
+        env: a `DrivingEnv`, unwrapped: the clock calls its `run_window`, so a wrapper in
+            between would be skipped on `step`. Put other wrappers around the `ClockWrapper`.
         config: the tick contract's settings; its frequencies must match the env's.
         latency_base_dir: directory that relative `profile:PATH` specs resolve against.
     """
@@ -33,9 +34,10 @@ class ClockWrapper(gym.Wrapper):
     def __init__(self, env: gym.Env, config: ClockConfig | None = None,
                  latency_base_dir: str | None = None):
         super().__init__(env)
-        world = env.unwrapped
+        world = env
         if not isinstance(world, DrivingEnv):
-            raise TypeError("ClockWrapper wraps a reflexdrive DrivingEnv")
+            raise TypeError("ClockWrapper wraps a reflexdrive DrivingEnv directly (the clock "
+                            "drives its run_window); put other wrappers outside it")
         config = config or ClockConfig(simulation_frequency=world.timing.simulation_frequency,
                                        policy_frequency=world.timing.policy_frequency)
         if (config.simulation_frequency, config.policy_frequency) != (
@@ -74,7 +76,7 @@ class ClockWrapper(gym.Wrapper):
                 f"budget {self.clock_config.budget * 1e3:.3f} ms"
                 + (f" (stages over budget: {', '.join(window.stage_overruns)})"
                    if window.stage_overruns else ""))
-        obs, reward, terminated, truncated, info = self.env.unwrapped.run_window(window)
+        obs, reward, terminated, truncated, info = self.env.run_window(window)
         info["deadline_miss"] = bool(window.overrun and self.clock_config.on_overrun == "terminate")
         if info["deadline_miss"] and not terminated:
             terminated, truncated = True, False

@@ -29,5 +29,5 @@ def render_top_down(backend, size: tuple[int, int] = FRAME_SIZE) -> np.ndarray:
     surface.centering_position = list(CENTERING)
     surface.move_display_window_to(backend.ego.position)
     RoadGraphics.display(backend.road, surface)
-    RoadGraphics.display_traffic(backend.road, surface)
+    RoadGraphics.display_traffic(backend.road, surface, offscreen=True)
     return np.ascontiguousarray(np.transpose(pygame.surfarray.array3d(surface), (1, 0, 2)))

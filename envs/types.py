@@ -13,6 +13,8 @@ world frame).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,8 +154,9 @@ class HazardState:
 
     Attributes:
         kind: "lead_brake", "cut_in", "stopped_vehicle", or "none".
-        onset_s: hazard onset time `t_h` [s] once known, else None. For a stopped vehicle it
-            becomes known when the vehicle first comes within sensor range.
+        onset_s: hazard onset time `t_h` [s] once known, else None (`inf` in `info`: the
+            onset lies beyond any time yet reached). For a stopped vehicle it becomes known
+            when the vehicle first comes within sensor range.
         active: the hazard has begun (time >= onset).
         vehicle_id: id of the hazard vehicle, -1 if none.
     """
@@ -166,7 +169,7 @@ class HazardState:
     def as_info(self) -> dict:
         return {
             "kind": self.kind,
-            "onset_s": float("nan") if self.onset_s is None else float(self.onset_s),
+            "onset_s": math.inf if self.onset_s is None else float(self.onset_s),
             "active": bool(self.active),
             "vehicle_id": int(self.vehicle_id),
         }

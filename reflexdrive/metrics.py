@@ -98,7 +98,7 @@ def reaction(records: Sequence[TickRecord], onset_s: float, end_s: float,
 
     Args:
         records: the episode's tick records in tick order.
-        onset_s: hazard onset `t_h` [s]; NaN means no hazard (returns None).
+        onset_s: hazard onset `t_h` [s]; NaN or inf means no hazard (returns None).
         end_s: end of the episode [s]; a response landing after it does not count.
         config: the response thresholds.
     """
@@ -172,7 +172,8 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
     Args:
         records: tick records in order (all ticks, observed or dropped).
         substeps: per-substep outcomes in order.
-        onset_s: hazard onset `t_h` [s], NaN without a hazard (or one never triggered).
+        onset_s: hazard onset `t_h` [s], NaN or inf without a hazard (or one never
+            triggered; `info["hazard"]["onset_s"]` is inf then).
         start_speed_mps: ego speed at reset [m/s] (to difference the first substep).
         substep_s: substep length `dt` [s].
         config: response thresholds.
@@ -190,7 +191,7 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
     overruns = [r.overrun for r in records if r.observed]
     nan = math.nan
     return EpisodeMetrics(
-        hazard_onset_s=float(onset_s),
+        hazard_onset_s=float(onset_s) if math.isfinite(onset_s) else nan,
         reaction_time_s=react.total_s if react else nan,
         reaction_wait_s=react.wait_s if react else nan,
         reaction_notice_s=react.notice_s if react else nan,
