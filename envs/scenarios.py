@@ -184,6 +184,9 @@ class LeadBrakeConfig(TrafficConfig):
 class CutInConfig(TrafficConfig):
     """Cut-in: a vehicle in the next lane, slightly ahead, changes into the ego lane and slows.
 
+    The cutter's lane is kept free of other traffic, so it cruises at the ego's start speed
+    until the onset (no slower vehicle ahead of it shrinks the gap beforehand).
+
     Attributes:
         onset_s: (low, high) time the cut-in starts [s].
         gap_m: (low, high) initial longitudinal bumper gap of the cutter ahead of the ego [m].
@@ -195,8 +198,8 @@ class CutInConfig(TrafficConfig):
     lane_changes: bool = False
     duration_s: float = 12.0
     onset_s: tuple[float, float] = (2.0, 4.0)
-    gap_m: tuple[float, float] = (6.0, 14.0)
-    slowdown_mps: tuple[float, float] = (3.0, 8.0)
+    gap_m: tuple[float, float] = (10.0, 20.0)
+    slowdown_mps: tuple[float, float] = (2.0, 6.0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -337,9 +340,12 @@ def _highway(config: HighwayConfig, rng: np.random.Generator, f: int) -> tuple:
     return _straight_road(config), (ego, *traffic), HazardPlan()
 
 
-def _hazard_traffic(rng, config: TrafficConfig, ego_lane: int, occupied: list) -> list:
-    """Traffic for hazard scenarios: the other lanes, ahead and behind; none in the ego lane."""
-    other_lanes = [lane for lane in range(config.lanes) if lane != ego_lane]
+def _hazard_traffic(rng, config: TrafficConfig, ego_lane: int, occupied: list,
+                    keep_free: tuple[int, ...] = ()) -> list:
+    """Traffic for hazard scenarios: the other lanes, ahead and behind; none in the ego lane
+    (nor in `keep_free`, so that the hazard unfolds as planned)."""
+    other_lanes = [lane for lane in range(config.lanes)
+                   if lane != ego_lane and lane not in keep_free]
     return _place_traffic(rng, config, occupied, other_lanes,
                           (EGO_START_S - 60.0, EGO_START_S + 250.0), config.vehicles)
 
@@ -374,7 +380,7 @@ def _cut_in(config: CutInConfig, rng: np.random.Generator, f: int) -> tuple:
                         target_lane=_straight_lane(ego_lane),
                         target_speed_mps=max(0.0, speed - _uniform(rng, config.slowdown_mps)))
     occupied = [(ego_lane, EGO_START_S), (cutter_lane, cutter_s)]
-    traffic = _hazard_traffic(rng, config, ego_lane, occupied)
+    traffic = _hazard_traffic(rng, config, ego_lane, occupied, keep_free=(cutter_lane,))
     return _straight_road(config), (ego, cutter, *traffic), hazard
 
 

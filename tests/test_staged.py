@@ -105,3 +105,19 @@ def test_unknown_stack_and_perception():
         make_agent("autopilot")
     with pytest.raises(ConfigError, match="perception='radar'"):
         make_agent("staged", perception="radar")
+
+
+def test_select_lead_anticipates_a_cut_in():
+    """A car in the next lane (4 m left) moving right at 3 m/s reaches the ego lane within the
+    1 s horizon: followed already. Moving away or standing still: not followed."""
+    def with_lateral(vy):
+        t = tracks([[12.0, 4.0]], [20.0])
+        velocity = t.velocity.copy()
+        velocity[0, 0, 1] = vy
+        return Tracks(t.position, velocity, t.size, t.track_id, t.valid)
+
+    assert select_lead(with_lateral(-3.0), np.zeros(1), P)[0][0] == 0
+    assert select_lead(with_lateral(+3.0), np.zeros(1), P)[0][0] == -1
+    assert select_lead(with_lateral(0.0), np.zeros(1), P)[0][0] == -1
+    far = IDMParams(cut_in_horizon_s=0.1)               # 0.3 m in 0.1 s: not yet
+    assert select_lead(with_lateral(-3.0), np.zeros(1), far)[0][0] == -1

@@ -34,6 +34,8 @@ class IDMParams:
         lane_width_m: lane width used to decide what is in the ego lane [m].
         lane_overlap_m: how far a vehicle must reach into the ego lane to be followed [m].
         ego_length_m: ego length for bumper gaps [m].
+        cut_in_horizon_s: a vehicle whose lateral motion brings it into the ego lane within
+            this time is followed already (cut-in anticipation) [s].
     """
 
     desired_speed_mps: float = 27.0
@@ -45,6 +47,7 @@ class IDMParams:
     lane_width_m: float = 4.0
     lane_overlap_m: float = 0.5
     ego_length_m: float = 5.0
+    cut_in_horizon_s: float = 1.0
 
 
 def idm_acceleration(speed: np.ndarray, gap: np.ndarray, closing_speed: np.ndarray,
@@ -68,7 +71,8 @@ def idm_acceleration(speed: np.ndarray, gap: np.ndarray, closing_speed: np.ndarr
 
 def select_lead(tracks: Tracks, lane_offset: np.ndarray, params: IDMParams
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The nearest track ahead that reaches into the ego lane.
+    """The nearest track ahead that reaches into the ego lane, now or (moving sideways at
+    its current lateral speed) within `params.cut_in_horizon_s`.
 
     Args:
         tracks: batched tracks in the ego frame.
@@ -80,9 +84,14 @@ def select_lead(tracks: Tracks, lane_offset: np.ndarray, params: IDMParams
     """
     x = tracks.position[..., 0]
     y_from_lane_centre = tracks.position[..., 1] + lane_offset[:, None]
+    lateral_speed = np.nan_to_num(tracks.velocity[..., 1])
+    y_predicted = y_from_lane_centre + lateral_speed * params.cut_in_horizon_s
+    # Closest lateral distance to the lane centre over [now, now + horizon] (linear motion).
+    crosses = np.sign(y_from_lane_centre) != np.sign(y_predicted)
+    nearest_y = np.where(crosses, 0.0,
+                         np.minimum(np.abs(y_from_lane_centre), np.abs(y_predicted)))
     half_width = 0.5 * tracks.size[..., 1]
-    reaches_lane = (np.abs(y_from_lane_centre) - half_width
-                    < 0.5 * params.lane_width_m - params.lane_overlap_m)
+    reaches_lane = nearest_y - half_width < 0.5 * params.lane_width_m - params.lane_overlap_m
     ahead = tracks.valid & (x > 0.0) & reaches_lane
     gap = np.where(ahead, x - 0.5 * (tracks.size[..., 0] + params.ego_length_m), np.inf)
     lead = np.argmin(gap, axis=1)
