@@ -136,3 +136,61 @@ def test_run_writes_results_and_resumes(capsys, tmp_path):
     assert code == 2 and "different settings" in err
     pd.testing.assert_frame_equal(pd.read_csv(out / "episodes.csv"), after)
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_run_with_a_profile_replays_recorded_latencies(capsys, tmp_path):
+    """`--latency profile:PATH`: every observed tick's stage latencies are one recorded row
+    of the profile, and the same seeds replay the same latencies."""
+    from envs.latency import LatencyProfile, save_profile
+
+    stages = {"perception": (0.010, 0.020, 0.030), "planning": (0.001, 0.002, 0.150)}
+    save_profile(LatencyProfile(stack="staged", device="cpu: test", batch_size=1,
+                                stages=stages, created="2026-11-23T12:00:00Z"),
+                 tmp_path / "profile.json")
+    rows = {(p, q) for p, q in zip(*stages.values())}
+    ticks = []
+    for name in ("a", "b"):
+        args = ["run", "--scenario", "lead-brake", "--episodes", "2", "--no-progress",
+                "--latency", f"profile:{tmp_path / 'profile.json'}", "--out",
+                str(tmp_path / name), "--set", "duration_s=2", "--set", "onset_s=[1,1.5]"]
+        code, _, err = run_cli(capsys, args)
+        assert code == 0, err
+        ticks.append(pd.read_csv(tmp_path / name / "ticks.csv"))
+    observed = ticks[0][ticks[0]["observed"]]
+    pairs = set(zip(observed["latency_perception_s"], observed["latency_planning_s"]))
+    assert pairs <= rows and len(pairs) > 1
+    assert (~ticks[0]["observed"]).any()               # the 0.18 s row drops a frame
+    pd.testing.assert_frame_equal(ticks[0], ticks[1])
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_whole_files_and_resumes(tmp_path):
+    """SIGKILL in the middle of a run: episodes.csv is whole (every row complete), no temp
+    file is taken for a result, and the same command finishes the remaining episodes."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "reflexdrive.cli", "run", "--scenario", "lead-brake",
+               "--episodes", "6", "--no-progress", "--out", str(out),
+               "--set", "duration_s=1.5", "--set", "onset_s=[0.5,1]"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / "episodes.csv").exists() and len(pd.read_csv(out / "episodes.csv")) >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    partial = pd.read_csv(out / "episodes.csv")
+    assert 2 <= len(partial) < 6 and partial.notna()["progress_m"].all()
+    assert not (out / "ticks.csv").exists()             # written only when the run completes
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    episodes = pd.read_csv(out / "episodes.csv")
+    assert episodes["seed"].tolist() == list(range(6))
+    pd.testing.assert_frame_equal(episodes.iloc[:len(partial)], partial)
+    assert len(pd.read_csv(out / "ticks.csv")) == 6 * 15
