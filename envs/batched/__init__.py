@@ -1,0 +1,32 @@
+"""The `batched` backend: many straight-road worlds as torch tensors, stepped by pure functions.
+
+- `BatchedBackend`: the `Backend`-style object (reset worlds one at a time, `substep` all of
+  them, numpy `WorldSnapshot`s and `RoadGeometry`).
+- `BatchedState`, `Params`, `EgoCommands`: the frozen state and constants;
+  `step(params, state, commands) -> state` is one substep (`envs.batched.dynamics`).
+- `BatchedHazardTracker`, `update_onsets`, `HazardOnsets`: hazard onset bookkeeping.
+
+It reproduces the `highway` backend's dynamics (highway-env's kinematic bicycle, IDM, MOBIL,
+SAT collisions) on straight multi-lane roads: the highway, lead-brake, cut-in and
+stopped-vehicle scenarios.
+"""
+
+from envs.batched.backend import SUPPORTED_SCENARIOS, BatchedBackend, commands_from_pieces
+from envs.batched.dynamics import step
+from envs.batched.hazards import BatchedHazardTracker, HazardOnsets, update_onsets
+from envs.batched.state import BatchedHazard, BatchedRoad, BatchedState, EgoCommands, Params
+
+__all__ = [
+    "SUPPORTED_SCENARIOS",
+    "BatchedBackend",
+    "BatchedHazard",
+    "BatchedHazardTracker",
+    "BatchedRoad",
+    "BatchedState",
+    "EgoCommands",
+    "HazardOnsets",
+    "Params",
+    "commands_from_pieces",
+    "step",
+    "update_onsets",
+]
