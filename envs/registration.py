@@ -4,6 +4,11 @@ Every id builds a `DrivingEnv` on the clock (`ClockWrapper`); the clock's settin
 plain keyword arguments, so any RL library can train with latency in the loop:
 
     gym.make("reflexdrive/LeadBrake-v0", mode="realtime", latency="fixed:0.03")
+
+The straight-road ids also build `B` envs on the batched backend in one process:
+
+    gym.make_vec("reflexdrive/LeadBrake-v0", num_envs=1024,
+                 vectorization_mode="vector_entry_point", latency="fixed:0.03")
 """
 
 from __future__ import annotations
@@ -46,8 +51,14 @@ def make_env(
 
 
 def register_envs() -> None:
-    """Register every scenario id; safe to call any number of times."""
+    """Register every scenario id; safe to call any number of times.
+
+    Straight-road scenarios also get a vector entry point, the batched backend:
+    `gym.make_vec(id, num_envs=B, vectorization_mode="vector_entry_point")`.
+    """
     for spec in SCENARIOS.values():
         if spec.env_id not in gym.registry:
             gym.register(id=spec.env_id, entry_point="envs.registration:make_env",
+                         vector_entry_point=("envs.batched_env:make_batched_env"
+                                             if spec.straight else None),
                          kwargs={"scenario": spec.name})

@@ -99,7 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--on-overrun", default="record",
                      help="what an overrun does: record, terminate, raise")
     run.add_argument("--envs", type=int, default=1,
-                     help="envs run side by side (worker processes when > 1)")
+                     help="envs run side by side (highway backend: worker processes; "
+                          "batched backend: one torch batch)")
+    run.add_argument("--backend", default="auto",
+                     help="world backend: highway (highway-env), batched (torch, straight "
+                          "roads: highway, lead-brake, cut-in, stopped-vehicle), auto "
+                          "(batched where the scenario has it)")
+    run.add_argument("--device", default="cpu",
+                     help="torch device of the batched backend: cpu, cuda, auto")
     run.add_argument("--simulation-frequency", type=int, default=50, help="substeps per second")
     run.add_argument("--policy-frequency", type=int, default=10, help="ticks per second")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -171,7 +178,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         mode=args.mode, latency=args.latency, budget_s=args.budget,
         stage_budgets_s=args.stage_budgets or {}, on_overrun=args.on_overrun, envs=args.envs,
         simulation_frequency=args.simulation_frequency, policy_frequency=args.policy_frequency,
-        perception=args.perception, scenario_config=_scenario_overrides(args.set))
+        perception=args.perception, backend=args.backend, device=args.device,
+        scenario_config=_scenario_overrides(args.set))
     prepare_out_dir(args.out)
     episodes, _ = run(config, out=args.out, progress=not args.no_progress)
     print(reaction_table(episodes))

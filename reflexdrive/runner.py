@@ -28,6 +28,7 @@ import pandas as pd
 from agents.base import Agent
 from agents.registry import PERCEPTIONS, STACKS, make_agent
 from envs.config import ClockConfig
+from envs.batched_env import BatchedDrivingEnv, batched_scenarios
 from envs.errors import ConfigError, check_choice
 from envs.latency import parse_latency
 from envs.registration import make_env
@@ -37,6 +38,8 @@ from reflexdrive.results import prepare_out_dir, write_csv, write_json
 
 EPISODE_KEY_COLUMNS = ("scenario", "stack", "seed", "mode", "latency")
 """Columns that identify an episode in `episodes.csv`."""
+
+BACKENDS = ("auto", "highway", "batched")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,10 @@ class RunConfig:
         simulation_frequency: substep rate [Hz].
         policy_frequency: tick rate [Hz]; must divide `simulation_frequency`.
         perception: perception of the staged stack.
+        backend: "highway" (highway-env, worker processes), "batched" (all envs in one
+            torch batch; straight-road scenarios only) or "auto" (batched where the
+            scenario has it).
+        device: torch device of the batched backend ("cpu", "cuda", "auto").
         scenario_config: overrides of the scenario's config fields.
         reaction: what counts as a response to a hazard.
     """
@@ -75,6 +82,8 @@ class RunConfig:
     simulation_frequency: int = 50
     policy_frequency: int = 10
     perception: str = "oracle"
+    backend: str = "auto"
+    device: str = "cpu"
     scenario_config: Mapping[str, Any] = field(default_factory=dict)
     reaction: ReactionConfig = field(default_factory=ReactionConfig)
 
@@ -82,6 +91,12 @@ class RunConfig:
         check_choice("scenario", self.scenario, tuple(SCENARIOS))
         check_choice("stack", self.stack, tuple(STACKS))
         check_choice("perception", self.perception, PERCEPTIONS)
+        check_choice("backend", self.backend, BACKENDS)
+        check_choice("device", self.device, ("cpu", "cuda", "auto"))
+        if self.backend == "batched" and self.scenario not in batched_scenarios():
+            raise ConfigError("backend", self.backend,
+                              f"scenario {self.scenario!r} runs on the highway backend only; "
+                              "the batched backend runs " + ", ".join(batched_scenarios()))
         for name in ("episodes", "envs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -98,6 +113,21 @@ class RunConfig:
                            budget_s=self.budget_s, stage_budgets_s=dict(self.stage_budgets_s),
                            on_overrun=self.on_overrun, latency=self.latency)
 
+    @property
+    def resolved_backend(self) -> str:
+        """"highway" or "batched": what `backend="auto"` means for this scenario."""
+        if self.backend != "auto":
+            return self.backend
+        return "batched" if self.scenario in batched_scenarios() else "highway"
+
+    @property
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `envs.registration.make_env` for this run."""
         return dict(scenario=self.scenario, mode=self.mode, latency=self.latency,
@@ -110,8 +140,9 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The settings that determine episode results (resuming requires them equal)."""
         identity = asdict(self)
-        for name in ("episodes", "envs"):
+        for name in ("episodes", "envs", "device"):
             identity.pop(name)
+        identity["backend"] = self.resolved_backend
         identity["stage_budgets_s"] = dict(sorted(identity["stage_budgets_s"].items()))
         identity["scenario_config"] = dict(sorted(identity["scenario_config"].items()))
         return identity
@@ -133,8 +164,11 @@ class _Slot:
 
 
 def _make_vector_env(config: RunConfig) -> gym.vector.VectorEnv:
-    factory = functools.partial(make_env, **config.env_kwargs())
     autoreset = gym.vector.AutoresetMode.DISABLED
+    if config.resolved_backend == "batched":
+        return BatchedDrivingEnv(num_envs=config.envs, device=config.resolved_device,
+                                 record=True, autoreset_mode=autoreset, **config.env_kwargs())
+    factory = functools.partial(make_env, **config.env_kwargs())
     if config.envs == 1:
         return gym.vector.SyncVectorEnv([factory], autoreset_mode=autoreset)
     return gym.vector.AsyncVectorEnv([factory] * config.envs, context="forkserver",
@@ -210,6 +244,7 @@ def _finish(config: RunConfig, slot: _Slot, info_row: Mapping[str, Any], end_rea
         "seed": slot.seed,
         "mode": config.mode,
         "latency": config.latency,
+        "backend": config.resolved_backend,
         "budget_s": config.clock_config().budget,
         "episode": slot.episode,
         "end_reason": end_reason,
@@ -365,7 +400,7 @@ def _rollouts(config: RunConfig, agent: Agent, todo: list[tuple[int, int]]):
                 pending[:] = False
             decision = agent.act(obs, info)
             if measured:
-                vec.call("report_latency", decision.stage_latency_s)
+                _report_latency(vec, decision.stage_latency_s)
             obs, _, terminated, truncated, step_info = vec.step(decision.actions)
             info = _merge_info(info, step_info, np.ones(n_envs, dtype=bool))
             for i, slot in enumerate(slots):
@@ -381,6 +416,14 @@ def _rollouts(config: RunConfig, agent: Agent, todo: list[tuple[int, int]]):
                     pending[i] = True
     finally:
         vec.close()
+
+
+def _report_latency(vec: gym.vector.VectorEnv, stage_latency_s: Mapping[str, float]) -> None:
+    """Hand the batched decision's measured stage latencies to every env."""
+    if isinstance(vec, BatchedDrivingEnv):
+        vec.report_latency(stage_latency_s)
+    else:
+        vec.call("report_latency", stage_latency_s)
 
 
 def _with_envs(config: RunConfig, envs: int) -> RunConfig:

@@ -1,0 +1,433 @@
+"""`BatchedDrivingEnv`: `B` scenario envs on the clock as one Gymnasium `VectorEnv`.
+
+The batched route past highway-env's speed: the world is the `batched` backend (all envs'
+state in torch tensors, one pure-function substep for all), the tick contract is the
+batched clock (`envs.batched_clock`), and the sensors render all envs in one call.
+
+    envs = gym.make_vec("reflexdrive/LeadBrake-v0", num_envs=1024,
+                        vectorization_mode="vector_entry_point", latency="fixed:0.03")
+
+One `step(actions)` is one tick `[t_k, t_{k+1})` for every env. An env whose agent is still
+busy with an earlier decision (latency `L > T`: dropped frames) ignores its row of
+`actions` that tick; `info["observing"]` says which rows were taken. Otherwise the contract
+is the single env's (`envs.clock_wrapper.ClockWrapper`): realtime commands land exactly at
+`t_k + L`, lockstep ones at `t_k`, overruns are recorded / terminate / raise, and with
+`record=True` `info["ticks"]` and `info["substeps"]` hold per env the same `TickRecord`s and
+`SubstepOutcome`s the highway env produces (what `reflexdrive run` needs; off by default,
+since building Python objects per env and tick is what the batch exists to avoid).
+
+An env whose episode ends mid-tick (collision, off road) is frozen at that substep, as the
+single env stops integrating there. Autoreset follows Gymnasium's modes: next-step
+(default), same-step (final observation and info under `info["final_obs"]`,
+`info["final_info"]`) or disabled (reset finished envs with `options={"reset_mask": m}`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from envs import sensors
+from envs.batched import BatchedBackend, update_onsets
+from envs.batched.hazards import HazardOnsets
+from envs.batched.road import lane_coordinates, on_lane
+from envs.batched.state import HAZARD_CODES, NO_HAZARD, where_env
+from envs.batched_clock import BatchedClock, to_tick_records_per_env
+from envs.clock import DeadlineMiss
+from envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
+from envs.driving_env import RewardConfig, _coerce, action_space, observation_space
+from envs.errors import ConfigError
+from envs.latency import FixedLatency, MeasuredLatency, ProfileLatency, parse_latency
+from envs.outcomes import lead_gap_and_ttc
+from envs.scenarios import HAZARD_KINDS, SCENARIOS, generate, make_config, scenario_spec
+from envs.types import EGO, SubstepOutcome
+
+_AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
+              "disabled": AutoresetMode.DISABLED}
+
+
+def batched_scenarios() -> tuple[str, ...]:
+    """Scenario names the batched backend runs (straight multi-lane roads)."""
+    return tuple(name for name, spec in SCENARIOS.items() if spec.straight)
+
+
+class BatchedDrivingEnv(gym.vector.VectorEnv):
+    """`num_envs` copies of one scenario on the batched backend and the batched clock.
+
+    Args:
+        num_envs: `B`.
+        scenario: a straight-road scenario (see `batched_scenarios()`).
+        mode, latency, budget, stage_budgets, on_overrun, simulation_frequency,
+            policy_frequency: the clock, as for `envs.registration.make_env`.
+        sensors, scenario_config, reward: as for `DrivingEnv`.
+        device: torch device of the world and sensors ("cpu", "cuda").
+        observations: render `bev` and `lidar` (False leaves them zero: for benchmarks and
+            for agents that read only `ego` and ground truth).
+        record: put per-env `TickRecord`s and `SubstepOutcome`s in `info` (slow at large B).
+        autoreset_mode: "next_step", "same_step", "disabled" (or an `AutoresetMode`).
+        latency_base_dir: directory relative `profile:PATH` specs resolve against.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        scenario: str = "highway",
+        *,
+        mode: str = "realtime",
+        latency: str = "fixed:0",
+        budget: float | None = None,
+        stage_budgets: Mapping[str, float] | None = None,
+        on_overrun: str = "record",
+        simulation_frequency: int = 50,
+        policy_frequency: int = 10,
+        sensors: Any = None,
+        scenario_config: Any = None,
+        reward: Any = None,
+        device: str = "cpu",
+        observations: bool = True,
+        record: bool = False,
+        autoreset_mode: str | AutoresetMode = "next_step",
+        latency_base_dir: str | None = None,
+        render_mode: str | None = None,
+    ):
+        spec = scenario_spec(scenario)
+        if not spec.straight:
+            raise ConfigError("scenario", scenario, "the batched backend runs "
+                              + ", ".join(batched_scenarios())
+                              + "; use the highway backend for the others")
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ConfigError("num_envs", num_envs, "must be an integer >= 1")
+        if render_mode is not None:
+            raise ConfigError("render_mode", render_mode,
+                              "the batched env does not render; use the highway backend")
+        if isinstance(autoreset_mode, str):
+            if autoreset_mode not in _AUTORESET:
+                raise ConfigError("autoreset_mode", autoreset_mode,
+                                  "allowed values are " + ", ".join(_AUTORESET))
+            autoreset_mode = _AUTORESET[autoreset_mode]
+        self.scenario = spec
+        if scenario_config is None or isinstance(scenario_config, dict):
+            self.scenario_config = make_config(spec.name, scenario_config)
+        else:
+            self.scenario_config = _coerce(spec.config_type, scenario_config, "scenario_config")
+        self.sensor_config: SensorConfig = _coerce(SensorConfig, sensors, "sensors")
+        self.reward_config: RewardConfig = _coerce(RewardConfig, reward, "reward")
+        self.clock_config = ClockConfig(
+            simulation_frequency=simulation_frequency, policy_frequency=policy_frequency,
+            mode=mode, budget_s=budget, stage_budgets_s=dict(stage_budgets or {}),
+            on_overrun=on_overrun, latency=latency)
+        self.latency_model = parse_latency(latency, base_dir=latency_base_dir)
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.observations = bool(observations)
+        self.record = bool(record)
+        self.autoreset_mode = autoreset_mode
+        self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode,
+                         "render_fps": policy_frequency}
+        self.render_mode = None
+        self.single_observation_space = observation_space(self.sensor_config)
+        self.single_action_space = action_space()
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+
+        self.backend = BatchedBackend(num_envs, simulation_frequency, device=device)
+        self.clock = BatchedClock(self.clock_config, num_envs, device=self.device)
+        self._substeps_per_tick = self.clock_config.substeps_per_tick
+        self._seeds = np.zeros(num_envs, dtype=np.int64)
+        self._duration = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
+        self._done = np.zeros(num_envs, dtype=bool)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._onsets: HazardOnsets | None = None
+        self._profile_rngs: list[np.random.Generator] = [np.random.default_rng(0)] * num_envs
+        self._reported: dict[str, float] | None = None
+        self._sensor_rng = np.random.default_rng(0)
+        self._last_position = np.zeros((num_envs, 2))
+        self._started = False
+
+    # -- Gymnasium API ---------------------------------------------------------------------
+
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict | None = None):
+        """Reset every env, or those in `options["reset_mask"]` (`(B,)` bool).
+
+        Seeds: an int `s` gives env `i` the scenario seed `s + i`; a sequence gives one per
+        env; None draws them from the env's generator.
+        """
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if mask is None:
+            mask = np.ones(self.num_envs, dtype=bool)
+        mask = np.asarray(mask)
+        if mask.shape != (self.num_envs,) or mask.dtype != np.bool_ or not mask.any():
+            raise ValueError(f"options['reset_mask'] must be a ({self.num_envs},) bool array "
+                             "with at least one True")
+        if not self._started and not mask.all():
+            raise ValueError("the first reset must reset every env")
+        if isinstance(seed, (int, np.integer)):
+            super().reset(seed=int(seed))
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        elif seed is None:
+            if not self._started:
+                super().reset(seed=None)
+            seeds = [int(s) for s in self.np_random.integers(2**31 - 1, size=self.num_envs)]
+        else:
+            seeds = [int(s) for s in seed]
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+            if not self._started:
+                super().reset(seed=seeds[0])
+        self._reset_envs(mask, seeds)
+        obs, info = self._observe_and_info(np.ones(self.num_envs, bool))
+        return obs, info
+
+    def report_latency(self, stage_latency_s: Mapping[str, float]) -> None:
+        """The measured stage latencies [s] of the batched decision about to be stepped
+        (used by the `measured` latency model; ignored by the others)."""
+        self._reported = dict(stage_latency_s)
+
+    def step(self, actions):
+        actions = np.asarray(actions, dtype=np.float64).reshape(self.num_envs, -1)
+        if actions.shape[1] != 2 or not np.all(np.isfinite(actions)):
+            raise ValueError(f"actions must be finite, shape ({self.num_envs}, 2) "
+                             "[acceleration, steering]")
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        starting = np.zeros(self.num_envs, dtype=bool)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP and self._needs_reset.any():
+            starting = self._needs_reset.copy()
+            self._reset_envs(starting, None)
+        elif self.autoreset_mode == AutoresetMode.DISABLED and self._done.any():
+            raise RuntimeError("envs " + ", ".join(map(str, np.flatnonzero(self._done)[:8]))
+                               + " have ended: reset them with options={'reset_mask': ...}")
+        live_np = ~(self._done | starting)
+        live = torch.as_tensor(live_np, device=self.device)
+
+        commands = torch.as_tensor(np.stack([
+            np.clip(actions[:, 0], *ACCELERATION_BOUNDS),
+            np.clip(actions[:, 1], *STEERING_BOUNDS)], axis=1), device=self.device)
+        observing = self.clock.observing() & live
+        stage_latency = self._sample_latency(observing.cpu().numpy())
+        decision = self.clock.decide(commands, stage_latency)
+        overrun = (decision.overrun & live).cpu().numpy()
+        if self.clock_config.on_overrun == "raise" and overrun.any():
+            env = int(np.flatnonzero(overrun)[0])
+            latency = float(decision.latency_s[env])
+            raise DeadlineMiss(f"env {env}: latency {latency * 1e3:.3f} ms exceeds the budget "
+                               f"{self.clock_config.budget * 1e3:.3f} ms")
+        records = self.clock.records() if self.record else None
+
+        outcomes, ended, progress = self._run_tick(live)
+        self.clock.advance()
+
+        crashed = self.backend.state.crashed[:, EGO].cpu().numpy()
+        offroad = ~self._on_road().cpu().numpy()
+        substep = self.backend.state.substep
+        deadline = overrun & (self.clock_config.on_overrun == "terminate")
+        terminated = live_np & (crashed | offroad | deadline)
+        truncated = live_np & ~terminated & (substep >= self._duration).cpu().numpy()
+        reward = self._reward(progress, crashed, offroad, live_np)
+        self._done = terminated | truncated
+        obs, info = self._observe_and_info(live_np | starting)
+        info["observing"] = observing.cpu().numpy()
+        info["deadline_miss"] = deadline
+        info["mode"] = np.full(self.num_envs, self.clock_config.mode, dtype=object)
+        if self.record:
+            info["ticks"], info["substeps"] = self._records(records, outcomes, live_np)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._needs_reset = self._done.copy()
+        elif self.autoreset_mode == AutoresetMode.SAME_STEP and self._done.any():
+            done = self._done.copy()
+            info["final_obs"] = np.array([{k: v[i] for k, v in obs.items()} if done[i] else None
+                                          for i in range(self.num_envs)], dtype=object)
+            info["final_info"] = {k: v for k, v in info.items() if k != "final_obs"}
+            self._reset_envs(done, None)
+            new_obs, new_info = self._observe_and_info(done)
+            for key in obs:
+                obs[key][done] = new_obs[key][done]
+            self._done[:] = False
+        reward[starting] = 0.0
+        return obs, reward, terminated, truncated, info
+
+    def close_extras(self, **kwargs):
+        self.backend = None
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _reset_envs(self, mask: np.ndarray, seeds: Sequence[int] | None) -> None:
+        """Generate and instantiate new episodes where `mask`."""
+        if seeds is None:
+            seeds = [int(s) for s in self.np_random.integers(2**31 - 1, size=self.num_envs)]
+        f = self.clock_config.simulation_frequency
+        inits = [generate(self.scenario.name, self.scenario_config, seeds[i], f) if mask[i]
+                 else None for i in range(self.num_envs)]
+        self.backend.reset(inits)
+        rows = np.flatnonzero(mask)
+        for i in rows:
+            self._seeds[i] = seeds[i]
+            self._duration[i] = inits[i].duration_substeps
+            if isinstance(self.latency_model, ProfileLatency):
+                self._profile_rngs[i] = np.random.default_rng(seeds[i])
+        if not self._started:
+            self._sensor_rng = np.random.default_rng([int(s) for s in seeds] + [1])
+        self.clock.reset(torch.as_tensor(mask, device=self.device))
+        ego = self.backend.state.position[:, EGO].cpu().numpy()
+        self._last_position[mask] = ego[mask]
+        self._reset_onsets(mask, inits)
+        self._done[mask] = False
+        self._needs_reset[mask] = False
+        self._started = True
+
+    def _reset_onsets(self, mask: np.ndarray, inits) -> None:
+        b, dev = self.num_envs, self.device
+        if self._onsets is None:
+            zeros = torch.zeros(b, dtype=torch.int64, device=dev)
+            self._onsets = HazardOnsets(zeros, zeros - 1, torch.zeros(b, dtype=torch.float64,
+                                        device=dev), zeros - 1, torch.zeros(b, dtype=torch.bool,
+                                                                             device=dev))
+        o = self._onsets
+        kind, vehicle, trigger, onset = (o.kind.clone(), o.vehicle.clone(),
+                                         o.trigger_range.clone(), o.onset_substep.clone())
+        for i in np.flatnonzero(mask):
+            plan = inits[i].hazard
+            kind[i] = HAZARD_CODES[plan.kind]
+            vehicle[i] = plan.vehicle
+            trigger[i] = plan.trigger_range_m
+            onset[i] = -1 if plan.onset_substep is None else plan.onset_substep
+        state = self.backend.state
+        self._onsets = update_onsets(HazardOnsets(kind, vehicle, trigger, onset, o.active),
+                                     state.position, state.valid, state.substep)
+
+    def _sample_latency(self, observing: np.ndarray) -> dict[str, torch.Tensor]:
+        """Per-stage `(B,)` latencies [s] of this tick's decisions (rows not observing: 0)."""
+        model, b = self.latency_model, self.num_envs
+        if isinstance(model, FixedLatency):
+            values = model.sample()
+            return {k: torch.full((b,), v, dtype=torch.float64, device=self.device)
+                    for k, v in values.items()}
+        if isinstance(model, MeasuredLatency):
+            reported, self._reported = self._reported, None
+            values = model.sample(reported) if reported else {"total": 0.0}
+            return {k: torch.full((b,), v, dtype=torch.float64, device=self.device)
+                    for k, v in values.items()}
+        table = model._table                                     # (rows, stages)
+        rows = np.zeros(b, dtype=np.int64)
+        for i in np.flatnonzero(observing):                      # each env its own stream
+            rows[i] = int(self._profile_rngs[i].integers(table.shape[0]))
+        values = torch.as_tensor(table[rows], dtype=torch.float64, device=self.device)
+        return {name: values[:, j] for j, name in enumerate(model._names)}
+
+    def _on_road(self) -> torch.Tensor:
+        """`(B,)` bool: the ego's centre lies on its lane (as `WorldSnapshot.ego_on_road`)."""
+        state, params = self.backend.state, self.backend.params
+        along, offset = lane_coordinates(state.position[:, EGO], state.lane[:, EGO], params)
+        return on_lane(along, offset, state.road.length, params)
+
+    def _run_tick(self, live: torch.Tensor):
+        """Integrate the tick's substeps; envs that end mid-tick are frozen from then on.
+
+        Returns per-substep outcomes (numpy snapshots when recording), the `(B,)` ended
+        mask and the per-env list of speeds (for the reward).
+        """
+        backend, f = self.backend, self.clock_config.simulation_frequency
+        active = live.clone()
+        outcomes: list = []
+        speeds, counts = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device), \
+            torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+        target = self.reward_config.speed_target_mps
+        for j in range(self._substeps_per_tick):
+            first_s, first, second = self.clock.substep_pieces(j)
+            before = backend.state
+            backend.substep(first_s, first, second)
+            backend._state = where_env(active, backend.state, before)
+            state = backend.state
+            self._onsets = update_onsets(self._onsets, state.position, state.valid,
+                                         state.substep)
+            speeds += torch.where(active, torch.clamp(state.speed[:, EGO] / target, 0.0, 1.0),
+                                  0.0)
+            counts += active.to(torch.float64)
+            snapshot = backend.snapshot() if self.record else None
+            ended_now = active & (state.crashed[:, EGO] | ~self._on_road()
+                                  | (state.substep >= self._duration))
+            if self.record:
+                outcomes.append((active.cpu().numpy(), snapshot, f))
+            active = active & ~ended_now
+        progress = (speeds / counts.clamp(min=1.0)).cpu().numpy()
+        return outcomes, ~active & live, progress
+
+    def _reward(self, progress, crashed, offroad, live) -> np.ndarray:
+        c = self.reward_config
+        reward = progress - c.collision_penalty * crashed - c.offroad_penalty * offroad
+        return np.where(live, reward, 0.0).astype(np.float64)
+
+    def _observe_and_info(self, rows: np.ndarray) -> tuple[dict, dict]:
+        snapshot = self.backend.snapshot()
+        config = self.sensor_config
+        b = self.num_envs
+        if self.observations:
+            road = self.backend.road_geometry()
+            bev = sensors.render_bev(snapshot, road, config, self._sensor_rng, device=self.device)
+            lidar = sensors.cast_lidar(snapshot, config, self._sensor_rng)
+        else:
+            bev = np.zeros((b, *config.bev_shape), dtype=np.uint8)
+            lidar = np.zeros((b, config.lidar_beams, 2), dtype=np.float32)
+        obs = {"bev": bev, "lidar": lidar.astype(np.float32),
+               "ego": sensors.ego_vector(snapshot)}
+        objects, valid = sensors.ground_truth_objects(snapshot, config)
+        onsets = self._onsets
+        onset_substep = onsets.onset_substep.cpu().numpy()
+        kind = onsets.kind.cpu().numpy()
+        f = self.clock_config.simulation_frequency
+        info = {
+            "scenario": np.full(b, self.scenario.name, dtype=object),
+            "scenario_seed": self._seeds.copy(),
+            "time_s": snapshot.time_s.astype(np.float64),
+            "tick": (self.backend.substep_index // self._substeps_per_tick).astype(np.int64),
+            "gt_objects": objects,
+            "gt_valid": valid,
+            "hazard": {
+                "kind": np.array([HAZARD_KINDS[k] for k in kind], dtype=object),
+                "onset_s": np.where(onset_substep >= 0, onset_substep / f, math.inf),
+                "active": onsets.active.cpu().numpy(),
+                "vehicle_id": onsets.vehicle.cpu().numpy(),
+            },
+            "crashed": snapshot.crashed.astype(bool),
+            "offroad": ~snapshot.ego_on_road.astype(bool),
+        }
+        return obs, info
+
+    def _records(self, records, outcomes, live: np.ndarray):
+        """Per-env `TickRecord` and `SubstepOutcome` lists for `info` (record mode)."""
+        ticks = np.empty(self.num_envs, dtype=object)
+        substeps = np.empty(self.num_envs, dtype=object)
+        per_env: list[list] = [[] for _ in range(self.num_envs)]
+        previous = None
+        for active, snapshot, f in outcomes:
+            gap, ttc = lead_gap_and_ttc(snapshot)
+            position = snapshot.position[:, EGO]
+            for i in np.flatnonzero(active):
+                per_env[i].append(SubstepOutcome(
+                    time_s=float(snapshot.time_s[i]), speed=float(snapshot.speed[i, EGO]),
+                    distance_m=float(np.linalg.norm(position[i] - self._last_position[i])),
+                    gap_m=float(gap[i]), ttc_s=float(ttc[i]), crashed=bool(snapshot.crashed[i]),
+                    on_road=bool(snapshot.ego_on_road[i])))
+                self._last_position[i] = position[i]
+        rows = [int(i) for i in np.flatnonzero(live)]
+        converted = dict(zip(rows, to_tick_records_per_env(records, rows))) if rows else {}
+        for i in range(self.num_envs):
+            ticks[i] = converted.get(i, [])
+            substeps[i] = per_env[i]
+        return ticks, substeps
+
+
+def make_batched_env(num_envs: int = 1, **kwargs) -> BatchedDrivingEnv:
+    """Vector entry point of the straight-road ids (`gym.make_vec(..., vectorization_mode=
+    "vector_entry_point")`)."""
+    kwargs.pop("max_episode_steps", None)
+    return BatchedDrivingEnv(num_envs=num_envs, **kwargs)

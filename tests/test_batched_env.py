@@ -1,0 +1,179 @@
+"""`BatchedDrivingEnv`: the batched backend + batched clock as a Gymnasium VectorEnv.
+
+Its per-env behaviour must be the single env's (highway backend + `ClockWrapper`): same
+tick records, same trajectories, same episode ends; plus Gymnasium's vector conventions.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import reflexdrive  # noqa: F401  (registers the ids)
+from envs.batched_env import BatchedDrivingEnv, batched_scenarios
+from envs.clock import DeadlineMiss
+from envs.errors import ConfigError
+from envs.registration import make_env
+from reflexdrive.runner import RunConfig, run
+
+SHORT = {"duration_s": 1.0}
+
+
+def test_make_vec_builds_the_batched_env():
+    envs = gym.make_vec("reflexdrive/LeadBrake-v0", num_envs=3,
+                        vectorization_mode="vector_entry_point", latency="fixed:0.03")
+    assert isinstance(envs.unwrapped, BatchedDrivingEnv) and envs.num_envs == 3
+    obs, info = envs.reset(seed=7)
+    assert envs.observation_space.contains(obs)
+    assert info["scenario_seed"].tolist() == [7, 8, 9]
+    obs, reward, terminated, truncated, info = envs.step(envs.action_space.sample())
+    assert envs.observation_space.contains(obs) and reward.shape == (3,)
+    assert info["tick"].tolist() == [1, 1, 1] and info["observing"].all()
+    assert set(batched_scenarios()) == {"highway", "lead-brake", "cut-in", "stopped-vehicle"}
+
+
+def test_bad_arguments():
+    with pytest.raises(ConfigError, match="scenario='merge'.*highway, lead-brake"):
+        BatchedDrivingEnv(2, "merge")
+    with pytest.raises(ConfigError, match="num_envs=0"):
+        BatchedDrivingEnv(0, "highway")
+    with pytest.raises(ConfigError, match="autoreset_mode='sometimes'"):
+        BatchedDrivingEnv(1, "highway", autoreset_mode="sometimes")
+    with pytest.raises(ConfigError, match="latency"):
+        BatchedDrivingEnv(1, "highway", latency="fixed:-1")
+
+
+def _drive_both(scenario, latency, actions, seed=3, config=None, mode="realtime"):
+    """Step the single env (one decision per step) and the batched env (one tick per step)
+    with the same decisions; return both envs' tick records and final infos."""
+    single = make_env(scenario, mode=mode, latency=latency, scenario_config=config)
+    batched = BatchedDrivingEnv(1, scenario, mode=mode, latency=latency, record=True,
+                                scenario_config=config, autoreset_mode="disabled")
+    _, info_s = single.reset(seed=seed)
+    _, info_b = batched.reset(seed=[seed])
+    ticks_s, ticks_b, done_s, done_b = [], [], False, False
+    decisions = iter(actions)
+    action = np.zeros(2)
+    while not (done_s and done_b):
+        if not done_b:
+            if batched.clock.observing()[0]:
+                action = next(decisions, np.zeros(2))
+                if not done_s:
+                    _, _, term, trunc, info_s = single.step(action)
+                    ticks_s.extend(info_s["ticks"])
+                    done_s = term or trunc
+            _, _, term_b, trunc_b, info_b = batched.step(action[None])
+            ticks_b.extend(info_b["ticks"][0])
+            done_b = bool(term_b[0] or trunc_b[0])
+    return single, batched, ticks_s, ticks_b, info_s, info_b
+
+
+@pytest.mark.parametrize("latency", ["fixed:0.03", "fixed:0.25", "fixed:0.1"])
+def test_ticks_and_trajectory_match_the_single_env(latency):
+    rng = np.random.default_rng(0)
+    actions = [np.array([rng.uniform(-3, 2), rng.uniform(-0.02, 0.02)]) for _ in range(40)]
+    single, batched, ticks_s, ticks_b, info_s, info_b = _drive_both(
+        "lead-brake", latency, actions, config={"duration_s": 3.0, "onset_s": (1.0, 1.5)})
+    end_s = info_s["time_s"]
+    # repr: exact float digits, and NaN (not observed) compares equal to NaN
+    assert list(map(repr, ticks_b)) == [repr(t) for t in ticks_s if t.t_s < end_s - 1e-9]
+    assert any(not t.observed for t in ticks_b) == (latency == "fixed:0.25")
+    snap_s = single.unwrapped.backend.snapshot()
+    snap_b = batched.backend.snapshot()
+    n = snap_s.position.shape[1]
+    np.testing.assert_allclose(snap_b.position[0, :n], snap_s.position[0], atol=1e-6)
+    np.testing.assert_allclose(snap_b.speed[0, :n], snap_s.speed[0], atol=1e-6)
+    assert info_b["hazard"]["onset_s"][0] == info_s["hazard"]["onset_s"]
+
+
+def test_busy_envs_ignore_actions_while_frames_drop():
+    env = BatchedDrivingEnv(2, "highway", latency="fixed:0.25", record=True,
+                            scenario_config=SHORT)
+    env.reset(seed=0)
+    seen = []
+    for k in range(4):
+        action = np.full((2, 2), [1.0 + k, 0.0])
+        _, _, _, _, info = env.step(action)
+        seen.append(info["observing"].tolist())
+        for record in info["ticks"][0]:
+            assert record.observed == (k in (0, 3))
+            if record.observed:
+                assert record.command.acceleration == 1.0 + k
+    assert seen == [[True, True], [False, False], [False, False], [True, True]]
+
+
+def test_mid_tick_crash_freezes_the_env_where_the_single_env_stops():
+    config = {"gap_m": (3.0, 3.0), "onset_s": (0.2, 0.2), "duration_s": 3.0}
+    actions = [np.array([4.0, 0.0])] * 30
+    _, batched, ticks_s, ticks_b, info_s, info_b = _drive_both(
+        "lead-brake", "fixed:0.03", actions, config=config)
+    assert info_s["crashed"] and info_b["crashed"][0]
+    assert info_b["time_s"][0] == pytest.approx(info_s["time_s"])
+    assert [s.time_s for s in info_b["substeps"][0]][-1] == pytest.approx(info_s["time_s"])
+
+
+def test_autoreset_next_step():
+    env = BatchedDrivingEnv(2, "highway", scenario_config={"duration_s": 0.3})
+    env.reset(seed=0)
+    zero = np.zeros((2, 2))
+    for _ in range(2):
+        _, _, _, truncated, _ = env.step(zero)
+        assert not truncated.any()
+    _, _, _, truncated, _ = env.step(zero)
+    assert truncated.all()
+    obs, reward, terminated, truncated, info = env.step(zero)     # the reset step
+    assert (reward == 0).all() and not (terminated | truncated).any()
+    assert info["tick"].tolist() == [0, 0] and (info["scenario_seed"] != [0, 1]).all()
+
+
+def test_autoreset_same_step_and_disabled():
+    env = BatchedDrivingEnv(2, "highway", scenario_config={"duration_s": 0.2},
+                            autoreset_mode="same_step")
+    env.reset(seed=0)
+    env.step(np.zeros((2, 2)))
+    obs, _, _, truncated, info = env.step(np.zeros((2, 2)))
+    assert truncated.all() and info["final_obs"][0] is not None
+    assert (env.backend.substep_index == 0).all()
+    disabled = BatchedDrivingEnv(2, "highway", scenario_config={"duration_s": 0.1},
+                                 autoreset_mode="disabled")
+    disabled.reset(seed=0)
+    disabled.step(np.zeros((2, 2)))
+    with pytest.raises(RuntimeError, match="reset_mask"):
+        disabled.step(np.zeros((2, 2)))
+    _, info = disabled.reset(seed=[5, 6], options={"reset_mask": np.array([True, False])})
+    assert disabled.backend.substep_index.tolist() == [0, 5]
+    assert info["scenario_seed"].tolist() == [5, 1]
+
+
+def test_overrun_terminate_and_raise():
+    env = BatchedDrivingEnv(2, "highway", latency="fixed:0.12", budget=0.1,
+                            on_overrun="terminate")
+    env.reset(seed=0)
+    _, _, terminated, _, info = env.step(np.zeros((2, 2)))
+    assert terminated.all() and info["deadline_miss"].all()
+    strict = BatchedDrivingEnv(1, "highway", latency="fixed:0.12", budget=0.1,
+                               on_overrun="raise")
+    strict.reset(seed=0)
+    with pytest.raises(DeadlineMiss, match="exceeds the budget"):
+        strict.step(np.zeros((1, 2)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["lead-brake", "cut-in", "stopped-vehicle"])
+def test_staged_runs_agree_across_backends(scenario):
+    """`reflexdrive run --stack staged` gives the same reaction times and outcomes with
+    either backend for the same seeds."""
+    results = {}
+    for backend in ("highway", "batched"):
+        config = RunConfig(scenario=scenario, episodes=3, seed=11, latency="fixed:0.03",
+                           envs=2 if backend == "batched" else 1, backend=backend,
+                           scenario_config={"duration_s": 6.0})
+        results[backend], _ = run(config, progress=False)
+    a, b = results["highway"], results["batched"]
+    assert a["seed"].tolist() == b["seed"].tolist()
+    for column in ("hazard_onset_s", "reaction_time_s", "reaction_wait_s", "reaction_notice_s",
+                   "reaction_compute_s", "collided", "ticks", "end_reason"):
+        assert a[column].equals(b[column]), column
+    for column in ("min_gap_m", "min_ttc_s", "progress_m", "peak_decel_mps2"):
+        np.testing.assert_allclose(b[column], a[column], rtol=1e-6, atol=1e-3, err_msg=column)
