@@ -116,6 +116,8 @@ class DrivingEnv(gym.Env):
         policy_frequency: tick rate [Hz]; must divide `simulation_frequency`.
         reward: a `RewardConfig` or a dict of overrides.
         render_mode: None or "rgb_array" (highway-env's pygame top-down view).
+        observations: render `bev` and `lidar` (False leaves them zero: for benchmarks and
+            agents that read only `ego` and ground truth).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -129,8 +131,10 @@ class DrivingEnv(gym.Env):
         policy_frequency: int = 10,
         reward: Any = None,
         render_mode: str | None = None,
+        observations: bool = True,
     ):
         self.scenario = scenario_spec(scenario)
+        self.observations = bool(observations)
         if scenario_config is None or isinstance(scenario_config, dict):
             self.scenario_config = make_config(scenario, scenario_config)
         else:
@@ -235,10 +239,15 @@ class DrivingEnv(gym.Env):
     # -- internals -------------------------------------------------------------------------
 
     def _observe(self, snapshot: WorldSnapshot) -> dict[str, np.ndarray]:
+        config = self.sensor_config
+        if not self.observations:
+            return {"bev": np.zeros(config.bev_shape, dtype=np.uint8),
+                    "lidar": np.zeros((config.lidar_beams, 2), dtype=np.float32),
+                    "ego": sensors.ego_vector(snapshot)[0]}
         road = self.backend.road_geometry()
         return {
-            "bev": sensors.render_bev(snapshot, road, self.sensor_config, self._sensor_rng)[0],
-            "lidar": sensors.cast_lidar(snapshot, self.sensor_config, self._sensor_rng)[0],
+            "bev": sensors.render_bev(snapshot, road, config, self._sensor_rng)[0],
+            "lidar": sensors.cast_lidar(snapshot, config, self._sensor_rng)[0],
             "ego": sensors.ego_vector(snapshot)[0],
         }
 

@@ -38,6 +38,7 @@ def make_env(
     reward: Any = None,
     render_mode: str | None = None,
     latency_base_dir: str | None = None,
+    observations: bool = True,
 ) -> ClockWrapper:
     """A scenario env on the clock. See `ClockConfig` for the clock's arguments."""
     clock = ClockConfig(simulation_frequency=simulation_frequency,
@@ -46,7 +47,8 @@ def make_env(
                         latency=latency)
     world = DrivingEnv(scenario, scenario_config=scenario_config, sensors=sensors,
                        simulation_frequency=simulation_frequency,
-                       policy_frequency=policy_frequency, reward=reward, render_mode=render_mode)
+                       policy_frequency=policy_frequency, reward=reward, render_mode=render_mode,
+                       observations=observations)
     return ClockWrapper(world, clock, latency_base_dir=latency_base_dir)
 
 
