@@ -1,5 +1,11 @@
 """The `Backend` protocol: what the clock, sensors and metrics need from a world.
 
+`Backend` is the one-world form (`HighwayBackend`). The batched backend
+(`envs.batched.BatchedBackend`) offers the same operations over `B` worlds: `reset` takes
+one `ScenarioInit` or None per world (per-env reset), `substep(first_s, first, second)`
+takes the ego's two command pieces per world as tensors, `substep_index` is `(B,)`, and
+`snapshot()` / `road_geometry()` return the same batch-first types.
+
 A backend instantiates a `ScenarioInit`, integrates one substep at a time with the ego's
 command pieces (it never sees latency: the clock already turned latency into pieces), and
 reports its state as a batch-first `WorldSnapshot`. Hazard scripting (a lead that brakes at

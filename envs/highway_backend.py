@@ -3,7 +3,7 @@
 The reference implementation. It uses highway-env's own classes: `Road`/`RoadNetwork` (and
 the Merge, Roundabout and Intersection road builders), a kinematic-bicycle `Vehicle` for the
 ego, `IDMVehicle` (IDM + MOBIL) for traffic. One substep is highway-env's simulation step
-(`road.act()`, then every vehicle steps `dt`), with two differences:
+(`road.act()`, then every vehicle steps `dt`), with three differences:
 
 - the ego is stepped piece by piece, so a command can land mid-substep (see envs.clock);
 - braking stops the ego at standstill instead of reversing it;
@@ -68,6 +68,12 @@ def build_road(spec: RoadSpec, seed: int) -> Road:
     """A highway-env `Road` (no vehicles yet) for `spec`."""
     rng = np.random.RandomState(seed % (2**32))
     if spec.kind == "straight":
+        if spec.lane_width_m != StraightLane.DEFAULT_WIDTH:
+            from envs.errors import ConfigError
+
+            raise ConfigError("road.lane_width_m", spec.lane_width_m,
+                              f"must be {StraightLane.DEFAULT_WIDTH:g}: highway-env's straight "
+                              "road network has fixed-width lanes")
         network = RoadNetwork.straight_road_network(
             lanes=spec.lanes, length=spec.length_m, speed_limit=spec.speed_limit_mps)
         return Road(network=network, np_random=rng, record_history=False)

@@ -35,7 +35,8 @@ class RoadSpec:
         kind: "straight", "merge", "roundabout" or "intersection".
         lanes: lanes of a straight road.
         length_m: length of a straight road [m].
-        lane_width_m: lane width of a straight road [m].
+        lane_width_m: lane width of a straight road [m]; both backends support only
+            highway-env's 4 m (`StraightLane.DEFAULT_WIDTH`) and reject anything else.
         speed_limit_mps: speed limit of a straight road [m/s].
     """
 
