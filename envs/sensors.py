@@ -8,11 +8,37 @@ Why torch: both backends share one implementation of the sensors (docs/ARCHITECT
 The numpy entry points (`render_bev`, `cast_lidar`) are thin wrappers over torch cores
 (`render_bev_torch`, `cast_lidar_torch`) that take and return tensors, so the batched
 backend can run the very same code on CUDA tensors for thousands of worlds without a
-round trip through numpy. There are no Python loops over worlds or vehicles (only over
-memory-bounded chunks of about `_CHUNK_ELEMENTS`), and few, fused tensor ops: at `B = 1`
-the cost is mostly torch's per-op overhead, at large `B` it is the drawn area. The numpy
-wrappers run the cores under `torch.inference_mode()` (a third faster on the CPU at
-`B = 1`); callers of the cores may do the same when they need no autograd.
+round trip through numpy. There are no Python loops over worlds (only over blocks of
+about `_CHUNK_ELEMENTS`, sized to stay in cache, over vehicle slots and over road lines),
+no matrix products (BLAS wakes its threads for each tiny product: milliseconds on a busy
+2-core host) and no temporaries above a few MB (the allocator hands out bigger ones as
+fresh pages: page faults). The numpy wrappers run the cores under
+`torch.inference_mode()`; callers of the cores may do the same when they need no
+autograd. A batched backend should also pass `out=` (a reused raster: a fresh one is 64
+MB at `B = 4096`, tens of ms of page faults on some hosts) and keep passing the same
+road tensors (or `road_plan=`).
+
+How the bev is drawn (the cost is per row, not per pixel): every shape is convex, so the
+pixel centres of one raster row that lie inside it form one run of columns. Runs are
+computed analytically per (shape, row), turned into 64-bit row masks (bit `c` = column
+`c`), OR-ed per channel, and expanded to bytes through a 256-entry table at the end.
+- Vehicles and the ego are rectangles, evaluated on the few rows their box spans (only
+  the ones that touch the raster; occlusion only for those, against nearby vehicles).
+- Straight roads (all lane and marking segments parallel; stripes of a painted line evenly
+  spaced, as highway-env's straight roads are) take a fast path: each lane and each
+  painted line is a "line" across the raster; a row meets a line's band once, next to one
+  stripe (its nearest), so a run per (line, row) is exact. Lanes side by side are drawn
+  as one band away from the road's ends. `prepare_road` finds this structure once per
+  road (cached by identity), so nothing per call scales with the road's length.
+- Any other road (chords of curved lanes, merges, roundabouts...), and worlds whose ego
+  is turned more than 60 degrees from a straight road, go through the generic path: road
+  segments clipped to the raster, cut into short capsules and tested pixel by pixel on
+  small windows.
+A world's raster does not depend on the other worlds of the batch (on the fast path, bit
+for bit).
+
+The lidar tests each vehicle only against the beams of its angular window (those that
+pass within its half diagonal of its centre), keeping the nearest hit per beam.
 
 Randomness: noise and dropout are drawn from the caller's `np.random.Generator` in numpy
 on the CPU (`draw_bev_noise`, `draw_lidar_noise`) and then moved to the device, so a seed
@@ -32,12 +58,19 @@ image. Pixel `(r, c)` covers the cell centred at `x = range_m - (r + 0.5) * res`
 `y = -bev_half_width_m + (c + 0.5) * res` and is on (255) when that centre lies inside
 the shape, boundary included: shapes are grown by `_EDGE_TOL_M` so that float32 rounding
 cannot split ties (a marking exactly between two pixel centres lights both, in every row).
+A pixel centre within float32 rounding (about 1e-5 m) of a grown boundary may go either
+way; nothing else depends on how the shape is drawn.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -62,9 +95,9 @@ wrapped to (-pi, pi] [rad]; length, width [m]; vehicle id (as a float)."""
 BEV_ROAD, BEV_MARKINGS, BEV_VEHICLES, BEV_EGO = 0, 1, 2, 3
 """Channel indices of the bev raster."""
 
-_CHUNK_ELEMENTS = 1 << 22
-"""Most (world, primitive, pixel) triples evaluated at once: 4 Mi, 16 MB per float32
-temporary, so the dozen temporaries of one chunk stay well under ~256 MB."""
+_CHUNK_ELEMENTS = 1 << 18
+"""Most elements of one temporary in the hot loops: 256 Ki, 1 MB of float32, so a chunk's
+temporaries stay in cache (and far below the allocator's page-faulting sizes)."""
 
 _INV_MAX = 1e12
 """Slab method: `1 / direction` is clamped to this, so axis-parallel rays need no branch."""
@@ -79,7 +112,7 @@ _PIECE_PX = 8
 """Longest road piece drawn through one window [px]; longer (clipped) segments are cut."""
 
 _WINDOW_TOL_PX = 1e-3
-"""Slack when turning a primitive's bounding box into pixel rows and columns [px]."""
+"""Slack when turning a shape's bounding box into pixel rows and columns [px]."""
 
 _EDGE_TOL_M = 1e-4
 """Shapes are grown by this before drawing, so pixel centres on a boundary count as inside
@@ -88,6 +121,29 @@ whatever the float32 rounding [m]."""
 _FAR = 1e30
 """Stands for "no limit" in float32 arithmetic (finite, so `0 * _FAR` stays 0)."""
 
+_WORD = 64
+"""Columns per row-mask word (int64)."""
+
+_MIN_COS = 0.5
+"""Straight-road fast path only while the ego heads within 60 degrees of the road."""
+
+_LINE_TOL_M = 1e-6
+"""`prepare_road`: segments this close to one line (or to an even stripe pattern) are
+taken as lying on it [m]."""
+
+_SQRT_FLOOR = 1e-30
+"""`sqrt` arguments are clamped to this normal float, not 0: zero and subnormal arguments
+take a slow path on x86 (the root moves by 1e-15 px, below float32 resolution)."""
+
+_BEAM_SLACK_RAD = 1e-3
+"""Lidar: slack on a box's angular window, so rounding never drops a beam that hits it."""
+
+_NO_HIT_KEY = 0x7F800000 << 16
+"""Lidar: the packed key of "no hit" (+inf distance, slot 0)."""
+
+_PLAN_CACHE_SIZE = 4
+"""Road plans kept by `_road_plan_for` (roads seen last)."""
+
 
 # ----------------------------------------------------------------------------- frames
 
@@ -95,7 +151,8 @@ _FAR = 1e30
 def to_ego_frame(points_world, ego_position, ego_heading):
     """Express world-frame points in each world's ego frame.
 
-    Works on numpy arrays and torch tensors alike (returns the same kind and dtype).
+    Works on numpy arrays and torch tensors alike (returns the same kind and dtype). Plain
+    element-wise arithmetic (no matrix product: no BLAS threads for tiny products).
 
     Args:
         points_world: `(B, ..., 2)` points in the world frame [m].
@@ -106,20 +163,12 @@ def to_ego_frame(points_world, ego_position, ego_heading):
         `(B, ..., 2)` points in the ego frame [m]: x forward, y towards the +heading side.
     """
     lib = torch if isinstance(points_world, torch.Tensor) else np
-    batch, points = points_world.shape[0], math.prod(points_world.shape[1:-1])
-    offset = points_world.reshape(batch, points, 2) - ego_position.reshape(batch, 1, 2)
-    return (offset @ _frame_matrix(lib.cos(ego_heading), lib.sin(ego_heading))).reshape(
-        points_world.shape)
-
-
-def _frame_matrix(cos, sin):
-    """`(..., 2, 2)` matrix `M` with `v_local = v @ M` for a frame rotated by the heading.
-
-    `v @ M = (v_x cos + v_y sin, -v_x sin + v_y cos)`; `M` is orthogonal, so
-    `v = v_local @ M^T`. Works on numpy arrays and torch tensors.
-    """
-    lib = torch if isinstance(cos, torch.Tensor) else np
-    return lib.stack([cos, -sin, sin, cos], -1).reshape(cos.shape + (2, 2))
+    batch, middle = points_world.shape[0], (1,) * (points_world.ndim - 2)
+    offset = points_world - ego_position.reshape((batch,) + middle + (2,))
+    cos = lib.cos(ego_heading).reshape((batch,) + middle)
+    sin = lib.sin(ego_heading).reshape((batch,) + middle)
+    dx, dy = offset[..., 0], offset[..., 1]
+    return lib.stack([dx * cos + dy * sin, dy * cos - dx * sin], -1)
 
 
 def _wrap_angle(angle):
@@ -188,6 +237,31 @@ def _world_chunks(batch: int, per_world: int) -> Iterator[tuple[int, int]]:
         yield b0, min(batch, b0 + step)
 
 
+_STEPS: dict = {}
+"""`_steps`' cache."""
+
+
+def _steps(count: int, device: torch.device, dtype=torch.float32) -> torch.Tensor:
+    """`arange(count)` on `device` (cached: small constant tensors are made once)."""
+    key = (count, str(device), dtype)
+    if key not in _STEPS:
+        with torch.inference_mode(False):                  # a normal tensor, usable anywhere
+            _STEPS[key] = torch.arange(count, device=device, dtype=dtype)
+    return _STEPS[key]
+
+
+def _beams(beams: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(cos, sin)` of the lidar beam angles `2 pi i / beams`, `(beams,)` float32 each
+    (computed in float64, cached)."""
+    key = ("beams", beams, str(device))
+    if key not in _STEPS:
+        with torch.inference_mode(False):
+            angle = torch.arange(beams, device=device, dtype=torch.float64) * (
+                2.0 * math.pi / beams)
+            _STEPS[key] = (torch.cos(angle).float(), torch.sin(angle).float())
+    return _STEPS[key]
+
+
 def _chunks(batch: int, items: int, pixels: int) -> Iterator[tuple[int, int, int, int]]:
     """Split a `(batch, items, pixels)` job into `[b0, b1) x [p0, p1)` blocks of at most
     `_CHUNK_ELEMENTS` elements (at least one world and one item per block)."""
@@ -202,61 +276,843 @@ def _chunks(batch: int, items: int, pixels: int) -> Iterator[tuple[int, int, int
             yield b0, b0 + 1, p0, min(items, p0 + step)
 
 
+def _order(keep: torch.Tensor):
+    """Which entries of each world to work on: the kept ones, first, in slot order.
+
+    Args:
+        keep: `(B, N)` bool.
+
+    Returns:
+        `(order (B, P) int64 slot numbers, kept (B, P) bool)` with `P` the largest count
+        kept in a world (padding entries point at slot 0, and are not kept), or None when
+        nothing is kept. One host sync (`P`).
+    """
+    batch, slots = keep.shape
+    rank = keep.cumsum(1)                               # 1-based rank of each kept entry
+    count = rank[:, -1:] if slots else rank
+    width = int(count.max()) if batch and slots else 0
+    if width == 0:
+        return None
+    slot = _steps(slots, keep.device, torch.int64).expand(batch, slots)
+    if width == slots and bool(keep.all()):
+        return slot, keep
+    dest = torch.where(keep, rank - 1, width)           # dropped entries: a spare column
+    order = torch.zeros(batch, width + 1, dtype=torch.int64, device=keep.device)
+    order.scatter_(1, dest, slot)
+    return order[:, :width], _steps(width, keep.device, torch.int64) < count
+
+
+class _Boxes(NamedTuple):
+    """Vehicle boxes in the ego frame, one `(B, N)` float32 tensor per field: centre `cx`,
+    `cy` [m]; unit heading `ax, ay` (cos and sin of the heading relative to the ego's);
+    half length `hl` and half width `hw` [m]."""
+
+    cx: torch.Tensor
+    cy: torch.Tensor
+    ax: torch.Tensor
+    ay: torch.Tensor
+    hl: torch.Tensor
+    hw: torch.Tensor
+
+    def take(self, order: torch.Tensor) -> "_Boxes":
+        """The boxes at `order` `(B, P)` (slot numbers) of each world."""
+        return _Boxes(*(field.gather(1, order) for field in self))
+
+    def origins(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ego centre (the ego frame's origin) in each box's frame [m]."""
+        ox, oy = _into_box(self.cx, self.cy, self.ax, self.ay)
+        return ox.neg_(), oy.neg_()
+
+
 def _ego_frame(position: torch.Tensor, heading: torch.Tensor, length: torch.Tensor,
-               width: torch.Tensor, segments: torch.Tensor | None = None):
-    """Vehicle boxes (and optionally road segments) in the ego frame, float32.
+               width: torch.Tensor) -> _Boxes:
+    """Vehicle boxes in the ego frame, float32 (`to_ego_frame`, one field at a time).
 
     Args:
         position: `(B, N, 2)` world-frame centres [m] (float64 keeps far-away worlds
             precise: the offsets are taken before the cast).
         heading: `(B, N)` world-frame headings [rad].
         length, width: `(B, N)` sizes [m].
-        segments: optional `(B, S, 2, 2)` world-frame segments [m], moved in the same op.
+    """
+    dx = position[..., 0] - position[:, EGO:EGO + 1, 0]
+    dy = position[..., 1] - position[:, EGO:EGO + 1, 1]
+    cos, sin = torch.cos(heading[:, EGO:EGO + 1]), torch.sin(heading[:, EGO:EGO + 1])
+    rel_heading = (heading - heading[:, EGO:EGO + 1]).float()
+    return _Boxes((dx * cos + dy * sin).float(), (dy * cos - dx * sin).float(),
+                  torch.cos(rel_heading), torch.sin(rel_heading),
+                  length.float().mul_(0.5), width.float().mul_(0.5))
+
+
+def _into_box(px: torch.Tensor, py: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+    """Ego-frame vectors `(px, py)` seen in box frames of heading `(cos, sin)` (broadcast):
+    `(px cos + py sin, py cos - px sin)`, each rounded as `fl(fl(a b) + fl(c d))`."""
+    return (px * cos).add_(py * sin), (py * cos).sub_(px * sin)
+
+
+# ----------------------------------------------------------------------------- road plans
+#
+# A straight road, in its own frame (s along the road direction `d`, t across it, both
+# from an origin `o`), is a set of "lines": line `j` is the set of capsules of radius
+# `rho_j` around the segments `t = t_j, s in [a_k, b_k]`, `a_k = a_0 + k P`,
+# `b_k = min(a_k + l, b_last)`, `k = 0 .. K - 1`. A lane is a line with one segment
+# (`K = 1`, radius its half width); a painted line is a line of evenly spaced stripes
+# (radius half a pixel). `_LINE` names the columns of a line's row in `RoadPlan.lines`.
+
+_LINE = ("t", "a0", "period", "length", "count", "end", "radius", "valid")
+"""Columns of `RoadPlan.lines` (float64): across offset `t_j`, first start `a_0`, period
+`P`, stripe length `l` (`_FAR` for a single segment), stripe count `K`, last end `b_last`
+[m]; radius [m] (NaN for markings: half a pixel, known at render time); 1 for a line."""
+
+
+@dataclass(frozen=True, eq=False)
+class RoadPlan:
+    """What `render_bev_torch` needs of a `RoadGeometry` that does not change per tick.
+
+    Built by `prepare_road` (once per road: pass it as `road_plan=` or let the cache keep
+    it). Roads are deduplicated: `variant[i]` is the row of road `i` in the per-variant
+    tables.
+
+    Attributes:
+        batch: rows of the road tensors it was built from (`B`, or 1 for a shared road).
+        variant: `(batch,)` int64, the distinct road each row is.
+        straight: `(V,)` bool, the variant takes the straight-road fast path.
+        direction, origin: `(V, 2)` float64, road direction (unit) and origin [m].
+        lines: `(V, lanes + marks + 1, 8)` float64 in the `_LINE` layout: lanes (bev
+            channel 0), painted lines (channel 1), then the union of the lanes when it is
+            one line (lanes side by side, same ends); unused rows invalid.
+        lanes, marks: numbers of lane and painted lines (the same for all variants,
+            padded).
+        merged: every variant with lanes has their union as its last line.
+        min_gap: `(V,)` float64, shortest gap between two stripes of one line [m] (`inf`
+            when no line has two stripes).
+        striped: per line column, whether some variant has a striped line there.
+        any_generic: some variant is not straight.
+        segments: the road of each variant (for the generic path), on the plan's device:
+            `(lane_segments (V, S, 2, 2), lane_half_width (V, S), lane_valid (V, S),
+            marking_segments (V, K, 2, 2), marking_valid (V, K))`.
+    """
+
+    batch: int
+    variant: torch.Tensor
+    straight: torch.Tensor
+    direction: torch.Tensor
+    origin: torch.Tensor
+    lines: torch.Tensor
+    lanes: int
+    marks: int
+    merged: bool
+    min_gap: torch.Tensor
+    striped: tuple
+    any_generic: bool
+    segments: tuple
+
+
+def _straight_lines(lanes, half, lane_ok, marks, mark_ok):
+    """Find the straight-road structure of one road (numpy, float64), or None.
+
+    Args:
+        lanes: `(S, 2, 2)` lane centre segments; half: `(S,)` half widths; lane_ok: `(S,)`.
+        marks: `(K, 2, 2)` marking segments; mark_ok: `(K,)`.
 
     Returns:
-        `(centre (B, N, 2) [m], axis (B, N, 2) unit heading vectors, frame (B, N, 2, 2)
-        `_frame_matrix` of each box, half (B, N, 2) half length and half width [m],
-        segments (B, S, 2, 2) in the ego frame [m] or None)`.
+        `(direction (2,), origin (2,), lane_lines (n, 8), mark_lines (m, 8), min_gap)`, or
+        None when some valid segment is degenerate or not parallel to the others, or the
+        stripes of a painted line are not evenly spaced.
     """
-    batch, slots = heading.shape
-    points = position
-    if segments is not None:
-        flat = segments.to(position.dtype).reshape(batch, 2 * segments.shape[1], 2)
-        points = torch.cat([position, flat], 1)
-    points = to_ego_frame(points, position[:, EGO], heading[:, EGO]).float()
-    rel_heading = (heading - heading[:, EGO:EGO + 1]).float()
-    cos, sin = torch.cos(rel_heading), torch.sin(rel_heading)
-    half = torch.stack([length, width], -1).float().mul_(0.5)
-    seg = None if segments is None else points[:, slots:].reshape(segments.shape)
-    return (points[:, :slots], torch.stack([cos, sin], -1), _frame_matrix(cos, sin), half,
-            seg)
+    lanes, marks = lanes[lane_ok], marks[mark_ok]
+    half = half[lane_ok]
+    segments = np.concatenate([lanes, marks])
+    if len(segments) == 0:
+        return np.array([1.0, 0.0]), np.zeros(2), np.zeros((0, 8)), np.zeros((0, 8)), math.inf
+    if not np.isfinite(segments).all() or not np.isfinite(half).all():
+        return None
+    vector = segments[:, 1] - segments[:, 0]
+    length = np.hypot(vector[:, 0], vector[:, 1])
+    if length.min() <= _LINE_TOL_M:
+        return None
+    ref = int(np.argmax(length))
+    direction, origin = vector[ref] / length[ref], segments[ref, 0].copy()
+    unit = vector / length[:, None]
+    if np.abs(unit[:, 0] * direction[1] - unit[:, 1] * direction[0]).max() > 1e-9:
+        return None
+    rel = segments - origin                                        # (M, 2, 2)
+    s = rel @ direction                                            # (M, 2) along
+    t = rel[..., 1] * direction[0] - rel[..., 0] * direction[1]    # (M, 2) across
+    if np.abs(t[:, 0] - t[:, 1]).max() > _LINE_TOL_M:
+        return None
+    t, a, b = t.mean(1), s.min(1), s.max(1)
+    n = len(lanes)
+
+    def single(tj, aj, bj, radius):
+        return [tj, aj, 1.0, _FAR, 1.0, bj, radius, 1.0]
+
+    lane_lines = [single(t[i], a[i], b[i], half[i]) for i in range(n)]
+    mark_lines, min_gap = [], math.inf
+    order = np.lexsort((a[n:], t[n:])) + n                         # by t, then a
+    groups = np.split(order, np.nonzero(np.diff(t[order]) > _LINE_TOL_M)[0] + 1)
+    for group in (g for g in groups if len(g)):
+        ga, gb, tj = a[group], b[group], float(t[group].mean())
+        if len(group) == 1:
+            mark_lines.append(single(tj, ga[0], gb[0], math.nan))
+            continue
+        count = len(group)
+        period, stripe = ga[1] - ga[0], gb[0] - ga[0]
+        k = np.arange(count)
+        even = (np.abs(ga - (ga[0] + k * period)).max() <= _LINE_TOL_M
+                and np.abs(gb[:-1] - ga[:-1] - stripe).max(initial=0.0) <= _LINE_TOL_M
+                and gb[-1] - ga[-1] <= stripe + _LINE_TOL_M and gb[-1] > ga[-1]
+                and period - stripe > 2 * _LINE_TOL_M)
+        if not even:
+            return None
+        mark_lines.append([tj, ga[0], period, stripe, float(count), gb[-1], math.nan, 1.0])
+        min_gap = min(min_gap, period - stripe)
+    return (direction, origin, np.array(lane_lines).reshape(-1, 8),
+            np.array(mark_lines).reshape(-1, 8), min_gap)
 
 
-def _in_frames(points: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-    """Directions `(..., 2)` seen from each box frame `(B, M, 2, 2)`: `(..., M, 2)`.
+def _lanes_union(lane_lines: np.ndarray) -> np.ndarray:
+    """The union of a straight road's lanes as one line, when it is one: lanes side by
+    side (each touching or overlapping the next) with the same ends. Away from the ends
+    the union of their bands is the band of this line; near them, the lanes are drawn one
+    by one. An invalid (all-zero but period, count) row otherwise."""
+    none = np.array([0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+    if len(lane_lines) == 0:
+        return none
+    lines = lane_lines[np.argsort(lane_lines[:, 0])]
+    t, a, b, radius = lines[:, 0], lines[:, 1], lines[:, 5], lines[:, 6]
+    touching = np.all(t[1:] - radius[1:] <= t[:-1] + radius[:-1])
+    if not (touching and np.ptp(a) == 0.0 and np.ptp(b) == 0.0):
+        return none
+    low, high = t[0] - radius[0], t[-1] + radius[-1]
+    return np.array([0.5 * (low + high), a[0], 1.0, _FAR, 1.0, b[0], 0.5 * (high - low), 1.0])
 
-    `points` is `(B, d1, ..., 2)`; the result is `(B, d1, ..., M, 2)` (broadcast
-    multiply-adds: cheaper than einsum for these small sizes)."""
-    extra = points.dim() - 2
-    rows = frame.reshape(frame.shape[:1] + (1,) * extra + frame.shape[1:])
-    return torch.addcmul(points[..., 0, None, None] * rows[..., 0, :],
-                         points[..., 1, None, None], rows[..., 1, :])
+
+def _distinct_rows(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Deduplicate the rows (axis 0) of several arrays taken together.
+
+    Rows are grouped by a hash of their bits, then each row is checked against its
+    group's first row, a block of rows at a time (rows that differ after all, hash
+    collisions, form groups of their own).
+
+    Returns:
+        `(first, inverse)`: the index of each distinct row's first occurrence, and for
+        every row the position of its distinct row in `first`.
+    """
+    rows = arrays[0].shape[0]
+    if rows == 1 or all(a.strides[0] == 0 for a in arrays):      # one road, or broadcast
+        return np.zeros(1, dtype=np.int64), np.zeros(rows, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    flats = [np.ascontiguousarray(a.reshape(rows, -1)) for a in arrays]
+    flats = [f.view(np.uint64) if f.itemsize == 8 else f.astype(np.uint64) for f in flats]
+    weights = [rng.integers(1, 2**63, f.shape[1], dtype=np.uint64) | np.uint64(1)
+               for f in flats]
+    fingerprint = np.zeros(rows, dtype=np.uint64)               # bitwise, wrapping: exact
+    step = max(1, (1 << 20) // max(sum(f.shape[1] for f in flats), 1))   # 8 MB blocks
+    for r0 in range(0, rows, step):
+        for f, w in zip(flats, weights):
+            fingerprint[r0:r0 + step] += (f[r0:r0 + step] * w).sum(1, dtype=np.uint64)
+    _, head, group = np.unique(fingerprint, return_index=True, return_inverse=True)
+    rank = np.argsort(np.argsort(head))                           # groups by first row
+    head, group = np.sort(head), rank[group.reshape(-1)]
+    reference = head[group]                                       # each row's candidate
+    same = np.ones(rows, dtype=bool)
+    for r0 in range(0, rows, step):
+        block = slice(r0, r0 + step)
+        for f in flats:
+            same[block] &= (f[block] == f[reference[block]]).all(1)
+    first, inverse = list(head), group.astype(np.int64)
+    for row in np.nonzero(~same)[0]:                              # rare: a collision, NaN
+        for g in range(len(head), len(first)):
+            if all(np.array_equal(f[row], f[first[g]]) for f in flats):
+                inverse[row] = g
+                break
+        else:
+            inverse[row] = len(first)
+            first.append(int(row))
+    return np.array(first, dtype=np.int64), inverse
 
 
-def _box_origins(centre: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
-    """`(B, N, 2)`: the ego centre (ego-frame origin) in each box's frame [m]."""
-    return (centre[..., None, :] @ frame).squeeze(-2).neg_()
+def prepare_road(lane_segments, lane_half_width, lane_valid, marking_segments, marking_valid,
+                 device: str | torch.device | None = None) -> RoadPlan:
+    """Analyse a road once for `render_bev_torch` (numpy arrays or tensors, batch `B` or 1).
+
+    The straight-road structure is searched per distinct road row; rows without it (and
+    rows with curved lanes) are drawn by the generic path. Cost: a few ms per distinct
+    road, plus a pass over the arrays to find the distinct rows.
+
+    Args:
+        lane_segments ... marking_valid: as in `RoadGeometry` (`(B, S, 2, 2)` etc.).
+        device: where the plan's tensors live (default: that of `lane_segments` if it is a
+            tensor, else the CPU).
+
+    Returns:
+        A `RoadPlan`; treat the road arrays as immutable while it is in use.
+    """
+    tensors = (lane_segments, lane_half_width, lane_valid, marking_segments, marking_valid)
+    if device is None:
+        device = lane_segments.device if isinstance(lane_segments, torch.Tensor) else "cpu"
+    device = torch.device(device)
+    arrays = [t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+              for t in tensors]
+    arrays = [np.asarray(arrays[0], np.float64), np.asarray(arrays[1], np.float64),
+              np.asarray(arrays[2], bool), np.asarray(arrays[3], np.float64),
+              np.asarray(arrays[4], bool)]
+    rows = arrays[0].shape[0]
+    first, inverse = _distinct_rows(arrays)
+    found = [_straight_lines(*(a[i] for a in arrays)) for i in first]
+    lanes = max([len(f[2]) for f in found if f is not None], default=0)
+    marks = max([len(f[3]) for f in found if f is not None], default=0)
+    lines = np.zeros((len(first), lanes + marks + 1, 8))        # + the lanes' union
+    lines[..., 2] = lines[..., 4] = 1.0                          # period, count of padding
+    direction = np.tile([1.0, 0.0], (len(first), 1))
+    origin = np.zeros((len(first), 2))
+    min_gap = np.full(len(first), math.inf)
+    straight = np.array([f is not None for f in found], dtype=bool)
+    for v, f in enumerate(found):
+        if f is None:
+            continue
+        direction[v], origin[v], lane_lines, mark_lines, min_gap[v] = f
+        lines[v, :len(lane_lines)] = lane_lines
+        lines[v, lanes:lanes + len(mark_lines)] = mark_lines
+        lines[v, -1] = _lanes_union(lane_lines)
+    merged = all(f is None or len(f[2]) == 0 or lines[v, -1, 7] > 0
+                 for v, f in enumerate(found))
+
+    def dev(array, dtype=None):
+        return torch.as_tensor(np.array(array, copy=True, order="C"), dtype=dtype,
+                               device=device)
+
+    segments = tuple(dev(a[first]) for a in arrays)               # per variant
+    return RoadPlan(batch=rows, variant=dev(inverse, torch.int64), straight=dev(straight),
+                    direction=dev(direction), origin=dev(origin), lines=dev(lines),
+                    lanes=lanes, marks=marks, merged=merged, min_gap=dev(min_gap),
+                    striped=tuple(bool(x) for x in (lines[..., 4] > 1).any(0)),
+                    any_generic=not straight.all(),
+                    segments=segments)
 
 
-# ----------------------------------------------------------------------------- bev
+_PLANS: OrderedDict = OrderedDict()
+"""`_road_plan_for`'s cache: key -> (what must still hold, plan)."""
+
+
+def _version(tensor: torch.Tensor):
+    """The tensor's version counter (bumped by in-place changes); None for inference
+    tensors, which have none (the cache then trusts that they are not written to)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
+
+
+def _road_plan_for(road, tensors: tuple, device: torch.device) -> RoadPlan:
+    """The plan of a road, from the cache when the same road was seen recently.
+
+    `road` is the `RoadGeometry` (numpy entry point; matched by identity through a weak
+    reference) or None (torch core: matched by the identity, shape and version counter of
+    the five tensors, which the cache keeps alive so their memory is not reused).
+    """
+    if road is not None:
+        key = ("road", id(road), str(device))
+        hit = _PLANS.get(key)
+        if hit is not None and hit[0]() is road:
+            _PLANS.move_to_end(key)
+            return hit[1]
+        plan = prepare_road(*tensors, device=device)
+        try:
+            guard = weakref.ref(road)
+        except TypeError:                                # not weak-referenceable: no cache
+            return plan
+    else:
+        key = ("tensors", str(device)) + tuple(
+            (t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, _version(t)) for t in tensors)
+        hit = _PLANS.get(key)
+        if hit is not None:                 # same memory, kept alive by the entry, unmodified
+            _PLANS.move_to_end(key)
+            return hit[1]
+        plan = prepare_road(*tensors, device=device)
+        guard = (lambda kept=tensors: kept)
+    _PLANS[key] = (guard, plan)
+    while len(_PLANS) > _PLAN_CACHE_SIZE:
+        _PLANS.popitem(last=False)
+    return plan
+
+
+# ----------------------------------------------------------------------------- row masks
 #
-# Everything drawn is a "primitive": a rectangle or a capsule (the points within a radius
-# of a segment), one row of a `(B, P, 8)` table in the `_PRIMITIVE` layout. Lane and
-# marking segments are clipped to the raster, cut into pieces of at most `_PIECE_PX`
-# pixels and become capsules; vehicles and the ego are rectangles. Each primitive is
-# tested only on the pixels of a small window around it (all windows the same size: the
-# largest bounding box in the batch) and the lit pixels are scattered into the raster.
-# The cost grows with the drawn area, not with raster size times segment count.
+# A "run" is the set of columns `ceil(lo) .. floor(hi)` of one raster row, `lo`, `hi` in
+# column units (`col(y) = y / res + half_width / res - 0.5`). Runs become int64 row masks
+# (bit `c` of word `w` is column `64 w + c`) through a table of all runs of one word.
+
+_TABLES: dict = {}
+"""Lookup tables per (name, device): see `_run_table` and `_byte_table`."""
+
+
+def _run_table(device: torch.device) -> torch.Tensor:
+    """`(65 * 65,)` int64: entry `first * 65 + end` is the word with bits `[first, end)`."""
+    key = ("run", str(device))
+    if key not in _TABLES:
+        table = np.zeros((65, 65), dtype=np.uint64)
+        for first in range(65):
+            for end in range(first + 1, 65):
+                table[first, end] = ((1 << end) - 1) ^ ((1 << first) - 1)
+        with torch.inference_mode(False):
+            _TABLES[key] = torch.from_numpy(table.view(np.int64).reshape(-1)).to(device)
+    return _TABLES[key]
+
+
+def _byte_table(device: torch.device) -> torch.Tensor:
+    """`(256,)` int64: entry `v` holds 8 bytes, byte `j` 255 where bit `j` of `v` is set."""
+    key = ("byte", str(device))
+    if key not in _TABLES:
+        bits = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1, bitorder="little")
+        table = np.ascontiguousarray(bits * np.uint8(255)).view(np.int64).reshape(-1)
+        with torch.inference_mode(False):
+            _TABLES[key] = torch.from_numpy(table.copy()).to(device)
+    return _TABLES[key]
+
+
+def _run_masks(lo: torch.Tensor, end: torch.Tensor, width: int) -> torch.Tensor:
+    """Row masks of runs.
+
+    Args:
+        lo: `(...)` float32 run start in column units: the first column is `ceil(lo)`.
+        end: `(...)` float32 run end plus one: the last column is `floor(end) - 1`.
+            Both are consumed (changed in place); NaN gives an empty run.
+        width: raster width `W` [px].
+
+    Returns:
+        `(..., words)` int64 with `words = ceil(W / 64)`.
+    """
+    table = _run_table(lo.device)
+    first = lo.ceil_().clamp_(0.0, width)
+    end = end.floor_().clamp_(0.0, width)
+    words = -(-width // _WORD)
+    if words == 1:                                     # NaN bounds (bad input): no run
+        index = end.add_(first, alpha=65.0).nan_to_num_(0.0).to(torch.int32)
+        return table.index_select(0, index.view(-1)).view(index.shape + (1,))
+    masks = []
+    for word in range(words):
+        f = (first - _WORD * word).clamp_(0.0, _WORD)
+        e = (end - _WORD * word).clamp_(0.0, _WORD)
+        index = e.add_(f, alpha=65.0).nan_to_num_(0.0).to(torch.int32)
+        masks.append(table.index_select(0, index.view(-1)).view(index.shape))
+    return torch.stack(masks, -1)
+
+
+def _expand_rows(rows: torch.Tensor, width: int, out: torch.Tensor | None = None):
+    """Row masks to the raster: `(B, C, H, words)` int64 -> `(B, C, H, W)` uint8 0 / 255.
+
+    One table lookup per byte of mask (8 pixels), written straight into `out` (allocated
+    when None; else a contiguous `(B, C, H, W)` uint8 tensor on the same device)."""
+    if sys.byteorder != "little":                     # masks are read byte by byte
+        raise NotImplementedError("the bev raster needs a little-endian host")
+    batch, channels, height, words = rows.shape
+    shape = (batch, channels, height, width)
+    if out is None:
+        out = torch.empty(shape, dtype=torch.uint8, device=rows.device)
+    elif out.shape != shape or out.dtype != torch.uint8 or out.device != rows.device:
+        raise ValueError(f"out must be a {shape} uint8 tensor on {rows.device}, got "
+                         f"{tuple(out.shape)} {out.dtype} on {out.device}")
+    nbytes = -(-width // 8)
+    table = _byte_table(rows.device)
+    masks = rows.view(torch.uint8).view(-1, words * 8)[:, :nbytes]   # (B C H, nbytes)
+    direct = width % 8 == 0 and out.is_contiguous() and out.storage_offset() % 8 == 0
+    target = out.view(torch.int64).view(-1, nbytes) if direct else None
+    step = max(1, _CHUNK_ELEMENTS // nbytes)          # chunks: small index temporaries
+    for r0 in range(0, masks.shape[0], step):
+        index = masks[r0:r0 + step].to(torch.int32).view(-1)
+        if direct:
+            torch.index_select(table, 0, index, out=target[r0:r0 + step].view(-1))
+        else:
+            wide = table.index_select(0, index).view(torch.uint8).view(-1, nbytes * 8)
+            out.view(-1, width)[r0:r0 + step] = wide[:, :width]
+    return out
+
+
+# ----------------------------------------------------------------------------- straight roads
+
+_EXACT = ("y0", "y1", "s0", "s1", "u0", "u1", "m_lo", "m_hi", "a_ref", "period", "length",
+          "b_last", "q_m", "omega_lo", "omega_hi", "sigma", "kappa", "rho2")
+"""Fields of `_line_runs`' per-(world, line) parameters (float32). Per row `r`: the line
+centre's column is `y0 + y1 r` [px], its `s - s_e` is `s0 + s1 r` [m], and the stripe
+nearest it is `round(u0 + u1 r)` relative to the reference stripe, clamped to
+`[m_lo, m_hi]`. Then: start of the reference stripe [m], period, stripe length, last end
+relative to `s_e` [m]; `q_m = rho / cos` [m]; `-+ q_m sin` [m]; sin and cos of the road's
+heading in the ego frame in px per m; squared grown radius [px^2]."""
+
+
+def _line_runs(c: dict, rows: torch.Tensor):
+    """Exact runs of lines of capsules (a row meets a line next to one stripe only).
+
+    A point of the segment at `w` along the road from where the row crosses the line
+    centre (`w` in `[A, B]`, the stripe's ends relative to that crossing) lights the row
+    over `eta in w sin -+ sqrt(rho^2 - w^2 cos^2)` (`|w cos| <= rho`). The run's start is
+    the minimum of the convex `w sin - sqrt(...)` over `w in [max(A, -q_m), min(B, q_m)]`,
+    reached at the clamp of its free minimiser `w = -q_m sin`; its end likewise at the
+    clamp of `+q_m sin`. An empty `w` range gives no run.
+
+    Args:
+        c: the `_EXACT` fields, each a `(Q, 1)` float32 tensor.
+        rows: `(H,)` float32 row numbers.
+
+    Returns:
+        `(lo, end)`, each `(Q, H)` in column units, as `_run_masks` takes them.
+    """
+    s_c = torch.mul(c["s1"], rows).add_(c["s0"])                       # [m]
+    m = torch.mul(c["u1"], rows).add_(c["u0"]).round_()
+    torch.maximum(m, c["m_lo"], out=m)
+    torch.minimum(m, c["m_hi"], out=m)                                 # nearest stripe
+    w1 = m.mul_(c["period"]).add_(c["a_ref"]).sub_(s_c)               # A [m]
+    w2 = torch.minimum(w1 + c["length"], c["b_last"] - s_c)           # B [m]
+    torch.maximum(w1, c["q_m"].neg(), out=w1)
+    torch.minimum(w2, c["q_m"], out=w2)
+    empty = (w1 - w2).mul_(_FAR).clamp_(0.0, 1.0).mul_(_FAR)         # _FAR when w1 > w2
+    y_c = torch.mul(c["y1"], rows).add_(c["y0"])
+    runs = []
+    for sign, free in ((-1.0, c["omega_lo"]), (1.0, c["omega_hi"])):
+        w = torch.minimum(torch.maximum(w1, free), w2)
+        root = (w * c["kappa"]).square_().neg_().add_(c["rho2"]).clamp_min_(_SQRT_FLOOR).sqrt_()
+        runs.append(w.mul_(c["sigma"]).add_(root, alpha=sign).add_(empty, alpha=-sign)
+                    .add_(y_c))
+    return runs[0], runs[1].add_(1.0)
+
+
+def _line_params(lines: torch.Tensor, kappa, sigma, s_e, t_e, fast, config: SensorConfig):
+    """Per-(world, line) parameters of the fast path, float64.
+
+    Args:
+        lines: `(B, L, 8)` the worlds' lines in the `_LINE` layout.
+        kappa, sigma: `(B, 1)` cos and sin of the road's heading in the ego frame.
+        s_e, t_e: `(B, 1)` the ego in road coordinates [m].
+        fast: `(B, 1)` bool, the world takes the fast path.
+
+    Returns:
+        `(table (B, L, F) float32 in the `_LINE_FIELDS` layout, near (B, L) bool)`: `near`
+        marks the single segments (of fast worlds) with an end near the raster, which need
+        exact runs.
+    """
+    res = config.bev_m_per_px
+    inv_res, col0 = 1.0 / res, config.bev_half_width_m / res - 0.5
+    x0 = config.range_m - 0.5 * res
+    t, a0, period, length, count, end, radius, valid = lines.unbind(-1)
+    rho = torch.where(torch.isnan(radius), 0.5 * res, radius) + _EDGE_TOL_M
+    dt = t - t_e
+    k_ref = torch.minimum(torch.floor((s_e - a0) / period).clamp_min_(0.0), count - 1.0)
+    a_ref, b_last = a0 + k_ref * period - s_e, end - s_e
+    y0 = (dt + x0 * sigma) / kappa * inv_res + col0           # line centre, row 0 [px]
+    s0, s1, q_m = (x0 + dt * sigma) / kappa, -res / kappa, rho / kappa
+    drawn = (valid > 0) & fast
+    corner = math.hypot(max(config.range_m, config.bev_behind_m), config.bev_half_width_m)
+    reach = corner + res + rho
+    near = drawn & (count <= 1) & ((a_ref > -reach) | (b_last < reach))
+    q = q_m * inv_res
+    fields = dict(
+        y0=y0, y1=-sigma / kappa, s0=s0, s1=s1, u0=(s0 - a_ref - 0.5 * length) / period,
+        u1=s1 / period, m_lo=-k_ref, m_hi=count - 1.0 - k_ref, a_ref=a_ref, period=period,
+        length=length, b_last=b_last, q_m=torch.where(drawn, q_m, -1.0),   # < 0: no run
+        omega_lo=-q_m * sigma, omega_hi=q_m * sigma, sigma=sigma * inv_res,
+        kappa=kappa * inv_res, rho2=(rho * inv_res).square(),
+        band_lo=torch.where(drawn & ~near, y0 - q, _FAR), band_end=y0 + q + 1.0)
+    table = torch.empty(y0.shape + (len(_LINE_FIELDS),), device=y0.device)
+    for i, k in enumerate(_LINE_FIELDS):                       # float32, broadcast
+        table[..., i] = fields[k]
+    return table, near
+
+
+_LINE_FIELDS = _EXACT + ("band_lo", "band_end")
+"""Columns of `_line_params`' table: the `_EXACT` fields, then the band's column bounds
+in row 0 [px] (`band_lo` past the raster where the band is not drawn)."""
+
+
+def _fields(table: torch.Tensor) -> dict:
+    """Named `(..., 1)` views of the columns of a `_line_params` table `(..., F)`."""
+    return dict(zip(_LINE_FIELDS, table.unsqueeze(-1).unbind(-2)))
+
+
+def _columns(table: torch.Tensor, cols: list) -> torch.Tensor:
+    """`table[:, cols]` by `index_select` (advanced indexing wakes OpenMP threads even for
+    tiny tensors, which stalls for ms on a busy host)."""
+    if not cols:
+        return table[:, :0]
+    if cols == list(range(cols[0], cols[0] + len(cols))):      # a slice: a view
+        return table[:, cols[0]:cols[0] + len(cols)]
+    return table.index_select(1, torch.tensor(cols, device=table.device))
+
+
+def _road_line_rows(road: torch.Tensor, marks: torch.Tensor, plan: RoadPlan,
+                    ego_position: torch.Tensor, ego_heading: torch.Tensor,
+                    config: SensorConfig) -> torch.Tensor:
+    """Row masks of the road (lanes) and markings of straight roads: the fast path.
+
+    Lines whose ends are far from the raster (lanes and continuous lines, mostly) are a
+    band: one run of constant width per row, moving linearly with the row. Striped lines
+    get the exact runs of `_line_runs`, and so do the (rare) other lines with an end near
+    the raster.
+
+    Args:
+        road, marks: `(B, H, words)` int64 row masks of the road and marking channels
+            (zeros), OR-ed into in place.
+        plan: the road's `RoadPlan`.
+        ego_position: `(B, 2)` world frame [m]; ego_heading: `(B,)` [rad].
+
+    Returns:
+        `slow (B,)` bool: worlds the fast path does not draw (their masks stay 0), to be
+        drawn by the generic path.
+    """
+    batch = ego_position.shape[0]
+    _, height, width = config.bev_shape
+    res = config.bev_m_per_px
+    words = -(-width // _WORD)
+    device = ego_position.device
+    variant = plan.variant if plan.batch == batch else plan.variant.expand(batch)
+    d, origin = plan.direction.index_select(0, variant), plan.origin.index_select(0, variant)
+    pos, heading = ego_position.double(), ego_heading.double()
+    cos_h, sin_h = torch.cos(heading), torch.sin(heading)
+    kappa = d[:, 0] * cos_h + d[:, 1] * sin_h                 # cos, sin of the road's
+    sigma = d[:, 1] * cos_h - d[:, 0] * sin_h                 # heading in the ego frame
+    rel = pos - origin
+    s_e = rel[:, 0] * d[:, 0] + rel[:, 1] * d[:, 1]           # ego in road coordinates [m]
+    t_e = rel[:, 1] * d[:, 0] - rel[:, 0] * d[:, 1]
+    rho_mark = 0.5 * res + _EDGE_TOL_M
+    # One stripe per (line, row): the run's s-extent 2 rho |tan| stays under half a gap.
+    tan_max = 0.5 * (plan.min_gap.index_select(0, variant) - 2.0 * rho_mark) / (2.0 * rho_mark)
+    fast = plan.straight.index_select(0, variant) & (kappa >= _MIN_COS)
+    fast &= sigma.abs() <= tan_max * kappa
+    lines = plan.lines.shape[1]
+    if lines == 0 or not bool(fast.any()):
+        return ~fast
+
+    per_world = (kappa.clamp_min(_MIN_COS)[:, None], sigma[:, None], s_e[:, None],
+                 t_e[:, None], fast[:, None])                 # clamped: finite everywhere
+    table, near = _line_params(plan.lines.index_select(0, variant), *per_world,
+                               config)                        # (B, L, F)
+    rows = _steps(height, device)
+    union = lines - 1                                         # the lanes' union, if any
+    merged = plan.merged and plan.lanes > 0
+    cols = range(plan.lanes, union) if merged else range(union)
+    band_cols = ([union] if merged else []) + [j for j in cols if not plan.striped[j]]
+    exact_cols = [j for j in range(union) if plan.striped[j]]
+
+    def target(j):
+        return road if j < plan.lanes or j == union else marks
+
+    band = _fields(_columns(table, band_cols))
+    exact = _columns(table, exact_cols).reshape(-1, table.shape[-1])   # (B * Le, F)
+    for b0, b1 in _world_chunks(batch, len(band_cols + exact_cols) * height):
+        parts = []
+        if band_cols:
+            lo, end, slope = (band[k][b0:b1] for k in ("band_lo", "band_end", "y1"))
+            parts.append((band_cols, _run_masks(torch.mul(slope, rows).add_(lo),
+                                                torch.mul(slope, rows).add_(end), width)))
+        if exact_cols:
+            runs = _line_runs(_fields(exact[b0 * len(exact_cols):b1 * len(exact_cols)]), rows)
+            parts.append((exact_cols, _run_masks(*runs, width).view(
+                b1 - b0, len(exact_cols), height, words)))
+        for columns, masks in parts:
+            for i, j in enumerate(columns):                   # OR the lines per channel
+                target(j)[b0:b1].bitwise_or_(masks[:, i])
+    # Rare: exact runs for lines with an end near the raster (all the lanes, when their
+    # union's ends are near).
+    if band_cols and bool(near[:, band_cols].any()):
+        for j in band_cols:
+            worlds = near[:, j].nonzero().squeeze(1)
+            for k in (range(plan.lanes) if j == union else (j,)):
+                if worlds.numel():
+                    runs = _line_runs(_fields(table[worlds, k]), rows)
+                    target(k)[worlds] |= _run_masks(*runs, width)
+    return ~fast
+
+
+# ----------------------------------------------------------------------------- boxes
+
+
+def _box_window(boxes: _Boxes, grow: float, config: SensorConfig):
+    """Pixel rows a box's bounding box covers, clipped to the raster.
+
+    Args:
+        boxes: `(B, P)` boxes; grow: added to their half extents [m].
+
+    Returns:
+        `(first_row, last_row, touches)`: `(B, P)` float32 rows (`first > last`: none),
+        and whether the box can light any pixel at all (its bounding box meets the grid
+        of pixel centres).
+    """
+    _, height, width = config.bev_shape
+    inv_res = 1.0 / config.bev_m_per_px
+    x0 = config.range_m - 0.5 * config.bev_m_per_px
+    col0 = config.bev_half_width_m * inv_res - 0.5
+    ax, ay = boxes.ax.abs(), boxes.ay.abs()
+    hl, hw = boxes.hl + grow, boxes.hw + grow
+    ext_x = (ax * hl).add_(ay * hw).mul_(inv_res)            # half extents [px]
+    ext_y = (ay * hl).add_(ax * hw).mul_(inv_res)
+    row = (x0 - boxes.cx) * inv_res
+    col = boxes.cy * inv_res + col0
+    first_row = (row - ext_x).sub_(_WINDOW_TOL_PX).ceil_().clamp_min_(0.0)
+    last_row = (row + ext_x).add_(_WINDOW_TOL_PX).floor_().clamp_max_(height - 1.0)
+    first_col = (col - ext_y).sub_(_WINDOW_TOL_PX).ceil_().clamp_min_(0.0)
+    last_col = (col + ext_y).add_(_WINDOW_TOL_PX).floor_().clamp_max_(width - 1.0)
+    return first_row, last_row, (first_row <= last_row) & (first_col <= last_col)
+
+
+def _draw_boxes(rows: torch.Tensor, boxes: _Boxes, window_rows: tuple, drawn: torch.Tensor,
+                config: SensorConfig) -> None:
+    """OR the rectangles of the drawn boxes into the row masks (ego: channel 3, others 2).
+
+    A row at `x` meets the box where `|u| <= half_length` and `|v| <= half_width`, `u`, `v`
+    the box-frame coordinates; both are linear in the column, so each gives a run whose
+    bounds move linearly with the row (computed from row 0, so a box's runs do not depend
+    on the other worlds of the batch). Each box is evaluated on the `R` rows of a window
+    (`R` the tallest bounding box in the batch), slid inside the raster.
+
+    Args:
+        rows: `(B, C, H, words)` int64 row masks, updated in place.
+        boxes: `(B, N)` boxes, centred where they are drawn.
+        window_rows: `(first_row, last_row)` of their grown boxes (`_box_window`).
+        drawn: `(B, N)` bool.
+    """
+    batch = drawn.shape[0]
+    channels, height, width = config.bev_shape
+    res = config.bev_m_per_px
+    inv_res = 1.0 / res
+    x0 = config.range_m - 0.5 * res
+    col0 = config.bev_half_width_m * inv_res - 0.5
+    picked = _order(drawn)
+    if picked is None:
+        return
+    order, keep = picked
+    box = boxes.take(order)
+    first, last = (r.gather(1, order) for r in window_rows)
+    window = int(((last - first + 1.0) * keep).amax())         # host sync
+    if window <= 0:
+        return
+    r0 = first.clamp_max(height - window)
+    # Column bounds at row r: u-run c_u + r du -+ h_u, v-run c_v + r dv -+ h_v [px].
+    dx0 = x0 - box.cx                                         # x offset of row 0 [m]
+    inv_ax = box.ax.reciprocal().clamp_(-_INV_MAX, _INV_MAX)
+    inv_ay = box.ay.reciprocal().clamp_(-_INV_MAX, _INV_MAX)
+    c_u = (box.cy - dx0 * box.ax * inv_ay).mul_(inv_res).add_(col0)
+    c_v = (box.cy + dx0 * box.ay * inv_ax).mul_(inv_res).add_(col0)
+    h_u = (box.hl + _EDGE_TOL_M) * inv_ay.abs() * inv_res
+    h_v = (box.hw + _EDGE_TOL_M) * inv_ax.abs() * inv_res
+    coef = [(c_u - h_u).masked_fill_(~keep, _FAR), c_v - h_v, c_u + h_u + 1.0,
+            c_v + h_v + 1.0, box.ax * inv_ay, (box.ay * inv_ax).neg_(), r0]   # padding: no run
+    steps = _steps(window, rows.device)
+    items = keep.shape[1]
+    masks = torch.empty(batch, items, window, rows.shape[-1], dtype=torch.int64,
+                        device=rows.device)
+    for b0, b1 in _world_chunks(batch, items * window):
+        lo_u, lo_v, end_u, end_v, du, dv, start = (c[b0:b1, :, None] for c in coef)
+        row = start + steps                                   # absolute rows
+        du_r, dv_r = du * row, dv * row
+        lo = torch.maximum(du_r + lo_u, dv_r + lo_v)
+        end = torch.minimum(du_r.add_(end_u), dv_r.add_(end_v))
+        masks[b0:b1] = _run_masks(lo, end, width)
+    # OR box by box: boxes of one world may share rows (and pixels).
+    channel = torch.where(order == EGO, BEV_EGO, BEV_VEHICLES)
+    world = _steps(batch, rows.device, torch.int64)[:, None] * channels
+    base = (world + channel) * height + r0.long()             # (B, P) flat row of r0
+    flat = rows.view(-1, rows.shape[-1])
+    offsets = _steps(window, rows.device, torch.int64)
+    for p in range(items):
+        index = base[:, p, None] + offsets
+        index = index.view(-1)
+        flat.index_copy_(0, index, flat.index_select(0, index).bitwise_or_(
+            masks[:, p].reshape(-1, flat.shape[1])))
+
+
+# ----------------------------------------------------------------------------- occlusion
+
+_SAMPLE_SIGNS = ((0.0, 0.0), (1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0))
+"""Occlusion sample points of a box, in units of its half extents: centre, 4 corners."""
+
+_TINY = 2.0 ** -149
+"""The smallest positive float32: `x > 0` exactly when `x - _TINY >= 0`."""
+
+
+def _slab_parts(ox, oy, dx, dy, hx, hy):
+    """`_slab` on separate x and y parts (broadcasting; `dx`, `dy` are consumed). Negative
+    half extents make a box no ray enters (`t_in > t_out`)."""
+    ix = dx.reciprocal_().clamp_(-_INV_MAX, _INV_MAX)
+    iy = dy.reciprocal_().clamp_(-_INV_MAX, _INV_MAX)
+    mx, my = (ox * ix).neg_(), (oy * iy).neg_()
+    sx, sy = ix.abs_().mul_(hx), iy.abs_().mul_(hy)
+    return torch.maximum(mx - sx, my - sy), torch.minimum(sx.add_(mx), sy.add_(my))
+
+
+def _visible(boxes: _Boxes, occluder: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
+    """Which candidate vehicles the ego sees past the occluders (vehicle rectangles).
+
+    A candidate is visible when the ray from the ego centre to at least one of its five
+    sample points (centre, four corners) enters no other occluder's rectangle before
+    `1 - _OCCLUSION_EPS` of the way. Only candidates, and the occluders near enough to
+    block a ray to one, are evaluated.
+
+    Args:
+        boxes: `(B, N)` true poses in the ego frame.
+        occluder: `(B, N)` bool: the boxes that block rays.
+        candidate: `(B, N)` bool: the vehicles whose visibility matters.
+
+    Returns:
+        `(B, N)` bool, False for the hidden candidates (True elsewhere).
+    """
+    batch = candidate.shape[0]
+    visible = torch.ones_like(candidate)
+    distance, radius = torch.hypot(boxes.cx, boxes.cy), torch.hypot(boxes.hl, boxes.hw)
+    farthest = torch.where(candidate, distance + radius, 0.0).amax(1, keepdim=True)
+    occluder = occluder & (distance - radius <= farthest + 1.0)
+    targets, blockers = _order(candidate), _order(occluder)
+    if targets is None or blockers is None:
+        return visible
+    (t_order, t_keep), (b_order, b_keep) = targets, blockers
+    target, blocker = boxes.take(t_order), boxes.take(b_order)
+    ox, oy = blocker.origins()
+    hl = torch.where(b_keep, blocker.hl, -1.0)                # padding blocks nothing
+    hw = torch.where(b_keep, blocker.hw, -1.0)
+    own = (t_order[:, :, None] == b_order[:, None, :]) * _FAR  # (B, J, M): itself
+    seen = torch.empty_like(t_keep)
+    per_world = t_order.shape[1] * len(_SAMPLE_SIGNS) * b_order.shape[1]
+    for b0, b1 in _world_chunks(batch, per_world):
+        part = slice(b0, b1)
+        seen[part] = _visible_chunk(_Boxes(*(f[part] for f in target)),
+                                    (ox[part], oy[part], blocker.ax[part], blocker.ay[part],
+                                     hl[part], hw[part]), own[part])
+    visible.scatter_(1, t_order, seen | ~t_keep)
+    return visible
+
+
+def _visible_chunk(target: _Boxes, blocker: tuple, own: torch.Tensor) -> torch.Tensor:
+    """`_visible` for one block of worlds.
+
+    Args:
+        target: `(b, J)` candidate boxes.
+        blocker: `(ox, oy, ax, ay, hl, hw)`, each `(b, M)`: the ego centre in each
+            occluder's frame [m], its unit axis and half extents [m].
+        own: `(b, J, M)` float32, `_FAR` where the occluder is the candidate itself.
+
+    Returns:
+        `(b, J)` bool, whether some sample point's ray is blocked by no occluder.
+    """
+    signs = target.cx.new_tensor(_SAMPLE_SIGNS)
+    cx, cy, ax, ay, hl, hw = (f[..., None] for f in target)
+    lx, ly = signs[:, 0] * hl, signs[:, 1] * hw                # (b, J, 5)
+    px = cx + (lx * ax - ly * ay)                             # sample points [m]
+    py = cy + (lx * ay + ly * ax)
+    ox, oy, bx, by, bl, bw = (f[:, None, None, :] for f in blocker)   # (b, 1, 1, M)
+    dx, dy = _into_box(px[..., None], py[..., None], bx, by)  # (b, J, 5, M)
+    t_in, t_out = _slab_parts(ox, oy, dx, dy, bl, bw)
+    t_enter = t_in.clamp_min_(0.0).add_(own[:, :, None, :])
+    # Blocked: t_out >= t_enter and t_enter < 1 - eps, i.e. min(both margins) >= 0.
+    margin = torch.minimum(t_out.sub_(t_enter),
+                           t_enter.neg_().add_(1.0 - _OCCLUSION_EPS).sub_(_TINY))
+    return (margin.amax(-1) < 0.0).any(-1)
+
+
+# ----------------------------------------------------------------------------- generic roads
+#
+# Roads without the straight structure: every segment is a capsule, clipped to the raster,
+# cut into pieces of at most `_PIECE_PX` pixels, and each piece tested pixel by pixel on a
+# small window around it (all windows the size of the largest), the lit pixels scattered
+# into the raster. `_PRIMITIVE` is the layout of a piece.
 
 _PRIMITIVE = ("x", "y", "axis_x", "axis_y", "half_length", "half_width", "rounded", "channel")
 """Columns of the primitive table: centre and unit axis in the ego frame [m]; half extent
@@ -399,45 +1255,40 @@ def _rasterise(table: torch.Tensor, keep: torch.Tensor, config: SensorConfig) ->
     return raster
 
 
-_SAMPLE_SIGNS = ((0.0, 0.0), (1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0))
-"""Occlusion sample points of a box, in units of its half extents: centre, 4 corners."""
-
-
-def _visible(centre, frame, half, occluder) -> torch.Tensor:
-    """Which vehicles the ego sees past the others (occlusion by vehicle rectangles).
-
-    A vehicle is visible when the ray from the ego centre to at least one of its five
-    sample points (centre, four corners) enters no other occluder's rectangle before
-    reaching the point.
+def _draw_generic_roads(out: torch.Tensor, plan: RoadPlan, worlds: torch.Tensor,
+                        ego_position: torch.Tensor, ego_heading: torch.Tensor,
+                        config: SensorConfig) -> None:
+    """Draw the road and markings of some worlds with the generic path, into `out`.
 
     Args:
-        centre: `(B, N, 2)` true centres in the ego frame [m].
-        frame: `(B, N, 2, 2)` `_frame_matrix` of each box.
-        half: `(B, N, 2)` half length, half width [m].
-        occluder: `(B, N)` bool: valid non-ego slots, the boxes that block rays.
-
-    Returns:
-        `(B, N)` bool.
+        out: `(B, C, H, W)` uint8 raster, updated in place (OR).
+        plan: the road's plan (its `segments` are used).
+        worlds: `(G,)` int64 world indices.
+        ego_position: `(B, 2)` [m]; ego_heading: `(B,)` [rad], world frame.
     """
-    batch, n = occluder.shape
-    parts = [_visible_chunk(centre[b0:b1], frame[b0:b1], half[b0:b1], occluder[b0:b1])
-             for b0, b1 in _world_chunks(batch, 2 * n * n * len(_SAMPLE_SIGNS))]
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
+    lanes, lane_half, lane_valid, marks, mark_valid = plan.segments
+    road = plan.variant[worlds] if plan.batch > 1 else plan.variant.expand(len(worlds))
+    position = ego_position[worlds]
+    seg = torch.cat([lanes[road].to(position.dtype), marks[road].to(position.dtype)], 1)
+    seg = to_ego_frame(seg, position, ego_heading[worlds].to(position.dtype)).float()
+    groups = len(worlds)
+    props = torch.cat([
+        torch.stack(torch.broadcast_tensors(lane_half[road].float(), seg.new_ones(()),
+                                            seg.new_tensor(float(BEV_ROAD))), -1),
+        seg.new_tensor([0.5 * config.bev_m_per_px, 1.0, float(BEV_MARKINGS)]).expand(
+            groups, marks.shape[1], 3)], 1)                       # radius, rounded, channel
+    valid = torch.cat([lane_valid[road], mark_valid[road]], 1)
+    start, direction, keep = _clip_segments(seg, props[..., 0], valid, config)
+    packed = _compact(keep, torch.cat([start, direction, props], -1))
+    if packed is None:
+        return
+    keep, clipped = packed
+    table, keep = _road_primitives(clipped[..., 0:2], clipped[..., 2:4], clipped[..., 4:7],
+                                   keep, _PIECE_PX * config.bev_m_per_px)
+    out[worlds] = torch.maximum(out[worlds], _rasterise(table, keep, config))
 
 
-def _visible_chunk(centre, frame, half, occluder) -> torch.Tensor:
-    """`_visible` for one memory-bounded block of worlds (same arguments and result)."""
-    n = occluder.shape[1]
-    signs = centre.new_tensor(_SAMPLE_SIGNS)
-    samples = centre[:, :, None, :] + (signs * half[:, :, None, :]) @ frame.transpose(-1, -2)
-    # The ray to sample s of vehicle j, in the frame of box m: (B, Nj, 5, Nm, 2).
-    rays = _in_frames(samples, frame)
-    t_in, t_out = _slab(_box_origins(centre, frame)[:, None, None], rays,
-                        half[:, None, None])
-    t_enter = t_in.clamp_min_(0.0)
-    blockers = occluder[:, None, :] & ~torch.eye(n, dtype=torch.bool, device=occluder.device)
-    blocked = (t_out >= t_enter) & (t_enter < 1.0 - _OCCLUSION_EPS) & blockers[:, :, None, :]
-    return (~blocked.any(-1)).any(-1)
+# ----------------------------------------------------------------------------- bev
 
 
 def render_bev_torch(position: torch.Tensor, heading: torch.Tensor, length: torch.Tensor,
@@ -445,11 +1296,12 @@ def render_bev_torch(position: torch.Tensor, heading: torch.Tensor, length: torc
                      lane_half_width: torch.Tensor, lane_valid: torch.Tensor,
                      marking_segments: torch.Tensor, marking_valid: torch.Tensor,
                      config: SensorConfig, *, position_noise: torch.Tensor | None = None,
-                     keep: torch.Tensor | None = None) -> torch.Tensor:
+                     keep: torch.Tensor | None = None, road_plan: RoadPlan | None = None,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
     """Torch core of `render_bev`: rasterise `B` worlds on the tensors' device.
 
     All tensors on one device; the result is on it too. Host syncs: a few small ones
-    (sizes of the compacted tables and of the drawing windows).
+    (sizes of the compacted tables, whether any world needs the generic road path).
 
     Args:
         position: `(B, N, 2)` vehicle centres, world frame [m] (float64 recommended: the
@@ -466,51 +1318,54 @@ def render_bev_torch(position: torch.Tensor, heading: torch.Tensor, length: torc
         position_noise: optional `(B, N, 2)` ego-frame offsets added to each non-ego
             vehicle's drawn centre [m] (see `draw_bev_noise`).
         keep: optional `(B, N)` bool, False drops that non-ego vehicle from the frame.
+        road_plan: the road's `prepare_road` result (then the five road tensors are not
+            read). Without it the plan is looked up in a small cache keyed by the identity
+            (and version counter) of the five road tensors, and built (a pass over them)
+            on a miss: a batched backend should pass the same road tensors every tick, or
+            the plan.
+        out: optional `(B, C, H, W)` uint8 contiguous tensor to draw into (saves
+            allocating, and on the CPU page-faulting, a fresh raster every call).
 
     Returns:
-        `(B, C, H, W)` uint8 with values 0 or 255, `(C, H, W) = config.bev_shape`.
-        Occlusion is decided on the true poses of all valid non-ego vehicles (dropped-out
-        ones still block the view); noise only moves where visible vehicles are drawn.
+        `(B, C, H, W)` uint8 with values 0 or 255, `(C, H, W) = config.bev_shape` (`out`
+        when given). Occlusion is decided on the true poses of all valid non-ego vehicles
+        (dropped-out ones still block the view); noise only moves where visible vehicles
+        are drawn.
     """
     batch, slots = valid.shape
     device = position.device
-    segments = torch.cat([lane_segments.expand(batch, -1, -1, -1),
-                          marking_segments.to(lane_segments.dtype).expand(batch, -1, -1, -1)], 1)
-    centre, axis, frame, half, seg = _ego_frame(position, heading, length, width, segments)
-
-    # Road: lanes (channel 0) and markings (channel 1) as capsules.
-    const = seg.new_tensor([[0.0, 1.0, float(BEV_ROAD)], [1.0, 0.0, 0.0],
-                            [0.5 * config.bev_m_per_px, 1.0, float(BEV_MARKINGS)],
-                            [0.0, float(BEV_VEHICLES), 0.0]])
-    props = torch.cat([
-        torch.addcmul(const[0], lane_half_width.float()[..., None], const[1]).expand(
-            batch, -1, -1),
-        const[2].expand(batch, marking_valid.shape[1], 3)], 1)   # radius, rounded, channel
-    seg_valid = torch.cat([lane_valid.expand(batch, -1), marking_valid.expand(batch, -1)], 1)
-    start, direction, seg_keep = _clip_segments(seg, props[..., 0], seg_valid, config)
-    packed = _compact(seg_keep, torch.cat([start, direction, props], -1))
-    if packed is None:
-        road, road_keep = seg.new_zeros(batch, 0, 8), seg_keep[:, :0]
-    else:
-        seg_keep, clipped = packed
-        road, road_keep = _road_primitives(clipped[..., 0:2], clipped[..., 2:4],
-                                           clipped[..., 4:7], seg_keep,
-                                           _PIECE_PX * config.bev_m_per_px)
-
-    # Vehicles (channel 2) and the ego (channel 3) as rectangles.
-    is_ego = torch.arange(slots, device=device) == EGO
-    drawn = valid & ~is_ego
-    if config.bev_occlusion and slots > 1:
-        drawn = drawn & _visible(centre, frame, half, drawn)
-    if keep is not None:
-        drawn = drawn & keep
+    channels, height, width_px = config.bev_shape
+    plan = road_plan if road_plan is not None else _road_plan_for(
+        None, (lane_segments, lane_half_width, lane_valid, marking_segments, marking_valid),
+        device)
+    if plan.batch not in (1, batch):
+        raise ValueError(f"road batch {plan.batch} does not match {batch} worlds")
+    boxes = _ego_frame(position, heading, length, width)
+    is_ego = _steps(slots, device, torch.int64) == EGO
+    shown = boxes                                             # where vehicles are drawn
     if position_noise is not None:
-        centre = torch.addcmul(centre, position_noise.to(centre.dtype),
-                               (~is_ego).to(centre.dtype)[None, :, None])
-    vehicles = torch.cat([centre, axis, half, const[3, :2].expand(batch, slots, 2)], -1)
-    vehicles[:, EGO, 7] = float(BEV_EGO)
-    return _rasterise(torch.cat([road, vehicles], 1), torch.cat([road_keep, drawn | is_ego], 1),
-                      config)
+        moved = (~is_ego).to(boxes.cx.dtype)
+        noise = position_noise.to(boxes.cx.dtype)
+        shown = boxes._replace(cx=torch.addcmul(boxes.cx, noise[..., 0], moved),
+                               cy=torch.addcmul(boxes.cy, noise[..., 1], moved))
+    first_row, last_row, touches = _box_window(shown, _EDGE_TOL_M, config)
+    drawn = valid & ~is_ego & touches
+    if keep is not None:
+        drawn &= keep
+    if config.bev_occlusion and slots > 1:
+        drawn &= _visible(boxes, valid & ~is_ego, drawn)
+
+    rows = torch.zeros(batch, channels, height, -(-width_px // _WORD), dtype=torch.int64,
+                       device=device)
+    slow = _road_line_rows(rows[:, BEV_ROAD], rows[:, BEV_MARKINGS], plan, position[:, EGO],
+                           heading[:, EGO], config)
+    _draw_boxes(rows, shown, (first_row, last_row), drawn | is_ego, config)
+    out = _expand_rows(rows, width_px, out)
+    if plan.any_generic or bool(slow.any()):
+        worlds = slow.nonzero().squeeze(1)
+        if worlds.numel():
+            _draw_generic_roads(out, plan, worlds, position[:, EGO], heading[:, EGO], config)
+    return out
 
 
 def draw_bev_noise(rng: np.random.Generator, config: SensorConfig, batch: int,
@@ -543,6 +1398,9 @@ def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig
     docstring. With `config.bev_occlusion` a vehicle is hidden when the rays from the ego
     centre to its centre and its four corners all enter another vehicle first.
 
+    The road's static analysis (`prepare_road`) is cached by the identity of `road`: treat
+    a `RoadGeometry` as immutable (it is a frozen dataclass; do not write into its arrays).
+
     Args:
         snapshot: `B` worlds, `N` slots (slot 0 the ego).
         road: the road of each world (batch `B`, or 1 shared by all worlds).
@@ -563,12 +1421,13 @@ def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig
     def t(array, dtype=None):
         return _tensor(array, dtype, dev)
 
+    plan = _road_plan_for(road, (road.lane_segments, road.lane_half_width, road.lane_valid,
+                                 road.marking_segments, road.marking_valid), dev)
     with torch.inference_mode():                       # nothing escapes but numpy
         bev = render_bev_torch(
             t(snapshot.position), t(snapshot.heading), t(snapshot.length), t(snapshot.width),
-            t(snapshot.valid, bool), t(road.lane_segments), t(road.lane_half_width),
-            t(road.lane_valid, bool), t(road.marking_segments), t(road.marking_valid, bool),
-            config, position_noise=noise, keep=keep)
+            t(snapshot.valid, bool), *plan.segments, config, position_noise=noise, keep=keep,
+            road_plan=plan)
         return bev.cpu().numpy()
 
 
@@ -581,6 +1440,9 @@ def cast_lidar_torch(position: torch.Tensor, heading: torch.Tensor, speed: torch
                      rate_noise: torch.Tensor | None = None,
                      keep: torch.Tensor | None = None) -> torch.Tensor:
     """Torch core of `cast_lidar`: cast the beams of `B` worlds on the tensors' device.
+
+    Only the boxes that can be hit within range are tested (compacted per world), in
+    blocks of worlds of about `_CHUNK_ELEMENTS` (beam, box) pairs.
 
     Args:
         position: `(B, N, 2)` vehicle centres, world frame [m] (float64 recommended).
@@ -599,22 +1461,42 @@ def cast_lidar_torch(position: torch.Tensor, heading: torch.Tensor, speed: torch
         range rate `(v_hit - v_ego) . direction` [m/s] from ground velocities. No hit (or a
         dropped return): `(range_m, 0)`. Noisy ranges are clipped to `[0, range_m]`.
     """
-    slots = valid.shape[1]
+    batch, slots = valid.shape
     device = position.device
     beams = config.lidar_beams
-    centre, axis, frame, half, _ = _ego_frame(position, heading, length, width)
-    angle = torch.arange(beams, device=device, dtype=torch.float64) * (2.0 * math.pi / beams)
-    beam_dir = torch.stack([torch.cos(angle), torch.sin(angle)], -1).float()   # (beams, 2)
-    origins = _box_origins(centre, frame)
-    target = valid & (torch.arange(slots, device=device) != EGO)
-    parts = [_nearest_hits(beam_dir, origins[b0:b1], frame[b0:b1], half[b0:b1], target[b0:b1])
-             for b0, b1 in _world_chunks(len(valid), 2 * beams * slots)]
-    distance, index = parts[0] if len(parts) == 1 else (torch.cat(p) for p in zip(*parts))
+    boxes = _ego_frame(position, heading, length, width)
+    beam_x, beam_y = _beams(beams, device)
+    # A beam can hit a box only if it passes within the box's half diagonal r of its
+    # centre: within asin(r / d) of the box's direction (every beam when d <= r).
+    dist, radius = torch.hypot(boxes.cx, boxes.cy), torch.hypot(boxes.hl, boxes.hw)
+    target = valid & (dist - radius < config.range_m + 1.0)
+    target &= _steps(slots, device, torch.int64) != EGO
+    step = 2.0 * math.pi / beams
+    bearing = torch.atan2(boxes.cy, boxes.cx)
+    spread = torch.asin((radius / dist).clamp_(max=1.0)).add_(_BEAM_SLACK_RAD)
+    first = torch.ceil((bearing - spread) / step)
+    count = torch.floor((bearing + spread) / step) - first + 1.0
+    count = torch.where(dist > radius * (1.0 + 1e-6) + 1e-6, count, float(beams))
+    target &= count > 0.0
+    picked = _order(target)
+    key = torch.full((batch, beams), _NO_HIT_KEY, dtype=torch.int64, device=device)
+    if picked is not None:
+        order, kept = picked
+        box = boxes.take(order)
+        ox, oy = box.origins()
+        fields = (ox, oy, box.ax, box.ay, torch.where(kept, box.hl, -1.0),
+                  torch.where(kept, box.hw, -1.0), order, first.gather(1, order))
+        window = min(beams, int((count.gather(1, order) * kept).amax()))   # host sync
+        offsets = _steps(window, device, torch.int64)
+        for b0, b1 in _world_chunks(batch, order.shape[1] * window):
+            _window_hits(key[b0:b1], beam_x, beam_y, [f[b0:b1] for f in fields], offsets)
+    distance = (key >> 16).to(torch.int32).view(torch.float32)
+    hit_slot = key & 0xFFFF
     hit = distance < config.range_m
     speed = speed.float()
-    velocity = speed[..., None] * axis                 # ground velocities in the ego frame
-    velocity[..., 0] -= speed[:, EGO:EGO + 1]          # minus the ego's, which is (speed, 0)
-    rate = (velocity @ beam_dir.T).gather(1, index[:, None, :]).squeeze(1)
+    vx = speed * boxes.ax - speed[:, EGO:EGO + 1]             # ground velocity minus the
+    vy = speed * boxes.ay                                     # ego's (speed, 0), ego frame
+    rate = (vx.gather(1, hit_slot) * beam_x).add_(vy.gather(1, hit_slot) * beam_y)
     if range_noise is not None:
         distance = (distance + range_noise.float()).clamp_(0.0, config.range_m)
     if rate_noise is not None:
@@ -625,23 +1507,30 @@ def cast_lidar_torch(position: torch.Tensor, heading: torch.Tensor, speed: torch
                        -1)
 
 
-def _nearest_hits(beam_dir, origins, frame, half, target):
-    """First box along each beam, for one memory-bounded block of worlds.
+def _window_hits(key, beam_x, beam_y, box, offsets) -> None:
+    """First box along each beam, each box tested on its window of beams only.
 
     Args:
-        beam_dir: `(beams, 2)` unit beam directions in the ego frame.
-        origins: `(b, N, 2)` the ego centre in each box frame (`_box_origins`) [m].
-        frame: `(b, N, 2, 2)` box frames; half: `(b, N, 2)` half extents [m].
-        target: `(b, N)` bool, boxes a beam can hit.
-
-    Returns:
-        `(distance (b, beams) [m], inf when nothing is hit; index (b, beams) of the box)`.
+        key: `(b, beams)` int64 packed hits (`_NO_HIT_KEY`, or the float32 bits of the
+            distance `<< 16 | slot`), lowered in place to the nearer hits.
+        beam_x, beam_y: `(beams,)` unit beam directions in the ego frame.
+        box: `(ox, oy, ax, ay, hl, hw, slot, first)`, each `(b, M)`: the ego centre in each
+            box's frame [m], the box's unit axis, half extents [m] (negative: never hit),
+            slot (int64), first beam of its window (any integer: taken modulo beams).
+        offsets: `(K,)` int64 `0 .. K - 1`, the window's beams (`K <= beams`).
     """
-    rays = _in_frames(beam_dir[None], frame)           # (b, beams, N, 2)
-    t_in, t_out = _slab(origins[:, None], rays, half[:, None])
+    beams = beam_x.shape[0]
+    ox, oy, ax, ay, hl, hw, slot, first = (f[..., None] for f in box)
+    beam = (first.long() + offsets).remainder_(beams)                  # (b, M, K)
+    flat = beam.view(-1)
+    dx, dy = _into_box(beam_x.index_select(0, flat).view(beam.shape),
+                       beam_y.index_select(0, flat).view(beam.shape), ax, ay)
+    t_in, t_out = _slab_parts(ox, oy, dx, dy, hl, hw)
     t_in.clamp_min_(0.0)
-    t_in.masked_fill_(~((t_out >= t_in) & target[:, None, :]), math.inf)
-    return t_in.min(-1)
+    miss = (t_in - t_out).mul_(_FAR).clamp_(0.0, 1.0).mul_(_FAR)       # _FAR: misses
+    bits = t_in.add_(miss).view(torch.int32).long()                    # +0.0: order kept
+    hits = bits.mul_(1 << 16).add_(slot)
+    key.scatter_reduce_(1, beam.view(key.shape[0], -1), hits.view(key.shape[0], -1), "amin")
 
 
 def draw_lidar_noise(rng: np.random.Generator, config: SensorConfig,
@@ -755,24 +1644,26 @@ def ground_truth_objects(snapshot: WorldSnapshot,
     position = np.asarray(snapshot.position, dtype=np.float64)
     heading = np.asarray(snapshot.heading, dtype=np.float64)
     batch, slots = snapshot.shape
-    rel = to_ego_frame(position, position[:, EGO], heading[:, EGO])
+    # `to_ego_frame`, one coordinate at a time (no stacking: this runs on every tick).
+    dx = position[..., 0] - position[:, EGO:EGO + 1, 0]
+    dy = position[..., 1] - position[:, EGO:EGO + 1, 1]
+    cos, sin = np.cos(heading[:, EGO:EGO + 1]), np.sin(heading[:, EGO:EGO + 1])
+    x, y = dx * cos + dy * sin, dy * cos - dx * sin
     rel_heading = _wrap_angle(heading - heading[:, EGO:EGO + 1])
     speed = np.asarray(snapshot.speed, dtype=np.float64)
-    table = np.stack([
-        rel[..., 0], rel[..., 1],
-        speed * np.cos(rel_heading), speed * np.sin(rel_heading),
-        rel_heading,
-        np.asarray(snapshot.length, dtype=np.float64),
-        np.asarray(snapshot.width, dtype=np.float64),
-        np.asarray(snapshot.vehicle_id, dtype=np.float64),
-    ], axis=-1)                                        # (B, N, 8)
+    table = np.empty((batch, slots, len(OBJECT_FIELDS)))      # (B, N, 8)
+    for i, column in enumerate((x, y, speed * np.cos(rel_heading), speed * np.sin(rel_heading),
+                                rel_heading, snapshot.length, snapshot.width,
+                                snapshot.vehicle_id)):
+        table[..., i] = column
     other = np.asarray(snapshot.valid, dtype=bool).copy()
     other[:, EGO] = False
-    distance = np.where(other, np.hypot(rel[..., 0], rel[..., 1]), np.inf)
+    distance = np.where(other, np.hypot(x, y), np.inf)
     order = np.argsort(distance, axis=1, kind="stable")[:, :config.max_objects]
     taken = order.shape[1]
-    picked_valid = np.take_along_axis(other, order, axis=1)
-    picked = np.take_along_axis(table, order[..., None], axis=1)
+    rows = (order + np.arange(batch)[:, None] * slots).reshape(-1)   # flat (world, slot)
+    picked_valid = other.reshape(-1)[rows].reshape(batch, taken)
+    picked = table.reshape(-1, len(OBJECT_FIELDS))[rows].reshape(batch, taken, -1)
     objects = np.zeros((batch, config.max_objects, len(OBJECT_FIELDS)), dtype=np.float32)
     valid = np.zeros((batch, config.max_objects), dtype=bool)
     objects[:, :taken] = np.where(picked_valid[..., None], picked, 0.0)

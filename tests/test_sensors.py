@@ -8,6 +8,7 @@ Geometry keeps pixel centres off shape boundaries, except in the one test about 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 
@@ -509,6 +510,358 @@ def test_to_ego_frame_numpy_and_torch_agree():
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-12)
     # Extra middle axes are fine: (B, 1, 2, 2).
     assert to_ego_frame(points[:, None], ego_pos, ego_heading).shape == (2, 1, 2, 2)
+
+
+# ----------------------------------------------------------------------------- fast paths
+#
+# The bev is drawn per row (runs of columns), with a fast path for straight roads and a
+# generic path for other roads (see envs/sensors.py). These tests pin both against a slow,
+# straightforward float64 reference that tests every pixel centre against every shape
+# (with occlusion and noise), on highway-env's own roads: they must agree on every pixel
+# whose centre is more than `TIE_M` from a shape boundary (closer, float32 rounding may
+# go either way).
+
+TIE_M = 1e-3
+
+
+def _highway_world(lanes, seed, seconds=1.0):
+    """(snapshot, road) of a stepped highway scene from the real backend (B = 1)."""
+    from envs.highway_backend import HighwayBackend
+    from envs.scenarios import generate, make_config
+    from envs.types import Command, Piece
+
+    init = generate("highway", make_config("highway", {"lanes": lanes, "vehicles": 18}),
+                    seed, 50)
+    backend = HighwayBackend(50)
+    backend.reset(init)
+    for _ in range(int(seconds * 50)):
+        backend.substep((Piece(0.02, Command(0.0, 0.0)),))
+    return backend.snapshot(), backend.road_geometry()
+
+
+def _moved(snap, dx=0.0, dy=0.0, ego_turn=0.0, squeeze=1.0):
+    """A copy of a B = 1 snapshot moved along the road, its ego turned by `ego_turn`, and
+    its traffic pulled towards the ego by `squeeze` (to get occlusions and close calls)."""
+    position = snap.position.copy()
+    rel = position - position[:, :1]
+    position = position[:, :1] + rel * np.array([squeeze, 1.0])
+    position[..., 0] += dx
+    position[..., 1] += dy
+    heading = snap.heading.copy()
+    heading[:, 0] += ego_turn
+    return replace(snap, position=position, heading=heading)
+
+
+def _stack(snaps, roads=None):
+    """Concatenate B = 1 snapshots (same N) and roads (padded to the largest)."""
+    fields = {name: np.concatenate([getattr(s, name) for s in snaps])
+              for name in WorldSnapshot.__dataclass_fields__}
+    snap = WorldSnapshot(**fields)
+    if roads is None:
+        return snap
+    s = max(r.lane_segments.shape[1] for r in roads)
+    k = max(r.marking_segments.shape[1] for r in roads)
+
+    def pad(a, n, fill):
+        extra = np.full((1, n - a.shape[1]) + a.shape[2:], fill, dtype=a.dtype)
+        return np.concatenate([a, extra], 1)
+
+    return snap, RoadGeometry(
+        np.concatenate([pad(r.lane_segments, s, 0.0) for r in roads]),
+        np.concatenate([pad(r.lane_half_width, s, 0.0) for r in roads]),
+        np.concatenate([pad(r.lane_valid, s, False) for r in roads]),
+        np.concatenate([pad(r.marking_segments, k, 0.0) for r in roads]),
+        np.concatenate([pad(r.marking_valid, k, False) for r in roads]))
+
+
+def _reference_slab(origin, direction, half):
+    """Float64 slab method, broadcasting: `(t_enter, t_leave)` of the rays
+    `origin + t direction` through the boxes `|x| <= half` (their own frames), `t_enter`
+    clamped at 0; a zero direction component is inside or outside that slab for all t."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (-half - origin) / direction, (half - origin) / direction
+    inside = np.abs(origin) <= half
+    lo = np.where(direction == 0, np.where(inside, -np.inf, np.inf), np.minimum(t1, t2))
+    hi = np.where(direction == 0, np.where(inside, np.inf, -np.inf), np.maximum(t1, t2))
+    return np.maximum(lo.max(-1), 0.0), hi.min(-1)
+
+
+def _into(vectors, heading):
+    """World/ego-frame vectors `(..., 2)` seen in frames of heading `heading` (broadcast)."""
+    c, s = np.cos(heading), np.sin(heading)
+    return np.stack([vectors[..., 0] * c + vectors[..., 1] * s,
+                     vectors[..., 1] * c - vectors[..., 0] * s], -1)
+
+
+def _reference_visible(centre, heading, half, valid):
+    """Float64 occlusion, straight from its definition: vehicle j is hidden when the ray
+    from the ego centre to each of its 5 sample points enters another valid non-ego box
+    (slab method) before `1 - 1e-4` of the way."""
+    n = len(valid)
+    visible = np.ones(n, dtype=bool)
+    signs = np.array(sensors._SAMPLE_SIGNS)
+    others = valid.copy()
+    others[0] = False
+    origin = _into(-centre, heading)                          # ego centre in each box frame
+    for j in np.nonzero(others)[0]:
+        samples = centre[j] + _into(signs * half[j], -heading[j])       # (5, 2)
+        blockers = others & (np.arange(n) != j)
+        direction = _into(samples[:, None, :], heading[None, :])         # (5, n, 2)
+        enter, leave = _reference_slab(origin[None], direction, half[None])
+        blocked = (leave >= enter) & (enter < 1.0 - 1e-4) & blockers[None]
+        visible[j] = (~blocked.any(1)).any()
+    return visible
+
+
+def _reference_world(snap, road, b, config, noise=None, keep=None):
+    """Float64 bev of world `b`: `(on (C, H, W) bool, margin (C, H, W) [m])`, margin the
+    distance of the pixel centre from the nearest boundary of a shape of its channel."""
+    _, h, w = config.bev_shape
+    res = config.bev_m_per_px
+    ex, ey = snap.position[b, 0]
+    eh = snap.heading[b, 0]
+    c, s = math.cos(eh), math.sin(eh)
+    x = config.range_m - (np.arange(h) + 0.5) * res
+    y = -config.bev_half_width_m + (np.arange(w) + 0.5) * res
+    px, py = np.meshgrid(x, y, indexing="ij")                 # ego frame
+    on = np.zeros((4, h, w), dtype=bool)
+    margin = np.full((4, h, w), np.inf)
+
+    def local(points):                                        # world -> ego frame
+        d = points - np.array([ex, ey])
+        return np.stack([d[..., 0] * c + d[..., 1] * s, d[..., 1] * c - d[..., 0] * s], -1)
+
+    def capsules(channel, segments, radii):
+        segments = local(segments)
+        near = np.hypot(*(0.5 * (segments[:, 0] + segments[:, 1])).T) <= (
+            0.5 * np.hypot(*(segments[:, 1] - segments[:, 0]).T) + radii + 80.0)
+        for (a, q), r in zip(segments[near], radii[near]):
+            d = q - a
+            t = np.clip(((px - a[0]) * d[0] + (py - a[1]) * d[1]) / (d @ d), 0, 1)
+            dist = np.hypot(px - a[0] - t * d[0], py - a[1] - t * d[1])
+            on[channel] |= dist <= r
+            margin[channel] = np.minimum(margin[channel], np.abs(dist - r))
+
+    lanes = road.lane_valid[b]
+    capsules(BEV_ROAD, road.lane_segments[b][lanes], road.lane_half_width[b][lanes])
+    marks = road.marking_valid[b]
+    capsules(BEV_MARKINGS, road.marking_segments[b][marks], np.full(marks.sum(), 0.5 * res))
+    centre = local(snap.position[b])
+    heading = snap.heading[b] - eh
+    half = np.stack([snap.length[b], snap.width[b]], -1) / 2
+    drawn = snap.valid[b].copy()
+    if config.bev_occlusion:
+        drawn &= _reference_visible(centre, heading, half, snap.valid[b])
+    if keep is not None:
+        drawn[1:] &= keep[b, 1:]
+    shown = centre + (0.0 if noise is None else noise[b] * (np.arange(len(drawn)) > 0)[:, None])
+    for j in np.nonzero(drawn)[0]:
+        channel = BEV_EGO if j == 0 else BEV_VEHICLES
+        cr, sr = math.cos(heading[j]), math.sin(heading[j])
+        u = (px - shown[j, 0]) * cr + (py - shown[j, 1]) * sr
+        v = (py - shown[j, 1]) * cr - (px - shown[j, 0]) * sr
+        on[channel] |= (np.abs(u) <= half[j, 0]) & (np.abs(v) <= half[j, 1])
+        edge = np.minimum(np.abs(np.abs(u) - half[j, 0]), np.abs(np.abs(v) - half[j, 1]))
+        margin[channel] = np.minimum(margin[channel], edge)
+    return on, margin
+
+
+def _assert_matches_reference(bev, snap, road, config, noise=None, keep=None):
+    for b in range(bev.shape[0]):
+        ref, margin = _reference_world(snap, road, b, config, noise, keep)
+        bad = ((bev[b] > 0) != ref) & (margin > TIE_M)
+        assert not bad.any(), (b, np.argwhere(bad)[:5])
+
+
+@functools.lru_cache(maxsize=1)
+def _highway_batch():
+    """8 worlds on 3- and 4-lane highway-env roads: moved along the road (two near its
+    ends), egos turned by up to 0.4 rad (one by 1.2 rad: beyond the fast path, drawn by the
+    generic path in the same batch), traffic squeezed towards the ego."""
+    snaps, roads = [], []
+    for i, (lanes, dx, turn, squeeze) in enumerate([
+            (4, 0.0, 0.0, 1.0), (3, 37.1, 0.05, 0.5), (4, 811.3, -0.4, 0.35),
+            (3, -185.0, 0.2, 0.6), (4, 1750.5, 0.01, 0.4), (3, 5.0, 1.2, 0.3),
+            (4, 402.7, 0.31, 0.5), (3, 999.0, 1e-9, 0.45)]):
+        snap, road = _highway_world(lanes, seed=i)
+        snaps.append(_moved(snap, dx=dx, ego_turn=turn, squeeze=squeeze))
+        roads.append(road)
+    return _stack(snaps, roads)
+
+
+def test_prepare_road_finds_the_straight_structure_of_highway_roads():
+    _, road = _highway_world(4, seed=0, seconds=0.0)
+    plan = sensors.prepare_road(road.lane_segments, road.lane_half_width, road.lane_valid,
+                                road.marking_segments, road.marking_valid)
+    assert plan.straight.tolist() == [True] and not plan.any_generic
+    lines = plan.lines[0]
+    assert (plan.lanes, plan.marks) == (4, 5) and lines.shape[0] == 4 + 5 + 1
+    np.testing.assert_allclose(lines[:4, 0].numpy(), [0.0, 4.0, 8.0, 12.0])
+    np.testing.assert_allclose(lines[4:9, 0].numpy(), [-2.0, 2.0, 6.0, 10.0, 14.0])
+    assert plan.striped == (False,) * 4 + (False, True, True, True, False) + (False,)
+    np.testing.assert_allclose(lines[5, 1:6].numpy(), [0.0, 7.33, 3.0, 273.0, 1996.76])
+    # The lanes side by side make one band: t from -2 to 14, over the whole road.
+    assert plan.merged
+    np.testing.assert_allclose(lines[9, [0, 1, 5, 6, 7]].numpy(), [6.0, 0.0, 2000.0, 8.0, 1.0])
+    assert plan.min_gap.tolist() == pytest.approx([4.33])
+    # Duplicated rows are analysed once; curved chords and uneven stripes are not straight.
+    _, three = _highway_world(3, seed=0, seconds=0.0)
+    _, both = _stack([make_snapshot([[ego()]])] * 3, [road, three, road])
+    plan = sensors.prepare_road(both.lane_segments, both.lane_half_width, both.lane_valid,
+                                both.marking_segments, both.marking_valid)
+    assert plan.variant.tolist() == [0, 1, 0] and plan.straight.tolist() == [True, True]
+    bent = make_road([([((0.0, 0.0), (50.0, 0.0), 2.0), ((50.0, 0.0), (100.0, 5.0), 2.0)],
+                       [])])
+    uneven = make_road([([((0.0, 0.0), (100.0, 0.0), 2.0)],
+                         [((0.0, 2.0), (3.0, 2.0)), ((7.0, 2.0), (10.0, 2.0)),
+                          ((15.0, 2.0), (18.0, 2.0))])])
+    for road in (bent, uneven):
+        plan = sensors.prepare_road(road.lane_segments, road.lane_half_width, road.lane_valid,
+                                    road.marking_segments, road.marking_valid)
+        assert plan.straight.tolist() == [False] and plan.any_generic
+
+
+def test_bev_on_highway_roads_matches_the_reference():
+    snap, road = _highway_batch()
+    config = replace(TRUTH, bev_position_noise_m=0.5, bev_dropout_prob=0.2)
+    noise, keep = sensors.draw_bev_noise(np.random.default_rng(3), config, *snap.shape)
+    bev = sensors.render_bev(snap, road, config, np.random.default_rng(3))
+    _assert_matches_reference(bev, snap, road, config, noise, keep)
+    assert bev[:, BEV_MARKINGS].any((1, 2)).all() and bev[:, BEV_VEHICLES].any()
+    # The ego 0.4 rad off the road's heading and worlds near the road's ends stay exact;
+    # with no turn at all (world 0) the run bounds follow the rows exactly.
+    assert bev[0, BEV_ROAD].any(1).all()
+
+
+def test_bev_generic_path_agrees_with_the_fast_path(monkeypatch):
+    snap, road = _highway_batch()
+    fast = render_bev(snap, road, TRUTH)
+    monkeypatch.setattr(sensors, "_MIN_COS", 2.0)             # no world takes the fast path
+    sensors._PLANS.clear()
+    generic = render_bev(snap, road, TRUTH)
+    sensors._PLANS.clear()
+    for b in range(len(fast)):
+        _, margin = _reference_world(snap, road, b, TRUTH)
+        differ = fast[b] != generic[b]
+        assert not (differ & (margin > TIE_M)).any(), b
+    _assert_matches_reference(generic, snap, road, TRUTH)
+
+
+def test_bev_batched_equals_per_world_on_highway_roads():
+    snap, road = _highway_batch()
+    config = replace(TRUTH, bev_position_noise_m=0.3, bev_dropout_prob=0.1)
+    noise, keep = sensors.draw_bev_noise(np.random.default_rng(1), config, *snap.shape)
+    with torch.inference_mode():
+        plan = sensors.prepare_road(road.lane_segments, road.lane_half_width, road.lane_valid,
+                                    road.marking_segments, road.marking_valid)
+
+        def draw(rows):
+            one = plan if len(rows) > 1 else sensors.prepare_road(
+                *(torch.from_numpy(a[rows]) for a in (
+                    road.lane_segments, road.lane_half_width, road.lane_valid,
+                    road.marking_segments, road.marking_valid)))
+            return sensors.render_bev_torch(
+                *(torch.from_numpy(np.ascontiguousarray(a[rows])) for a in (
+                    snap.position, snap.heading, snap.length, snap.width, snap.valid)),
+                *one.segments, config, position_noise=torch.from_numpy(noise[rows]),
+                keep=torch.from_numpy(keep[rows]), road_plan=one)
+
+        batch = draw(np.arange(snap.shape[0]))
+        for b in range(snap.shape[0]):
+            assert torch.equal(batch[b:b + 1], draw(np.array([b]))), b
+    # ... and the lidar.
+    scan = cast_lidar(snap, TRUTH)
+    for b in range(snap.shape[0]):
+        one = _stack([replace(snap, **{k: getattr(snap, k)[b:b + 1]
+                                       for k in WorldSnapshot.__dataclass_fields__})])
+        np.testing.assert_array_equal(scan[b], cast_lidar(one, TRUTH)[0])
+
+
+@pytest.mark.parametrize("path", ["fast", "generic"])
+def test_bev_stripes_light_exactly_the_expected_pixels(path, monkeypatch):
+    # A painted line at y = 0.5 (column 32's centre) striped every 7.33 m from x = 10.2:
+    # [10.2, 13.2], [17.53, 20.53], [24.86, 27.86]. Pixel rows are centred at
+    # x = 47.5 - r. A row is lit where its centre is within 0.5 of a stripe, caps included:
+    # x = 13.5 (0.3 past the end), 17.5 (0.03 before the start) and 24.5 (0.36) are; 9.5,
+    # 16.5, 21.5, 23.5, 28.5 (0.7, 1.03, 0.97, 1.36, 0.64 away) are not.
+    if path == "generic":
+        monkeypatch.setattr(sensors, "_MIN_COS", 2.0)         # no world takes the fast path
+    stripes = [((x, 0.5), (x + 3.0, 0.5)) for x in (10.2, 17.53, 24.86)]
+    road = ([((-100.0, 8.0), (100.0, 8.0), 2.0)], stripes)
+    expected = [(r, 32) for r in list(range(20, 24)) + list(range(27, 31)) + list(range(34, 38))]
+    bev = bev_of([ego()], road) > 0
+    assert sorted(map(tuple, np.argwhere(bev[BEV_MARKINGS]).tolist())) == expected
+    # The same from a world rotated and moved: every pixel keeps its place.
+    angle, shift = -2.1, np.array([350.0, -75.0])
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+
+    def move(p):
+        return tuple(rot @ np.array(p) + shift)
+
+    moved = ([(move(p), move(q), r) for p, q, r in road[0]],
+             [(move(p), move(q)) for p, q in stripes])
+    bev = bev_of([ego(*shift, angle)], moved) > 0
+    assert sorted(map(tuple, np.argwhere(bev[BEV_MARKINGS]).tolist())) == expected
+
+
+def test_bev_into_a_given_buffer():
+    snap, road = make_snapshot([WORLD_A, WORLD_B]), make_road([ROAD_A, ROAD_B])
+    expected = render_bev(snap, road, TRUTH)
+    out = torch.full((2,) + TRUTH.bev_shape, 7, dtype=torch.uint8)
+    with torch.inference_mode():
+        got = sensors.render_bev_torch(
+            *(torch.from_numpy(a) for a in (snap.position, snap.heading, snap.length,
+                                            snap.width, snap.valid, road.lane_segments,
+                                            road.lane_half_width, road.lane_valid,
+                                            road.marking_segments, road.marking_valid)),
+            TRUTH, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out.numpy(), expected)
+    with pytest.raises(ValueError):
+        sensors.render_bev_torch(*(torch.from_numpy(a) for a in (
+            snap.position, snap.heading, snap.length, snap.width, snap.valid,
+            road.lane_segments, road.lane_half_width, road.lane_valid,
+            road.marking_segments, road.marking_valid)), TRUTH, out=out[:1])
+
+
+def test_road_plan_is_cached_per_road_object():
+    snap, road = make_snapshot([WORLD_A]), make_road([ROAD_A])
+    sensors._PLANS.clear()
+    render_bev(snap, road, TRUTH)
+    render_bev(snap, road, TRUTH)
+    assert len(sensors._PLANS) == 1
+    render_bev(snap, make_road([ROAD_A]), TRUTH)                # an equal road, another object
+    assert len(sensors._PLANS) == 2
+
+
+def _reference_lidar(snap, b, config):
+    """Float64 lidar of world `b` by the slab method, all beams against all boxes."""
+    eh = snap.heading[b, 0]
+    beam = eh + 2 * np.pi * np.arange(config.lidar_beams) / config.lidar_beams
+    d = np.stack([np.cos(beam), np.sin(beam)], -1)                      # (beams, 2) world
+    heading = snap.heading[b]
+    origin = _into(snap.position[b, 0] - snap.position[b], heading)     # (N, 2)
+    half = np.stack([snap.length[b], snap.width[b]], -1) / 2
+    enter, leave = _reference_slab(origin[None], _into(d[:, None], heading[None]), half[None])
+    target = snap.valid[b] & (np.arange(len(heading)) > 0)
+    t = np.where((leave >= enter) & target[None], enter, np.inf)        # (beams, N)
+    j = t.argmin(1)
+    best = t[np.arange(len(j)), j]
+    velocity = snap.speed[b][:, None] * np.stack([np.cos(heading), np.sin(heading)], -1)
+    rate = ((velocity[j] - velocity[0]) * d).sum(1)
+    hit = best < config.range_m
+    return np.stack([np.where(hit, best, config.range_m), np.where(hit, rate, 0.0)], -1)
+
+
+def test_lidar_on_highway_scenes_matches_the_reference():
+    snap, _ = _highway_batch()
+    scan = cast_lidar(snap, TRUTH)
+    hits = 0
+    for b in range(snap.shape[0]):
+        ref = _reference_lidar(snap, b, TRUTH)
+        np.testing.assert_allclose(scan[b], ref, atol=1e-4)
+        hits += (ref[:, 0] < TRUTH.range_m).sum()
+    assert hits > 20
 
 
 @pytest.mark.gpu
