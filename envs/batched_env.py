@@ -71,6 +71,9 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             for agents that read only `ego` and ground truth).
         record: put per-env `TickRecord`s and `SubstepOutcome`s in `info` (slow at large B).
         autoreset_mode: "next_step", "same_step", "disabled" (or an `AutoresetMode`).
+        copy: return fresh observation arrays each step (as Gymnasium's `copy=True`). False
+            draws `bev` into one reused buffer (faster at large B on CPU): the arrays of a
+            step are overwritten by the next one, so copy what you keep.
         latency_base_dir: directory relative `profile:PATH` specs resolve against.
     """
 
@@ -95,6 +98,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         observations: bool = True,
         record: bool = False,
         autoreset_mode: str | AutoresetMode = "next_step",
+        copy: bool = True,
         latency_base_dir: str | None = None,
         render_mode: str | None = None,
     ):
@@ -129,6 +133,8 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.device = torch.device(device)
         self.observations = bool(observations)
         self.record = bool(record)
+        self.copy = bool(copy)
+        self._bev_buffer: np.ndarray | None = None
         self.autoreset_mode = autoreset_mode
         self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode,
                          "render_fps": policy_frequency}
@@ -372,7 +378,13 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         b = self.num_envs
         if self.observations:
             road = self.backend.road_geometry()
-            bev = sensors.render_bev(snapshot, road, config, self._sensor_rng, device=self.device)
+            out = None
+            if not self.copy and self.device.type == "cpu":
+                if self._bev_buffer is None:
+                    self._bev_buffer = np.zeros((b, *config.bev_shape), dtype=np.uint8)
+                out = self._bev_buffer
+            bev = sensors.render_bev(snapshot, road, config, self._sensor_rng,
+                                     device=self.device, out=out)
             lidar = sensors.cast_lidar(snapshot, config, self._sensor_rng)
         else:
             bev = np.zeros((b, *config.bev_shape), dtype=np.uint8)

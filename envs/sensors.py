@@ -1388,7 +1388,7 @@ def draw_bev_noise(rng: np.random.Generator, config: SensorConfig, batch: int,
 
 def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig,
                rng: np.random.Generator | None = None,
-               device: str | torch.device = "cpu") -> np.ndarray:
+               device: str | torch.device = "cpu", out: np.ndarray | None = None) -> np.ndarray:
     """Rasterise the ego-centred bird's-eye view of `B` worlds.
 
     Channels: 0 drivable road (pixel centre within the lane half width of a valid lane
@@ -1407,12 +1407,21 @@ def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig
         config: raster geometry, occlusion, noise and dropout settings.
         rng: noise source (`draw_bev_noise`); None draws nothing and renders the truth.
         device: where to compute.
+        out: optional `(B, C, H, W)` uint8 C-contiguous array to draw into (CPU only):
+            reusing one buffer avoids allocating (and page-faulting) 64 MB per call at
+            B = 4096.
 
     Returns:
-        `(B, C, H, W)` uint8, values 0 or 255, `(C, H, W) = config.bev_shape`.
+        `(B, C, H, W)` uint8, values 0 or 255, `(C, H, W) = config.bev_shape` (`out` when
+        given).
     """
     dev = torch.device(device)
     batch, slots = snapshot.shape
+    if out is not None and (dev.type != "cpu" or out.dtype != np.uint8
+                            or out.shape != (batch, *config.bev_shape)
+                            or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous uint8 array of shape "
+                         f"{(batch, *config.bev_shape)} on the CPU")
     noise = keep = None
     if rng is not None:
         noise_np, keep_np = draw_bev_noise(rng, config, batch, slots)
@@ -1427,8 +1436,8 @@ def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig
         bev = render_bev_torch(
             t(snapshot.position), t(snapshot.heading), t(snapshot.length), t(snapshot.width),
             t(snapshot.valid, bool), *plan.segments, config, position_noise=noise, keep=keep,
-            road_plan=plan)
-        return bev.cpu().numpy()
+            road_plan=plan, out=None if out is None else torch.from_numpy(out))
+        return out if out is not None else bev.cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- lidar

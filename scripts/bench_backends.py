@@ -8,8 +8,9 @@ env at the defaults). Measured with `bev` + `lidar` observations ("obs") and wit
 
 - `highway/1`: one highway-env env in this process (`envs.registration.make_env`);
 - `highway/vec2`: two highway-env envs in worker processes (`AsyncVectorEnv`);
-- `batched/B`: the batched backend, B envs in one torch batch (`BatchedDrivingEnv`),
-  on CPU; `batched-cuda/B` as well when CUDA is available.
+- `batched/B`: the batched backend, B envs in one torch batch (`BatchedDrivingEnv`,
+  `copy=False` unless `--copy`: `bev` drawn into a reused buffer), on CPU;
+  `batched-cuda/B` as well when CUDA is available.
 
 Output: `{"obs": {key: ticks/s}, "no_obs": {...}, "bytes_per_env": ..., "speedup_4096_vs_
 highway_1": ..., "goal_speedup": 1000, "config": {...}, "platform": {...}}`. Only the
@@ -92,7 +93,7 @@ def bench_highway(args, observations: bool, workers: int) -> float:
 
 def bench_batched(args, observations: bool, batch: int, device: str) -> tuple[float, int]:
     env = BatchedDrivingEnv(batch, args.scenario, latency=args.latency,
-                            observations=observations, device=device)
+                            observations=observations, device=device, copy=args.copy)
     env.reset(seed=args.seed)
     action = np.zeros((batch, 2), dtype=np.float32)
     rate = _time_steps(lambda: env.step(action), batch, args.warmup, args.min_ticks,
@@ -131,6 +132,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1 is fastest on a busy 2-core box)")
     parser.add_argument("--skip-highway", action="store_true", help="batched backend only")
+    parser.add_argument("--copy", action="store_true",
+                        help="batched env returns fresh observation arrays (copy=True) "
+                             "instead of drawing into a reused buffer")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     torch.set_num_threads(args.threads)
@@ -161,7 +165,8 @@ def main(argv=None) -> int:
     result["meets_goal"] = bool(result["speedup_4096_vs_highway_1"]
                                 and result["speedup_4096_vs_highway_1"] >= GOAL_SPEEDUP)
     result["config"] = {"scenario": args.scenario, "latency": args.latency, "seed": args.seed,
-                        "torch_threads": args.threads, "simulation_frequency": 50,
+                        "torch_threads": args.threads, "batched_copy": args.copy,
+                        "simulation_frequency": 50,
                         "policy_frequency": 10, "seconds": args.seconds}
     result["platform"] = {"python": platform.python_version(), "torch": torch.__version__,
                           "cpu_count": os.cpu_count(), "machine": platform.machine(),
