@@ -25,7 +25,9 @@ from envs.batched.dynamics import (clip_actions, closest_lane, desired_gap, idm_
                                    mobil, neighbour_vehicles, steering_control, vehicle_step)
 from envs.batched.state import (EGO_KIND, IDM_KIND, BatchedHazard, BatchedRoad, BatchedState,
                                 where_env)
-from envs.batched.traffic import traffic_act
+from envs.batched.road import blend
+from envs.batched.traffic import (MAX_BITMASK_SLOTS, key_order, neighbour_index, neighbours_of,
+                                  traffic_act)
 from envs.errors import ConfigError
 from envs.hazards import HazardTracker
 from envs.highway_backend import HighwayBackend, _road_geometry
@@ -224,6 +226,57 @@ def test_neighbour_vehicles_match_road_neighbour_vehicles():
             assert rear[0, j, k].item() == (index[id(r)] if r else -1)
 
 
+@pytest.mark.parametrize("n", [14, 40, MAX_BITMASK_SLOTS + 7])
+def test_neighbour_vehicles_with_ties_and_many_slots(n):
+    """Bit-mask search (up to 63 slots) and its pairwise fallback, many equal `s`."""
+    rng = np.random.default_rng(n)
+    road = _hwe_road(3)
+    xs = np.round(rng.uniform(-10, 120, n) / 10) * 10                 # many ties in s
+    ys = rng.choice([-3.0, -1.0, 0.0, 1.0, 2.0, 3.0, 5.0, 7.0, 9.0, 11.0], n)  # band edges
+    road.vehicles = [Vehicle(road, [x, y], 0.0, 20.0) for x, y in zip(xs, ys)]
+    valid = torch.ones(1, n, dtype=torch.bool)
+    lanes = torch.tensor([[[0, 1, 2]] * n])
+    front, rear = neighbour_vehicles(P, _road((3,)), torch.tensor(np.stack([xs, ys], -1))[None],
+                                     valid, lanes)
+    index = {id(v): i for i, v in enumerate(road.vehicles)}
+    for j, vehicle in enumerate(road.vehicles):
+        for k in range(3):
+            f, r = road.neighbour_vehicles(vehicle, ("0", "1", k))
+            assert front[0, j, k].item() == (index[id(f)] if f else -1)
+            assert rear[0, j, k].item() == (index[id(r)] if r else -1)
+
+
+def test_neighbour_rows_match_dense_queries_and_order_hints_are_only_hints():
+    rng = np.random.default_rng(5)
+    b, n = 6, 12
+    x = torch.tensor(np.round(rng.uniform(0, 100, (b, n)) / 5) * 5)
+    y = torch.tensor(rng.uniform(-2, 10, (b, n)))
+    valid = torch.tensor(rng.random((b, n)) < 0.85)
+    road = _road((3,) * b)
+    fresh, _ = key_order(x)
+    assert torch.equal(x.gather(1, fresh), x.sort(dim=1).values)
+    for hint in (fresh, torch.zeros_like(fresh), torch.argsort(torch.rand(b, n), dim=1)):
+        assert torch.equal(key_order(x, hint)[0], fresh)
+    index = neighbour_index(P, road, x, y, valid, 0, 3)
+    lane = torch.tensor(rng.integers(0, 3, (b, n)))
+    front, rear = neighbours_of(index, lane)
+    world = torch.arange(b).repeat_interleave(n)
+    slot = torch.arange(n).repeat(b)
+    front_rows, rear_rows = neighbours_of(index, lane.reshape(-1), world=world, slot=slot)
+    assert torch.equal(front_rows.reshape(b, n), front)
+    assert torch.equal(rear_rows.reshape(b, n), rear)
+
+
+def test_blend_is_exact_where():
+    """`blend` (lerp with 0/1 weights) returns its inputs bit for bit, tails included."""
+    rng = np.random.default_rng(0)
+    for size in (1, 3, 7, 8, 33, 1001):
+        a = torch.tensor(rng.standard_normal(size) * 10.0 ** rng.integers(-300, 300, size))
+        b = torch.tensor(rng.standard_normal(size) * 10.0 ** rng.integers(-300, 300, size))
+        mask = torch.tensor(rng.random(size) < 0.5)
+        assert torch.equal(blend(mask.to(T), a, b), torch.where(mask, a, b))
+
+
 def _state_of(vehicles, lanes=3) -> BatchedState:
     """A one-world `BatchedState` of highway-env vehicles (slot 0 a plain `Vehicle` ego)."""
     n = len(vehicles)
@@ -308,6 +361,36 @@ def test_traffic_act_matches_road_act_on_random_traffic():
                                    [v.action["acceleration"] for v in vehicles[1:]], atol=1e-9)
         np.testing.assert_allclose(got.steering[0, 1:].numpy(),
                                    [v.action["steering"] for v in vehicles[1:]], atol=1e-12)
+
+
+@pytest.mark.parametrize("vehicles", [40, MAX_BITMASK_SLOTS + 5])
+def test_traffic_act_matches_road_act_in_dense_traffic(vehicles):
+    """Many slots (bit masks wider than 32 bits, then the pairwise fallback), lanes shared
+    by several vehicles changing into them (the abort rule), garbage order hints."""
+    rng = np.random.default_rng(vehicles)
+    road = _hwe_road(4)
+    ego = Vehicle(road, [200.0, 4.0], 0.0, 25.0)
+    others = []
+    for _ in range(vehicles - 1):
+        lane = int(rng.integers(4))
+        vehicle = IDMVehicle(road, [rng.uniform(0, 400), 4.0 * lane + rng.uniform(-1.5, 1.5)],
+                             rng.uniform(-0.05, 0.05), rng.uniform(15, 30),
+                             target_lane_index=("0", "1", int(np.clip(lane + rng.integers(-1, 2),
+                                                                      0, 3))),
+                             target_speed=rng.uniform(15, 35))
+        vehicle.timer = rng.uniform(0.5, 1.5)
+        others.append(vehicle)
+    road.vehicles = [ego] + others
+    state = _state_of(road.vehicles, lanes=4)
+    state = state.replace(order_hint=torch.zeros(1, vehicles, dtype=torch.int64))
+    road.act()
+    got = traffic_act(P, state)
+    assert got.target_lane[0, 1:].tolist() == [v.target_lane_index[2] for v in others]
+    np.testing.assert_allclose(got.timer[0, 1:].numpy(), [v.timer for v in others])
+    np.testing.assert_allclose(got.acceleration[0, 1:].numpy(),
+                               [v.action["acceleration"] for v in others], atol=1e-9)
+    np.testing.assert_allclose(got.steering[0, 1:].numpy(),
+                               [v.action["steering"] for v in others], atol=1e-12)
 
 
 # ------------------------------------------------------------------------------ collisions
@@ -551,4 +634,7 @@ def test_state_helpers():
     mixed = where_env(torch.tensor([True, False]), moved, state)
     assert torch.equal(mixed.position[0], moved.position[0])
     assert torch.equal(mixed.position[1], state.position[1])
+    assert where_env(torch.tensor([True, True]), moved, state) is moved
+    hinted = moved.replace(order_hint=torch.zeros_like(state.kind))
+    assert where_env(torch.tensor([True, False]), hinted, state).order_hint is hinted.order_hint
     assert state.ego_crashed.shape == (2,)

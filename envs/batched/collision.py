@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from envs.batched.state import BatchedState, Params
-from envs.batched.traffic import gather_slots
+from envs.batched.state import BatchedState, Params, take
 
 
 def rectangle_corners(position: torch.Tensor, heading: torch.Tensor, length: torch.Tensor,
@@ -105,38 +104,36 @@ def ego_collisions(params: Params, state: BatchedState) -> BatchedState:
     """
     dt = params.dt
     slots = state.num_slots
-    ids = torch.arange(slots, device=state.device)
     position, heading, speed = state.position, state.heading, state.speed
-    direction = torch.stack([torch.cos(heading), torch.sin(heading)], dim=-1)
-    displacement = speed[..., None] * direction * dt                        # (B, N, 2)
-    offset = position - position[:, :1]
-    distance = torch.sqrt(offset[..., 0] * offset[..., 0] + offset[..., 1] * offset[..., 1])
-    radius = (state.diagonal[:, :1] + state.diagonal) / 2 + speed[:, :1] * dt
-    near = state.valid & (ids != 0) & ~(distance > radius)
-    pairs = torch.nonzero(near)                           # (P, 2): world, slot; usually few
-    if pairs.shape[0] == 0:
+    # per coordinate (a broadcast over a size-2 last dim is slow on CPU)
+    dx = position[..., 0] - position[:, :1, 0]
+    dy = position[..., 1] - position[:, :1, 1]
+    distance = dx.mul_(dx).add_(dy.mul_(dy)).sqrt_()
+    radius = torch.add(state.diagonal[:, :1], state.diagonal).div_(2).add_(speed[:, :1] * dt)
+    near = state.valid & ~(distance > radius)
+    near[:, 0] = False
+    other = torch.nonzero(near.reshape(-1)).flatten()    # b N + j, sorted; usually few
+    if other.numel() == 0:
         return state
-    world, slot = pairs[:, 0], pairs[:, 1]
-    ego = rectangle_corners(position[world, 0], heading[world, 0], state.length[world, 0],
-                            state.width[world, 0])
-    other = rectangle_corners(position[world, slot], heading[world, slot],
-                              state.length[world, slot], state.width[world, slot])
-    hit, will, push = polygons_intersecting(ego, other, displacement[world, 0],
-                                            displacement[world, slot])
-    intersecting = torch.zeros_like(near)
-    intersecting[world, slot] = hit
-    will_intersect = torch.zeros_like(near)
-    will_intersect[world, slot] = will
-    translation = torch.zeros_like(position)
-    translation[world, slot] = push
-
-    last = torch.where(will_intersect, ids, -1).amax(dim=-1)                # (B,)
-    hit_any = last >= 0
-    ego_impact = gather_slots(translation, last[:, None])[:, 0] / 2          # (B, 2)
-    impact = torch.where(will_intersect[..., None], -translation / 2, state.impact)
-    impact[:, 0] = torch.where(hit_any[:, None], ego_impact, state.impact[:, 0])
-    impact_pending = state.impact_pending | will_intersect
-    impact_pending[:, 0] = state.impact_pending[:, 0] | hit_any
-    crashed = state.crashed | intersecting
-    crashed[:, 0] = state.crashed[:, 0] | intersecting.any(dim=-1)
+    pairs = other.numel()
+    ego = torch.div(other, slots, rounding_mode="floor") * slots      # b N + 0
+    rows = torch.cat([ego, other])                       # the ego, then the other, per pair
+    angle = take(heading, rows)
+    corners = rectangle_corners(position.reshape(-1, 2).index_select(0, rows), angle,
+                                take(state.length, rows), take(state.width, rows))
+    direction = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
+    displacement = take(speed, rows)[:, None] * direction * dt           # v e dt [m]
+    hit, will, push = polygons_intersecting(corners[:pairs], corners[pairs:],
+                                            displacement[:pairs], displacement[pairs:])
+    impact = state.impact.clone()
+    impact_pending = state.impact_pending.clone()
+    crashed = state.crashed.clone()
+    # `v` gets -t/2; the ego t/2 of the last (highest slot) `v` of its world that will hit.
+    impact.reshape(-1, 2).index_copy_(0, other[will], -push[will] / 2)
+    hitting = ego[will]
+    last = torch.ones_like(hitting, dtype=torch.bool)
+    last[:-1] = hitting[1:] != hitting[:-1]
+    impact.reshape(-1, 2).index_copy_(0, hitting[last], push[will][last] / 2)
+    impact_pending.reshape(-1).index_fill_(0, torch.cat([other[will], hitting]), True)
+    crashed.reshape(-1).index_fill_(0, torch.cat([other[hit], ego[hit]]), True)
     return state.replace(impact=impact, impact_pending=impact_pending, crashed=crashed)

@@ -16,6 +16,19 @@ Everything is vectorised over worlds and vehicle slots and runs on any torch dev
 building blocks are re-exported here: `vehicle_step`, `clip_actions`, `steering_control`,
 `idm_acceleration`, `desired_gap`, `neighbour_vehicles`, `mobil`, `change_lane_policy`,
 `closest_lane`, `polygons_intersecting`.
+
+Cost model (CPU, float64; what the implementation is shaped by). At large `B` every
+elementwise op over `(B, N)` streams megabytes, so the code keeps the number of such ops low:
+per-vehicle terms are computed once per substep, fresh intermediates are updated in place,
+`torch.where` on floats is replaced by exact `blend`s (`torch.where`'s CPU kernel is not
+vectorised), ops never broadcast over the size-2 coordinate dim, and work that concerns few
+vehicles (MOBIL decisions, the lane-change abort rule, the target-lane IDM of vehicles
+changing lanes, clipped actions, collision candidates) runs on the rows `(world, slot)`
+selected with `torch.nonzero`. Those selections (and a few `.any()` checks that skip no-op
+work) synchronise with the host: cheap on CPU, a round trip per check on a GPU. Results are
+the same as evaluating every formula densely, bit for bit, up to the last-ulp differences
+between torch's vectorised kernels and their scalar tails (e.g. `pow` on the last
+`numel % 8` elements), which make any torch code depend on tensor sizes at that level.
 """
 
 from __future__ import annotations
@@ -23,12 +36,13 @@ from __future__ import annotations
 import torch
 
 from envs.batched.collision import ego_collisions, polygons_intersecting, rectangle_corners
-from envs.batched.road import closest_lane, lane_coordinates, not_zero, on_lane, wrap_to_pi
+from envs.batched.road import (as_weight, blend, closest_lane, lane_coordinates, not_zero,
+                               on_lane, wrap_to_pi)
 from envs.batched.state import (BRAKING_LEAD_KIND, CUT_IN, EGO_KIND, IDM_KIND, LEAD_BRAKE,
                                 BatchedState, EgoCommands, Params)
 from envs.batched.traffic import (change_lane_policy, desired_gap, idm_acceleration, mobil,
                                   neighbour_vehicles, traffic_act)
-from envs.batched.vehicle import clip_actions, steering_control, vehicle_step
+from envs.batched.vehicle import bicycle_step, clip_actions, steering_control, vehicle_step
 
 __all__ = [
     "step", "trigger_hazards", "traffic_act", "traffic_step", "ego_piece", "ego_collisions",
@@ -46,9 +60,13 @@ def trigger_hazards(state: BatchedState) -> BatchedState:
     - lead brake: the braking lead (slot `hazard.vehicle`) starts braking at `hazard.decel`;
     - cut in: the vehicle's target lane becomes `hazard.target_lane` (IDM vehicles steer to
       it) and its target speed `hazard.target_speed` [m/s].
+
+    A substep at which no world's hazard starts returns `state` itself.
     """
     hazard = state.hazard
     fires = (hazard.onset_substep >= 0) & (state.substep == hazard.onset_substep)
+    if not bool(fires.any()):
+        return state
     ids = torch.arange(state.num_slots, device=state.device)
     is_vehicle = ids[None, :] == hazard.vehicle[:, None]                     # (B, N)
     brake = (fires & (hazard.kind == LEAD_BRAKE))[:, None] & is_vehicle
@@ -62,15 +80,6 @@ def trigger_hazards(state: BatchedState) -> BatchedState:
     )
 
 
-def _select(mask: torch.Tensor, new: tuple, old: tuple) -> list:
-    """Elementwise `where(mask, new_i, old_i)`; `mask` broadcasts over trailing vector dims."""
-    out = []
-    for a, b in zip(new, old):
-        m = mask.reshape(mask.shape + (1,) * (b.dim() - mask.dim()))
-        out.append(torch.where(m, a, b))
-    return out
-
-
 def traffic_step(params: Params, state: BatchedState) -> BatchedState:
     """Every valid vehicle but the ego steps `dt` (`IDMVehicle.step` / `Vehicle.step`).
 
@@ -78,23 +87,70 @@ def traffic_step(params: Params, state: BatchedState) -> BatchedState:
     (`vehicle_step`) with the action chosen by `traffic_act` (static vehicles keep their
     zero action). Slots `(B, N)` that are the ego or padding are left as they are.
 
+    The bicycle model runs on all `(B, N)` slots and the results are kept with exact
+    float blends (`envs.batched.road.blend`); a padding slot's zero length gives a NaN
+    heading rate there, which is zeroed before the blend drops it.
+
     Returns:
         the state with the traffic's pose `(B, N, 2)` [m] / `(B, N)` [rad], speed [m/s],
-        lane, applied action, timer, `crashed` and `impact_pending` updated.
+        lane, applied action, timer, `crashed` and `impact_pending` updated (all of them
+        new tensors).
     """
     moves = state.valid & (state.kind != EGO_KIND)
     idm = moves & ((state.kind == IDM_KIND) | (state.kind == BRAKING_LEAD_KIND))
     result = vehicle_step(params, state.road, state.position, state.heading, state.speed,
                           state.length, state.steering, state.acceleration, state.crashed,
                           state.impact, state.impact_pending, params.dt)
-    old = (state.position, state.heading, state.speed, state.lane, state.steering,
-           state.acceleration, state.crashed, state.impact_pending)
-    (position, heading, speed, lane, steering, acceleration, crashed,
-     impact_pending) = _select(moves, tuple(result), old)
+    w = as_weight(moves, state.speed)
+    position = torch.empty_like(state.position)
+    for i in range(2):       # per coordinate: a size-2 last dim would defeat vectorisation
+        torch.lerp(state.position[..., i], result.position[..., i], w, out=position[..., i])
     return state.replace(
-        timer=torch.where(idm, state.timer + params.dt, state.timer),
-        position=position, heading=heading, speed=speed, lane=lane, steering=steering,
-        acceleration=acceleration, crashed=crashed, impact_pending=impact_pending)
+        timer=torch.add(state.timer, as_weight(idm, state.timer), alpha=params.dt),
+        position=position,
+        heading=blend(w, torch.nan_to_num(result.heading), state.heading),
+        speed=blend(w, result.speed, state.speed),
+        lane=torch.where(moves, result.lane, state.lane),
+        steering=blend(w, result.steering, state.steering),
+        acceleration=blend(w, result.acceleration, state.acceleration),
+        crashed=state.crashed | (state.impact_pending & moves),
+        impact_pending=state.impact_pending & ~moves)
+
+
+_EGO_FIELDS = ("position", "heading", "speed", "steering", "acceleration", "crashed",
+               "impact_pending")
+"""The ego's fields that a piece changes (besides its lane)."""
+
+
+def _ego_piece_values(params: Params, state: BatchedState, ego: tuple,
+                      duration: torch.Tensor, command: torch.Tensor) -> tuple:
+    """One ego piece on the ego's values `ego` (`_EGO_FIELDS`, each `(B, ...)`).
+
+    Returns the new values (the old ones where `duration == 0`); the lane is left to the
+    caller (`closest_lane` of the final pose).
+    """
+    active = duration > 0
+    if not bool(active.any()):
+        return ego
+    position, heading, speed, _, _, crashed, impact_pending = ego
+    safe_duration = torch.where(active, duration, torch.ones_like(duration))
+    acceleration = torch.maximum(command[:, 0], -torch.clamp(speed, min=0.0) / safe_duration)
+    result = bicycle_step(params, position, heading, speed, state.length[:, 0], command[:, 1],
+                          acceleration, crashed, state.impact[:, 0], impact_pending, duration)
+    new = (result.position, result.heading, result.speed, result.steering,
+           result.acceleration, result.crashed, result.impact_pending)
+    if bool(active.all()):
+        return new
+    return tuple(_select(active, new, ego))
+
+
+def _select(mask: torch.Tensor, new: tuple, old: tuple) -> list:
+    """Elementwise `where(mask, new_i, old_i)`; `mask` broadcasts over trailing vector dims."""
+    out = []
+    for a, b in zip(new, old):
+        m = mask.reshape(mask.shape + (1,) * (b.dim() - mask.dim()))
+        out.append(torch.where(m, a, b))
+    return out
 
 
 def ego_piece(params: Params, state: BatchedState, duration: torch.Tensor,
@@ -109,20 +165,14 @@ def ego_piece(params: Params, state: BatchedState, duration: torch.Tensor,
         duration: `(B,)` [s], in `[0, dt]`; command: `(B, 2)` `[acceleration m/s^2,
         steering rad]`.
     """
-    active = duration > 0
-    if not bool(active.any()):
+    ego = tuple(getattr(state, name)[:, 0] for name in _EGO_FIELDS)
+    values = _ego_piece_values(params, state, ego, duration, command)
+    if values is ego:
         return state
-    speed = state.speed[:, 0]
-    safe_duration = torch.where(active, duration, torch.ones_like(duration))
-    acceleration = torch.maximum(command[:, 0], -torch.clamp(speed, min=0.0) / safe_duration)
-    result = vehicle_step(params, state.road, state.position[:, 0], state.heading[:, 0], speed,
-                          state.length[:, 0], command[:, 1], acceleration, state.crashed[:, 0],
-                          state.impact[:, 0], state.impact_pending[:, 0], duration)
-    names = ("position", "heading", "speed", "lane", "steering", "acceleration", "crashed",
-             "impact_pending")
-    old = tuple(getattr(state, name)[:, 0] for name in names)
+    lane = torch.where(duration > 0, closest_lane(values[0], values[1], state.road, params),
+                       state.lane[:, 0])
     changes = {}
-    for name, value in zip(names, _select(active, tuple(result), old)):
+    for name, value in zip(_EGO_FIELDS + ("lane",), values + (lane,)):
         full = getattr(state, name).clone()
         full[:, 0] = value
         changes[name] = full
@@ -144,7 +194,16 @@ def step(params: Params, state: BatchedState, commands: EgoCommands) -> BatchedS
     state = trigger_hazards(state)
     state = traffic_act(params, state)
     state = traffic_step(params, state)
-    state = ego_piece(params, state, commands.first_s, commands.first)
-    state = ego_piece(params, state, params.dt - commands.first_s, commands.second)
+    # The ego's two pieces (it reads only its own slot, which `traffic_step` left as it
+    # was), written into the fresh tensors `traffic_step` returned.
+    # Each world has a piece of positive duration (first_s in [0, dt]), so the ego's lane
+    # is the closest lane of its final pose.
+    ego = tuple(getattr(state, name)[:, 0] for name in _EGO_FIELDS)
+    values = _ego_piece_values(params, state, ego, commands.first_s, commands.first)
+    values = _ego_piece_values(params, state, values, params.dt - commands.first_s,
+                               commands.second)
+    lane = closest_lane(values[0], values[1], state.road, params)
+    for name, value in zip(_EGO_FIELDS + ("lane",), values + (lane,)):
+        getattr(state, name)[:, 0] = value
     state = ego_collisions(params, state)
     return state.replace(substep=state.substep + 1)

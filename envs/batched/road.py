@@ -19,15 +19,48 @@ LANE_HEADING = 0.0
 """Heading of every lane of a straight road (`arctan2(0, length)`) [rad]."""
 
 
+def as_weight(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A bool mask as a 0.0 / 1.0 float tensor of `like`'s dtype (a `blend` weight)."""
+    return mask.to(like.dtype)
+
+
+def blend(weight: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """`where(weight == 1, new, old)` for a 0.0 / 1.0 float `weight` and finite values.
+
+    One fused `torch.lerp(old, new, weight)`: ATen evaluates `old + w (new - old)` for
+    `w < 0.5` and `new - (new - old) (1 - w)` otherwise (the vectorised kernel as one
+    fused multiply-add), so `w = 0` gives `old` and `w = 1` gives `new` bit for bit, up to
+    the sign of a zero. On CPU it costs about a seventh of `torch.where` (whose kernel is
+    not vectorised). Only for finite values: `0 * inf = nan`.
+
+    Args:
+        weight: 0.0 / 1.0 floats (see `as_weight`), broadcasting against `new` and `old`.
+    """
+    return torch.lerp(old, new, weight)
+
+
 def not_zero(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """highway-env's `utils.not_zero`: `x` if `|x| > eps`, else `+eps` (x >= 0) or `-eps`."""
-    signed_eps = (x >= 0).to(x.dtype) * (2 * eps) - eps      # exactly +eps or -eps
-    return torch.where(x.abs() > eps, x, signed_eps)
+    """highway-env's `utils.not_zero`: `x` if `|x| > eps`, else `+eps` (x >= 0) or `-eps`.
+
+    Evaluated as `max(x, eps)` for `x >= 0` and `min(x, -eps)` for `x < 0` (the same values
+    without a `torch.where`).
+    """
+    return blend(as_weight(x >= 0, x), torch.clamp(x, min=eps), torch.clamp(x, max=-eps))
+
+
+def not_zero_nonnegative(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """`not_zero(x, eps)` for `x >= 0` (`+0.0` included): `max(x, eps)`."""
+    return torch.clamp(x, min=eps)
 
 
 def wrap_to_pi(x: torch.Tensor) -> torch.Tensor:
     """Angle wrapped to `[-pi, pi)` as `((x + pi) mod 2 pi) - pi` [rad]."""
     return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
+
+
+def wrap_to_pi_(x: torch.Tensor) -> torch.Tensor:
+    """`wrap_to_pi` in place (for a fresh tensor the caller owns); returns `x`."""
+    return x.add_(math.pi).remainder_(2 * math.pi).sub_(math.pi)
 
 
 def lane_coordinates(position: torch.Tensor, lane: torch.Tensor,
@@ -73,7 +106,13 @@ def closest_lane(position: torch.Tensor, heading: torch.Tensor, road: BatchedRoa
 
     Every lane `i` scores `|r_i| + max(s - length, 0) + max(-s, 0) + |wrap(heading - 0)|`
     (`distance_with_heading`, same float operations); the lowest score wins, the first lane
-    on a tie.
+    on a tie; padding lanes (`road.lane_valid == False`) never win.
+
+    The lane-independent terms are computed once: at most one of `max(s - length, 0)`
+    and `max(-s, 0)` is non-zero, so `(|r| + a) + b = |r| + (a + b)` exactly. The lanes
+    are scanned in order with a running minimum `m_i = min(d_0 .. d_i)`: the winner is the
+    number of lanes `i` with `m_i` still above the overall minimum (the first lane that
+    reaches it, so the first one on a tie).
 
     Args:
         position: `(B, ..., 2)` [m]; heading: `(B, ...)` [rad] (world `b` uses road `b`).
@@ -83,16 +122,27 @@ def closest_lane(position: torch.Tensor, heading: torch.Tensor, road: BatchedRoa
     """
     batch, lane_slots = road.lane_valid.shape
     inner = (1,) * (heading.dim() - 1)
-    lanes = torch.arange(lane_slots, device=position.device).to(position.dtype)
-    s = position[..., 0, None]
-    r = position[..., 1, None] - lanes * params.lane_width            # (B, ..., L)
-    length = road.length.reshape(batch, *inner, 1)
-    angle = wrap_to_pi(heading - LANE_HEADING).abs()[..., None]
-    distance = (r.abs() + torch.clamp(s - length, min=0.0)) + torch.clamp(0.0 - s, min=0.0)
-    distance = distance + 1.0 * angle
-    distance = torch.where(road.lane_valid.reshape(batch, *inner, lane_slots), distance,
-                           math.inf)
-    return torch.argmin(distance, dim=-1)
+    s, y = position[..., 0], position[..., 1]
+    length = road.length.reshape(batch, *inner)
+    off_road = torch.sub(s, length).clamp_(min=0.0).add_(torch.rsub(s, 0.0).clamp_(min=0.0))
+    angle = wrap_to_pi_(heading - LANE_HEADING).abs_()
+    padded = not bool(road.lane_valid.all()) if lane_slots > 1 else False
+    if padded:
+        penalty = torch.zeros(road.lane_valid.shape, dtype=position.dtype,
+                              device=position.device).masked_fill_(~road.lane_valid, math.inf)
+    running = []
+    minimum = None
+    for i in range(lane_slots):
+        # (|y - i w| + off_road) + angle
+        distance = torch.sub(y, float(i) * params.lane_width).abs_().add_(off_road).add_(angle)
+        if padded:
+            distance.add_(penalty[:, i].reshape(batch, *inner))
+        minimum = distance if minimum is None else torch.minimum(minimum, distance)
+        running.append(minimum)
+    lane = torch.zeros(heading.shape, dtype=torch.int64, device=position.device)
+    for partial in running[:-1]:
+        lane += partial > minimum
+    return lane
 
 
 def straight_road_geometry(lanes: int, length: float, lane_width: float,

@@ -133,21 +133,45 @@ def _map_tensors(obj, fn):
     return dataclasses.replace(obj, **changes)
 
 
+def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`values.reshape(-1)[index]` (flat positions, any index shape) via `index_select`.
+
+    About twice as fast as advanced indexing on CPU for the small row sets of a substep.
+    """
+    if index.dim() == 1:
+        return values.reshape(-1).index_select(0, index)
+    return values.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
+
+
 def where_env(mask: torch.Tensor, new, old):
     """Row-wise select between two states (or any nested dataclasses of batch-first tensors).
 
     Args:
         mask: `(B,)` bool; True takes the world from `new`, False keeps `old`.
         new, old: dataclasses of the same type whose tensors have the same shapes `(B, ...)`.
+            A field that is None on one side (an absent cache such as
+            `BatchedState.order_hint`) is taken from the other.
+
+    Where `mask` is all True the result is `new` itself (no copies). Otherwise every tensor
+    is a copy of `new` with the rows of `old` written in (exact for any values, and much
+    cheaper on CPU than a `torch.where` per field).
     """
+    if bool(mask.all()):
+        return new
+    return _with_rows(new, old, torch.nonzero(~mask).flatten())
+
+
+def _with_rows(new, old, rows: torch.Tensor):
+    """`new` with rows `rows` of every tensor taken from `old` (see `where_env`)."""
     changes = {}
     for f in dataclasses.fields(old):
         a, b = getattr(new, f.name), getattr(old, f.name)
-        if isinstance(b, torch.Tensor):
-            m = mask.reshape(mask.shape + (1,) * (b.dim() - 1))
-            changes[f.name] = torch.where(m, a, b)
+        if a is None or b is None:
+            changes[f.name] = b if a is None else a
+        elif isinstance(b, torch.Tensor):
+            changes[f.name] = a.clone().index_copy_(0, rows, b.index_select(0, rows))
         elif dataclasses.is_dataclass(b):
-            changes[f.name] = where_env(mask, a, b)
+            changes[f.name] = _with_rows(a, b, rows)
     return dataclasses.replace(old, **changes)
 
 
@@ -228,6 +252,9 @@ class BatchedState:
         substep: `(B,)` int64 substeps since reset.
         road: the roads.
         hazard: the hazard plans.
+        order_hint: `(B, N)` int64 or None, a cache: the slots sorted by `x` at an earlier
+            substep (`envs.batched.traffic.key_order`), which the next substep checks and
+            reuses where still sorted. Any value is safe; None means "sort from scratch".
     """
 
     position: torch.Tensor
@@ -253,6 +280,7 @@ class BatchedState:
     substep: torch.Tensor
     road: BatchedRoad
     hazard: BatchedHazard
+    order_hint: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
