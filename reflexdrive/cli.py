@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--episodes", type=int, default=6, help="episodes per scenario and setting")
     demo.add_argument("--seed", type=int, default=0, help="first scenario seed")
-    demo.add_argument("--envs", type=int, default=2, help="envs run side by side")
+    demo.add_argument("--envs", type=int, default=6, help="envs run side by side")
     demo.add_argument("--slow-latency", default="fixed:0.25",
                       help="latency of the slow realtime setting")
     demo.add_argument("--out", default="runs/demo", help="output directory")
