@@ -93,6 +93,12 @@ class RunConfig:
         check_choice("perception", self.perception, PERCEPTIONS)
         check_choice("backend", self.backend, BACKENDS)
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("device", self.device,
+                                  "CUDA is not available here; use cpu or auto")
         if self.backend == "batched" and self.scenario not in batched_scenarios():
             raise ConfigError("backend", self.backend,
                               f"scenario {self.scenario!r} runs on the highway backend only; "

@@ -34,6 +34,9 @@ def run_cli(capsys, args):
     (["--budget", "-1"], "budget"),
     (["--set", "duration_s=-4"], "duration_s"),
     (["--set", "warp=9"], "warp"),
+    (["--backend", "gpu"], "backend='gpu' is invalid: allowed values are auto, highway, batched"),
+    (["--backend", "batched", "--scenario", "merge"], "runs on the highway backend only"),
+    (["--device", "tpu"], "device='tpu' is invalid: allowed values are cpu, cuda, auto"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, extra, needle):
     code, out, err = run_cli(capsys, BASE + ["--out", str(tmp_path / "x")] + extra)
