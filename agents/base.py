@@ -14,6 +14,8 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
+from envs.latency import synchronize_cuda
+
 Observation = Mapping[str, np.ndarray]
 """Batched observation: "bev" uint8 (N, C, H, W), "lidar" float32 (N, beams, 2), "ego" float32 (N, k)."""
 Info = Mapping[str, Any]
@@ -53,15 +55,6 @@ class Agent(Protocol):
         """Decide the actions of all `N` envs for this tick."""
 
 
-def _synchronize_cuda() -> None:
-    """Wait for queued GPU work so a wall-clock reading includes it (no-op without CUDA)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.synchronize()
-
-
 class StageTimer:
     """Times named stages with `time.perf_counter_ns`, CUDA-synchronised when on a GPU.
 
@@ -83,10 +76,10 @@ class StageTimer:
         return self
 
     def __enter__(self) -> "StageTimer":
-        _synchronize_cuda()
+        synchronize_cuda()
         self._start = time.perf_counter_ns()
         return self
 
     def __exit__(self, *exc) -> None:
-        _synchronize_cuda()
+        synchronize_cuda()
         self.latencies[self._stage] = (time.perf_counter_ns() - self._start) * 1e-9

@@ -34,19 +34,16 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from envs import sensors
-from envs.batched import BatchedBackend, update_onsets
-from envs.batched.hazards import HazardOnsets
-from envs.batched.road import lane_coordinates, on_lane
-from envs.batched.state import HAZARD_CODES, NO_HAZARD, where_env
+from envs.batched import BatchedBackend, BatchedHazardTracker
 from envs.batched_clock import BatchedClock, to_tick_records_per_env
 from envs.clock import DeadlineMiss
 from envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
 from envs.driving_env import RewardConfig, _coerce, action_space, observation_space
 from envs.errors import ConfigError
 from envs.latency import FixedLatency, MeasuredLatency, ProfileLatency, parse_latency
-from envs.outcomes import lead_gap_and_ttc
+from envs.outcomes import substep_outcomes
 from envs.scenarios import HAZARD_KINDS, SCENARIOS, generate, make_config, scenario_spec
-from envs.types import EGO, SubstepOutcome
+from envs.types import EGO
 
 _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
               "disabled": AutoresetMode.DISABLED}
@@ -151,7 +148,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self._duration = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self._done = np.zeros(num_envs, dtype=bool)
         self._needs_reset = np.zeros(num_envs, dtype=bool)
-        self._onsets: HazardOnsets | None = None
+        self.hazards = BatchedHazardTracker(num_envs, simulation_frequency, device=device)
         self._profile_rngs: list[np.random.Generator] = [np.random.default_rng(0)] * num_envs
         self._reported: dict[str, float] | None = None
         self._sensor_rng = np.random.default_rng(0)
@@ -190,7 +187,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             if not self._started:
                 super().reset(seed=seeds[0])
         self._reset_envs(mask, seeds)
-        obs, info = self._observe_and_info(np.ones(self.num_envs, bool))
+        obs, info = self._observe_and_info()
         return obs, info
 
     def report_latency(self, stage_latency_s: Mapping[str, float]) -> None:
@@ -229,18 +226,18 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
                                f"{self.clock_config.budget * 1e3:.3f} ms")
         records = self.clock.records() if self.record else None
 
-        outcomes, ended, progress = self._run_tick(live)
+        outcomes, progress = self._run_tick(live)
         self.clock.advance()
 
         crashed = self.backend.state.crashed[:, EGO].cpu().numpy()
-        offroad = ~self._on_road().cpu().numpy()
+        offroad = ~self.backend.ego_on_road().cpu().numpy()
         substep = self.backend.state.substep
         deadline = overrun & (self.clock_config.on_overrun == "terminate")
         terminated = live_np & (crashed | offroad | deadline)
         truncated = live_np & ~terminated & (substep >= self._duration).cpu().numpy()
         reward = self._reward(progress, crashed, offroad, live_np)
         self._done = terminated | truncated
-        obs, info = self._observe_and_info(live_np | starting)
+        obs, info = self._observe_and_info()
         info["observing"] = observing.cpu().numpy()
         info["deadline_miss"] = deadline
         info["mode"] = np.full(self.num_envs, self.clock_config.mode, dtype=object)
@@ -254,7 +251,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
                                           for i in range(self.num_envs)], dtype=object)
             info["final_info"] = {k: v for k, v in info.items() if k != "final_obs"}
             self._reset_envs(done, None)
-            new_obs, new_info = self._observe_and_info(done)
+            new_obs, _ = self._observe_and_info()
             for key in obs:
                 obs[key][done] = new_obs[key][done]
             self._done[:] = False
@@ -285,30 +282,12 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.clock.reset(torch.as_tensor(mask, device=self.device))
         ego = self.backend.state.position[:, EGO].cpu().numpy()
         self._last_position[mask] = ego[mask]
-        self._reset_onsets(mask, inits)
+        self.hazards.reset([init.hazard if init is not None else None for init in inits])
+        state = self.backend.state
+        self.hazards.update(state.position, state.valid, state.substep)
         self._done[mask] = False
         self._needs_reset[mask] = False
         self._started = True
-
-    def _reset_onsets(self, mask: np.ndarray, inits) -> None:
-        b, dev = self.num_envs, self.device
-        if self._onsets is None:
-            zeros = torch.zeros(b, dtype=torch.int64, device=dev)
-            self._onsets = HazardOnsets(zeros, zeros - 1, torch.zeros(b, dtype=torch.float64,
-                                        device=dev), zeros - 1, torch.zeros(b, dtype=torch.bool,
-                                                                             device=dev))
-        o = self._onsets
-        kind, vehicle, trigger, onset = (o.kind.clone(), o.vehicle.clone(),
-                                         o.trigger_range.clone(), o.onset_substep.clone())
-        for i in np.flatnonzero(mask):
-            plan = inits[i].hazard
-            kind[i] = HAZARD_CODES[plan.kind]
-            vehicle[i] = plan.vehicle
-            trigger[i] = plan.trigger_range_m
-            onset[i] = -1 if plan.onset_substep is None else plan.onset_substep
-        state = self.backend.state
-        self._onsets = update_onsets(HazardOnsets(kind, vehicle, trigger, onset, o.active),
-                                     state.position, state.valid, state.substep)
 
     def _sample_latency(self, observing: np.ndarray) -> dict[str, torch.Tensor]:
         """Per-stage `(B,)` latencies [s] of this tick's decisions (rows not observing: 0)."""
@@ -322,57 +301,45 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             values = model.sample(reported) if reported else {"total": 0.0}
             return {k: torch.full((b,), v, dtype=torch.float64, device=self.device)
                     for k, v in values.items()}
-        table = model._table                                     # (rows, stages)
+        table = model.table                                      # (rows, stages)
         rows = np.zeros(b, dtype=np.int64)
         for i in np.flatnonzero(observing):                      # each env its own stream
             rows[i] = int(self._profile_rngs[i].integers(table.shape[0]))
         values = torch.as_tensor(table[rows], dtype=torch.float64, device=self.device)
-        return {name: values[:, j] for j, name in enumerate(model._names)}
-
-    def _on_road(self) -> torch.Tensor:
-        """`(B,)` bool: the ego's centre lies on its lane (as `WorldSnapshot.ego_on_road`)."""
-        state, params = self.backend.state, self.backend.params
-        along, offset = lane_coordinates(state.position[:, EGO], state.lane[:, EGO], params)
-        return on_lane(along, offset, state.road.length, params)
+        return {name: values[:, j] for j, name in enumerate(model.stage_names)}
 
     def _run_tick(self, live: torch.Tensor):
         """Integrate the tick's substeps; envs that end mid-tick are frozen from then on.
 
-        Returns per-substep outcomes (numpy snapshots when recording), the `(B,)` ended
-        mask and the per-env list of speeds (for the reward).
+        Returns per-substep `(active (B,) bool, snapshot)` pairs when recording (else empty)
+        and the `(B,)` mean progress term over each env's integrated substeps (the reward's).
         """
-        backend, f = self.backend, self.clock_config.simulation_frequency
+        backend = self.backend
         active = live.clone()
         outcomes: list = []
-        speeds, counts = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device), \
-            torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+        progress = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+        counts = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
         target = self.reward_config.speed_target_mps
         for j in range(self._substeps_per_tick):
             first_s, first, second = self.clock.substep_pieces(j)
-            before = backend.state
-            backend.substep(first_s, first, second)
-            backend._state = where_env(active, backend.state, before)
+            backend.substep(first_s, first, second, active=active)
             state = backend.state
-            self._onsets = update_onsets(self._onsets, state.position, state.valid,
-                                         state.substep)
-            speeds += torch.where(active, torch.clamp(state.speed[:, EGO] / target, 0.0, 1.0),
-                                  0.0)
+            self.hazards.update(state.position, state.valid, state.substep)
+            progress += torch.where(active, torch.clamp(state.speed[:, EGO] / target, 0.0, 1.0),
+                                    0.0)
             counts += active.to(torch.float64)
-            snapshot = backend.snapshot() if self.record else None
-            ended_now = active & (state.crashed[:, EGO] | ~self._on_road()
-                                  | (state.substep >= self._duration))
             if self.record:
-                outcomes.append((active.cpu().numpy(), snapshot, f))
+                outcomes.append((active.cpu().numpy(), backend.snapshot()))
+            ended_now = active & (state.crashed[:, EGO] | ~backend.ego_on_road()
+                                  | (state.substep >= self._duration))
             active = active & ~ended_now
-        progress = (speeds / counts.clamp(min=1.0)).cpu().numpy()
-        return outcomes, ~active & live, progress
+        return outcomes, (progress / counts.clamp(min=1.0)).cpu().numpy()
 
     def _reward(self, progress, crashed, offroad, live) -> np.ndarray:
-        c = self.reward_config
-        reward = progress - c.collision_penalty * crashed - c.offroad_penalty * offroad
+        reward = self.reward_config.combine(progress, crashed, offroad)
         return np.where(live, reward, 0.0).astype(np.float64)
 
-    def _observe_and_info(self, rows: np.ndarray) -> tuple[dict, dict]:
+    def _observe_and_info(self) -> tuple[dict, dict]:
         snapshot = self.backend.snapshot()
         config = self.sensor_config
         b = self.num_envs
@@ -392,7 +359,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         obs = {"bev": bev, "lidar": lidar.astype(np.float32),
                "ego": sensors.ego_vector(snapshot)}
         objects, valid = sensors.ground_truth_objects(snapshot, config)
-        onsets = self._onsets
+        onsets = self.hazards.onsets
         onset_substep = onsets.onset_substep.cpu().numpy()
         kind = onsets.kind.cpu().numpy()
         f = self.clock_config.simulation_frequency
@@ -419,17 +386,12 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         ticks = np.empty(self.num_envs, dtype=object)
         substeps = np.empty(self.num_envs, dtype=object)
         per_env: list[list] = [[] for _ in range(self.num_envs)]
-        previous = None
-        for active, snapshot, f in outcomes:
-            gap, ttc = lead_gap_and_ttc(snapshot)
-            position = snapshot.position[:, EGO]
-            for i in np.flatnonzero(active):
-                per_env[i].append(SubstepOutcome(
-                    time_s=float(snapshot.time_s[i]), speed=float(snapshot.speed[i, EGO]),
-                    distance_m=float(np.linalg.norm(position[i] - self._last_position[i])),
-                    gap_m=float(gap[i]), ttc_s=float(ttc[i]), crashed=bool(snapshot.crashed[i]),
-                    on_road=bool(snapshot.ego_on_road[i])))
-                self._last_position[i] = position[i]
+        for active, snapshot in outcomes:
+            rows = np.flatnonzero(active)
+            for i, outcome in substep_outcomes(snapshot, self._last_position, snapshot.time_s,
+                                               rows).items():
+                per_env[i].append(outcome)
+            self._last_position[rows] = snapshot.position[rows, EGO]
         rows = [int(i) for i in np.flatnonzero(live)]
         converted = dict(zip(rows, to_tick_records_per_env(records, rows))) if rows else {}
         for i in range(self.num_envs):

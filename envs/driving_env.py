@@ -24,7 +24,7 @@ from envs.config import (ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, Clo
 from envs.errors import ConfigError, check_range
 from envs.hazards import HazardTracker
 from envs.highway_backend import HighwayBackend
-from envs.outcomes import lead_gap_and_ttc
+from envs.outcomes import substep_outcomes
 from envs.scenarios import ScenarioInit, generate, make_config, scenario_spec
 from envs.types import EGO, Command, SubstepOutcome, WorldSnapshot
 
@@ -51,6 +51,15 @@ class RewardConfig:
                     low_inclusive=False)
         check_range("reward.collision_penalty", self.collision_penalty, 0.0)
         check_range("reward.offroad_penalty", self.offroad_penalty, 0.0)
+
+    def progress(self, speed_mps):
+        """Per-substep progress term `clip(v / speed_target_mps, 0, 1)` (scalar or array)."""
+        return np.clip(np.asarray(speed_mps) / self.speed_target_mps, 0.0, 1.0)
+
+    def combine(self, progress, crashed, offroad):
+        """`progress - collision_penalty * crashed - offroad_penalty * offroad` (scalars or
+        arrays): the reward of one decision from its mean progress and how it ended."""
+        return progress - self.collision_penalty * crashed - self.offroad_penalty * offroad
 
 
 def _coerce(config_type: type, value: Any, field_name: str):
@@ -212,18 +221,10 @@ class DrivingEnv(gym.Env):
             snapshot = self.backend.snapshot()
             index = self.backend.substep_index
             self._hazard_state = self._hazard.update(snapshot, index)
-            gap, ttc = lead_gap_and_ttc(snapshot)
-            position = snapshot.position[0, EGO]
-            outcomes.append(SubstepOutcome(
-                time_s=index / self.timing.simulation_frequency,
-                speed=float(snapshot.speed[0, EGO]),
-                distance_m=float(np.linalg.norm(position - previous_position)),
-                gap_m=float(gap[0]),
-                ttc_s=float(ttc[0]),
-                crashed=bool(snapshot.crashed[0]),
-                on_road=bool(snapshot.ego_on_road[0]),
-            ))
-            previous_position = position.copy()
+            outcomes.append(substep_outcomes(
+                snapshot, previous_position[None], [index / self.timing.simulation_frequency],
+                rows=[0])[0])
+            previous_position = snapshot.position[0, EGO].copy()
             if snapshot.crashed[0] or not snapshot.ego_on_road[0] or index >= duration:
                 break
         self._snapshot = snapshot
@@ -254,11 +255,10 @@ class DrivingEnv(gym.Env):
     def _reward(self, outcomes: list[SubstepOutcome], crashed: bool, offroad: bool) -> float:
         config = self.reward_config
         if outcomes:
-            speeds = np.array([o.speed for o in outcomes])
-            progress = float(np.mean(np.clip(speeds / config.speed_target_mps, 0.0, 1.0)))
+            progress = float(np.mean(config.progress(np.array([o.speed for o in outcomes]))))
         else:
             progress = 0.0
-        return progress - config.collision_penalty * crashed - config.offroad_penalty * offroad
+        return config.combine(progress, crashed, offroad)
 
     def _info(self, snapshot: WorldSnapshot, window: Window | None, outcomes: list) -> dict:
         objects, valid = sensors.ground_truth_objects(snapshot, self.sensor_config)

@@ -566,6 +566,16 @@ class ProfileLatency:
         self._table = self.profile.as_array()
         self._rng = np.random.default_rng(0)
 
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The profile's stages, in the column order of `table`."""
+        return self._names
+
+    @property
+    def table(self) -> np.ndarray:
+        """`(rows, stages)` recorded latencies [s]; one row per recorded tick (read only)."""
+        return self._table
+
     def reset(self, seed: int | None) -> None:
         """Reseed the row sampler with `np.random.default_rng(seed)`."""
         self._rng = np.random.default_rng(seed)
@@ -626,7 +636,7 @@ class MeasuredLatency:
             return _validate_reported(reported)
         if self._mark_ns is None:
             return {TOTAL_STAGE: 0.0}
-        _synchronize_cuda()
+        synchronize_cuda()
         elapsed_ns = time.perf_counter_ns() - self._mark_ns
         return {TOTAL_STAGE: max(0, elapsed_ns) / 1e9}
 
@@ -649,7 +659,7 @@ def _validate_reported(reported: Mapping[str, float]) -> dict[str, float]:
     return result
 
 
-def _synchronize_cuda() -> None:
+def synchronize_cuda() -> None:
     """Wait for queued CUDA work if torch is already imported and CUDA is initialised."""
     torch = sys.modules.get("torch")
     if torch is None:

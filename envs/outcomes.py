@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.types import EGO, WorldSnapshot
+from envs.types import EGO, SubstepOutcome, WorldSnapshot
 
 LATERAL_MARGIN_M = 0.0
 """Extra lateral clearance counted as "in the ego's path" [m]."""
@@ -49,3 +49,30 @@ def lead_gap_and_ttc(snapshot: WorldSnapshot) -> tuple[np.ndarray, np.ndarray]:
         ttc_s = np.where(np.isfinite(gap_m) & (closing > 0.0),
                          np.maximum(gap_m, 0.0) / closing, np.inf)
     return gap_m, ttc_s
+
+
+def substep_outcomes(snapshot: WorldSnapshot, previous_position: np.ndarray,
+                     time_s: np.ndarray, rows=None) -> dict[int, SubstepOutcome]:
+    """The `SubstepOutcome` of each world in `rows` (all when None) after a substep.
+
+    Args:
+        snapshot: the worlds after the substep.
+        previous_position: `(B, 2)` ego centres before the substep [m] (for the distance).
+        time_s: `(B,)` time at the end of the substep [s].
+        rows: indices of the worlds to measure.
+
+    Returns:
+        world index -> its outcome.
+    """
+    gap, ttc = lead_gap_and_ttc(snapshot)
+    position = snapshot.position[:, EGO]
+    rows = range(snapshot.position.shape[0]) if rows is None else rows
+    return {int(b): SubstepOutcome(
+        time_s=float(time_s[b]),
+        speed=float(snapshot.speed[b, EGO]),
+        distance_m=float(np.linalg.norm(position[b] - previous_position[b])),
+        gap_m=float(gap[b]),
+        ttc_s=float(ttc[b]),
+        crashed=bool(snapshot.crashed[b]),
+        on_road=bool(snapshot.ego_on_road[b]),
+    ) for b in rows}

@@ -169,7 +169,6 @@ def _cmd_scenarios(_: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from reflexdrive.results import prepare_out_dir
     from reflexdrive.runner import RunConfig, run
     from reflexdrive.tables import reaction_table
 
@@ -180,7 +179,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         simulation_frequency=args.simulation_frequency, policy_frequency=args.policy_frequency,
         perception=args.perception, backend=args.backend, device=args.device,
         scenario_config=_scenario_overrides(args.set))
-    prepare_out_dir(args.out)
     episodes, _ = run(config, out=args.out, progress=not args.no_progress)
     print(reaction_table(episodes))
     print(f"wrote {args.out}/episodes.csv ({len(episodes)} episodes) and {args.out}/ticks.csv")

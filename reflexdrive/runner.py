@@ -15,9 +15,10 @@ episodes in flight, and running again with the same `--out` resumes where it sto
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,9 +36,6 @@ from envs.registration import make_env
 from envs.scenarios import SCENARIOS, make_config
 from reflexdrive.metrics import ReactionConfig, episode_metrics
 from reflexdrive.results import prepare_out_dir, write_csv, write_json
-
-EPISODE_KEY_COLUMNS = ("scenario", "stack", "seed", "mode", "latency")
-"""Columns that identify an episode in `episodes.csv`."""
 
 BACKENDS = ("auto", "highway", "batched")
 
@@ -285,8 +283,6 @@ class RunWriter:
         run_file = self.out / "run.json"
         episodes_file = self.out / "episodes.csv"
         if run_file.exists() and episodes_file.exists():
-            import json
-
             try:
                 previous = json.loads(run_file.read_text())["identity"]
             except (ValueError, KeyError, TypeError):
@@ -433,6 +429,4 @@ def _report_latency(vec: gym.vector.VectorEnv, stage_latency_s: Mapping[str, flo
 
 
 def _with_envs(config: RunConfig, envs: int) -> RunConfig:
-    from dataclasses import replace
-
     return replace(config, envs=envs)

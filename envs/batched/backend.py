@@ -29,7 +29,7 @@ from envs.batched.road import (LANE_HEADING, closest_lane, lane_coordinates, on_
                                straight_road_geometry, wrap_to_pi)
 from envs.batched.state import (BRAKING_LEAD_KIND, EGO_KIND, HAZARD_CODES, IDM_KIND,
                                 STATIC_KIND, BatchedHazard, BatchedRoad, BatchedState,
-                                EgoCommands, Params)
+                                EgoCommands, Params, where_env)
 from envs.errors import ConfigError
 from envs.highway_backend import STRIPE_LENGTH_M, STRIPE_PERIOD_M
 from envs.scenarios import SCENARIOS, ScenarioInit
@@ -278,13 +278,15 @@ class BatchedBackend:
             self._roads[b] = (inits[b].road.lanes, float(inits[b].road.length_m))
         self._geometry = None
 
-    def substep(self, first_s, first, second) -> None:
-        """Advance every world one substep `dt`.
+    def substep(self, first_s, first, second, active: torch.Tensor | None = None) -> None:
+        """Advance every world one substep `dt` (or only the `active` ones).
 
         Args:
             first_s: `(B,)` seconds in `[0, dt]` during which the ego applies `first` [s].
             first: `(B, 2)` `[acceleration m/s^2, steering rad]` for the first piece.
             second: `(B, 2)` the command for the remaining `dt - first_s`.
+            active: optional `(B,)` bool; worlds where it is False keep their state
+                (substep counter included), e.g. episodes that ended mid-tick.
         """
         state = self.state
         as_tensor = lambda x: torch.as_tensor(x, device=self.device).to(self.dtype)  # noqa: E731
@@ -294,7 +296,8 @@ class BatchedBackend:
         dt = self.params.dt
         if bool(((commands.first_s < 0) | (commands.first_s > dt)).any()):
             raise ValueError(f"first_s must lie in [0, dt = {dt}] s")
-        self._state = step(self.params, state, commands)
+        new = step(self.params, state, commands)
+        self._state = new if active is None else where_env(active.to(self.device), new, state)
 
     def substep_pieces(self, pieces: Sequence[Sequence[Piece]]) -> None:
         """`substep` from per-world `Piece`s (as the clock produces them)."""
@@ -305,7 +308,7 @@ class BatchedBackend:
         s, params = self.state, self.params
         ego_lane = s.lane[:, 0]
         along, offset = lane_coordinates(s.position[:, 0], ego_lane, params)
-        on_road = on_lane(along, offset, s.road.length, params)
+        on_road = self.ego_on_road(along, offset)
         heading_error = wrap_to_pi(s.heading[:, 0] - LANE_HEADING)
         valid = s.valid
         ids = torch.arange(s.num_slots, device=s.device).expand_as(s.kind)
@@ -336,6 +339,17 @@ class BatchedBackend:
             ego_on_road=np_(on_road).astype(bool),
             crashed=np_(s.crashed[:, 0]).astype(bool),
         )
+
+    def ego_on_road(self, along: torch.Tensor | None = None,
+                    offset: torch.Tensor | None = None) -> torch.Tensor:
+        """`(B,)` bool: each ego's centre lies on its lane (`WorldSnapshot.ego_on_road`).
+
+        `along`, `offset`: the ego's lane coordinates [m] when the caller has them already.
+        """
+        s, params = self.state, self.params
+        if along is None or offset is None:
+            along, offset = lane_coordinates(s.position[:, 0], s.lane[:, 0], params)
+        return on_lane(along, offset, s.road.length, params)
 
     def road_geometry(self) -> RoadGeometry:
         """The roads as `(B, S, 2, 2)` segments, padded with validity masks.
