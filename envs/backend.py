@@ -4,7 +4,8 @@
 (`envs.batched.BatchedBackend`) offers the same operations over `B` worlds: `reset` takes
 one `ScenarioInit` or None per world (per-env reset), `substep(first_s, first, second)`
 takes the ego's two command pieces per world as tensors, `substep_index` is `(B,)`, and
-`snapshot()` / `road_geometry()` return the same batch-first types.
+`snapshot()` / `road_geometry()` return the same batch-first types; `substep` also takes
+an `active` mask (worlds left out keep their state, e.g. episodes that ended mid-tick).
 
 A backend instantiates a `ScenarioInit`, integrates one substep at a time with the ego's
 command pieces (it never sees latency: the clock already turned latency into pieces), and
