@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agents.registry import STACKS, make_agent
-from agents.staged.planning import IDMParams, idm_acceleration, select_lead
+from agents.staged.planning import IDMParams, idm_acceleration, select_lead, straight_plan
 from agents.staged.types import Plan, Tracks
 from envs.config import EGO_FEATURES
 from envs.errors import ConfigError
@@ -64,8 +64,8 @@ def ego_row(speed=20.0, lane_offset=0.0, heading_error=0.0):
 
 def test_lane_keeping_steers_back_to_the_lane_centre():
     controller = make_agent("staged").controller
-    plan = Plan(acceleration=np.array([1.5]), lateral_target=np.zeros(1),
-                lead_track=np.array([-1]), lead_gap=np.array([np.inf]))
+    plan = straight_plan(np.array([20.0]), np.array([1.5]), np.zeros(1), np.array([-1]),
+                         np.array([np.inf]))
     centred = controller(plan, ego_row())
     assert centred[0, 0] == pytest.approx(1.5) and centred[0, 1] == pytest.approx(0.0)
     left = controller(plan, ego_row(lane_offset=1.0))       # left of centre: steer right

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.staged.types import Plan, Tracks
+from agents.staged.types import PLAN_STEP_S, Plan, Tracks
 from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
 
 SPEED = EGO_FEATURES.index("speed_mps")
@@ -116,6 +116,32 @@ class IDMPlanner:
         speed = ego[:, SPEED].astype(np.float64)
         lead, gap, lead_speed = select_lead(tracks, ego[:, LANE_OFFSET].astype(np.float64),
                                             self.params)
-        acceleration = idm_acceleration(speed, gap, speed - lead_speed, self.params)
-        return Plan(acceleration=np.clip(acceleration, *ACCELERATION_BOUNDS),
-                    lateral_target=np.zeros_like(speed), lead_track=lead, lead_gap=gap)
+        acceleration = np.clip(idm_acceleration(speed, gap, speed - lead_speed, self.params),
+                               *ACCELERATION_BOUNDS)
+        return straight_plan(speed, acceleration, ego[:, LANE_OFFSET].astype(np.float64),
+                             lead, gap)
+
+
+def straight_plan(speed: np.ndarray, acceleration: np.ndarray, lane_offset: np.ndarray,
+                  lead: np.ndarray, gap: np.ndarray, points: int = 31) -> Plan:
+    """A lane-keeping `Plan`: constant `acceleration` along the current lane's centre.
+
+    Args:
+        speed, acceleration, lane_offset: `(N,)` [m/s], [m/s^2], [m] (ego +y of the centre).
+        lead, gap: `(N,)` lead track index and bumper gap [m].
+        points: path points `P`, `PLAN_STEP_S` apart.
+    """
+    t = np.arange(points) * PLAN_STEP_S                                   # (P,)
+    path_speed = np.maximum(speed[:, None] + acceleration[:, None] * t, 0.0)
+    x = np.concatenate([np.zeros((speed.shape[0], 1)),
+                        np.cumsum(0.5 * (path_speed[:, 1:] + path_speed[:, :-1]) * PLAN_STEP_S,
+                                  axis=1)], axis=1)
+    # converge to the lane centre (ego-frame y = -lane_offset) within ~1 s of travel
+    blend = np.clip(t / 1.0, 0.0, 1.0)
+    y = -lane_offset[:, None] * blend
+    n = speed.shape[0]
+    return Plan(acceleration=acceleration,
+                target_speed=path_speed[:, 1],
+                path=np.stack([x, y], axis=-1), path_speed=path_speed,
+                lateral_target=np.zeros(n), lane_change=np.zeros(n, dtype=np.int64),
+                emergency=np.zeros(n, dtype=bool), lead_track=lead, lead_gap=gap)

@@ -50,16 +50,37 @@ class Tracks:
 
 @dataclass(frozen=True)
 class Plan:
-    """The planner's output for one tick.
+    """The planner's output for one tick: a path with a speed profile, in the ego frame.
+
+    The path starts at the ego (`path[:, 0] = (0, 0)`) and is sampled every
+    `PLAN_STEP_S` seconds of travel over the planning horizon; a controller follows it
+    (pure pursuit or Stanley for steering, PID on `target_speed` for speed).
 
     Attributes:
-        acceleration: `(N,)` longitudinal acceleration to apply [m/s^2].
-        lateral_target: `(N,)` lateral offset to steer to, relative to the current lane centre [m].
+        acceleration: `(N,)` planned (feed-forward) longitudinal acceleration [m/s^2].
+        target_speed: `(N,)` speed the plan wants one tick ahead [m/s].
+        path: `(N, P, 2)` path points `(x, y)` in the ego frame [m]; `path[:, 0]` is the ego.
+        path_speed: `(N, P)` speed along the path at each point [m/s].
+        lateral_target: `(N,)` lateral offset the path ends at, relative to the centre of
+            the ego's current lane, in the ego frame (+y) [m]: 0 to keep the lane, about
+            one lane width for a lane change.
+        lane_change: `(N,)` int, -1 / 0 / +1: the lane the plan moves to relative to the
+            current one (+1 = towards +y, i.e. the next higher lane index).
+        emergency: `(N,)` bool, the emergency-brake rule (time-to-collision) fired.
         lead_track: `(N,)` int, index of the lead track in `Tracks`, -1 if none.
         lead_gap: `(N,)` bumper gap to the lead [m], inf if none.
     """
 
     acceleration: np.ndarray
+    target_speed: np.ndarray
+    path: np.ndarray
+    path_speed: np.ndarray
     lateral_target: np.ndarray
+    lane_change: np.ndarray
+    emergency: np.ndarray
     lead_track: np.ndarray
     lead_gap: np.ndarray
+
+
+PLAN_STEP_S = 0.1
+"""Time between consecutive `Plan.path` points [s]."""
