@@ -7,7 +7,7 @@ import pytest
 
 from agents.registry import STACKS, make_agent
 from agents.staged.planning import IDMParams, idm_acceleration, select_lead, straight_plan
-from agents.staged.types import Plan, Tracks
+from agents.staged.types import Tracks
 from envs.config import EGO_FEATURES
 from envs.errors import ConfigError
 from envs.sensors import OBJECT_FIELDS
