@@ -88,7 +88,8 @@ def test_staged_agent_decision():
     ego = np.repeat(ego_row(speed=25.0), n, axis=0)
     obs = {"ego": ego, "bev": np.zeros((n, 4, 64, 64), np.uint8),
            "lidar": np.zeros((n, 64, 2), np.float32)}
-    decision = agent.act(obs, {"gt_objects": objects, "gt_valid": valid})
+    decision = agent.act(obs, {"gt_objects": objects, "gt_valid": valid,
+                                "time_s": np.zeros(n)})
     assert decision.actions.shape == (n, 2) and decision.actions.dtype == np.float32
     assert set(decision.stage_latency_s) == {"perception", "tracking", "planning", "control"}
     assert all(v >= 0.0 for v in decision.stage_latency_s.values())

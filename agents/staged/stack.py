@@ -11,7 +11,8 @@ class StagedAgent:
     """The modular stack. Each stage is a swappable callable with one job:
 
     - perception(obs, info) -> Detections
-    - tracker(detections) -> Tracks
+    - tracker(detections, ego, time_s) -> Tracks (`time_s` `(N,)`: the observation's
+      timestamp [s], from `info["time_s"]`, so the filter knows how long it predicts)
     - planner(tracks, ego) -> Plan
     - controller(plan, ego) -> actions `(N, 2)`
 
@@ -37,7 +38,8 @@ class StagedAgent:
         with timer("perception"):
             detections = self.perception(obs, info)
         with timer("tracking"):
-            tracks = self.tracker(detections)
+            tracks = self.tracker(detections, obs["ego"],
+                                  np.asarray(info["time_s"], dtype=np.float64))
         with timer("planning"):
             plan = self.planner(tracks, obs["ego"])
         with timer("control"):

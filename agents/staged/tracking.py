@@ -16,7 +16,7 @@ class IdentityTracker:
     def reset(self, done) -> None:
         """Stateless."""
 
-    def __call__(self, detections: Detections) -> Tracks:
+    def __call__(self, detections: Detections, ego=None, time_s=None) -> Tracks:
         return Tracks(position=detections.position, velocity=detections.velocity,
                       size=detections.size, track_id=detections.object_id,
                       valid=detections.valid)
