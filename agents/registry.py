@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from agents.base import Agent
-from agents.staged import (IdentityTracker, IDMPlanner, LaneKeepingController,
+from agents.staged import (IdentityTracker, LaneKeepingController, MobilFrenetPlanner,
                            OraclePerception, StagedAgent)
 from envs.errors import ConfigError
 
@@ -16,7 +16,7 @@ def build_staged(perception: str = "oracle", seed: int = 0, **_: Any) -> StagedA
     """The staged stack: oracle perception, identity tracking, IDM planning, lane keeping."""
     if perception not in PERCEPTIONS:
         raise ConfigError("perception", perception, "allowed values are " + ", ".join(PERCEPTIONS))
-    return StagedAgent(OraclePerception(seed=seed), IdentityTracker(), IDMPlanner(),
+    return StagedAgent(OraclePerception(seed=seed), IdentityTracker(), MobilFrenetPlanner(),
                        LaneKeepingController(), name="staged")
 
 

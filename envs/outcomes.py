@@ -66,6 +66,12 @@ def substep_outcomes(snapshot: WorldSnapshot, previous_position: np.ndarray,
     """
     gap, ttc = lead_gap_and_ttc(snapshot)
     position = snapshot.position[:, EGO]
+    others = np.asarray(snapshot.valid, dtype=bool).copy()
+    others[:, EGO] = False
+    count = others.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        traffic_speed = np.where(count > 0, np.where(others, snapshot.speed, 0.0).sum(axis=1)
+                                 / count, np.nan)
     rows = range(snapshot.position.shape[0]) if rows is None else rows
     return {int(b): SubstepOutcome(
         time_s=float(time_s[b]),
@@ -75,4 +81,5 @@ def substep_outcomes(snapshot: WorldSnapshot, previous_position: np.ndarray,
         ttc_s=float(ttc[b]),
         crashed=bool(snapshot.crashed[b]),
         on_road=bool(snapshot.ego_on_road[b]),
+        traffic_speed=float(traffic_speed[b]),
     ) for b in rows}

@@ -187,6 +187,7 @@ class SubstepOutcome:
         ttc_s: time to collision with that vehicle at constant speeds [s] (inf if not closing).
         crashed: ego has collided.
         on_road: ego centre lies on a lane.
+        traffic_speed: mean speed of the other vehicles [m/s] (NaN if there are none).
     """
 
     time_s: float
@@ -196,6 +197,7 @@ class SubstepOutcome:
     ttc_s: float
     crashed: bool
     on_road: bool
+    traffic_speed: float = float("nan")
 
 
 @dataclass

@@ -147,6 +147,7 @@ class EpisodeMetrics:
     peak_decel_mps2: float
     progress_m: float
     mean_speed_mps: float
+    traffic_mean_speed_mps: float
     mean_abs_jerk_mps3: float
     latency_p50_s: float
     latency_p99_s: float
@@ -188,6 +189,7 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
     gaps = np.array([s.gap_m for s in substeps], dtype=np.float64)[after]
     ttcs = np.array([s.ttc_s for s in substeps], dtype=np.float64)[after]
     latencies = np.array([r.latency_s for r in records if r.observed], dtype=np.float64)
+    traffic = np.array([s.traffic_speed for s in substeps], dtype=np.float64)
     overruns = [r.overrun for r in records if r.observed]
     nan = math.nan
     return EpisodeMetrics(
@@ -204,6 +206,7 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
         peak_decel_mps2=float(max(0.0, -acceleration.min())) if acceleration.size else 0.0,
         progress_m=float(sum(s.distance_m for s in substeps)),
         mean_speed_mps=float(speeds[1:].mean()) if substeps else nan,
+        traffic_mean_speed_mps=float(np.nanmean(traffic)) if np.isfinite(traffic).any() else nan,
         mean_abs_jerk_mps3=float(np.abs(jerk).mean()) if jerk.size else 0.0,
         latency_p50_s=float(np.percentile(latencies, 50)) if latencies.size else nan,
         latency_p99_s=float(np.percentile(latencies, 99)) if latencies.size else nan,

@@ -1,10 +1,26 @@
-"""Planning stages: `Tracks` and ego state to a `Plan` (IDM car-following in the ego lane).
+"""Planning: `Tracks` and ego state to a `Plan` (IDM + MOBIL, refined on a Frenet lattice).
 
-`idm_acceleration` is the Intelligent Driver Model (Treiber, Hennecke, Helbing 2000):
+`MobilFrenetPlanner`, per tick and for all envs at once:
 
-    a = a_max * (1 - (v / v0)^delta - (s* / s)^2),   s* = s0 + max(0, v*T + v*dv / (2*sqrt(a_max*b)))
+1. the tracks go to the ego's lane frame (`s` along the lane, `d` from the ego lane's centre);
+2. in the ego lane and its neighbours it finds the lead (nearest ahead reaching into the
+   lane, now or within `cut_in_horizon_s` at its lateral speed) and the follower;
+3. longitudinal: the Intelligent Driver Model (Treiber, Hennecke, Helbing 2000)
 
-with `s` the bumper-to-bumper gap and `dv = v - v_lead` the closing speed.
+       a = a_max * (1 - (v / v0)^delta - (s* / s)^2),
+       s* = s0 + max(0, v*T + v*dv / (2*sqrt(a_max*b)))
+
+   with `s` the bumper-to-bumper gap and `dv = v - v_lead` the closing speed; while
+   changing lanes the minimum of the IDM behind both leads;
+4. lateral: MOBIL (Kesting, Treiber, Helbing 2007) decides lane changes: change if the
+   new follower is not forced to brake harder than `b_safe` and
+   `a_new - a_old + p * (dA_new_follower + dA_old_follower) >= a_th`;
+5. a Frenet lattice (quintic lateral profiles of several durations towards the chosen
+   lane, `agents.staged.frenet`) is checked against the tracks' constant-velocity
+   predictions; the cheapest conflict-free one (jerk + duration) becomes the path; if
+   every lane-change candidate conflicts, the change is called off;
+6. emergency brake: when the time to collision with a lead falls below
+   `emergency_ttc_s`, brake at the action bound.
 """
 
 from __future__ import annotations
@@ -13,11 +29,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents.staged import frenet
 from agents.staged.types import PLAN_STEP_S, Plan, Tracks
 from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
+from envs.errors import ConfigError
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")
+HEADING_ERROR = EGO_FEATURES.index("heading_error_rad")
+LANE_INDEX = EGO_FEATURES.index("lane_index")
+LANE_COUNT = EGO_FEATURES.index("lane_count")
 
 
 @dataclass(frozen=True)
@@ -102,26 +123,6 @@ def select_lead(tracks: Tracks, lane_offset: np.ndarray, params: IDMParams
     return np.where(has_lead, lead, -1), lead_gap, lead_speed
 
 
-@dataclass
-class IDMPlanner:
-    """Keep the lane and follow the lead with IDM."""
-
-    params: IDMParams = IDMParams()
-    name: str = "idm"
-
-    def reset(self, done) -> None:
-        """Stateless."""
-
-    def __call__(self, tracks: Tracks, ego: np.ndarray) -> Plan:
-        speed = ego[:, SPEED].astype(np.float64)
-        lead, gap, lead_speed = select_lead(tracks, ego[:, LANE_OFFSET].astype(np.float64),
-                                            self.params)
-        acceleration = np.clip(idm_acceleration(speed, gap, speed - lead_speed, self.params),
-                               *ACCELERATION_BOUNDS)
-        return straight_plan(speed, acceleration, ego[:, LANE_OFFSET].astype(np.float64),
-                             lead, gap)
-
-
 def straight_plan(speed: np.ndarray, acceleration: np.ndarray, lane_offset: np.ndarray,
                   lead: np.ndarray, gap: np.ndarray, points: int = 31) -> Plan:
     """A lane-keeping `Plan`: constant `acceleration` along the current lane's centre.
@@ -145,3 +146,337 @@ def straight_plan(speed: np.ndarray, acceleration: np.ndarray, lane_offset: np.n
                 path=np.stack([x, y], axis=-1), path_speed=path_speed,
                 lateral_target=np.zeros(n), lane_change=np.zeros(n, dtype=np.int64),
                 emergency=np.zeros(n, dtype=bool), lead_track=lead, lead_gap=gap)
+
+
+# ----------------------------------------------------------------------- lane-frame neighbours
+
+
+@dataclass(frozen=True)
+class LaneFrameTracks:
+    """Tracks in the ego's lane frame, all `(N, K)`.
+
+    Attributes:
+        s: along the lane from the ego [m]. d: across it from the ego lane's centre [m]
+        (+ towards the next higher lane index). vs, vd: ground velocity [m/s] (NaN -> 0).
+        length, width: [m]. valid: bool.
+    """
+
+    s: np.ndarray
+    d: np.ndarray
+    vs: np.ndarray
+    vd: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    valid: np.ndarray
+
+
+def to_lane_frame(tracks: Tracks, lane_offset: np.ndarray, heading_error: np.ndarray
+                  ) -> LaneFrameTracks:
+    """Rotate ego-frame tracks by the ego's heading error (ego heading minus lane heading)
+    and shift by its lane offset: `s = x cos(psi) - y sin(psi)`,
+    `d = x sin(psi) + y cos(psi) + lane_offset`.
+
+    Args:
+        lane_offset, heading_error: `(N,)` [m], [rad].
+    """
+    c, sn = np.cos(heading_error)[:, None], np.sin(heading_error)[:, None]
+    x, y = tracks.position[..., 0], tracks.position[..., 1]
+    vx, vy = np.nan_to_num(tracks.velocity[..., 0]), np.nan_to_num(tracks.velocity[..., 1])
+    return LaneFrameTracks(s=x * c - y * sn, d=x * sn + y * c + lane_offset[:, None],
+                           vs=vx * c - vy * sn, vd=vx * sn + vy * c,
+                           length=tracks.size[..., 0], width=tracks.size[..., 1],
+                           valid=tracks.valid.astype(bool))
+
+
+def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDMParams
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lead and follower of the ego in the lane centred at `lane_centre` (lane frame `d`).
+
+    The lead is the nearest track ahead (`s > 0`) that reaches into the lane now or, at its
+    lateral speed, within `params.cut_in_horizon_s` (as `select_lead`); the follower the
+    nearest track behind (`s <= 0`) reaching into it now.
+
+    Args:
+        lane_centre: `(N,)` [m].
+
+    Returns:
+        lead, follower: `(N,)` track indices (-1 if none); lead_gap, follower_gap: `(N,)`
+        bumper gaps [m] (inf if none).
+    """
+    from_centre = frame.d - lane_centre[:, None]
+    predicted = from_centre + frame.vd * params.cut_in_horizon_s
+    crosses = np.sign(from_centre) != np.sign(predicted)
+    nearest = np.where(crosses, 0.0, np.minimum(np.abs(from_centre), np.abs(predicted)))
+    reach = 0.5 * params.lane_width_m - params.lane_overlap_m
+    half_width = 0.5 * frame.width
+    in_lane_soon = frame.valid & (nearest - half_width < reach)
+    in_lane_now = frame.valid & (np.abs(from_centre) - half_width < reach)
+    half_lengths = 0.5 * (frame.length + params.ego_length_m)
+    ahead_gap = np.where(in_lane_soon & (frame.s > 0), frame.s - half_lengths, np.inf)
+    behind_gap = np.where(in_lane_now & (frame.s <= 0), -frame.s - half_lengths, np.inf)
+    rows = np.arange(frame.s.shape[0])
+    lead, follower = np.argmin(ahead_gap, axis=1), np.argmin(behind_gap, axis=1)
+    lead_gap, follower_gap = ahead_gap[rows, lead], behind_gap[rows, follower]
+    return (np.where(np.isfinite(lead_gap), lead, -1), lead_gap,
+            np.where(np.isfinite(follower_gap), follower, -1), follower_gap)
+
+
+def _pick(values: np.ndarray, index: np.ndarray, missing: float = 0.0) -> np.ndarray:
+    """`values[n, index[n]]`, `missing` where `index == -1`. values: `(N, K)`."""
+    rows = np.arange(values.shape[0])
+    return np.where(index >= 0, values[rows, np.maximum(index, 0)], missing)
+
+
+def mobil_gain(params: IDMParams, speed: np.ndarray, accel_now: np.ndarray,
+               accel_new: np.ndarray, old_follower_speed: np.ndarray,
+               old_follower_gaps: tuple[np.ndarray, np.ndarray],
+               old_follower_closing: tuple[np.ndarray, np.ndarray],
+               new_follower_speed: np.ndarray, new_follower_gaps: tuple[np.ndarray, np.ndarray],
+               new_follower_closing: tuple[np.ndarray, np.ndarray], politeness: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """MOBIL's incentive and the braking imposed on the new follower.
+
+    Each follower's IDM acceleration is evaluated before and after the change
+    (`*_gaps = (before, after)` bumper gaps [m], inf = free road; `*_closing` the closing
+    speeds [m/s]); a follower that does not exist has gap inf both times and adds 0.
+
+    Returns:
+        gain `(N,)` [m/s^2] `= a_new - a_now + p (dA_new_follower + dA_old_follower)` and the
+        new follower's acceleration after the change `(N,)` [m/s^2].
+    """
+    def idm(v, gap, closing):
+        return idm_acceleration(v, gap, closing, params)
+
+    new_before = idm(new_follower_speed, new_follower_gaps[0], new_follower_closing[0])
+    new_after = idm(new_follower_speed, new_follower_gaps[1], new_follower_closing[1])
+    old_before = idm(old_follower_speed, old_follower_gaps[0], old_follower_closing[0])
+    old_after = idm(old_follower_speed, old_follower_gaps[1], old_follower_closing[1])
+    gain = accel_new - accel_now + politeness * ((new_after - new_before)
+                                                 + (old_after - old_before))
+    return gain, new_after
+
+
+# ----------------------------------------------------------------------------- the planner
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """What `MobilFrenetPlanner` does; validated on construction.
+
+    Attributes:
+        idm: car-following parameters (also the followers' model in MOBIL).
+        lane_changes: let MOBIL change lanes (False: keep the lane).
+        politeness: MOBIL `p` [-], weight of the followers' accelerations.
+        min_gain_mps2: MOBIL threshold `a_th` [m/s^2].
+        max_imposed_braking_mps2: MOBIL safety `b_safe`: the new follower must not need to
+            brake harder than this [m/s^2].
+        min_side_gap_m: bumper gap required to the new lead and follower [m].
+        min_change_speed_mps: no lane changes below this speed [m/s].
+        cooldown_s: time after a lane change ends before the next can start [s].
+        change_durations_s: durations of the lane-change candidates of the lattice [s].
+        keep_durations_s: durations of the lane-keeping candidates [s].
+        horizon_s: length of the planned path [s] (points every `PLAN_STEP_S`).
+        jerk_weight, duration_weight: lattice cost `w_j * int(jerk^2) + w_T * T`.
+        margin_s_m, margin_d_m: safety margins added to the summed half sizes in the
+            lattice's conflict check, along and across the lane [m].
+        ego_width_m: [m].
+        emergency_ttc_s: brake at the action bound when the time to collision with a lead
+            (gap / closing speed) falls below this [s].
+        done_offset_m: a lane change is over once the ego is this close to the target
+            lane's centre [m].
+    """
+
+    idm: IDMParams = IDMParams()
+    lane_changes: bool = True
+    politeness: float = 0.3
+    min_gain_mps2: float = 0.2
+    max_imposed_braking_mps2: float = 2.0
+    min_side_gap_m: float = 4.0
+    min_change_speed_mps: float = 5.0
+    cooldown_s: float = 3.0
+    change_durations_s: tuple[float, ...] = (3.0, 4.0, 5.0)
+    keep_durations_s: tuple[float, ...] = (1.5, 2.5)
+    horizon_s: float = 5.0
+    jerk_weight: float = 1.0
+    duration_weight: float = 0.5
+    margin_s_m: float = 1.0
+    margin_d_m: float = 0.2
+    ego_width_m: float = 2.0
+    emergency_ttc_s: float = 1.2
+    done_offset_m: float = 0.5
+
+    def __post_init__(self) -> None:
+        positive = ("min_change_speed_mps", "horizon_s", "ego_width_m", "emergency_ttc_s",
+                    "done_offset_m")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(name, getattr(self, name), "must be > 0")
+        for name in ("politeness", "min_gain_mps2", "max_imposed_braking_mps2",
+                     "min_side_gap_m", "cooldown_s", "jerk_weight", "duration_weight",
+                     "margin_s_m", "margin_d_m"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(name, getattr(self, name), "must be >= 0")
+        for name in ("change_durations_s", "keep_durations_s"):
+            values = getattr(self, name)
+            if not values or not all(v > 0 for v in values):
+                raise ConfigError(name, values, "a non-empty tuple of durations > 0 s")
+
+
+class MobilFrenetPlanner:
+    """IDM + MOBIL decisions refined on a Frenet lattice, with an emergency-brake rule.
+
+    Stateful per env: the lane it is changing to (absolute lane index, -1 if none) and when
+    its last lane change ended (for the cooldown). `reset(done)` forgets both for `done`.
+    """
+
+    name = "mobil-frenet"
+
+    def __init__(self, config: PlannerConfig | None = None):
+        self.config = config or PlannerConfig()
+        self._target = np.zeros(0, dtype=np.int64)
+        self._last_change = np.zeros(0)
+        steps = int(round(self.config.horizon_s / PLAN_STEP_S))
+        self.times = np.arange(steps + 1) * PLAN_STEP_S                       # (P,)
+
+    def reset(self, done: np.ndarray) -> None:
+        done = np.asarray(done, dtype=bool)
+        if self._target.shape[0] == done.shape[0]:
+            self._target[done] = -1
+            self._last_change[done] = -np.inf
+
+    def _state(self, n: int) -> None:
+        if self._target.shape[0] != n:
+            self._target = np.full(n, -1, dtype=np.int64)
+            self._last_change = np.full(n, -np.inf)
+
+    def __call__(self, tracks: Tracks, ego: np.ndarray, time_s: np.ndarray) -> Plan:
+        """Plan for `N` envs. `ego`: `(N, 8)` (`EGO_FEATURES`); `time_s`: `(N,)` observation
+        time [s] (for the lane-change cooldown)."""
+        cfg, params = self.config, self.config.idm
+        n = ego.shape[0]
+        self._state(n)
+        time_s = np.asarray(time_s, dtype=np.float64)
+        ego = np.asarray(ego, dtype=np.float64)
+        speed, offset = ego[:, SPEED], ego[:, LANE_OFFSET]
+        psi = ego[:, HEADING_ERROR]
+        lane = np.rint(ego[:, LANE_INDEX]).astype(np.int64)
+        lanes = np.rint(ego[:, LANE_COUNT]).astype(np.int64)
+        frame = to_lane_frame(tracks, offset, psi)
+        w = params.lane_width_m
+
+        # leads and followers in the lanes at -1, 0, +1 (relative to the ego lane)
+        sides = {}
+        for k in (-1, 0, 1):
+            lead, lead_gap, follower, follower_gap = lane_neighbours(frame, np.full(n, k * w),
+                                                                     params)
+            lead_speed = _pick(frame.vs, lead)
+            sides[k] = dict(lead=lead, lead_gap=lead_gap, lead_speed=lead_speed,
+                            follower=follower, follower_gap=follower_gap,
+                            follower_speed=_pick(frame.vs, follower),
+                            accel=idm_acceleration(speed, lead_gap, speed - lead_speed, params),
+                            exists=(lane + k >= 0) & (lane + k < lanes))
+
+        # the lane change under way: finished, or called off when the target became unsafe
+        changing = self._target >= 0
+        relative = np.where(changing, self._target - lane, 0)
+        finished = changing & (relative == 0) & (np.abs(offset) < cfg.done_offset_m)
+        lost = changing & (np.abs(relative) > 1)
+        self._last_change = np.where(finished, time_s, self._last_change)
+        self._target = np.where(finished | lost, -1, self._target)
+
+        # MOBIL for envs free to decide
+        gains, safe = {}, {}
+        for k in (-1, 1):
+            side, own = sides[k], sides[0]
+            gain, imposed = mobil_gain(
+                params, speed, own["accel"], side["accel"],
+                old_follower_speed=own["follower_speed"],
+                old_follower_gaps=(own["follower_gap"], own["follower_gap"]
+                                   + own["lead_gap"] + params.ego_length_m),
+                old_follower_closing=(own["follower_speed"] - speed,
+                                      own["follower_speed"] - own["lead_speed"]),
+                new_follower_speed=side["follower_speed"],
+                new_follower_gaps=(side["follower_gap"] + side["lead_gap"]
+                                   + params.ego_length_m, side["follower_gap"]),
+                new_follower_closing=(side["follower_speed"] - side["lead_speed"],
+                                      side["follower_speed"] - speed),
+                politeness=cfg.politeness)
+            safe[k] = (side["exists"] & (imposed >= -cfg.max_imposed_braking_mps2)
+                       & (side["lead_gap"] >= cfg.min_side_gap_m)
+                       & (side["follower_gap"] >= cfg.min_side_gap_m))
+            gains[k] = np.where(safe[k], gain, -np.inf)
+        free = ((self._target < 0) & (speed >= cfg.min_change_speed_mps)
+                & (time_s - self._last_change >= cfg.cooldown_s))
+        if cfg.lane_changes:
+            best = np.where(gains[1] > gains[-1], 1, -1)
+            best_gain = np.maximum(gains[1], gains[-1])
+            start = free & (best_gain >= cfg.min_gain_mps2)
+            self._target = np.where(start, lane + best, self._target)
+        # call off a change whose target side became unsafe before the ego crossed over
+        relative = np.where(self._target >= 0, self._target - lane, 0)
+        unsafe_now = np.where(relative == 1, ~safe[1], np.where(relative == -1, ~safe[-1], False))
+        self._target = np.where(unsafe_now, -1, self._target)
+        relative = np.where(self._target >= 0, self._target - lane, 0)
+
+        # longitudinal: IDM in the own lane, and behind the target lane's lead while changing
+        accel = sides[0]["accel"]
+        for k in (-1, 1):
+            accel = np.where(relative == k, np.minimum(accel, sides[k]["accel"]), accel)
+        accel = np.clip(accel, *ACCELERATION_BOUNDS)
+
+        # emergency brake on time to collision with the own-lane (or target-lane) lead
+        emergency = np.zeros(n, dtype=bool)
+        for k in (0, -1, 1):
+            side = sides[k]
+            closing = speed - side["lead_speed"]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ttc = np.where(closing > 0, side["lead_gap"] / closing, np.inf)
+            relevant = (relative == k) | (k == 0)
+            emergency |= relevant & (ttc < cfg.emergency_ttc_s)
+        accel = np.where(emergency, ACCELERATION_BOUNDS[0], accel)
+
+        # Frenet lattice towards the chosen lane, falling back to keeping the lane
+        path_s, path_v = frenet.longitudinal_profile(speed, accel, self.times,
+                                                     params.desired_speed_mps)
+        d0_rate = speed * np.sin(psi)
+        keep = np.asarray(cfg.keep_durations_s, dtype=np.float64)
+        change = np.asarray(cfg.change_durations_s, dtype=np.float64)
+        durations = np.concatenate([change, keep])                          # (C,)
+        is_change = np.arange(durations.shape[0]) < change.shape[0]
+        d_end = np.where(is_change[None, :], (relative * w)[:, None], 0.0)   # (N, C)
+        coefficients = frenet.quintic_coefficients(offset[:, None], d0_rate[:, None], d_end,
+                                                   durations[None, :])
+        lateral, jerk = frenet.lateral_profile(coefficients, np.broadcast_to(durations, d_end.shape),
+                                               self.times)                  # (N, C, P)
+        # tracks ahead of the ego, or outside its lane, can conflict (the ones behind in
+        # the own lane are the follower's business)
+        relevant = frame.valid & ((frame.s > 0) | (np.abs(frame.d) > 0.5 * w))
+        conflict = frenet.first_conflict(
+            np.broadcast_to(path_s[:, None, :], lateral.shape), lateral, frame.s, frame.d,
+            frame.vs, frame.vd,
+            0.5 * (frame.length + params.ego_length_m) + cfg.margin_s_m,
+            0.5 * (frame.width + cfg.ego_width_m) + cfg.margin_d_m, relevant, self.times)
+        cost = cfg.jerk_weight * jerk + cfg.duration_weight * durations[None, :]
+        usable = np.where(is_change[None, :], (relative != 0)[:, None], True)
+        cost = np.where(usable & ~conflict, cost, np.inf)
+        change_ok = np.isfinite(np.where(is_change[None, :], cost, np.inf)).any(axis=1)
+        # a lane change none of whose candidates is conflict-free is called off
+        called_off = (relative != 0) & ~change_ok
+        self._target = np.where(called_off, -1, self._target)
+        relative = np.where(called_off, 0, relative)
+        cost = np.where(called_off[:, None] & is_change[None, :], np.inf, cost)
+        # if even keeping the lane conflicts, keep the lane anyway (the brake rule acts)
+        fallback = np.where(is_change[None, :], np.inf, cfg.duration_weight * durations[None, :]
+                            + cfg.jerk_weight * jerk)
+        cost = np.where(np.isfinite(cost).any(axis=1)[:, None], cost, fallback)
+        choice = np.argmin(cost, axis=1)
+        rows = np.arange(n)
+        d_path = lateral[rows, choice]                                        # (N, P)
+        # lane frame -> ego frame (ego at s = 0, d = offset), rotated by -psi
+        ds, dd = path_s, d_path - offset[:, None]
+        c, sn = np.cos(psi)[:, None], np.sin(psi)[:, None]
+        path = np.stack([ds * c + dd * sn, -ds * sn + dd * c], axis=-1)
+        lead = sides[0]["lead"]
+        return Plan(acceleration=accel, target_speed=path_v[:, 1], path=path, path_speed=path_v,
+                    lateral_target=relative * w, lane_change=relative, emergency=emergency,
+                    lead_track=lead, lead_gap=sides[0]["lead_gap"])

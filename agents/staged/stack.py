@@ -13,7 +13,7 @@ class StagedAgent:
     - perception(obs, info) -> Detections
     - tracker(detections, ego, time_s) -> Tracks (`time_s` `(N,)`: the observation's
       timestamp [s], from `info["time_s"]`, so the filter knows how long it predicts)
-    - planner(tracks, ego) -> Plan
+    - planner(tracks, ego, time_s) -> Plan
     - controller(plan, ego) -> actions `(N, 2)`
 
     Every stage runs on the whole batch of envs; its wall-clock time is recorded separately
@@ -37,11 +37,11 @@ class StagedAgent:
         timer = StageTimer()
         with timer("perception"):
             detections = self.perception(obs, info)
+        time_s = np.asarray(info["time_s"], dtype=np.float64)
         with timer("tracking"):
-            tracks = self.tracker(detections, obs["ego"],
-                                  np.asarray(info["time_s"], dtype=np.float64))
+            tracks = self.tracker(detections, obs["ego"], time_s)
         with timer("planning"):
-            plan = self.planner(tracks, obs["ego"])
+            plan = self.planner(tracks, obs["ego"], time_s)
         with timer("control"):
             actions = self.controller(plan, obs["ego"])
         return Decision(actions=np.asarray(actions, dtype=np.float32),
