@@ -203,6 +203,10 @@ def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDM
         lead, follower: `(N,)` track indices (-1 if none); lead_gap, follower_gap: `(N,)`
         bumper gaps [m] (inf if none).
     """
+    n, k = frame.s.shape
+    if k == 0:
+        none, inf = np.full(n, -1, dtype=np.int64), np.full(n, np.inf)
+        return none, inf, none.copy(), inf.copy()
     from_centre = frame.d - lane_centre[:, None]
     predicted = from_centre + frame.vd * params.cut_in_horizon_s
     crosses = np.sign(from_centre) != np.sign(predicted)
@@ -223,6 +227,8 @@ def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDM
 
 def _pick(values: np.ndarray, index: np.ndarray, missing: float = 0.0) -> np.ndarray:
     """`values[n, index[n]]`, `missing` where `index == -1`. values: `(N, K)`."""
+    if values.shape[1] == 0:
+        return np.full(values.shape[0], missing, dtype=np.float64)
     rows = np.arange(values.shape[0])
     return np.where(index >= 0, values[rows, np.maximum(index, 0)], missing)
 
@@ -457,14 +463,17 @@ class MobilFrenetPlanner:
             0.5 * (frame.length + params.ego_length_m) + cfg.margin_s_m,
             0.5 * (frame.width + cfg.ego_width_m) + cfg.margin_d_m, relevant, self.times)
         cost = cfg.jerk_weight * jerk + cfg.duration_weight * durations[None, :]
-        usable = np.where(is_change[None, :], (relative != 0)[:, None], True)
+        # while changing lanes only the change candidates count, else only the keeping ones
+        usable = is_change[None, :] == (relative != 0)[:, None]
         cost = np.where(usable & ~conflict, cost, np.inf)
-        change_ok = np.isfinite(np.where(is_change[None, :], cost, np.inf)).any(axis=1)
         # a lane change none of whose candidates is conflict-free is called off
-        called_off = (relative != 0) & ~change_ok
+        called_off = (relative != 0) & ~np.isfinite(cost).any(axis=1)
         self._target = np.where(called_off, -1, self._target)
         relative = np.where(called_off, 0, relative)
-        cost = np.where(called_off[:, None] & is_change[None, :], np.inf, cost)
+        keeping = ~is_change[None, :] & ~conflict
+        cost = np.where(called_off[:, None],
+                        np.where(keeping, cfg.duration_weight * durations[None, :]
+                                 + cfg.jerk_weight * jerk, np.inf), cost)
         # if even keeping the lane conflicts, keep the lane anyway (the brake rule acts)
         fallback = np.where(is_change[None, :], np.inf, cfg.duration_weight * durations[None, :]
                             + cfg.jerk_weight * jerk)
