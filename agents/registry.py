@@ -1,23 +1,55 @@
-"""Stacks by name, as the CLI's `--stack` chooses them."""
+"""Stacks by name, as the CLI's `--stack` chooses them, and the staged stack's options."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from agents.base import Agent
-from agents.staged import (IdentityTracker, LaneKeepingController, MobilFrenetPlanner,
-                           OraclePerception, StagedAgent)
-from envs.errors import ConfigError
+from agents.staged import (CONTROLLERS, IdentityTracker, KalmanTracker, KalmanTrackerConfig,
+                           MobilFrenetPlanner, OraclePerception, StagedAgent, make_controller)
+from agents.staged.lidar_perception import LidarPerception
+from envs.errors import ConfigError, check_choice
 
-PERCEPTIONS = ("oracle",)
+PERCEPTIONS = ("oracle", "lidar", "learned")
+"""`--perception` choices: ground truth, classical lidar clustering, the learned bev detector."""
+TRACKERS = ("kalman", "identity")
+"""Trackers: Kalman + Hungarian (default), or ground-truth pass-through (oracle only)."""
 
 
-def build_staged(perception: str = "oracle", seed: int = 0, **_: Any) -> StagedAgent:
-    """The staged stack: oracle perception, identity tracking, IDM planning, lane keeping."""
-    if perception not in PERCEPTIONS:
-        raise ConfigError("perception", perception, "allowed values are " + ", ".join(PERCEPTIONS))
-    return StagedAgent(OraclePerception(seed=seed), IdentityTracker(), MobilFrenetPlanner(),
-                       LaneKeepingController(), name="staged")
+def make_perception(name: str, seed: int = 0, device: str = "cpu",
+                    checkpoint: str | None = None):
+    """The perception stage `name` (ConfigError listing `PERCEPTIONS` otherwise)."""
+    check_choice("perception", name, PERCEPTIONS)
+    if name == "oracle":
+        return OraclePerception(seed=seed)
+    if name == "lidar":
+        return LidarPerception()
+    from agents.staged.learned_perception import LearnedPerception
+
+    return LearnedPerception(checkpoint=checkpoint, device=device)
+
+
+def build_staged(perception: str = "oracle", controller: str = "pure-pursuit",
+                 tracker: str = "kalman", seed: int = 0, device: str = "cpu",
+                 detector_checkpoint: str | None = None, **_: Any) -> StagedAgent:
+    """The staged stack: `perception` -> Kalman tracking -> IDM/MOBIL/Frenet planning ->
+    PID + `controller` steering."""
+    check_choice("controller", controller, CONTROLLERS)
+    check_choice("tracker", tracker, TRACKERS)
+    if tracker == "identity" and perception != "oracle":
+        raise ConfigError("tracker", tracker,
+                          "identity tracking needs oracle perception (ids, velocities); "
+                          "use kalman")
+    stage = make_perception(perception, seed=seed, device=device,
+                            checkpoint=detector_checkpoint)
+    if tracker == "identity":
+        tracking = IdentityTracker()
+    else:
+        # ground truth has no false detections: confirm tracks on their first frame
+        tracking = KalmanTracker(KalmanTrackerConfig(min_hits=1) if perception == "oracle"
+                                 else None)
+    return StagedAgent(stage, tracking, MobilFrenetPlanner(), make_controller(controller),
+                       name="staged")
 
 
 STACKS: dict[str, Callable[..., Agent]] = {"staged": build_staged}

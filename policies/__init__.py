@@ -1,0 +1,8 @@
+"""Torch models and their safe checkpoints (imports neither `envs` nor `agents`).
+
+- `policies.checkpoint`: save/load checkpoints as plain tensors + JSON metadata, read only
+  with `torch.load(weights_only=True)`; `CheckpointError` for every unusable file.
+- `policies.detector`: the CenterNet-style bev vehicle detector of the `learned`
+  perception, its decode / target encoding / loss; the trained weights ship in
+  `policies/checkpoints/detector.pt`.
+"""

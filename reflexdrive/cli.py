@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
 from envs.errors import ConfigError
+from reflexdrive.train import cmd_train
 
 EXIT_USAGE = 2
 
@@ -60,6 +62,7 @@ def _scenario_overrides(values: Sequence[str]) -> dict[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     from agents.registry import PERCEPTIONS, STACKS
+    from agents.staged import CONTROLLERS
     from envs.scenarios import SCENARIOS
 
     parser = _Parser(
@@ -83,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--stack", default="staged", help="driving stack: " + ", ".join(STACKS))
     run.add_argument("--perception", default="oracle",
                      help="perception of the staged stack: " + ", ".join(PERCEPTIONS))
+    run.add_argument("--controller", default="pure-pursuit",
+                     help="steering controller of the staged stack: " + ", ".join(CONTROLLERS))
     run.add_argument("--episodes", type=int, default=20, help="number of episodes")
     run.add_argument("--seed", type=int, default=0,
                      help="first scenario seed; episode i uses seed+i")
@@ -129,6 +134,30 @@ def build_parser() -> argparse.ArgumentParser:
                       help="latency of the slow realtime setting")
     demo.add_argument("--out", default="runs/demo", help="output directory")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    profile = commands.add_parser(
+        "profile", help="time each stage of a stack at batch size 1; write a latency profile",
+        description="Drive seeded episodes with one env (lockstep, batch size 1, as on a "
+                    "car's computer), time every stage of every decision on this machine "
+                    "(CUDA-synchronised on a GPU), print p50/p99 per stage and write the "
+                    "samples as a latency profile the clock replays with "
+                    "--latency profile:OUT.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    profile.add_argument("--stack", default="staged", help="stack: " + ", ".join(STACKS))
+    profile.add_argument("--perception", default="oracle",
+                         help="perception of the staged stack: " + ", ".join(PERCEPTIONS))
+    profile.add_argument("--controller", default="pure-pursuit",
+                         help="steering controller of the staged stack: "
+                              + ", ".join(CONTROLLERS))
+    profile.add_argument("--scenario", default="highway", help="scenario driven while timing")
+    profile.add_argument("--episodes", type=int, default=2, help="episodes driven")
+    profile.add_argument("--seed", type=int, default=0, help="first scenario seed")
+    profile.add_argument("--warmup", type=int, default=20,
+                         help="decisions dropped at the start (JIT, caches)")
+    profile.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto")
+    profile.add_argument("--out", required=True, help="profile file to write (JSON)")
+    profile.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    from reflexdrive.train import add_train_parser
+    add_train_parser(commands)
     return parser
 
 
@@ -159,6 +188,45 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from envs.errors import check_choice
+    from envs.latency import save_profile
+    from reflexdrive.profile import ProfileConfig, percentile_table, profile_stack
+
+    check_choice("device", args.device, ("cpu", "cuda", "auto"))
+    if os.path.isdir(args.out):
+        raise ConfigError("--out", args.out, "is a directory; give a file path, e.g. "
+                                             "profile.json")
+    config = ProfileConfig(stack=args.stack, agent_options=_agent_options(args),
+                           scenario=args.scenario, episodes=args.episodes, seed=args.seed,
+                           warmup=args.warmup, device=_resolve_device(args.device))
+    profile = profile_stack(config, progress=not args.no_progress)
+    save_profile(profile, args.out)
+    print(f"{profile.stack} on {profile.device}, batch size 1, {profile.rows} decisions")
+    print(percentile_table(profile))
+    print(f"wrote {args.out} (use it with --latency profile:{args.out})")
+    return 0
+
+
+def _agent_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
+    """The stack options given on the command line, as `make_agent` keywords."""
+    names = ("perception", "controller")
+    return tuple((name, getattr(args, name)) for name in names if hasattr(args, name))
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("device", device, "CUDA is not available here; use cpu or auto")
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _cmd_scenarios(_: argparse.Namespace) -> int:
     from envs.scenarios import SCENARIOS
 
@@ -177,7 +245,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         mode=args.mode, latency=args.latency, budget_s=args.budget,
         stage_budgets_s=args.stage_budgets or {}, on_overrun=args.on_overrun, envs=args.envs,
         simulation_frequency=args.simulation_frequency, policy_frequency=args.policy_frequency,
-        perception=args.perception, backend=args.backend, device=args.device,
+        perception=args.perception, controller=args.controller, backend=args.backend,
+        device=args.device,
         scenario_config=_scenario_overrides(args.set))
     episodes, _ = run(config, out=args.out, progress=not args.no_progress)
     print(reaction_table(episodes))
@@ -185,7 +254,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"scenarios": _cmd_scenarios, "run": _cmd_run, "demo": _cmd_demo}
+COMMANDS = {"scenarios": _cmd_scenarios, "run": _cmd_run, "demo": _cmd_demo,
+            "profile": _cmd_profile,
+            "train": cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from agents.base import Agent
 from agents.registry import PERCEPTIONS, STACKS, make_agent
+from agents.staged import CONTROLLERS
 from envs.config import ClockConfig
 from envs.batched_env import BatchedDrivingEnv, batched_scenarios
 from envs.errors import ConfigError, check_choice
@@ -58,7 +59,8 @@ class RunConfig:
         envs: number of envs run side by side (worker processes when > 1).
         simulation_frequency: substep rate [Hz].
         policy_frequency: tick rate [Hz]; must divide `simulation_frequency`.
-        perception: perception of the staged stack.
+        perception: perception of the staged stack (`agents.registry.PERCEPTIONS`).
+        controller: steering controller of the staged stack (`agents.staged.CONTROLLERS`).
         backend: "highway" (highway-env, worker processes), "batched" (all envs in one
             torch batch; straight-road scenarios only) or "auto" (batched where the
             scenario has it).
@@ -80,6 +82,7 @@ class RunConfig:
     simulation_frequency: int = 50
     policy_frequency: int = 10
     perception: str = "oracle"
+    controller: str = "pure-pursuit"
     backend: str = "auto"
     device: str = "cpu"
     scenario_config: Mapping[str, Any] = field(default_factory=dict)
@@ -89,6 +92,7 @@ class RunConfig:
         check_choice("scenario", self.scenario, tuple(SCENARIOS))
         check_choice("stack", self.stack, tuple(STACKS))
         check_choice("perception", self.perception, PERCEPTIONS)
+        check_choice("controller", self.controller, CONTROLLERS)
         check_choice("backend", self.backend, BACKENDS)
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
         if self.device == "cuda":
@@ -346,7 +350,9 @@ def run(config: RunConfig, out: str | os.PathLike | None = None, agent: Agent | 
     rows: list[dict] = []
     ticks: list[dict] = []
     if todo:
-        agent = agent or make_agent(config.stack, perception=config.perception, seed=config.seed)
+        agent = agent or make_agent(config.stack, perception=config.perception,
+                                    controller=config.controller, seed=config.seed,
+                                    device=config.resolved_device)
         bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), disable=not progress,
                    desc=f"{config.stack} on {config.scenario} ({config.mode})", unit="episode")
         try:

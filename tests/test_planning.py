@@ -90,7 +90,10 @@ def test_lane_neighbours_lead_and_follower_per_lane():
 def test_free_road_keeps_the_lane_at_idm_acceleration():
     planner = MobilFrenetPlanner()
     plan = planner(tracks(np.zeros((0, 4))), ego_state(speed=20.0), np.zeros(1))
-    expected = idm_acceleration(np.array([20.0]), np.array([np.inf]), np.zeros(1), IDMParams())
+    # cruise speed: min(v0, the assured-clear-distance speed)
+    cruise = IDMParams(desired_speed_mps=min(IDMParams().desired_speed_mps,
+                                             planner.sight_speed_mps))
+    expected = idm_acceleration(np.array([20.0]), np.array([np.inf]), np.zeros(1), cruise)
     assert plan.acceleration[0] == pytest.approx(expected[0])
     assert plan.lane_change[0] == 0 and not plan.emergency[0]
     np.testing.assert_allclose(plan.path[0, :, 1], 0.0, atol=1e-12)    # straight ahead
@@ -150,6 +153,14 @@ def test_reset_forgets_a_lane_change_per_env():
     empty = Tracks(*(a[:, :0] for a in (both.position, both.velocity, both.size,
                                         both.track_id, both.valid)))
     assert list(planner(empty, ego, np.full(2, 0.1)).lane_change) == [0, 1]
+
+
+def test_assured_clear_distance_speed():
+    """v t_r + v^2 / (2 b) equals the clear sight distance at the capped cruise speed."""
+    config = PlannerConfig(sight_distance_m=60.0, sight_decel_mps2=6.0, sight_reaction_s=0.5)
+    v = MobilFrenetPlanner(config).sight_speed_mps
+    clear = 60.0 - config.idm.ego_length_m - config.idm.min_gap_m
+    assert v * 0.5 + v * v / 12.0 == pytest.approx(clear)
 
 
 def test_planner_config_is_validated():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from agents.registry import STACKS, make_agent
+from agents.staged.control import LaneKeepingController
 from agents.staged.planning import IDMParams, idm_acceleration, select_lead, straight_plan
 from agents.staged.types import Tracks
 from envs.config import EGO_FEATURES
@@ -63,7 +64,7 @@ def ego_row(speed=20.0, lane_offset=0.0, heading_error=0.0):
 
 
 def test_lane_keeping_steers_back_to_the_lane_centre():
-    controller = make_agent("staged").controller
+    controller = LaneKeepingController()
     plan = straight_plan(np.array([20.0]), np.array([1.5]), np.zeros(1), np.array([-1]),
                          np.array([np.inf]))
     centred = controller(plan, ego_row())
@@ -79,7 +80,7 @@ def test_staged_agent_decision():
     n, m = 3, 4
     objects = np.zeros((n, m, len(OBJECT_FIELDS)), dtype=np.float32)
     column = {name: i for i, name in enumerate(OBJECT_FIELDS)}
-    objects[:, 0, column["x_m"]] = [15.0, 60.0, 200.0]
+    objects[:, 0, column["x_m"]] = [15.0, 40.0, 200.0]     # 200 m: beyond sensor range
     objects[:, 0, column["vx_mps"]] = 25.0                # as fast as the ego
     objects[:, :, column["length_m"]] = 5.0
     objects[:, :, column["width_m"]] = 2.0

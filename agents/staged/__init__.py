@@ -1,10 +1,14 @@
 """The staged stack: perception -> tracking -> planning -> control."""
 
-from agents.staged.control import LaneKeepingController
+from agents.staged.control import (CONTROLLERS, Controller, LaneKeepingController,
+                                   PIDSpeedController, PurePursuitController,
+                                   StanleyController, make_controller)
 from agents.staged.perception import OraclePerception
 from agents.staged.planning import IDMParams, MobilFrenetPlanner, PlannerConfig, idm_acceleration
 from agents.staged.stack import StagedAgent
-from agents.staged.tracking import IdentityTracker
+from agents.staged.tracking import IdentityTracker, KalmanTracker, KalmanTrackerConfig
 
-__all__ = ["IDMParams", "MobilFrenetPlanner", "PlannerConfig", "IdentityTracker", "LaneKeepingController",
-           "OraclePerception", "StagedAgent", "idm_acceleration"]
+__all__ = ["CONTROLLERS", "Controller", "IDMParams", "IdentityTracker", "KalmanTracker",
+           "KalmanTrackerConfig", "LaneKeepingController", "MobilFrenetPlanner",
+           "OraclePerception", "PIDSpeedController", "PlannerConfig", "PurePursuitController",
+           "StagedAgent", "StanleyController", "idm_acceleration", "make_controller"]

@@ -95,10 +95,12 @@ def longitudinal_profile(speed: np.ndarray, acceleration: np.ndarray, times: np.
 def first_conflict(ego_s: np.ndarray, ego_d: np.ndarray, track_s: np.ndarray,
                    track_d: np.ndarray, track_vs: np.ndarray, track_vd: np.ndarray,
                    half_length: np.ndarray, half_width: np.ndarray, valid: np.ndarray,
-                   times: np.ndarray) -> np.ndarray:
+                   times: np.ndarray, track_decel: np.ndarray | None = None) -> np.ndarray:
     """Whether each candidate trajectory comes too close to a track's predicted motion.
 
-    Tracks move at constant velocity (`s + vs t`, `d + vd t`); a conflict is an overlap of
+    Tracks move at constant velocity (`s + vs t`, `d + vd t`), or, where `track_decel > 0`,
+    brake at that rate along the lane until they stop (a worst case for a lead); a
+    conflict is an overlap of
     the axis-aligned (lane-frame) boxes grown by the safety margins folded into
     `half_length` / `half_width` (the ego's and the track's half sizes plus margins).
 
@@ -108,11 +110,20 @@ def first_conflict(ego_s: np.ndarray, ego_d: np.ndarray, track_s: np.ndarray,
         half_length, half_width: `(N, K)` summed half extents incl. margins [m].
         valid: `(N, K)` bool.
         times: `(P,)` [s].
+        track_decel: `(N, K)` braking assumed per track [m/s^2] (0: constant velocity).
 
     Returns:
         `(N, C)` bool: True where some valid track overlaps the candidate at some time.
     """
     future_s = track_s[..., None] + track_vs[..., None] * times                  # (N, K, P)
+    if track_decel is not None:
+        decel = np.maximum(track_decel, 0.0)[..., None]
+        moving = (track_vs[..., None] > 0) & (decel > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stop = np.where(moving, track_vs[..., None] / decel, np.inf)
+        t = np.minimum(times, stop)
+        braked = track_s[..., None] + track_vs[..., None] * t - 0.5 * decel * t * t
+        future_s = np.where(moving, braked, future_s)
     future_d = track_d[..., None] + track_vd[..., None] * times
     ds = np.abs(ego_s[:, :, None, :] - future_s[:, None, :, :])                  # (N, C, K, P)
     dd = np.abs(ego_d[:, :, None, :] - future_d[:, None, :, :])

@@ -25,6 +25,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -225,6 +227,13 @@ def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDM
             np.where(np.isfinite(follower_gap), follower, -1), follower_gap)
 
 
+def _standstill_gap(gap: np.ndarray, lead_speed: np.ndarray, cfg: "PlannerConfig"
+                    ) -> np.ndarray:
+    """The gap IDM sees: behind a lead slower than 1 m/s, shortened by
+    `standstill_gap_m - s0`, so the ego comes to rest `standstill_gap_m` behind it [m]."""
+    return np.where(lead_speed < 1.0, gap - (cfg.standstill_gap_m - cfg.idm.min_gap_m), gap)
+
+
 def _pick(values: np.ndarray, index: np.ndarray, missing: float = 0.0) -> np.ndarray:
     """`values[n, index[n]]`, `missing` where `index == -1`. values: `(N, K)`."""
     if values.shape[1] == 0:
@@ -286,6 +295,15 @@ class PlannerConfig:
         margin_s_m, margin_d_m: safety margins added to the summed half sizes in the
             lattice's conflict check, along and across the lane [m].
         ego_width_m: [m].
+        max_path_slope: a candidate may move at most this many metres sideways per metre
+            travelled (a kinematic bicycle cannot move sideways on the spot) [-].
+        standstill_gap_m: jam distance `s0` behind a lead slower than 1 m/s, so that
+            the ego stops with room to pull out around it [m].
+        sight_distance_m: how far ahead the perception sees (`SensorConfig.range_m`) [m].
+        sight_decel_mps2, sight_reaction_s: the assured-clear-distance rule: the cruise
+            speed is capped so that the ego, reacting within `sight_reaction_s` and braking
+            at `sight_decel_mps2`, stops before anything that appears at the edge of sight
+            (`v t_r + v^2 / (2 b) <= sight_distance - car lengths - margin`).
         emergency_ttc_s: brake at the action bound when the time to collision with a lead
             (gap / closing speed) falls below this [s].
         done_offset_m: a lane change is over once the ego is this close to the target
@@ -298,7 +316,7 @@ class PlannerConfig:
     min_gain_mps2: float = 0.2
     max_imposed_braking_mps2: float = 2.0
     min_side_gap_m: float = 4.0
-    min_change_speed_mps: float = 5.0
+    min_change_speed_mps: float = 0.0
     cooldown_s: float = 3.0
     change_durations_s: tuple[float, ...] = (3.0, 4.0, 5.0)
     keep_durations_s: tuple[float, ...] = (1.5, 2.5)
@@ -308,16 +326,21 @@ class PlannerConfig:
     margin_s_m: float = 1.0
     margin_d_m: float = 0.2
     ego_width_m: float = 2.0
+    max_path_slope: float = 0.5
+    standstill_gap_m: float = 12.0
+    sight_distance_m: float = 48.0
+    sight_decel_mps2: float = 7.0
+    sight_reaction_s: float = 0.2
     emergency_ttc_s: float = 1.2
     done_offset_m: float = 0.5
 
     def __post_init__(self) -> None:
-        positive = ("min_change_speed_mps", "horizon_s", "ego_width_m", "emergency_ttc_s",
+        positive = ("horizon_s", "ego_width_m", "sight_distance_m", "sight_decel_mps2", "max_path_slope", "standstill_gap_m", "emergency_ttc_s",
                     "done_offset_m")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(name, getattr(self, name), "must be > 0")
-        for name in ("politeness", "min_gain_mps2", "max_imposed_braking_mps2",
+        for name in ("sight_reaction_s", "min_change_speed_mps", "politeness", "min_gain_mps2", "max_imposed_braking_mps2",
                      "min_side_gap_m", "cooldown_s", "jerk_weight", "duration_weight",
                      "margin_s_m", "margin_d_m"):
             if not getattr(self, name) >= 0:
@@ -341,6 +364,12 @@ class MobilFrenetPlanner:
         self.config = config or PlannerConfig()
         self._target = np.zeros(0, dtype=np.int64)
         self._last_change = np.zeros(0)
+        cfg = self.config
+        clear = cfg.sight_distance_m - cfg.idm.ego_length_m - cfg.idm.min_gap_m
+        b, t = cfg.sight_decel_mps2, cfg.sight_reaction_s
+        self.sight_speed_mps = max(-b * t + math.sqrt((b * t) ** 2 + 2.0 * b * max(clear, 0.0)),
+                                   1.0)
+        """Cruise-speed cap of the assured-clear-distance rule [m/s]."""
         steps = int(round(self.config.horizon_s / PLAN_STEP_S))
         self.times = np.arange(steps + 1) * PLAN_STEP_S                       # (P,)
 
@@ -369,6 +398,8 @@ class MobilFrenetPlanner:
         lanes = np.rint(ego[:, LANE_COUNT]).astype(np.int64)
         frame = to_lane_frame(tracks, offset, psi)
         w = params.lane_width_m
+        params = dataclasses.replace(params, desired_speed_mps=min(params.desired_speed_mps,
+                                                                   self.sight_speed_mps))
 
         # leads and followers in the lanes at -1, 0, +1 (relative to the ego lane)
         sides = {}
@@ -379,7 +410,9 @@ class MobilFrenetPlanner:
             sides[k] = dict(lead=lead, lead_gap=lead_gap, lead_speed=lead_speed,
                             follower=follower, follower_gap=follower_gap,
                             follower_speed=_pick(frame.vs, follower),
-                            accel=idm_acceleration(speed, lead_gap, speed - lead_speed, params),
+                            accel=idm_acceleration(speed, _standstill_gap(lead_gap, lead_speed,
+                                                                          cfg),
+                                                   speed - lead_speed, params),
                             exists=(lane + k >= 0) & (lane + k < lanes))
 
         # the lane change under way: finished, or called off when the target became unsafe
@@ -424,63 +457,51 @@ class MobilFrenetPlanner:
         self._target = np.where(unsafe_now, -1, self._target)
         relative = np.where(self._target >= 0, self._target - lane, 0)
 
-        # longitudinal: IDM in the own lane, and behind the target lane's lead while changing
-        accel = sides[0]["accel"]
+        # Longitudinal. Keeping the lane: IDM behind the own-lane lead. Changing lanes: IDM
+        # behind the target lane's lead alone if some lane-change path is conflict-free
+        # with that profile (the own-lane lead is then passed or left behind: a stopped car
+        # is driven around), else the minimum of both (highway-env's rule).
+        changing = relative != 0
+        target_accel = sides[0]["accel"].copy()
         for k in (-1, 1):
-            accel = np.where(relative == k, np.minimum(accel, sides[k]["accel"]), accel)
-        accel = np.clip(accel, *ACCELERATION_BOUNDS)
+            target_accel = np.where(relative == k, sides[k]["accel"], target_accel)
+        lattice = _Lattice(self, frame, offset, speed * np.sin(psi), relative)
+        target_accel = np.clip(target_accel, *ACCELERATION_BOUNDS)
+        # ... judged against the own-lane lead braking as hard as it can from now on
+        worst = np.zeros_like(frame.s)
+        own_lead = sides[0]["lead"]
+        rows = np.flatnonzero(own_lead >= 0)
+        worst[rows, own_lead[rows]] = -ACCELERATION_BOUNDS[0]
+        # and only while the ego could still stop behind that lead at the brake bound
+        # (so calling the change off later is never too late)
+        stopping = speed**2 / (-2.0 * ACCELERATION_BOUNDS[0]) + cfg.margin_s_m
+        can_stop = (sides[0]["lead_gap"] - speed * PLAN_STEP_S) > stopping
+        around = changing & can_stop & lattice.feasible(speed, target_accel, change=True,
+                                                        track_decel=worst)
+        accel = np.where(around, target_accel,
+                         np.clip(np.minimum(sides[0]["accel"], target_accel), *ACCELERATION_BOUNDS))
 
-        # emergency brake on time to collision with the own-lane (or target-lane) lead
+        # emergency brake on time to collision with the lead that matters: the target
+        # lane's while changing lanes, the own lane's unless the ego is driving around it
         emergency = np.zeros(n, dtype=bool)
         for k in (0, -1, 1):
             side = sides[k]
             closing = speed - side["lead_speed"]
             with np.errstate(divide="ignore", invalid="ignore"):
                 ttc = np.where(closing > 0, side["lead_gap"] / closing, np.inf)
-            relevant = (relative == k) | (k == 0)
+            relevant = (relative == k) & (k != 0) | ((k == 0) & ~around)
             emergency |= relevant & (ttc < cfg.emergency_ttc_s)
         accel = np.where(emergency, ACCELERATION_BOUNDS[0], accel)
 
-        # Frenet lattice towards the chosen lane, falling back to keeping the lane
+        # the Frenet lattice under the final profile; a lane change none of whose
+        # candidates is conflict-free is called off (the lane is kept instead)
         path_s, path_v = frenet.longitudinal_profile(speed, accel, self.times,
                                                      params.desired_speed_mps)
-        d0_rate = speed * np.sin(psi)
-        keep = np.asarray(cfg.keep_durations_s, dtype=np.float64)
-        change = np.asarray(cfg.change_durations_s, dtype=np.float64)
-        durations = np.concatenate([change, keep])                          # (C,)
-        is_change = np.arange(durations.shape[0]) < change.shape[0]
-        d_end = np.where(is_change[None, :], (relative * w)[:, None], 0.0)   # (N, C)
-        coefficients = frenet.quintic_coefficients(offset[:, None], d0_rate[:, None], d_end,
-                                                   durations[None, :])
-        lateral, jerk = frenet.lateral_profile(coefficients, np.broadcast_to(durations, d_end.shape),
-                                               self.times)                  # (N, C, P)
-        # tracks ahead of the ego, or outside its lane, can conflict (the ones behind in
-        # the own lane are the follower's business)
-        relevant = frame.valid & ((frame.s > 0) | (np.abs(frame.d) > 0.5 * w))
-        conflict = frenet.first_conflict(
-            np.broadcast_to(path_s[:, None, :], lateral.shape), lateral, frame.s, frame.d,
-            frame.vs, frame.vd,
-            0.5 * (frame.length + params.ego_length_m) + cfg.margin_s_m,
-            0.5 * (frame.width + cfg.ego_width_m) + cfg.margin_d_m, relevant, self.times)
-        cost = cfg.jerk_weight * jerk + cfg.duration_weight * durations[None, :]
-        # while changing lanes only the change candidates count, else only the keeping ones
-        usable = is_change[None, :] == (relative != 0)[:, None]
-        cost = np.where(usable & ~conflict, cost, np.inf)
-        # a lane change none of whose candidates is conflict-free is called off
-        called_off = (relative != 0) & ~np.isfinite(cost).any(axis=1)
+        called_off = changing & ~lattice.feasible(speed, accel, change=True, path_s=path_s)
         self._target = np.where(called_off, -1, self._target)
         relative = np.where(called_off, 0, relative)
-        keeping = ~is_change[None, :] & ~conflict
-        cost = np.where(called_off[:, None],
-                        np.where(keeping, cfg.duration_weight * durations[None, :]
-                                 + cfg.jerk_weight * jerk, np.inf), cost)
-        # if even keeping the lane conflicts, keep the lane anyway (the brake rule acts)
-        fallback = np.where(is_change[None, :], np.inf, cfg.duration_weight * durations[None, :]
-                            + cfg.jerk_weight * jerk)
-        cost = np.where(np.isfinite(cost).any(axis=1)[:, None], cost, fallback)
-        choice = np.argmin(cost, axis=1)
-        rows = np.arange(n)
-        d_path = lateral[rows, choice]                                        # (N, P)
+        lattice = _Lattice(self, frame, offset, speed * np.sin(psi), relative)
+        d_path = lattice.best_path(path_s)                                    # (N, P)
         # lane frame -> ego frame (ego at s = 0, d = offset), rotated by -psi
         ds, dd = path_s, d_path - offset[:, None]
         c, sn = np.cos(psi)[:, None], np.sin(psi)[:, None]
@@ -489,3 +510,72 @@ class MobilFrenetPlanner:
         return Plan(acceleration=accel, target_speed=path_v[:, 1], path=path, path_speed=path_v,
                     lateral_target=relative * w, lane_change=relative, emergency=emergency,
                     lead_track=lead, lead_gap=sides[0]["lead_gap"])
+
+
+class _Lattice:
+    """The Frenet candidates of one planning call: lateral quintics towards the lane each
+    env moves to (`relative` lanes away; 0 = keep), one per duration, over a longitudinal
+    profile `path_s`, checked against the tracks' constant-velocity predictions.
+
+    Candidates `C`: the lane-change durations then the lane-keeping ones; an env changing
+    lanes uses the change candidates, one keeping its lane the keeping ones.
+    """
+
+    def __init__(self, planner: MobilFrenetPlanner, frame: LaneFrameTracks,
+                 offset: np.ndarray, lateral_speed: np.ndarray, relative: np.ndarray):
+        cfg, params = planner.config, planner.config.idm
+        self.config, self.times = cfg, planner.times
+        change = np.asarray(cfg.change_durations_s, dtype=np.float64)
+        keep = np.asarray(cfg.keep_durations_s, dtype=np.float64)
+        durations = np.concatenate([change, keep])                           # (C,)
+        self.is_change = np.arange(durations.shape[0]) < change.shape[0]
+        d_end = np.where(self.is_change[None, :],
+                         (relative * params.lane_width_m)[:, None], 0.0)     # (N, C)
+        coefficients = frenet.quintic_coefficients(offset[:, None], lateral_speed[:, None],
+                                                   d_end, durations[None, :])
+        self.lateral, jerk = frenet.lateral_profile(
+            coefficients, np.broadcast_to(durations, d_end.shape), self.times)  # (N, C, P)
+        self.cost = cfg.jerk_weight * jerk + cfg.duration_weight * durations[None, :]
+        self.usable = self.is_change[None, :] == (relative != 0)[:, None]
+        # tracks ahead of the ego, or outside its lane, can conflict (the ones behind in
+        # the own lane are the follower's business)
+        self.frame = frame
+        self.relevant = frame.valid & ((frame.s > 0)
+                                       | (np.abs(frame.d) > 0.5 * params.lane_width_m))
+        self.half_length = 0.5 * (frame.length + params.ego_length_m) + cfg.margin_s_m
+        self.half_width = 0.5 * (frame.width + cfg.ego_width_m) + cfg.margin_d_m
+        self.max_speed = min(params.desired_speed_mps, planner.sight_speed_mps)
+
+    def conflicts(self, path_s: np.ndarray, track_decel: np.ndarray | None = None
+                  ) -> np.ndarray:
+        """`(N, C)` bool: the candidate meets a track (constant velocity, or braking at
+        `track_decel (N, K)`), or moves sideways more steeply than `max_path_slope`, with
+        longitudinal profile `path_s`."""
+        f = self.frame
+        meets = frenet.first_conflict(np.broadcast_to(path_s[:, None, :], self.lateral.shape),
+                                      self.lateral, f.s, f.d, f.vs, f.vd, self.half_length,
+                                      self.half_width, self.relevant, self.times, track_decel)
+        sideways = np.abs(np.diff(self.lateral, axis=-1))                     # (N, C, P-1)
+        forward = np.diff(path_s, axis=-1)[:, None, :]
+        steep = (sideways > self.config.max_path_slope * forward + 1e-3).any(axis=-1)
+        return meets | steep
+
+    def feasible(self, speed: np.ndarray, accel: np.ndarray, change: bool,
+                 path_s: np.ndarray | None = None, track_decel: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """`(N,)` bool: some usable candidate of that kind is conflict-free under the
+        constant-acceleration profile `accel` (or the given `path_s`)."""
+        if path_s is None:
+            path_s, _ = frenet.longitudinal_profile(speed, accel, self.times, self.max_speed)
+        kind = self.is_change if change else ~self.is_change
+        free = ~self.conflicts(path_s, track_decel)
+        return (self.usable & kind[None, :] & free).any(axis=1)
+
+    def best_path(self, path_s: np.ndarray) -> np.ndarray:
+        """`(N, P)` lateral offsets of the cheapest conflict-free usable candidate; if every
+        usable one conflicts, the cheapest usable one (the emergency rule brakes)."""
+        cost = np.where(self.usable, self.cost, np.inf)
+        free = np.where(~self.conflicts(path_s), cost, np.inf)
+        cost = np.where(np.isfinite(free).any(axis=1)[:, None], free, cost)
+        choice = np.argmin(cost, axis=1)
+        return self.lateral[np.arange(cost.shape[0]), choice]

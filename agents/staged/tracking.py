@@ -1,8 +1,34 @@
-"""Tracking stages: `Detections` over time to `Tracks`."""
+"""Tracking stages: `Detections` over time to `Tracks`.
+
+Two trackers share the contract `tracker(detections, ego, time_s) -> Tracks` with
+`reset(done)`:
+
+- `IdentityTracker` passes ground truth through (oracle perception carries ids and exact
+  velocities).
+- `KalmanTracker` is a multi-object tracker for any perception: a constant-velocity Kalman
+  filter per track with ego-motion compensation, Hungarian association with a gate, and
+  tentative / confirmed / dead track management, batched over `N` envs.
+
+Frames (see `envs.sensors`): positions are in the *current* ego frame (x forward along
+the ego heading, y towards the ego's +heading side); velocities are *ground* velocities
+expressed in the ego axes.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 from agents.staged.types import Detections, Tracks
+from envs.config import EGO_FEATURES
+from envs.errors import ConfigError, check_range
+
+SPEED = EGO_FEATURES.index("speed_mps")
+HEADING_ERROR = EGO_FEATURES.index("heading_error_rad")
+
+_GATED = 1e9
+"""Cost of a gated (forbidden) track-detection pair in the assignment matrix; far above
+any admissible cost, so the assignment never pays it when it can avoid it."""
 
 
 class IdentityTracker:
@@ -19,4 +45,434 @@ class IdentityTracker:
     def __call__(self, detections: Detections, ego=None, time_s=None) -> Tracks:
         return Tracks(position=detections.position, velocity=detections.velocity,
                       size=detections.size, track_id=detections.object_id,
-                      valid=detections.valid)
+                      valid=detections.valid, heading=detections.heading)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class KalmanTrackerConfig:
+    """Settings of `KalmanTracker`, validated on construction (`ConfigError` naming the
+    field and its allowed range).
+
+    Attributes:
+        max_tracks: capacity `K` of tracks per env (tentative ones included) [count].
+        min_hits: associated frames (the birth frame included) before a track is confirmed
+            and reported; 1 confirms a track on its first frame [count].
+        max_misses: consecutive frames without a detection after which a track dies [count].
+        gate_m: largest distance between a track's predicted position and a detection for
+            them to be associated [m].
+        accel_noise_mps2: std of the white acceleration driving the constant-velocity
+            model (process noise) [m/s^2].
+        position_noise_m: std of a detection's position error, per axis [m].
+        velocity_noise_mps: std of a measured velocity's error, per axis [m/s].
+        initial_velocity_std_mps: std of a new track's velocity, per axis, when its
+            detection carries no velocity (it starts at the ego's velocity) [m/s].
+        size_smoothing: weight of a new detection in the exponential smoothing of a
+            track's size (1 takes the latest detection's size).
+        default_size_m: `(length, width)` of a track whose detections carry no size [m].
+    """
+
+    max_tracks: int = 32
+    min_hits: int = 2
+    max_misses: int = 3
+    gate_m: float = 5.0
+    accel_noise_mps2: float = 2.0
+    position_noise_m: float = 0.3
+    velocity_noise_mps: float = 0.5
+    initial_velocity_std_mps: float = 10.0
+    size_smoothing: float = 0.3
+    default_size_m: tuple[float, float] = (5.0, 2.0)
+
+    def __post_init__(self) -> None:
+        for name in ("max_tracks", "min_hits", "max_misses"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"tracker.{name}", value, "must be a whole number")
+        check_range("tracker.max_tracks", self.max_tracks, 1, 1024)
+        check_range("tracker.min_hits", self.min_hits, 1, 100)
+        check_range("tracker.max_misses", self.max_misses, 1, 100)
+        check_range("tracker.gate_m", self.gate_m, 0.0, 100.0, low_inclusive=False)
+        check_range("tracker.accel_noise_mps2", self.accel_noise_mps2, 0.0, 100.0)
+        check_range("tracker.position_noise_m", self.position_noise_m, 0.0, 100.0,
+                    low_inclusive=False)
+        check_range("tracker.velocity_noise_mps", self.velocity_noise_mps, 0.0, 100.0,
+                    low_inclusive=False)
+        check_range("tracker.initial_velocity_std_mps", self.initial_velocity_std_mps,
+                    0.0, 1000.0, low_inclusive=False)
+        check_range("tracker.size_smoothing", self.size_smoothing, 0.0, 1.0,
+                    low_inclusive=False)
+        if not isinstance(self.default_size_m, (tuple, list)) or len(self.default_size_m) != 2:
+            raise ConfigError("tracker.default_size_m", self.default_size_m,
+                              "must be a (length, width) pair")
+        for i, value in enumerate(self.default_size_m):
+            check_range(f"tracker.default_size_m[{i}]", value, 0.0, 100.0,
+                        low_inclusive=False)
+
+
+# ----------------------------------------------------------------------------- batched math
+
+
+def _rotate_pairs(values: np.ndarray, cos: np.ndarray, sin: np.ndarray, axis: int
+                  ) -> np.ndarray:
+    """Rotate the (0, 1) and (2, 3) entries of `values` along `axis` (-1 or -2) by the angle
+    whose cosine and sine are `cos`, `sin` (broadcast against the other axes)."""
+    v = np.moveaxis(values, axis, -1)
+    x, y = v[..., 0::2], v[..., 1::2]                                     # (..., 2) each
+    out = np.empty_like(v)
+    out[..., 0::2] = cos[..., None] * x - sin[..., None] * y
+    out[..., 1::2] = sin[..., None] * x + cos[..., None] * y
+    return np.moveaxis(out, -1, axis)
+
+
+def predict_constant_velocity(state: np.ndarray, covariance: np.ndarray, dt: np.ndarray,
+                              ego_speed: np.ndarray, ego_yaw_change: np.ndarray,
+                              accel_noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Kalman prediction of constant-velocity tracks seen from a moving ego, batched.
+
+    State `(x, y, vx, vy)`: position in the ego frame, ground velocity in ego axes. Over
+    `dt` the ego advances `ego_speed * dt` along its (old) heading and then yaws by
+    `ego_yaw_change`, so, in the old frame, the relative position moves by
+    `(v_obj - (ego_speed, 0)) * dt`, and the result (position and velocity) is rotated by
+    `-ego_yaw_change` into the new frame. This ignores the ego's slip angle and the
+    rotation during the interval (the ego is taken to travel straight, then turn): on
+    straight roads both are small (`heading_error` stays within a few degrees).
+
+    Process noise: white acceleration of spectral density `accel_noise^2` per axis,
+    `Q = q [[dt^3/3, dt^2/2], [dt^2/2, dt]]` per axis, added before the rotation.
+
+    Args:
+        state: `(..., 4)` [m, m, m/s, m/s].
+        covariance: `(..., 4, 4)`.
+        dt: `(...)` prediction interval [s] (0 leaves a track unchanged).
+        ego_speed: `(...)` ego speed along its heading over the interval [m/s].
+        ego_yaw_change: `(...)` ego heading change over the interval [rad], + towards +y.
+        accel_noise: std of the white acceleration [m/s^2].
+
+    Returns:
+        The predicted `(state, covariance)`, same shapes.
+    """
+    dt = np.asarray(dt, np.float64)
+    moved = state.copy()
+    moved[..., :2] += dt[..., None] * state[..., 2:]
+    moved[..., 0] -= ego_speed * dt
+    # F P F^T with F = [[I, dt I], [0, I]]: rows, then columns
+    spread = covariance.copy()
+    spread[..., :2, :] += dt[..., None, None] * covariance[..., 2:, :]
+    spread[..., :, :2] += dt[..., None, None] * spread[..., :, 2:]
+    q = accel_noise ** 2
+    for axis in (0, 1):
+        spread[..., axis, axis] += q * dt ** 3 / 3.0
+        spread[..., axis, axis + 2] += q * dt ** 2 / 2.0
+        spread[..., axis + 2, axis] += q * dt ** 2 / 2.0
+        spread[..., axis + 2, axis + 2] += q * dt
+    cos, sin = np.cos(ego_yaw_change), np.sin(-ego_yaw_change)
+    state = _rotate_pairs(moved, cos, sin, -1)
+    covariance = _rotate_pairs(_rotate_pairs(spread, cos[..., None], sin[..., None], -2),
+                               cos[..., None], sin[..., None], -1)
+    return state, 0.5 * (covariance + np.swapaxes(covariance, -1, -2))
+
+
+def update_kalman(state: np.ndarray, covariance: np.ndarray, position: np.ndarray,
+                  velocity: np.ndarray, position_noise: float, velocity_noise: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Kalman update with a position and, where finite, a velocity measurement, batched.
+
+    A non-finite velocity measurement is left out exactly: its rows of the measurement
+    matrix are zero (and its noise a placeholder 1), so its gain columns vanish. The
+    covariance update is Joseph's form (stays symmetric positive definite).
+
+    Args:
+        state: `(B, 4)`; covariance: `(B, 4, 4)`.
+        position: `(B, 2)` measured position [m].
+        velocity: `(B, 2)` measured ground velocity [m/s], NaN where unknown.
+        position_noise, velocity_noise: measurement stds per axis [m], [m/s].
+
+    Returns:
+        The updated `(state, covariance)`.
+    """
+    measured = np.concatenate([np.ones(position.shape, bool), np.isfinite(velocity)], -1)
+    h = measured.astype(np.float64)                                       # (B, 4) diag of H
+    z = np.concatenate([position, np.where(np.isfinite(velocity), velocity, 0.0)], -1)
+    variance = np.where(measured, np.array([position_noise ** 2] * 2 + [velocity_noise ** 2] * 2),
+                        1.0)
+    noise = variance[..., :, None] * np.eye(4)                            # R, (B, 4, 4)
+    innovation = h * (z - state)
+    ph = covariance * h[..., None, :]                                     # P H^T
+    innovation_cov = h[..., :, None] * ph + noise                         # H P H^T + R
+    gain = np.linalg.solve(innovation_cov, np.swapaxes(ph, -1, -2))       # S^-1 H P
+    gain = np.swapaxes(gain, -1, -2)                                      # K = P H^T S^-1
+    state = state + np.einsum("...ij,...j->...i", gain, innovation)
+    keep = np.eye(4) - gain * h[..., None, :]                             # I - K H
+    covariance = (keep @ covariance @ np.swapaxes(keep, -1, -2)
+                  + gain @ noise @ np.swapaxes(gain, -1, -2))
+    return state, 0.5 * (covariance + np.swapaxes(covariance, -1, -2))
+
+
+def association_cost(track_position: np.ndarray, track_position_cov: np.ndarray,
+                     detection_position: np.ndarray, position_noise: float,
+                     gate_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Track-to-detection costs and gates, batched.
+
+    The cost is the negative log-likelihood of the detection under the track's predicted
+    position (up to a constant): `d^T S^-1 d + ln det S` with `d` the innovation and
+    `S = P_pos + R`; the `ln det S` term keeps uncertain tracks from attracting every
+    detection. A pair is admissible when `|d| <= gate_m` (Euclidean, in metres).
+
+    Args:
+        track_position: `(N, K, 2)` predicted positions [m].
+        track_position_cov: `(N, K, 2, 2)` their covariances [m^2].
+        detection_position: `(N, M, 2)` [m].
+        position_noise: detection position std per axis [m].
+        gate_m: association gate [m].
+
+    Returns:
+        cost `(N, K, M)` and admissible `(N, K, M)` bool.
+    """
+    diff = detection_position[:, None, :, :] - track_position[:, :, None, :]    # (N, K, M, 2)
+    s = track_position_cov + position_noise ** 2 * np.eye(2)                   # (N, K, 2, 2)
+    sxx, sxy, syy = s[..., 0, 0, None], s[..., 0, 1, None], s[..., 1, 1, None]
+    det = sxx * syy - sxy * sxy                                                # (N, K, 1)
+    dx, dy = diff[..., 0], diff[..., 1]
+    mahalanobis = (syy * dx * dx - 2.0 * sxy * dx * dy + sxx * dy * dy) / det
+    cost = mahalanobis + np.log(det)
+    admissible = dx * dx + dy * dy <= gate_m ** 2
+    return np.where(admissible, cost, _GATED), admissible
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    """Wrap angles [rad] to (-pi, pi]."""
+    return np.pi - (np.pi - angle) % (2.0 * np.pi)
+
+
+# ----------------------------------------------------------------------------- tracker
+
+
+class KalmanTracker:
+    """Multi-object tracker: constant-velocity Kalman filters, Hungarian association, track
+    management; batched over `N` envs, `K = config.max_tracks` slots per env.
+
+    Each call, per env:
+
+    1. **Predict** every track over `dt = time_s - previous time_s` (variable: an agent
+       under latency skips ticks), compensating the ego's own motion with its speed (the
+       mean of the previous and current `speed_mps`) and the change of
+       `heading_error_rad` taken as the ego's yaw change (the road is straight); see
+       `predict_constant_velocity` for the approximation. The first call after a reset
+       predicts nothing; time running backwards (an episode restarted without `reset`)
+       restarts that env's tracks.
+    2. **Associate** tracks and valid detections with the Hungarian algorithm
+       (`scipy.optimize.linear_sum_assignment`) on `association_cost`, pairs farther than
+       `gate_m` apart excluded.
+    3. **Update** matched tracks with the detection's position and, where finite, its
+       velocity (oracle perception measures exact velocities; NaN means unknown). Size:
+       exponentially smoothed from the detections' (`size_smoothing`); heading: the latest
+       finite detection's, turned with the ego's yaw in between.
+    4. **Manage**: a matched track's `hits` grows and its `misses` resets; an unmatched one
+       coasts on its prediction and dies after `max_misses` consecutive misses. Each
+       unmatched detection, nearest to the ego first, starts a tentative track (velocity
+       as measured, else the ego's velocity with `initial_velocity_std_mps`), confirmed
+       once it has `min_hits` associated frames. When all `K` slots are taken, a birth
+       replaces the stalest track missed this frame (most consecutive misses, then fewest
+       hits, then oldest id); tracks matched this frame are never dropped, so a birth
+       with no such track to replace is discarded.
+
+    Ids count up from 0 per env and are never reused within an episode (`reset` restarts
+    the count). The output holds confirmed tracks only (`valid`); other slots have id -1
+    and zeros.
+    """
+
+    name = "kalman"
+
+    def __init__(self, config: KalmanTrackerConfig | None = None):
+        self.config = KalmanTrackerConfig() if config is None else config
+        self._n: int | None = None
+
+    # -- state ------------------------------------------------------------------------
+
+    def _allocate(self, n: int) -> None:
+        k = self.config.max_tracks
+        self._n = n
+        self._state = np.zeros((n, k, 4))
+        self._cov = np.broadcast_to(np.eye(4), (n, k, 4, 4)).copy()
+        self._size = np.zeros((n, k, 2))
+        self._heading = np.full((n, k), np.nan)
+        self._alive = np.zeros((n, k), bool)
+        self._confirmed = np.zeros((n, k), bool)
+        self._hits = np.zeros((n, k), np.int64)
+        self._misses = np.zeros((n, k), np.int64)
+        self._age_s = np.zeros((n, k))
+        self._id = np.full((n, k), -1, np.int64)
+        self._next_id = np.zeros(n, np.int64)
+        self._time = np.full(n, np.nan)
+        self._speed = np.zeros(n)
+        self._yaw = np.zeros(n)
+
+    def reset(self, done) -> None:
+        """Forget the tracks (and restart the ids) of the envs where `done` `(N,)` is True."""
+        if self._n is None:
+            return
+        done = np.asarray(done, bool)
+        if done.shape != (self._n,):
+            raise ValueError(f"done has shape {done.shape}, expected ({self._n},)")
+        self._alive[done] = False
+        self._confirmed[done] = False
+        self._hits[done] = 0
+        self._misses[done] = 0
+        self._id[done] = -1
+        self._next_id[done] = 0
+        self._time[done] = np.nan
+
+    # -- one call ---------------------------------------------------------------------
+
+    def __call__(self, detections: Detections, ego: np.ndarray, time_s: np.ndarray) -> Tracks:
+        """Track `detections` (`(N, M, ...)`) observed at `time_s` `(N,)` [s] by an ego with
+        state `ego` `(N, len(EGO_FEATURES))`; returns the confirmed `Tracks` `(N, K, ...)`."""
+        cfg = self.config
+        valid = np.asarray(detections.valid, bool)
+        n = valid.shape[0]
+        if self._n is None:
+            self._allocate(n)
+        elif n != self._n:
+            raise ValueError(f"batch of {n} envs, the tracker holds {self._n}; build a new one")
+        ego = np.asarray(ego, np.float64)
+        time_s = np.broadcast_to(np.asarray(time_s, np.float64), (n,))
+        speed, yaw = ego[:, SPEED], ego[:, HEADING_ERROR]
+
+        backwards = time_s < self._time
+        if backwards.any():
+            self.reset(backwards)
+        first = np.isnan(self._time)
+        dt = np.where(first, 0.0, time_s - self._time)
+        yaw_change = np.where(first, 0.0, _wrap(yaw - self._yaw))
+        mean_speed = 0.5 * (speed + np.where(first, speed, self._speed))
+        self._time, self._speed, self._yaw = time_s.copy(), speed.copy(), yaw.copy()
+
+        k = cfg.max_tracks
+        self._state, self._cov = predict_constant_velocity(
+            self._state, self._cov, np.repeat(dt[:, None], k, 1),
+            np.repeat(mean_speed[:, None], k, 1), np.repeat(yaw_change[:, None], k, 1),
+            cfg.accel_noise_mps2)
+        self._heading = _wrap(self._heading - yaw_change[:, None])
+        self._age_s = self._age_s + dt[:, None]
+
+        position = np.asarray(detections.position, np.float64)
+        velocity = np.asarray(detections.velocity, np.float64)
+        valid = valid & np.isfinite(position).all(-1)
+        cost, admissible = association_cost(self._state[..., :2], self._cov[..., :2, :2],
+                                            np.nan_to_num(position), cfg.position_noise_m,
+                                            cfg.gate_m)
+        matches = [self._associate(cost[i], admissible[i], self._alive[i], valid[i])
+                   for i in range(n)]
+        env = np.concatenate([np.full(len(t), i) for i, (t, _) in enumerate(matches)]).astype(int)
+        track = np.concatenate([t for t, _ in matches]).astype(int)
+        detection = np.concatenate([d for _, d in matches]).astype(int)
+
+        matched = np.zeros((n, k), bool)
+        matched[env, track] = True
+        if len(env):
+            self._update(env, track, detection, position, velocity, detections)
+
+        missed = self._alive & ~matched
+        self._misses[missed] += 1
+        self._alive &= self._misses < cfg.max_misses
+        self._births(matched, valid, position, velocity, detections, speed,
+                     [d for _, d in matches])
+        self._confirmed |= self._alive & (self._hits >= cfg.min_hits)
+        return self._tracks()
+
+    def _associate(self, cost: np.ndarray, admissible: np.ndarray, alive: np.ndarray,
+                   valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One env's matched `(track slots, detection indices)` (Hungarian, gated)."""
+        # imported here: scipy.optimize takes seconds to import, only trackers need it
+        from scipy.optimize import linear_sum_assignment
+        tracks, dets = np.flatnonzero(alive), np.flatnonzero(valid)
+        if len(tracks) == 0 or len(dets) == 0:
+            return np.zeros(0, int), np.zeros(0, int)
+        rows, cols = linear_sum_assignment(cost[np.ix_(tracks, dets)])
+        keep = admissible[tracks[rows], dets[cols]]
+        return tracks[rows[keep]], dets[cols[keep]]
+
+    def _update(self, env, track, detection, position, velocity, detections) -> None:
+        cfg = self.config
+        state, cov = update_kalman(self._state[env, track], self._cov[env, track],
+                                   position[env, detection], velocity[env, detection],
+                                   cfg.position_noise_m, cfg.velocity_noise_mps)
+        self._state[env, track], self._cov[env, track] = state, cov
+        size = np.asarray(detections.size, np.float64)[env, detection]
+        old = self._size[env, track]
+        self._size[env, track] = np.where(np.isfinite(size),
+                                          old + cfg.size_smoothing * (size - old), old)
+        heading = np.asarray(detections.heading, np.float64)[env, detection]
+        self._heading[env, track] = np.where(np.isfinite(heading), heading,
+                                             self._heading[env, track])
+        self._hits[env, track] += 1
+        self._misses[env, track] = 0
+
+    def _births(self, matched, valid, position, velocity, detections, ego_speed,
+                matched_detections) -> None:
+        """Start tentative tracks from the unmatched detections (see the class docstring)."""
+        cfg = self.config
+        env, slot, det = [], [], []
+        for i in range(valid.shape[0]):
+            unmatched = valid[i].copy()
+            unmatched[matched_detections[i]] = False
+            candidates = np.flatnonzero(unmatched)
+            if len(candidates) == 0:
+                continue
+            candidates = candidates[np.argsort(np.hypot(*position[i, candidates].T),
+                                               kind="stable")]
+            free = list(np.flatnonzero(~self._alive[i]))
+            stale = np.flatnonzero(self._alive[i] & ~matched[i])
+            order = np.lexsort((self._id[i, stale], self._hits[i, stale],
+                                -self._misses[i, stale]))
+            slots = free + list(stale[order])
+            for d, s in zip(candidates, slots):
+                env.append(i), slot.append(s), det.append(d)
+        if not env:
+            return
+        env, slot, det = np.array(env), np.array(slot), np.array(det)
+        measured = velocity[env, det]
+        known = np.isfinite(measured)
+        ego_velocity = np.stack([ego_speed[env], np.zeros(len(env))], -1)
+        self._state[env, slot] = np.concatenate(
+            [position[env, det], np.where(known, measured, ego_velocity)], -1)
+        variance = np.concatenate([
+            np.full((len(env), 2), cfg.position_noise_m ** 2),
+            np.where(known, cfg.velocity_noise_mps ** 2, cfg.initial_velocity_std_mps ** 2)],
+            -1)
+        self._cov[env, slot] = variance[..., None] * np.eye(4)
+        size = np.asarray(detections.size, np.float64)[env, det]
+        self._size[env, slot] = np.where(np.isfinite(size), size, np.array(cfg.default_size_m))
+        self._heading[env, slot] = np.asarray(detections.heading, np.float64)[env, det]
+        self._alive[env, slot] = True
+        self._confirmed[env, slot] = False
+        self._hits[env, slot] = 1
+        self._misses[env, slot] = 0
+        self._age_s[env, slot] = 0.0
+        # ids in birth order within each env: consecutive from that env's counter
+        first_of_env = np.r_[True, env[1:] != env[:-1]]
+        start = np.flatnonzero(first_of_env)
+        rank = np.arange(len(env)) - np.repeat(start, np.diff(np.r_[start, len(env)]))
+        self._id[env, slot] = self._next_id[env] + rank
+        np.add.at(self._next_id, env, 1)
+
+    def _tracks(self) -> Tracks:
+        out = self._confirmed & self._alive
+        zero2 = np.zeros(2)
+        return Tracks(
+            position=np.where(out[..., None], self._state[..., :2], zero2),
+            velocity=np.where(out[..., None], self._state[..., 2:], zero2),
+            size=np.where(out[..., None], self._size, zero2),
+            track_id=np.where(out, self._id, -1),
+            valid=out.copy(),
+            heading=np.where(out, self._heading, np.nan),
+            hits=np.where(out, self._hits, 0),
+            misses=np.where(out, self._misses, 0),
+            age_s=np.where(out, self._age_s, 0.0),
+            position_var=np.where(out[..., None],
+                                  np.diagonal(self._cov[..., :2, :2], axis1=-2, axis2=-1), zero2),
+            velocity_var=np.where(out[..., None],
+                                  np.diagonal(self._cov[..., 2:, 2:], axis1=-2, axis2=-1), zero2),
+        )

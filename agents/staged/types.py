@@ -34,11 +34,26 @@ class Detections:
 
 @dataclass(frozen=True)
 class Tracks:
-    """Objects tracked over time.
+    """Objects tracked over time, `K` slots per env.
 
     Attributes:
-        position: `(N, K, 2)` [m]. velocity: `(N, K, 2)` [m/s]. size: `(N, K, 2)` [m].
-        track_id: `(N, K)` int, stable over an episode. valid: `(N, K)` bool.
+        position: `(N, K, 2)` centre [m].
+        velocity: `(N, K, 2)` ground velocity [m/s] (NaN where unknown).
+        size: `(N, K, 2)` length, width [m].
+        track_id: `(N, K)` int, stable over an episode and never reused within it; -1 in
+            invalid slots (a tracker's own ids, or the simulator's for the oracle).
+        valid: `(N, K)` bool: the slot holds a confirmed track.
+        heading: `(N, K)` heading relative to the ego [rad], NaN where unknown; None when
+            the tracker does not report it.
+        hits: `(N, K)` int, frames a detection was associated with the track (None: not
+            reported).
+        misses: `(N, K)` int, consecutive frames without a detection: 0 when updated this
+            tick, else the track coasts on its prediction (None: not reported).
+        age_s: `(N, K)` time since the track's birth [s] (None: not reported).
+        position_var: `(N, K, 2)` variance of the position estimate per axis [m^2] (None:
+            not reported).
+        velocity_var: `(N, K, 2)` variance of the velocity estimate per axis [m^2/s^2]
+            (None: not reported).
     """
 
     position: np.ndarray
@@ -46,6 +61,12 @@ class Tracks:
     size: np.ndarray
     track_id: np.ndarray
     valid: np.ndarray
+    heading: np.ndarray | None = None
+    hits: np.ndarray | None = None
+    misses: np.ndarray | None = None
+    age_s: np.ndarray | None = None
+    position_var: np.ndarray | None = None
+    velocity_var: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

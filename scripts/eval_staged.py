@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""What the staged stack must show (issue 5), measured, as one JSON object on stdout.
+
+- `highway`: per perception (oracle, lidar, learned), `--episodes` seeded Highway episodes
+  in lockstep at zero latency: collision rate, off-road rate, the ego's mean speed against
+  the traffic's (`speed_ratio`), lane changes are part of the stack;
+- `hazards`: oracle perception on lead-brake, cut-in and stopped-vehicle at zero latency,
+  `--hazard-episodes` seeds each: collisions, reaction time, min TTC;
+- `detector`: the learned detector's precision / recall for vehicles within 40 m at
+  default sensor noise on held-out seeds (not used in training);
+- `latency_p50_ms`: per-stage p50 latency at batch size 1 on this machine, per perception
+  (`reflexdrive profile`'s measurement);
+- `goals`: each goal of the issue with its measured value and whether it is met.
+
+Progress goes to stderr. Usage:
+
+    python scripts/eval_staged.py                      # the full evaluation (~10 min, 2 cores)
+    python scripts/eval_staged.py --episodes 10 --hazard-episodes 5 --skip-detector
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+
+from agents.registry import PERCEPTIONS  # noqa: E402
+from reflexdrive.profile import ProfileConfig, profile_stack  # noqa: E402
+from reflexdrive.runner import RunConfig, run  # noqa: E402
+
+HAZARDS = ("lead-brake", "cut-in", "stopped-vehicle")
+HELD_OUT_SEED = 100_000
+"""First seed of the detector's held-out evaluation (training uses seeds >= 1,000,000)."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _rate(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()) if values.size else float("nan")
+
+
+def highway(perception: str, episodes: int, seed: int, envs: int) -> dict:
+    config = RunConfig(scenario="highway", stack="staged", perception=perception,
+                       episodes=episodes, seed=seed, mode="lockstep", latency="fixed:0",
+                       envs=envs)
+    start = time.perf_counter()
+    frame, _ = run(config, progress=False)
+    speed = frame["mean_speed_mps"].to_numpy()
+    traffic = frame["traffic_mean_speed_mps"].to_numpy()
+    return {"episodes": len(frame), "collision_rate": _rate(frame["collided"]),
+            "offroad_rate": _rate(frame["offroad"]),
+            "mean_speed_mps": float(speed.mean()),
+            "traffic_mean_speed_mps": float(traffic.mean()),
+            "speed_ratio": float(speed.mean() / traffic.mean()),
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def hazard(scenario: str, episodes: int, seed: int, envs: int) -> dict:
+    config = RunConfig(scenario=scenario, stack="staged", perception="oracle",
+                       episodes=episodes, seed=seed, mode="lockstep", latency="fixed:0",
+                       envs=envs)
+    frame, _ = run(config, progress=False)
+    reaction = frame["reaction_time_s"].dropna()
+    return {"episodes": len(frame), "collisions": int(frame["collided"].sum()),
+            "collision_rate": _rate(frame["collided"]),
+            "reaction_time_p50_s": float(reaction.median()) if len(reaction) else None,
+            "min_ttc_s_p50": float(frame["min_ttc_s"].median())}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=50, help="Highway episodes")
+    parser.add_argument("--hazard-episodes", type=int, default=30, help="seeds per hazard")
+    parser.add_argument("--seed", type=int, default=0, help="first scenario seed")
+    parser.add_argument("--envs", type=int, default=25, help="envs side by side")
+    parser.add_argument("--detector-seeds", type=int, default=20,
+                        help="held-out episodes for the detector's precision / recall")
+    parser.add_argument("--perceptions", default=",".join(PERCEPTIONS),
+                        help="perceptions to evaluate on Highway and profile")
+    parser.add_argument("--skip-detector", action="store_true",
+                        help="skip the detector's precision / recall")
+    args = parser.parse_args()
+    perceptions = [p for p in args.perceptions.split(",") if p]
+
+    result: dict = {"highway": {}, "hazards": {}, "latency_p50_ms": {}}
+    for perception in perceptions:
+        log(f"highway, {perception} perception, {args.episodes} episodes ...")
+        result["highway"][perception] = highway(perception, args.episodes, args.seed,
+                                                args.envs)
+    if "oracle" in perceptions:
+        for scenario in HAZARDS:
+            log(f"{scenario}, oracle perception, {args.hazard_episodes} episodes ...")
+            result["hazards"][scenario] = hazard(scenario, args.hazard_episodes, args.seed,
+                                                 args.envs)
+    if not args.skip_detector and "learned" in PERCEPTIONS:
+        from reflexdrive.detector_training import evaluate_detector
+
+        log(f"detector precision / recall on {args.detector_seeds} held-out seeds ...")
+        seeds = list(range(HELD_OUT_SEED, HELD_OUT_SEED + args.detector_seeds))
+        result["detector"] = evaluate_detector(None, seeds)
+    for perception in perceptions:
+        log(f"profile at batch size 1, {perception} perception ...")
+        profile = profile_stack(ProfileConfig(agent_options=(("perception", perception),),
+                                              episodes=1), progress=False)
+        result["latency_p50_ms"][perception] = {
+            stage: round(value * 1e3, 4) for stage, value in profile.percentiles(50).items()}
+    result["goals"] = goals(result)
+    print(json.dumps(result, indent=2, default=float))
+    return 0
+
+
+def goals(result: dict) -> dict:
+    """Each goal of the issue: measured value, threshold and whether it is met."""
+    out = {}
+    oracle = result["highway"].get("oracle")
+    if oracle:
+        out["oracle_highway_collision_rate<=0.02"] = [oracle["collision_rate"],
+                                                      oracle["collision_rate"] <= 0.02]
+        out["oracle_highway_speed_ratio>=0.9"] = [oracle["speed_ratio"],
+                                                  oracle["speed_ratio"] >= 0.9]
+        out["oracle_highway_offroad_rate==0"] = [oracle["offroad_rate"],
+                                                 oracle["offroad_rate"] == 0]
+    for scenario, values in result["hazards"].items():
+        out[f"oracle_{scenario}_collisions==0"] = [values["collisions"],
+                                                   values["collisions"] == 0]
+    detector = result.get("detector")
+    if detector:
+        for key in ("precision", "recall"):
+            out[f"detector_{key}>=0.95"] = [detector[key], detector[key] >= 0.95]
+    learned = result["highway"].get("learned")
+    if learned:
+        out["learned_highway_collision_rate<=0.05"] = [learned["collision_rate"],
+                                                       learned["collision_rate"] <= 0.05]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
