@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--warmup", type=int, default=20,
                          help="decisions dropped at the start (JIT, caches)")
     profile.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto")
+    profile.add_argument("--threads", type=int, default=1,
+                         help="torch CPU threads (a car's computer gives the stack a core; "
+                              "extra intra-op threads on a shared machine only contend)")
     profile.add_argument("--out", required=True, help="profile file to write (JSON)")
     profile.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     from reflexdrive.train import add_train_parser
@@ -194,6 +197,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from reflexdrive.profile import ProfileConfig, percentile_table, profile_stack
 
     check_choice("device", args.device, ("cpu", "cuda", "auto"))
+    if args.threads < 1:
+        raise ConfigError("--threads", args.threads, "must be an integer >= 1")
+    import torch
+
+    torch.set_num_threads(args.threads)
     if os.path.isdir(args.out):
         raise ConfigError("--out", args.out, "is a directory; give a file path, e.g. "
                                              "profile.json")

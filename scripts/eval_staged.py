@@ -110,6 +110,9 @@ def main() -> int:
         log(f"detector precision / recall on {args.detector_seeds} held-out seeds ...")
         seeds = list(range(HELD_OUT_SEED, HELD_OUT_SEED + args.detector_seeds))
         result["detector"] = evaluate_detector(None, seeds)
+    import torch
+
+    torch.set_num_threads(1)           # as `reflexdrive profile` (its --threads default)
     for perception in perceptions:
         log(f"profile at batch size 1, {perception} perception ...")
         profile = profile_stack(ProfileConfig(agent_options=(("perception", perception),),
