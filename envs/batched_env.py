@@ -350,13 +350,12 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
                 if self._bev_buffer is None:
                     self._bev_buffer = np.zeros((b, *config.bev_shape), dtype=np.uint8)
                 out = self._bev_buffer
-            bev = sensors.render_bev(snapshot, road, config, self._sensor_rng,
-                                     device=self.device, out=out)
-            lidar = sensors.cast_lidar(snapshot, config, self._sensor_rng)
+            bev, lidar = sensors.observe(snapshot, road, config, self._sensor_rng,
+                                         device=self.device, out=out)
         else:
             bev = np.zeros((b, *config.bev_shape), dtype=np.uint8)
             lidar = np.zeros((b, config.lidar_beams, 2), dtype=np.float32)
-        obs = {"bev": bev, "lidar": lidar.astype(np.float32),
+        obs = {"bev": bev, "lidar": lidar.astype(np.float32, copy=False),
                "ego": sensors.ego_vector(snapshot)}
         objects, valid = sensors.ground_truth_objects(snapshot, config)
         onsets = self.hazards.onsets
@@ -371,7 +370,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             "gt_objects": objects,
             "gt_valid": valid,
             "hazard": {
-                "kind": np.array([HAZARD_KINDS[k] for k in kind], dtype=object),
+                "kind": np.array(HAZARD_KINDS, dtype=object)[kind],
                 "onset_s": np.where(onset_substep >= 0, onset_substep / f, math.inf),
                 "active": onsets.active.cpu().numpy(),
                 "vehicle_id": onsets.vehicle.cpu().numpy(),

@@ -4,11 +4,18 @@ What: a bird's-eye raster (`bev`), a 360-degree lidar (`lidar`), the ego's propr
 (`ego`) and the ground-truth object list that goes in `info`. Every function takes `B`
 worlds at once (slot 0 of the `N` axis is the ego) and returns batch-first arrays.
 
-Why torch: both backends share one implementation of the sensors (docs/ARCHITECTURE.md).
-The numpy entry points (`render_bev`, `cast_lidar`) are thin wrappers over torch cores
-(`render_bev_torch`, `cast_lidar_torch`) that take and return tensors, so the batched
-backend can run the very same code on CUDA tensors for thousands of worlds without a
-round trip through numpy. There are no Python loops over worlds (only over blocks of
+Which code runs where: both backends share one implementation of the sensors
+(docs/ARCHITECTURE.md). The numpy entry points (`render_bev`, `cast_lidar`, `observe`,
+`ground_truth_objects`) run, on the CPU, the numba kernels of `envs.sensor_kernels`
+(parallel over worlds on numba's threads), and on any other device the torch cores
+(`render_bev_torch`, `cast_lidar_torch`), which take and return tensors so a batched
+backend can run them on CUDA tensors without a round trip through numpy; `kernel=` picks
+one explicitly. The kernels repeat the cores' arithmetic operation by operation (and take
+their cos and sin from torch), so the two give the same bev bit for bit and the same lidar;
+the bev's generic road path (below) stays torch on both. On the CPU the kernels are about
+10x faster: the cores pay per tensor op, over `(B, ...)` temporaries.
+
+The torch cores: there are no Python loops over worlds (only over blocks of
 about `_CHUNK_ELEMENTS`, sized to stay in cache, over vehicle slots and over road lines),
 no matrix products (BLAS wakes its threads for each tiny product: milliseconds on a busy
 2-core host) and no temporaries above a few MB (the allocator hands out bigger ones as
@@ -42,7 +49,8 @@ pass within its half diagonal of its centre), keeping the nearest hit per beam.
 
 Randomness: noise and dropout are drawn from the caller's `np.random.Generator` in numpy
 on the CPU (`draw_bev_noise`, `draw_lidar_noise`) and then moved to the device, so a seed
-gives the same observation on every device. With `rng=None` the sensors return the
+gives the same observation on every device and path (the numba kernels take the raw
+draws and scale them as `draw_*_noise` do). With `rng=None` the sensors return the
 noiseless truth. The randomness consumed depends only on the shapes (`B`, `N`, beams),
 never on the scene, so a seeded stream stays aligned whatever the traffic does.
 
@@ -66,15 +74,19 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numba
 import numpy as np
 import torch
 
+from envs import sensor_kernels as _kernels
 from envs.config import EGO_FEATURES, SensorConfig
 from envs.types import EGO, RoadGeometry, WorldSnapshot
 
@@ -1381,14 +1393,23 @@ def draw_bev_noise(rng: np.random.Generator, config: SensorConfig, batch: int,
         `(position_noise (B, N, 2) float32 [m], keep (B, N) bool)`; the ego slot's entries
         are drawn too (the stream depends on shapes only) and ignored.
     """
+    dropout, normal = _draw_bev_raw(rng, batch, slots)
+    return ((normal * config.bev_position_noise_m).astype(np.float32),
+            dropout >= config.bev_dropout_prob)
+
+
+def _draw_bev_raw(rng: np.random.Generator, batch: int,
+                  slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """What `draw_bev_noise` draws, before scaling: `(dropout (B, N) uniforms, normal
+    (B, N, 2) standard normals)`, float64 (the bev kernel scales them itself)."""
     dropout = rng.random((batch, slots))
-    noise = rng.standard_normal((batch, slots, 2)) * config.bev_position_noise_m
-    return noise.astype(np.float32), dropout >= config.bev_dropout_prob
+    return dropout, rng.standard_normal((batch, slots, 2))
 
 
 def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig,
                rng: np.random.Generator | None = None,
-               device: str | torch.device = "cpu", out: np.ndarray | None = None) -> np.ndarray:
+               device: str | torch.device = "cpu", out: np.ndarray | None = None,
+               kernel: str = "auto") -> np.ndarray:
     """Rasterise the ego-centred bird's-eye view of `B` worlds.
 
     Channels: 0 drivable road (pixel centre within the lane half width of a valid lane
@@ -1410,6 +1431,8 @@ def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig
         out: optional `(B, C, H, W)` uint8 C-contiguous array to draw into (CPU only):
             reusing one buffer avoids allocating (and page-faulting) 64 MB per call at
             B = 4096.
+        kernel: "auto" (the numba kernel on the CPU, the torch core elsewhere), "numba"
+            (CPU only) or "torch". Both give the same raster, bit for bit.
 
     Returns:
         `(B, C, H, W)` uint8, values 0 or 255, `(C, H, W) = config.bev_shape` (`out` when
@@ -1422,6 +1445,11 @@ def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig
                             or not out.flags.c_contiguous):
         raise ValueError(f"out must be a C-contiguous uint8 array of shape "
                          f"{(batch, *config.bev_shape)} on the CPU")
+    plan = _road_plan_for(road, (road.lane_segments, road.lane_half_width, road.lane_valid,
+                                 road.marking_segments, road.marking_valid), dev)
+    if _use_numba(kernel, dev):
+        raw = None if rng is None else _draw_bev_raw(rng, batch, slots)
+        return _render_bev_numba(snapshot, plan, config, raw, out)
     noise = keep = None
     if rng is not None:
         noise_np, keep_np = draw_bev_noise(rng, config, batch, slots)
@@ -1430,8 +1458,6 @@ def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig
     def t(array, dtype=None):
         return _tensor(array, dtype, dev)
 
-    plan = _road_plan_for(road, (road.lane_segments, road.lane_half_width, road.lane_valid,
-                                 road.marking_segments, road.marking_valid), dev)
     with torch.inference_mode():                       # nothing escapes but numpy
         bev = render_bev_torch(
             t(snapshot.position), t(snapshot.heading), t(snapshot.length), t(snapshot.width),
@@ -1555,17 +1581,25 @@ def draw_lidar_noise(rng: np.random.Generator, config: SensorConfig,
     Returns:
         `(range_noise [m], rate_noise [m/s], keep bool)`, each `(B, beams)`, noise float32.
     """
-    shape = (batch, config.lidar_beams)
-    range_noise = rng.standard_normal(shape) * config.lidar_range_noise_m
-    rate_noise = rng.standard_normal(shape) * config.lidar_range_rate_noise_mps
-    dropout = rng.random(shape)
-    return (range_noise.astype(np.float32), rate_noise.astype(np.float32),
+    range_normal, rate_normal, dropout = _draw_lidar_raw(rng, config, batch)
+    return ((range_normal * config.lidar_range_noise_m).astype(np.float32),
+            (rate_normal * config.lidar_range_rate_noise_mps).astype(np.float32),
             dropout >= config.lidar_dropout_prob)
+
+
+def _draw_lidar_raw(rng: np.random.Generator, config: SensorConfig,
+                    batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What `draw_lidar_noise` draws, before scaling: range and rate standard normals, then
+    dropout uniforms, each `(B, beams)` float64 (the lidar kernel scales them itself)."""
+    shape = (batch, config.lidar_beams)
+    range_normal = rng.standard_normal(shape)
+    rate_normal = rng.standard_normal(shape)
+    return range_normal, rate_normal, rng.random(shape)
 
 
 def cast_lidar(snapshot: WorldSnapshot, config: SensorConfig,
                rng: np.random.Generator | None = None,
-               device: str | torch.device = "cpu") -> np.ndarray:
+               device: str | torch.device = "cpu", kernel: str = "auto") -> np.ndarray:
     """Cast the ego's 360-degree lidar in `B` worlds.
 
     Beam `i` leaves the ego centre at angle `2 pi i / beams` in the ego frame (0 straight
@@ -1579,12 +1613,17 @@ def cast_lidar(snapshot: WorldSnapshot, config: SensorConfig,
         config: range, beams, noise and dropout settings.
         rng: noise source (`draw_lidar_noise`); None returns the noiseless truth.
         device: where to compute.
+        kernel: "auto" (the numba kernel on the CPU, the torch core elsewhere), "numba"
+            (CPU only) or "torch". Both give the same ranges and rates.
 
     Returns:
         `(B, beams, 2)` float32: range [m] (`range_m` for no return) and range rate [m/s]
         (0 for no return; negative when closing).
     """
     dev = torch.device(device)
+    if _use_numba(kernel, dev):
+        raw = None if rng is None else _draw_lidar_raw(rng, config, snapshot.shape[0])
+        return _cast_lidar_numba(snapshot, config, raw)
     extra = {}
     if rng is not None:
         range_noise, rate_noise, keep = draw_lidar_noise(rng, config, snapshot.shape[0])
@@ -1602,6 +1641,66 @@ def cast_lidar(snapshot: WorldSnapshot, config: SensorConfig,
         return lidar.cpu().numpy()
 
 
+def observe(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig,
+            rng: np.random.Generator | None = None, device: str | torch.device = "cpu",
+            out: np.ndarray | None = None,
+            kernel: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """`render_bev` then `cast_lidar` of the same worlds with the same `rng`, in one call.
+
+    Returns what the two calls return, drawing the same numbers from `rng` in the same
+    order (the bev's, then the lidar's). On the numba path the work they share (the cos
+    and sin of the headings) is done once. Arguments as `render_bev`'s.
+
+    Returns:
+        `(bev (B, C, H, W) uint8, lidar (B, beams, 2) float32)`.
+    """
+    dev = torch.device(device)
+    if not _use_numba(kernel, dev):
+        return (render_bev(snapshot, road, config, rng, dev, out, kernel),
+                cast_lidar(snapshot, config, rng, dev, kernel))
+    batch, slots = snapshot.shape
+    if out is not None and (out.dtype != np.uint8 or out.shape != (batch, *config.bev_shape)
+                            or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous uint8 array of shape "
+                         f"{(batch, *config.bev_shape)}")
+    plan = _road_plan_for(road, (road.lane_segments, road.lane_half_width, road.lane_valid,
+                                 road.marking_segments, road.marking_valid), dev)
+    trig = _ego_trig(np.ascontiguousarray(snapshot.heading, dtype=np.float64))
+    if rng is None:
+        return (_render_bev_numba(snapshot, plan, config, None, out, trig),
+                _cast_lidar_numba(snapshot, config, None, trig))
+    bev_raw = _draw_bev_raw(rng, batch, slots)
+    # The lidar's draws (numpy releases the GIL while it fills) overlap the bev kernel.
+    lidar_raw = _Background(_draw_lidar_raw, rng, config, batch)
+    bev = _render_bev_numba(snapshot, plan, config, bev_raw, out, trig)
+    return bev, _cast_lidar_numba(snapshot, config, lidar_raw.result(), trig)
+
+
+class _Background(threading.Thread):
+    """`function(*args)` on a thread of its own; `result()` joins it and returns its value
+    (or raises its exception). A fresh thread per call (about 0.1 ms): nothing to go
+    stale in a forked worker process."""
+
+    def __init__(self, function, *args):
+        super().__init__(name="sensors-background", daemon=True)
+        self._call = (function, args)
+        self._value = self._error = None
+        self.start()
+
+    def run(self) -> None:
+        function, args = self._call
+        try:
+            self._value = function(*args)
+        except BaseException as error:                 # noqa: BLE001 - re-raised in result
+            self._error = error
+
+    def result(self):
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def _tensor(array, dtype, device: torch.device) -> torch.Tensor:
     """A numpy field as a tensor on `device` (no copy on the CPU when already contiguous)."""
     array = np.ascontiguousarray(array, dtype=dtype)
@@ -1609,6 +1708,202 @@ def _tensor(array, dtype, device: torch.device) -> torch.Tensor:
         array = array.copy()
     tensor = torch.from_numpy(array)
     return tensor if device.type == "cpu" else tensor.to(device)
+
+
+# ----------------------------------------------------------------------------- numba path
+#
+# On the CPU the numpy entry points run the kernels of `envs.sensor_kernels`, which repeat
+# the torch cores' arithmetic (see that module). What they cannot repeat bit for bit
+# (torch's cos and sin) is computed here by the very torch calls the cores make.
+
+KERNELS = ("auto", "numba", "torch")
+"""Values of the entry points' `kernel` argument."""
+
+
+def _use_numba(kernel: str, device: torch.device) -> bool:
+    """Whether an entry point runs its numba kernel (`kernel`: one of `KERNELS`)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if kernel == "numba" and device.type != "cpu":
+        raise ValueError(f"the numba kernels run on the CPU, not on {device}")
+    return kernel == "numba" or (kernel == "auto" and device.type == "cpu")
+
+
+def _bev_geometry(config: SensorConfig) -> _kernels.BevGeometry:
+    """The raster geometry and this module's tolerances, as the bev kernel takes them."""
+    _, height, width = config.bev_shape
+    res = float(config.bev_m_per_px)
+    inv_res = 1.0 / res
+    corner = math.hypot(max(config.range_m, config.bev_behind_m), config.bev_half_width_m)
+    return _kernels.BevGeometry(
+        height=int(height), width=int(width), res=res, inv_res=inv_res,
+        x0=float(config.range_m - 0.5 * res),
+        col0_box=float(config.bev_half_width_m * inv_res - 0.5),
+        col0_line=float(config.bev_half_width_m / res - 0.5),
+        edge_tol=float(_EDGE_TOL_M), window_tol=float(_WINDOW_TOL_PX),
+        inv_max=float(_INV_MAX), far=float(_FAR), sqrt_floor=float(_SQRT_FLOOR),
+        min_cos=float(_MIN_COS), half_px=0.5 * res,
+        two_rho_mark=2.0 * (0.5 * res + _EDGE_TOL_M), corner_res=float(corner + res),
+        see_through=1.0 - _OCCLUSION_EPS, tiny=_TINY)
+
+
+def _snapshot_arrays(snapshot: WorldSnapshot, *names: str) -> list[np.ndarray]:
+    """Snapshot fields as the kernels take them: C-contiguous float64 (bool `valid`)."""
+    return [np.ascontiguousarray(getattr(snapshot, name),
+                                 dtype=bool if name == "valid" else np.float64)
+            for name in names]
+
+
+_PARALLEL_MIN_WORLDS = 256
+"""Fewer worlds than this run their kernel on the calling thread alone: waking numba's other
+threads costs more than they save (up to a scheduler slice when their core is busy)."""
+
+
+@contextmanager
+def _kernel_threads(batch: int):
+    """numba's threads for a kernel over `batch` worlds, inside the block: one for small
+    batches, else all of them, taking blocks of worlds one at a time (so a thread whose
+    core is busy with another process takes fewer instead of holding the others up)."""
+    threads = numba.get_num_threads()
+    if batch < _PARALLEL_MIN_WORLDS:
+        numba.set_num_threads(1)
+    chunksize = numba.set_parallel_chunksize(1)
+    try:
+        yield
+    finally:
+        numba.set_parallel_chunksize(chunksize)
+        numba.set_num_threads(threads)
+
+
+class _Trig(NamedTuple):
+    """cos and sin as the torch cores compute them (`_ego_frame`, `_road_line_rows`): of the
+    ego heading, `(B,)` float64 each, and of each heading relative to the ego's, `(B, N)`
+    float32 each."""
+
+    cos_e: np.ndarray
+    sin_e: np.ndarray
+    ax: np.ndarray
+    ay: np.ndarray
+
+
+@contextmanager
+def _serial_torch():
+    """Run torch's CPU ops on the calling thread only, inside the block.
+
+    Torch hands even a few hundred `cos` to its OpenMP pool; on a busy host (or while
+    numba's threads hold the cores) waking that pool costs milliseconds per op. Torch's
+    cos and sin give the same bits whatever the thread count or the cut of the tensor
+    (tests/test_sensor_kernels.py checks it).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _ego_trig(heading: np.ndarray) -> _Trig:
+    """`_Trig` of `(B, N)` float64 headings [rad], by torch (as the cores compute them)."""
+    with torch.inference_mode(), _serial_torch():
+        tensor = _tensor(heading, np.float64, torch.device("cpu"))
+        ego = tensor[:, EGO]
+        rel = (tensor - tensor[:, EGO:EGO + 1]).float()
+        return _Trig(torch.cos(ego).numpy(), torch.sin(ego).numpy(), torch.cos(rel).numpy(),
+                     torch.sin(rel).numpy())
+
+
+def _line_modes(plan: RoadPlan) -> tuple[np.ndarray, np.ndarray, int]:
+    """How `_road_line_rows` draws each line column of a plan, for the bev kernel.
+
+    Returns:
+        `(mode (L,) int64, channel (L,) int64, union)`: `_kernels._LINE_*` (the lanes'
+        union as a band when the plan is merged, then the lanes themselves only near
+        their ends; striped columns by exact runs; the others as bands), the bev channel
+        of each column, and the union's column.
+    """
+    count = plan.lines.shape[1]
+    union = count - 1
+    merged = plan.merged and plan.lanes > 0
+    mode = np.zeros(count, dtype=np.int64)
+    channel = np.zeros(count, dtype=np.int64)
+    for j in range(count):
+        channel[j] = BEV_ROAD if j < plan.lanes or j == union else BEV_MARKINGS
+        if j == union:
+            mode[j] = _kernels._LINE_BAND if merged else _kernels._LINE_NONE
+        elif plan.striped[j]:
+            mode[j] = _kernels._LINE_EXACT
+        elif merged and j < plan.lanes:
+            mode[j] = _kernels._LINE_NONE
+        else:
+            mode[j] = _kernels._LINE_BAND
+    return mode, channel, union
+
+
+def _render_bev_numba(snapshot: WorldSnapshot, plan: RoadPlan, config: SensorConfig,
+                      raw: tuple[np.ndarray, np.ndarray] | None, out: np.ndarray | None,
+                      trig: _Trig | None = None) -> np.ndarray:
+    """`render_bev` on the CPU: the numba kernel, then the torch generic path for the
+    worlds whose road is not on the fast path.
+
+    Args:
+        snapshot: the worlds. plan: their road's plan, on the CPU. config: the sensors.
+        raw: `_draw_bev_raw`'s draws, or None for no noise.
+        out: `(B, C, H, W)` uint8 C-contiguous array to draw into, or None.
+        trig: `_ego_trig` of the snapshot's headings, when the caller has it.
+    """
+    batch, slots = snapshot.shape
+    if plan.batch not in (1, batch):
+        raise ValueError(f"road batch {plan.batch} does not match {batch} worlds")
+    position, heading, length, width, valid = _snapshot_arrays(
+        snapshot, "position", "heading", "length", "width", "valid")
+    cos_e, sin_e, ax, ay = _ego_trig(heading) if trig is None else trig
+    channels, height, width_px = config.bev_shape
+    if out is None:
+        out = np.empty((batch, channels, height, width_px), dtype=np.uint8)
+    out64 = out.view(np.int64) if width_px % 8 == 0 else np.zeros((1, 1, 1, 1), np.int64)
+    dropout, normal = (np.zeros((0, slots)), np.zeros((0, slots, 2))) if raw is None else raw
+    mode, channel, union = _line_modes(plan)
+    slow = np.empty(batch, dtype=bool)
+    with _kernel_threads(batch):
+        _kernels.render_bev_kernel(
+            position, length, width, valid, cos_e, sin_e, ax, ay, normal,
+            float(config.bev_position_noise_m), dropout, float(config.bev_dropout_prob),
+            bool(config.bev_occlusion and slots > 1), plan.variant.numpy(),
+            plan.straight.numpy(), plan.direction.numpy(), plan.origin.numpy(),
+            plan.lines.numpy(), plan.min_gap.numpy(), mode, channel, plan.lanes, union,
+            _byte_table(torch.device("cpu")).numpy(), _bev_geometry(config), out, out64,
+            slow)
+    if slow.any():                                     # (torch on this thread: see
+        with torch.inference_mode(), _serial_torch():  # `_serial_torch`)
+            worlds = torch.from_numpy(np.flatnonzero(slow))
+            _draw_generic_roads(torch.from_numpy(out), plan, worlds,
+                                torch.from_numpy(position)[:, EGO],
+                                torch.from_numpy(heading)[:, EGO], config)
+    return out
+
+
+def _cast_lidar_numba(snapshot: WorldSnapshot, config: SensorConfig,
+                      raw: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+                      trig: _Trig | None = None) -> np.ndarray:
+    """`cast_lidar` on the CPU, by the numba kernel (`raw`: `_draw_lidar_raw`'s draws, or
+    None for no noise; `trig`: as `_render_bev_numba`'s)."""
+    batch = snapshot.shape[0]
+    position, heading, speed, length, width, valid = _snapshot_arrays(
+        snapshot, "position", "heading", "speed", "length", "width", "valid")
+    cos_e, sin_e, ax, ay = _ego_trig(heading) if trig is None else trig
+    beam_x, beam_y = (b.numpy() for b in _beams(config.lidar_beams, torch.device("cpu")))
+    none = np.zeros((0, 0))
+    range_normal, rate_normal, dropout = (none, none, none) if raw is None else raw
+    out = np.empty((batch, config.lidar_beams, 2), dtype=np.float32)
+    with _kernel_threads(batch):
+        _kernels.cast_lidar_kernel(
+            position, speed, length, width, valid, cos_e, sin_e, ax, ay, beam_x, beam_y,
+            range_normal, float(config.lidar_range_noise_m), rate_normal,
+            float(config.lidar_range_rate_noise_mps), dropout,
+            float(config.lidar_dropout_prob), float(config.range_m), float(_BEAM_SLACK_RAD),
+            float(_INV_MAX), out)
+    return out
 
 
 # ----------------------------------------------------------------------------- ego, truth
@@ -1636,13 +1931,20 @@ def ego_vector(snapshot: WorldSnapshot) -> np.ndarray:
     return np.stack([np.asarray(c, dtype=np.float32) for c in columns], axis=1)
 
 
-def ground_truth_objects(snapshot: WorldSnapshot,
-                         config: SensorConfig) -> tuple[np.ndarray, np.ndarray]:
+def ground_truth_objects(snapshot: WorldSnapshot, config: SensorConfig,
+                         kernel: str = "numba") -> tuple[np.ndarray, np.ndarray]:
     """The other vehicles as a fixed-size object list in the metric ego frame (for `info`).
 
-    Numpy: it is small and goes to `info` on the host anyway. No noise, no occlusion, no
-    range limit: every valid non-ego vehicle, nearest centre first (ties keep slot
-    order), cut to `config.max_objects`.
+    On the host (it goes to `info` there anyway). No noise, no occlusion, no range limit:
+    every valid non-ego vehicle, nearest centre first (ties keep slot order), cut to
+    `config.max_objects`.
+
+    Args:
+        snapshot: `B` worlds, `N` slots (slot 0 the ego).
+        config: `max_objects`.
+        kernel: "numba" (`sensor_kernels.ground_truth_kernel`) or "numpy"; both compute in
+            float64 and round to float32, and agree to a float32 ulp (libm's and numpy's
+            cos / sin / hypot may differ by a float64 ulp).
 
     Returns:
         `(objects (B, M, 8) float32, valid (B, M) bool)` with `M = config.max_objects` and
@@ -1650,9 +1952,20 @@ def ground_truth_objects(snapshot: WorldSnapshot,
         heading relative to the ego in (-pi, pi] [rad]; length, width [m]; vehicle id.
         Padding rows are zeros with `valid` False.
     """
+    if kernel not in ("numba", "numpy"):
+        raise ValueError(f"kernel must be 'numba' or 'numpy', got {kernel!r}")
+    batch, slots = snapshot.shape
+    if kernel == "numba":
+        objects = np.empty((batch, config.max_objects, len(OBJECT_FIELDS)), dtype=np.float32)
+        valid = np.empty((batch, config.max_objects), dtype=bool)
+        arrays = _snapshot_arrays(snapshot, "position", "heading", "speed", "length", "width",
+                                  "valid")
+        vehicle_id = np.ascontiguousarray(snapshot.vehicle_id, dtype=np.int64)
+        with _kernel_threads(batch):
+            _kernels.ground_truth_kernel(*arrays[:5], vehicle_id, arrays[5], objects, valid)
+        return objects, valid
     position = np.asarray(snapshot.position, dtype=np.float64)
     heading = np.asarray(snapshot.heading, dtype=np.float64)
-    batch, slots = snapshot.shape
     # `to_ego_frame`, one coordinate at a time (no stacking: this runs on every tick).
     dx = position[..., 0] - position[:, EGO:EGO + 1, 0]
     dy = position[..., 1] - position[:, EGO:EGO + 1, 1]

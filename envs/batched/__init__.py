@@ -3,7 +3,9 @@
 - `BatchedBackend`: the `Backend`-style object (reset worlds one at a time, `substep` all of
   them, numpy `WorldSnapshot`s and `RoadGeometry`).
 - `BatchedState`, `Params`, `EgoCommands`: the frozen state and constants;
-  `step(params, state, commands) -> state` is one substep (`envs.batched.dynamics`).
+  `step(params, state, commands) -> state` is one substep in torch (`envs.batched.dynamics`),
+  `step_cpu` the same substep as a numba CPU kernel (`envs.batched.kernel`), which
+  `BatchedBackend` runs for float64 states on CPU.
 - `BatchedHazardTracker`, `update_onsets`, `HazardOnsets`: hazard onset bookkeeping.
 
 It reproduces the `highway` backend's dynamics (highway-env's kinematic bicycle, IDM, MOBIL,
@@ -11,12 +13,15 @@ SAT collisions) on straight multi-lane roads: the highway, lead-brake, cut-in an
 stopped-vehicle scenarios.
 """
 
-from envs.batched.backend import SUPPORTED_SCENARIOS, BatchedBackend, commands_from_pieces
+from envs.batched.backend import (KERNELS, SUPPORTED_SCENARIOS, BatchedBackend,
+                                  commands_from_pieces)
 from envs.batched.dynamics import step
+from envs.batched.kernel import step_cpu
 from envs.batched.hazards import BatchedHazardTracker, HazardOnsets, update_onsets
 from envs.batched.state import BatchedHazard, BatchedRoad, BatchedState, EgoCommands, Params
 
 __all__ = [
+    "KERNELS",
     "SUPPORTED_SCENARIOS",
     "BatchedBackend",
     "BatchedHazard",
@@ -28,5 +33,6 @@ __all__ = [
     "Params",
     "commands_from_pieces",
     "step",
+    "step_cpu",
     "update_onsets",
 ]

@@ -1,19 +1,33 @@
 """The `batched` backend: `B` straight-road worlds in torch tensors, stepped together.
 
 `BatchedBackend` instantiates `ScenarioInit`s (one per world, resettable one at a time) into
-a `BatchedState` and advances all worlds with `envs.batched.dynamics.step`, on CPU or GPU.
-Same seeds and commands give the same trajectories as the `highway` backend (float64:
-to rounding; the parity tests pin 1e-3 m and 1e-3 m/s over 10 s).
+a `BatchedState` and advances all worlds one substep at a time, on CPU or GPU. Same seeds
+and commands give the same trajectories as the `highway` backend (float64: to rounding; the
+parity tests pin 1e-3 m and 1e-3 m/s over 10 s).
+
+Which implementation of the substep runs (`kernel=`, default "auto"):
+
+- float64 on CPU: the numba kernel `envs.batched.kernel.step_cpu` (per-world scalar code,
+  `numba.prange` over worlds on numba's threads, `NUMBA_NUM_THREADS` / `numba.set_num_threads`);
+- anything else (CUDA, float32), or numba missing: the torch function
+  `envs.batched.dynamics.step`.
+
+`kernel="torch"` forces the torch function (e.g. to compare the two, which agree to ~1e-13
+m and m/s and exactly on every discrete field: `tests/test_batched_kernel.py`);
+`kernel="numba"` insists on the kernel (a `ConfigError` where it cannot run).
 
 Only straight multi-lane roads (`RoadSpec.kind == "straight"`: the highway, lead-brake,
 cut-in and stopped-vehicle scenarios) are supported; other scenarios raise a `ConfigError`.
 
-Speed on CPU (float64, highway scenario, 16 vehicle slots): the substep is bandwidth- and
-op-count-bound, so the cost per world falls with `B` (about 7-10 us per world-substep at
-B = 4096 on one thread of the 2-core development box, 10-18 us at B = 1024, ~140 us at
-B = 64). Run it with one intra-op thread (`torch.set_num_threads(1)`) and scale across
-cores with processes: a second OpenMP thread gained nothing while another process used the
-other core, and made substeps 10-100x slower (spinning workers) when both cores were busy.
+Speed on CPU (float64, highway scenario, 16 vehicle slots). The torch function is
+bandwidth- and op-count-bound, so its cost per world falls with `B` (about 7-10 us per
+world-substep at B = 4096 on one thread of the 2-core development box, 10-18 us at
+B = 1024, ~140 us at B = 64); run it with one intra-op thread (`torch.set_num_threads(1)`)
+and scale across cores with processes: a second OpenMP thread gained nothing while another
+process used the other core, and made substeps 10-100x slower (spinning workers) when both
+cores were busy. The numba kernel costs about 2-3 us per world-substep on one thread at
+any `B` (see `envs.batched.kernel` for measurements); its work items are scheduled
+dynamically, so a second thread helps as far as the second core is free.
 """
 
 from __future__ import annotations
@@ -24,19 +38,23 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from envs.batched import kernel as numba_kernel
 from envs.batched.dynamics import step
 from envs.batched.road import (LANE_HEADING, closest_lane, lane_coordinates, on_lane,
                                straight_road_geometry, wrap_to_pi)
 from envs.batched.state import (BRAKING_LEAD_KIND, EGO_KIND, HAZARD_CODES, IDM_KIND,
                                 STATIC_KIND, BatchedHazard, BatchedRoad, BatchedState,
                                 EgoCommands, Params, where_env)
-from envs.errors import ConfigError
+from envs.errors import ConfigError, check_choice
 from envs.highway_backend import STRIPE_LENGTH_M, STRIPE_PERIOD_M
 from envs.scenarios import SCENARIOS, ScenarioInit
 from envs.types import Piece, RoadGeometry, WorldSnapshot
 
 SUPPORTED_SCENARIOS = tuple(name for name, spec in SCENARIOS.items() if spec.straight)
 """Scenarios the batched backend runs (those on straight multi-lane roads)."""
+
+KERNELS = ("auto", "numba", "torch")
+"""Values of `BatchedBackend(kernel=...)`."""
 
 _KIND_OF_BEHAVIOR = {"ego": EGO_KIND, "idm": IDM_KIND, "static": STATIC_KIND}
 _VEHICLE_FIELDS = ("position", "heading", "speed", "valid", "length", "width", "diagonal",
@@ -203,18 +221,35 @@ class BatchedBackend:
         dtype: float dtype of the state (float64 for parity with highway-env).
         max_vehicles: vehicle slots `N`; None sizes them to the largest scenario reset so far
             (growing the padding of every world when a larger one arrives).
+        kernel: which substep implementation runs: "auto" (the numba kernel for float64 on
+            CPU, else the torch function), "numba" (a `ConfigError` unless numba is
+            installed and the state is float64 on CPU) or "torch". `stepper` says which
+            one was chosen.
     """
 
     name = "batched"
 
     def __init__(self, num_envs: int, simulation_frequency: int = 50, device: str = "cpu",
-                 dtype: torch.dtype = torch.float64, max_vehicles: int | None = None):
+                 dtype: torch.dtype = torch.float64, max_vehicles: int | None = None,
+                 kernel: str = "auto"):
         if int(num_envs) < 1:
             raise ConfigError("num_envs", num_envs, "must be at least 1")
+        check_choice("kernel", kernel, KERNELS)
         self.num_envs = int(num_envs)
         self.simulation_frequency = int(simulation_frequency)
         self.device = torch.device(device)
         self.dtype = dtype
+        kernel_runs = self.device.type == "cpu" and dtype == torch.float64
+        if kernel == "numba" and not numba_kernel.AVAILABLE:
+            raise ConfigError("kernel", kernel, "needs numba, which is not installed; "
+                              "allowed values here are auto, torch")
+        if kernel == "numba" and not kernel_runs:
+            raise ConfigError("kernel", kernel, f"the numba kernel runs float64 states on "
+                              f"CPU, not {dtype} on {self.device}; use auto or torch")
+        self.kernel = kernel
+        self.stepper = ("numba" if kernel == "numba" or (
+            kernel == "auto" and numba_kernel.AVAILABLE and kernel_runs) else "torch")
+        """The implementation `substep` runs: "numba" or "torch"."""
         self.max_vehicles = None if max_vehicles is None else int(max_vehicles)
         self.params = Params.from_highway_env(self.simulation_frequency)
         self._state: BatchedState | None = None
@@ -296,48 +331,57 @@ class BatchedBackend:
         dt = self.params.dt
         if bool(((commands.first_s < 0) | (commands.first_s > dt)).any()):
             raise ValueError(f"first_s must lie in [0, dt = {dt}] s")
+        if active is not None:
+            active = torch.as_tensor(active, device=self.device).to(torch.bool)
+        if self.stepper == "numba":
+            self._state = numba_kernel.step_cpu(self.params, state, commands, active=active)
+            return
         new = step(self.params, state, commands)
-        self._state = new if active is None else where_env(active.to(self.device), new, state)
+        self._state = new if active is None else where_env(active, new, state)
 
     def substep_pieces(self, pieces: Sequence[Sequence[Piece]]) -> None:
         """`substep` from per-world `Piece`s (as the clock produces them)."""
         self.substep(*commands_from_pieces(pieces, self.params.dt))
 
     def snapshot(self) -> WorldSnapshot:
-        """The current state as numpy, batch-first, as `HighwayBackend.snapshot` reports it."""
+        """The current state as numpy, batch-first, as `HighwayBackend.snapshot` reports it.
+
+        Fresh arrays (no view of the state). The `(B, N)` fields are masked in numpy, from
+        one host copy of each tensor: element-wise torch ops that large would wake torch's
+        thread pool, which stalls for milliseconds while numba's threads (the sensor
+        kernels) hold the cores.
+        """
         s, params = self.state, self.params
         ego_lane = s.lane[:, 0]
         along, offset = lane_coordinates(s.position[:, 0], ego_lane, params)
         on_road = self.ego_on_road(along, offset)
         heading_error = wrap_to_pi(s.heading[:, 0] - LANE_HEADING)
-        valid = s.valid
-        ids = torch.arange(s.num_slots, device=s.device).expand_as(s.kind)
 
-        def np64(tensor, mask=None):
-            if mask is not None:
-                tensor = torch.where(mask, tensor, torch.zeros_like(tensor))
-            return tensor.detach().cpu().to(torch.float64).numpy()
-
-        def np_(tensor):
+        def host(tensor):
             return tensor.detach().cpu().numpy()
 
+        valid = host(s.valid).astype(bool)
+
+        def masked(tensor, mask=valid):                # float64, 0 where not valid
+            return np.where(mask, host(tensor), 0.0).astype(np.float64, copy=False)
+
         return WorldSnapshot(
-            time_s=np_(s.substep).astype(np.float64) * params.dt,
-            position=np64(s.position, valid[..., None]),
-            heading=np64(s.heading, valid),
-            speed=np64(s.speed, valid),
-            acceleration=np64(s.acceleration, valid),
-            length=np64(s.length, valid),
-            width=np64(s.width, valid),
-            vehicle_id=np_(torch.where(valid, ids, -1)).astype(np.int64),
-            valid=np_(valid).astype(bool),
-            ego_steering=np64(s.steering[:, 0]),
-            ego_lane_offset=np64(offset),
-            ego_heading_error=np64(heading_error),
-            ego_lane_index=np_(ego_lane).astype(np.int64),
-            ego_lane_count=np_(s.road.lane_count).astype(np.int64),
-            ego_on_road=np_(on_road).astype(bool),
-            crashed=np_(s.crashed[:, 0]).astype(bool),
+            time_s=host(s.substep).astype(np.float64) * params.dt,
+            position=masked(s.position, valid[..., None]),
+            heading=masked(s.heading),
+            speed=masked(s.speed),
+            acceleration=masked(s.acceleration),
+            length=masked(s.length),
+            width=masked(s.width),
+            vehicle_id=np.where(valid, np.arange(s.num_slots), -1).astype(np.int64, copy=False),
+            valid=valid,
+            ego_steering=host(s.steering[:, 0]).astype(np.float64),
+            ego_lane_offset=host(offset).astype(np.float64),
+            ego_heading_error=host(heading_error).astype(np.float64),
+            ego_lane_index=host(ego_lane).astype(np.int64),
+            ego_lane_count=host(s.road.lane_count).astype(np.int64),
+            ego_on_road=host(on_road).astype(bool),
+            crashed=host(s.crashed[:, 0]).astype(bool),
         )
 
     def ego_on_road(self, along: torch.Tensor | None = None,

@@ -12,7 +12,11 @@ The order is `HighwayBackend.substep`'s:
    `commands.second` for `dt - first_s` (a zero-length piece does nothing);
 5. `ego_collisions`: the ego against every other vehicle (`envs.batched.collision`).
 
-Everything is vectorised over worlds and vehicle slots and runs on any torch device. The
+Everything is vectorised over worlds and vehicle slots and runs on any torch device.
+`BatchedBackend` runs this function on CUDA (and for float32 states); for float64 states on
+CPU it runs `envs.batched.kernel.step_cpu`, a numba kernel with the same semantics (per
+world, per vehicle scalar code; equal to this function to ~1e-13 and exactly on every
+discrete field, `tests/test_batched_kernel.py`), unless built with `kernel="torch"`. The
 building blocks are re-exported here: `vehicle_step`, `clip_actions`, `steering_control`,
 `idm_acceleration`, `desired_gap`, `neighbour_vehicles`, `mobil`, `change_lane_policy`,
 `closest_lane`, `polygons_intersecting`.

@@ -191,7 +191,7 @@ def neighbours_of(index: NeighbourIndex, lane: torch.Tensor, rear: bool = True,
         front, rear: int64 slots of `lane`'s shape, -1 where there is none (rear None if
         `rear` is False).
     """
-    batch, lane_slots = index.lanes.shape[0], max(index.lanes.shape[1], 1)
+    lane_slots = max(index.lanes.shape[1], 1)
     slots = index.ahead.shape[1]
     if index.pairwise is not None:
         return _pairwise_neighbours(index, lane, rear, world, slot)

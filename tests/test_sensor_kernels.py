@@ -1,0 +1,293 @@
+"""The numba CPU kernels (`envs/sensor_kernels.py`) against the torch cores they mirror.
+
+On the CPU the sensors' entry points run numba kernels; the torch cores stay the reference
+(and the CUDA path). Tolerances: the bev raster and the lidar are compared bit for bit
+(the kernels repeat the cores' float32 / float64 arithmetic and take torch's own cos and
+sin); the ground-truth object list against the numpy implementation within
+`2^-22` relative (two float32 ulps) plus `1e-9` absolute (libm's and numpy's float64 cos,
+sin, hypot may differ by an ulp before the cast to float32); validity masks exactly.
+
+Worlds: random ones (straight roads of 2-5 lanes at any angle, near and past their ends,
+a few bent roads and egos turned past 60 degrees for the generic road path, vehicles at
+and across the raster's edges, padding slots) and highway scenes of the batched backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import envs.sensors as sensors
+from envs.batched.road import straight_road_geometry
+from envs.batched import BatchedBackend
+from envs.config import SensorConfig
+from envs.scenarios import generate, make_config
+from envs.sensors import cast_lidar, ground_truth_objects, observe, render_bev
+from envs.types import RoadGeometry, WorldSnapshot
+
+TRUTH = SensorConfig(lidar_range_noise_m=0.0, lidar_range_rate_noise_mps=0.0)
+NOISY = SensorConfig(bev_position_noise_m=0.7, bev_dropout_prob=0.2, lidar_range_noise_m=0.4,
+                     lidar_range_rate_noise_mps=0.3, lidar_dropout_prob=0.15)
+CONFIGS = {
+    "truth": TRUTH,
+    "no-occlusion": replace(TRUTH, bev_occlusion=False),
+    "noisy": NOISY,
+}
+ODD = {   # other raster geometries: half-metre pixels, one word per row not a multiple of
+    # 8 pixels (byte path), several words per row
+    "half-metre": SensorConfig(range_m=24.0, bev_behind_m=8.0, bev_half_width_m=16.0,
+                               bev_m_per_px=0.5, lidar_beams=90),
+    "70-px": replace(TRUTH, bev_half_width_m=35.0, range_m=40.0, bev_behind_m=9.0),
+    "136-px": replace(NOISY, bev_half_width_m=68.0, lidar_beams=7),
+}
+GT_RTOL, GT_ATOL = 2.0 ** -22, 1e-9
+
+
+# ----------------------------------------------------------------------------- worlds
+
+
+def _rotate(points, angle, shift):
+    """`points (..., 2)` turned by `angle` [rad] and moved by `shift`; quarter turns exact."""
+    quarter = angle / (0.5 * math.pi)
+    if quarter == round(quarter):
+        c, s = [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0)][round(quarter) % 4]
+    else:
+        c, s = math.cos(angle), math.sin(angle)
+    x, y = points[..., 0], points[..., 1]
+    return np.stack([x * c - y * s + shift[0], x * s + y * c + shift[1]], -1)
+
+
+@functools.lru_cache(maxsize=None)
+def _random_worlds(seed: int, batch: int, slots: int = 14) -> tuple[WorldSnapshot,
+                                                                      RoadGeometry]:
+    """`batch` random worlds, each on its own road (see the module docstring); shared by
+    the tests (do not write into them)."""
+    rng = np.random.default_rng(seed)
+    roads, position = [], np.zeros((batch, slots, 2))
+    heading = np.zeros((batch, slots))
+    length = rng.uniform(3.0, 12.0, (batch, slots))
+    width = rng.uniform(1.5, 2.6, (batch, slots))
+    valid = rng.random((batch, slots)) < 0.85
+    valid[:, 0] = True
+    for b in range(batch):
+        lanes = int(rng.integers(2, 6))
+        road_length = float(rng.choice([150.0, 600.0, 2000.0]))
+        segments, half, marks = straight_road_geometry(lanes, road_length, 4.0, 3.0, 7.33)
+        # Quarter turns, or any angle (then `prepare_road` may find its stripes uneven
+        # to rounding, and send it down the generic path).
+        angle = float(rng.choice([0.0, 0.5 * math.pi, -math.pi, rng.uniform(-math.pi, math.pi)],
+                                 p=[0.5, 0.2, 0.2, 0.1]))
+        shift = rng.uniform(-5000.0, 5000.0, 2)
+        if b % 29 == 5:                                   # a bent road: the generic path
+            segments = np.concatenate([segments, segments + [road_length, 0.0]])
+            segments[lanes:, 1, 1] += 12.0
+            half = np.concatenate([half, half])
+        roads.append((_rotate(segments, angle, shift), half, _rotate(marks, angle, shift)))
+        # The ego: along the road (also near and past its ends), turned off its heading.
+        s = float(rng.choice([rng.uniform(0.0, road_length), rng.uniform(-40.0, 40.0),
+                              road_length + rng.uniform(-40.0, 40.0)]))
+        t = rng.uniform(-2.0, 4.0 * lanes - 2.0)
+        turn = float(rng.choice([0.0, 1e-9, rng.uniform(-0.5, 0.5), 1.2 * rng.choice([-1, 1])],
+                                p=[0.2, 0.1, 0.65, 0.05]))
+        ego = _rotate(np.array([s, t]), angle, shift)
+        ego_heading = angle + turn
+        # Others: ego-frame offsets over and past the raster, some right on its edges.
+        local = np.stack([rng.uniform(-25.0, 60.0, slots), rng.uniform(-40.0, 40.0, slots)], -1)
+        local[1:4] = [(48.0 + rng.uniform(-3, 3), rng.uniform(-30, 30)),
+                      (rng.uniform(-16, 48), 32.0 * rng.choice([-1, 1]) + rng.uniform(-1, 1)),
+                      (-16.0 + rng.uniform(-2, 2), rng.uniform(-30, 30))]
+        local[4:6] = rng.uniform(-1.0, 1.0, (2, 2)) * [[8.0, 3.0]]    # near the ego
+        local[0] = 0.0
+        position[b] = ego + _rotate(local, ego_heading, (0.0, 0.0))
+        relative = np.where(rng.random(slots) < 0.7, rng.normal(0.0, 0.1, slots),
+                            rng.uniform(-math.pi, math.pi, slots))
+        heading[b] = ego_heading + relative * (np.arange(slots) > 0)
+    s_max = max(len(r[0]) for r in roads)
+    k_max = max(len(r[2]) for r in roads)
+    road = RoadGeometry(np.zeros((batch, s_max, 2, 2)), np.zeros((batch, s_max)),
+                        np.zeros((batch, s_max), bool), np.zeros((batch, k_max, 2, 2)),
+                        np.zeros((batch, k_max), bool))
+    for b, (segments, half, marks) in enumerate(roads):
+        road.lane_segments[b, :len(segments)] = segments
+        road.lane_half_width[b, :len(segments)] = half
+        road.lane_valid[b, :len(segments)] = True
+        road.marking_segments[b, :len(marks)] = marks
+        road.marking_valid[b, :len(marks)] = True
+    zeros = np.zeros(batch)
+    snap = WorldSnapshot(
+        time_s=zeros, position=position, heading=heading,
+        speed=rng.uniform(-2.0, 35.0, (batch, slots)), acceleration=np.zeros((batch, slots)),
+        length=length, width=width,
+        vehicle_id=np.where(valid, np.arange(slots) + 100 * np.arange(batch)[:, None], -1),
+        valid=valid, ego_steering=zeros, ego_lane_offset=zeros, ego_heading_error=zeros,
+        ego_lane_index=zeros.astype(np.int64), ego_lane_count=zeros.astype(np.int64) + 3,
+        ego_on_road=zeros > -1, crashed=zeros > 1)
+    snap.validate()
+    return snap, road
+
+
+@functools.lru_cache(maxsize=None)
+def _highway_scenes(batch: int = 48) -> tuple[WorldSnapshot, RoadGeometry]:
+    """Batched-backend highway scenes (3 and 4 lanes), each moved along its road (some near
+    the ends), traffic pulled towards the ego (occlusions), egos turned a little."""
+    rng = np.random.default_rng(11)
+    backend = BatchedBackend(batch)
+    backend.reset([generate("highway", make_config("highway", {"lanes": 3 + b % 2}), b, 50)
+                   for b in range(batch)])
+    snap, road = backend.snapshot(), backend.road_geometry()
+    position = snap.position.copy()
+    position = position[:, :1] + (position - position[:, :1]) * [0.5, 1.0]
+    position[..., 0] += rng.choice([0.0, 1.0], batch)[:, None] * rng.uniform(-60, 2000, batch)[
+        :, None]
+    heading = snap.heading.copy()
+    heading[:, 0] += np.linspace(-0.3, 0.3, batch)
+    heading[:, 1::3] += rng.normal(0.0, 0.05, heading[:, 1::3].shape)
+    return replace(snap, position=position, heading=heading), road
+
+
+def _both(function, *args, seed=None, **kwargs):
+    """`function` by the numba kernel and by the torch core (the same seeded rng), and the
+    two generators afterwards."""
+    results, rngs = [], []
+    for kernel in ("numba", "torch"):
+        rng = None if seed is None else np.random.default_rng(seed)
+        extra = {} if rng is None else {"rng": rng}
+        results.append(function(*args, kernel=kernel, **extra, **kwargs))
+        rngs.append(rng)
+    return results, rngs
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The torch references on one thread: the same results (element-wise ops), and no
+    OpenMP wake-ups that stall for milliseconds on a busy host."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- bev
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_bev_matches_the_torch_core_on_random_worlds(seed, name):
+    snap, road = _random_worlds(seed, 64)
+    config = CONFIGS[name]
+    (fast, core), (rng_a, rng_b) = _both(render_bev, snap, road, config,
+                                         seed=None if name != "noisy" else seed + 10)
+    np.testing.assert_array_equal(fast, core)
+    assert fast[:, sensors.BEV_VEHICLES].any((1, 2)).mean() > 0.5
+    assert fast[:, sensors.BEV_MARKINGS].any((1, 2)).mean() > 0.8
+    if rng_a is not None:                                  # the same draws, no more
+        assert rng_a.bit_generator.state == rng_b.bit_generator.state
+
+
+def test_random_worlds_cover_both_road_paths():
+    snap, road = _random_worlds(0, 64)
+    plan = sensors.prepare_road(road.lane_segments, road.lane_half_width, road.lane_valid,
+                                road.marking_segments, road.marking_valid)
+    straight = plan.straight.numpy()[plan.variant.numpy()]
+    turn = np.abs(np.angle(np.exp(1j * (snap.heading[:, 0] - np.arctan2(
+        *(road.lane_segments[:, 0, 1] - road.lane_segments[:, 0, 0]).T[::-1])))))
+    fast = straight & (np.cos(turn) >= sensors._MIN_COS)
+    assert 0.6 < fast.mean() < 0.95                        # most fast, some generic
+
+
+@pytest.mark.parametrize("name", list(ODD))
+def test_bev_matches_the_torch_core_on_other_rasters(name):
+    snap, road = _random_worlds(5, 50)
+    (fast, core), _ = _both(render_bev, snap, road, ODD[name], seed=3)
+    assert fast.shape[1:] == ODD[name].bev_shape
+    np.testing.assert_array_equal(fast, core)
+
+
+def test_bev_matches_the_torch_core_on_highway_scenes():
+    snap, road = _highway_scenes()
+    for config, seed in ((TRUTH, None), (NOISY, 4)):
+        (fast, core), _ = _both(render_bev, snap, road, config, seed=seed)
+        np.testing.assert_array_equal(fast, core)
+        assert fast[:, sensors.BEV_ROAD].any((1, 2)).mean() > 0.9
+
+
+def test_bev_draws_into_the_given_buffer_every_byte():
+    snap, road = _random_worlds(5, 50)
+    out = np.full((50,) + TRUTH.bev_shape, 7, dtype=np.uint8)
+    assert render_bev(snap, road, TRUTH, out=out) is out
+    np.testing.assert_array_equal(out, render_bev(snap, road, TRUTH, kernel="torch"))
+
+
+# ----------------------------------------------------------------------------- lidar, truth
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lidar_matches_the_torch_core(seed):
+    snap, _ = _random_worlds(seed, 64)
+    scenes, _ = _highway_scenes()
+    for worlds in (snap, scenes):
+        for config, rng_seed in ((TRUTH, None), (NOISY, seed), (ODD["136-px"], seed)):
+            (fast, core), rngs = _both(cast_lidar, worlds, config, seed=rng_seed)
+            np.testing.assert_array_equal(fast, core)
+            assert (fast[..., 0] < config.range_m).mean() > 0.05
+            if rngs[0] is not None:
+                assert rngs[0].bit_generator.state == rngs[1].bit_generator.state
+
+
+def test_ground_truth_matches_numpy():
+    for snap in (_random_worlds(0, 64)[0], _highway_scenes()[0]):
+        for config in (TRUTH, replace(TRUTH, max_objects=5)):
+            (objects, valid), (ref_objects, ref_valid) = (
+                ground_truth_objects(snap, config, kernel=k) for k in ("numba", "numpy"))
+            np.testing.assert_array_equal(valid, ref_valid)
+            np.testing.assert_allclose(objects, ref_objects, rtol=GT_RTOL, atol=GT_ATOL)
+            assert valid.any(1).all()
+
+
+# ----------------------------------------------------------------------------- plumbing
+
+
+def test_observe_is_render_bev_then_cast_lidar():
+    snap, road = _random_worlds(5, 50)
+    a, b = np.random.default_rng(8), np.random.default_rng(8)
+    bev, scan = observe(snap, road, NOISY, a)
+    np.testing.assert_array_equal(bev, render_bev(snap, road, NOISY, b, kernel="torch"))
+    np.testing.assert_array_equal(scan, cast_lidar(snap, NOISY, b, kernel="torch"))
+    assert a.random() == b.random()
+    truth = observe(snap, road, TRUTH)
+    np.testing.assert_array_equal(truth[0], render_bev(snap, road, TRUTH))
+    np.testing.assert_array_equal(truth[1], cast_lidar(snap, TRUTH))
+
+
+def test_torch_trig_does_not_depend_on_cuts_or_threads():
+    # The kernels take cos and sin from torch in one call; the cores compute them on other
+    # tensors (other shapes, strides, thread counts). Exactness relies on this.
+    values = np.random.default_rng(0).uniform(-7.0, 7.0, 50_001)
+    threads = torch.get_num_threads()
+    try:
+        for dtype in (torch.float64, torch.float32):
+            tensor = torch.from_numpy(values).to(dtype)
+            for function in (torch.cos, torch.sin):
+                torch.set_num_threads(max(2, threads))
+                whole = function(tensor)
+                strided = function(tensor.view(-1, 1).expand(-1, 3)[:, 1])
+                torch.set_num_threads(1)
+                pieces = torch.cat([function(p) for p in tensor.split(777)])
+                assert torch.equal(whole, pieces) and torch.equal(whole, strided)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_kernel_argument():
+    snap, road = _random_worlds(5, 50)
+    with pytest.raises(ValueError, match="kernel"):
+        render_bev(snap, road, TRUTH, kernel="fortran")
+    with pytest.raises(ValueError, match="numba"):
+        cast_lidar(snap, TRUTH, device="meta", kernel="numba")
+    with pytest.raises(ValueError, match="kernel"):
+        ground_truth_objects(snap, TRUTH, kernel="torch")
