@@ -24,10 +24,11 @@ vectorised kernels (SLEEF, within 1 ulp) against the C library's here (`cos`, `s
 Over hundreds of substeps that stays around 1e-14 m and m/s (`tests/test_batched_kernel.py`
 pins 1e-9); lanes, targets, flags and crash substeps are identical.
 
-Layout and speed. A world is a few KiB: it is loaded into a per-thread workspace (`F`:
-float64 rows, `I`: int64 rows, one row per field, named by the row constants below),
+Layout and speed. A world is a few KiB: it is loaded into the workspace of its work item
+(`F`: float64 rows, `I`: int64 rows, one row per field, named by the row constants below),
 stepped there, and stored into the output rows, so every phase works from the cache and
-passes two arrays around instead of one per field. Neighbour queries use the world's
+passes two arrays around instead of one per field; the per-world scalars (road, hazard
+plan, ego commands) travel in one table `W`. Neighbour queries use the world's
 vehicles sorted by `x` (an insertion sort starting from the previous substep's order, kept
 in `BatchedState.order_hint`), so a front / rear query walks a few slots from the querying
 vehicle instead of scanning all `N`. Most traffic cruises on a lane centre with heading and
@@ -65,22 +66,20 @@ __all__ = ["AVAILABLE", "KernelParams", "kernel_params", "step_cpu", "supports"]
 
 WORLDS_PER_TASK = 16
 """Worlds per parallel work item (each work item has its own workspace)."""
+MAX_LANES = 63
+"""Most lane slots `L` (a vehicle's lanes are the bits of an int64)."""
 
 # Rows of the float64 workspace `F (N_FLOAT, N)`: one world's vehicles, one row per field.
 (X, Y, HEADING, SPEED, LENGTH, WIDTH, DIAGONAL, TARGET_SPEED, TIMER, BRAKING_DECEL, STEERING,
  ACCELERATION, IMPACT_X, IMPACT_Y,
- # per-substep IDM terms of `_fleet_terms`, own-lane IDM acceleration of `_traffic_act`
- COS, SIN, VX, VY, FREE, BASE, OWN_IDM) = range(21)
-N_FLOAT = 21
+ # per-substep IDM terms of `_fleet_terms`
+ COS, SIN, VX, VY, FREE, BASE) = range(20)
+N_FLOAT = 20
 # Rows of the int64 workspace `I (N_INT, N)` (bools as 0 / 1).
 (VALID, KIND, LANE, TARGET_LANE, LANE_CHANGES, BRAKING, CRASHED, IMPACT_PENDING,
  # the neighbour index of `_sort_by_x` / `_lane_members`
- ORDER, START, MEMBER, SEEN,
- # `_traffic_act`: how each vehicle acts, its own-lane front
- ACTS, FRONT) = range(14)
-N_INT = 14
-NOT_ACTING, DRIVING, BRAKING_HARD = range(3)
-"""Values of the `ACTS` row."""
+ ORDER, START, MEMBER, SEEN) = range(12)
+N_INT = 12
 # Columns of the float64 world table `W (B, N_WORLD)` (integers as exact floats): each
 # world's road, hazard plan, ego command pieces and active flag.
 (LANE_COUNT, ROAD_LENGTH, SPEED_LIMIT, HAZARD_KIND, HAZARD_VEHICLE, HAZARD_ONSET,
@@ -101,13 +100,14 @@ def _jit(parallel: bool = False):
     raising (it never happens for valid vehicles; it also saves a branch per division).
     All but the parallel driver allocate nothing and are only called from numba: they are
     compiled without reference counting of arrays (`_nrt=False`) and without the wrappers
-    that would make them callable from Python (half the compile time).
+    that would make them callable from Python (half the compile time). Only the driver is
+    cached on disk (`cache=True`): its cache entry holds the compiled callees too.
     """
     if numba is None:
         return lambda function: function
     if parallel:
         return numba.njit(parallel=True, cache=True, fastmath=False, error_model="numpy")
-    return numba.njit(cache=True, fastmath=False, error_model="numpy", _nrt=False,
+    return numba.njit(fastmath=False, error_model="numpy", _nrt=False,
                       no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
@@ -229,8 +229,10 @@ def _wrap_to_pi(x):
 def _closest_lane(x, y, heading, road_length, lane_count, lane_width):
     """`RoadNetwork.get_closest_lane_index` on a straight road (`envs.batched.road`).
 
-    Lane `i < lane_count` scores `(|y - i w| + max(x - length, 0) + max(-x, 0)) +
-    |wrap(heading)|` [m + rad]; the lowest wins, the first one on a tie.
+    Lane `i < lane_count` (the road's valid lanes, `BatchedRoad.lane_valid`) scores
+    `(|y - i w| + max(x - length, 0) + max(-x, 0)) + |wrap(heading)|` [m + rad]; the lowest
+    wins, the first one on a tie. The scores fall, then rise with `i` (each operation is
+    monotonic), so the scan stops at the first rise.
     """
     off_road = max(x - road_length, 0.0) + max(0.0 - x, 0.0)
     angle = abs(_wrap_to_pi(heading - 0.0))
@@ -240,7 +242,7 @@ def _closest_lane(x, y, heading, road_length, lane_count, lane_width):
         if distance < best_distance:
             best, best_distance = i, distance
         elif distance > best_distance:
-            break                 # the scores only grow past the closest lane centre
+            break
     return best
 
 
@@ -369,7 +371,8 @@ def _sort_by_x(F, I):
 @_jit()
 def _lane_members(p, F, I, road_length, lane_slots):
     """`I[MEMBER, j]`: bit `k` set if `j` is on lane `k` for `Road.neighbour_vehicles`:
-    valid, `|y - k w| <= w/2 + 1` and `-l_v <= x < length + l_v` [m] (lanes `0 .. L-1`)."""
+    valid, `|y - k w| <= w/2 + 1` and `-l_v <= x < length + l_v` [m] (lanes `0 .. L-1`,
+    `L <= MAX_LANES`)."""
     x, y, valid, member = F[X], F[Y], I[VALID], I[MEMBER]
     low, high = -p.lane_vehicle_length, road_length + p.lane_vehicle_length
     for j in range(x.shape[0]):
@@ -535,49 +538,34 @@ def _traffic_act(p, F, I, count, lane_count, road_length, lane_slots):
       `a = clip(min(IDM on its lane, IDM on the target lane if changing), -a_max, a_max)`
       (a target lane outside `0 .. L-1` is searched as the nearest of them).
 
-    Only the lane-change policy depends on the other vehicles' decisions (their targets),
-    so only it runs in one slot-order loop; the own-lane fronts and IDM accelerations
-    before it, the steering and accelerations after it, each in a pass of its own (the
-    same values; independent work in a loop of its own lets the CPU overlap it).
-
     Updates the rows `TARGET_LANE`, `TIMER` [s], `STEERING` [rad], `ACCELERATION` [m/s^2].
     """
-    slots = F.shape[1]
-    for j in range(slots):                        # who acts how; own-lane fronts
+    for j in range(F.shape[1]):
         kind = I[KIND, j]
-        acts = NOT_ACTING
-        if I[VALID, j] and (kind == IDM_KIND or kind == BRAKING_LEAD_KIND) and not I[CRASHED, j]:
-            acts = BRAKING_HARD if kind == BRAKING_LEAD_KIND and I[BRAKING, j] else DRIVING
-        I[ACTS, j] = acts
-        if acts == DRIVING:
-            I[FRONT, j] = _front(I, j, I[LANE, j], count)
-    for j in range(slots):                        # own-lane IDM
-        if I[ACTS, j] == DRIVING:
-            F[OWN_IDM, j] = _idm(p, F, j, I[FRONT, j])
-    for j in range(slots):                        # the lane-change policy, in slot order
-        if I[ACTS, j] != DRIVING or not I[LANE_CHANGES, j]:
+        if not I[VALID, j] or (kind != IDM_KIND and kind != BRAKING_LEAD_KIND) or I[CRASHED, j]:
+            continue
+        if kind == BRAKING_LEAD_KIND and I[BRAKING, j]:
+            F[STEERING, j] = _steering_control(p, F[Y, j], F[HEADING, j], F[SPEED, j],
+                                               F[LENGTH, j], I[TARGET_LANE, j])
+            F[ACCELERATION, j] = -min(F[BRAKING_DECEL, j], max(F[SPEED, j], 0.0) / p.dt)
             continue
         lane = I[LANE, j]
-        if lane != I[TARGET_LANE, j]:
-            if _aborts(p, F, I, j):
-                I[TARGET_LANE, j] = lane
-        elif F[TIMER, j] > p.lane_change_delay:
-            F[TIMER, j] = F[TIMER, j] * 0.0
-            if abs(F[SPEED, j]) >= p.mobil_min_speed:
-                I[TARGET_LANE, j] = _mobil_target(p, F, I, j, count, lane_count, road_length,
-                                                  F[OWN_IDM, j], I[FRONT, j])
-    for j in range(slots):                        # steering and acceleration
-        acts = I[ACTS, j]
-        if acts == NOT_ACTING:
-            continue
+        front = _front(I, j, lane, count)
+        self_a = _idm(p, F, j, front)
+        if I[LANE_CHANGES, j]:
+            if lane != I[TARGET_LANE, j]:
+                if _aborts(p, F, I, j):
+                    I[TARGET_LANE, j] = lane
+            elif F[TIMER, j] > p.lane_change_delay:
+                F[TIMER, j] = F[TIMER, j] * 0.0
+                if abs(F[SPEED, j]) >= p.mobil_min_speed:
+                    I[TARGET_LANE, j] = _mobil_target(p, F, I, j, count, lane_count,
+                                                      road_length, self_a, front)
         target = I[TARGET_LANE, j]
         F[STEERING, j] = _steering_control(p, F[Y, j], F[HEADING, j], F[SPEED, j],
                                            F[LENGTH, j], target)
-        if acts == BRAKING_HARD:
-            F[ACCELERATION, j] = -min(F[BRAKING_DECEL, j], max(F[SPEED, j], 0.0) / p.dt)
-            continue
-        acceleration = F[OWN_IDM, j]
-        if I[LANE, j] != target:
+        acceleration = self_a
+        if lane != target:
             target_front = _front(I, j, min(max(target, 0), lane_slots - 1), count)
             acceleration = min(acceleration, _idm(p, F, j, target_front))
         F[ACCELERATION, j] = _clip(acceleration, -p.acc_max, p.acc_max)
@@ -637,17 +625,17 @@ def _ego_step(p, F, I, first_s, first_a, first_steering, second_a, second_steeri
 
 
 @_jit()
-def _corners(F, j, out):
-    """`RoadObject.polygon` of vehicle `j` without the closing point: `out (4, 2)` [m], the
-    body-frame corners `(-l/2, -w/2), (-l/2, w/2), (l/2, w/2), (l/2, -w/2)` rotated by the
-    heading and moved to the centre."""
-    c, s = _cos(F[HEADING, j]), _sin(F[HEADING, j])
-    half_l, half_w = F[LENGTH, j] / 2, F[WIDTH, j] / 2
+def _corners(x, y, heading, length, width, out):
+    """`RoadObject.polygon` without the closing point: `out (4, 2)` [m], the body-frame
+    corners `(-l/2, -w/2), (-l/2, w/2), (l/2, w/2), (l/2, -w/2)` rotated by `heading` and
+    moved to `(x, y)`."""
+    c, s = _cos(heading), _sin(heading)
+    half_l, half_w = length / 2, width / 2
     for i in range(4):
         local_x = half_l if i >= 2 else -half_l
         local_y = half_w if i == 1 or i == 2 else -half_w
-        out[i, 0] = c * local_x + (-s) * local_y + F[X, j]
-        out[i, 1] = s * local_x + c * local_y + F[Y, j]
+        out[i, 0] = c * local_x + (-s) * local_y + x
+        out[i, 1] = s * local_x + c * local_y + y
 
 
 @_jit()
@@ -730,9 +718,9 @@ def _ego_collisions(p, F, I, corners):
         if math.sqrt(dx * dx + dy * dy) > (F[DIAGONAL, 0] + F[DIAGONAL, v]) / 2 + ego_speed * p.dt:
             continue
         if not have_ego_corners:
-            _corners(F, 0, corners[0])
+            _corners(ego_x, ego_y, F[HEADING, 0], F[LENGTH, 0], F[WIDTH, 0], corners[0])
             have_ego_corners = True
-        _corners(F, v, corners[1])
+        _corners(F[X, v], F[Y, v], F[HEADING, v], F[LENGTH, v], F[WIDTH, v], corners[1])
         intersecting, will_intersect, tx, ty = _polygons_intersecting(
             corners[0], corners[1],
             ego_speed * _cos(F[HEADING, 0]) * p.dt, ego_speed * _sin(F[HEADING, 0]) * p.dt,
@@ -842,7 +830,7 @@ def _substep_worlds(p, position0, heading0, speed0, valid, length, width, diagon
                     acceleration, crashed, impact, impact_pending, substep, order, W,
                     lane_slots, hazard_writable, per_task):
     """All `B` worlds: `numba.prange` over work items of `per_task` worlds (`_substep_task`,
-    each with its own workspace).
+    each with its own workspace rows `F (N_FLOAT, N)`, `I (N_INT, N)`).
 
     Args: the input state's vehicle fields (suffix 0 where the output has its own array;
     `hint`: the previous key order, read if `has_hint`), the output arrays (`order`: this
@@ -913,6 +901,8 @@ def step_cpu(params: Params, state: BatchedState, commands: EgoCommands,
     if not supports(state):
         raise ValueError(f"the numba kernel runs float64 states on CPU, got "
                          f"{state.dtype} on {state.device}")
+    if state.road.lane_valid.shape[1] > MAX_LANES:
+        raise ValueError(f"the numba kernel handles at most {MAX_LANES} lanes per road")
     batch, slots = state.batch_size, state.num_slots
     road, hazard = state.road, state.hazard
     i = {name: _array(getattr(state, name)) for name in _INPUTS}
@@ -932,11 +922,12 @@ def step_cpu(params: Params, state: BatchedState, commands: EgoCommands,
     # the fields only a starting hazard changes are shared unless one starts
     hazard_writable = bool(((onset >= 0) & (substep == onset) & (world[:, ACTIVE] > 0)).any())
 
-    out = {name: torch.empty(getattr(state, name).shape, dtype=getattr(state, name).dtype)
+    out = {name: torch.empty(getattr(state, name).shape, dtype=getattr(state, name).dtype,
+                             device="cpu")
            for name in _OUTPUTS if name not in _ON_HAZARD or hazard_writable}
     for name in _ON_HAZARD:
         out.setdefault(name, getattr(state, name))       # shared: the kernel does not write
-    out["order_hint"] = torch.empty((batch, slots), dtype=torch.int64)
+    out["order_hint"] = torch.empty((batch, slots), dtype=torch.int64, device="cpu")
     o = {name: out[name].numpy() for name in _OUTPUTS + ("order_hint",)}
     hint = state.order_hint
     has_hint = (hint is not None and tuple(hint.shape) == (batch, slots)
