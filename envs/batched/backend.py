@@ -25,9 +25,13 @@ world-substep at B = 4096 on one thread of the 2-core development box, 10-18 us 
 B = 1024, ~140 us at B = 64); run it with one intra-op thread (`torch.set_num_threads(1)`)
 and scale across cores with processes: a second OpenMP thread gained nothing while another
 process used the other core, and made substeps 10-100x slower (spinning workers) when both
-cores were busy. The numba kernel costs about 2-3 us per world-substep on one thread at
-any `B` (see `envs.batched.kernel` for measurements); its work items are scheduled
-dynamically, so a second thread helps as far as the second core is free.
+cores were busy. The numba kernel costs about 3 us per world-substep on one thread
+(~11-12 ms at B = 4096 against ~30 ms for torch; ~0.25 ms at B = 1 against ~1.9 ms) and
+~6.6 ms at B = 4096 on two threads when the second core is free. Its work items are
+scheduled dynamically, but a parallel launch waits for every numba thread, and waking one
+whose core runs another process can take a scheduler time slice (several ms): on a busy
+machine run it with one thread (`NUMBA_NUM_THREADS=1` or `numba.set_num_threads(1)`) and
+scale with processes, as for torch.
 """
 
 from __future__ import annotations

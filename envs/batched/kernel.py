@@ -80,7 +80,7 @@ N_FLOAT = 20
  # the neighbour index of `_sort_by_x` / `_lane_members`
  ORDER, START, MEMBER, SEEN) = range(12)
 N_INT = 12
-# Columns of the float64 world table `W (B, N_WORLD)` (integers as exact floats): each
+# Rows of the float64 world table `W (N_WORLD, B)` (integers as exact floats): each
 # world's road, hazard plan, ego command pieces and active flag.
 (LANE_COUNT, ROAD_LENGTH, SPEED_LIMIT, HAZARD_KIND, HAZARD_VEHICLE, HAZARD_ONSET,
  HAZARD_DECEL, HAZARD_LANE, HAZARD_SPEED, FIRST_S, FIRST_A, FIRST_STEERING, SECOND_A,
@@ -773,7 +773,7 @@ def _substep_task(p, first_world, last_world, position0, heading0, speed0, valid
     """One substep of worlds `first_world .. last_world - 1` (one parallel work item).
 
     For each world `b`: load its input rows (suffix 0) into the workspace `F`, `I` (rows
-    `(N,)`); if `W[b, ACTIVE]`, run the phases of the module docstring on them (`corners`:
+    `(N,)`); if `W[ACTIVE, b]`, run the phases of the module docstring on them (`corners`:
     `(2, 4, 2)` scratch); store its output rows. See `_substep_worlds` for the arguments.
     """
     slots = valid.shape[1]
@@ -792,18 +792,18 @@ def _substep_task(p, first_world, last_world, position0, heading0, speed0, valid
             I[IMPACT_PENDING, j] = impact_pending0[b, j]
             I[ORDER, j] = hint[b, j] if has_hint else j
         substep[b] = substep0[b]
-        if W[b, ACTIVE]:
-            lane_count, road_length = int(W[b, LANE_COUNT]), W[b, ROAD_LENGTH]
-            _trigger_hazard(F, I, substep0[b], int(W[b, HAZARD_KIND]),
-                            int(W[b, HAZARD_VEHICLE]), int(W[b, HAZARD_ONSET]),
-                            W[b, HAZARD_DECEL], int(W[b, HAZARD_LANE]), W[b, HAZARD_SPEED])
-            _fleet_terms(p, F, I, W[b, SPEED_LIMIT])
+        if W[ACTIVE, b]:
+            lane_count, road_length = int(W[LANE_COUNT, b]), W[ROAD_LENGTH, b]
+            _trigger_hazard(F, I, substep0[b], int(W[HAZARD_KIND, b]),
+                            int(W[HAZARD_VEHICLE, b]), int(W[HAZARD_ONSET, b]),
+                            W[HAZARD_DECEL, b], int(W[HAZARD_LANE, b]), W[HAZARD_SPEED, b])
+            _fleet_terms(p, F, I, W[SPEED_LIMIT, b])
             count = _sort_by_x(F, I)
             _lane_members(p, F, I, road_length, lane_slots)
             _traffic_act(p, F, I, count, lane_count, road_length, lane_slots)
             _traffic_step(p, F, I, road_length, lane_count)
-            _ego_step(p, F, I, W[b, FIRST_S], W[b, FIRST_A], W[b, FIRST_STEERING],
-                      W[b, SECOND_A], W[b, SECOND_STEERING], road_length, lane_count)
+            _ego_step(p, F, I, W[FIRST_S, b], W[FIRST_A, b], W[FIRST_STEERING, b],
+                      W[SECOND_A, b], W[SECOND_STEERING, b], road_length, lane_count)
             _ego_collisions(p, F, I, corners)
             substep[b] = substep0[b] + 1
         for j in range(slots):
@@ -907,20 +907,20 @@ def step_cpu(params: Params, state: BatchedState, commands: EgoCommands,
     road, hazard = state.road, state.hazard
     i = {name: _array(getattr(state, name)) for name in _INPUTS}
     substep, onset = _array(state.substep), _array(hazard.onset_substep)
-    world = np.empty((batch, N_WORLD))
+    world = np.empty((N_WORLD, batch))
     for column, tensor in ((LANE_COUNT, road.lane_count), (ROAD_LENGTH, road.length),
                            (SPEED_LIMIT, road.speed_limit), (HAZARD_KIND, hazard.kind),
                            (HAZARD_VEHICLE, hazard.vehicle), (HAZARD_ONSET, hazard.onset_substep),
                            (HAZARD_DECEL, hazard.decel), (HAZARD_LANE, hazard.target_lane),
                            (HAZARD_SPEED, hazard.target_speed),
                            (FIRST_S, commands.first_s.reshape(batch))):
-        world[:, column] = _array(tensor)
-    world[:, FIRST_A:FIRST_STEERING + 1] = _array(commands.first.reshape(batch, 2))
-    world[:, SECOND_A:SECOND_STEERING + 1] = _array(commands.second.reshape(batch, 2))
-    world[:, ACTIVE] = 1.0 if active is None else _array(
+        world[column] = _array(tensor)
+    world[FIRST_A:FIRST_STEERING + 1] = _array(commands.first.reshape(batch, 2)).T
+    world[SECOND_A:SECOND_STEERING + 1] = _array(commands.second.reshape(batch, 2)).T
+    world[ACTIVE] = 1.0 if active is None else _array(
         torch.as_tensor(active, dtype=torch.bool).reshape(batch))
     # the fields only a starting hazard changes are shared unless one starts
-    hazard_writable = bool(((onset >= 0) & (substep == onset) & (world[:, ACTIVE] > 0)).any())
+    hazard_writable = bool(((onset >= 0) & (substep == onset) & (world[ACTIVE] > 0)).any())
 
     out = {name: torch.empty(getattr(state, name).shape, dtype=getattr(state, name).dtype,
                              device="cpu")
