@@ -105,24 +105,9 @@ def select_lead(tracks: Tracks, lane_offset: np.ndarray, params: IDMParams
         lead index `(N,)` (-1 if none), bumper gap `(N,)` [m] (inf if none) and the lead's
         longitudinal ground speed `(N,)` [m/s] (0 if none).
     """
-    x = tracks.position[..., 0]
-    y_from_lane_centre = tracks.position[..., 1] + lane_offset[:, None]
-    lateral_speed = np.nan_to_num(tracks.velocity[..., 1])
-    y_predicted = y_from_lane_centre + lateral_speed * params.cut_in_horizon_s
-    # Closest lateral distance to the lane centre over [now, now + horizon] (linear motion).
-    crosses = np.sign(y_from_lane_centre) != np.sign(y_predicted)
-    nearest_y = np.where(crosses, 0.0,
-                         np.minimum(np.abs(y_from_lane_centre), np.abs(y_predicted)))
-    half_width = 0.5 * tracks.size[..., 1]
-    reaches_lane = nearest_y - half_width < 0.5 * params.lane_width_m - params.lane_overlap_m
-    ahead = tracks.valid & (x > 0.0) & reaches_lane
-    gap = np.where(ahead, x - 0.5 * (tracks.size[..., 0] + params.ego_length_m), np.inf)
-    lead = np.argmin(gap, axis=1)
-    rows = np.arange(gap.shape[0])
-    lead_gap = gap[rows, lead]
-    has_lead = np.isfinite(lead_gap)
-    lead_speed = np.where(has_lead, np.nan_to_num(tracks.velocity[rows, lead, 0]), 0.0)
-    return np.where(has_lead, lead, -1), lead_gap, lead_speed
+    frame = to_lane_frame(tracks, lane_offset, np.zeros_like(lane_offset))
+    lead, gap, _, _ = lane_neighbours(frame, np.zeros_like(lane_offset), params)
+    return lead, gap, _pick(frame.vs, lead)
 
 
 def straight_plan(speed: np.ndarray, acceleration: np.ndarray, lane_offset: np.ndarray,
@@ -195,7 +180,7 @@ def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDM
     """Lead and follower of the ego in the lane centred at `lane_centre` (lane frame `d`).
 
     The lead is the nearest track ahead (`s > 0`) that reaches into the lane now or, at its
-    lateral speed, within `params.cut_in_horizon_s` (as `select_lead`); the follower the
+    lateral speed, within `params.cut_in_horizon_s` (cut-in anticipation); the follower the
     nearest track behind (`s <= 0`) reaching into it now.
 
     Args:
