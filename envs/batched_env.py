@@ -35,6 +35,7 @@ from gymnasium.vector.utils import batch_space
 
 from envs import sensors
 from envs.batched import BatchedBackend, BatchedHazardTracker
+from envs.batched.kernel import TickStops
 from envs.batched_clock import BatchedClock, to_tick_records_per_env
 from envs.clock import DeadlineMiss
 from envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
@@ -313,13 +314,25 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
 
         Returns per-substep `(active (B,) bool, snapshot)` pairs when recording (else empty)
         and the `(B,)` mean progress term over each env's integrated substeps (the reward's).
+        On the numba stepper without recording, the whole tick is one kernel call
+        (`BatchedBackend.tick`, the same result as the loop below).
         """
         backend = self.backend
+        target = self.reward_config.speed_target_mps
+        if backend.stepper == "numba" and not self.record:
+            pieces = [self.clock.substep_pieces(j) for j in range(self._substeps_per_tick)]
+            onsets = self.hazards.onsets
+            stops = TickStops(duration=self._duration, trigger_range=onsets.trigger_range,
+                              onset=onsets.onset_substep, hazard_kind=onsets.kind,
+                              hazard_vehicle=onsets.vehicle, progress_target=target)
+            outcome = backend.tick(torch.stack([p[0] for p in pieces]), pieces[0][1],
+                                   pieces[0][2], live, stops)
+            self.hazards.set_onsets(torch.from_numpy(outcome.onset), backend.state.substep)
+            return [], outcome.progress
         active = live.clone()
         outcomes: list = []
         progress = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
         counts = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
-        target = self.reward_config.speed_target_mps
         for j in range(self._substeps_per_tick):
             first_s, first, second = self.clock.substep_pieces(j)
             backend.substep(first_s, first, second, active=active)

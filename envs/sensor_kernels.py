@@ -361,12 +361,64 @@ def _box_window(cx, cy, ax, ay, hl, hw, g):
     return int(first_row), int(last_row), first_row <= last_row and first_col <= last_col
 
 
+# ----------------------------------------------------------------------------- noise
+#
+# Sensor noise is a pure function of a per-call key and the (world, slot or beam) it
+# applies to: a counter-based generator. A kernel draws only the numbers it uses (the
+# lidar's on beams that hit, the bev's when its noise is on), in parallel, and any path
+# (the torch cores take the same numbers as arrays from `*_noise_kernel`) gets the same
+# values whatever the thread count.
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+_TWO_POW_M53 = 2.0 ** -53
+
+
+@numba.njit(**_HELPER)
+def _hash(key, counter):
+    """SplitMix64's output function of `key + (counter + 1) * golden` (uint64): the
+    `counter`-th number of SplitMix64's stream from seed `key` (Steele et al. 2014)."""
+    z = key + (np.uint64(counter) + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX_1
+    z = (z ^ (z >> np.uint64(27))) * _MIX_2
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(**_HELPER)
+def _uniform(key, counter):
+    """A uniform float64 in `(0, 1)` (53 random bits, never 0 or 1)."""
+    return (float(_hash(key, counter) >> np.uint64(11)) + 0.5) * _TWO_POW_M53
+
+
+@numba.njit(**_HELPER)
+def _normal_pair(key, counter):
+    """Two independent standard normal float64 (Box-Muller from uniforms `2 counter`,
+    `2 counter + 1`)."""
+    radius = math.sqrt(-2.0 * math.log(_uniform(key, 2 * counter)))
+    angle = 2.0 * math.pi * _uniform(key, 2 * counter + 1)
+    return radius * math.cos(angle), radius * math.sin(angle)
+
+
+@numba.njit(**_JIT)
+def noise_kernel(keys, batch, count, normal, uniform):
+    """The noise of `B` worlds as arrays: `normal (B, K, 2)` standard normals (pair `k` of
+    world `b` is `_normal_pair(keys[0], b K + k)`) and `uniform (B, K)` uniforms in
+    `(0, 1)` (`_uniform(keys[1], b K + k)`), `K = count` (vehicle slots or lidar beams).
+    What the bev and lidar kernels draw for the same key, element by element."""
+    for b in numba.prange(batch):
+        for k in range(count):
+            index = b * count + k
+            normal[b, k, 0], normal[b, k, 1] = _normal_pair(keys[0], index)
+            uniform[b, k] = _uniform(keys[1], index)
+
+
 # ----------------------------------------------------------------------------- bev
 
 
 @numba.njit(**_JIT)
-def render_bev_kernel(position, length, width, valid, cos_e, sin_e, ax, ay, normal, noise_std,
-                      dropout, dropout_prob, occlusion, variant, straight, direction, origin,
+def render_bev_kernel(position, length, width, valid, cos_e, sin_e, ax, ay, keys, noise_std,
+                      dropout_prob, occlusion, variant, straight, direction, origin,
                       lines, min_gap, line_mode, line_channel, lanes, union, byte_table, g,
                       out, out64, slow):
     """Rasterise `B` worlds (`sensors.render_bev_torch`, but the generic road path).
@@ -377,11 +429,12 @@ def render_bev_kernel(position, length, width, valid, cos_e, sin_e, ax, ay, norm
         cos_e, sin_e: `(B,)` float64 cos / sin of the ego heading (`_ego_frame`'s and
             `_road_line_rows`').
         ax, ay: `(B, N)` float32 cos / sin of each heading relative to the ego's.
-        normal, noise_std: `(B, N, 2)` float64 standard normal draws (or `(0, 0, 2)` for
-            no noise) and their scale [m]: a vehicle is drawn moved by the float32 of
-            `normal * noise_std` in the ego frame (`sensors.draw_bev_noise`).
-        dropout, dropout_prob: `(B, N)` float64 uniform draws (or `(0, 0)` for none); a
-            vehicle is dropped where `dropout < dropout_prob`.
+        keys: `(2,)` uint64 noise keys (`noise_kernel`), or `(0,)` for no noise.
+        noise_std: position noise [m]: with keys and `noise_std > 0`, vehicle `n` is
+            drawn moved by the float32 of `normal * noise_std` in the ego frame, `normal`
+            its pair of `noise_kernel(keys, B, N)` (`sensors.draw_bev_noise`).
+        dropout_prob: with keys and `dropout_prob > 0`, vehicle `n` is dropped where its
+            uniform is `< dropout_prob`.
         occlusion: hide vehicles the ego cannot see.
         variant ... min_gap: the `RoadPlan`'s arrays (numpy).
         line_mode, line_channel: `(L,)` int64 per line column: `_LINE_*`, bev channel.
@@ -401,15 +454,15 @@ def render_bev_kernel(position, length, width, valid, cos_e, sin_e, ax, ay, norm
         start = np.int64(block) * _BLOCK                # worlds of this step
         for b in range(start, min(batch, start + _BLOCK)):
             slow[b] = not _render_world(
-                b, position, length, width, valid, cos_e, sin_e, ax, ay, normal, noise_std,
-                dropout, dropout_prob, occlusion, variant, straight, direction, origin, lines,
+                b, position, length, width, valid, cos_e, sin_e, ax, ay, keys, noise_std,
+                dropout_prob, occlusion, variant, straight, direction, origin, lines,
                 min_gap, line_mode, line_channel, lanes, union, byte_table, g, out, out64,
                 scratch)
 
 
 @numba.njit(**_HELPER)
-def _render_world(b, position, length, width, valid, cos_e, sin_e, ax, ay, normal, noise_std,
-                  dropout, dropout_prob, occlusion, variant, straight, direction, origin, lines,
+def _render_world(b, position, length, width, valid, cos_e, sin_e, ax, ay, keys, noise_std,
+                  dropout_prob, occlusion, variant, straight, direction, origin, lines,
                   min_gap, line_mode, line_channel, lanes, union, byte_table, g, out, out64,
                   scratch):
     """`render_bev_kernel` for world `b`; returns whether its road took the fast path.
@@ -427,7 +480,8 @@ def _render_world(b, position, length, width, valid, cos_e, sin_e, ax, ay, norma
     cx, cy, hl, hw, sx, sy = boxes[0], boxes[1], boxes[2], boxes[3], boxes[4], boxes[5]
     first, last = window[0], window[1]
     drawn, occluder = flags[0], flags[1]
-    use_noise, use_keep = normal.shape[0] > 0, dropout.shape[0] > 0
+    use_noise = keys.shape[0] > 0 and noise_std > 0.0
+    use_keep = keys.shape[0] > 0 and dropout_prob > 0.0
     for n in range(slots):
         dx = position[b, n, 0] - position[b, 0, 0]
         dy = position[b, n, 1] - position[b, 0, 1]
@@ -437,12 +491,14 @@ def _render_world(b, position, length, width, valid, cos_e, sin_e, ax, ay, norma
         hw[n] = F32(width[b, n]) * F32(0.5)
         sx[n], sy[n] = cx[n], cy[n]
         if use_noise and n > 0:                        # `draw_bev_noise`'s float32 noise
-            sx[n] = cx[n] + F32(normal[b, n, 0] * noise_std)
-            sy[n] = cy[n] + F32(normal[b, n, 1] * noise_std)
+            nx, ny = _normal_pair(keys[0], b * slots + n)
+            sx[n] = cx[n] + F32(nx * noise_std)
+            sy[n] = cy[n] + F32(ny * noise_std)
         first[n], last[n], touches = _box_window(sx[n], sy[n], ax[b, n], ay[b, n], hl[n],
                                                  hw[n], g)
         occluder[n] = valid[b, n] and n > 0
-        drawn[n] = occluder[n] and touches and (not use_keep or dropout[b, n] >= dropout_prob)
+        drawn[n] = occluder[n] and touches and (
+            not use_keep or _uniform(keys[1], b * slots + n) >= dropout_prob)
     if occlusion:
         for n in range(1, slots):
             if drawn[n]:
@@ -461,8 +517,8 @@ def _render_world(b, position, length, width, valid, cos_e, sin_e, ax, ay, norma
 
 @numba.njit(**_JIT)
 def cast_lidar_kernel(position, speed, length, width, valid, cos_e, sin_e, ax, ay, beam_x,
-                      beam_y, range_normal, range_std, rate_normal, rate_std, dropout,
-                      dropout_prob, range_m, slack, inv_max, out):
+                      beam_y, keys, range_std, rate_std, dropout_prob, range_m, slack,
+                      inv_max, out):
     """Cast the lidar of `B` worlds (`sensors.cast_lidar_torch`).
 
     Args:
@@ -470,11 +526,12 @@ def cast_lidar_kernel(position, speed, length, width, valid, cos_e, sin_e, ax, a
             valid: `(B, N)` bool; slot 0 the ego.
         cos_e, sin_e, ax, ay: as `render_bev_kernel`'s.
         beam_x, beam_y: `(beams,)` float32 unit beam directions (`sensors._beams`).
-        range_normal, range_std, rate_normal, rate_std: `(B, beams)` float64 standard
-            normal draws (or `(0, 0)` for no noise) and their scales [m], [m/s]; the noise
-            is their product rounded to float32 (`sensors.draw_lidar_noise`).
-        dropout, dropout_prob: `(B, beams)` float64 uniform draws (or `(0, 0)`); a return
-            is dropped where `dropout < dropout_prob`.
+        keys: `(2,)` uint64 noise keys (`noise_kernel`), or `(0,)` for no noise.
+        range_std, rate_std: noise scales [m], [m/s]: with keys, beam `i`'s pair of
+            `noise_kernel(keys, B, beams)` times them, rounded to float32, is added to its
+            range and rate (`sensors.draw_lidar_noise`), on the beams that hit only.
+        dropout_prob: with keys and `dropout_prob > 0`, a return is dropped where its
+            uniform is `< dropout_prob`.
         range_m: the sensing range [m]. slack: `_BEAM_SLACK_RAD`. inv_max: `_INV_MAX`.
         out: `(B, beams, 2)` float32, range [m] and range rate [m/s] of each beam.
     """
@@ -485,14 +542,14 @@ def cast_lidar_kernel(position, speed, length, width, valid, cos_e, sin_e, ax, a
         start = np.int64(block) * _BLOCK                # worlds of this step
         for b in range(start, min(batch, start + _BLOCK)):
             _lidar_world(b, position, speed, length, width, valid, cos_e, sin_e, ax, ay,
-                         beam_x, beam_y, range_normal, range_std, rate_normal, rate_std,
-                         dropout, dropout_prob, range_m, slack, inv_max, out, best, slot)
+                         beam_x, beam_y, keys, range_std, rate_std, dropout_prob, range_m,
+                         slack, inv_max, out, best, slot)
 
 
 @numba.njit(**_HELPER)
 def _lidar_world(b, position, speed, length, width, valid, cos_e, sin_e, ax, ay, beam_x,
-                 beam_y, range_normal, range_std, rate_normal, rate_std, dropout,
-                 dropout_prob, range_m, slack, inv_max, out, best, slot):
+                 beam_y, keys, range_std, rate_std, dropout_prob, range_m, slack, inv_max,
+                 out, best, slot):
     """`cast_lidar_kernel` for world `b` (`best`, `slot`: `(beams,)` scratch)."""
     slots = valid.shape[1]
     beams = beam_x.shape[0]
@@ -536,20 +593,25 @@ def _lidar_world(b, position, speed, length, width, valid, cos_e, sin_e, ax, ay,
                 best[i] = t_in
                 slot[i] = n
     speed0 = F32(speed[b, 0])
-    use_noise, use_keep = range_normal.shape[0] > 0, dropout.shape[0] > 0
+    use_noise = keys.shape[0] > 0 and (range_std > 0.0 or rate_std > 0.0)
+    use_keep = keys.shape[0] > 0 and dropout_prob > 0.0
     for i in range(beams):
         distance = best[i]
         hit = distance < range32
+        if not hit:                                    # no return: no noise to draw
+            out[b, i, 0], out[b, i, 1] = range32, F32(0.0)
+            continue
         n = slot[i]
         vx = F32(speed[b, n]) * ax[b, n] - speed0      # ground velocity minus the ego's,
         vy = F32(speed[b, n]) * ay[b, n]               # ego frame
         rate = vx * beam_x[i] + vy * beam_y[i]
         if use_noise:
-            distance = min(max(distance + F32(range_normal[b, i] * range_std), F32(0.0)),
+            range_normal, rate_normal = _normal_pair(keys[0], b * beams + i)
+            distance = min(max(distance + F32(range_normal * range_std), F32(0.0)),
                            range32)
-            rate = rate + F32(rate_normal[b, i] * rate_std)
+            rate = rate + F32(rate_normal * rate_std)
         if use_keep:
-            hit = hit and dropout[b, i] >= dropout_prob
+            hit = _uniform(keys[1], b * beams + i) >= dropout_prob
         out[b, i, 0] = distance if hit else range32
         out[b, i, 1] = rate if hit else F32(0.0)
 

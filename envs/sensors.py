@@ -47,12 +47,15 @@ for bit).
 The lidar tests each vehicle only against the beams of its angular window (those that
 pass within its half diagonal of its centre), keeping the nearest hit per beam.
 
-Randomness: noise and dropout are drawn from the caller's `np.random.Generator` in numpy
-on the CPU (`draw_bev_noise`, `draw_lidar_noise`) and then moved to the device, so a seed
-gives the same observation on every device and path (the numba kernels take the raw
-draws and scale them as `draw_*_noise` do). With `rng=None` the sensors return the
-noiseless truth. The randomness consumed depends only on the shapes (`B`, `N`, beams),
-never on the scene, so a seeded stream stays aligned whatever the traffic does.
+Randomness: each call takes two 64-bit keys from the caller's `np.random.Generator`
+(the bev's, then the lidar's); the noise of world `b`, slot or beam `k` is a pure function
+of the key and `(b, k)` (a counter-based generator, `sensor_kernels.noise_kernel`). The
+numba kernels compute it where they use it (the lidar's on beams that hit, the bev's when
+its noise is on), in parallel; the torch cores take the same numbers as arrays
+(`draw_bev_noise`, `draw_lidar_noise`), so a seed gives the same observation on every
+device and path. With `rng=None` the sensors return the noiseless truth. A call consumes
+the same randomness from `rng` whatever the shapes and the scene, so a seeded stream stays
+aligned whatever the traffic does.
 
 Frames: the world frame is highway-env's (heading measured from +x towards +y). The ego
 frame has x forward along the ego heading and y towards the ego's +heading side (world
@@ -74,7 +77,6 @@ from __future__ import annotations
 
 import math
 import sys
-import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -1382,7 +1384,7 @@ def render_bev_torch(position: torch.Tensor, heading: torch.Tensor, length: torc
 
 def draw_bev_noise(rng: np.random.Generator, config: SensorConfig, batch: int,
                    slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """Draw one frame's bev noise in numpy (dropout uniforms first, then positions).
+    """Draw one frame's bev noise (the bev's keys from `rng`, then the numbers).
 
     Args:
         rng: the noise source.
@@ -1391,19 +1393,31 @@ def draw_bev_noise(rng: np.random.Generator, config: SensorConfig, batch: int,
 
     Returns:
         `(position_noise (B, N, 2) float32 [m], keep (B, N) bool)`; the ego slot's entries
-        are drawn too (the stream depends on shapes only) and ignored.
+        are drawn too and ignored. What the bev kernel applies for the same `rng` state.
     """
-    dropout, normal = _draw_bev_raw(rng, batch, slots)
+    dropout, normal = noise_arrays(_draw_bev_raw(rng), batch, slots)
     return ((normal * config.bev_position_noise_m).astype(np.float32),
             dropout >= config.bev_dropout_prob)
 
 
-def _draw_bev_raw(rng: np.random.Generator, batch: int,
-                  slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """What `draw_bev_noise` draws, before scaling: `(dropout (B, N) uniforms, normal
-    (B, N, 2) standard normals)`, float64 (the bev kernel scales them itself)."""
-    dropout = rng.random((batch, slots))
-    return dropout, rng.standard_normal((batch, slots, 2))
+def _noise_keys(rng: np.random.Generator) -> np.ndarray:
+    """One call's `(2,)` uint64 noise keys (normals, uniforms) from `rng`."""
+    return rng.integers(0, 2**64 - 1, size=2, dtype=np.uint64, endpoint=True)
+
+
+_draw_bev_raw = _draw_lidar_raw = _noise_keys
+"""What the bev and the lidar take from `rng` per call: their noise keys."""
+
+
+def noise_arrays(keys: np.ndarray, batch: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The noise of `keys` as arrays: `(uniform (B, K) float64 in (0, 1), normal (B, K, 2)
+    float64 standard normals)`, `K = count` slots or beams (`sensor_kernels.noise_kernel`:
+    the numbers the kernels compute where they need them)."""
+    normal = np.empty((batch, count, 2))
+    uniform = np.empty((batch, count))
+    _kernels.noise_kernel(np.ascontiguousarray(keys, dtype=np.uint64), batch, count, normal,
+                          uniform)
+    return uniform, normal
 
 
 def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig,
@@ -1448,7 +1462,7 @@ def render_bev(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig
     plan = _road_plan_for(road, (road.lane_segments, road.lane_half_width, road.lane_valid,
                                  road.marking_segments, road.marking_valid), dev)
     if _use_numba(kernel, dev):
-        raw = None if rng is None else _draw_bev_raw(rng, batch, slots)
+        raw = None if rng is None else _draw_bev_raw(rng)
         return _render_bev_numba(snapshot, plan, config, raw, out)
     noise = keep = None
     if rng is not None:
@@ -1570,7 +1584,7 @@ def _window_hits(key, beam_x, beam_y, box, offsets) -> None:
 
 def draw_lidar_noise(rng: np.random.Generator, config: SensorConfig,
                      batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Draw one frame's lidar noise in numpy (range, then rate, then dropout uniforms).
+    """Draw one frame's lidar noise (the lidar's keys from `rng`, then the numbers).
 
     Args:
         rng: the noise source.
@@ -1579,22 +1593,14 @@ def draw_lidar_noise(rng: np.random.Generator, config: SensorConfig,
         batch: `B`.
 
     Returns:
-        `(range_noise [m], rate_noise [m/s], keep bool)`, each `(B, beams)`, noise float32.
+        `(range_noise [m], rate_noise [m/s], keep bool)`, each `(B, beams)`, noise float32:
+        what the lidar kernel applies for the same `rng` state (it draws them on the beams
+        that hit only).
     """
-    range_normal, rate_normal, dropout = _draw_lidar_raw(rng, config, batch)
-    return ((range_normal * config.lidar_range_noise_m).astype(np.float32),
-            (rate_normal * config.lidar_range_rate_noise_mps).astype(np.float32),
+    dropout, normal = noise_arrays(_draw_lidar_raw(rng), batch, config.lidar_beams)
+    return ((normal[..., 0] * config.lidar_range_noise_m).astype(np.float32),
+            (normal[..., 1] * config.lidar_range_rate_noise_mps).astype(np.float32),
             dropout >= config.lidar_dropout_prob)
-
-
-def _draw_lidar_raw(rng: np.random.Generator, config: SensorConfig,
-                    batch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What `draw_lidar_noise` draws, before scaling: range and rate standard normals, then
-    dropout uniforms, each `(B, beams)` float64 (the lidar kernel scales them itself)."""
-    shape = (batch, config.lidar_beams)
-    range_normal = rng.standard_normal(shape)
-    rate_normal = rng.standard_normal(shape)
-    return range_normal, rate_normal, rng.random(shape)
 
 
 def cast_lidar(snapshot: WorldSnapshot, config: SensorConfig,
@@ -1622,7 +1628,7 @@ def cast_lidar(snapshot: WorldSnapshot, config: SensorConfig,
     """
     dev = torch.device(device)
     if _use_numba(kernel, dev):
-        raw = None if rng is None else _draw_lidar_raw(rng, config, snapshot.shape[0])
+        raw = None if rng is None else _draw_lidar_raw(rng)
         return _cast_lidar_numba(snapshot, config, raw)
     extra = {}
     if rng is not None:
@@ -1669,36 +1675,9 @@ def observe(snapshot: WorldSnapshot, road: RoadGeometry, config: SensorConfig,
     if rng is None:
         return (_render_bev_numba(snapshot, plan, config, None, out, trig),
                 _cast_lidar_numba(snapshot, config, None, trig))
-    bev_raw = _draw_bev_raw(rng, batch, slots)
-    # The lidar's draws (numpy releases the GIL while it fills) overlap the bev kernel.
-    lidar_raw = _Background(_draw_lidar_raw, rng, config, batch)
-    bev = _render_bev_numba(snapshot, plan, config, bev_raw, out, trig)
-    return bev, _cast_lidar_numba(snapshot, config, lidar_raw.result(), trig)
-
-
-class _Background(threading.Thread):
-    """`function(*args)` on a thread of its own; `result()` joins it and returns its value
-    (or raises its exception). A fresh thread per call (about 0.1 ms): nothing to go
-    stale in a forked worker process."""
-
-    def __init__(self, function, *args):
-        super().__init__(name="sensors-background", daemon=True)
-        self._call = (function, args)
-        self._value = self._error = None
-        self.start()
-
-    def run(self) -> None:
-        function, args = self._call
-        try:
-            self._value = function(*args)
-        except BaseException as error:                 # noqa: BLE001 - re-raised in result
-            self._error = error
-
-    def result(self):
-        self.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
+    bev_keys, lidar_keys = _draw_bev_raw(rng), _draw_lidar_raw(rng)
+    return (_render_bev_numba(snapshot, plan, config, bev_keys, out, trig),
+            _cast_lidar_numba(snapshot, config, lidar_keys, trig))
 
 
 def _tensor(array, dtype, device: torch.device) -> torch.Tensor:
@@ -1841,14 +1820,14 @@ def _line_modes(plan: RoadPlan) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def _render_bev_numba(snapshot: WorldSnapshot, plan: RoadPlan, config: SensorConfig,
-                      raw: tuple[np.ndarray, np.ndarray] | None, out: np.ndarray | None,
+                      raw: np.ndarray | None, out: np.ndarray | None,
                       trig: _Trig | None = None) -> np.ndarray:
     """`render_bev` on the CPU: the numba kernel, then the torch generic path for the
     worlds whose road is not on the fast path.
 
     Args:
         snapshot: the worlds. plan: their road's plan, on the CPU. config: the sensors.
-        raw: `_draw_bev_raw`'s draws, or None for no noise.
+        raw: the bev's noise keys (`_draw_bev_raw`), or None for no noise.
         out: `(B, C, H, W)` uint8 C-contiguous array to draw into, or None.
         trig: `_ego_trig` of the snapshot's headings, when the caller has it.
     """
@@ -1862,13 +1841,13 @@ def _render_bev_numba(snapshot: WorldSnapshot, plan: RoadPlan, config: SensorCon
     if out is None:
         out = np.empty((batch, channels, height, width_px), dtype=np.uint8)
     out64 = out.view(np.int64) if width_px % 8 == 0 else np.zeros((1, 1, 1, 1), np.int64)
-    dropout, normal = (np.zeros((0, slots)), np.zeros((0, slots, 2))) if raw is None else raw
+    keys = np.zeros(0, np.uint64) if raw is None else raw
     mode, channel, union = _line_modes(plan)
     slow = np.empty(batch, dtype=bool)
     with _kernel_threads(batch):
         _kernels.render_bev_kernel(
-            position, length, width, valid, cos_e, sin_e, ax, ay, normal,
-            float(config.bev_position_noise_m), dropout, float(config.bev_dropout_prob),
+            position, length, width, valid, cos_e, sin_e, ax, ay, keys,
+            float(config.bev_position_noise_m), float(config.bev_dropout_prob),
             bool(config.bev_occlusion and slots > 1), plan.variant.numpy(),
             plan.straight.numpy(), plan.direction.numpy(), plan.origin.numpy(),
             plan.lines.numpy(), plan.min_gap.numpy(), mode, channel, plan.lanes, union,
@@ -1884,24 +1863,22 @@ def _render_bev_numba(snapshot: WorldSnapshot, plan: RoadPlan, config: SensorCon
 
 
 def _cast_lidar_numba(snapshot: WorldSnapshot, config: SensorConfig,
-                      raw: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+                      raw: np.ndarray | None,
                       trig: _Trig | None = None) -> np.ndarray:
-    """`cast_lidar` on the CPU, by the numba kernel (`raw`: `_draw_lidar_raw`'s draws, or
-    None for no noise; `trig`: as `_render_bev_numba`'s)."""
+    """`cast_lidar` on the CPU, by the numba kernel (`raw`: the lidar's noise keys
+    (`_draw_lidar_raw`), or None for no noise; `trig`: as `_render_bev_numba`'s)."""
     batch = snapshot.shape[0]
     position, heading, speed, length, width, valid = _snapshot_arrays(
         snapshot, "position", "heading", "speed", "length", "width", "valid")
     cos_e, sin_e, ax, ay = _ego_trig(heading) if trig is None else trig
     beam_x, beam_y = (b.numpy() for b in _beams(config.lidar_beams, torch.device("cpu")))
-    none = np.zeros((0, 0))
-    range_normal, rate_normal, dropout = (none, none, none) if raw is None else raw
+    keys = np.zeros(0, np.uint64) if raw is None else raw
     out = np.empty((batch, config.lidar_beams, 2), dtype=np.float32)
     with _kernel_threads(batch):
         _kernels.cast_lidar_kernel(
             position, speed, length, width, valid, cos_e, sin_e, ax, ay, beam_x, beam_y,
-            range_normal, float(config.lidar_range_noise_m), rate_normal,
-            float(config.lidar_range_rate_noise_mps), dropout,
-            float(config.lidar_dropout_prob), float(config.range_m), float(_BEAM_SLACK_RAD),
+            keys, float(config.lidar_range_noise_m),
+            float(config.lidar_range_rate_noise_mps), float(config.lidar_dropout_prob), float(config.range_m), float(_BEAM_SLACK_RAD),
             float(_INV_MAX), out)
     return out
 

@@ -386,3 +386,37 @@ def test_without_numba_the_backend_runs_torch(monkeypatch):
     assert BatchedBackend(1, F).stepper == "torch"
     with pytest.raises(ConfigError, match="kernel='numba'.*needs numba"):
         BatchedBackend(1, F, kernel="numba")
+
+
+# ------------------------------------------------------------------------------ fused ticks
+
+
+@pytest.mark.parametrize("scenario", ["highway", "lead-brake", "cut-in", "stopped-vehicle"])
+def test_a_fused_tick_equals_the_substep_loop(scenario):
+    """`BatchedDrivingEnv` runs a tick as one `tick_cpu` call unless it records (then it
+    loops over `step_cpu` substeps with its bookkeeping in torch between them). Both must
+    give bit-identical worlds, rewards, ends and hazard onsets, including envs that crash,
+    leave the road or time out mid-tick and restart (hard random commands)."""
+    from envs.batched_env import BatchedDrivingEnv
+
+    envs = [BatchedDrivingEnv(8, scenario, latency="fixed:0.03", record=record,
+                              observations=False) for record in (False, True)]
+    assert envs[0].backend.stepper == envs[1].backend.stepper == "numba"
+    for env in envs:
+        env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for tick in range(120):
+        actions = np.stack([rng.uniform(-6, 4, 8), rng.normal(0, 0.08, 8)], axis=1)
+        results = [env.step(actions) for env in envs]
+        (_, r0, t0, u0, i0), (_, r1, t1, u1, i1) = results
+        np.testing.assert_array_equal(r0, r1)
+        np.testing.assert_array_equal(t0, t1)
+        np.testing.assert_array_equal(u0, u1)
+        np.testing.assert_array_equal(i0["hazard"]["onset_s"], i1["hazard"]["onset_s"])
+        np.testing.assert_array_equal(i0["hazard"]["active"], i1["hazard"]["active"])
+        for name, a in _tensors(envs[0].backend.state):
+            b = dict(_tensors(envs[1].backend.state))[name]
+            assert torch.equal(a, b), f"tick {tick}: {name} differs"
+        ended += int((t0 | u0).sum())
+    assert ended > 0          # the comparison covered episodes ending mid-tick

@@ -291,3 +291,31 @@ def test_kernel_argument():
         cast_lidar(snap, TRUTH, device="meta", kernel="numba")
     with pytest.raises(ValueError, match="kernel"):
         ground_truth_objects(snap, TRUTH, kernel="torch")
+
+
+def test_counter_based_noise_is_standard_and_addressed_by_world_and_index():
+    """The noise of world `b`, slot or beam `k` depends on the key and `(b, k)` only (so a
+    kernel can draw just the numbers it uses), and has the right distribution: 200 000
+    normals with mean 0 and variance 1 within 5 standard errors, uncorrelated pairs,
+    uniforms in (0, 1) with mean 1/2; a call takes the same randomness from `rng` whatever
+    the shapes."""
+    from envs.sensors import _noise_keys, noise_arrays
+
+    keys = np.array([12345, 2**63 + 7], dtype=np.uint64)
+    uniform, normal = noise_arrays(keys, 1000, 100)
+    small_u, small_n = noise_arrays(keys, 10, 100)
+    np.testing.assert_array_equal(small_n, normal[:10])
+    np.testing.assert_array_equal(small_u, uniform[:10])
+    z = normal.reshape(-1)
+    se = 1.0 / math.sqrt(z.size)
+    assert abs(z.mean()) < 5 * se
+    assert abs(z.var() - 1.0) < 5 * math.sqrt(2.0) * se
+    assert abs(np.corrcoef(normal[..., 0].ravel(), normal[..., 1].ravel())[0, 1]) < 5 / math.sqrt(1e5)
+    assert 0.0 < uniform.min() and uniform.max() < 1.0
+    assert abs(uniform.mean() - 0.5) < 5 * math.sqrt(1 / 12 / uniform.size)
+    other_u, other_n = noise_arrays(np.array([12346, 2**63 + 7], dtype=np.uint64), 10, 100)
+    assert not np.any(other_n == small_n)                   # another key, other normals
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    sensors.draw_lidar_noise(a, SensorConfig(lidar_beams=8), 2)
+    sensors.draw_lidar_noise(b, SensorConfig(lidar_beams=64), 50)
+    np.testing.assert_array_equal(_noise_keys(a), _noise_keys(b))

@@ -343,6 +343,17 @@ class BatchedBackend:
         new = step(self.params, state, commands)
         self._state = new if active is None else where_env(active, new, state)
 
+    def tick(self, first_s: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+             active: torch.Tensor, stops: "numba_kernel.TickStops") -> "numba_kernel.TickOutcome":
+        """A whole tick of `S` substeps in one numba kernel call (`stepper == "numba"`
+        only): see `envs.batched.kernel.tick_cpu` for the arguments and the result; the
+        same worlds as `S` `substep` calls with the env's bookkeeping between them."""
+        if self.stepper != "numba":
+            raise RuntimeError("tick() runs on the numba stepper; use substep() per substep")
+        self._state, outcome = numba_kernel.tick_cpu(self.params, self.state, first_s, first,
+                                                     second, active, stops)
+        return outcome
+
     def substep_pieces(self, pieces: Sequence[Sequence[Piece]]) -> None:
         """`substep` from per-world `Piece`s (as the clock produces them)."""
         self.substep(*commands_from_pieces(pieces, self.params.dt))

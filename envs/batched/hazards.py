@@ -117,6 +117,15 @@ class BatchedHazardTracker:
                                     valid.to(self.device), substep.to(self.device))
         return self.onsets
 
+    def set_onsets(self, onset_substep: torch.Tensor, substep: torch.Tensor) -> HazardOnsets:
+        """Take the onsets `(B,)` int64 found elsewhere (`kernel.tick_cpu` tracks them while
+        it runs a tick) at the boundary after `substep (B,)` substeps."""
+        o = self.onsets
+        onset = onset_substep.to(self.device, torch.int64)
+        active = (o.kind != NO_HAZARD) & (onset >= 0) & (substep.to(self.device) >= onset)
+        self.onsets = HazardOnsets(o.kind, o.vehicle, o.trigger_range, onset, active)
+        return self.onsets
+
     def states(self) -> list[HazardState]:
         """The onsets as one `envs.types.HazardState` per world (what `info["hazard"]` holds)."""
         o = self.onsets

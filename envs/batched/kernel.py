@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from envs.batched.state import (BRAKING_LEAD_KIND, CUT_IN, EGO_KIND, IDM_KIND, LEAD_BRAKE,
-                                BatchedState, EgoCommands, Params)
+                                STOPPED_VEHICLE, BatchedState, EgoCommands, Params)
 
 try:
     import numba
@@ -62,7 +62,8 @@ except ImportError:  # numba is a dependency; stay importable without it
 AVAILABLE = numba is not None
 """True when numba is importable (else `step_cpu` raises and the backend runs torch)."""
 
-__all__ = ["AVAILABLE", "KernelParams", "kernel_params", "step_cpu", "supports"]
+__all__ = ["AVAILABLE", "KernelParams", "TickOutcome", "TickStops", "kernel_params",
+           "step_cpu", "supports", "tick_cpu"]
 
 WORLDS_PER_TASK = 16
 """Worlds per parallel work item (each work item has its own workspace)."""
@@ -763,18 +764,52 @@ def _trigger_hazard(F, I, substep, hazard_kind, vehicle, onset, decel, target_la
 
 
 @_jit()
+def _ego_on_road(p, F, I, road_length):
+    """`BatchedBackend.ego_on_road` of the world in the workspace: the ego's centre on its
+    lane (`road.lane_coordinates` then `road.on_lane`, same float operations)."""
+    along, offset = F[X, 0], F[Y, 0] - I[LANE, 0] * p.lane_width
+    vl = p.lane_vehicle_length
+    return abs(offset) <= p.lane_width / 2 + 0.0 and along >= -vl and along < road_length + vl
+
+
+@_jit()
+def _stopped_vehicle_onset(F, I, hazard_kind, vehicle, trigger_range, onset, substep):
+    """`hazards.update_onsets` for the world in the workspace: the onset substep of a
+    stopped-vehicle hazard (`substep` the first time its centre is within `trigger_range`
+    [m] of the ego's), else `onset` unchanged (-1 while unknown)."""
+    slots = F.shape[1]
+    if hazard_kind != STOPPED_VEHICLE or onset >= 0 or vehicle < 0 or vehicle >= slots:
+        return onset
+    if not I[VALID, vehicle]:
+        return onset
+    dx, dy = F[X, vehicle] - F[X, 0], F[Y, vehicle] - F[Y, 0]
+    return substep if math.sqrt(dx * dx + dy * dy) <= trigger_range else onset
+
+
+@_jit()
 def _substep_task(p, first_world, last_world, position0, heading0, speed0, valid, length,
                   width, diagonal, kind, lane0, target_lane0, target_speed0, timer0,
                   lane_changes, braking0, braking_decel0, steering0, acceleration0, crashed0,
                   impact0, impact_pending0, substep0, hint, has_hint, position, heading,
                   speed, lane, target_lane, target_speed, timer, braking, braking_decel,
                   steering, acceleration, crashed, impact, impact_pending, substep, order,
-                  W, lane_slots, hazard_writable, F, I, corners):
-    """One substep of worlds `first_world .. last_world - 1` (one parallel work item).
+                  W, FS, lane_slots, hazard_writable, track, duration, trigger_range, onset,
+                  tracked_kind, tracked_vehicle, progress_target, progress, alive, F, I,
+                  corners):
+    """`S = FS.shape[0]` substeps of worlds `first_world .. last_world - 1` (one parallel
+    work item).
 
     For each world `b`: load its input rows (suffix 0) into the workspace `F`, `I` (rows
-    `(N,)`); if `W[ACTIVE, b]`, run the phases of the module docstring on them (`corners`:
-    `(2, 4, 2)` scratch); store its output rows. See `_substep_worlds` for the arguments.
+    `(N,)`); while `W[ACTIVE, b]`, run the phases of the module docstring on them `S` times,
+    substep `k` with the ego's first piece lasting `FS[k, b]` [s] (`corners`: `(2, 4, 2)`
+    scratch); store its output rows once. See `_substep_worlds` for the arguments.
+
+    With `track` (a whole tick, `tick_cpu`), after each substep the world's episode
+    bookkeeping of `BatchedDrivingEnv` runs: the stopped-vehicle onset (`onset (B,)`, in
+    place; the tracker's hazard `tracked_kind`, `tracked_vehicle (B,)`), the progress
+    term `clamp(v_ego / progress_target, 0, 1)` summed into `progress (B,)` (then
+    averaged over the substeps run), and the world stops (its `alive (B,)` flag cleared)
+    once its ego crashed, left the road or reached `duration (B,)` substeps.
     """
     slots = valid.shape[1]
     for b in range(first_world, last_world):
@@ -791,21 +826,37 @@ def _substep_task(p, first_world, last_world, position0, heading0, speed0, valid
             I[BRAKING, j], I[CRASHED, j] = braking0[b, j], crashed0[b, j]
             I[IMPACT_PENDING, j] = impact_pending0[b, j]
             I[ORDER, j] = hint[b, j] if has_hint else j
-        substep[b] = substep0[b]
-        if W[ACTIVE, b]:
-            lane_count, road_length = int(W[LANE_COUNT, b]), W[ROAD_LENGTH, b]
-            _trigger_hazard(F, I, substep0[b], int(W[HAZARD_KIND, b]),
-                            int(W[HAZARD_VEHICLE, b]), int(W[HAZARD_ONSET, b]),
-                            W[HAZARD_DECEL, b], int(W[HAZARD_LANE, b]), W[HAZARD_SPEED, b])
+        step = substep0[b]
+        active = W[ACTIVE, b] != 0
+        total, count = 0.0, 0.0
+        lane_count, road_length = int(W[LANE_COUNT, b]), W[ROAD_LENGTH, b]
+        for k in range(FS.shape[0]):
+            if not active:
+                break
+            _trigger_hazard(F, I, step, int(W[HAZARD_KIND, b]), int(W[HAZARD_VEHICLE, b]),
+                            int(W[HAZARD_ONSET, b]), W[HAZARD_DECEL, b],
+                            int(W[HAZARD_LANE, b]), W[HAZARD_SPEED, b])
             _fleet_terms(p, F, I, W[SPEED_LIMIT, b])
-            count = _sort_by_x(F, I)
+            count_x = _sort_by_x(F, I)
             _lane_members(p, F, I, road_length, lane_slots)
-            _traffic_act(p, F, I, count, lane_count, road_length, lane_slots)
+            _traffic_act(p, F, I, count_x, lane_count, road_length, lane_slots)
             _traffic_step(p, F, I, road_length, lane_count)
-            _ego_step(p, F, I, W[FIRST_S, b], W[FIRST_A, b], W[FIRST_STEERING, b],
+            _ego_step(p, F, I, FS[k, b], W[FIRST_A, b], W[FIRST_STEERING, b],
                       W[SECOND_A, b], W[SECOND_STEERING, b], road_length, lane_count)
             _ego_collisions(p, F, I, corners)
-            substep[b] = substep0[b] + 1
+            step += 1
+            if track:
+                onset[b] = _stopped_vehicle_onset(F, I, tracked_kind[b], tracked_vehicle[b],
+                                                  trigger_range[b], onset[b], step)
+                total += min(max(F[SPEED, 0] / progress_target, 0.0), 1.0)
+                count += 1.0
+                if I[CRASHED, 0] or not _ego_on_road(p, F, I, road_length) \
+                        or step >= duration[b]:
+                    active = False
+        substep[b] = step
+        if track:
+            progress[b] = total / max(count, 1.0)
+            alive[b] = active
         for j in range(slots):
             position[b, j, 0], position[b, j, 1] = F[X, j], F[Y, j]
             heading[b, j], speed[b, j] = F[HEADING, j], F[SPEED, j]
@@ -827,16 +878,19 @@ def _substep_worlds(p, position0, heading0, speed0, valid, length, width, diagon
                     braking_decel0, steering0, acceleration0, crashed0, impact0,
                     impact_pending0, substep0, hint, has_hint, position, heading, speed, lane,
                     target_lane, target_speed, timer, braking, braking_decel, steering,
-                    acceleration, crashed, impact, impact_pending, substep, order, W,
-                    lane_slots, hazard_writable, per_task):
+                    acceleration, crashed, impact, impact_pending, substep, order, W, FS,
+                    lane_slots, hazard_writable, track, duration, trigger_range, onset,
+                    tracked_kind, tracked_vehicle, progress_target, progress, alive, per_task):
     """All `B` worlds: `numba.prange` over work items of `per_task` worlds (`_substep_task`,
     each with its own workspace rows `F (N_FLOAT, N)`, `I (N_INT, N)`).
 
     Args: the input state's vehicle fields (suffix 0 where the output has its own array;
-    `hint`: the previous key order, read if `has_hint`), the output arrays (`order`: this
-    substep's key order; `target_speed`, `braking`, `braking_decel` written only if
+    `hint`: the previous key order, read if `has_hint`), the output arrays (`order`: the
+    last substep's key order; `target_speed`, `braking`, `braking_decel` written only if
     `hazard_writable`), all `(B, N)` but `position`, `impact` `(B, N, 2)`; `substep0`,
-    `substep` `(B,)`; the world table `W` (`LANE_COUNT` ...) and the lane slots `L`.
+    `substep` `(B,)`; the world table `W` (`LANE_COUNT` ...), the first pieces `FS (S, B)`
+    [s] of the `S` substeps, the lane slots `L`; the tick bookkeeping (`track` ...
+    `alive`, see `_substep_task`; `(B,)` arrays, any size when `track` is False).
     """
     batch, slots = valid.shape
     tasks = (batch + per_task - 1) // per_task
@@ -851,7 +905,9 @@ def _substep_worlds(p, position0, heading0, speed0, valid, length, width, diagon
                       impact_pending0, substep0, hint, has_hint, position, heading, speed,
                       lane, target_lane, target_speed, timer, braking, braking_decel,
                       steering, acceleration, crashed, impact, impact_pending, substep, order,
-                      W, lane_slots, hazard_writable, F, I, corners)
+                      W, FS, lane_slots, hazard_writable, track, duration, trigger_range,
+                      onset, tracked_kind, tracked_vehicle, progress_target, progress, alive,
+                      F, I, corners)
 
 
 # ------------------------------------------------------------------------------ entry point
@@ -896,6 +952,84 @@ def step_cpu(params: Params, state: BatchedState, commands: EgoCommands,
         shared with `state`. `order_hint` is this substep's key order (valid vehicles by
         `x`, then the padding slots), which the next call starts its sort from.
     """
+    first_s = torch.as_tensor(commands.first_s).reshape(1, state.batch_size)
+    new, _ = _run(params, state, first_s, commands.first, commands.second, active, None)
+    return new
+
+
+class TickStops(NamedTuple):
+    """What `tick_cpu` needs to run a whole tick of `BatchedDrivingEnv`: when each world's
+    episode ends and what it tracks meanwhile (all `(B,)`).
+
+    Attributes:
+        duration: int64 episode length [substeps]: the world stops at this substep count.
+        trigger_range: float64 stopped-vehicle trigger range [m] (`HazardOnsets`).
+        onset: int64 hazard onset substep known so far, -1 while unknown (`HazardOnsets`;
+            only stopped-vehicle onsets are found here, the others are planned).
+        hazard_kind: int64 hazard code of the tracker (`HazardOnsets.kind`).
+        hazard_vehicle: int64 slot of the hazard vehicle, -1 if none.
+        progress_target: the reward's speed target [m/s] (a float).
+    """
+
+    duration: torch.Tensor
+    trigger_range: torch.Tensor
+    onset: torch.Tensor
+    hazard_kind: torch.Tensor
+    hazard_vehicle: torch.Tensor
+    progress_target: float
+
+
+class TickOutcome(NamedTuple):
+    """What a `tick_cpu` tick reports per world (all `(B,)` numpy arrays).
+
+    Attributes:
+        alive: bool, still running after the tick (False where its ego crashed, left the
+            road or reached its duration during the tick, or it was not active).
+        onset: int64 hazard onset substep after the tick (-1 while unknown).
+        progress: float64 mean of `clamp(v_ego / progress_target, 0, 1)` over the substeps
+            the world ran (0 if none).
+    """
+
+    alive: np.ndarray
+    onset: np.ndarray
+    progress: np.ndarray
+
+
+def tick_cpu(params: Params, state: BatchedState, first_s: torch.Tensor,
+             first: torch.Tensor, second: torch.Tensor, active: torch.Tensor,
+             stops: TickStops) -> tuple[BatchedState, TickOutcome]:
+    """A whole tick of `S` substeps in one kernel call, with the env's per-substep
+    bookkeeping done inside: the same result as `S` calls of `step_cpu` with
+    `BatchedDrivingEnv._run_tick`'s loop around them (each world stops, frozen, after the
+    substep on which its ego crashed, left the road or reached `stops.duration`;
+    stopped-vehicle onsets found at each substep boundary).
+
+    Why: each world is loaded into its workspace and stored once per tick instead of once
+    per substep, and the Python and torch work between substeps disappears.
+
+    Args:
+        params, state: as `step_cpu`'s.
+        first_s: `(S, B)` float64 [s]: how long the ego applies `first` in substep `k`
+            (`BatchedClock.substep_pieces(k)[0]`).
+        first, second: `(B, 2)` `[acceleration m/s^2, steering rad]`, the held and the new
+            command (the same for every substep of a tick).
+        active: `(B,)` bool, the worlds that run this tick.
+        stops: durations, hazard onsets and the progress target (`TickStops`).
+
+    Returns:
+        `(state after the tick, TickOutcome)`.
+    """
+    batch = state.batch_size
+    first_s = torch.as_tensor(first_s, dtype=torch.float64)
+    if first_s.dim() != 2 or first_s.shape[1] != batch:
+        raise ValueError(f"first_s must be (S, {batch}), got {tuple(first_s.shape)}")
+    return _run(params, state, first_s, first, second, active, stops)
+
+
+def _run(params: Params, state: BatchedState, first_s: torch.Tensor, first: torch.Tensor,
+         second: torch.Tensor, active: torch.Tensor | None, stops: TickStops | None
+         ) -> tuple[BatchedState, TickOutcome | None]:
+    """`step_cpu` (`stops` None, `first_s (1, B)`) or `tick_cpu`."""
     if not AVAILABLE:
         raise RuntimeError("the numba kernel needs numba; use envs.batched.dynamics.step")
     if not supports(state):
@@ -912,15 +1046,18 @@ def step_cpu(params: Params, state: BatchedState, commands: EgoCommands,
                            (SPEED_LIMIT, road.speed_limit), (HAZARD_KIND, hazard.kind),
                            (HAZARD_VEHICLE, hazard.vehicle), (HAZARD_ONSET, hazard.onset_substep),
                            (HAZARD_DECEL, hazard.decel), (HAZARD_LANE, hazard.target_lane),
-                           (HAZARD_SPEED, hazard.target_speed),
-                           (FIRST_S, commands.first_s.reshape(batch))):
+                           (HAZARD_SPEED, hazard.target_speed)):
         world[column] = _array(tensor)
-    world[FIRST_A:FIRST_STEERING + 1] = _array(commands.first.reshape(batch, 2)).T
-    world[SECOND_A:SECOND_STEERING + 1] = _array(commands.second.reshape(batch, 2)).T
+    world[FIRST_A:FIRST_STEERING + 1] = _array(torch.as_tensor(first).reshape(batch, 2)).T
+    world[SECOND_A:SECOND_STEERING + 1] = _array(torch.as_tensor(second).reshape(batch, 2)).T
     world[ACTIVE] = 1.0 if active is None else _array(
         torch.as_tensor(active, dtype=torch.bool).reshape(batch))
+    first_s = np.ascontiguousarray(_array(first_s.to(torch.float64)))
+    substeps = first_s.shape[0]
+    world[FIRST_S] = first_s[0]
     # the fields only a starting hazard changes are shared unless one starts
-    hazard_writable = bool(((onset >= 0) & (substep == onset) & (world[ACTIVE] > 0)).any())
+    starts = (onset >= 0) & (onset >= substep) & (onset < substep + substeps)
+    hazard_writable = bool((starts & (world[ACTIVE] > 0)).any())
 
     out = {name: torch.empty(getattr(state, name).shape, dtype=getattr(state, name).dtype,
                              device="cpu")
@@ -932,6 +1069,20 @@ def step_cpu(params: Params, state: BatchedState, commands: EgoCommands,
     hint = state.order_hint
     has_hint = (hint is not None and tuple(hint.shape) == (batch, slots)
                 and hint.dtype == torch.int64 and hint.device.type == "cpu")
+    track = stops is not None
+    if track:
+        duration = np.ascontiguousarray(_array(stops.duration), dtype=np.int64)
+        trigger = np.ascontiguousarray(_array(stops.trigger_range), dtype=np.float64)
+        tracked_onset = np.array(_array(stops.onset), dtype=np.int64)      # updated in place
+        tracked_kind = np.ascontiguousarray(_array(stops.hazard_kind), dtype=np.int64)
+        tracked_vehicle = np.ascontiguousarray(_array(stops.hazard_vehicle), dtype=np.int64)
+        progress, alive = np.zeros(batch), np.zeros(batch, dtype=np.bool_)
+        target = float(stops.progress_target)
+    else:
+        duration, tracked_onset = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        tracked_kind, tracked_vehicle = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        trigger, progress, alive = np.zeros(0), np.zeros(0), np.zeros(0, np.bool_)
+        target = 1.0
     args = (kernel_params(params), i["position"], i["heading"], i["speed"], i["valid"],
             i["length"], i["width"], i["diagonal"], i["kind"], i["lane"], i["target_lane"],
             i["target_speed"], i["timer"], i["lane_changes"], i["braking"],
@@ -940,8 +1091,9 @@ def step_cpu(params: Params, state: BatchedState, commands: EgoCommands,
             has_hint, o["position"], o["heading"], o["speed"], o["lane"], o["target_lane"],
             o["target_speed"], o["timer"], o["braking"], o["braking_decel"], o["steering"],
             o["acceleration"], o["crashed"], o["impact"], o["impact_pending"], o["substep"],
-            o["order_hint"], world, road.lane_valid.shape[1], hazard_writable,
-            WORLDS_PER_TASK)
+            o["order_hint"], world, first_s, road.lane_valid.shape[1], hazard_writable,
+            track, duration, trigger, tracked_onset, tracked_kind, tracked_vehicle, target,
+            progress, alive, WORLDS_PER_TASK)
     # Dynamic scheduling, one work item at a time: a thread whose core is busy with another
     # process takes fewer items instead of holding the others up. No more threads than work
     # items: waking a thread costs up to a scheduler time slice (~8 ms measured) when the
@@ -956,4 +1108,5 @@ def step_cpu(params: Params, state: BatchedState, commands: EgoCommands,
     finally:
         numba.set_parallel_chunksize(chunksize)
         numba.set_num_threads(threads)
-    return state.replace(**out)
+    outcome = TickOutcome(alive, tracked_onset, progress) if track else None
+    return state.replace(**out), outcome
