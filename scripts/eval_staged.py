@@ -23,18 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import numpy as np  # noqa: E402
-
 from agents.registry import PERCEPTIONS  # noqa: E402
+from reflexdrive import evaluation  # noqa: E402
+from reflexdrive.evaluation import timed  # noqa: E402
 from reflexdrive.profile import ProfileConfig, profile_stack  # noqa: E402
-from reflexdrive.runner import RunConfig, run  # noqa: E402
 
 HAZARDS = ("lead-brake", "cut-in", "stopped-vehicle")
 HELD_OUT_SEED = 100_000
@@ -45,37 +43,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _rate(values) -> float:
-    values = np.asarray(values, dtype=float)
-    return float(values.mean()) if values.size else float("nan")
-
-
 def highway(perception: str, episodes: int, seed: int, envs: int) -> dict:
-    config = RunConfig(scenario="highway", stack="staged", perception=perception,
-                       episodes=episodes, seed=seed, mode="lockstep", latency="fixed:0",
-                       envs=envs)
-    start = time.perf_counter()
-    frame, _ = run(config, progress=False)
-    speed = frame["mean_speed_mps"].to_numpy()
-    traffic = frame["traffic_mean_speed_mps"].to_numpy()
-    return {"episodes": len(frame), "collision_rate": _rate(frame["collided"]),
-            "offroad_rate": _rate(frame["offroad"]),
-            "mean_speed_mps": float(speed.mean()),
-            "traffic_mean_speed_mps": float(traffic.mean()),
-            "speed_ratio": float(speed.mean() / traffic.mean()),
-            "seconds": round(time.perf_counter() - start, 1)}
+    frame, seconds = timed(evaluation.episodes, "highway", "staged", episodes, seed, envs,
+                           perception=perception)
+    return {**evaluation.highway_summary(frame), "seconds": round(seconds, 1)}
 
 
 def hazard(scenario: str, episodes: int, seed: int, envs: int) -> dict:
-    config = RunConfig(scenario=scenario, stack="staged", perception="oracle",
-                       episodes=episodes, seed=seed, mode="lockstep", latency="fixed:0",
-                       envs=envs)
-    frame, _ = run(config, progress=False)
-    reaction = frame["reaction_time_s"].dropna()
-    return {"episodes": len(frame), "collisions": int(frame["collided"].sum()),
-            "collision_rate": _rate(frame["collided"]),
-            "reaction_time_p50_s": float(reaction.median()) if len(reaction) else None,
-            "min_ttc_s_p50": float(frame["min_ttc_s"].median())}
+    frame = evaluation.episodes(scenario, "staged", episodes, seed, envs, perception="oracle")
+    return evaluation.hazard_summary(frame)
 
 
 def main() -> int:
