@@ -1,10 +1,17 @@
-"""Stacks by name, as the CLI's `--stack` chooses them, and the staged stack's options."""
+"""Stacks by name, as the CLI's `--stack` chooses them, and the staged stack's options.
+
+`staged` is the modular stack; `cnn`, `gru`, `lstm` and `transformer` are the end-to-end
+policies (`agents.end_to_end.build_end_to_end`), each loading its shipped checkpoint
+unless `checkpoint=PATH` is given.
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from agents.base import Agent
+from agents.end_to_end import POLICY_STACKS, build_end_to_end
 from agents.staged import (CONTROLLERS, IdentityTracker, KalmanTracker, KalmanTrackerConfig,
                            MobilFrenetPlanner, OraclePerception, StagedAgent, make_controller)
 from agents.staged.lidar_perception import LidarPerception
@@ -52,11 +59,24 @@ def build_staged(perception: str = "oracle", controller: str = "pure-pursuit",
                        name="staged")
 
 
-STACKS: dict[str, Callable[..., Agent]] = {"staged": build_staged}
+STACKS: dict[str, Callable[..., Agent]] = {
+    "staged": build_staged,
+    **{name: functools.partial(build_end_to_end, name) for name in POLICY_STACKS}}
+"""Stack builders by name; each takes the keyword options `make_agent` passes (seed,
+device, the staged stack's perception and controller, an end-to-end checkpoint) and
+ignores those that are not its own."""
+
+END_TO_END_STACKS = POLICY_STACKS
+"""The stacks that load a policy checkpoint (`--checkpoint`)."""
 
 
 def make_agent(stack: str, **options: Any) -> Agent:
-    """Build the stack named `stack`; ConfigError listing the stacks otherwise."""
+    """Build the stack named `stack`; ConfigError listing the stacks otherwise, or for a
+    `checkpoint` given to a stack that loads none."""
     if stack not in STACKS:
         raise ConfigError("stack", stack, "allowed values are " + ", ".join(STACKS))
+    if options.get("checkpoint") is not None and stack not in END_TO_END_STACKS:
+        raise ConfigError("checkpoint", str(options["checkpoint"]),
+                          f"the {stack} stack loads no policy checkpoint; only the end-to-end "
+                          "stacks do: " + ", ".join(END_TO_END_STACKS))
     return STACKS[stack](**options)

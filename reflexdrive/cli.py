@@ -16,6 +16,7 @@ import sys
 from typing import Sequence
 
 from envs.errors import ConfigError
+from policies.checkpoint import CheckpointError
 from reflexdrive.train import cmd_train
 
 EXIT_USAGE = 2
@@ -111,7 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "roads: highway, lead-brake, cut-in, stopped-vehicle), auto "
                           "(batched where the scenario has it)")
     run.add_argument("--device", default="cpu",
-                     help="torch device of the batched backend: cpu, cuda, auto")
+                     help="torch device of the batched backend and of the stack's networks: "
+                          "cpu, cuda, auto")
+    run.add_argument("--checkpoint", default=None, metavar="PATH",
+                     help="policy checkpoint of an end-to-end stack (cnn, gru, lstm, "
+                          "transformer); default: the shipped policies/checkpoints/STACK.pt")
     run.add_argument("--simulation-frequency", type=int, default=50, help="substeps per second")
     run.add_argument("--policy-frequency", type=int, default=10, help="ticks per second")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -154,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--warmup", type=int, default=20,
                          help="decisions dropped at the start (JIT, caches)")
     profile.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto")
+    profile.add_argument("--checkpoint", default=None, metavar="PATH",
+                         help="policy checkpoint of an end-to-end stack (default: the shipped "
+                              "one)")
     profile.add_argument("--threads", type=int, default=1,
                          help="torch CPU threads (a car's computer gives the stack a core; "
                               "extra intra-op threads on a shared machine only contend)")
@@ -218,8 +226,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 def _agent_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
     """The stack options given on the command line, as `make_agent` keywords."""
-    names = ("perception", "controller")
-    return tuple((name, getattr(args, name)) for name in names if hasattr(args, name))
+    names = ("perception", "controller", "checkpoint")
+    return tuple((name, getattr(args, name)) for name in names
+                 if getattr(args, name, None) is not None)
 
 
 def _resolve_device(device: str) -> str:
@@ -254,7 +263,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         stage_budgets_s=args.stage_budgets or {}, on_overrun=args.on_overrun, envs=args.envs,
         simulation_frequency=args.simulation_frequency, policy_frequency=args.policy_frequency,
         perception=args.perception, controller=args.controller, backend=args.backend,
-        device=args.device,
+        device=args.device, checkpoint=args.checkpoint,
         scenario_config=_scenario_overrides(args.set))
     episodes, _ = run(config, out=args.out, progress=not args.no_progress)
     print(reaction_table(episodes))
@@ -272,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as error:
+    except (ConfigError, CheckpointError) as error:
         print(f"reflexdrive: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -47,7 +47,7 @@ class ProfileConfig:
 
     Attributes:
         stack: stack name (`agents.registry.STACKS`).
-        agent_options: options of the stack (perception, controller, ...).
+        agent_options: options of the stack (perception, controller, checkpoint, ...).
         scenario: scenario the stack drives while it is timed.
         episodes: episodes to drive (seeds `seed .. seed + episodes - 1`).
         seed: first scenario seed.
@@ -124,7 +124,8 @@ def profile_stack(config: ProfileConfig, progress: bool = True) -> LatencyProfil
 
 def _run_fields(options: dict[str, Any]) -> dict[str, Any]:
     """The agent options that `RunConfig` also records (so the run validates them)."""
-    return {k: options[k] for k in ("perception", "controller") if k in options}
+    return {k: options[k] for k in ("perception", "controller", "checkpoint")
+            if k in options}
 
 
 def percentile_table(profile: LatencyProfile) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from agents.base import Agent
-from agents.registry import PERCEPTIONS, STACKS, make_agent
+from agents.registry import END_TO_END_STACKS, PERCEPTIONS, STACKS, make_agent
 from agents.staged import CONTROLLERS
 from envs.config import ClockConfig
 from envs.batched_env import BatchedDrivingEnv, batched_scenarios
@@ -64,7 +64,10 @@ class RunConfig:
         backend: "highway" (highway-env, worker processes), "batched" (all envs in one
             torch batch; straight-road scenarios only) or "auto" (batched where the
             scenario has it).
-        device: torch device of the batched backend ("cpu", "cuda", "auto").
+        device: torch device of the batched backend and of the stack's networks ("cpu",
+            "cuda", "auto").
+        checkpoint: policy checkpoint of an end-to-end stack (None: the shipped one);
+            only the end-to-end stacks (`agents.registry.END_TO_END_STACKS`) take one.
         scenario_config: overrides of the scenario's config fields.
         reaction: what counts as a response to a hazard.
     """
@@ -85,6 +88,7 @@ class RunConfig:
     controller: str = "pure-pursuit"
     backend: str = "auto"
     device: str = "cpu"
+    checkpoint: str | None = None
     scenario_config: Mapping[str, Any] = field(default_factory=dict)
     reaction: ReactionConfig = field(default_factory=ReactionConfig)
 
@@ -95,6 +99,10 @@ class RunConfig:
         check_choice("controller", self.controller, CONTROLLERS)
         check_choice("backend", self.backend, BACKENDS)
         check_choice("device", self.device, ("cpu", "cuda", "auto"))
+        if self.checkpoint is not None and self.stack not in END_TO_END_STACKS:
+            raise ConfigError("checkpoint", self.checkpoint,
+                              f"the {self.stack} stack loads no policy checkpoint; only the "
+                              "end-to-end stacks do: " + ", ".join(END_TO_END_STACKS))
         if self.device == "cuda":
             import torch
 
@@ -150,6 +158,8 @@ class RunConfig:
         identity = asdict(self)
         for name in ("episodes", "envs", "device"):
             identity.pop(name)
+        if identity["checkpoint"] is None:       # so runs from before the field still resume
+            identity.pop("checkpoint")
         identity["backend"] = self.resolved_backend
         identity["stage_budgets_s"] = dict(sorted(identity["stage_budgets_s"].items()))
         identity["scenario_config"] = dict(sorted(identity["scenario_config"].items()))
@@ -350,9 +360,10 @@ def run(config: RunConfig, out: str | os.PathLike | None = None, agent: Agent | 
     rows: list[dict] = []
     ticks: list[dict] = []
     if todo:
+        options = {} if config.checkpoint is None else {"checkpoint": config.checkpoint}
         agent = agent or make_agent(config.stack, perception=config.perception,
                                     controller=config.controller, seed=config.seed,
-                                    device=config.resolved_device)
+                                    device=config.resolved_device, **options)
         bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), disable=not progress,
                    desc=f"{config.stack} on {config.scenario} ({config.mode})", unit="episode")
         try:

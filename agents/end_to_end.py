@@ -1,0 +1,304 @@
+"""The end-to-end stacks: one network from sensors to controls, one forward pass per tick.
+
+`EndToEndAgent(policy)` drives `N` envs with a `policies.networks.DrivingPolicy` (`cnn`,
+`gru`, `lstm`, `transformer`): each tick, the `bev` and `ego` observations of all envs go
+to the device together (through pinned staging buffers on CUDA) and one forward pass
+under `torch.inference_mode` returns the `(N, 2)` actions. The recurrent state lives on
+the device, one column per env, zeroed per env by `reset(done)`. Its single stage,
+"policy", is timed from the observations in host memory to the actions back there
+(CUDA-synchronised, `StageTimer`).
+
+On CUDA two options make the call cheaper: `bf16` (autocast to bfloat16; the actions stay
+float32 and inside their bounds) and `cuda_graph` (the forward pass captured once per
+batch size in a `torch.cuda.CUDAGraph` with static input, state and output buffers, then
+replayed: no per-kernel launch cost; a new batch size captures a new graph).
+
+`explain = True` adds what the policy can show of its decision to `Decision.products`
+(the transformer: `"attention"`, `(N, H / p, W / p)` float32, its last layer's attention
+over the bev patches); it runs the eager path, so leave it off when timing.
+
+`policy_spec(sensors)` is the observation spec a policy checkpoint records and is checked
+against: the `bev` and `ego` shapes and dtypes, the sensor fields that place the raster in
+the ego frame, and the ego feature names. `build_end_to_end` is the registry's factory
+(`make_agent("cnn", checkpoint=...)`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.base import Decision, Info, Observation, StageTimer
+from agents.staged.learned_perception import SPEC_SENSOR_FIELDS, resolve_device
+from envs.config import EGO_FEATURES, SensorConfig
+from envs.errors import ConfigError
+from policies.checkpoint import Checkpoint, CheckpointError
+from policies.networks import DrivingPolicy, State
+from policies.registry import POLICIES, load_policy, shipped_checkpoint
+
+POLICY_STACKS = tuple(POLICIES)
+"""The end-to-end stacks: cnn, gru, lstm, transformer (one per registry policy)."""
+
+_WARMUP_RUNS = 3
+"""Eager runs on a side stream before a CUDA graph is captured (cuDNN / cuBLAS set-up)."""
+
+
+def policy_spec(sensors: SensorConfig | None = None) -> dict[str, Any]:
+    """The observation spec of an end-to-end policy for envs with these sensors::
+
+        {"observation": {"bev": {"shape": [C, H, W], "dtype": "uint8"},
+                         "ego": {"shape": [8], "dtype": "float32"}},
+         "sensors": {"range_m": ., "bev_behind_m": ., "bev_half_width_m": .,
+                     "bev_m_per_px": .},
+         "ego_features": ["speed_mps", ...]}
+
+    Save training checkpoints with it (`policies.registry.save_policy(path, policy,
+    policy_spec(sensors), meta)`); `load_policy(path, spec=policy_spec(sensors))` then
+    refuses a checkpoint trained on other observations.
+    """
+    sensors = SensorConfig() if sensors is None else sensors
+    return {"observation": {"bev": {"shape": list(sensors.bev_shape), "dtype": "uint8"},
+                            "ego": {"shape": [len(EGO_FEATURES)], "dtype": "float32"}},
+            "sensors": {name: float(getattr(sensors, name)) for name in SPEC_SENSOR_FIELDS},
+            "ego_features": list(EGO_FEATURES)}
+
+
+class EndToEndAgent:
+    """A `DrivingPolicy` driving `N` envs: one batched forward pass per tick.
+
+    Args:
+        policy: the network (moved to `device`, put in eval mode).
+        device: "auto" (CUDA when available, else CPU), "cpu" or "cuda".
+        bf16: bfloat16 autocast (CUDA only).
+        cuda_graph: capture the forward pass in a CUDA graph per batch size (CUDA only).
+        name: the stack's name (default: the policy's registry name).
+        checkpoint: the checkpoint the policy came from (its path names errors; its
+            `meta` says how it was trained), if any.
+
+    Attributes:
+        explain: when True, `act` returns the policy's explanation products (e.g. the
+            transformer's `"attention"`); eager path, slower.
+        state: the recurrent state, `(layers, N, hidden)` tensors on the device (`()` for
+            feed-forward policies, None before the first `act`).
+    """
+
+    stage_names = ("policy",)
+
+    def __init__(self, policy: DrivingPolicy, device: str = "auto", bf16: bool = False,
+                 cuda_graph: bool = False, name: str | None = None,
+                 checkpoint: Checkpoint | None = None):
+        if not isinstance(policy, DrivingPolicy):
+            raise ConfigError("policy", type(policy).__name__,
+                              "must be a policies.networks.DrivingPolicy")
+        self.device = resolve_device(device)
+        for option, value in (("bf16", bf16), ("cuda_graph", cuda_graph)):
+            if not isinstance(value, bool):
+                raise ConfigError(option, value, "must be True or False")
+            if value and self.device.type != "cuda":
+                raise ConfigError(option, value, f"needs a CUDA device (device is "
+                                                 f"{self.device.type}); use device='cuda'")
+        self.policy = policy.to(self.device).eval()
+        self.bf16 = bf16
+        self.cuda_graph = cuda_graph
+        self.name = name or policy.name
+        self.checkpoint = checkpoint
+        self.explain = False
+        self.state: State | None = None
+        self._bev_shape = tuple(policy.obs_spec["bev"]["shape"])
+        self._ego_dim = policy.obs_spec["ego"]["shape"][0]
+        self._pinned: dict[str, torch.Tensor] = {}
+        self._graph: _CapturedStep | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto",
+                        sensors: SensorConfig | None = None, **options: Any
+                        ) -> "EndToEndAgent":
+        """The agent of the policy saved at `path` (see `policies.registry.load_policy`).
+
+        Args:
+            path: a policy checkpoint.
+            device: "auto", "cpu" or "cuda".
+            sensors: the env's sensors: the checkpoint must have been trained on the same
+                observations (`policy_spec(sensors)`). None checks only the observation
+                shapes, at each tick.
+            **options: `bf16`, `cuda_graph`, `name` (see the class).
+
+        Raises:
+            CheckpointError: see `load_policy`.
+            ConfigError: a bad device or option.
+        """
+        resolved = resolve_device(device)
+        spec = None if sensors is None else policy_spec(sensors)
+        policy, checkpoint = load_policy(path, spec=spec, device=resolved)
+        return cls(policy, device=device, checkpoint=checkpoint, **options)
+
+    # -- Agent protocol -------------------------------------------------------------------
+
+    def reset(self, done: np.ndarray) -> None:
+        """Zero the recurrent state of the envs where `done` `(N,)` is True (only those)."""
+        done = np.asarray(done, dtype=bool)
+        if not self.state or self.state[0].shape[1] != done.shape[0] or not done.any():
+            return                       # stateless, or a new batch size: zeros at next act
+        with torch.inference_mode():
+            mask = torch.from_numpy(done).to(self.device)
+            for buffer, value in zip(self.state, self.policy.reset_state(self.state, mask)):
+                buffer.copy_(value)
+
+    def act(self, obs: Observation, info: Info) -> Decision:
+        """Actions `(N, 2)` float32 for all envs from one forward pass; `info` is unused
+        (an end-to-end policy sees only its sensors)."""
+        bev, ego = self._arrays(obs)
+        n = bev.shape[0]
+        timer = StageTimer()
+        products: dict[str, Any] = {}
+        with timer("policy"), torch.inference_mode():
+            if self.state is None or (self.state and self.state[0].shape[1] != n):
+                self.state = self.policy.initial_state(n, self.device)
+                self._graph = None
+            if self.cuda_graph and not self.explain:
+                action = self._graph_step(bev, ego)
+            else:
+                inputs = {"bev": self._to_device("bev", bev), "ego": self._to_device("ego", ego)}
+                explained: dict[str, torch.Tensor] = {}
+                with self._autocast():
+                    if self.explain:
+                        action, state, explained = self.policy.explain(inputs, self.state)
+                    else:
+                        action, state = self.policy(inputs, self.state)
+                for buffer, value in zip(self.state, state):
+                    buffer.copy_(value)
+                products = {key: value.float().cpu().numpy() for key, value in explained.items()}
+            actions = action.float().cpu().numpy()
+        return Decision(actions=actions.astype(np.float32, copy=False),
+                        stage_latency_s=timer.latencies, products=products)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _arrays(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """The bev and ego arrays, checked against what the policy reads."""
+        bev, ego = np.asarray(obs["bev"]), np.asarray(obs["ego"])
+        if (bev.ndim != 4 or tuple(bev.shape[1:]) != self._bev_shape or bev.dtype != np.uint8
+                or ego.ndim != 2 or ego.shape != (bev.shape[0], self._ego_dim)):
+            problem = (f"the {self.policy.name} policy reads uint8 bev (N, "
+                       f"{', '.join(map(str, self._bev_shape))}) and ego (N, {self._ego_dim}), "
+                       f"got {bev.dtype} bev {tuple(bev.shape)} and ego {tuple(ego.shape)}")
+            if self.checkpoint is not None:
+                raise CheckpointError(self.checkpoint.path, "trained on other observations: "
+                                      + problem)
+            raise ValueError(problem)
+        return (np.ascontiguousarray(bev),
+                np.ascontiguousarray(ego, dtype=np.float32))
+
+    def _staged(self, key: str, array: np.ndarray) -> torch.Tensor:
+        """`array` in a pinned host buffer (reused while the shape holds; the previous
+        tick's copy out of it has finished: `act` waits for its actions)."""
+        tensor = torch.from_numpy(array)
+        pinned = self._pinned.get(key)
+        if pinned is None or pinned.shape != tensor.shape:
+            pinned = self._pinned[key] = torch.empty(tensor.shape, dtype=tensor.dtype,
+                                                     pin_memory=True)
+        pinned.copy_(tensor)
+        return pinned
+
+    def _to_device(self, key: str, array: np.ndarray) -> torch.Tensor:
+        """`array` on the device: as is on the CPU, through pinned memory on CUDA."""
+        if self.device.type != "cuda":
+            return torch.from_numpy(array)
+        return self._staged(key, array).to(self.device, non_blocking=True)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if not self.bf16:
+            return contextlib.nullcontext()
+        # the autocast weight cache must stay off while a graph is captured
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.cuda_graph)
+
+    def _graph_step(self, bev: np.ndarray, ego: np.ndarray) -> torch.Tensor:
+        """Replay the captured forward pass (capturing it first for a new batch size)."""
+        if self._graph is None or self._graph.batch != bev.shape[0]:
+            self._graph = _CapturedStep(self, bev.shape[0])
+        graph = self._graph
+        graph.inputs["bev"].copy_(self._staged("bev", bev), non_blocking=True)
+        graph.inputs["ego"].copy_(self._staged("ego", ego), non_blocking=True)
+        graph.graph.replay()
+        return graph.action
+
+
+class _CapturedStep:
+    """One forward pass of `agent.policy` for `batch` envs captured in a CUDA graph.
+
+    Static buffers: `inputs` (bev, ego on the device), the agent's state tensors (read and
+    updated in place by the graph) and `action` (written by each replay).
+    """
+
+    def __init__(self, agent: EndToEndAgent, batch: int):
+        device = agent.device
+        self.batch = batch
+        self.inputs = {
+            "bev": torch.zeros((batch, *agent._bev_shape), dtype=torch.uint8, device=device),
+            "ego": torch.zeros((batch, agent._ego_dim), dtype=torch.float32, device=device)}
+        state = agent.state
+        saved = tuple(s.clone() for s in state)
+
+        def step() -> torch.Tensor:
+            with agent._autocast():
+                action, new_state = agent.policy(self.inputs, state)
+            for buffer, value in zip(state, new_state):
+                buffer.copy_(value)
+            return action
+
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(_WARMUP_RUNS):
+                step()
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.action = step()
+        for buffer, value in zip(state, saved):       # the warm-up runs advanced the state
+            buffer.copy_(value)
+
+
+def build_end_to_end(policy: str, checkpoint: str | os.PathLike | None = None,
+                     device: str = "auto", bf16: bool = False, cuda_graph: bool = False,
+                     sensors: SensorConfig | None = None, seed: int = 0,
+                     **_: Any) -> EndToEndAgent:
+    """The end-to-end stack `policy` ("cnn", "gru", "lstm", "transformer").
+
+    Args:
+        policy: the stack's network; the checkpoint must hold this policy.
+        checkpoint: a policy checkpoint file; None loads the shipped
+            `policies/checkpoints/<policy>.pt`.
+        device, bf16, cuda_graph: see `EndToEndAgent`.
+        sensors: the env's sensors, checked against the checkpoint (None: shapes only).
+        seed: unused (inference is deterministic); accepted like every stack's options.
+        **_: the staged stack's options (perception, controller, ...), ignored.
+
+    Raises:
+        CheckpointError: the shipped checkpoint is missing (how to train it is in the
+            message), or the file cannot be used (see `load_policy`), or it holds another
+            policy.
+        ConfigError: an unknown policy or a bad device option.
+    """
+    if policy not in POLICIES:
+        raise ConfigError("stack", policy, "allowed end-to-end stacks are "
+                          + ", ".join(POLICIES))
+    if checkpoint is None:
+        path = shipped_checkpoint(policy)
+        if not path.exists():
+            raise CheckpointError(path, f"the shipped {policy} checkpoint is missing: train "
+                                        f"it with `reflexdrive train --policy {policy} "
+                                        "--method bc`, or pass --checkpoint PATH")
+    else:
+        path = Path(checkpoint)
+    agent = EndToEndAgent.from_checkpoint(path, device=device, sensors=sensors, bf16=bf16,
+                                          cuda_graph=cuda_graph)
+    if agent.policy.name != policy:
+        raise CheckpointError(path, f"holds a {agent.policy.name!r} policy, not a "
+                                    f"{policy!r} one; use --stack {agent.policy.name}")
+    return agent

@@ -1,0 +1,310 @@
+"""Observation encoders of the end-to-end policies: raw env observations in, features out.
+
+Inputs are the env's observations as tensors, batch first:
+
+- `bev`: `(B, C, H, W)` uint8 raster, values 0 or 255 (default `(4, 64, 64)`: road, lane
+  markings, other vehicles, ego), scaled to [0, 1] here; a float raster must already be
+  in [0, 1] (what stable-baselines3 hands a features extractor with its default
+  `normalize_images=True`).
+- `ego`: `(B, 8)` float32 proprioception in the order of `EGO_NORMALISATION` (the envs'
+  `EGO_FEATURES`), normalised here by fixed offsets and scales kept as buffers.
+
+So raw observations go straight in, in training and at inference alike. Each encoder has
+`features_dim` and `forward(obs) -> (B, features_dim)`: it is what stable-baselines3
+calls a features extractor (`policy.encoder` of every policy can be wrapped as one).
+
+- `ConvEncoder`: strided 3x3 convolutions on the bev (the spatial map flattened, so
+  *where* a vehicle is stays in the features), fused with an MLP on the ego vector.
+- `PatchEncoder`: ViT-style: the bev cut into `p x p` patches, each linearly embedded,
+  plus a learned positional embedding, an `ego` token and a `cls` token, then pre-norm
+  `nn.TransformerEncoderLayer`s; the features are the `cls` token's output.
+  `attention(obs)` also returns the last layer's attention of `cls` over the patches.
+
+Torch only: this module imports neither `envs` nor `agents`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+Observation = Mapping[str, torch.Tensor]
+"""`{"bev": (B, C, H, W) uint8 or float in [0, 1], "ego": (B, 8) float}` (extra keys ignored)."""
+
+EGO_NORMALISATION: dict[str, tuple[float, float]] = {
+    "speed_mps": (20.0, 10.0),          # highway speeds 10-30 m/s -> [-1, 1]
+    "acceleration_mps2": (0.0, 4.0),    # command bounds [-8, 4] m/s^2 -> [-2, 1]
+    "steering_rad": (0.0, 0.1),         # lane keeping and lane changes stay within 0.1 rad
+    "lane_offset_m": (0.0, 2.0),        # half a 4 m lane -> [-1, 1]
+    "heading_error_rad": (0.0, 0.1),
+    "lane_index": (1.5, 1.5),           # lanes 0..3 -> [-1, 1]
+    "lane_count": (4.0, 2.0),
+    "on_road": (0.5, 0.5),              # 0 / 1 -> -1 / 1
+}
+"""`(offset, scale)` per ego feature, in the envs' `EGO_FEATURES` order (a test pins the
+order): the encoders feed `(ego - offset) / scale`, clamped to `[-EGO_CLAMP, EGO_CLAMP]`."""
+
+EGO_CLAMP = 10.0
+"""Bound of the normalised ego features (an absurd input cannot blow up the features)."""
+
+
+def check_obs_spec(obs_spec: Any) -> dict[str, dict[str, Any]]:
+    """The `bev` and `ego` entries of an observation spec, validated.
+
+    Args:
+        obs_spec: `{"bev": {"shape": [C, H, W], "dtype": "uint8"}, "ego": {"shape":
+            [8], "dtype": "float32"}, ...}` as `policies.checkpoint.observation_spec`
+            makes it from an env's single observation space (other keys are ignored).
+
+    Returns:
+        `{"bev": {...}, "ego": {...}}` with shapes as lists of ints.
+
+    Raises:
+        ValueError: not a dict, `bev` or `ego` missing, or shapes / dtypes the encoders
+            cannot read (bev: 3 positive dims, uint8; ego: `(8,)`, float32).
+    """
+    if not isinstance(obs_spec, Mapping):
+        raise ValueError(f"obs_spec={obs_spec!r} is invalid: must be a dict like "
+                         "observation_spec(env.single_observation_space.spaces)")
+    expected = {"bev": (3, "uint8"), "ego": (1, "float32")}
+    checked = {}
+    for key, (ndim, dtype) in expected.items():
+        entry = obs_spec.get(key)
+        if not isinstance(entry, Mapping) or "shape" not in entry or "dtype" not in entry:
+            raise ValueError(f"obs_spec.{key}={entry!r} is invalid: the policies read "
+                             f"'bev' and 'ego'; each needs a shape and a dtype (have "
+                             f"{', '.join(map(str, obs_spec)) or 'nothing'})")
+        shape = entry["shape"]
+        if (not isinstance(shape, (list, tuple)) or len(shape) != ndim
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
+                           for n in shape)):
+            raise ValueError(f"obs_spec.{key}.shape={shape!r} is invalid: must be "
+                             f"{ndim} positive integers")
+        if entry["dtype"] != dtype:
+            raise ValueError(f"obs_spec.{key}.dtype={entry['dtype']!r} is invalid: "
+                             f"allowed values are {dtype}")
+        checked[key] = {"shape": [int(n) for n in shape], "dtype": dtype}
+    if checked["ego"]["shape"] != [len(EGO_NORMALISATION)]:
+        raise ValueError(f"obs_spec.ego.shape={checked['ego']['shape']!r} is invalid: must be "
+                         f"[{len(EGO_NORMALISATION)}] (" + ", ".join(EGO_NORMALISATION) + ")")
+    return checked
+
+
+def check_positive_int(name: str, value: Any, low: int = 1) -> None:
+    """Raise ValueError naming `name` unless `value` is an int (not a bool) >= `low`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}={value!r} is invalid: must be an integer >= {low}")
+
+
+class EgoNormaliser(nn.Module):
+    """`(ego - offset) / scale`, clamped: `(B, 8)` raw -> `(B, 8)` float32 near [-1, 1]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        offset, scale = zip(*EGO_NORMALISATION.values())
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+
+    def forward(self, ego: torch.Tensor) -> torch.Tensor:
+        x = (ego.float() - self.offset) / self.scale
+        return x.clamp(-EGO_CLAMP, EGO_CLAMP)
+
+
+def bev_to_float(bev: torch.Tensor) -> torch.Tensor:
+    """A uint8 raster (0..255) to float32 in [0, 1]; a float raster is taken as is."""
+    return bev.float() * (1.0 / 255.0) if bev.dtype == torch.uint8 else bev.float()
+
+
+def _check_inputs(obs: Observation, bev_shape: tuple[int, ...], ego_dim: int) -> None:
+    for key in ("bev", "ego"):
+        if key not in obs:
+            raise ValueError(f"observation {key!r} is missing (have {', '.join(obs)})")
+    bev, ego = obs["bev"], obs["ego"]
+    if bev.ndim != 4 or tuple(bev.shape[1:]) != bev_shape:
+        raise ValueError(f"bev must be (B, {', '.join(map(str, bev_shape))}), got "
+                         f"{tuple(bev.shape)}")
+    if ego.ndim != 2 or ego.shape[1] != ego_dim or ego.shape[0] != bev.shape[0]:
+        raise ValueError(f"ego must be ({bev.shape[0]}, {ego_dim}), got {tuple(ego.shape)}")
+
+
+# ----------------------------------------------------------------------------- CNN
+
+
+@dataclass(frozen=True)
+class ConvEncoderConfig:
+    """`ConvEncoder`'s architecture.
+
+    Attributes:
+        channels: output channels of the 3x3 stride-2 convolutions, one entry per layer
+            (each layer halves the raster, rounding up): 64x64 -> 4x4 with four layers.
+        bev_features: width of the linear layer on the flattened conv map.
+        ego_hidden: width of the two-layer MLP on the normalised ego vector.
+        features: `features_dim`: width of the fused features (bev and ego concatenated,
+            then a linear layer, LayerNorm, ReLU).
+    """
+
+    channels: tuple[int, ...] = (32, 64, 64, 64)
+    bev_features: int = 256
+    ego_hidden: int = 64
+    features: int = 256
+
+    def __post_init__(self) -> None:
+        channels = self.channels
+        if isinstance(channels, list):
+            channels = tuple(channels)
+            object.__setattr__(self, "channels", channels)
+        if (not isinstance(channels, tuple) or not 1 <= len(channels) <= 6
+                or any(isinstance(c, bool) or not isinstance(c, int) or c < 1
+                       for c in channels)):
+            raise ValueError(f"encoder.channels={self.channels!r} is invalid: must be 1 to 6 "
+                             "integers >= 1")
+        for name in ("bev_features", "ego_hidden", "features"):
+            check_positive_int(f"encoder.{name}", getattr(self, name))
+
+
+class ConvEncoder(nn.Module):
+    """bev through strided convolutions, ego through an MLP, fused: `(B, features_dim)`.
+
+    Layers: `len(channels)` x [3x3 conv stride 2 padding 1, ReLU] -> flatten -> linear
+    `bev_features`, ReLU; ego: normalise -> linear `ego_hidden`, ReLU -> linear
+    `ego_hidden`, ReLU; both concatenated -> linear `features`, LayerNorm, ReLU.
+    """
+
+    def __init__(self, config: ConvEncoderConfig, obs_spec: Mapping[str, Any]):
+        super().__init__()
+        spec = check_obs_spec(obs_spec)
+        self.config = config
+        self.bev_shape = tuple(spec["bev"]["shape"])
+        self.ego_dim = spec["ego"]["shape"][0]
+        c, h, w = self.bev_shape
+        layers: list[nn.Module] = []
+        for out in config.channels:
+            layers += [nn.Conv2d(c, out, 3, stride=2, padding=1), nn.ReLU(inplace=True)]
+            c, h, w = out, (h + 1) // 2, (w + 1) // 2
+        self.conv = nn.Sequential(*layers, nn.Flatten(),
+                                  nn.Linear(c * h * w, config.bev_features),
+                                  nn.ReLU(inplace=True))
+        self.normalise_ego = EgoNormaliser()
+        self.ego = nn.Sequential(nn.Linear(self.ego_dim, config.ego_hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(config.ego_hidden, config.ego_hidden),
+                                 nn.ReLU(inplace=True))
+        self.fuse = nn.Sequential(nn.Linear(config.bev_features + config.ego_hidden,
+                                            config.features),
+                                  nn.LayerNorm(config.features), nn.ReLU(inplace=True))
+        self.features_dim = config.features
+
+    def forward(self, obs: Observation) -> torch.Tensor:
+        _check_inputs(obs, self.bev_shape, self.ego_dim)
+        bev = self.conv(bev_to_float(obs["bev"]))
+        ego = self.ego(self.normalise_ego(obs["ego"]))
+        return self.fuse(torch.cat([bev, ego], dim=1))
+
+
+# ----------------------------------------------------------------------------- ViT
+
+
+@dataclass(frozen=True)
+class PatchEncoderConfig:
+    """`PatchEncoder`'s architecture.
+
+    Attributes:
+        patch_size: side `p` of the square bev patches [px]; must divide `H` and `W`
+            (64 x 64 with `p = 8`: 64 patch tokens).
+        d_model: token width.
+        heads: attention heads; must divide `d_model`.
+        layers: `nn.TransformerEncoderLayer`s (pre-norm, GELU, no dropout).
+        feedforward: hidden width of each layer's MLP.
+    """
+
+    patch_size: int = 8
+    d_model: int = 64
+    heads: int = 4
+    layers: int = 2
+    feedforward: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("patch_size", "d_model", "heads", "layers", "feedforward"):
+            check_positive_int(f"encoder.{name}", getattr(self, name))
+        if self.d_model % self.heads:
+            raise ValueError(f"encoder.heads={self.heads!r} is invalid: must divide "
+                             f"encoder.d_model={self.d_model}")
+
+
+CLS, EGO_TOKEN = 0, 1
+"""Token indices of the `cls` and `ego` tokens; patch tokens follow, row-major."""
+
+
+class PatchEncoder(nn.Module):
+    """ViT-style encoder: `(B, features_dim = d_model)`, the `cls` token's output.
+
+    Tokens: `[cls, ego, patch_0 .. patch_{n-1}]`, patches row-major over the raster (row 0
+    is the far front). Patch embedding: a `p x p` stride-`p` convolution (a linear map of
+    each flattened patch); learned positional embeddings for every token; the ego token
+    is an MLP of the normalised ego vector. A final LayerNorm follows the layers.
+    """
+
+    def __init__(self, config: PatchEncoderConfig, obs_spec: Mapping[str, Any]):
+        super().__init__()
+        spec = check_obs_spec(obs_spec)
+        self.config = config
+        self.bev_shape = tuple(spec["bev"]["shape"])
+        self.ego_dim = spec["ego"]["shape"][0]
+        c, h, w = self.bev_shape
+        p, d = config.patch_size, config.d_model
+        if h % p or w % p:
+            divisors = [n for n in range(1, min(h, w) + 1) if h % n == 0 and w % n == 0]
+            raise ValueError(f"encoder.patch_size={p!r} is invalid: must divide the bev's "
+                             f"{h} x {w} px; allowed values are "
+                             + ", ".join(map(str, divisors)))
+        self.grid = (h // p, w // p)
+        tokens = 2 + self.grid[0] * self.grid[1]
+        self.patch = nn.Conv2d(c, d, p, stride=p)
+        self.normalise_ego = EgoNormaliser()
+        self.ego = nn.Sequential(nn.Linear(self.ego_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.position = nn.Parameter(torch.randn(1, tokens, d) * 0.02)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, config.heads, config.feedforward, dropout=0.0,
+                                       activation="gelu", batch_first=True, norm_first=True)
+            for _ in range(config.layers))
+        self.norm = nn.LayerNorm(d)
+        self.features_dim = d
+
+    def tokens(self, obs: Observation) -> torch.Tensor:
+        """The input tokens `(B, 2 + n_patches, d_model)`, positions added."""
+        _check_inputs(obs, self.bev_shape, self.ego_dim)
+        patches = self.patch(bev_to_float(obs["bev"])).flatten(2).transpose(1, 2)
+        ego = self.ego(self.normalise_ego(obs["ego"])).unsqueeze(1)
+        cls = self.cls.expand(patches.shape[0], -1, -1)
+        return torch.cat([cls, ego, patches], dim=1) + self.position
+
+    def forward(self, obs: Observation) -> torch.Tensor:
+        x = self.tokens(obs)
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x[:, CLS])
+
+    def attention(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and the last layer's attention of `cls` over the patches.
+
+        The weights are those the last layer uses (its own attention module on its own
+        normalised input, recomputed with `need_weights=True`), averaged over heads.
+
+        Returns:
+            `(features (B, d_model), attention (B, H / p, W / p))`: the share of the
+            `cls` token's attention on each patch, in [0, 1]; the rest (summing to 1)
+            goes to the `cls` and `ego` tokens.
+        """
+        x = self.tokens(obs)
+        for layer in self.layers[:-1]:
+            x = layer(x)
+        last = self.layers[-1]
+        query = last.norm1(x) if last.norm_first else x
+        _, weights = last.self_attn(query, query, query, need_weights=True,
+                                    average_attn_weights=True)         # (B, tokens, tokens)
+        features = self.norm(last(x)[:, CLS])
+        attention = weights[:, CLS, 2:].float().reshape(-1, *self.grid)
+        return features, attention

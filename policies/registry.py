@@ -1,0 +1,154 @@
+"""End-to-end policies by name, and their safe checkpoints.
+
+    policy = build("gru", obs_spec, hidden_size=64)            # untrained, train mode
+    save_policy("gru.pt", policy, spec, meta={"command": "reflexdrive train ..."})
+    policy, checkpoint = load_policy("gru.pt", spec=env_spec)  # eval mode, CPU
+
+A policy checkpoint is a `policies.checkpoint` file of kind "policy" whose `name` is the
+registry name, `config` the policy's config dataclass as a dict and `spec` at least
+`{"observation": obs_spec}` (the `bev` and `ego` entries the network was built for); the
+agents layer adds what else the observations depend on (sensor geometry, ego feature
+names: `agents.end_to_end.policy_spec`) and `load_policy(spec=...)` checks all of it
+against the env's with `check_spec`. Files are read only with `torch.load(weights_only=
+True)`: a pickle payload is refused without running it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from policies.checkpoint import (Checkpoint, CheckpointError, check_spec, load_checkpoint,
+                                 save_checkpoint, spec_mismatches)
+from policies.encoders import check_obs_spec
+from policies.networks import (CnnPolicy, DrivingPolicy, GruPolicy, LstmPolicy,
+                               TransformerPolicy)
+
+KIND = "policy"
+"""Checkpoint kind of end-to-end policies."""
+
+POLICIES: dict[str, type[DrivingPolicy]] = {
+    cls.name: cls for cls in (CnnPolicy, GruPolicy, LstmPolicy, TransformerPolicy)}
+"""Policy classes by registry name: cnn, gru, lstm, transformer."""
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
+"""Where the trained policies ship: `<name>.pt`."""
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """The path of the checkpoint shipped for policy `name` (it may not exist yet)."""
+    _check_name(name)
+    return CHECKPOINT_DIR / f"{name}.pt"
+
+
+def _check_name(name: str) -> type[DrivingPolicy]:
+    if name not in POLICIES:
+        raise ValueError(f"policy={name!r} is invalid: allowed values are "
+                         + ", ".join(POLICIES))
+    return POLICIES[name]
+
+
+def build(name: str, obs_spec: Mapping[str, Any], **config: Any) -> DrivingPolicy:
+    """A new (untrained) policy `name` for observations described by `obs_spec`.
+
+    Args:
+        name: "cnn", "gru", "lstm" or "transformer".
+        obs_spec: `{"bev": {"shape": [C, H, W], "dtype": "uint8"}, "ego": {"shape": [8],
+            "dtype": "float32"}}` (`policies.checkpoint.observation_spec` of the env's
+            single observation space; other keys are ignored).
+        **config: fields of the policy's config (`CnnConfig`, `RecurrentConfig`,
+            `TransformerConfig`); nested ones as dicts or config objects, e.g.
+            `build("gru", spec, hidden_size=64, encoder={"channels": [16, 32]})`.
+
+    Raises:
+        ValueError: unknown name (listing the names), a spec without `bev`/`ego` or with
+            shapes the network cannot read, an unknown or invalid config field.
+    """
+    cls = _check_name(name)
+    spec = check_obs_spec(obs_spec)
+    return cls(spec, cls.config_type.from_dict(config))
+
+
+def policy_checkpoint(policy: DrivingPolicy, spec: Mapping[str, Any] | None = None,
+                      meta: Mapping[str, Any] | None = None) -> Checkpoint:
+    """A `Checkpoint` of kind "policy" holding `policy` (write it with `save_checkpoint`).
+
+    Args:
+        policy: the network.
+        spec: what it was trained on: `{"observation": {...}, ...}` whose `observation`
+            entries `bev` and `ego` are the policy's own `obs_spec` (None: only those).
+        meta: JSON-able: the training command, metrics, dataset, ...
+
+    Raises:
+        ValueError: `spec["observation"]` disagrees with the network's `obs_spec`.
+    """
+    if not isinstance(policy, DrivingPolicy) or policy.name not in POLICIES:
+        raise ValueError(f"policy={type(policy).__name__} is invalid: must be one of the "
+                         "registry's policies (" + ", ".join(POLICIES) + ")")
+    spec = {"observation": dict(policy.obs_spec)} if spec is None else dict(spec)
+    observation = spec.get("observation")
+    if not isinstance(observation, Mapping):
+        raise ValueError(f"spec={spec!r} is invalid: needs an 'observation' entry "
+                         "(the bev and ego the policy reads)")
+    problems = spec_mismatches(policy.obs_spec, {k: observation.get(k)
+                                                 for k in policy.obs_spec})
+    if problems:
+        raise ValueError("spec.observation is invalid: it does not describe the policy's "
+                         "inputs: " + "; ".join(problems))
+    return Checkpoint(kind=KIND, name=policy.name, config=policy.config.to_dict(),
+                      state_dict=policy.state_dict(), spec=spec, meta=dict(meta or {}))
+
+
+def save_policy(path: str | os.PathLike, policy: DrivingPolicy,
+                spec: Mapping[str, Any] | None = None,
+                meta: Mapping[str, Any] | None = None) -> Path:
+    """Write `policy` as a checkpoint (atomically; see `policy_checkpoint` for the args).
+
+    Raises:
+        ValueError: see `policy_checkpoint`.
+        CheckpointError: the file cannot be written.
+    """
+    return save_checkpoint(path, policy_checkpoint(policy, spec, meta))
+
+
+def load_policy(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
+                device: str | torch.device = "cpu") -> tuple[DrivingPolicy, Checkpoint]:
+    """Build the policy stored in a checkpoint, in eval mode on `device`.
+
+    Args:
+        path: the checkpoint file.
+        spec: the env's spec (`agents.end_to_end.policy_spec(sensors)`); every entry of
+            the checkpoint's spec must match it. None skips the check.
+        device: torch device.
+
+    Returns:
+        `(policy, checkpoint)`; `checkpoint.meta` holds how it was trained.
+
+    Raises:
+        CheckpointError: see `policies.checkpoint.load_checkpoint` (missing, truncated,
+            corrupt, pickle payload, not a policy, unknown policy name); a spec missing
+            `observation` or unlike the env's; an invalid config; weights that do not fit.
+    """
+    checkpoint = load_checkpoint(path, kind=KIND, names=tuple(POLICIES))
+    if spec is not None:
+        check_spec(checkpoint, spec)
+    cls = POLICIES[checkpoint.name]
+    try:
+        obs_spec = check_obs_spec(checkpoint.spec.get("observation"))
+    except ValueError as error:
+        raise CheckpointError(path, f"its spec has no usable observation entry: {error}") \
+            from None
+    try:
+        policy = cls(obs_spec, cls.config_type.from_dict(checkpoint.config))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(path, f"invalid {checkpoint.name} config: {error}") from None
+    try:
+        policy.load_state_dict(dict(checkpoint.state_dict), strict=True)
+    except RuntimeError as error:
+        lines = str(error).splitlines()
+        raise CheckpointError(path, "weights do not fit the model: "
+                                    + " ".join(line.strip() for line in lines[:3])) from None
+    return policy.to(device).eval(), checkpoint
