@@ -84,12 +84,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import numba
 import numpy as np
 import torch
 
 from envs import sensor_kernels as _kernels
 from envs.config import EGO_FEATURES, SensorConfig
+from envs.threads import kernel_threads
 from envs.types import EGO, RoadGeometry, WorldSnapshot
 
 OBJECT_FIELDS = (
@@ -1738,20 +1738,10 @@ _PARALLEL_MIN_WORLDS = 256
 threads costs more than they save (up to a scheduler slice when their core is busy)."""
 
 
-@contextmanager
 def _kernel_threads(batch: int):
-    """numba's threads for a kernel over `batch` worlds, inside the block: one for small
-    batches, else all of them, taking blocks of worlds one at a time (so a thread whose
-    core is busy with another process takes fewer instead of holding the others up)."""
-    threads = numba.get_num_threads()
-    if batch < _PARALLEL_MIN_WORLDS:
-        numba.set_num_threads(1)
-    chunksize = numba.set_parallel_chunksize(1)
-    try:
-        yield
-    finally:
-        numba.set_parallel_chunksize(chunksize)
-        numba.set_num_threads(threads)
+    """numba's threads for a kernel over `batch` worlds: one for small batches, else all of
+    them (`envs.threads.kernel_threads`, which also keeps torch's thread count)."""
+    return kernel_threads(1 if batch < _PARALLEL_MIN_WORLDS else None)
 
 
 class _Trig(NamedTuple):

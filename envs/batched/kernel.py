@@ -51,6 +51,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from envs.threads import kernel_threads
 from envs.batched.state import (BRAKING_LEAD_KIND, CUT_IN, EGO_KIND, IDM_KIND, LEAD_BRAKE,
                                 STOPPED_VEHICLE, BatchedState, EgoCommands, Params)
 
@@ -1098,15 +1099,7 @@ def _run(params: Params, state: BatchedState, first_s: torch.Tensor, first: torc
     # process takes fewer items instead of holding the others up. No more threads than work
     # items: waking a thread costs up to a scheduler time slice (~8 ms measured) when the
     # other cores are busy, far more than a small batch's substep.
-    tasks = -(-batch // WORLDS_PER_TASK)
-    threads = numba.get_num_threads()
-    if tasks < threads:
-        numba.set_num_threads(tasks)
-    chunksize = numba.set_parallel_chunksize(1)
-    try:
+    with kernel_threads(-(-batch // WORLDS_PER_TASK)):
         _substep_worlds(*args)
-    finally:
-        numba.set_parallel_chunksize(chunksize)
-        numba.set_num_threads(threads)
     outcome = TickOutcome(alive, tracked_onset, progress) if track else None
     return state.replace(**out), outcome
