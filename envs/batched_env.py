@@ -41,7 +41,8 @@ from envs.clock import DeadlineMiss
 from envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
 from envs.driving_env import RewardConfig, _coerce, action_space, observation_space
 from envs.errors import ConfigError
-from envs.latency import FixedLatency, MeasuredLatency, ProfileLatency, parse_latency
+from envs.latency import (EXTRA_STAGE, FixedLatency, MeasuredLatency, ProfileLatency,
+                          parse_latency, unshifted)
 from envs.outcomes import substep_outcomes
 from envs.scenarios import HAZARD_KINDS, SCENARIOS, generate, make_config, scenario_spec
 from envs.types import EGO
@@ -248,7 +249,9 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             self._needs_reset = self._done.copy()
         elif self.autoreset_mode == AutoresetMode.SAME_STEP and self._done.any():
             done = self._done.copy()
-            info["final_obs"] = np.array([{k: v[i] for k, v in obs.items()} if done[i] else None
+            # copies: the reset below draws the new episodes' first observations into `obs`
+            info["final_obs"] = np.array([{k: v[i].copy() for k, v in obs.items()}
+                                          if done[i] else None
                                           for i in range(self.num_envs)], dtype=object)
             info["final_info"] = {k: v for k, v in info.items() if k != "final_obs"}
             self._reset_envs(done, None)
@@ -276,7 +279,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         for i in rows:
             self._seeds[i] = seeds[i]
             self._duration[i] = inits[i].duration_substeps
-            if isinstance(self.latency_model, ProfileLatency):
+            if isinstance(unshifted(self.latency_model)[0], ProfileLatency):
                 self._profile_rngs[i] = np.random.default_rng(seeds[i])
         if not self._started:
             self._sensor_rng = np.random.default_rng([int(s) for s in seeds] + [1])
@@ -291,8 +294,21 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self._started = True
 
     def _sample_latency(self, observing: np.ndarray) -> dict[str, torch.Tensor]:
-        """Per-stage `(B,)` latencies [s] of this tick's decisions (rows not observing: 0)."""
-        model, b = self.latency_model, self.num_envs
+        """Per-stage `(B,)` latencies [s] of this tick's decisions (rows not observing: 0);
+        a `+SECONDS` spec appends the constant stage "extra" after the base model's."""
+        model, extra = unshifted(self.latency_model)
+        stages = self._sample_base_latency(model, observing)
+        if extra is not None:
+            if EXTRA_STAGE in stages:
+                raise ConfigError("reported latency", sorted(stages),
+                                  f"stage name {EXTRA_STAGE!r} is reserved for the +SECONDS "
+                                  "extra delay")
+            stages[EXTRA_STAGE] = torch.full((self.num_envs,), extra, dtype=torch.float64,
+                                             device=self.device)
+        return stages
+
+    def _sample_base_latency(self, model, observing: np.ndarray) -> dict[str, torch.Tensor]:
+        b = self.num_envs
         if isinstance(model, FixedLatency):
             values = model.sample()
             return {k: torch.full((b,), v, dtype=torch.float64, device=self.device)

@@ -17,10 +17,19 @@ new command lands. This module says where `L_k` comes from. A model is built fro
   stages itself and passes them to `sample(reported)`, or the model measures the time
   from handing out the observation to the decision (CUDA-synchronised when torch has
   initialised CUDA). Right for batch size 1 on the target machine; noisy.
+- any of them `+SECONDS` (`measured+0.1`, `fixed:0.03+0.05`, `profile:p.json+0.2`) ->
+  `ShiftedLatency`: the base model's stages plus one more, "extra", a constant delay of
+  SECONDS added once to every decision (the latency cost curve of `reflexdrive compare
+  --extra-latency`: a slower computer, a network hop, an actuator delay). It is part of
+  `L_k` like any stage: it delays the command's landing, counts against the budget and
+  can drop frames. Only one suffix, in [0, 60) s; the last `+NUMBER` of the spec is the
+  suffix (an exponent's `e+1` is not), so a profile path may contain `+` elsewhere.
 
 Every model returns a fresh `dict` stage -> seconds from `sample()`; the decision's total
 latency is the sum of the values. A model without stages uses the single stage "total";
-"total" is therefore reserved and cannot be combined with other stage names.
+"total" is therefore reserved and cannot be combined with other stage names in a spec, a
+profile or reported timings ("extra" is appended after them, beside "total" too, and is
+reserved in the same places when a suffix is given).
 
 Errors: a bad spec raises `LatencySpecError` (field "latency"), a bad profile file raises
 `ProfileError` naming the file, the JSON field and what is allowed. Both subclass
@@ -48,6 +57,7 @@ from envs.errors import ConfigError
 
 __all__ = [
     "ALLOWED_FORMS",
+    "EXTRA_STAGE",
     "MAX_LATENCY_S",
     "PROFILE_FORMAT",
     "PROFILE_VERSION",
@@ -59,9 +69,13 @@ __all__ = [
     "MeasuredLatency",
     "ProfileError",
     "ProfileLatency",
+    "ShiftedLatency",
     "load_profile",
     "parse_latency",
     "save_profile",
+    "split_extra",
+    "unshifted",
+    "with_extra",
 ]
 
 MAX_LATENCY_S = 60.0
@@ -73,17 +87,25 @@ Catches unit mistakes (milliseconds written as seconds); no real tick takes a mi
 TOTAL_STAGE = "total"
 """Stage name used when a latency is not split into stages."""
 
+EXTRA_STAGE = "extra"
+"""Stage name of the constant delay a `+SECONDS` spec suffix adds (`ShiftedLatency`)."""
+
 PROFILE_FORMAT = "reflexdrive.latency-profile"
 """Value of the `format` field of a profile file."""
 
 PROFILE_VERSION = 1
 """The profile file version this module reads and writes."""
 
-ALLOWED_FORMS = "fixed:SECONDS, fixed:STAGE=SECONDS,..., profile:PATH, measured"
+ALLOWED_FORMS = ("fixed:SECONDS, fixed:STAGE=SECONDS,..., profile:PATH, measured, "
+                 "each optionally +SECONDS (an extra delay)")
 """The latency spec forms, as named in error messages."""
 
 _SECONDS_ALLOWED = f"must be a finite number of seconds in [0, {MAX_LATENCY_S:g})"
 _STAGE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# the last `+NUMBER` of a spec, unless the `+` is an exponent's sign (`1e+1`)
+_EXTRA_RE = re.compile(r"(?P<base>.*?)(?<![0-9.][eE])\+\s*"
+                       r"(?P<extra>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*\Z",
+                       re.DOTALL)
 _PROFILE_FIELDS = ("format", "version", "stack", "device", "batch_size", "created", "meta",
                    "stages")
 _REQUIRED_FIELDS = tuple(name for name in _PROFILE_FIELDS if name != "meta")
@@ -669,6 +691,94 @@ def synchronize_cuda() -> None:
         cuda.synchronize()
 
 
+# --------------------------------------------------------------------------- shifted
+
+
+class ShiftedLatency:
+    """A base model's latencies plus a constant extra delay, the stage "extra" [s].
+
+    Built from a spec with a `+SECONDS` suffix (`measured+0.1`, `fixed:0.03+0.05`,
+    `profile:p.json+0.2`). `sample()` returns the base model's stages, then
+    `{"extra": extra_s}`: the decision's total `L_k` grows by exactly `extra_s`, once per
+    decision. Resets, marks and `reported` timings go to the base model.
+
+    Attributes:
+        spec: the whole spec string, suffix included.
+        deterministic: the base model's.
+        base: the base latency model.
+        extra_s: the extra delay [s], in [0, 60).
+    """
+
+    def __init__(self, base: LatencyModel, extra_s: float, spec: str | None = None):
+        shown = spec if spec is not None else f"{base.spec}+{extra_s!r}"
+        if isinstance(base, ShiftedLatency):
+            raise LatencySpecError(shown, "only one +SECONDS suffix is allowed")
+        problem = _check_seconds(extra_s)
+        if problem:
+            raise LatencySpecError(shown, f"extra delay {extra_s!r} {problem} "
+                                   f"({_SECONDS_ALLOWED})")
+        names = (list(base.latencies) if isinstance(base, FixedLatency)
+                 else list(base.stage_names) if isinstance(base, ProfileLatency) else [])
+        if EXTRA_STAGE in names:
+            raise LatencySpecError(shown, f"stage name {EXTRA_STAGE!r} is reserved for the "
+                                   "+SECONDS extra delay")
+        self.base = base
+        self.extra_s = float(extra_s)
+        self.spec = shown
+        self.deterministic = base.deterministic
+
+    def reset(self, seed: int | None) -> None:
+        """Reset the base model."""
+        self.base.reset(seed)
+
+    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The base model's per-stage latencies [s], then "extra".
+
+        Raises:
+            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
+        """
+        stages = self.base.sample(reported)
+        if EXTRA_STAGE in stages:
+            raise ConfigError("reported latency", dict(stages),
+                              f"stage name {EXTRA_STAGE!r} is reserved for the +SECONDS "
+                              "extra delay")
+        stages[EXTRA_STAGE] = self.extra_s
+        return stages
+
+    def mark_observation_returned(self) -> None:
+        """Pass the mark to the base model."""
+        self.base.mark_observation_returned()
+
+    def __repr__(self) -> str:
+        return f"ShiftedLatency({self.base!r}, extra_s={self.extra_s!r})"
+
+
+def split_extra(spec: str) -> tuple[str, float | None]:
+    """`(base spec, extra seconds)` of a spec with a `+SECONDS` suffix, else `(spec, None)`.
+
+    Only the syntax is read (the number is not range-checked): `"fixed:0.03+0.1"` ->
+    `("fixed:0.03", 0.1)`, `"fixed:1e+1"` -> `("fixed:1e+1", None)`.
+    """
+    match = _EXTRA_RE.match(spec.strip()) if isinstance(spec, str) else None
+    if match is None:
+        return spec, None
+    return match.group("base").strip(), float(match.group("extra"))
+
+
+def with_extra(spec: str, extra_s: float) -> str:
+    """`spec` with the extra delay `extra_s` [s] appended (`spec` itself for 0):
+    `with_extra("measured", 0.05) == "measured+0.05"`."""
+    extra_s = float(extra_s)
+    return spec if extra_s == 0.0 else f"{spec.strip()}+{extra_s!r}"
+
+
+def unshifted(model: LatencyModel) -> tuple[LatencyModel, float | None]:
+    """`(base model, extra seconds)` of a `ShiftedLatency`, else `(model, None)`."""
+    if isinstance(model, ShiftedLatency):
+        return model.base, model.extra_s
+    return model, None
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -677,8 +787,8 @@ def parse_latency(spec: str, *, base_dir: str | os.PathLike | None = None) -> La
 
     Forms: `fixed:SECONDS`, `fixed:STAGE=SECONDS,...` (each in [0, 60) s, stage names are
     identifiers), `profile:PATH` (relative PATH resolved against `base_dir`, else the
-    current directory; `~` is expanded) and `measured`. Whitespace around the spec and its
-    parts is ignored.
+    current directory; `~` is expanded) and `measured`; each may end in `+SECONDS`, an
+    extra delay (`ShiftedLatency`). Whitespace around the spec and its parts is ignored.
 
     Raises:
         LatencySpecError: malformed spec, unknown scheme, or a value out of range.
@@ -689,6 +799,18 @@ def parse_latency(spec: str, *, base_dir: str | os.PathLike | None = None) -> La
     text = spec.strip()
     if not text:
         raise LatencySpecError(spec, "empty spec")
+    base, extra = split_extra(text)
+    if extra is not None:
+        if not base:
+            raise LatencySpecError(spec, "+SECONDS needs a latency model before it, "
+                                   "e.g. measured+0.1")
+        if split_extra(base)[1] is not None:
+            raise LatencySpecError(spec, "only one +SECONDS suffix is allowed")
+        try:
+            model = parse_latency(base, base_dir=base_dir)
+        except LatencySpecError as error:
+            raise LatencySpecError(spec, error.problem) from None
+        return ShiftedLatency(model, extra, spec)
     scheme, colon, body = text.partition(":")
     scheme = scheme.strip()
     if scheme == "fixed":

@@ -3,6 +3,8 @@
     reflexdrive scenarios
     reflexdrive run --scenario lead-brake --stack staged --episodes 20 --seed 0 \\
         --mode realtime --latency fixed:0.03 --budget 0.1 --envs 2 --out runs/x
+    reflexdrive compare --stacks staged,cnn --episodes 20 --extra-latency 0,0.1 \\
+        --out runs/compare
 
 Bad input exits with status 2 and one line naming the field and the allowed values.
 """
@@ -167,9 +169,91 @@ def build_parser() -> argparse.ArgumentParser:
                               "extra intra-op threads on a shared machine only contend)")
     profile.add_argument("--out", required=True, help="profile file to write (JSON)")
     profile.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_compare_parser(commands, STACKS, SCENARIOS)
     from reflexdrive.train import add_train_parser
     add_train_parser(commands)
     return parser
+
+
+def _add_compare_parser(commands, stacks, scenarios) -> None:
+    from reflexdrive.compare_config import (DEFAULT_EXTRA_LATENCY_S, DEFAULT_SCENARIOS,
+                                            DEFAULT_STACKS)
+
+    compare = commands.add_parser(
+        "compare", help="every stack on the same seeds, scenarios, modes and extra "
+                        "latencies: episodes.csv and summary.csv",
+        description="Run every stack on the same seeded episodes of every scenario, in "
+                    "lockstep and realtime, at its own latency plus each extra latency, "
+                    "and write OUT/episodes.csv (one row per episode), OUT/decisions.csv "
+                    "(one row per decision) and OUT/summary.csv (per stack x scenario x "
+                    "mode x extra latency: reaction time with bootstrap 95% intervals, "
+                    "collision rate with its Wilson interval, min TTC, progress, jerk, "
+                    "latency p50/p99, overrun rate). Each cell runs into "
+                    "OUT/cells/STACK/SCENARIO/MODE+EXTRAs/; re-running with the same "
+                    "--out resumes. Flags override --config (TOML with the same keys as "
+                    "reflexdrive.compare_config.CompareConfig); each option says its "
+                    "default. Columns: docs/compare.md.")
+    compare.add_argument("--config", default=None, metavar="TOML",
+                         help="read the settings from a TOML file (keys: the "
+                              "CompareConfig fields; unknown keys are an error)")
+    compare.add_argument("--stacks", default=None, metavar="A,B,..",
+                         help="stacks (default " + ",".join(DEFAULT_STACKS) + "); from: "
+                              + ", ".join(stacks))
+    compare.add_argument("--scenarios", default=None, metavar="A,B,..",
+                         help="scenarios (default " + ",".join(DEFAULT_SCENARIOS)
+                              + "); from: " + ", ".join(scenarios))
+    compare.add_argument("--episodes", type=int, default=None,
+                         help="episodes per cell; episode i uses seed+i (default 20)")
+    compare.add_argument("--seed", type=int, default=None, help="first scenario seed (0)")
+    compare.add_argument("--modes", default=None, metavar="A,B",
+                         help="clock modes: lockstep, realtime (default both)")
+    compare.add_argument("--latency", default=None,
+                         help="each stack's own latency: measured (wall clock of the "
+                              "batched act call; default), fixed:SECONDS, "
+                              "fixed:STAGE=SECONDS,..., profile:PATH")
+    compare.add_argument("--extra-latency", default=None, metavar="S,S,..",
+                         help="extra delays [s] on top of each stack's latency, one cell "
+                              "each (default " + ",".join(f"{x:g}" for x in
+                                                           DEFAULT_EXTRA_LATENCY_S) + ")")
+    compare.add_argument("--budget", type=float, default=None,
+                         help="compute budget per tick [s] (default 0.1)")
+    compare.add_argument("--envs", type=int, default=None,
+                         help="envs per cell = batch size of the stack's act call (default: "
+                              "1 with measured latency, else 8 batched / 2 highway)")
+    compare.add_argument("--backend", default=None, help="world backend: auto, highway, "
+                                                         "batched (default auto)")
+    compare.add_argument("--device", default=None,
+                         help="torch device: cpu, cuda, auto (default cpu)")
+    compare.add_argument("--perception", default=None,
+                         help="perception of the staged stack (default oracle)")
+    compare.add_argument("--controller", default=None,
+                         help="steering controller of the staged stack (default pure-pursuit)")
+    compare.add_argument("--checkpoint", action="append", default=None,
+                         metavar="STACK=PATH",
+                         help="policy checkpoint of an end-to-end stack (repeatable; "
+                              "default: the shipped policies/checkpoints/STACK.pt)")
+    compare.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
+                         help="override a scenario config field in every scenario "
+                              "(repeatable; JSON values), e.g. duration_s=8")
+    compare.add_argument("--sweep-lockstep", action="store_true", default=None,
+                         help="run lockstep at every extra latency too (default: at 0 only; "
+                              "lockstep driving ignores latency)")
+    compare.add_argument("--executor", default=None,
+                         help="local (this process; default) or ray (Ray tasks)")
+    compare.add_argument("--address", default=None, metavar="HOST:PORT",
+                         help="Ray cluster to join (default: start a local Ray instance)")
+    compare.add_argument("--ray-cpus", type=int, default=None,
+                         help="CPUs of the local Ray instance (default: all)")
+    compare.add_argument("--chunk-episodes", type=int, default=None,
+                         help="episodes per Ray task (default: --envs of the cell)")
+    compare.add_argument("--threads", type=int, default=None,
+                         help="torch CPU threads of the stacks (default 1: a car's computer "
+                              "gives the stack a core; more only contend on a shared machine)")
+    compare.add_argument("--video", type=int, default=None, metavar="K",
+                         help="MP4s of the first K episodes per stack (for the report)")
+    compare.add_argument("--out", default=None, help="output directory (required here or "
+                                                     "in the config file)")
+    compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -271,8 +355,83 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names_list(flag: str, text: str) -> list[str]:
+    """`a,b,c` -> ["a", "b", "c"] (ConfigError on an empty item)."""
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or not all(items):
+        raise ConfigError(flag, text, "must be a comma-separated list of names, e.g. "
+                          "staged,cnn")
+    return items
+
+
+def _seconds_list(flag: str, text: str) -> list[float]:
+    """`0,0.05,0.1` -> [0.0, 0.05, 0.1] (ConfigError when malformed)."""
+    try:
+        values = [float(item) for item in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(item.strip() == "" for item in text.split(",")):
+        raise ConfigError(flag, text, "must be comma-separated seconds, e.g. 0,0.05,0.1")
+    return values
+
+
+def _checkpoints(values: Sequence[str]) -> dict[str, str]:
+    checkpoints: dict[str, str] = {}
+    for item in values:
+        stack, equals, path = item.partition("=")
+        if not equals or not stack.strip() or not path.strip():
+            raise ConfigError("--checkpoint", item, "expected STACK=PATH, e.g. "
+                              "cnn=policies/checkpoints/cnn.pt")
+        checkpoints[stack.strip()] = path.strip()
+    return checkpoints
+
+
+def compare_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The CompareConfig fields the command line sets (flags left out are absent)."""
+    settings: dict[str, object] = {}
+    if args.stacks is not None:
+        settings["stacks"] = _names_list("--stacks", args.stacks)
+    if args.scenarios is not None:
+        settings["scenarios"] = _names_list("--scenarios", args.scenarios)
+    if args.modes is not None:
+        settings["modes"] = _names_list("--modes", args.modes)
+    if args.extra_latency is not None:
+        settings["extra_latency_s"] = _seconds_list("--extra-latency", args.extra_latency)
+    if args.checkpoint is not None:
+        settings["checkpoints"] = _checkpoints(args.checkpoint)
+    if args.set is not None:
+        settings["scenario_config"] = _scenario_overrides(args.set)
+    for flag, name in (("episodes", "episodes"), ("seed", "seed"), ("latency", "latency"),
+                       ("budget", "budget_s"), ("envs", "envs"), ("backend", "backend"),
+                       ("device", "device"), ("perception", "perception"),
+                       ("controller", "controller"), ("sweep_lockstep", "sweep_lockstep"),
+                       ("executor", "executor"), ("address", "address"),
+                       ("ray_cpus", "ray_cpus"), ("chunk_episodes", "chunk_episodes"),
+                       ("threads", "threads"), ("video", "video"), ("out", "out")):
+        if getattr(args, flag) is not None:
+            settings[name] = getattr(args, flag)
+    return settings
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from reflexdrive.compare import compare
+    from reflexdrive.compare_config import CompareConfig
+    from reflexdrive.summary import headline
+
+    settings = compare_settings(args)
+    if args.config is not None:
+        config = CompareConfig.from_toml(args.config, **settings)
+    else:
+        config = CompareConfig(**settings)
+    result = compare(config, progress=not args.no_progress)
+    print(headline(result.summary))
+    print(f"wrote {result.out}/episodes.csv ({len(result.episodes)} episodes, "
+          f"{result.ran} run now), summary.csv and decisions.csv in {result.wall_s:.0f} s")
+    return 0
+
+
 COMMANDS = {"scenarios": _cmd_scenarios, "run": _cmd_run, "demo": _cmd_demo,
-            "profile": _cmd_profile,
+            "profile": _cmd_profile, "compare": _cmd_compare,
             "train": cmd_train}
 
 

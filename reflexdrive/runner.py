@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import gymnasium as gym
 import numpy as np
@@ -32,7 +32,7 @@ from agents.staged import CONTROLLERS
 from envs.config import ClockConfig
 from envs.batched_env import BatchedDrivingEnv, batched_scenarios
 from envs.errors import ConfigError, check_choice
-from envs.latency import parse_latency
+from envs.latency import parse_latency, split_extra
 from envs.registration import make_env
 from envs.scenarios import SCENARIOS, make_config
 from reflexdrive.metrics import ReactionConfig, episode_metrics
@@ -341,7 +341,9 @@ class RunWriter:
 
 
 def run(config: RunConfig, out: str | os.PathLike | None = None, agent: Agent | None = None,
-        progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+        progress: bool = True,
+        on_episode: Callable[[dict, list[dict]], None] | None = None,
+        ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run `config.episodes` episodes and return `(episodes, ticks)` DataFrames.
 
     Args:
@@ -350,6 +352,8 @@ def run(config: RunConfig, out: str | os.PathLike | None = None, agent: Agent | 
             everything in memory.
         agent: the stack to drive (default: `make_agent(config.stack, ...)`).
         progress: show a progress bar (stderr).
+        on_episode: called with `(episode row, tick rows)` as each episode finishes (after
+            it is written to `out`); e.g. `reflexdrive compare`'s overall progress bar.
     """
     from tqdm.auto import tqdm
 
@@ -372,6 +376,8 @@ def run(config: RunConfig, out: str | os.PathLike | None = None, agent: Agent | 
                 ticks.extend(episode_ticks)
                 if writer:
                     writer.add(row, episode_ticks)
+                if on_episode is not None:
+                    on_episode(row, episode_ticks)
                 bar.update(1)
         finally:
             bar.close()
@@ -390,7 +396,7 @@ def _rollouts(config: RunConfig, agent: Agent, todo: list[tuple[int, int]]):
     n_envs = min(config.envs, len(todo))
     config_for_envs = config if n_envs == config.envs else _with_envs(config, n_envs)
     vec = _make_vector_env(config_for_envs)
-    measured = config.latency.strip() == "measured"
+    measured = split_extra(config.latency)[0].strip() == "measured"     # also measured+S
     try:
         queue = list(todo)
         slots = [_Slot() for _ in range(n_envs)]

@@ -135,6 +135,10 @@ def test_autoreset_same_step_and_disabled():
     obs, _, _, truncated, info = env.step(np.zeros((2, 2)))
     assert truncated.all() and info["final_obs"][0] is not None
     assert (env.backend.substep_index == 0).all()
+    for i in range(2):                 # the final observation, not the new episode's first
+        final = info["final_obs"][i]
+        assert not np.shares_memory(final["bev"], obs["bev"])
+        assert final["ego"][0] != obs["ego"][i, 0]          # speed at the end vs at a start
     disabled = BatchedDrivingEnv(2, "highway", scenario_config={"duration_s": 0.1},
                                  autoreset_mode="disabled")
     disabled.reset(seed=0)

@@ -16,6 +16,7 @@ from envs.config import ClockConfig
 from envs.errors import ConfigError
 from envs.latency import (
     ALLOWED_FORMS,
+    EXTRA_STAGE,
     FixedLatency,
     LatencyModel,
     LatencyProfile,
@@ -23,9 +24,12 @@ from envs.latency import (
     MeasuredLatency,
     ProfileError,
     ProfileLatency,
+    ShiftedLatency,
     load_profile,
     parse_latency,
     save_profile,
+    split_extra,
+    with_extra,
 )
 
 STAGES = ("perception", "tracking", "planning", "control")
@@ -449,3 +453,100 @@ def test_measured_wall_clock_after_mark():
     time.sleep(0.01)
     assert model.sample()["total"] >= 0.009
     assert model.sample(None)["total"] >= 0.009
+
+
+# --------------------------------------------------------------------------- +SECONDS
+
+
+@pytest.mark.parametrize("spec, base, extra", [
+    ("fixed:0.03+0.1", {"total": 0.03}, 0.1),
+    ("fixed:perception=0.02,planning=0.01+0.05", {"perception": 0.02, "planning": 0.01}, 0.05),
+    (" fixed:0.03 + .5 ", {"total": 0.03}, 0.5),
+    ("fixed:1e-2+0", {"total": 0.01}, 0.0),
+    ("fixed:1e+1+0.25", {"total": 10.0}, 0.25),
+])
+def test_extra_delay_suffix_adds_one_stage_with_exact_values(spec, base, extra):
+    model = parse_latency(spec)
+    assert isinstance(model, ShiftedLatency) and isinstance(model, LatencyModel)
+    assert model.base.latencies == base and model.extra_s == extra
+    assert model.deterministic and model.spec == spec
+    sample = model.sample()
+    assert sample == {**base, EXTRA_STAGE: extra}
+    assert list(sample)[-1] == EXTRA_STAGE                      # appended after the base
+    assert sum(sample.values()) == sum(base.values()) + extra  # added once, exactly
+
+
+def test_exponent_plus_is_not_a_suffix():
+    model = parse_latency("fixed:1e+1")
+    assert isinstance(model, FixedLatency) and model.sample() == {"total": 10.0}
+    assert split_extra("fixed:1e+1") == ("fixed:1e+1", None)
+    assert split_extra("profile:a+b.json") == ("profile:a+b.json", None)
+    assert split_extra("profile:a+b.json+0.2") == ("profile:a+b.json", 0.2)
+    assert with_extra("measured", 0.05) == "measured+0.05"
+    assert with_extra("fixed:0.03", 0) == "fixed:0.03"
+
+
+def test_profile_plus_extra_replays_the_same_rows(tmp_path):
+    path = tmp_path / "p.json"
+    save_profile(make_profile(), path)
+    plain, shifted = parse_latency(f"profile:{path}"), parse_latency(f"profile:{path}+0.2")
+    assert isinstance(shifted, ShiftedLatency) and shifted.deterministic
+    plain.reset(5)
+    shifted.reset(5)
+    for _ in range(20):
+        expected = plain.sample()
+        assert shifted.sample() == {**expected, EXTRA_STAGE: 0.2}
+
+
+def test_measured_plus_extra_adds_to_reported_timings():
+    model = parse_latency("measured+0.1")
+    assert isinstance(model.base, MeasuredLatency) and not model.deterministic
+    assert model.sample({"policy": 0.004}) == {"policy": 0.004, EXTRA_STAGE: 0.1}
+    model.reset(0)
+    assert model.sample() == {"total": 0.0, EXTRA_STAGE: 0.1}
+    with pytest.raises(ConfigError, match="reserved"):
+        model.sample({EXTRA_STAGE: 0.01})
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("fixed:0.1+0.1+0.1", "only one"),
+    ("fixed:0.1+70", "extra delay 70.0 is not below 60"),
+    ("fixed:extra=0.1+0.05", "reserved"),
+    ("+0.1", "needs a latency model"),
+    ("fixed:0.1+abc", "not a number"),
+    ("fixed:abc+0.1", "not a number"),
+])
+def test_bad_extra_delay_specs(spec, needle):
+    with pytest.raises(LatencySpecError, match=needle) as caught:
+        parse_latency(spec)
+    assert "\n" not in str(caught.value) and "+SECONDS" in str(caught.value)
+
+
+def test_extra_delay_lands_the_command_later_on_both_backends():
+    """The clock charges `L_k = base + extra`: the command lands at `t_k + 0.13` s, the same
+    records on the single env and on the batched env."""
+    from envs.batched_env import BatchedDrivingEnv
+    from envs.registration import make_env
+
+    spec, config = "fixed:0.03+0.1", {"duration_s": 1.0, "onset_s": (0.5, 0.5)}
+    single = make_env("lead-brake", latency=spec, scenario_config=config)
+    batched = BatchedDrivingEnv(1, "lead-brake", latency=spec, record=True,
+                                scenario_config=config, autoreset_mode="disabled")
+    try:
+        single.reset(seed=2)
+        batched.reset(seed=[2])
+        action = np.array([-1.0, 0.0])
+        _, _, _, _, info = single.step(action)
+        records_single = list(info["ticks"])
+        records_batched = []
+        while len(records_batched) < len(records_single):
+            _, _, _, _, info_b = batched.step(action[None])
+            records_batched.extend(info_b["ticks"][0])
+    finally:
+        single.close()
+        batched.close()
+    first = records_single[0]
+    assert first.stage_latency_s == {"total": 0.03, EXTRA_STAGE: 0.1}
+    assert first.latency_s == 0.03 + 0.1 and first.lands_s == first.t_s + 0.03 + 0.1
+    assert first.overrun and len(records_single) == 2      # 0.13 s > 0.1 s: one frame drops
+    assert list(map(repr, records_batched)) == list(map(repr, records_single))

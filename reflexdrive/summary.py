@@ -1,0 +1,235 @@
+"""`summary.csv` of a compare: one row per stack x scenario x mode x extra latency.
+
+Intervals are 95% by default:
+
+- **Bootstrap percentile intervals** for the reaction-time mean, p50 and p95, the median
+  min TTC and min gap, and the mean progress, jerk and peak deceleration: `resamples`
+  resamples of the group's episodes (drawn with replacement, all statistics of a sample
+  from the same resample indices, vectorised in numpy), the interval being the 2.5th and
+  97.5th percentiles of the resampled statistic. The generator of a group is
+  `np.random.default_rng([seed, crc32(group key)])`: the same seed gives the same
+  intervals, and a group's interval does not depend on which other groups exist. Reaction
+  statistics use only the episodes in which the stack reacted. A constant column gives a
+  zero-width interval; no value gives NaN.
+- **Wilson score interval** for the collision rate (a proportion): exact formula, no
+  resampling, and unlike a bootstrap it is not `[0, 0]` when no episode collided.
+
+Columns (units in the names: `_s` seconds, `_m` metres, `_mps2` m/s^2, `_mps3` m/s^3;
+`_lo`/`_hi` the interval's bounds of the column before them):
+
+| column | meaning |
+|---|---|
+| `stack`, `scenario`, `mode`, `extra_latency_s` | the group |
+| `latency` | latency spec the cells ran with (the stack's own model + the extra) |
+| `envs` | envs run side by side in each cell: at most that many decide in one `act` call (end-to-end stacks are padded to exactly that many) |
+| `budget_s` | compute budget per tick |
+| `episodes` | episodes in the group |
+| `reacted`, `reaction_rate` | episodes with a reaction to the hazard, and their share |
+| `reaction_time_{mean,p50,p95}_s` (+ `_lo_s`, `_hi_s`) | reaction time over reacting episodes |
+| `reaction_{wait,notice,compute}_mean_s` | its decomposition (means; they add up to the mean) |
+| `collisions`, `collision_rate` (+ `_lo`, `_hi`) | ego collisions; Wilson interval |
+| `min_ttc_p50_s` (+ `_lo_s`, `_hi_s`) | median over episodes of the minimum TTC after onset (inf: never closing) |
+| `min_gap_p50_m` (+ `_lo_m`, `_hi_m`) | median of the minimum gap after onset |
+| `progress_mean_m` (+ `_lo_m`, `_hi_m`) | distance driven per episode |
+| `jerk_mean_mps3` (+ `_lo_mps3`, `_hi_mps3`) | mean absolute jerk per episode, averaged |
+| `peak_decel_mean_mps2` | peak deceleration per episode, averaged |
+| `decisions` | decisions (observed ticks) pooled for the latency columns |
+| `latency_p50_s`, `latency_p99_s` | percentiles of the latency `L_k` the clock charged each decision, pooled over the group's decisions: the stack's own latency plus `extra_latency_s`. With `measured` latency it is the wall time of the stack's batched `act` call (for up to `envs` envs; 1 by default with measured latency), charged in full to every env of the batch |
+| `stack_latency_p50_s`, `stack_latency_p99_s` | the same without the extra delay: the stack's own latency |
+| `overrun_rate` | share of decisions whose `L_k` exceeded the budget (or a stage budget) |
+| `dropped_frames_mean` | frames dropped per episode (ticks skipped while busy) |
+
+Without per-decision rows (`decisions=None`), the latency columns fall back to the median
+of the episodes' own p50 / p99 and the mean of their overrun rates, and `decisions` is NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from statistics import NormalDist
+from typing import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+GROUP = ["stack", "scenario", "mode", "extra_latency_s"]
+"""The columns a summary row stands for."""
+
+Statistic = Callable[[np.ndarray], np.ndarray]
+"""`(R, n)` resampled values -> `(R,)` statistic (axis 1), or `(n,)` -> scalar."""
+
+
+def _mean(values: np.ndarray) -> np.ndarray:
+    return values.mean(axis=-1)
+
+
+def _median(values: np.ndarray) -> np.ndarray:
+    return np.median(values, axis=-1)            # inf-safe (percentile's lerp is not)
+
+
+def _p95(values: np.ndarray) -> np.ndarray:
+    return np.percentile(values, 95, axis=-1)
+
+
+def bootstrap(values: np.ndarray, statistics: Mapping[str, Statistic],
+              rng: np.random.Generator, resamples: int = 2000, confidence: float = 0.95
+              ) -> dict[str, tuple[float, float, float]]:
+    """Point estimates and bootstrap percentile intervals of `statistics` of `values`.
+
+    Args:
+        values: `(n,)` one value per episode.
+        statistics: name -> function over the last axis.
+        rng: the generator the resample indices come from (one draw of `(resamples, n)`
+            indices shared by all statistics).
+        resamples: number of bootstrap resamples `R`.
+        confidence: the interval's coverage, e.g. 0.95 (percentiles 2.5 and 97.5).
+
+    Returns:
+        name -> `(estimate, low, high)`; NaNs when `values` is empty.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return {name: (math.nan, math.nan, math.nan) for name in statistics}
+    index = rng.integers(0, values.size, size=(resamples, values.size))
+    samples = values[index]                                       # (R, n)
+    tail = 50.0 * (1.0 - confidence)
+    result = {}
+    for name, statistic in statistics.items():
+        estimate = float(statistic(values))
+        resampled = statistic(samples)                            # (R,)
+        if np.isnan(resampled).any():
+            low = high = math.nan
+        else:
+            low, high = np.percentile(resampled, [tail, 100.0 - tail], method="inverted_cdf")
+        result[name] = (estimate, float(low), float(high))
+    return result
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95
+                    ) -> tuple[float, float]:
+    """Wilson score interval of a proportion `successes / trials` (NaNs for 0 trials)."""
+    if trials == 0:
+        return math.nan, math.nan
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    p = successes / trials
+    z2n = z * z / trials
+    centre = (p + z2n / 2.0) / (1.0 + z2n)
+    half = z * math.sqrt(p * (1.0 - p) / trials + z2n / (4.0 * trials)) / (1.0 + z2n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def group_rng(seed: int, key: tuple) -> np.random.Generator:
+    """The bootstrap generator of one group: seeded by `seed` and the group's key."""
+    return np.random.default_rng([int(seed), zlib.crc32("|".join(map(str, key)).encode())])
+
+
+def _with_interval(row: dict, name: str, unit: str, estimate: tuple[float, float, float]
+                   ) -> None:
+    suffix = f"_{unit}" if unit else ""
+    row[f"{name}{suffix}"], row[f"{name}_lo{suffix}"], row[f"{name}_hi{suffix}"] = estimate
+
+
+def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
+              seed: int = 0, resamples: int = 2000, confidence: float = 0.95
+              ) -> pd.DataFrame:
+    """The summary table of a compare's `episodes` (see the module docstring's columns).
+
+    Args:
+        episodes: rows of a compare's `episodes.csv` (the run schema plus `GROUP`,
+            `envs`).
+        decisions: rows of `decisions.csv` (per observed tick: `GROUP` and `latency_s`,
+            `overrun`); None falls back to per-episode latency columns.
+        seed: seed of the bootstrap generators.
+        resamples: bootstrap resamples per group.
+        confidence: coverage of every interval.
+    """
+    if episodes.empty:
+        return pd.DataFrame(columns=GROUP)
+    decision_groups = ({key: frame for key, frame in decisions.groupby(GROUP, sort=False)}
+                       if decisions is not None and not decisions.empty else {})
+    rows = []
+    for key, group in episodes.groupby(GROUP, sort=False):
+        rng = group_rng(seed, key)
+        row: dict = dict(zip(GROUP, key))
+        first = group.iloc[0]
+        row["latency"] = first.get("latency")
+        row["envs"] = first.get("envs")
+        row["budget_s"] = first.get("budget_s")
+        row["episodes"] = len(group)
+        reaction = group["reaction_time_s"].to_numpy(dtype=np.float64)
+        reacted = reaction[np.isfinite(reaction)]
+        row["reacted"] = int(reacted.size)
+        row["reaction_rate"] = reacted.size / len(group)
+        stats = bootstrap(reacted, {"mean": _mean, "p50": _median, "p95": _p95}, rng,
+                          resamples, confidence)
+        for name in ("mean", "p50", "p95"):
+            _with_interval(row, f"reaction_time_{name}", "s", stats[name])
+        for part in ("wait", "notice", "compute"):
+            values = group[f"reaction_{part}_s"].to_numpy(dtype=np.float64)
+            values = values[np.isfinite(values)]
+            row[f"reaction_{part}_mean_s"] = float(values.mean()) if values.size else math.nan
+        collided = group["collided"].astype(bool).to_numpy()
+        row["collisions"] = int(collided.sum())
+        row["collision_rate"] = float(collided.mean())
+        row["collision_rate_lo"], row["collision_rate_hi"] = wilson_interval(
+            int(collided.sum()), len(collided), confidence)
+        for column, name, unit, statistic in (
+                ("min_ttc_s", "min_ttc_p50", "s", _median),
+                ("min_gap_m", "min_gap_p50", "m", _median),
+                ("progress_m", "progress_mean", "m", _mean),
+                ("mean_abs_jerk_mps3", "jerk_mean", "mps3", _mean)):
+            values = group[column].to_numpy(dtype=np.float64)
+            values = values[~np.isnan(values)]
+            _with_interval(row, name, unit,
+                           bootstrap(values, {name: statistic}, rng, resamples,
+                                     confidence)[name])
+        row["peak_decel_mean_mps2"] = float(group["peak_decel_mps2"].mean())
+        extra = float(key[3])
+        ticks = decision_groups.get(key)
+        if ticks is not None and len(ticks):
+            latency = ticks["latency_s"].to_numpy(dtype=np.float64)
+            row["decisions"] = len(latency)
+            row["latency_p50_s"], row["latency_p99_s"] = np.percentile(latency, [50, 99])
+            own = latency - extra
+            row["stack_latency_p50_s"], row["stack_latency_p99_s"] = np.percentile(own, [50, 99])
+            row["overrun_rate"] = float(ticks["overrun"].astype(bool).mean())
+        else:
+            row["decisions"] = math.nan
+            row["latency_p50_s"] = float(group["latency_p50_s"].median())
+            row["latency_p99_s"] = float(group["latency_p99_s"].median())
+            row["stack_latency_p50_s"] = row["latency_p50_s"] - extra
+            row["stack_latency_p99_s"] = row["latency_p99_s"] - extra
+            row["overrun_rate"] = float(group["overrun_rate"].mean())
+        row["dropped_frames_mean"] = float(group["dropped_frames"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headline(summary: pd.DataFrame) -> str:
+    """The summary as a short fixed-width table (what `reflexdrive compare` prints)."""
+    if summary.empty:
+        return "(no episodes)"
+
+    def interval(row, name: str) -> str:
+        mean = row[f"{name}_s"]
+        if not np.isfinite(mean):
+            return "-"
+        return (f"{mean * 1e3:.0f} [{row[f'{name}_lo_s'] * 1e3:.0f}, "
+                f"{row[f'{name}_hi_s'] * 1e3:.0f}]")
+
+    table = pd.DataFrame({
+        "stack": summary["stack"], "scenario": summary["scenario"], "mode": summary["mode"],
+        "extra_ms": (summary["extra_latency_s"] * 1e3).round(1),
+        "n": summary["episodes"],
+        "reacted": summary["reaction_rate"].map(lambda x: f"{x:.0%}"),
+        "reaction_ms [95% CI]": [interval(row, "reaction_time_mean")
+                                 for _, row in summary.iterrows()],
+        "collisions [95% CI]": [f"{row.collision_rate:.0%} [{row.collision_rate_lo:.0%}, "
+                                f"{row.collision_rate_hi:.0%}]"
+                                for row in summary.itertuples()],
+        "min_ttc_s": summary["min_ttc_p50_s"].map(lambda x: f"{x:.2f}"),
+        "own_latency_p50_ms": (summary["stack_latency_p50_s"] * 1e3).map(lambda x: f"{x:.1f}"),
+        "overruns": summary["overrun_rate"].map(lambda x: f"{x:.0%}"),
+    })
+    return table.to_string(index=False)
