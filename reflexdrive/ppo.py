@@ -1,0 +1,575 @@
+"""PPO fine-tuning of the end-to-end policies on the batched backend, with the clock in the loop.
+
+    from reflexdrive.ppo import PPOConfig, train_ppo
+    path = train_ppo(PPOConfig(policy="cnn", init="runs/bc/cnn.pt", num_envs=64,
+                               latency="profile:profiles/cnn.json", out_dir="runs/ppo-cnn"))
+
+stable-baselines3's `PPO` trains `cnn` and `transformer`, sb3-contrib's `RecurrentPPO`
+trains `lstm` and `gru` (see `reflexdrive.sb3_adapters` for how our networks become sb3
+policies and why the Gaussian lives on the head's pre-squash output). The envs are
+`BatchedDrivingEnv`s in this process (`num_envs` split over `scenarios`), on the clock:
+`mode="realtime"` with `latency="profile:PATH"` trains the policy under the latency it
+has on the car's computer. Episodes use scenario seeds `>= TRAIN_SEED_BASE` (1e6), so the
+evaluation seeds `0..n-1` stay held out.
+
+The run folder `out_dir`:
+
+- `ppo_run.json`: the config and the resolved policy architecture of the run;
+- `checkpoints/ppo-<timesteps>.zip`: sb3's own resume format (model, optimizer, counters;
+  zip with pickled parts: only load run folders you made), written atomically after every
+  `checkpoint_every` updates and at the end; the two newest are kept;
+- `tensorboard/ppo_1/`: TensorBoard logs (sb3's `rollout/ep_rew_mean`, `ep_len_mean`,
+  `success_rate` = episodes without collision, off-road or deadline termination,
+  `train/*` losses, `std`, `time/fps`);
+- `<policy>.pt` (or `export_path`): the trained policy as our safe checkpoint
+  (`policies.registry.save_policy`, `weights_only`-loadable), which
+  `agents.end_to_end.EndToEndAgent` drives with: its action is the PPO policy's
+  deterministic action.
+
+Resume: calling `train_ppo` again with the same `out_dir` (after a kill, or with a larger
+`total_timesteps` to train on) loads the newest checkpoint and continues: the timestep
+counter, the optimizer and the TensorBoard run go on; the envs start fresh episodes and
+the random streams are reseeded from `(seed, timesteps)`, so a resumed run is
+deterministic given its checkpoint, though not bit-identical to an uninterrupted one.
+Settings that define the run must match the stored ones (a `ConfigError` lists the
+differences); `total_timesteps`, `checkpoint_every`, `export_path`, `device`, `threads`
+and `command` may change.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import numbers
+import os
+import re
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from tqdm import tqdm
+
+from agents.end_to_end import policy_spec
+from envs.batched_env import batched_scenarios
+from envs.errors import ConfigError, check_choice, check_range
+from envs.latency import MeasuredLatency, parse_latency, unshifted
+from policies.checkpoint import CheckpointError
+from policies.networks import DrivingPolicy
+from policies.registry import POLICIES, load_policy, save_policy
+from reflexdrive.results import atomic_write, prepare_out_dir, write_json
+from reflexdrive.sb3_adapters import (DrivingActorCritic, DrivingRecurrentActorCritic,
+                                      TanhActions, make_batched_vec_env, to_driving_policy)
+
+RECURRENT_POLICIES = ("gru", "lstm")
+"""Policies trained with sb3-contrib's `RecurrentPPO`; the others with sb3's `PPO`."""
+
+MODES = ("realtime", "lockstep")
+
+RESUMABLE_FIELDS = ("total_timesteps", "checkpoint_every", "export_path", "device",
+                    "threads", "command", "out_dir")
+"""Fields a resumed run may change; all others must equal the stored run's."""
+
+RUN_FILE = "ppo_run.json"
+CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+TB_RUN_NAME = "ppo"
+KEEP_CHECKPOINTS = 2
+_CHECKPOINT_NAME = re.compile(r"^ppo-(\d+)\.zip$")
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _integer(name: str, value: Any, low: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(name, value, f"must be an integer >= {low}")
+
+
+def _number(name: str, value: Any, low: float | None = None, high: float | None = None,
+            low_inclusive: bool = True) -> None:
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not math.isfinite(value)):
+        raise ConfigError(name, value, "must be a finite number")
+    check_range(name, value, low, high, low_inclusive=low_inclusive)
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Settings of one PPO run (validated on construction: a `ConfigError` names the field
+    and the allowed values). The CLI maps `--field-name` to each field 1:1.
+
+    Attributes:
+        policy: network, "cnn", "gru", "lstm" or "transformer" (`gru`/`lstm` train with
+            sb3-contrib's RecurrentPPO).
+        scenarios: straight-road scenarios the envs run (`batched_scenarios()`): highway,
+            lead-brake, cut-in, stopped-vehicle; `num_envs` is split evenly over them.
+        num_envs: envs stepped together (one batched forward pass per tick).
+        total_timesteps: env steps (ticks x envs) to train for in all, counting those of
+            earlier runs in the same `out_dir`; rounded up to whole updates.
+        n_steps: ticks per env per update (the rollout length).
+        batch_size: samples per minibatch; must divide `n_steps * num_envs`.
+        n_epochs: passes over each rollout.
+        learning_rate: Adam's learning rate (constant).
+        gamma: discount per tick.
+        gae_lambda: GAE's lambda.
+        clip_range: PPO's ratio clip.
+        ent_coef: entropy bonus (of the Gaussian on the pre-squash output).
+        vf_coef: weight of the value loss.
+        max_grad_norm: gradient-norm clip.
+        initial_std: `(acceleration, steering)` std of the exploration Gaussian on the
+            head's pre-squash output at the start (then learnt, state-independent). Near
+            zero commands, 1 unit is 6 m/s^2 and 0.5 rad with the default bounds.
+        value_hidden: width of the critic's hidden layer (on the shared encoder features).
+        seed: seeds the weights, the action noise, the minibatch order and the scenario
+            seeds of the episodes.
+        latency: the clock's latency model: "fixed:SECONDS", "fixed:STAGE=S,..." or
+            "profile:PATH" (a `reflexdrive profile` file; relative to the working folder),
+            each optionally ending in "+SECONDS" (an extra constant delay). "measured" is
+            refused: training needs a reproducible latency.
+        mode: "realtime" (the world keeps moving while the policy computes) or "lockstep".
+        init: a policy checkpoint (`policies.registry.save_policy`, e.g. from behaviour
+            cloning) whose weights PPO starts from; it must hold `policy`. None: random.
+        policy_config: the network's config fields (as for `policies.registry.build`),
+            only without `init` (with it, the checkpoint's config is used).
+        out_dir: run folder (checkpoints, TensorBoard, export); reused to resume.
+        checkpoint_every: save a resume checkpoint every this many updates.
+        export_path: where to write the trained policy (default `out_dir/<policy>.pt`).
+        device: torch device of the networks: "auto" (CUDA if available), "cpu", "cuda",
+            "cuda:N". The envs run on the CPU.
+        threads: torch CPU threads (None: leave torch's setting).
+        command: the command line that started the run (recorded in the export).
+    """
+
+    policy: str = "cnn"
+    scenarios: tuple[str, ...] = ("highway",)
+    num_envs: int = 16
+    total_timesteps: int = 1_000_000
+    n_steps: int = 128
+    batch_size: int = 256
+    n_epochs: int = 4
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    initial_std: tuple[float, float] = (0.3, 0.05)
+    value_hidden: int = 128
+    seed: int = 0
+    latency: str = "fixed:0"
+    mode: str = "realtime"
+    init: str | None = None
+    policy_config: Mapping[str, Any] = field(default_factory=dict)
+    out_dir: str = "runs/train-ppo"
+    checkpoint_every: int = 10
+    export_path: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+    command: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("policy", self.policy, tuple(POLICIES))
+        scenarios = (self.scenarios,) if isinstance(self.scenarios, str) else self.scenarios
+        if not isinstance(scenarios, (tuple, list)) or not scenarios:
+            raise ConfigError("scenarios", self.scenarios, "must be one or more of "
+                              + ", ".join(batched_scenarios()))
+        for name in scenarios:
+            check_choice("scenarios", name, batched_scenarios())
+        if len(set(scenarios)) != len(scenarios):
+            raise ConfigError("scenarios", self.scenarios, "must not repeat a scenario")
+        object.__setattr__(self, "scenarios", tuple(scenarios))
+        for name in ("num_envs", "total_timesteps", "n_steps", "n_epochs", "value_hidden",
+                     "checkpoint_every", "batch_size", "seed", "threads"):
+            value = getattr(self, name)
+            if name == "threads" and value is None:
+                continue
+            _integer(name, value, {"batch_size": 2, "seed": 0}.get(name, 1))
+            object.__setattr__(self, name, int(value))
+        for name in ("learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef",
+                     "max_grad_norm"):
+            _number(name, getattr(self, name))
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.num_envs < len(self.scenarios):
+            raise ConfigError("num_envs", self.num_envs, f"must be at least one env per "
+                              f"scenario ({len(self.scenarios)})")
+        rollout = self.n_steps * self.num_envs
+        if rollout % self.batch_size:
+            raise ConfigError("batch_size", self.batch_size, f"must divide n_steps * num_envs "
+                              f"= {rollout} (sb3 would truncate a minibatch)")
+        _number("learning_rate", self.learning_rate, 0.0, 1.0, low_inclusive=False)
+        _number("gamma", self.gamma, 0.0, 1.0)
+        _number("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        _number("clip_range", self.clip_range, 0.0, 1.0, low_inclusive=False)
+        _number("ent_coef", self.ent_coef, 0.0)
+        _number("vf_coef", self.vf_coef, 0.0)
+        _number("max_grad_norm", self.max_grad_norm, 0.0, low_inclusive=False)
+        std = self.initial_std
+        if (not isinstance(std, (tuple, list)) or len(std) != 2
+                or any(isinstance(s, bool) or not isinstance(s, (int, float))
+                       or not math.isfinite(s) or s <= 0 for s in std)):
+            raise ConfigError("initial_std", std, "must be two positive numbers "
+                              "(acceleration, steering)")
+        object.__setattr__(self, "initial_std", (float(std[0]), float(std[1])))
+        check_choice("mode", self.mode, MODES)
+        if not isinstance(self.latency, str):
+            raise ConfigError("latency", self.latency, "must be a spec string: fixed:SECONDS, "
+                              "fixed:STAGE=SECONDS,... or profile:PATH")
+        if isinstance(unshifted(parse_latency(self.latency))[0], MeasuredLatency):
+            raise ConfigError("latency", self.latency, "training needs a reproducible latency: "
+                              "use fixed:SECONDS or profile:PATH")
+        for name in ("out_dir", "init", "export_path"):
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, os.fspath(value))
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise ConfigError("init", self.init, "must be a policy checkpoint path or None")
+        if not isinstance(self.policy_config, Mapping):
+            raise ConfigError("policy_config", self.policy_config,
+                              "must be a dict of the network's config fields")
+        if self.init is not None and self.policy_config:
+            raise ConfigError("policy_config", dict(self.policy_config),
+                              "must be empty with init (the network comes from the init "
+                              "checkpoint)")
+        try:
+            config = POLICIES[self.policy].config_type.from_dict(dict(self.policy_config))
+        except (TypeError, ValueError) as error:
+            raise ConfigError("policy_config", dict(self.policy_config), str(error)) from None
+        object.__setattr__(self, "policy_config", json.loads(json.dumps(
+            {key: value for key, value in config.to_dict().items()
+             if key in self.policy_config})))
+        if not isinstance(self.out_dir, str) or not self.out_dir:
+            raise ConfigError("out_dir", self.out_dir, "must be a folder path")
+        if self.export_path is not None and (not isinstance(self.export_path, str)
+                                             or not self.export_path):
+            raise ConfigError("export_path", self.export_path, "must be a file path or None")
+        if not isinstance(self.device, str) or not _DEVICE.match(self.device):
+            raise ConfigError("device", self.device, "allowed values are auto, cpu, cuda, "
+                              "cuda:N")
+        if self.command is not None and not isinstance(self.command, str):
+            raise ConfigError("command", self.command, "must be a string or None")
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether the policy trains with RecurrentPPO."""
+        return self.policy in RECURRENT_POLICIES
+
+    @property
+    def steps_per_update(self) -> int:
+        """Env steps collected per update: `n_steps * num_envs`."""
+        return self.n_steps * self.num_envs
+
+    @property
+    def export_file(self) -> Path:
+        """Where the trained policy is written."""
+        return Path(self.export_path or Path(self.out_dir) / f"{self.policy}.pt")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (tuples as lists)."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def load_init(config: PPOConfig) -> tuple[DrivingPolicy, dict[str, Any]] | None:
+    """The `init` checkpoint's policy and meta (None without `init`).
+
+    Raises:
+        ConfigError (field "init"): the file cannot be used (see `load_policy`), was
+            trained on other observations, or holds another policy.
+    """
+    if config.init is None:
+        return None
+    try:
+        policy, checkpoint = load_policy(config.init, spec=policy_spec())
+    except CheckpointError as error:
+        raise ConfigError("init", config.init, error.problem) from None
+    if policy.name != config.policy:
+        raise ConfigError("init", config.init, f"holds a {policy.name!r} policy, not a "
+                          f"{config.policy!r} one; use policy={policy.name!r}")
+    return policy, dict(checkpoint.meta)
+
+
+def resolved_policy_config(config: PPOConfig,
+                           init: tuple[DrivingPolicy, Any] | None = None) -> dict[str, Any]:
+    """The network's full config as a dict: the init checkpoint's, else `policy_config`
+    over the defaults."""
+    if init is not None:
+        return json.loads(json.dumps(init[0].config.to_dict()))
+    cls = POLICIES[config.policy]
+    return json.loads(json.dumps(cls.config_type.from_dict(dict(config.policy_config))
+                                 .to_dict()))
+
+
+def make_env(config: PPOConfig, policy_config: Mapping[str, Any]) -> TanhActions:
+    """The training envs: `num_envs` batched envs over `scenarios` on the clock, actions
+    squashed with the head's bounds of `policy_config`."""
+    head = POLICIES[config.policy].config_type.from_dict(dict(policy_config)).head
+    venv = make_batched_vec_env(config.scenarios, config.num_envs, seed=config.seed,
+                                mode=config.mode, latency=config.latency)
+    return TanhActions(venv, head.acceleration_bounds, head.steering_bounds)
+
+
+def _algorithm(config: PPOConfig) -> tuple[type, type]:
+    if config.recurrent:
+        from sb3_contrib import RecurrentPPO
+        return RecurrentPPO, DrivingRecurrentActorCritic
+    from stable_baselines3 import PPO
+    return PPO, DrivingActorCritic
+
+
+def build_model(config: PPOConfig, env: TanhActions, policy_config: Mapping[str, Any],
+                init: tuple[DrivingPolicy, Any] | None = None,
+                tensorboard_log: str | None = None) -> Any:
+    """A new sb3 `PPO` (`RecurrentPPO` for gru/lstm) on `env` with our network built from
+    `policy_config`, its weights copied from `init`'s policy when given (then its
+    deterministic action equals that policy's output)."""
+    algorithm, policy_class = _algorithm(config)
+    policy_kwargs = {"policy_name": config.policy, "policy_config": dict(policy_config),
+                     "obs_spec": policy_spec()["observation"],
+                     "value_hidden": config.value_hidden, "initial_std": config.initial_std}
+    model = algorithm(policy_class, env, learning_rate=config.learning_rate,
+                      n_steps=config.n_steps, batch_size=config.batch_size,
+                      n_epochs=config.n_epochs, gamma=config.gamma,
+                      gae_lambda=config.gae_lambda, clip_range=config.clip_range,
+                      ent_coef=config.ent_coef, vf_coef=config.vf_coef,
+                      max_grad_norm=config.max_grad_norm, tensorboard_log=tensorboard_log,
+                      policy_kwargs=policy_kwargs, seed=config.seed, device=config.device,
+                      verbose=0)
+    if init is not None:
+        model.policy.driving.load_state_dict(init[0].state_dict())
+    return model
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def checkpoints(out_dir: str | Path) -> list[tuple[int, Path]]:
+    """The resume checkpoints of a run folder as `(timesteps, path)`, oldest first."""
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    found = []
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = _CHECKPOINT_NAME.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest resume checkpoint of a run folder (None if there is none)."""
+    found = checkpoints(out_dir)
+    return found[-1][1] if found else None
+
+
+def save_checkpoint(model: Any, out_dir: str | Path, keep: int = KEEP_CHECKPOINTS) -> Path:
+    """Write `model` (sb3's zip) as `checkpoints/ppo-<timesteps>.zip` atomically; keep the
+    `keep` newest."""
+    folder = Path(out_dir) / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    model.save(buffer)
+    path = folder / f"ppo-{model.num_timesteps:012d}.zip"
+    atomic_write(path, lambda stream: stream.write(buffer.getvalue()), mode="wb")
+    for _, old in checkpoints(out_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _load_latest(config: PPOConfig, env: TanhActions, tensorboard_log: str) -> Any | None:
+    """The newest loadable checkpoint of the run as a model on `env` (None if none)."""
+    algorithm, _ = _algorithm(config)
+    for timesteps, path in reversed(checkpoints(config.out_dir)):
+        try:
+            model = algorithm.load(path, env=env, device=config.device,
+                                   print_system_info=False)
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as error:
+            warnings.warn(f"checkpoint {path} is unusable ({error}); trying an older one",
+                          stacklevel=2)
+            continue
+        model.tensorboard_log = tensorboard_log
+        model.verbose = 0
+        seed = int(np.random.SeedSequence([config.seed, model.num_timesteps])
+                   .generate_state(1)[0]) & 0x7FFFFFFF
+        model.set_random_seed(seed)
+        return model
+    return None
+
+
+def _check_run(out: Path, config: PPOConfig, policy_config: Mapping[str, Any],
+               init_command: str | None) -> dict:
+    """Compare with the run stored in `out` (or store this one); returns the stored run:
+    `{"config", "policy_config", "init_command"}`.
+
+    Raises:
+        ConfigError (field "out_dir"): the folder holds a run with other settings.
+    """
+    path = out / RUN_FILE
+    current = {"config": config.to_dict(), "policy_config": dict(policy_config),
+               "init_command": init_command}
+    if not path.exists():
+        write_json(path, current)
+        return current
+    stored = json.loads(path.read_text())
+    old = stored.get("config", {})
+    differences = [f"{name}: {old.get(name)!r} there, {value!r} now"
+                   for name, value in current["config"].items()
+                   if name not in RESUMABLE_FIELDS and old.get(name) != value]
+    if differences:
+        raise ConfigError("out_dir", config.out_dir, "holds a PPO run with other settings ("
+                          + "; ".join(differences) + "); use another out_dir to start anew")
+    write_json(path, {**stored, "config": current["config"]})
+    return stored
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+class _Checkpoints(BaseCallback):
+    """Save a resume checkpoint after every `every` updates (checked when the next rollout
+    starts, i.e. right after the update) and at the end of training."""
+
+    def __init__(self, out_dir: Path, steps_per_update: int, every: int):
+        super().__init__()
+        self.out_dir = out_dir
+        self.steps_per_update = steps_per_update
+        self.every = every
+        self.saved = 0
+
+    def _on_training_start(self) -> None:
+        self.saved = self.model.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        timesteps = self.model.num_timesteps
+        if timesteps > self.saved and (timesteps // self.steps_per_update) % self.every == 0:
+            self._save()
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.model.num_timesteps > self.saved:
+            self._save()
+
+    def _save(self) -> None:
+        save_checkpoint(self.model, self.out_dir)
+        self.saved = self.model.num_timesteps
+
+
+class _Progress(BaseCallback):
+    """A tqdm bar over the total timesteps (starting at the resumed count), with the
+    recent mean episode return and success rate."""
+
+    def __init__(self, total: int, enabled: bool):
+        super().__init__()
+        self.total = total
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, initial=self.model.num_timesteps, unit="step",
+                        desc="ppo", disable=not self.enabled, dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        assert self.bar is not None
+        self.bar.update(self.model.num_timesteps - self.bar.n)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        metrics = episode_metrics(self.model)
+        if self.bar is not None and metrics["episodes"]:
+            self.bar.set_postfix(ret=f"{metrics['mean_return']:.2f}",
+                                 success=f"{metrics['success_rate']:.2f}", refresh=False)
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def episode_metrics(model: Any) -> dict[str, Any]:
+    """Mean return, length and success rate of the model's recent episodes (sb3's window
+    of 100) and the timestep count."""
+    episodes = list(model.ep_info_buffer or [])
+    success = list(model.ep_success_buffer or [])
+    return {"timesteps": int(model.num_timesteps), "episodes": len(episodes),
+            "mean_return": float(np.mean([e["r"] for e in episodes])) if episodes else None,
+            "mean_length": float(np.mean([e["l"] for e in episodes])) if episodes else None,
+            "success_rate": float(np.mean(success)) if success else None}
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def export_policy(model: Any, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
+    """Write the model's network as a policy checkpoint (`save_policy` with
+    `policy_spec()`), loadable by `load_policy` / `EndToEndAgent.from_checkpoint`."""
+    return save_policy(path, to_driving_policy(model.policy), policy_spec(), meta)
+
+
+def train_ppo(config: PPOConfig, progress: bool = True) -> Path:
+    """Train (or resume) the PPO run `config` describes; returns the exported checkpoint.
+
+    See the module docstring for the run folder, resume and export.
+
+    Raises:
+        ConfigError: bad `init` (field "init"), an `out_dir` that is not a writable folder
+            or holds another run's settings, a latency profile that cannot be read.
+    """
+    out = prepare_out_dir(config.out_dir)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    run_file = out / RUN_FILE
+    resuming = run_file.exists() and latest_checkpoint(out) is not None
+    init = None if resuming else load_init(config)
+    if resuming:
+        policy_config = json.loads(run_file.read_text())["policy_config"]
+    else:
+        policy_config = resolved_policy_config(config, init)
+    run = _check_run(out, config, policy_config,
+                     None if init is None else init[1].get("command"))
+    tensorboard_log = str(out / TENSORBOARD_DIR)
+    env = make_env(config, policy_config)
+    try:
+        model = _load_latest(config, env, tensorboard_log) if resuming else None
+        resumed_at = None if model is None else int(model.num_timesteps)
+        if model is None:
+            if init is None:
+                init = load_init(config)
+            model = build_model(config, env, policy_config, init, tensorboard_log)
+        remaining = config.total_timesteps - model.num_timesteps
+        if remaining > 0:
+            callback = CallbackList([
+                _Checkpoints(out, config.steps_per_update, config.checkpoint_every),
+                _Progress(config.total_timesteps, progress)])
+            model.learn(remaining, callback=callback, tb_log_name=TB_RUN_NAME,
+                        reset_num_timesteps=resumed_at is None, progress_bar=False)
+        meta = {
+            "command": config.command,
+            "method": "ppo",
+            "ppo": config.to_dict(),
+            "init": None if config.init is None else {
+                "path": config.init, "command": run.get("init_command")},
+            "resumed_from_timesteps": resumed_at,
+            "metrics": episode_metrics(model),
+            "sb3": _sb3_versions(),
+        }
+        return export_policy(model, config.export_file, meta)
+    finally:
+        env.close()
+
+
+def _sb3_versions() -> dict[str, str]:
+    import sb3_contrib
+    import stable_baselines3
+    return {"stable_baselines3": stable_baselines3.__version__,
+            "sb3_contrib": sb3_contrib.__version__}
+
+
+def config_fields() -> tuple[str, ...]:
+    """`PPOConfig`'s field names, in order (the CLI's `--field-name` flags)."""
+    return tuple(f.name for f in fields(PPOConfig))

@@ -1,0 +1,297 @@
+"""PPO with stable-baselines3 on the batched envs: the VecEnv adapter, the policy adapter,
+training, resume, export (`reflexdrive.ppo`, `reflexdrive.sb3_adapters`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from agents.end_to_end import EndToEndAgent, policy_spec
+from envs.batched_env import BatchedDrivingEnv
+from envs.errors import ConfigError
+from envs.latency import LatencyProfile, ProfileLatency, save_profile
+from policies.networks import ActionHead, HeadConfig
+from policies.registry import build, load_policy, save_policy
+from reflexdrive.ppo import (PPOConfig, build_model, checkpoints, load_init, make_env,
+                             resolved_policy_config, train_ppo)
+from reflexdrive.sb3_adapters import (RAW_ACTION_LIMIT, TRAIN_SEED_BASE, TanhActions,
+                                      make_batched_vec_env)
+
+torch.set_num_threads(1)
+
+ENCODER = {"channels": [4], "bev_features": 16, "ego_hidden": 8, "features": 16}
+TINY = {"cnn": {"encoder": ENCODER, "head": {"hidden": 16}},
+        "lstm": {"encoder": ENCODER, "hidden_size": 8, "head": {"hidden": 16}},
+        "gru": {"encoder": ENCODER, "hidden_size": 8, "head": {"hidden": 16}},
+        "transformer": {"encoder": {"patch_size": 16, "d_model": 8, "heads": 2, "layers": 1,
+                                    "feedforward": 16}, "head": {"hidden": 16}}}
+SHORT = {"duration_s": 0.5}                   # 5 ticks at 10 Hz
+
+
+def tiny_config(tmp_path, policy="cnn", **overrides) -> PPOConfig:
+    values = dict(policy=policy, num_envs=2, n_steps=64, batch_size=64, n_epochs=1,
+                  total_timesteps=256, policy_config=TINY.get(policy, {}),
+                  out_dir=str(tmp_path / "run"), checkpoint_every=1, device="cpu", threads=1,
+                  seed=3)
+    values.update(overrides)
+    return PPOConfig(**values)
+
+
+def as_tensors(obs):
+    return {key: torch.from_numpy(np.asarray(obs[key])) for key in ("bev", "ego")}
+
+
+# ----------------------------------------------------------------------------- the VecEnv
+
+
+def test_the_adapter_steps_like_the_batched_env_and_resets_with_terminal_observations():
+    venv = make_batched_vec_env(("highway",), 3, seed=5, scenario_config=SHORT)
+    space = venv.observation_space
+    assert set(space.spaces) == {"bev", "ego"}
+    obs = venv.reset()
+    assert obs["bev"].shape == (3, *space["bev"].shape) and obs["bev"].dtype == np.uint8
+    assert obs["ego"].shape == (3, *space["ego"].shape) and obs["ego"].dtype == np.float32
+    assert all(space.contains({k: v[i] for k, v in obs.items()}) for i in range(3))
+    first_seeds = venv.scenario_seeds.copy()
+    assert (first_seeds >= TRAIN_SEED_BASE).all() and len(set(first_seeds)) == 3
+
+    reference = BatchedDrivingEnv(3, "highway", autoreset_mode="disabled", scenario_config=SHORT)
+    ref_obs, _ = reference.reset(seed=[int(s) for s in first_seeds])
+    np.testing.assert_array_equal(obs["bev"], ref_obs["bev"])
+    actions = np.array([[0.5, 0.0], [-1.0, 0.01], [0.0, -0.01]])
+    for tick in range(5):
+        obs, rewards, dones, infos = venv.step(actions)
+        ref_obs, ref_rewards, terminated, truncated, _ = reference.step(actions)
+        assert rewards.dtype == np.float32 and rewards.shape == (3,)
+        assert dones.dtype == np.bool_ and len(infos) == 3
+        np.testing.assert_allclose(rewards, ref_rewards, rtol=1e-6)
+        np.testing.assert_array_equal(dones, terminated | truncated)
+        if tick < 4:
+            assert not dones.any() and infos == [{}, {}, {}]
+    assert dones.all() and truncated.all()                  # the 0.5 s time limit
+    for i, info in enumerate(infos):
+        final = info["terminal_observation"]
+        np.testing.assert_array_equal(final["bev"], ref_obs["bev"][i])
+        np.testing.assert_array_equal(final["ego"], ref_obs["ego"][i])
+        assert info["TimeLimit.truncated"] is True and info["is_success"] is True
+        assert info["episode"]["l"] == 5
+        assert info["scenario_seed"] == first_seeds[i]
+    # the returned rows are already the next episodes' first observations
+    new_seeds = venv.scenario_seeds.copy()
+    assert not set(new_seeds) & set(first_seeds)
+    fresh, _ = BatchedDrivingEnv(3, "highway", scenario_config=SHORT).reset(
+        seed=[int(s) for s in new_seeds])
+    np.testing.assert_array_equal(obs["bev"], fresh["bev"])
+    np.testing.assert_array_equal(obs["ego"], fresh["ego"])
+
+
+def test_leaving_the_road_terminates_without_bootstrapping():
+    venv = make_batched_vec_env(("highway",), 2, seed=1)
+    venv.reset()
+    returns = np.zeros(2)
+    for _ in range(100):
+        obs, rewards, dones, infos = venv.step(np.tile([0.0, 0.5], (2, 1)))
+        returns += rewards
+        if dones.any():
+            break
+    i = int(np.flatnonzero(dones)[0])
+    info = infos[i]
+    assert info["offroad"] or info["crashed"]
+    assert info["TimeLimit.truncated"] is False and info["is_success"] is False
+    assert rewards[i] < -9.0                                 # the 10-point penalty
+    assert info["episode"]["r"] == pytest.approx(returns[i], rel=1e-5)
+
+
+def test_scenarios_split_the_envs_and_the_clock_settings_pass_through(tmp_path):
+    profile = tmp_path / "cnn-profile.json"
+    save_profile(LatencyProfile(stack="cnn", device="cpu: test", batch_size=1,
+                                stages={"policy": [0.02, 0.15]}, created="2026-01-01T00:00:00Z"),
+                 profile)
+    spec = f"profile:{profile}"
+    config = tiny_config(tmp_path, scenarios=("highway", "cut-in"), num_envs=3, n_steps=32,
+                         batch_size=32, latency=spec, mode="realtime")
+    env = make_env(config, resolved_policy_config(config))
+    venv = env.venv
+    assert [e.num_envs for e in venv.envs] == [2, 1]
+    assert [e.scenario.name for e in venv.envs] == ["highway", "cut-in"]
+    assert all(e.clock_config.latency == spec and e.clock_config.mode == "realtime"
+               and isinstance(e.latency_model, ProfileLatency) for e in venv.envs)
+    assert venv.get_attr("clock_config", [2])[0].latency == spec
+    obs = env.reset()
+    assert obs["bev"].shape[0] == 3
+    for _ in range(3):
+        obs, rewards, dones, infos = env.step(np.zeros((3, 2), dtype=np.float32))
+    assert rewards.shape == (3,) and len(infos) == 3
+    env.close()
+
+
+def test_tanh_actions_squash_like_the_policy_head():
+    config = HeadConfig(hidden=4)
+    head = ActionHead(3, config)
+    venv = make_batched_vec_env(("highway",), 2, seed=0)
+    wrapped = TanhActions(venv, config.acceleration_bounds, config.steering_bounds)
+    raw = np.random.default_rng(0).normal(scale=3.0, size=(64, 2)).astype(np.float32)
+    np.testing.assert_array_equal(wrapped.squash(raw), head.squash(torch.from_numpy(raw)).numpy())
+    limit = np.array([[RAW_ACTION_LIMIT, -RAW_ACTION_LIMIT]], dtype=np.float32)
+    np.testing.assert_array_equal(wrapped.squash(limit), [[4.0, -0.5]])   # saturated
+    assert wrapped.action_space.shape == (2,)
+
+
+# ----------------------------------------------------------------------------- the policy
+
+
+def imitation_checkpoint(tmp_path, name: str) -> str:
+    """A 'behaviour-cloned' tiny policy: random weights, head scaled up so that its
+    actions vary with the observation."""
+    torch.manual_seed(7)
+    policy = build(name, policy_spec()["observation"], **TINY[name])
+    with torch.no_grad():
+        policy.head.mlp[-1].weight.mul_(200.0)
+    path = tmp_path / f"bc-{name}.pt"
+    save_policy(path, policy, policy_spec(), {"command": "bc"})
+    return str(path)
+
+
+@pytest.mark.parametrize("name", ["cnn", "transformer", "lstm", "gru"])
+def test_ppo_starts_from_the_imitation_policy(tmp_path, name):
+    config = tiny_config(tmp_path, name, policy_config={},
+                         init=imitation_checkpoint(tmp_path, name))
+    init = load_init(config)
+    policy_config = resolved_policy_config(config, init)
+    env = make_env(config, policy_config)
+    model = build_model(config, env, policy_config, init)
+    imitation = init[0]
+    # PPO trains exactly the imitation network's parameters (plus the critic and log-std)
+    trained = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
+    assert {id(p) for p in model.policy.driving.parameters()} <= trained
+    np.testing.assert_allclose(model.policy.log_std.detach().exp().numpy(), config.initial_std,
+                               rtol=1e-6)
+    obs = env.reset()
+    state, start = None, np.ones(2, dtype=bool)
+    ref_state = None
+    for _ in range(3):
+        raw, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+        with torch.no_grad():
+            expected, ref_state = imitation(as_tensors(obs), ref_state)
+        actions = env.squash(raw)
+        np.testing.assert_allclose(actions, expected.numpy(), atol=1e-6)
+        assert np.abs(actions).max() > 0.05                 # not the untrained coasting
+        obs, _, dones, _ = env.step(raw)
+        start = dones
+    env.close()
+
+
+def test_init_must_hold_the_configured_policy(tmp_path):
+    path = imitation_checkpoint(tmp_path, "cnn")
+    with pytest.raises(ConfigError, match="init=.*holds a 'cnn' policy"):
+        load_init(tiny_config(tmp_path, "lstm", policy_config={}, init=path))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def agent_matches_model(model, env, path, steps=3):
+    """The exported checkpoint driven by EndToEndAgent gives the model's deterministic
+    (squashed) actions, step by step, recurrent state included."""
+    agent = EndToEndAgent.from_checkpoint(path, device="cpu")
+    obs = env.reset()
+    state, start = None, np.ones(env.num_envs, dtype=bool)
+    for _ in range(steps):
+        raw, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
+        decision = agent.act(obs, {})
+        np.testing.assert_allclose(decision.actions, env.squash(raw), atol=1e-6)
+        obs, _, dones, _ = env.step(raw)
+        agent.reset(dones)
+        start = dones
+
+
+def test_a_tiny_run_trains_checkpoints_logs_exports_and_resumes(tmp_path):
+    from stable_baselines3 import PPO
+
+    config = tiny_config(tmp_path)
+    path = train_ppo(config, progress=False)
+    run = tmp_path / "run"
+    assert path == run / "cnn.pt"
+    assert [n for n, _ in checkpoints(run)] == [128, 256]
+    events = list((run / "tensorboard").glob("ppo_1/events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    policy, checkpoint = load_policy(path, spec=policy_spec())
+    assert checkpoint.meta["method"] == "ppo"
+    assert checkpoint.meta["metrics"]["timesteps"] == 256
+    assert checkpoint.meta["resumed_from_timesteps"] is None
+    assert checkpoint.meta["ppo"]["n_steps"] == 64
+
+    env = make_env(config, resolved_policy_config(config))
+    model = PPO.load(checkpoints(run)[-1][1], device="cpu")
+    agent_matches_model(model, env, path)
+
+    # killed after the first update's checkpoint: a rerun continues from 128 timesteps
+    checkpoints(run)[-1][1].unlink()
+    path.unlink()
+    path = train_ppo(config, progress=False)
+    meta = load_policy(path)[1].meta
+    assert meta["resumed_from_timesteps"] == 128 and meta["metrics"]["timesteps"] == 256
+    # a larger total trains on from where the run is, into the same TensorBoard run
+    longer = dataclasses.replace(config, total_timesteps=384)
+    meta = load_policy(train_ppo(longer, progress=False))[1].meta
+    assert meta["resumed_from_timesteps"] == 256 and meta["metrics"]["timesteps"] == 384
+    assert [p.name for p in (run / "tensorboard").iterdir()] == ["ppo_1"]
+    assert [n for n, _ in checkpoints(run)] == [256, 384]
+    # other settings in the same folder are refused, naming what differs
+    with pytest.raises(ConfigError, match="learning_rate"):
+        train_ppo(dataclasses.replace(config, learning_rate=1e-3), progress=False)
+    env.close()
+
+
+def test_the_same_seed_trains_the_same_weights(tmp_path):
+    weights = []
+    for folder in ("a", "b"):
+        config = tiny_config(tmp_path / folder, total_timesteps=128)
+        weights.append(load_policy(train_ppo(config, progress=False))[1].state_dict)
+    assert weights[0].keys() == weights[1].keys()
+    for key in weights[0]:
+        torch.testing.assert_close(weights[0][key], weights[1][key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_recurrent_ppo_trains_and_exports_the_recurrent_policy(tmp_path, name):
+    from sb3_contrib import RecurrentPPO
+
+    config = tiny_config(tmp_path, name, n_steps=32, batch_size=32, total_timesteps=128)
+    path = train_ppo(config, progress=False)
+    policy, checkpoint = load_policy(path, spec=policy_spec())
+    assert policy.name == name and checkpoint.meta["metrics"]["timesteps"] == 128
+    env = make_env(config, resolved_policy_config(config))
+    model = RecurrentPPO.load(checkpoints(tmp_path / "run")[-1][1], device="cpu")
+    agent_matches_model(model, env, path, steps=4)
+    env.close()
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("policy", "mlp", "policy='mlp' is invalid: allowed values are cnn, gru, lstm, transformer"),
+    ("scenarios", ("merge",), "scenarios='merge' is invalid: allowed values are highway"),
+    ("num_envs", 0, "num_envs=0 is invalid: must be an integer >= 1"),
+    ("batch_size", 100, "batch_size=100 is invalid: must divide n_steps \\* num_envs = 128"),
+    ("gamma", 1.5, "gamma=1.5 is invalid"),
+    ("latency", "measured", "latency='measured' is invalid: training needs a reproducible"),
+    ("latency", "measured+0.01", "latency='measured\\+0.01' is invalid: training needs"),
+    ("latency", "fixed:-1", "latency"),
+    ("mode", "fast", "mode='fast' is invalid: allowed values are realtime, lockstep"),
+    ("initial_std", (0.3, 0.0), "initial_std=.* must be two positive numbers"),
+    ("device", "tpu", "device='tpu' is invalid: allowed values are auto, cpu, cuda"),
+    ("policy_config", {"width": 3}, "policy_config=.* width is not a field of CnnConfig"),
+])
+def test_bad_settings_name_the_field(tmp_path, field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(tmp_path, **{field: value})
+
+
+def test_init_and_policy_config_exclude_each_other(tmp_path):
+    with pytest.raises(ConfigError, match="policy_config=.*must be empty with init"):
+        tiny_config(tmp_path, init="bc.pt")
