@@ -1,0 +1,706 @@
+"""MP4 videos of episodes on the clock: what the stack saw, believed and did, at real speed.
+
+`record_episode` drives one episode of a stack on the **highway backend** (highway-env's
+own world, so highway-env's own pygame renderer draws it; the batched backend gives the
+same episode for the same seed, a parity the project's tests pin) and writes one frame per
+**substep**, at the simulation rate (50 Hz by default), so motion plays at real speed.
+highway-env renders intermediate frames of its own envs through an
+`automatic_rendering_callback` inside `AbstractEnv._simulate`; reflexdrive's world is not
+an `AbstractEnv`, so the same thing is done one level down: `FilmedEnv` is a `DrivingEnv`
+whose backend calls back after every substep it integrates (`DrivingEnv.run_window` runs
+the clock's window substep by substep), and the callback renders the world as it is then.
+Nothing in the simulation changes: the episode's metrics equal `reflexdrive run`'s on the
+highway backend for the same settings (`tests/test_video.py` checks it).
+
+Each frame (`VideoConfig`):
+
+- the top-down scene (highway-env's `RoadGraphics` on a `WorldSurface` that follows the
+  ego as in `envs.rendering`), the ego drawn green, the hazard vehicle ringed from its
+  onset;
+- the staged stack's detections (thin cyan boxes), confirmed tracks (orange boxes with id
+  and a 1 s velocity arrow, the planner's lead in magenta) and planned path (green, a dot
+  per second), placed with the ego pose of the observation they came from
+  (`reflexdrive.overlays`);
+- below the scene, the clock: time, tick and substep, the decision's latency against the
+  budget (a cursor runs while the agent computes; red beyond the budget), per-stage
+  latencies, the applied command, a red border flashing during an overrun (from the
+  budget's deadline until the late command lands), and a timeline of the episode with the
+  hazard onset, the reaction and the overruns marked;
+- on the right of the clock, for an end-to-end policy, its `bev` input (turned to match
+  the scene) under its saliency (`cnn`, `gru`, `lstm`: `|d action / d bev|`, the
+  gradient of both action components, scaled to [-1, 1] by their bounds, with respect to
+  the raster, max over channels; computed after the timed forward pass, from the same
+  input and recurrent state) or attention (`transformer`: the last layer's `cls`
+  attention over the bev patches, `agent.explain`); for the staged stack, a legend and
+  the plan's numbers.
+
+Files are written with imageio and its bundled ffmpeg (libx264, yuv420p) to a temporary
+name beside the target and renamed when complete: a file named `*.mp4` is always a whole
+video. `record_videos` records the first K episodes of a run's settings
+(`reflexdrive.runner.RunConfig`), named `<stack>_<scenario>_<mode>_seed<N>.mp4`
+(`..._<mode>_extra<MS>ms_seed<N>.mp4` with an extra delay), and skips those already on
+disk; `record_compare_videos` does it for every cell of a compare at extra latency 0,
+into `OUT/videos/`, where the report links them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from agents.base import Agent, Decision
+from envs.clock import TIME_EPS_S, TickRecord, Window
+from envs.clock_wrapper import ClockWrapper
+from envs.config import ClockConfig
+from envs.driving_env import DrivingEnv
+from envs.errors import ConfigError, check_range
+from envs.hazards import HazardTracker
+from envs.latency import split_extra, with_extra
+from envs.highway_backend import HighwayBackend
+from envs.rendering import CENTERING
+from reflexdrive import overlays
+from reflexdrive.metrics import EpisodeMetrics, ReactionConfig, episode_metrics, reaction
+
+FFMPEG_REQUIREMENTS = ("imageio>=2.31", "imageio-ffmpeg>=0.4.9")
+"""What writing videos needs (imageio with its bundled ffmpeg binary)."""
+
+VIDEO_DIR = "videos"
+"""Folder of a compare's videos (`record_compare_videos`), which the report links."""
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How videos look.
+
+    Attributes:
+        scene_size: `(width, height)` of the top-down scene [px]; even numbers.
+        panel_height: height of the clock panel below the scene [px]; even.
+        scaling_px_per_m: scene zoom [px/m] (highway-env's default is 5.5; at 8 the
+            default scene shows 24 m behind the ego and 56 m ahead, the sensors' 48 m).
+        fps: frames per second of the file; None: the simulation rate (one frame per
+            substep plays at real speed).
+        crf: libx264 quality (0 lossless ... 51 worst; 23 is ffmpeg's default).
+        preset: libx264 speed preset ("ultrafast" ... "veryslow").
+        inset_scale: pixels per bev pixel in the policy inset.
+        draw_products: draw the staged stack's detections, tracks and plan.
+        explain: show an end-to-end policy's saliency or attention inset.
+    """
+
+    scene_size: tuple[int, int] = (640, 256)
+    panel_height: int = 160
+    scaling_px_per_m: float = 8.0
+    fps: int | None = None
+    crf: int = 23
+    preset: str = "veryfast"
+    inset_scale: int = 2
+    draw_products: bool = True
+    explain: bool = True
+
+    def __post_init__(self) -> None:
+        width, height = self.scene_size
+        for name, value, low in (("video.scene_size[0]", width, 160),
+                                 ("video.scene_size[1]", height, 64),
+                                 ("video.panel_height", self.panel_height, 96)):
+            if isinstance(value, bool) or not isinstance(value, int) or value % 2 or value < low:
+                raise ConfigError(name, value, f"must be an even integer >= {low} [px]")
+        check_range("video.scaling_px_per_m", self.scaling_px_per_m, 0.5, 50.0)
+        if self.fps is not None:
+            check_range("video.fps", self.fps, 1, 1000)
+        check_range("video.crf", self.crf, 0, 51)
+        check_range("video.inset_scale", self.inset_scale, 1, 8)
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """`(width, height)` of a whole frame [px]."""
+        return self.scene_size[0], self.scene_size[1] + self.panel_height
+
+
+@dataclass(frozen=True)
+class EpisodeVideo:
+    """One recorded episode.
+
+    Attributes:
+        path: the MP4 file.
+        frames: frames written (one per substep simulated).
+        fps: frames per second of the file.
+        frame_size: `(width, height)` [px].
+        simulated_s: simulated time [s] (`frames / simulation_frequency`).
+        wall_s: wall-clock time the recording took, episode and encoding together [s].
+        metrics: the episode's metrics (as in `episodes.csv`).
+    """
+
+    path: Path
+    frames: int
+    fps: int
+    frame_size: tuple[int, int]
+    simulated_s: float
+    wall_s: float
+    metrics: EpisodeMetrics
+
+    @property
+    def wall_per_simulated_s(self) -> float:
+        """Seconds of wall time per simulated second."""
+        return self.wall_s / self.simulated_s if self.simulated_s > 0 else math.nan
+
+
+def video_name(stack: str, scenario: str, mode: str, seed: int,
+               extra_latency_s: float = 0.0) -> str:
+    """`<stack>_<scenario>_<mode>_seed<N>.mp4`; with extra latency,
+    `<stack>_<scenario>_<mode>_extra<MS>ms_seed<N>.mp4` (so a sweep's videos differ)."""
+    extra = f"_extra{extra_latency_s * 1e3:g}ms" if extra_latency_s > 0 else ""
+    return f"{stack}_{scenario}_{mode}{extra}_seed{int(seed)}.mp4"
+
+
+# ----------------------------------------------------------------------------- the env
+
+
+class _FilmedBackend(HighwayBackend):
+    """The highway backend, calling `on_substep()` after each substep it integrates."""
+
+    def __init__(self, simulation_frequency: int):
+        super().__init__(simulation_frequency)
+        self.on_substep = None
+
+    def substep(self, pieces) -> None:
+        super().substep(pieces)
+        if self.on_substep is not None:
+            self.on_substep()
+
+
+class FilmedEnv(DrivingEnv):
+    """A `DrivingEnv` (highway backend) that a recorder can watch substep by substep.
+
+    Attributes:
+        on_window: called with each clock `Window` before it is integrated (None: off).
+        backend.on_substep: called after each substep (None: off).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.backend = _FilmedBackend(self.timing.simulation_frequency)
+        self.on_window = None
+
+    def run_window(self, window: Window):
+        if self.on_window is not None:
+            self.on_window(window)
+        return super().run_window(window)
+
+
+def make_filmed_env(scenario: str, *, mode: str = "realtime", latency: str = "fixed:0",
+                    budget: float | None = None, stage_budgets: Mapping[str, float] | None = None,
+                    on_overrun: str = "record", simulation_frequency: int = 50,
+                    policy_frequency: int = 10, sensors: Any = None,
+                    scenario_config: Any = None, latency_base_dir: str | None = None,
+                    extra_latency_s: float = 0.0) -> ClockWrapper:
+    """`envs.registration.make_env` on a `FilmedEnv`; `extra_latency_s` is added to the
+    latency spec as its `+SECONDS` suffix (`envs.latency.ShiftedLatency`), on top of any
+    suffix the spec already has."""
+    latency = combined_latency(latency, extra_latency_s)
+    clock = ClockConfig(simulation_frequency=simulation_frequency,
+                        policy_frequency=policy_frequency, mode=mode, budget_s=budget,
+                        stage_budgets_s=dict(stage_budgets or {}), on_overrun=on_overrun,
+                        latency=latency)
+    world = FilmedEnv(scenario, scenario_config=scenario_config, sensors=sensors,
+                      simulation_frequency=simulation_frequency,
+                      policy_frequency=policy_frequency, render_mode="rgb_array")
+    return ClockWrapper(world, clock, latency_base_dir=latency_base_dir)
+
+
+def combined_latency(latency: str, extra_latency_s: float = 0.0) -> str:
+    """`latency` with `extra_latency_s` [s] added to its `+SECONDS` suffix (or as one)."""
+    check_range("extra_latency_s", extra_latency_s, 0.0, 60.0)
+    base, extra = split_extra(latency)
+    return with_extra(base, (extra or 0.0) + float(extra_latency_s))
+
+
+# ----------------------------------------------------------------------------- saliency
+
+
+def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None) -> np.ndarray:
+    """`|d action / d bev|` of a `DrivingPolicy` for one observation, `float (H, W)` in [0, 1].
+
+    Both action components are scaled to [-1, 1] by the action bounds
+    (`policy.head.to_unit`); their gradients with respect to the bev raster (as floats in
+    [0, 1]) are added in absolute value, reduced by the maximum over channels and divided
+    by the map's maximum.
+
+    Args:
+        policy: the network (eval mode; left unchanged).
+        bev: `uint8 (1, C, H, W)`.
+        ego: `float32 (1, k)`.
+        state: the recurrent state the forward pass starts from (None: zeros); cloned,
+            never modified.
+    """
+    import torch
+
+    device = next(policy.parameters()).device
+    components = 2
+    with torch.inference_mode(False), torch.enable_grad(), \
+            torch.backends.cudnn.flags(enabled=False):    # cuDNN RNNs backprop only in train
+        # one copy of the input per action component: one forward and one backward pass
+        # give each component's gradient (copy i only feeds component i of the sum)
+        x = torch.as_tensor(np.asarray(bev[:1]), device=device).float().mul(1.0 / 255.0)
+        x = x.expand(components, *x.shape[1:]).clone().requires_grad_(True)
+        e = torch.as_tensor(np.asarray(ego[:1], dtype=np.float32), device=device)
+        e = e.expand(components, *e.shape[1:])
+        start = None if not state else tuple(
+            s.detach().clone().expand(s.shape[0], components, *s.shape[2:]).contiguous()
+            for s in state)
+        action, _ = policy({"bev": x, "ego": e}, start)
+        unit = policy.head.to_unit(action)
+        picked = unit[torch.arange(components), torch.arange(components)].sum()
+        grad, = torch.autograd.grad(picked, x)
+    total = grad.abs().sum(dim=0, keepdim=True)
+    heat = total[0].amax(dim=0).detach().cpu().numpy()
+    return overlays.normalise_heat(heat)
+
+
+# ----------------------------------------------------------------------------- recorder
+
+
+@dataclass
+class _Belief:
+    """The decision in force: what the stack produced and the ego pose it observed from."""
+
+    decision: Decision | None = None
+    pose: overlays.Pose | None = None
+    heat: np.ndarray | None = None
+    heat_label: str = ""
+    bev: np.ndarray | None = None
+    ego_speed_mps: float = 0.0
+
+
+@dataclass
+class _Progress:
+    records: list[TickRecord] = field(default_factory=list)
+    substeps: list = field(default_factory=list)
+    overrun_ticks_s: list[float] = field(default_factory=list)
+    window: Window | None = None
+    window_start: int = 0
+    onset_s: float | None = None
+    reaction_s: float | None = None
+    reaction_lands_s: float = math.inf
+
+
+class _Recorder:
+    """Renders the frames of one episode into an open imageio writer."""
+
+    def __init__(self, env: ClockWrapper, writer, video: VideoConfig, title: str,
+                 reaction_config: ReactionConfig):
+        import pygame
+        from highway_env.road.graphics import WorldSurface
+        from highway_env.vehicle.graphics import VehicleGraphics
+
+        self.env = env
+        self.world: FilmedEnv = env.unwrapped
+        self.writer = writer
+        self.video = video
+        self.title = title
+        self.reaction_config = reaction_config
+        self.frames = 0
+        width, height = video.scene_size
+        self.scene = WorldSurface((width, height), 0, pygame.Surface((width, height)))
+        self.scene.scaling = video.scaling_px_per_m
+        self.scene.centering_position = list(CENTERING)
+        self.frame = pygame.Surface(video.frame_size)
+        self.ego_color = VehicleGraphics.EGO_COLOR
+        self.belief = _Belief()
+        self.progress = _Progress()
+        self.hazard: HazardTracker | None = None
+        timing = self.world.timing
+        self.substep_s = timing.substep_s
+        self.substeps_per_tick = timing.substeps_per_tick
+        self.clock_config: ClockConfig = env.clock_config
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """After reset: the world's hazard plan and the ego's colour."""
+        world = self.world
+        self.hazard = HazardTracker(world.init.hazard, world.timing.simulation_frequency)
+        self.progress = _Progress()
+        self.belief = _Belief()
+        world.backend.ego.color = self.ego_color            # a drawing attribute only
+        world.on_window = self.on_window
+        world.backend.on_substep = self.on_substep
+
+    def stop(self) -> None:
+        self.world.on_window = None
+        self.world.backend.on_substep = None
+
+    def observe(self, belief: _Belief) -> None:
+        self.belief = belief
+
+    def on_window(self, window: Window) -> None:
+        progress = self.progress
+        progress.window = window
+        progress.window_start = self.world.backend.substep_index
+        first = window.records[0]
+        if first.overrun:
+            progress.overrun_ticks_s.append(first.t_s)
+        if progress.onset_s is not None and progress.reaction_s is None:
+            found = reaction(progress.records + list(window.records), progress.onset_s,
+                             math.inf, self.reaction_config)
+            if found is not None:
+                progress.reaction_s = found.total_s
+                progress.reaction_lands_s = progress.onset_s + found.total_s
+
+    def on_substep(self) -> None:
+        import pygame
+        from highway_env.road.graphics import RoadGraphics
+
+        backend = self.world.backend
+        index = backend.substep_index
+        snapshot = backend.snapshot()
+        state = self.hazard.update(snapshot, index)
+        progress = self.progress
+        if state.onset_s is not None and index * self.substep_s >= state.onset_s - TIME_EPS_S:
+            progress.onset_s = state.onset_s
+        scene = self.scene
+        scene.move_display_window_to(backend.ego.position)
+        RoadGraphics.display(backend.road, scene)
+        RoadGraphics.display_traffic(backend.road, scene, offscreen=True)
+        self._draw_products(scene)
+        if progress.onset_s is not None:
+            slot = np.flatnonzero(snapshot.vehicle_id[0] == state.vehicle_id)
+            if slot.size and state.vehicle_id > 0:
+                overlays.draw_ring(scene, snapshot.position[0, slot[0]], 4.0,
+                                   overlays.HAZARD_COLOR)
+        frame = self.frame
+        frame.blit(scene, (0, 0))
+        view = self._clock_view(index)
+        width, height = self.video.scene_size
+        right = self._right_panel_width()
+        overlays.draw_clock(frame, pygame.Rect(0, height, width - right, self.video.panel_height),
+                            view)
+        self._draw_right_panel(frame, pygame.Rect(width - right, height, right,
+                                                  self.video.panel_height))
+        if view.flashing:
+            overlays.flash_border(frame, pygame.Rect(0, 0, width, height))
+            overlays.text(frame, (width // 2 - 40, 8), "OVERRUN", 28, overlays.OVERRUN_COLOR)
+        if progress.onset_s is not None and 0 <= view.time_s - progress.onset_s < 1.0:
+            overlays.text(frame, (8, 8), "HAZARD", 28, overlays.HAZARD_COLOR)
+        title_width = overlays.font(16).size(self.title)[0]
+        overlays.text(frame, (width - title_width - 10, 10), self.title, 16)
+        pixels = pygame.surfarray.pixels3d(frame)
+        self.writer.append_data(np.ascontiguousarray(pixels.transpose(1, 0, 2)))
+        del pixels                                          # unlock the surface
+        self.frames += 1
+
+    # -- drawing -----------------------------------------------------------------------
+
+    def _draw_products(self, scene) -> None:
+        belief = self.belief
+        if not self.video.draw_products or belief.decision is None or belief.pose is None:
+            return
+        products = belief.decision.products
+        plan = products.get("plan")
+        lead = int(plan.lead_track[0]) if plan is not None else -1
+        if plan is not None:
+            overlays.draw_plan(scene, plan, 0, belief.pose)
+        if products.get("detections") is not None:
+            overlays.draw_detections(scene, products["detections"], 0, belief.pose)
+        if products.get("tracks") is not None:
+            overlays.draw_tracks(scene, products["tracks"], 0, belief.pose, lead=lead,
+                                 ego_speed_mps=belief.ego_speed_mps)
+
+    def _right_panel_width(self) -> int:
+        return 64 * self.video.inset_scale + 24
+
+    def _draw_right_panel(self, frame, rect) -> None:
+        frame.fill(overlays.PANEL_COLOR, rect)
+        belief = self.belief
+        x, y = rect.x + 6, rect.y + 4
+        if belief.heat is not None and belief.bev is not None:
+            overlays.text(frame, (x, y), belief.heat_label, 14, overlays.DIM_COLOR)
+            image = overlays.heat_overlay(overlays.bev_rgb(belief.bev), belief.heat)
+            image = overlays.scene_oriented(image)
+            scale = max(1, min(self.video.inset_scale,
+                               (rect.h - 22) // image.shape[0], (rect.w - 12) // image.shape[1]))
+            overlays.blit_array(frame, image, (x, y + 16), scale)
+            return
+        products = belief.decision.products if belief.decision is not None else {}
+        if "plan" not in products:
+            return
+        detections, tracks = products.get("detections"), products.get("tracks")
+        plan = products["plan"]
+        rows = [("detections", overlays.DETECTION_COLOR,
+                 int(np.asarray(detections.valid[0]).sum()) if detections is not None else 0),
+                ("tracks", overlays.TRACK_COLOR,
+                 int(np.asarray(tracks.valid[0]).sum()) if tracks is not None else 0),
+                ("lead", overlays.LEAD_COLOR, None), ("plan", overlays.PLAN_COLOR, None)]
+        for name, color, count in rows:
+            import pygame
+
+            pygame.draw.line(frame, color, (x, y + 7), (x + 16, y + 7), 3)
+            overlays.text(frame, (x + 22, y), name if count is None else f"{name} {count}", 16)
+            y += 17
+        gap = float(plan.lead_gap[0])
+        overlays.text(frame, (x, y + 2), f"target {float(plan.target_speed[0]):.1f} m/s", 15,
+                      overlays.DIM_COLOR)
+        overlays.text(frame, (x, y + 17), "lead gap " + (f"{gap:.1f} m" if math.isfinite(gap)
+                                                         else "-"), 15, overlays.DIM_COLOR)
+        if bool(plan.emergency[0]):
+            overlays.text(frame, (x, y + 33), "EMERGENCY", 16, overlays.OVERRUN_COLOR)
+
+    def _clock_view(self, index: int) -> overlays.ClockView:
+        progress = self.progress
+        window = progress.window
+        dt = self.substep_s
+        time_s = index * dt
+        offset = max(0, index - progress.window_start - 1)
+        tick_in_window = min(offset // self.substeps_per_tick, len(window.records) - 1)
+        record = window.records[tick_in_window]
+        decision = window.records[0]
+        applied = record.applied_at(time_s - 0.5 * dt)
+        ego = self.world.backend.ego
+        reaction_s = (progress.reaction_s if time_s >= progress.reaction_lands_s - TIME_EPS_S
+                      else None)
+        return overlays.ClockView(
+            time_s=time_s, duration_s=self.world.init.duration_substeps * dt, substep=index,
+            tick=record.tick, mode=self.clock_config.mode, observed=record.observed,
+            decision_t_s=decision.t_s, latency_s=decision.latency_s,
+            stage_latency_s=dict(decision.stage_latency_s), lands_s=decision.lands_s,
+            budget_s=self.clock_config.budget, overrun=decision.overrun,
+            dropped=decision.dropped_after, accel_mps2=applied.acceleration,
+            steer_rad=applied.steering, speed_mps=float(ego.speed),
+            onset_s=progress.onset_s, reaction_s=reaction_s,
+            overrun_ticks_s=tuple(progress.overrun_ticks_s), crashed=bool(ego.crashed),
+)
+
+
+def _explainer(agent: Agent):
+    """`(policy, uses_attention)` for an end-to-end agent, None for other stacks."""
+    policy = getattr(agent, "policy", None)
+    if policy is None or not hasattr(policy, "head"):
+        return None
+    return policy, hasattr(policy, "attention_map")
+
+
+def _open_writer(path: Path, fps: int, video: VideoConfig):
+    import imageio.v2 as imageio
+
+    return imageio.get_writer(
+        path, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=None,
+        pixelformat="yuv420p", macro_block_size=2,
+        ffmpeg_params=["-crf", str(video.crf), "-preset", video.preset],
+        ffmpeg_log_level="error")
+
+
+def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.PathLike,
+                   mode: str = "realtime", latency: str = "fixed:0", *,
+                   extra_latency_s: float = 0.0, budget_s: float | None = None,
+                   stage_budgets_s: Mapping[str, float] | None = None,
+                   on_overrun: str = "record", simulation_frequency: int = 50,
+                   policy_frequency: int = 10, scenario_config: Mapping[str, Any] | None = None,
+                   sensors: Any = None, latency_base_dir: str | None = None,
+                   reaction_config: ReactionConfig = ReactionConfig(),
+                   video: VideoConfig = VideoConfig(),
+                   stack_options: Mapping[str, Any] | None = None) -> EpisodeVideo:
+    """Drive one episode of `agent` on `scenario` with scenario seed `seed` and write it
+    as an MP4 at `path` (one frame per substep; see the module docstring for what a frame
+    shows).
+
+    Args:
+        agent: a driving stack (an `Agent` for one env; it is reset first) or a stack name
+            (`agents.registry.STACKS`, built with `stack_options`).
+        scenario: scenario name.
+        seed: scenario seed (episode `i` of a run uses `run seed + i`).
+        path: the MP4 to write (its folder is created; written atomically).
+        mode, latency, budget_s, stage_budgets_s, on_overrun, simulation_frequency,
+            policy_frequency, scenario_config, sensors: as for `reflexdrive run`
+            (`envs.registration.make_env`).
+        extra_latency_s: a constant delay added to every decision's latency [s], on top of
+            a `+SECONDS` suffix of `latency` (the stage "extra", as in `reflexdrive compare
+            --extra-latency`).
+        latency_base_dir: directory that relative `profile:PATH` specs resolve against.
+        reaction_config: what counts as a response (for the metrics and the marker).
+        video: how the video looks.
+        stack_options: options of `agents.registry.make_agent` when `agent` is a name.
+
+    Returns:
+        The `EpisodeVideo` (frames, timings, the episode's metrics).
+    """
+    started = time.perf_counter()
+    if isinstance(agent, str):
+        from agents.registry import make_agent
+
+        agent = make_agent(agent, **dict(stack_options or {}))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env_kwargs = dict(mode=mode, latency=latency, budget=budget_s,
+                      stage_budgets=dict(stage_budgets_s or {}), on_overrun=on_overrun,
+                      simulation_frequency=simulation_frequency,
+                      policy_frequency=policy_frequency, sensors=sensors,
+                      scenario_config=dict(scenario_config) if scenario_config else None,
+                      latency_base_dir=latency_base_dir, extra_latency_s=extra_latency_s)
+    vec = gym.vector.SyncVectorEnv([lambda: make_filmed_env(scenario, **env_kwargs)],
+                                   autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    env: ClockWrapper = vec.envs[0]
+    fps = int(video.fps or simulation_frequency)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
+    explainer = _explainer(agent) if video.explain else None
+    saved_explain = getattr(agent, "explain", None)
+    name = getattr(agent, "name", type(agent).__name__)
+    extra = split_extra(combined_latency(latency, extra_latency_s))[1] or 0.0
+    title = f"{name} on {scenario}, seed {seed}" + (f", +{extra * 1e3:g} ms" if extra else "")
+    writer = _open_writer(temporary, fps, video)
+    recorder = _Recorder(env, writer, video, title, reaction_config)
+    measured = split_extra(latency)[0].strip() == "measured"
+    try:
+        if explainer is not None and explainer[1]:
+            agent.explain = True
+        obs, info = vec.reset(seed=[int(seed)])
+        recorder.start()
+        agent.reset(np.ones(1, dtype=bool))
+        start_speed = float(obs["ego"][0, 0])
+        done = False
+        while not done:
+            prior_state = getattr(agent, "state", None) if explainer is not None else None
+            if prior_state:
+                prior_state = tuple(s.detach().clone() for s in prior_state)
+            backend = env.unwrapped.backend
+            pose = overlays.Pose(np.array(backend.ego.position, dtype=np.float64),
+                                 float(backend.ego.heading))
+            decision = agent.act(obs, info)
+            belief = _Belief(decision=decision, pose=pose,
+                             ego_speed_mps=float(obs["ego"][0, 0]))
+            if explainer is not None:
+                belief.bev = np.asarray(obs["bev"][0])
+                if "attention" in decision.products:
+                    belief.heat = overlays.normalise_heat(decision.products["attention"][0])
+                    belief.heat_label = f"{name}: cls attention"
+                else:
+                    belief.heat = saliency_map(explainer[0], obs["bev"][:1], obs["ego"][:1],
+                                               prior_state or None)
+                    belief.heat_label = f"{name}: saliency"
+            recorder.observe(belief)
+            if measured:
+                env.report_latency(decision.stage_latency_s)
+            obs, _, terminated, truncated, step_info = vec.step(decision.actions)
+            info = {**info, **step_info}
+            recorder.progress.records.extend(step_info["ticks"][0])
+            recorder.progress.substeps.extend(step_info["substeps"][0])
+            done = bool(terminated[0] or truncated[0])
+        recorder.stop()
+        writer.close()
+        os.replace(temporary, path)
+    except BaseException:
+        writer.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    finally:
+        if saved_explain is not None:
+            agent.explain = saved_explain
+        vec.close()
+    progress = recorder.progress
+    end_s = progress.substeps[-1].time_s if progress.substeps else 0.0
+    records = [r for r in progress.records if r.t_s < end_s - 1e-9]
+    onset = float(step_info["hazard"]["onset_s"][0])
+    metrics = episode_metrics(records, progress.substeps, onset, start_speed,
+                              1.0 / simulation_frequency, reaction_config)
+    return EpisodeVideo(path=path, frames=recorder.frames, fps=fps,
+                        frame_size=video.frame_size,
+                        simulated_s=recorder.frames / simulation_frequency,
+                        wall_s=time.perf_counter() - started, metrics=metrics)
+
+
+def record_videos(config, k: int, out_dir: str | os.PathLike, *,
+                  extra_latency_s: float = 0.0, agent: Agent | None = None,
+                  video: VideoConfig = VideoConfig(), overwrite: bool = False,
+                  seeds: Sequence[int] | None = None) -> list[Path]:
+    """Record the first `k` episodes of a run's settings: one MP4 per seed.
+
+    Args:
+        config: a `reflexdrive.runner.RunConfig` (stack, scenario, seed, mode, latency,
+            budget, perception, controller, checkpoint, scenario overrides, ...). The
+            videos always run on the highway backend, one env (see the module docstring).
+        k: how many episodes: seeds `config.seed, ..., config.seed + k - 1` (at most
+            `config.episodes`).
+        out_dir: the folder for the files (created).
+        extra_latency_s: a constant delay added to every decision [s], on top of a
+            `+SECONDS` suffix of `config.latency` (their sum is named in the files).
+        agent: the stack to drive (one env); None builds `config.stack` as `reflexdrive
+            run` does. Pass a fresh one, not an agent that drives a batch elsewhere.
+        video: how the videos look.
+        overwrite: record again even when a file exists (default: keep it, so a resumed
+            compare does not redo its videos).
+        seeds: explicit seeds instead of the first `k`.
+
+    Returns:
+        The paths of the `k` videos, in seed order.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ConfigError("video", k, "must be an integer >= 0 (episodes to record per stack)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if seeds is None:
+        seeds = [config.seed + i for i in range(min(k, config.episodes))]
+    base, extra = split_extra(combined_latency(config.latency, extra_latency_s))
+    extra = extra or 0.0
+    paths = [out / video_name(config.stack, config.scenario, config.mode, seed, extra)
+             for seed in seeds]
+    todo = [(seed, path) for seed, path in zip(seeds, paths) if overwrite or not path.exists()]
+    if not todo:
+        return paths
+    if agent is None:
+        from agents.registry import make_agent
+
+        options = {} if config.checkpoint is None else {"checkpoint": config.checkpoint}
+        agent = make_agent(config.stack, perception=config.perception,
+                           controller=config.controller, seed=config.seed,
+                           device=config.resolved_device, **options)
+    kwargs = config.env_kwargs()
+    for seed, path in todo:
+        record_episode(agent, config.scenario, seed, path, mode=config.mode,
+                       latency=base, extra_latency_s=extra,
+                       budget_s=config.budget_s, stage_budgets_s=dict(config.stage_budgets_s),
+                       on_overrun=config.on_overrun,
+                       simulation_frequency=config.simulation_frequency,
+                       policy_frequency=config.policy_frequency,
+                       scenario_config=dict(config.scenario_config) or None,
+                       latency_base_dir=kwargs.get("latency_base_dir"),
+                       reaction_config=config.reaction, video=video)
+    return paths
+
+
+def record_compare_videos(config, k: int | None = None, out_dir: str | os.PathLike | None = None,
+                          video: VideoConfig = VideoConfig(), overwrite: bool = False
+                          ) -> list[Path]:
+    """The videos of a compare: the first `k` episodes of every stack x scenario x mode
+    at the stacks' own latency (the cells at extra latency 0), into `OUT/videos/`.
+
+    Args:
+        config: a `reflexdrive.compare_config.CompareConfig` (its `cells()` are used).
+        k: episodes per cell; None: `config.video`.
+        out_dir: the compare folder; None: `config.out`.
+        video, overwrite: as for `record_videos` (existing files are kept by default, so a
+            resumed compare does not record them again).
+
+    Returns:
+        The paths, cell by cell in the compare's grid order.
+    """
+    k = config.video if k is None else k
+    out = Path(out_dir if out_dir is not None else config.out) / VIDEO_DIR
+    paths: list[Path] = []
+    if not k:
+        return paths
+    for cell in config.cells():
+        if cell.extra_latency_s == 0:
+            paths += record_videos(cell.run, k, out, video=video, overwrite=overwrite)
+    return paths
+
+
+def video_frames(path: str | os.PathLike) -> int:
+    """Frames in an MP4, counted by decoding it with the bundled ffmpeg."""
+    import imageio_ffmpeg
+
+    frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
+    return int(frames)

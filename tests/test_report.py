@@ -1,0 +1,215 @@
+"""The compare report: files written, figures embedded, the words computed by hand."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reflexdrive.report import (HEADLINE_HEADER, fastest, headline_rows, latency_cost,
+                                stage_table, summary_sentences, write_report)
+
+NAN = float("nan")
+
+
+def summary_row(stack, scenario, mode, extra, reaction=(0.6, 0.55, 0.65), reacted=10,
+                collision=(0.0, 0.0, 0.28), episodes=10, parts=(0.05, 0.3, 0.25)):
+    mean, lo, hi = reaction
+    rate, rate_lo, rate_hi = collision
+    return {
+        "stack": stack, "scenario": scenario, "mode": mode, "extra_latency_s": extra,
+        "latency": "measured", "envs": 1, "budget_s": 0.1, "episodes": episodes,
+        "reacted": reacted, "reaction_rate": reacted / episodes,
+        "reaction_time_mean_s": mean, "reaction_time_mean_lo_s": lo,
+        "reaction_time_mean_hi_s": hi,
+        "reaction_time_p50_s": mean, "reaction_time_p50_lo_s": lo,
+        "reaction_time_p50_hi_s": hi,
+        "reaction_time_p95_s": hi, "reaction_time_p95_lo_s": lo, "reaction_time_p95_hi_s": hi,
+        "reaction_wait_mean_s": parts[0], "reaction_notice_mean_s": parts[1],
+        "reaction_compute_mean_s": parts[2],
+        "collisions": round(rate * episodes), "collision_rate": rate,
+        "collision_rate_lo": rate_lo, "collision_rate_hi": rate_hi,
+        "min_ttc_p50_s": 2.0 - extra, "min_ttc_p50_lo_s": 1.5 - extra,
+        "min_ttc_p50_hi_s": 2.5 - extra,
+        "min_gap_p50_m": 8.0, "min_gap_p50_lo_m": 7.0, "min_gap_p50_hi_m": 9.0,
+        "progress_mean_m": 150.0 - 50 * extra, "progress_mean_lo_m": 140.0 - 50 * extra,
+        "progress_mean_hi_m": 160.0 - 50 * extra,
+        "jerk_mean_mps3": 3.0, "jerk_mean_lo_mps3": 2.5, "jerk_mean_hi_mps3": 3.5,
+        "peak_decel_mean_mps2": 7.0, "decisions": 1000,
+        "latency_p50_s": (0.02 if stack == "staged" else 0.005) + extra,
+        "latency_p99_s": (0.04 if stack == "staged" else 0.008) + extra,
+        "stack_latency_p50_s": 0.02 if stack == "staged" else 0.005,
+        "stack_latency_p99_s": 0.04 if stack == "staged" else 0.008,
+        "overrun_rate": 1.0 if extra >= 0.1 else 0.0, "dropped_frames_mean": 0.0,
+    }
+
+
+def make_summary() -> pd.DataFrame:
+    """staged and cnn on lead-brake: lockstep at 0, realtime at +0, +100, +200 ms.
+
+    - realtime +0: cnn 0.41 s [0.38, 0.45] (9/10 reacted), staged 0.62 s [0.58, 0.66]:
+      cnn fastest by 210 ms, intervals apart.
+    - collisions, realtime: staged 0% [0, 28%] at +0, 10% [2, 40%] at +100 (not above
+      28%), 50% [24, 76%] at +200 (above): from +200 ms. cnn 10% [2, 40%] at +0, 30%
+      [11, 60%] at +100 and +200 (never above 40%): stayed within up to +200 ms.
+    """
+    rows = [
+        summary_row("staged", "lead-brake", "lockstep", 0.0, (0.55, 0.5, 0.6),
+                    parts=(0.05, 0.5, 0.0)),
+        summary_row("staged", "lead-brake", "realtime", 0.0, (0.62, 0.58, 0.66),
+                    parts=(0.05, 0.5, 0.07)),
+        summary_row("staged", "lead-brake", "realtime", 0.1, (0.74, 0.70, 0.79),
+                    collision=(0.1, 0.02, 0.40)),
+        summary_row("staged", "lead-brake", "realtime", 0.2, (0.85, 0.80, 0.90),
+                    collision=(0.5, 0.24, 0.76)),
+        summary_row("cnn", "lead-brake", "lockstep", 0.0, (0.40, 0.37, 0.44)),
+        summary_row("cnn", "lead-brake", "realtime", 0.0, (0.41, 0.38, 0.45), reacted=9,
+                    collision=(0.1, 0.02, 0.40), parts=(0.05, 0.35, 0.01)),
+        summary_row("cnn", "lead-brake", "realtime", 0.1, (0.52, 0.48, 0.56),
+                    collision=(0.3, 0.11, 0.60)),
+        summary_row("cnn", "lead-brake", "realtime", 0.2, (0.63, 0.58, 0.68),
+                    collision=(0.3, 0.11, 0.60)),
+    ]
+    return pd.DataFrame(rows)
+
+
+def make_episodes(summary: pd.DataFrame) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for group in summary.itertuples():
+        for seed in range(group.episodes):
+            reacted = seed < group.reacted
+            rows.append({"scenario": group.scenario, "stack": group.stack, "seed": seed,
+                         "mode": group.mode, "extra_latency_s": group.extra_latency_s,
+                         "reaction_time_s": (group.reaction_time_mean_s + rng.normal(0, 0.03)
+                                             if reacted else NAN),
+                         "collided": seed < group.collisions, "min_ttc_s": 2.0,
+                         "progress_m": 150.0})
+    return pd.DataFrame(rows)
+
+
+def make_decisions() -> pd.DataFrame:
+    """staged: perception 10, 12, 14 ms (median 12), tracking 1, planning 5, control 0.5;
+    cnn: policy 4, 5, 6 ms (median 5). At +100 ms an "extra" stage that must not count."""
+    rows = []
+    for i, perception in enumerate((0.010, 0.012, 0.014)):
+        stages = {"latency_perception_s": perception, "latency_tracking_s": 0.001,
+                  "latency_planning_s": 0.005, "latency_control_s": 0.0005}
+        rows.append({"stack": "staged", "scenario": "lead-brake", "mode": "realtime",
+                     "extra_latency_s": 0.0, "seed": 0, "tick": i, "t_s": i / 10,
+                     "latency_s": sum(stages.values()), "overrun": False, "dropped_after": 0,
+                     **stages})
+    for i, policy in enumerate((0.004, 0.005, 0.006)):
+        rows.append({"stack": "cnn", "scenario": "lead-brake", "mode": "realtime",
+                     "extra_latency_s": 0.0, "seed": 0, "tick": i, "t_s": i / 10,
+                     "latency_s": policy, "overrun": False, "dropped_after": 0,
+                     "latency_policy_s": policy})
+        rows.append({"stack": "cnn", "scenario": "lead-brake", "mode": "realtime",
+                     "extra_latency_s": 0.1, "seed": 0, "tick": i, "t_s": i / 10,
+                     "latency_s": policy + 0.1, "overrun": True, "dropped_after": 1,
+                     "latency_policy_s": policy, "latency_extra_s": 0.1})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def compare_dir(tmp_path):
+    summary = make_summary()
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    make_episodes(summary).to_csv(tmp_path / "episodes.csv", index=False)
+    make_decisions().to_csv(tmp_path / "decisions.csv", index=False)
+    return tmp_path
+
+
+def test_fastest_names_the_winner_with_numbers_computed_by_hand():
+    (sentence,) = fastest(make_summary())
+    assert sentence == (
+        "lead-brake: cnn reacted fastest (realtime, its own latency): mean 410 ms [380, 450] "
+        "over 9 of 10 episodes, 210 ms faster than staged (620 ms [580, 660]); the intervals "
+        "do not overlap.")
+
+
+def test_fastest_says_when_the_intervals_overlap():
+    summary = make_summary()
+    staged = (summary["stack"] == "staged") & (summary["mode"] == "realtime") \
+        & (summary["extra_latency_s"] == 0)
+    summary.loc[staged, ["reaction_time_mean_s", "reaction_time_mean_lo_s"]] = [0.43, 0.40]
+    (sentence,) = fastest(summary)
+    assert "20 ms faster than staged (430 ms [400, 660])" in sentence
+    assert sentence.endswith("the intervals overlap: these episodes do not separate the two.")
+
+
+def test_latency_cost_finds_the_first_extra_above_the_zero_extra_interval():
+    costs = {cost.stack: cost for cost in latency_cost(make_summary())}
+    assert costs["staged"].extra_s == pytest.approx(0.2)       # 10% at +100 is not > 28%
+    assert costs["staged"].rate == 0.5 and costs["staged"].base_high == 0.28
+    assert costs["cnn"].extra_s is None and costs["cnn"].max_extra_s == pytest.approx(0.2)
+    sentences = summary_sentences(make_summary())
+    assert sentences[1] == ("staged: the collision rate rose above its zero-extra 95% interval "
+                            "from +200 ms on lead-brake (50% [24%, 76%] against 0% [0%, 28%] "
+                            "at +0 ms).")
+    assert sentences[2] == ("cnn: the collision rate stayed within its zero-extra 95% interval "
+                            "up to +200 ms on lead-brake.")
+
+
+def test_headline_rows_one_per_stack_scenario_mode_at_extra_zero():
+    rows = headline_rows(make_summary(), ["staged", "cnn"])
+    assert [r[:3] for r in rows] == [("staged", "lead-brake", "lockstep"),
+                                     ("staged", "lead-brake", "realtime"),
+                                     ("cnn", "lead-brake", "lockstep"),
+                                     ("cnn", "lead-brake", "realtime")]
+    cnn_realtime = dict(zip(HEADLINE_HEADER, rows[3]))
+    assert cnn_realtime["reacted"] == "9/10"
+    assert cnn_realtime["reaction mean [95% CI]"] == "410 ms [380, 450]"
+    assert cnn_realtime["wait / notice / compute"] == "50 / 350 / 10 ms"
+    assert cnn_realtime["collisions [95% CI]"] == "10% [2%, 40%]"
+    assert cnn_realtime["latency p50 / p99"] == "5.0 / 8.0 ms"
+
+
+def test_stage_table_medians_by_hand_without_the_extra_stage():
+    medians, totals = stage_table(make_decisions())
+    assert medians.loc["staged", "perception"] == pytest.approx(0.012)
+    assert medians.loc["staged", "planning"] == pytest.approx(0.005)
+    assert medians.loc["cnn", "policy"] == pytest.approx(0.005)
+    assert np.isnan(medians.loc["cnn", "perception"])
+    assert "extra" not in medians.columns
+    cnn = totals.set_index("stack").loc["cnn"]
+    assert cnn["p50"] == pytest.approx(0.005)                  # extra-0 decisions only
+
+
+def test_write_report_embeds_the_figures_and_the_words(compare_dir):
+    files = write_report(compare_dir)
+    page = files.html.read_text()
+    uris = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(uris) == len(files.images) == 6
+    assert all(base64.b64decode(uri)[:8] == b"\x89PNG\r\n\x1a\n" for uri in uris)
+    assert "cnn reacted fastest (realtime, its own latency): mean 410 ms [380, 450]" in page
+    assert "210 ms faster than staged" in page
+    assert "from +200 ms on lead-brake" in page
+    assert "<table>" in page and "410 ms [380, 450]" in page
+    markdown = files.markdown.read_text()
+    for image in files.images:
+        assert image.parent == compare_dir and image.read_bytes()[:4] == b"\x89PNG"
+        assert f"]({image.name})" in markdown
+    assert "| cnn | lead-brake | realtime | 9/10 | 410 ms [380, 450] |" in markdown
+    # readable without the CSVs: nothing in the page points at them
+    assert "summary.csv" not in page and "episodes.csv" not in page
+
+
+def test_report_without_decisions_notes_what_is_missing(compare_dir):
+    (compare_dir / "decisions.csv").unlink()
+    videos = compare_dir / "videos"
+    videos.mkdir()
+    (videos / "staged_lead-brake_realtime_seed0.mp4").write_bytes(b"")
+    files = write_report(compare_dir)
+    page = files.html.read_text()
+    assert "Latency CDF: needs decisions.csv" in page
+    assert "videos/staged_lead-brake_realtime_seed0.mp4" in page
+    assert len(files.images) == 5                               # no CDF
+
+
+def test_missing_tables_are_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="episodes.csv"):
+        write_report(tmp_path)
