@@ -427,6 +427,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(headline(result.summary))
     print(f"wrote {result.out}/episodes.csv ({len(result.episodes)} episodes, "
           f"{result.ran} run now), summary.csv and decisions.csv in {result.wall_s:.0f} s")
+    if config.video:
+        from reflexdrive.video import record_compare_videos
+
+        videos = record_compare_videos(config)
+        print(f"videos: {len(videos)} in {result.out}/videos")
+    from reflexdrive.report import write_report
+
+    report = write_report(result.out)
+    for sentence in report.sentences:
+        print(sentence)
+    print(f"report: {report.html} (and {report.markdown.name})")
     return 0
 
 

@@ -406,7 +406,8 @@ def cli(capsys, args: list[str]) -> tuple[int, str, str]:
 def test_cli_flags_override_the_config_file(tiny_out, checkpoint, tmp_path, capsys,
                                             monkeypatch):
     """The tiny compare again through the CLI (its TOML says 5 episodes, --episodes 2
-    wins): everything is already there, so it only prints the table."""
+    wins): everything is already there, so it runs nothing, prints the table and writes
+    the report."""
     (tmp_path / "exp.toml").write_text(
         'stacks = ["staged", "cnn"]\nscenarios = ["lead-brake"]\nepisodes = 5\n'
         'latency = "fixed:0.02"\nextra_latency_s = [0.0, 0.1]\nenvs = 2\n'
@@ -417,7 +418,8 @@ def test_cli_flags_override_the_config_file(tiny_out, checkpoint, tmp_path, caps
                                   "--episodes", "2", "--out", str(tiny_out), "--no-progress"])
     assert code == 0, err
     assert "reaction_ms [95% CI]" in out and "0 run now" in out
-    assert len(out.strip().splitlines()) == 8
+    assert f"report: {tiny_out / 'report.html'}" in out
+    assert (tiny_out / "report.html").stat().st_size > 0 and (tiny_out / "report.md").exists()
     assert snapshot(tiny_out / "cells") == before
 
 
