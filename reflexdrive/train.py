@@ -2,75 +2,216 @@
 
     reflexdrive train --target detector --seed 0 --out runs/train-detector \\
         --checkpoint policies/checkpoints/detector.pt      # the shipped detector
+    reflexdrive train --policy cnn --method dagger --episodes 1000 --dagger-rounds 2 \\
+        --out runs/train-cnn                               # an end-to-end policy
+    reflexdrive train --policy cnn --method ppo --init runs/train-cnn/cnn.pt \\
+        --latency profile:profiles/cnn.json --out runs/ppo-cnn
 
-`--target` picks what to train; each target owns the options that only it reads (the
-detector: `--samples`, `--channels`, `--blocks`, `--eval-episodes`), and the shared ones
+`--target` picks what to train: `detector` (the learned perception's CNN) or `policy` (an
+end-to-end policy; implied by `--policy`). Each target owns the options only it reads
+and refuses the others' (the detector: `--samples`, `--channels`, `--blocks`,
+`--eval-episodes`; the policies: `--policy`, `--method`, `--episodes`, `--frames`,
+`--dagger-*`, `--latency`, ...; PPO alone: `--n-steps`, `--gamma`, ...). The shared ones
 (`--epochs`, `--batch-size`, `--lr`, `--seed`, `--device`, `--threads`, `--out`,
-`--checkpoint`) mean the same for every target. The end-to-end policies (issue 6) add
-`--target policy` with their own options (`--policy`, `--method`, ...) beside these.
+`--checkpoint`) mean the same for every target. The checkpoint records the full command
+line, every option explicit.
+
+Policies: `--method bc|dagger` runs `reflexdrive.imitation.train_imitation` (behaviour
+cloning of the staged stack, then DAgger rounds); `--method ppo` runs
+`reflexdrive.ppo.train_ppo` (stable-baselines3, from `--init` weights, the clock in the
+loop).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from typing import Any, Callable
 
 from envs.errors import ConfigError, check_choice
 
-TARGETS = ("detector",)
+TARGETS = ("detector", "policy")
 """What `reflexdrive train` can train."""
 
+POLICY_NAMES = ("cnn", "gru", "lstm", "transformer")
+"""`--policy` choices (`policies.registry.POLICIES`; a test pins them equal)."""
+
+METHODS = ("bc", "dagger", "ppo")
+"""`--method` choices: behaviour cloning, DAgger, PPO."""
+
 _DETECTOR_DEFAULTS = {"samples": 4000, "epochs": 8, "batch_size": 64, "lr": 3e-3,
-                      "eval_episodes": 24, "channels": 24, "blocks": 3}
+                      "eval_episodes": 24, "channels": 24, "blocks": 3, "device": "cpu",
+                      "threads": 1}
 """Defaults of the detector target (shown by --help; None on the parser = "target default")."""
+
+_IMITATION_DEFAULTS = {"method": "bc", "episodes": 1000, "epochs": 4, "batch_size": 128,
+                       "lr": 1e-3, "envs": 256, "dagger_rounds": 2, "dagger_episodes": 250,
+                       "dagger_epochs": 2, "dagger_beta": 0.5, "sequence_length": 32,
+                       "checkpoint_every": 250, "latency": "fixed:0", "mode": "lockstep",
+                       "device": "cpu", "threads": 1}
+"""Defaults of the imitation methods (those of `reflexdrive.imitation.ImitationConfig`; a
+test pins them equal)."""
+
+_DETECTOR_OPTIONS = ("samples", "eval_episodes", "channels", "blocks")
+_IMITATION_ONLY = ("episodes", "scenario_weights", "action_weights", "sequence_length",
+                   "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
+                   "epochs")
+_POLICY_OPTIONS = ("policy", "method", "frames", "envs", "latency", "mode", "init", "resume",
+                   "checkpoint_every", "policy_config", *_IMITATION_ONLY)
+_PPO_OPTIONS = ("scenarios", "n_steps", "n_epochs", "gamma", "gae_lambda", "clip_range",
+                "ent_coef", "vf_coef", "max_grad_norm", "initial_std", "value_hidden")
+_PPO_FIELDS = {"frames": "total_timesteps", "envs": "num_envs", "lr": "learning_rate",
+               "checkpoint": "export_path", "out": "out_dir"}
+"""CLI option -> `PPOConfig` field, where the names differ."""
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the `train` command to the CLI's subparsers; returns its parser."""
     train = subparsers.add_parser(
-        "train", help="train a learned component (the bev detector) and save a checkpoint",
+        "train", help="train a learned component (the bev detector, an end-to-end policy) "
+                      "and save a checkpoint",
         description="Train a learned component and save it as a safe checkpoint (plain "
                     "tensors and JSON metadata, read back with torch.load(weights_only="
-                    "True)). --target detector: generate labelled bev frames from the "
+                    "True)) that records this command line. "
+                    "--target detector: generate labelled bev frames from the "
                     "straight-road scenarios on the batched backend (cached under "
                     "OUT/data, reused and resumed by reruns), train the CenterNet-style "
                     "detector of the 'learned' perception with Adam, report precision and "
-                    "recall on held-out seeds for vehicles within 40 m, and write the "
-                    "checkpoint with this command line in it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    train.add_argument("--target", default="detector",
-                       help="what to train: " + ", ".join(TARGETS)
-                            + " (the learned perception's CNN on bev)")
+                    "recall on held-out seeds for vehicles within 40 m. "
+                    "--policy cnn|gru|lstm|transformer (--target policy): train an "
+                    "end-to-end policy. --method bc: the staged stack (oracle perception) "
+                    "drives a seeded mix of highway, lead-brake, cut-in and stopped-vehicle "
+                    "episodes on the batched backend (scenario seeds from 2,000,000 up, "
+                    "disjoint from the evaluation seeds; shards under OUT/data, resumed by "
+                    "reruns), and the policy clones its actions (MSE on actions scaled to "
+                    "[-1, 1]; recurrent policies on windows of consecutive ticks). "
+                    "--method dagger: then rounds in which the policy drives, the staged "
+                    "stack labels every state it visits and the policy is fine-tuned on all "
+                    "the data. Logs go to OUT/tensorboard; the training state is saved "
+                    "every --checkpoint-every updates and --resume continues a killed run. "
+                    "--method ppo: reinforcement learning with stable-baselines3 "
+                    "(reflexdrive.ppo) from --init weights, with the clock in the loop "
+                    "(--latency profile:PATH), resumed from OUT's checkpoints.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--target", default=None,
+                       help="what to train: detector (the learned perception's CNN on bev; "
+                            "the default) or policy (an end-to-end policy; implied by "
+                            "--policy)")
+    shared = train.add_argument_group("shared options")
     detector = _DETECTOR_DEFAULTS
-    train.add_argument("--samples", type=_number(int), default=None,
-                       help=f"training frames (detector; default {detector['samples']})")
-    train.add_argument("--epochs", type=_number(int), default=None,
-                       help=f"passes over the training data (detector default "
-                            f"{detector['epochs']})")
-    train.add_argument("--batch-size", type=_number(int), default=None,
-                       help=f"samples per optimiser step (detector default "
-                            f"{detector['batch_size']})")
-    train.add_argument("--lr", type=_number(float), default=None,
-                       help=f"Adam learning rate (detector default {detector['lr']})")
-    train.add_argument("--seed", type=_number(int), default=0,
-                       help="seeds the data, the weights and the batch order")
-    train.add_argument("--device", default="cpu",
-                       help="torch device for training: cpu, cuda, auto (cuda if available)")
-    train.add_argument("--threads", type=_number(int), default=1,
-                       help="torch CPU threads")
-    train.add_argument("--eval-episodes", type=_number(int), default=None,
-                       help=f"held-out episodes per scenario, seeds 0..N-1 (detector default "
+    imitation = _IMITATION_DEFAULTS
+    shared.add_argument("--epochs", type=_number(int), default=None,
+                        help=f"passes over the training data (detector default "
+                             f"{detector['epochs']}; policies: over the expert data, default "
+                             f"{imitation['epochs']})")
+    shared.add_argument("--batch-size", type=_number(int), default=None,
+                        help=f"samples per optimiser step (detector default "
+                             f"{detector['batch_size']}; policies: frames, default "
+                             f"{imitation['batch_size']}; PPO: its minibatch)")
+    shared.add_argument("--lr", type=_number(float), default=None,
+                        help=f"Adam learning rate (detector default {detector['lr']}; "
+                             f"policies {imitation['lr']}, cosine-annealed per phase; PPO: "
+                             "its learning_rate)")
+    shared.add_argument("--seed", type=_number(int), default=0,
+                        help="seeds the data, the weights and the batch order (default 0)")
+    shared.add_argument("--device", default=None,
+                        help="torch device for training: cpu (default), cuda, auto (cuda if "
+                             "available)")
+    shared.add_argument("--threads", type=_number(int), default=None,
+                        help="torch CPU threads (default 1)")
+    shared.add_argument("--out", default=None,
+                        help="working folder: data cache, logs, resumable state, default "
+                             "checkpoint location (default runs/train-detector, "
+                             "runs/train-POLICY-METHOD)")
+    shared.add_argument("--checkpoint", default=None, metavar="PATH",
+                        help="where to write the checkpoint (default OUT/detector.pt, "
+                             "OUT/POLICY.pt)")
+    shared.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    group = train.add_argument_group("detector options (--target detector)")
+    group.add_argument("--samples", type=_number(int), default=None,
+                       help=f"training frames (default {detector['samples']})")
+    group.add_argument("--eval-episodes", type=_number(int), default=None,
+                       help=f"held-out episodes per scenario, seeds 0..N-1 (default "
                             f"{detector['eval_episodes']})")
-    train.add_argument("--channels", type=_number(int), default=None,
+    group.add_argument("--channels", type=_number(int), default=None,
                        help=f"detector trunk width (default {detector['channels']})")
-    train.add_argument("--blocks", type=_number(int), default=None,
+    group.add_argument("--blocks", type=_number(int), default=None,
                        help=f"detector residual blocks (default {detector['blocks']})")
-    train.add_argument("--out", default="runs/train-detector",
-                       help="working folder: data cache, default checkpoint location")
-    train.add_argument("--checkpoint", default=None, metavar="PATH",
-                       help="where to write the checkpoint (default OUT/<target>.pt)")
-    train.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    group = train.add_argument_group("policy options (--policy, --target policy)")
+    group.add_argument("--policy", default=None,
+                       help="the network: " + ", ".join(POLICY_NAMES))
+    group.add_argument("--method", default=None,
+                       help="bc: behaviour cloning of the staged stack (default); dagger: bc, "
+                            "then DAgger rounds; ppo: reinforcement learning (PPO) from "
+                            "--init")
+    group.add_argument("--episodes", type=_number(int), default=None,
+                       help=f"expert episodes of the dataset (default {imitation['episodes']})")
+    group.add_argument("--frames", type=_number(int), default=None,
+                       help="bc/dagger: about this many expert frames instead of "
+                            "--episodes (whole episodes of the mix); ppo: env steps to train "
+                            "for in all (total_timesteps)")
+    group.add_argument("--envs", type=_number(int), default=None,
+                       help=f"worlds simulated side by side (bc/dagger: while collecting, "
+                            f"default {imitation['envs']}; ppo: num_envs)")
+    group.add_argument("--scenario-weights", default=None, metavar="NAME=W,...",
+                       help="bc/dagger: the scenario mix, e.g. highway=0.55,lead-brake=0.15,"
+                            "cut-in=0.15,stopped-vehicle=0.15 (the default)")
+    group.add_argument("--dagger-rounds", type=_number(int), default=None,
+                       help=f"DAgger rounds (default {imitation['dagger_rounds']})")
+    group.add_argument("--dagger-episodes", type=_number(int), default=None,
+                       help=f"episodes the policy drives per DAgger round (default "
+                            f"{imitation['dagger_episodes']})")
+    group.add_argument("--dagger-epochs", type=_number(int), default=None,
+                       help=f"passes over all the data after each round (default "
+                            f"{imitation['dagger_epochs']})")
+    group.add_argument("--dagger-beta", type=_number(float), default=None,
+                       help=f"probability that the expert's action is executed in round 1, "
+                            f"halved each further round (default {imitation['dagger_beta']})")
+    group.add_argument("--sequence-length", type=_number(int), default=None,
+                       help=f"gru/lstm: ticks per truncated-BPTT window (default "
+                            f"{imitation['sequence_length']})")
+    group.add_argument("--action-weights", default=None, metavar="ACCEL,STEER",
+                       help="bc/dagger: weights of the acceleration and steering terms of "
+                            "the loss on actions scaled to [-1, 1] (default 1,200: the "
+                            "expert's steering is tiny but must be exact)")
+    group.add_argument("--latency", default=None,
+                       help="the clock's latency model while driving: fixed:SECONDS, "
+                            "fixed:STAGE=SECONDS,..., profile:PATH (default fixed:0)")
+    group.add_argument("--mode", default=None,
+                       help="the clock's mode while driving: lockstep (bc/dagger default) "
+                            "or realtime (ppo default)")
+    group.add_argument("--init", default=None, metavar="CKPT",
+                       help="policy checkpoint to start from (fine-tuning; PPO from BC)")
+    group.add_argument("--checkpoint-every", type=_number(int), default=None,
+                       help=f"updates between resumable checkpoints (bc/dagger default "
+                            f"{imitation['checkpoint_every']})")
+    group.add_argument("--policy-config", default=None, metavar="JSON",
+                       help='the network\'s config fields, e.g. \'{"hidden_size": 64}\'')
+    group.add_argument("--resume", action="store_true",
+                       help="bc/dagger: continue the training saved in OUT/state (same "
+                            "settings); ppo resumes from OUT's checkpoints by itself")
+
+    group = train.add_argument_group("PPO options (--method ppo; defaults: "
+                                     "reflexdrive.ppo.PPOConfig's)")
+    group.add_argument("--scenarios", default=None, metavar="NAME,...",
+                       help="scenarios the envs run (envs split evenly), e.g. "
+                            "highway,lead-brake")
+    for name, kind, text in (
+            ("n-steps", int, "ticks per env per update (rollout length)"),
+            ("n-epochs", int, "passes over each rollout"),
+            ("gamma", float, "discount per tick"),
+            ("gae-lambda", float, "GAE lambda"),
+            ("clip-range", float, "PPO ratio clip"),
+            ("ent-coef", float, "entropy bonus"),
+            ("vf-coef", float, "value-loss weight"),
+            ("max-grad-norm", float, "gradient-norm clip"),
+            ("value-hidden", int, "critic hidden width")):
+        group.add_argument(f"--{name}", type=_number(kind), default=None, help=text)
+    group.add_argument("--initial-std", default=None, metavar="ACCEL,STEER",
+                       help="std of the exploration Gaussian on the head's pre-squash output")
     return train
 
 
@@ -91,12 +232,37 @@ def _value(args: argparse.Namespace, name: str, defaults: dict[str, Any]) -> Any
     return defaults[name] if value is None else value
 
 
-def _command(args: argparse.Namespace, values: dict[str, Any]) -> str:
-    """The full command line that reproduces this run (every option explicit)."""
-    words = ["reflexdrive", "train", "--target", args.target]
+def _numbers(values: dict[str, Any], texts: tuple[str, ...] = ()) -> None:
+    """ConfigError for an option given as malformed number text."""
     for name, value in values.items():
+        if isinstance(value, str) and name not in texts:
+            raise ConfigError(name, value, "must be a number")
+
+
+def _refuse(args: argparse.Namespace, names: tuple[str, ...], why: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value is not False:
+            raise ConfigError(f"--{name.replace('_', '-')}", value, why)
+
+
+def _target(args: argparse.Namespace) -> str:
+    target = args.target
+    if target is None:
+        target = "policy" if args.policy is not None else "detector"
+    check_choice("target", target, TARGETS)
+    return target
+
+
+def _command(target: str, args: argparse.Namespace, values: dict[str, Any],
+             out: str) -> str:
+    """The full command line that reproduces this run (every option explicit)."""
+    words = ["reflexdrive", "train", "--target", target]
+    for name, value in values.items():
+        if value is None:
+            continue
         words += [f"--{name.replace('_', '-')}", str(value)]
-    words += ["--out", str(args.out)]
+    words += ["--out", str(out)]
     if args.checkpoint is not None:
         words += ["--checkpoint", str(args.checkpoint)]
     return shlex.join(words)
@@ -104,25 +270,32 @@ def _command(args: argparse.Namespace, values: dict[str, Any]) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Run `reflexdrive train`. Bad values raise ConfigError (the CLI prints one line, exit 2)."""
-    check_choice("target", args.target, TARGETS)
+    target = _target(args)
+    if target == "detector":
+        return _train_detector(args)
+    return _train_policy(args)
+
+
+def _train_detector(args: argparse.Namespace) -> int:
+    _refuse(args, _POLICY_OPTIONS + _PPO_OPTIONS, "is a policy option (--target policy)")
     from policies.checkpoint import CheckpointError
     from reflexdrive.detector_training import DetectorTrainingConfig, train_detector
 
     values = {name: _value(args, name, _DETECTOR_DEFAULTS)
               for name in ("samples", "epochs", "batch_size", "lr", "eval_episodes",
                            "channels", "blocks")}
-    values.update(seed=args.seed, device=args.device, threads=args.threads)
-    for name, value in values.items():
-        if isinstance(value, str) and name != "device":
-            raise ConfigError(name, value, "must be a number")
+    values.update(seed=args.seed, device=_value(args, "device", _DETECTOR_DEFAULTS),
+                  threads=_value(args, "threads", _DETECTOR_DEFAULTS))
+    _numbers(values, ("device",))
+    out = args.out if args.out is not None else "runs/train-detector"
     config = DetectorTrainingConfig(
         samples=values["samples"], epochs=values["epochs"], batch_size=values["batch_size"],
         lr=values["lr"], seed=values["seed"], device=values["device"],
         eval_episodes=values["eval_episodes"], threads=values["threads"],
         channels=values["channels"], blocks=values["blocks"])
     try:
-        result = train_detector(config, args.out, args.checkpoint,
-                                command=_command(args, values),
+        result = train_detector(config, out, args.checkpoint,
+                                command=_command("detector", args, values, out),
                                 progress=not args.no_progress)
     except CheckpointError as error:
         raise ConfigError("--checkpoint", args.checkpoint, error.problem) from None
@@ -130,3 +303,144 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"precision {metrics['precision']:.4f}, recall {metrics['recall']:.4f} "
           f"(held-out, within 40 m); checkpoint {result['checkpoint']}")
     return 0
+
+
+def _train_policy(args: argparse.Namespace) -> int:
+    _refuse(args, _DETECTOR_OPTIONS, "is a detector option (--target detector)")
+    if args.policy is None:
+        raise ConfigError("policy", None, "is required with --target policy; allowed values "
+                          "are " + ", ".join(POLICY_NAMES))
+    check_choice("policy", args.policy, POLICY_NAMES)
+    method = args.method if args.method is not None else _IMITATION_DEFAULTS["method"]
+    check_choice("method", method, METHODS)
+    policy_config = _json_dict("--policy-config", args.policy_config)
+    if method == "ppo":
+        return _train_ppo(args, policy_config)
+    _refuse(args, _PPO_OPTIONS, "is a PPO option (--method ppo)")
+    from reflexdrive.imitation import ImitationConfig, train_imitation
+
+    names = ("episodes", "frames", "epochs", "batch_size", "lr", "envs", "sequence_length",
+             "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
+             "checkpoint_every", "latency", "mode", "device", "threads")
+    values: dict[str, Any] = {"policy": args.policy, "method": method}
+    for name in names:
+        values[name] = (getattr(args, name) if name == "frames"
+                        else _value(args, name, _IMITATION_DEFAULTS))
+    values["seed"] = args.seed
+    _numbers(values, ("policy", "method", "latency", "mode", "device"))
+    weights = _weights(args.scenario_weights)
+    if method == "bc":
+        for name in ("dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta"):
+            if getattr(args, name) is not None:
+                raise ConfigError(f"--{name.replace('_', '-')}", getattr(args, name),
+                                  "is a DAgger option (--method dagger)")
+            values.pop(name)
+    recorded = dict(values)
+    if values["frames"] is not None:
+        recorded.pop("episodes")                 # --frames decides the dataset size
+    if weights is not None:
+        recorded["scenario_weights"] = args.scenario_weights
+    extra: dict[str, Any] = {"scenario_weights": weights} if weights else {}
+    if args.action_weights is not None:
+        extra["action_weights"] = tuple(_floats("--action-weights", args.action_weights))
+        recorded["action_weights"] = args.action_weights
+    if policy_config:
+        recorded["policy_config"] = json.dumps(policy_config, sort_keys=True)
+    if args.init is not None:
+        recorded["init"] = args.init
+    out = args.out if args.out is not None else f"runs/train-{args.policy}-{method}"
+    fields = {key: value for key, value in values.items()
+              if key != "frames" or value is not None}
+    config = ImitationConfig(**fields, **extra, policy_config=policy_config, init=args.init)
+    result = train_imitation(config, out, args.checkpoint,
+                             command=_command("policy", args, recorded, out),
+                             resume=args.resume, progress=not args.no_progress)
+    if result["stopped"]:
+        print(f"stopped before the end; run the same command with --resume to continue "
+              f"({out})")
+        return 1
+    history = result["history"]
+    if history:
+        last = history[-1]
+        print(f"{args.policy} {method}: {result['global_step']} updates; last epoch "
+              f"({last['phase']}): train loss {last.get('train_loss', float('nan')):.5f}, "
+              f"validation loss {last.get('val_expert_loss', float('nan')):.5f}; "
+              f"checkpoint {result['checkpoint']}")
+    else:
+        print(f"checkpoint {result['checkpoint']}")
+    return 0
+
+
+def _train_ppo(args: argparse.Namespace, policy_config: dict[str, Any]) -> int:
+    _refuse(args, _IMITATION_ONLY, "is a bc/dagger option (not --method ppo)")
+    try:
+        from reflexdrive.ppo import PPOConfig, train_ppo
+    except ImportError as error:
+        raise ConfigError("--method", "ppo", f"needs reflexdrive.ppo and stable-baselines3 "
+                                             f"({error})") from None
+    given: dict[str, Any] = {}
+    for name in ("policy", "frames", "envs", "batch_size", "lr", "seed", "latency", "mode",
+                 "init", "checkpoint_every", "device", "threads", "checkpoint", "out",
+                 *_PPO_OPTIONS):
+        value = getattr(args, name)
+        if value is not None:
+            given[name] = value
+    _numbers(given, ("policy", "latency", "mode", "init", "device", "checkpoint", "out",
+                     "scenarios", "initial_std"))
+    out = given.setdefault("out", f"runs/train-{args.policy}-ppo")
+    recorded = {key: value for key, value in given.items() if key not in ("out", "checkpoint")}
+    recorded = {"policy": args.policy, "method": "ppo",
+                **{k: v for k, v in recorded.items() if k != "policy"}}
+    if policy_config:
+        recorded["policy_config"] = json.dumps(policy_config, sort_keys=True)
+    fields: dict[str, Any] = {}
+    for name, value in given.items():
+        if name == "scenarios":
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        elif name == "initial_std":
+            value = tuple(_floats("--initial-std", value))
+        fields[_PPO_FIELDS.get(name, name)] = value
+    config = PPOConfig(**fields, policy_config=policy_config,
+                       command=_command("policy", args, recorded, out))
+    path = train_ppo(config, progress=not args.no_progress)
+    print(f"{args.policy} ppo: checkpoint {path}")
+    return 0
+
+
+def _json_dict(option: str, text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError(option, text, "must be a JSON object, e.g. "
+                                        '\'{"hidden_size": 64}\'') from None
+    if not isinstance(value, dict):
+        raise ConfigError(option, text, "must be a JSON object")
+    return value
+
+
+def _weights(text: str | None) -> dict[str, float] | None:
+    """`highway=0.5,cut-in=0.5` -> {"highway": 0.5, "cut-in": 0.5}."""
+    if text is None:
+        return None
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, equals, value = part.partition("=")
+        try:
+            if not equals:
+                raise ValueError
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError("--scenario-weights", text, "expected NAME=WEIGHT[,NAME=WEIGHT"
+                              "...], e.g. highway=0.7,cut-in=0.3") from None
+    if not weights:
+        raise ConfigError("--scenario-weights", text, "names no scenario")
+    return weights
+
+
+def _floats(option: str, text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(option, text, "expected numbers separated by commas") from None

@@ -1,0 +1,515 @@
+"""Expert driving data for imitation: the staged stack's decisions on the batched backend.
+
+The expert is the staged stack with oracle perception (`agents.registry.build_staged(
+perception="oracle")`). It drives `envs` straight-road worlds side by side on
+`envs.batched_env.BatchedDrivingEnv` (lockstep, zero latency by default), and every tick
+of every episode is recorded: what the policy will see (`bev`, `ego`) and what the expert
+commanded. Episodes are recorded whole, tick after tick, with their episode-start flags,
+so the recurrent policies learn from sequences.
+
+DAgger rounds record the same way, with the learner at the wheel: each tick the learner's
+action is executed (or, with probability `beta` per env and tick, the expert's) while the
+expert is stepped on the very same observations and `info` and labels the state. The
+expert keeps its per-env state (tracks, lane-change plan, PID integral) consistent
+because it sees every tick of the world the learner drives.
+
+Seeds. Episode `e` of round `r` (round 0: the expert's data; round `r >= 1`: DAgger round
+`r`) uses the scenario seed
+
+    TRAIN_SEED_BASE + seed * SEED_STRIDE + r * ROUND_STRIDE + e
+
+with `TRAIN_SEED_BASE = 2_000_000`: disjoint from the evaluation seeds (0..49 and from
+100000 up to below 2,000,000) and from the detector's training seeds (1,000,000 up, at
+most 50,000,000 + 1,000,000 of them are used with its default seed 0). The scenario seed
+is also the episode's id in the data.
+
+Mixture. The episodes of a round are apportioned to the scenarios by their weights
+(largest remainder), then cut into shards of at most `shard_episodes` episodes of one
+scenario; the shards are interleaved scenario by scenario, so a partly generated round is
+already mixed.
+
+Shards. Each shard is one `.npz` (bev bit-packed: values are 0 or 255), written
+atomically (temp file + `os.replace`) under a folder keyed by a hash of everything that
+determines its content (and, for DAgger rounds, the learner's weights' checksum); a rerun
+reuses the shards on disk and a killed generation resumes at the first missing one.
+Rows of a shard are sorted by episode, then tick: each episode is a contiguous block
+whose first row has `episode_start` True.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from agents.base import Agent
+from agents.registry import build_staged
+from envs.batched_env import BatchedDrivingEnv
+from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, SensorConfig
+from envs.scenarios import make_config
+from reflexdrive.results import atomic_write
+
+DATA_VERSION = 1
+"""Bumped whenever what a shard holds changes (invalidates cached shards)."""
+
+TRAIN_SEED_BASE = 2_000_000
+"""Imitation episodes use scenario seeds >= this (see the module docstring)."""
+
+SEED_STRIDE = 10_000_000
+"""Scenario seeds set aside per value of the data seed."""
+
+ROUND_STRIDE = 1_000_000
+"""Scenario seeds set aside per round; a round has fewer episodes than this."""
+
+MAX_SEED = 199
+"""Largest data seed: the scenario seeds stay below 2**31 - 1."""
+
+MAX_ROUND = 9
+"""Largest round index (1 + DAgger rounds)."""
+
+SCENARIOS = ("highway", "lead-brake", "cut-in", "stopped-vehicle")
+"""Scenarios of the mixture, in the order of the `scenario` column's codes."""
+
+DEFAULT_WEIGHTS = (("highway", 0.55), ("lead-brake", 0.15), ("cut-in", 0.15),
+                   ("stopped-vehicle", 0.15))
+"""Default mixture: Highway mostly (the driving itself), and the three hazards."""
+
+FIELDS = ("bev", "ego", "action", "executed", "episode_start", "episode", "tick", "env",
+          "scenario", "round", "learner")
+"""The per-frame arrays of a shard and of an `ExpertDataset` (see `ExpertDataset`)."""
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    """How the worlds are run while recording (part of every shard folder's key).
+
+    Attributes:
+        envs: worlds simulated side by side (`B` of the batched env).
+        shard_episodes: most episodes per shard.
+        mode: the clock's mode, "lockstep" or "realtime".
+        latency: the clock's latency model (`fixed:0`: none). With `L > T` a world skips
+            the ticks its agent is busy; only observed ticks are recorded.
+        weights: `((scenario, weight), ...)` of the mixture.
+        seed: the data seed (see the module docstring).
+        sensors: the sensors' settings (default `SensorConfig()`).
+    """
+
+    envs: int = 256
+    shard_episodes: int = 256
+    mode: str = "lockstep"
+    latency: str = "fixed:0"
+    weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS
+    seed: int = 0
+    sensors: SensorConfig = field(default_factory=SensorConfig)
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One shard of a round: `episodes` episodes of `scenario` from episode index `first`.
+
+    Attributes:
+        round: 0 for the expert's data, r >= 1 for DAgger round r.
+        index: the shard's position in the round.
+        scenario: its scenario.
+        first: index of its first episode within the round.
+        episodes: number of episodes.
+    """
+
+    round: int
+    index: int
+    scenario: str
+    first: int
+    episodes: int
+
+    def seeds(self, seed: int) -> list[int]:
+        """The scenario seeds of its episodes (= the episodes' ids)."""
+        base = TRAIN_SEED_BASE + seed * SEED_STRIDE + self.round * ROUND_STRIDE + self.first
+        return list(range(base, base + self.episodes))
+
+    @property
+    def filename(self) -> str:
+        return f"shard-{self.index:04d}-{self.scenario}.npz"
+
+
+def episode_ticks(scenario: str, policy_frequency: int = 10) -> int:
+    """Ticks of one full episode of `scenario` at its default config."""
+    return int(round(make_config(scenario).duration_s * policy_frequency))
+
+
+def episodes_for_frames(frames: int, weights: Sequence[tuple[str, float]]) -> int:
+    """Episodes of the mixture that make about `frames` frames (full-length episodes)."""
+    total = sum(w for _, w in weights)
+    mean = sum(w / total * episode_ticks(name) for name, w in weights)
+    return max(1, math.ceil(frames / mean))
+
+
+def apportion(episodes: int, weights: Sequence[tuple[str, float]]) -> dict[str, int]:
+    """Episodes per scenario, proportional to the weights (largest remainder; ties by
+    order)."""
+    total = sum(w for _, w in weights)
+    exact = [episodes * w / total for _, w in weights]
+    counts = [math.floor(x) for x in exact]
+    order = sorted(range(len(weights)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[:episodes - sum(counts)]:
+        counts[i] += 1
+    return {name: n for (name, _), n in zip(weights, counts)}
+
+
+def plan_round(round_: int, episodes: int, config: CollectionConfig) -> list[ShardSpec]:
+    """The shards of round `round_` with `episodes` episodes (scenario-interleaved)."""
+    per_scenario = apportion(episodes, config.weights)
+    pieces = {name: _split(n, config.shard_episodes) for name, n in per_scenario.items()}
+    shards: list[ShardSpec] = []
+    first = 0
+    for k in range(max((len(p) for p in pieces.values()), default=0)):
+        for name, _ in config.weights:
+            if k < len(pieces[name]):
+                n = pieces[name][k]
+                shards.append(ShardSpec(round_, len(shards), name, first, n))
+                first += n
+    return shards
+
+
+def _split(total: int, most: int) -> list[int]:
+    if total <= 0:
+        return []
+    pieces = math.ceil(total / most)
+    return [total // pieces + (1 if i < total % pieces else 0) for i in range(pieces)]
+
+
+def data_key(document: Any) -> str:
+    """A short stable hash of a JSON-able document (folder names)."""
+    text = json.dumps(document, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def round_folder(root: Path, round_: int, episodes: int, config: CollectionConfig,
+                 learner: str | None = None, beta: float = 1.0) -> Path:
+    """The folder of a round's shards: `root/round-RR-<key>` (key: data version,
+    collection settings, episodes, and for DAgger rounds the learner's checksum and
+    beta)."""
+    description = {"version": DATA_VERSION, "round": round_, "episodes": episodes,
+                   "collection": asdict(config), "learner": learner, "beta": beta}
+    return Path(root) / f"round-{round_:02d}-{data_key(description)}"
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class ExpertDataset:
+    """Frames of expert-labelled driving, `F` rows, each episode a contiguous block.
+
+    Attributes:
+        bev: `(F, C, H, ceil(W / 8))` uint8, the bev raster bit-packed along W
+            (`np.packbits`; `frames_bev` unpacks to 0 / 255).
+        bev_width: `W` [px].
+        ego: `(F, 8)` float32, `envs.config.EGO_FEATURES`.
+        action: `(F, 2)` float32, the expert's `[acceleration m/s^2, steering rad]`
+            (clipped to the action bounds): the label.
+        executed: `(F, 2)` float32, the command executed that tick (the expert's, or the
+            learner's in DAgger rounds).
+        episode_start: `(F,)` bool, the first recorded tick of its episode.
+        episode: `(F,)` int64, the episode id (its scenario seed).
+        tick: `(F,)` int32, the tick within the episode.
+        env: `(F,)` int32, the world (of the batched env) that drove it.
+        scenario: `(F,)` int8, index into `SCENARIOS`.
+        round: `(F,)` int8, 0 for the expert's data, r for DAgger round r.
+        learner: `(F,)` bool, the learner's action was executed.
+    """
+
+    bev: np.ndarray
+    bev_width: int
+    ego: np.ndarray
+    action: np.ndarray
+    executed: np.ndarray
+    episode_start: np.ndarray
+    episode: np.ndarray
+    tick: np.ndarray
+    env: np.ndarray
+    scenario: np.ndarray
+    round: np.ndarray
+    learner: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ego.shape[0])
+
+    @property
+    def episodes(self) -> np.ndarray:
+        """The distinct episode ids, in order of appearance."""
+        _, first = np.unique(self.episode, return_index=True)
+        return self.episode[np.sort(first)]
+
+    def frames_bev(self, rows: np.ndarray) -> np.ndarray:
+        """The bev rasters of `rows` (any integer array shape `S`): `(*S, C, H, W)` uint8
+        with values 0 / 255."""
+        rows = np.asarray(rows)
+        packed = self.bev[rows.reshape(-1)]
+        bev = np.unpackbits(packed, axis=-1, count=self.bev_width)
+        bev *= np.uint8(255)
+        return bev.reshape(*rows.shape, *bev.shape[1:])
+
+    def select(self, rows: np.ndarray) -> "ExpertDataset":
+        """The dataset of `rows` (keep whole episodes to keep it well formed)."""
+        return ExpertDataset(bev_width=self.bev_width, **{
+            name: getattr(self, name)[rows] for name in FIELDS})
+
+    @classmethod
+    def concat(cls, parts: Sequence["ExpertDataset"]) -> "ExpertDataset":
+        """One dataset from several (same bev shape)."""
+        if not parts:
+            raise ValueError("no data to concatenate")
+        return cls(bev_width=parts[0].bev_width, **{
+            name: np.concatenate([getattr(p, name) for p in parts]) for name in FIELDS})
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able counts: frames, episodes, per scenario and per round."""
+        per_scenario = {name: int((self.scenario == i).sum())
+                        for i, name in enumerate(SCENARIOS) if (self.scenario == i).any()}
+        rounds = {int(r): int((self.round == r).sum()) for r in np.unique(self.round)}
+        return {"frames": len(self), "episodes": int(len(np.unique(self.episode))),
+                "frames_per_scenario": per_scenario, "frames_per_round": rounds,
+                "learner_frames": int(self.learner.sum())}
+
+
+def empty_dataset(sensors: SensorConfig | None = None) -> ExpertDataset:
+    sensors = sensors or SensorConfig()
+    c, h, w = sensors.bev_shape
+    return ExpertDataset(
+        bev=np.zeros((0, c, h, (w + 7) // 8), np.uint8), bev_width=w,
+        ego=np.zeros((0, len(EGO_FEATURES)), np.float32), action=np.zeros((0, 2), np.float32),
+        executed=np.zeros((0, 2), np.float32), episode_start=np.zeros(0, bool),
+        episode=np.zeros(0, np.int64), tick=np.zeros(0, np.int32), env=np.zeros(0, np.int32),
+        scenario=np.zeros(0, np.int8), round=np.zeros(0, np.int8), learner=np.zeros(0, bool))
+
+
+def save_shard(path: Path, data: ExpertDataset, meta: Mapping[str, Any]) -> None:
+    """Write a shard atomically (npz, compressed; `meta` as a JSON string)."""
+    arrays = {name: getattr(data, name) for name in FIELDS}
+    arrays["bev_width"] = np.array(data.bev_width)
+    arrays["meta"] = np.array(json.dumps(dict(meta), sort_keys=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda stream: np.savez_compressed(stream, **arrays), mode="wb")
+
+
+def load_shard(path: Path) -> tuple[ExpertDataset, dict[str, Any]] | None:
+    """A shard and its meta, or None when it is missing or damaged (it is then deleted,
+    to be made again)."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as stored:
+            meta = json.loads(str(stored["meta"]))
+            if meta.get("version") != DATA_VERSION:
+                raise ValueError("old data version")
+            data = ExpertDataset(bev_width=int(stored["bev_width"]),
+                                 **{name: stored[name] for name in FIELDS})
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        path.unlink(missing_ok=True)
+        return None
+    return data, meta
+
+
+# ----------------------------------------------------------------------------- collection
+
+
+class MissingShardError(RuntimeError):
+    """A shard must be collected but what collects it (the DAgger learner) is missing."""
+
+    def __init__(self, path: Path, problem: str):
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run a block with `count` torch CPU threads, then restore the previous number."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def make_expert(seed: int = 0) -> Agent:
+    """The expert: the staged stack with oracle perception (Kalman tracking, IDM/MOBIL/
+    Frenet planning, PID + pure pursuit)."""
+    return build_staged(perception="oracle", seed=seed)
+
+
+def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
+                  learner: Agent | None = None, beta: float = 1.0,
+                  expert: Agent | None = None,
+                  on_episode: Callable[[int], None] | None = None) -> ExpertDataset:
+    """Drive the episodes of `spec` and record every observed tick.
+
+    Args:
+        spec: the shard (scenario, episodes).
+        config: collection settings (envs, clock, seed, sensors).
+        learner: None: the expert drives. Otherwise the learner drives, except where a
+            per-env, per-tick coin with probability `beta` picks the expert's action.
+            Both agents act on every tick's observations and `info` either way.
+        beta: probability that the expert's action is executed (learner given).
+        expert: the expert (default: a new `make_expert`); it is reset for all `B`
+            worlds at the start and per world at each episode's end.
+        on_episode: called with 1 each time an episode of the shard ends.
+
+    Returns:
+        The shard's frames, sorted by episode then tick.
+    """
+    seeds = spec.seeds(config.seed)
+    n = min(config.envs, len(seeds))
+    expert = expert or make_expert(seed=config.seed)
+    rng = np.random.default_rng([config.seed, spec.round, spec.index, 17])
+    env = BatchedDrivingEnv(num_envs=n, scenario=spec.scenario, mode=config.mode,
+                            latency=config.latency, sensors=config.sensors,
+                            autoreset_mode="disabled")
+    code = SCENARIOS.index(spec.scenario)
+    queue = list(seeds)
+    live = np.zeros(n, dtype=bool)                   # running an episode that is recorded
+    current = np.zeros(n, dtype=np.int64)            # its scenario seed
+    tick = np.zeros(n, dtype=np.int32)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in FIELDS}
+    low = np.array([ACCELERATION_BOUNDS[0], STEERING_BOUNDS[0]], np.float32)
+    high = np.array([ACCELERATION_BOUNDS[1], STEERING_BOUNDS[1]], np.float32)
+
+    def next_seeds(mask: np.ndarray) -> list[int]:
+        for i in np.flatnonzero(mask):
+            if queue:
+                current[i] = queue.pop(0)
+                live[i] = True
+            else:
+                live[i] = False                      # idle: replays its last seed, unrecorded
+        tick[mask] = 0
+        return [int(s) for s in current]
+
+    everyone = np.ones(n, dtype=bool)
+    try:
+        obs, info = env.reset(seed=next_seeds(everyone))
+        for agent in (expert, learner):
+            if agent is not None:
+                agent.reset(everyone)
+        while live.any():
+            label = np.clip(expert.act(obs, info).actions, low, high).astype(np.float32)
+            executed, by_learner = label, np.zeros(n, dtype=bool)
+            if learner is not None:
+                own = learner.act(obs, info).actions.astype(np.float32)
+                by_learner = rng.random(n) >= beta
+                executed = np.where(by_learner[:, None], own, label)
+            new_obs, _, terminated, truncated, new_info = env.step(executed)
+            rows = np.flatnonzero(live & new_info["observing"])
+            if len(rows):
+                values = {
+                    "bev": np.packbits(obs["bev"][rows] != 0, axis=-1),
+                    "ego": obs["ego"][rows].astype(np.float32),
+                    "action": label[rows], "executed": executed[rows].astype(np.float32),
+                    "episode_start": tick[rows] == 0, "episode": current[rows].copy(),
+                    "tick": tick[rows].copy(), "env": rows.astype(np.int32),
+                    "scenario": np.full(len(rows), code, np.int8),
+                    "round": np.full(len(rows), spec.round, np.int8),
+                    "learner": by_learner[rows]}
+                for name, value in values.items():
+                    parts[name].append(value)
+            tick += 1
+            obs, info = new_obs, new_info
+            done = terminated | truncated
+            if done.any():
+                if on_episode is not None:
+                    on_episode(int((done & live).sum()))
+                obs, info = env.reset(seed=next_seeds(done), options={"reset_mask": done})
+                for agent in (expert, learner):
+                    if agent is not None:
+                        agent.reset(done)
+    finally:
+        env.close()
+    if not parts["ego"]:
+        return empty_dataset(config.sensors)
+    data = ExpertDataset(bev_width=config.sensors.bev_shape[-1],
+                         **{name: np.concatenate(value) for name, value in parts.items()})
+    order = np.lexsort((data.tick, data.episode))
+    return data.select(order)
+
+
+def collect_round(round_: int, episodes: int, config: CollectionConfig, root: Path, *,
+                  learner: Agent | None = None, learner_checksum: str | None = None,
+                  beta: float = 1.0, progress: bool = True,
+                  max_shards: int | None = None) -> tuple[ExpertDataset, dict[str, Any]]:
+    """The data of one round: shards on disk are loaded, missing ones are collected.
+
+    Args:
+        round_: 0 (the expert drives) or a DAgger round >= 1 (`learner` drives).
+        episodes: episodes in the round.
+        config: collection settings.
+        root: the data folder (`round_folder` picks the round's subfolder).
+        learner, learner_checksum, beta: for DAgger rounds (see `collect_shard`); the
+            checksum of the learner's weights keys the folder. The learner may be None
+            when every shard is on disk.
+        progress: a tqdm bar over the round's episodes.
+        max_shards: stop after collecting this many new shards (tests: a killed run);
+            the dataset returned then holds only the shards on disk.
+
+    Returns:
+        `(dataset, description)`, the description JSON-able: folder, episodes, frames,
+        shards, beta, learner checksum, seconds spent collecting.
+
+    Raises:
+        MissingShardError: a DAgger round's shard is missing and no learner was given.
+    """
+    folder = round_folder(root, round_, episodes, config,
+                          learner_checksum if round_ > 0 else None, beta if round_ > 0 else 1.0)
+    shards = plan_round(round_, episodes, config)
+    for stale in folder.glob(".shard-*.tmp"):     # left by a collection killed mid-write
+        stale.unlink(missing_ok=True)
+    bar = tqdm(total=episodes, desc="expert data" if round_ == 0 else f"DAgger round {round_}",
+               unit="episode", disable=not progress, leave=False)
+    loaded: list[ExpertDataset] = []
+    collected = 0
+    seconds = 0.0
+    with torch_threads(1):                      # small per-tick tensors: one thread is fastest
+        for spec in shards:
+            path = folder / spec.filename
+            stored = load_shard(path)
+            if stored is None:
+                if max_shards is not None and collected >= max_shards:
+                    break
+                if round_ > 0 and learner is None:
+                    raise MissingShardError(path, f"shard {spec.index} of DAgger round "
+                                                  f"{round_} is missing and no learner "
+                                                  "was given to collect it")
+                started = time.perf_counter()
+                data = collect_shard(spec, config, learner=learner, beta=beta,
+                                     on_episode=bar.update)     # a fresh expert per shard
+                seconds += time.perf_counter() - started
+                meta = {"version": DATA_VERSION, "shard": asdict(spec),
+                        "seeds": [spec.seeds(config.seed)[0], spec.seeds(config.seed)[-1]],
+                        "learner": learner_checksum, "beta": beta, "frames": len(data),
+                        "seconds": round(time.perf_counter() - started, 2)}
+                save_shard(path, data, meta)
+                collected += 1
+            else:
+                data, meta = stored
+                bar.update(spec.episodes)
+            loaded.append(data)
+    bar.close()
+    dataset = ExpertDataset.concat(loaded) if loaded else empty_dataset(config.sensors)
+    description = {"round": round_, "folder": str(folder), "episodes": episodes,
+                   "shards": len(shards), "shards_on_disk": len(loaded),
+                   "complete": len(loaded) == len(shards), "beta": beta,
+                   "learner": learner_checksum, "collect_seconds": round(seconds, 1),
+                   "seed_range": [TRAIN_SEED_BASE + config.seed * SEED_STRIDE
+                                  + round_ * ROUND_STRIDE,
+                                  TRAIN_SEED_BASE + config.seed * SEED_STRIDE
+                                  + round_ * ROUND_STRIDE + episodes - 1],
+                   **dataset.summary()}
+    return dataset, description
