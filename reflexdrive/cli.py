@@ -127,18 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo = commands.add_parser(
-        "demo", help="hazard scenarios with the oracle staged stack: the reaction-time table",
-        description="Run the hazard scenarios (lead-brake, cut-in, stopped-vehicle) with the "
-                    "staged stack (oracle perception) in lockstep and in realtime, at its "
-                    "measured latency and at a slow fixed latency that overruns the budget, "
-                    "and print the reaction-time table. Results go to OUT/<scenario>-<setting>/"
-                    " and OUT/episodes.csv; re-running resumes.",
+        "demo", help="the main job, small: compare the staged stack with the shipped "
+                     "end-to-end policies on the hazard scenarios, write report.html",
+        description="A small `reflexdrive compare`: the staged stack and every end-to-end "
+                    "policy with a shipped checkpoint (cnn, gru, transformer), on lead-brake, "
+                    "cut-in and stopped-vehicle, in lockstep and realtime at their measured "
+                    "latency (batch 1, one torch thread) plus each extra latency; writes "
+                    "OUT/episodes.csv, OUT/summary.csv, OUT/report.html and prints the "
+                    "headline table. Re-running resumes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--episodes", type=int, default=6, help="episodes per scenario and setting")
+    demo.add_argument("--episodes", type=int, default=4, help="episodes per cell")
     demo.add_argument("--seed", type=int, default=0, help="first scenario seed")
-    demo.add_argument("--envs", type=int, default=6, help="envs run side by side")
-    demo.add_argument("--slow-latency", default="fixed:0.25",
-                      help="latency of the slow realtime setting")
+    demo.add_argument("--extra-latency", default="0,0.1,0.3",
+                      help="extra latencies [s] on top of each stack's own")
+    demo.add_argument("--video", type=int, default=0,
+                      help="record the first K episodes of each stack x scenario x mode")
     demo.add_argument("--out", default="runs/demo", help="output directory")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     profile = commands.add_parser(
@@ -257,30 +260,20 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from policies.registry import shipped_checkpoint
+    from reflexdrive.compare_config import CompareConfig
 
-    from reflexdrive.results import prepare_out_dir, write_csv
-    from reflexdrive.runner import RunConfig, run
-    from reflexdrive.tables import reaction_table
-
-    out = prepare_out_dir(args.out)
-    settings = [("lockstep", "measured"), ("realtime", "measured"),
-                ("realtime", args.slow_latency)]
-    configs = [RunConfig(scenario=scenario, stack="staged", episodes=args.episodes,
-                         seed=args.seed, mode=mode, latency=latency, envs=args.envs)
-               for scenario in ("lead-brake", "cut-in", "stopped-vehicle")
-               for mode, latency in settings]
-    frames = []
-    for config in configs:
-        name = f"{config.scenario}-{config.mode}-{config.latency.replace(':', '')}"
-        episodes, _ = run(config, out=out / name, progress=not args.no_progress)
-        frames.append(episodes)
-    episodes = pd.concat(frames, ignore_index=True)
-    write_csv(out / "episodes.csv", episodes)
-    print(reaction_table(episodes))
-    print(f"wrote {out}/episodes.csv ({len(episodes)} episodes); per-tick logs in "
-          f"{out}/*/ticks.csv")
-    return 0
+    policies = [name for name in ("cnn", "gru", "transformer")
+                if shipped_checkpoint(name).exists()]
+    missing = sorted({"cnn", "gru", "transformer"} - set(policies))
+    if missing:
+        print("demo: no shipped checkpoint for " + ", ".join(missing) + " (train with "
+              "`reflexdrive train --policy NAME --method dagger`); comparing the others")
+    config = CompareConfig(stacks=("staged", *policies), episodes=args.episodes,
+                           seed=args.seed,
+                           extra_latency_s=_seconds_list("--extra-latency", args.extra_latency),
+                           video=args.video, out=args.out)
+    return _compare_and_report(config, progress=not args.no_progress)
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -414,16 +407,22 @@ def compare_settings(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from reflexdrive.compare import compare
     from reflexdrive.compare_config import CompareConfig
-    from reflexdrive.summary import headline
 
     settings = compare_settings(args)
     if args.config is not None:
         config = CompareConfig.from_toml(args.config, **settings)
     else:
         config = CompareConfig(**settings)
-    result = compare(config, progress=not args.no_progress)
+    return _compare_and_report(config, progress=not args.no_progress)
+
+
+def _compare_and_report(config, progress: bool) -> int:
+    """Run a compare, record its videos, write its report; print where it all is."""
+    from reflexdrive.compare import compare
+    from reflexdrive.summary import headline
+
+    result = compare(config, progress=progress)
     print(headline(result.summary))
     print(f"wrote {result.out}/episodes.csv ({len(result.episodes)} episodes, "
           f"{result.ran} run now), summary.csv and decisions.csv in {result.wall_s:.0f} s")

@@ -197,3 +197,21 @@ def test_killed_run_leaves_whole_files_and_resumes(tmp_path):
     assert episodes["seed"].tolist() == list(range(6))
     pd.testing.assert_frame_equal(episodes.iloc[:len(partial)], partial)
     assert len(pd.read_csv(out / "ticks.csv")) == 6 * 15
+
+
+def test_demo_compares_the_staged_stack_with_the_shipped_policies(monkeypatch, tmp_path):
+    """`reflexdrive demo` is a small compare: staged plus every end-to-end policy whose
+    shipped checkpoint exists, on the three hazards, at extra latencies 0, 0.1, 0.3 s."""
+    import reflexdrive.cli as cli
+    from policies.registry import shipped_checkpoint
+
+    seen = {}
+    monkeypatch.setattr(cli, "_compare_and_report",
+                        lambda config, progress: seen.setdefault("config", config) and 0)
+    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--episodes", "2"]) == 0
+    config = seen["config"]
+    shipped = [name for name in ("cnn", "gru", "transformer")
+               if shipped_checkpoint(name).exists()]
+    assert tuple(config.stacks) == ("staged", *shipped)
+    assert tuple(config.scenarios) == ("lead-brake", "cut-in", "stopped-vehicle")
+    assert tuple(config.extra_latency_s) == (0.0, 0.1, 0.3) and config.episodes == 2
