@@ -53,14 +53,6 @@ CELLS = [("staged", "lockstep", 0.0), ("staged", "realtime", 0.0), ("staged", "r
          ("cnn", "lockstep", 0.0), ("cnn", "realtime", 0.0), ("cnn", "realtime", 0.1)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)

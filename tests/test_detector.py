@@ -27,15 +27,6 @@ from reflexdrive.detector_training import (DetectorTrainingConfig, data_sensors,
 GEOMETRY = RasterGeometry()          # the default SensorConfig's raster: 64 x 64 px, 1 m/px
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread is fastest (and kind to a shared machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def small_config(**changes) -> DetectorConfig:
     return DetectorConfig(**{"channels": 8, "blocks": 1, **changes})
 

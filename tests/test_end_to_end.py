@@ -27,14 +27,6 @@ SMALL = {"cnn": {"encoder": {"channels": [8, 8, 8], "bev_features": 32, "feature
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def small(name: str, seed: int = 0):
     torch.manual_seed(seed)
     return build(name, SPEC["observation"], **SMALL[name])

@@ -33,14 +33,6 @@ SMALL = {"cnn": {"encoder": {"channels": [8, 8, 8], "bev_features": 32, "feature
 """Small configs: the tests are about behaviour, not capacity."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def small(name: str, seed: int = 0):
     torch.manual_seed(seed)
     return build(name, SPEC, **SMALL[name]).eval()

@@ -28,14 +28,6 @@ SHORT = {"duration_s": 4.0, "onset_s": (1.0, 1.5)}
 SMALL_VIDEO = VideoConfig(scene_size=(480, 192), panel_height=160, scaling_px_per_m=6.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_video_name():
     assert (video_name("staged", "lead-brake", "realtime", 3)
             == "staged_lead-brake_realtime_seed3.mp4")
