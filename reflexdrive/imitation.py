@@ -11,13 +11,18 @@ Pipeline (`train_imitation`), every step resumable:
    shards under `OUT/data/`.
 2. Behaviour cloning (phase "bc", `epochs` passes): minimise the (weighted) MSE or Huber
    loss between the policy's action and the expert's, both mapped to `[-1, 1]` per
-   dimension by the policy head's bounds (`ActionHead.to_unit`), so acceleration and
-   steering weigh alike. Adam, gradient-norm clipping, cosine learning rate per phase.
+   dimension by the policy head's bounds (`ActionHead.to_unit`), each dimension's term
+   weighted (`action_weights`: steering far more, the expert steers very little). Adam,
+   gradient-norm clipping, cosine learning rate per phase.
    Feed-forward policies (`cnn`, `transformer`) learn from shuffled frames; recurrent
    ones (`gru`, `lstm`) from windows of `sequence_length` consecutive ticks of one stream
    of episodes (truncated BPTT), each preceded by up to `burn_in` ticks of the same
    episode that warm the state up without counting in the loss; the state is reset
-   wherever an episode starts (`episode_start`), exactly as at inference.
+   wherever an episode starts (`episode_start`), exactly as at inference. Two guards
+   against what the expert's data teaches wrongly: the ego's last command (an input)
+   is shuffled across the minibatch while learning, or the policy learns to copy it
+   (`command_inputs`), and steering counts only above `steer_min_speed_mps`, below
+   which the expert's steering chatters between its bounds.
 3. DAgger (`method="dagger"`, rounds 1..`dagger_rounds`): the policy drives
    `dagger_episodes` episodes (the expert's action instead with probability
    `beta_r = dagger_beta * dagger_beta_decay ** (r - 1)` per env and tick), the expert
@@ -55,7 +60,7 @@ from tqdm import tqdm
 
 from agents.end_to_end import EndToEndAgent, policy_spec
 from agents.staged.learned_perception import DEVICES, resolve_device
-from envs.config import MODES, SensorConfig
+from envs.config import EGO_FEATURES, MODES, SensorConfig
 from envs.errors import ConfigError, check_choice, check_range
 from envs.latency import parse_latency
 from policies.checkpoint import CheckpointError, checksum, library_versions
@@ -71,6 +76,13 @@ METHODS = ("bc", "dagger")
 
 LOSSES = ("mse", "huber")
 """Behaviour-cloning losses on the normalised action."""
+
+COMMAND_INPUTS = ("shuffle", "keep")
+"""What training shows of the ego's previous command (`ImitationConfig.command_inputs`)."""
+
+COMMAND_FEATURES = tuple(EGO_FEATURES.index(name)
+                         for name in ("acceleration_mps2", "steering_rad"))
+"""Columns of `ego` that hold the previous command (applied acceleration, steering)."""
 
 HUBER_DELTA = 0.1
 """Where the Huber loss turns linear, in normalised action units (1 = half the range)."""
@@ -131,6 +143,15 @@ class ImitationConfig:
             from tick to tick (|steer| > 0.05 rad on 93% of its frames below 0.5 m/s,
             22% at 4-6 m/s, 1% at 6-10 m/s): noise that would swamp the weighted loss,
             on frames where steering hardly moves the car.
+        command_inputs: what the policy is shown of the ego's previous command while it
+            learns (`ego`'s `acceleration_mps2` and `steering_rad`: the command applied
+            last tick). "keep": the recorded values. "shuffle" (default): each sample
+            gets those of another sample of its minibatch (windows keep their own time
+            order), so they tell nothing of the label. In the expert's data the last
+            command predicts the next one almost perfectly, and a policy trained on it
+            copies its own last command instead of reading the road (the copycat
+            problem): it brakes for a braking lead only if it braked already, i.e.
+            never (measured: BC gru and cnn, lead-brake, 50-100% collisions).
         val_fraction: share of the episodes held out for validation.
         val_samples: most frames (windows for gru / lstm) of a validation pass.
         dagger_rounds: DAgger rounds (method "dagger").
@@ -171,6 +192,7 @@ class ImitationConfig:
     loss: str = "mse"
     action_weights: tuple[float, float] = (1.0, 200.0)
     steer_min_speed_mps: float = 6.0
+    command_inputs: str = "shuffle"
     val_fraction: float = 0.05
     val_samples: int = 2048
     dagger_rounds: int = 2
@@ -192,6 +214,7 @@ class ImitationConfig:
         check_choice("mode", self.mode, MODES)
         check_choice("loss", self.loss, LOSSES)
         check_choice("device", self.device, DEVICES)
+        check_choice("command_inputs", self.command_inputs, COMMAND_INPUTS)
         for name, low, high in (("episodes", 1, ROUND_STRIDE - 1), ("envs", 1, 65_536),
                                 ("shard_episodes", 1, ROUND_STRIDE - 1), ("epochs", 0, 10_000),
                                 ("batch_size", 1, 65_536), ("sequence_length", 1, 10_000),
@@ -438,21 +461,30 @@ class BehaviourCloning:
         ego = torch.from_numpy(data.ego[safe]).to(self.device)
         return {"bev": bev, "ego": ego}
 
-    def predict(self, data: ExpertDataset, samples: Samples, index: np.ndarray
+    def predict(self, data: ExpertDataset, samples: Samples, index: np.ndarray,
+                shuffle: np.random.Generator | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(predicted, expert, counts)` for samples `index`: the actions, `(n, 2)` (frames)
         or `(W, n, 2)` (windows) float32, and where each dimension's error counts, bool of
         the same shape (not padding or burn-in; steering only at
-        `steer_min_speed_mps` and above)."""
+        `steer_min_speed_mps` and above). With `shuffle`, the previous-command inputs
+        are permuted across the samples (see `ImitationConfig.command_inputs`)."""
         rows = samples.rows[index]
         safe = np.clip(rows, 0, None)
         expert = torch.from_numpy(data.action[safe]).to(self.device)
         fast = data.ego[safe, 0] >= self.config.steer_min_speed_mps
+        obs = self._obs(data, rows)
+        if shuffle is not None and len(rows) > 1:
+            order = torch.from_numpy(shuffle.permutation(len(rows))).to(self.device)
+            columns = list(COMMAND_FEATURES)
+            ego = obs["ego"].clone()
+            ego[..., columns] = obs["ego"][order][..., columns]
+            obs["ego"] = ego
         if not samples.windows:
-            action, _ = self.policy(self._obs(data, rows))
+            action, _ = self.policy(obs)
             counts = np.ones(len(rows), dtype=bool)
         else:
-            obs = {key: value.transpose(0, 1) for key, value in self._obs(data, rows).items()}
+            obs = {key: value.transpose(0, 1) for key, value in obs.items()}
             starts = torch.from_numpy(_starts(data, rows)).to(self.device).transpose(0, 1)
             action, _ = self.policy.forward_sequence(obs, None, starts)
             counts = samples.counts[index]
@@ -483,7 +515,9 @@ class BehaviourCloning:
         """One Adam step on samples `index` at learning rate `lr`; the losses."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        predicted, expert, counts = self.predict(data, samples, index)
+        shuffle = (np.random.default_rng([self.config.seed, 23, self.global_step])
+                   if self.config.command_inputs == "shuffle" else None)
+        predicted, expert, counts = self.predict(data, samples, index, shuffle)
         loss, terms = self.loss(predicted, expert, counts)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

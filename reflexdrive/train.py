@@ -48,15 +48,16 @@ _DETECTOR_DEFAULTS = {"samples": 4000, "epochs": 8, "batch_size": 64, "lr": 3e-3
 _IMITATION_DEFAULTS = {"method": "bc", "episodes": 1000, "epochs": 4, "batch_size": 128,
                        "lr": 1e-3, "envs": 256, "dagger_rounds": 2, "dagger_episodes": 250,
                        "dagger_epochs": 2, "dagger_beta": 0.5, "sequence_length": 32,
-                       "checkpoint_every": 250, "latency": "fixed:0", "mode": "lockstep",
-                       "device": "cpu", "threads": 1}
+                       "checkpoint_every": 250, "command_inputs": "shuffle",
+                       "latency": "fixed:0", "mode": "lockstep", "device": "cpu",
+                       "threads": 1}
 """Defaults of the imitation methods (those of `reflexdrive.imitation.ImitationConfig`; a
 test pins them equal)."""
 
 _DETECTOR_OPTIONS = ("samples", "eval_episodes", "channels", "blocks")
-_IMITATION_ONLY = ("episodes", "scenario_weights", "action_weights", "sequence_length",
-                   "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
-                   "epochs")
+_IMITATION_ONLY = ("episodes", "scenario_weights", "action_weights", "command_inputs",
+                   "sequence_length", "dagger_rounds", "dagger_episodes", "dagger_epochs",
+                   "dagger_beta", "epochs")
 _POLICY_OPTIONS = ("policy", "method", "frames", "envs", "latency", "mode", "init", "resume",
                    "checkpoint_every", "policy_config", *_IMITATION_ONLY)
 _PPO_OPTIONS = ("scenarios", "n_steps", "n_epochs", "gamma", "gae_lambda", "clip_range",
@@ -177,6 +178,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help="bc/dagger: weights of the acceleration and steering terms of "
                             "the loss on actions scaled to [-1, 1] (default 1,200: the "
                             "expert's steering is tiny but must be exact)")
+    group.add_argument("--command-inputs", default=None,
+                       help="bc/dagger: shuffle (default): while learning, the ego's last "
+                            "command (acceleration, steering) inputs are shuffled across "
+                            "the minibatch, so the policy reads the road instead of copying "
+                            "its last command; keep: the recorded values")
     group.add_argument("--latency", default=None,
                        help="the clock's latency model while driving: fixed:SECONDS, "
                             "fixed:STAGE=SECONDS,..., profile:PATH (default fixed:0)")
@@ -321,13 +327,13 @@ def _train_policy(args: argparse.Namespace) -> int:
 
     names = ("episodes", "frames", "epochs", "batch_size", "lr", "envs", "sequence_length",
              "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
-             "checkpoint_every", "latency", "mode", "device", "threads")
+             "checkpoint_every", "command_inputs", "latency", "mode", "device", "threads")
     values: dict[str, Any] = {"policy": args.policy, "method": method}
     for name in names:
         values[name] = (getattr(args, name) if name == "frames"
                         else _value(args, name, _IMITATION_DEFAULTS))
     values["seed"] = args.seed
-    _numbers(values, ("policy", "method", "latency", "mode", "device"))
+    _numbers(values, ("policy", "method", "command_inputs", "latency", "mode", "device"))
     weights = _weights(args.scenario_weights)
     if method == "bc":
         for name in ("dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta"):

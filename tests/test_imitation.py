@@ -33,14 +33,6 @@ COLLECTION = CollectionConfig(envs=2, shard_episodes=2, weights=tuple(MIX.items(
 shard of one world."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def expert_data(tmp_path_factory):
     """Round 0 of `COLLECTION`: 3 episodes, collected once, under `root`."""
@@ -219,6 +211,32 @@ def test_steering_counts_only_above_the_speed_threshold():
     assert float(terms["steer"]) == pytest.approx(float(by_hand), rel=1e-6)
 
 
+def test_previous_command_inputs_are_shuffled_while_learning():
+    data = hand_dataset([16])
+    data.ego[:, 0] = np.arange(16) + 10.0                     # speed: stays in place
+    data.ego[:, 1] = np.arange(16) - 8.0                      # last acceleration command
+    data.ego[:, 2] = (np.arange(16) - 8.0) / 100              # last steering command
+    torch.manual_seed(0)
+    trainer = BehaviourCloning(build("cnn", policy_spec()["observation"], **TINY),
+                               tiny_config())
+    seen = []
+    trainer.policy.register_forward_pre_hook(lambda module, args: seen.append(
+        args[0]["ego"].clone()))
+    samples = frame_samples(np.arange(16))
+    trainer.update(data, samples, np.arange(16), lr=1e-3)     # learning: shuffled
+    trainer.evaluate(data, samples, 16)                       # validating: as recorded
+    learning, validating = seen[0].numpy(), seen[1].numpy()
+    assert np.array_equal(validating, data.ego)
+    assert np.array_equal(learning[:, [0, 3, 4, 5, 6, 7]], data.ego[:, [0, 3, 4, 5, 6, 7]])
+    assert not np.array_equal(learning[:, 1], data.ego[:, 1])
+    assert sorted(learning[:, 1]) == sorted(data.ego[:, 1])   # the same values, elsewhere
+    assert np.allclose(learning[:, 2], learning[:, 1] / 100)  # a command moves as a whole
+    kept = BehaviourCloning(trainer.policy, tiny_config(command_inputs="keep"))
+    seen.clear()
+    kept.update(data, samples, np.arange(16), lr=1e-3)
+    assert np.array_equal(seen[0].numpy(), data.ego)
+
+
 def test_split_keeps_whole_episodes_and_is_stable():
     data = hand_dataset([4] * 40)
     train, val = split_episodes(data, 0.2, seed=0)
@@ -235,10 +253,10 @@ def test_split_keeps_whole_episodes_and_is_stable():
 
 def test_behaviour_cloning_reduces_the_loss(expert_data, tmp_path):
     root, data, _ = expert_data
-    config = tiny_config(epochs=8, val_fraction=0.0)
+    config = tiny_config(epochs=8, batch_size=32, val_fraction=0.0)
     out = with_data(tmp_path / "bc", root)
     result = train_imitation(config, out, progress=False, log=lambda _: None)
-    assert not result["stopped"] and result["global_step"] == 8 * 9   # 520 frames / 64
+    assert not result["stopped"] and result["global_step"] == 8 * 17  # 520 frames / 32
     samples = frame_samples(np.arange(len(data)))
     torch.manual_seed(config.seed)
     before = BehaviourCloning(build("cnn", policy_spec()["observation"], **TINY), config)
@@ -320,6 +338,8 @@ def test_a_dagger_round_grows_the_data_with_expert_labels(expert_data, tmp_path)
     ({"episodes": 2.5}, "episodes=2.5 is invalid: must be an integer"),
     ({"lr": 0.0}, "lr=0.0 is invalid: must lie in (0, 1]"),
     ({"loss": "l1"}, "loss='l1' is invalid: allowed values are mse, huber"),
+    ({"command_inputs": "drop"}, "command_inputs='drop' is invalid: allowed values are "
+                                 "shuffle, keep"),
     ({"action_weights": (0, 0)}, "action_weights=(0, 0) is invalid"),
     ({"latency": "soon"}, "latency='soon' is invalid"),
     ({"device": "tpu"}, "device='tpu' is invalid: allowed values are auto, cpu, cuda"),
