@@ -916,5 +916,5 @@ def _version() -> str:
 
 
 __all__ = ["ImitationConfig", "BehaviourCloning", "Samples", "METHODS", "LOSSES",
-           "frame_samples", "window_samples", "split_episodes", "cosine_lr",
-           "train_imitation", "load_train_state", "ROUND_STRIDE"]
+           "COMMAND_INPUTS", "frame_samples", "window_samples", "split_episodes",
+           "cosine_lr", "train_imitation", "load_train_state"]
