@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,3 +16,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+class PicklePayload:
+    """Pickles to a call of `mark_code_ran`: loading it with plain pickle would run code
+    (the checkpoint tests check that loading refuses it and the marker file never appears)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (mark_code_ran, (self.marker,))
+
+
+def mark_code_ran(marker: str) -> None:
+    Path(marker).write_text("code ran")

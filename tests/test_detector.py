@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import PicklePayload
 
 from agents.staged.learned_perception import LearnedPerception, detector_spec, raster_geometry
 from envs.batched_env import BatchedDrivingEnv
@@ -196,25 +197,11 @@ def test_corrupt_weights_fail_the_checksum(tmp_path):
         load_detector(path)
 
 
-class _Payload:
-    """Pickles to a call of `_mark`: loading it with plain pickle would run code."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (_mark, (self.marker,))
-
-
-def _mark(marker: str) -> None:
-    Path(marker).write_text("code ran")
-
-
 def test_pickle_payload_is_refused_without_running(tmp_path):
     marker = tmp_path / "ran.txt"
     path = tmp_path / "evil.pt"
     torch.save({"format": "reflexdrive-checkpoint", "state_dict": {},
-                "meta": _Payload(str(marker))}, path)
+                "meta": PicklePayload(str(marker))}, path)
     with pytest.raises(CheckpointError, match="weights_only") as error:
         load_detector(path)
     assert str(path) in str(error.value) and "nothing was run" in str(error.value)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import PicklePayload
 
 from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
 from policies.checkpoint import (Checkpoint, CheckpointError, load_checkpoint,
@@ -327,25 +328,11 @@ def test_missing_file(tmp_path):
         load_policy(tmp_path / "nope.pt")
 
 
-class _Payload:
-    """Pickles to a call of `_mark`: loading it with plain pickle would run code."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (_mark, (self.marker,))
-
-
-def _mark(marker: str) -> None:
-    Path(marker).write_text("code ran")
-
-
 def test_pickle_payload_is_refused_without_running(tmp_path):
     marker = tmp_path / "ran.txt"
     path = tmp_path / "evil.pt"
     torch.save({"format": "reflexdrive-checkpoint", "kind": "policy", "name": "cnn",
-                "state_dict": {}, "config": _Payload(str(marker))}, path)
+                "state_dict": {}, "config": PicklePayload(str(marker))}, path)
     with pytest.raises(CheckpointError, match="weights_only") as error:
         load_policy(path)
     assert str(path) in str(error.value) and "nothing was run" in str(error.value)
