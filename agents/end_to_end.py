@@ -1,8 +1,8 @@
 """The end-to-end stacks: one network from sensors to controls, one forward pass per tick.
 
 `EndToEndAgent(policy)` drives `N` envs with a `policies.networks.DrivingPolicy` (`cnn`,
-`gru`, `lstm`, `transformer`): each tick, the `bev` and `ego` observations of all envs go
-to the device together (through pinned staging buffers on CUDA) and one forward pass
+`gru`, `lstm`, `transformer`): each tick, the observations the policy reads (`bev`, `ego`
+and, for policies trained with it, `lidar`) of all envs go to the device together (through pinned staging buffers on CUDA) and one forward pass
 under `torch.inference_mode` returns the `(N, 2)` actions. The recurrent state lives on
 the device, one column per env, zeroed per env by `reset(done)`. Its single stage,
 "policy", is timed from the observations in host memory to the actions back there
@@ -18,8 +18,9 @@ replayed: no per-kernel launch cost; a new batch size captures a new graph).
 over the bev patches); it runs the eager path, so leave it off when timing.
 
 `policy_spec(sensors)` is the observation spec a policy checkpoint records and is checked
-against: the `bev` and `ego` shapes and dtypes, the sensor fields that place the raster in
-the ego frame, and the ego feature names. `build_end_to_end` is the registry's factory
+against: the `bev`, `ego` and `lidar` shapes and dtypes, the sensor fields that place the
+raster in the ego frame, and the ego feature names (a checkpoint is checked on the entries
+it records: one trained without the lidar records none). `build_end_to_end` is the registry's factory
 (`make_agent("cnn", checkpoint=...)`).
 """
 
@@ -52,7 +53,8 @@ def policy_spec(sensors: SensorConfig | None = None) -> dict[str, Any]:
     """The observation spec of an end-to-end policy for envs with these sensors::
 
         {"observation": {"bev": {"shape": [C, H, W], "dtype": "uint8"},
-                         "ego": {"shape": [8], "dtype": "float32"}},
+                         "ego": {"shape": [8], "dtype": "float32"},
+                         "lidar": {"shape": [beams, 2], "dtype": "float32"}},
          "sensors": {"range_m": ., "bev_behind_m": ., "bev_half_width_m": .,
                      "bev_m_per_px": .},
          "ego_features": ["speed_mps", ...]}
@@ -63,7 +65,9 @@ def policy_spec(sensors: SensorConfig | None = None) -> dict[str, Any]:
     """
     sensors = SensorConfig() if sensors is None else sensors
     return {"observation": {"bev": {"shape": list(sensors.bev_shape), "dtype": "uint8"},
-                            "ego": {"shape": [len(EGO_FEATURES)], "dtype": "float32"}},
+                            "ego": {"shape": [len(EGO_FEATURES)], "dtype": "float32"},
+                            "lidar": {"shape": [sensors.lidar_beams, 2],
+                                      "dtype": "float32"}},
             "sensors": {name: float(getattr(sensors, name)) for name in SPEC_SENSOR_FIELDS},
             "ego_features": list(EGO_FEATURES)}
 
@@ -109,8 +113,8 @@ class EndToEndAgent:
         self.checkpoint = checkpoint
         self.explain = False
         self.state: State | None = None
-        self._bev_shape = tuple(policy.obs_spec["bev"]["shape"])
-        self._ego_dim = policy.obs_spec["ego"]["shape"][0]
+        self._inputs = {key: (tuple(entry["shape"]), np.dtype(entry["dtype"]))
+                        for key, entry in policy.obs_spec.items()}
         self._pinned: dict[str, torch.Tensor] = {}
         self._graph: _CapturedStep | None = None
 
@@ -152,8 +156,8 @@ class EndToEndAgent:
     def act(self, obs: Observation, info: Info) -> Decision:
         """Actions `(N, 2)` float32 for all envs from one forward pass; `info` is unused
         (an end-to-end policy sees only its sensors)."""
-        bev, ego = self._arrays(obs)
-        n = bev.shape[0]
+        arrays = self._arrays(obs)
+        n = arrays["bev"].shape[0]
         timer = StageTimer()
         products: dict[str, Any] = {}
         with timer("policy"), torch.inference_mode():
@@ -161,9 +165,9 @@ class EndToEndAgent:
                 self.state = self.policy.initial_state(n, self.device)
                 self._graph = None
             if self.cuda_graph and not self.explain:
-                action = self._graph_step(bev, ego)
+                action = self._graph_step(arrays)
             else:
-                inputs = {"bev": self._to_device("bev", bev), "ego": self._to_device("ego", ego)}
+                inputs = {key: self._to_device(key, array) for key, array in arrays.items()}
                 explained: dict[str, torch.Tensor] = {}
                 with self._autocast():
                     if self.explain:
@@ -179,20 +183,26 @@ class EndToEndAgent:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _arrays(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
-        """The bev and ego arrays, checked against what the policy reads."""
-        bev, ego = np.asarray(obs["bev"]), np.asarray(obs["ego"])
-        if (bev.ndim != 4 or tuple(bev.shape[1:]) != self._bev_shape or bev.dtype != np.uint8
-                or ego.ndim != 2 or ego.shape != (bev.shape[0], self._ego_dim)):
-            problem = (f"the {self.policy.name} policy reads uint8 bev (N, "
-                       f"{', '.join(map(str, self._bev_shape))}) and ego (N, {self._ego_dim}), "
-                       f"got {bev.dtype} bev {tuple(bev.shape)} and ego {tuple(ego.shape)}")
+    def _arrays(self, obs: Observation) -> dict[str, np.ndarray]:
+        """The arrays the policy reads (`policy.obs_keys`), contiguous, checked against
+        its spec: `(N, *shape)` each, the same `N`; bev uint8, the others cast to float32."""
+        arrays = {key: np.asarray(obs[key]) for key in self._inputs if key in obs}
+        n = arrays["bev"].shape[0] if "bev" in arrays and arrays["bev"].ndim else -1
+        bad = [key for key, (shape, dtype) in self._inputs.items()
+               if key not in arrays or tuple(arrays[key].shape) != (n, *shape)
+               or (dtype == np.uint8 and arrays[key].dtype != np.uint8)]
+        if bad:
+            wanted = ", ".join(f"{dtype} {key} (N, {', '.join(map(str, shape))})"
+                               for key, (shape, dtype) in self._inputs.items())
+            got = ", ".join(f"{arrays[key].dtype} {key} {tuple(arrays[key].shape)}"
+                            if key in arrays else f"no {key}" for key in self._inputs)
+            problem = f"the {self.policy.name} policy reads {wanted}; got {got}"
             if self.checkpoint is not None:
                 raise CheckpointError(self.checkpoint.path, "trained on other observations: "
                                       + problem)
             raise ValueError(problem)
-        return (np.ascontiguousarray(bev),
-                np.ascontiguousarray(ego, dtype=np.float32))
+        return {key: np.ascontiguousarray(array, dtype=self._inputs[key][1])
+                for key, array in arrays.items()}
 
     def _staged(self, key: str, array: np.ndarray) -> torch.Tensor:
         """`array` in a pinned host buffer (reused while the shape holds; the previous
@@ -217,13 +227,14 @@ class EndToEndAgent:
         # the autocast weight cache must stay off while a graph is captured
         return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not self.cuda_graph)
 
-    def _graph_step(self, bev: np.ndarray, ego: np.ndarray) -> torch.Tensor:
+    def _graph_step(self, arrays: dict[str, np.ndarray]) -> torch.Tensor:
         """Replay the captured forward pass (capturing it first for a new batch size)."""
-        if self._graph is None or self._graph.batch != bev.shape[0]:
-            self._graph = _CapturedStep(self, bev.shape[0])
+        batch = arrays["bev"].shape[0]
+        if self._graph is None or self._graph.batch != batch:
+            self._graph = _CapturedStep(self, batch)
         graph = self._graph
-        graph.inputs["bev"].copy_(self._staged("bev", bev), non_blocking=True)
-        graph.inputs["ego"].copy_(self._staged("ego", ego), non_blocking=True)
+        for key, array in arrays.items():
+            graph.inputs[key].copy_(self._staged(key, array), non_blocking=True)
         graph.graph.replay()
         return graph.action
 
@@ -231,16 +242,16 @@ class EndToEndAgent:
 class _CapturedStep:
     """One forward pass of `agent.policy` for `batch` envs captured in a CUDA graph.
 
-    Static buffers: `inputs` (bev, ego on the device), the agent's state tensors (read and
+    Static buffers: `inputs` (the observations on the device), the agent's state tensors (read and
     updated in place by the graph) and `action` (written by each replay).
     """
 
     def __init__(self, agent: EndToEndAgent, batch: int):
         device = agent.device
         self.batch = batch
-        self.inputs = {
-            "bev": torch.zeros((batch, *agent._bev_shape), dtype=torch.uint8, device=device),
-            "ego": torch.zeros((batch, agent._ego_dim), dtype=torch.float32, device=device)}
+        self.inputs = {key: torch.zeros((batch, *shape), device=device,
+                                        dtype=torch.from_numpy(np.zeros(0, dtype)).dtype)
+                       for key, (shape, dtype) in agent._inputs.items()}
         state = agent.state
         saved = tuple(s.clone() for s in state)
 

@@ -8,15 +8,22 @@ Inputs are the env's observations as tensors, batch first:
   `normalize_images=True`).
 - `ego`: `(B, 8)` float32 proprioception in the order of `EGO_NORMALISATION` (the envs'
   `EGO_FEATURES`), normalised here by fixed offsets and scales kept as buffers.
+- `lidar` (encoders configured to read it): `(B, beams, 2)` float32, per beam the range
+  [m] and the range rate [m/s] of the first vehicle hit (`range_m` and 0 for no return).
+  It is the only input that carries *motion*: a single bev frame shows where the other
+  vehicles are, not how fast the gap closes, so without it a stopped car and a car
+  cruising at the ego's speed look alike (`LidarEncoder`).
 
 So raw observations go straight in, in training and at inference alike. Each encoder has
 `features_dim` and `forward(obs) -> (B, features_dim)`: it is what stable-baselines3
 calls a features extractor (`policy.encoder` of every policy can be wrapped as one).
 
 - `ConvEncoder`: strided 3x3 convolutions on the bev (the spatial map flattened, so
-  *where* a vehicle is stays in the features), fused with an MLP on the ego vector.
+  *where* a vehicle is stays in the features), fused with an MLP on the ego vector and,
+  when configured, the `LidarEncoder`'s features.
 - `PatchEncoder`: ViT-style: the bev cut into `p x p` patches, each linearly embedded,
-  plus a learned positional embedding, an `ego` token and a `cls` token, then pre-norm
+  plus a learned positional embedding, an `ego` token, a `lidar` token (when configured)
+  and a `cls` token, then pre-norm
   `nn.TransformerEncoderLayer`s; the features are the `cls` token's output.
   `attention(obs)` also returns the last layer's attention of `cls` over the patches.
 
@@ -32,7 +39,8 @@ import torch
 from torch import nn
 
 Observation = Mapping[str, torch.Tensor]
-"""`{"bev": (B, C, H, W) uint8 or float in [0, 1], "ego": (B, 8) float}` (extra keys ignored)."""
+"""`{"bev": (B, C, H, W) uint8 or float in [0, 1], "ego": (B, 8) float, "lidar": (B, beams,
+2) float}` (`lidar` only for encoders that read it; extra keys ignored)."""
 
 EGO_NORMALISATION: dict[str, tuple[float, float]] = {
     "speed_mps": (20.0, 10.0),          # highway speeds 10-30 m/s -> [-1, 1]
@@ -50,32 +58,48 @@ order): the encoders feed `(ego - offset) / scale`, clamped to `[-EGO_CLAMP, EGO
 EGO_CLAMP = 10.0
 """Bound of the normalised ego features (an absurd input cannot blow up the features)."""
 
+LIDAR_RANGE_SCALE_M = 50.0
+"""Ranges are fed as closeness `1 - range / LIDAR_RANGE_SCALE_M`, clamped to [0, 1] [m]."""
+LIDAR_RATE_SCALE_MPS = 10.0
+"""Range rates are fed divided by this, clamped to `[-EGO_CLAMP, EGO_CLAMP]` [m/s]."""
+LIDAR_MIN_RANGE_M = 1.0
+"""Closing rate `max(-rate, 0) / max(range, LIDAR_MIN_RANGE_M)` (an inverse time to
+collision [1/s]) is fed clamped to [0, LIDAR_MAX_CLOSING_PER_S]."""
+LIDAR_MAX_CLOSING_PER_S = 5.0
 
-def check_obs_spec(obs_spec: Any) -> dict[str, dict[str, Any]]:
-    """The `bev` and `ego` entries of an observation spec, validated.
+
+def check_obs_spec(obs_spec: Any, lidar: bool = False) -> dict[str, dict[str, Any]]:
+    """The entries of an observation spec that a policy reads, validated.
 
     Args:
         obs_spec: `{"bev": {"shape": [C, H, W], "dtype": "uint8"}, "ego": {"shape":
-            [8], "dtype": "float32"}, ...}` as `policies.checkpoint.observation_spec`
-            makes it from an env's single observation space (other keys are ignored).
+            [8], "dtype": "float32"}, "lidar": {"shape": [beams, 2], "dtype":
+            "float32"}, ...}` as `policies.checkpoint.observation_spec` makes it from an
+            env's single observation space (other keys are ignored).
+        lidar: whether the `lidar` entry is read (and so required) too.
 
     Returns:
-        `{"bev": {...}, "ego": {...}}` with shapes as lists of ints.
+        `{"bev": {...}, "ego": {...}}` (plus `"lidar"` when read) with shapes as lists of
+        ints.
 
     Raises:
-        ValueError: not a dict, `bev` or `ego` missing, or shapes / dtypes the encoders
-            cannot read (bev: 3 positive dims, uint8; ego: `(8,)`, float32).
+        ValueError: not a dict, an entry missing, or shapes / dtypes the encoders cannot
+            read (bev: 3 positive dims, uint8; ego: `(8,)`, float32; lidar: `(beams, 2)`,
+            float32).
     """
     if not isinstance(obs_spec, Mapping):
         raise ValueError(f"obs_spec={obs_spec!r} is invalid: must be a dict like "
                          "observation_spec(env.single_observation_space.spaces)")
     expected = {"bev": (3, "uint8"), "ego": (1, "float32")}
+    if lidar:
+        expected["lidar"] = (2, "float32")
     checked = {}
     for key, (ndim, dtype) in expected.items():
         entry = obs_spec.get(key)
         if not isinstance(entry, Mapping) or "shape" not in entry or "dtype" not in entry:
-            raise ValueError(f"obs_spec.{key}={entry!r} is invalid: the policies read "
-                             f"'bev' and 'ego'; each needs a shape and a dtype (have "
+            raise ValueError(f"obs_spec.{key}={entry!r} is invalid: this policy reads "
+                             f"{', '.join(map(repr, expected))}; each needs a shape and a "
+                             f"dtype (have "
                              f"{', '.join(map(str, obs_spec)) or 'nothing'})")
         shape = entry["shape"]
         if (not isinstance(shape, (list, tuple)) or len(shape) != ndim
@@ -90,6 +114,9 @@ def check_obs_spec(obs_spec: Any) -> dict[str, dict[str, Any]]:
     if checked["ego"]["shape"] != [len(EGO_NORMALISATION)]:
         raise ValueError(f"obs_spec.ego.shape={checked['ego']['shape']!r} is invalid: must be "
                          f"[{len(EGO_NORMALISATION)}] (" + ", ".join(EGO_NORMALISATION) + ")")
+    if lidar and checked["lidar"]["shape"][1] != 2:
+        raise ValueError(f"obs_spec.lidar.shape={checked['lidar']['shape']!r} is invalid: "
+                         "must be [beams, 2] (range, range rate)")
     return checked
 
 
@@ -118,8 +145,10 @@ def bev_to_float(bev: torch.Tensor) -> torch.Tensor:
     return bev.float() * (1.0 / 255.0) if bev.dtype == torch.uint8 else bev.float()
 
 
-def _check_inputs(obs: Observation, bev_shape: tuple[int, ...], ego_dim: int) -> None:
-    for key in ("bev", "ego"):
+def _check_inputs(obs: Observation, bev_shape: tuple[int, ...], ego_dim: int,
+                  lidar_shape: tuple[int, ...] | None = None) -> None:
+    keys = ("bev", "ego") if lidar_shape is None else ("bev", "ego", "lidar")
+    for key in keys:
         if key not in obs:
             raise ValueError(f"observation {key!r} is missing (have {', '.join(obs)})")
     bev, ego = obs["bev"], obs["ego"]
@@ -128,6 +157,46 @@ def _check_inputs(obs: Observation, bev_shape: tuple[int, ...], ego_dim: int) ->
                          f"{tuple(bev.shape)}")
     if ego.ndim != 2 or ego.shape[1] != ego_dim or ego.shape[0] != bev.shape[0]:
         raise ValueError(f"ego must be ({bev.shape[0]}, {ego_dim}), got {tuple(ego.shape)}")
+    if lidar_shape is not None:
+        lidar = obs["lidar"]
+        if lidar.ndim != 3 or tuple(lidar.shape[1:]) != lidar_shape \
+                or lidar.shape[0] != bev.shape[0]:
+            raise ValueError(f"lidar must be ({bev.shape[0]}, "
+                             f"{', '.join(map(str, lidar_shape))}), got {tuple(lidar.shape)}")
+
+
+def lidar_inputs(lidar: torch.Tensor) -> torch.Tensor:
+    """Lidar returns `(B, beams, 2)` [m, m/s] to network inputs `(B, beams * 3)` float32.
+
+    Per beam: closeness `1 - range / LIDAR_RANGE_SCALE_M` in [0, 1] (0: nothing near),
+    range rate / `LIDAR_RATE_SCALE_MPS`, and the closing rate `max(-rate, 0) / range`
+    [1/s] (an inverse time to collision: large when a gap closes fast relative to its
+    size, the cue for braking), each clamped so that an absurd input stays bounded.
+    """
+    lidar = lidar.float()
+    distance, rate = lidar[..., 0], lidar[..., 1]
+    closeness = (1.0 - distance / LIDAR_RANGE_SCALE_M).clamp(0.0, 1.0)
+    scaled_rate = (rate / LIDAR_RATE_SCALE_MPS).clamp(-EGO_CLAMP, EGO_CLAMP)
+    closing = ((-rate).clamp(min=0.0) / distance.clamp(min=LIDAR_MIN_RANGE_M)
+               ).clamp(0.0, LIDAR_MAX_CLOSING_PER_S)
+    return torch.stack([closeness, scaled_rate, closing], dim=-1).flatten(1)
+
+
+class LidarEncoder(nn.Module):
+    """`(B, beams, 2)` lidar returns -> `(B, hidden)`: `lidar_inputs`, then a two-layer MLP.
+
+    An MLP over all beams at once (beam `i` always looks at angle `2 pi i / beams`, so
+    which beam sees a return is where the vehicle is).
+    """
+
+    def __init__(self, beams: int, hidden: int):
+        super().__init__()
+        self.beams = beams
+        self.mlp = nn.Sequential(nn.Linear(3 * beams, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
+
+    def forward(self, lidar: torch.Tensor) -> torch.Tensor:
+        return self.mlp(lidar_inputs(lidar))
 
 
 # ----------------------------------------------------------------------------- CNN
@@ -142,14 +211,22 @@ class ConvEncoderConfig:
             (each layer halves the raster, rounding up): 64x64 -> 4x4 with four layers.
         bev_features: width of the linear layer on the flattened conv map.
         ego_hidden: width of the two-layer MLP on the normalised ego vector.
-        features: `features_dim`: width of the fused features (bev and ego concatenated,
-            then a linear layer, LayerNorm, ReLU).
+        features: `features_dim`: width of the fused features (bev, ego and lidar
+            concatenated, then a linear layer, LayerNorm, ReLU).
+        lidar_hidden: width of the `LidarEncoder` (0: the encoder does not read the
+            lidar, as the checkpoints written before it existed).
     """
 
     channels: tuple[int, ...] = (32, 64, 64, 64)
     bev_features: int = 256
     ego_hidden: int = 64
     features: int = 256
+    lidar_hidden: int = 64
+
+    @property
+    def uses_lidar(self) -> bool:
+        """Whether the encoder reads the `lidar` observation."""
+        return self.lidar_hidden > 0
 
     def __post_init__(self) -> None:
         channels = self.channels
@@ -163,6 +240,7 @@ class ConvEncoderConfig:
                              "integers >= 1")
         for name in ("bev_features", "ego_hidden", "features"):
             check_positive_int(f"encoder.{name}", getattr(self, name))
+        check_positive_int("encoder.lidar_hidden", self.lidar_hidden, low=0)
 
 
 class ConvEncoder(nn.Module):
@@ -170,15 +248,17 @@ class ConvEncoder(nn.Module):
 
     Layers: `len(channels)` x [3x3 conv stride 2 padding 1, ReLU] -> flatten -> linear
     `bev_features`, ReLU; ego: normalise -> linear `ego_hidden`, ReLU -> linear
-    `ego_hidden`, ReLU; both concatenated -> linear `features`, LayerNorm, ReLU.
+    `ego_hidden`, ReLU; lidar (if `lidar_hidden`): `LidarEncoder`; all concatenated ->
+    linear `features`, LayerNorm, ReLU.
     """
 
     def __init__(self, config: ConvEncoderConfig, obs_spec: Mapping[str, Any]):
         super().__init__()
-        spec = check_obs_spec(obs_spec)
+        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar)
         self.config = config
         self.bev_shape = tuple(spec["bev"]["shape"])
         self.ego_dim = spec["ego"]["shape"][0]
+        self.lidar_shape = tuple(spec["lidar"]["shape"]) if config.uses_lidar else None
         c, h, w = self.bev_shape
         layers: list[nn.Module] = []
         for out in config.channels:
@@ -191,16 +271,19 @@ class ConvEncoder(nn.Module):
         self.ego = nn.Sequential(nn.Linear(self.ego_dim, config.ego_hidden), nn.ReLU(inplace=True),
                                  nn.Linear(config.ego_hidden, config.ego_hidden),
                                  nn.ReLU(inplace=True))
-        self.fuse = nn.Sequential(nn.Linear(config.bev_features + config.ego_hidden,
-                                            config.features),
+        self.lidar = (LidarEncoder(self.lidar_shape[0], config.lidar_hidden)
+                      if self.lidar_shape is not None else None)
+        self.fuse = nn.Sequential(nn.Linear(config.bev_features + config.ego_hidden
+                                            + config.lidar_hidden, config.features),
                                   nn.LayerNorm(config.features), nn.ReLU(inplace=True))
         self.features_dim = config.features
 
     def forward(self, obs: Observation) -> torch.Tensor:
-        _check_inputs(obs, self.bev_shape, self.ego_dim)
-        bev = self.conv(bev_to_float(obs["bev"]))
-        ego = self.ego(self.normalise_ego(obs["ego"]))
-        return self.fuse(torch.cat([bev, ego], dim=1))
+        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape)
+        parts = [self.conv(bev_to_float(obs["bev"])), self.ego(self.normalise_ego(obs["ego"]))]
+        if self.lidar is not None:
+            parts.append(self.lidar(obs["lidar"]))
+        return self.fuse(torch.cat(parts, dim=1))
 
 
 # ----------------------------------------------------------------------------- ViT
@@ -217,6 +300,9 @@ class PatchEncoderConfig:
         heads: attention heads; must divide `d_model`.
         layers: `nn.TransformerEncoderLayer`s (pre-norm, GELU, no dropout).
         feedforward: hidden width of each layer's MLP.
+        lidar: add a `lidar` token (a `LidarEncoder` of width `d_model`, then a linear
+            layer); False: the encoder does not read the lidar, as the checkpoints
+            written before it existed.
     """
 
     patch_size: int = 8
@@ -224,34 +310,46 @@ class PatchEncoderConfig:
     heads: int = 4
     layers: int = 2
     feedforward: int = 128
+    lidar: bool = True
+
+    @property
+    def uses_lidar(self) -> bool:
+        """Whether the encoder reads the `lidar` observation."""
+        return self.lidar
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "d_model", "heads", "layers", "feedforward"):
             check_positive_int(f"encoder.{name}", getattr(self, name))
+        if not isinstance(self.lidar, bool):
+            raise ValueError(f"encoder.lidar={self.lidar!r} is invalid: must be true or false")
         if self.d_model % self.heads:
             raise ValueError(f"encoder.heads={self.heads!r} is invalid: must divide "
                              f"encoder.d_model={self.d_model}")
 
 
-CLS, EGO_TOKEN = 0, 1
-"""Token indices of the `cls` and `ego` tokens; patch tokens follow, row-major."""
+CLS, EGO_TOKEN, LIDAR_TOKEN = 0, 1, 2
+"""Token indices of the `cls`, `ego` and (when read) `lidar` tokens; patch tokens follow,
+row-major (`PatchEncoder.first_patch`)."""
 
 
 class PatchEncoder(nn.Module):
     """ViT-style encoder: `(B, features_dim = d_model)`, the `cls` token's output.
 
-    Tokens: `[cls, ego, patch_0 .. patch_{n-1}]`, patches row-major over the raster (row 0
-    is the far front). Patch embedding: a `p x p` stride-`p` convolution (a linear map of
-    each flattened patch); learned positional embeddings for every token; the ego token
-    is an MLP of the normalised ego vector. A final LayerNorm follows the layers.
+    Tokens: `[cls, ego, (lidar,) patch_0 .. patch_{n-1}]`, patches row-major over the
+    raster (row 0 is the far front). Patch embedding: a `p x p` stride-`p` convolution (a
+    linear map of each flattened patch); learned positional embeddings for every token;
+    the ego token is an MLP of the normalised ego vector, the lidar token a
+    `LidarEncoder` followed by a linear layer. A final LayerNorm follows the layers.
     """
 
     def __init__(self, config: PatchEncoderConfig, obs_spec: Mapping[str, Any]):
         super().__init__()
-        spec = check_obs_spec(obs_spec)
+        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar)
         self.config = config
         self.bev_shape = tuple(spec["bev"]["shape"])
         self.ego_dim = spec["ego"]["shape"][0]
+        self.lidar_shape = tuple(spec["lidar"]["shape"]) if config.uses_lidar else None
+        self.first_patch = 3 if config.uses_lidar else 2
         c, h, w = self.bev_shape
         p, d = config.patch_size, config.d_model
         if h % p or w % p:
@@ -260,10 +358,12 @@ class PatchEncoder(nn.Module):
                              f"{h} x {w} px; allowed values are "
                              + ", ".join(map(str, divisors)))
         self.grid = (h // p, w // p)
-        tokens = 2 + self.grid[0] * self.grid[1]
+        tokens = self.first_patch + self.grid[0] * self.grid[1]
         self.patch = nn.Conv2d(c, d, p, stride=p)
         self.normalise_ego = EgoNormaliser()
         self.ego = nn.Sequential(nn.Linear(self.ego_dim, d), nn.GELU(), nn.Linear(d, d))
+        self.lidar = (nn.Sequential(LidarEncoder(self.lidar_shape[0], d), nn.Linear(d, d))
+                      if self.lidar_shape is not None else None)
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         self.position = nn.Parameter(torch.randn(1, tokens, d) * 0.02)
         self.layers = nn.ModuleList(
@@ -274,12 +374,15 @@ class PatchEncoder(nn.Module):
         self.features_dim = d
 
     def tokens(self, obs: Observation) -> torch.Tensor:
-        """The input tokens `(B, 2 + n_patches, d_model)`, positions added."""
-        _check_inputs(obs, self.bev_shape, self.ego_dim)
+        """The input tokens `(B, first_patch + n_patches, d_model)`, positions added."""
+        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape)
         patches = self.patch(bev_to_float(obs["bev"])).flatten(2).transpose(1, 2)
         ego = self.ego(self.normalise_ego(obs["ego"])).unsqueeze(1)
         cls = self.cls.expand(patches.shape[0], -1, -1)
-        return torch.cat([cls, ego, patches], dim=1) + self.position
+        tokens = [cls, ego]
+        if self.lidar is not None:
+            tokens.append(self.lidar(obs["lidar"]).unsqueeze(1))
+        return torch.cat([*tokens, patches], dim=1) + self.position
 
     def forward(self, obs: Observation) -> torch.Tensor:
         x = self.tokens(obs)
@@ -296,7 +399,7 @@ class PatchEncoder(nn.Module):
         Returns:
             `(features (B, d_model), attention (B, H / p, W / p))`: the share of the
             `cls` token's attention on each patch, in [0, 1]; the rest (summing to 1)
-            goes to the `cls` and `ego` tokens.
+            goes to the `cls`, `ego` and `lidar` tokens.
         """
         x = self.tokens(obs)
         for layer in self.layers[:-1]:
@@ -306,5 +409,5 @@ class PatchEncoder(nn.Module):
         _, weights = last.self_attn(query, query, query, need_weights=True,
                                     average_attn_weights=True)         # (B, tokens, tokens)
         features = self.norm(last(x)[:, CLS])
-        attention = weights[:, CLS, 2:].float().reshape(-1, *self.grid)
+        attention = weights[:, CLS, self.first_patch:].float().reshape(-1, *self.grid)
         return features, attention

@@ -6,8 +6,10 @@ core, and an `ActionHead`. One interface for all of them::
     action, state = policy(obs, state, episode_start)        # one step, (B, 2)
     actions, state = policy.forward_sequence(obs_seq, state, starts)   # (T, B, 2)
 
-- `obs`: `{"bev": (B, C, H, W) uint8, "ego": (B, 8) float32}` as the env returns them
-  (normalised inside); a sequence has a leading time dimension `(T, B, ...)`.
+- `obs`: `{"bev": (B, C, H, W) uint8, "ego": (B, 8) float32, "lidar": (B, beams, 2)
+  float32}` as the env returns them (normalised inside; `policy.obs_keys` are the entries
+  a policy reads: the lidar by default, not in the configs of checkpoints written before
+  it was an input); a sequence has a leading time dimension `(T, B, ...)`.
 - `state`: a tuple of tensors, `()` for the feed-forward policies; GRU `(h,)`, LSTM
   `(h, c)`, each `(layers, B, hidden)` (torch's and sb3-contrib's layout). None means
   `initial_state` (zeros).
@@ -187,7 +189,8 @@ class DrivingPolicy(nn.Module):
     Attributes:
         name: registry name ("cnn", "gru", "lstm", "transformer").
         is_recurrent: whether `state` carries anything.
-        obs_spec: `{"bev": {"shape", "dtype"}, "ego": {...}}` the policy reads.
+        obs_spec: `{"bev": {"shape", "dtype"}, "ego": {...}, ("lidar": {...})}` the policy
+            reads (`obs_keys`: its keys).
         config: its frozen config dataclass.
         encoder: `(obs) -> (B, encoder.features_dim)`.
         head: `ActionHead`.
@@ -199,13 +202,19 @@ class DrivingPolicy(nn.Module):
 
     def __init__(self, obs_spec: Mapping[str, Any], config: Any = None):
         super().__init__()
-        self.obs_spec = check_obs_spec(obs_spec)
         self.config = self.config_type() if config is None else config
         if not isinstance(self.config, self.config_type):
             raise ValueError(f"config={config!r} is invalid: {self.name} takes a "
                              f"{self.config_type.__name__}")
+        self.obs_spec = check_obs_spec(obs_spec, lidar=self.config.encoder.uses_lidar)
         self.encoder: nn.Module
         self.head: ActionHead
+
+    @property
+    def obs_keys(self) -> tuple[str, ...]:
+        """The observation entries the policy reads: `("bev", "ego")` or `("bev", "ego",
+        "lidar")`."""
+        return tuple(self.obs_spec)
 
     # -- state -------------------------------------------------------------------------
 
@@ -252,7 +261,8 @@ class DrivingPolicy(nn.Module):
         """`T` steps of `B` envs at once (behaviour cloning on sequences).
 
         Args:
-            obs: `{"bev": (T, B, C, H, W), "ego": (T, B, 8)}`.
+            obs: `{"bev": (T, B, C, H, W), "ego": (T, B, 8), ("lidar": (T, B, beams,
+                2))}`.
             state: the state before step 0 (None: zeros).
             episode_start: `(T, B)` (None: no episode starts).
 
@@ -263,7 +273,7 @@ class DrivingPolicy(nn.Module):
         bev = obs["bev"]
         steps, batch = bev.shape[:2]
         flat = {key: obs[key].reshape(steps * batch, *obs[key].shape[2:])
-                for key in ("bev", "ego")}
+                for key in self.obs_keys}
         features = self.features(flat).reshape(steps, batch, -1)
         state = self._state(state, batch, features.device)
         out, state = self.core(features, state, episode_start)

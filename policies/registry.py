@@ -16,6 +16,7 @@ True)`: a pickle payload is refused without running it.
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -57,8 +58,9 @@ def build(name: str, obs_spec: Mapping[str, Any], **config: Any) -> DrivingPolic
     Args:
         name: "cnn", "gru", "lstm" or "transformer".
         obs_spec: `{"bev": {"shape": [C, H, W], "dtype": "uint8"}, "ego": {"shape": [8],
-            "dtype": "float32"}}` (`policies.checkpoint.observation_spec` of the env's
-            single observation space; other keys are ignored).
+            "dtype": "float32"}, "lidar": {"shape": [beams, 2], "dtype": "float32"}}`
+            (`policies.checkpoint.observation_spec` of the env's single observation
+            space; keys the policy does not read are ignored).
         **config: fields of the policy's config (`CnnConfig`, `RecurrentConfig`,
             `TransformerConfig`); nested ones as dicts or config objects, e.g.
             `build("gru", spec, hidden_size=64, encoder={"channels": [16, 32]})`.
@@ -68,8 +70,7 @@ def build(name: str, obs_spec: Mapping[str, Any], **config: Any) -> DrivingPolic
             shapes the network cannot read, an unknown or invalid config field.
     """
     cls = _check_name(name)
-    spec = check_obs_spec(obs_spec)
-    return cls(spec, cls.config_type.from_dict(config))
+    return cls(obs_spec, cls.config_type.from_dict(config))
 
 
 def policy_checkpoint(policy: DrivingPolicy, spec: Mapping[str, Any] | None = None,
@@ -114,6 +115,21 @@ def save_policy(path: str | os.PathLike, policy: DrivingPolicy,
     return save_checkpoint(path, policy_checkpoint(policy, spec, meta))
 
 
+def _without_lidar_if_older(cls: type[DrivingPolicy], config: Any) -> Any:
+    """A checkpoint config written before the lidar was an input has no lidar field in
+    its `encoder`: it is read with the lidar switched off (the defaults switch it on).
+    Anything malformed is returned as is, for the config's own validation to name."""
+    if not isinstance(config, Mapping) or not isinstance(config.get("encoder"), Mapping):
+        return config
+    encoder = config["encoder"]
+    encoder_fields = {f.name for f in fields(cls.config_type.__dataclass_fields__["encoder"]
+                                             .default_factory)}
+    switch = {"lidar_hidden": 0} if "lidar_hidden" in encoder_fields else {"lidar": False}
+    if any(name in encoder for name in switch):
+        return config
+    return {**config, "encoder": {**encoder, **switch}}
+
+
 def load_policy(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
                 device: str | torch.device = "cpu") -> tuple[DrivingPolicy, Checkpoint]:
     """Build the policy stored in a checkpoint, in eval mode on `device`.
@@ -137,12 +153,17 @@ def load_policy(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
         check_spec(checkpoint, spec)
     cls = POLICIES[checkpoint.name]
     try:
-        obs_spec = check_obs_spec(checkpoint.spec.get("observation"))
+        config = cls.config_type.from_dict(_without_lidar_if_older(cls, checkpoint.config))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(path, f"invalid {checkpoint.name} config: {error}") from None
+    try:
+        obs_spec = check_obs_spec(checkpoint.spec.get("observation"),
+                                  lidar=config.encoder.uses_lidar)
     except ValueError as error:
         raise CheckpointError(path, f"its spec has no usable observation entry: {error}") \
             from None
     try:
-        policy = cls(obs_spec, cls.config_type.from_dict(checkpoint.config))
+        policy = cls(obs_spec, config)
     except (TypeError, ValueError) as error:
         raise CheckpointError(path, f"invalid {checkpoint.name} config: {error}") from None
     try:

@@ -3,7 +3,7 @@
 The expert is the staged stack with oracle perception (`agents.registry.build_staged(
 perception="oracle")`). It drives `envs` straight-road worlds side by side on
 `envs.batched_env.BatchedDrivingEnv` (lockstep, zero latency by default), and every tick
-of every episode is recorded: what the policy will see (`bev`, `ego`) and what the expert
+of every episode is recorded: what the policy will see (`bev`, `ego`, `lidar`) and what the expert
 commanded. Episodes are recorded whole, tick after tick, with their episode-start flags,
 so the recurrent policies learn from sequences.
 
@@ -59,7 +59,7 @@ from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, Sens
 from envs.scenarios import make_config
 from reflexdrive.results import atomic_write
 
-DATA_VERSION = 1
+DATA_VERSION = 2
 """Bumped whenever what a shard holds changes (invalidates cached shards)."""
 
 TRAIN_SEED_BASE = 2_000_000
@@ -84,7 +84,7 @@ DEFAULT_WEIGHTS = (("highway", 0.55), ("lead-brake", 0.15), ("cut-in", 0.15),
                    ("stopped-vehicle", 0.15))
 """Default mixture: Highway mostly (the driving itself), and the three hazards."""
 
-FIELDS = ("bev", "ego", "action", "executed", "episode_start", "episode", "tick", "env",
+FIELDS = ("bev", "ego", "lidar", "action", "executed", "episode_start", "episode", "tick", "env",
           "scenario", "round", "learner")
 """The per-frame arrays of a shard and of an `ExpertDataset` (see `ExpertDataset`)."""
 
@@ -215,6 +215,7 @@ class ExpertDataset:
             (`np.packbits`; `frames_bev` unpacks to 0 / 255).
         bev_width: `W` [px].
         ego: `(F, 8)` float32, `envs.config.EGO_FEATURES`.
+        lidar: `(F, beams, 2)` float32, range [m] and range rate [m/s] per beam.
         action: `(F, 2)` float32, the expert's `[acceleration m/s^2, steering rad]`
             (clipped to the action bounds): the label.
         executed: `(F, 2)` float32, the command executed that tick (the expert's, or the
@@ -231,6 +232,7 @@ class ExpertDataset:
     bev: np.ndarray
     bev_width: int
     ego: np.ndarray
+    lidar: np.ndarray
     action: np.ndarray
     executed: np.ndarray
     episode_start: np.ndarray
@@ -287,7 +289,8 @@ def empty_dataset(sensors: SensorConfig | None = None) -> ExpertDataset:
     c, h, w = sensors.bev_shape
     return ExpertDataset(
         bev=np.zeros((0, c, h, (w + 7) // 8), np.uint8), bev_width=w,
-        ego=np.zeros((0, len(EGO_FEATURES)), np.float32), action=np.zeros((0, 2), np.float32),
+        ego=np.zeros((0, len(EGO_FEATURES)), np.float32),
+        lidar=np.zeros((0, sensors.lidar_beams, 2), np.float32), action=np.zeros((0, 2), np.float32),
         executed=np.zeros((0, 2), np.float32), episode_start=np.zeros(0, bool),
         episode=np.zeros(0, np.int64), tick=np.zeros(0, np.int32), env=np.zeros(0, np.int32),
         scenario=np.zeros(0, np.int8), round=np.zeros(0, np.int8), learner=np.zeros(0, bool))
@@ -413,6 +416,7 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
                 values = {
                     "bev": np.packbits(obs["bev"][rows] != 0, axis=-1),
                     "ego": obs["ego"][rows].astype(np.float32),
+                    "lidar": obs["lidar"][rows].astype(np.float32),
                     "action": label[rows], "executed": executed[rows].astype(np.float32),
                     "episode_start": tick[rows] == 0, "episode": current[rows].copy(),
                     "tick": tick[rows].copy(), "env": rows.astype(np.int32),

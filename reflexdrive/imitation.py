@@ -459,7 +459,10 @@ class BehaviourCloning:
         safe = np.clip(rows, 0, None)
         bev = torch.from_numpy(data.frames_bev(safe)).to(self.device)
         ego = torch.from_numpy(data.ego[safe]).to(self.device)
-        return {"bev": bev, "ego": ego}
+        obs = {"bev": bev, "ego": ego}
+        if "lidar" in self.policy.obs_keys:
+            obs["lidar"] = torch.from_numpy(data.lidar[safe]).to(self.device)
+        return obs
 
     def predict(self, data: ExpertDataset, samples: Samples, index: np.ndarray,
                 shuffle: np.random.Generator | None = None

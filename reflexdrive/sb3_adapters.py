@@ -74,8 +74,9 @@ from envs.batched_env import BatchedDrivingEnv
 from policies.networks import DrivingPolicy, LstmPolicy, RecurrentPolicy
 from policies.registry import build
 
-OBS_KEYS = ("bev", "ego")
-"""Observation entries the policies read (the env's `lidar` is dropped)."""
+OBS_KEYS = ("bev", "ego", "lidar")
+"""Observation entries handed to sb3 (all of the env's; a policy reads those in its
+`obs_keys`)."""
 
 TRAIN_SEED_BASE = 1_000_000
 """Training episodes use scenario seeds `>= TRAIN_SEED_BASE`; smaller ones stay held out."""
@@ -311,7 +312,7 @@ class TanhActions(VecEnvWrapper):
 
 
 class DrivingFeatures(BaseFeaturesExtractor):
-    """sb3 features extractor: a `DrivingPolicy`'s encoder on the raw `bev` and `ego`.
+    """sb3 features extractor: a `DrivingPolicy`'s encoder on the raw observations.
 
     The policies pass the observations through unchanged (uint8 bev); the few sb3 paths
     that preprocess them first (`predict_values`, `get_distribution`) hand the raster as
@@ -326,7 +327,7 @@ class DrivingFeatures(BaseFeaturesExtractor):
         bev = observations["bev"]
         if bev.dtype != torch.uint8:
             bev = bev.to(torch.uint8)
-        return self.encoder({"bev": bev, "ego": observations["ego"]})
+        return self.encoder({**observations, "bev": bev})
 
 
 class DrivingLatent(nn.Module):

@@ -223,7 +223,8 @@ def combined_latency(latency: str, extra_latency_s: float = 0.0) -> str:
 # ----------------------------------------------------------------------------- saliency
 
 
-def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None) -> np.ndarray:
+def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None,
+                 lidar: np.ndarray | None = None) -> np.ndarray:
     """`|d action / d bev|` of a `DrivingPolicy` for one observation, `float (H, W)` in [0, 1].
 
     Both action components are scaled to [-1, 1] by the action bounds
@@ -237,6 +238,8 @@ def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None) -> np.nda
         ego: `float32 (1, k)`.
         state: the recurrent state the forward pass starts from (None: zeros); cloned,
             never modified.
+        lidar: `float32 (1, beams, 2)`, for policies that read it (held fixed: the map
+            shows the bev's share of the decision).
     """
     import torch
 
@@ -253,7 +256,11 @@ def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None) -> np.nda
         start = None if not state else tuple(
             s.detach().clone().expand(s.shape[0], components, *s.shape[2:]).contiguous()
             for s in state)
-        action, _ = policy({"bev": x, "ego": e}, start)
+        inputs = {"bev": x, "ego": e}
+        if lidar is not None:
+            inputs["lidar"] = torch.as_tensor(np.asarray(lidar[:1], dtype=np.float32),
+                                              device=device).expand(components, -1, -1)
+        action, _ = policy(inputs, start)
         unit = policy.head.to_unit(action)
         picked = unit[torch.arange(components), torch.arange(components)].sum()
         grad, = torch.autograd.grad(picked, x)
@@ -578,8 +585,10 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
                     belief.heat = overlays.normalise_heat(decision.products["attention"][0])
                     belief.heat_label = f"{name}: cls attention"
                 else:
+                    reads_lidar = "lidar" in explainer[0].obs_keys
                     belief.heat = saliency_map(explainer[0], obs["bev"][:1], obs["ego"][:1],
-                                               prior_state or None)
+                                               prior_state or None,
+                                               obs["lidar"][:1] if reads_lidar else None)
                     belief.heat_label = f"{name}: saliency"
             recorder.observe(belief)
             if measured:

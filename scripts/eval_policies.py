@@ -59,9 +59,13 @@ def throughput(path: str, batch: int, device: str, cuda_graph: bool = False,
     """Observations per second through `EndToEndAgent.act` at batch size `batch`."""
     agent = EndToEndAgent.from_checkpoint(path, device=device, cuda_graph=cuda_graph)
     rng = np.random.default_rng(0)
-    shape = SensorConfig().bev_shape
+    sensors = SensorConfig()
+    shape = sensors.bev_shape
     obs = {"bev": (rng.random((batch, *shape)) < 0.2).astype(np.uint8) * 255,
-           "ego": rng.normal(size=(batch, len(EGO_FEATURES))).astype(np.float32)}
+           "ego": rng.normal(size=(batch, len(EGO_FEATURES))).astype(np.float32),
+           "lidar": np.stack([rng.uniform(2.0, sensors.range_m, (batch, sensors.lidar_beams)),
+                              rng.normal(0.0, 5.0, (batch, sensors.lidar_beams))],
+                             axis=-1).astype(np.float32)}
     for _ in range(3):                                 # warm-up (and graph capture)
         agent.act(obs, {})
     calls, start = 0, time.perf_counter()

@@ -38,7 +38,8 @@ def observations(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     ego = rng.normal([22, 0, 0, 0, 0, 1, 4, 1], [5, 1, 0.05, 0.5, 0.05, 1, 0, 0], (n, 8))
     return {"bev": (rng.random((n, 4, 64, 64)) > 0.8).astype(np.uint8) * 255,
             "ego": ego.astype(np.float32),
-            "lidar": np.zeros((n, 64, 2), np.float32)}
+            "lidar": np.stack([rng.uniform(2, 48, (n, 64)), rng.normal(0, 8, (n, 64))],
+                              axis=-1).astype(np.float32)}
 
 
 def saved(tmp_path, name: str = "cnn"):
@@ -48,7 +49,7 @@ def saved(tmp_path, name: str = "cnn"):
 
 def test_policy_spec_describes_the_env_observations():
     space = observation_space(SensorConfig())
-    assert SPEC["observation"] == observation_spec(space.spaces, keys=("bev", "ego"))
+    assert SPEC["observation"] == observation_spec(space.spaces, keys=("bev", "ego", "lidar"))
     assert policy_spec(SensorConfig(range_m=32.0))["observation"]["bev"]["shape"] == [4, 48, 64]
 
 
@@ -126,9 +127,12 @@ def test_transformer_explains_its_attention_when_asked():
 def test_observations_must_fit_the_policy(tmp_path):
     agent = EndToEndAgent(small("cnn"), device="cpu")
     obs = observations(2)
-    with pytest.raises(ValueError, match=r"reads uint8 bev \(N, 4, 64, 64\) and ego \(N, 8\), "
-                                         r"got uint8 bev \(2, 4, 48, 64\)"):
+    with pytest.raises(ValueError, match=r"reads uint8 bev \(N, 4, 64, 64\), float32 ego "
+                                         r"\(N, 8\), float32 lidar \(N, 64, 2\); got uint8 "
+                                         r"bev \(2, 4, 48, 64\)"):
         agent.act({**obs, "bev": obs["bev"][:, :, :48]}, {})
+    with pytest.raises(ValueError, match=r"got .* no lidar"):
+        agent.act({"bev": obs["bev"], "ego": obs["ego"]}, {})
     with pytest.raises(ValueError, match="got float32 bev"):
         agent.act({**obs, "bev": obs["bev"].astype(np.float32)}, {})
     loaded = EndToEndAgent.from_checkpoint(saved(tmp_path), device="cpu")

@@ -23,7 +23,8 @@ from reflexdrive.imitation import (BehaviourCloning, ImitationConfig, frame_samp
                                    split_episodes, train_imitation, window_samples)
 from reflexdrive.train import _IMITATION_DEFAULTS, POLICY_NAMES
 
-TINY = {"encoder": {"channels": [8, 8], "bev_features": 32, "ego_hidden": 16, "features": 32},
+TINY = {"encoder": {"channels": [8, 8], "bev_features": 32, "ego_hidden": 16, "features": 32,
+                    "lidar_hidden": 16},
         "head": {"hidden": 32}}
 """A small network: the tests train in a second or two."""
 
@@ -140,7 +141,8 @@ def hand_dataset(lengths: list[int]) -> ExpertDataset:
     tick = np.concatenate([np.arange(k) for k in lengths])
     return ExpertDataset(
         bev=np.zeros((n, *data.bev.shape[1:]), np.uint8), bev_width=64,
-        ego=np.zeros((n, 8), np.float32), action=np.zeros((n, 2), np.float32),
+        ego=np.zeros((n, 8), np.float32), lidar=np.zeros((n, 64, 2), np.float32),
+        action=np.zeros((n, 2), np.float32),
         executed=np.zeros((n, 2), np.float32), episode_start=tick == 0,
         episode=episode.astype(np.int64), tick=tick.astype(np.int32),
         env=np.zeros(n, np.int32), scenario=np.zeros(n, np.int8), round=np.zeros(n, np.int8),
@@ -418,7 +420,8 @@ def test_train_policy_cli_writes_a_checkpoint_that_drives(capsys, tmp_path):
     assert checkpoint.meta["seconds"]["total"] > 0 and checkpoint.meta["history"]
     agent = EndToEndAgent(policy, device="cpu")
     obs = {"bev": np.zeros((2, 4, 64, 64), np.uint8),
-           "ego": np.tile(np.array([25, 0, 0, 0, 0, 1, 4, 1], np.float32), (2, 1))}
+           "ego": np.tile(np.array([25, 0, 0, 0, 0, 1, 4, 1], np.float32), (2, 1)),
+           "lidar": np.tile(np.array([48.0, 0.0], np.float32), (2, 64, 1))}
     assert agent.act(obs, {}).actions.shape == (2, 2)
     assert main(args) == 2                       # the folder holds a training state
     assert "pass --resume" in capsys.readouterr().err

@@ -12,14 +12,14 @@ from conftest import PicklePayload
 from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
 from policies.checkpoint import (Checkpoint, CheckpointError, load_checkpoint,
                                  save_checkpoint)
-from policies.encoders import EGO_NORMALISATION
+from policies.encoders import EGO_NORMALISATION, lidar_inputs
 from policies.networks import (ActionHead, CnnConfig, HeadConfig, RecurrentConfig,
                                TransformerConfig)
 from policies.registry import POLICIES, build, load_policy, policy_checkpoint, save_policy
 
 SPEC = {"bev": {"shape": [4, 64, 64], "dtype": "uint8"},
         "ego": {"shape": [8], "dtype": "float32"},
-        "lidar": {"shape": [64, 2], "dtype": "float32"}}          # ignored by the policies
+        "lidar": {"shape": [64, 2], "dtype": "float32"}}
 NAMES = ("cnn", "gru", "lstm", "transformer")
 RECURRENT = ("gru", "lstm")
 SMALL = {"cnn": {"encoder": {"channels": [8, 8, 8], "bev_features": 32, "features": 32},
@@ -40,14 +40,17 @@ def small(name: str, seed: int = 0):
 
 
 def observations(batch: int, seed: int = 0, steps: int | None = None) -> dict[str, torch.Tensor]:
-    """Random rasters (0/255) and plausible ego vectors; `(T, B, ...)` when `steps`."""
+    """Random rasters (0/255), plausible ego vectors and lidar returns; `(T, B, ...)` when
+    `steps`."""
     generator = torch.Generator().manual_seed(seed)
     lead = (batch,) if steps is None else (steps, batch)
     bev = (torch.rand(*lead, 4, 64, 64, generator=generator) > 0.8).to(torch.uint8) * 255
     ego = torch.randn(*lead, 8, generator=generator) * torch.tensor(
         [5.0, 1.0, 0.05, 0.5, 0.05, 1.0, 0.0, 0.0]) + torch.tensor(
         [22.0, 0.0, 0.0, 0.0, 0.0, 1.0, 4.0, 1.0])
-    return {"bev": bev, "ego": ego}
+    distance = 2.0 + 46.0 * torch.rand(*lead, 64, generator=generator)
+    rate = 8.0 * torch.randn(*lead, 64, generator=generator)
+    return {"bev": bev, "ego": ego, "lidar": torch.stack([distance, rate], dim=-1)}
 
 
 def row(obs: dict[str, torch.Tensor], index) -> dict[str, torch.Tensor]:
@@ -85,7 +88,7 @@ def test_shapes_and_bounds(name):
         assert tensor.shape == (policy.config.layers, 3, policy.config.hidden_size)
     assert policy.features(obs).shape == (3, policy.encoder.features_dim)
     # float rasters in [0, 1] (what stable-baselines3 hands a features extractor) agree
-    scaled = {"bev": obs["bev"].float() / 255.0, "ego": obs["ego"]}
+    scaled = {**obs, "bev": obs["bev"].float() / 255.0}
     with torch.inference_mode():
         assert torch.allclose(policy(scaled)[0], action, atol=1e-6)
 
@@ -96,7 +99,9 @@ def test_extreme_inputs_and_saturated_heads_stay_inside_the_bounds(name):
     with torch.no_grad():
         policy.head.mlp[-1].weight.mul_(1e4)                 # drive tanh into saturation
     obs = {"bev": torch.full((4, 4, 64, 64), 255, dtype=torch.uint8),
-           "ego": torch.tensor([[1e9] * 8, [-1e9] * 8, [0.0] * 8, [1e30] * 8])}
+           "ego": torch.tensor([[1e9] * 8, [-1e9] * 8, [0.0] * 8, [1e30] * 8]),
+           "lidar": torch.tensor([[[1e9, 1e9]] * 64, [[-1e9, -1e9]] * 64, [[0.0, 0.0]] * 64,
+                                  [[0.0, -1e30]] * 64])}
     obs["bev"][2:] = 0
     with torch.inference_mode():
         action, _ = policy(obs)
@@ -146,6 +151,47 @@ def test_build_rejects_unknown_names_and_bad_specs():
         build("cnn", {**SPEC, "bev": {"shape": [64, 64], "dtype": "uint8"}})
 
 
+def test_lidar_entry_is_required_by_policies_that_read_it():
+    without = {"bev": SPEC["bev"], "ego": SPEC["ego"]}
+    for name in NAMES:
+        with pytest.raises(ValueError, match=r"obs_spec.lidar=None is invalid: this policy "
+                                             r"reads 'bev', 'ego', 'lidar'"):
+            build(name, without)
+    with pytest.raises(ValueError, match=r"obs_spec.lidar.shape=\[64, 3\] is invalid: must "
+                                         r"be \[beams, 2\]"):
+        build("cnn", {**SPEC, "lidar": {"shape": [64, 3], "dtype": "float32"}})
+    # switched off, the lidar is neither required nor read
+    cnn = build("cnn", without, encoder={"lidar_hidden": 0})
+    vit = build("transformer", without, encoder={"lidar": False})
+    assert cnn.obs_keys == vit.obs_keys == ("bev", "ego")
+    assert build("gru", SPEC).obs_keys == ("bev", "ego", "lidar")
+    obs = observations(2)
+    with pytest.raises(ValueError, match="observation 'lidar' is missing"):
+        small("cnn")({"bev": obs["bev"], "ego": obs["ego"]})
+    with pytest.raises(ValueError, match=r"lidar must be \(2, 64, 2\), got \(2, 32, 2\)"):
+        small("transformer")({**obs, "lidar": obs["lidar"][:, :32]})
+
+
+def test_lidar_inputs_by_hand():
+    """closeness 1 - r / 50, rate / 10, closing rate max(-rate, 0) / max(r, 1), clamped."""
+    lidar = torch.tensor([[[10.0, -20.0], [48.0, 0.0], [0.5, -30.0], [60.0, 5.0]]])
+    inputs = lidar_inputs(lidar).reshape(4, 3)
+    expected = torch.tensor([[0.8, -2.0, 2.0], [0.04, 0.0, 0.0], [0.99, -3.0, 5.0],
+                             [0.0, 0.5, 0.0]])
+    assert torch.allclose(inputs, expected, atol=1e-6)
+
+
+def test_the_closing_rate_reaches_the_action():
+    """Two scenes alike but for how fast the gap ahead closes give different actions."""
+    policy = small("cnn")
+    obs = observations(1, seed=9)
+    fast = {**obs, "lidar": obs["lidar"].clone()}
+    fast["lidar"][0, 0] = torch.tensor([20.0, -25.0])       # beam 0: straight ahead
+    obs["lidar"][0, 0] = torch.tensor([20.0, 0.0])
+    with torch.inference_mode():
+        assert not torch.equal(policy(obs)[0], policy(fast)[0])
+
+
 @pytest.mark.parametrize("name, config, needle", [
     ("cnn", {"width": 3}, "width is not a field of CnnConfig: allowed fields are encoder, head"),
     ("cnn", {"encoder": {"depth": 2}}, "encoder.depth is not a field of ConvEncoderConfig"),
@@ -184,7 +230,8 @@ def test_configs_round_trip_through_dicts(cls, name):
 def test_recurrent_state_is_per_env(name):
     policy = small(name)
     a, b = observations(2, seed=1, steps=4), observations(2, seed=2, steps=4)
-    b["bev"][:, 0], b["ego"][:, 0] = a["bev"][:, 0], a["ego"][:, 0]   # same env 0, other env 1
+    for key in a:                                       # same env 0, other env 1
+        b[key][:, 0] = a[key][:, 0]
     with torch.inference_mode():
         state_a = state_b = None
         for t in range(4):
@@ -269,7 +316,7 @@ def test_attention_map():
 # ----------------------------------------------------------------------------- checkpoints
 
 
-ENV_SPEC = {"observation": {"bev": SPEC["bev"], "ego": SPEC["ego"]},
+ENV_SPEC = {"observation": dict(SPEC),
             "sensors": {"range_m": 48.0, "bev_m_per_px": 1.0}}
 
 
@@ -294,6 +341,27 @@ def test_default_policies_round_trip_and_are_small(tmp_path, name):
         a, sa = policy(obs)
         b, sb = loaded(obs)
     assert torch.equal(a, b) and all(torch.equal(x, y) for x, y in zip(sa, sb))
+
+
+@pytest.mark.parametrize("name, switch", [("cnn", ("lidar_hidden", 0)),
+                                          ("gru", ("lidar_hidden", 0)),
+                                          ("transformer", ("lidar", False))])
+def test_checkpoints_from_before_the_lidar_load_without_it(tmp_path, name, switch):
+    """A config written before the lidar field existed reads as lidar off."""
+    field, off = switch
+    torch.manual_seed(0)
+    old = build(name, SPEC, **{**SMALL[name], "encoder": {**SMALL[name]["encoder"],
+                                                          field: off}}).eval()
+    checkpoint = policy_checkpoint(old)
+    config = checkpoint.config
+    del config["encoder"][field]
+    path = _saved(tmp_path / "old.pt", old, config=config,
+                  spec={"observation": {"bev": SPEC["bev"], "ego": SPEC["ego"]}})
+    loaded, _ = load_policy(path, spec={"observation": SPEC})
+    assert loaded.obs_keys == ("bev", "ego")
+    obs = observations(2, seed=8)
+    with torch.inference_mode():
+        assert torch.equal(loaded(obs)[0], old(obs)[0])
 
 
 def test_spec_mismatch_is_rejected(tmp_path):

@@ -79,11 +79,14 @@ def test_saliency_is_the_sum_of_per_component_gradients():
     rng = np.random.default_rng(1)
     bev = (rng.random((1, 4, 64, 64)) > 0.7).astype(np.uint8) * 255
     ego = np.array([[22, 0, 0, 0.3, 0, 1, 4, 1]], np.float32)
+    lidar = np.stack([rng.uniform(2, 48, (1, 64)), rng.normal(0, 8, (1, 64))],
+                     axis=-1).astype(np.float32)
     state = (torch.randn(1, 1, 16),)
-    heat = saliency_map(policy, bev, ego, state)
+    heat = saliency_map(policy, bev, ego, state, lidar)
     x = torch.tensor(bev, dtype=torch.float32) / 255.0
     x.requires_grad_(True)
-    unit = policy.head.to_unit(policy({"bev": x, "ego": torch.tensor(ego)}, state)[0])
+    unit = policy.head.to_unit(policy({"bev": x, "ego": torch.tensor(ego),
+                                       "lidar": torch.tensor(lidar)}, state)[0])
     grads = [torch.autograd.grad(unit[0, i], x, retain_graph=True)[0] for i in range(2)]
     expected = (grads[0].abs() + grads[1].abs())[0].amax(0).numpy()
     assert heat.shape == (64, 64) and heat.max() == pytest.approx(1.0)
