@@ -25,7 +25,9 @@ core, and an `ActionHead`. One interface for all of them::
 Networks (by registry name, `policies.registry.build`):
 
 - `cnn` (`CnnPolicy`): `ConvEncoder` (strided convs on bev + ego MLP) -> head.
-- `gru`, `lstm` (`RecurrentPolicy`): the same encoder -> `nn.GRU` / `nn.LSTM` -> head. The
+- `gru`, `lstm` (`RecurrentPolicy`): the same encoder -> `nn.GRU` / `nn.LSTM` -> head,
+  which reads the encoder's features beside the recurrent output (`skip`, default: the
+  network is at least the feed-forward one, and the state adds memory on top). The
   core is a plain single-direction torch RNN over `(T, B, features)`: the `lstm`'s
   weights (`rnn.*`) load into sb3-contrib's `lstm_actor` of the same size, its state
   layout is sb3-contrib's.
@@ -324,25 +326,41 @@ class RecurrentConfig(_Config):
 
     Attributes:
         encoder: `ConvEncoderConfig`.
-        hidden_size: width of the recurrent state (and of the head's input).
+        hidden_size: width of the recurrent state.
         layers: stacked recurrent layers.
         head: `HeadConfig`.
+        skip: the head reads `[features, recurrent output]` (width `encoder.features +
+            hidden_size`) instead of the recurrent output alone. A recurrent policy
+            trained on short windows carries its state over episodes ten times longer
+            at inference, where the state can drift out of what it was trained on; with
+            the skip the current observation reaches the head directly. False: the
+            layout of checkpoints written before it existed.
     """
 
     encoder: ConvEncoderConfig = field(default_factory=ConvEncoderConfig)
     hidden_size: int = 128
     layers: int = 1
     head: HeadConfig = field(default_factory=HeadConfig)
+    skip: bool = True
 
     def __post_init__(self) -> None:
         _check_type("encoder", self.encoder, ConvEncoderConfig)
         _check_type("head", self.head, HeadConfig)
         check_positive_int("hidden_size", self.hidden_size)
         check_positive_int("layers", self.layers)
+        if not isinstance(self.skip, bool):
+            raise ValueError(f"skip={self.skip!r} is invalid: must be true or false")
+
+    @property
+    def head_inputs(self) -> int:
+        """Width of the head's input: `encoder.features + hidden_size` with `skip`, else
+        `hidden_size`."""
+        return self.hidden_size + (self.encoder.features if self.skip else 0)
 
 
 class RecurrentPolicy(DrivingPolicy):
-    """`gru` / `lstm`: `ConvEncoder` -> `nn.GRU` / `nn.LSTM` (`(T, B, F)` layout) -> head.
+    """`gru` / `lstm`: `ConvEncoder` -> `nn.GRU` / `nn.LSTM` (`(T, B, F)` layout) -> head
+    (on `[features, output]` with `skip`).
 
     The state is carried per env (column `b` of every state tensor belongs to env `b`
     alone) and zeroed per env where `episode_start` is True.
@@ -358,7 +376,7 @@ class RecurrentPolicy(DrivingPolicy):
         self.encoder = ConvEncoder(cfg.encoder, self.obs_spec)
         self.rnn = self.rnn_type(self.encoder.features_dim, cfg.hidden_size,
                                  num_layers=cfg.layers)
-        self.head = ActionHead(cfg.hidden_size, cfg.head)
+        self.head = ActionHead(cfg.head_inputs, cfg.head)
 
     def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
         zeros = torch.zeros(self.config.layers, batch, self.config.hidden_size, device=device)
@@ -373,6 +391,14 @@ class RecurrentPolicy(DrivingPolicy):
 
     def core(self, features: torch.Tensor, state: State,
              episode_start: torch.Tensor | None) -> tuple[torch.Tensor, State]:
+        out, state = self._recur(features, state, episode_start)
+        if self.config.skip:
+            out = torch.cat([features, out], dim=-1)
+        return out, state
+
+    def _recur(self, features: torch.Tensor, state: State,
+               episode_start: torch.Tensor | None) -> tuple[torch.Tensor, State]:
+        """The recurrent outputs `(T, B, hidden)` with per-step resets."""
         if episode_start is None:
             return self._run(features, state)
         episode_start = episode_start.to(torch.bool)

@@ -115,19 +115,25 @@ def save_policy(path: str | os.PathLike, policy: DrivingPolicy,
     return save_checkpoint(path, policy_checkpoint(policy, spec, meta))
 
 
-def _without_lidar_if_older(cls: type[DrivingPolicy], config: Any) -> Any:
-    """A checkpoint config written before the lidar was an input has no lidar field in
-    its `encoder`: it is read with the lidar switched off (the defaults switch it on).
-    Anything malformed is returned as is, for the config's own validation to name."""
+def _upgrade_older_config(cls: type[DrivingPolicy], config: Any) -> Any:
+    """A checkpoint config written before a switch existed is read with the switch in the
+    position it then had (the defaults switch them on): the lidar input (`encoder.
+    lidar_hidden` = 0 / `encoder.lidar` = False) and the recurrent policies' `skip`
+    (False). Anything malformed is returned as is, for the config's own validation to
+    name."""
     if not isinstance(config, Mapping) or not isinstance(config.get("encoder"), Mapping):
         return config
+    config = dict(config)
+    top = {f.name for f in fields(cls.config_type)}
+    if "skip" in top and "skip" not in config:
+        config["skip"] = False
     encoder = config["encoder"]
     encoder_fields = {f.name for f in fields(cls.config_type.__dataclass_fields__["encoder"]
                                              .default_factory)}
     switch = {"lidar_hidden": 0} if "lidar_hidden" in encoder_fields else {"lidar": False}
-    if any(name in encoder for name in switch):
-        return config
-    return {**config, "encoder": {**encoder, **switch}}
+    if not any(name in encoder for name in switch):
+        config["encoder"] = {**encoder, **switch}
+    return config
 
 
 def load_policy(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
@@ -153,7 +159,7 @@ def load_policy(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
         check_spec(checkpoint, spec)
     cls = POLICIES[checkpoint.name]
     try:
-        config = cls.config_type.from_dict(_without_lidar_if_older(cls, checkpoint.config))
+        config = cls.config_type.from_dict(_upgrade_older_config(cls, checkpoint.config))
     except (TypeError, ValueError) as error:
         raise CheckpointError(path, f"invalid {checkpoint.name} config: {error}") from None
     try:

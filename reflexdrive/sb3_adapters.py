@@ -25,7 +25,7 @@ policies assembled from a `policies.networks.DrivingPolicy`'s own modules, so PP
 exactly our network and exports it without conversion:
 
     features = policy.encoder(obs)                        # sb3 features extractor
-    [recurrent] features = policy.rnn(features, state)    # sb3-contrib lstm_actor
+    [recurrent] features = [features, policy.rnn(features, state)]   # lstm_actor (SkipCore)
     mean = policy.head.mlp(features)                      # head.raw: the Gaussian's mean
     action ~ Normal(mean, exp(log_std))                   # log_std: state-independent
     env command = head.squash(action)                     # TanhActions
@@ -337,7 +337,8 @@ class DrivingLatent(nn.Module):
     Args:
         actor: the head's layers up to its last linear (`head.mlp[:-1]`).
         actor_dim: their output width (`head.config.hidden`).
-        features_dim: width of the features both read.
+        features_dim: width of the features the critic reads (sb3-contrib's critic LSTM
+            output for recurrent policies, whose actor may read a wider input: `skip`).
         value_hidden: width of the value MLP.
     """
 
@@ -384,6 +385,34 @@ class GruAsLstm(nn.Module):
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         out, h = self.gru(x, state[0])
         return out, (h, state[1])
+
+
+class SkipCore(nn.Module):
+    """A recurrent core under `nn.LSTM`'s calling convention whose output is `[x, out]`:
+    the `skip` of `policies.networks.RecurrentConfig` (the head reads the encoder's
+    features beside the recurrent output), for sb3-contrib's `lstm_actor`."""
+
+    def __init__(self, core: nn.Module):
+        super().__init__()
+        self.core = core
+
+    @property
+    def input_size(self) -> int:
+        return self.core.input_size
+
+    @property
+    def hidden_size(self) -> int:
+        """The state's width (what sb3-contrib sizes its state buffers by)."""
+        return self.core.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.core.num_layers
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        out, state = self.core(x, state)
+        return torch.cat([x, out], dim=-1), state
 
 
 class _DrivingParts:
@@ -531,11 +560,12 @@ class DrivingRecurrentActorCritic(_DrivingParts, RecurrentActorCriticPolicy):
                          share_features_extractor=True, lstm_hidden_size=config.hidden_size,
                          n_lstm_layers=config.layers, shared_lstm=False,
                          enable_critic_lstm=True, **kwargs)
-        self.lstm_actor = (driving.rnn if isinstance(driving, LstmPolicy)
-                           else GruAsLstm(driving.rnn))
+        core = driving.rnn if isinstance(driving, LstmPolicy) else GruAsLstm(driving.rnn)
+        self.lstm_actor = SkipCore(core) if config.skip else core
         self._rebuild_optimizer(lr_schedule)
 
     def _build_mlp_extractor(self) -> None:
+        # the critic reads its own LSTM's output (hidden_size wide) whatever the actor's
         self.mlp_extractor = self._head_latent(self.lstm_output_dim)
 
     def _build(self, lr_schedule) -> None:

@@ -172,6 +172,19 @@ def test_lidar_entry_is_required_by_policies_that_read_it():
         small("transformer")({**obs, "lidar": obs["lidar"][:, :32]})
 
 
+@pytest.mark.parametrize("name", RECURRENT)
+def test_the_recurrent_head_reads_the_features_beside_the_state(name):
+    """`skip`: the head's input is `[features, output]`; without it the output alone."""
+    with_skip, without = (build(name, SPEC, **{**SMALL[name], "skip": flag})
+                          for flag in (True, False))
+    assert with_skip.head.mlp[0].in_features == 32 + 16
+    assert without.head.mlp[0].in_features == 16
+    obs = observations(2, seed=10)
+    features = with_skip.features(obs)
+    out, _ = with_skip.core(features.unsqueeze(0), with_skip.initial_state(2), None)
+    assert torch.equal(out[0, :, :32], features)
+
+
 def test_lidar_inputs_by_hand():
     """closeness 1 - r / 50, rate / 10, closing rate max(-rate, 0) / max(r, 1), clamped."""
     lidar = torch.tensor([[[10.0, -20.0], [48.0, 0.0], [0.5, -30.0], [60.0, 5.0]]])
@@ -350,11 +363,13 @@ def test_checkpoints_from_before_the_lidar_load_without_it(tmp_path, name, switc
     """A config written before the lidar field existed reads as lidar off."""
     field, off = switch
     torch.manual_seed(0)
-    old = build(name, SPEC, **{**SMALL[name], "encoder": {**SMALL[name]["encoder"],
-                                                          field: off}}).eval()
+    skip = {"skip": False} if name in RECURRENT else {}     # the recurrent layout then
+    old = build(name, SPEC, **{**SMALL[name], **skip,
+                               "encoder": {**SMALL[name]["encoder"], field: off}}).eval()
     checkpoint = policy_checkpoint(old)
     config = checkpoint.config
     del config["encoder"][field]
+    config.pop("skip", None)
     path = _saved(tmp_path / "old.pt", old, config=config,
                   spec={"observation": {"bev": SPEC["bev"], "ego": SPEC["ego"]}})
     loaded, _ = load_policy(path, spec={"observation": SPEC})
