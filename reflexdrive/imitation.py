@@ -63,7 +63,8 @@ from agents.staged.learned_perception import DEVICES, resolve_device
 from envs.config import EGO_FEATURES, MODES, SensorConfig
 from envs.errors import ConfigError, check_choice, check_range
 from envs.latency import parse_latency
-from policies.checkpoint import CheckpointError, checksum, library_versions
+from policies.checkpoint import (CheckpointError, checksum, library_versions,
+                                 load_checkpoint)
 from policies.networks import DrivingPolicy
 from policies.registry import POLICIES, build, load_policy, save_policy
 from reflexdrive.expert_data import (DEFAULT_WEIGHTS, MAX_ROUND, MAX_SEED, ROUND_STRIDE,
@@ -840,7 +841,8 @@ def train_imitation(config: ImitationConfig, out: str | Path,
         seconds = {"data": round(data_seconds, 1),
                    "total": round(time.perf_counter() - started, 1)}
         seconds["train"] = round(seconds["total"] - seconds["data"], 1)
-        meta = {"command": command, "training": json.loads(json.dumps(asdict(config))),
+        meta = {"command": command, "init": _lineage(config.init),
+                "training": json.loads(json.dumps(asdict(config))),
                 "data": descriptions, "metrics": run.metrics or _last_metrics(trainer),
                 "history": trainer.history, "global_step": trainer.global_step,
                 "seconds": seconds, "device": str(device),
@@ -855,6 +857,21 @@ def train_imitation(config: ImitationConfig, out: str | Path,
         if writer is not None:
             writer.close()
         torch.set_num_threads(threads)
+
+
+def _lineage(init: str | None) -> dict[str, Any] | None:
+    """How the `init` checkpoint was made: `{"path", "weights" (`checksum` of its
+    weights), "command", "init"}`, its own
+    `init` nested the same way, so a fine-tuned checkpoint records every command that led
+    to it (None without `init`; `"missing": True` when the file is gone by now)."""
+    if init is None:
+        return None
+    try:
+        parent = load_checkpoint(init, kind="policy")
+    except CheckpointError:
+        return {"path": str(init), "missing": True}
+    return {"path": str(init), "weights": checksum(parent.state_dict),
+            "command": parent.meta.get("command"), "init": parent.meta.get("init")}
 
 
 def _initial_policy(config: ImitationConfig) -> DrivingPolicy:

@@ -13,6 +13,7 @@ import torch
 
 from agents.end_to_end import EndToEndAgent, policy_spec
 from envs.errors import ConfigError
+from policies.checkpoint import checksum
 from policies.registry import POLICIES, build, load_policy
 from reflexdrive.cli import main
 from reflexdrive.expert_data import (ROUND_STRIDE, SCENARIOS, TRAIN_SEED_BASE,
@@ -453,3 +454,20 @@ def test_train_ppo_cli_maps_options_onto_ppo_config(monkeypatch, tmp_path, capsy
     code = main(["train", "--policy", "cnn", "--method", "ppo", "--gamma", "2",
                  "--out", str(out)])
     assert code == 2 and "gamma=2.0 is invalid" in capsys.readouterr().err
+
+
+def test_a_fine_tuned_checkpoint_records_the_commands_that_led_to_it(expert_data, tmp_path):
+    root, _, _ = expert_data
+    first = train_imitation(tiny_config(epochs=1), with_data(tmp_path / "a", root),
+                            command="reflexdrive train --out a", progress=False,
+                            log=lambda _: None)["checkpoint"]
+    config = tiny_config(epochs=1, init=first, policy_config={})
+    second = train_imitation(config, with_data(tmp_path / "b", root),
+                             command="reflexdrive train --init a/cnn.pt --out b",
+                             progress=False, log=lambda _: None)["checkpoint"]
+    parent, parent_checkpoint = load_policy(first)
+    _, checkpoint = load_policy(second)
+    lineage = checkpoint.meta["init"]
+    assert lineage == {"path": first, "weights": checksum(parent_checkpoint.state_dict),
+                       "command": "reflexdrive train --out a", "init": None}
+    assert parent_checkpoint.meta["init"] is None
