@@ -16,7 +16,7 @@ True)`: a pickle payload is refused without running it.
 from __future__ import annotations
 
 import os
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -71,6 +71,53 @@ def build(name: str, obs_spec: Mapping[str, Any], **config: Any) -> DrivingPolic
     """
     cls = _check_name(name)
     return cls(obs_spec, cls.config_type.from_dict(config))
+
+
+def recurrent_from_cnn(name: str, cnn: DrivingPolicy, **config: Any) -> DrivingPolicy:
+    """A new `gru` / `lstm` policy that starts out driving exactly as `cnn` does.
+
+    The recurrent policy takes the cnn's encoder (config and weights) and head (config and
+    weights); its head reads `[features, recurrent output]` (`skip`), and the weights from
+    the recurrent output start at zero, so its actions equal the cnn's whatever its
+    state, until training gives the state a say. A warm start: the recurrent policy
+    learns from windows of a few seconds, far fewer updates per frame than the cnn, and
+    begins where the feed-forward one already drives.
+
+    Args:
+        name: "gru" or "lstm".
+        cnn: a `cnn` policy (weights are copied, it is left unchanged).
+        **config: the other `RecurrentConfig` fields (`hidden_size`, `layers`); `encoder`
+            and `head` are the cnn's, `skip` must stay True.
+
+    Raises:
+        ValueError: not a recurrent name, not a cnn, a config without `skip`, or setting
+            `encoder` / `head`.
+    """
+    cls = _check_name(name)
+    if not cls.is_recurrent:
+        raise ValueError(f"policy={name!r} is invalid: a warm start from a cnn makes a "
+                         "recurrent policy (gru, lstm)")
+    if not isinstance(cnn, CnnPolicy):
+        raise ValueError(f"cnn={type(cnn).__name__} is invalid: must be a cnn policy")
+    for key in ("encoder", "head"):
+        if key in config:
+            raise ValueError(f"{key} is invalid here: the warm-started policy takes the "
+                             f"cnn's {key}")
+    if config.get("skip", True) is not True:
+        raise ValueError(f"skip={config['skip']!r} is invalid: a warm start from a cnn "
+                         "needs skip=True (the head reads the cnn's features)")
+    recurrent_config = cls.config_type.from_dict({
+        **config, "encoder": asdict(cnn.config.encoder), "head": asdict(cnn.config.head)})
+    policy = cls(cnn.obs_spec, recurrent_config)
+    policy.encoder.load_state_dict(cnn.encoder.state_dict())
+    source, target = cnn.head.mlp, policy.head.mlp
+    features = cnn.encoder.features_dim
+    with torch.no_grad():
+        target[0].weight.zero_()
+        target[0].weight[:, :features].copy_(source[0].weight)
+        target[0].bias.copy_(source[0].bias)
+        target[2].load_state_dict(source[2].state_dict())
+    return policy.to(next(cnn.parameters()).device)
 
 
 def policy_checkpoint(policy: DrivingPolicy, spec: Mapping[str, Any] | None = None,

@@ -66,7 +66,8 @@ from envs.latency import parse_latency
 from policies.checkpoint import (CheckpointError, checksum, library_versions,
                                  load_checkpoint)
 from policies.networks import DrivingPolicy
-from policies.registry import POLICIES, build, load_policy, save_policy
+from policies.registry import (POLICIES, build, load_policy, recurrent_from_cnn,
+                               save_policy)
 from reflexdrive.expert_data import (DEFAULT_WEIGHTS, MAX_ROUND, MAX_SEED, ROUND_STRIDE,
                                      SCENARIOS, CollectionConfig, ExpertDataset,
                                      MissingShardError, collect_round, episodes_for_frames)
@@ -169,6 +170,10 @@ class ImitationConfig:
         policy_config: the network's config fields (`policies.registry.build`), e.g.
             `{"hidden_size": 64}`.
         init: a policy checkpoint to start from (fine-tuning); its architecture is used.
+            For `gru` / `lstm` it may hold a `cnn`: a warm start
+            (`policies.registry.recurrent_from_cnn`: the cnn's encoder and head, the
+            recurrent output's weights at zero, so training starts from the cnn's
+            driving).
     """
 
     policy: str = "cnn"
@@ -882,6 +887,8 @@ def _initial_policy(config: ImitationConfig) -> DrivingPolicy:
         policy, checkpoint = load_policy(config.init, spec=spec)
     except CheckpointError as error:
         raise ConfigError("init", config.init, error.problem) from None
+    if policy.name == "cnn" and POLICIES[config.policy].is_recurrent:
+        return recurrent_from_cnn(config.policy, policy).train()     # warm start
     if policy.name != config.policy:
         raise ConfigError("init", config.init, f"holds a {policy.name!r} policy, not a "
                                                f"{config.policy!r} one")

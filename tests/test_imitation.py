@@ -471,3 +471,17 @@ def test_a_fine_tuned_checkpoint_records_the_commands_that_led_to_it(expert_data
     assert lineage == {"path": first, "weights": checksum(parent_checkpoint.state_dict),
                        "command": "reflexdrive train --out a", "init": None}
     assert parent_checkpoint.meta["init"] is None
+
+
+def test_a_gru_warm_started_from_a_cnn_checkpoint_trains(expert_data, tmp_path):
+    root, _, _ = expert_data
+    cnn_path = train_imitation(tiny_config(epochs=1), with_data(tmp_path / "cnn", root),
+                               command="cnn", progress=False, log=lambda _: None)["checkpoint"]
+    config = tiny_config(policy="gru", epochs=1, init=cnn_path, policy_config={})
+    result = train_imitation(config, with_data(tmp_path / "gru", root), command="gru",
+                             progress=False, log=lambda _: None)
+    cnn, _ = load_policy(cnn_path)
+    gru, checkpoint = load_policy(result["checkpoint"], spec=policy_spec())
+    assert gru.name == "gru" and gru.config.skip and gru.config.encoder == cnn.config.encoder
+    assert checkpoint.meta["init"]["command"] == "cnn"
+    assert result["global_step"] > 0

@@ -15,7 +15,8 @@ from policies.checkpoint import (Checkpoint, CheckpointError, load_checkpoint,
 from policies.encoders import EGO_NORMALISATION, lidar_inputs
 from policies.networks import (ActionHead, CnnConfig, HeadConfig, RecurrentConfig,
                                TransformerConfig)
-from policies.registry import POLICIES, build, load_policy, policy_checkpoint, save_policy
+from policies.registry import (POLICIES, build, load_policy, policy_checkpoint,
+                               recurrent_from_cnn, save_policy)
 
 SPEC = {"bev": {"shape": [4, 64, 64], "dtype": "uint8"},
         "ego": {"shape": [8], "dtype": "float32"},
@@ -449,3 +450,32 @@ def test_wrong_kind_name_config_and_weights_are_rejected(tmp_path):
         load_policy(plain)
     # the file is generic: it loads as a checkpoint whatever model it holds
     assert load_checkpoint(tmp_path / "r.pt").name == "resnet"
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_a_recurrent_policy_warm_started_from_a_cnn_drives_as_the_cnn(name):
+    cnn = small("cnn")
+    with torch.no_grad():                       # a head that is not near zero everywhere
+        for parameter in cnn.head.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    policy = recurrent_from_cnn(name, cnn, hidden_size=8).eval()
+    assert policy.name == name and policy.config.skip and policy.config.hidden_size == 8
+    assert policy.config.encoder == cnn.config.encoder
+    obs = observations(3, seed=11)
+    state = tuple(torch.randn_like(s) for s in policy.initial_state(3))
+    with torch.inference_mode():
+        expected, _ = cnn(obs)
+        action, new_state = policy(obs, state)
+    assert torch.allclose(action, expected, atol=1e-6)
+    assert not all(torch.equal(a, b) for a, b in zip(state, new_state))   # the state runs
+    loss = policy.head.to_unit(policy.train()(obs, state)[0]).sum()
+    loss.backward()
+    # and can learn: the head's weights on the recurrent output get gradients (the
+    # recurrent weights do from the next update on, once those are non-zero)
+    assert policy.head.mlp[0].weight.grad[:, 32:].abs().sum() > 0
+    with pytest.raises(ValueError, match="needs skip=True"):
+        recurrent_from_cnn(name, cnn, skip=False)
+    with pytest.raises(ValueError, match="makes a recurrent policy"):
+        recurrent_from_cnn("transformer", cnn)
+    with pytest.raises(ValueError, match="must be a cnn policy"):
+        recurrent_from_cnn(name, small("transformer"))
