@@ -153,7 +153,6 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.hazards = BatchedHazardTracker(num_envs, simulation_frequency, device=device)
         self._profile_rngs: list[np.random.Generator] = [np.random.default_rng(0)] * num_envs
         self._reported: dict[str, float] | None = None
-        self._sensor_rng = np.random.default_rng(0)
         self._last_position = np.zeros((num_envs, 2))
         self._started = False
 
@@ -281,8 +280,6 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             self._duration[i] = inits[i].duration_substeps
             if isinstance(unshifted(self.latency_model)[0], ProfileLatency):
                 self._profile_rngs[i] = np.random.default_rng(seeds[i])
-        if not self._started:
-            self._sensor_rng = np.random.default_rng([int(s) for s in seeds] + [1])
         self.clock.reset(torch.as_tensor(mask, device=self.device))
         ego = self.backend.state.position[:, EGO].cpu().numpy()
         self._last_position[mask] = ego[mask]
@@ -372,6 +369,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         snapshot = self.backend.snapshot()
         config = self.sensor_config
         b = self.num_envs
+        substep = self.backend.substep_index
         if self.observations:
             road = self.backend.road_geometry()
             out = None
@@ -379,8 +377,13 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
                 if self._bev_buffer is None:
                     self._bev_buffer = np.zeros((b, *config.bev_shape), dtype=np.uint8)
                 out = self._bev_buffer
-            bev, lidar = sensors.observe(snapshot, road, config, self._sensor_rng,
-                                         device=self.device, out=out)
+            # Each world's noise: a function of its episode's seed and the tick it observes
+            # (rounded up: a world that ended mid-tick gets fresh noise), never of its index
+            # or the batch (`DrivingEnv._observe` draws the same for the same episode).
+            ticks = -(-substep // self._substeps_per_tick)
+            noise = sensors.episode_noise_keys(self._seeds, ticks)
+            bev, lidar = sensors.observe(snapshot, road, config, noise, device=self.device,
+                                         out=out)
         else:
             bev = np.zeros((b, *config.bev_shape), dtype=np.uint8)
             lidar = np.zeros((b, config.lidar_beams, 2), dtype=np.float32)
@@ -395,7 +398,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             "scenario": np.full(b, self.scenario.name, dtype=object),
             "scenario_seed": self._seeds.copy(),
             "time_s": snapshot.time_s.astype(np.float64),
-            "tick": (self.backend.substep_index // self._substeps_per_tick).astype(np.int64),
+            "tick": (substep // self._substeps_per_tick).astype(np.int64),
             "gt_objects": objects,
             "gt_valid": valid,
             "hazard": {

@@ -172,7 +172,6 @@ class DrivingEnv(gym.Env):
         self.init = generate(self.scenario.name, self.scenario_config, episode_seed,
                              self.timing.simulation_frequency)
         self.backend.reset(self.init)
-        self._sensor_rng = np.random.default_rng([episode_seed, 1])
         self._hazard = HazardTracker(self.init.hazard, self.timing.simulation_frequency)
         self._lockstep_clock.reset()
         self._snapshot = self.backend.snapshot()
@@ -246,9 +245,13 @@ class DrivingEnv(gym.Env):
                     "lidar": np.zeros((config.lidar_beams, 2), dtype=np.float32),
                     "ego": sensors.ego_vector(snapshot)[0]}
         road = self.backend.road_geometry()
+        # The noise: a function of the episode's seed and the tick observed (rounded up: an
+        # episode that ends mid-tick gets fresh noise), as `BatchedDrivingEnv` draws it.
+        tick = -(-self.backend.substep_index // self.timing.substeps_per_tick)
+        noise = sensors.episode_noise_keys([self.episode_seed], [tick])
         return {
-            "bev": sensors.render_bev(snapshot, road, config, self._sensor_rng)[0],
-            "lidar": sensors.cast_lidar(snapshot, config, self._sensor_rng)[0],
+            "bev": sensors.render_bev(snapshot, road, config, noise)[0],
+            "lidar": sensors.cast_lidar(snapshot, config, noise)[0],
             "ego": sensors.ego_vector(snapshot)[0],
         }
 

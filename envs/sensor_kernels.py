@@ -363,11 +363,13 @@ def _box_window(cx, cy, ax, ay, hl, hw, g):
 
 # ----------------------------------------------------------------------------- noise
 #
-# Sensor noise is a pure function of a per-call key and the (world, slot or beam) it
-# applies to: a counter-based generator. A kernel draws only the numbers it uses (the
-# lidar's on beams that hit, the bev's when its noise is on), in parallel, and any path
-# (the torch cores take the same numbers as arrays from `*_noise_kernel`) gets the same
-# values whatever the thread count.
+# Sensor noise is a pure function of a per-world key and the slot or beam it applies to: a
+# counter-based generator. A kernel draws only the numbers it uses (the lidar's on beams
+# that hit, the bev's when its noise is on), in parallel, and any path (the torch cores take
+# the same numbers as arrays from `noise_kernel`) gets the same values whatever the thread
+# count. The keys (`(B, 2)`: each world's normals' and uniforms') come from `envs.sensors`
+# (`sensors.world_noise_keys`, `sensors.episode_noise_keys`), so a world's noise does not
+# depend on its index in the batch or on the other worlds.
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -401,16 +403,15 @@ def _normal_pair(key, counter):
 
 
 @numba.njit(**_JIT)
-def noise_kernel(keys, batch, count, normal, uniform):
+def noise_kernel(keys, count, normal, uniform):
     """The noise of `B` worlds as arrays: `normal (B, K, 2)` standard normals (pair `k` of
-    world `b` is `_normal_pair(keys[0], b K + k)`) and `uniform (B, K)` uniforms in
-    `(0, 1)` (`_uniform(keys[1], b K + k)`), `K = count` (vehicle slots or lidar beams).
-    What the bev and lidar kernels draw for the same key, element by element."""
-    for b in numba.prange(batch):
+    world `b` is `_normal_pair(keys[b, 0], k)`) and `uniform (B, K)` uniforms in `(0, 1)`
+    (`_uniform(keys[b, 1], k)`), `K = count` (vehicle slots or lidar beams), `keys (B, 2)`
+    uint64. What the bev and lidar kernels draw for the same keys, element by element."""
+    for b in numba.prange(keys.shape[0]):
         for k in range(count):
-            index = b * count + k
-            normal[b, k, 0], normal[b, k, 1] = _normal_pair(keys[0], index)
-            uniform[b, k] = _uniform(keys[1], index)
+            normal[b, k, 0], normal[b, k, 1] = _normal_pair(keys[b, 0], k)
+            uniform[b, k] = _uniform(keys[b, 1], k)
 
 
 # ----------------------------------------------------------------------------- bev
@@ -429,10 +430,11 @@ def render_bev_kernel(position, length, width, valid, cos_e, sin_e, ax, ay, keys
         cos_e, sin_e: `(B,)` float64 cos / sin of the ego heading (`_ego_frame`'s and
             `_road_line_rows`').
         ax, ay: `(B, N)` float32 cos / sin of each heading relative to the ego's.
-        keys: `(2,)` uint64 noise keys (`noise_kernel`), or `(0,)` for no noise.
+        keys: `(B, 2)` uint64 noise keys of each world (`noise_kernel`), or `(0, 2)` for
+            no noise.
         noise_std: position noise [m]: with keys and `noise_std > 0`, vehicle `n` is
             drawn moved by the float32 of `normal * noise_std` in the ego frame, `normal`
-            its pair of `noise_kernel(keys, B, N)` (`sensors.draw_bev_noise`).
+            its pair of `noise_kernel(keys, N)` (`sensors.draw_bev_noise`).
         dropout_prob: with keys and `dropout_prob > 0`, vehicle `n` is dropped where its
             uniform is `< dropout_prob`.
         occlusion: hide vehicles the ego cannot see.
@@ -491,14 +493,14 @@ def _render_world(b, position, length, width, valid, cos_e, sin_e, ax, ay, keys,
         hw[n] = F32(width[b, n]) * F32(0.5)
         sx[n], sy[n] = cx[n], cy[n]
         if use_noise and n > 0:                        # `draw_bev_noise`'s float32 noise
-            nx, ny = _normal_pair(keys[0], b * slots + n)
+            nx, ny = _normal_pair(keys[b, 0], n)
             sx[n] = cx[n] + F32(nx * noise_std)
             sy[n] = cy[n] + F32(ny * noise_std)
         first[n], last[n], touches = _box_window(sx[n], sy[n], ax[b, n], ay[b, n], hl[n],
                                                  hw[n], g)
         occluder[n] = valid[b, n] and n > 0
         drawn[n] = occluder[n] and touches and (
-            not use_keep or _uniform(keys[1], b * slots + n) >= dropout_prob)
+            not use_keep or _uniform(keys[b, 1], n) >= dropout_prob)
     if occlusion:
         for n in range(1, slots):
             if drawn[n]:
@@ -526,9 +528,10 @@ def cast_lidar_kernel(position, speed, length, width, valid, cos_e, sin_e, ax, a
             valid: `(B, N)` bool; slot 0 the ego.
         cos_e, sin_e, ax, ay: as `render_bev_kernel`'s.
         beam_x, beam_y: `(beams,)` float32 unit beam directions (`sensors._beams`).
-        keys: `(2,)` uint64 noise keys (`noise_kernel`), or `(0,)` for no noise.
+        keys: `(B, 2)` uint64 noise keys of each world (`noise_kernel`), or `(0, 2)` for
+            no noise.
         range_std, rate_std: noise scales [m], [m/s]: with keys, beam `i`'s pair of
-            `noise_kernel(keys, B, beams)` times them, rounded to float32, is added to its
+            `noise_kernel(keys, beams)` times them, rounded to float32, is added to its
             range and rate (`sensors.draw_lidar_noise`), on the beams that hit only.
         dropout_prob: with keys and `dropout_prob > 0`, a return is dropped where its
             uniform is `< dropout_prob`.
@@ -606,12 +609,12 @@ def _lidar_world(b, position, speed, length, width, valid, cos_e, sin_e, ax, ay,
         vy = F32(speed[b, n]) * ay[b, n]               # ego frame
         rate = vx * beam_x[i] + vy * beam_y[i]
         if use_noise:
-            range_normal, rate_normal = _normal_pair(keys[0], b * beams + i)
+            range_normal, rate_normal = _normal_pair(keys[b, 0], i)
             distance = min(max(distance + F32(range_normal * range_std), F32(0.0)),
                            range32)
             rate = rate + F32(rate_normal * rate_std)
         if use_keep:
-            hit = _uniform(keys[1], b * beams + i) >= dropout_prob
+            hit = _uniform(keys[b, 1], i) >= dropout_prob
         out[b, i, 0] = distance if hit else range32
         out[b, i, 1] = rate if hit else F32(0.0)
 

@@ -150,6 +150,97 @@ def test_autoreset_same_step_and_disabled():
     assert info["scenario_seed"].tolist() == [5, 1]
 
 
+NOISY = {"bev_position_noise_m": 0.4, "bev_dropout_prob": 0.2, "lidar_range_noise_m": 0.05,
+         "lidar_range_rate_noise_mps": 0.1, "lidar_dropout_prob": 0.1}
+
+
+def test_sensor_noise_does_not_depend_on_batching():
+    """A world's `bev` and `lidar` noise is a function of its episode (scenario seed) and
+    tick only: the same seed alone (B = 1) and as world 3 of B = 5 sees the same
+    observations, tick after tick, also after a per-world reset mid-run."""
+    kwargs = dict(latency="fixed:0.03", sensors=NOISY, autoreset_mode="disabled")
+    alone = BatchedDrivingEnv(1, "highway", **kwargs)
+    among = BatchedDrivingEnv(5, "highway", **kwargs)
+    truth = BatchedDrivingEnv(1, "highway", latency="fixed:0.03", autoreset_mode="disabled",
+                              sensors={"lidar_range_noise_m": 0.0,
+                                       "lidar_range_rate_noise_mps": 0.0})
+    rng = np.random.default_rng(4)
+
+    def check(obs_a, obs_b, info_a, info_b):
+        assert info_a["tick"][0] == info_b["tick"][3]
+        np.testing.assert_array_equal(obs_a["bev"][0], obs_b["bev"][3])
+        np.testing.assert_array_equal(obs_a["lidar"][0], obs_b["lidar"][3])
+
+    def steps(count, obs_a, info_a, obs_b, info_b, noiseless=None):
+        seen = [obs_a["lidar"][0].copy()]
+        for _ in range(count):
+            actions = np.column_stack([rng.uniform(-2, 1, 5), rng.uniform(-0.01, 0.01, 5)])
+            obs_a, _, _, _, info_a = alone.step(actions[3:4])
+            obs_b, _, _, _, info_b = among.step(actions)
+            check(obs_a, obs_b, info_a, info_b)
+            seen.append(obs_a["lidar"][0].copy())
+            if noiseless is not None:
+                plain, *_ = noiseless.step(actions[3:4])
+                hits = plain["lidar"][0, :, 0] < 80.0
+                assert hits.any()                            # returns, hence noise, seen
+                assert not np.array_equal(plain["lidar"][0], obs_a["lidar"][0])
+        return seen
+
+    obs_a, info_a = alone.reset(seed=[11])
+    obs_b, info_b = among.reset(seed=[2, 3, 4, 11, 5])
+    truth.reset(seed=[11])
+    check(obs_a, obs_b, info_a, info_b)
+    seen = steps(4, obs_a, info_a, obs_b, info_b, noiseless=truth)
+    assert not np.array_equal(seen[-1], seen[-2])
+    # world 3 starts another episode while the others go on: its tick counts from 0 again
+    mask = np.array([False, False, False, True, False])
+    obs_b, info_b = among.reset(seed=[0, 0, 0, 21, 0], options={"reset_mask": mask})
+    obs_a, info_a = alone.reset(seed=[21])
+    assert info_b["tick"].tolist() == [4, 4, 4, 0, 4]
+    check(obs_a, obs_b, info_a, info_b)
+    steps(3, obs_a, info_a, obs_b, info_b)
+    # the same episode as world 0 of another batch: the same again
+    other = BatchedDrivingEnv(2, "highway", **kwargs)
+    obs_c, _ = other.reset(seed=[21, 8])
+    obs_a, _ = alone.reset(seed=[21])
+    np.testing.assert_array_equal(obs_c["bev"][0], obs_a["bev"][0])
+    np.testing.assert_array_equal(obs_c["lidar"][0], obs_a["lidar"][0])
+
+
+def test_both_backends_key_the_noise_by_episode_and_tick(monkeypatch):
+    """The highway env and the batched env pass the sensors the same noise keys for the same
+    episode and tick (`sensors.episode_noise_keys`)."""
+    from envs import sensors
+
+    keys = {"single": [], "batched": []}
+    render_bev, observe = sensors.render_bev, sensors.observe
+
+    def spy_bev(snapshot, road, config, rng=None, *args, **kwargs):
+        keys["single"].append((rng.bev.copy(), rng.lidar.copy()))
+        return render_bev(snapshot, road, config, rng, *args, **kwargs)
+
+    def spy_observe(snapshot, road, config, rng=None, *args, **kwargs):
+        keys["batched"].append((rng.bev.copy(), rng.lidar.copy()))
+        return observe(snapshot, road, config, rng, *args, **kwargs)
+
+    monkeypatch.setattr(sensors, "render_bev", spy_bev)
+    monkeypatch.setattr(sensors, "observe", spy_observe)
+    single = make_env("highway", latency="fixed:0.03", scenario_config=SHORT)
+    batched = BatchedDrivingEnv(1, "highway", latency="fixed:0.03", scenario_config=SHORT)
+    single.reset(seed=6)
+    batched.reset(seed=[6])
+    for _ in range(3):
+        single.step(np.zeros(2))
+        batched.step(np.zeros((1, 2)))
+    assert len(keys["single"]) == len(keys["batched"]) == 4
+    for (bev_s, lidar_s), (bev_b, lidar_b) in zip(keys["single"], keys["batched"]):
+        np.testing.assert_array_equal(bev_s, bev_b)
+        np.testing.assert_array_equal(lidar_s, lidar_b)
+    expected = sensors.episode_noise_keys([6], [3])
+    np.testing.assert_array_equal(keys["batched"][-1][1], expected.lidar)
+    assert len({k[0].tobytes() for k in keys["batched"]}) == 4      # a key per tick
+
+
 def test_overrun_terminate_and_raise():
     env = BatchedDrivingEnv(2, "highway", latency="fixed:0.12", budget=0.1,
                             on_overrun="terminate")

@@ -293,19 +293,31 @@ def test_kernel_argument():
         ground_truth_objects(snap, TRUTH, kernel="torch")
 
 
-def test_counter_based_noise_is_standard_and_addressed_by_world_and_index():
-    """The noise of world `b`, slot or beam `k` depends on the key and `(b, k)` only (so a
-    kernel can draw just the numbers it uses), and has the right distribution: 200 000
-    normals with mean 0 and variance 1 within 5 standard errors, uncorrelated pairs,
-    uniforms in (0, 1) with mean 1/2; a call takes the same randomness from `rng` whatever
-    the shapes."""
-    from envs.sensors import _noise_keys, noise_arrays
+def test_counter_based_noise_is_standard_and_addressed_by_world_key_and_index():
+    """The noise of world `b`, slot or beam `k` depends on the world's keys and `k` only (so
+    a kernel can draw just the numbers it uses, and a world's noise does not depend on its
+    index or batch), and has the right distribution: 200 000 normals with mean 0 and
+    variance 1 within 5 standard errors, uncorrelated pairs, uniforms in (0, 1) with mean
+    1/2; a call takes the same randomness from `rng` whatever the shapes."""
+    from envs.sensors import _noise_keys, noise_arrays, world_noise_keys
 
-    keys = np.array([12345, 2**63 + 7], dtype=np.uint64)
-    uniform, normal = noise_arrays(keys, 1000, 100)
-    small_u, small_n = noise_arrays(keys, 10, 100)
+    call_keys = np.array([12345, 2**63 + 7], dtype=np.uint64)
+    keys = world_noise_keys(call_keys, 1000)
+    assert keys.shape == (1000, 2) and keys.dtype == np.uint64 and keys.flags.c_contiguous
+    assert len(np.unique(keys)) == keys.size                # distinct keys per world, stream
+    uniform, normal = noise_arrays(keys, 100)
+    small_u, small_n = noise_arrays(keys[:10], 100)
     np.testing.assert_array_equal(small_n, normal[:10])
     np.testing.assert_array_equal(small_u, uniform[:10])
+    np.testing.assert_array_equal(world_noise_keys(call_keys, 10), keys[:10])
+    # a world alone, or among others in another order: its own numbers
+    pick = np.array([7, 3, 999])
+    alone_u, alone_n = noise_arrays(keys[pick], 100)
+    np.testing.assert_array_equal(alone_n, normal[pick])
+    np.testing.assert_array_equal(alone_u, uniform[pick])
+    few_u, few_n = noise_arrays(keys, 30)                   # fewer slots: a prefix
+    np.testing.assert_array_equal(few_n, normal[:, :30])
+    np.testing.assert_array_equal(few_u, uniform[:, :30])
     z = normal.reshape(-1)
     se = 1.0 / math.sqrt(z.size)
     assert abs(z.mean()) < 5 * se
@@ -313,9 +325,94 @@ def test_counter_based_noise_is_standard_and_addressed_by_world_and_index():
     assert abs(np.corrcoef(normal[..., 0].ravel(), normal[..., 1].ravel())[0, 1]) < 5 / math.sqrt(1e5)
     assert 0.0 < uniform.min() and uniform.max() < 1.0
     assert abs(uniform.mean() - 0.5) < 5 * math.sqrt(1 / 12 / uniform.size)
-    other_u, other_n = noise_arrays(np.array([12346, 2**63 + 7], dtype=np.uint64), 10, 100)
+    # across worlds too: world means of a slot's normals are N(0, 1 / B)
+    assert abs(normal[:, 0, 0].mean()) < 5 / math.sqrt(1000)
+    assert abs(np.corrcoef(normal[:-1, :, 0].ravel(), normal[1:, :, 0].ravel())[0, 1]) < 5e-2
+    other_u, other_n = noise_arrays(world_noise_keys(
+        np.array([12346, 2**63 + 7], dtype=np.uint64), 10), 100)
     assert not np.any(other_n == small_n)                   # another key, other normals
+    # episode keys: per (seed, tick), whatever the world's place; distinct otherwise
+    episode = sensors.episode_noise_keys([4, 9, 4, 4], [0, 0, 0, 1])
+    for field in ("bev", "lidar"):
+        keys = getattr(episode, field)
+        assert keys.shape == (4, 2) and keys.dtype == np.uint64 and keys.flags.c_contiguous
+        np.testing.assert_array_equal(keys[0], keys[2])
+        np.testing.assert_array_equal(keys[2], getattr(sensors.episode_noise_keys(
+            np.array([4]), np.array([0])), field)[0])
+    every = np.concatenate([episode.bev[[0, 1, 3]], episode.lidar[[0, 1, 3]]])
+    assert len(np.unique(every)) == every.size
     a, b = np.random.default_rng(5), np.random.default_rng(5)
     sensors.draw_lidar_noise(a, SensorConfig(lidar_beams=8), 2)
     sensors.draw_lidar_noise(b, SensorConfig(lidar_beams=64), 50)
     np.testing.assert_array_equal(_noise_keys(a), _noise_keys(b))
+
+
+def test_numpy_splitmix_equals_the_kernels_hash():
+    """`sensors.splitmix64` (vectorised numpy, which derives the world keys) is the kernels'
+    `_hash` bit for bit, wrapping included (keys near 2**64, negative counters), and so are
+    `world_noise_keys` and `episode_noise_keys` (their own vectorised arithmetic)."""
+    from envs.sensor_kernels import _hash
+
+    rng = np.random.default_rng(21)
+    keys = np.concatenate([rng.integers(0, 2**64 - 1, 500, dtype=np.uint64, endpoint=True),
+                           np.array([0, 1, 2**63, 2**64 - 1], dtype=np.uint64)])
+    counters = np.concatenate([rng.integers(-2**40, 2**62, 500),
+                               np.array([0, -1, 2**63 - 1, -2**63])])
+    ours = sensors.splitmix64(keys, counters)
+    assert ours.dtype == np.uint64 and ours.shape == keys.shape
+    np.testing.assert_array_equal(
+        ours, np.array([_hash(k, c) for k, c in zip(keys, counters)], dtype=np.uint64))
+    # broadcasting, as `world_noise_keys` uses it; and 0-d operands
+    grid = sensors.splitmix64(keys[:3, None], np.arange(4)[None, :])
+    np.testing.assert_array_equal(grid[2, 3], _hash(keys[2], 3))
+    assert sensors.splitmix64(keys[1], 7) == _hash(keys[1], 7)
+    call = keys[:2]
+    np.testing.assert_array_equal(sensors.world_noise_keys(call, 5)[4],
+                                  [_hash(call[0], 4), _hash(call[1], 4)])
+    # episode keys: splitmix64(splitmix64(K, seed), 4 tick + stream), streams bev 0, 1,
+    # lidar 2, 3
+    seeds, ticks = np.array([0, 7, 2**31 - 2, 7]), np.array([0, 3, 900, 4])
+    episode = sensors.episode_noise_keys(seeds, ticks)
+    for b in range(len(seeds)):
+        # (`_hash` returns a python int: back to uint64, or numba would type it int64)
+        start = np.uint64(_hash(sensors._EPISODE_KEY, seeds[b]))
+        np.testing.assert_array_equal(
+            np.concatenate([episode.bev[b], episode.lidar[b]]),
+            [_hash(start, 4 * ticks[b] + stream) for stream in range(4)])
+
+
+def test_episode_noise_matches_the_torch_core_and_is_checked():
+    """An `EpisodeNoise` as `rng`: numba and torch agree bit for bit (bev and lidar), a
+    world's observation depends on its own keys only, and wrong shapes are refused."""
+    snap, road = _random_worlds(2, 40)
+    seeds, ticks = np.arange(100, 140), np.arange(40) % 3
+    noise = sensors.episode_noise_keys(seeds, ticks)
+    truth = render_bev(snap, road, NOISY)                   # rng None: no noise
+    bev = [render_bev(snap, road, NOISY, noise, kernel=k) for k in ("numba", "torch")]
+    np.testing.assert_array_equal(bev[0], bev[1])
+    assert not np.array_equal(bev[0], truth)                # the noise is on
+    lidar = [cast_lidar(snap, NOISY, noise, kernel=k) for k in ("numba", "torch")]
+    np.testing.assert_array_equal(lidar[0], lidar[1])
+    both = observe(snap, road, NOISY, noise)
+    np.testing.assert_array_equal(both[0], bev[0])
+    np.testing.assert_array_equal(both[1], lidar[0])
+    # worlds 5 .. 9 alone, with their own keys: the same rows
+    rows = slice(5, 10)
+    part = replace(snap, **{k: getattr(snap, k)[rows] for k in WorldSnapshot.__dataclass_fields__
+                            if isinstance(getattr(snap, k), np.ndarray)
+                            and getattr(snap, k).shape[:1] == (40,)})
+    part_road = replace(road, **{k: getattr(road, k)[rows]
+                                 for k in RoadGeometry.__dataclass_fields__
+                                 if isinstance(getattr(road, k), np.ndarray)
+                                 and getattr(road, k).shape[:1] == (40,)})
+    alone = observe(part, part_road, NOISY, sensors.episode_noise_keys(seeds[rows], ticks[rows]))
+    np.testing.assert_array_equal(alone[0], bev[0][rows])
+    np.testing.assert_array_equal(alone[1], lidar[0][rows])
+    with pytest.raises(ValueError, match=r"EpisodeNoise.bev must be a \(40, 2\) uint64"):
+        render_bev(snap, road, NOISY, sensors.episode_noise_keys(seeds[:3], ticks[:3]))
+    with pytest.raises(ValueError, match=r"EpisodeNoise.lidar"):
+        cast_lidar(snap, NOISY, noise._replace(lidar=noise.lidar.astype(np.int64)))
+    with pytest.raises(TypeError, match="rng must be"):
+        cast_lidar(snap, NOISY, 7)
+    with pytest.raises(ValueError, match="seeds and ticks"):
+        sensors.episode_noise_keys(seeds, ticks[:3])
