@@ -50,7 +50,10 @@ for step in $STEPS; do
       [ -f "$OUT/cnn-f/cnn.pt" ] || STEPS=cnn "$0"
       train --policy gru "${FINE[@]}" --seed 1 --scenario-weights "$FINE_MIX" \
             --init "$OUT/cnn-f/cnn.pt" --out "$OUT/gru-w"
-      cp "$OUT/gru-w/gru.pt" policies/checkpoints/gru.pt ;;
+      train --policy gru "${FINE[@]}" --seed 2 \
+            --scenario-weights highway=0.3,lead-brake=0.45,cut-in=0.1,stopped-vehicle=0.15 \
+            --init "$OUT/gru-w/gru.pt" --out "$OUT/gru-w2"
+      cp "$OUT/gru-w2/gru.pt" policies/checkpoints/gru.pt ;;
     transformer)
       train --policy transformer "${SCRATCH[@]}" --out "$OUT/transformer-l"
       train --policy transformer "${FINE[@]}" --seed 1 --scenario-weights "$FINE_MIX" \
