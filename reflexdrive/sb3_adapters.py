@@ -361,7 +361,30 @@ class DrivingLatent(nn.Module):
         return self.value_net(features)
 
 
-class GruAsLstm(nn.Module):
+class _LstmConvention(nn.Module):
+    """A module sb3-contrib can use as its `lstm_actor`: the sizes it reads
+    (`input_size`, `hidden_size`: the state's width, `num_layers`) are those of the
+    wrapped recurrent module `inner`."""
+
+    @property
+    def inner(self) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def input_size(self) -> int:
+        return self.inner.input_size
+
+    @property
+    def hidden_size(self) -> int:
+        """The state's width (what sb3-contrib sizes its state buffers by)."""
+        return self.inner.hidden_size
+
+    @property
+    def num_layers(self) -> int:
+        return self.inner.num_layers
+
+
+class GruAsLstm(_LstmConvention):
     """An `nn.GRU` under `nn.LSTM`'s calling convention, for sb3-contrib's `lstm_actor`:
     `forward(x, (h, c)) -> (out, (h', c))`; `c` is carried unchanged (zeros)."""
 
@@ -370,16 +393,8 @@ class GruAsLstm(nn.Module):
         self.gru = gru
 
     @property
-    def input_size(self) -> int:
-        return self.gru.input_size
-
-    @property
-    def hidden_size(self) -> int:
-        return self.gru.hidden_size
-
-    @property
-    def num_layers(self) -> int:
-        return self.gru.num_layers
+    def inner(self) -> nn.Module:
+        return self.gru
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -387,7 +402,7 @@ class GruAsLstm(nn.Module):
         return out, (h, state[1])
 
 
-class SkipCore(nn.Module):
+class SkipCore(_LstmConvention):
     """A recurrent core under `nn.LSTM`'s calling convention whose output is `[x, out]`:
     the `skip` of `policies.networks.RecurrentConfig` (the head reads the encoder's
     features beside the recurrent output), for sb3-contrib's `lstm_actor`."""
@@ -397,17 +412,8 @@ class SkipCore(nn.Module):
         self.core = core
 
     @property
-    def input_size(self) -> int:
-        return self.core.input_size
-
-    @property
-    def hidden_size(self) -> int:
-        """The state's width (what sb3-contrib sizes its state buffers by)."""
-        return self.core.hidden_size
-
-    @property
-    def num_layers(self) -> int:
-        return self.core.num_layers
+    def inner(self) -> nn.Module:
+        return self.core
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
