@@ -14,7 +14,7 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
-from envs.latency import synchronize_cuda
+from reflexdrive.envs.latency import synchronize_cuda
 
 Observation = Mapping[str, np.ndarray]
 """Batched observation: "bev" uint8 (N, C, H, W), "lidar" float32 (N, beams, 2), "ego" float32 (N, k)."""

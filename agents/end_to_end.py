@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.base import Decision, Info, Observation, StageTimer
-from agents.staged.learned_perception import SPEC_SENSOR_FIELDS, resolve_device
-from envs.config import EGO_FEATURES, SensorConfig
-from envs.errors import ConfigError
-from policies.checkpoint import Checkpoint, CheckpointError
-from policies.networks import DrivingPolicy, State
-from policies.registry import POLICIES, load_policy, shipped_checkpoint
+from reflexdrive.agents.base import Decision, Info, Observation, StageTimer
+from reflexdrive.agents.staged.learned_perception import SPEC_SENSOR_FIELDS, resolve_device
+from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError
+from reflexdrive.policies.networks import DrivingPolicy, State
+from reflexdrive.policies.registry import POLICIES, load_policy, shipped_checkpoint
 
 POLICY_STACKS = tuple(POLICIES)
 """The end-to-end stacks: cnn, gru, lstm, transformer (one per registry policy)."""

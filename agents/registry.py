@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-from agents.base import Agent
-from agents.end_to_end import POLICY_STACKS, build_end_to_end
-from agents.staged import (CONTROLLERS, IdentityTracker, KalmanTracker, KalmanTrackerConfig,
+from reflexdrive.agents.base import Agent
+from reflexdrive.agents.end_to_end import POLICY_STACKS, build_end_to_end
+from reflexdrive.agents.staged import (CONTROLLERS, IdentityTracker, KalmanTracker, KalmanTrackerConfig,
                            MobilFrenetPlanner, OraclePerception, StagedAgent, make_controller)
-from agents.staged.lidar_perception import LidarPerception
-from envs.errors import ConfigError, check_choice
+from reflexdrive.agents.staged.lidar_perception import LidarPerception
+from reflexdrive.envs.errors import ConfigError, check_choice
 
 PERCEPTIONS = ("oracle", "lidar", "learned")
 """`--perception` choices: ground truth, classical lidar clustering, the learned bev detector."""
@@ -31,7 +31,7 @@ def make_perception(name: str, seed: int = 0, device: str = "cpu",
         return OraclePerception(seed=seed)
     if name == "lidar":
         return LidarPerception()
-    from agents.staged.learned_perception import LearnedPerception
+    from reflexdrive.agents.staged.learned_perception import LearnedPerception
 
     return LearnedPerception(checkpoint=checkpoint, device=device)
 

@@ -1,6 +1,6 @@
 """The world: scenarios, sensors, backends, the tick clock and latency models."""
 
-from envs.registration import make_env, register_envs
+from reflexdrive.envs.registration import make_env, register_envs
 
 register_envs()
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from envs.scenarios import ScenarioInit
-from envs.types import Piece, RoadGeometry, WorldSnapshot
+from reflexdrive.envs.scenarios import ScenarioInit
+from reflexdrive.envs.types import Piece, RoadGeometry, WorldSnapshot
 
 
 class Backend(Protocol):

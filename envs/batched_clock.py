@@ -45,9 +45,9 @@ from typing import Mapping, Sequence
 
 import torch
 
-from envs.clock import TIME_EPS_S, TickRecord
-from envs.config import ClockConfig
-from envs.types import Command
+from reflexdrive.envs.clock import TIME_EPS_S, TickRecord
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.types import Command
 
 __all__ = [
     "DEFAULT_STAGE",

@@ -33,19 +33,19 @@ import torch
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from envs import sensors
-from envs.batched import BatchedBackend, BatchedHazardTracker
-from envs.batched.kernel import TickStops
-from envs.batched_clock import BatchedClock, to_tick_records_per_env
-from envs.clock import DeadlineMiss
-from envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
-from envs.driving_env import RewardConfig, _coerce, action_space, observation_space
-from envs.errors import ConfigError
-from envs.latency import (EXTRA_STAGE, FixedLatency, MeasuredLatency, ProfileLatency,
+from reflexdrive.envs import sensors
+from reflexdrive.envs.batched import BatchedBackend, BatchedHazardTracker
+from reflexdrive.envs.batched.kernel import TickStops
+from reflexdrive.envs.batched_clock import BatchedClock, to_tick_records_per_env
+from reflexdrive.envs.clock import DeadlineMiss
+from reflexdrive.envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
+from reflexdrive.envs.driving_env import RewardConfig, _coerce, action_space, observation_space
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.latency import (EXTRA_STAGE, FixedLatency, MeasuredLatency, ProfileLatency,
                           parse_latency, unshifted)
-from envs.outcomes import substep_outcomes
-from envs.scenarios import HAZARD_KINDS, SCENARIOS, generate, make_config, scenario_spec
-from envs.types import EGO
+from reflexdrive.envs.outcomes import substep_outcomes
+from reflexdrive.envs.scenarios import HAZARD_KINDS, SCENARIOS, generate, make_config, scenario_spec
+from reflexdrive.envs.types import EGO
 
 _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
               "disabled": AutoresetMode.DISABLED}

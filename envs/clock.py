@@ -25,8 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from envs.config import ClockConfig
-from envs.types import ZERO_COMMAND, Command, Piece
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.types import ZERO_COMMAND, Command, Piece
 
 TIME_EPS_S = 1e-9
 """Tolerance when comparing a landing time with a substep or tick boundary [s].

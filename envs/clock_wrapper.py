@@ -15,10 +15,10 @@ from typing import Any, Mapping
 
 import gymnasium as gym
 
-from envs.clock import DeadlineMiss, TickClock
-from envs.config import ClockConfig
-from envs.driving_env import DrivingEnv, action_to_command
-from envs.latency import parse_latency
+from reflexdrive.envs.clock import DeadlineMiss, TickClock
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.driving_env import DrivingEnv, action_to_command
+from reflexdrive.envs.latency import parse_latency
 
 
 class ClockWrapper(gym.Wrapper):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from envs.errors import ConfigError, check_choice, check_range
+from reflexdrive.envs.errors import ConfigError, check_choice, check_range
 
 ACCELERATION_BOUNDS = (-8.0, 4.0)
 """Ego longitudinal acceleration command bounds [m/s^2] (hard braking to brisk acceleration)."""

@@ -17,16 +17,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs import sensors
-from envs.clock import TickClock, Window
-from envs.config import (ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, ClockConfig,
+from reflexdrive.envs import sensors
+from reflexdrive.envs.clock import TickClock, Window
+from reflexdrive.envs.config import (ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, ClockConfig,
                          SensorConfig)
-from envs.errors import ConfigError, check_range
-from envs.hazards import HazardTracker
-from envs.highway_backend import HighwayBackend
-from envs.outcomes import substep_outcomes
-from envs.scenarios import ScenarioInit, generate, make_config, scenario_spec
-from envs.types import EGO, Command, SubstepOutcome, WorldSnapshot
+from reflexdrive.envs.errors import ConfigError, check_range
+from reflexdrive.envs.hazards import HazardTracker
+from reflexdrive.envs.highway_backend import HighwayBackend
+from reflexdrive.envs.outcomes import substep_outcomes
+from reflexdrive.envs.scenarios import ScenarioInit, generate, make_config, scenario_spec
+from reflexdrive.envs.types import EGO, Command, SubstepOutcome, WorldSnapshot
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ class DrivingEnv(gym.Env):
     def render(self):
         if self.render_mode != "rgb_array":
             return None
-        from envs.rendering import render_top_down
+        from reflexdrive.envs.rendering import render_top_down
 
         return render_top_down(self.backend)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.scenarios import HazardPlan
-from envs.types import EGO, HazardState, WorldSnapshot
+from reflexdrive.envs.scenarios import HazardPlan
+from reflexdrive.envs.types import EGO, HazardState, WorldSnapshot
 
 
 class HazardTracker:

@@ -23,8 +23,8 @@ from highway_env.utils import wrap_to_pi
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
 
-from envs.scenarios import HazardPlan, RoadSpec, ScenarioInit, VehicleInit
-from envs.types import Piece, RoadGeometry, WorldSnapshot
+from reflexdrive.envs.scenarios import HazardPlan, RoadSpec, ScenarioInit, VehicleInit
+from reflexdrive.envs.types import Piece, RoadGeometry, WorldSnapshot
 
 CHORD_M = 2.0
 """Sampling step for curved lanes in the road geometry [m]."""
@@ -69,7 +69,7 @@ def build_road(spec: RoadSpec, seed: int) -> Road:
     rng = np.random.RandomState(seed % (2**32))
     if spec.kind == "straight":
         if spec.lane_width_m != StraightLane.DEFAULT_WIDTH:
-            from envs.errors import ConfigError
+            from reflexdrive.envs.errors import ConfigError
 
             raise ConfigError("road.lane_width_m", spec.lane_width_m,
                               f"must be {StraightLane.DEFAULT_WIDTH:g}: highway-env's straight "

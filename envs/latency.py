@@ -53,7 +53,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from envs.errors import ConfigError
+from reflexdrive.envs.errors import ConfigError
 
 __all__ = [
     "ALLOWED_FORMS",

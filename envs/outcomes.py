@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.types import EGO, SubstepOutcome, WorldSnapshot
+from reflexdrive.envs.types import EGO, SubstepOutcome, WorldSnapshot
 
 LATERAL_MARGIN_M = 0.0
 """Extra lateral clearance counted as "in the ego's path" [m]."""

@@ -17,10 +17,10 @@ from typing import Any, Mapping
 
 import gymnasium as gym
 
-from envs.clock_wrapper import ClockWrapper
-from envs.config import ClockConfig
-from envs.driving_env import DrivingEnv
-from envs.scenarios import SCENARIOS
+from reflexdrive.envs.clock_wrapper import ClockWrapper
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.driving_env import DrivingEnv
+from reflexdrive.envs.scenarios import SCENARIOS
 
 
 def make_env(
@@ -60,7 +60,7 @@ def register_envs() -> None:
     """
     for spec in SCENARIOS.values():
         if spec.env_id not in gym.registry:
-            gym.register(id=spec.env_id, entry_point="envs.registration:make_env",
-                         vector_entry_point=("envs.batched_env:make_batched_env"
+            gym.register(id=spec.env_id, entry_point="reflexdrive.envs.registration:make_env",
+                         vector_entry_point=("reflexdrive.envs.batched_env:make_batched_env"
                                              if spec.straight else None),
                          kwargs={"scenario": spec.name})

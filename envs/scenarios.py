@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from envs.errors import ConfigError, check_interval, check_range
+from reflexdrive.envs.errors import ConfigError, check_interval, check_range
 
 LaneId = tuple[str, str, int]
 """highway-env lane index: (from node, to node, lane number)."""

@@ -92,10 +92,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from envs import sensor_kernels as _kernels
-from envs.config import EGO_FEATURES, SensorConfig
-from envs.threads import kernel_threads
-from envs.types import EGO, RoadGeometry, WorldSnapshot
+from reflexdrive.envs import sensor_kernels as _kernels
+from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
+from reflexdrive.envs.threads import kernel_threads
+from reflexdrive.envs.types import EGO, RoadGeometry, WorldSnapshot
 
 OBJECT_FIELDS = (
     "x_m",

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 
 KIND = "detector"
 """Checkpoint kind of detectors."""

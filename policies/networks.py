@@ -52,7 +52,7 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from policies.encoders import (ConvEncoder, ConvEncoderConfig, Observation, PatchEncoder,
+from reflexdrive.policies.encoders import (ConvEncoder, ConvEncoderConfig, Observation, PatchEncoder,
                                PatchEncoderConfig, check_obs_spec, check_positive_int)
 
 State = tuple[torch.Tensor, ...]

@@ -22,10 +22,10 @@ from typing import Any, Mapping
 
 import torch
 
-from policies.checkpoint import (Checkpoint, CheckpointError, check_spec, load_checkpoint,
+from reflexdrive.policies.checkpoint import (Checkpoint, CheckpointError, check_spec, load_checkpoint,
                                  save_checkpoint, spec_mismatches)
-from policies.encoders import check_obs_spec
-from policies.networks import (CnnPolicy, DrivingPolicy, GruPolicy, LstmPolicy,
+from reflexdrive.policies.encoders import check_obs_spec
+from reflexdrive.policies.networks import (CnnPolicy, DrivingPolicy, GruPolicy, LstmPolicy,
                                TransformerPolicy)
 
 KIND = "policy"

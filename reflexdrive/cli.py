@@ -17,8 +17,8 @@ import os
 import sys
 from typing import Sequence
 
-from envs.errors import ConfigError
-from policies.checkpoint import CheckpointError
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.train import cmd_train
 
 EXIT_USAGE = 2
@@ -64,9 +64,9 @@ def _scenario_overrides(values: Sequence[str]) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from agents.registry import PERCEPTIONS, STACKS
-    from agents.staged import CONTROLLERS
-    from envs.scenarios import SCENARIOS
+    from reflexdrive.agents.registry import PERCEPTIONS, STACKS
+    from reflexdrive.agents.staged import CONTROLLERS
+    from reflexdrive.envs.scenarios import SCENARIOS
 
     parser = _Parser(
         prog="reflexdrive",
@@ -260,7 +260,7 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from policies.registry import shipped_checkpoint
+    from reflexdrive.policies.registry import shipped_checkpoint
     from reflexdrive.compare_config import CompareConfig
 
     policies = [name for name in ("cnn", "gru", "transformer")
@@ -277,8 +277,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from envs.errors import check_choice
-    from envs.latency import save_profile
+    from reflexdrive.envs.errors import check_choice
+    from reflexdrive.envs.latency import save_profile
     from reflexdrive.profile import ProfileConfig, percentile_table, profile_stack
 
     check_choice("device", args.device, ("cpu", "cuda", "auto"))
@@ -322,7 +322,7 @@ def _resolve_device(device: str) -> str:
 
 
 def _cmd_scenarios(_: argparse.Namespace) -> int:
-    from envs.scenarios import SCENARIOS
+    from reflexdrive.envs.scenarios import SCENARIOS
 
     width = max(len(name) for name in SCENARIOS)
     for spec in SCENARIOS.values():

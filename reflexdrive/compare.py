@@ -37,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from envs.errors import ConfigError
+from reflexdrive.envs.errors import ConfigError
 from reflexdrive.compare_config import Cell, CompareConfig
 from reflexdrive.executors import (cell_agent, cpu_threads, finished_seeds, run_local,
                                    run_ray)

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from envs.errors import ConfigError, check_choice
-from envs.latency import parse_latency, split_extra, with_extra
+from reflexdrive.envs.errors import ConfigError, check_choice
+from reflexdrive.envs.latency import parse_latency, split_extra, with_extra
 from reflexdrive.runner import RunConfig
 
 MODES = ("lockstep", "realtime")
@@ -163,8 +163,8 @@ class CompareConfig:
     out: str | None = None
 
     def __post_init__(self) -> None:
-        from agents.registry import END_TO_END_STACKS, STACKS
-        from envs.scenarios import SCENARIOS
+        from reflexdrive.agents.registry import END_TO_END_STACKS, STACKS
+        from reflexdrive.envs.scenarios import SCENARIOS
 
         set_ = _setter(self)
         set_("stacks", _names("stacks", self.stacks, tuple(STACKS)))
@@ -240,7 +240,7 @@ class CompareConfig:
         self.cells()                                 # every cell's RunConfig validates itself
 
     def _check_shipped(self, end_to_end: tuple[str, ...]) -> None:
-        from policies.registry import shipped_checkpoint
+        from reflexdrive.policies.registry import shipped_checkpoint
 
         for stack in self.stacks:
             if stack in end_to_end and stack not in self.checkpoints:
@@ -260,7 +260,7 @@ class CompareConfig:
             return self.envs
         if self.latency.strip() == "measured":
             return 1
-        from envs.batched_env import batched_scenarios
+        from reflexdrive.envs.batched_env import batched_scenarios
 
         batched = self.backend == "batched" or (self.backend == "auto"
                                                  and scenario in batched_scenarios())
@@ -281,7 +281,7 @@ class CompareConfig:
         return cells
 
     def _run_config(self, stack: str, scenario: str, mode: str, extra_s: float) -> RunConfig:
-        from agents.registry import END_TO_END_STACKS
+        from reflexdrive.agents.registry import END_TO_END_STACKS
 
         checkpoint = self.checkpoints.get(stack) if stack in END_TO_END_STACKS else None
         return RunConfig(
@@ -312,8 +312,8 @@ class CompareConfig:
     def checkpoint_digests(self) -> dict[str, str]:
         """End-to-end stack -> sha256 of the checkpoint file it loads (given or shipped), so
         a retrained checkpoint at the same path is not mixed into a resumed compare."""
-        from agents.registry import END_TO_END_STACKS
-        from policies.registry import shipped_checkpoint
+        from reflexdrive.agents.registry import END_TO_END_STACKS
+        from reflexdrive.policies.registry import shipped_checkpoint
 
         digests = {}
         for stack in self.stacks:

@@ -47,14 +47,14 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from agents.staged.learned_perception import (DEVICES, LearnedPerception, detector_spec,
+from reflexdrive.agents.staged.learned_perception import (DEVICES, LearnedPerception, detector_spec,
                                               raster_geometry, resolve_device)
-from envs.batched_env import BatchedDrivingEnv
-from envs.config import EGO_FEATURES, STEERING_BOUNDS, SensorConfig
-from envs.errors import ConfigError, check_choice, check_range
-from envs.sensors import BEV_VEHICLES, OBJECT_FIELDS
-from policies.checkpoint import library_versions, save_checkpoint
-from policies.detector import (BOX_FIELDS, CenterNetDetector, DetectorConfig, RasterGeometry,
+from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.config import EGO_FEATURES, STEERING_BOUNDS, SensorConfig
+from reflexdrive.envs.errors import ConfigError, check_choice, check_range
+from reflexdrive.envs.sensors import BEV_VEHICLES, OBJECT_FIELDS
+from reflexdrive.policies.checkpoint import library_versions, save_checkpoint
+from reflexdrive.policies.detector import (BOX_FIELDS, CenterNetDetector, DetectorConfig, RasterGeometry,
                                decode, detector_checkpoint, detector_loss, encode_targets)
 from reflexdrive.results import atomic_write, prepare_out_dir
 

@@ -33,9 +33,9 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from agents.base import Agent, Decision
-from agents.registry import END_TO_END_STACKS, make_agent
-from envs.errors import ConfigError
+from reflexdrive.agents.base import Agent, Decision
+from reflexdrive.agents.registry import END_TO_END_STACKS, make_agent
+from reflexdrive.envs.errors import ConfigError
 from reflexdrive.compare_config import Cell
 from reflexdrive.runner import RunConfig, RunWriter, run
 

@@ -52,11 +52,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.base import Agent
-from agents.registry import build_staged
-from envs.batched_env import BatchedDrivingEnv
-from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, SensorConfig
-from envs.scenarios import make_config
+from reflexdrive.agents.base import Agent
+from reflexdrive.agents.registry import build_staged
+from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, SensorConfig
+from reflexdrive.envs.scenarios import make_config
 from reflexdrive.results import atomic_write
 
 DATA_VERSION = 2

@@ -58,15 +58,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from agents.end_to_end import EndToEndAgent, policy_spec
-from agents.staged.learned_perception import DEVICES, resolve_device
-from envs.config import EGO_FEATURES, MODES, SensorConfig
-from envs.errors import ConfigError, check_choice, check_range
-from envs.latency import parse_latency
-from policies.checkpoint import (CheckpointError, checksum, library_versions,
+from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
+from reflexdrive.agents.staged.learned_perception import DEVICES, resolve_device
+from reflexdrive.envs.config import EGO_FEATURES, MODES, SensorConfig
+from reflexdrive.envs.errors import ConfigError, check_choice, check_range
+from reflexdrive.envs.latency import parse_latency
+from reflexdrive.policies.checkpoint import (CheckpointError, checksum, library_versions,
                                  load_checkpoint)
-from policies.networks import DrivingPolicy
-from policies.registry import (POLICIES, build, load_policy, recurrent_from_cnn,
+from reflexdrive.policies.networks import DrivingPolicy
+from reflexdrive.policies.registry import (POLICIES, build, load_policy, recurrent_from_cnn,
                                save_policy)
 from reflexdrive.expert_data import (DEFAULT_WEIGHTS, MAX_ROUND, MAX_SEED, ROUND_STRIDE,
                                      SCENARIOS, CollectionConfig, ExpertDataset,

@@ -26,9 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
-from envs.clock import TIME_EPS_S, TickRecord
-from envs.errors import check_range
-from envs.types import SubstepOutcome
+from reflexdrive.envs.clock import TIME_EPS_S, TickRecord
+from reflexdrive.envs.errors import check_range
+from reflexdrive.envs.types import SubstepOutcome
 
 
 @dataclass(frozen=True)

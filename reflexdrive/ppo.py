@@ -55,13 +55,13 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from tqdm import tqdm
 
-from agents.end_to_end import policy_spec
-from envs.batched_env import batched_scenarios
-from envs.errors import ConfigError, check_choice, check_range
-from envs.latency import MeasuredLatency, parse_latency, unshifted
-from policies.checkpoint import CheckpointError
-from policies.networks import DrivingPolicy
-from policies.registry import POLICIES, load_policy, save_policy
+from reflexdrive.agents.end_to_end import policy_spec
+from reflexdrive.envs.batched_env import batched_scenarios
+from reflexdrive.envs.errors import ConfigError, check_choice, check_range
+from reflexdrive.envs.latency import MeasuredLatency, parse_latency, unshifted
+from reflexdrive.policies.checkpoint import CheckpointError
+from reflexdrive.policies.networks import DrivingPolicy
+from reflexdrive.policies.registry import POLICIES, load_policy, save_policy
 from reflexdrive.results import atomic_write, prepare_out_dir, write_json
 from reflexdrive.sb3_adapters import (DrivingActorCritic, DrivingRecurrentActorCritic,
                                       TanhActions, make_batched_vec_env, to_driving_policy)

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import Agent, Decision
-from envs.errors import ConfigError
-from envs.latency import LatencyProfile
+from reflexdrive.agents.base import Agent, Decision
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.latency import LatencyProfile
 
 
 class _RecordingAgent:
@@ -96,7 +96,7 @@ def profile_stack(config: ProfileConfig, progress: bool = True) -> LatencyProfil
     """Drive `config.episodes` episodes at batch size 1 and return the latency profile."""
     import torch
 
-    from agents.registry import make_agent
+    from reflexdrive.agents.registry import make_agent
     from reflexdrive.runner import RunConfig, run
 
     options = dict(config.agent_options)

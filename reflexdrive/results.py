@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from envs.errors import ConfigError
+from reflexdrive.envs.errors import ConfigError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> None:

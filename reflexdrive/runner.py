@@ -26,15 +26,15 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 
-from agents.base import Agent
-from agents.registry import END_TO_END_STACKS, PERCEPTIONS, STACKS, make_agent
-from agents.staged import CONTROLLERS
-from envs.config import ClockConfig
-from envs.batched_env import BatchedDrivingEnv, batched_scenarios
-from envs.errors import ConfigError, check_choice
-from envs.latency import parse_latency, split_extra
-from envs.registration import make_env
-from envs.scenarios import SCENARIOS, make_config
+from reflexdrive.agents.base import Agent
+from reflexdrive.agents.registry import END_TO_END_STACKS, PERCEPTIONS, STACKS, make_agent
+from reflexdrive.agents.staged import CONTROLLERS
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.batched_env import BatchedDrivingEnv, batched_scenarios
+from reflexdrive.envs.errors import ConfigError, check_choice
+from reflexdrive.envs.latency import parse_latency, split_extra
+from reflexdrive.envs.registration import make_env
+from reflexdrive.envs.scenarios import SCENARIOS, make_config
 from reflexdrive.metrics import ReactionConfig, episode_metrics
 from reflexdrive.results import prepare_out_dir, write_csv, write_json
 

@@ -70,9 +70,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
-from envs.batched_env import BatchedDrivingEnv
-from policies.networks import DrivingPolicy, LstmPolicy, RecurrentPolicy
-from policies.registry import build
+from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.policies.networks import DrivingPolicy, LstmPolicy, RecurrentPolicy
+from reflexdrive.policies.registry import build
 
 OBS_KEYS = ("bev", "ego", "lidar")
 """Observation entries handed to sb3 (all of the env's; a policy reads those in its

@@ -29,7 +29,7 @@ import json
 import shlex
 from typing import Any, Callable
 
-from envs.errors import ConfigError, check_choice
+from reflexdrive.envs.errors import ConfigError, check_choice
 
 TARGETS = ("detector", "policy")
 """What `reflexdrive train` can train."""
@@ -284,7 +284,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_detector(args: argparse.Namespace) -> int:
     _refuse(args, _POLICY_OPTIONS + _PPO_OPTIONS, "is a policy option (--target policy)")
-    from policies.checkpoint import CheckpointError
+    from reflexdrive.policies.checkpoint import CheckpointError
     from reflexdrive.detector_training import DetectorTrainingConfig, train_detector
 
     values = {name: _value(args, name, _DETECTOR_DEFAULTS)

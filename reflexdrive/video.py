@@ -55,16 +55,16 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 
-from agents.base import Agent, Decision
-from envs.clock import TIME_EPS_S, TickRecord, Window
-from envs.clock_wrapper import ClockWrapper
-from envs.config import ClockConfig
-from envs.driving_env import DrivingEnv
-from envs.errors import ConfigError, check_range
-from envs.hazards import HazardTracker
-from envs.latency import split_extra, with_extra
-from envs.highway_backend import HighwayBackend
-from envs.rendering import CENTERING
+from reflexdrive.agents.base import Agent, Decision
+from reflexdrive.envs.clock import TIME_EPS_S, TickRecord, Window
+from reflexdrive.envs.clock_wrapper import ClockWrapper
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.driving_env import DrivingEnv
+from reflexdrive.envs.errors import ConfigError, check_range
+from reflexdrive.envs.hazards import HazardTracker
+from reflexdrive.envs.latency import split_extra, with_extra
+from reflexdrive.envs.highway_backend import HighwayBackend
+from reflexdrive.envs.rendering import CENTERING
 from reflexdrive import overlays
 from reflexdrive.metrics import EpisodeMetrics, ReactionConfig, episode_metrics, reaction
 
@@ -537,7 +537,7 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
     """
     started = time.perf_counter()
     if isinstance(agent, str):
-        from agents.registry import make_agent
+        from reflexdrive.agents.registry import make_agent
 
         agent = make_agent(agent, **dict(stack_options or {}))
     path = Path(path)
@@ -660,7 +660,7 @@ def record_videos(config, k: int, out_dir: str | os.PathLike, *,
     if not todo:
         return paths
     if agent is None:
-        from agents.registry import make_agent
+        from reflexdrive.agents.registry import make_agent
 
         options = {} if config.checkpoint is None else {"checkpoint": config.checkpoint}
         agent = make_agent(config.stack, perception=config.perception,

@@ -42,8 +42,8 @@ if str(REPO_ROOT) not in sys.path:
 import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
 
-from envs.batched_env import BatchedDrivingEnv  # noqa: E402
-from envs.registration import make_env  # noqa: E402
+from reflexdrive.envs.batched_env import BatchedDrivingEnv  # noqa: E402
+from reflexdrive.envs.registration import make_env  # noqa: E402
 
 GOAL_SPEEDUP = 1000.0
 """Issue 4: batched/4096 with observations vs highway/1 with observations."""

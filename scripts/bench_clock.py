@@ -47,13 +47,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from envs.clock import TickClock  # noqa: E402
-from envs.driving_env import action_to_command  # noqa: E402
-from envs.highway_backend import HighwayBackend  # noqa: E402
-from envs.latency import parse_latency  # noqa: E402
-from envs.registration import make_env  # noqa: E402
-from envs.scenarios import generate, make_config  # noqa: E402
-from envs.types import Command, Piece  # noqa: E402
+from reflexdrive.envs.clock import TickClock  # noqa: E402
+from reflexdrive.envs.driving_env import action_to_command  # noqa: E402
+from reflexdrive.envs.highway_backend import HighwayBackend  # noqa: E402
+from reflexdrive.envs.latency import parse_latency  # noqa: E402
+from reflexdrive.envs.registration import make_env  # noqa: E402
+from reflexdrive.envs.scenarios import generate, make_config  # noqa: E402
+from reflexdrive.envs.types import Command, Piece  # noqa: E402
 
 GOAL_CLOCK_OVERHEAD_FRACTION = 0.02
 

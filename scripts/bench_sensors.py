@@ -63,11 +63,11 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from envs import sensors as default_sensors  # noqa: E402
-from envs.config import SensorConfig  # noqa: E402
-from envs.highway_backend import HighwayBackend  # noqa: E402
-from envs.scenarios import generate, make_config  # noqa: E402
-from envs.types import Command, Piece, RoadGeometry, WorldSnapshot  # noqa: E402
+from reflexdrive.envs import sensors as default_sensors  # noqa: E402
+from reflexdrive.envs.config import SensorConfig  # noqa: E402
+from reflexdrive.envs.highway_backend import HighwayBackend  # noqa: E402
+from reflexdrive.envs.scenarios import generate, make_config  # noqa: E402
+from reflexdrive.envs.types import Command, Piece, RoadGeometry, WorldSnapshot  # noqa: E402
 
 GOAL_BATCH = 4096
 GOAL_MS = 25.0
@@ -111,7 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
     parser.add_argument("--sensors-module", default=None, metavar="PATH",
                         help="benchmark the sensors implementation in this file instead of "
-                             "envs.sensors (e.g. a saved copy of an older version)")
+                             "reflexdrive.envs.sensors (e.g. a saved copy of an older version)")
     parser.add_argument("--goal-ms", type=float, default=GOAL_MS,
                         help=f"goal for observe + ground truth at B = {GOAL_BATCH} on the CPU "
                              f"[ms] (default: {GOAL_MS})")
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {
             "batches": sorted(args.batch_list), "road": args.road, "scenes": args.scenes,
             "noise": args.noise, "repeats": args.repeats, "seed": args.seed,
-            "sensors_module": args.sensors_module or "envs.sensors",
+            "sensors_module": args.sensors_module or "reflexdrive.envs.sensors",
             "slots": int(max(s.shape[1] for s, _ in scenes)),
             "bev_shape": list(config.bev_shape), "lidar_beams": config.lidar_beams,
             "range_m": config.range_m,

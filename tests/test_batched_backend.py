@@ -18,21 +18,21 @@ from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.controller import ControlledVehicle
 from highway_env.vehicle.kinematics import Vehicle
 
-from envs.batched import (SUPPORTED_SCENARIOS, BatchedBackend, BatchedHazardTracker, Params,
+from reflexdrive.envs.batched import (SUPPORTED_SCENARIOS, BatchedBackend, BatchedHazardTracker, Params,
                           commands_from_pieces)
-from envs.batched.collision import polygons_intersecting, rectangle_corners
-from envs.batched.dynamics import (clip_actions, closest_lane, desired_gap, idm_acceleration,
+from reflexdrive.envs.batched.collision import polygons_intersecting, rectangle_corners
+from reflexdrive.envs.batched.dynamics import (clip_actions, closest_lane, desired_gap, idm_acceleration,
                                    mobil, neighbour_vehicles, steering_control, vehicle_step)
-from envs.batched.state import (EGO_KIND, IDM_KIND, BatchedHazard, BatchedRoad, BatchedState,
+from reflexdrive.envs.batched.state import (EGO_KIND, IDM_KIND, BatchedHazard, BatchedRoad, BatchedState,
                                 where_env)
-from envs.batched.road import blend
-from envs.batched.traffic import (MAX_BITMASK_SLOTS, key_order, neighbour_index, neighbours_of,
+from reflexdrive.envs.batched.road import blend
+from reflexdrive.envs.batched.traffic import (MAX_BITMASK_SLOTS, key_order, neighbour_index, neighbours_of,
                                   traffic_act)
-from envs.errors import ConfigError
-from envs.hazards import HazardTracker
-from envs.highway_backend import HighwayBackend, _road_geometry
-from envs.scenarios import RoadSpec, SCENARIOS, generate, make_config
-from envs.types import Command, Piece
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.hazards import HazardTracker
+from reflexdrive.envs.highway_backend import HighwayBackend, _road_geometry
+from reflexdrive.envs.scenarios import RoadSpec, SCENARIOS, generate, make_config
+from reflexdrive.envs.types import Command, Piece
 
 F = 50
 DT = 1.0 / F

@@ -23,7 +23,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs.batched_clock import (
+from reflexdrive.envs.batched_clock import (
     DEFAULT_STAGE,
     BatchedClock,
     TickRecords,
@@ -38,9 +38,9 @@ from envs.batched_clock import (
     to_tick_records,
     to_tick_records_per_env,
 )
-from envs.clock import TickClock, TickRecord
-from envs.config import ClockConfig
-from envs.types import ZERO_COMMAND, Command
+from reflexdrive.envs.clock import TickClock, TickRecord
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.types import ZERO_COMMAND, Command
 
 F64 = torch.float64
 NAN = math.nan

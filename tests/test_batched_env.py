@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import reflexdrive  # noqa: F401  (registers the ids)
-from envs.batched_env import BatchedDrivingEnv, batched_scenarios
-from envs.clock import DeadlineMiss
-from envs.errors import ConfigError
-from envs.registration import make_env
+from reflexdrive.envs.batched_env import BatchedDrivingEnv, batched_scenarios
+from reflexdrive.envs.clock import DeadlineMiss
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.registration import make_env
 from reflexdrive.runner import RunConfig, run
 
 SHORT = {"duration_s": 1.0}
@@ -210,7 +210,7 @@ def test_sensor_noise_does_not_depend_on_batching():
 def test_both_backends_key_the_noise_by_episode_and_tick(monkeypatch):
     """The highway env and the batched env pass the sensors the same noise keys for the same
     episode and tick (`sensors.episode_noise_keys`)."""
-    from envs import sensors
+    from reflexdrive.envs import sensors
 
     keys = {"single": [], "batched": []}
     render_bev, observe = sensors.render_bev, sensors.observe

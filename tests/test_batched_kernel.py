@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from envs.batched import BatchedBackend, EgoCommands, step, step_cpu
-from envs.batched import kernel as numba_kernel
-from envs.batched.state import BatchedState, Params, where_env
-from envs.errors import ConfigError
-from envs.scenarios import (HazardPlan, RoadSpec, ScenarioInit, VehicleInit, generate,
+from reflexdrive.envs.batched import BatchedBackend, EgoCommands, step, step_cpu
+from reflexdrive.envs.batched import kernel as numba_kernel
+from reflexdrive.envs.batched.state import BatchedState, Params, where_env
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.scenarios import (HazardPlan, RoadSpec, ScenarioInit, VehicleInit, generate,
                             make_config)
 
 pytestmark = pytest.mark.skipif(not numba_kernel.AVAILABLE, reason="needs numba")
@@ -372,7 +372,7 @@ def test_backends_agree_through_substep_with_active_masks():
 def test_without_numba_the_backend_runs_torch(monkeypatch):
     """numba missing: the kernel module still imports (AVAILABLE False, `step_cpu`
     raises), "auto" runs torch and "numba" is a ConfigError."""
-    import envs.batched.backend as backend_module
+    import reflexdrive.envs.batched.backend as backend_module
     monkeypatch.setitem(sys.modules, "numba", None)                 # import numba fails
     spec = importlib.util.spec_from_file_location("kernel_without_numba",
                                                   numba_kernel.__file__)
@@ -397,7 +397,7 @@ def test_a_fused_tick_equals_the_substep_loop(scenario):
     loops over `step_cpu` substeps with its bookkeeping in torch between them). Both must
     give bit-identical worlds, rewards, ends and hazard onsets, including envs that crash,
     leave the road or time out mid-tick and restart (hard random commands)."""
-    from envs.batched_env import BatchedDrivingEnv
+    from reflexdrive.envs.batched_env import BatchedDrivingEnv
 
     envs = [BatchedDrivingEnv(8, scenario, latency="fixed:0.03", record=record,
                               observations=False) for record in (False, True)]

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from envs.batched import BatchedBackend, BatchedHazardTracker
-from envs.hazards import HazardTracker
-from envs.highway_backend import HighwayBackend
-from envs.scenarios import generate, make_config
-from envs.types import Command, Piece
+from reflexdrive.envs.batched import BatchedBackend, BatchedHazardTracker
+from reflexdrive.envs.hazards import HazardTracker
+from reflexdrive.envs.highway_backend import HighwayBackend
+from reflexdrive.envs.scenarios import generate, make_config
+from reflexdrive.envs.types import Command, Piece
 
 F = 50
 DT = 1.0 / F

@@ -145,7 +145,7 @@ def test_run_writes_results_and_resumes(capsys, tmp_path):
 def test_run_with_a_profile_replays_recorded_latencies(capsys, tmp_path):
     """`--latency profile:PATH`: every observed tick's stage latencies are one recorded row
     of the profile, and the same seeds replay the same latencies."""
-    from envs.latency import LatencyProfile, save_profile
+    from reflexdrive.envs.latency import LatencyProfile, save_profile
 
     stages = {"perception": (0.010, 0.020, 0.030), "planning": (0.001, 0.002, 0.150)}
     save_profile(LatencyProfile(stack="staged", device="cpu: test", batch_size=1,
@@ -203,7 +203,7 @@ def test_demo_compares_the_staged_stack_with_the_shipped_policies(monkeypatch, t
     """`reflexdrive demo` is a small compare: staged plus every end-to-end policy whose
     shipped checkpoint exists, on the three hazards, at extra latencies 0, 0.1, 0.3 s."""
     import reflexdrive.cli as cli
-    from policies.registry import shipped_checkpoint
+    from reflexdrive.policies.registry import shipped_checkpoint
 
     seen = {}
     monkeypatch.setattr(cli, "_compare_and_report",

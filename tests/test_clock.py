@@ -23,7 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs.clock import (
+from reflexdrive.envs.clock import (
     TIME_EPS_S,
     TickClock,
     TickRecord,
@@ -32,8 +32,8 @@ from envs.clock import (
     split_substeps,
     ticks_spanned,
 )
-from envs.config import ClockConfig
-from envs.types import ZERO_COMMAND, Command, Piece
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.types import ZERO_COMMAND, Command, Piece
 
 OLD = Command(-3.0, 0.1)
 NEW = Command(2.0, -0.2)

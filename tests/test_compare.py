@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-from agents.end_to_end import policy_spec
-from envs.errors import ConfigError
-from policies.registry import build, save_policy
+from reflexdrive.agents.end_to_end import policy_spec
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.policies.registry import build, save_policy
 from reflexdrive import compare as compare_module
 from reflexdrive import executors
 from reflexdrive.cli import main
@@ -275,7 +275,7 @@ def test_chunks_cut_consecutive_seeds():
 
 
 def test_fixed_batch_agent_gives_the_same_rows_whatever_the_batch(checkpoint):
-    from agents.registry import make_agent
+    from reflexdrive.agents.registry import make_agent
 
     rng = np.random.default_rng(0)
     obs = {"bev": (rng.random((4, 4, 64, 64)) > 0.8).astype(np.uint8) * 255,
@@ -340,9 +340,9 @@ def test_bad_settings_name_the_field(tmp_path, checkpoint, changes, needle):
 
 
 def test_a_missing_shipped_checkpoint_says_how_to_get_one(tmp_path, monkeypatch):
-    import policies.registry
+    import reflexdrive.policies.registry
 
-    monkeypatch.setattr(policies.registry, "CHECKPOINT_DIR", tmp_path / "none")
+    monkeypatch.setattr(reflexdrive.policies.registry, "CHECKPOINT_DIR", tmp_path / "none")
     with pytest.raises(ConfigError, match="shipped gru checkpoint .* is missing: train it"):
         CompareConfig(stacks=("staged", "gru"), out=str(tmp_path / "o"))
 

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from highway_env.vehicle.kinematics import Vehicle
 
-from agents.staged import (CONTROLLERS, Controller, OraclePerception, StagedAgent,
+from reflexdrive.agents.staged import (CONTROLLERS, Controller, OraclePerception, StagedAgent,
                            make_controller)
-from agents.staged.control import (PIDSpeedController, PurePursuitController,
+from reflexdrive.agents.staged.control import (PIDSpeedController, PurePursuitController,
                                    StanleyController, lookahead_point, pure_pursuit_curvature,
                                    steering_for_curvature)
-from agents.staged.planning import MobilFrenetPlanner, straight_plan
-from agents.staged.tracking import KalmanTracker
-from agents.staged.types import Plan, Tracks
-from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
-from envs.errors import ConfigError
-from envs.sensors import OBJECT_FIELDS
+from reflexdrive.agents.staged.planning import MobilFrenetPlanner, straight_plan
+from reflexdrive.agents.staged.tracking import KalmanTracker
+from reflexdrive.agents.staged.types import Plan, Tracks
+from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.sensors import OBJECT_FIELDS
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")

@@ -11,13 +11,13 @@ import pytest
 import torch
 from conftest import PicklePayload
 
-from agents.staged.learned_perception import LearnedPerception, detector_spec, raster_geometry
-from envs.batched_env import BatchedDrivingEnv
-from envs.config import SensorConfig
-from envs.sensors import BEV_VEHICLES
-from policies.checkpoint import (Checkpoint, CheckpointError, check_spec, load_checkpoint,
+from reflexdrive.agents.staged.learned_perception import LearnedPerception, detector_spec, raster_geometry
+from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.config import SensorConfig
+from reflexdrive.envs.sensors import BEV_VEHICLES
+from reflexdrive.policies.checkpoint import (Checkpoint, CheckpointError, check_spec, load_checkpoint,
                                  save_checkpoint)
-from policies.detector import (SHIPPED_CHECKPOINT, CenterNetDetector, DetectorConfig,
+from reflexdrive.policies.detector import (SHIPPED_CHECKPOINT, CenterNetDetector, DetectorConfig,
                                DetectorOutput, RasterGeometry, decode, detector_checkpoint,
                                encode_targets, load_detector)
 from reflexdrive.cli import main

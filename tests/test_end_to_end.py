@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from agents.end_to_end import EndToEndAgent, build_end_to_end, policy_spec
-from agents.registry import END_TO_END_STACKS, STACKS, make_agent
-from envs.batched_env import BatchedDrivingEnv
-from envs.config import SensorConfig
-from envs.driving_env import observation_space
-from envs.errors import ConfigError
-from policies.checkpoint import CheckpointError, observation_spec
-from policies.registry import POLICIES, build, save_policy, shipped_checkpoint
+from reflexdrive.agents.end_to_end import EndToEndAgent, build_end_to_end, policy_spec
+from reflexdrive.agents.registry import END_TO_END_STACKS, STACKS, make_agent
+from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.config import SensorConfig
+from reflexdrive.envs.driving_env import observation_space
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.policies.checkpoint import CheckpointError, observation_spec
+from reflexdrive.policies.registry import POLICIES, build, save_policy, shipped_checkpoint
 from reflexdrive.cli import main
 from reflexdrive.runner import RunConfig, run
 
@@ -251,7 +251,7 @@ def test_cli_profile_of_an_end_to_end_stack(capsys, tmp_path):
                                      "--warmup", "5", "--no-progress", "--out", str(out)])
     assert code == 0, err
     assert "policy" in stdout and out.exists()
-    from envs.latency import load_profile
+    from reflexdrive.envs.latency import load_profile
 
     profile = load_profile(out)
     assert tuple(profile.stages) == ("policy",) and profile.batch_size == 1

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from gymnasium.utils import env_checker
 
-from envs import register_envs
-from envs.clock import DeadlineMiss
-from envs.clock_wrapper import ClockWrapper
-from envs.driving_env import DrivingEnv
-from envs.errors import ConfigError
-from envs.latency import LatencySpecError
-from envs.scenarios import SCENARIOS
-from envs.types import Command
+from reflexdrive.envs import register_envs
+from reflexdrive.envs.clock import DeadlineMiss
+from reflexdrive.envs.clock_wrapper import ClockWrapper
+from reflexdrive.envs.driving_env import DrivingEnv
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.latency import LatencySpecError
+from reflexdrive.envs.scenarios import SCENARIOS
+from reflexdrive.envs.types import Command
 
 ENV_IDS = tuple(spec.env_id for spec in SCENARIOS.values())
 SUBSTEP_S = 1 / 50
@@ -78,7 +78,7 @@ def test_register_envs_is_idempotent():
         register_envs()
     for spec in SCENARIOS.values():
         registered = gym.registry[spec.env_id]
-        assert registered.entry_point == "envs.registration:make_env"
+        assert registered.entry_point == "reflexdrive.envs.registration:make_env"
         assert registered.kwargs == {"scenario": spec.name}
 
 
@@ -349,7 +349,7 @@ def test_bad_kwargs_raise_config_error(kwargs, error_type, field, hints):
 
 
 def test_clock_wrapper_rejects_mismatched_frequencies():
-    from envs.config import ClockConfig
+    from reflexdrive.envs.config import ClockConfig
 
     world = DrivingEnv("highway", simulation_frequency=50, policy_frequency=10)
     with pytest.raises(ValueError, match="frequencies"):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.end_to_end import EndToEndAgent, policy_spec
-from envs.errors import ConfigError
-from policies.checkpoint import checksum
-from policies.registry import POLICIES, build, load_policy
+from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.policies.checkpoint import checksum
+from reflexdrive.policies.registry import POLICIES, build, load_policy
 from reflexdrive.cli import main
 from reflexdrive.expert_data import (ROUND_STRIDE, SCENARIOS, TRAIN_SEED_BASE,
                                      CollectionConfig, ExpertDataset, ShardSpec, apportion,

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs.config import ClockConfig
-from envs.errors import ConfigError
-from envs.latency import (
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.latency import (
     ALLOWED_FORMS,
     EXTRA_STAGE,
     FixedLatency,
@@ -525,8 +525,8 @@ def test_bad_extra_delay_specs(spec, needle):
 def test_extra_delay_lands_the_command_later_on_both_backends():
     """The clock charges `L_k = base + extra`: the command lands at `t_k + 0.13` s, the same
     records on the single env and on the batched env."""
-    from envs.batched_env import BatchedDrivingEnv
-    from envs.registration import make_env
+    from reflexdrive.envs.batched_env import BatchedDrivingEnv
+    from reflexdrive.envs.registration import make_env
 
     spec, config = "fixed:0.03+0.1", {"duration_s": 1.0, "onset_s": (0.5, 0.5)}
     single = make_env("lead-brake", latency=spec, scenario_config=config)

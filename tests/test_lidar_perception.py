@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.staged.lidar_perception import LidarPerception, beam_directions, cluster_scan
-from envs.config import EGO_FEATURES
-from envs.errors import ConfigError
+from reflexdrive.agents.staged.lidar_perception import LidarPerception, beam_directions, cluster_scan
+from reflexdrive.envs.config import EGO_FEATURES
+from reflexdrive.envs.errors import ConfigError
 
 BEAMS, RANGE = 64, 48.0
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.staged import frenet
-from agents.staged.planning import (IDMParams, MobilFrenetPlanner, PlannerConfig,
+from reflexdrive.agents.staged import frenet
+from reflexdrive.agents.staged.planning import (IDMParams, MobilFrenetPlanner, PlannerConfig,
                                     idm_acceleration, lane_neighbours, to_lane_frame)
-from agents.staged.types import Tracks
-from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
-from envs.errors import ConfigError
+from reflexdrive.agents.staged.types import Tracks
+from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
+from reflexdrive.envs.errors import ConfigError
 
 W = IDMParams().lane_width_m
 

@@ -9,13 +9,13 @@ import pytest
 import torch
 from conftest import PicklePayload
 
-from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
-from policies.checkpoint import (Checkpoint, CheckpointError, load_checkpoint,
+from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
+from reflexdrive.policies.checkpoint import (Checkpoint, CheckpointError, load_checkpoint,
                                  save_checkpoint)
-from policies.encoders import EGO_NORMALISATION, lidar_inputs
-from policies.networks import (ActionHead, CnnConfig, HeadConfig, RecurrentConfig,
+from reflexdrive.policies.encoders import EGO_NORMALISATION, lidar_inputs
+from reflexdrive.policies.networks import (ActionHead, CnnConfig, HeadConfig, RecurrentConfig,
                                TransformerConfig)
-from policies.registry import (POLICIES, build, load_policy, policy_checkpoint,
+from reflexdrive.policies.registry import (POLICIES, build, load_policy, policy_checkpoint,
                                recurrent_from_cnn, save_policy)
 
 SPEC = {"bev": {"shape": [4, 64, 64], "dtype": "uint8"},

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.end_to_end import EndToEndAgent, policy_spec
-from envs.batched_env import BatchedDrivingEnv
-from envs.errors import ConfigError
-from envs.latency import LatencyProfile, ProfileLatency, save_profile
-from policies.networks import ActionHead, HeadConfig
-from policies.registry import build, load_policy, save_policy
+from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
+from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.latency import LatencyProfile, ProfileLatency, save_profile
+from reflexdrive.policies.networks import ActionHead, HeadConfig
+from reflexdrive.policies.registry import build, load_policy, save_policy
 from reflexdrive.ppo import (PPOConfig, build_model, checkpoints, load_init, make_env,
                              resolved_policy_config, train_ppo)
 from reflexdrive.sb3_adapters import (RAW_ACTION_LIMIT, TRAIN_SEED_BASE, TanhActions,

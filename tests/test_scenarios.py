@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from envs.errors import ConfigError
-from envs.highway_backend import build_road
-from envs.scenarios import (
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.highway_backend import build_road
+from reflexdrive.envs.scenarios import (
     EGO_START_S,
     HAZARD_KINDS,
     SCENARIOS,

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 import torch
 
-import envs.sensors as sensors
-from envs.batched.road import straight_road_geometry
-from envs.batched import BatchedBackend
-from envs.config import SensorConfig
-from envs.scenarios import generate, make_config
-from envs.sensors import cast_lidar, ground_truth_objects, observe, render_bev
-from envs.types import RoadGeometry, WorldSnapshot
+import reflexdrive.envs.sensors as sensors
+from reflexdrive.envs.batched.road import straight_road_geometry
+from reflexdrive.envs.batched import BatchedBackend
+from reflexdrive.envs.config import SensorConfig
+from reflexdrive.envs.scenarios import generate, make_config
+from reflexdrive.envs.sensors import cast_lidar, ground_truth_objects, observe, render_bev
+from reflexdrive.envs.types import RoadGeometry, WorldSnapshot
 
 TRUTH = SensorConfig(lidar_range_noise_m=0.0, lidar_range_rate_noise_mps=0.0)
 NOISY = SensorConfig(bev_position_noise_m=0.7, bev_dropout_prob=0.2, lidar_range_noise_m=0.4,
@@ -299,7 +299,7 @@ def test_counter_based_noise_is_standard_and_addressed_by_world_key_and_index():
     index or batch), and has the right distribution: 200 000 normals with mean 0 and
     variance 1 within 5 standard errors, uncorrelated pairs, uniforms in (0, 1) with mean
     1/2; a call takes the same randomness from `rng` whatever the shapes."""
-    from envs.sensors import _noise_keys, noise_arrays, world_noise_keys
+    from reflexdrive.envs.sensors import _noise_keys, noise_arrays, world_noise_keys
 
     call_keys = np.array([12345, 2**63 + 7], dtype=np.uint64)
     keys = world_noise_keys(call_keys, 1000)
@@ -351,7 +351,7 @@ def test_numpy_splitmix_equals_the_kernels_hash():
     """`sensors.splitmix64` (vectorised numpy, which derives the world keys) is the kernels'
     `_hash` bit for bit, wrapping included (keys near 2**64, negative counters), and so are
     `world_noise_keys` and `episode_noise_keys` (their own vectorised arithmetic)."""
-    from envs.sensor_kernels import _hash
+    from reflexdrive.envs.sensor_kernels import _hash
 
     rng = np.random.default_rng(21)
     keys = np.concatenate([rng.integers(0, 2**64 - 1, 500, dtype=np.uint64, endpoint=True),

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-import envs.sensors as sensors
-from envs.config import EGO_FEATURES, SensorConfig
-from envs.sensors import (
+import reflexdrive.envs.sensors as sensors
+from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
+from reflexdrive.envs.sensors import (
     BEV_EGO,
     BEV_MARKINGS,
     BEV_ROAD,
@@ -30,7 +30,7 @@ from envs.sensors import (
     render_bev,
     to_ego_frame,
 )
-from envs.types import RoadGeometry, WorldSnapshot
+from reflexdrive.envs.types import RoadGeometry, WorldSnapshot
 
 TRUTH = SensorConfig(lidar_range_noise_m=0.0, lidar_range_rate_noise_mps=0.0)
 """Default geometry (64 x 64 px at 1 m, range 48 m, 16 m behind, 32 m each side)."""
@@ -526,9 +526,9 @@ TIE_M = 1e-3
 
 def _highway_world(lanes, seed, seconds=1.0):
     """(snapshot, road) of a stepped highway scene from the real backend (B = 1)."""
-    from envs.highway_backend import HighwayBackend
-    from envs.scenarios import generate, make_config
-    from envs.types import Command, Piece
+    from reflexdrive.envs.highway_backend import HighwayBackend
+    from reflexdrive.envs.scenarios import generate, make_config
+    from reflexdrive.envs.types import Command, Piece
 
     init = generate("highway", make_config("highway", {"lanes": lanes, "vehicles": 18}),
                     seed, 50)

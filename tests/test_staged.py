@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.registry import STACKS, make_agent
-from agents.staged.control import LaneKeepingController
-from agents.staged.planning import IDMParams, idm_acceleration, select_lead, straight_plan
-from agents.staged.types import Tracks
-from envs.config import EGO_FEATURES
-from envs.errors import ConfigError
-from envs.sensors import OBJECT_FIELDS
+from reflexdrive.agents.registry import STACKS, make_agent
+from reflexdrive.agents.staged.control import LaneKeepingController
+from reflexdrive.agents.staged.planning import IDMParams, idm_acceleration, select_lead, straight_plan
+from reflexdrive.agents.staged.types import Tracks
+from reflexdrive.envs.config import EGO_FEATURES
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.sensors import OBJECT_FIELDS
 
 P = IDMParams()
 

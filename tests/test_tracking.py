@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.staged.tracking import (IdentityTracker, KalmanTracker, KalmanTrackerConfig,
+from reflexdrive.agents.staged.tracking import (IdentityTracker, KalmanTracker, KalmanTrackerConfig,
                                     predict_constant_velocity, update_kalman)
-from agents.staged.types import Detections
-from envs.config import EGO_FEATURES
-from envs.errors import ConfigError
+from reflexdrive.agents.staged.types import Detections
+from reflexdrive.envs.config import EGO_FEATURES
+from reflexdrive.envs.errors import ConfigError
 
 SPEED = EGO_FEATURES.index("speed_mps")
 HEADING_ERROR = EGO_FEATURES.index("heading_error_rad")

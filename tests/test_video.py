@@ -12,11 +12,11 @@ import pytest
 import torch
 from highway_env.road.graphics import WorldSurface
 
-from agents.end_to_end import build_end_to_end, policy_spec
-from agents.registry import make_agent
-from agents.staged.types import Plan
-from envs.sensors import to_ego_frame
-from policies.registry import build, save_policy
+from reflexdrive.agents.end_to_end import build_end_to_end, policy_spec
+from reflexdrive.agents.registry import make_agent
+from reflexdrive.agents.staged.types import Plan
+from reflexdrive.envs.sensors import to_ego_frame
+from reflexdrive.policies.registry import build, save_policy
 from reflexdrive import overlays
 from reflexdrive.runner import RunConfig, run
 from reflexdrive.compare_config import CompareConfig

@@ -1,12 +1,12 @@
 """The staged stack: perception -> tracking -> planning -> control."""
 
-from agents.staged.control import (CONTROLLERS, Controller, LaneKeepingController,
+from reflexdrive.agents.staged.control import (CONTROLLERS, Controller, LaneKeepingController,
                                    PIDSpeedController, PurePursuitController,
                                    StanleyController, make_controller)
-from agents.staged.perception import OraclePerception
-from agents.staged.planning import IDMParams, MobilFrenetPlanner, PlannerConfig, idm_acceleration
-from agents.staged.stack import StagedAgent
-from agents.staged.tracking import IdentityTracker, KalmanTracker, KalmanTrackerConfig
+from reflexdrive.agents.staged.perception import OraclePerception
+from reflexdrive.agents.staged.planning import IDMParams, MobilFrenetPlanner, PlannerConfig, idm_acceleration
+from reflexdrive.agents.staged.stack import StagedAgent
+from reflexdrive.agents.staged.tracking import IdentityTracker, KalmanTracker, KalmanTrackerConfig
 
 __all__ = ["CONTROLLERS", "Controller", "IDMParams", "IdentityTracker", "KalmanTracker",
            "KalmanTrackerConfig", "LaneKeepingController", "MobilFrenetPlanner",

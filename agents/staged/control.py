@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.staged.types import Plan
-from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
-from envs.errors import ConfigError, check_range
+from reflexdrive.agents.staged.types import Plan
+from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
+from reflexdrive.envs.errors import ConfigError, check_range
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")

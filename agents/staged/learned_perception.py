@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.base import Info, Observation
-from agents.staged.types import Detections
-from envs.config import SensorConfig
-from envs.errors import ConfigError, check_choice, check_range
-from policies.checkpoint import CheckpointError, check_spec
-from policies.detector import RasterGeometry, decode, load_detector
+from reflexdrive.agents.base import Info, Observation
+from reflexdrive.agents.staged.types import Detections
+from reflexdrive.envs.config import SensorConfig
+from reflexdrive.envs.errors import ConfigError, check_choice, check_range
+from reflexdrive.policies.checkpoint import CheckpointError, check_spec
+from reflexdrive.policies.detector import RasterGeometry, decode, load_detector
 
 DEVICES = ("auto", "cpu", "cuda")
 SPEC_SENSOR_FIELDS = ("range_m", "bev_behind_m", "bev_half_width_m", "bev_m_per_px")

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.base import Info, Observation
-from agents.staged.types import Detections
-from envs.config import EGO_FEATURES
-from envs.errors import ConfigError
+from reflexdrive.agents.base import Info, Observation
+from reflexdrive.agents.staged.types import Detections
+from reflexdrive.envs.config import EGO_FEATURES
+from reflexdrive.envs.errors import ConfigError
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.base import Info, Observation
-from agents.staged.types import Detections
-from envs.config import SensorConfig
-from envs.errors import ConfigError
-from envs.sensors import OBJECT_FIELDS
+from reflexdrive.agents.base import Info, Observation
+from reflexdrive.agents.staged.types import Detections
+from reflexdrive.envs.config import SensorConfig
+from reflexdrive.envs.errors import ConfigError
+from reflexdrive.envs.sensors import OBJECT_FIELDS
 
 _COLUMN = {name: i for i, name in enumerate(OBJECT_FIELDS)}
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents.staged import frenet
-from agents.staged.types import PLAN_STEP_S, Plan, Tracks
-from envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
-from envs.errors import ConfigError
+from reflexdrive.agents.staged import frenet
+from reflexdrive.agents.staged.types import PLAN_STEP_S, Plan, Tracks
+from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
+from reflexdrive.envs.errors import ConfigError
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.base import Decision, Info, Observation, StageTimer
+from reflexdrive.agents.base import Decision, Info, Observation, StageTimer
 
 
 class StagedAgent:

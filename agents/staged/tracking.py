@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from agents.staged.types import Detections, Tracks
-from envs.config import EGO_FEATURES
-from envs.errors import ConfigError, check_range
+from reflexdrive.agents.staged.types import Detections, Tracks
+from reflexdrive.envs.config import EGO_FEATURES
+from reflexdrive.envs.errors import ConfigError, check_range
 
 SPEED = EGO_FEATURES.index("speed_mps")
 HEADING_ERROR = EGO_FEATURES.index("heading_error_rad")

@@ -13,12 +13,12 @@ SAT collisions) on straight multi-lane roads: the highway, lead-brake, cut-in an
 stopped-vehicle scenarios.
 """
 
-from envs.batched.backend import (KERNELS, SUPPORTED_SCENARIOS, BatchedBackend,
+from reflexdrive.envs.batched.backend import (KERNELS, SUPPORTED_SCENARIOS, BatchedBackend,
                                   commands_from_pieces)
-from envs.batched.dynamics import step
-from envs.batched.kernel import step_cpu
-from envs.batched.hazards import BatchedHazardTracker, HazardOnsets, update_onsets
-from envs.batched.state import BatchedHazard, BatchedRoad, BatchedState, EgoCommands, Params
+from reflexdrive.envs.batched.dynamics import step
+from reflexdrive.envs.batched.kernel import step_cpu
+from reflexdrive.envs.batched.hazards import BatchedHazardTracker, HazardOnsets, update_onsets
+from reflexdrive.envs.batched.state import BatchedHazard, BatchedRoad, BatchedState, EgoCommands, Params
 
 __all__ = [
     "KERNELS",

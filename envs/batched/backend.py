@@ -42,17 +42,17 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from envs.batched import kernel as numba_kernel
-from envs.batched.dynamics import step
-from envs.batched.road import (LANE_HEADING, closest_lane, lane_coordinates, on_lane,
+from reflexdrive.envs.batched import kernel as numba_kernel
+from reflexdrive.envs.batched.dynamics import step
+from reflexdrive.envs.batched.road import (LANE_HEADING, closest_lane, lane_coordinates, on_lane,
                                straight_road_geometry, wrap_to_pi)
-from envs.batched.state import (BRAKING_LEAD_KIND, EGO_KIND, HAZARD_CODES, IDM_KIND,
+from reflexdrive.envs.batched.state import (BRAKING_LEAD_KIND, EGO_KIND, HAZARD_CODES, IDM_KIND,
                                 STATIC_KIND, BatchedHazard, BatchedRoad, BatchedState,
                                 EgoCommands, Params, where_env)
-from envs.errors import ConfigError, check_choice
-from envs.highway_backend import STRIPE_LENGTH_M, STRIPE_PERIOD_M
-from envs.scenarios import SCENARIOS, ScenarioInit
-from envs.types import Piece, RoadGeometry, WorldSnapshot
+from reflexdrive.envs.errors import ConfigError, check_choice
+from reflexdrive.envs.highway_backend import STRIPE_LENGTH_M, STRIPE_PERIOD_M
+from reflexdrive.envs.scenarios import SCENARIOS, ScenarioInit
+from reflexdrive.envs.types import Piece, RoadGeometry, WorldSnapshot
 
 SUPPORTED_SCENARIOS = tuple(name for name, spec in SCENARIOS.items() if spec.straight)
 """Scenarios the batched backend runs (those on straight multi-lane roads)."""

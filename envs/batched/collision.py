@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from envs.batched.state import BatchedState, Params, take
+from reflexdrive.envs.batched.state import BatchedState, Params, take
 
 
 def rectangle_corners(position: torch.Tensor, heading: torch.Tensor, length: torch.Tensor,

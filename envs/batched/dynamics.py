@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import torch
 
-from envs.batched.collision import ego_collisions, polygons_intersecting, rectangle_corners
-from envs.batched.road import (as_weight, blend, closest_lane, lane_coordinates, not_zero,
+from reflexdrive.envs.batched.collision import ego_collisions, polygons_intersecting, rectangle_corners
+from reflexdrive.envs.batched.road import (as_weight, blend, closest_lane, lane_coordinates, not_zero,
                                on_lane, wrap_to_pi)
-from envs.batched.state import (BRAKING_LEAD_KIND, CUT_IN, EGO_KIND, IDM_KIND, LEAD_BRAKE,
+from reflexdrive.envs.batched.state import (BRAKING_LEAD_KIND, CUT_IN, EGO_KIND, IDM_KIND, LEAD_BRAKE,
                                 BatchedState, EgoCommands, Params)
-from envs.batched.traffic import (change_lane_policy, desired_gap, idm_acceleration, mobil,
+from reflexdrive.envs.batched.traffic import (change_lane_policy, desired_gap, idm_acceleration, mobil,
                                   neighbour_vehicles, traffic_act)
-from envs.batched.vehicle import bicycle_step, clip_actions, steering_control, vehicle_step
+from reflexdrive.envs.batched.vehicle import bicycle_step, clip_actions, steering_control, vehicle_step
 
 __all__ = [
     "step", "trigger_hazards", "traffic_act", "traffic_step", "ego_piece", "ego_collisions",

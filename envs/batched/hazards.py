@@ -12,9 +12,9 @@ from typing import Sequence
 
 import torch
 
-from envs.batched.state import HAZARD_CODES, NO_HAZARD, STOPPED_VEHICLE
-from envs.scenarios import HAZARD_KINDS, HazardPlan
-from envs.types import HazardState
+from reflexdrive.envs.batched.state import HAZARD_CODES, NO_HAZARD, STOPPED_VEHICLE
+from reflexdrive.envs.scenarios import HAZARD_KINDS, HazardPlan
+from reflexdrive.envs.types import HazardState
 
 __all__ = ["HazardOnsets", "update_onsets", "BatchedHazardTracker"]
 

@@ -51,8 +51,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from envs.threads import kernel_threads
-from envs.batched.state import (BRAKING_LEAD_KIND, CUT_IN, EGO_KIND, IDM_KIND, LEAD_BRAKE,
+from reflexdrive.envs.threads import kernel_threads
+from reflexdrive.envs.batched.state import (BRAKING_LEAD_KIND, CUT_IN, EGO_KIND, IDM_KIND, LEAD_BRAKE,
                                 STOPPED_VEHICLE, BatchedState, EgoCommands, Params)
 
 try:

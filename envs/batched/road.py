@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from envs.batched.state import BatchedRoad, Params
+from reflexdrive.envs.batched.state import BatchedRoad, Params
 
 LANE_HEADING = 0.0
 """Heading of every lane of a straight road (`arctan2(0, length)`) [rad]."""

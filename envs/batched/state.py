@@ -22,7 +22,7 @@ from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.controller import ControlledVehicle
 from highway_env.vehicle.kinematics import Vehicle
 
-from envs.scenarios import HAZARD_KINDS
+from reflexdrive.envs.scenarios import HAZARD_KINDS
 
 VEHICLE_KINDS = ("ego", "idm", "static", "braking_lead")
 """Behaviour codes of `BatchedState.kind`, by index."""

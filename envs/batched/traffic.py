@@ -26,11 +26,11 @@ from typing import NamedTuple
 
 import torch
 
-from envs.batched.road import (as_weight, blend, is_reachable, lane_coordinates, not_zero,
+from reflexdrive.envs.batched.road import (as_weight, blend, is_reachable, lane_coordinates, not_zero,
                                not_zero_nonnegative)
-from envs.batched.state import (BRAKING_LEAD_KIND, IDM_KIND, BatchedRoad, BatchedState,
+from reflexdrive.envs.batched.state import (BRAKING_LEAD_KIND, IDM_KIND, BatchedRoad, BatchedState,
                                 Params, take)
-from envs.batched.vehicle import steering_control
+from reflexdrive.envs.batched.vehicle import steering_control
 
 MAX_BITMASK_SLOTS = 63
 """Most vehicle slots `N` the bit-mask neighbour search handles (int64 masks over sorted

@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 import torch
 
-from envs.batched.road import as_weight, closest_lane, not_zero, wrap_to_pi_
-from envs.batched.state import BatchedRoad, Params, take
+from reflexdrive.envs.batched.road import as_weight, closest_lane, not_zero, wrap_to_pi_
+from reflexdrive.envs.batched.state import BatchedRoad, Params, take
 
 
 def clip_actions(params: Params, speed: torch.Tensor, crashed: torch.Tensor,
