@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
 import numpy as np
-
 from reflexdrive.envs.latency import synchronize_cuda
 
 Observation = Mapping[str, np.ndarray]

@@ -33,14 +33,15 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from reflexdrive.agents.base import Decision, Info, Observation, StageTimer
-from reflexdrive.agents.staged.learned_perception import SPEC_SENSOR_FIELDS, resolve_device
+from reflexdrive.agents.staged.learned_perception import SPEC_SENSOR_FIELDS
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
-from reflexdrive.envs.errors import ConfigError
 from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy, State
 from reflexdrive.policies.registry import POLICIES, load_policy, shipped_checkpoint
+
+from reflexdrive.common.devices import resolve_device
+from reflexdrive.common.validation import ConfigError
 
 POLICY_STACKS = tuple(POLICIES)
 """The end-to-end stacks: cnn, gru, lstm, transformer (one per registry policy)."""

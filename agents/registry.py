@@ -12,10 +12,19 @@ from typing import Any, Callable
 
 from reflexdrive.agents.base import Agent
 from reflexdrive.agents.end_to_end import POLICY_STACKS, build_end_to_end
-from reflexdrive.agents.staged import (CONTROLLERS, IdentityTracker, KalmanTracker, KalmanTrackerConfig,
-                           MobilFrenetPlanner, OraclePerception, StagedAgent, make_controller)
+from reflexdrive.agents.staged import (
+    CONTROLLERS,
+    IdentityTracker,
+    KalmanTracker,
+    KalmanTrackerConfig,
+    MobilFrenetPlanner,
+    OraclePerception,
+    StagedAgent,
+    make_controller,
+)
 from reflexdrive.agents.staged.lidar_perception import LidarPerception
-from reflexdrive.envs.errors import ConfigError, check_choice
+
+from reflexdrive.common.validation import ConfigError, check_choice
 
 PERCEPTIONS = ("oracle", "lidar", "learned")
 """`--perception` choices: ground truth, classical lidar clustering, the learned bev detector."""

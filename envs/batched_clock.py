@@ -44,7 +44,6 @@ from dataclasses import dataclass, fields
 from typing import Mapping, Sequence
 
 import torch
-
 from reflexdrive.envs.clock import TIME_EPS_S, TickRecord
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.types import Command

@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
-
 from reflexdrive.envs import sensors
 from reflexdrive.envs.batched import BatchedBackend, BatchedHazardTracker
 from reflexdrive.envs.batched.kernel import TickStops
@@ -40,12 +39,19 @@ from reflexdrive.envs.batched_clock import BatchedClock, to_tick_records_per_env
 from reflexdrive.envs.clock import DeadlineMiss
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
 from reflexdrive.envs.driving_env import RewardConfig, _coerce, action_space, observation_space
-from reflexdrive.envs.errors import ConfigError
-from reflexdrive.envs.latency import (EXTRA_STAGE, FixedLatency, MeasuredLatency, ProfileLatency,
-                          parse_latency, unshifted)
+from reflexdrive.envs.latency import (
+    EXTRA_STAGE,
+    FixedLatency,
+    MeasuredLatency,
+    ProfileLatency,
+    parse_latency,
+    unshifted,
+)
 from reflexdrive.envs.outcomes import substep_outcomes
 from reflexdrive.envs.scenarios import HAZARD_KINDS, SCENARIOS, generate, make_config, scenario_spec
 from reflexdrive.envs.types import EGO
+
+from reflexdrive.common.validation import ConfigError
 
 _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
               "disabled": AutoresetMode.DISABLED}

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import gymnasium as gym
-
 from reflexdrive.envs.clock import DeadlineMiss, TickClock
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.driving_env import DrivingEnv, action_to_command

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from reflexdrive.envs.errors import ConfigError, check_choice, check_range
+from reflexdrive.common.validation import ConfigError, check_choice, check_real
 
 ACCELERATION_BOUNDS = (-8.0, 4.0)
 """Ego longitudinal acceleration command bounds [m/s^2] (hard braking to brisk acceleration)."""
@@ -78,24 +78,24 @@ class SensorConfig:
     max_objects: int = 16
 
     def __post_init__(self) -> None:
-        check_range("sensors.range_m", self.range_m, 0.0, 500.0, low_inclusive=False)
-        check_range("sensors.bev_behind_m", self.bev_behind_m, 0.0, 500.0)
-        check_range("sensors.bev_half_width_m", self.bev_half_width_m, 0.0, 500.0,
+        check_real("sensors.range_m", self.range_m, 0.0, 500.0, low_inclusive=False)
+        check_real("sensors.bev_behind_m", self.bev_behind_m, 0.0, 500.0)
+        check_real("sensors.bev_half_width_m", self.bev_half_width_m, 0.0, 500.0,
                     low_inclusive=False)
-        check_range("sensors.bev_m_per_px", self.bev_m_per_px, 0.0, 10.0, low_inclusive=False)
+        check_real("sensors.bev_m_per_px", self.bev_m_per_px, 0.0, 10.0, low_inclusive=False)
         for name in ("range_m", "bev_behind_m", "bev_half_width_m"):
             pixels = getattr(self, name) / self.bev_m_per_px
             if abs(pixels - round(pixels)) > 1e-9:
                 raise ConfigError(f"sensors.{name}", getattr(self, name),
                                   f"must be a whole number of pixels of {self.bev_m_per_px} m")
-        check_range("sensors.bev_position_noise_m", self.bev_position_noise_m, 0.0, 10.0)
-        check_range("sensors.bev_dropout_prob", self.bev_dropout_prob, 0.0, 1.0)
-        check_range("sensors.lidar_beams", self.lidar_beams, 1, 4096)
-        check_range("sensors.lidar_range_noise_m", self.lidar_range_noise_m, 0.0, 10.0)
-        check_range("sensors.lidar_range_rate_noise_mps", self.lidar_range_rate_noise_mps,
+        check_real("sensors.bev_position_noise_m", self.bev_position_noise_m, 0.0, 10.0)
+        check_real("sensors.bev_dropout_prob", self.bev_dropout_prob, 0.0, 1.0)
+        check_real("sensors.lidar_beams", self.lidar_beams, 1, 4096)
+        check_real("sensors.lidar_range_noise_m", self.lidar_range_noise_m, 0.0, 10.0)
+        check_real("sensors.lidar_range_rate_noise_mps", self.lidar_range_rate_noise_mps,
                     0.0, 10.0)
-        check_range("sensors.lidar_dropout_prob", self.lidar_dropout_prob, 0.0, 1.0)
-        check_range("sensors.max_objects", self.max_objects, 1, 256)
+        check_real("sensors.lidar_dropout_prob", self.lidar_dropout_prob, 0.0, 1.0)
+        check_real("sensors.max_objects", self.max_objects, 1, 256)
 
     @property
     def bev_shape(self) -> tuple[int, int, int]:
@@ -131,8 +131,8 @@ class ClockConfig:
     latency: str = "fixed:0"
 
     def __post_init__(self) -> None:
-        check_range("simulation_frequency", self.simulation_frequency, 1, 10_000)
-        check_range("policy_frequency", self.policy_frequency, 1, 10_000)
+        check_real("simulation_frequency", self.simulation_frequency, 1, 10_000)
+        check_real("policy_frequency", self.policy_frequency, 1, 10_000)
         if int(self.simulation_frequency) != self.simulation_frequency:
             raise ConfigError("simulation_frequency", self.simulation_frequency,
                               "must be a whole number of Hz")
@@ -147,9 +147,9 @@ class ClockConfig:
         check_choice("mode", self.mode, MODES)
         check_choice("on_overrun", self.on_overrun, ON_OVERRUN)
         if self.budget_s is not None:
-            check_range("budget", self.budget_s, 0.0, 3600.0, low_inclusive=False)
+            check_real("budget", self.budget_s, 0.0, 3600.0, low_inclusive=False)
         for stage, budget in dict(self.stage_budgets_s).items():
-            check_range(f"stage_budgets_s[{stage}]", budget, 0.0, 3600.0, low_inclusive=False)
+            check_real(f"stage_budgets_s[{stage}]", budget, 0.0, 3600.0, low_inclusive=False)
         object.__setattr__(self, "stage_budgets_s", MappingProxyType(dict(self.stage_budgets_s)))
         if not isinstance(self.latency, str):
             raise ConfigError("latency", self.latency,

@@ -16,17 +16,22 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-
 from reflexdrive.envs import sensors
 from reflexdrive.envs.clock import TickClock, Window
-from reflexdrive.envs.config import (ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, ClockConfig,
-                         SensorConfig)
-from reflexdrive.envs.errors import ConfigError, check_range
+from reflexdrive.envs.config import (
+    ACCELERATION_BOUNDS,
+    EGO_FEATURES,
+    STEERING_BOUNDS,
+    ClockConfig,
+    SensorConfig,
+)
 from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.highway_backend import HighwayBackend
 from reflexdrive.envs.outcomes import substep_outcomes
 from reflexdrive.envs.scenarios import ScenarioInit, generate, make_config, scenario_spec
 from reflexdrive.envs.types import EGO, Command, SubstepOutcome, WorldSnapshot
+
+from reflexdrive.common.validation import ConfigError, check_real
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,10 @@ class RewardConfig:
     offroad_penalty: float = 10.0
 
     def __post_init__(self) -> None:
-        check_range("reward.speed_target_mps", self.speed_target_mps, 0.0, 100.0,
+        check_real("reward.speed_target_mps", self.speed_target_mps, 0.0, 100.0,
                     low_inclusive=False)
-        check_range("reward.collision_penalty", self.collision_penalty, 0.0)
-        check_range("reward.offroad_penalty", self.offroad_penalty, 0.0)
+        check_real("reward.collision_penalty", self.collision_penalty, 0.0)
+        check_real("reward.offroad_penalty", self.offroad_penalty, 0.0)
 
     def progress(self, speed_mps):
         """Per-substep progress term `clip(v / speed_target_mps, 0, 1)` (scalar or array)."""

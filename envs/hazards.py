@@ -7,7 +7,6 @@ first substep boundary at which its centre is within the trigger range of the eg
 from __future__ import annotations
 
 import numpy as np
-
 from reflexdrive.envs.scenarios import HazardPlan
 from reflexdrive.envs.types import EGO, HazardState, WorldSnapshot
 

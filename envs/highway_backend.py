@@ -69,7 +69,7 @@ def build_road(spec: RoadSpec, seed: int) -> Road:
     rng = np.random.RandomState(seed % (2**32))
     if spec.kind == "straight":
         if spec.lane_width_m != StraightLane.DEFAULT_WIDTH:
-            from reflexdrive.envs.errors import ConfigError
+            from reflexdrive.common.validation import ConfigError
 
             raise ConfigError("road.lane_width_m", spec.lane_width_m,
                               f"must be {StraightLane.DEFAULT_WIDTH:g}: highway-env's straight "

@@ -44,7 +44,6 @@ import numbers
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +52,8 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.files import atomic_write_text
+from reflexdrive.common.validation import ConfigError
 
 __all__ = [
     "ALLOWED_FORMS",
@@ -533,33 +533,12 @@ def _profile_document(profile: LatencyProfile) -> str:
 def save_profile(profile: LatencyProfile, path: str | os.PathLike) -> None:
     """Write `profile` to `path` as JSON, atomically.
 
-    The text goes to a temporary file in the same folder, is flushed to disk, then
-    renamed over `path` (`os.replace`), so readers see either the old file or the whole
-    new one, never a truncated file. The folder must exist.
+    Readers see either the old file or the whole new one, never a truncated file
+    (`reflexdrive.common.files.atomic_write`). The folder must exist.
     """
     if not isinstance(profile, LatencyProfile):
         raise TypeError(f"save_profile needs a LatencyProfile, got {type(profile).__name__}")
-    path = Path(path)
-    text = _profile_document(profile)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-        delete=False)
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.chmod(handle.name, 0o644)
-        except OSError:
-            pass
-        os.replace(handle.name, path)
-    except BaseException:
-        try:
-            os.unlink(handle.name)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, _profile_document(profile))
 
 
 class ProfileLatency:

@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import gymnasium as gym
-
 from reflexdrive.envs.clock_wrapper import ClockWrapper
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.driving_env import DrivingEnv

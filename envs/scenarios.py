@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reflexdrive.envs.errors import ConfigError, check_interval, check_range
+from reflexdrive.common.validation import ConfigError, check_interval, check_real
 
 LaneId = tuple[str, str, int]
 """highway-env lane index: (from node, to node, lane number)."""
@@ -141,12 +141,12 @@ class TrafficConfig:
     min_spacing_m: float = 20.0
 
     def __post_init__(self) -> None:
-        check_range("lanes", self.lanes, 1, 8)
-        check_range("vehicles", self.vehicles, 0, 200)
+        check_real("lanes", self.lanes, 1, 8)
+        check_real("vehicles", self.vehicles, 0, 200)
         check_interval("ego_speed_mps", self.ego_speed_mps, 0.0, 40.0)
         check_interval("traffic_speed_mps", self.traffic_speed_mps, 0.0, 40.0)
-        check_range("duration_s", self.duration_s, 0.0, 600.0, low_inclusive=False)
-        check_range("min_spacing_m", self.min_spacing_m, 6.0, 200.0)
+        check_real("duration_s", self.duration_s, 0.0, 600.0, low_inclusive=False)
+        check_real("min_spacing_m", self.min_spacing_m, 6.0, 200.0)
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ class StoppedVehicleConfig(TrafficConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_interval("onset_s", self.onset_s, 0.0, self.duration_s)
-        check_range("trigger_range_m", self.trigger_range_m, 1.0, 500.0)
+        check_real("trigger_range_m", self.trigger_range_m, 1.0, 500.0)
 
 
 @dataclass(frozen=True)
@@ -251,8 +251,8 @@ class NetworkConfig:
     traffic_speed_mps: tuple[float, float] = (8.0, 12.0)
 
     def __post_init__(self) -> None:
-        check_range("vehicles", self.vehicles, 0, 50)
-        check_range("duration_s", self.duration_s, 0.0, 600.0, low_inclusive=False)
+        check_real("vehicles", self.vehicles, 0, 50)
+        check_real("duration_s", self.duration_s, 0.0, 600.0, low_inclusive=False)
         check_interval("ego_speed_mps", self.ego_speed_mps, 0.0, 40.0)
         check_interval("traffic_speed_mps", self.traffic_speed_mps, 0.0, 40.0)
 

@@ -94,7 +94,7 @@ import torch
 
 from reflexdrive.envs import sensor_kernels as _kernels
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
-from reflexdrive.envs.threads import kernel_threads
+from reflexdrive.common.threads import kernel_threads
 from reflexdrive.envs.types import EGO, RoadGeometry, WorldSnapshot
 
 OBJECT_FIELDS = (

@@ -22,7 +22,8 @@ not a reflexdrive checkpoint, the wrong kind or model, an observation spec that 
 match the env's.
 
 Writes are atomic: the file is written to a temporary file in the same directory, flushed
-to disk and moved into place with `os.replace`, so readers never see half a checkpoint.
+to disk and moved into place atomically (`reflexdrive.common.files.atomic_write`), so
+readers never see half a checkpoint.
 
 This module is generic (issue 6 stores end-to-end policies with it): model-specific
 loading (building the module from `config`, loading `state_dict`) lives with the model.
@@ -37,13 +38,14 @@ import os
 import pickle
 import platform
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
+
+from reflexdrive.common.files import atomic_write
 
 FORMAT = "reflexdrive-checkpoint"
 FORMAT_VERSION = 1
@@ -162,23 +164,9 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, lambda stream: torch.save(payload, stream), mode="wb")
     except OSError as error:
         raise CheckpointError(path, f"cannot write: {error.strerror or error}") from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)               # mkstemp's 0600 -> the usual mode
-        os.replace(temp, path)
-    except OSError as error:
-        raise CheckpointError(path, f"cannot write: {error.strerror or error}") from None
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
     return path
 
 

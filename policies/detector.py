@@ -37,9 +37,8 @@ from typing import Any, Mapping, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from torch import nn
 
 KIND = "detector"
 """Checkpoint kind of detectors."""

@@ -50,10 +50,16 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Mapping
 
 import torch
+from reflexdrive.policies.encoders import (
+    ConvEncoder,
+    ConvEncoderConfig,
+    Observation,
+    PatchEncoder,
+    PatchEncoderConfig,
+    check_obs_spec,
+    check_positive_int,
+)
 from torch import nn
-
-from reflexdrive.policies.encoders import (ConvEncoder, ConvEncoderConfig, Observation, PatchEncoder,
-                               PatchEncoderConfig, check_obs_spec, check_positive_int)
 
 State = tuple[torch.Tensor, ...]
 """Recurrent state: `()` (feed-forward), `(h,)` (GRU) or `(h, c)` (LSTM), each

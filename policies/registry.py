@@ -21,12 +21,22 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-
-from reflexdrive.policies.checkpoint import (Checkpoint, CheckpointError, check_spec, load_checkpoint,
-                                 save_checkpoint, spec_mismatches)
+from reflexdrive.policies.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_spec,
+    load_checkpoint,
+    save_checkpoint,
+    spec_mismatches,
+)
 from reflexdrive.policies.encoders import check_obs_spec
-from reflexdrive.policies.networks import (CnnPolicy, DrivingPolicy, GruPolicy, LstmPolicy,
-                               TransformerPolicy)
+from reflexdrive.policies.networks import (
+    CnnPolicy,
+    DrivingPolicy,
+    GruPolicy,
+    LstmPolicy,
+    TransformerPolicy,
+)
 
 KIND = "policy"
 """Checkpoint kind of end-to-end policies."""

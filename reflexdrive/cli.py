@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Sequence
 
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.train import cmd_train
 
@@ -179,8 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_compare_parser(commands, stacks, scenarios) -> None:
-    from reflexdrive.compare_config import (DEFAULT_EXTRA_LATENCY_S, DEFAULT_SCENARIOS,
-                                            DEFAULT_STACKS)
+    from reflexdrive.compare_config import (
+        DEFAULT_EXTRA_LATENCY_S,
+        DEFAULT_SCENARIOS,
+        DEFAULT_STACKS,
+    )
 
     compare = commands.add_parser(
         "compare", help="every stack on the same seeds, scenarios, modes and extra "
@@ -260,8 +263,8 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from reflexdrive.policies.registry import shipped_checkpoint
     from reflexdrive.compare_config import CompareConfig
+    from reflexdrive.policies.registry import shipped_checkpoint
 
     policies = [name for name in ("cnn", "gru", "transformer")
                 if shipped_checkpoint(name).exists()]
@@ -277,7 +280,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from reflexdrive.envs.errors import check_choice
+    from reflexdrive.common.validation import check_choice
     from reflexdrive.envs.latency import save_profile
     from reflexdrive.profile import ProfileConfig, percentile_table, profile_stack
 
@@ -309,16 +312,9 @@ def _agent_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
 
 
 def _resolve_device(device: str) -> str:
-    if device != "auto":
-        if device == "cuda":
-            import torch
+    from reflexdrive.common.devices import resolve_device
 
-            if not torch.cuda.is_available():
-                raise ConfigError("device", device, "CUDA is not available here; use cpu or auto")
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(device))
 
 
 def _cmd_scenarios(_: argparse.Namespace) -> int:

@@ -37,10 +37,10 @@ from typing import Any
 
 import pandas as pd
 
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.threads import cpu_threads
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.compare_config import Cell, CompareConfig
-from reflexdrive.executors import (cell_agent, cpu_threads, finished_seeds, run_local,
-                                   run_ray)
+from reflexdrive.executors import cell_agent, finished_seeds, run_local, run_ray
 from reflexdrive.results import prepare_out_dir, write_csv, write_json
 from reflexdrive.summary import GROUP as GROUP_COLUMNS
 from reflexdrive.summary import summarize

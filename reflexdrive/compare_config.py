@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from reflexdrive.envs.errors import ConfigError, check_choice
+from reflexdrive.common.validation import ConfigError, check_choice
 from reflexdrive.envs.latency import parse_latency, split_extra, with_extra
 from reflexdrive.runner import RunConfig
 

@@ -32,7 +32,6 @@ detections within range / detections within range, recall = matched labels withi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -47,16 +46,31 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from tqdm import tqdm
 
-from reflexdrive.agents.staged.learned_perception import (DEVICES, LearnedPerception, detector_spec,
-                                              raster_geometry, resolve_device)
+from reflexdrive.agents.staged.learned_perception import (
+    LearnedPerception,
+    detector_spec,
+    raster_geometry,
+)
+from reflexdrive.common.batching import even_chunks
+from reflexdrive.common.devices import DEVICES, resolve_device
+from reflexdrive.common.files import atomic_write
+from reflexdrive.common.threads import torch_threads
+from reflexdrive.common.validation import ConfigError, check_choice, check_real
 from reflexdrive.envs.batched_env import BatchedDrivingEnv
 from reflexdrive.envs.config import EGO_FEATURES, STEERING_BOUNDS, SensorConfig
-from reflexdrive.envs.errors import ConfigError, check_choice, check_range
 from reflexdrive.envs.sensors import BEV_VEHICLES, OBJECT_FIELDS
 from reflexdrive.policies.checkpoint import library_versions, save_checkpoint
-from reflexdrive.policies.detector import (BOX_FIELDS, CenterNetDetector, DetectorConfig, RasterGeometry,
-                               decode, detector_checkpoint, detector_loss, encode_targets)
-from reflexdrive.results import atomic_write, prepare_out_dir
+from reflexdrive.policies.detector import (
+    BOX_FIELDS,
+    CenterNetDetector,
+    DetectorConfig,
+    RasterGeometry,
+    decode,
+    detector_checkpoint,
+    detector_loss,
+    encode_targets,
+)
+from reflexdrive.results import prepare_out_dir
 
 DATA_VERSION = 1
 """Bumped whenever the generator or the label rule changes (invalidates cached data)."""
@@ -153,7 +167,7 @@ class DetectorTrainingConfig:
                                 ("threads", 1, 1024), ("channels", 1, 1024),
                                 ("blocks", 0, 64), ("seed", 0, 2**31 - 1)):
             _check_int(name, getattr(self, name), low, high)
-        check_range("lr", self.lr, 0.0, 1.0, low_inclusive=False)
+        check_real("lr", self.lr, 0.0, 1.0, low_inclusive=False)
         check_choice("device", self.device, DEVICES)
 
 
@@ -323,20 +337,11 @@ def generate_frames(scenario: str, seeds: Iterable[int], *, count: int | None = 
         raise ValueError(f"envs={envs} and every_ticks={every_ticks} must be >= 1")
     sensors = sensors or data_sensors()
     geometry = raster_geometry(sensors)
-    with _torch_threads(1):        # tiny tensors: extra threads only add sync overhead
+    with torch_threads(1):        # tiny tensors: extra threads only add sync overhead
         return _generate(scenario, iter(seeds), count, overrides, envs, every_ticks, driver_seed,
                          sensors, geometry, progress)
 
 
-@contextlib.contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """Run a block with `count` torch CPU threads, then restore the previous number."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _generate(scenario, seeds, count, overrides, envs, every_ticks, driver_seed, sensors,
@@ -474,7 +479,7 @@ def training_frames(config: DetectorTrainingConfig, out: Path,
     }
     folder = out / "data" / f"train-{_key(description)}"
     shards = [(p, part, k, n) for p, (part, total) in enumerate(zip(DATA_MIX, counts))
-              for k, n in enumerate(_split(int(total), SHARD_FRAMES))]
+              for k, n in enumerate(even_chunks(int(total), SHARD_FRAMES))]
     bar = tqdm(total=config.samples, desc="training frames", unit="frame", disable=not progress,
                leave=False)
     loaded = []
@@ -496,9 +501,6 @@ def training_frames(config: DetectorTrainingConfig, out: Path,
     return _concat(loaded), description
 
 
-def _split(total: int, most: int) -> list[int]:
-    pieces = max(1, math.ceil(total / most))
-    return [total // pieces + (1 if i < total % pieces else 0) for i in range(pieces)]
 
 
 def evaluation_frames(seeds: Sequence[int], scenarios: Sequence[str] = EVAL_SCENARIOS, *,

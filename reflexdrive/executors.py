@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -35,7 +34,8 @@ import pandas as pd
 
 from reflexdrive.agents.base import Agent, Decision
 from reflexdrive.agents.registry import END_TO_END_STACKS, make_agent
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.threads import cpu_threads
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.compare_config import Cell
 from reflexdrive.runner import RunConfig, RunWriter, run
 
@@ -85,28 +85,6 @@ class FixedBatchAgent:
                         stage_latency_s=decision.stage_latency_s, products=products)
 
 
-@contextmanager
-def cpu_threads(count: int):
-    """torch's and numba's CPU threads set to `count` inside the block, restored after.
-
-    Both: numba's default ("omp") threading layer shares OpenMP's thread count with torch,
-    so every batched-env kernel that restores numba's thread count also sets torch's
-    (`torch.get_num_threads()` goes from 1 to 2 after the first `reset` on this 2-core
-    machine), and two intra-op threads on a busy machine made a cnn's forward pass ~60x
-    slower (1.6 ms -> ~100 ms). Batches below 256 worlds run numba's kernels on one
-    thread anyway.
-    """
-    import numba
-    import torch
-
-    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    numba.set_num_threads(min(count, numba.config.NUMBA_NUM_THREADS))
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(numba_threads)
-        torch.set_num_threads(torch_threads)
 
 
 def cell_agent(config: RunConfig) -> Agent:

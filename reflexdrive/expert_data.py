@@ -38,7 +38,6 @@ whose first row has `episode_start` True.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -46,18 +45,19 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from reflexdrive.agents.base import Agent
 from reflexdrive.agents.registry import build_staged
+from reflexdrive.common.batching import even_chunks
+from reflexdrive.common.files import atomic_write
+from reflexdrive.common.threads import torch_threads
 from reflexdrive.envs.batched_env import BatchedDrivingEnv
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, SensorConfig
 from reflexdrive.envs.scenarios import make_config
-from reflexdrive.results import atomic_write
 
 DATA_VERSION = 2
 """Bumped whenever what a shard holds changes (invalidates cached shards)."""
@@ -168,7 +168,7 @@ def apportion(episodes: int, weights: Sequence[tuple[str, float]]) -> dict[str, 
 def plan_round(round_: int, episodes: int, config: CollectionConfig) -> list[ShardSpec]:
     """The shards of round `round_` with `episodes` episodes (scenario-interleaved)."""
     per_scenario = apportion(episodes, config.weights)
-    pieces = {name: _split(n, config.shard_episodes) for name, n in per_scenario.items()}
+    pieces = {name: even_chunks(n, config.shard_episodes) for name, n in per_scenario.items()}
     shards: list[ShardSpec] = []
     first = 0
     for k in range(max((len(p) for p in pieces.values()), default=0)):
@@ -180,11 +180,6 @@ def plan_round(round_: int, episodes: int, config: CollectionConfig) -> list[Sha
     return shards
 
 
-def _split(total: int, most: int) -> list[int]:
-    if total <= 0:
-        return []
-    pieces = math.ceil(total / most)
-    return [total // pieces + (1 if i < total % pieces else 0) for i in range(pieces)]
 
 
 def data_key(document: Any) -> str:
@@ -334,15 +329,6 @@ class MissingShardError(RuntimeError):
         super().__init__(f"{path}: {problem}")
 
 
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run a block with `count` torch CPU threads, then restore the previous number."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def make_expert(seed: int = 0) -> Agent:

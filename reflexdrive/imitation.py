@@ -59,19 +59,38 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
-from reflexdrive.agents.staged.learned_perception import DEVICES, resolve_device
+from reflexdrive.common.devices import DEVICES, resolve_device
+from reflexdrive.common.files import atomic_write
+from reflexdrive.common.validation import ConfigError, check_choice, check_real
 from reflexdrive.envs.config import EGO_FEATURES, MODES, SensorConfig
-from reflexdrive.envs.errors import ConfigError, check_choice, check_range
 from reflexdrive.envs.latency import parse_latency
-from reflexdrive.policies.checkpoint import (CheckpointError, checksum, library_versions,
-                                 load_checkpoint)
+from reflexdrive.expert_data import (
+    DEFAULT_WEIGHTS,
+    MAX_ROUND,
+    MAX_SEED,
+    ROUND_STRIDE,
+    SCENARIOS,
+    CollectionConfig,
+    ExpertDataset,
+    MissingShardError,
+    collect_round,
+    episodes_for_frames,
+)
+from reflexdrive.policies.checkpoint import (
+    CheckpointError,
+    checksum,
+    library_versions,
+    load_checkpoint,
+)
 from reflexdrive.policies.networks import DrivingPolicy
-from reflexdrive.policies.registry import (POLICIES, build, load_policy, recurrent_from_cnn,
-                               save_policy)
-from reflexdrive.expert_data import (DEFAULT_WEIGHTS, MAX_ROUND, MAX_SEED, ROUND_STRIDE,
-                                     SCENARIOS, CollectionConfig, ExpertDataset,
-                                     MissingShardError, collect_round, episodes_for_frames)
-from reflexdrive.results import atomic_write, prepare_out_dir, write_json
+from reflexdrive.policies.registry import (
+    POLICIES,
+    build,
+    load_policy,
+    recurrent_from_cnn,
+    save_policy,
+)
+from reflexdrive.results import prepare_out_dir, write_json
 
 METHODS = ("bc", "dagger")
 """Imitation methods (`--method ppo` is `reflexdrive.ppo`'s)."""
@@ -241,7 +260,7 @@ class ImitationConfig:
                 ("steer_min_speed_mps", 0.0, 100.0, True),
                 ("dagger_beta_decay", 0.0, 1.0, True)):
             _check_number(name, getattr(self, name))
-            check_range(name, getattr(self, name), low, high, low_inclusive=low_inclusive)
+            check_real(name, getattr(self, name), low, high, low_inclusive=low_inclusive)
         weights = self.scenario_weights
         if not isinstance(weights, Mapping) or not weights:
             raise ConfigError("scenario_weights", weights, "must be a non-empty {scenario: "
@@ -249,7 +268,7 @@ class ImitationConfig:
         for name, weight in weights.items():
             check_choice("scenario_weights", name, SCENARIOS)
             _check_number(f"scenario_weights.{name}", weight)
-            check_range(f"scenario_weights.{name}", weight, 0.0, None)
+            check_real(f"scenario_weights.{name}", weight, 0.0, None)
         if not sum(float(w) for w in weights.values()) > 0.0:
             raise ConfigError("scenario_weights", dict(weights),
                               "at least one weight must be > 0")

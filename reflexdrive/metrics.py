@@ -26,8 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from reflexdrive.common.validation import check_real
 from reflexdrive.envs.clock import TIME_EPS_S, TickRecord
-from reflexdrive.envs.errors import check_range
 from reflexdrive.envs.types import SubstepOutcome
 
 
@@ -46,9 +46,9 @@ class ReactionConfig:
     steer_threshold_rad: float = 0.02
 
     def __post_init__(self) -> None:
-        check_range("reaction.decel_threshold_mps2", self.decel_threshold_mps2, 0.0, 8.0,
+        check_real("reaction.decel_threshold_mps2", self.decel_threshold_mps2, 0.0, 8.0,
                     low_inclusive=False)
-        check_range("reaction.steer_threshold_rad", self.steer_threshold_rad, 0.0, 1.0,
+        check_real("reaction.steer_threshold_rad", self.steer_threshold_rad, 0.0, 1.0,
                     low_inclusive=False)
 
 

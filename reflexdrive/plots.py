@@ -17,9 +17,9 @@ import matplotlib
 
 matplotlib.use("Agg")                   # before pyplot: never open a window
 
-import matplotlib.pyplot as plt         # noqa: E402
-import numpy as np                      # noqa: E402
-import pandas as pd                     # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 HUMAN_BAND_S = (0.7, 1.5)
 """Human drivers' brake reaction time to an expected-ish hazard, about 0.7-1.5 s

@@ -56,15 +56,21 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from tqdm import tqdm
 
 from reflexdrive.agents.end_to_end import policy_spec
+from reflexdrive.common.files import atomic_write
+from reflexdrive.common.validation import ConfigError, check_choice, check_real
 from reflexdrive.envs.batched_env import batched_scenarios
-from reflexdrive.envs.errors import ConfigError, check_choice, check_range
 from reflexdrive.envs.latency import MeasuredLatency, parse_latency, unshifted
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy
 from reflexdrive.policies.registry import POLICIES, load_policy, save_policy
-from reflexdrive.results import atomic_write, prepare_out_dir, write_json
-from reflexdrive.sb3_adapters import (DrivingActorCritic, DrivingRecurrentActorCritic,
-                                      TanhActions, make_batched_vec_env, to_driving_policy)
+from reflexdrive.results import prepare_out_dir, write_json
+from reflexdrive.sb3_adapters import (
+    DrivingActorCritic,
+    DrivingRecurrentActorCritic,
+    TanhActions,
+    make_batched_vec_env,
+    to_driving_policy,
+)
 
 RECURRENT_POLICIES = ("gru", "lstm")
 """Policies trained with sb3-contrib's `RecurrentPPO`; the others with sb3's `PPO`."""
@@ -94,7 +100,7 @@ def _number(name: str, value: Any, low: float | None = None, high: float | None 
     if (isinstance(value, bool) or not isinstance(value, numbers.Real)
             or not math.isfinite(value)):
         raise ConfigError(name, value, "must be a finite number")
-    check_range(name, value, low, high, low_inclusive=low_inclusive)
+    check_real(name, value, low, high, low_inclusive=low_inclusive)
 
 
 @dataclass(frozen=True)

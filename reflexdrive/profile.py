@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from reflexdrive.agents.base import Agent, Decision
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.latency import LatencyProfile
 
 

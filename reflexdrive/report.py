@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from reflexdrive import plots
-from reflexdrive.results import atomic_write
+from reflexdrive.common.files import atomic_write
 from reflexdrive.summary import GROUP
 
 EPISODES_FILE = "episodes.csv"

@@ -1,8 +1,8 @@
 """Writing run results so that nothing is ever half-written, and reading them back.
 
-Every file goes through `atomic_write`: written to a temporary file beside the target,
-flushed to disk, then renamed over it (`os.replace` is atomic on POSIX), so a run killed at
-any instant leaves either the old file or the new one.
+Every file goes through `reflexdrive.common.files.atomic_write` (temporary file, fsync,
+rename), so a run killed at any instant leaves either the old file or the new one, and
+files get the permissions the user's umask allows.
 """
 
 from __future__ import annotations
@@ -11,26 +11,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
-from reflexdrive.envs.errors import ConfigError
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "w") -> None:
-    """Write `path` atomically: `write(handle)` fills a temp file that replaces `path`."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, mode) as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+from reflexdrive.common.files import atomic_write
+from reflexdrive.common.validation import ConfigError
 
 
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:

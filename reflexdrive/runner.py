@@ -29,9 +29,10 @@ import pandas as pd
 from reflexdrive.agents.base import Agent
 from reflexdrive.agents.registry import END_TO_END_STACKS, PERCEPTIONS, STACKS, make_agent
 from reflexdrive.agents.staged import CONTROLLERS
-from reflexdrive.envs.config import ClockConfig
+from reflexdrive.common.devices import resolve_device
+from reflexdrive.common.validation import ConfigError, check_choice
 from reflexdrive.envs.batched_env import BatchedDrivingEnv, batched_scenarios
-from reflexdrive.envs.errors import ConfigError, check_choice
+from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.latency import parse_latency, split_extra
 from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.scenarios import SCENARIOS, make_config
@@ -138,11 +139,8 @@ class RunConfig:
 
     @property
     def resolved_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        """The torch device the run uses ("auto": CUDA when there is a GPU)."""
+        return str(resolve_device(self.device))
 
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `envs.registration.make_env` for this run."""

@@ -29,7 +29,7 @@ import json
 import shlex
 from typing import Any, Callable
 
-from reflexdrive.envs.errors import ConfigError, check_choice
+from reflexdrive.common.validation import ConfigError, check_choice
 
 TARGETS = ("detector", "policy")
 """What `reflexdrive train` can train."""
@@ -284,8 +284,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_detector(args: argparse.Namespace) -> int:
     _refuse(args, _POLICY_OPTIONS + _PPO_OPTIONS, "is a policy option (--target policy)")
-    from reflexdrive.policies.checkpoint import CheckpointError
     from reflexdrive.detector_training import DetectorTrainingConfig, train_detector
+    from reflexdrive.policies.checkpoint import CheckpointError
 
     values = {name: _value(args, name, _DETECTOR_DEFAULTS)
               for name in ("samples", "epochs", "batch_size", "lr", "eval_episodes",

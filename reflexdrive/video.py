@@ -55,17 +55,17 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 
+from reflexdrive import overlays
 from reflexdrive.agents.base import Agent, Decision
+from reflexdrive.common.validation import ConfigError, check_real
 from reflexdrive.envs.clock import TIME_EPS_S, TickRecord, Window
 from reflexdrive.envs.clock_wrapper import ClockWrapper
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.driving_env import DrivingEnv
-from reflexdrive.envs.errors import ConfigError, check_range
 from reflexdrive.envs.hazards import HazardTracker
-from reflexdrive.envs.latency import split_extra, with_extra
 from reflexdrive.envs.highway_backend import HighwayBackend
+from reflexdrive.envs.latency import split_extra, with_extra
 from reflexdrive.envs.rendering import CENTERING
-from reflexdrive import overlays
 from reflexdrive.metrics import EpisodeMetrics, ReactionConfig, episode_metrics, reaction
 
 FFMPEG_REQUIREMENTS = ("imageio>=2.31", "imageio-ffmpeg>=0.4.9")
@@ -110,11 +110,11 @@ class VideoConfig:
                                  ("video.panel_height", self.panel_height, 96)):
             if isinstance(value, bool) or not isinstance(value, int) or value % 2 or value < low:
                 raise ConfigError(name, value, f"must be an even integer >= {low} [px]")
-        check_range("video.scaling_px_per_m", self.scaling_px_per_m, 0.5, 50.0)
+        check_real("video.scaling_px_per_m", self.scaling_px_per_m, 0.5, 50.0)
         if self.fps is not None:
-            check_range("video.fps", self.fps, 1, 1000)
-        check_range("video.crf", self.crf, 0, 51)
-        check_range("video.inset_scale", self.inset_scale, 1, 8)
+            check_real("video.fps", self.fps, 1, 1000)
+        check_real("video.crf", self.crf, 0, 51)
+        check_real("video.inset_scale", self.inset_scale, 1, 8)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -215,7 +215,7 @@ def make_filmed_env(scenario: str, *, mode: str = "realtime", latency: str = "fi
 
 def combined_latency(latency: str, extra_latency_s: float = 0.0) -> str:
     """`latency` with `extra_latency_s` [s] added to its `+SECONDS` suffix (or as one)."""
-    check_range("extra_latency_s", extra_latency_s, 0.0, 60.0)
+    check_real("extra_latency_s", extra_latency_s, 0.0, 60.0)
     base, extra = split_extra(latency)
     return with_extra(base, (extra or 0.0) + float(extra_latency_s))
 

@@ -28,7 +28,7 @@ from reflexdrive.envs.batched.state import (EGO_KIND, IDM_KIND, BatchedHazard, B
 from reflexdrive.envs.batched.road import blend
 from reflexdrive.envs.batched.traffic import (MAX_BITMASK_SLOTS, key_order, neighbour_index, neighbours_of,
                                   traffic_act)
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.highway_backend import HighwayBackend, _road_geometry
 from reflexdrive.envs.scenarios import RoadSpec, SCENARIOS, generate, make_config

@@ -13,7 +13,7 @@ import pytest
 import reflexdrive  # noqa: F401  (registers the ids)
 from reflexdrive.envs.batched_env import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.clock import DeadlineMiss
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.registration import make_env
 from reflexdrive.runner import RunConfig, run
 

@@ -26,7 +26,7 @@ import torch
 from reflexdrive.envs.batched import BatchedBackend, EgoCommands, step, step_cpu
 from reflexdrive.envs.batched import kernel as numba_kernel
 from reflexdrive.envs.batched.state import BatchedState, Params, where_env
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.scenarios import (HazardPlan, RoadSpec, ScenarioInit, VehicleInit, generate,
                             make_config)
 

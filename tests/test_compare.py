@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from reflexdrive.agents.end_to_end import policy_spec
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.registry import build, save_policy
 from reflexdrive import compare as compare_module
 from reflexdrive import executors

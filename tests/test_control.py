@@ -16,7 +16,7 @@ from reflexdrive.agents.staged.planning import MobilFrenetPlanner, straight_plan
 from reflexdrive.agents.staged.tracking import KalmanTracker
 from reflexdrive.agents.staged.types import Plan, Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.sensors import OBJECT_FIELDS
 
 SPEED = EGO_FEATURES.index("speed_mps")

@@ -11,7 +11,7 @@ from reflexdrive.agents.registry import END_TO_END_STACKS, STACKS, make_agent
 from reflexdrive.envs.batched_env import BatchedDrivingEnv
 from reflexdrive.envs.config import SensorConfig
 from reflexdrive.envs.driving_env import observation_space
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import CheckpointError, observation_spec
 from reflexdrive.policies.registry import POLICIES, build, save_policy, shipped_checkpoint
 from reflexdrive.cli import main

@@ -20,7 +20,7 @@ from reflexdrive.envs import register_envs
 from reflexdrive.envs.clock import DeadlineMiss
 from reflexdrive.envs.clock_wrapper import ClockWrapper
 from reflexdrive.envs.driving_env import DrivingEnv
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.latency import LatencySpecError
 from reflexdrive.envs.scenarios import SCENARIOS
 from reflexdrive.envs.types import Command

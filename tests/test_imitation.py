@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import checksum
 from reflexdrive.policies.registry import POLICIES, build, load_policy
 from reflexdrive.cli import main

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reflexdrive.envs.config import ClockConfig
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.latency import (
     ALLOWED_FORMS,
     EXTRA_STAGE,

@@ -7,7 +7,7 @@ import pytest
 
 from reflexdrive.agents.staged.lidar_perception import LidarPerception, beam_directions, cluster_scan
 from reflexdrive.envs.config import EGO_FEATURES
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 
 BEAMS, RANGE = 64, 48.0
 

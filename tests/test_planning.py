@@ -10,7 +10,7 @@ from reflexdrive.agents.staged.planning import (IDMParams, MobilFrenetPlanner, P
                                     idm_acceleration, lane_neighbours, to_lane_frame)
 from reflexdrive.agents.staged.types import Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 
 W = IDMParams().lane_width_m
 

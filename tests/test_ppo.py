@@ -11,7 +11,7 @@ import torch
 
 from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
 from reflexdrive.envs.batched_env import BatchedDrivingEnv
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.latency import LatencyProfile, ProfileLatency, save_profile
 from reflexdrive.policies.networks import ActionHead, HeadConfig
 from reflexdrive.policies.registry import build, load_policy, save_policy

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.highway_backend import build_road
 from reflexdrive.envs.scenarios import (
     EGO_START_S,

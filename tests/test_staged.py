@@ -10,7 +10,7 @@ from reflexdrive.agents.staged.control import LaneKeepingController
 from reflexdrive.agents.staged.planning import IDMParams, idm_acceleration, select_lead, straight_plan
 from reflexdrive.agents.staged.types import Tracks
 from reflexdrive.envs.config import EGO_FEATURES
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.sensors import OBJECT_FIELDS
 
 P = IDMParams()

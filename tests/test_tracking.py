@@ -10,7 +10,7 @@ from reflexdrive.agents.staged.tracking import (IdentityTracker, KalmanTracker, 
                                     predict_constant_velocity, update_kalman)
 from reflexdrive.agents.staged.types import Detections
 from reflexdrive.envs.config import EGO_FEATURES
-from reflexdrive.envs.errors import ConfigError
+from reflexdrive.common.validation import ConfigError
 
 SPEED = EGO_FEATURES.index("speed_mps")
 HEADING_ERROR = EGO_FEATURES.index("heading_error_rad")

@@ -1,10 +1,21 @@
 """The staged stack: perception -> tracking -> planning -> control."""
 
-from reflexdrive.agents.staged.control import (CONTROLLERS, Controller, LaneKeepingController,
-                                   PIDSpeedController, PurePursuitController,
-                                   StanleyController, make_controller)
+from reflexdrive.agents.staged.control import (
+                                   CONTROLLERS,
+                                   Controller,
+                                   LaneKeepingController,
+                                   PIDSpeedController,
+                                   PurePursuitController,
+                                   StanleyController,
+                                   make_controller,
+)
 from reflexdrive.agents.staged.perception import OraclePerception
-from reflexdrive.agents.staged.planning import IDMParams, MobilFrenetPlanner, PlannerConfig, idm_acceleration
+from reflexdrive.agents.staged.planning import (
+                                   IDMParams,
+                                   MobilFrenetPlanner,
+                                   PlannerConfig,
+                                   idm_acceleration,
+)
 from reflexdrive.agents.staged.stack import StagedAgent
 from reflexdrive.agents.staged.tracking import IdentityTracker, KalmanTracker, KalmanTrackerConfig
 

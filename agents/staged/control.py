@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from reflexdrive.agents.staged.types import Plan
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
-from reflexdrive.envs.errors import ConfigError, check_range
+
+from reflexdrive.common.validation import ConfigError, check_real
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")
@@ -174,11 +174,11 @@ class PIDSpeedController:
     name: str = "pid"
 
     def __post_init__(self) -> None:
-        check_range("pid.kp", self.kp, 0.0, 100.0)
-        check_range("pid.ki", self.ki, 0.0, 100.0)
-        check_range("pid.kd", self.kd, 0.0, 100.0)
-        check_range("pid.tick_s", self.tick_s, 0.0, 10.0, low_inclusive=False)
-        check_range("pid.max_integral_mps2", self.max_integral_mps2, 0.0, 100.0)
+        check_real("pid.kp", self.kp, 0.0, 100.0)
+        check_real("pid.ki", self.ki, 0.0, 100.0)
+        check_real("pid.kd", self.kd, 0.0, 100.0)
+        check_real("pid.tick_s", self.tick_s, 0.0, 10.0, low_inclusive=False)
+        check_real("pid.max_integral_mps2", self.max_integral_mps2, 0.0, 100.0)
         self._integral: np.ndarray | None = None       # (N,) [m]
         self._previous_speed: np.ndarray | None = None  # (N,) [m/s], NaN: none yet
 
@@ -223,7 +223,7 @@ class PIDSpeedController:
 
 
 def _check_length(field_name: str, value: float) -> None:
-    check_range(field_name, value, 0.0, 50.0, low_inclusive=False)
+    check_real(field_name, value, 0.0, 50.0, low_inclusive=False)
 
 
 @dataclass
@@ -253,11 +253,11 @@ class PurePursuitController:
     name: str = "pure-pursuit"
 
     def __post_init__(self) -> None:
-        check_range("pure_pursuit.lookahead_gain_s", self.lookahead_gain_s, 0.0, 10.0)
-        check_range("pure_pursuit.lookahead_base_m", self.lookahead_base_m, 0.0, 200.0)
-        check_range("pure_pursuit.lookahead_min_m", self.lookahead_min_m, 0.0, 200.0,
+        check_real("pure_pursuit.lookahead_gain_s", self.lookahead_gain_s, 0.0, 10.0)
+        check_real("pure_pursuit.lookahead_base_m", self.lookahead_base_m, 0.0, 200.0)
+        check_real("pure_pursuit.lookahead_min_m", self.lookahead_min_m, 0.0, 200.0,
                     low_inclusive=False)
-        check_range("pure_pursuit.lookahead_max_m", self.lookahead_max_m,
+        check_real("pure_pursuit.lookahead_max_m", self.lookahead_max_m,
                     self.lookahead_min_m, 500.0)
         _check_length("pure_pursuit.vehicle_length_m", self.vehicle_length_m)
 
@@ -310,11 +310,11 @@ class StanleyController:
     name: str = "stanley"
 
     def __post_init__(self) -> None:
-        check_range("stanley.gain", self.gain, 0.0, 100.0)
-        check_range("stanley.softening_speed_mps", self.softening_speed_mps, 0.0, 100.0,
+        check_real("stanley.gain", self.gain, 0.0, 100.0)
+        check_real("stanley.softening_speed_mps", self.softening_speed_mps, 0.0, 100.0,
                     low_inclusive=False)
         _check_length("stanley.vehicle_length_m", self.vehicle_length_m)
-        check_range("stanley.preview_s", self.preview_s, 0.0, 5.0)
+        check_real("stanley.preview_s", self.preview_s, 0.0, 5.0)
 
     def reset(self, done) -> None:
         """Stateless."""

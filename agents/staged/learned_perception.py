@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from reflexdrive.agents.base import Info, Observation
 from reflexdrive.agents.staged.types import Detections
 from reflexdrive.envs.config import SensorConfig
-from reflexdrive.envs.errors import ConfigError, check_choice, check_range
 from reflexdrive.policies.checkpoint import CheckpointError, check_spec
 from reflexdrive.policies.detector import RasterGeometry, decode, load_detector
 
-DEVICES = ("auto", "cpu", "cuda")
+from reflexdrive.common.devices import resolve_device
+from reflexdrive.common.validation import ConfigError, check_real
+
 SPEC_SENSOR_FIELDS = ("range_m", "bev_behind_m", "bev_half_width_m", "bev_m_per_px")
 """`SensorConfig` fields a detector depends on: where the raster lies in the ego frame."""
 
@@ -46,16 +46,6 @@ def detector_spec(sensors: SensorConfig) -> dict[str, Any]:
     """
     return {"observation": {"bev": {"shape": list(sensors.bev_shape), "dtype": "uint8"}},
             "sensors": {name: float(getattr(sensors, name)) for name in SPEC_SENSOR_FIELDS}}
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" (CUDA when available, else CPU), "cpu" or "cuda"; ConfigError otherwise."""
-    check_choice("device", device, DEVICES)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", device, "CUDA is not available here; use cpu or auto")
-    return torch.device(device)
 
 
 @dataclass
@@ -78,7 +68,7 @@ class LearnedPerception:
 
     def __post_init__(self) -> None:
         if self.score_threshold is not None:
-            check_range("score_threshold", self.score_threshold, 0.0, 1.0, low_inclusive=False)
+            check_real("score_threshold", self.score_threshold, 0.0, 1.0, low_inclusive=False)
             if self.score_threshold >= 1.0:
                 raise ConfigError("score_threshold", self.score_threshold, "must lie in (0, 1)")
         self._device = resolve_device(self.device)

@@ -32,11 +32,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from reflexdrive.agents.base import Info, Observation
 from reflexdrive.agents.staged.types import Detections
 from reflexdrive.envs.config import EGO_FEATURES
-from reflexdrive.envs.errors import ConfigError
+
+from reflexdrive.common.validation import ConfigError
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from reflexdrive.agents.base import Info, Observation
 from reflexdrive.agents.staged.types import Detections
 from reflexdrive.envs.config import SensorConfig
-from reflexdrive.envs.errors import ConfigError
 from reflexdrive.envs.sensors import OBJECT_FIELDS
+
+from reflexdrive.common.validation import ConfigError
 
 _COLUMN = {name: i for i, name in enumerate(OBJECT_FIELDS)}
 

@@ -30,11 +30,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
 from reflexdrive.agents.staged import frenet
 from reflexdrive.agents.staged.types import PLAN_STEP_S, Plan, Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
-from reflexdrive.envs.errors import ConfigError
+
+from reflexdrive.common.validation import ConfigError
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")

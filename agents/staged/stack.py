@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from reflexdrive.agents.base import Decision, Info, Observation, StageTimer
 
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from reflexdrive.agents.staged.types import Detections, Tracks
 from reflexdrive.envs.config import EGO_FEATURES
-from reflexdrive.envs.errors import ConfigError, check_range
+
+from reflexdrive.common.validation import ConfigError, check_real
 
 SPEED = EGO_FEATURES.index("speed_mps")
 HEADING_ERROR = EGO_FEATURES.index("heading_error_rad")
@@ -90,24 +91,24 @@ class KalmanTrackerConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ConfigError(f"tracker.{name}", value, "must be a whole number")
-        check_range("tracker.max_tracks", self.max_tracks, 1, 1024)
-        check_range("tracker.min_hits", self.min_hits, 1, 100)
-        check_range("tracker.max_misses", self.max_misses, 1, 100)
-        check_range("tracker.gate_m", self.gate_m, 0.0, 100.0, low_inclusive=False)
-        check_range("tracker.accel_noise_mps2", self.accel_noise_mps2, 0.0, 100.0)
-        check_range("tracker.position_noise_m", self.position_noise_m, 0.0, 100.0,
+        check_real("tracker.max_tracks", self.max_tracks, 1, 1024)
+        check_real("tracker.min_hits", self.min_hits, 1, 100)
+        check_real("tracker.max_misses", self.max_misses, 1, 100)
+        check_real("tracker.gate_m", self.gate_m, 0.0, 100.0, low_inclusive=False)
+        check_real("tracker.accel_noise_mps2", self.accel_noise_mps2, 0.0, 100.0)
+        check_real("tracker.position_noise_m", self.position_noise_m, 0.0, 100.0,
                     low_inclusive=False)
-        check_range("tracker.velocity_noise_mps", self.velocity_noise_mps, 0.0, 100.0,
+        check_real("tracker.velocity_noise_mps", self.velocity_noise_mps, 0.0, 100.0,
                     low_inclusive=False)
-        check_range("tracker.initial_velocity_std_mps", self.initial_velocity_std_mps,
+        check_real("tracker.initial_velocity_std_mps", self.initial_velocity_std_mps,
                     0.0, 1000.0, low_inclusive=False)
-        check_range("tracker.size_smoothing", self.size_smoothing, 0.0, 1.0,
+        check_real("tracker.size_smoothing", self.size_smoothing, 0.0, 1.0,
                     low_inclusive=False)
         if not isinstance(self.default_size_m, (tuple, list)) or len(self.default_size_m) != 2:
             raise ConfigError("tracker.default_size_m", self.default_size_m,
                               "must be a (length, width) pair")
         for i, value in enumerate(self.default_size_m):
-            check_range(f"tracker.default_size_m[{i}]", value, 0.0, 100.0,
+            check_real(f"tracker.default_size_m[{i}]", value, 0.0, 100.0,
                         low_inclusive=False)
 
 

@@ -49,7 +49,7 @@ from reflexdrive.envs.batched.road import (LANE_HEADING, closest_lane, lane_coor
 from reflexdrive.envs.batched.state import (BRAKING_LEAD_KIND, EGO_KIND, HAZARD_CODES, IDM_KIND,
                                 STATIC_KIND, BatchedHazard, BatchedRoad, BatchedState,
                                 EgoCommands, Params, where_env)
-from reflexdrive.envs.errors import ConfigError, check_choice
+from reflexdrive.common.validation import ConfigError, check_choice
 from reflexdrive.envs.highway_backend import STRIPE_LENGTH_M, STRIPE_PERIOD_M
 from reflexdrive.envs.scenarios import SCENARIOS, ScenarioInit
 from reflexdrive.envs.types import Piece, RoadGeometry, WorldSnapshot

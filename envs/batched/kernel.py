@@ -51,7 +51,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from reflexdrive.envs.threads import kernel_threads
+from reflexdrive.common.threads import kernel_threads
 from reflexdrive.envs.batched.state import (BRAKING_LEAD_KIND, CUT_IN, EGO_KIND, IDM_KIND, LEAD_BRAKE,
                                 STOPPED_VEHICLE, BatchedState, EgoCommands, Params)
 

@@ -1,0 +1,211 @@
+"""Validation at the boundary: one-line errors that name the field and the allowed values.
+
+`check_int`, `check_real`, `check_choice` and `check_interval` test one value. A config
+dataclass states each field's bounds once, as field metadata (`integer(...)`, `real(...)`,
+`choice(...)`), and `validate_fields(self)` in its `__post_init__` checks them all; the CLI
+reads the same fields for its defaults and help (`field_default`, `field_help`), so a default
+is written in one place only.
+
+Numbers are checked by type, not converted: `True` and `"3"` are not numbers here (a bool is
+an `int` to Python, and `float("3")` would let a string through to fail later in arithmetic).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+RULE = "reflexdrive.rule"
+"""The field-metadata key under which a field's `Rule` is stored."""
+HELP = "reflexdrive.help"
+"""The field-metadata key of a field's one-line help (units included)."""
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of its allowed set or range."""
+
+    def __init__(self, field: str, value: object, allowed: str):
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}={value!r} is invalid: {allowed}")
+
+
+def check_choice(field: str, value: object, choices: tuple) -> None:
+    """Raise ConfigError unless `value` is one of `choices`."""
+    if isinstance(value, (list, dict, set)) or value not in choices:
+        raise ConfigError(field, value, "allowed values are " + ", ".join(map(str, choices)))
+
+
+def _bounds(field: str, value: Any, low: float | None, high: float | None,
+            low_inclusive: bool) -> None:
+    bad_low = low is not None and (value < low if low_inclusive else value <= low)
+    bad_high = high is not None and value > high
+    if bad_low or bad_high:
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        bracket = "[" if low_inclusive else "("
+        raise ConfigError(field, value, f"must lie in {bracket}{lo}, {hi}]")
+
+
+def is_real(value: Any) -> bool:
+    """A real number that is not a bool (ints and numpy scalars included, strings not)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, _np_bool()))
+
+
+def is_int(value: Any) -> bool:
+    """An integer that is not a bool (numpy integers included, floats and strings not)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, _np_bool()))
+
+
+def _np_bool() -> type:
+    try:
+        import numpy as np
+    except ImportError:  # numpy is a dependency; stay importable without it
+        return bool
+    return np.bool_
+
+
+def check_real(field: str, value: Any, low: float | None = None, high: float | None = None,
+               *, low_inclusive: bool = True) -> None:
+    """Raise ConfigError unless `value` is a real number (not a bool or a string, not NaN)
+    with `low <= value <= high` (`low < value` when not `low_inclusive`; bounds optional)."""
+    if not is_real(value):
+        raise ConfigError(field, value, "must be a number")
+    if math.isnan(value):
+        raise ConfigError(field, value, "must be a number, not NaN")
+    _bounds(field, value, low, high, low_inclusive)
+
+
+def check_int(field: str, value: Any, low: int | None = None,
+              high: int | None = None) -> None:
+    """Raise ConfigError unless `value` is an integer (not a bool, a float or a string) with
+    `low <= value <= high` (bounds optional)."""
+    if not is_int(value):
+        raise ConfigError(field, value, "must be an integer")
+    _bounds(field, value, low, high, True)
+
+
+def check_bool(field: str, value: Any) -> None:
+    """Raise ConfigError unless `value` is True or False."""
+    if not isinstance(value, (bool, _np_bool())):
+        raise ConfigError(field, value, "must be true or false")
+
+
+def check_interval(field: str, value: Any, low: float | None = None,
+                   high: float | None = None) -> None:
+    """Raise ConfigError unless `value` is a `(lo, hi)` pair with `lo <= hi` within bounds."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ConfigError(field, value, "must be a (low, high) pair")
+    check_real(f"{field}[0]", value[0], low, high)
+    check_real(f"{field}[1]", value[1], low, high)
+    if value[0] > value[1]:
+        raise ConfigError(field, value, "low must not exceed high")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a config field allows: `kind` is "int", "real", "bool", "choice" or
+    "interval"; bounds for numbers and intervals; `choices` for a choice; `optional` lets
+    None through."""
+
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    choices: tuple = ()
+    optional: bool = False
+
+    def check(self, field: str, value: Any) -> None:
+        """Raise ConfigError naming `field` unless `value` is allowed."""
+        if value is None and self.optional:
+            return
+        if self.kind == "int":
+            check_int(field, value, self.low, self.high)
+        elif self.kind == "real":
+            check_real(field, value, self.low, self.high, low_inclusive=self.low_inclusive)
+        elif self.kind == "bool":
+            check_bool(field, value)
+        elif self.kind == "choice":
+            check_choice(field, value, self.choices)
+        elif self.kind == "interval":
+            check_interval(field, value, self.low, self.high)
+        else:
+            raise ValueError(f"Rule.kind={self.kind!r} is invalid: allowed values are int, "
+                             "real, bool, choice, interval")
+
+
+def _field(default: Any, rule: Rule, help: str, default_factory: Any) -> Any:
+    metadata = {RULE: rule, HELP: help}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def integer(default: Any = dataclasses.MISSING, *, low: int | None = None,
+            high: int | None = None, optional: bool = False, help: str = "") -> Any:
+    """A dataclass field holding an integer in `[low, high]`."""
+    return _field(default, Rule("int", low, high, optional=optional), help,
+                  dataclasses.MISSING)
+
+
+def real(default: Any = dataclasses.MISSING, *, low: float | None = None,
+         high: float | None = None, low_inclusive: bool = True, optional: bool = False,
+         help: str = "") -> Any:
+    """A dataclass field holding a real number in `[low, high]` (`(low, high]` when not
+    `low_inclusive`)."""
+    return _field(default, Rule("real", low, high, low_inclusive, optional=optional), help,
+                  dataclasses.MISSING)
+
+
+def boolean(default: Any = dataclasses.MISSING, *, help: str = "") -> Any:
+    """A dataclass field holding True or False."""
+    return _field(default, Rule("bool"), help, dataclasses.MISSING)
+
+
+def choice(default: Any = dataclasses.MISSING, *, choices: tuple, optional: bool = False,
+           help: str = "") -> Any:
+    """A dataclass field holding one of `choices`."""
+    return _field(default, Rule("choice", choices=tuple(choices), optional=optional), help,
+                  dataclasses.MISSING)
+
+
+def interval(default: Any = dataclasses.MISSING, *, low: float | None = None,
+             high: float | None = None, help: str = "") -> Any:
+    """A dataclass field holding a `(lo, hi)` pair within `[low, high]`."""
+    return _field(default, Rule("interval", low, high), help, dataclasses.MISSING)
+
+
+def validate_fields(instance: Any, prefix: str = "") -> None:
+    """Check every field of the dataclass `instance` that carries a `Rule`, in field order;
+    the error names the field as `prefix + name` (e.g. prefix "clock.")."""
+    for item in dataclasses.fields(instance):
+        rule = item.metadata.get(RULE)
+        if rule is not None:
+            rule.check(prefix + item.name, getattr(instance, item.name))
+
+
+def _field_of(cls: type, name: str) -> dataclasses.Field:
+    for item in dataclasses.fields(cls):
+        if item.name == name:
+            return item
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default of field `name` of the dataclass `cls` (from its factory if it has one),
+    for CLI defaults that must equal the config's."""
+    item = _field_of(cls, name)
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    if item.default is dataclasses.MISSING:
+        raise KeyError(f"{cls.__name__}.{name} has no default")
+    return item.default
+
+
+def field_help(cls: type, name: str) -> str:
+    """The one-line help of field `name` of the dataclass `cls` ("" when it has none)."""
+    return _field_of(cls, name).metadata.get(HELP, "")
