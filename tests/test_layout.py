@@ -10,9 +10,9 @@ import tomllib
 from pathlib import Path
 
 import gymnasium as gym
+from reflexdrive.envs.scenarios import SCENARIOS
 
 import reflexdrive
-from reflexdrive.envs.scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"reflexdrive": "reflexdrive", "reflexdrive.agents": "agents",
@@ -51,8 +51,10 @@ def test_every_package_folder_is_listed_in_pyproject():
 
 
 def test_the_public_way_to_write_a_stack():
+    from reflexdrive.agents.base import Agent as BaseAgent
+    from reflexdrive.agents.base import Decision as BaseDecision
+
     from reflexdrive import Agent, Decision
-    from reflexdrive.agents.base import Agent as BaseAgent, Decision as BaseDecision
 
     assert (Agent, Decision) == (BaseAgent, BaseDecision)
     assert "Agent" in reflexdrive.__all__ and "Decision" in reflexdrive.__all__
@@ -103,3 +105,40 @@ def test_foreign_agents_envs_policies_first_on_the_path_change_nothing(tmp_path)
 def test_every_env_id_is_registered_under_the_namespace():
     for spec in SCENARIOS.values():
         assert gym.spec(spec.env_id).entry_point.startswith("reflexdrive.envs.")
+
+
+LAYERS = {
+    # layer: (its folder, the layers it may import besides itself)
+    "reflexdrive.common": ("reflexdrive/common", ()),
+    "reflexdrive.envs": ("envs", ("reflexdrive.common",)),
+    "reflexdrive.policies": ("policies", ("reflexdrive.common",)),
+    "reflexdrive.agents": ("agents", ("reflexdrive.common", "reflexdrive.envs",
+                                      "reflexdrive.policies")),
+}
+
+
+def _layer_of(module: str) -> str:
+    for layer in LAYERS:
+        if module == layer or module.startswith(layer + "."):
+            return layer
+    return "reflexdrive"            # the app layer: reflexdrive itself and its job folders
+
+
+def test_imports_point_down_only():
+    offenders = []
+    for layer, (folder, allowed) in LAYERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    if name.split(".")[0] != "reflexdrive":
+                        continue
+                    target = _layer_of(name)
+                    if target != layer and target not in allowed:
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert offenders == []
