@@ -63,7 +63,7 @@ from reflexdrive.envs.driving_env import DrivingEnv
 from reflexdrive.envs.errors import ConfigError, check_range
 from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.latency import split_extra, with_extra
-from reflexdrive.envs.highway_backend import HighwayBackend
+from reflexdrive.envs.backends.highway import HighwayBackend
 from reflexdrive.envs.rendering import CENTERING
 from reflexdrive import overlays
 from reflexdrive.metrics import EpisodeMetrics, ReactionConfig, episode_metrics, reaction

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from reflexdrive.envs.errors import ConfigError
-from reflexdrive.envs.highway_backend import build_road
+from reflexdrive.envs.backends.highway import build_road
 from reflexdrive.envs.scenarios import (
     EGO_START_S,
     HAZARD_KINDS,
