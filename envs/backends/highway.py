@@ -107,7 +107,8 @@ def _make_vehicle(road: Road, init: VehicleInit, slot: int, hazard: HazardPlan,
 def network_geometry(network: RoadNetwork) -> RoadGeometry:
     """Sample every lane of `network` into centre-line segments and painted boundary segments."""
     lane_segments, half_widths, markings = [], [], []
-    for lanes in (to_dict for from_dict in network.graph.values() for to_dict in from_dict.values()):
+    for lanes in (to_dict for from_dict in network.graph.values()
+                  for to_dict in from_dict.values()):
         for lane in lanes:
             straight = type(lane) is StraightLane
             n = 1 if straight else max(1, int(np.ceil(lane.length / CHORD_M)))
@@ -173,7 +174,8 @@ class HighwayBackend:
         self.road = road
         self.ego = vehicles[0]
         self._others = vehicles[1:] + list(road.objects)
-        self._ids = list(range(len(vehicles))) + [len(vehicles) + i for i in range(len(road.objects))]
+        self._ids = (list(range(len(vehicles)))
+                     + [len(vehicles) + i for i in range(len(road.objects))])
         self._hazard = init.hazard
         self._hazard_vehicle = vehicles[init.hazard.vehicle] if init.hazard.vehicle >= 0 else None
         self._substep_index = 0

@@ -133,9 +133,8 @@ def _map_tensors(obj, fn):
 
 
 def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """`values.reshape(-1)[index]` (flat positions, any index shape) via `index_select`.
-
-    About twice as fast as advanced indexing on CPU for the small row sets of a substep.
+    """`values.reshape(-1)[index]` (flat positions, any index shape) via `index_select`
+    (cheaper than advanced indexing on CPU for the small row sets of a substep).
     """
     if index.dim() == 1:
         return values.reshape(-1).index_select(0, index)
@@ -252,8 +251,8 @@ class BatchedState:
         road: the roads.
         hazard: the hazard plans.
         order_hint: `(B, N)` int64 or None, a cache: the slots sorted by `x` at an earlier
-            substep (`envs.backends.batched.torch.traffic.key_order`), which the next substep checks and
-            reuses where still sorted. Any value is safe; None means "sort from scratch".
+            substep (`envs.backends.batched.torch.traffic.key_order`), which the next substep
+            checks and reuses where still sorted. Any value is safe; None means "sort from scratch".
     """
 
     position: torch.Tensor

@@ -1,7 +1,7 @@
 """The numba substep kernel (`envs.backends.batched.numba.step_cpu`) against the torch `step`.
 
-Both implement `envs.backends.batched.torch.dynamics.step`'s semantics with the same float operations; they
-differ only in the implementations of `cos`, `sin`, `tan`, `atan`, `asin` (torch's vectorised
+Both implement `envs.backends.batched.torch.step`'s semantics with the same float operations;
+they differ only in the implementations of `cos`, `sin`, `tan`, `atan`, `asin` (torch's vectorised
 SLEEF kernels vs the C library, within 1 ulp) and of `(v / v0)^4` (two squarings vs `pow`).
 So every discrete field (lanes, targets, flags, kinds, substep counters) must be identical
 and every float field within `FLOAT_TOL` (measured: ~1e-13 m, m/s, rad over 300 substeps).

@@ -13,11 +13,11 @@ def sort_by_x(F, I):
     """Key order of the world's vehicles, for `front` / `rear`.
 
     Sorts `I[ORDER]` (a previous order, or any values): the valid slots by `x` ascending,
-    ties by slot descending (the "key order" of `envs.backends.batched.torch.traffic.key_order`), then the
-    padding slots. Starting from the previous substep's order the insertion sort mostly
-    only checks that it is still sorted; a row that is not a permutation of the slots is
-    replaced by the slots in order first. Sets `I[START, j]`, the key position of the first
-    vehicle with `x == x_j` (valid `j`).
+    ties by slot descending (the "key order" of `envs.backends.batched.torch.traffic.
+    key_order`), then the padding slots. Starting from the previous substep's order the
+    insertion sort mostly only checks that it is still sorted; a row that is not a
+    permutation of the slots is replaced by the slots in order first. Sets `I[START, j]`,
+    the key position of the first vehicle with `x == x_j` (valid `j`).
 
     Returns:
         the number of valid vehicles.

@@ -52,7 +52,7 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
 
 def step_cpu(params: Params, state: BatchedState, commands: EgoCommands,
              active: torch.Tensor | None = None) -> BatchedState:
-    """`envs.backends.batched.torch.dynamics.step` by the numba kernel (same arguments, same result).
+    """`envs.backends.batched.torch.step` by the numba kernel (same arguments, same result).
 
     Args:
         params: the model constants (`params.dt` is the substep [s]).

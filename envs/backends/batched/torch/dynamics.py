@@ -14,11 +14,11 @@ The order is `HighwayBackend.substep`'s:
 
 Everything is vectorised over worlds and vehicle slots and runs on any torch device.
 `BatchedBackend` runs this function on CUDA (and for float32 states); for float64 states on
-CPU it runs `envs.backends.batched.numba.step_cpu`, a numba kernel with the same semantics (per
-world, per vehicle scalar code; equal to this function to ~1e-13 and exactly on every
-discrete field, `tests/test_batched_kernel.py`), unless built with `kernel="torch"`. The
-building blocks are re-exported here: `vehicle_step`, `clip_actions`, `steering_control`,
-`idm_acceleration`, `desired_gap`, `neighbour_vehicles`, `mobil`, `change_lane_policy`,
+CPU it runs `envs.backends.batched.numba.step_cpu`, a numba kernel with the same signature
+and semantics (per world, per vehicle scalar code; equal to this function to ~1e-13 and
+exactly on every discrete field, `tests/envs/backends/test_batched_kernel.py`), unless
+built with `kernel="torch"`. The building blocks are re-exported here: `vehicle_step`,
+`clip_actions`, `steering_control`, `idm_acceleration`, `desired_gap`, `neighbour_vehicles`, `mobil`, `change_lane_policy`,
 `closest_lane`, `polygons_intersecting`.
 
 Cost model (CPU, float64; what the implementation is shaped by). At large `B` every
@@ -122,8 +122,8 @@ def traffic_step(params: Params, state: BatchedState) -> BatchedState:
     zero action). Slots `(B, N)` that are the ego or padding are left as they are.
 
     The bicycle model runs on all `(B, N)` slots and the results are kept with exact
-    float blends (`envs.backends.batched.torch.road.blend`); a padding slot's zero length gives a NaN
-    heading rate there, which is zeroed before the blend drops it.
+    float blends (`envs.backends.batched.torch.road.blend`); a padding slot's zero length
+    gives a NaN heading rate there, which is zeroed before the blend drops it.
 
     Returns:
         the state with the traffic's pose `(B, N, 2)` [m] / `(B, N)` [rad], speed [m/s],
