@@ -18,8 +18,8 @@ CPU it runs `envs.backends.batched.numba.step_cpu`, a numba kernel with the same
 and semantics (per world, per vehicle scalar code; equal to this function to ~1e-13 and
 exactly on every discrete field, `tests/envs/backends/test_batched_kernel.py`), unless
 built with `kernel="torch"`. The building blocks are re-exported here: `vehicle_step`,
-`clip_actions`, `steering_control`, `idm_acceleration`, `desired_gap`, `neighbour_vehicles`, `mobil`, `change_lane_policy`,
-`closest_lane`, `polygons_intersecting`.
+`clip_actions`, `steering_control`, `idm_acceleration`, `desired_gap`, `neighbour_vehicles`,
+`mobil`, `change_lane_policy`, `closest_lane`, `polygons_intersecting`.
 
 Cost model (CPU, float64; what the implementation is shaped by). At large `B` every
 elementwise op over `(B, N)` streams megabytes, so the code keeps the number of such ops low:
