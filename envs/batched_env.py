@@ -33,12 +33,14 @@ import torch
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from reflexdrive.envs import sensors
-from reflexdrive.envs.batched import BatchedBackend, BatchedHazardTracker
-from reflexdrive.envs.batched.kernel import TickStops
+from reflexdrive.envs.backends.batched import BatchedBackend, BatchedHazardTracker
+from reflexdrive.envs.backends.batched.numba import TickStops
 from reflexdrive.envs.batched_clock import BatchedClock, to_tick_records_per_env
 from reflexdrive.envs.clock import DeadlineMiss
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
-from reflexdrive.envs.driving_env import RewardConfig, _coerce, action_space, observation_space
+from reflexdrive.envs.driving_env import _coerce, action_space, observation_space
+from reflexdrive.envs.gym.reward import RewardConfig, decision_reward, mean_progress
+from reflexdrive.envs.gym.termination import episode_over, termination
 from reflexdrive.envs.latency import (
     EXTRA_STAGE,
     FixedLatency,
@@ -240,8 +242,9 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         offroad = ~self.backend.ego_on_road().cpu().numpy()
         substep = self.backend.state.substep
         deadline = overrun & (self.clock_config.on_overrun == "terminate")
-        terminated = live_np & (crashed | offroad | deadline)
-        truncated = live_np & ~terminated & (substep >= self._duration).cpu().numpy()
+        terminated, truncated = termination(crashed, offroad,
+                                            (substep >= self._duration).cpu().numpy(), deadline)
+        terminated, truncated = live_np & terminated, live_np & truncated
         reward = self._reward(progress, crashed, offroad, live_np)
         self._done = terminated | truncated
         obs, info = self._observe_and_info()
@@ -337,39 +340,36 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         (`BatchedBackend.tick`, the same result as the loop below).
         """
         backend = self.backend
-        target = self.reward_config.speed_target_mps
         if backend.stepper == "numba" and not self.record:
             pieces = [self.clock.substep_pieces(j) for j in range(self._substeps_per_tick)]
             onsets = self.hazards.onsets
             stops = TickStops(duration=self._duration, trigger_range=onsets.trigger_range,
                               onset=onsets.onset_substep, hazard_kind=onsets.kind,
-                              hazard_vehicle=onsets.vehicle, progress_target=target)
+                              hazard_vehicle=onsets.vehicle)
             outcome = backend.tick(torch.stack([p[0] for p in pieces]), pieces[0][1],
                                    pieces[0][2], live, stops)
             self.hazards.set_onsets(torch.from_numpy(outcome.onset), backend.state.substep)
-            return [], outcome.progress
+            return [], mean_progress(self.reward_config, outcome.ego_speed, outcome.integrated)
         active = live.clone()
         outcomes: list = []
-        progress = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
-        counts = torch.zeros(self.num_envs, dtype=torch.float64, device=self.device)
+        speeds, integrated = [], []
         for j in range(self._substeps_per_tick):
             first_s, first, second = self.clock.substep_pieces(j)
             backend.substep(first_s, first, second, active=active)
             state = backend.state
             self.hazards.update(state.position, state.valid, state.substep)
-            progress += torch.where(active, torch.clamp(state.speed[:, EGO] / target, 0.0, 1.0),
-                                    0.0)
-            counts += active.to(torch.float64)
+            speeds.append(state.speed[:, EGO].clone())
+            integrated.append(active)
             if self.record:
                 outcomes.append((active.cpu().numpy(), backend.snapshot()))
-            ended_now = active & (state.crashed[:, EGO] | ~backend.ego_on_road()
-                                  | (state.substep >= self._duration))
+            ended_now = active & episode_over(state.crashed[:, EGO], backend.ego_on_road(),
+                                              state.substep, self._duration)
             active = active & ~ended_now
-        return outcomes, (progress / counts.clamp(min=1.0)).cpu().numpy()
+        return outcomes, mean_progress(self.reward_config, torch.stack(speeds).cpu().numpy(),
+                                       torch.stack(integrated).cpu().numpy())
 
     def _reward(self, progress, crashed, offroad, live) -> np.ndarray:
-        reward = self.reward_config.combine(progress, crashed, offroad)
-        return np.where(live, reward, 0.0).astype(np.float64)
+        return decision_reward(self.reward_config, progress, crashed, offroad, live)
 
     def _observe_and_info(self) -> tuple[dict, dict]:
         snapshot = self.backend.snapshot()

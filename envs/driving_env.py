@@ -10,13 +10,14 @@ hazard state) goes in `info`, never in the observation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from reflexdrive.envs import sensors
+from reflexdrive.envs.backends.highway import HighwayBackend
 from reflexdrive.envs.clock import TickClock, Window
 from reflexdrive.envs.config import (
     ACCELERATION_BOUNDS,
@@ -25,46 +26,14 @@ from reflexdrive.envs.config import (
     ClockConfig,
     SensorConfig,
 )
+from reflexdrive.envs.gym.reward import RewardConfig, window_progress
+from reflexdrive.envs.gym.termination import episode_over, termination
 from reflexdrive.envs.hazards import HazardTracker
-from reflexdrive.envs.highway_backend import HighwayBackend
 from reflexdrive.envs.outcomes import substep_outcomes
 from reflexdrive.envs.scenarios import ScenarioInit, generate, make_config, scenario_spec
 from reflexdrive.envs.types import EGO, Command, SubstepOutcome, WorldSnapshot
 
-from reflexdrive.common.validation import ConfigError, check_real
-
-
-@dataclass(frozen=True)
-class RewardConfig:
-    """Reward per decision: mean speed progress minus penalties.
-
-    `r = mean over substeps of clip(v / speed_target_mps, 0, 1)
-         - collision_penalty * crashed - offroad_penalty * offroad`.
-
-    Attributes:
-        speed_target_mps: speed that earns the full progress reward [m/s].
-        collision_penalty: subtracted once when the ego collides.
-        offroad_penalty: subtracted once when the ego leaves the road.
-    """
-
-    speed_target_mps: float = 30.0
-    collision_penalty: float = 10.0
-    offroad_penalty: float = 10.0
-
-    def __post_init__(self) -> None:
-        check_real("reward.speed_target_mps", self.speed_target_mps, 0.0, 100.0,
-                    low_inclusive=False)
-        check_real("reward.collision_penalty", self.collision_penalty, 0.0)
-        check_real("reward.offroad_penalty", self.offroad_penalty, 0.0)
-
-    def progress(self, speed_mps):
-        """Per-substep progress term `clip(v / speed_target_mps, 0, 1)` (scalar or array)."""
-        return np.clip(np.asarray(speed_mps) / self.speed_target_mps, 0.0, 1.0)
-
-    def combine(self, progress, crashed, offroad):
-        """`progress - collision_penalty * crashed - offroad_penalty * offroad` (scalars or
-        arrays): the reward of one decision from its mean progress and how it ended."""
-        return progress - self.collision_penalty * crashed - self.offroad_penalty * offroad
+from reflexdrive.common.validation import ConfigError
 
 
 def _coerce(config_type: type, value: Any, field_name: str):
@@ -229,13 +198,13 @@ class DrivingEnv(gym.Env):
                 snapshot, previous_position[None], [index / self.timing.simulation_frequency],
                 rows=[0])[0])
             previous_position = snapshot.position[0, EGO].copy()
-            if snapshot.crashed[0] or not snapshot.ego_on_road[0] or index >= duration:
+            if episode_over(snapshot.crashed[0], snapshot.ego_on_road[0], index, duration):
                 break
         self._snapshot = snapshot
         crashed = bool(snapshot.crashed[0])
         offroad = not bool(snapshot.ego_on_road[0])
-        terminated = crashed or offroad
-        truncated = not terminated and self.backend.substep_index >= duration
+        terminated, truncated = map(bool, termination(
+            crashed, offroad, self.backend.substep_index >= duration))
         self._episode_over = terminated or truncated
         reward = self._reward(outcomes, crashed, offroad)
         obs = self._observe(snapshot)
@@ -261,12 +230,8 @@ class DrivingEnv(gym.Env):
         }
 
     def _reward(self, outcomes: list[SubstepOutcome], crashed: bool, offroad: bool) -> float:
-        config = self.reward_config
-        if outcomes:
-            progress = float(np.mean(config.progress(np.array([o.speed for o in outcomes]))))
-        else:
-            progress = 0.0
-        return config.combine(progress, crashed, offroad)
+        progress = window_progress(self.reward_config, [o.speed for o in outcomes])
+        return self.reward_config.combine(progress, crashed, offroad)
 
     def _info(self, snapshot: WorldSnapshot, window: Window | None, outcomes: list) -> dict:
         objects, valid = sensors.ground_truth_objects(snapshot, self.sensor_config)

@@ -49,7 +49,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from reflexdrive.envs.clock import TickClock  # noqa: E402
 from reflexdrive.envs.driving_env import action_to_command  # noqa: E402
-from reflexdrive.envs.highway_backend import HighwayBackend  # noqa: E402
+from reflexdrive.envs.backends.highway import HighwayBackend  # noqa: E402
 from reflexdrive.envs.latency import parse_latency  # noqa: E402
 from reflexdrive.envs.registration import make_env  # noqa: E402
 from reflexdrive.envs.scenarios import generate, make_config  # noqa: E402
@@ -319,8 +319,8 @@ def profile_env(args: argparse.Namespace) -> dict:
         "action_to_command": cumulative("envs/driving_env.py", "action_to_command"),
         "run_window": cumulative("envs/driving_env.py", "run_window"),
         "observe": cumulative("envs/driving_env.py", "_observe"),
-        "backend_substep": cumulative("envs/highway_backend.py", "substep"),
-        "backend_snapshot": cumulative("envs/highway_backend.py", "snapshot"),
+        "backend_substep": cumulative("envs/backends/highway.py", "substep"),
+        "backend_snapshot": cumulative("envs/backends/highway.py", "snapshot"),
     }
     clock_s = parts["decide"] + parts["latency_sample"] + parts["action_to_command"]
     return {

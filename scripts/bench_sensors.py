@@ -65,7 +65,7 @@ import torch  # noqa: E402
 
 from reflexdrive.envs import sensors as default_sensors  # noqa: E402
 from reflexdrive.envs.config import SensorConfig  # noqa: E402
-from reflexdrive.envs.highway_backend import HighwayBackend  # noqa: E402
+from reflexdrive.envs.backends.highway import HighwayBackend  # noqa: E402
 from reflexdrive.envs.scenarios import generate, make_config  # noqa: E402
 from reflexdrive.envs.types import Command, Piece, RoadGeometry, WorldSnapshot  # noqa: E402
 

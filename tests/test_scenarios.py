@@ -13,9 +13,7 @@ import math
 
 import numpy as np
 import pytest
-
-from reflexdrive.common.validation import ConfigError
-from reflexdrive.envs.highway_backend import build_road
+from reflexdrive.envs.backends.highway import build_road
 from reflexdrive.envs.scenarios import (
     EGO_START_S,
     HAZARD_KINDS,
@@ -26,6 +24,8 @@ from reflexdrive.envs.scenarios import (
     make_config,
     scenario_spec,
 )
+
+from reflexdrive.common.validation import ConfigError
 
 F = 50
 """Simulation frequency [Hz] used unless a test says otherwise."""

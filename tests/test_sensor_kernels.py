@@ -23,8 +23,8 @@ import pytest
 import torch
 
 import reflexdrive.envs.sensors as sensors
-from reflexdrive.envs.batched.road import straight_road_geometry
-from reflexdrive.envs.batched import BatchedBackend
+from reflexdrive.envs.backends.batched.torch.road import straight_road_geometry
+from reflexdrive.envs.backends.batched import BatchedBackend
 from reflexdrive.envs.config import SensorConfig
 from reflexdrive.envs.scenarios import generate, make_config
 from reflexdrive.envs.sensors import cast_lidar, ground_truth_objects, observe, render_bev

@@ -526,7 +526,7 @@ TIE_M = 1e-3
 
 def _highway_world(lanes, seed, seconds=1.0):
     """(snapshot, road) of a stepped highway scene from the real backend (B = 1)."""
-    from reflexdrive.envs.highway_backend import HighwayBackend
+    from reflexdrive.envs.backends.highway import HighwayBackend
     from reflexdrive.envs.scenarios import generate, make_config
     from reflexdrive.envs.types import Command, Piece
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-
-from reflexdrive.envs.batched.state import HAZARD_CODES, NO_HAZARD, STOPPED_VEHICLE
+from reflexdrive.envs.backends.batched.state import HAZARD_CODES, NO_HAZARD, STOPPED_VEHICLE
 from reflexdrive.envs.scenarios import HAZARD_KINDS, HazardPlan
 from reflexdrive.envs.types import HazardState
 
@@ -24,7 +23,7 @@ class HazardOnsets:
     """What is known about each world's hazard.
 
     Attributes:
-        kind: `(B,)` int64 hazard code (`envs.batched.state.HAZARD_CODES`).
+        kind: `(B,)` int64 hazard code (`envs.backends.batched.state.HAZARD_CODES`).
         vehicle: `(B,)` int64 slot (= vehicle id) of the hazard vehicle, -1 if none.
         trigger_range: `(B,)` stopped-vehicle trigger range [m].
         onset_substep: `(B,)` int64 onset substep, -1 while unknown (or no hazard).

@@ -8,8 +8,7 @@ constant velocity), vectorised over any batch shape.
 from __future__ import annotations
 
 import torch
-
-from reflexdrive.envs.batched.state import BatchedState, Params, take
+from reflexdrive.envs.backends.batched.state import BatchedState, Params, take
 
 
 def rectangle_corners(position: torch.Tensor, heading: torch.Tensor, length: torch.Tensor,

@@ -22,7 +22,6 @@ from highway_env.road.road import Road, RoadNetwork
 from highway_env.utils import wrap_to_pi
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
-
 from reflexdrive.envs.scenarios import HazardPlan, RoadSpec, ScenarioInit, VehicleInit
 from reflexdrive.envs.types import Piece, RoadGeometry, WorldSnapshot
 
@@ -105,10 +104,11 @@ def _make_vehicle(road: Road, init: VehicleInit, slot: int, hazard: HazardPlan,
     return vehicle
 
 
-def _road_geometry(network: RoadNetwork) -> RoadGeometry:
+def network_geometry(network: RoadNetwork) -> RoadGeometry:
     """Sample every lane of `network` into centre-line segments and painted boundary segments."""
     lane_segments, half_widths, markings = [], [], []
-    for lanes in (to_dict for from_dict in network.graph.values() for to_dict in from_dict.values()):
+    for lanes in (to_dict for from_dict in network.graph.values()
+                  for to_dict in from_dict.values()):
         for lane in lanes:
             straight = type(lane) is StraightLane
             n = 1 if straight else max(1, int(np.ceil(lane.length / CHORD_M)))
@@ -174,11 +174,12 @@ class HighwayBackend:
         self.road = road
         self.ego = vehicles[0]
         self._others = vehicles[1:] + list(road.objects)
-        self._ids = list(range(len(vehicles))) + [len(vehicles) + i for i in range(len(road.objects))]
+        self._ids = (list(range(len(vehicles)))
+                     + [len(vehicles) + i for i in range(len(road.objects))])
         self._hazard = init.hazard
         self._hazard_vehicle = vehicles[init.hazard.vehicle] if init.hazard.vehicle >= 0 else None
         self._substep_index = 0
-        self._geometry = _road_geometry(road.network)
+        self._geometry = network_geometry(road.network)
 
     def substep(self, pieces: Sequence[Piece]) -> None:
         self._trigger_hazard()

@@ -3,7 +3,7 @@
 Everything is batch-first torch: `B` worlds, `N` vehicle slots per world (slot 0 is the ego,
 padding slots have `valid == False`), `L` lane slots per road (padding lanes have
 `road.lane_valid == False`). The dataclasses are frozen: the dynamics in
-`envs.batched.dynamics` return new states, they never mutate one.
+`envs.backends.batched.torch.dynamics` return new states, they never mutate one.
 
 The constants are read from highway-env's classes (`IDMVehicle.COMFORT_ACC_MAX`, ...), so they
 cannot drift from the reference backend.
@@ -21,7 +21,6 @@ from highway_env.road.lane import AbstractLane, StraightLane
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.controller import ControlledVehicle
 from highway_env.vehicle.kinematics import Vehicle
-
 from reflexdrive.envs.scenarios import HAZARD_KINDS
 
 VEHICLE_KINDS = ("ego", "idm", "static", "braking_lead")
@@ -134,9 +133,8 @@ def _map_tensors(obj, fn):
 
 
 def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """`values.reshape(-1)[index]` (flat positions, any index shape) via `index_select`.
-
-    About twice as fast as advanced indexing on CPU for the small row sets of a substep.
+    """`values.reshape(-1)[index]` (flat positions, any index shape) via `index_select`
+    (cheaper than advanced indexing on CPU for the small row sets of a substep).
     """
     if index.dim() == 1:
         return values.reshape(-1).index_select(0, index)
@@ -203,7 +201,7 @@ class BatchedHazard:
         kind: `(B,)` int64 code, see `HAZARD_CODES`.
         vehicle: `(B,)` int64 slot of the hazard vehicle, -1 if none.
         onset_substep: `(B,)` int64 planned onset substep, -1 if none or not planned
-            (stopped vehicle: its onset is found by `envs.batched.hazards`).
+            (stopped vehicle: its onset is found by `envs.backends.batched.hazards`).
         decel: `(B,)` lead-brake deceleration [m/s^2].
         target_lane: `(B,)` int64 cut-in target lane number, -1 if none.
         target_speed: `(B,)` cut-in target speed [m/s].
@@ -253,8 +251,8 @@ class BatchedState:
         road: the roads.
         hazard: the hazard plans.
         order_hint: `(B, N)` int64 or None, a cache: the slots sorted by `x` at an earlier
-            substep (`envs.batched.traffic.key_order`), which the next substep checks and
-            reuses where still sorted. Any value is safe; None means "sort from scratch".
+            substep (`envs.backends.batched.torch.traffic.key_order`), which the next substep
+            checks and reuses where still sorted. Any value is safe; None means "sort from scratch".
     """
 
     position: torch.Tensor

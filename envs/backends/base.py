@@ -1,7 +1,7 @@
 """The `Backend` protocol: what the clock, sensors and metrics need from a world.
 
 `Backend` is the one-world form (`HighwayBackend`). The batched backend
-(`envs.batched.BatchedBackend`) offers the same operations over `B` worlds: `reset` takes
+(`envs.backends.batched.BatchedBackend`) offers the same operations over `B` worlds: `reset` takes
 one `ScenarioInit` or None per world (per-env reset), `substep(first_s, first, second)`
 takes the ego's two command pieces per world as tensors, `substep_index` is `(B,)`, and
 `snapshot()` / `road_geometry()` return the same batch-first types; `substep` also takes

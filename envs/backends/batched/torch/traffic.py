@@ -25,12 +25,23 @@ import math
 from typing import NamedTuple
 
 import torch
-
-from reflexdrive.envs.batched.road import (as_weight, blend, is_reachable, lane_coordinates, not_zero,
-                               not_zero_nonnegative)
-from reflexdrive.envs.batched.state import (BRAKING_LEAD_KIND, IDM_KIND, BatchedRoad, BatchedState,
-                                Params, take)
-from reflexdrive.envs.batched.vehicle import steering_control
+from reflexdrive.envs.backends.batched.state import (
+    BRAKING_LEAD_KIND,
+    IDM_KIND,
+    BatchedRoad,
+    BatchedState,
+    Params,
+    take,
+)
+from reflexdrive.envs.backends.batched.torch.road import (
+    as_weight,
+    blend,
+    is_reachable,
+    lane_coordinates,
+    not_zero,
+    not_zero_nonnegative,
+)
+from reflexdrive.envs.backends.batched.torch.vehicle import steering_control
 
 MAX_BITMASK_SLOTS = 63
 """Most vehicle slots `N` the bit-mask neighbour search handles (int64 masks over sorted

@@ -17,22 +17,49 @@ from highway_env.road.road import Road, RoadNetwork
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.controller import ControlledVehicle
 from highway_env.vehicle.kinematics import Vehicle
-
-from reflexdrive.envs.batched import (SUPPORTED_SCENARIOS, BatchedBackend, BatchedHazardTracker, Params,
-                          commands_from_pieces)
-from reflexdrive.envs.batched.collision import polygons_intersecting, rectangle_corners
-from reflexdrive.envs.batched.dynamics import (clip_actions, closest_lane, desired_gap, idm_acceleration,
-                                   mobil, neighbour_vehicles, steering_control, vehicle_step)
-from reflexdrive.envs.batched.state import (EGO_KIND, IDM_KIND, BatchedHazard, BatchedRoad, BatchedState,
-                                where_env)
-from reflexdrive.envs.batched.road import blend
-from reflexdrive.envs.batched.traffic import (MAX_BITMASK_SLOTS, key_order, neighbour_index, neighbours_of,
-                                  traffic_act)
-from reflexdrive.common.validation import ConfigError
+from reflexdrive.envs.backends.batched import (
+    SUPPORTED_SCENARIOS,
+    BatchedBackend,
+    BatchedHazardTracker,
+    Params,
+    commands_from_pieces,
+)
+from reflexdrive.envs.backends.batched.state import (
+    EGO_KIND,
+    IDM_KIND,
+    BatchedHazard,
+    BatchedRoad,
+    BatchedState,
+    where_env,
+)
+from reflexdrive.envs.backends.batched.torch.collision import (
+    polygons_intersecting,
+    rectangle_corners,
+)
+from reflexdrive.envs.backends.batched.torch.dynamics import (
+    clip_actions,
+    closest_lane,
+    desired_gap,
+    idm_acceleration,
+    mobil,
+    neighbour_vehicles,
+    steering_control,
+    vehicle_step,
+)
+from reflexdrive.envs.backends.batched.torch.road import blend
+from reflexdrive.envs.backends.batched.torch.traffic import (
+    MAX_BITMASK_SLOTS,
+    key_order,
+    neighbour_index,
+    neighbours_of,
+    traffic_act,
+)
+from reflexdrive.envs.backends.highway import HighwayBackend, network_geometry
 from reflexdrive.envs.hazards import HazardTracker
-from reflexdrive.envs.highway_backend import HighwayBackend, _road_geometry
-from reflexdrive.envs.scenarios import RoadSpec, SCENARIOS, generate, make_config
+from reflexdrive.envs.scenarios import SCENARIOS, RoadSpec, generate, make_config
 from reflexdrive.envs.types import Command, Piece
+
+from reflexdrive.common.validation import ConfigError
 
 F = 50
 DT = 1.0 / F
@@ -580,7 +607,7 @@ def test_road_geometry_matches_highway_backend():
     backend.reset(inits)
     geometry = backend.road_geometry()
     network = RoadNetwork.straight_road_network(lanes=4, length=2000.0, speed_limit=30.0)
-    ref = _road_geometry(network)
+    ref = network_geometry(network)
     for f in dataclasses.fields(ref):
         x = getattr(ref, f.name)
         y = getattr(geometry, f.name)
@@ -594,7 +621,7 @@ def test_road_geometry_pads_roads_with_different_lane_counts():
     backend.reset(inits)
     geometry = backend.road_geometry()
     for w, lanes in enumerate((4, 3)):
-        ref = _road_geometry(RoadNetwork.straight_road_network(lanes=lanes, length=2000.0))
+        ref = network_geometry(RoadNetwork.straight_road_network(lanes=lanes, length=2000.0))
         s, k = ref.lane_segments.shape[1], ref.marking_segments.shape[1]
         np.testing.assert_array_equal(geometry.lane_segments[w, :s], ref.lane_segments[0])
         np.testing.assert_array_equal(geometry.marking_segments[w, :k], ref.marking_segments[0])

@@ -5,21 +5,21 @@ The order is `HighwayBackend.substep`'s:
 1. `trigger_hazards`: a lead-brake or cut-in hazard starts when the substep index equals its
    onset substep;
 2. `traffic_act`: every vehicle acts in `road.vehicles` order (the ego's act is a no-op;
-   traffic runs IDM + MOBIL, see `envs.batched.traffic`);
+   traffic runs IDM + MOBIL, see `envs.backends.batched.torch.traffic`);
 3. `traffic_step`: every vehicle but the ego steps `dt` (IDM vehicles advance their MOBIL
    timer first);
 4. `ego_piece` twice: the ego applies `commands.first` for `first_s`, then
    `commands.second` for `dt - first_s` (a zero-length piece does nothing);
-5. `ego_collisions`: the ego against every other vehicle (`envs.batched.collision`).
+5. `ego_collisions`: the ego against every other vehicle (`envs.backends.batched.torch.collision`).
 
 Everything is vectorised over worlds and vehicle slots and runs on any torch device.
 `BatchedBackend` runs this function on CUDA (and for float32 states); for float64 states on
-CPU it runs `envs.batched.kernel.step_cpu`, a numba kernel with the same semantics (per
-world, per vehicle scalar code; equal to this function to ~1e-13 and exactly on every
-discrete field, `tests/test_batched_kernel.py`), unless built with `kernel="torch"`. The
-building blocks are re-exported here: `vehicle_step`, `clip_actions`, `steering_control`,
-`idm_acceleration`, `desired_gap`, `neighbour_vehicles`, `mobil`, `change_lane_policy`,
-`closest_lane`, `polygons_intersecting`.
+CPU it runs `envs.backends.batched.numba.step_cpu`, a numba kernel with the same signature
+and semantics (per world, per vehicle scalar code; equal to this function to ~1e-13 and
+exactly on every discrete field, `tests/envs/backends/test_batched_kernel.py`), unless
+built with `kernel="torch"`. The building blocks are re-exported here: `vehicle_step`,
+`clip_actions`, `steering_control`, `idm_acceleration`, `desired_gap`, `neighbour_vehicles`,
+`mobil`, `change_lane_policy`, `closest_lane`, `polygons_intersecting`.
 
 Cost model (CPU, float64; what the implementation is shaped by). At large `B` every
 elementwise op over `(B, N)` streams megabytes, so the code keeps the number of such ops low:
@@ -38,15 +38,45 @@ between torch's vectorised kernels and their scalar tails (e.g. `pow` on the las
 from __future__ import annotations
 
 import torch
-
-from reflexdrive.envs.batched.collision import ego_collisions, polygons_intersecting, rectangle_corners
-from reflexdrive.envs.batched.road import (as_weight, blend, closest_lane, lane_coordinates, not_zero,
-                               on_lane, wrap_to_pi)
-from reflexdrive.envs.batched.state import (BRAKING_LEAD_KIND, CUT_IN, EGO_KIND, IDM_KIND, LEAD_BRAKE,
-                                BatchedState, EgoCommands, Params)
-from reflexdrive.envs.batched.traffic import (change_lane_policy, desired_gap, idm_acceleration, mobil,
-                                  neighbour_vehicles, traffic_act)
-from reflexdrive.envs.batched.vehicle import bicycle_step, clip_actions, steering_control, vehicle_step
+from reflexdrive.envs.backends.batched.state import (
+    BRAKING_LEAD_KIND,
+    CUT_IN,
+    EGO_KIND,
+    IDM_KIND,
+    LEAD_BRAKE,
+    BatchedState,
+    EgoCommands,
+    Params,
+    where_env,
+)
+from reflexdrive.envs.backends.batched.torch.collision import (
+    ego_collisions,
+    polygons_intersecting,
+    rectangle_corners,
+)
+from reflexdrive.envs.backends.batched.torch.road import (
+    as_weight,
+    blend,
+    closest_lane,
+    lane_coordinates,
+    not_zero,
+    on_lane,
+    wrap_to_pi,
+)
+from reflexdrive.envs.backends.batched.torch.traffic import (
+    change_lane_policy,
+    desired_gap,
+    idm_acceleration,
+    mobil,
+    neighbour_vehicles,
+    traffic_act,
+)
+from reflexdrive.envs.backends.batched.torch.vehicle import (
+    bicycle_step,
+    clip_actions,
+    steering_control,
+    vehicle_step,
+)
 
 __all__ = [
     "step", "trigger_hazards", "traffic_act", "traffic_step", "ego_piece", "ego_collisions",
@@ -92,8 +122,8 @@ def traffic_step(params: Params, state: BatchedState) -> BatchedState:
     zero action). Slots `(B, N)` that are the ego or padding are left as they are.
 
     The bicycle model runs on all `(B, N)` slots and the results are kept with exact
-    float blends (`envs.batched.road.blend`); a padding slot's zero length gives a NaN
-    heading rate there, which is zeroed before the blend drops it.
+    float blends (`envs.backends.batched.torch.road.blend`); a padding slot's zero length
+    gives a NaN heading rate there, which is zeroed before the blend drops it.
 
     Returns:
         the state with the traffic's pose `(B, N, 2)` [m] / `(B, N)` [rad], speed [m/s],
@@ -183,7 +213,8 @@ def ego_piece(params: Params, state: BatchedState, duration: torch.Tensor,
     return state.replace(**changes)
 
 
-def step(params: Params, state: BatchedState, commands: EgoCommands) -> BatchedState:
+def step(params: Params, state: BatchedState, commands: EgoCommands,
+         active: torch.Tensor | None = None) -> BatchedState:
     """Advance every world by one substep `dt` (see the module docstring for the order).
 
     Args:
@@ -191,10 +222,18 @@ def step(params: Params, state: BatchedState, commands: EgoCommands) -> BatchedS
         state: the worlds at substep `k`.
         commands: the ego's pieces: `first_s (B,)` [s] in `[0, dt]`, `first`, `second`
             `(B, 2)` `[acceleration m/s^2, steering rad]`.
+        active: optional `(B,)` bool; worlds where it is False are returned as they are,
+            substep counter included (`BatchedBackend.substep(active=...)`).
 
     Returns:
         the worlds at substep `k + 1`.
     """
+    new = _step_all(params, state, commands)
+    return new if active is None else where_env(active, new, state)
+
+
+def _step_all(params: Params, state: BatchedState, commands: EgoCommands) -> BatchedState:
+    """`step` of every world."""
     state = trigger_hazards(state)
     state = traffic_act(params, state)
     state = traffic_step(params, state)

@@ -1,7 +1,7 @@
-"""The numba substep kernel (`envs.batched.kernel.step_cpu`) against the torch `step`.
+"""The numba substep kernel (`envs.backends.batched.numba.step_cpu`) against the torch `step`.
 
-Both implement `envs.batched.dynamics.step`'s semantics with the same float operations; they
-differ only in the implementations of `cos`, `sin`, `tan`, `atan`, `asin` (torch's vectorised
+Both implement `envs.backends.batched.torch.step`'s semantics with the same float operations;
+they differ only in the implementations of `cos`, `sin`, `tan`, `atan`, `asin` (torch's vectorised
 SLEEF kernels vs the C library, within 1 ulp) and of `(v / v0)^4` (two squarings vs `pow`).
 So every discrete field (lanes, targets, flags, kinds, substep counters) must be identical
 and every float field within `FLOAT_TOL` (measured: ~1e-13 m, m/s, rad over 300 substeps).
@@ -16,19 +16,25 @@ worlds of different sizes, the ego stopping within a piece, many slots, order hi
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
+import importlib
 import sys
 
 import numpy as np
 import pytest
 import torch
+from reflexdrive.envs.backends.batched import BatchedBackend, EgoCommands, step, step_cpu
+from reflexdrive.envs.backends.batched import numba as numba_kernel
+from reflexdrive.envs.backends.batched.state import BatchedState, Params, where_env
+from reflexdrive.envs.scenarios import (
+    HazardPlan,
+    RoadSpec,
+    ScenarioInit,
+    VehicleInit,
+    generate,
+    make_config,
+)
 
-from reflexdrive.envs.batched import BatchedBackend, EgoCommands, step, step_cpu
-from reflexdrive.envs.batched import kernel as numba_kernel
-from reflexdrive.envs.batched.state import BatchedState, Params, where_env
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.envs.scenarios import (HazardPlan, RoadSpec, ScenarioInit, VehicleInit, generate,
-                            make_config)
 
 pytestmark = pytest.mark.skipif(not numba_kernel.AVAILABLE, reason="needs numba")
 
@@ -370,19 +376,20 @@ def test_backends_agree_through_substep_with_active_masks():
 
 
 def test_without_numba_the_backend_runs_torch(monkeypatch):
-    """numba missing: the kernel module still imports (AVAILABLE False, `step_cpu`
+    """numba missing: the kernel package still imports (AVAILABLE False, `step_cpu`
     raises), "auto" runs torch and "numba" is a ConfigError."""
-    import reflexdrive.envs.batched.backend as backend_module
+    import reflexdrive.envs.backends.batched as batched_package
+    import reflexdrive.envs.backends.batched.backend as backend_module
     monkeypatch.setitem(sys.modules, "numba", None)                 # import numba fails
-    spec = importlib.util.spec_from_file_location("kernel_without_numba",
-                                                  numba_kernel.__file__)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    for name in [n for n in sys.modules if n.startswith(numba_kernel.__name__)]:
+        monkeypatch.delitem(sys.modules, name)                       # import it afresh
+    monkeypatch.setattr(batched_package, "numba", numba_kernel)      # restored afterwards
+    module = importlib.import_module(numba_kernel.__name__)
     assert not module.AVAILABLE
     with pytest.raises(RuntimeError, match="needs numba"):
         module.step_cpu(PARAMS, initial_state([world([vehicle(0, 0.0, 1.0, behavior="ego")])]),
                         commands(np.random.default_rng(0), 1))
-    monkeypatch.setattr(backend_module, "numba_kernel", module)
+    monkeypatch.setattr(backend_module, "numba_impl", module)
     assert BatchedBackend(1, F).stepper == "torch"
     with pytest.raises(ConfigError, match="kernel='numba'.*needs numba"):
         BatchedBackend(1, F, kernel="numba")

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import pytest
 import torch
-
-from reflexdrive.envs.batched import BatchedBackend, BatchedHazardTracker
+from reflexdrive.envs.backends.batched import BatchedBackend, BatchedHazardTracker
+from reflexdrive.envs.backends.highway import HighwayBackend
 from reflexdrive.envs.hazards import HazardTracker
-from reflexdrive.envs.highway_backend import HighwayBackend
 from reflexdrive.envs.scenarios import generate, make_config
 from reflexdrive.envs.types import Command, Piece
 

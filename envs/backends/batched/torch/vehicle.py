@@ -9,9 +9,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-
-from reflexdrive.envs.batched.road import as_weight, closest_lane, not_zero, wrap_to_pi_
-from reflexdrive.envs.batched.state import BatchedRoad, Params, take
+from reflexdrive.envs.backends.batched.state import BatchedRoad, Params, take
+from reflexdrive.envs.backends.batched.torch.road import (
+    as_weight,
+    closest_lane,
+    not_zero,
+    wrap_to_pi_,
+)
 
 
 def clip_actions(params: Params, speed: torch.Tensor, crashed: torch.Tensor,

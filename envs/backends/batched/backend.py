@@ -5,33 +5,22 @@ a `BatchedState` and advances all worlds one substep at a time, on CPU or GPU. S
 and commands give the same trajectories as the `highway` backend (float64: to rounding; the
 parity tests pin 1e-3 m and 1e-3 m/s over 10 s).
 
-Which implementation of the substep runs (`kernel=`, default "auto"):
+Which implementation of the substep runs (`kernel=`, default "auto"; `IMPLEMENTATIONS`
+maps each name to its `step(params, state, commands, active=None) -> state`):
 
-- float64 on CPU: the numba kernel `envs.batched.kernel.step_cpu` (per-world scalar code,
-  `numba.prange` over worlds on numba's threads, `NUMBA_NUM_THREADS` / `numba.set_num_threads`);
-- anything else (CUDA, float32), or numba missing: the torch function
-  `envs.batched.dynamics.step`.
+- float64 on CPU: "numba", the kernel `envs.backends.batched.numba.step_cpu` (per-world
+  scalar code, `numba.prange` over worlds on numba's threads, `NUMBA_NUM_THREADS` /
+  `numba.set_num_threads`);
+- anything else (CUDA, float32), or numba missing: "torch", the function
+  `envs.backends.batched.torch.step`.
 
 `kernel="torch"` forces the torch function (e.g. to compare the two, which agree to ~1e-13
-m and m/s and exactly on every discrete field: `tests/test_batched_kernel.py`);
-`kernel="numba"` insists on the kernel (a `ConfigError` where it cannot run).
+m and m/s and exactly on every discrete field: `tests/envs/backends/test_batched_kernel.py`);
+`kernel="numba"` insists on the kernel (a `ConfigError` where it cannot run). Thread
+counts and speeds of both: `docs/backends.md`.
 
 Only straight multi-lane roads (`RoadSpec.kind == "straight"`: the highway, lead-brake,
 cut-in and stopped-vehicle scenarios) are supported; other scenarios raise a `ConfigError`.
-
-Speed on CPU (float64, highway scenario, 16 vehicle slots). The torch function is
-bandwidth- and op-count-bound, so its cost per world falls with `B` (about 7-10 us per
-world-substep at B = 4096 on one thread of the 2-core development box, 10-18 us at
-B = 1024, ~140 us at B = 64); run it with one intra-op thread (`torch.set_num_threads(1)`)
-and scale across cores with processes: a second OpenMP thread gained nothing while another
-process used the other core, and made substeps 10-100x slower (spinning workers) when both
-cores were busy. The numba kernel costs about 3 us per world-substep on one thread
-(~11-12 ms at B = 4096 against ~30 ms for torch; ~0.25 ms at B = 1 against ~1.9 ms) and
-~6.6 ms at B = 4096 on two threads when the second core is free. Its work items are
-scheduled dynamically, but a parallel launch waits for every numba thread, and waking one
-whose core runs another process can take a scheduler time slice (several ms): on a busy
-machine run it with one thread (`NUMBA_NUM_THREADS=1` or `numba.set_num_threads(1)`) and
-scale with processes, as for torch.
 """
 
 from __future__ import annotations
@@ -41,23 +30,41 @@ from typing import Sequence
 
 import numpy as np
 import torch
-
-from reflexdrive.envs.batched import kernel as numba_kernel
-from reflexdrive.envs.batched.dynamics import step
-from reflexdrive.envs.batched.road import (LANE_HEADING, closest_lane, lane_coordinates, on_lane,
-                               straight_road_geometry, wrap_to_pi)
-from reflexdrive.envs.batched.state import (BRAKING_LEAD_KIND, EGO_KIND, HAZARD_CODES, IDM_KIND,
-                                STATIC_KIND, BatchedHazard, BatchedRoad, BatchedState,
-                                EgoCommands, Params, where_env)
-from reflexdrive.common.validation import ConfigError, check_choice
-from reflexdrive.envs.highway_backend import STRIPE_LENGTH_M, STRIPE_PERIOD_M
+from reflexdrive.envs.backends.batched import numba as numba_impl
+from reflexdrive.envs.backends.batched import torch as torch_impl
+from reflexdrive.envs.backends.batched.state import (
+    BRAKING_LEAD_KIND,
+    EGO_KIND,
+    HAZARD_CODES,
+    IDM_KIND,
+    STATIC_KIND,
+    BatchedHazard,
+    BatchedRoad,
+    BatchedState,
+    EgoCommands,
+    Params,
+)
+from reflexdrive.envs.backends.batched.torch.road import (
+    LANE_HEADING,
+    closest_lane,
+    lane_coordinates,
+    on_lane,
+    straight_road_geometry,
+    wrap_to_pi,
+)
+from reflexdrive.envs.backends.highway import STRIPE_LENGTH_M, STRIPE_PERIOD_M
 from reflexdrive.envs.scenarios import SCENARIOS, ScenarioInit
 from reflexdrive.envs.types import Piece, RoadGeometry, WorldSnapshot
+
+from reflexdrive.common.validation import ConfigError, check_choice
 
 SUPPORTED_SCENARIOS = tuple(name for name, spec in SCENARIOS.items() if spec.straight)
 """Scenarios the batched backend runs (those on straight multi-lane roads)."""
 
-KERNELS = ("auto", "numba", "torch")
+IMPLEMENTATIONS = {"numba": numba_impl.step, "torch": torch_impl.step}
+"""The substep implementations by name, each `step(params, state, commands, active=None)
+-> state` (same arguments, same result)."""
+KERNELS = ("auto", *IMPLEMENTATIONS)
 """Values of `BatchedBackend(kernel=...)`."""
 
 _KIND_OF_BEHAVIOR = {"ego": EGO_KIND, "idm": IDM_KIND, "static": STATIC_KIND}
@@ -244,7 +251,7 @@ class BatchedBackend:
         self.device = torch.device(device)
         self.dtype = dtype
         kernel_runs = self.device.type == "cpu" and dtype == torch.float64
-        if kernel == "numba" and not numba_kernel.AVAILABLE:
+        if kernel == "numba" and not numba_impl.AVAILABLE:
             raise ConfigError("kernel", kernel, "needs numba, which is not installed; "
                               "allowed values here are auto, torch")
         if kernel == "numba" and not kernel_runs:
@@ -252,7 +259,7 @@ class BatchedBackend:
                               f"CPU, not {dtype} on {self.device}; use auto or torch")
         self.kernel = kernel
         self.stepper = ("numba" if kernel == "numba" or (
-            kernel == "auto" and numba_kernel.AVAILABLE and kernel_runs) else "torch")
+            kernel == "auto" and numba_impl.AVAILABLE and kernel_runs) else "torch")
         """The implementation `substep` runs: "numba" or "torch"."""
         self.max_vehicles = None if max_vehicles is None else int(max_vehicles)
         self.params = Params.from_highway_env(self.simulation_frequency)
@@ -337,20 +344,17 @@ class BatchedBackend:
             raise ValueError(f"first_s must lie in [0, dt = {dt}] s")
         if active is not None:
             active = torch.as_tensor(active, device=self.device).to(torch.bool)
-        if self.stepper == "numba":
-            self._state = numba_kernel.step_cpu(self.params, state, commands, active=active)
-            return
-        new = step(self.params, state, commands)
-        self._state = new if active is None else where_env(active, new, state)
+        self._state = IMPLEMENTATIONS[self.stepper](self.params, state, commands,
+                                                    active=active)
 
     def tick(self, first_s: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
-             active: torch.Tensor, stops: "numba_kernel.TickStops") -> "numba_kernel.TickOutcome":
+             active: torch.Tensor, stops: "numba_impl.TickStops") -> "numba_impl.TickOutcome":
         """A whole tick of `S` substeps in one numba kernel call (`stepper == "numba"`
-        only): see `envs.batched.kernel.tick_cpu` for the arguments and the result; the
-        same worlds as `S` `substep` calls with the env's bookkeeping between them."""
+        only): see `envs.backends.batched.numba.tick_cpu` for the arguments and the result;
+        the same worlds as `S` `substep` calls with the env's bookkeeping between them."""
         if self.stepper != "numba":
             raise RuntimeError("tick() runs on the numba stepper; use substep() per substep")
-        self._state, outcome = numba_kernel.tick_cpu(self.params, self.state, first_s, first,
+        self._state, outcome = numba_impl.tick_cpu(self.params, self.state, first_s, first,
                                                      second, active, stops)
         return outcome
 
@@ -413,7 +417,7 @@ class BatchedBackend:
     def road_geometry(self) -> RoadGeometry:
         """The roads as `(B, S, 2, 2)` segments, padded with validity masks.
 
-        The content of each world is `highway_backend._road_geometry` of the same road. When
+        The content of each world is `envs.backends.highway.network_geometry` of the same road. When
         several worlds all have the same road the arrays are read-only broadcast views.
         """
         if self._geometry is None:

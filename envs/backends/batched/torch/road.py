@@ -12,8 +12,7 @@ import math
 
 import numpy as np
 import torch
-
-from reflexdrive.envs.batched.state import BatchedRoad, Params
+from reflexdrive.envs.backends.batched.state import BatchedRoad, Params
 
 LANE_HEADING = 0.0
 """Heading of every lane of a straight road (`arctan2(0, length)`) [rad]."""
@@ -147,7 +146,8 @@ def closest_lane(position: torch.Tensor, heading: torch.Tensor, road: BatchedRoa
 
 def straight_road_geometry(lanes: int, length: float, lane_width: float,
                            stripe_length: float, stripe_period: float):
-    """Centre lines and painted lines of one straight road, as `highway_backend._road_geometry`.
+    """Centre lines and painted lines of one straight road, as
+    `envs.backends.highway.network_geometry` samples them.
 
     Returns numpy arrays, in highway-env's lane order (lane 0 first; per lane its left line
     then its right line): lane segments `(lanes, 2, 2)` [m], half widths `(lanes,)` [m],

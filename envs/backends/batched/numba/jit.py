@@ -1,0 +1,72 @@
+"""How the kernel's functions are compiled: `jit`, `prange`, `AVAILABLE`, and the disk cache.
+
+The kernel is split into files by concept, but only its parallel driver
+(`world.substep_worlds`) is cached on disk, and its cache entry holds every compiled callee.
+numba invalidates a cache entry when the source of the cached function's own file changes,
+not when a callee in another file does; so `cover_sources` makes the driver's entry depend
+on every file of this package (`KERNEL_SOURCES`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+try:
+    import numba
+except ImportError:  # numba is a dependency; stay importable without it
+    numba = None
+
+AVAILABLE = numba is not None
+"""True when numba is importable (else `step_cpu` raises and the backend runs torch)."""
+
+KERNEL_SOURCES = tuple(sorted(Path(__file__).parent.glob("*.py")))
+"""The files whose content the driver's disk cache depends on (every module here)."""
+
+
+def jit(parallel: bool = False):
+    """`numba.njit` with the kernel's options (the function itself without numba).
+
+    `error_model="numpy"`: a float division by zero gives inf / nan as in torch instead of
+    raising (it never happens for valid vehicles; it also saves a branch per division).
+    All but the parallel driver allocate nothing and are only called from numba: they are
+    compiled without reference counting of arrays (`_nrt=False`) and without the wrappers
+    that would make them callable from Python (half the compile time). Only the driver is
+    cached on disk (`cache=True`, see `cover_sources`): its cache entry holds the compiled
+    callees too.
+    """
+    if numba is None:
+        return lambda function: function
+    if parallel:
+        return lambda function: cover_sources(numba.njit(
+            parallel=True, cache=True, fastmath=False, error_model="numpy")(function))
+    return numba.njit(fastmath=False, error_model="numpy", _nrt=False,
+                      no_cpython_wrapper=True, no_cfunc_wrapper=True)
+
+
+prange = numba.prange if numba is not None else range
+
+
+def sources_digest(paths=KERNEL_SOURCES) -> str:
+    """sha256 over the names and contents of `paths` (hex)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def cover_sources(dispatcher):
+    """`dispatcher` (a `cache=True` numba function) with its disk cache stamped by all of
+    `KERNEL_SOURCES`, so that editing any kernel file recompiles it.
+
+    numba keeps the stamp of the function's own file in its cache file object and compares
+    it with the stamp stored in the cache index; the stamp here is that one paired with
+    `sources_digest()`. Where numba's internals differ (another version), the disk cache
+    is turned off instead: slower first calls, never stale code.
+    """
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+        cache_file._source_stamp = (cache_file._source_stamp, sources_digest())
+    else:
+        dispatcher._cache = numba.core.caching.NullCache()
+    return dispatcher
