@@ -110,7 +110,7 @@ def _fields(table: torch.Tensor) -> dict:
 
 def _columns(table: torch.Tensor, cols: list) -> torch.Tensor:
     """`table[:, cols]` by `index_select` (advanced indexing wakes OpenMP threads even for
-    tiny tensors, which stalls for ms on a busy host)."""
+    tiny tensors, which stalls on a busy host)."""
     if not cols:
         return table[:, :0]
     if cols == list(range(cols[0], cols[0] + len(cols))):      # a slice: a view

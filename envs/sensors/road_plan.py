@@ -207,8 +207,8 @@ def prepare_road(lane_segments, lane_half_width, lane_valid, marking_segments, m
     """Analyse a road once for `render_bev_torch` (numpy arrays or tensors, batch `B` or 1).
 
     The straight-road structure is searched per distinct road row; rows without it (and
-    rows with curved lanes) are drawn by the generic path. Cost: a few ms per distinct
-    road, plus a pass over the arrays to find the distinct rows.
+    rows with curved lanes) are drawn by the generic path. Cost: an analysis per distinct
+    road, plus a pass over the arrays to find the distinct rows (docs/sensors.md).
 
     Args:
         lane_segments ... marking_valid: as in `RoadGeometry` (`(B, S, 2, 2)` etc.).
