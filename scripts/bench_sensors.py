@@ -7,7 +7,7 @@ call [ms] and the observations it makes per second (`B / seconds per call`) of:
 
 - `render_bev`, `cast_lidar`, `ground_truth_objects`: the public entry points as the
   envs call them (snapshot in, numpy out). On the CPU they run the numba kernels of
-  `envs.sensor_kernels`; on CUDA the torch cores;
+  `envs.sensors.kernels`; on CUDA the torch cores;
 - `render_bev_out`: `render_bev` into a reused output buffer (`out=`; CPU): a fresh
   `(B, 4, 64, 64)` raster is 64 MB at `B = 4096`, tens of ms of page faults on some hosts;
 - `observe_out`: `observe` (bev and lidar in one call, the lidar's noise drawn while the

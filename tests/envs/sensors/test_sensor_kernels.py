@@ -1,4 +1,4 @@
-"""The numba CPU kernels (`envs/sensor_kernels.py`) against the torch cores they mirror.
+"""The numba CPU kernels (`envs/sensors/kernels/`) against the torch cores they mirror.
 
 On the CPU the sensors' entry points run numba kernels; the torch cores stay the reference
 (and the CUDA path). Tolerances: the bev raster and the lidar are compared bit for bit
@@ -20,14 +20,19 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
-
 import reflexdrive.envs.sensors as sensors
-from reflexdrive.envs.backends.batched.torch.road import straight_road_geometry
+import torch
 from reflexdrive.envs.backends.batched import BatchedBackend
+from reflexdrive.envs.backends.batched.torch.road import straight_road_geometry
 from reflexdrive.envs.config import SensorConfig
 from reflexdrive.envs.scenarios import generate, make_config
-from reflexdrive.envs.sensors import cast_lidar, ground_truth_objects, observe, render_bev
+from reflexdrive.envs.sensors import (
+    cast_lidar,
+    constants,
+    ground_truth_objects,
+    observe,
+    render_bev,
+)
 from reflexdrive.envs.types import RoadGeometry, WorldSnapshot
 
 TRUTH = SensorConfig(lidar_range_noise_m=0.0, lidar_range_rate_noise_mps=0.0)
@@ -196,7 +201,7 @@ def test_random_worlds_cover_both_road_paths():
     straight = plan.straight.numpy()[plan.variant.numpy()]
     turn = np.abs(np.angle(np.exp(1j * (snap.heading[:, 0] - np.arctan2(
         *(road.lane_segments[:, 0, 1] - road.lane_segments[:, 0, 0]).T[::-1])))))
-    fast = straight & (np.cos(turn) >= sensors._MIN_COS)
+    fast = straight & (np.cos(turn) >= constants.MIN_COS)
     assert 0.6 < fast.mean() < 0.95                        # most fast, some generic
 
 
@@ -299,7 +304,7 @@ def test_counter_based_noise_is_standard_and_addressed_by_world_key_and_index():
     index or batch), and has the right distribution: 200 000 normals with mean 0 and
     variance 1 within 5 standard errors, uncorrelated pairs, uniforms in (0, 1) with mean
     1/2; a call takes the same randomness from `rng` whatever the shapes."""
-    from reflexdrive.envs.sensors import _noise_keys, noise_arrays, world_noise_keys
+    from reflexdrive.envs.sensors import call_noise_keys, noise_arrays, world_noise_keys
 
     call_keys = np.array([12345, 2**63 + 7], dtype=np.uint64)
     keys = world_noise_keys(call_keys, 1000)
@@ -344,14 +349,14 @@ def test_counter_based_noise_is_standard_and_addressed_by_world_key_and_index():
     a, b = np.random.default_rng(5), np.random.default_rng(5)
     sensors.draw_lidar_noise(a, SensorConfig(lidar_beams=8), 2)
     sensors.draw_lidar_noise(b, SensorConfig(lidar_beams=64), 50)
-    np.testing.assert_array_equal(_noise_keys(a), _noise_keys(b))
+    np.testing.assert_array_equal(call_noise_keys(a), call_noise_keys(b))
 
 
 def test_numpy_splitmix_equals_the_kernels_hash():
     """`sensors.splitmix64` (vectorised numpy, which derives the world keys) is the kernels'
-    `_hash` bit for bit, wrapping included (keys near 2**64, negative counters), and so are
+    `splitmix64_at` bit for bit, wrapping included (keys near 2**64, negative counters), and so are
     `world_noise_keys` and `episode_noise_keys` (their own vectorised arithmetic)."""
-    from reflexdrive.envs.sensor_kernels import _hash
+    from reflexdrive.envs.sensors.kernels.noise import splitmix64_at
 
     rng = np.random.default_rng(21)
     keys = np.concatenate([rng.integers(0, 2**64 - 1, 500, dtype=np.uint64, endpoint=True),
@@ -361,24 +366,24 @@ def test_numpy_splitmix_equals_the_kernels_hash():
     ours = sensors.splitmix64(keys, counters)
     assert ours.dtype == np.uint64 and ours.shape == keys.shape
     np.testing.assert_array_equal(
-        ours, np.array([_hash(k, c) for k, c in zip(keys, counters)], dtype=np.uint64))
+        ours, np.array([splitmix64_at(k, c) for k, c in zip(keys, counters)], dtype=np.uint64))
     # broadcasting, as `world_noise_keys` uses it; and 0-d operands
     grid = sensors.splitmix64(keys[:3, None], np.arange(4)[None, :])
-    np.testing.assert_array_equal(grid[2, 3], _hash(keys[2], 3))
-    assert sensors.splitmix64(keys[1], 7) == _hash(keys[1], 7)
+    np.testing.assert_array_equal(grid[2, 3], splitmix64_at(keys[2], 3))
+    assert sensors.splitmix64(keys[1], 7) == splitmix64_at(keys[1], 7)
     call = keys[:2]
     np.testing.assert_array_equal(sensors.world_noise_keys(call, 5)[4],
-                                  [_hash(call[0], 4), _hash(call[1], 4)])
+                                  [splitmix64_at(call[0], 4), splitmix64_at(call[1], 4)])
     # episode keys: splitmix64(splitmix64(K, seed), 4 tick + stream), streams bev 0, 1,
     # lidar 2, 3
     seeds, ticks = np.array([0, 7, 2**31 - 2, 7]), np.array([0, 3, 900, 4])
     episode = sensors.episode_noise_keys(seeds, ticks)
     for b in range(len(seeds)):
-        # (`_hash` returns a python int: back to uint64, or numba would type it int64)
-        start = np.uint64(_hash(sensors._EPISODE_KEY, seeds[b]))
+        # (`splitmix64_at` returns a python int: back to uint64, or numba would type it int64)
+        start = np.uint64(splitmix64_at(sensors.EPISODE_KEY, seeds[b]))
         np.testing.assert_array_equal(
             np.concatenate([episode.bev[b], episode.lidar[b]]),
-            [_hash(start, 4 * ticks[b] + stream) for stream in range(4)])
+            [splitmix64_at(start, 4 * ticks[b] + stream) for stream in range(4)])
 
 
 def test_episode_noise_matches_the_torch_core_and_is_checked():

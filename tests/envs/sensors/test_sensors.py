@@ -14,9 +14,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
-
 import reflexdrive.envs.sensors as sensors
+import torch
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
 from reflexdrive.envs.sensors import (
     BEV_EGO,
@@ -25,9 +24,12 @@ from reflexdrive.envs.sensors import (
     BEV_VEHICLES,
     OBJECT_FIELDS,
     cast_lidar,
+    constants,
     ego_vector,
     ground_truth_objects,
     render_bev,
+    road_plan,
+    tensor_ops,
     to_ego_frame,
 )
 from reflexdrive.envs.types import RoadGeometry, WorldSnapshot
@@ -342,7 +344,7 @@ def test_chunked_equals_unchunked(monkeypatch):
                           [ego(5.0, 5.0, 1.0), car(5.0, 25.0, 1.2, size=TRUCK)]])
     road = make_road([three_lanes(), three_lanes(3.0)])
     bev, scan = render_bev(snap, road, TRUTH), cast_lidar(snap, TRUTH)
-    monkeypatch.setattr(sensors, "_CHUNK_ELEMENTS", 50)     # one world or primitive a chunk
+    monkeypatch.setattr(tensor_ops, "CHUNK_ELEMENTS", 50)     # one world or primitive a chunk
     np.testing.assert_array_equal(render_bev(snap, road, TRUTH), bev)
     np.testing.assert_array_equal(cast_lidar(snap, TRUTH), scan)
 
@@ -515,7 +517,7 @@ def test_to_ego_frame_numpy_and_torch_agree():
 # ----------------------------------------------------------------------------- fast paths
 #
 # The bev is drawn per row (runs of columns), with a fast path for straight roads and a
-# generic path for other roads (see envs/sensors.py). These tests pin both against a slow,
+# generic path for other roads (see envs/sensors/). These tests pin both against a slow,
 # straightforward float64 reference that tests every pixel centre against every shape
 # (with occlusion and noise), on highway-env's own roads: they must agree on every pixel
 # whose centre is more than `TIE_M` from a shape boundary (closer, float32 rounding may
@@ -599,7 +601,7 @@ def _reference_visible(centre, heading, half, valid):
     (slab method) before `1 - 1e-4` of the way."""
     n = len(valid)
     visible = np.ones(n, dtype=bool)
-    signs = np.array(sensors._SAMPLE_SIGNS)
+    signs = np.array(constants.SAMPLE_SIGNS)
     others = valid.copy()
     others[0] = False
     origin = _into(-centre, heading)                          # ego centre in each box frame
@@ -736,10 +738,10 @@ def test_bev_on_highway_roads_matches_the_reference():
 def test_bev_generic_path_agrees_with_the_fast_path(monkeypatch):
     snap, road = _highway_batch()
     fast = render_bev(snap, road, TRUTH)
-    monkeypatch.setattr(sensors, "_MIN_COS", 2.0)             # no world takes the fast path
-    sensors._PLANS.clear()
+    monkeypatch.setattr(constants, "MIN_COS", 2.0)             # no world takes the fast path
+    road_plan.PLAN_CACHE.clear()
     generic = render_bev(snap, road, TRUTH)
-    sensors._PLANS.clear()
+    road_plan.PLAN_CACHE.clear()
     for b in range(len(fast)):
         _, margin = _reference_world(snap, road, b, TRUTH)
         differ = fast[b] != generic[b]
@@ -785,7 +787,7 @@ def test_bev_stripes_light_exactly_the_expected_pixels(path, monkeypatch):
     # x = 13.5 (0.3 past the end), 17.5 (0.03 before the start) and 24.5 (0.36) are; 9.5,
     # 16.5, 21.5, 23.5, 28.5 (0.7, 1.03, 0.97, 1.36, 0.64 away) are not.
     if path == "generic":
-        monkeypatch.setattr(sensors, "_MIN_COS", 2.0)         # no world takes the fast path
+        monkeypatch.setattr(constants, "MIN_COS", 2.0)         # no world takes the fast path
     stripes = [((x, 0.5), (x + 3.0, 0.5)) for x in (10.2, 17.53, 24.86)]
     road = ([((-100.0, 8.0), (100.0, 8.0), 2.0)], stripes)
     expected = [(r, 32) for r in list(range(20, 24)) + list(range(27, 31)) + list(range(34, 38))]
@@ -826,12 +828,12 @@ def test_bev_into_a_given_buffer():
 
 def test_road_plan_is_cached_per_road_object():
     snap, road = make_snapshot([WORLD_A]), make_road([ROAD_A])
-    sensors._PLANS.clear()
+    road_plan.PLAN_CACHE.clear()
     render_bev(snap, road, TRUTH)
     render_bev(snap, road, TRUTH)
-    assert len(sensors._PLANS) == 1
+    assert len(road_plan.PLAN_CACHE) == 1
     render_bev(snap, make_road([ROAD_A]), TRUTH)                # an equal road, another object
-    assert len(sensors._PLANS) == 2
+    assert len(road_plan.PLAN_CACHE) == 2
 
 
 def _reference_lidar(snap, b, config):
