@@ -7,9 +7,8 @@ lidar) and `ground_truth.ground_truth_kernel` (the object list of `info`), with
 kernel is `@numba.njit(parallel=True, cache=True)` with a `numba.prange` loop over blocks of
 `common.BLOCK` worlds (one world at a time inside), reads numpy arrays and writes into
 arrays the caller allocated. The first call in a fresh checkout compiles them; numba
-caches them in `envs/sensors/kernels/__pycache__`. numba's cache tracks each kernel's own
-file only: after editing `common.py` or `noise.py`, delete that `__pycache__` so the
-kernels of the other files that call them are recompiled.
+caches them in `envs/sensors/kernels/__pycache__`, each entry stamped with every file of
+this package (`common.njit`), so editing a helper recompiles the kernels that call it.
 
 Why: on the CPU the torch cores pay per tensor op, over `(B, ...)` temporaries. A kernel
 walks one world at a time, per row / beam / slot, with that world's data in cache, and

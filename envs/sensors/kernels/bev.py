@@ -17,6 +17,7 @@ from reflexdrive.envs.sensors.kernels.common import (
     JIT,
     SIGN_X,
     SIGN_Y,
+    njit,
     slab,
 )
 from reflexdrive.envs.sensors.kernels.noise import normal_pair_at, uniform_at
@@ -62,7 +63,7 @@ class BevGeometry(NamedTuple):
 # ----------------------------------------------------------------------------- row masks
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _or_runs(rows, channel, lo, end, r0, r1, width):
     """OR the runs of rows `r0 .. r1 - 1` into their masks `rows[channel, r]` (`rows (C, H,
     words)` int64: bit `c % 64` of word `c // 64` is column `c`;
@@ -90,7 +91,7 @@ def _or_runs(rows, channel, lo, end, r0, r1, width):
             first = (word + 1) << 6
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _expand(rows, out, out64, b, table, width):
     """Row masks `(C, H, words)` to bytes 0 / 255 of world `b`'s raster `out[b] (C, H, W)`
     (`sensors.row_masks.expand_rows`): one 8-byte table entry per mask byte when `W % 8 == 0`
@@ -112,7 +113,7 @@ def _expand(rows, out, out64, b, table, width):
 # ----------------------------------------------------------------------------- straight roads
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _band_fields(line, kappa, sigma, s_e, t_e, g, fields):
     """`sensors.bev_roads._line_params` for one (world, line) of a fast world, the fields a
     band needs: `y1`, `band_lo`, `band_end` (float64, rounded to float32 into `fields
@@ -135,7 +136,7 @@ def _band_fields(line, kappa, sigma, s_e, t_e, g, fields):
     return near
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _exact_fields(line, kappa, sigma, s_e, t_e, g, fields):
     """`sensors.bev_roads._line_params` for one (world, line) of a fast world: every field (see
     `_band_fields`)."""
@@ -168,7 +169,7 @@ def _exact_fields(line, kappa, sigma, s_e, t_e, g, fields):
     fields[17] = F32((rho * g.inv_res) * (rho * g.inv_res))
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _exact_runs(f, j, lo, end, g):
     """The exact runs of line `j` on every row, into `lo`, `end` `(H,)` float32
     (`sensors.bev_roads._line_runs`; `f (L, FIELDS)` the float32 fields of the world's lines).
@@ -202,7 +203,7 @@ def _exact_runs(f, j, lo, end, g):
         end[r] = w * sigma + root - empty + y_c + F32(1.0)
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _straight_road(rows, b, ego_x, ego_y, cos_h, sin_h, variant, straight, direction, origin,
                    lines, min_gap, line_mode, line_channel, lanes, union, g, fields32, lo,
                    end):
@@ -249,7 +250,7 @@ def _straight_road(rows, b, ego_x, ego_y, cos_h, sin_h, variant, straight, direc
 # ----------------------------------------------------------------------------- boxes
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _visible(n, b, cx, cy, ax, ay, hl, hw, occluder, g):
     """`sensors.bev_boxes.visible_vehicles` for candidate `n` of world `b`: whether the ray
     from the ego centre to one of its 5 sample points enters no occluder before `1 - OCCLUSION_EPS`
@@ -281,7 +282,7 @@ def _visible(n, b, cx, cy, ax, ay, hl, hw, occluder, g):
     return False
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _box_rows(rows, channel, cx, cy, ax, ay, hl, hw, first, last, lo, end, g):
     """`sensors.bev_boxes.draw_boxes` for one box: OR its rectangle's runs on rows `first ..
     last` into `rows[channel]` (`lo`, `end` `(H,)` float32 scratch)."""
@@ -304,7 +305,7 @@ def _box_rows(rows, channel, cx, cy, ax, ay, hl, hw, first, last, lo, end, g):
     _or_runs(rows, channel, lo, end, first, last + 1, g.width)
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _box_window(cx, cy, ax, ay, hl, hw, g):
     """`sensors.bev_boxes.box_window` for one box: `(first_row, last_row, touches)`."""
     inv_res, edge, tol = F32(g.inv_res), F32(g.edge_tol), F32(g.window_tol)
@@ -324,7 +325,7 @@ def _box_window(cx, cy, ax, ay, hl, hw, g):
 # ----------------------------------------------------------------------------- bev
 
 
-@numba.njit(**JIT)
+@njit(**JIT)
 def render_bev_kernel(position, length, width, valid, cos_e, sin_e, ax, ay, keys, noise_std,
                       dropout_prob, occlusion, variant, straight, direction, origin,
                       lines, min_gap, line_mode, line_channel, lanes, union, byte_table, g,
@@ -369,7 +370,7 @@ def render_bev_kernel(position, length, width, valid, cos_e, sin_e, ax, ay, keys
                 scratch)
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _render_world(b, position, length, width, valid, cos_e, sin_e, ax, ay, keys, noise_std,
                   dropout_prob, occlusion, variant, straight, direction, origin, lines,
                   min_gap, line_mode, line_channel, lanes, union, byte_table, g, out, out64,

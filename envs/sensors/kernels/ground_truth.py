@@ -6,10 +6,10 @@ import math
 
 import numba
 import numpy as np
-from reflexdrive.envs.sensors.kernels.common import BLOCK, HELPER, JIT
+from reflexdrive.envs.sensors.kernels.common import BLOCK, HELPER, JIT, njit
 
 
-@numba.njit(**JIT)
+@njit(**JIT)
 def ground_truth_kernel(position, heading, speed, length, width, vehicle_id, valid, objects,
                         objects_valid):
     """`sensors.ground_truth_objects` (float64, then float32): every valid non-ego vehicle,
@@ -31,7 +31,7 @@ def ground_truth_kernel(position, heading, speed, length, width, vehicle_id, val
                          objects, objects_valid, scratch, order)
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _truth_world(b, position, heading, speed, length, width, vehicle_id, valid, objects,
                  objects_valid, scratch, order):
     """`ground_truth_kernel` for world `b` (`scratch (3, N)`, `order (N,)`)."""

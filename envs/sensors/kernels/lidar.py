@@ -6,11 +6,11 @@ import math
 
 import numba
 import numpy as np
-from reflexdrive.envs.sensors.kernels.common import BLOCK, F32, HELPER, JIT, slab
+from reflexdrive.envs.sensors.kernels.common import BLOCK, F32, HELPER, JIT, njit, slab
 from reflexdrive.envs.sensors.kernels.noise import normal_pair_at, uniform_at
 
 
-@numba.njit(**JIT)
+@njit(**JIT)
 def cast_lidar_kernel(position, speed, length, width, valid, cos_e, sin_e, ax, ay, beam_x,
                       beam_y, keys, range_std, rate_std, dropout_prob, range_m, slack,
                       inv_max, out):
@@ -43,7 +43,7 @@ def cast_lidar_kernel(position, speed, length, width, valid, cos_e, sin_e, ax, a
                          slack, inv_max, out, best, slot)
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def _lidar_world(b, position, speed, length, width, valid, cos_e, sin_e, ax, ay, beam_x,
                  beam_y, keys, range_std, rate_std, dropout_prob, range_m, slack, inv_max,
                  out, best, slot):

@@ -16,7 +16,7 @@ import math
 
 import numba
 import numpy as np
-from reflexdrive.envs.sensors.kernels.common import HELPER, JIT
+from reflexdrive.envs.sensors.kernels.common import HELPER, JIT, njit
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 """SplitMix64's increment (the golden ratio in 64-bit fixed point)."""
@@ -29,7 +29,7 @@ TWO_POW_M53 = 2.0 ** -53
 """One unit of a 53-bit uniform."""
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def splitmix64_at(key, counter):
     """SplitMix64's output function of `key + (counter + 1) * golden` (uint64, wrapping):
     the `counter`-th number of SplitMix64's stream from seed `key` (Steele et al. 2014).
@@ -47,13 +47,13 @@ def splitmix64_ufunc(key, counter):
     return splitmix64_at(key, counter)
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def uniform_at(key, counter):
     """A uniform float64 in `(0, 1)` (53 random bits, never 0 or 1)."""
     return (float(splitmix64_at(key, counter) >> np.uint64(11)) + 0.5) * TWO_POW_M53
 
 
-@numba.njit(**HELPER)
+@njit(**HELPER)
 def normal_pair_at(key, counter):
     """Two independent standard normal float64 (Box-Muller from uniforms `2 counter`,
     `2 counter + 1`)."""
@@ -62,7 +62,7 @@ def normal_pair_at(key, counter):
     return radius * math.cos(angle), radius * math.sin(angle)
 
 
-@numba.njit(**JIT)
+@njit(**JIT)
 def noise_kernel(keys, count, normal, uniform):
     """The noise of `B` worlds as arrays: `normal (B, K, 2)` standard normals (pair `k` of
     world `b` is `normal_pair_at(keys[b, 0], k)`) and `uniform (B, K)` uniforms in `(0, 1)`

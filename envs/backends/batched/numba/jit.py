@@ -9,8 +9,9 @@ on every file of this package (`KERNEL_SOURCES`).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from reflexdrive.common.numba_cache import cover_sources
 
 try:
     import numba
@@ -39,34 +40,10 @@ def jit(parallel: bool = False):
         return lambda function: function
     if parallel:
         return lambda function: cover_sources(numba.njit(
-            parallel=True, cache=True, fastmath=False, error_model="numpy")(function))
+            parallel=True, cache=True, fastmath=False, error_model="numpy")(function),
+            KERNEL_SOURCES)
     return numba.njit(fastmath=False, error_model="numpy", _nrt=False,
                       no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 prange = numba.prange if numba is not None else range
-
-
-def sources_digest(paths=KERNEL_SOURCES) -> str:
-    """sha256 over the names and contents of `paths` (hex)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).name.encode() + b"\0" + Path(path).read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def cover_sources(dispatcher):
-    """`dispatcher` (a `cache=True` numba function) with its disk cache stamped by all of
-    `KERNEL_SOURCES`, so that editing any kernel file recompiles it.
-
-    numba keeps the stamp of the function's own file in its cache file object and compares
-    it with the stamp stored in the cache index; the stamp here is that one paired with
-    `sources_digest()`. Where numba's internals differ (another version), the disk cache
-    is turned off instead: slower first calls, never stale code.
-    """
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
-    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
-        cache_file._source_stamp = (cache_file._source_stamp, sources_digest())
-    else:
-        dispatcher._cache = numba.core.caching.NullCache()
-    return dispatcher
