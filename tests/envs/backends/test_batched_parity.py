@@ -164,7 +164,7 @@ def run_parity(name: str, seeds, overrides=None, substeps=SUBSTEPS, device="cpu"
 
     assert sorted(batched_changes) == sorted(trace.lane_changes)
     assert sorted(batched_targets) == sorted(trace.target_changes)
-    onsets_h = [-1 if t._onset_substep is None else t._onset_substep for t in trackers]
+    onsets_h = [-1 if t.onset_substep is None else t.onset_substep for t in trackers]
     assert batched_tracker.onsets.onset_substep.cpu().tolist() == onsets_h
     assert active_b == active_h
     assert crashed_b == crashed_h
