@@ -9,12 +9,12 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from reflexdrive.envs.clock import DeadlineMiss
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
+from reflexdrive.envs.registration import make_env
 
 import reflexdrive  # noqa: F401  (registers the ids)
-from reflexdrive.envs.batched_env import BatchedDrivingEnv, batched_scenarios
-from reflexdrive.envs.clock import DeadlineMiss
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.envs.registration import make_env
 from reflexdrive.runner import RunConfig, run
 
 SHORT = {"duration_s": 1.0}

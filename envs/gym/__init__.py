@@ -1,0 +1,2 @@
+"""The Gymnasium envs: one scenario (`single.DrivingEnv`) and `B` of them batched
+(`vector.BatchedDrivingEnv`)."""
