@@ -47,6 +47,7 @@ from typing import Mapping, Sequence
 import torch
 from reflexdrive.envs.clock.contract import TIME_EPS_S, TickRecord
 from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.latency.errors import TOTAL_STAGE
 from reflexdrive.envs.types import Command
 
 __all__ = [
@@ -67,8 +68,9 @@ __all__ = [
     "to_tick_records_per_env",
 ]
 
-DEFAULT_STAGE = "total"
-"""Stage name a bare `(B,)` latency tensor is recorded under (as `envs.latency.TOTAL_STAGE`)."""
+DEFAULT_STAGE = TOTAL_STAGE
+"""Stage name a bare `(B,)` latency tensor is recorded under: "total", the latency models'
+name for an undivided latency."""
 
 TIME_DTYPE = torch.float64
 """dtype of every time and command tensor: float64, so results match `TickClock` bit for bit."""
