@@ -7,7 +7,6 @@ onset, progress, jerk); here only what one instant shows.
 from __future__ import annotations
 
 import numpy as np
-
 from reflexdrive.envs.types import EGO, SubstepOutcome, WorldSnapshot
 
 LATERAL_MARGIN_M = 0.0

@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import gymnasium as gym
-from reflexdrive.envs.clock_wrapper import ClockWrapper
+from reflexdrive.envs.clock.wrapper import ClockWrapper
 from reflexdrive.envs.config import ClockConfig
-from reflexdrive.envs.driving_env import DrivingEnv
+from reflexdrive.envs.gym.single import DrivingEnv
 from reflexdrive.envs.scenarios import SCENARIOS
 
 
@@ -60,6 +60,6 @@ def register_envs() -> None:
     for spec in SCENARIOS.values():
         if spec.env_id not in gym.registry:
             gym.register(id=spec.env_id, entry_point="reflexdrive.envs.registration:make_env",
-                         vector_entry_point=("reflexdrive.envs.batched_env:make_batched_env"
+                         vector_entry_point=("reflexdrive.envs.gym.vector:make_batched_env"
                                              if spec.straight else None),
                          kwargs={"scenario": spec.name})

@@ -260,7 +260,7 @@ class CompareConfig:
             return self.envs
         if self.latency.strip() == "measured":
             return 1
-        from reflexdrive.envs.batched_env import batched_scenarios
+        from reflexdrive.envs.gym.vector import batched_scenarios
 
         batched = self.backend == "batched" or (self.backend == "auto"
                                                  and scenario in batched_scenarios())

@@ -56,7 +56,7 @@ from reflexdrive.common.devices import DEVICES, resolve_device
 from reflexdrive.common.files import atomic_write
 from reflexdrive.common.threads import torch_threads
 from reflexdrive.common.validation import ConfigError, check_choice, check_real
-from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.config import EGO_FEATURES, STEERING_BOUNDS, SensorConfig
 from reflexdrive.envs.sensors import BEV_VEHICLES, OBJECT_FIELDS
 from reflexdrive.policies.checkpoint import library_versions, save_checkpoint

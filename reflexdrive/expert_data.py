@@ -55,7 +55,7 @@ from reflexdrive.agents.registry import build_staged
 from reflexdrive.common.batching import even_chunks
 from reflexdrive.common.files import atomic_write
 from reflexdrive.common.threads import torch_threads
-from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, SensorConfig
 from reflexdrive.envs.scenarios import make_config
 

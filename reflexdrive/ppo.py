@@ -58,7 +58,7 @@ from tqdm import tqdm
 from reflexdrive.agents.end_to_end import policy_spec
 from reflexdrive.common.files import atomic_write
 from reflexdrive.common.validation import ConfigError, check_choice, check_real
-from reflexdrive.envs.batched_env import batched_scenarios
+from reflexdrive.envs.gym.vector import batched_scenarios
 from reflexdrive.envs.latency import MeasuredLatency, parse_latency, unshifted
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy

@@ -31,7 +31,7 @@ from reflexdrive.agents.registry import END_TO_END_STACKS, PERCEPTIONS, STACKS, 
 from reflexdrive.agents.staged import CONTROLLERS
 from reflexdrive.common.devices import resolve_device
 from reflexdrive.common.validation import ConfigError, check_choice
-from reflexdrive.envs.batched_env import BatchedDrivingEnv, batched_scenarios
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.latency import parse_latency, split_extra
 from reflexdrive.envs.registration import make_env

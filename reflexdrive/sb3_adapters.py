@@ -70,7 +70,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
-from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.policies.networks import DrivingPolicy, LstmPolicy, RecurrentPolicy
 from reflexdrive.policies.registry import build
 

@@ -60,9 +60,9 @@ from reflexdrive.agents.base import Agent, Decision
 from reflexdrive.common.validation import ConfigError, check_real
 from reflexdrive.envs.backends.highway import HighwayBackend
 from reflexdrive.envs.clock import TIME_EPS_S, TickRecord, Window
-from reflexdrive.envs.clock_wrapper import ClockWrapper
+from reflexdrive.envs.clock.wrapper import ClockWrapper
 from reflexdrive.envs.config import ClockConfig
-from reflexdrive.envs.driving_env import DrivingEnv
+from reflexdrive.envs.gym.single import DrivingEnv
 from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.latency import split_extra, with_extra
 from reflexdrive.envs.rendering import CENTERING

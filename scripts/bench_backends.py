@@ -41,8 +41,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
-
-from reflexdrive.envs.batched_env import BatchedDrivingEnv  # noqa: E402
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv  # noqa: E402
 from reflexdrive.envs.registration import make_env  # noqa: E402
 
 GOAL_SPEEDUP = 1000.0

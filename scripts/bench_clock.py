@@ -47,9 +47,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from reflexdrive.envs.clock import TickClock  # noqa: E402
-from reflexdrive.envs.driving_env import action_to_command  # noqa: E402
 from reflexdrive.envs.backends.highway import HighwayBackend  # noqa: E402
+from reflexdrive.envs.clock import TickClock  # noqa: E402
+from reflexdrive.envs.gym.single import action_to_command  # noqa: E402
 from reflexdrive.envs.latency import parse_latency  # noqa: E402
 from reflexdrive.envs.registration import make_env  # noqa: E402
 from reflexdrive.envs.scenarios import generate, make_config  # noqa: E402
@@ -312,13 +312,13 @@ def profile_env(args: argparse.Namespace) -> dict:
                 total += ct
         return total
 
-    step_s = cumulative("clock_wrapper.py", "step")
+    step_s = cumulative("envs/clock/wrapper.py", "step")
     parts = {
-        "decide": cumulative("envs/clock.py", "decide"),
-        "latency_sample": cumulative("envs/latency.py", "sample"),
-        "action_to_command": cumulative("envs/driving_env.py", "action_to_command"),
-        "run_window": cumulative("envs/driving_env.py", "run_window"),
-        "observe": cumulative("envs/driving_env.py", "_observe"),
+        "decide": cumulative("envs/clock/single.py", "decide"),
+        "latency_sample": cumulative("envs/latency/models.py", "sample"),
+        "action_to_command": cumulative("envs/gym/single.py", "action_to_command"),
+        "run_window": cumulative("envs/gym/single.py", "run_window"),
+        "observe": cumulative("envs/gym/single.py", "_observe"),
         "backend_substep": cumulative("envs/backends/highway.py", "substep"),
         "backend_snapshot": cumulative("envs/backends/highway.py", "snapshot"),
     }

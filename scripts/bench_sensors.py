@@ -62,10 +62,9 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
-
 from reflexdrive.envs import sensors as default_sensors  # noqa: E402
-from reflexdrive.envs.config import SensorConfig  # noqa: E402
 from reflexdrive.envs.backends.highway import HighwayBackend  # noqa: E402
+from reflexdrive.envs.config import SensorConfig  # noqa: E402
 from reflexdrive.envs.scenarios import generate, make_config  # noqa: E402
 from reflexdrive.envs.types import Command, Piece, RoadGeometry, WorldSnapshot  # noqa: E402
 

@@ -35,10 +35,10 @@ if str(REPO_ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from reflexdrive.agents.end_to_end import EndToEndAgent  # noqa: E402
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig  # noqa: E402
 from reflexdrive.policies.registry import shipped_checkpoint  # noqa: E402
+
 from reflexdrive import evaluation  # noqa: E402
 from reflexdrive.profile import ProfileConfig, profile_stack  # noqa: E402
 

@@ -30,6 +30,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from reflexdrive.agents.registry import PERCEPTIONS  # noqa: E402
+
 from reflexdrive import evaluation  # noqa: E402
 from reflexdrive.evaluation import timed  # noqa: E402
 from reflexdrive.profile import ProfileConfig, profile_stack  # noqa: E402

@@ -12,7 +12,7 @@ import torch
 from conftest import PicklePayload
 
 from reflexdrive.agents.staged.learned_perception import LearnedPerception, detector_spec, raster_geometry
-from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.config import SensorConfig
 from reflexdrive.envs.sensors import BEV_VEHICLES
 from reflexdrive.policies.checkpoint import (Checkpoint, CheckpointError, check_spec, load_checkpoint,

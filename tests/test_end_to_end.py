@@ -8,9 +8,9 @@ import torch
 
 from reflexdrive.agents.end_to_end import EndToEndAgent, build_end_to_end, policy_spec
 from reflexdrive.agents.registry import END_TO_END_STACKS, STACKS, make_agent
-from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.config import SensorConfig
-from reflexdrive.envs.driving_env import observation_space
+from reflexdrive.envs.gym.single import observation_space
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import CheckpointError, observation_spec
 from reflexdrive.policies.registry import POLICIES, build, save_policy, shipped_checkpoint

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
-from reflexdrive.envs.batched_env import BatchedDrivingEnv
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.latency import LatencyProfile, ProfileLatency, save_profile
 from reflexdrive.policies.networks import ActionHead, HeadConfig

@@ -1,2 +1,3 @@
-"""The Gymnasium envs around the backends: the single and the vector env, and their reward
-and termination (computed here once, above the backends' step)."""
+"""The Gymnasium envs: one scenario (`single.DrivingEnv`) and `B` of them batched
+(`vector.BatchedDrivingEnv`), with their reward (`reward`) and termination (`termination`)
+computed here once, above the backends' step."""

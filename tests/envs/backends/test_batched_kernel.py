@@ -404,7 +404,7 @@ def test_a_fused_tick_equals_the_substep_loop(scenario):
     loops over `step_cpu` substeps with its bookkeeping in torch between them). Both must
     give bit-identical worlds, rewards, ends and hazard onsets, including envs that crash,
     leave the road or time out mid-tick and restart (hard random commands)."""
-    from reflexdrive.envs.batched_env import BatchedDrivingEnv
+    from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 
     envs = [BatchedDrivingEnv(8, scenario, latency="fixed:0.03", record=record,
                               observations=False) for record in (False, True)]

@@ -1,8 +1,8 @@
 """`DrivingEnv`: one scenario on one backend, observed through the sensors.
 
 The world env. `step(action)` is plain Gymnasium (lockstep, no latency: one tick, the
-command applied from the tick's start). The clock (`envs.clock_wrapper.ClockWrapper`) drives
-it through `run_window`, which integrates whatever command pieces the tick contract
+command applied from the tick's start). The clock (`envs.clock.ClockWrapper`) drives it
+through `run_window`, which integrates whatever command pieces the tick contract
 produced. Observations are `Dict(bev, lidar, ego)`; ground truth (objects in the ego frame,
 hazard state) goes in `info`, never in the observation.
 """
@@ -18,7 +18,8 @@ import numpy as np
 from gymnasium import spaces
 from reflexdrive.envs import sensors
 from reflexdrive.envs.backends.highway import HighwayBackend
-from reflexdrive.envs.clock import TickClock, Window
+from reflexdrive.envs.clock.contract import Window
+from reflexdrive.envs.clock.single import TickClock
 from reflexdrive.envs.config import (
     ACCELERATION_BOUNDS,
     EGO_FEATURES,
@@ -36,8 +37,15 @@ from reflexdrive.envs.types import EGO, Command, SubstepOutcome, WorldSnapshot
 from reflexdrive.common.validation import ConfigError
 
 
-def _coerce(config_type: type, value: Any, field_name: str):
-    """Accept a config instance, a dict of its fields, or None (defaults)."""
+def coerce_config(config_type: type, value: Any, field_name: str):
+    """A `config_type` instance from an instance, a dict of its fields, or None (defaults).
+
+    Lists in the dict become tuples (the config dataclasses are frozen and hashable).
+
+    Raises:
+        ConfigError: a dict key is not a field (named as `field_name.key`), or `value` is
+            neither a `config_type`, a dict nor None.
+    """
     if value is None:
         return config_type()
     if isinstance(value, config_type):
@@ -74,8 +82,8 @@ def action_space() -> spaces.Box:
 def action_to_command(action) -> Command:
     """Clip an action `[acceleration, steering]` to the bounds and turn it into a `Command`.
 
-    Plain Python on two floats: this runs every tick, and numpy on 2-element arrays costs
-    tens of microseconds.
+    Plain Python on two floats: this runs every tick, where numpy on 2-element arrays is
+    slow (docs/clock.md).
     """
     try:
         values = [float(v) for v in np.asarray(action).reshape(-1).tolist()]
@@ -121,9 +129,10 @@ class DrivingEnv(gym.Env):
         if scenario_config is None or isinstance(scenario_config, dict):
             self.scenario_config = make_config(scenario, scenario_config)
         else:
-            self.scenario_config = _coerce(self.scenario.config_type, scenario_config, "scenario_config")
-        self.sensor_config: SensorConfig = _coerce(SensorConfig, sensors, "sensors")
-        self.reward_config: RewardConfig = _coerce(RewardConfig, reward, "reward")
+            self.scenario_config = coerce_config(self.scenario.config_type, scenario_config,
+                                                 "scenario_config")
+        self.sensor_config: SensorConfig = coerce_config(SensorConfig, sensors, "sensors")
+        self.reward_config: RewardConfig = coerce_config(RewardConfig, reward, "reward")
         self.timing = ClockConfig(simulation_frequency=simulation_frequency,
                                   policy_frequency=policy_frequency, mode="lockstep")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -184,7 +193,8 @@ class DrivingEnv(gym.Env):
         if self._episode_over:
             raise RuntimeError("the episode has ended: call reset() before stepping again")
         if window.first_tick != self.tick:
-            raise RuntimeError(f"window starts at tick {window.first_tick}, world is at {self.tick}")
+            raise RuntimeError(f"window starts at tick {window.first_tick}, "
+                               f"world is at {self.tick}")
         duration = self.init.duration_substeps
         outcomes: list[SubstepOutcome] = []
         snapshot = self._snapshot

@@ -9,12 +9,12 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from reflexdrive.envs.clock import DeadlineMiss
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
+from reflexdrive.envs.registration import make_env
 
 import reflexdrive  # noqa: F401  (registers the ids)
-from reflexdrive.envs.batched_env import BatchedDrivingEnv, batched_scenarios
-from reflexdrive.envs.clock import DeadlineMiss
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.envs.registration import make_env
 from reflexdrive.runner import RunConfig, run
 
 SHORT = {"duration_s": 1.0}
@@ -272,3 +272,41 @@ def test_staged_runs_agree_across_backends(scenario):
         assert a[column].equals(b[column]), column
     for column in ("min_gap_m", "min_ttc_s", "progress_m", "peak_decel_mps2"):
         np.testing.assert_allclose(b[column], a[column], rtol=1e-6, atol=1e-3, err_msg=column)
+
+
+def test_profile_latency_of_each_env_is_its_own_seeded_stream(tmp_path):
+    """Env `i` replays the rows a `ProfileLatency` reset with its episode's seed draws, at
+    the ticks it observes, through auto-resets (the vector env's one `sample_batch` call)."""
+    from reflexdrive.envs.latency import LatencyProfile, parse_latency, save_profile
+
+    rng = np.random.default_rng(1)
+    stages = {"perception": list(rng.uniform(0.01, 0.2, 20)),
+              "planning": list(rng.uniform(0.0, 0.05, 20))}
+    path = tmp_path / "p.json"
+    save_profile(LatencyProfile(stack="s", device="d", batch_size=1, stages=stages,
+                                created=""), path)
+    spec = f"profile:{path}+0.01"
+    env = BatchedDrivingEnv(3, "lead-brake", latency=spec, record=True, observations=False,
+                            scenario_config={"duration_s": 1.0, "onset_s": (0.5, 0.5)})
+    _, info = env.reset(seed=4)
+    seeds = [None] * 3
+    singles = [None] * 3
+    checked = episodes = 0
+    for _ in range(40):
+        for i in range(3):
+            if info["scenario_seed"][i] != seeds[i]:            # a new episode: new stream
+                seeds[i] = info["scenario_seed"][i]
+                singles[i] = parse_latency(spec)
+                singles[i].reset(int(seeds[i]))
+                episodes += 1
+        _, _, _, _, info = env.step(np.zeros((3, 2)))
+        for i in range(3):
+            if info["scenario_seed"][i] != seeds[i]:            # auto-reset at this step
+                assert info["ticks"][i] == []
+                continue
+            for record in info["ticks"][i]:
+                if record.observed:
+                    assert record.stage_latency_s == singles[i].sample()
+                    checked += 1
+    env.close()
+    assert checked > 50 and episodes > 6

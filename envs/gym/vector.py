@@ -2,7 +2,7 @@
 
 The batched route past highway-env's speed: the world is the `batched` backend (all envs'
 state in torch tensors, one pure-function substep for all), the tick contract is the
-batched clock (`envs.batched_clock`), and the sensors render all envs in one call.
+batched clock (`envs.clock.batched`), and the sensors render all envs in one call.
 
     envs = gym.make_vec("reflexdrive/LeadBrake-v0", num_envs=1024,
                         vectorization_mode="vector_entry_point", latency="fixed:0.03")
@@ -10,7 +10,7 @@ batched clock (`envs.batched_clock`), and the sensors render all envs in one cal
 One `step(actions)` is one tick `[t_k, t_{k+1})` for every env. An env whose agent is still
 busy with an earlier decision (latency `L > T`: dropped frames) ignores its row of
 `actions` that tick; `info["observing"]` says which rows were taken. Otherwise the contract
-is the single env's (`envs.clock_wrapper.ClockWrapper`): realtime commands land exactly at
+is the single env's (`envs.clock.ClockWrapper`): realtime commands land exactly at
 `t_k + L`, lockstep ones at `t_k`, overruns are recorded / terminate / raise, and with
 `record=True` `info["ticks"]` and `info["substeps"]` hold per env the same `TickRecord`s and
 `SubstepOutcome`s the highway env produces (what `reflexdrive run` needs; off by default,
@@ -35,20 +35,13 @@ from gymnasium.vector.utils import batch_space
 from reflexdrive.envs import sensors
 from reflexdrive.envs.backends.batched import BatchedBackend, BatchedHazardTracker
 from reflexdrive.envs.backends.batched.numba import TickStops
-from reflexdrive.envs.batched_clock import BatchedClock, to_tick_records_per_env
-from reflexdrive.envs.clock import DeadlineMiss
+from reflexdrive.envs.clock.batched import BatchedClock, to_tick_records_per_env
+from reflexdrive.envs.clock.contract import DeadlineMiss
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
-from reflexdrive.envs.driving_env import _coerce, action_space, observation_space
 from reflexdrive.envs.gym.reward import RewardConfig, decision_reward, mean_progress
+from reflexdrive.envs.gym.single import action_space, coerce_config, observation_space
 from reflexdrive.envs.gym.termination import episode_over, termination
-from reflexdrive.envs.latency import (
-    EXTRA_STAGE,
-    FixedLatency,
-    MeasuredLatency,
-    ProfileLatency,
-    parse_latency,
-    unshifted,
-)
+from reflexdrive.envs.latency import parse_latency
 from reflexdrive.envs.outcomes import substep_outcomes
 from reflexdrive.envs.scenarios import HAZARD_KINDS, SCENARIOS, generate, make_config, scenario_spec
 from reflexdrive.envs.types import EGO
@@ -128,9 +121,10 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         if scenario_config is None or isinstance(scenario_config, dict):
             self.scenario_config = make_config(spec.name, scenario_config)
         else:
-            self.scenario_config = _coerce(spec.config_type, scenario_config, "scenario_config")
-        self.sensor_config: SensorConfig = _coerce(SensorConfig, sensors, "sensors")
-        self.reward_config: RewardConfig = _coerce(RewardConfig, reward, "reward")
+            self.scenario_config = coerce_config(spec.config_type, scenario_config,
+                                                 "scenario_config")
+        self.sensor_config: SensorConfig = coerce_config(SensorConfig, sensors, "sensors")
+        self.reward_config: RewardConfig = coerce_config(RewardConfig, reward, "reward")
         self.clock_config = ClockConfig(
             simulation_frequency=simulation_frequency, policy_frequency=policy_frequency,
             mode=mode, budget_s=budget, stage_budgets_s=dict(stage_budgets or {}),
@@ -159,7 +153,6 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self._done = np.zeros(num_envs, dtype=bool)
         self._needs_reset = np.zeros(num_envs, dtype=bool)
         self.hazards = BatchedHazardTracker(num_envs, simulation_frequency, device=device)
-        self._profile_rngs: list[np.random.Generator] = [np.random.default_rng(0)] * num_envs
         self._reported: dict[str, float] | None = None
         self._last_position = np.zeros((num_envs, 2))
         self._started = False
@@ -287,8 +280,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         for i in rows:
             self._seeds[i] = seeds[i]
             self._duration[i] = inits[i].duration_substeps
-            if isinstance(unshifted(self.latency_model)[0], ProfileLatency):
-                self._profile_rngs[i] = np.random.default_rng(seeds[i])
+        self.latency_model.reset_batch(mask, seeds)
         self.clock.reset(torch.as_tensor(mask, device=self.device))
         ego = self.backend.state.position[:, EGO].cpu().numpy()
         self._last_position[mask] = ego[mask]
@@ -300,36 +292,12 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self._started = True
 
     def _sample_latency(self, observing: np.ndarray) -> dict[str, torch.Tensor]:
-        """Per-stage `(B,)` latencies [s] of this tick's decisions (rows not observing: 0);
-        a `+SECONDS` spec appends the constant stage "extra" after the base model's."""
-        model, extra = unshifted(self.latency_model)
-        stages = self._sample_base_latency(model, observing)
-        if extra is not None:
-            if EXTRA_STAGE in stages:
-                raise ConfigError("reported latency", sorted(stages),
-                                  f"stage name {EXTRA_STAGE!r} is reserved for the +SECONDS "
-                                  "extra delay")
-            stages[EXTRA_STAGE] = torch.full((self.num_envs,), extra, dtype=torch.float64,
-                                             device=self.device)
-        return stages
-
-    def _sample_base_latency(self, model, observing: np.ndarray) -> dict[str, torch.Tensor]:
-        b = self.num_envs
-        if isinstance(model, FixedLatency):
-            values = model.sample()
-            return {k: torch.full((b,), v, dtype=torch.float64, device=self.device)
-                    for k, v in values.items()}
-        if isinstance(model, MeasuredLatency):
-            reported, self._reported = self._reported, None
-            values = model.sample(reported) if reported else {"total": 0.0}
-            return {k: torch.full((b,), v, dtype=torch.float64, device=self.device)
-                    for k, v in values.items()}
-        table = model.table                                      # (rows, stages)
-        rows = np.zeros(b, dtype=np.int64)
-        for i in np.flatnonzero(observing):                      # each env its own stream
-            rows[i] = int(self._profile_rngs[i].integers(table.shape[0]))
-        values = torch.as_tensor(table[rows], dtype=torch.float64, device=self.device)
-        return {name: values[:, j] for j, name in enumerate(model.stage_names)}
+        """Per-stage `(B,)` float64 latencies [s] of this tick's decisions, from the latency
+        model's `sample_batch` (rows not observing: placeholders the clock ignores)."""
+        reported, self._reported = self._reported, None
+        stages = self.latency_model.sample_batch(observing, reported)
+        return {name: torch.as_tensor(values, dtype=torch.float64, device=self.device)
+                for name, values in stages.items()}
 
     def _run_tick(self, live: torch.Tensor):
         """Integrate the tick's substeps; envs that end mid-tick are frozen from then on.

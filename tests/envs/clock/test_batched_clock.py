@@ -1,6 +1,6 @@
-"""The batched tick clock (`envs.batched_clock`) against the per-env `TickClock`.
+"""The batched tick clock (`envs.clock.batched`) against the per-env `TickClock`.
 
-Notation as in tests/test_clock.py: tick `T = 1 / policy_frequency`, substep `dt`,
+Notation as in tests/envs/clock/test_clock.py: tick `T = 1 / policy_frequency`, substep `dt`,
 `S = T / dt`, tick `k` starts at `t_k = k / policy_frequency`, latency `L`.
 
 1. Equivalence (hypothesis): `B` envs with their own latency sequences (exact tick
@@ -22,8 +22,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from reflexdrive.envs.batched_clock import (
+from reflexdrive.envs.clock import TickClock, TickRecord
+from reflexdrive.envs.clock.batched import (
     DEFAULT_STAGE,
     BatchedClock,
     TickRecords,
@@ -38,7 +38,6 @@ from reflexdrive.envs.batched_clock import (
     to_tick_records,
     to_tick_records_per_env,
 )
-from reflexdrive.envs.clock import TickClock, TickRecord
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.types import ZERO_COMMAND, Command
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import gymnasium as gym
-from reflexdrive.envs.clock import DeadlineMiss, TickClock
+from reflexdrive.envs.clock.contract import DeadlineMiss
+from reflexdrive.envs.clock.single import TickClock
 from reflexdrive.envs.config import ClockConfig
-from reflexdrive.envs.driving_env import DrivingEnv, action_to_command
+from reflexdrive.envs.gym.single import DrivingEnv, action_to_command
 from reflexdrive.envs.latency import parse_latency
 
 

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reflexdrive.envs.config import ClockConfig
-from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.latency import (
     ALLOWED_FORMS,
     EXTRA_STAGE,
@@ -31,6 +29,8 @@ from reflexdrive.envs.latency import (
     split_extra,
     with_extra,
 )
+
+from reflexdrive.common.validation import ConfigError
 
 STAGES = ("perception", "tracking", "planning", "control")
 
@@ -525,7 +525,7 @@ def test_bad_extra_delay_specs(spec, needle):
 def test_extra_delay_lands_the_command_later_on_both_backends():
     """The clock charges `L_k = base + extra`: the command lands at `t_k + 0.13` s, the same
     records on the single env and on the batched env."""
-    from reflexdrive.envs.batched_env import BatchedDrivingEnv
+    from reflexdrive.envs.gym.vector import BatchedDrivingEnv
     from reflexdrive.envs.registration import make_env
 
     spec, config = "fixed:0.03+0.1", {"duration_s": 1.0, "onset_s": (0.5, 0.5)}

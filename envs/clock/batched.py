@@ -1,11 +1,12 @@
-"""The tick clock batched over `B` envs: `envs.clock.TickClock`'s contract in torch tensors.
+"""The tick clock batched over `B` envs: `TickClock`'s contract in torch tensors.
 
-Same contract as `envs.clock` (docs/ARCHITECTURE.md, "One tick, precisely"), but for `B`
-envs stepped **one tick at a time** together (a batched `VectorEnv` over a batched world
-backend), with per-env latencies, per-env exact actuation times, overruns, dropped frames
-and per-env auto-reset. Every result is bit-for-bit what a `TickClock` per env computes:
-the same float64 expressions, evaluated in the same order, with the same `TIME_EPS_S`
-snapping (a landing within 1 ns of a substep or tick boundary snaps onto it).
+Same contract as `single.TickClock` (`contract`; docs/ARCHITECTURE.md, "One tick,
+precisely"), but for `B` envs stepped **one tick at a time** together (a batched
+`VectorEnv` over a batched world backend), with per-env latencies, per-env exact actuation
+times, overruns, dropped frames and per-env auto-reset. Every result is bit-for-bit what a
+`TickClock` per env computes: the same float64 expressions, evaluated in the same order,
+with the same `TIME_EPS_S` snapping (a landing within 1 ns of a substep or tick boundary
+snaps onto it).
 
 Notation: `B` envs, tick `T = 1 / policy_frequency` [s], substep `dt = 1 /
 simulation_frequency` [s], `S = T / dt` substeps per tick, tick `k` starts at
@@ -33,7 +34,7 @@ never accumulated.
 
 Speed: every call is a fixed handful of elementwise torch ops, no per-env Python loop and
 no device sync (except `validate=True` in `decide`: one). `(B, 2)` command selects view
-each row as one complex128, which keeps them 1-D (several times faster on CPU).
+each row as one complex128, which keeps them 1-D (timings: docs/clock.md).
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from dataclasses import dataclass, fields
 from typing import Mapping, Sequence
 
 import torch
-from reflexdrive.envs.clock import TIME_EPS_S, TickRecord
+from reflexdrive.envs.clock.contract import TIME_EPS_S, TickRecord
 from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.latency.errors import TOTAL_STAGE
 from reflexdrive.envs.types import Command
 
 __all__ = [
@@ -66,8 +68,9 @@ __all__ = [
     "to_tick_records_per_env",
 ]
 
-DEFAULT_STAGE = "total"
-"""Stage name a bare `(B,)` latency tensor is recorded under (as `envs.latency.TOTAL_STAGE`)."""
+DEFAULT_STAGE = TOTAL_STAGE
+"""Stage name a bare `(B,)` latency tensor is recorded under: "total", the latency models'
+name for an undivided latency."""
 
 TIME_DTYPE = torch.float64
 """dtype of every time and command tensor: float64, so results match `TickClock` bit for bit."""
@@ -170,7 +173,7 @@ class TickDecision:
     @functools.cached_property
     def overrun(self) -> torch.Tensor:
         """`(B,)` bool: observed and (`L > budget + TIME_EPS_S` or a stage overran), as
-        `envs.clock.check_overrun`. Computed on first use."""
+        `clock.contract.check_overrun`. Computed on first use."""
         overrun = (self.latency_s > self.budget_s + TIME_EPS_S) & self.observed
         for over in self.stage_overrun.values():
             overrun = overrun | over
@@ -179,7 +182,7 @@ class TickDecision:
 
 @dataclass(frozen=True)
 class TickRecords:
-    """One tick `[t_k, t_{k+1})` of `B` envs: `envs.clock.TickRecord` as `(B,)` tensors.
+    """One tick `[t_k, t_{k+1})` of `B` envs: `clock.contract.TickRecord` as `(B,)` tensors.
 
     `to_tick_records` turns a sequence of these into one env's `TickRecord`s.
 
@@ -258,7 +261,7 @@ def _select_rows(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor | float) -
     """`torch.where(mask[:, None], a, b)` for contiguous `(B, 2)` float64 `a` (and `b`).
 
     Each row is viewed as one complex128 so the select runs over `(B,)`: bit for bit the
-    same result, several times faster on CPU than broadcasting the mask over `(B, 2)`."""
+    same result as broadcasting the mask over `(B, 2)`, and faster (docs/clock.md)."""
     b = torch.view_as_complex(b) if isinstance(b, torch.Tensor) else complex(b, b)
     return torch.view_as_real(torch.where(mask, torch.view_as_complex(a), b))
 
@@ -339,7 +342,7 @@ def decide(
         latency_s = torch.zeros_like(state.landing_offset_s)
 
     if config.mode == "realtime":
-        # m = max(1, ceil((L - TIME_EPS_S) / T)), as envs.clock.ticks_spanned; rows of busy
+        # m = max(1, ceil((L - TIME_EPS_S) / T)), as contract.ticks_spanned; rows of busy
         # envs (possibly NaN) are computed too and discarded by the `where`.
         ticks = (latency_s - TIME_EPS_S).div_(config.tick_s).ceil_().clamp_min_(1.0)
         window_ticks = torch.where(observed, ticks, state.window_ticks)
@@ -365,7 +368,7 @@ def substep_pieces(config: ClockConfig, state: BatchedClockState, j: int
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """How substep `j` (0..S-1) of the current tick is integrated, per env.
 
-    Exactly `envs.clock.split_substeps` for the env's window: with `start = n dt`,
+    Exactly `contract.split_substeps` for the env's window: with `start = n dt`,
     `end = (n + 1) dt` the substep's offsets from the window start (`n` its integer index
     in the window) and `L` the landing offset: `L <= start + TIME_EPS_S` -> the whole
     substep applies the new command (`first_s = 0`); else `L >= end - TIME_EPS_S` -> the
@@ -512,7 +515,7 @@ def _as_stacked(records: Sequence[TickRecords] | TickRecords) -> TickRecords:
 
 def to_tick_records(records: Sequence[TickRecords] | TickRecords, env_index: int
                     ) -> list[TickRecord]:
-    """One env's `envs.clock.TickRecord`s, equal field by field to what `TickClock` records.
+    """One env's `contract.TickRecord`s, equal field by field to what `TickClock` records.
 
     Args:
         records: the batch's records tick after tick: a sequence of `TickRecords`, one

@@ -22,7 +22,6 @@ from fractions import Fraction
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from reflexdrive.envs.clock import (
     TIME_EPS_S,
     TickClock,

@@ -15,15 +15,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils import env_checker
-
 from reflexdrive.envs import register_envs
 from reflexdrive.envs.clock import DeadlineMiss
-from reflexdrive.envs.clock_wrapper import ClockWrapper
-from reflexdrive.envs.driving_env import DrivingEnv
-from reflexdrive.common.validation import ConfigError
+from reflexdrive.envs.clock.wrapper import ClockWrapper
+from reflexdrive.envs.gym.single import DrivingEnv
 from reflexdrive.envs.latency import LatencySpecError
 from reflexdrive.envs.scenarios import SCENARIOS
 from reflexdrive.envs.types import Command
+
+from reflexdrive.common.validation import ConfigError
 
 ENV_IDS = tuple(spec.env_id for spec in SCENARIOS.values())
 SUBSTEP_S = 1 / 50

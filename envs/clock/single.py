@@ -1,0 +1,94 @@
+"""`TickClock`: the tick contract (`contract`) for one env, on plain Python scalars.
+
+A `TickClock` per env turns (command, stage latencies) into a `Window` of per-substep
+command `Piece`s and one `TickRecord` per tick; see `contract` and docs/ARCHITECTURE.md,
+"One tick, precisely".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from reflexdrive.envs.clock.contract import (
+    TIME_EPS_S,
+    TickRecord,
+    Window,
+    check_overrun,
+    split_substeps,
+    ticks_spanned,
+)
+from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.types import ZERO_COMMAND, Command
+
+
+class TickClock:
+    """The integer clock of one env: which tick it is and which command is in force."""
+
+    def __init__(self, config: ClockConfig):
+        self.config = config
+        self.tick = 0
+        self.held: Command = ZERO_COMMAND
+
+    def reset(self, initial_command: Command = ZERO_COMMAND) -> None:
+        """Back to tick 0 with `initial_command` in force."""
+        self.tick = 0
+        self.held = initial_command
+
+    def time_of(self, tick: int) -> float:
+        """`t_k = k * T` [s], computed from integers."""
+        return tick / self.config.policy_frequency
+
+    def decide(self, command: Command, stage_latency_s: Mapping[str, float]) -> Window:
+        """The window of world time the decision observed at the current tick covers.
+
+        Args:
+            command: the command `a_k` the agent returned.
+            stage_latency_s: per-stage latencies of that decision [s]; `L_k` is their sum.
+
+        Advances the clock to the next tick the agent observes at.
+        """
+        config = self.config
+        for stage, value in stage_latency_s.items():
+            if not (value >= 0.0 and math.isfinite(value)):
+                raise ValueError(f"latency of stage {stage!r} is {value!r}: "
+                                 "must be finite and >= 0")
+        latency_s = float(sum(stage_latency_s.values()))
+        overrun, stage_overruns = check_overrun(config, latency_s, stage_latency_s)
+        tick_s = config.tick_s
+        if config.mode == "realtime":
+            ticks = ticks_spanned(latency_s, tick_s)
+            landing_s = latency_s
+        else:
+            ticks, landing_s = 1, 0.0
+        first = self.tick
+        pieces = split_substeps(ticks * config.substeps_per_tick, config.substep_s, landing_s,
+                                self.held, command)
+        records = []
+        for i in range(ticks):
+            tick = first + i
+            start_offset = i * tick_s
+            lands_inside = (start_offset - TIME_EPS_S <= landing_s
+                            < start_offset + tick_s - TIME_EPS_S)
+            lands_before = landing_s < start_offset - TIME_EPS_S
+            observed = i == 0
+            records.append(
+                TickRecord(
+                    tick=tick,
+                    t_s=self.time_of(tick),
+                    observed=observed,
+                    latency_s=latency_s if observed else math.nan,
+                    stage_latency_s=dict(stage_latency_s) if observed else {},
+                    overrun=overrun if observed else False,
+                    stage_overruns=stage_overruns if observed else (),
+                    dropped_after=ticks - 1 if observed else 0,
+                    command=command if observed else None,
+                    lands_s=self.time_of(first) + landing_s if observed else math.nan,
+                    held=command if lands_before else self.held,
+                    switches=((self.time_of(first) + max(landing_s, start_offset), command),)
+                    if lands_inside else (),
+                )
+            )
+        self.tick = first + ticks
+        self.held = command
+        return Window(first, ticks, pieces, tuple(records), overrun, stage_overruns)

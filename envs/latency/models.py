@@ -1,0 +1,426 @@
+"""Latency models: how long the agent's compute took at each decision, per stage [s].
+
+The clock (docs/ARCHITECTURE.md, "One tick, precisely") charges every decision its
+compute time `L_k`: in realtime mode the world keeps moving for `L_k` seconds before the
+new command lands. A model says where `L_k` comes from (`spec.parse_latency` builds one
+from a `ClockConfig.latency` string):
+
+- `FixedLatency`: constants. Deterministic; for tests and what-if studies ("what if
+  planning took 40 ms?").
+- `ProfileLatency`: per-stage latencies replayed from a profile file recorded on real
+  hardware at batch size 1 (`profile_file`). Each decision draws one recorded tick (row)
+  uniformly with a generator seeded at every env reset, and returns all stages of that
+  row together, so the correlation between stages is kept. Large batched simulations
+  thus replay a car computer's latency deterministically.
+- `MeasuredLatency`: the wall clock. Either the runner times the agent's stages itself
+  and passes them to `sample(reported)`, or the model measures the time from handing out
+  the observation to the decision (CUDA-synchronised when torch has initialised CUDA).
+  Right for batch size 1 on the target machine; noisy.
+- `ShiftedLatency`: a base model's stages plus one more, "extra", a constant delay added
+  once to every decision (a `+SECONDS` spec suffix). It is part of `L_k` like any stage:
+  it delays the command's landing, counts against the budget and can drop frames.
+
+Every model returns a fresh `dict` stage -> seconds from `sample()` (one env) and stage ->
+`(B,)` float64 array from `sample_batch()` (a batch of `B` envs, the vector env's one call
+whatever the model); the decision's total latency is the sum over stages. A model without
+stages uses the single stage "total"; "total" is therefore reserved and cannot be combined
+with other stage names ("extra" is appended after them, and is reserved in the same places
+when a suffix is given).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import sys
+import time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+from reflexdrive.envs.latency.errors import (
+    EXTRA_STAGE,
+    SECONDS_ALLOWED,
+    STAGE_NAME_RE,
+    TOTAL_STAGE,
+    LatencySpecError,
+    check_seconds,
+    check_total_alone,
+)
+from reflexdrive.envs.latency.profile_file import load_profile
+
+from reflexdrive.common.validation import ConfigError
+
+# --------------------------------------------------------------------------- protocol
+
+
+@runtime_checkable
+class LatencyModel(Protocol):
+    """Says how long the agent's compute took for each decision, per stage [s].
+
+    Attributes:
+        spec: the spec string the model was built from, e.g. "fixed:0.03".
+        deterministic: True when the latencies do not depend on the machine (fixed,
+            profile); a seeded `reset` then gives the same sequence every run.
+    """
+
+    spec: str
+    deterministic: bool
+
+    def reset(self, seed: int | None) -> None:
+        """Start an episode; called at every env reset. Profile sampling is reseeded here."""
+        ...
+
+    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
+        """Per-stage latencies [s] of the decision being made now; total = sum of values.
+
+        Args:
+            reported: per-stage latencies [s] the runner measured itself; used by
+                `measured`, ignored by the other models.
+        """
+        ...
+
+    def mark_observation_returned(self) -> None:
+        """Note that the env has just handed an observation to the agent."""
+        ...
+
+    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
+        """Start episodes in the rows of a batch of `B` envs: `reset` for each row.
+
+        Args:
+            mask: `(B,)` bool, the rows starting a new episode.
+            seeds: `B` ints; row `i`'s draws are seeded with `seeds[i]` where `mask[i]`.
+        """
+        ...
+
+    def sample_batch(self, observing: np.ndarray,
+                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Per-stage latencies [s] of this tick's decisions in a batch of `B` envs: stage ->
+        `(B,)` float64 array, in the stage order of `sample`.
+
+        Row `i` draws exactly what `sample` would draw for env `i` (each row its own
+        stream, seeded by `reset_batch`). Rows where `observing` is False draw nothing;
+        their values are placeholders the clock ignores.
+
+        Args:
+            observing: `(B,)` bool, the rows whose agent decides at this tick.
+            reported: per-stage latencies [s] the runner measured for the whole batch;
+                used by `measured`, ignored by the other models.
+        """
+        ...
+
+
+# --------------------------------------------------------------------------- fixed
+
+
+class FixedLatency:
+    """Constant per-stage latencies [s]; `fixed:SECONDS` uses the single stage "total".
+
+    Attributes:
+        spec: the spec string it was built from.
+        deterministic: True.
+        latencies: read-only stage -> seconds.
+    """
+
+    deterministic = True
+
+    def __init__(self, latencies: Mapping[str, float], spec: str | None = None):
+        """Args:
+            latencies: stage -> seconds, each finite and in [0, 60).
+            spec: the spec string; built from `latencies` when None.
+        """
+        shown = spec if spec is not None else dict(latencies)
+        if not latencies:
+            raise LatencySpecError(shown, "no stages given")
+        clean: dict[str, float] = {}
+        for name, value in latencies.items():
+            if not isinstance(name, str) or not STAGE_NAME_RE.match(name):
+                raise LatencySpecError(shown, f"stage name {name!r} must be an identifier "
+                                       "(letters, digits, underscores)")
+            problem = check_seconds(value)
+            if problem:
+                raise LatencySpecError(shown, f"latency of stage {name!r} = {value!r} {problem} "
+                                       f"({SECONDS_ALLOWED})")
+            clean[name] = float(value)
+        check_total_alone(list(clean), lambda why: LatencySpecError(shown, why))
+        if spec is None:
+            spec = "fixed:" + ",".join(f"{k}={v!r}" for k, v in clean.items())
+        self.spec = spec
+        self.latencies: Mapping[str, float] = MappingProxyType(clean)
+
+    def reset(self, seed: int | None) -> None:
+        """Nothing to reset: the latencies are constants."""
+
+    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The constant per-stage latencies [s] (`reported` is ignored)."""
+        return dict(self.latencies)
+
+    def mark_observation_returned(self) -> None:
+        """Nothing to note: the latencies are constants."""
+
+    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
+        """Nothing to reset: the latencies are constants."""
+
+    def sample_batch(self, observing: np.ndarray,
+                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """The constant per-stage latencies [s] in every row: stage -> `(B,)` float64."""
+        count = len(observing)
+        return {name: np.full(count, value, dtype=np.float64)
+                for name, value in self.sample().items()}
+
+    def __repr__(self) -> str:
+        return f"FixedLatency({dict(self.latencies)!r})"
+
+
+# --------------------------------------------------------------------------- profile
+
+
+class ProfileLatency:
+    """Per-stage latencies [s] replayed from a recorded profile, seeded.
+
+    Each `sample()` draws one recorded tick (row) uniformly at random and returns every
+    stage's latency at that row, keeping the correlation between stages. `reset(seed)`
+    reseeds the generator with `np.random.default_rng(seed)`: the same seed gives the same
+    sequence. Before the first reset the generator is seeded with 0.
+
+    `sample_batch` keeps one generator per batch row, reseeded by `reset_batch` with the
+    row's episode seed: row `i` draws what a `ProfileLatency` reset with that seed would.
+
+    Attributes:
+        spec: the spec string it was built from.
+        deterministic: True.
+        path: the resolved profile file.
+        profile: the validated `LatencyProfile`.
+    """
+
+    deterministic = True
+
+    def __init__(self, path: str | os.PathLike, spec: str | None = None):
+        """Load and validate the profile at `path` (raises `ProfileError`)."""
+        self.path = Path(path)
+        self.spec = f"profile:{path}" if spec is None else spec
+        self.profile = load_profile(self.path)
+        self._names = tuple(self.profile.stages)
+        self._table = self.profile.as_array()
+        self._rng = np.random.default_rng(0)
+        self._row_rngs: list[np.random.Generator] = []
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The profile's stages, in the column order of `table`."""
+        return self._names
+
+    @property
+    def table(self) -> np.ndarray:
+        """`(rows, stages)` recorded latencies [s]; one row per recorded tick (read only)."""
+        return self._table
+
+    def reset(self, seed: int | None) -> None:
+        """Reseed the row sampler with `np.random.default_rng(seed)`."""
+        self._rng = np.random.default_rng(seed)
+
+    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
+        """One recorded tick's per-stage latencies [s] (`reported` is ignored)."""
+        row = self._table[int(self._rng.integers(self._table.shape[0]))]
+        return {name: float(value) for name, value in zip(self._names, row)}
+
+    def mark_observation_returned(self) -> None:
+        """Nothing to note: latencies come from the profile."""
+
+    def _batch_rngs(self, count: int) -> list[np.random.Generator]:
+        """The `count` row generators (each seeded with 0 until its row is reset)."""
+        if len(self._row_rngs) != count:
+            self._row_rngs = [np.random.default_rng(0) for _ in range(count)]
+        return self._row_rngs
+
+    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
+        """Reseed row `i`'s sampler with `np.random.default_rng(seeds[i])` where `mask`."""
+        rngs = self._batch_rngs(len(mask))
+        for i in np.flatnonzero(mask):
+            rngs[i] = np.random.default_rng(seeds[i])
+
+    def sample_batch(self, observing: np.ndarray,
+                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """One recorded tick per observing row, drawn from that row's generator: stage ->
+        `(B,)` float64 [s]. Rows not observing draw nothing and hold row 0 of the table."""
+        rngs = self._batch_rngs(len(observing))
+        rows = np.zeros(len(observing), dtype=np.int64)
+        for i in np.flatnonzero(observing):                      # each row its own stream
+            rows[i] = int(rngs[i].integers(self._table.shape[0]))
+        values = self._table[rows]                               # (B, stages)
+        return {name: values[:, j] for j, name in enumerate(self._names)}
+
+    def __repr__(self) -> str:
+        return f"ProfileLatency({str(self.path)!r}, rows={self._table.shape[0]})"
+
+
+# --------------------------------------------------------------------------- measured
+
+
+class MeasuredLatency:
+    """Wall-clock latencies [s] of the agent actually computing.
+
+    `sample(reported)` returns the runner's own per-stage timings when it passes them
+    (validated: finite, >= 0). Otherwise it returns {"total": seconds since the last
+    `mark_observation_returned()`}, read with `time.perf_counter_ns` after a
+    `torch.cuda.synchronize()` when torch is imported and has initialised CUDA (so GPU
+    work the agent launched is counted). Without a mark since the last reset it returns
+    {"total": 0.0}. Torch is never imported by this class.
+
+    Attributes:
+        spec: "measured".
+        deterministic: False.
+    """
+
+    deterministic = False
+
+    def __init__(self, spec: str = "measured"):
+        self.spec = spec
+        self._mark_ns: int | None = None
+
+    def reset(self, seed: int | None) -> None:
+        """Forget the last mark (a new episode starts)."""
+        self._mark_ns = None
+
+    def mark_observation_returned(self) -> None:
+        """Start timing: the agent has just been given an observation."""
+        self._mark_ns = time.perf_counter_ns()
+
+    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The decision's per-stage latencies [s]: `reported` if non-empty, else the time
+        since the last mark.
+
+        Raises:
+            ConfigError: a reported stage name is not a non-empty string or its value is
+                not a finite number >= 0, or "total" is mixed with other stages.
+        """
+        if reported:
+            return _validate_reported(reported)
+        if self._mark_ns is None:
+            return {TOTAL_STAGE: 0.0}
+        synchronize_cuda()
+        elapsed_ns = time.perf_counter_ns() - self._mark_ns
+        return {TOTAL_STAGE: max(0, elapsed_ns) / 1e9}
+
+    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
+        """Nothing to reset: a batch is timed by its runner (`reported`)."""
+
+    def sample_batch(self, observing: np.ndarray,
+                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """The runner's `reported` per-stage latencies [s] in every row (validated as by
+        `sample`), else {"total": 0} (a batch has no per-row wall clock): stage -> `(B,)`."""
+        values = self.sample(reported) if reported else {TOTAL_STAGE: 0.0}
+        count = len(observing)
+        return {name: np.full(count, value, dtype=np.float64) for name, value in values.items()}
+
+    def __repr__(self) -> str:
+        return "MeasuredLatency()"
+
+
+def _validate_reported(reported: Mapping[str, float]) -> dict[str, float]:
+    result: dict[str, float] = {}
+    for name, value in reported.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError("reported latency stage", name, "must be a non-empty string")
+        if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                or not math.isfinite(float(value)) or float(value) < 0.0):
+            raise ConfigError(f"reported latency[{name}]", value,
+                              "must be a finite number of seconds >= 0")
+        result[name] = float(value)
+    check_total_alone(list(result), lambda why: ConfigError(
+        "reported latency", dict(reported), why))
+    return result
+
+
+def synchronize_cuda() -> None:
+    """Wait for queued CUDA work if torch is already imported and CUDA is initialised."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    cuda = getattr(torch, "cuda", None)
+    if cuda is not None and cuda.is_available() and cuda.is_initialized():
+        cuda.synchronize()
+
+
+# --------------------------------------------------------------------------- shifted
+
+
+class ShiftedLatency:
+    """A base model's latencies plus a constant extra delay, the stage "extra" [s].
+
+    Built from a spec with a `+SECONDS` suffix (`measured+0.1`, `fixed:0.03+0.05`,
+    `profile:p.json+0.2`). `sample()` returns the base model's stages, then
+    `{"extra": extra_s}`: the decision's total `L_k` grows by exactly `extra_s`, once per
+    decision (`sample_batch`: in every row). Resets, marks and `reported` timings go to
+    the base model.
+
+    Attributes:
+        spec: the whole spec string, suffix included.
+        deterministic: the base model's.
+        base: the base latency model.
+        extra_s: the extra delay [s], in [0, 60).
+    """
+
+    def __init__(self, base: LatencyModel, extra_s: float, spec: str | None = None):
+        shown = spec if spec is not None else f"{base.spec}+{extra_s!r}"
+        if isinstance(base, ShiftedLatency):
+            raise LatencySpecError(shown, "only one +SECONDS suffix is allowed")
+        problem = check_seconds(extra_s)
+        if problem:
+            raise LatencySpecError(shown, f"extra delay {extra_s!r} {problem} "
+                                   f"({SECONDS_ALLOWED})")
+        names = (list(base.latencies) if isinstance(base, FixedLatency)
+                 else list(base.stage_names) if isinstance(base, ProfileLatency) else [])
+        if EXTRA_STAGE in names:
+            raise LatencySpecError(shown, f"stage name {EXTRA_STAGE!r} is reserved for the "
+                                   "+SECONDS extra delay")
+        self.base = base
+        self.extra_s = float(extra_s)
+        self.spec = shown
+        self.deterministic = base.deterministic
+
+    def reset(self, seed: int | None) -> None:
+        """Reset the base model."""
+        self.base.reset(seed)
+
+    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The base model's per-stage latencies [s], then "extra".
+
+        Raises:
+            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
+        """
+        stages = self.base.sample(reported)
+        if EXTRA_STAGE in stages:
+            raise ConfigError("reported latency", dict(stages),
+                              f"stage name {EXTRA_STAGE!r} is reserved for the +SECONDS "
+                              "extra delay")
+        stages[EXTRA_STAGE] = self.extra_s
+        return stages
+
+    def mark_observation_returned(self) -> None:
+        """Pass the mark to the base model."""
+        self.base.mark_observation_returned()
+
+    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
+        """Reset the base model's rows."""
+        self.base.reset_batch(mask, seeds)
+
+    def sample_batch(self, observing: np.ndarray,
+                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """The base model's per-stage `(B,)` latencies [s], then "extra" in every row.
+
+        Raises:
+            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
+        """
+        stages = self.base.sample_batch(observing, reported)
+        if EXTRA_STAGE in stages:
+            raise ConfigError("reported latency", sorted(stages),
+                              f"stage name {EXTRA_STAGE!r} is reserved for the +SECONDS "
+                              "extra delay")
+        stages[EXTRA_STAGE] = np.full(len(observing), self.extra_s, dtype=np.float64)
+        return stages
+
+    def __repr__(self) -> str:
+        return f"ShiftedLatency({self.base!r}, extra_s={self.extra_s!r})"
