@@ -182,7 +182,8 @@ class SubstepOutcome:
         time_s: time at the end of the substep [s].
         speed: ego speed [m/s].
         distance_m: distance the ego travelled during the substep [m].
-        gap_m: bumper-to-bumper gap to the nearest vehicle ahead in the ego's path [m] (inf if none).
+        gap_m: bumper-to-bumper gap to the nearest vehicle ahead in the ego's path [m]
+            (inf if none).
         ttc_s: time to collision with that vehicle at constant speeds [s] (inf if not closing).
         crashed: ego has collided.
         on_road: ego centre lies on a lane.
