@@ -10,20 +10,43 @@ import numpy as np
 import pytest
 import torch
 from conftest import PicklePayload
-
-from reflexdrive.agents.staged.learned_perception import LearnedPerception, detector_spec, raster_geometry
+from reflexdrive.agents.staged.learned_perception import (
+    LearnedPerception,
+    detector_spec,
+    raster_geometry,
+)
 from reflexdrive.envs.batched_env import BatchedDrivingEnv
 from reflexdrive.envs.config import SensorConfig
 from reflexdrive.envs.sensors import BEV_VEHICLES
-from reflexdrive.policies.checkpoint import (Checkpoint, CheckpointError, check_spec, load_checkpoint,
-                                 save_checkpoint)
-from reflexdrive.policies.detector import (SHIPPED_CHECKPOINT, CenterNetDetector, DetectorConfig,
-                               DetectorOutput, RasterGeometry, decode, detector_checkpoint,
-                               encode_targets, load_detector)
+from reflexdrive.policies.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_spec,
+    load_checkpoint,
+    save_checkpoint,
+)
+from reflexdrive.policies.detector import (
+    SHIPPED_CHECKPOINT,
+    CenterNetDetector,
+    DetectorConfig,
+    DetectorOutput,
+    RasterGeometry,
+    decode,
+    detector_checkpoint,
+    encode_targets,
+    load_detector,
+)
+
 from reflexdrive.cli import main
-from reflexdrive.detector_training import (DetectorTrainingConfig, data_sensors,
-                                           fit_detector, generate_frames, label_boxes,
-                                           match_detections, visible_objects)
+from reflexdrive.detector_training import (
+    DetectorTrainingConfig,
+    data_sensors,
+    fit_detector,
+    generate_frames,
+    label_boxes,
+    match_detections,
+    visible_objects,
+)
 
 GEOMETRY = RasterGeometry()          # the default SensorConfig's raster: 64 x 64 px, 1 m/px
 

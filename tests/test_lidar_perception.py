@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from reflexdrive.agents.staged.lidar_perception import LidarPerception, beam_directions, cluster_scan
+from reflexdrive.agents.staged.lidar_perception import (
+    LidarPerception,
+    beam_directions,
+    cluster_scan,
+)
 from reflexdrive.envs.config import EGO_FEATURES
+
 from reflexdrive.common.validation import ConfigError
 
 BEAMS, RANGE = 64, 48.0

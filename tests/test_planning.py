@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from reflexdrive.agents.staged import frenet
-from reflexdrive.agents.staged.planning import (IDMParams, MobilFrenetPlanner, PlannerConfig,
-                                    idm_acceleration, lane_neighbours, to_lane_frame)
+from reflexdrive.agents.staged.planning import (
+    IDMParams,
+    MobilFrenetPlanner,
+    PlannerConfig,
+    idm_acceleration,
+    lane_neighbours,
+    to_lane_frame,
+)
 from reflexdrive.agents.staged.types import Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
+
 from reflexdrive.common.validation import ConfigError
 
 W = IDMParams().lane_width_m

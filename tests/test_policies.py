@@ -8,15 +8,29 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import PicklePayload
-
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
-from reflexdrive.policies.checkpoint import (Checkpoint, CheckpointError, load_checkpoint,
-                                 save_checkpoint)
+from reflexdrive.policies.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from reflexdrive.policies.encoders import EGO_NORMALISATION, lidar_inputs
-from reflexdrive.policies.networks import (ActionHead, CnnConfig, HeadConfig, RecurrentConfig,
-                               TransformerConfig)
-from reflexdrive.policies.registry import (POLICIES, build, load_policy, policy_checkpoint,
-                               recurrent_from_cnn, save_policy)
+from reflexdrive.policies.networks import (
+    ActionHead,
+    CnnConfig,
+    HeadConfig,
+    RecurrentConfig,
+    TransformerConfig,
+)
+from reflexdrive.policies.registry import (
+    POLICIES,
+    build,
+    load_policy,
+    policy_checkpoint,
+    recurrent_from_cnn,
+    save_policy,
+)
 
 SPEC = {"bev": {"shape": [4, 64, 64], "dtype": "uint8"},
         "ego": {"shape": [8], "dtype": "float32"},

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from reflexdrive.agents.registry import STACKS, make_agent
 from reflexdrive.agents.staged.control import LaneKeepingController
-from reflexdrive.agents.staged.planning import IDMParams, idm_acceleration, select_lead, straight_plan
+from reflexdrive.agents.staged.planning import (
+    IDMParams,
+    idm_acceleration,
+    select_lead,
+    straight_plan,
+)
 from reflexdrive.agents.staged.types import Tracks
 from reflexdrive.envs.config import EGO_FEATURES
-from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.sensors import OBJECT_FIELDS
+
+from reflexdrive.common.validation import ConfigError
 
 P = IDMParams()
 
