@@ -30,6 +30,7 @@ from reflexdrive.policies.detector import (
     CenterNetDetector,
     DetectorConfig,
     DetectorOutput,
+    LossWeights,
     RasterGeometry,
     decode,
     detector_checkpoint,
@@ -38,6 +39,7 @@ from reflexdrive.policies.detector import (
 )
 
 from reflexdrive.cli import main
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.detector_training import (
     DetectorTrainingConfig,
     data_sensors,
@@ -72,6 +74,28 @@ def test_output_shapes(stride):
     assert boxes.position.shape == boxes.size.shape == (3, k, 2)
     with pytest.raises(ValueError, match="bev must be"):
         model(torch.zeros(3, 4, 32, 64, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("cls, kwargs, message", [
+    (DetectorConfig, {"stride": True}, "stride=True is invalid: allowed values are 1, 2, 4"),
+    (DetectorConfig, {"stride": 2.0}, "stride=2.0 is invalid: allowed values are 1, 2, 4"),
+    (DetectorConfig, {"channels": "3"}, "channels='3' is invalid: must be an integer >= 1"),
+    (DetectorConfig, {"blocks": 3.0}, "blocks=3.0 is invalid: must be an integer >= 0"),
+    (DetectorConfig, {"score_threshold": True}, "score_threshold=True is invalid: must be a "
+                                                "number"),
+    (DetectorConfig, {"score_threshold": 1.0}, "score_threshold=1.0 is invalid: must lie in "
+                                               "(0, 1)"),
+    (DetectorConfig, {"stride": 4, "geometry": {"range_m": 46.0}},
+     "stride=4 is invalid: must divide the raster's 62 x 64 px"),
+    (RasterGeometry, {"m_per_px": "1"}, "geometry.m_per_px='1' is invalid: must be a number"),
+    (RasterGeometry, {"range_m": 48.5},
+     "geometry.range_m=48.5 is invalid: must be a whole number of 1.0 m pixels"),
+    (LossWeights, {"size": True}, "loss_weights.size=True is invalid: must be a number"),
+])
+def test_configs_reject_bools_strings_and_bad_values(cls, kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        cls(**kwargs)
+    assert str(error.value) == message
 
 
 def test_default_detector_is_small():

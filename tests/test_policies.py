@@ -32,6 +32,8 @@ from reflexdrive.policies.registry import (
     save_policy,
 )
 
+from reflexdrive.common.validation import ConfigError
+
 SPEC = {"bev": {"shape": [4, 64, 64], "dtype": "uint8"},
         "ego": {"shape": [8], "dtype": "float32"},
         "lidar": {"shape": [64, 2], "dtype": "float32"}}
@@ -239,6 +241,23 @@ def test_the_closing_rate_reaches_the_action():
 def test_invalid_configs_name_the_field(name, config, needle):
     with pytest.raises(ValueError, match=needle):
         build(name, SPEC, **config)
+
+
+@pytest.mark.parametrize("name, config, message", [
+    ("cnn", {"head": {"hidden": True}}, "head.hidden=True is invalid: must be an integer >= 1"),
+    ("cnn", {"encoder": {"features": "3"}},
+     "encoder.features='3' is invalid: must be an integer >= 1"),
+    ("gru", {"hidden_size": 128.0}, "hidden_size=128.0 is invalid: must be an integer >= 1"),
+    ("cnn", {"encoder": {"channels": [32, 64.0]}},
+     "encoder.channels[1]=64.0 is invalid: must be an integer"),
+    ("transformer", {"encoder": {"lidar": 1}}, "encoder.lidar=1 is invalid: must be true or "
+                                               "false"),
+    ("lstm", {"skip": "yes"}, "skip='yes' is invalid: must be true or false"),
+])
+def test_configs_reject_bools_strings_and_float_widths(name, config, message):
+    with pytest.raises(ConfigError) as error:
+        build(name, SPEC, **config)
+    assert str(error.value) == message
 
 
 @pytest.mark.parametrize("cls, name", [(CnnConfig, "cnn"), (RecurrentConfig, "gru"),

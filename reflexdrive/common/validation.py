@@ -37,9 +37,18 @@ class ConfigError(ValueError):
 
 
 def check_choice(field: str, value: object, choices: tuple) -> None:
-    """Raise ConfigError unless `value` is one of `choices`."""
-    if isinstance(value, (list, dict, set)) or value not in choices:
+    """Raise ConfigError unless `value` is one of `choices`; a number matches only a number
+    of its own kind (`True` and `2.0` are not among the integer choices 1, 2, 4)."""
+    if isinstance(value, (list, dict, set)) or not any(_same(value, c) for c in choices):
         raise ConfigError(field, value, "allowed values are " + ", ".join(map(str, choices)))
+
+
+def _same(value: object, choice: object) -> bool:
+    if isinstance(value, numbers.Number) or isinstance(choice, numbers.Number):
+        if (is_int(value) != is_int(choice)
+                or isinstance(value, (bool, _np_bool())) != isinstance(choice, bool)):
+            return False
+    return value is choice or value == choice
 
 
 def _bounds(field: str, value: Any, low: float | None, high: float | None,

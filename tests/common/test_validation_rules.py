@@ -6,10 +6,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from reflexdrive.common.validation import (
     ConfigError,
+    check_choice,
     check_count,
     check_numbers,
     check_real,
@@ -98,3 +100,13 @@ def test_a_subclass_default_keeps_the_rule_help_and_field_order():
     with pytest.raises(ConfigError, match=r"^lanes=3.0 is invalid: must be an integer$"):
         _Child(lanes=3.0)
     assert field_help(_Child, "sizes_m") == "[m]"
+
+
+def test_a_number_matches_only_a_choice_of_its_kind():
+    check_choice("stride", 2, (1, 2, 4))
+    check_choice("stride", np.int64(4), (1, 2, 4))
+    check_choice("mode", "lockstep", ("realtime", "lockstep"))
+    for value in (True, 2.0, "2"):
+        with pytest.raises(ConfigError, match=r"^stride=.* is invalid: allowed values are "
+                                              r"1, 2, 4$"):
+            check_choice("stride", value, (1, 2, 4))
