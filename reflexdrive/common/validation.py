@@ -1,12 +1,12 @@
 """Validation at the boundary: one-line errors that name the field and the allowed values.
 
 `check_int`, `check_count`, `check_real`, `check_choice`, `check_interval` and
-`check_numbers` test one value. A config dataclass states each field's bounds once, as field
-metadata (`integer(...)`, `count(...)`, `real(...)`, `choice(...)`, `number_tuple(...)`, ...), and
-`validate_fields(self)` in its `__post_init__` checks them all (a subclass that changes a
-default keeps the rule with `override`); the CLI
-reads the same fields for its defaults and help (`field_default`, `field_help`), so a default
-is written in one place only.
+`check_numbers` test one value. A config dataclass states each field's bounds once, as
+field metadata (`integer(...)`, `count(...)`, `real(...)`, `boolean(...)`, `choice(...)`,
+`interval(...)`, `number_tuple(...)`), and `validate_fields(self)` in its `__post_init__`
+checks them all; a subclass that changes a default keeps the rule with `override`. The CLI
+reads the same fields for its defaults and help (`field_default`, `field_help`), so a
+default is written in one place only.
 
 Numbers are checked by type, not converted: `True` and `"3"` are not numbers here (a bool is
 an `int` to Python, and `float("3")` would let a string through to fail later in arithmetic).
