@@ -82,8 +82,7 @@ END_TO_END_STACKS = POLICY_STACKS
 def make_agent(stack: str, **options: Any) -> Agent:
     """Build the stack named `stack`; ConfigError listing the stacks otherwise, or for a
     `checkpoint` given to a stack that loads none."""
-    if stack not in STACKS:
-        raise ConfigError("stack", stack, "allowed values are " + ", ".join(STACKS))
+    check_choice("stack", stack, tuple(STACKS))
     if options.get("checkpoint") is not None and stack not in END_TO_END_STACKS:
         raise ConfigError("checkpoint", str(options["checkpoint"]),
                           f"the {stack} stack loads no policy checkpoint; only the end-to-end "

@@ -9,7 +9,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from reflexdrive.common.validation import ConfigError, check_choice, check_real
+from reflexdrive.common.validation import (
+    ConfigError,
+    boolean,
+    check_real,
+    choice,
+    integer,
+    real,
+    validate_fields,
+)
 
 ACCELERATION_BOUNDS = (-8.0, 4.0)
 """Ego longitudinal acceleration command bounds [m/s^2] (hard braking to brisk acceleration)."""
@@ -48,54 +56,41 @@ class SensorConfig:
     (`range_m` when nothing is hit or the return dropped out) and that vehicle's range
     rate [m/s] (0 for no return).
 
-    Attributes:
-        range_m: sensing range of lidar and the forward extent of the bev [m]. A stopped
-            vehicle "comes into sensor range" when its centre is this close to the ego's.
-        bev_behind_m: bev extent behind the ego [m].
-        bev_half_width_m: bev extent to each side of the ego [m].
-        bev_m_per_px: bev resolution [m/px].
-        bev_occlusion: hide vehicles fully shadowed by others from the ego's viewpoint.
-        bev_position_noise_m: std of Gaussian noise on each drawn vehicle's position [m].
-        bev_dropout_prob: probability that a vehicle is missing from a frame.
-        lidar_beams: number of lidar rays.
-        lidar_range_noise_m: std of Gaussian range noise on each return [m].
-        lidar_range_rate_noise_mps: std of Gaussian noise on each range rate [m/s].
-        lidar_dropout_prob: probability that a return is lost (reads as no return).
-        max_objects: ground-truth objects reported in `info` (nearest first) [count].
+    Each field's bounds and units are in its metadata (`field_help(SensorConfig, name)`);
+    errors name the field as `sensors.<name>`. A stopped vehicle "comes into sensor range"
+    when its centre is `range_m` from the ego's.
     """
 
-    range_m: float = 48.0
-    bev_behind_m: float = 16.0
-    bev_half_width_m: float = 32.0
-    bev_m_per_px: float = 1.0
-    bev_occlusion: bool = True
-    bev_position_noise_m: float = 0.0
-    bev_dropout_prob: float = 0.0
-    lidar_beams: int = 64
-    lidar_range_noise_m: float = 0.05
-    lidar_range_rate_noise_mps: float = 0.1
-    lidar_dropout_prob: float = 0.0
-    max_objects: int = 16
+    range_m: float = real(48.0, low=0.0, high=500.0, low_inclusive=False,
+                          help="sensing range of lidar and the forward extent of the bev [m]")
+    bev_behind_m: float = real(16.0, low=0.0, high=500.0, help="bev extent behind the ego [m]")
+    bev_half_width_m: float = real(32.0, low=0.0, high=500.0, low_inclusive=False,
+                                   help="bev extent to each side of the ego [m]")
+    bev_m_per_px: float = real(1.0, low=0.0, high=10.0, low_inclusive=False,
+                               help="bev resolution [m/px]")
+    bev_occlusion: bool = boolean(
+        True, help="hide vehicles fully shadowed by others from the ego's viewpoint")
+    bev_position_noise_m: float = real(
+        0.0, low=0.0, high=10.0, help="std of Gaussian noise on each drawn vehicle's position [m]")
+    bev_dropout_prob: float = real(0.0, low=0.0, high=1.0,
+                                   help="probability that a vehicle is missing from a frame")
+    lidar_beams: int = integer(64, low=1, high=4096, help="number of lidar rays")
+    lidar_range_noise_m: float = real(0.05, low=0.0, high=10.0,
+                                      help="std of Gaussian range noise on each return [m]")
+    lidar_range_rate_noise_mps: float = real(
+        0.1, low=0.0, high=10.0, help="std of Gaussian noise on each range rate [m/s]")
+    lidar_dropout_prob: float = real(
+        0.0, low=0.0, high=1.0, help="probability that a return is lost (reads as no return)")
+    max_objects: int = integer(
+        16, low=1, high=256, help="ground-truth objects reported in `info` (nearest first)")
 
     def __post_init__(self) -> None:
-        check_real("sensors.range_m", self.range_m, 0.0, 500.0, low_inclusive=False)
-        check_real("sensors.bev_behind_m", self.bev_behind_m, 0.0, 500.0)
-        check_real("sensors.bev_half_width_m", self.bev_half_width_m, 0.0, 500.0,
-                    low_inclusive=False)
-        check_real("sensors.bev_m_per_px", self.bev_m_per_px, 0.0, 10.0, low_inclusive=False)
+        validate_fields(self, "sensors.")
         for name in ("range_m", "bev_behind_m", "bev_half_width_m"):
             pixels = getattr(self, name) / self.bev_m_per_px
             if abs(pixels - round(pixels)) > 1e-9:
                 raise ConfigError(f"sensors.{name}", getattr(self, name),
                                   f"must be a whole number of pixels of {self.bev_m_per_px} m")
-        check_real("sensors.bev_position_noise_m", self.bev_position_noise_m, 0.0, 10.0)
-        check_real("sensors.bev_dropout_prob", self.bev_dropout_prob, 0.0, 1.0)
-        check_real("sensors.lidar_beams", self.lidar_beams, 1, 4096)
-        check_real("sensors.lidar_range_noise_m", self.lidar_range_noise_m, 0.0, 10.0)
-        check_real("sensors.lidar_range_rate_noise_mps", self.lidar_range_rate_noise_mps,
-                    0.0, 10.0)
-        check_real("sensors.lidar_dropout_prob", self.lidar_dropout_prob, 0.0, 1.0)
-        check_real("sensors.max_objects", self.max_objects, 1, 256)
 
     @property
     def bev_shape(self) -> tuple[int, int, int]:
@@ -109,45 +104,40 @@ class SensorConfig:
 class ClockConfig:
     """The tick contract's settings (see docs/ARCHITECTURE.md, "One tick, precisely").
 
-    Attributes:
-        simulation_frequency: world integration rate [Hz]; substep `dt = 1/f`.
-        policy_frequency: decision rate [Hz]; tick `T = 1/f`. Must divide the simulation rate.
-        mode: "realtime" (the world keeps moving while the agent computes) or "lockstep"
-            (the world waits; latency is measured but does not affect driving).
-        budget_s: compute time allowed per tick [s]; None means one tick, `T`.
-        stage_budgets_s: optional per-stage budgets [s], e.g. {"perception": 0.02}.
-        on_overrun: "record" (default), "terminate" (end the episode as a deadline miss)
-            or "raise" (raise `DeadlineMiss`).
-        latency: latency model spec: "fixed:SECONDS", "fixed:stage=SECONDS,...",
-            "profile:PATH" or "measured" (see envs.latency).
+    Fields (bounds and units in their metadata, `field_help(ClockConfig, name)`):
+    `simulation_frequency` sets the substep `dt = 1/f`; `policy_frequency` the tick
+    `T = 1/f` and must divide the simulation rate; `stage_budgets_s` are optional per-stage
+    budgets [s], e.g. {"perception": 0.02}; `latency` is a latency model spec:
+    "fixed:SECONDS", "fixed:stage=SECONDS,...", "profile:PATH" or "measured" (see
+    envs.latency).
     """
 
-    simulation_frequency: int = 50
-    policy_frequency: int = 10
-    mode: str = "realtime"
-    budget_s: float | None = None
+    simulation_frequency: int = integer(
+        50, low=1, high=10_000, help="world integration rate [Hz]; substep dt = 1/f")
+    policy_frequency: int = integer(
+        10, low=1, high=10_000,
+        help="decision rate [Hz]; tick T = 1/f; must divide the simulation rate")
+    mode: str = choice("realtime", choices=MODES,
+                       help="realtime (the world keeps moving while the agent computes) or "
+                            "lockstep (the world waits; latency is measured but does not "
+                            "affect driving)")
+    budget_s: float | None = real(None, low=0.0, high=3600.0, low_inclusive=False,
+                                  optional=True,
+                                  help="compute time allowed per tick [s]; None: one tick, T")
     stage_budgets_s: Mapping[str, float] = field(default_factory=dict)
-    on_overrun: str = "record"
+    on_overrun: str = choice("record", choices=ON_OVERRUN,
+                             help="record, terminate (end the episode as a deadline miss) or "
+                                  "raise (raise DeadlineMiss)")
     latency: str = "fixed:0"
 
     def __post_init__(self) -> None:
-        check_real("simulation_frequency", self.simulation_frequency, 1, 10_000)
-        check_real("policy_frequency", self.policy_frequency, 1, 10_000)
-        if int(self.simulation_frequency) != self.simulation_frequency:
-            raise ConfigError("simulation_frequency", self.simulation_frequency,
-                              "must be a whole number of Hz")
-        if int(self.policy_frequency) != self.policy_frequency:
-            raise ConfigError("policy_frequency", self.policy_frequency,
-                              "must be a whole number of Hz")
+        # errors name budget_s as the envs' keyword, "budget"
+        validate_fields(self, labels={"budget_s": "budget"})
         if self.simulation_frequency % self.policy_frequency:
             raise ConfigError(
                 "policy_frequency", self.policy_frequency,
                 f"must divide simulation_frequency={self.simulation_frequency} "
                 "(ticks are whole numbers of substeps)")
-        check_choice("mode", self.mode, MODES)
-        check_choice("on_overrun", self.on_overrun, ON_OVERRUN)
-        if self.budget_s is not None:
-            check_real("budget", self.budget_s, 0.0, 3600.0, low_inclusive=False)
         for stage, budget in dict(self.stage_budgets_s).items():
             check_real(f"stage_budgets_s[{stage}]", budget, 0.0, 3600.0, low_inclusive=False)
         object.__setattr__(self, "stage_budgets_s", MappingProxyType(dict(self.stage_budgets_s)))

@@ -17,7 +17,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from reflexdrive.common.validation import ConfigError, check_interval, check_real
+from reflexdrive.common.validation import (
+    ConfigError,
+    boolean,
+    check_interval,
+    integer,
+    interval,
+    override,
+    real,
+    validate_fields,
+)
 
 LaneId = tuple[str, str, int]
 """highway-env lane index: (from node, to node, lane number)."""
@@ -120,65 +129,53 @@ class ScenarioInit:
 
 @dataclass(frozen=True)
 class TrafficConfig:
-    """Traffic on a straight road.
+    """Traffic on a straight road (bounds and units of each field in its metadata)."""
 
-    Attributes:
-        lanes: number of lanes.
-        vehicles: traffic vehicles to place (fewer if the road segment is full).
-        ego_speed_mps: (low, high) initial ego speed [m/s].
-        traffic_speed_mps: (low, high) initial and cruise speed of traffic [m/s].
-        lane_changes: traffic may change lanes (MOBIL).
-        duration_s: episode length [s].
-        min_spacing_m: minimum centre distance between vehicles in one lane at start [m].
-    """
-
-    lanes: int = 3
-    vehicles: int = 12
-    ego_speed_mps: tuple[float, float] = (22.0, 26.0)
-    traffic_speed_mps: tuple[float, float] = (20.0, 27.0)
-    lane_changes: bool = True
-    duration_s: float = 20.0
-    min_spacing_m: float = 20.0
+    lanes: int = integer(3, low=1, high=8, help="number of lanes")
+    vehicles: int = integer(
+        12, low=0, high=200, help="traffic vehicles to place (fewer if the road segment is full)")
+    ego_speed_mps: tuple[float, float] = interval(
+        (22.0, 26.0), low=0.0, high=40.0, help="(low, high) initial ego speed [m/s]")
+    traffic_speed_mps: tuple[float, float] = interval(
+        (20.0, 27.0), low=0.0, high=40.0,
+        help="(low, high) initial and cruise speed of traffic [m/s]")
+    lane_changes: bool = boolean(True, help="traffic may change lanes (MOBIL)")
+    duration_s: float = real(20.0, low=0.0, high=600.0, low_inclusive=False,
+                             help="episode length [s]")
+    min_spacing_m: float = real(
+        20.0, low=6.0, high=200.0,
+        help="minimum centre distance between vehicles in one lane at start [m]")
 
     def __post_init__(self) -> None:
-        check_real("lanes", self.lanes, 1, 8)
-        check_real("vehicles", self.vehicles, 0, 200)
-        check_interval("ego_speed_mps", self.ego_speed_mps, 0.0, 40.0)
-        check_interval("traffic_speed_mps", self.traffic_speed_mps, 0.0, 40.0)
-        check_real("duration_s", self.duration_s, 0.0, 600.0, low_inclusive=False)
-        check_real("min_spacing_m", self.min_spacing_m, 6.0, 200.0)
+        validate_fields(self)
 
 
 @dataclass(frozen=True)
 class HighwayConfig(TrafficConfig):
     """Highway: multi-lane traffic with IDM car-following and MOBIL lane changes."""
 
-    lanes: int = 4
-    vehicles: int = 15
+    lanes: int = override(TrafficConfig, "lanes", 4)
+    vehicles: int = override(TrafficConfig, "vehicles", 15)
 
 
 @dataclass(frozen=True)
 class LeadBrakeConfig(TrafficConfig):
-    """Lead brake: the vehicle ahead in the ego lane brakes hard to a standstill.
+    """Lead brake: the vehicle ahead in the ego lane brakes hard to a standstill."""
 
-    Attributes:
-        onset_s: (low, high) hazard onset time [s].
-        decel_mps2: (low, high) deceleration of the lead [m/s^2].
-        gap_m: (low, high) initial bumper-to-bumper gap to the lead [m].
-    """
-
-    vehicles: int = 8
-    lane_changes: bool = False
-    duration_s: float = 12.0
-    onset_s: tuple[float, float] = (3.0, 5.0)
-    decel_mps2: tuple[float, float] = (5.0, 8.0)
-    gap_m: tuple[float, float] = (25.0, 40.0)
+    vehicles: int = override(TrafficConfig, "vehicles", 8)
+    lane_changes: bool = override(TrafficConfig, "lane_changes", False)
+    duration_s: float = override(TrafficConfig, "duration_s", 12.0)
+    onset_s: tuple[float, float] = interval(
+        (3.0, 5.0), low=0.0, help="(low, high) hazard onset time [s], within duration_s")
+    decel_mps2: tuple[float, float] = interval(
+        (5.0, 8.0), low=0.5, high=12.0, help="(low, high) deceleration of the lead [m/s^2]")
+    gap_m: tuple[float, float] = interval(
+        (25.0, 40.0), low=2.0, high=200.0,
+        help="(low, high) initial bumper-to-bumper gap to the lead [m]")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_interval("onset_s", self.onset_s, 0.0, self.duration_s)
-        check_interval("decel_mps2", self.decel_mps2, 0.5, 12.0)
-        check_interval("gap_m", self.gap_m, 2.0, 200.0)
 
 
 @dataclass(frozen=True)
@@ -186,27 +183,26 @@ class CutInConfig(TrafficConfig):
     """Cut-in: a vehicle in the next lane, slightly ahead, changes into the ego lane and slows.
 
     The cutter's lane is kept free of other traffic, so it cruises at the ego's start speed
-    until the onset (no slower vehicle ahead of it shrinks the gap beforehand).
-
-    Attributes:
-        onset_s: (low, high) time the cut-in starts [s].
-        gap_m: (low, high) initial longitudinal bumper gap of the cutter ahead of the ego [m].
-        slowdown_mps: (low, high) how much slower than the ego's start speed it drives after
-            cutting in [m/s].
+    until the onset (no slower vehicle ahead of it shrinks the gap beforehand). Needs at
+    least 2 lanes.
     """
 
-    vehicles: int = 8
-    lane_changes: bool = False
-    duration_s: float = 12.0
-    onset_s: tuple[float, float] = (2.0, 4.0)
-    gap_m: tuple[float, float] = (10.0, 20.0)
-    slowdown_mps: tuple[float, float] = (2.0, 6.0)
+    vehicles: int = override(TrafficConfig, "vehicles", 8)
+    lane_changes: bool = override(TrafficConfig, "lane_changes", False)
+    duration_s: float = override(TrafficConfig, "duration_s", 12.0)
+    onset_s: tuple[float, float] = interval(
+        (2.0, 4.0), low=0.0, help="(low, high) time the cut-in starts [s], within duration_s")
+    gap_m: tuple[float, float] = interval(
+        (10.0, 20.0), low=0.0, high=200.0,
+        help="(low, high) initial longitudinal bumper gap of the cutter ahead of the ego [m]")
+    slowdown_mps: tuple[float, float] = interval(
+        (2.0, 6.0), low=0.0, high=30.0,
+        help="(low, high) how much slower than the ego's start speed it drives after "
+             "cutting in [m/s]")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_interval("onset_s", self.onset_s, 0.0, self.duration_s)
-        check_interval("gap_m", self.gap_m, 0.0, 200.0)
-        check_interval("slowdown_mps", self.slowdown_mps, 0.0, 30.0)
         if self.lanes < 2:
             raise ConfigError("lanes", self.lanes, "cut-in needs at least 2 lanes")
 
@@ -215,56 +211,53 @@ class CutInConfig(TrafficConfig):
 class StoppedVehicleConfig(TrafficConfig):
     """Stopped vehicle: a vehicle stands still in the ego lane and comes into sensor range.
 
-    Attributes:
-        onset_s: (low, high) time at which, at its initial speed, the ego would bring the
-            stopped vehicle within `trigger_range_m`; the recorded onset is when it really does.
-        trigger_range_m: sensor range defining the onset [m] (the sensors' `range_m`).
+    `onset_s` is the (low, high) time at which, at its initial speed, the ego would bring
+    the stopped vehicle within `trigger_range_m`; the recorded onset is when it really does.
     """
 
-    vehicles: int = 8
-    lane_changes: bool = False
-    duration_s: float = 14.0
-    ego_speed_mps: tuple[float, float] = (18.0, 24.0)
-    onset_s: tuple[float, float] = (2.0, 4.0)
-    trigger_range_m: float = 48.0
+    vehicles: int = override(TrafficConfig, "vehicles", 8)
+    lane_changes: bool = override(TrafficConfig, "lane_changes", False)
+    duration_s: float = override(TrafficConfig, "duration_s", 14.0)
+    ego_speed_mps: tuple[float, float] = override(TrafficConfig, "ego_speed_mps", (18.0, 24.0))
+    onset_s: tuple[float, float] = interval(
+        (2.0, 4.0), low=0.0,
+        help="(low, high) time the ego would reach trigger_range_m of the stopped vehicle "
+             "[s], within duration_s")
+    trigger_range_m: float = real(
+        48.0, low=1.0, high=500.0,
+        help="sensor range defining the onset [m] (the sensors' range_m)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_interval("onset_s", self.onset_s, 0.0, self.duration_s)
-        check_real("trigger_range_m", self.trigger_range_m, 1.0, 500.0)
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Merge, roundabout and intersection: highway-env road networks with traffic.
+    """Merge, roundabout and intersection: highway-env road networks with traffic (bounds
+    and units of each field in its metadata)."""
 
-    Attributes:
-        vehicles: traffic vehicles.
-        duration_s: episode length [s].
-        ego_speed_mps: (low, high) initial ego speed [m/s].
-        traffic_speed_mps: (low, high) traffic speed [m/s].
-    """
-
-    vehicles: int = 6
-    duration_s: float = 15.0
-    ego_speed_mps: tuple[float, float] = (8.0, 12.0)
-    traffic_speed_mps: tuple[float, float] = (8.0, 12.0)
+    vehicles: int = integer(6, low=0, high=50, help="traffic vehicles")
+    duration_s: float = real(15.0, low=0.0, high=600.0, low_inclusive=False,
+                             help="episode length [s]")
+    ego_speed_mps: tuple[float, float] = interval(
+        (8.0, 12.0), low=0.0, high=40.0, help="(low, high) initial ego speed [m/s]")
+    traffic_speed_mps: tuple[float, float] = interval(
+        (8.0, 12.0), low=0.0, high=40.0, help="(low, high) traffic speed [m/s]")
 
     def __post_init__(self) -> None:
-        check_real("vehicles", self.vehicles, 0, 50)
-        check_real("duration_s", self.duration_s, 0.0, 600.0, low_inclusive=False)
-        check_interval("ego_speed_mps", self.ego_speed_mps, 0.0, 40.0)
-        check_interval("traffic_speed_mps", self.traffic_speed_mps, 0.0, 40.0)
+        validate_fields(self)
 
 
 @dataclass(frozen=True)
 class MergeConfig(NetworkConfig):
     """Merge: highway traffic and a vehicle joining from an on-ramp."""
 
-    vehicles: int = 6
-    duration_s: float = 12.0
-    ego_speed_mps: tuple[float, float] = (22.0, 26.0)
-    traffic_speed_mps: tuple[float, float] = (20.0, 26.0)
+    vehicles: int = override(NetworkConfig, "vehicles", 6)
+    duration_s: float = override(NetworkConfig, "duration_s", 12.0)
+    ego_speed_mps: tuple[float, float] = override(NetworkConfig, "ego_speed_mps", (22.0, 26.0))
+    traffic_speed_mps: tuple[float, float] = override(NetworkConfig, "traffic_speed_mps",
+                                                      (20.0, 26.0))
 
 
 @dataclass(frozen=True)

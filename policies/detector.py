@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from torch import nn
 
+from reflexdrive.common.validation import ConfigError, choice, count, real, validate_fields
+
 KIND = "detector"
 """Checkpoint kind of detectors."""
 
@@ -53,33 +55,26 @@ relative to the ego [rad]."""
 
 @dataclass(frozen=True)
 class RasterGeometry:
-    """Where the raster lies in the ego frame (envs' `SensorConfig` bev fields).
+    """Where the raster lies in the ego frame (envs' `SensorConfig` bev fields); each extent
+    a whole number of pixels. Row 0 is centred at `range_m - m_per_px / 2`. Validated on
+    construction; errors name the field as `geometry.<field>`."""
 
-    Attributes:
-        range_m: extent ahead of the ego; row 0 is centred at `range_m - m_per_px / 2` [m].
-        behind_m: extent behind the ego [m].
-        half_width_m: extent to each side [m].
-        m_per_px: resolution [m/px].
-    """
-
-    range_m: float = 48.0
-    behind_m: float = 16.0
-    half_width_m: float = 32.0
-    m_per_px: float = 1.0
+    range_m: float = real(48.0, low=0.0, help="extent ahead of the ego [m]")
+    behind_m: float = real(16.0, low=0.0, help="extent behind the ego [m]")
+    half_width_m: float = real(32.0, low=0.0, help="extent to each side [m]")
+    m_per_px: float = real(1.0, low=0.0, low_inclusive=False, help="resolution [m/px]")
 
     def __post_init__(self) -> None:
-        if not self.m_per_px > 0.0:
-            raise ValueError(f"geometry.m_per_px={self.m_per_px!r}: must be > 0")
+        validate_fields(self, "geometry.")
         for name in ("range_m", "behind_m", "half_width_m"):
             value = getattr(self, name)
-            if not value >= 0.0:
-                raise ValueError(f"geometry.{name}={value!r}: must be >= 0")
             pixels = value / self.m_per_px
             if abs(pixels - round(pixels)) > 1e-9:
-                raise ValueError(f"geometry.{name}={value!r}: must be a whole number of "
-                                 f"{self.m_per_px} m pixels")
+                raise ConfigError(f"geometry.{name}", value,
+                                  f"must be a whole number of {self.m_per_px} m pixels")
         if self.height < 1 or self.width < 1:
-            raise ValueError("geometry: the raster must have at least one pixel")
+            raise ConfigError("geometry", f"{self.height} x {self.width} px",
+                              "the raster must have at least one pixel")
 
     @property
     def height(self) -> int:
@@ -102,48 +97,36 @@ class RasterGeometry:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Architecture and decoding defaults of `CenterNetDetector`.
+    """Architecture and decoding defaults of `CenterNetDetector` (validated on
+    construction; `geometry` may be given as a dict of its fields).
 
-    Attributes:
-        in_channels: raster channels `C` (4: road, markings, vehicles, ego).
-        channels: feature width of the trunk.
-        stride: output stride `s` (1, 2 or 4); the raster's height and width must be
-            multiples of it.
-        blocks: residual 3x3 blocks after the stem; block `k` has dilation `2 ** (k % 3)`.
-        geometry: the raster the detector reads (decoding to metres depends on it).
-        score_threshold: default minimum heatmap score of a detection, in (0, 1).
-        max_detections: `K`, detections returned per raster (top-K peaks).
-        min_sigma_cells: floor of the heatmap target's Gaussian std [cells]; the std is
-            otherwise a quarter of the box's extent along each raster axis.
+    The raster's height and width must be multiples of `stride`; residual block `k` has
+    dilation `2 ** (k % 3)`; the heatmap target's Gaussian std is a quarter of the box's
+    extent along each raster axis, at least `min_sigma_cells`.
     """
 
-    in_channels: int = 4
-    channels: int = 24
-    stride: int = 2
-    blocks: int = 3
+    in_channels: int = count(4, help="raster channels C (4: road, markings, vehicles, ego)")
+    channels: int = count(24, help="feature width of the trunk")
+    stride: int = choice(2, choices=(1, 2, 4), help="output stride s")
+    blocks: int = count(3, low=0, help="residual 3x3 blocks after the stem")
     geometry: RasterGeometry = field(default_factory=RasterGeometry)
-    score_threshold: float = 0.3
-    max_detections: int = 32
-    min_sigma_cells: float = 0.5
+    """The raster the detector reads (decoding to metres depends on it)."""
+    score_threshold: float = real(
+        0.3, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False,
+        help="default minimum heatmap score of a detection")
+    max_detections: int = count(32, help="K, detections returned per raster (top-K peaks)")
+    min_sigma_cells: float = real(
+        0.5, low=0.0, low_inclusive=False,
+        help="floor of the heatmap target's Gaussian std [cells]")
 
     def __post_init__(self) -> None:
         if isinstance(self.geometry, Mapping):
             object.__setattr__(self, "geometry", RasterGeometry(**self.geometry))
-        for name, low in (("in_channels", 1), ("channels", 1), ("blocks", 0),
-                          ("max_detections", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r}: must be an integer >= {low}")
-        if self.stride not in (1, 2, 4):
-            raise ValueError(f"stride={self.stride!r}: allowed values are 1, 2, 4")
+        validate_fields(self)
         g = self.geometry
         if g.height % self.stride or g.width % self.stride:
-            raise ValueError(f"stride={self.stride}: must divide the raster's {g.height} x "
-                             f"{g.width} px")
-        if not 0.0 < self.score_threshold < 1.0:
-            raise ValueError(f"score_threshold={self.score_threshold!r}: must lie in (0, 1)")
-        if not self.min_sigma_cells > 0.0:
-            raise ValueError(f"min_sigma_cells={self.min_sigma_cells!r}: must be > 0")
+            raise ConfigError("stride", self.stride,
+                              f"must divide the raster's {g.height} x {g.width} px")
 
     @property
     def output_shape(self) -> tuple[int, int]:
@@ -390,9 +373,12 @@ def encode_targets(boxes: torch.Tensor, valid: torch.Tensor, config: DetectorCon
 class LossWeights:
     """Weights of the loss terms (the heatmap's focal loss has weight 1)."""
 
-    offset: float = 1.0
-    size: float = 0.2
-    heading: float = 0.5
+    offset: float = real(1.0, low=0.0, help="weight of the L1 loss on the offset")
+    size: float = real(0.2, low=0.0, help="weight of the L1 loss on the size")
+    heading: float = real(0.5, low=0.0, help="weight of the L1 loss on the heading's sin, cos")
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "loss_weights.")
 
 
 def detector_loss(output: DetectorOutput, targets: Targets,

@@ -38,6 +38,14 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from reflexdrive.common.validation import (
+    ConfigError,
+    boolean,
+    count,
+    number_tuple,
+    validate_fields,
+)
+
 Observation = Mapping[str, torch.Tensor]
 """`{"bev": (B, C, H, W) uint8 or float in [0, 1], "ego": (B, 8) float, "lidar": (B, beams,
 2) float}` (`lidar` only for encoders that read it; extra keys ignored)."""
@@ -120,12 +128,6 @@ def check_obs_spec(obs_spec: Any, lidar: bool = False) -> dict[str, dict[str, An
     return checked
 
 
-def check_positive_int(name: str, value: Any, low: int = 1) -> None:
-    """Raise ValueError naming `name` unless `value` is an int (not a bool) >= `low`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}={value!r} is invalid: must be an integer >= {low}")
-
-
 class EgoNormaliser(nn.Module):
     """`(ego - offset) / scale`, clamped: `(B, 8)` raw -> `(B, 8)` float32 near [-1, 1]."""
 
@@ -204,24 +206,24 @@ class LidarEncoder(nn.Module):
 
 @dataclass(frozen=True)
 class ConvEncoderConfig:
-    """`ConvEncoder`'s architecture.
+    """`ConvEncoder`'s architecture (validated on construction; errors name the field as
+    `encoder.<field>`).
 
-    Attributes:
-        channels: output channels of the 3x3 stride-2 convolutions, one entry per layer
-            (each layer halves the raster, rounding up): 64x64 -> 4x4 with four layers.
-        bev_features: width of the linear layer on the flattened conv map.
-        ego_hidden: width of the two-layer MLP on the normalised ego vector.
-        features: `features_dim`: width of the fused features (bev, ego and lidar
-            concatenated, then a linear layer, LayerNorm, ReLU).
-        lidar_hidden: width of the `LidarEncoder` (0: the encoder does not read the
-            lidar, as the checkpoints written before it existed).
+    `channels` are the output channels of the 3x3 stride-2 convolutions, one entry per
+    layer (each layer halves the raster, rounding up): 64x64 -> 4x4 with four layers.
+    `features` is `features_dim`, the width of the fused features (bev, ego and lidar
+    concatenated, then a linear layer, LayerNorm, ReLU).
     """
 
-    channels: tuple[int, ...] = (32, 64, 64, 64)
-    bev_features: int = 256
-    ego_hidden: int = 64
-    features: int = 256
-    lidar_hidden: int = 64
+    channels: tuple[int, ...] = number_tuple(
+        (32, 64, 64, 64), low=1, integers=True, max_length=6,
+        help="output channels of the stride-2 convolutions, one entry per layer (1 to 6)")
+    bev_features: int = count(256, help="width of the linear layer on the flattened conv map")
+    ego_hidden: int = count(64, help="width of the two-layer MLP on the normalised ego vector")
+    features: int = count(256, help="features_dim: width of the fused features")
+    lidar_hidden: int = count(
+        64, low=0, help="width of the LidarEncoder (0: the encoder does not read the lidar, "
+                        "as the checkpoints written before it existed)")
 
     @property
     def uses_lidar(self) -> bool:
@@ -229,18 +231,9 @@ class ConvEncoderConfig:
         return self.lidar_hidden > 0
 
     def __post_init__(self) -> None:
-        channels = self.channels
-        if isinstance(channels, list):
-            channels = tuple(channels)
-            object.__setattr__(self, "channels", channels)
-        if (not isinstance(channels, tuple) or not 1 <= len(channels) <= 6
-                or any(isinstance(c, bool) or not isinstance(c, int) or c < 1
-                       for c in channels)):
-            raise ValueError(f"encoder.channels={self.channels!r} is invalid: must be 1 to 6 "
-                             "integers >= 1")
-        for name in ("bev_features", "ego_hidden", "features"):
-            check_positive_int(f"encoder.{name}", getattr(self, name))
-        check_positive_int("encoder.lidar_hidden", self.lidar_hidden, low=0)
+        if isinstance(self.channels, list):
+            object.__setattr__(self, "channels", tuple(self.channels))
+        validate_fields(self, "encoder.")
 
 
 class ConvEncoder(nn.Module):
@@ -291,26 +284,22 @@ class ConvEncoder(nn.Module):
 
 @dataclass(frozen=True)
 class PatchEncoderConfig:
-    """`PatchEncoder`'s architecture.
+    """`PatchEncoder`'s architecture (validated on construction; errors name the field as
+    `encoder.<field>`).
 
-    Attributes:
-        patch_size: side `p` of the square bev patches [px]; must divide `H` and `W`
-            (64 x 64 with `p = 8`: 64 patch tokens).
-        d_model: token width.
-        heads: attention heads; must divide `d_model`.
-        layers: `nn.TransformerEncoderLayer`s (pre-norm, GELU, no dropout).
-        feedforward: hidden width of each layer's MLP.
-        lidar: add a `lidar` token (a `LidarEncoder` of width `d_model`, then a linear
-            layer); False: the encoder does not read the lidar, as the checkpoints
-            written before it existed.
+    `patch_size` must divide the bev's `H` and `W` (64 x 64 with `p = 8`: 64 patch
+    tokens); `heads` must divide `d_model`.
     """
 
-    patch_size: int = 8
-    d_model: int = 64
-    heads: int = 4
-    layers: int = 2
-    feedforward: int = 128
-    lidar: bool = True
+    patch_size: int = count(8, help="side p of the square bev patches [px]")
+    d_model: int = count(64, help="token width")
+    heads: int = count(4, help="attention heads; must divide d_model")
+    layers: int = count(2, help="nn.TransformerEncoderLayers (pre-norm, GELU, no dropout)")
+    feedforward: int = count(128, help="hidden width of each layer's MLP")
+    lidar: bool = boolean(
+        True, help="add a lidar token (a LidarEncoder of width d_model, then a linear layer); "
+                   "False: the encoder does not read the lidar, as the checkpoints written "
+                   "before it existed")
 
     @property
     def uses_lidar(self) -> bool:
@@ -318,13 +307,10 @@ class PatchEncoderConfig:
         return self.lidar
 
     def __post_init__(self) -> None:
-        for name in ("patch_size", "d_model", "heads", "layers", "feedforward"):
-            check_positive_int(f"encoder.{name}", getattr(self, name))
-        if not isinstance(self.lidar, bool):
-            raise ValueError(f"encoder.lidar={self.lidar!r} is invalid: must be true or false")
+        validate_fields(self, "encoder.")
         if self.d_model % self.heads:
-            raise ValueError(f"encoder.heads={self.heads!r} is invalid: must divide "
-                             f"encoder.d_model={self.d_model}")
+            raise ConfigError("encoder.heads", self.heads,
+                              f"must divide encoder.d_model={self.d_model}")
 
 
 CLS, EGO_TOKEN, LIDAR_TOKEN = 0, 1, 2
@@ -354,9 +340,8 @@ class PatchEncoder(nn.Module):
         p, d = config.patch_size, config.d_model
         if h % p or w % p:
             divisors = [n for n in range(1, min(h, w) + 1) if h % n == 0 and w % n == 0]
-            raise ValueError(f"encoder.patch_size={p!r} is invalid: must divide the bev's "
-                             f"{h} x {w} px; allowed values are "
-                             + ", ".join(map(str, divisors)))
+            raise ConfigError("encoder.patch_size", p, f"must divide the bev's {h} x {w} px; "
+                              "allowed values are " + ", ".join(map(str, divisors)))
         self.grid = (h // p, w // p)
         tokens = self.first_patch + self.grid[0] * self.grid[1]
         self.patch = nn.Conv2d(c, d, p, stride=p)

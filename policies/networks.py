@@ -57,9 +57,10 @@ from reflexdrive.policies.encoders import (
     PatchEncoder,
     PatchEncoderConfig,
     check_obs_spec,
-    check_positive_int,
 )
 from torch import nn
+
+from reflexdrive.common.validation import ConfigError, boolean, count, validate_fields
 
 State = tuple[torch.Tensor, ...]
 """Recurrent state: `()` (feed-forward), `(h,)` (GRU) or `(h, c)` (LSTM), each
@@ -76,8 +77,7 @@ def _bounds(name: str, value: Any) -> tuple[float, float]:
     if (not isinstance(value, (tuple, list)) or len(value) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                        and math.isfinite(v) for v in value) or not value[0] < value[1]):
-        raise ValueError(f"{name}={value!r} is invalid: must be a finite (low, high) pair "
-                         "with low < high")
+        raise ConfigError(name, value, "must be a finite (low, high) pair with low < high")
     return (float(value[0]), float(value[1]))
 
 
@@ -87,8 +87,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
-        raise ValueError(f"{where}={data!r} is invalid: must be a dict of "
-                         f"{cls.__name__} fields")
+        raise ConfigError(where, data, f"must be a dict of {cls.__name__} fields")
     known = {f.name: f for f in fields(cls)}
     values = {}
     for key, value in data.items():
@@ -125,18 +124,21 @@ class _Config:
 class HeadConfig(_Config):
     """`ActionHead`: an MLP to `[acceleration, steering]`, tanh-squashed into bounds.
 
+    Validated on construction; errors name the field as `head.<field>`. The bounds must be
+    finite with `low < high` and are stored as floats.
+
     Attributes:
         hidden: width of the hidden layer.
         acceleration_bounds: `(low, high)` of the acceleration command [m/s^2].
         steering_bounds: `(low, high)` of the steering command [rad].
     """
 
-    hidden: int = 128
+    hidden: int = count(128, help="width of the hidden layer")
     acceleration_bounds: tuple[float, float] = ACCELERATION_BOUNDS
     steering_bounds: tuple[float, float] = STEERING_BOUNDS
 
     def __post_init__(self) -> None:
-        check_positive_int("head.hidden", self.hidden)
+        validate_fields(self, "head.")
         object.__setattr__(self, "acceleration_bounds",
                            _bounds("head.acceleration_bounds", self.acceleration_bounds))
         object.__setattr__(self, "steering_bounds",
@@ -212,8 +214,8 @@ class DrivingPolicy(nn.Module):
         super().__init__()
         self.config = self.config_type() if config is None else config
         if not isinstance(self.config, self.config_type):
-            raise ValueError(f"config={config!r} is invalid: {self.name} takes a "
-                             f"{self.config_type.__name__}")
+            raise ConfigError("config", config,
+                              f"{self.name} takes a {self.config_type.__name__}")
         self.obs_spec = check_obs_spec(obs_spec, lidar=self.config.encoder.uses_lidar)
         self.encoder: nn.Module
         self.head: ActionHead
@@ -310,8 +312,7 @@ class CnnConfig(_Config):
 
 def _check_type(name: str, value: Any, cls: type) -> None:
     if not isinstance(value, cls):
-        raise ValueError(f"{name}={value!r} is invalid: must be a {cls.__name__} (or a dict "
-                         "of its fields)")
+        raise ConfigError(name, value, f"must be a {cls.__name__} (or a dict of its fields)")
 
 
 class CnnPolicy(DrivingPolicy):
@@ -330,32 +331,23 @@ class CnnPolicy(DrivingPolicy):
 class RecurrentConfig(_Config):
     """`gru` / `lstm`: the `cnn` encoder, a recurrent core, the head.
 
-    Attributes:
-        encoder: `ConvEncoderConfig`.
-        hidden_size: width of the recurrent state.
-        layers: stacked recurrent layers.
-        head: `HeadConfig`.
-        skip: the head reads `[features, recurrent output]` (width `encoder.features +
-            hidden_size`) instead of the recurrent output alone. A recurrent policy
-            trained on short windows carries its state over episodes ten times longer
-            at inference, where the state can drift out of what it was trained on; with
-            the skip the current observation reaches the head directly. False: the
-            layout of checkpoints written before it existed.
+    `skip`: the head reads `[features, recurrent output]` (width `encoder.features +
+    hidden_size`) instead of the recurrent output alone. A recurrent policy trained on
+    short windows carries its state over episodes ten times longer at inference, where the
+    state can drift out of what it was trained on; with the skip the current observation
+    reaches the head directly. False: the layout of checkpoints written before it existed.
     """
 
     encoder: ConvEncoderConfig = field(default_factory=ConvEncoderConfig)
-    hidden_size: int = 128
-    layers: int = 1
+    hidden_size: int = count(128, help="width of the recurrent state")
+    layers: int = count(1, help="stacked recurrent layers")
     head: HeadConfig = field(default_factory=HeadConfig)
-    skip: bool = True
+    skip: bool = boolean(True, help="the head also reads the encoder's features")
 
     def __post_init__(self) -> None:
         _check_type("encoder", self.encoder, ConvEncoderConfig)
         _check_type("head", self.head, HeadConfig)
-        check_positive_int("hidden_size", self.hidden_size)
-        check_positive_int("layers", self.layers)
-        if not isinstance(self.skip, bool):
-            raise ValueError(f"skip={self.skip!r} is invalid: must be true or false")
+        validate_fields(self)
 
     @property
     def head_inputs(self) -> int:

@@ -202,8 +202,9 @@ def test_killed_run_leaves_whole_files_and_resumes(tmp_path):
 def test_demo_compares_the_staged_stack_with_the_shipped_policies(monkeypatch, tmp_path):
     """`reflexdrive demo` is a small compare: staged plus every end-to-end policy whose
     shipped checkpoint exists, on the three hazards, at extra latencies 0, 0.1, 0.3 s."""
-    import reflexdrive.cli as cli
     from reflexdrive.policies.registry import shipped_checkpoint
+
+    import reflexdrive.cli as cli
 
     seen = {}
     monkeypatch.setattr(cli, "_compare_and_report",

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from reflexdrive.agents.end_to_end import policy_spec
-from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.registry import build, save_policy
+
 from reflexdrive import compare as compare_module
 from reflexdrive import executors
 from reflexdrive.cli import main
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.compare import compare
 from reflexdrive.compare_config import CompareConfig
 from reflexdrive.executors import FixedBatchAgent, chunks

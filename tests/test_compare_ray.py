@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from reflexdrive.agents.end_to_end import policy_spec
 from reflexdrive.policies.registry import build, save_policy
+
 from reflexdrive.compare import compare
 from reflexdrive.compare_config import CompareConfig
 

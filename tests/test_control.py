@@ -6,18 +6,28 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from highway_env.vehicle.kinematics import Vehicle
-
-from reflexdrive.agents.staged import (CONTROLLERS, Controller, OraclePerception, StagedAgent,
-                           make_controller)
-from reflexdrive.agents.staged.control import (PIDSpeedController, PurePursuitController,
-                                   StanleyController, lookahead_point, pure_pursuit_curvature,
-                                   steering_for_curvature)
+from reflexdrive.agents.staged import (
+    CONTROLLERS,
+    Controller,
+    OraclePerception,
+    StagedAgent,
+    make_controller,
+)
+from reflexdrive.agents.staged.control import (
+    PIDSpeedController,
+    PurePursuitController,
+    StanleyController,
+    lookahead_point,
+    pure_pursuit_curvature,
+    steering_for_curvature,
+)
 from reflexdrive.agents.staged.planning import MobilFrenetPlanner, straight_plan
 from reflexdrive.agents.staged.tracking import KalmanTracker
 from reflexdrive.agents.staged.types import Plan, Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
-from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.sensors import OBJECT_FIELDS
+
+from reflexdrive.common.validation import ConfigError
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")
@@ -229,6 +239,18 @@ def test_make_controller():
         PurePursuitController(lookahead_min_m=10.0, lookahead_max_m=5.0)
     with pytest.raises(ConfigError, match="pid.kp"):
         PIDSpeedController(kp=-1.0)
+
+
+@pytest.mark.parametrize("cls, field, prefix", [
+    (PIDSpeedController, "kp", "pid."), (PIDSpeedController, "tick_s", "pid."),
+    (PurePursuitController, "lookahead_max_m", "pure_pursuit."),
+    (PurePursuitController, "vehicle_length_m", "pure_pursuit."),
+    (StanleyController, "gain", "stanley."), (StanleyController, "preview_s", "stanley.")])
+@pytest.mark.parametrize("value", [True, "3"])
+def test_controller_gains_reject_bools_and_strings(cls, field, prefix, value):
+    with pytest.raises(ConfigError, match=f"^{prefix}{field}={value!r} is invalid: must be a "
+                                          "number$"):
+        cls(**{field: value})
 
 
 def lane_centre_plan(vehicle, target_speed, points=31, spacing_m=2.5):

@@ -10,20 +10,45 @@ import numpy as np
 import pytest
 import torch
 from conftest import PicklePayload
-
-from reflexdrive.agents.staged.learned_perception import LearnedPerception, detector_spec, raster_geometry
-from reflexdrive.envs.gym.vector import BatchedDrivingEnv
+from reflexdrive.agents.staged.learned_perception import (
+    LearnedPerception,
+    detector_spec,
+    raster_geometry,
+)
 from reflexdrive.envs.config import SensorConfig
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.sensors import BEV_VEHICLES
-from reflexdrive.policies.checkpoint import (Checkpoint, CheckpointError, check_spec, load_checkpoint,
-                                 save_checkpoint)
-from reflexdrive.policies.detector import (SHIPPED_CHECKPOINT, CenterNetDetector, DetectorConfig,
-                               DetectorOutput, RasterGeometry, decode, detector_checkpoint,
-                               encode_targets, load_detector)
+from reflexdrive.policies.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    check_spec,
+    load_checkpoint,
+    save_checkpoint,
+)
+from reflexdrive.policies.detector import (
+    SHIPPED_CHECKPOINT,
+    CenterNetDetector,
+    DetectorConfig,
+    DetectorOutput,
+    LossWeights,
+    RasterGeometry,
+    decode,
+    detector_checkpoint,
+    encode_targets,
+    load_detector,
+)
+
 from reflexdrive.cli import main
-from reflexdrive.detector_training import (DetectorTrainingConfig, data_sensors,
-                                           fit_detector, generate_frames, label_boxes,
-                                           match_detections, visible_objects)
+from reflexdrive.common.validation import ConfigError
+from reflexdrive.detector_training import (
+    DetectorTrainingConfig,
+    data_sensors,
+    fit_detector,
+    generate_frames,
+    label_boxes,
+    match_detections,
+    visible_objects,
+)
 
 GEOMETRY = RasterGeometry()          # the default SensorConfig's raster: 64 x 64 px, 1 m/px
 
@@ -49,6 +74,28 @@ def test_output_shapes(stride):
     assert boxes.position.shape == boxes.size.shape == (3, k, 2)
     with pytest.raises(ValueError, match="bev must be"):
         model(torch.zeros(3, 4, 32, 64, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("cls, kwargs, message", [
+    (DetectorConfig, {"stride": True}, "stride=True is invalid: allowed values are 1, 2, 4"),
+    (DetectorConfig, {"stride": 2.0}, "stride=2.0 is invalid: allowed values are 1, 2, 4"),
+    (DetectorConfig, {"channels": "3"}, "channels='3' is invalid: must be an integer >= 1"),
+    (DetectorConfig, {"blocks": 3.0}, "blocks=3.0 is invalid: must be an integer >= 0"),
+    (DetectorConfig, {"score_threshold": True}, "score_threshold=True is invalid: must be a "
+                                                "number"),
+    (DetectorConfig, {"score_threshold": 1.0}, "score_threshold=1.0 is invalid: must lie in "
+                                               "(0, 1)"),
+    (DetectorConfig, {"stride": 4, "geometry": {"range_m": 46.0}},
+     "stride=4 is invalid: must divide the raster's 62 x 64 px"),
+    (RasterGeometry, {"m_per_px": "1"}, "geometry.m_per_px='1' is invalid: must be a number"),
+    (RasterGeometry, {"range_m": 48.5},
+     "geometry.range_m=48.5 is invalid: must be a whole number of 1.0 m pixels"),
+    (LossWeights, {"size": True}, "loss_weights.size=True is invalid: must be a number"),
+])
+def test_configs_reject_bools_strings_and_bad_values(cls, kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        cls(**kwargs)
+    assert str(error.value) == message
 
 
 def test_default_detector_is_small():

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from reflexdrive.agents.end_to_end import EndToEndAgent, build_end_to_end, policy_spec
 from reflexdrive.agents.registry import END_TO_END_STACKS, STACKS, make_agent
-from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.config import SensorConfig
 from reflexdrive.envs.gym.single import observation_space
-from reflexdrive.common.validation import ConfigError
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.policies.checkpoint import CheckpointError, observation_spec
 from reflexdrive.policies.registry import POLICIES, build, save_policy, shipped_checkpoint
+
 from reflexdrive.cli import main
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.runner import RunConfig, run
 
 SPEC = policy_spec()

@@ -10,18 +10,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
-from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import checksum
 from reflexdrive.policies.registry import POLICIES, build, load_policy
+
 from reflexdrive.cli import main
-from reflexdrive.expert_data import (ROUND_STRIDE, SCENARIOS, TRAIN_SEED_BASE,
-                                     CollectionConfig, ExpertDataset, ShardSpec, apportion,
-                                     collect_round, collect_shard, empty_dataset,
-                                     load_shard, make_expert, plan_round, round_folder)
-from reflexdrive.imitation import (BehaviourCloning, ImitationConfig, frame_samples,
-                                   split_episodes, train_imitation, window_samples)
+from reflexdrive.common.validation import ConfigError
+from reflexdrive.expert_data import (
+    ROUND_STRIDE,
+    SCENARIOS,
+    TRAIN_SEED_BASE,
+    CollectionConfig,
+    ExpertDataset,
+    ShardSpec,
+    apportion,
+    collect_round,
+    collect_shard,
+    empty_dataset,
+    load_shard,
+    make_expert,
+    plan_round,
+    round_folder,
+)
+from reflexdrive.imitation import (
+    BehaviourCloning,
+    ImitationConfig,
+    frame_samples,
+    split_episodes,
+    train_imitation,
+    window_samples,
+)
 from reflexdrive.train import _IMITATION_DEFAULTS, POLICY_NAMES
 
 TINY = {"encoder": {"channels": [8, 8], "bev_features": 32, "ego_hidden": 16, "features": 32,

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from reflexdrive.agents.staged.lidar_perception import LidarPerception, beam_directions, cluster_scan
+from reflexdrive.agents.staged.lidar_perception import (
+    LidarPerception,
+    beam_directions,
+    cluster_scan,
+)
 from reflexdrive.envs.config import EGO_FEATURES
+
 from reflexdrive.common.validation import ConfigError
 
 BEAMS, RANGE = 64, 48.0
@@ -105,3 +109,16 @@ def test_config_is_validated():
         LidarPerception(min_cos=2.0)
     with pytest.raises(ConfigError, match="max_objects"):
         LidarPerception(max_objects=0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"range_m": True}, "range_m=True is invalid: must be a number"),
+    ({"min_break_m": "3"}, "min_break_m='3' is invalid: must be a number"),
+    ({"max_objects": 16.0}, "max_objects=16.0 is invalid: must be an integer >= 1"),
+    ({"max_objects": True}, "max_objects=True is invalid: must be an integer >= 1"),
+    ({"min_cos": 2.0}, "min_cos=2.0 is invalid: must lie in [0, 1]"),
+])
+def test_config_rejects_bools_strings_and_float_counts(kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        LidarPerception(**kwargs)
+    assert str(error.value) == message

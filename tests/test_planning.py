@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from reflexdrive.agents.staged import frenet
-from reflexdrive.agents.staged.planning import (IDMParams, MobilFrenetPlanner, PlannerConfig,
-                                    idm_acceleration, lane_neighbours, to_lane_frame)
+from reflexdrive.agents.staged.planning import (
+    IDMParams,
+    MobilFrenetPlanner,
+    PlannerConfig,
+    idm_acceleration,
+    lane_neighbours,
+    to_lane_frame,
+)
 from reflexdrive.agents.staged.types import Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
+
 from reflexdrive.common.validation import ConfigError
 
 W = IDMParams().lane_width_m
@@ -168,3 +174,21 @@ def test_planner_config_is_validated():
         PlannerConfig(emergency_ttc_s=0.0)
     with pytest.raises(ConfigError, match="change_durations_s"):
         PlannerConfig(change_durations_s=())
+
+
+@pytest.mark.parametrize("cls, kwargs, message", [
+    (PlannerConfig, {"horizon_s": True}, "horizon_s=True is invalid: must be a number"),
+    (PlannerConfig, {"politeness": "3"}, "politeness='3' is invalid: must be a number"),
+    (PlannerConfig, {"lane_changes": 1}, "lane_changes=1 is invalid: must be true or false"),
+    (PlannerConfig, {"keep_durations_s": (1.5, "2")},
+     "keep_durations_s[1]='2' is invalid: must be a number"),
+    (PlannerConfig, {"change_durations_s": (3.0, 0.0)},
+     "change_durations_s[1]=0.0 is invalid: must lie in (0, inf]"),
+    (IDMParams, {"delta": True}, "delta=True is invalid: must be a number"),
+    (IDMParams, {"comfort_decel_mps2": 0.0},
+     "comfort_decel_mps2=0.0 is invalid: must lie in (0, inf]"),
+])
+def test_planner_and_idm_reject_bools_strings_and_bad_values(cls, kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        cls(**kwargs)
+    assert str(error.value) == message

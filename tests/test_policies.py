@@ -8,15 +8,31 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import PicklePayload
-
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
-from reflexdrive.policies.checkpoint import (Checkpoint, CheckpointError, load_checkpoint,
-                                 save_checkpoint)
+from reflexdrive.policies.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from reflexdrive.policies.encoders import EGO_NORMALISATION, lidar_inputs
-from reflexdrive.policies.networks import (ActionHead, CnnConfig, HeadConfig, RecurrentConfig,
-                               TransformerConfig)
-from reflexdrive.policies.registry import (POLICIES, build, load_policy, policy_checkpoint,
-                               recurrent_from_cnn, save_policy)
+from reflexdrive.policies.networks import (
+    ActionHead,
+    CnnConfig,
+    HeadConfig,
+    RecurrentConfig,
+    TransformerConfig,
+)
+from reflexdrive.policies.registry import (
+    POLICIES,
+    build,
+    load_policy,
+    policy_checkpoint,
+    recurrent_from_cnn,
+    save_policy,
+)
+
+from reflexdrive.common.validation import ConfigError
 
 SPEC = {"bev": {"shape": [4, 64, 64], "dtype": "uint8"},
         "ego": {"shape": [8], "dtype": "float32"},
@@ -225,6 +241,23 @@ def test_the_closing_rate_reaches_the_action():
 def test_invalid_configs_name_the_field(name, config, needle):
     with pytest.raises(ValueError, match=needle):
         build(name, SPEC, **config)
+
+
+@pytest.mark.parametrize("name, config, message", [
+    ("cnn", {"head": {"hidden": True}}, "head.hidden=True is invalid: must be an integer >= 1"),
+    ("cnn", {"encoder": {"features": "3"}},
+     "encoder.features='3' is invalid: must be an integer >= 1"),
+    ("gru", {"hidden_size": 128.0}, "hidden_size=128.0 is invalid: must be an integer >= 1"),
+    ("cnn", {"encoder": {"channels": [32, 64.0]}},
+     "encoder.channels[1]=64.0 is invalid: must be an integer"),
+    ("transformer", {"encoder": {"lidar": 1}}, "encoder.lidar=1 is invalid: must be true or "
+                                               "false"),
+    ("lstm", {"skip": "yes"}, "skip='yes' is invalid: must be true or false"),
+])
+def test_configs_reject_bools_strings_and_float_widths(name, config, message):
+    with pytest.raises(ConfigError) as error:
+        build(name, SPEC, **config)
+    assert str(error.value) == message
 
 
 @pytest.mark.parametrize("cls, name", [(CnnConfig, "cnn"), (RecurrentConfig, "gru"),

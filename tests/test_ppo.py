@@ -8,17 +8,28 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-
 from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv
-from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.latency import LatencyProfile, ProfileLatency, save_profile
 from reflexdrive.policies.networks import ActionHead, HeadConfig
 from reflexdrive.policies.registry import build, load_policy, save_policy
-from reflexdrive.ppo import (PPOConfig, build_model, checkpoints, load_init, make_env,
-                             resolved_policy_config, train_ppo)
-from reflexdrive.sb3_adapters import (RAW_ACTION_LIMIT, TRAIN_SEED_BASE, TanhActions,
-                                      make_batched_vec_env)
+
+from reflexdrive.common.validation import ConfigError
+from reflexdrive.ppo import (
+    PPOConfig,
+    build_model,
+    checkpoints,
+    load_init,
+    make_env,
+    resolved_policy_config,
+    train_ppo,
+)
+from reflexdrive.sb3_adapters import (
+    RAW_ACTION_LIMIT,
+    TRAIN_SEED_BASE,
+    TanhActions,
+    make_batched_vec_env,
+)
 
 torch.set_num_threads(1)
 

@@ -12,11 +12,11 @@ import math
 
 import numpy as np
 import pytest
-
 from reflexdrive.agents.base import Decision
 from reflexdrive.envs.clock import TickClock
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.types import Command, SubstepOutcome
+
 from reflexdrive.metrics import ReactionConfig, episode_metrics, reaction
 from reflexdrive.runner import RunConfig, run
 

@@ -9,8 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reflexdrive.report import (HEADLINE_HEADER, fastest, headline_rows, latency_cost,
-                                stage_table, summary_sentences, write_report)
+from reflexdrive.report import (
+    HEADLINE_HEADER,
+    fastest,
+    headline_rows,
+    latency_cost,
+    stage_table,
+    summary_sentences,
+    write_report,
+)
 
 NAN = float("nan")
 

@@ -419,3 +419,30 @@ def test_configs_are_frozen():
     config = make_config("highway")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.lanes = 2  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name, overrides, field, hint", [
+    ("highway", {"lanes": 3.0}, "lanes", "must be an integer"),
+    ("highway", {"lanes": True}, "lanes", "must be an integer"),
+    ("highway", {"vehicles": "3"}, "vehicles", "must be an integer"),
+    ("lead-brake", {"duration_s": True}, "duration_s", "must be a number"),
+    ("lead-brake", {"duration_s": "3"}, "duration_s", "must be a number"),
+    ("cut-in", {"gap_m": (True, 20.0)}, "gap_m[0]", "must be a number"),
+    ("stopped-vehicle", {"lane_changes": "no"}, "lane_changes", "must be true or false"),
+    ("merge", {"vehicles": 6.0}, "vehicles", "must be an integer"),
+])
+def test_bools_strings_and_float_counts_are_rejected(name, overrides, field, hint):
+    with pytest.raises(ConfigError) as excinfo:
+        make_config(name, overrides)
+    assert excinfo.value.field == field and hint in str(excinfo.value)
+
+
+def test_subclasses_keep_their_defaults_and_the_base_rules():
+    assert make_config("highway").lanes == 4 and make_config("lead-brake").duration_s == 12.0
+    assert make_config("stopped-vehicle").ego_speed_mps == (18.0, 24.0)
+    assert make_config("merge").traffic_speed_mps == (20.0, 26.0)
+    with pytest.raises(ConfigError, match=r"^lanes=9 is invalid: must lie in \[1, 8\]$"):
+        make_config("highway", {"lanes": 9})
+    with pytest.raises(ConfigError, match=r"^onset_s\[1\]=13.0 is invalid: must lie in "
+                                          r"\[0, 12\]$"):
+        make_config("lead-brake", {"onset_s": (3.0, 13.0)})

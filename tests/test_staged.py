@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from reflexdrive.agents.registry import STACKS, make_agent
 from reflexdrive.agents.staged.control import LaneKeepingController
-from reflexdrive.agents.staged.planning import IDMParams, idm_acceleration, select_lead, straight_plan
+from reflexdrive.agents.staged.planning import (
+    IDMParams,
+    idm_acceleration,
+    select_lead,
+    straight_plan,
+)
 from reflexdrive.agents.staged.types import Tracks
 from reflexdrive.envs.config import EGO_FEATURES
-from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.sensors import OBJECT_FIELDS
+
+from reflexdrive.common.validation import ConfigError
 
 P = IDMParams()
 
@@ -123,3 +128,17 @@ def test_select_lead_anticipates_a_cut_in():
     assert select_lead(with_lateral(0.0), np.zeros(1), P)[0][0] == -1
     far = IDMParams(cut_in_horizon_s=0.1)               # 0.3 m in 0.1 s: not yet
     assert select_lead(with_lateral(-3.0), np.zeros(1), far)[0][0] == -1
+
+
+@pytest.mark.parametrize("value, message", [
+    (True, "score_threshold=True is invalid: must be a number"),
+    ("0.5", "score_threshold='0.5' is invalid: must be a number"),
+    (1.0, "score_threshold=1.0 is invalid: must lie in (0, 1)"),
+    (0.0, "score_threshold=0.0 is invalid: must lie in (0, 1)"),
+])
+def test_learned_perception_checks_its_threshold_before_loading(value, message):
+    from reflexdrive.agents.staged.learned_perception import LearnedPerception
+
+    with pytest.raises(ConfigError) as error:
+        LearnedPerception(checkpoint="/nonexistent/detector.pt", score_threshold=value)
+    assert str(error.value) == message

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from reflexdrive.agents.staged.tracking import (IdentityTracker, KalmanTracker, KalmanTrackerConfig,
-                                    predict_constant_velocity, update_kalman)
+from reflexdrive.agents.staged.tracking import (
+    IdentityTracker,
+    KalmanTracker,
+    KalmanTrackerConfig,
+    predict_constant_velocity,
+    update_kalman,
+)
 from reflexdrive.agents.staged.types import Detections
 from reflexdrive.envs.config import EGO_FEATURES
+
 from reflexdrive.common.validation import ConfigError
 
 SPEED = EGO_FEATURES.index("speed_mps")
@@ -46,6 +51,20 @@ def test_config_is_validated():
         KalmanTrackerConfig(position_noise_m=0.0)
     with pytest.raises(ConfigError, match=r"tracker.default_size_m\[1\]"):
         KalmanTrackerConfig(default_size_m=(5.0, -2.0))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"min_hits": True}, "tracker.min_hits=True is invalid: must be an integer"),
+    ({"min_hits": "3"}, "tracker.min_hits='3' is invalid: must be an integer"),
+    ({"max_misses": 3.0}, "tracker.max_misses=3.0 is invalid: must be an integer"),
+    ({"gate_m": True}, "tracker.gate_m=True is invalid: must be a number"),
+    ({"gate_m": "3"}, "tracker.gate_m='3' is invalid: must be a number"),
+    ({"default_size_m": ("5", 2.0)},
+     "tracker.default_size_m[0]='5' is invalid: must be a number")])
+def test_config_rejects_bools_strings_and_float_counts(kwargs, message):
+    with pytest.raises(ConfigError) as error:
+        KalmanTrackerConfig(**kwargs)
+    assert str(error.value) == message
 
 
 @pytest.mark.parametrize("target_speed", [20.0, 0.0, 30.0])

@@ -11,17 +11,24 @@ import pygame
 import pytest
 import torch
 from highway_env.road.graphics import WorldSurface
-
 from reflexdrive.agents.end_to_end import build_end_to_end, policy_spec
 from reflexdrive.agents.registry import make_agent
 from reflexdrive.agents.staged.types import Plan
 from reflexdrive.envs.sensors import to_ego_frame
 from reflexdrive.policies.registry import build, save_policy
+
 from reflexdrive import overlays
-from reflexdrive.runner import RunConfig, run
 from reflexdrive.compare_config import CompareConfig
-from reflexdrive.video import (VideoConfig, record_compare_videos, record_episode,
-                               record_videos, saliency_map, video_frames, video_name)
+from reflexdrive.runner import RunConfig, run
+from reflexdrive.video import (
+    VideoConfig,
+    record_compare_videos,
+    record_episode,
+    record_videos,
+    saliency_map,
+    video_frames,
+    video_name,
+)
 
 SHORT = {"duration_s": 4.0, "onset_s": (1.0, 1.5)}
 """A 4 s lead-brake episode (200 substeps at 50 Hz) whose lead brakes early."""

@@ -22,7 +22,7 @@ import numpy as np
 from reflexdrive.agents.staged.types import Plan
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
 
-from reflexdrive.common.validation import ConfigError, check_real
+from reflexdrive.common.validation import ConfigError, check_real, real, validate_fields
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")
@@ -158,27 +158,20 @@ class PIDSpeedController:
     integral is cleared, so no stale windup follows the emergency. `reset(done)` clears the
     integral and derivative memory of those envs.
 
-    Attributes:
-        kp: proportional gain [1/s].
-        ki: integral gain [1/s^2].
-        kd: derivative gain [-].
-        tick_s: nominal time between calls [s].
-        max_integral_mps2: bound on the integral term's contribution [m/s^2].
+    Gains and bounds are checked on construction (errors name them `pid.<field>`).
     """
 
-    kp: float = 1.0
-    ki: float = 0.05
-    kd: float = 0.0
-    tick_s: float = 0.1
-    max_integral_mps2: float = 1.0
+    kp: float = real(1.0, low=0.0, high=100.0, help="proportional gain [1/s]")
+    ki: float = real(0.05, low=0.0, high=100.0, help="integral gain [1/s^2]")
+    kd: float = real(0.0, low=0.0, high=100.0, help="derivative gain [-]")
+    tick_s: float = real(0.1, low=0.0, high=10.0, low_inclusive=False,
+                         help="nominal time between calls [s]")
+    max_integral_mps2: float = real(1.0, low=0.0, high=100.0,
+                                    help="bound on the integral term's contribution [m/s^2]")
     name: str = "pid"
 
     def __post_init__(self) -> None:
-        check_real("pid.kp", self.kp, 0.0, 100.0)
-        check_real("pid.ki", self.ki, 0.0, 100.0)
-        check_real("pid.kd", self.kd, 0.0, 100.0)
-        check_real("pid.tick_s", self.tick_s, 0.0, 10.0, low_inclusive=False)
-        check_real("pid.max_integral_mps2", self.max_integral_mps2, 0.0, 100.0)
+        validate_fields(self, "pid.")
         self._integral: np.ndarray | None = None       # (N,) [m]
         self._previous_speed: np.ndarray | None = None  # (N,) [m/s], NaN: none yet
 
@@ -222,8 +215,10 @@ class PIDSpeedController:
 # ----------------------------------------------------------------------------- steering
 
 
-def _check_length(field_name: str, value: float) -> None:
-    check_real(field_name, value, 0.0, 50.0, low_inclusive=False)
+def vehicle_length_field(default: float = 5.0) -> float:
+    """The ego length field of the steering controllers: `L` [m] in (0, 50]."""
+    return real(default, low=0.0, high=50.0, low_inclusive=False,
+                help="ego length L [m] (highway-env's Vehicle.LENGTH)")
 
 
 @dataclass
@@ -238,28 +233,25 @@ class PurePursuitController:
     (`steering_for_curvature`). The circle is tangent to the heading rather than to the
     centre's velocity (which is `beta` off it): a small-slip approximation.
 
-    Attributes:
-        lookahead_gain_s: lookahead distance per unit speed [s].
-        lookahead_base_m: lookahead distance at standstill [m].
-        lookahead_min_m, lookahead_max_m: bounds on the lookahead distance [m].
-        vehicle_length_m: ego length `L` [m] (highway-env's `Vehicle.LENGTH`).
+    Fields are checked on construction (errors name them `pure_pursuit.<field>`);
+    `lookahead_max_m` must also be at least `lookahead_min_m`.
     """
 
-    lookahead_gain_s: float = 0.6
-    lookahead_base_m: float = 3.0
-    lookahead_min_m: float = 5.0
-    lookahead_max_m: float = 40.0
-    vehicle_length_m: float = 5.0
+    lookahead_gain_s: float = real(0.6, low=0.0, high=10.0,
+                                   help="lookahead distance per unit speed [s]")
+    lookahead_base_m: float = real(3.0, low=0.0, high=200.0,
+                                   help="lookahead distance at standstill [m]")
+    lookahead_min_m: float = real(5.0, low=0.0, high=200.0, low_inclusive=False,
+                                  help="lower bound on the lookahead distance [m]")
+    lookahead_max_m: float = real(
+        40.0, help="upper bound on the lookahead distance [m], in [lookahead_min_m, 500]")
+    vehicle_length_m: float = vehicle_length_field()
     name: str = "pure-pursuit"
 
     def __post_init__(self) -> None:
-        check_real("pure_pursuit.lookahead_gain_s", self.lookahead_gain_s, 0.0, 10.0)
-        check_real("pure_pursuit.lookahead_base_m", self.lookahead_base_m, 0.0, 200.0)
-        check_real("pure_pursuit.lookahead_min_m", self.lookahead_min_m, 0.0, 200.0,
-                    low_inclusive=False)
+        validate_fields(self, "pure_pursuit.")
         check_real("pure_pursuit.lookahead_max_m", self.lookahead_max_m,
-                    self.lookahead_min_m, 500.0)
-        _check_length("pure_pursuit.vehicle_length_m", self.vehicle_length_m)
+                   self.lookahead_min_m, 500.0)
 
     def reset(self, done) -> None:
         """Stateless."""
@@ -296,25 +288,21 @@ class StanleyController:
     turned yet, so the original law would hardly steer, and the ego would never get onto
     the path it is replanned from.
 
-    Attributes:
-        gain: cross-track gain `k` [1/s].
-        softening_speed_mps: added to the speed so the law stays gentle at low speed [m/s].
-        vehicle_length_m: ego length `L` [m] (highway-env's `Vehicle.LENGTH`).
-        preview_s: how far ahead of the front axle the path is measured, per unit speed [s].
+    Fields are checked on construction (errors name them `stanley.<field>`).
     """
 
-    gain: float = 1.0
-    softening_speed_mps: float = 1.0
-    vehicle_length_m: float = 5.0
-    preview_s: float = 0.4
+    gain: float = real(1.0, low=0.0, high=100.0, help="cross-track gain k [1/s]")
+    softening_speed_mps: float = real(
+        1.0, low=0.0, high=100.0, low_inclusive=False,
+        help="added to the speed so the law stays gentle at low speed [m/s]")
+    vehicle_length_m: float = vehicle_length_field()
+    preview_s: float = real(
+        0.4, low=0.0, high=5.0,
+        help="how far ahead of the front axle the path is measured, per unit speed [s]")
     name: str = "stanley"
 
     def __post_init__(self) -> None:
-        check_real("stanley.gain", self.gain, 0.0, 100.0)
-        check_real("stanley.softening_speed_mps", self.softening_speed_mps, 0.0, 100.0,
-                    low_inclusive=False)
-        _check_length("stanley.vehicle_length_m", self.vehicle_length_m)
-        check_real("stanley.preview_s", self.preview_s, 0.0, 5.0)
+        validate_fields(self, "stanley.")
 
     def reset(self, done) -> None:
         """Stateless."""

@@ -26,7 +26,7 @@ from reflexdrive.policies.checkpoint import CheckpointError, check_spec
 from reflexdrive.policies.detector import RasterGeometry, decode, load_detector
 
 from reflexdrive.common.devices import resolve_device
-from reflexdrive.common.validation import ConfigError, check_real
+from reflexdrive.common.validation import real, validate_fields
 
 SPEC_SENSOR_FIELDS = ("range_m", "bev_behind_m", "bev_half_width_m", "bev_m_per_px")
 """`SensorConfig` fields a detector depends on: where the raster lies in the ego frame."""
@@ -62,15 +62,13 @@ class LearnedPerception:
 
     checkpoint: str | Path | None = None
     device: str = "auto"
-    score_threshold: float | None = None
+    score_threshold: float | None = real(None, low=0.0, high=1.0, low_inclusive=False,
+                                         high_inclusive=False, optional=True)
     sensors: SensorConfig | None = None
     name: str = "learned"
 
     def __post_init__(self) -> None:
-        if self.score_threshold is not None:
-            check_real("score_threshold", self.score_threshold, 0.0, 1.0, low_inclusive=False)
-            if self.score_threshold >= 1.0:
-                raise ConfigError("score_threshold", self.score_threshold, "must lie in (0, 1)")
+        validate_fields(self)
         self._device = resolve_device(self.device)
         self.model, self.checkpoint_data = load_detector(self.checkpoint, self._device)
         self.config = self.model.config

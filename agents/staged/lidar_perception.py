@@ -36,7 +36,7 @@ from reflexdrive.agents.base import Info, Observation
 from reflexdrive.agents.staged.types import Detections
 from reflexdrive.envs.config import EGO_FEATURES
 
-from reflexdrive.common.validation import ConfigError
+from reflexdrive.common.validation import count, real, validate_fields
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")
@@ -44,41 +44,37 @@ LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")
 
 @dataclass
 class LidarPerception:
-    """Breakpoint clustering of the lidar scan into objects.
+    """Breakpoint clustering of the lidar scan into objects (units and bounds of each
+    setting in its field's metadata; validated on construction).
 
-    Attributes:
-        range_m: the lidar's range [m] (returns at or beyond it are "no hit").
-        min_break_m: consecutive returns closer than
-            `max(min_break_m, break_factor * range * beam_spacing_rad)` are one object [m].
-        break_factor: see `min_break_m` [-].
-        prior_length_m, prior_width_m: smallest object size assumed [m].
-        lane_width_m: distance between lane centres [m].
-        side_tolerance_m: how close to a near side line a hit must be to count as a side
-            hit, and how far outside a lane's vehicle band a cluster may be to snap [m].
-        min_cos: range rates of beams with `|cos(theta)| < min_cos` are not used [-].
-        max_objects: detections per env (nearest first) [count].
+    Consecutive returns closer than `max(min_break_m, break_factor * range *
+    beam_spacing_rad)` are one object.
     """
 
-    range_m: float = 48.0
-    min_break_m: float = 1.5
-    break_factor: float = 1.2
-    prior_length_m: float = 5.0
-    prior_width_m: float = 2.0
-    lane_width_m: float = 4.0
-    side_tolerance_m: float = 0.3
-    min_cos: float = 0.5
-    max_objects: int = 16
+    range_m: float = real(48.0, low=0.0, low_inclusive=False,
+                          help='the lidar\'s range [m] (returns at or beyond it are "no hit")')
+    min_break_m: float = real(1.5, low=0.0, low_inclusive=False,
+                              help="smallest gap between returns that splits objects [m]")
+    break_factor: float = real(
+        1.2, low=0.0, help="gap that splits objects per metre of range per radian [-]")
+    prior_length_m: float = real(5.0, low=0.0, low_inclusive=False,
+                                 help="smallest object length assumed [m]")
+    prior_width_m: float = real(2.0, low=0.0, low_inclusive=False,
+                                help="smallest object width assumed [m]")
+    lane_width_m: float = real(4.0, low=0.0, low_inclusive=False,
+                               help="distance between lane centres [m]")
+    side_tolerance_m: float = real(
+        0.3, low=0.0, low_inclusive=False,
+        help="how close to a near side line a hit must be to count as a side hit, and how "
+             "far outside a lane's vehicle band a cluster may be to snap [m]")
+    min_cos: float = real(0.5, low=0.0, high=1.0,
+                          help="range rates of beams with |cos(theta)| < min_cos are not used "
+                               "[-]")
+    max_objects: int = count(16, help="detections per env (nearest first) [count]")
     name: str = "lidar"
 
     def __post_init__(self) -> None:
-        for field_name in ("range_m", "min_break_m", "prior_length_m", "prior_width_m",
-                       "lane_width_m", "side_tolerance_m"):
-            if not getattr(self, field_name) > 0:
-                raise ConfigError(field_name, getattr(self, field_name), "must be > 0")
-        if not 0 <= self.min_cos <= 1:
-            raise ConfigError("min_cos", self.min_cos, "must be in [0, 1]")
-        if not (isinstance(self.max_objects, int) and self.max_objects >= 1):
-            raise ConfigError("max_objects", self.max_objects, "an integer >= 1")
+        validate_fields(self)
 
     def reset(self, done) -> None:
         """Stateless."""

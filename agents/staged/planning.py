@@ -34,7 +34,7 @@ from reflexdrive.agents.staged import frenet
 from reflexdrive.agents.staged.types import PLAN_STEP_S, Plan, Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
 
-from reflexdrive.common.validation import ConfigError
+from reflexdrive.common.validation import boolean, number_tuple, real, validate_fields
 
 SPEED = EGO_FEATURES.index("speed_mps")
 LANE_OFFSET = EGO_FEATURES.index("lane_offset_m")
@@ -45,32 +45,31 @@ LANE_COUNT = EGO_FEATURES.index("lane_count")
 
 @dataclass(frozen=True)
 class IDMParams:
-    """Intelligent Driver Model parameters.
+    """Intelligent Driver Model parameters (units and bounds in each field's metadata;
+    validated on construction)."""
 
-    Attributes:
-        desired_speed_mps: free-road cruise speed `v0` [m/s].
-        time_headway_s: desired time gap `T` [s].
-        min_gap_m: jam distance `s0`, bumper to bumper [m].
-        max_accel_mps2: maximum acceleration `a_max` [m/s^2].
-        comfort_decel_mps2: comfortable deceleration `b` [m/s^2].
-        delta: free-road exponent.
-        lane_width_m: lane width used to decide what is in the ego lane [m].
-        lane_overlap_m: how far a vehicle must reach into the ego lane to be followed [m].
-        ego_length_m: ego length for bumper gaps [m].
-        cut_in_horizon_s: a vehicle whose lateral motion brings it into the ego lane within
-            this time is followed already (cut-in anticipation) [s].
-    """
+    desired_speed_mps: float = real(27.0, low=0.0, low_inclusive=False,
+                                    help="free-road cruise speed v0 [m/s]")
+    time_headway_s: float = real(1.0, low=0.0, help="desired time gap T [s]")
+    min_gap_m: float = real(2.0, low=0.0, help="jam distance s0, bumper to bumper [m]")
+    max_accel_mps2: float = real(3.0, low=0.0, low_inclusive=False,
+                                 help="maximum acceleration a_max [m/s^2]")
+    comfort_decel_mps2: float = real(5.0, low=0.0, low_inclusive=False,
+                                     help="comfortable deceleration b [m/s^2]")
+    delta: float = real(4.0, low=0.0, low_inclusive=False, help="free-road exponent [-]")
+    lane_width_m: float = real(4.0, low=0.0, low_inclusive=False,
+                               help="lane width used to decide what is in the ego lane [m]")
+    lane_overlap_m: float = real(
+        0.5, low=0.0, help="how far a vehicle must reach into the ego lane to be followed [m]")
+    ego_length_m: float = real(5.0, low=0.0, low_inclusive=False,
+                               help="ego length for bumper gaps [m]")
+    cut_in_horizon_s: float = real(
+        1.0, low=0.0,
+        help="a vehicle whose lateral motion brings it into the ego lane within this time "
+             "is followed already (cut-in anticipation) [s]")
 
-    desired_speed_mps: float = 27.0
-    time_headway_s: float = 1.0
-    min_gap_m: float = 2.0
-    max_accel_mps2: float = 3.0
-    comfort_decel_mps2: float = 5.0
-    delta: float = 4.0
-    lane_width_m: float = 4.0
-    lane_overlap_m: float = 0.5
-    ego_length_m: float = 5.0
-    cut_in_horizon_s: float = 1.0
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
 def idm_acceleration(speed: np.ndarray, gap: np.ndarray, closing_speed: np.ndarray,
@@ -261,79 +260,73 @@ def mobil_gain(params: IDMParams, speed: np.ndarray, accel_now: np.ndarray,
 
 @dataclass(frozen=True)
 class PlannerConfig:
-    """What `MobilFrenetPlanner` does; validated on construction.
+    """What `MobilFrenetPlanner` does; validated on construction (units and bounds in each
+    field's metadata).
 
-    Attributes:
-        idm: car-following parameters (also the followers' model in MOBIL).
-        lane_changes: let MOBIL change lanes (False: keep the lane).
-        politeness: MOBIL `p` [-], weight of the followers' accelerations.
-        min_gain_mps2: MOBIL threshold `a_th` [m/s^2].
-        max_imposed_braking_mps2: MOBIL safety `b_safe`: the new follower must not need to
-            brake harder than this [m/s^2].
-        min_side_gap_m: bumper gap required to the new lead and follower [m].
-        min_change_speed_mps: no lane changes below this speed [m/s].
-        cooldown_s: time after a lane change ends before the next can start [s].
-        change_durations_s: durations of the lane-change candidates of the lattice [s].
-        keep_durations_s: durations of the lane-keeping candidates [s].
-        horizon_s: length of the planned path [s] (points every `PLAN_STEP_S`).
-        jerk_weight, duration_weight: lattice cost `w_j * int(jerk^2) + w_T * T`.
-        margin_s_m, margin_d_m: safety margins added to the summed half sizes in the
-            lattice's conflict check, along and across the lane [m].
-        ego_width_m: [m].
-        max_path_slope: a candidate may move at most this many metres sideways per metre
-            travelled (a kinematic bicycle cannot move sideways on the spot) [-].
-        standstill_gap_m: jam distance `s0` behind a lead slower than 1 m/s, so that
-            the ego stops with room to pull out around it [m].
-        sight_distance_m: how far ahead the perception sees (`SensorConfig.range_m`) [m].
-        sight_decel_mps2, sight_reaction_s: the assured-clear-distance rule: the cruise
-            speed is capped so that the ego, reacting within `sight_reaction_s` and braking
-            at `sight_decel_mps2`, stops before anything that appears at the edge of sight
-            (`v t_r + v^2 / (2 b) <= sight_distance - car lengths - margin`).
-        emergency_ttc_s: brake at the action bound when the time to collision with a lead
-            (gap / closing speed) falls below this [s].
-        done_offset_m: a lane change is over once the ego is this close to the target
-            lane's centre [m].
+    The lattice's cost is `jerk_weight * int(jerk^2) + duration_weight * T`; its conflict
+    check adds `margin_s_m` / `margin_d_m` to the summed half sizes along / across the lane.
+    The assured-clear-distance rule caps the cruise speed so that the ego, reacting within
+    `sight_reaction_s` and braking at `sight_decel_mps2`, stops before anything that appears
+    at the edge of sight (`v t_r + v^2 / (2 b) <= sight_distance - car lengths - margin`).
     """
 
     idm: IDMParams = IDMParams()
-    lane_changes: bool = True
-    politeness: float = 0.3
-    min_gain_mps2: float = 0.2
-    max_imposed_braking_mps2: float = 2.0
-    min_side_gap_m: float = 4.0
-    min_change_speed_mps: float = 0.0
-    cooldown_s: float = 3.0
-    change_durations_s: tuple[float, ...] = (3.0, 4.0, 5.0)
-    keep_durations_s: tuple[float, ...] = (1.5, 2.5)
-    horizon_s: float = 5.0
-    jerk_weight: float = 1.0
-    duration_weight: float = 0.5
-    margin_s_m: float = 1.0
-    margin_d_m: float = 0.2
-    ego_width_m: float = 2.0
-    max_path_slope: float = 0.5
-    standstill_gap_m: float = 12.0
-    sight_distance_m: float = 48.0
-    sight_decel_mps2: float = 7.0
-    sight_reaction_s: float = 0.2
-    emergency_ttc_s: float = 1.2
-    done_offset_m: float = 0.5
+    """Car-following parameters (also the followers' model in MOBIL)."""
+    lane_changes: bool = boolean(True, help="let MOBIL change lanes (False: keep the lane)")
+    politeness: float = real(
+        0.3, low=0.0, help="MOBIL p [-], weight of the followers' accelerations")
+    min_gain_mps2: float = real(0.2, low=0.0, help="MOBIL threshold a_th [m/s^2]")
+    max_imposed_braking_mps2: float = real(
+        2.0, low=0.0,
+        help="MOBIL safety b_safe: the new follower must not need to brake harder than this "
+             "[m/s^2]")
+    min_side_gap_m: float = real(
+        4.0, low=0.0, help="bumper gap required to the new lead and follower [m]")
+    min_change_speed_mps: float = real(0.0, low=0.0,
+                                       help="no lane changes below this speed [m/s]")
+    cooldown_s: float = real(
+        3.0, low=0.0, help="time after a lane change ends before the next can start [s]")
+    change_durations_s: tuple[float, ...] = number_tuple(
+        (3.0, 4.0, 5.0), low=0.0, low_inclusive=False,
+        help="durations of the lane-change candidates of the lattice [s]")
+    keep_durations_s: tuple[float, ...] = number_tuple(
+        (1.5, 2.5), low=0.0, low_inclusive=False,
+        help="durations of the lane-keeping candidates [s]")
+    horizon_s: float = real(
+        5.0, low=0.0, low_inclusive=False,
+        help="length of the planned path [s] (points every PLAN_STEP_S)")
+    jerk_weight: float = real(1.0, low=0.0, help="lattice cost weight w_j of int(jerk^2)")
+    duration_weight: float = real(0.5, low=0.0, help="lattice cost weight w_T of T [1/s]")
+    margin_s_m: float = real(1.0, low=0.0, help="conflict margin along the lane [m]")
+    margin_d_m: float = real(0.2, low=0.0, help="conflict margin across the lane [m]")
+    ego_width_m: float = real(2.0, low=0.0, low_inclusive=False, help="ego width [m]")
+    max_path_slope: float = real(
+        0.5, low=0.0, low_inclusive=False,
+        help="a candidate may move at most this many metres sideways per metre travelled "
+             "(a kinematic bicycle cannot move sideways on the spot) [-]")
+    standstill_gap_m: float = real(
+        12.0, low=0.0, low_inclusive=False,
+        help="jam distance s0 behind a lead slower than 1 m/s, so that the ego stops with "
+             "room to pull out around it [m]")
+    sight_distance_m: float = real(
+        48.0, low=0.0, low_inclusive=False,
+        help="how far ahead the perception sees (SensorConfig.range_m) [m]")
+    sight_decel_mps2: float = real(
+        7.0, low=0.0, low_inclusive=False,
+        help="braking b of the assured-clear-distance rule [m/s^2]")
+    sight_reaction_s: float = real(
+        0.2, low=0.0, help="reaction time t_r of the assured-clear-distance rule [s]")
+    emergency_ttc_s: float = real(
+        1.2, low=0.0, low_inclusive=False,
+        help="brake at the action bound when the time to collision with a lead (gap / "
+             "closing speed) falls below this [s]")
+    done_offset_m: float = real(
+        0.5, low=0.0, low_inclusive=False,
+        help="a lane change is over once the ego is this close to the target lane's "
+             "centre [m]")
 
     def __post_init__(self) -> None:
-        positive = ("horizon_s", "ego_width_m", "sight_distance_m", "sight_decel_mps2", "max_path_slope", "standstill_gap_m", "emergency_ttc_s",
-                    "done_offset_m")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ConfigError(name, getattr(self, name), "must be > 0")
-        for name in ("sight_reaction_s", "min_change_speed_mps", "politeness", "min_gain_mps2", "max_imposed_braking_mps2",
-                     "min_side_gap_m", "cooldown_s", "jerk_weight", "duration_weight",
-                     "margin_s_m", "margin_d_m"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(name, getattr(self, name), "must be >= 0")
-        for name in ("change_durations_s", "keep_durations_s"):
-            values = getattr(self, name)
-            if not values or not all(v > 0 for v in values):
-                raise ConfigError(name, values, "a non-empty tuple of durations > 0 s")
+        validate_fields(self)
 
 
 class MobilFrenetPlanner:

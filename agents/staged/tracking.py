@@ -22,7 +22,7 @@ import numpy as np
 from reflexdrive.agents.staged.types import Detections, Tracks
 from reflexdrive.envs.config import EGO_FEATURES
 
-from reflexdrive.common.validation import ConfigError, check_real
+from reflexdrive.common.validation import integer, number_tuple, real, validate_fields
 
 SPEED = EGO_FEATURES.index("speed_mps")
 HEADING_ERROR = EGO_FEATURES.index("heading_error_rad")
@@ -55,61 +55,46 @@ class IdentityTracker:
 @dataclass(frozen=True)
 class KalmanTrackerConfig:
     """Settings of `KalmanTracker`, validated on construction (`ConfigError` naming the
-    field and its allowed range).
+    field as `tracker.<field>` and its allowed range; units in each field's help)."""
 
-    Attributes:
-        max_tracks: capacity `K` of tracks per env (tentative ones included) [count].
-        min_hits: associated frames (the birth frame included) before a track is confirmed
-            and reported; 1 confirms a track on its first frame [count].
-        max_misses: consecutive frames without a detection after which a track dies [count].
-        gate_m: largest distance between a track's predicted position and a detection for
-            them to be associated [m].
-        accel_noise_mps2: std of the white acceleration driving the constant-velocity
-            model (process noise) [m/s^2].
-        position_noise_m: std of a detection's position error, per axis [m].
-        velocity_noise_mps: std of a measured velocity's error, per axis [m/s].
-        initial_velocity_std_mps: std of a new track's velocity, per axis, when its
-            detection carries no velocity (it starts at the ego's velocity) [m/s].
-        size_smoothing: weight of a new detection in the exponential smoothing of a
-            track's size (1 takes the latest detection's size).
-        default_size_m: `(length, width)` of a track whose detections carry no size [m].
-    """
-
-    max_tracks: int = 32
-    min_hits: int = 2
-    max_misses: int = 3
-    gate_m: float = 5.0
-    accel_noise_mps2: float = 2.0
-    position_noise_m: float = 0.3
-    velocity_noise_mps: float = 0.5
-    initial_velocity_std_mps: float = 10.0
-    size_smoothing: float = 0.3
-    default_size_m: tuple[float, float] = (5.0, 2.0)
+    max_tracks: int = integer(
+        32, low=1, high=1024,
+        help="capacity K of tracks per env (tentative ones included) [count]")
+    min_hits: int = integer(
+        2, low=1, high=100,
+        help="associated frames (the birth frame included) before a track is confirmed and "
+             "reported; 1 confirms a track on its first frame [count]")
+    max_misses: int = integer(
+        3, low=1, high=100,
+        help="consecutive frames without a detection after which a track dies [count]")
+    gate_m: float = real(
+        5.0, low=0.0, high=100.0, low_inclusive=False,
+        help="largest distance between a track's predicted position and a detection for "
+             "them to be associated [m]")
+    accel_noise_mps2: float = real(
+        2.0, low=0.0, high=100.0,
+        help="std of the white acceleration driving the constant-velocity model (process "
+             "noise) [m/s^2]")
+    position_noise_m: float = real(
+        0.3, low=0.0, high=100.0, low_inclusive=False,
+        help="std of a detection's position error, per axis [m]")
+    velocity_noise_mps: float = real(
+        0.5, low=0.0, high=100.0, low_inclusive=False,
+        help="std of a measured velocity's error, per axis [m/s]")
+    initial_velocity_std_mps: float = real(
+        10.0, low=0.0, high=1000.0, low_inclusive=False,
+        help="std of a new track's velocity, per axis, when its detection carries no "
+             "velocity (it starts at the ego's velocity) [m/s]")
+    size_smoothing: float = real(
+        0.3, low=0.0, high=1.0, low_inclusive=False,
+        help="weight of a new detection in the exponential smoothing of a track's size (1 "
+             "takes the latest detection's size) [-]")
+    default_size_m: tuple[float, float] = number_tuple(
+        (5.0, 2.0), low=0.0, high=100.0, low_inclusive=False, min_length=2, max_length=2,
+        help="(length, width) of a track whose detections carry no size [m]")
 
     def __post_init__(self) -> None:
-        for name in ("max_tracks", "min_hits", "max_misses"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ConfigError(f"tracker.{name}", value, "must be a whole number")
-        check_real("tracker.max_tracks", self.max_tracks, 1, 1024)
-        check_real("tracker.min_hits", self.min_hits, 1, 100)
-        check_real("tracker.max_misses", self.max_misses, 1, 100)
-        check_real("tracker.gate_m", self.gate_m, 0.0, 100.0, low_inclusive=False)
-        check_real("tracker.accel_noise_mps2", self.accel_noise_mps2, 0.0, 100.0)
-        check_real("tracker.position_noise_m", self.position_noise_m, 0.0, 100.0,
-                    low_inclusive=False)
-        check_real("tracker.velocity_noise_mps", self.velocity_noise_mps, 0.0, 100.0,
-                    low_inclusive=False)
-        check_real("tracker.initial_velocity_std_mps", self.initial_velocity_std_mps,
-                    0.0, 1000.0, low_inclusive=False)
-        check_real("tracker.size_smoothing", self.size_smoothing, 0.0, 1.0,
-                    low_inclusive=False)
-        if not isinstance(self.default_size_m, (tuple, list)) or len(self.default_size_m) != 2:
-            raise ConfigError("tracker.default_size_m", self.default_size_m,
-                              "must be a (length, width) pair")
-        for i, value in enumerate(self.default_size_m):
-            check_real(f"tracker.default_size_m[{i}]", value, 0.0, 100.0,
-                        low_inclusive=False)
+        validate_fields(self, "tracker.")
 
 
 # ----------------------------------------------------------------------------- batched math

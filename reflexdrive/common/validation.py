@@ -1,10 +1,12 @@
 """Validation at the boundary: one-line errors that name the field and the allowed values.
 
-`check_int`, `check_real`, `check_choice` and `check_interval` test one value. A config
-dataclass states each field's bounds once, as field metadata (`integer(...)`, `real(...)`,
-`choice(...)`), and `validate_fields(self)` in its `__post_init__` checks them all; the CLI
-reads the same fields for its defaults and help (`field_default`, `field_help`), so a default
-is written in one place only.
+`check_int`, `check_count`, `check_real`, `check_choice`, `check_interval` and
+`check_numbers` test one value. A config dataclass states each field's bounds once, as
+field metadata (`integer(...)`, `count(...)`, `real(...)`, `boolean(...)`, `choice(...)`,
+`interval(...)`, `number_tuple(...)`), and `validate_fields(self)` in its `__post_init__`
+checks them all; a subclass that changes a default keeps the rule with `override`. The CLI
+reads the same fields for its defaults and help (`field_default`, `field_help`), so a
+default is written in one place only.
 
 Numbers are checked by type, not converted: `True` and `"3"` are not numbers here (a bool is
 an `int` to Python, and `float("3")` would let a string through to fail later in arithmetic).
@@ -16,7 +18,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 RULE = "reflexdrive.rule"
 """The field-metadata key under which a field's `Rule` is stored."""
@@ -35,20 +37,30 @@ class ConfigError(ValueError):
 
 
 def check_choice(field: str, value: object, choices: tuple) -> None:
-    """Raise ConfigError unless `value` is one of `choices`."""
-    if isinstance(value, (list, dict, set)) or value not in choices:
+    """Raise ConfigError unless `value` is one of `choices`; a number matches only a number
+    of its own kind (`True` and `2.0` are not among the integer choices 1, 2, 4)."""
+    if isinstance(value, (list, dict, set)) or not any(_same(value, c) for c in choices):
         raise ConfigError(field, value, "allowed values are " + ", ".join(map(str, choices)))
 
 
+def _same(value: object, choice: object) -> bool:
+    if isinstance(value, numbers.Number) or isinstance(choice, numbers.Number):
+        if (is_int(value) != is_int(choice)
+                or isinstance(value, (bool, _np_bool())) != isinstance(choice, bool)):
+            return False
+    return value is choice or value == choice
+
+
 def _bounds(field: str, value: Any, low: float | None, high: float | None,
-            low_inclusive: bool) -> None:
+            low_inclusive: bool, high_inclusive: bool = True) -> None:
     bad_low = low is not None and (value < low if low_inclusive else value <= low)
-    bad_high = high is not None and value > high
+    bad_high = high is not None and (value > high if high_inclusive else value >= high)
     if bad_low or bad_high:
         lo = "-inf" if low is None else f"{low:g}"
         hi = "inf" if high is None else f"{high:g}"
-        bracket = "[" if low_inclusive else "("
-        raise ConfigError(field, value, f"must lie in {bracket}{lo}, {hi}]")
+        opening = "[" if low_inclusive else "("
+        closing = "]" if high_inclusive else ")"
+        raise ConfigError(field, value, f"must lie in {opening}{lo}, {hi}{closing}")
 
 
 def is_real(value: Any) -> bool:
@@ -70,14 +82,15 @@ def _np_bool() -> type:
 
 
 def check_real(field: str, value: Any, low: float | None = None, high: float | None = None,
-               *, low_inclusive: bool = True) -> None:
+               *, low_inclusive: bool = True, high_inclusive: bool = True) -> None:
     """Raise ConfigError unless `value` is a real number (not a bool or a string, not NaN)
-    with `low <= value <= high` (`low < value` when not `low_inclusive`; bounds optional)."""
+    with `low <= value <= high` (`low < value` when not `low_inclusive`, `value < high` when
+    not `high_inclusive`; bounds optional)."""
     if not is_real(value):
         raise ConfigError(field, value, "must be a number")
     if math.isnan(value):
         raise ConfigError(field, value, "must be a number, not NaN")
-    _bounds(field, value, low, high, low_inclusive)
+    _bounds(field, value, low, high, low_inclusive, high_inclusive)
 
 
 def check_int(field: str, value: Any, low: int | None = None,
@@ -87,6 +100,13 @@ def check_int(field: str, value: Any, low: int | None = None,
     if not is_int(value):
         raise ConfigError(field, value, "must be an integer")
     _bounds(field, value, low, high, True)
+
+
+def check_count(field: str, value: Any, low: int = 1) -> None:
+    """Raise ConfigError unless `value` is an integer (not a bool, a float or a string)
+    `>= low`: a count or a width with no upper bound ("must be an integer >= 1")."""
+    if not is_int(value) or value < low:
+        raise ConfigError(field, value, f"must be an integer >= {low}")
 
 
 def check_bool(field: str, value: Any) -> None:
@@ -106,18 +126,47 @@ def check_interval(field: str, value: Any, low: float | None = None,
         raise ConfigError(field, value, "low must not exceed high")
 
 
+def check_numbers(field: str, value: Any, low: float | None = None,
+                  high: float | None = None, *, low_inclusive: bool = True,
+                  integers: bool = False, min_length: int = 1,
+                  max_length: int | None = None) -> None:
+    """Raise ConfigError unless `value` is a tuple (or list) of `min_length` to `max_length`
+    numbers (integers when `integers`), each within the bounds as in `check_real` /
+    `check_int`; an element's error names it `field[i]`."""
+    what = "integers" if integers else "numbers"
+    if max_length is None:
+        size = f"{min_length} or more"
+    elif max_length == min_length:
+        size = f"{min_length}"
+    else:
+        size = f"{min_length} to {max_length}"
+    if (not isinstance(value, (tuple, list)) or len(value) < min_length
+            or (max_length is not None and len(value) > max_length)):
+        raise ConfigError(field, value, f"must be a tuple of {size} {what}")
+    for i, item in enumerate(value):
+        if integers:
+            check_int(f"{field}[{i}]", item, low, high)
+        else:
+            check_real(f"{field}[{i}]", item, low, high, low_inclusive=low_inclusive)
+
+
 @dataclass(frozen=True)
 class Rule:
-    """What a config field allows: `kind` is "int", "real", "bool", "choice" or
-    "interval"; bounds for numbers and intervals; `choices` for a choice; `optional` lets
-    None through."""
+    """What a config field allows: `kind` is "int", "count", "real", "bool", "choice",
+    "interval" or "numbers"; bounds for numbers and intervals; `choices` for a choice;
+    `integers`, `min_length` and `max_length` for a tuple of numbers; `optional` lets None
+    through."""
 
     kind: str
     low: float | None = None
     high: float | None = None
     low_inclusive: bool = True
+    high_inclusive: bool = True
     choices: tuple = ()
     optional: bool = False
+    integers: bool = False
+    min_length: int = 1
+    max_length: int | None = None
 
     def check(self, field: str, value: Any) -> None:
         """Raise ConfigError naming `field` unless `value` is allowed."""
@@ -125,17 +174,24 @@ class Rule:
             return
         if self.kind == "int":
             check_int(field, value, self.low, self.high)
+        elif self.kind == "count":
+            check_count(field, value, 0 if self.low is None else int(self.low))
         elif self.kind == "real":
-            check_real(field, value, self.low, self.high, low_inclusive=self.low_inclusive)
+            check_real(field, value, self.low, self.high, low_inclusive=self.low_inclusive,
+                       high_inclusive=self.high_inclusive)
         elif self.kind == "bool":
             check_bool(field, value)
         elif self.kind == "choice":
             check_choice(field, value, self.choices)
         elif self.kind == "interval":
             check_interval(field, value, self.low, self.high)
+        elif self.kind == "numbers":
+            check_numbers(field, value, self.low, self.high, low_inclusive=self.low_inclusive,
+                          integers=self.integers, min_length=self.min_length,
+                          max_length=self.max_length)
         else:
             raise ValueError(f"Rule.kind={self.kind!r} is invalid: allowed values are int, "
-                             "real, bool, choice, interval")
+                             "count, real, bool, choice, interval, numbers")
 
 
 def _field(default: Any, rule: Rule, help: str, default_factory: Any) -> Any:
@@ -152,13 +208,19 @@ def integer(default: Any = dataclasses.MISSING, *, low: int | None = None,
                   dataclasses.MISSING)
 
 
+def count(default: Any = dataclasses.MISSING, *, low: int = 1, help: str = "") -> Any:
+    """A dataclass field holding an integer `>= low` with no upper bound (a count, a
+    layer's width); its error reads "must be an integer >= low"."""
+    return _field(default, Rule("count", low), help, dataclasses.MISSING)
+
+
 def real(default: Any = dataclasses.MISSING, *, low: float | None = None,
-         high: float | None = None, low_inclusive: bool = True, optional: bool = False,
-         help: str = "") -> Any:
-    """A dataclass field holding a real number in `[low, high]` (`(low, high]` when not
-    `low_inclusive`)."""
-    return _field(default, Rule("real", low, high, low_inclusive, optional=optional), help,
-                  dataclasses.MISSING)
+         high: float | None = None, low_inclusive: bool = True, high_inclusive: bool = True,
+         optional: bool = False, help: str = "") -> Any:
+    """A dataclass field holding a real number in `[low, high]` (the bound left out of the
+    range when not `low_inclusive` / not `high_inclusive`)."""
+    return _field(default, Rule("real", low, high, low_inclusive, high_inclusive,
+                                optional=optional), help, dataclasses.MISSING)
 
 
 def boolean(default: Any = dataclasses.MISSING, *, help: str = "") -> Any:
@@ -179,13 +241,35 @@ def interval(default: Any = dataclasses.MISSING, *, low: float | None = None,
     return _field(default, Rule("interval", low, high), help, dataclasses.MISSING)
 
 
-def validate_fields(instance: Any, prefix: str = "") -> None:
+def number_tuple(default: Any = dataclasses.MISSING, *, low: float | None = None,
+                 high: float | None = None, low_inclusive: bool = True,
+                 integers: bool = False, min_length: int = 1, max_length: int | None = None,
+                 help: str = "") -> Any:
+    """A dataclass field holding a tuple of `min_length` to `max_length` numbers (integers
+    when `integers`), each in `[low, high]` (`(low, high]` when not `low_inclusive`)."""
+    rule = Rule("numbers", low, high, low_inclusive, integers=integers,
+                min_length=min_length, max_length=max_length)
+    return _field(default, rule, help, dataclasses.MISSING)
+
+
+def override(base: type, name: str, default: Any) -> Any:
+    """Field `name` of the dataclass `base` with a new `default`, its rule and help kept:
+    for a subclass that changes a default (a plain `name: int = 8` there would drop the
+    rule, since the subclass's field replaces the base's)."""
+    return dataclasses.field(default=default, metadata=_field_of(base, name).metadata)
+
+
+def validate_fields(instance: Any, prefix: str = "",
+                    labels: Mapping[str, str] | None = None) -> None:
     """Check every field of the dataclass `instance` that carries a `Rule`, in field order;
-    the error names the field as `prefix + name` (e.g. prefix "clock.")."""
+    the error names the field as `prefix + name` (e.g. prefix "clock."), or as
+    `prefix + labels[name]` where `labels` renames it (e.g. to the keyword a caller used)."""
+    labels = labels or {}
     for item in dataclasses.fields(instance):
         rule = item.metadata.get(RULE)
         if rule is not None:
-            rule.check(prefix + item.name, getattr(instance, item.name))
+            label = labels.get(item.name, item.name)
+            rule.check(prefix + label, getattr(instance, item.name))
 
 
 def _field_of(cls: type, name: str) -> dataclasses.Field:
