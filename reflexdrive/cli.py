@@ -19,7 +19,7 @@ from typing import Sequence
 
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import CheckpointError
-from reflexdrive.train import cmd_train
+from reflexdrive.train.cli import cmd_train
 
 EXIT_USAGE = 2
 
@@ -173,13 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--out", required=True, help="profile file to write (JSON)")
     profile.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_compare_parser(commands, STACKS, SCENARIOS)
-    from reflexdrive.train import add_train_parser
+    from reflexdrive.train.cli import add_train_parser
     add_train_parser(commands)
     return parser
 
 
 def _add_compare_parser(commands, stacks, scenarios) -> None:
-    from reflexdrive.compare_config import (
+    from reflexdrive.compare.config import (
         DEFAULT_EXTRA_LATENCY_S,
         DEFAULT_SCENARIOS,
         DEFAULT_STACKS,
@@ -197,7 +197,7 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
                     "latency p50/p99, overrun rate). Each cell runs into "
                     "OUT/cells/STACK/SCENARIO/MODE+EXTRAs/; re-running with the same "
                     "--out resumes. Flags override --config (TOML with the same keys as "
-                    "reflexdrive.compare_config.CompareConfig); each option says its "
+                    "reflexdrive.compare.config.CompareConfig); each option says its "
                     "default. Columns: docs/compare.md.")
     compare.add_argument("--config", default=None, metavar="TOML",
                          help="read the settings from a TOML file (keys: the "
@@ -263,7 +263,7 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from reflexdrive.compare_config import CompareConfig
+    from reflexdrive.compare.config import CompareConfig
     from reflexdrive.policies.registry import shipped_checkpoint
 
     policies = [name for name in ("cnn", "gru", "transformer")
@@ -282,7 +282,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_profile(args: argparse.Namespace) -> int:
     from reflexdrive.common.validation import check_choice
     from reflexdrive.envs.latency import save_profile
-    from reflexdrive.profile import ProfileConfig, percentile_table, profile_stack
+    from reflexdrive.run.profile import ProfileConfig, percentile_table, profile_stack
 
     check_choice("device", args.device, ("cpu", "cuda", "auto"))
     if args.threads < 1:
@@ -327,8 +327,8 @@ def _cmd_scenarios(_: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from reflexdrive.runner import RunConfig, run
-    from reflexdrive.tables import reaction_table
+    from reflexdrive.run.runner import RunConfig, run
+    from reflexdrive.report.tables import reaction_table
 
     config = RunConfig(
         scenario=args.scenario, stack=args.stack, episodes=args.episodes, seed=args.seed,
@@ -403,7 +403,7 @@ def compare_settings(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from reflexdrive.compare_config import CompareConfig
+    from reflexdrive.compare.config import CompareConfig
 
     settings = compare_settings(args)
     if args.config is not None:
@@ -415,19 +415,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _compare_and_report(config, progress: bool) -> int:
     """Run a compare, record its videos, write its report; print where it all is."""
-    from reflexdrive.compare import compare
-    from reflexdrive.summary import headline
+    from reflexdrive.compare.experiment import compare
+    from reflexdrive.compare.summary import headline
 
     result = compare(config, progress=progress)
     print(headline(result.summary))
     print(f"wrote {result.out}/episodes.csv ({len(result.episodes)} episodes, "
           f"{result.ran} run now), summary.csv and decisions.csv in {result.wall_s:.0f} s")
     if config.video:
-        from reflexdrive.video import record_compare_videos
+        from reflexdrive.report.video import record_compare_videos
 
         videos = record_compare_videos(config)
         print(f"videos: {len(videos)} in {result.out}/videos")
-    from reflexdrive.report import write_report
+    from reflexdrive.report.document import write_report
 
     report = write_report(result.out)
     for sentence in report.sentences:

@@ -15,7 +15,7 @@ from reflexdrive.envs.batched_env import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.clock import DeadlineMiss
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.registration import make_env
-from reflexdrive.runner import RunConfig, run
+from reflexdrive.run.runner import RunConfig, run
 
 SHORT = {"duration_s": 1.0}
 

@@ -15,7 +15,7 @@ from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import CheckpointError, observation_spec
 from reflexdrive.policies.registry import POLICIES, build, save_policy, shipped_checkpoint
 from reflexdrive.cli import main
-from reflexdrive.runner import RunConfig, run
+from reflexdrive.run.runner import RunConfig, run
 
 SPEC = policy_spec()
 SMALL = {"cnn": {"encoder": {"channels": [8, 8, 8], "bev_features": 32, "features": 32}},

@@ -1,5 +1,5 @@
 """PPO with stable-baselines3 on the batched envs: the VecEnv adapter, the policy adapter,
-training, resume, export (`reflexdrive.ppo`, `reflexdrive.sb3_adapters`)."""
+training, resume, export (`reflexdrive.train.ppo`, `reflexdrive.train.sb3_adapters`)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.latency import LatencyProfile, ProfileLatency, save_profile
 from reflexdrive.policies.networks import ActionHead, HeadConfig
 from reflexdrive.policies.registry import build, load_policy, save_policy
-from reflexdrive.ppo import (PPOConfig, build_model, checkpoints, load_init, make_env,
+from reflexdrive.train.ppo import (PPOConfig, build_model, checkpoints, load_init, make_env,
                              resolved_policy_config, train_ppo)
-from reflexdrive.sb3_adapters import (RAW_ACTION_LIMIT, TRAIN_SEED_BASE, TanhActions,
+from reflexdrive.train.sb3_adapters import (RAW_ACTION_LIMIT, TRAIN_SEED_BASE, TanhActions,
                                       make_batched_vec_env)
 
 torch.set_num_threads(1)

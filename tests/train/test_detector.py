@@ -21,7 +21,7 @@ from reflexdrive.policies.detector import (SHIPPED_CHECKPOINT, CenterNetDetector
                                DetectorOutput, RasterGeometry, decode, detector_checkpoint,
                                encode_targets, load_detector)
 from reflexdrive.cli import main
-from reflexdrive.detector_training import (DetectorTrainingConfig, data_sensors,
+from reflexdrive.train.detector import (DetectorTrainingConfig, data_sensors,
                                            fit_detector, generate_frames, label_boxes,
                                            match_detections, visible_objects)
 

@@ -20,7 +20,7 @@ Each frame (`VideoConfig`):
 - the staged stack's detections (thin cyan boxes), confirmed tracks (orange boxes with id
   and a 1 s velocity arrow, the planner's lead in magenta) and planned path (green, a dot
   per second), placed with the ego pose of the observation they came from
-  (`reflexdrive.overlays`);
+  (`reflexdrive.report.overlays`);
 - below the scene, the clock: time, tick and substep, the decision's latency against the
   budget (a cursor runs while the agent computes; red beyond the budget), per-stage
   latencies, the applied command, a red border flashing during an overrun (from the
@@ -37,7 +37,7 @@ Each frame (`VideoConfig`):
 Files are written with imageio and its bundled ffmpeg (libx264, yuv420p) to a temporary
 name beside the target and renamed when complete: a file named `*.mp4` is always a whole
 video. `record_videos` records the first K episodes of a run's settings
-(`reflexdrive.runner.RunConfig`), named `<stack>_<scenario>_<mode>_seed<N>.mp4`
+(`reflexdrive.run.runner.RunConfig`), named `<stack>_<scenario>_<mode>_seed<N>.mp4`
 (`..._<mode>_extra<MS>ms_seed<N>.mp4` with an extra delay), and skips those already on
 disk; `record_compare_videos` does it for every cell of a compare at extra latency 0,
 into `OUT/videos/`, where the report links them.
@@ -55,7 +55,7 @@ from typing import Any, Mapping, Sequence
 import gymnasium as gym
 import numpy as np
 
-from reflexdrive import overlays
+from reflexdrive.report import overlays
 from reflexdrive.agents.base import Agent, Decision
 from reflexdrive.common.validation import ConfigError, check_real
 from reflexdrive.envs.clock import TIME_EPS_S, TickRecord, Window
@@ -66,7 +66,7 @@ from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.highway_backend import HighwayBackend
 from reflexdrive.envs.latency import split_extra, with_extra
 from reflexdrive.envs.rendering import CENTERING
-from reflexdrive.metrics import EpisodeMetrics, ReactionConfig, episode_metrics, reaction
+from reflexdrive.run.metrics import EpisodeMetrics, ReactionConfig, episode_metrics, reaction
 
 FFMPEG_REQUIREMENTS = ("imageio>=2.31", "imageio-ffmpeg>=0.4.9")
 """What writing videos needs (imageio with its bundled ffmpeg binary)."""
@@ -628,7 +628,7 @@ def record_videos(config, k: int, out_dir: str | os.PathLike, *,
     """Record the first `k` episodes of a run's settings: one MP4 per seed.
 
     Args:
-        config: a `reflexdrive.runner.RunConfig` (stack, scenario, seed, mode, latency,
+        config: a `reflexdrive.run.runner.RunConfig` (stack, scenario, seed, mode, latency,
             budget, perception, controller, checkpoint, scenario overrides, ...). The
             videos always run on the highway backend, one env (see the module docstring).
         k: how many episodes: seeds `config.seed, ..., config.seed + k - 1` (at most
@@ -687,7 +687,7 @@ def record_compare_videos(config, k: int | None = None, out_dir: str | os.PathLi
     at the stacks' own latency (the cells at extra latency 0), into `OUT/videos/`.
 
     Args:
-        config: a `reflexdrive.compare_config.CompareConfig` (its `cells()` are used).
+        config: a `reflexdrive.compare.config.CompareConfig` (its `cells()` are used).
         k: episodes per cell; None: `config.video`.
         out_dir: the compare folder; None: `config.out`.
         video, overwrite: as for `record_videos` (existing files are kept by default, so a

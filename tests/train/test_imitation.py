@@ -16,13 +16,13 @@ from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import checksum
 from reflexdrive.policies.registry import POLICIES, build, load_policy
 from reflexdrive.cli import main
-from reflexdrive.expert_data import (ROUND_STRIDE, SCENARIOS, TRAIN_SEED_BASE,
+from reflexdrive.train.expert_data import (ROUND_STRIDE, SCENARIOS, TRAIN_SEED_BASE,
                                      CollectionConfig, ExpertDataset, ShardSpec, apportion,
                                      collect_round, collect_shard, empty_dataset,
                                      load_shard, make_expert, plan_round, round_folder)
-from reflexdrive.imitation import (BehaviourCloning, ImitationConfig, frame_samples,
+from reflexdrive.train.imitation import (BehaviourCloning, ImitationConfig, frame_samples,
                                    split_episodes, train_imitation, window_samples)
-from reflexdrive.train import _IMITATION_DEFAULTS, POLICY_NAMES
+from reflexdrive.train.cli import _IMITATION_DEFAULTS, POLICY_NAMES
 
 TINY = {"encoder": {"channels": [8, 8], "bev_features": 32, "ego_hidden": 16, "features": 32,
                     "lidar_hidden": 16},
@@ -430,7 +430,7 @@ def test_train_policy_cli_writes_a_checkpoint_that_drives(capsys, tmp_path):
 
 
 def test_train_ppo_cli_maps_options_onto_ppo_config(monkeypatch, tmp_path, capsys):
-    ppo = pytest.importorskip("reflexdrive.ppo")
+    ppo = pytest.importorskip("reflexdrive.train.ppo")
     seen = {}
 
     def fake_train_ppo(config, progress=True):

@@ -36,8 +36,8 @@ from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.latency import parse_latency, split_extra
 from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.scenarios import SCENARIOS, make_config
-from reflexdrive.metrics import ReactionConfig, episode_metrics
-from reflexdrive.results import prepare_out_dir, write_csv, write_json
+from reflexdrive.run.metrics import ReactionConfig, episode_metrics
+from reflexdrive.run.results import prepare_out_dir, write_csv, write_json
 
 BACKENDS = ("auto", "highway", "batched")
 

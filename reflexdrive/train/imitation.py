@@ -5,7 +5,7 @@
 
 Pipeline (`train_imitation`), every step resumable:
 
-1. Data (`reflexdrive.expert_data`): the staged stack (oracle perception) drives a
+1. Data (`reflexdrive.train.expert_data`): the staged stack (oracle perception) drives a
    seeded mixture of highway / lead-brake / cut-in / stopped-vehicle episodes on the
    batched backend; every tick is recorded (bev, ego, expert action, episode starts) in
    shards under `OUT/data/`.
@@ -64,7 +64,7 @@ from reflexdrive.common.files import atomic_write
 from reflexdrive.common.validation import ConfigError, check_choice, check_real
 from reflexdrive.envs.config import EGO_FEATURES, MODES, SensorConfig
 from reflexdrive.envs.latency import parse_latency
-from reflexdrive.expert_data import (
+from reflexdrive.train.expert_data import (
     DEFAULT_WEIGHTS,
     MAX_ROUND,
     MAX_SEED,
@@ -90,10 +90,10 @@ from reflexdrive.policies.registry import (
     recurrent_from_cnn,
     save_policy,
 )
-from reflexdrive.results import prepare_out_dir, write_json
+from reflexdrive.run.results import prepare_out_dir, write_json
 
 METHODS = ("bc", "dagger")
-"""Imitation methods (`--method ppo` is `reflexdrive.ppo`'s)."""
+"""Imitation methods (`--method ppo` is `reflexdrive.train.ppo`'s)."""
 
 LOSSES = ("mse", "huber")
 """Behaviour-cloning losses on the normalised action."""

@@ -70,7 +70,7 @@ from reflexdrive.policies.detector import (
     detector_loss,
     encode_targets,
 )
-from reflexdrive.results import prepare_out_dir
+from reflexdrive.run.results import prepare_out_dir
 
 DATA_VERSION = 1
 """Bumped whenever the generator or the label rule changes (invalidates cached data)."""

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reflexdrive.report import (HEADLINE_HEADER, fastest, headline_rows, latency_cost,
+from reflexdrive.report.document import (HEADLINE_HEADER, fastest, headline_rows, latency_cost,
                                 stage_table, summary_sentences, write_report)
 
 NAN = float("nan")

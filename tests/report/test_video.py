@@ -17,10 +17,10 @@ from reflexdrive.agents.registry import make_agent
 from reflexdrive.agents.staged.types import Plan
 from reflexdrive.envs.sensors import to_ego_frame
 from reflexdrive.policies.registry import build, save_policy
-from reflexdrive import overlays
-from reflexdrive.runner import RunConfig, run
-from reflexdrive.compare_config import CompareConfig
-from reflexdrive.video import (VideoConfig, record_compare_videos, record_episode,
+from reflexdrive.report import overlays
+from reflexdrive.run.runner import RunConfig, run
+from reflexdrive.compare.config import CompareConfig
+from reflexdrive.report.video import (VideoConfig, record_compare_videos, record_episode,
                                record_videos, saliency_map, video_frames, video_name)
 
 SHORT = {"duration_s": 4.0, "onset_s": (1.0, 1.5)}

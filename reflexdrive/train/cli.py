@@ -16,9 +16,9 @@ and refuses the others' (the detector: `--samples`, `--channels`, `--blocks`,
 `--checkpoint`) mean the same for every target. The checkpoint records the full command
 line, every option explicit.
 
-Policies: `--method bc|dagger` runs `reflexdrive.imitation.train_imitation` (behaviour
+Policies: `--method bc|dagger` runs `reflexdrive.train.imitation.train_imitation` (behaviour
 cloning of the staged stack, then DAgger rounds); `--method ppo` runs
-`reflexdrive.ppo.train_ppo` (stable-baselines3, from `--init` weights, the clock in the
+`reflexdrive.train.ppo.train_ppo` (stable-baselines3, from `--init` weights, the clock in the
 loop).
 """
 
@@ -51,7 +51,7 @@ _IMITATION_DEFAULTS = {"method": "bc", "episodes": 1000, "epochs": 4, "batch_siz
                        "checkpoint_every": 250, "command_inputs": "shuffle",
                        "latency": "fixed:0", "mode": "lockstep", "device": "cpu",
                        "threads": 1}
-"""Defaults of the imitation methods (those of `reflexdrive.imitation.ImitationConfig`; a
+"""Defaults of the imitation methods (those of `reflexdrive.train.imitation.ImitationConfig`; a
 test pins them equal)."""
 
 _DETECTOR_OPTIONS = ("samples", "eval_episodes", "channels", "blocks")
@@ -92,7 +92,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "the data. Logs go to OUT/tensorboard; the training state is saved "
                     "every --checkpoint-every updates and --resume continues a killed run. "
                     "--method ppo: reinforcement learning with stable-baselines3 "
-                    "(reflexdrive.ppo) from --init weights, with the clock in the loop "
+                    "(reflexdrive.train.ppo) from --init weights, with the clock in the loop "
                     "(--latency profile:PATH), resumed from OUT's checkpoints.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--target", default=None,
@@ -201,7 +201,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                             "settings); ppo resumes from OUT's checkpoints by itself")
 
     group = train.add_argument_group("PPO options (--method ppo; defaults: "
-                                     "reflexdrive.ppo.PPOConfig's)")
+                                     "reflexdrive.train.ppo.PPOConfig's)")
     group.add_argument("--scenarios", default=None, metavar="NAME,...",
                        help="scenarios the envs run (envs split evenly), e.g. "
                             "highway,lead-brake")
@@ -284,7 +284,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_detector(args: argparse.Namespace) -> int:
     _refuse(args, _POLICY_OPTIONS + _PPO_OPTIONS, "is a policy option (--target policy)")
-    from reflexdrive.detector_training import DetectorTrainingConfig, train_detector
+    from reflexdrive.train.detector import DetectorTrainingConfig, train_detector
     from reflexdrive.policies.checkpoint import CheckpointError
 
     values = {name: _value(args, name, _DETECTOR_DEFAULTS)
@@ -323,7 +323,7 @@ def _train_policy(args: argparse.Namespace) -> int:
     if method == "ppo":
         return _train_ppo(args, policy_config)
     _refuse(args, _PPO_OPTIONS, "is a PPO option (--method ppo)")
-    from reflexdrive.imitation import ImitationConfig, train_imitation
+    from reflexdrive.train.imitation import ImitationConfig, train_imitation
 
     names = ("episodes", "frames", "epochs", "batch_size", "lr", "envs", "sequence_length",
              "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
@@ -380,9 +380,9 @@ def _train_policy(args: argparse.Namespace) -> int:
 def _train_ppo(args: argparse.Namespace, policy_config: dict[str, Any]) -> int:
     _refuse(args, _IMITATION_ONLY, "is a bc/dagger option (not --method ppo)")
     try:
-        from reflexdrive.ppo import PPOConfig, train_ppo
+        from reflexdrive.train.ppo import PPOConfig, train_ppo
     except ImportError as error:
-        raise ConfigError("--method", "ppo", f"needs reflexdrive.ppo and stable-baselines3 "
+        raise ConfigError("--method", "ppo", f"needs reflexdrive.train.ppo and stable-baselines3 "
                                              f"({error})") from None
     given: dict[str, Any] = {}
     for name in ("policy", "frames", "envs", "batch_size", "lr", "seed", "latency", "mode",
