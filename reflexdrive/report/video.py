@@ -57,6 +57,7 @@ import numpy as np
 
 from reflexdrive.report import overlays
 from reflexdrive.agents.base import Agent, Decision
+from reflexdrive.common.files import atomic_path
 from reflexdrive.common.validation import ConfigError, check_real
 from reflexdrive.envs.clock import TIME_EPS_S, TickRecord, Window
 from reflexdrive.envs.clock_wrapper import ClockWrapper
@@ -67,6 +68,7 @@ from reflexdrive.envs.highway_backend import HighwayBackend
 from reflexdrive.envs.latency import split_extra, with_extra
 from reflexdrive.envs.rendering import CENTERING
 from reflexdrive.run.metrics import EpisodeMetrics, ReactionConfig, episode_metrics, reaction
+from reflexdrive.run.rollout import Rollout
 
 FFMPEG_REQUIREMENTS = ("imageio>=2.31", "imageio-ffmpeg>=0.4.9")
 """What writing videos needs (imageio with its bundled ffmpeg binary)."""
@@ -287,7 +289,6 @@ class _Belief:
 @dataclass
 class _Progress:
     records: list[TickRecord] = field(default_factory=list)
-    substeps: list = field(default_factory=list)
     overrun_ticks_s: list[float] = field(default_factory=list)
     window: Window | None = None
     window_start: int = 0
@@ -552,68 +553,58 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
                                    autoreset_mode=gym.vector.AutoresetMode.DISABLED)
     env: ClockWrapper = vec.envs[0]
     fps = int(video.fps or simulation_frequency)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.mp4")
     explainer = _explainer(agent) if video.explain else None
     saved_explain = getattr(agent, "explain", None)
     name = getattr(agent, "name", type(agent).__name__)
     extra = split_extra(combined_latency(latency, extra_latency_s))[1] or 0.0
     title = f"{name} on {scenario}, seed {seed}" + (f", +{extra * 1e3:g} ms" if extra else "")
-    writer = _open_writer(temporary, fps, video)
-    recorder = _Recorder(env, writer, video, title, reaction_config)
     measured = split_extra(latency)[0].strip() == "measured"
-    try:
-        if explainer is not None and explainer[1]:
-            agent.explain = True
-        obs, info = vec.reset(seed=[int(seed)])
+
+    def decide(obs: dict, info: dict) -> Decision:
+        prior_state = getattr(agent, "state", None) if explainer is not None else None
+        if prior_state:
+            prior_state = tuple(s.detach().clone() for s in prior_state)
+        backend = env.unwrapped.backend
+        pose = overlays.Pose(np.array(backend.ego.position, dtype=np.float64),
+                             float(backend.ego.heading))
+        decision = agent.act(obs, info)
+        belief = _Belief(decision=decision, pose=pose, ego_speed_mps=float(obs["ego"][0, 0]))
+        if explainer is not None:
+            belief.bev = np.asarray(obs["bev"][0])
+            if "attention" in decision.products:
+                belief.heat = overlays.normalise_heat(decision.products["attention"][0])
+                belief.heat_label = f"{name}: cls attention"
+            else:
+                reads_lidar = "lidar" in explainer[0].obs_keys
+                belief.heat = saliency_map(explainer[0], obs["bev"][:1], obs["ego"][:1],
+                                           prior_state or None,
+                                           obs["lidar"][:1] if reads_lidar else None)
+                belief.heat_label = f"{name}: saliency"
+        recorder.observe(belief)
+        return decision
+
+    def reset(obs: dict, info: dict, mask: np.ndarray) -> None:
         recorder.start()
-        agent.reset(np.ones(1, dtype=bool))
-        start_speed = float(obs["ego"][0, 0])
-        done = False
-        while not done:
-            prior_state = getattr(agent, "state", None) if explainer is not None else None
-            if prior_state:
-                prior_state = tuple(s.detach().clone() for s in prior_state)
-            backend = env.unwrapped.backend
-            pose = overlays.Pose(np.array(backend.ego.position, dtype=np.float64),
-                                 float(backend.ego.heading))
-            decision = agent.act(obs, info)
-            belief = _Belief(decision=decision, pose=pose,
-                             ego_speed_mps=float(obs["ego"][0, 0]))
-            if explainer is not None:
-                belief.bev = np.asarray(obs["bev"][0])
-                if "attention" in decision.products:
-                    belief.heat = overlays.normalise_heat(decision.products["attention"][0])
-                    belief.heat_label = f"{name}: cls attention"
-                else:
-                    reads_lidar = "lidar" in explainer[0].obs_keys
-                    belief.heat = saliency_map(explainer[0], obs["bev"][:1], obs["ego"][:1],
-                                               prior_state or None,
-                                               obs["lidar"][:1] if reads_lidar else None)
-                    belief.heat_label = f"{name}: saliency"
-            recorder.observe(belief)
-            if measured:
-                env.report_latency(decision.stage_latency_s)
-            obs, _, terminated, truncated, step_info = vec.step(decision.actions)
-            info = {**info, **step_info}
-            recorder.progress.records.extend(step_info["ticks"][0])
-            recorder.progress.substeps.extend(step_info["substeps"][0])
-            done = bool(terminated[0] or truncated[0])
-        recorder.stop()
-        writer.close()
-        os.replace(temporary, path)
-    except BaseException:
-        writer.close()
-        temporary.unlink(missing_ok=True)
-        raise
-    finally:
-        if saved_explain is not None:
-            agent.explain = saved_explain
-        vec.close()
-    progress = recorder.progress
-    end_s = progress.substeps[-1].time_s if progress.substeps else 0.0
-    records = [r for r in progress.records if r.t_s < end_s - 1e-9]
+        recorder.progress.records = rollout.episodes[0].records   # the reaction marker's
+        agent.reset(mask)
+
+    with atomic_path(path) as temporary, Rollout(vec, [int(seed)]) as rollout:
+        writer = _open_writer(temporary, fps, video)
+        recorder = _Recorder(env, writer, video, title, reaction_config)
+        try:
+            if explainer is not None and explainer[1]:
+                agent.explain = True
+            for step in rollout.steps(decide, on_reset=reset, measured=measured):
+                episode, step_info = rollout.episodes[0], step.info
+            recorder.stop()
+        finally:
+            writer.close()
+            if saved_explain is not None:
+                agent.explain = saved_explain
+    end_s = episode.substeps[-1].time_s if episode.substeps else 0.0
+    records = [r for r in episode.records if r.t_s < end_s - 1e-9]
     onset = float(step_info["hazard"]["onset_s"][0])
-    metrics = episode_metrics(records, progress.substeps, onset, start_speed,
+    metrics = episode_metrics(records, episode.substeps, onset, episode.start_speed_mps,
                               1.0 / simulation_frequency, reaction_config)
     return EpisodeVideo(path=path, frames=recorder.frames, fps=fps,
                         frame_size=video.frame_size,

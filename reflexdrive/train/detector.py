@@ -71,6 +71,7 @@ from reflexdrive.policies.detector import (
     encode_targets,
 )
 from reflexdrive.run.results import prepare_out_dir
+from reflexdrive.run.rollout import Rollout
 
 DATA_VERSION = 1
 """Bumped whenever the generator or the label rule changes (invalidates cached data)."""
@@ -350,26 +351,11 @@ def _generate(scenario, seeds, count, overrides, envs, every_ticks, driver_seed,
     env = BatchedDrivingEnv(num_envs=envs, scenario=scenario, sensors=sensors,
                             scenario_config=dict(overrides or {}), autoreset_mode="disabled")
     driver = ExplorationDriver(envs, np.random.default_rng(driver_seed))
-    live = np.zeros(envs, dtype=bool)                # playing an episode whose frames count
-    current = np.full(envs, -1, dtype=np.int64)      # its scenario seed
-    tick = np.zeros(envs, dtype=np.int64)
-    exhausted = False
     kept: dict[str, list] = {"bev": [], "boxes": [], "valid": [], "seed": [], "tick": []}
     total = 0
 
-    def next_seeds(mask: np.ndarray) -> list[int]:
-        nonlocal exhausted
-        seeds_now = current.copy()
-        for i in np.flatnonzero(mask):
-            seed = None if exhausted else next(seeds, None)
-            exhausted = seed is None
-            live[i] = seed is not None
-            seeds_now[i] = seed if seed is not None else max(int(current[i]), 0)
-        current[:] = seeds_now
-        tick[mask] = 0
-        return [int(s) for s in seeds_now]
-
-    def keep(obs: dict, info: dict, mask: np.ndarray) -> None:
+    def keep(obs: dict, info: dict, mask: np.ndarray, seed: np.ndarray,
+             tick: np.ndarray) -> None:
         nonlocal total
         rows = np.flatnonzero(mask)
         if count is not None:
@@ -380,27 +366,26 @@ def _generate(scenario, seeds, count, overrides, envs, every_ticks, driver_seed,
         _check_complete(objects, valid, geometry)
         boxes, labels = label_boxes(obs["bev"][rows], objects, valid, geometry)
         for key, value in (("bev", obs["bev"][rows]), ("boxes", boxes), ("valid", labels),
-                           ("seed", current[rows].copy()), ("tick", tick[rows].copy())):
+                           ("seed", seed[rows].copy()), ("tick", tick[rows].copy())):
             kept[key].append(value)
         total += len(rows)
         if progress is not None:
             progress.update(len(rows))
 
-    everyone = np.ones(envs, dtype=bool)
-    obs, info = env.reset(seed=next_seeds(everyone))
-    driver.reset(obs["ego"], everyone)
-    while (count is None or total < count) and live.any():
-        keep(obs, info, live & (tick % every_ticks == 0))
+    def decide(obs: dict, info: dict) -> np.ndarray | None:
         if count is not None and total >= count:
-            break
-        obs, _, terminated, truncated, info = env.step(driver.act(obs["ego"]))
-        tick += 1
-        done = terminated | truncated
-        keep(obs, info, live & done)                     # each episode's last frame
-        if done.any():
-            obs, info = env.reset(seed=next_seeds(done), options={"reset_mask": done})
-            driver.reset(obs["ego"], done)
-    env.close()
+            return None
+        keep(obs, info, rollout.live & (rollout.ticks % every_ticks == 0), rollout.seeds,
+             rollout.ticks)
+        if count is not None and total >= count:
+            return None
+        return driver.act(obs["ego"])
+
+    with Rollout(env, seeds) as rollout:         # idle worlds replay their last seed
+        steps = rollout.steps(decide,
+                              on_reset=lambda obs, info, mask: driver.reset(obs["ego"], mask))
+        for step in steps:                       # each episode's last frame
+            keep(step.obs, step.info, step.live & step.done, rollout.seeds, step.ticks + 1)
     if not kept["bev"]:
         return {"bev": np.zeros((0, *sensors.bev_shape), np.uint8),
                 "boxes": np.zeros((0, LABEL_SLOTS, len(BOX_FIELDS)), np.float32),
