@@ -21,9 +21,9 @@ from reflexdrive.policies.detector import (SHIPPED_CHECKPOINT, CenterNetDetector
                                DetectorOutput, RasterGeometry, decode, detector_checkpoint,
                                encode_targets, load_detector)
 from reflexdrive.cli import main
-from reflexdrive.train.detector import (DetectorTrainingConfig, data_sensors,
-                                           fit_detector, generate_frames, label_boxes,
-                                           match_detections, visible_objects)
+from reflexdrive.train.detector import DetectorTrainingConfig, fit_detector, match_detections
+from reflexdrive.train.detector_data import (data_sensors, generate_frames, label_boxes,
+                                             visible_objects)
 
 GEOMETRY = RasterGeometry()          # the default SensorConfig's raster: 64 x 64 px, 1 m/px
 

@@ -20,9 +20,11 @@ from reflexdrive.train.expert_data import (ROUND_STRIDE, SCENARIOS, TRAIN_SEED_B
                                      CollectionConfig, ExpertDataset, ShardSpec, apportion,
                                      collect_round, collect_shard, empty_dataset,
                                      load_shard, make_expert, plan_round, round_folder)
-from reflexdrive.train.imitation import (BehaviourCloning, ImitationConfig, frame_samples,
-                                   split_episodes, train_imitation, window_samples)
-from reflexdrive.train.cli import _IMITATION_DEFAULTS, POLICY_NAMES
+from reflexdrive.train.behaviour_cloning import (BehaviourCloning, frame_samples,
+                                                split_episodes, window_samples)
+from reflexdrive.train.imitation import train_imitation
+from reflexdrive.train.imitation_config import ImitationConfig
+from reflexdrive.train.cli import POLICY_NAMES, imitation_defaults
 
 TINY = {"encoder": {"channels": [8, 8], "bev_features": 32, "ego_hidden": 16, "features": 32,
                     "lidar_hidden": 16},
@@ -367,7 +369,7 @@ def test_config_defaults_and_frames():
     assert 90 <= frames.expert_episodes <= 110      # ~160 ticks per episode of the mix
     assert [name for name, _ in ImitationConfig(method="dagger").phases()] == [
         "bc", "dagger-1", "dagger-2"]
-    for name, value in _IMITATION_DEFAULTS.items():  # the CLI shows the config's defaults
+    for name, value in imitation_defaults().items():  # the CLI shows the config's defaults
         assert getattr(config, name) == value, name
     assert POLICY_NAMES == tuple(POLICIES)
 
