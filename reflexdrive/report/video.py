@@ -10,7 +10,7 @@ an `AbstractEnv`, so the same thing is done one level down: `FilmedEnv` is a `Dr
 whose backend calls back after every substep it integrates (`DrivingEnv.run_window` runs
 the clock's window substep by substep), and the callback renders the world as it is then.
 Nothing in the simulation changes: the episode's metrics equal `reflexdrive run`'s on the
-highway backend for the same settings (`tests/test_video.py` checks it).
+highway backend for the same settings (`tests/report/test_video.py` checks it).
 
 Each frame (`VideoConfig`):
 

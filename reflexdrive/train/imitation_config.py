@@ -95,11 +95,10 @@ class ImitationConfig:
             against 0.065 for the acceleration), yet a bias of 0.001 rad drifts the car
             out of its lane within seconds: the default weighs steering 200 times.
         steer_min_speed_mps: the steering term counts only on frames where the ego is at
-            least this fast [m/s]. Below ~6 m/s (stopped or creeping behind a braking or
+            least this fast [m/s]. Below it (stopped or creeping behind a braking or
             stopped car) the expert's pure-pursuit steering chatters between the bounds
-            from tick to tick (|steer| > 0.05 rad on 93% of its frames below 0.5 m/s,
-            22% at 4-6 m/s, 1% at 6-10 m/s): noise that would swamp the weighted loss,
-            on frames where steering hardly moves the car.
+            from tick to tick: noise that would swamp the weighted loss, on frames where
+            steering hardly moves the car (measurements: docs/app.md).
         command_inputs: what the policy is shown of the ego's previous command while it
             learns (`ego`'s `acceleration_mps2` and `steering_rad`: the command applied
             last tick). "keep": the recorded values. "shuffle" (default): each sample
@@ -108,7 +107,7 @@ class ImitationConfig:
             command predicts the next one almost perfectly, and a policy trained on it
             copies its own last command instead of reading the road (the copycat
             problem): it brakes for a braking lead only if it braked already, i.e.
-            never (measured: BC gru and cnn, lead-brake, 50-100% collisions).
+            never (docs/app.md).
         val_fraction: share of the episodes held out for validation.
         val_samples: most frames (windows for gru / lstm) of a validation pass.
         dagger_rounds: DAgger rounds (method "dagger").
