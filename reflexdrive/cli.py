@@ -17,9 +17,9 @@ import os
 import sys
 from typing import Sequence
 
-from reflexdrive.common.validation import ConfigError
+from reflexdrive.common.validation import ConfigError, field_default
 from reflexdrive.policies.checkpoint import CheckpointError
-from reflexdrive.train import cmd_train
+from reflexdrive.train.cli import cmd_train
 
 EXIT_USAGE = 2
 
@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     from reflexdrive.agents.registry import PERCEPTIONS, STACKS
     from reflexdrive.agents.staged import CONTROLLERS
     from reflexdrive.envs.scenarios import SCENARIOS
+    from reflexdrive.run.profile import ProfileConfig
+    from reflexdrive.run.runner import RunConfig
+
+    def run_default(name: str) -> object:
+        return field_default(RunConfig, name)
+
+    def profile_default(name: str) -> object:
+        return field_default(ProfileConfig, name)
 
     parser = _Parser(
         prog="reflexdrive",
@@ -84,43 +92,47 @@ def build_parser() -> argparse.ArgumentParser:
                     "latency) to OUT/episodes.csv and one row per tick to OUT/ticks.csv. "
                     "Re-running with the same --out resumes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    run.add_argument("--scenario", default="lead-brake",
+    run.add_argument("--scenario", default=run_default("scenario"),
                      help="scenario: " + ", ".join(SCENARIOS))
-    run.add_argument("--stack", default="staged", help="driving stack: " + ", ".join(STACKS))
-    run.add_argument("--perception", default="oracle",
+    run.add_argument("--stack", default=run_default("stack"),
+                     help="driving stack: " + ", ".join(STACKS))
+    run.add_argument("--perception", default=run_default("perception"),
                      help="perception of the staged stack: " + ", ".join(PERCEPTIONS))
-    run.add_argument("--controller", default="pure-pursuit",
+    run.add_argument("--controller", default=run_default("controller"),
                      help="steering controller of the staged stack: " + ", ".join(CONTROLLERS))
-    run.add_argument("--episodes", type=int, default=20, help="number of episodes")
-    run.add_argument("--seed", type=int, default=0,
+    run.add_argument("--episodes", type=int, default=run_default("episodes"),
+                     help="number of episodes")
+    run.add_argument("--seed", type=int, default=run_default("seed"),
                      help="first scenario seed; episode i uses seed+i")
-    run.add_argument("--mode", default="realtime",
+    run.add_argument("--mode", default=run_default("mode"),
                      help="realtime: the world moves while the agent computes; "
                           "lockstep: the world waits (the zero-latency baseline)")
-    run.add_argument("--latency", default="fixed:0",
+    run.add_argument("--latency", default=run_default("latency"),
                      help="latency model: fixed:SECONDS, fixed:STAGE=SECONDS,..., "
                           "profile:PATH (see docs/latency-profile.md), measured (wall clock)")
-    run.add_argument("--budget", type=float, default=None,
+    run.add_argument("--budget", type=float, default=run_default("budget_s"),
                      help="compute budget per tick [s] (default: one tick)")
     run.add_argument("--stage-budgets", type=_stage_budgets, default=None,
                      metavar="STAGE=S,...", help="per-stage budgets [s]")
-    run.add_argument("--on-overrun", default="record",
+    run.add_argument("--on-overrun", default=run_default("on_overrun"),
                      help="what an overrun does: record, terminate, raise")
-    run.add_argument("--envs", type=int, default=1,
+    run.add_argument("--envs", type=int, default=run_default("envs"),
                      help="envs run side by side (highway backend: worker processes; "
                           "batched backend: one torch batch)")
-    run.add_argument("--backend", default="auto",
+    run.add_argument("--backend", default=run_default("backend"),
                      help="world backend: highway (highway-env), batched (torch, straight "
                           "roads: highway, lead-brake, cut-in, stopped-vehicle), auto "
                           "(batched where the scenario has it)")
-    run.add_argument("--device", default="cpu",
+    run.add_argument("--device", default=run_default("device"),
                      help="torch device of the batched backend and of the stack's networks: "
                           "cpu, cuda, auto")
-    run.add_argument("--checkpoint", default=None, metavar="PATH",
+    run.add_argument("--checkpoint", default=run_default("checkpoint"), metavar="PATH",
                      help="policy checkpoint of an end-to-end stack (cnn, gru, lstm, "
                           "transformer); default: the shipped policies/checkpoints/STACK.pt")
-    run.add_argument("--simulation-frequency", type=int, default=50, help="substeps per second")
-    run.add_argument("--policy-frequency", type=int, default=10, help="ticks per second")
+    run.add_argument("--simulation-frequency", type=int,
+                     default=run_default("simulation_frequency"), help="substeps per second")
+    run.add_argument("--policy-frequency", type=int, default=run_default("policy_frequency"),
+                     help="ticks per second")
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="override a scenario config field (repeatable; JSON values), e.g. "
                           "duration_s=8 or onset_s=[2,3]")
@@ -152,18 +164,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "samples as a latency profile the clock replays with "
                     "--latency profile:OUT.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    profile.add_argument("--stack", default="staged", help="stack: " + ", ".join(STACKS))
-    profile.add_argument("--perception", default="oracle",
+    profile.add_argument("--stack", default=profile_default("stack"),
+                         help="stack: " + ", ".join(STACKS))
+    profile.add_argument("--perception", default=run_default("perception"),
                          help="perception of the staged stack: " + ", ".join(PERCEPTIONS))
-    profile.add_argument("--controller", default="pure-pursuit",
+    profile.add_argument("--controller", default=run_default("controller"),
                          help="steering controller of the staged stack: "
                               + ", ".join(CONTROLLERS))
-    profile.add_argument("--scenario", default="highway", help="scenario driven while timing")
-    profile.add_argument("--episodes", type=int, default=2, help="episodes driven")
-    profile.add_argument("--seed", type=int, default=0, help="first scenario seed")
-    profile.add_argument("--warmup", type=int, default=20,
+    profile.add_argument("--scenario", default=profile_default("scenario"),
+                         help="scenario driven while timing")
+    profile.add_argument("--episodes", type=int, default=profile_default("episodes"),
+                         help="episodes driven")
+    profile.add_argument("--seed", type=int, default=profile_default("seed"),
+                         help="first scenario seed")
+    profile.add_argument("--warmup", type=int, default=profile_default("warmup"),
                          help="decisions dropped at the start (JIT, caches)")
-    profile.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto")
+    profile.add_argument("--device", default=profile_default("device"),
+                         help="torch device: cpu, cuda, auto")
     profile.add_argument("--checkpoint", default=None, metavar="PATH",
                          help="policy checkpoint of an end-to-end stack (default: the shipped "
                               "one)")
@@ -173,13 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--out", required=True, help="profile file to write (JSON)")
     profile.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_compare_parser(commands, STACKS, SCENARIOS)
-    from reflexdrive.train import add_train_parser
+    from reflexdrive.train.cli import add_train_parser
     add_train_parser(commands)
     return parser
 
 
 def _add_compare_parser(commands, stacks, scenarios) -> None:
-    from reflexdrive.compare_config import (
+    from reflexdrive.compare.config import (
         DEFAULT_EXTRA_LATENCY_S,
         DEFAULT_SCENARIOS,
         DEFAULT_STACKS,
@@ -197,7 +214,7 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
                     "latency p50/p99, overrun rate). Each cell runs into "
                     "OUT/cells/STACK/SCENARIO/MODE+EXTRAs/; re-running with the same "
                     "--out resumes. Flags override --config (TOML with the same keys as "
-                    "reflexdrive.compare_config.CompareConfig); each option says its "
+                    "reflexdrive.compare.config.CompareConfig); each option says its "
                     "default. Columns: docs/compare.md.")
     compare.add_argument("--config", default=None, metavar="TOML",
                          help="read the settings from a TOML file (keys: the "
@@ -263,7 +280,7 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from reflexdrive.compare_config import CompareConfig
+    from reflexdrive.compare.config import CompareConfig
     from reflexdrive.policies.registry import shipped_checkpoint
 
     policies = [name for name in ("cnn", "gru", "transformer")
@@ -282,7 +299,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_profile(args: argparse.Namespace) -> int:
     from reflexdrive.common.validation import check_choice
     from reflexdrive.envs.latency import save_profile
-    from reflexdrive.profile import ProfileConfig, percentile_table, profile_stack
+    from reflexdrive.run.profile import ProfileConfig, percentile_table, profile_stack
 
     check_choice("device", args.device, ("cpu", "cuda", "auto"))
     if args.threads < 1:
@@ -327,8 +344,8 @@ def _cmd_scenarios(_: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from reflexdrive.runner import RunConfig, run
-    from reflexdrive.tables import reaction_table
+    from reflexdrive.report.tables import reaction_table
+    from reflexdrive.run.runner import RunConfig, run
 
     config = RunConfig(
         scenario=args.scenario, stack=args.stack, episodes=args.episodes, seed=args.seed,
@@ -403,7 +420,7 @@ def compare_settings(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from reflexdrive.compare_config import CompareConfig
+    from reflexdrive.compare.config import CompareConfig
 
     settings = compare_settings(args)
     if args.config is not None:
@@ -415,19 +432,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _compare_and_report(config, progress: bool) -> int:
     """Run a compare, record its videos, write its report; print where it all is."""
-    from reflexdrive.compare import compare
-    from reflexdrive.summary import headline
+    from reflexdrive.compare.experiment import compare
+    from reflexdrive.compare.summary import headline
 
     result = compare(config, progress=progress)
     print(headline(result.summary))
     print(f"wrote {result.out}/episodes.csv ({len(result.episodes)} episodes, "
           f"{result.ran} run now), summary.csv and decisions.csv in {result.wall_s:.0f} s")
     if config.video:
-        from reflexdrive.video import record_compare_videos
+        from reflexdrive.report.video import record_compare_videos
 
         videos = record_compare_videos(config)
         print(f"videos: {len(videos)} in {result.out}/videos")
-    from reflexdrive.report import write_report
+    from reflexdrive.report.document import write_report
 
     report = write_report(result.out)
     for sentence in report.sentences:

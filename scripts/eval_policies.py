@@ -39,8 +39,8 @@ from reflexdrive.agents.end_to_end import EndToEndAgent  # noqa: E402
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig  # noqa: E402
 from reflexdrive.policies.registry import shipped_checkpoint  # noqa: E402
 
-from reflexdrive import evaluation  # noqa: E402
-from reflexdrive.profile import ProfileConfig, profile_stack  # noqa: E402
+from reflexdrive.run import evaluation  # noqa: E402
+from reflexdrive.run.profile import ProfileConfig, profile_stack  # noqa: E402
 
 HAZARDS = ("lead-brake", "cut-in", "stopped-vehicle")
 THROUGHPUT_BATCHES = (1, 64, 1024)

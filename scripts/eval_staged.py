@@ -31,9 +31,9 @@ if str(REPO_ROOT) not in sys.path:
 
 from reflexdrive.agents.registry import PERCEPTIONS  # noqa: E402
 
-from reflexdrive import evaluation  # noqa: E402
-from reflexdrive.evaluation import timed  # noqa: E402
-from reflexdrive.profile import ProfileConfig, profile_stack  # noqa: E402
+from reflexdrive.run import evaluation  # noqa: E402
+from reflexdrive.run.evaluation import timed  # noqa: E402
+from reflexdrive.run.profile import ProfileConfig, profile_stack  # noqa: E402
 
 HAZARDS = ("lead-brake", "cut-in", "stopped-vehicle")
 HELD_OUT_SEED = 100_000
@@ -82,7 +82,7 @@ def main() -> int:
             result["hazards"][scenario] = hazard(scenario, args.hazard_episodes, args.seed,
                                                  args.envs)
     if not args.skip_detector and "learned" in PERCEPTIONS:
-        from reflexdrive.detector_training import evaluate_detector
+        from reflexdrive.train.detector import evaluate_detector
 
         log(f"detector precision / recall on {args.detector_seeds} held-out seeds ...")
         seeds = list(range(HELD_OUT_SEED, HELD_OUT_SEED + args.detector_seeds))

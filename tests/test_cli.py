@@ -216,3 +216,28 @@ def test_demo_compares_the_staged_stack_with_the_shipped_policies(monkeypatch, t
     assert tuple(config.stacks) == ("staged", *shipped)
     assert tuple(config.scenarios) == ("lead-brake", "cut-in", "stopped-vehicle")
     assert tuple(config.extra_latency_s) == (0.0, 0.1, 0.3) and config.episodes == 2
+
+
+def test_run_and_profile_defaults_are_the_config_defaults():
+    import dataclasses
+
+    from reflexdrive.cli import build_parser
+    from reflexdrive.run.profile import ProfileConfig
+    from reflexdrive.run.runner import RunConfig
+
+    args = build_parser().parse_args(["run", "--out", "x"])
+    config = RunConfig()
+    for flag, name in (("scenario", "scenario"), ("stack", "stack"), ("episodes", "episodes"),
+                       ("seed", "seed"), ("mode", "mode"), ("latency", "latency"),
+                       ("budget", "budget_s"), ("on_overrun", "on_overrun"), ("envs", "envs"),
+                       ("backend", "backend"), ("device", "device"),
+                       ("checkpoint", "checkpoint"), ("perception", "perception"),
+                       ("controller", "controller"),
+                       ("simulation_frequency", "simulation_frequency"),
+                       ("policy_frequency", "policy_frequency")):
+        assert getattr(args, flag) == getattr(config, name), flag
+    args = build_parser().parse_args(["profile", "--out", "x"])
+    for item in dataclasses.fields(ProfileConfig):
+        if hasattr(args, item.name):
+            assert getattr(args, item.name) == getattr(ProfileConfig(), item.name), item.name
+

@@ -15,7 +15,7 @@ from reflexdrive.policies.registry import POLICIES, build, save_policy, shipped_
 
 from reflexdrive.cli import main
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.runner import RunConfig, run
+from reflexdrive.run.runner import RunConfig, run
 
 SPEC = policy_spec()
 SMALL = {"cnn": {"encoder": {"channels": [8, 8, 8], "bev_features": 32, "features": 32}},

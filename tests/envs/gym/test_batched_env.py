@@ -15,7 +15,7 @@ from reflexdrive.envs.registration import make_env
 
 import reflexdrive  # noqa: F401  (registers the ids)
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.runner import RunConfig, run
+from reflexdrive.run.runner import RunConfig, run
 
 SHORT = {"duration_s": 1.0}
 

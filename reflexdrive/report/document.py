@@ -16,7 +16,7 @@ Contents:
    latency at which its collision rate rose above the upper end of its zero-extra 95%
    interval (`latency_cost`);
 2. the headline table, one row per stack x scenario x mode at the stacks' own latency;
-3. figures (`reflexdrive.plots`): reaction-time distribution with the human band
+3. figures (`reflexdrive.report.plots`): reaction-time distribution with the human band
    (0.7-1.5 s, Green 2000), its wait / notice / compute decomposition, the per-stage
    latency breakdown (staged stages beside each end-to-end forward pass), latency CDFs,
    overrun rates against the budget, and collision rate, min TTC and progress against the
@@ -25,7 +25,7 @@ Contents:
 
 The column names of the input tables live in one place, the constants below
 (`SUMMARY_COLUMNS`, `EPISODE_COLUMNS`, `DECISION_COLUMNS`), so a renamed column is a
-one-line change. They follow `reflexdrive.summary` and `reflexdrive.compare`.
+one-line change. They follow `reflexdrive.compare.summary` and `reflexdrive.compare.experiment`.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from reflexdrive import plots
 from reflexdrive.common.files import atomic_write
-from reflexdrive.summary import GROUP
+from reflexdrive.compare.summary import GROUP
+from reflexdrive.report import plots
 
 EPISODES_FILE = "episodes.csv"
 SUMMARY_FILE = "summary.csv"
@@ -53,7 +53,7 @@ COMPARE_FILE = "compare.json"
 HTML_FILE = "report.html"
 MARKDOWN_FILE = "report.md"
 VIDEO_DIR = "videos"
-"""Where the videos are (`reflexdrive.video.VIDEO_DIR`, not imported: no pygame here)."""
+"""Where the videos are (`reflexdrive.report.video.VIDEO_DIR`, not imported: no pygame here)."""
 
 SUMMARY_COLUMNS: dict[str, str] = {
     "episodes": "episodes",
@@ -83,8 +83,8 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "decisions": "decisions",
     "budget": "budget_s",
 }
-"""Logical name -> `summary.csv` column (`reflexdrive.summary`). The group columns are
-`reflexdrive.summary.GROUP`: stack, scenario, mode, extra_latency_s."""
+"""Logical name -> `summary.csv` column (`reflexdrive.compare.summary`). The group columns are
+`reflexdrive.compare.summary.GROUP`: stack, scenario, mode, extra_latency_s."""
 
 EPISODE_COLUMNS: dict[str, str] = {"reaction": "reaction_time_s"}
 """Logical name -> `episodes.csv` column (besides the group columns)."""

@@ -97,7 +97,7 @@ def profile_stack(config: ProfileConfig, progress: bool = True) -> LatencyProfil
     import torch
 
     from reflexdrive.agents.registry import make_agent
-    from reflexdrive.runner import RunConfig, run
+    from reflexdrive.run.runner import RunConfig, run
 
     options = dict(config.agent_options)
     run_config = RunConfig(scenario=config.scenario, stack=config.stack,

@@ -17,8 +17,8 @@ from reflexdrive.envs.clock import TickClock
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.types import Command, SubstepOutcome
 
-from reflexdrive.metrics import ReactionConfig, episode_metrics, reaction
-from reflexdrive.runner import RunConfig, run
+from reflexdrive.run.metrics import ReactionConfig, episode_metrics, reaction
+from reflexdrive.run.runner import RunConfig, run
 
 T = 0.1          # tick [s] at 10 Hz
 BRAKE = Command(-6.0, 0.0)

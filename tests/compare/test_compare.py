@@ -18,14 +18,14 @@ import torch
 from reflexdrive.agents.end_to_end import policy_spec
 from reflexdrive.policies.registry import build, save_policy
 
-from reflexdrive import compare as compare_module
-from reflexdrive import executors
 from reflexdrive.cli import main
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.compare import compare
-from reflexdrive.compare_config import CompareConfig
-from reflexdrive.executors import FixedBatchAgent, chunks
-from reflexdrive.summary import GROUP, bootstrap, group_rng, summarize, wilson_interval
+from reflexdrive.compare import executors
+from reflexdrive.compare import experiment as compare_module
+from reflexdrive.compare.config import CompareConfig
+from reflexdrive.compare.executors import FixedBatchAgent, chunks
+from reflexdrive.compare.experiment import compare
+from reflexdrive.compare.summary import GROUP, bootstrap, group_rng, summarize, wilson_interval
 
 SHORT = {"duration_s": 1.5, "onset_s": (0.5, 1.0)}
 RUN_COLUMNS = ["scenario", "stack", "seed", "mode", "latency", "backend", "budget_s", "episode",
@@ -473,7 +473,7 @@ def test_bad_config_file_and_out(tmp_path, tiny_out, capsys):
 
 
 def test_measured_plus_extra_charges_the_stacks_own_timings_plus_the_delay():
-    from reflexdrive.runner import RunConfig, run
+    from reflexdrive.run.runner import RunConfig, run
 
     config = RunConfig(scenario="lead-brake", episodes=1, latency="measured+0.05",
                        mode="lockstep", scenario_config=SHORT)

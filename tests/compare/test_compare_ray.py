@@ -14,8 +14,8 @@ import torch
 from reflexdrive.agents.end_to_end import policy_spec
 from reflexdrive.policies.registry import build, save_policy
 
-from reflexdrive.compare import compare
-from reflexdrive.compare_config import CompareConfig
+from reflexdrive.compare.config import CompareConfig
+from reflexdrive.compare.experiment import compare
 
 ray = pytest.importorskip("ray")
 

@@ -5,7 +5,7 @@ Both write the same files: each cell's folder is a `reflexdrive run` output fold
 episode (local) or each task (ray) finishes, so a killed compare loses only the episodes
 in flight and the next call resumes.
 
-- `local`: `reflexdrive.runner.run` per cell, into the cell's folder.
+- `local`: `reflexdrive.run.runner.run` per cell, into the cell's folder.
 - `ray`: the unfinished episodes of every cell, cut into chunks of consecutive seeds, run
   as Ray tasks (`run_chunk`, `max_retries` so a task lost with its worker runs again); the
   driver writes each returned episode with the cell's `RunWriter`. With no address it
@@ -36,8 +36,8 @@ from reflexdrive.agents.base import Agent, Decision
 from reflexdrive.agents.registry import END_TO_END_STACKS, make_agent
 from reflexdrive.common.threads import cpu_threads
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.compare_config import Cell
-from reflexdrive.runner import RunConfig, RunWriter, run
+from reflexdrive.compare.config import Cell
+from reflexdrive.run.runner import RunConfig, RunWriter, run
 
 Progress = Callable[[int], None]
 """Called with the number of episodes just finished."""

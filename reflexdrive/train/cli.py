@@ -16,9 +16,9 @@ and refuses the others' (the detector: `--samples`, `--channels`, `--blocks`,
 `--checkpoint`) mean the same for every target. The checkpoint records the full command
 line, every option explicit.
 
-Policies: `--method bc|dagger` runs `reflexdrive.imitation.train_imitation` (behaviour
+Policies: `--method bc|dagger` runs `reflexdrive.train.imitation.train_imitation` (behaviour
 cloning of the staged stack, then DAgger rounds); `--method ppo` runs
-`reflexdrive.ppo.train_ppo` (stable-baselines3, from `--init` weights, the clock in the
+`reflexdrive.train.ppo.train_ppo` (stable-baselines3, from `--init` weights, the clock in the
 loop).
 """
 
@@ -29,7 +29,7 @@ import json
 import shlex
 from typing import Any, Callable
 
-from reflexdrive.common.validation import ConfigError, check_choice
+from reflexdrive.common.validation import ConfigError, check_choice, field_default
 
 TARGETS = ("detector", "policy")
 """What `reflexdrive train` can train."""
@@ -40,19 +40,31 @@ POLICY_NAMES = ("cnn", "gru", "lstm", "transformer")
 METHODS = ("bc", "dagger", "ppo")
 """`--method` choices: behaviour cloning, DAgger, PPO."""
 
-_DETECTOR_DEFAULTS = {"samples": 4000, "epochs": 8, "batch_size": 64, "lr": 3e-3,
-                      "eval_episodes": 24, "channels": 24, "blocks": 3, "device": "cpu",
-                      "threads": 1}
-"""Defaults of the detector target (shown by --help; None on the parser = "target default")."""
+DETECTOR_DEFAULTS = ("samples", "epochs", "batch_size", "lr", "eval_episodes", "channels",
+                     "blocks", "device", "threads")
+"""Options of the detector target whose defaults --help shows (None on the parser = "the
+target's default", read from `DetectorTrainingConfig`)."""
 
-_IMITATION_DEFAULTS = {"method": "bc", "episodes": 1000, "epochs": 4, "batch_size": 128,
-                       "lr": 1e-3, "envs": 256, "dagger_rounds": 2, "dagger_episodes": 250,
-                       "dagger_epochs": 2, "dagger_beta": 0.5, "sequence_length": 32,
-                       "checkpoint_every": 250, "command_inputs": "shuffle",
-                       "latency": "fixed:0", "mode": "lockstep", "device": "cpu",
-                       "threads": 1}
-"""Defaults of the imitation methods (those of `reflexdrive.imitation.ImitationConfig`; a
-test pins them equal)."""
+IMITATION_DEFAULTS = ("method", "episodes", "epochs", "batch_size", "lr", "envs",
+                      "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
+                      "sequence_length", "checkpoint_every", "command_inputs", "latency",
+                      "mode", "device", "threads")
+"""Options of the imitation methods whose defaults come from `ImitationConfig`."""
+
+
+def detector_defaults() -> dict[str, Any]:
+    """The detector target's defaults: those of `DetectorTrainingConfig`'s fields."""
+    from reflexdrive.train.detector import DetectorTrainingConfig
+
+    return {name: field_default(DetectorTrainingConfig, name) for name in DETECTOR_DEFAULTS}
+
+
+def imitation_defaults() -> dict[str, Any]:
+    """The imitation methods' defaults: those of `ImitationConfig`'s fields."""
+    from reflexdrive.train.imitation_config import ImitationConfig
+
+    return {name: field_default(ImitationConfig, name) for name in IMITATION_DEFAULTS}
+
 
 _DETECTOR_OPTIONS = ("samples", "eval_episodes", "channels", "blocks")
 _IMITATION_ONLY = ("episodes", "scenario_weights", "action_weights", "command_inputs",
@@ -92,7 +104,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                     "the data. Logs go to OUT/tensorboard; the training state is saved "
                     "every --checkpoint-every updates and --resume continues a killed run. "
                     "--method ppo: reinforcement learning with stable-baselines3 "
-                    "(reflexdrive.ppo) from --init weights, with the clock in the loop "
+                    "(reflexdrive.train.ppo) from --init weights, with the clock in the loop "
                     "(--latency profile:PATH), resumed from OUT's checkpoints.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--target", default=None,
@@ -100,8 +112,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                             "the default) or policy (an end-to-end policy; implied by "
                             "--policy)")
     shared = train.add_argument_group("shared options")
-    detector = _DETECTOR_DEFAULTS
-    imitation = _IMITATION_DEFAULTS
+    detector = detector_defaults()
+    imitation = imitation_defaults()
     shared.add_argument("--epochs", type=_number(int), default=None,
                         help=f"passes over the training data (detector default "
                              f"{detector['epochs']}; policies: over the expert data, default "
@@ -201,7 +213,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                             "settings); ppo resumes from OUT's checkpoints by itself")
 
     group = train.add_argument_group("PPO options (--method ppo; defaults: "
-                                     "reflexdrive.ppo.PPOConfig's)")
+                                     "reflexdrive.train.ppo.PPOConfig's)")
     group.add_argument("--scenarios", default=None, metavar="NAME,...",
                        help="scenarios the envs run (envs split evenly), e.g. "
                             "highway,lead-brake")
@@ -284,14 +296,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_detector(args: argparse.Namespace) -> int:
     _refuse(args, _POLICY_OPTIONS + _PPO_OPTIONS, "is a policy option (--target policy)")
-    from reflexdrive.detector_training import DetectorTrainingConfig, train_detector
     from reflexdrive.policies.checkpoint import CheckpointError
+    from reflexdrive.train.detector import DetectorTrainingConfig, train_detector
 
-    values = {name: _value(args, name, _DETECTOR_DEFAULTS)
+    defaults = detector_defaults()
+    values = {name: _value(args, name, defaults)
               for name in ("samples", "epochs", "batch_size", "lr", "eval_episodes",
                            "channels", "blocks")}
-    values.update(seed=args.seed, device=_value(args, "device", _DETECTOR_DEFAULTS),
-                  threads=_value(args, "threads", _DETECTOR_DEFAULTS))
+    values.update(seed=args.seed, device=_value(args, "device", defaults),
+                  threads=_value(args, "threads", defaults))
     _numbers(values, ("device",))
     out = args.out if args.out is not None else "runs/train-detector"
     config = DetectorTrainingConfig(
@@ -317,13 +330,15 @@ def _train_policy(args: argparse.Namespace) -> int:
         raise ConfigError("policy", None, "is required with --target policy; allowed values "
                           "are " + ", ".join(POLICY_NAMES))
     check_choice("policy", args.policy, POLICY_NAMES)
-    method = args.method if args.method is not None else _IMITATION_DEFAULTS["method"]
+    defaults = imitation_defaults()
+    method = args.method if args.method is not None else defaults["method"]
     check_choice("method", method, METHODS)
     policy_config = _json_dict("--policy-config", args.policy_config)
     if method == "ppo":
         return _train_ppo(args, policy_config)
     _refuse(args, _PPO_OPTIONS, "is a PPO option (--method ppo)")
-    from reflexdrive.imitation import ImitationConfig, train_imitation
+    from reflexdrive.train.imitation import train_imitation
+    from reflexdrive.train.imitation_config import ImitationConfig
 
     names = ("episodes", "frames", "epochs", "batch_size", "lr", "envs", "sequence_length",
              "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
@@ -331,7 +346,7 @@ def _train_policy(args: argparse.Namespace) -> int:
     values: dict[str, Any] = {"policy": args.policy, "method": method}
     for name in names:
         values[name] = (getattr(args, name) if name == "frames"
-                        else _value(args, name, _IMITATION_DEFAULTS))
+                        else _value(args, name, defaults))
     values["seed"] = args.seed
     _numbers(values, ("policy", "method", "command_inputs", "latency", "mode", "device"))
     weights = _weights(args.scenario_weights)
@@ -380,9 +395,9 @@ def _train_policy(args: argparse.Namespace) -> int:
 def _train_ppo(args: argparse.Namespace, policy_config: dict[str, Any]) -> int:
     _refuse(args, _IMITATION_ONLY, "is a bc/dagger option (not --method ppo)")
     try:
-        from reflexdrive.ppo import PPOConfig, train_ppo
+        from reflexdrive.train.ppo import PPOConfig, train_ppo
     except ImportError as error:
-        raise ConfigError("--method", "ppo", f"needs reflexdrive.ppo and stable-baselines3 "
+        raise ConfigError("--method", "ppo", f"needs reflexdrive.train.ppo and stable-baselines3 "
                                              f"({error})") from None
     given: dict[str, Any] = {}
     for name in ("policy", "frames", "envs", "batch_size", "lr", "seed", "latency", "mode",

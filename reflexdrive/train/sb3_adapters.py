@@ -2,7 +2,7 @@
 
 Env side:
 
-- `BatchedVecEnv`: one or more `envs.batched_env.BatchedDrivingEnv` (one per scenario, all
+- `BatchedVecEnv`: one or more `envs.gym.vector.BatchedDrivingEnv` (one per scenario, all
   with the same sensors and clock) presented as one sb3 `VecEnv` of `num_envs` envs. One
   `step` is one tick of every env on the clock (realtime or lockstep, any `latency=`), so
   PPO trains with the latency in the loop. Observations are the `bev` (uint8 `(C, H, W)`)
@@ -256,7 +256,7 @@ def make_batched_vec_env(scenarios: Sequence[str], num_envs: int, *, seed: int |
     more), one `BatchedDrivingEnv` per scenario, as a `BatchedVecEnv`.
 
     Args:
-        scenarios: straight-road scenario names (`envs.batched_env.batched_scenarios()`).
+        scenarios: straight-road scenario names (`envs.gym.vector.batched_scenarios()`).
         num_envs: total envs, at least one per scenario.
         seed: see `BatchedVecEnv`.
         **env_kwargs: `BatchedDrivingEnv` arguments (mode, latency, sensors, ...);

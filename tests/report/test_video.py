@@ -17,10 +17,9 @@ from reflexdrive.agents.staged.types import Plan
 from reflexdrive.envs.sensors import to_ego_frame
 from reflexdrive.policies.registry import build, save_policy
 
-from reflexdrive import overlays
-from reflexdrive.compare_config import CompareConfig
-from reflexdrive.runner import RunConfig, run
-from reflexdrive.video import (
+from reflexdrive.compare.config import CompareConfig
+from reflexdrive.report import overlays
+from reflexdrive.report.video import (
     VideoConfig,
     record_compare_videos,
     record_episode,
@@ -29,6 +28,7 @@ from reflexdrive.video import (
     video_frames,
     video_name,
 )
+from reflexdrive.run.runner import RunConfig, run
 
 SHORT = {"duration_s": 4.0, "onset_s": (1.0, 1.5)}
 """A 4 s lead-brake episode (200 substeps at 50 Hz) whose lead brakes early."""

@@ -1,5 +1,5 @@
 """PPO with stable-baselines3 on the batched envs: the VecEnv adapter, the policy adapter,
-training, resume, export (`reflexdrive.ppo`, `reflexdrive.sb3_adapters`)."""
+training, resume, export (`reflexdrive.train.ppo`, `reflexdrive.train.sb3_adapters`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from reflexdrive.policies.networks import ActionHead, HeadConfig
 from reflexdrive.policies.registry import build, load_policy, save_policy
 
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.ppo import (
+from reflexdrive.train.ppo import (
     PPOConfig,
     build_model,
     checkpoints,
@@ -24,7 +24,7 @@ from reflexdrive.ppo import (
     resolved_policy_config,
     train_ppo,
 )
-from reflexdrive.sb3_adapters import (
+from reflexdrive.train.sb3_adapters import (
     RAW_ACTION_LIMIT,
     TRAIN_SEED_BASE,
     TanhActions,

@@ -2,7 +2,7 @@
 
 The expert is the staged stack with oracle perception (`agents.registry.build_staged(
 perception="oracle")`). It drives `envs` straight-road worlds side by side on
-`envs.batched_env.BatchedDrivingEnv` (lockstep, zero latency by default), and every tick
+`envs.gym.vector.BatchedDrivingEnv` (lockstep, zero latency by default), and every tick
 of every episode is recorded: what the policy will see (`bev`, `ego`, `lidar`) and what the expert
 commanded. Episodes are recorded whole, tick after tick, with their episode-start flags,
 so the recurrent policies learn from sequences.
@@ -55,9 +55,10 @@ from reflexdrive.agents.registry import build_staged
 from reflexdrive.common.batching import even_chunks
 from reflexdrive.common.files import atomic_write
 from reflexdrive.common.threads import torch_threads
-from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, SensorConfig
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.scenarios import make_config
+from reflexdrive.run.rollout import Rollout
 
 DATA_VERSION = 2
 """Bumped whenever what a shard holds changes (invalidates cached shards)."""
@@ -365,64 +366,47 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
                             latency=config.latency, sensors=config.sensors,
                             autoreset_mode="disabled")
     code = SCENARIOS.index(spec.scenario)
-    queue = list(seeds)
-    live = np.zeros(n, dtype=bool)                   # running an episode that is recorded
-    current = np.zeros(n, dtype=np.int64)            # its scenario seed
-    tick = np.zeros(n, dtype=np.int32)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in FIELDS}
     low = np.array([ACCELERATION_BOUNDS[0], STEERING_BOUNDS[0]], np.float32)
     high = np.array([ACCELERATION_BOUNDS[1], STEERING_BOUNDS[1]], np.float32)
+    chosen: dict[str, np.ndarray] = {}
 
-    def next_seeds(mask: np.ndarray) -> list[int]:
-        for i in np.flatnonzero(mask):
-            if queue:
-                current[i] = queue.pop(0)
-                live[i] = True
-            else:
-                live[i] = False                      # idle: replays its last seed, unrecorded
-        tick[mask] = 0
-        return [int(s) for s in current]
-
-    everyone = np.ones(n, dtype=bool)
-    try:
-        obs, info = env.reset(seed=next_seeds(everyone))
+    def reset(obs: dict, info: dict, mask: np.ndarray) -> None:
         for agent in (expert, learner):
             if agent is not None:
-                agent.reset(everyone)
-        while live.any():
-            label = np.clip(expert.act(obs, info).actions, low, high).astype(np.float32)
-            executed, by_learner = label, np.zeros(n, dtype=bool)
-            if learner is not None:
-                own = learner.act(obs, info).actions.astype(np.float32)
-                by_learner = rng.random(n) >= beta
-                executed = np.where(by_learner[:, None], own, label)
-            new_obs, _, terminated, truncated, new_info = env.step(executed)
-            rows = np.flatnonzero(live & new_info["observing"])
+                agent.reset(mask)
+
+    def decide(obs: dict, info: dict) -> np.ndarray:
+        label = np.clip(expert.act(obs, info).actions, low, high).astype(np.float32)
+        executed, by_learner = label, np.zeros(n, dtype=bool)
+        if learner is not None:
+            own = learner.act(obs, info).actions.astype(np.float32)
+            by_learner = rng.random(n) >= beta
+            executed = np.where(by_learner[:, None], own, label)
+        chosen.update(label=label, by_learner=by_learner)
+        return executed
+
+    with Rollout(env, seeds) as rollout:         # idle worlds replay their last seed
+        for step in rollout.steps(decide, on_reset=reset):
+            obs, executed = step.prior_obs, step.actions
+            label, by_learner = chosen["label"], chosen["by_learner"]
+            rows = np.flatnonzero(step.live & step.info["observing"])
             if len(rows):
                 values = {
                     "bev": np.packbits(obs["bev"][rows] != 0, axis=-1),
                     "ego": obs["ego"][rows].astype(np.float32),
                     "lidar": obs["lidar"][rows].astype(np.float32),
                     "action": label[rows], "executed": executed[rows].astype(np.float32),
-                    "episode_start": tick[rows] == 0, "episode": current[rows].copy(),
-                    "tick": tick[rows].copy(), "env": rows.astype(np.int32),
+                    "episode_start": step.ticks[rows] == 0,
+                    "episode": rollout.seeds[rows].copy(),
+                    "tick": step.ticks[rows].astype(np.int32), "env": rows.astype(np.int32),
                     "scenario": np.full(len(rows), code, np.int8),
                     "round": np.full(len(rows), spec.round, np.int8),
                     "learner": by_learner[rows]}
                 for name, value in values.items():
                     parts[name].append(value)
-            tick += 1
-            obs, info = new_obs, new_info
-            done = terminated | truncated
-            if done.any():
-                if on_episode is not None:
-                    on_episode(int((done & live).sum()))
-                obs, info = env.reset(seed=next_seeds(done), options={"reset_mask": done})
-                for agent in (expert, learner):
-                    if agent is not None:
-                        agent.reset(done)
-    finally:
-        env.close()
+            if step.done.any() and on_episode is not None:
+                on_episode(int((step.done & step.live).sum()))
     if not parts["ego"]:
         return empty_dataset(config.sensors)
     data = ExpertDataset(bev_width=config.sensors.bev_shape[-1],

@@ -14,14 +14,14 @@ written, except `--episodes`: more episodes extend every cell, fewer summarise t
 Outputs, written atomically (temp file + `os.replace`) once every cell is done:
 
 - `episodes.csv`: one row per episode of every cell, the run schema
-  (`reflexdrive.runner`, `reflexdrive.metrics.EpisodeMetrics`) plus `extra_latency_s`
+  (`reflexdrive.run.runner`, `reflexdrive.run.metrics.EpisodeMetrics`) plus `extra_latency_s`
   [s], `envs` (envs run side by side in the cell: the batch of the stack's `act` call,
   at most) and `cell` (its folder under `cells/`).
 - `decisions.csv`: one row per decision (observed tick) of every cell: `stack, scenario,
   mode, extra_latency_s, seed, tick, t_s, latency_s, overrun, dropped_after` and
   `latency_<stage>_s` per stage (the extra delay is the stage `extra`).
 - `summary.csv`: one row per stack x scenario x mode x extra latency, columns in
-  `reflexdrive.summary`.
+  `reflexdrive.compare.summary`.
 - `compare.json`: the settings (`config`, with `video` for the report), `identity`,
   `status` ("running" / "complete"), the cells and the wall time.
 All load with `pandas.read_csv`. Columns are documented in docs/compare.md.
@@ -39,11 +39,11 @@ import pandas as pd
 
 from reflexdrive.common.threads import cpu_threads
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.compare_config import Cell, CompareConfig
-from reflexdrive.executors import cell_agent, finished_seeds, run_local, run_ray
-from reflexdrive.results import prepare_out_dir, write_csv, write_json
-from reflexdrive.summary import GROUP as GROUP_COLUMNS
-from reflexdrive.summary import summarize
+from reflexdrive.compare.config import Cell, CompareConfig
+from reflexdrive.compare.executors import cell_agent, finished_seeds, run_local, run_ray
+from reflexdrive.compare.summary import GROUP as GROUP_COLUMNS
+from reflexdrive.compare.summary import summarize
+from reflexdrive.run.results import prepare_out_dir, write_csv, write_json
 
 COMPARE_FILE = "compare.json"
 CELLS_DIR = "cells"

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reflexdrive.runner import RunConfig, run
+from reflexdrive.run.runner import RunConfig, run
 
 
 def rate(values: Any) -> float:

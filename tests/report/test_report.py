@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reflexdrive.report import (
+from reflexdrive.report.document import (
     HEADLINE_HEADER,
     fastest,
     headline_rows,

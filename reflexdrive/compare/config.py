@@ -2,7 +2,7 @@
 
 `CompareConfig` describes a grid of runs: every stack on every scenario, in every mode, at
 every extra latency, on the same seeds. Each grid point is a `Cell`, one
-`reflexdrive.runner.RunConfig` run into its own folder. `CompareConfig.from_toml(path)`
+`reflexdrive.run.runner.RunConfig` run into its own folder. `CompareConfig.from_toml(path)`
 reads the same fields from a TOML file (unknown keys and wrong types are errors naming the
 key and what is allowed); the CLI's flags override the file.
 
@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 from reflexdrive.common.validation import ConfigError, check_choice
 from reflexdrive.envs.latency import parse_latency, split_extra, with_extra
-from reflexdrive.runner import RunConfig
+from reflexdrive.run.runner import RunConfig
 
 MODES = ("lockstep", "realtime")
 """The clock modes: the world waits (lockstep, the zero-latency baseline) or not."""

@@ -1,11 +1,11 @@
 """PPO fine-tuning of the end-to-end policies on the batched backend, with the clock in the loop.
 
-    from reflexdrive.ppo import PPOConfig, train_ppo
+    from reflexdrive.train.ppo import PPOConfig, train_ppo
     path = train_ppo(PPOConfig(policy="cnn", init="runs/bc/cnn.pt", num_envs=64,
                                latency="profile:profiles/cnn.json", out_dir="runs/ppo-cnn"))
 
 stable-baselines3's `PPO` trains `cnn` and `transformer`, sb3-contrib's `RecurrentPPO`
-trains `lstm` and `gru` (see `reflexdrive.sb3_adapters` for how our networks become sb3
+trains `lstm` and `gru` (see `reflexdrive.train.sb3_adapters` for how our networks become sb3
 policies and why the Gaussian lives on the head's pre-squash output). The envs are
 `BatchedDrivingEnv`s in this process (`num_envs` split over `scenarios`), on the clock:
 `mode="realtime"` with `latency="profile:PATH"` trains the policy under the latency it
@@ -63,8 +63,8 @@ from reflexdrive.envs.latency import MeasuredLatency, parse_latency, unshifted
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy
 from reflexdrive.policies.registry import POLICIES, load_policy, save_policy
-from reflexdrive.results import prepare_out_dir, write_json
-from reflexdrive.sb3_adapters import (
+from reflexdrive.run.results import prepare_out_dir, write_json
+from reflexdrive.train.sb3_adapters import (
     DrivingActorCritic,
     DrivingRecurrentActorCritic,
     TanhActions,

@@ -31,13 +31,14 @@ from reflexdrive.agents.registry import END_TO_END_STACKS, PERCEPTIONS, STACKS, 
 from reflexdrive.agents.staged import CONTROLLERS
 from reflexdrive.common.devices import resolve_device
 from reflexdrive.common.validation import ConfigError, check_choice
-from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.config import ClockConfig
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.latency import parse_latency, split_extra
 from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.scenarios import SCENARIOS, make_config
-from reflexdrive.metrics import ReactionConfig, episode_metrics
-from reflexdrive.results import prepare_out_dir, write_csv, write_json
+from reflexdrive.run.metrics import ReactionConfig, episode_metrics
+from reflexdrive.run.results import prepare_out_dir, write_csv, write_json
+from reflexdrive.run.rollout import Episode, Rollout
 
 BACKENDS = ("auto", "highway", "batched")
 
@@ -164,22 +165,9 @@ class RunConfig:
         return identity
 
 
-@dataclass
-class _Slot:
-    """The episode one env is running and what has been recorded of it so far."""
-
-    episode: int = -1
-    seed: int = -1
-    start_speed_mps: float = 0.0
-    records: list = field(default_factory=list)
-    substeps: list = field(default_factory=list)
-
-    @property
-    def idle(self) -> bool:
-        return self.episode < 0
-
-
-def _make_vector_env(config: RunConfig) -> gym.vector.VectorEnv:
+def make_vector_env(config: RunConfig) -> gym.vector.VectorEnv:
+    """The vector env of a run (autoreset disabled): `config.envs` envs of the resolved
+    backend (one torch batch, one in-process env, or worker processes)."""
     autoreset = gym.vector.AutoresetMode.DISABLED
     if config.resolved_backend == "batched":
         return BatchedDrivingEnv(num_envs=config.envs, device=config.resolved_device,
@@ -191,28 +179,8 @@ def _make_vector_env(config: RunConfig) -> gym.vector.VectorEnv:
                                      autoreset_mode=autoreset)
 
 
-def _merge_info(current: dict, new: dict, mask: np.ndarray) -> dict:
-    """Overwrite the rows `mask` of a batched vector-env info with those of `new`."""
-    for key, value in new.items():
-        if key.startswith("_"):
-            continue
-        rows = mask & np.asarray(new.get("_" + key, mask), dtype=bool)
-        if isinstance(value, dict):
-            current[key] = _merge_info(current.get(key, {}), value, rows)
-        elif key not in current:
-            current[key] = value.copy()
-        else:
-            current[key][rows] = value[rows]
-    return current
-
-
-def _merge_obs(current: dict, new: dict, mask: np.ndarray) -> dict:
-    for key, value in new.items():
-        current[key][mask] = value[mask]
-    return current
-
-
-def tick_rows(config: RunConfig, slot: _Slot, records: list, substeps: list) -> list[dict]:
+def tick_rows(config: RunConfig, episode: Episode, records: list, substeps: list
+              ) -> list[dict]:
     """One row per tick for `ticks.csv`: timing, commands, and the ego's state at tick end."""
     tick_s = 1.0 / config.policy_frequency
     times = np.array([s.time_s for s in substeps])
@@ -222,7 +190,7 @@ def tick_rows(config: RunConfig, slot: _Slot, records: list, substeps: list) -> 
         after = substeps[end] if end >= 0 else None
         command = record.command
         row = {
-            "seed": slot.seed,
+            "seed": episode.seed,
             "tick": record.tick,
             "t_s": record.t_s,
             "observed": record.observed,
@@ -246,27 +214,27 @@ def tick_rows(config: RunConfig, slot: _Slot, records: list, substeps: list) -> 
     return rows
 
 
-def _finish(config: RunConfig, slot: _Slot, info_row: Mapping[str, Any], end_reason: str
+def _finish(config: RunConfig, episode: Episode, info_row: Mapping[str, Any], end_reason: str
             ) -> tuple[dict, list[dict]]:
     """The `episodes.csv` row and the `ticks.csv` rows of a finished episode."""
-    end_s = slot.substeps[-1].time_s if slot.substeps else 0.0
-    records = [r for r in slot.records if r.t_s < end_s - 1e-9]   # ticks the world reached
+    end_s = episode.substeps[-1].time_s if episode.substeps else 0.0
+    records = [r for r in episode.records if r.t_s < end_s - 1e-9]   # ticks the world reached
     onset = float(info_row["onset_s"])
-    metrics = episode_metrics(records, slot.substeps, onset, slot.start_speed_mps,
+    metrics = episode_metrics(records, episode.substeps, onset, episode.start_speed_mps,
                               1.0 / config.simulation_frequency, config.reaction)
     row = {
         "scenario": config.scenario,
         "stack": config.stack,
-        "seed": slot.seed,
+        "seed": episode.seed,
         "mode": config.mode,
         "latency": config.latency,
         "backend": config.resolved_backend,
         "budget_s": config.clock_config().budget,
-        "episode": slot.episode,
+        "episode": episode.item[0],
         "end_reason": end_reason,
         **metrics.as_row(),
     }
-    return row, tick_rows(config, slot, records, slot.substeps)
+    return row, tick_rows(config, episode, records, episode.substeps)
 
 
 def _end_reason(info: Mapping[str, Any], index: int, truncated: bool) -> str:
@@ -327,7 +295,9 @@ class RunWriter:
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.rows)
-        return frame.sort_values("seed", kind="stable").reset_index(drop=True) if len(frame) else frame
+        if not len(frame):
+            return frame
+        return frame.sort_values("seed", kind="stable").reset_index(drop=True)
 
     def close(self, seeds: list[int]) -> pd.DataFrame:
         """Write the combined `ticks.csv` of `seeds` and mark the run complete."""
@@ -390,64 +360,17 @@ def run(config: RunConfig, out: str | os.PathLike | None = None, agent: Agent | 
 
 
 def _rollouts(config: RunConfig, agent: Agent, todo: list[tuple[int, int]]):
-    """Yield `(episode row, tick rows)` for each `(episode index, seed)` in `todo`."""
+    """Yield `(episode row, tick rows)` for each `(episode index, seed)` in `todo`, as the
+    episodes finish (idle envs replay seed 0)."""
     n_envs = min(config.envs, len(todo))
-    config_for_envs = config if n_envs == config.envs else _with_envs(config, n_envs)
-    vec = _make_vector_env(config_for_envs)
+    config_for_envs = config if n_envs == config.envs else replace(config, envs=n_envs)
     measured = split_extra(config.latency)[0].strip() == "measured"     # also measured+S
-    try:
-        queue = list(todo)
-        slots = [_Slot() for _ in range(n_envs)]
-        obs: dict | None = None
-        info: dict = {}
-        pending = np.ones(n_envs, dtype=bool)             # envs that need a reset
-        while True:
-            if pending.any():
-                seeds = []
-                for i, slot in enumerate(slots):
-                    if pending[i] and queue:
-                        episode, seed = queue.pop(0)
-                        slots[i] = _Slot(episode=episode, seed=seed)
-                    elif pending[i]:
-                        slots[i] = _Slot()                # idle: nothing left to run
-                    seeds.append(slots[i].seed if slots[i].seed >= 0 else 0)
-                active_reset = pending & np.array([not s.idle for s in slots])
-                if not any(not s.idle for s in slots):
-                    return
-                new_obs, new_info = vec.reset(seed=seeds, options={"reset_mask": pending.copy()})
-                obs = new_obs if obs is None else _merge_obs(obs, new_obs, pending)
-                info = _merge_info(info, new_info, pending)
-                for i in np.flatnonzero(active_reset):
-                    slots[i].start_speed_mps = float(obs["ego"][i, 0])
-                agent.reset(pending.copy())
-                pending[:] = False
-            decision = agent.act(obs, info)
-            if measured:
-                _report_latency(vec, decision.stage_latency_s)
-            obs, _, terminated, truncated, step_info = vec.step(decision.actions)
-            info = _merge_info(info, step_info, np.ones(n_envs, dtype=bool))
-            for i, slot in enumerate(slots):
-                if slot.idle:
-                    pending[i] = bool(terminated[i] or truncated[i])
-                    continue
-                slot.records.extend(step_info["ticks"][i])
-                slot.substeps.extend(step_info["substeps"][i])
-                if terminated[i] or truncated[i]:
-                    hazard = {"onset_s": step_info["hazard"]["onset_s"][i]}
-                    yield _finish(config, slot, hazard,
-                                  _end_reason(step_info, i, bool(truncated[i])))
-                    pending[i] = True
-    finally:
-        vec.close()
-
-
-def _report_latency(vec: gym.vector.VectorEnv, stage_latency_s: Mapping[str, float]) -> None:
-    """Hand the batched decision's measured stage latencies to every env."""
-    if isinstance(vec, BatchedDrivingEnv):
-        vec.report_latency(stage_latency_s)
-    else:
-        vec.call("report_latency", stage_latency_s)
-
-
-def _with_envs(config: RunConfig, envs: int) -> RunConfig:
-    return replace(config, envs=envs)
+    with Rollout(make_vector_env(config_for_envs), todo, seed_of=lambda item: item[1],
+                 idle_seed="zero") as rollout:
+        steps = rollout.steps(agent.act, on_reset=lambda obs, info, mask: agent.reset(mask),
+                              measured=measured)
+        for step in steps:
+            for i, episode in step.finished:
+                hazard = {"onset_s": step.info["hazard"]["onset_s"][i]}
+                yield _finish(config, episode, hazard,
+                              _end_reason(step.info, i, bool(step.truncated[i])))

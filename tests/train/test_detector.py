@@ -40,13 +40,11 @@ from reflexdrive.policies.detector import (
 
 from reflexdrive.cli import main
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.detector_training import (
-    DetectorTrainingConfig,
+from reflexdrive.train.detector import DetectorTrainingConfig, fit_detector, match_detections
+from reflexdrive.train.detector_data import (
     data_sensors,
-    fit_detector,
     generate_frames,
     label_boxes,
-    match_detections,
     visible_objects,
 )
 

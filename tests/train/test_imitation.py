@@ -16,7 +16,14 @@ from reflexdrive.policies.registry import POLICIES, build, load_policy
 
 from reflexdrive.cli import main
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.expert_data import (
+from reflexdrive.train.behaviour_cloning import (
+    BehaviourCloning,
+    frame_samples,
+    split_episodes,
+    window_samples,
+)
+from reflexdrive.train.cli import POLICY_NAMES, imitation_defaults
+from reflexdrive.train.expert_data import (
     ROUND_STRIDE,
     SCENARIOS,
     TRAIN_SEED_BASE,
@@ -32,15 +39,8 @@ from reflexdrive.expert_data import (
     plan_round,
     round_folder,
 )
-from reflexdrive.imitation import (
-    BehaviourCloning,
-    ImitationConfig,
-    frame_samples,
-    split_episodes,
-    train_imitation,
-    window_samples,
-)
-from reflexdrive.train import _IMITATION_DEFAULTS, POLICY_NAMES
+from reflexdrive.train.imitation import train_imitation
+from reflexdrive.train.imitation_config import ImitationConfig
 
 TINY = {"encoder": {"channels": [8, 8], "bev_features": 32, "ego_hidden": 16, "features": 32,
                     "lidar_hidden": 16},
@@ -385,7 +385,7 @@ def test_config_defaults_and_frames():
     assert 90 <= frames.expert_episodes <= 110      # ~160 ticks per episode of the mix
     assert [name for name, _ in ImitationConfig(method="dagger").phases()] == [
         "bc", "dagger-1", "dagger-2"]
-    for name, value in _IMITATION_DEFAULTS.items():  # the CLI shows the config's defaults
+    for name, value in imitation_defaults().items():  # the CLI shows the config's defaults
         assert getattr(config, name) == value, name
     assert POLICY_NAMES == tuple(POLICIES)
 
@@ -448,7 +448,7 @@ def test_train_policy_cli_writes_a_checkpoint_that_drives(capsys, tmp_path):
 
 
 def test_train_ppo_cli_maps_options_onto_ppo_config(monkeypatch, tmp_path, capsys):
-    ppo = pytest.importorskip("reflexdrive.ppo")
+    ppo = pytest.importorskip("reflexdrive.train.ppo")
     seen = {}
 
     def fake_train_ppo(config, progress=True):
