@@ -348,6 +348,10 @@ class MobilFrenetPlanner:
         self.sight_speed_mps = max(-b * t + math.sqrt((b * t) ** 2 + 2.0 * b * max(clear, 0.0)),
                                    1.0)
         """Cruise-speed cap of the assured-clear-distance rule [m/s]."""
+        self.capped_idm = dataclasses.replace(
+            cfg.idm, desired_speed_mps=min(cfg.idm.desired_speed_mps, self.sight_speed_mps))
+        """The IDM parameters planned with: the cruise speed capped by `sight_speed_mps`
+        (built once, not per tick)."""
         steps = int(round(self.config.horizon_s / PLAN_STEP_S))
         self.times = np.arange(steps + 1) * PLAN_STEP_S                       # (P,)
 
@@ -376,8 +380,7 @@ class MobilFrenetPlanner:
         lanes = np.rint(ego[:, LANE_COUNT]).astype(np.int64)
         frame = to_lane_frame(tracks, offset, psi)
         w = params.lane_width_m
-        params = dataclasses.replace(params, desired_speed_mps=min(params.desired_speed_mps,
-                                                                   self.sight_speed_mps))
+        params = self.capped_idm
 
         # leads and followers in the lanes at -1, 0, +1 (relative to the ego lane)
         sides = {}
