@@ -16,7 +16,8 @@ import numpy as np
 from reflexdrive.envs.latency import synchronize_cuda
 
 Observation = Mapping[str, np.ndarray]
-"""Batched observation: "bev" uint8 (N, C, H, W), "lidar" float32 (N, beams, 2), "ego" float32 (N, k)."""
+"""Batched observation: "bev" uint8 (N, C, H, W), "lidar" float32 (N, beams, 2),
+"ego" float32 (N, k)."""
 Info = Mapping[str, Any]
 """Batched info of a Gymnasium vector env: "gt_objects" (N, M, 8), "gt_valid" (N, M), ..."""
 

@@ -2,8 +2,8 @@
 
 `EndToEndAgent(policy)` drives `N` envs with a `policies.networks.DrivingPolicy` (`cnn`,
 `gru`, `lstm`, `transformer`): each tick, the observations the policy reads (`bev`, `ego`
-and, for policies trained with it, `lidar`) of all envs go to the device together (through pinned staging buffers on CUDA) and one forward pass
-under `torch.inference_mode` returns the `(N, 2)` actions. The recurrent state lives on
+and, for policies trained with it, `lidar`) of all envs go to the device together
+(through pinned staging buffers on CUDA) and one forward pass under `torch.inference_mode` returns the `(N, 2)` actions. The recurrent state lives on
 the device, one column per env, zeroed per env by `reset(done)`. Its single stage,
 "policy", is timed from the observations in host memory to the actions back there
 (CUDA-synchronised, `StageTimer`).
@@ -20,8 +20,8 @@ over the bev patches); it runs the eager path, so leave it off when timing.
 `policy_spec(sensors)` is the observation spec a policy checkpoint records and is checked
 against: the `bev`, `ego` and `lidar` shapes and dtypes, the sensor fields that place the
 raster in the ego frame, and the ego feature names (a checkpoint is checked on the entries
-it records: one trained without the lidar records none). `build_end_to_end` is the registry's factory
-(`make_agent("cnn", checkpoint=...)`).
+it records: one trained without the lidar records none). `build_end_to_end` is the
+registry's factory (`make_agent("cnn", checkpoint=...)`).
 """
 
 from __future__ import annotations
