@@ -2,11 +2,11 @@
 
 `EndToEndAgent(policy)` drives `N` envs with a `policies.networks.DrivingPolicy` (`cnn`,
 `gru`, `lstm`, `transformer`): each tick, the observations the policy reads (`bev`, `ego`
-and, for policies trained with it, `lidar`) of all envs go to the device together
-(through pinned staging buffers on CUDA) and one forward pass under
-`torch.inference_mode` returns the `(N, 2)` actions. The recurrent state lives on the
-device, one column per env, zeroed per env by `reset(done)`. Its single stage, "policy", is timed from the observations in host memory to the actions back there
-(CUDA-synchronised, `StageTimer`).
+and, for policies trained with it, `lidar`) of all envs go to the device together (through
+pinned staging buffers on CUDA) and one forward pass under `torch.inference_mode` returns
+the `(N, 2)` actions. The recurrent state lives on the device, one column per env, zeroed
+per env by `reset(done)`. Its single stage, "policy", is timed from the observations in
+host memory to the actions back there (CUDA-synchronised, `StageTimer`).
 
 On CUDA two options make the call cheaper: `bf16` (autocast to bfloat16; the actions stay
 float32 and inside their bounds) and `cuda_graph` (the forward pass captured once per
