@@ -1,4 +1,4 @@
-# Two commands: `make demo` runs the main job, `make test` passes the tests.
+# Two commands: `make demo` runs the main job, `make test` runs ruff and passes the tests.
 # Both create .venv at the repo root on first use (torch's CPU wheel first, then the
 # project in editable mode) and do nothing more once it is up to date.
 
@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/reflexdrive demo --out runs/demo
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
