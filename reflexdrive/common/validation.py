@@ -275,12 +275,15 @@ def count(default: Any = dataclasses.MISSING, *, low: int = 1, even: bool = Fals
 
 def real(default: Any = dataclasses.MISSING, *, low: float | None = None,
          high: float | None = None, low_inclusive: bool = True, high_inclusive: bool = True,
-         optional: bool = False, finite: bool = False, help: str = "") -> Any:
+         optional: bool = False, finite: bool = False, message: str = "",
+         help: str = "") -> Any:
     """A dataclass field holding a real number in `[low, high]` (the bound left out of the
     range when not `low_inclusive` / not `high_inclusive`); `finite` refuses infinities
-    ("must be a finite number", also for a non-number)."""
+    ("must be a finite number", also for a non-number); `message`, when given, is the
+    error of any failure (e.g. "must be a finite number of seconds in (0, 60)")."""
     return _field(default, Rule("real", low, high, low_inclusive, high_inclusive,
-                                optional=optional, finite=finite), help, dataclasses.MISSING)
+                                optional=optional, finite=finite, message=message), help,
+                  dataclasses.MISSING)
 
 
 def string(default: Any = dataclasses.MISSING, *, optional: bool = False,
@@ -321,11 +324,19 @@ def number_tuple(default: Any = dataclasses.MISSING, *, low: float | None = None
     return _field(default, rule, help, dataclasses.MISSING)
 
 
-def override(base: type, name: str, default: Any) -> Any:
+def override(base: type, name: str, default: Any = dataclasses.MISSING) -> Any:
     """Field `name` of the dataclass `base` with a new `default`, its rule and help kept:
     for a subclass that changes a default (a plain `name: int = 8` there would drop the
-    rule, since the subclass's field replaces the base's)."""
-    return dataclasses.field(default=default, metadata=_field_of(base, name).metadata)
+    rule, since the subclass's field replaces the base's). Without `default`, the field
+    keeps `base`'s default too: a config that passes the field on to `base` (e.g. a run's
+    clock settings) then states neither its default nor its bounds a second time."""
+    item = _field_of(base, name)
+    if default is dataclasses.MISSING:
+        if item.default_factory is not dataclasses.MISSING:
+            return dataclasses.field(default_factory=item.default_factory,
+                                     metadata=item.metadata)
+        default = item.default
+    return dataclasses.field(default=default, metadata=item.metadata)
 
 
 def validate_fields(instance: Any, prefix: str = "",

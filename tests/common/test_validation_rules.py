@@ -166,6 +166,9 @@ class _Worded:
         (0.3, 0.05), low=0.0, low_inclusive=False, finite=True, min_length=2, max_length=2,
         message="must be two positive numbers (acceleration, steering)")
     spec: str = string("fixed:0")
+    budget_s: float | None = real(0.1, low=0.0, high=60.0, low_inclusive=False,
+                                  high_inclusive=False, optional=True,
+                                  message="must be a finite number of seconds in (0, 60)")
 
     def __post_init__(self) -> None:
         validate_fields(self, "x.")
@@ -182,9 +185,25 @@ class _Worded:
     ({"std": (0.3, math.inf)}, "x.std=(0.3, inf) is invalid: must be two positive"),
     ({"std": (0.3,)}, "x.std=(0.3,) is invalid: must be two positive"),
     ({"spec": None}, "x.spec=None is invalid: must be a string"),
+    ({"budget_s": 60}, "x.budget_s=60 is invalid: must be a finite number of seconds in "
+                       "(0, 60)"),
+    ({"budget_s": "1"}, "x.budget_s='1' is invalid: must be a finite number of seconds"),
 ])
 def test_the_wording_options_as_field_rules(changes, needle):
-    _Worded(envs=3)
+    _Worded(envs=3, budget_s=None)
     with pytest.raises(ConfigError) as error:
         _Worded(**changes)
     assert str(error.value) == needle or str(error.value).startswith(needle)
+
+
+@dataclass(frozen=True)
+class _User:
+    lanes: int = override(_Base, "lanes")
+    width: int = override(_Base, "width")
+
+
+def test_override_without_a_default_keeps_the_base_default():
+    assert _User().lanes == 3 and _User().width == 128
+    assert field_help(_User, "width") == "layer width"
+    with pytest.raises(ConfigError, match=r"^lanes=9 is invalid: must lie in \[1, 8\]$"):
+        validate_fields(_User(lanes=9))
