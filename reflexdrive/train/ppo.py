@@ -65,7 +65,7 @@ from reflexdrive.common.validation import (
     validate_fields,
 )
 from reflexdrive.envs.gym.vector import batched_scenarios
-from reflexdrive.envs.latency import MeasuredLatency, parse_latency, unshifted
+from reflexdrive.envs.latency import parse_latency
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy
 from reflexdrive.policies.registry import POLICIES, load_policy, save_policy
@@ -208,7 +208,7 @@ class PPOConfig:
         if not isinstance(self.latency, str):
             raise ConfigError("latency", self.latency, "must be a spec string: fixed:SECONDS, "
                               "fixed:STAGE=SECONDS,... or profile:PATH")
-        if isinstance(unshifted(parse_latency(self.latency))[0], MeasuredLatency):
+        if not parse_latency(self.latency).deterministic:       # measured (+SECONDS)
             raise ConfigError("latency", self.latency, "training needs a reproducible latency: "
                               "use fixed:SECONDS or profile:PATH")
         for name in ("out_dir", "init", "export_path"):
