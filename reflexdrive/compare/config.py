@@ -45,6 +45,13 @@ DEFAULT_STACKS = ("staged", "cnn", "gru", "transformer")
 DEFAULT_SCENARIOS = ("lead-brake", "cut-in", "stopped-vehicle")
 DEFAULT_EXTRA_LATENCY_S = (0.0, 0.05, 0.1, 0.2, 0.4)
 
+DEMO_EPISODES = 4
+"""Episodes per cell of `reflexdrive demo` (a small compare)."""
+DEMO_EXTRA_LATENCY_S = (0.0, 0.1, 0.3)
+"""Extra latencies [s] of `reflexdrive demo`."""
+DEMO_OUT = "runs/demo"
+"""Output folder of `reflexdrive demo`."""
+
 BATCHED_ENVS = 8
 """Envs per run when `envs` is not given, latency not measured and the backend batched."""
 HIGHWAY_ENVS = 2
