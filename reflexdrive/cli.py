@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Sequence
 
-from reflexdrive.common.validation import ConfigError, field_default
+from reflexdrive.common.validation import ConfigError, field_default, field_help
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.train.cli import cmd_train
 
@@ -66,6 +66,12 @@ def _scenario_overrides(values: Sequence[str]) -> dict[str, object]:
 def build_parser() -> argparse.ArgumentParser:
     from reflexdrive.agents.registry import PERCEPTIONS, STACKS
     from reflexdrive.agents.staged import CONTROLLERS
+    from reflexdrive.compare.config import (
+        DEMO_EPISODES,
+        DEMO_EXTRA_LATENCY_S,
+        DEMO_OUT,
+        CompareConfig,
+    )
     from reflexdrive.envs.scenarios import SCENARIOS
     from reflexdrive.run.profile import ProfileConfig
     from reflexdrive.run.runner import RunConfig
@@ -75,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def profile_default(name: str) -> object:
         return field_default(ProfileConfig, name)
+
+    def compare_default(name: str) -> object:
+        return field_default(CompareConfig, name)
 
     parser = _Parser(
         prog="reflexdrive",
@@ -148,13 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/episodes.csv, OUT/summary.csv, OUT/report.html and prints the "
                     "headline table. Re-running resumes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo.add_argument("--episodes", type=int, default=4, help="episodes per cell")
-    demo.add_argument("--seed", type=int, default=0, help="first scenario seed")
-    demo.add_argument("--extra-latency", default="0,0.1,0.3",
+    demo.add_argument("--episodes", type=int, default=DEMO_EPISODES, help="episodes per cell")
+    demo.add_argument("--seed", type=int, default=compare_default("seed"),
+                      help="first scenario seed")
+    demo.add_argument("--extra-latency", default=shown(DEMO_EXTRA_LATENCY_S),
                       help="extra latencies [s] on top of each stack's own")
-    demo.add_argument("--video", type=int, default=0,
+    demo.add_argument("--video", type=int, default=compare_default("video"),
                       help="record the first K episodes of each stack x scenario x mode")
-    demo.add_argument("--out", default="runs/demo", help="output directory")
+    demo.add_argument("--out", default=DEMO_OUT, help="output directory")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     profile = commands.add_parser(
         "profile", help="time each stage of a stack at batch size 1; write a latency profile",
@@ -181,12 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="decisions dropped at the start (JIT, caches)")
     profile.add_argument("--device", default=profile_default("device"),
                          help="torch device: cpu, cuda, auto")
-    profile.add_argument("--checkpoint", default=None, metavar="PATH",
+    profile.add_argument("--checkpoint", default=run_default("checkpoint"), metavar="PATH",
                          help="policy checkpoint of an end-to-end stack (default: the shipped "
                               "one)")
-    profile.add_argument("--threads", type=int, default=1,
-                         help="torch CPU threads (a car's computer gives the stack a core; "
-                              "extra intra-op threads on a shared machine only contend)")
+    profile.add_argument("--threads", type=int, default=compare_default("threads"),
+                         help=field_help(CompareConfig, "threads"))
     profile.add_argument("--out", required=True, help="profile file to write (JSON)")
     profile.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_compare_parser(commands, STACKS, SCENARIOS)
@@ -195,12 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def shown(value: object) -> str:
+    """A default as the command line spells it: a tuple comma-separated, floats as `%g`."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(shown(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def compare_help(name: str, text: str | None = None, default: str | None = None) -> str:
+    """The help of the compare option of `CompareConfig` field `name`: `text` (else the
+    field's help) and "(default X)", X the field's default (or `default`, a sentence for
+    a None that means something)."""
+    from reflexdrive.compare.config import CompareConfig
+
+    text = field_help(CompareConfig, name) if text is None else text
+    if default is None:
+        default = shown(field_default(CompareConfig, name))
+    return f"{text} (default {default})"
+
+
 def _add_compare_parser(commands, stacks, scenarios) -> None:
-    from reflexdrive.compare.config import (
-        DEFAULT_EXTRA_LATENCY_S,
-        DEFAULT_SCENARIOS,
-        DEFAULT_STACKS,
-    )
+    """`reflexdrive compare`. Every option's parser default is None (the flag was not given,
+    so a --config file's value or `CompareConfig`'s default applies); the help shows
+    `CompareConfig`'s default."""
+    from reflexdrive.compare.config import BATCHED_ENVS, EXECUTORS, HIGHWAY_ENVS, MODES
+    from reflexdrive.run.runner import BACKENDS
 
     compare = commands.add_parser(
         "compare", help="every stack on the same seeds, scenarios, modes and extra "
@@ -220,37 +250,29 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
                          help="read the settings from a TOML file (keys: the "
                               "CompareConfig fields; unknown keys are an error)")
     compare.add_argument("--stacks", default=None, metavar="A,B,..",
-                         help="stacks (default " + ",".join(DEFAULT_STACKS) + "); from: "
-                              + ", ".join(stacks))
+                         help=compare_help("stacks", "stacks, from: " + ", ".join(stacks)))
     compare.add_argument("--scenarios", default=None, metavar="A,B,..",
-                         help="scenarios (default " + ",".join(DEFAULT_SCENARIOS)
-                              + "); from: " + ", ".join(scenarios))
-    compare.add_argument("--episodes", type=int, default=None,
-                         help="episodes per cell; episode i uses seed+i (default 20)")
-    compare.add_argument("--seed", type=int, default=None, help="first scenario seed (0)")
+                         help=compare_help("scenarios",
+                                           "scenarios, from: " + ", ".join(scenarios)))
+    compare.add_argument("--episodes", type=int, default=None, help=compare_help("episodes"))
+    compare.add_argument("--seed", type=int, default=None, help=compare_help("seed"))
     compare.add_argument("--modes", default=None, metavar="A,B",
-                         help="clock modes: lockstep, realtime (default both)")
-    compare.add_argument("--latency", default=None,
-                         help="each stack's own latency: measured (wall clock of the "
-                              "batched act call; default), fixed:SECONDS, "
-                              "fixed:STAGE=SECONDS,..., profile:PATH")
+                         help=compare_help("modes", "clock modes: " + ", ".join(MODES)))
+    compare.add_argument("--latency", default=None, help=compare_help("latency"))
     compare.add_argument("--extra-latency", default=None, metavar="S,S,..",
-                         help="extra delays [s] on top of each stack's latency, one cell "
-                              "each (default " + ",".join(f"{x:g}" for x in
-                                                           DEFAULT_EXTRA_LATENCY_S) + ")")
-    compare.add_argument("--budget", type=float, default=None,
-                         help="compute budget per tick [s] (default 0.1)")
+                         help=compare_help("extra_latency_s", "extra delays [s] on top of "
+                                           "each stack's latency, one cell each"))
+    compare.add_argument("--budget", type=float, default=None, help=compare_help("budget_s"))
     compare.add_argument("--envs", type=int, default=None,
-                         help="envs per cell = batch size of the stack's act call (default: "
-                              "1 with measured latency, else 8 batched / 2 highway)")
-    compare.add_argument("--backend", default=None, help="world backend: auto, highway, "
-                                                         "batched (default auto)")
+                         help=compare_help("envs", default=f"1 with measured latency, else "
+                                           f"{BATCHED_ENVS} batched / {HIGHWAY_ENVS} "
+                                           f"highway"))
+    compare.add_argument("--backend", default=None,
+                         help=compare_help("backend", "world backend: " + ", ".join(BACKENDS)))
     compare.add_argument("--device", default=None,
-                         help="torch device: cpu, cuda, auto (default cpu)")
-    compare.add_argument("--perception", default=None,
-                         help="perception of the staged stack (default oracle)")
-    compare.add_argument("--controller", default=None,
-                         help="steering controller of the staged stack (default pure-pursuit)")
+                         help=compare_help("device", "torch device: cpu, cuda, auto"))
+    compare.add_argument("--perception", default=None, help=compare_help("perception"))
+    compare.add_argument("--controller", default=None, help=compare_help("controller"))
     compare.add_argument("--checkpoint", action="append", default=None,
                          metavar="STACK=PATH",
                          help="policy checkpoint of an end-to-end stack (repeatable; "
@@ -259,21 +281,20 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
                          help="override a scenario config field in every scenario "
                               "(repeatable; JSON values), e.g. duration_s=8")
     compare.add_argument("--sweep-lockstep", action="store_true", default=None,
-                         help="run lockstep at every extra latency too (default: at 0 only; "
-                              "lockstep driving ignores latency)")
+                         help=compare_help("sweep_lockstep", default="off: lockstep at 0 "
+                                           "only; lockstep driving ignores latency"))
     compare.add_argument("--executor", default=None,
-                         help="local (this process; default) or ray (Ray tasks)")
+                         help=compare_help("executor", "where episodes run: "
+                                           + ", ".join(EXECUTORS)))
     compare.add_argument("--address", default=None, metavar="HOST:PORT",
                          help="Ray cluster to join (default: start a local Ray instance)")
     compare.add_argument("--ray-cpus", type=int, default=None,
-                         help="CPUs of the local Ray instance (default: all)")
+                         help=compare_help("ray_cpus", default="all"))
     compare.add_argument("--chunk-episodes", type=int, default=None,
-                         help="episodes per Ray task (default: --envs of the cell)")
-    compare.add_argument("--threads", type=int, default=None,
-                         help="torch CPU threads of the stacks (default 1: a car's computer "
-                              "gives the stack a core; more only contend on a shared machine)")
+                         help=compare_help("chunk_episodes", default="--envs of the cell"))
+    compare.add_argument("--threads", type=int, default=None, help=compare_help("threads"))
     compare.add_argument("--video", type=int, default=None, metavar="K",
-                         help="MP4s of the first K episodes per stack (for the report)")
+                         help=compare_help("video"))
     compare.add_argument("--out", default=None, help="output directory (required here or "
                                                      "in the config file)")
     compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -241,3 +241,98 @@ def test_run_and_profile_defaults_are_the_config_defaults():
         if hasattr(args, item.name):
             assert getattr(args, item.name) == getattr(ProfileConfig(), item.name), item.name
 
+
+
+def _subparser(parser, command):
+    import argparse
+
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[command]
+
+
+def _helps(parser, command) -> dict[str, str]:
+    return {action.dest: action.help for action in _subparser(parser, command)._actions}
+
+
+def _patch_default(monkeypatch, cls, name, value):
+    """Change the default of dataclass field `cls.name` (as an edit of the class would)."""
+    import dataclasses
+
+    item = next(f for f in dataclasses.fields(cls) if f.name == name)
+    monkeypatch.setattr(item, "default", value)
+
+
+def test_compare_defaults_are_the_config_defaults(monkeypatch):
+    """The compare options default to None (so a --config file's values apply) and say
+    CompareConfig's defaults in their help: the help is read from the dataclass."""
+    from reflexdrive.cli import build_parser, compare_settings, shown
+    from reflexdrive.common.validation import field_default
+    from reflexdrive.compare.config import CompareConfig
+
+    args = build_parser().parse_args(["compare"])
+    assert compare_settings(args) == {}          # every field keeps CompareConfig's default
+    helps = _helps(build_parser(), "compare")
+    for flag, name in (("stacks", "stacks"), ("scenarios", "scenarios"),
+                       ("episodes", "episodes"), ("seed", "seed"), ("modes", "modes"),
+                       ("latency", "latency"), ("extra_latency", "extra_latency_s"),
+                       ("budget", "budget_s"), ("backend", "backend"), ("device", "device"),
+                       ("perception", "perception"), ("controller", "controller"),
+                       ("executor", "executor"), ("threads", "threads"), ("video", "video")):
+        assert f"(default {shown(field_default(CompareConfig, name))})" in helps[flag], flag
+    _patch_default(monkeypatch, CompareConfig, "episodes", 7)
+    _patch_default(monkeypatch, CompareConfig, "budget_s", 0.25)
+    helps = _helps(build_parser(), "compare")
+    assert helps["episodes"].endswith("(default 7)")
+    assert helps["budget"].endswith("(default 0.25)")
+
+
+def test_demo_defaults_are_the_config_defaults(monkeypatch):
+    from reflexdrive.cli import _seconds_list, build_parser
+    from reflexdrive.common.validation import field_default
+    from reflexdrive.compare.config import (
+        DEMO_EPISODES,
+        DEMO_EXTRA_LATENCY_S,
+        DEMO_OUT,
+        CompareConfig,
+    )
+
+    args = build_parser().parse_args(["demo"])
+    assert args.seed == field_default(CompareConfig, "seed")
+    assert args.video == field_default(CompareConfig, "video")
+    assert (args.episodes, args.out) == (DEMO_EPISODES, DEMO_OUT)
+    assert tuple(_seconds_list("--extra-latency", args.extra_latency)) == DEMO_EXTRA_LATENCY_S
+    _patch_default(monkeypatch, CompareConfig, "seed", 11)
+    _patch_default(monkeypatch, CompareConfig, "video", 2)
+    args = build_parser().parse_args(["demo"])
+    assert (args.seed, args.video) == (11, 2)
+
+
+def test_train_defaults_are_the_config_defaults(monkeypatch):
+    from reflexdrive.cli import build_parser
+    from reflexdrive.common.validation import field_default
+    from reflexdrive.train.detector import DetectorTrainingConfig
+    from reflexdrive.train.imitation_config import ImitationConfig
+    from reflexdrive.train.ppo import PPOConfig
+
+    args = build_parser().parse_args(["train"])
+    assert args.seed == field_default(ImitationConfig, "seed")
+    assert args.seed == field_default(DetectorTrainingConfig, "seed")
+    assert args.seed == field_default(PPOConfig, "seed")
+    helps = _helps(build_parser(), "train")
+    assert "(default 1,200:" in helps["action_weights"]
+    _patch_default(monkeypatch, ImitationConfig, "seed", 5)
+    _patch_default(monkeypatch, ImitationConfig, "action_weights", (1.0, 50.0))
+    _patch_default(monkeypatch, ImitationConfig, "latency", "fixed:0.05")
+    args = build_parser().parse_args(["train"])
+    helps = _helps(build_parser(), "train")
+    assert args.seed == 5 and "(default 5)" in helps["seed"]
+    assert "(default 1,50:" in helps["action_weights"]
+    assert "(default fixed:0.05)" in helps["latency"]
+
+
+def test_run_default_is_the_run_config_default(monkeypatch):
+    from reflexdrive.cli import build_parser
+    from reflexdrive.run.runner import RunConfig
+
+    _patch_default(monkeypatch, RunConfig, "episodes", 3)
+    assert build_parser().parse_args(["run", "--out", "x"]).episodes == 3

@@ -3,10 +3,17 @@
 `check_int`, `check_count`, `check_real`, `check_choice`, `check_interval` and
 `check_numbers` test one value. A config dataclass states each field's bounds once, as
 field metadata (`integer(...)`, `count(...)`, `real(...)`, `boolean(...)`, `choice(...)`,
-`interval(...)`, `number_tuple(...)`), and `validate_fields(self)` in its `__post_init__`
-checks them all; a subclass that changes a default keeps the rule with `override`. The CLI
-reads the same fields for its defaults and help (`field_default`, `field_help`), so a
-default is written in one place only.
+`interval(...)`, `number_tuple(...)`, `string(...)`), and `validate_fields(self)` in its
+`__post_init__` checks them all; a subclass that changes a default keeps the rule with
+`override`. The CLI reads the same fields for its defaults and help (`field_default`,
+`field_help`), so a default is written in one place only.
+
+Wording options keep a config's established messages: `integer(..., says_integer=True)`
+reads "must be an integer in [0, 10000]" (not "must lie in ..."), `count(..., even=True,
+unit="px")` "must be an even integer >= 96 [px]", an optional count adds "(or left out)",
+`finite=True` refuses infinities with "must be a finite number", and `message=` replaces
+every failure of a field with one sentence naming the whole value (e.g. "must be two
+positive numbers (acceleration, steering)").
 
 Numbers are checked by type, not converted: `True` and `"3"` are not numbers here (a bool is
 an `int` to Python, and `float("3")` would let a string through to fail later in arithmetic).
@@ -82,10 +89,14 @@ def _np_bool() -> type:
 
 
 def check_real(field: str, value: Any, low: float | None = None, high: float | None = None,
-               *, low_inclusive: bool = True, high_inclusive: bool = True) -> None:
+               *, low_inclusive: bool = True, high_inclusive: bool = True,
+               finite: bool = False) -> None:
     """Raise ConfigError unless `value` is a real number (not a bool or a string, not NaN)
     with `low <= value <= high` (`low < value` when not `low_inclusive`, `value < high` when
-    not `high_inclusive`; bounds optional)."""
+    not `high_inclusive`; bounds optional). With `finite`, infinities are refused too, and
+    a non-number or an infinity reads "must be a finite number"."""
+    if finite and (not is_real(value) or not math.isfinite(value)):
+        raise ConfigError(field, value, "must be a finite number")
     if not is_real(value):
         raise ConfigError(field, value, "must be a number")
     if math.isnan(value):
@@ -94,19 +105,39 @@ def check_real(field: str, value: Any, low: float | None = None, high: float | N
 
 
 def check_int(field: str, value: Any, low: int | None = None,
-              high: int | None = None) -> None:
+              high: int | None = None, *, says_integer: bool = False) -> None:
     """Raise ConfigError unless `value` is an integer (not a bool, a float or a string) with
-    `low <= value <= high` (bounds optional)."""
+    `low <= value <= high` (bounds optional). Out of range it reads "must lie in [low,
+    high]", or with `says_integer` "must be an integer in [low, high]" ("must be an integer
+    >= low" without `high`)."""
     if not is_int(value):
         raise ConfigError(field, value, "must be an integer")
+    if says_integer and low is not None:
+        if value < low or (high is not None and value > high):
+            raise ConfigError(field, value, f"must be an integer >= {low}" if high is None
+                              else f"must be an integer in [{low}, {high}]")
     _bounds(field, value, low, high, True)
 
 
-def check_count(field: str, value: Any, low: int = 1) -> None:
+def check_count(field: str, value: Any, low: int = 1, *, even: bool = False,
+                unit: str = "", optional: bool = False) -> None:
     """Raise ConfigError unless `value` is an integer (not a bool, a float or a string)
-    `>= low`: a count or a width with no upper bound ("must be an integer >= 1")."""
-    if not is_int(value) or value < low:
-        raise ConfigError(field, value, f"must be an integer >= {low}")
+    `>= low`: a count or a width with no upper bound ("must be an integer >= 1"). With
+    `even` it must be even too ("must be an even integer >= 96"), `unit` ends the message
+    (" [px]"); `optional` lets None through and adds "(or left out)"."""
+    if value is None and optional:
+        return
+    if not is_int(value) or value < low or (even and value % 2):
+        kind = "an even integer" if even else "an integer"
+        raise ConfigError(field, value, f"must be {kind} >= {low}"
+                          + (f" [{unit}]" if unit else "")
+                          + (" (or left out)" if optional else ""))
+
+
+def check_str(field: str, value: Any) -> None:
+    """Raise ConfigError unless `value` is a string (e.g. a spec parsed later)."""
+    if not isinstance(value, str):
+        raise ConfigError(field, value, "must be a string")
 
 
 def check_bool(field: str, value: Any) -> None:
@@ -129,10 +160,10 @@ def check_interval(field: str, value: Any, low: float | None = None,
 def check_numbers(field: str, value: Any, low: float | None = None,
                   high: float | None = None, *, low_inclusive: bool = True,
                   integers: bool = False, min_length: int = 1,
-                  max_length: int | None = None) -> None:
+                  max_length: int | None = None, finite: bool = False) -> None:
     """Raise ConfigError unless `value` is a tuple (or list) of `min_length` to `max_length`
-    numbers (integers when `integers`), each within the bounds as in `check_real` /
-    `check_int`; an element's error names it `field[i]`."""
+    numbers (integers when `integers`; finite when `finite`), each within the bounds as in
+    `check_real` / `check_int`; an element's error names it `field[i]`."""
     what = "integers" if integers else "numbers"
     if max_length is None:
         size = f"{min_length} or more"
@@ -147,15 +178,19 @@ def check_numbers(field: str, value: Any, low: float | None = None,
         if integers:
             check_int(f"{field}[{i}]", item, low, high)
         else:
-            check_real(f"{field}[{i}]", item, low, high, low_inclusive=low_inclusive)
+            check_real(f"{field}[{i}]", item, low, high, low_inclusive=low_inclusive,
+                       finite=finite)
 
 
 @dataclass(frozen=True)
 class Rule:
     """What a config field allows: `kind` is "int", "count", "real", "bool", "choice",
-    "interval" or "numbers"; bounds for numbers and intervals; `choices` for a choice;
-    `integers`, `min_length` and `max_length` for a tuple of numbers; `optional` lets None
-    through."""
+    "interval", "numbers" or "str"; bounds for numbers and intervals; `choices` for a
+    choice; `integers`, `min_length` and `max_length` for a tuple of numbers; `optional`
+    lets None through. Wording: `says_integer` (an int's range as "an integer in
+    [lo, hi]"), `even` and `unit` (a count), `finite` (a real or a tuple of numbers), and
+    `message`, which replaces the text of every failure (the error names the whole
+    value)."""
 
     kind: str
     low: float | None = None
@@ -167,18 +202,33 @@ class Rule:
     integers: bool = False
     min_length: int = 1
     max_length: int | None = None
+    says_integer: bool = False
+    even: bool = False
+    unit: str = ""
+    finite: bool = False
+    message: str = ""
 
     def check(self, field: str, value: Any) -> None:
         """Raise ConfigError naming `field` unless `value` is allowed."""
+        if not self.message:
+            self._check(field, value)
+            return
+        try:
+            self._check(field, value)
+        except ConfigError:
+            raise ConfigError(field, value, self.message) from None
+
+    def _check(self, field: str, value: Any) -> None:
         if value is None and self.optional:
             return
         if self.kind == "int":
-            check_int(field, value, self.low, self.high)
+            check_int(field, value, self.low, self.high, says_integer=self.says_integer)
         elif self.kind == "count":
-            check_count(field, value, 0 if self.low is None else int(self.low))
+            check_count(field, value, 0 if self.low is None else int(self.low),
+                        even=self.even, unit=self.unit, optional=self.optional)
         elif self.kind == "real":
             check_real(field, value, self.low, self.high, low_inclusive=self.low_inclusive,
-                       high_inclusive=self.high_inclusive)
+                       high_inclusive=self.high_inclusive, finite=self.finite)
         elif self.kind == "bool":
             check_bool(field, value)
         elif self.kind == "choice":
@@ -188,10 +238,12 @@ class Rule:
         elif self.kind == "numbers":
             check_numbers(field, value, self.low, self.high, low_inclusive=self.low_inclusive,
                           integers=self.integers, min_length=self.min_length,
-                          max_length=self.max_length)
+                          max_length=self.max_length, finite=self.finite)
+        elif self.kind == "str":
+            check_str(field, value)
         else:
             raise ValueError(f"Rule.kind={self.kind!r} is invalid: allowed values are int, "
-                             "count, real, bool, choice, interval, numbers")
+                             "count, real, bool, choice, interval, numbers, str")
 
 
 def _field(default: Any, rule: Rule, help: str, default_factory: Any) -> Any:
@@ -202,25 +254,42 @@ def _field(default: Any, rule: Rule, help: str, default_factory: Any) -> Any:
 
 
 def integer(default: Any = dataclasses.MISSING, *, low: int | None = None,
-            high: int | None = None, optional: bool = False, help: str = "") -> Any:
-    """A dataclass field holding an integer in `[low, high]`."""
-    return _field(default, Rule("int", low, high, optional=optional), help,
-                  dataclasses.MISSING)
+            high: int | None = None, optional: bool = False, says_integer: bool = False,
+            help: str = "") -> Any:
+    """A dataclass field holding an integer in `[low, high]`; out of range its error reads
+    "must lie in [low, high]", or with `says_integer` "must be an integer in [low, high]"
+    ("must be an integer >= low" without `high`)."""
+    return _field(default, Rule("int", low, high, optional=optional,
+                                says_integer=says_integer), help, dataclasses.MISSING)
 
 
-def count(default: Any = dataclasses.MISSING, *, low: int = 1, help: str = "") -> Any:
+def count(default: Any = dataclasses.MISSING, *, low: int = 1, even: bool = False,
+          unit: str = "", optional: bool = False, help: str = "") -> Any:
     """A dataclass field holding an integer `>= low` with no upper bound (a count, a
-    layer's width); its error reads "must be an integer >= low"."""
-    return _field(default, Rule("count", low), help, dataclasses.MISSING)
+    layer's width); its error reads "must be an integer >= low". `even`: an even integer
+    ("must be an even integer >= low"); `unit` ends the error (" [px]"); `optional` lets
+    None through (the error then adds "(or left out)")."""
+    return _field(default, Rule("count", low, optional=optional, even=even, unit=unit),
+                  help, dataclasses.MISSING)
 
 
 def real(default: Any = dataclasses.MISSING, *, low: float | None = None,
          high: float | None = None, low_inclusive: bool = True, high_inclusive: bool = True,
-         optional: bool = False, help: str = "") -> Any:
+         optional: bool = False, finite: bool = False, message: str = "",
+         help: str = "") -> Any:
     """A dataclass field holding a real number in `[low, high]` (the bound left out of the
-    range when not `low_inclusive` / not `high_inclusive`)."""
+    range when not `low_inclusive` / not `high_inclusive`); `finite` refuses infinities
+    ("must be a finite number", also for a non-number); `message`, when given, is the
+    error of any failure (e.g. "must be a finite number of seconds in (0, 60)")."""
     return _field(default, Rule("real", low, high, low_inclusive, high_inclusive,
-                                optional=optional), help, dataclasses.MISSING)
+                                optional=optional, finite=finite, message=message), help,
+                  dataclasses.MISSING)
+
+
+def string(default: Any = dataclasses.MISSING, *, optional: bool = False,
+           help: str = "") -> Any:
+    """A dataclass field holding a string (a spec or a name checked further in code)."""
+    return _field(default, Rule("str", optional=optional), help, dataclasses.MISSING)
 
 
 def boolean(default: Any = dataclasses.MISSING, *, help: str = "") -> Any:
@@ -244,19 +313,30 @@ def interval(default: Any = dataclasses.MISSING, *, low: float | None = None,
 def number_tuple(default: Any = dataclasses.MISSING, *, low: float | None = None,
                  high: float | None = None, low_inclusive: bool = True,
                  integers: bool = False, min_length: int = 1, max_length: int | None = None,
-                 help: str = "") -> Any:
+                 finite: bool = False, message: str = "", help: str = "") -> Any:
     """A dataclass field holding a tuple of `min_length` to `max_length` numbers (integers
-    when `integers`), each in `[low, high]` (`(low, high]` when not `low_inclusive`)."""
+    when `integers`, finite when `finite`), each in `[low, high]` (`(low, high]` when not
+    `low_inclusive`). `message`, when given, is the error of any failure, naming the
+    whole tuple (e.g. "must be two positive numbers (acceleration, steering)")."""
     rule = Rule("numbers", low, high, low_inclusive, integers=integers,
-                min_length=min_length, max_length=max_length)
+                min_length=min_length, max_length=max_length, finite=finite,
+                message=message)
     return _field(default, rule, help, dataclasses.MISSING)
 
 
-def override(base: type, name: str, default: Any) -> Any:
+def override(base: type, name: str, default: Any = dataclasses.MISSING) -> Any:
     """Field `name` of the dataclass `base` with a new `default`, its rule and help kept:
     for a subclass that changes a default (a plain `name: int = 8` there would drop the
-    rule, since the subclass's field replaces the base's)."""
-    return dataclasses.field(default=default, metadata=_field_of(base, name).metadata)
+    rule, since the subclass's field replaces the base's). Without `default`, the field
+    keeps `base`'s default too: a config that passes the field on to `base` (e.g. a run's
+    clock settings) then states neither its default nor its bounds a second time."""
+    item = _field_of(base, name)
+    if default is dataclasses.MISSING:
+        if item.default_factory is not dataclasses.MISSING:
+            return dataclasses.field(default_factory=item.default_factory,
+                                     metadata=item.metadata)
+        default = item.default
+    return dataclasses.field(default=default, metadata=item.metadata)
 
 
 def validate_fields(instance: Any, prefix: str = "",

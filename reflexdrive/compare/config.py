@@ -22,7 +22,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from reflexdrive.common.validation import ConfigError, check_choice
+from reflexdrive.common.validation import (
+    ConfigError,
+    boolean,
+    choice,
+    count,
+    override,
+    real,
+    string,
+    validate_fields,
+)
 from reflexdrive.envs.latency import parse_latency, split_extra, with_extra
 from reflexdrive.run.runner import RunConfig
 
@@ -35,6 +44,13 @@ EXECUTORS = ("local", "ray")
 DEFAULT_STACKS = ("staged", "cnn", "gru", "transformer")
 DEFAULT_SCENARIOS = ("lead-brake", "cut-in", "stopped-vehicle")
 DEFAULT_EXTRA_LATENCY_S = (0.0, 0.05, 0.1, 0.2, 0.4)
+
+DEMO_EPISODES = 4
+"""Episodes per cell of `reflexdrive demo` (a small compare)."""
+DEMO_EXTRA_LATENCY_S = (0.0, 0.1, 0.3)
+"""Extra latencies [s] of `reflexdrive demo`."""
+DEMO_OUT = "runs/demo"
+"""Output folder of `reflexdrive demo`."""
 
 BATCHED_ENVS = 8
 """Envs per run when `envs` is not given, latency not measured and the backend batched."""
@@ -55,21 +71,13 @@ def _names(field_name: str, value: object, choices: tuple[str, ...]) -> tuple[st
     return tuple(value)
 
 
-def _integer(field_name: str, value: object, low: int, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ConfigError(field_name, value, f"must be an integer >= {low}"
-                          + (" (or left out)" if optional else ""))
-
-
-def _seconds(field_name: str, value: object, positive: bool = False) -> float:
+def _seconds(field_name: str, value: object) -> float:
+    """`value` as a float of seconds in [0, 60) (an extra latency; ConfigError otherwise)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(field_name, value, "must be a number of seconds")
     number = float(value)
-    if not math.isfinite(number) or number < 0 or number >= 60 or (positive and number == 0):
-        raise ConfigError(field_name, value, "must be a finite number of seconds in "
-                          + ("(0, 60)" if positive else "[0, 60)"))
+    if not math.isfinite(number) or number < 0 or number >= 60:
+        raise ConfigError(field_name, value, "must be a finite number of seconds in [0, 60)")
     return number
 
 
@@ -139,52 +147,48 @@ class CompareConfig:
 
     stacks: tuple[str, ...] = DEFAULT_STACKS
     scenarios: tuple[str, ...] = DEFAULT_SCENARIOS
-    episodes: int = 20
-    seed: int = 0
+    episodes: int = count(20, help="episodes per cell; episode i uses seed+i")
+    seed: int = override(RunConfig, "seed")
     modes: tuple[str, ...] = MODES
-    latency: str = "measured"
+    latency: str = string("measured", help="each stack's own latency: measured (wall clock "
+                                           "of the batched act call), fixed:SECONDS, "
+                                           "fixed:STAGE=SECONDS,..., profile:PATH")
     extra_latency_s: tuple[float, ...] = DEFAULT_EXTRA_LATENCY_S
-    budget_s: float | None = 0.1
-    envs: int | None = None
-    backend: str = "auto"
-    device: str = "cpu"
-    perception: str = "oracle"
-    controller: str = "pure-pursuit"
+    budget_s: float | None = real(0.1, low=0.0, high=60.0, low_inclusive=False,
+                                  high_inclusive=False, optional=True,
+                                  message="must be a finite number of seconds in (0, 60)",
+                                  help="compute budget per tick [s]")
+    envs: int | None = count(None, optional=True,
+                             help="envs per cell = batch size of the stack's act call")
+    backend: str = override(RunConfig, "backend")
+    device: str = override(RunConfig, "device")
+    perception: str = override(RunConfig, "perception")
+    controller: str = override(RunConfig, "controller")
     checkpoints: Mapping[str, str] = field(default_factory=dict)
     scenario_config: Mapping[str, Any] = field(default_factory=dict)
-    sweep_lockstep: bool = False
-    executor: str = "local"
+    sweep_lockstep: bool = boolean(False, help="run lockstep at every extra latency too")
+    executor: str = choice("local", choices=EXECUTORS,
+                           help="local (this process) or ray (Ray tasks)")
     address: str | None = None
-    ray_cpus: int | None = None
-    chunk_episodes: int | None = None
-    threads: int = 1
-    video: int = 0
-    bootstrap_resamples: int = 2000
+    ray_cpus: int | None = count(None, optional=True, help="CPUs of the local Ray instance")
+    chunk_episodes: int | None = count(None, optional=True, help="episodes per Ray task")
+    threads: int = count(1, help="torch CPU threads of the stacks (a car's computer gives "
+                                 "the stack a core; more only contend on a shared machine)")
+    video: int = count(0, low=0, help="MP4s of the first K episodes per stack (for the "
+                                      "report)")
+    bootstrap_resamples: int = count(2000, low=100,
+                                     help="bootstrap resamples of the summary's intervals")
     out: str | None = None
 
     def __post_init__(self) -> None:
         from reflexdrive.agents.registry import END_TO_END_STACKS, STACKS
         from reflexdrive.envs.scenarios import SCENARIOS
 
+        validate_fields(self)
         set_ = _setter(self)
         set_("stacks", _names("stacks", self.stacks, tuple(STACKS)))
         set_("scenarios", _names("scenarios", self.scenarios, tuple(SCENARIOS)))
         set_("modes", _names("modes", self.modes, MODES))
-        _integer("episodes", self.episodes, 1)
-        _integer("seed", self.seed, 0)
-        _integer("envs", self.envs, 1, optional=True)
-        _integer("ray_cpus", self.ray_cpus, 1, optional=True)
-        _integer("chunk_episodes", self.chunk_episodes, 1, optional=True)
-        _integer("threads", self.threads, 1)
-        _integer("video", self.video, 0)
-        _integer("bootstrap_resamples", self.bootstrap_resamples, 100)
-        for name in ("sweep_lockstep",):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(name, getattr(self, name), "must be true or false")
-        for name in ("latency", "backend", "device", "perception", "controller", "executor"):
-            if not isinstance(getattr(self, name), str):
-                raise ConfigError(name, getattr(self, name), "must be a string")
-        check_choice("executor", self.executor, EXECUTORS)
         if self.address is not None:
             if not isinstance(self.address, str) or not self.address.strip():
                 raise ConfigError("address", self.address, "must be HOST:PORT of a Ray cluster")
@@ -192,7 +196,7 @@ class CompareConfig:
                 raise ConfigError("address", self.address, "only the ray executor takes an "
                                   "address (--executor ray)")
         if self.budget_s is not None:
-            set_("budget_s", _seconds("budget_s", self.budget_s, positive=True))
+            set_("budget_s", float(self.budget_s))
 
         extras = self.extra_latency_s
         if isinstance(extras, (str, bytes)) or not isinstance(extras, (list, tuple)) or not extras:
@@ -299,8 +303,9 @@ class CompareConfig:
         """The settings that determine the results; resuming in an `out` requires them equal.
 
         Added: the sha256 of every end-to-end checkpoint. Left out: `episodes` (more
-        episodes extend a compare, fewer summarise the first ones), how it runs (`executor`, `address`, `ray_cpus`, `chunk_episodes`), `device`
-        (as `RunConfig.identity`), `video`, `bootstrap_resamples` and `out`.
+        episodes extend a compare, fewer summarise the first ones), how it runs
+        (`executor`, `address`, `ray_cpus`, `chunk_episodes`, `threads`), `device` (as
+        `RunConfig.identity`), `video`, `bootstrap_resamples` and `out`.
         """
         identity = self._fields()
         for name in ("episodes", "executor", "address", "ray_cpus", "chunk_episodes",

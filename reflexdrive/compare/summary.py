@@ -17,27 +17,34 @@ Intervals are 95% by default:
 Columns (units in the names: `_s` seconds, `_m` metres, `_mps2` m/s^2, `_mps3` m/s^3;
 `_lo`/`_hi` the interval's bounds of the column before them):
 
-| column | meaning |
-|---|---|
-| `stack`, `scenario`, `mode`, `extra_latency_s` | the group |
-| `latency` | latency spec the cells ran with (the stack's own model + the extra) |
-| `envs` | envs run side by side in each cell: at most that many decide in one `act` call (end-to-end stacks are padded to exactly that many) |
-| `budget_s` | compute budget per tick |
-| `episodes` | episodes in the group |
-| `reacted`, `reaction_rate` | episodes with a reaction to the hazard, and their share |
-| `reaction_time_{mean,p50,p95}_s` (+ `_lo_s`, `_hi_s`) | reaction time over reacting episodes |
-| `reaction_{wait,notice,compute}_mean_s` | its decomposition (means; they add up to the mean) |
-| `collisions`, `collision_rate` (+ `_lo`, `_hi`) | ego collisions; Wilson interval |
-| `min_ttc_p50_s` (+ `_lo_s`, `_hi_s`) | median over episodes of the minimum TTC after onset (inf: never closing) |
-| `min_gap_p50_m` (+ `_lo_m`, `_hi_m`) | median of the minimum gap after onset |
-| `progress_mean_m` (+ `_lo_m`, `_hi_m`) | distance driven per episode |
-| `jerk_mean_mps3` (+ `_lo_mps3`, `_hi_mps3`) | mean absolute jerk per episode, averaged |
-| `peak_decel_mean_mps2` | peak deceleration per episode, averaged |
-| `decisions` | decisions (observed ticks) pooled for the latency columns |
-| `latency_p50_s`, `latency_p99_s` | percentiles of the latency `L_k` the clock charged each decision, pooled over the group's decisions: the stack's own latency plus `extra_latency_s`. With `measured` latency it is the wall time of the stack's batched `act` call (for up to `envs` envs; 1 by default with measured latency), charged in full to every env of the batch |
-| `stack_latency_p50_s`, `stack_latency_p99_s` | the same without the extra delay: the stack's own latency |
-| `overrun_rate` | share of decisions whose `L_k` exceeded the budget (or a stage budget) |
-| `dropped_frames_mean` | frames dropped per episode (ticks skipped while busy) |
+- `stack`, `scenario`, `mode`, `extra_latency_s`: the group.
+- `latency`: latency spec the cells ran with (the stack's own model + the extra).
+- `envs`: envs run side by side in each cell: at most that many decide in one `act` call
+  (end-to-end stacks are padded to exactly that many).
+- `budget_s`: compute budget per tick.
+- `episodes`: episodes in the group.
+- `reacted`, `reaction_rate`: episodes with a reaction to the hazard, and their share.
+- `reaction_time_{mean,p50,p95}_s` (+ `_lo_s`, `_hi_s`): reaction time over reacting
+  episodes.
+- `reaction_{wait,notice,compute}_mean_s`: its decomposition (means; they add up to the
+  mean).
+- `collisions`, `collision_rate` (+ `_lo`, `_hi`): ego collisions; Wilson interval.
+- `min_ttc_p50_s` (+ `_lo_s`, `_hi_s`): median over episodes of the minimum TTC after onset
+  (inf: never closing).
+- `min_gap_p50_m` (+ `_lo_m`, `_hi_m`): median of the minimum gap after onset.
+- `progress_mean_m` (+ `_lo_m`, `_hi_m`): distance driven per episode.
+- `jerk_mean_mps3` (+ `_lo_mps3`, `_hi_mps3`): mean absolute jerk per episode, averaged.
+- `peak_decel_mean_mps2`: peak deceleration per episode, averaged.
+- `decisions`: decisions (observed ticks) pooled for the latency columns.
+- `latency_p50_s`, `latency_p99_s`: percentiles of the latency `L_k` the clock charged each
+  decision, pooled over the group's decisions: the stack's own latency plus
+  `extra_latency_s`. With `measured` latency it is the wall time of the stack's batched
+  `act` call (for up to `envs` envs; 1 by default with measured latency), charged in full to
+  every env of the batch.
+- `stack_latency_p50_s`, `stack_latency_p99_s`: the same without the extra delay: the
+  stack's own latency.
+- `overrun_rate`: share of decisions whose `L_k` exceeded the budget (or a stage budget).
+- `dropped_frames_mean`: frames dropped per episode (ticks skipped while busy).
 
 Without per-decision rows (`decisions=None`), the latency columns fall back to the median
 of the episodes' own p50 / p99 and the mean of their overrun rates, and `decisions` is NaN.

@@ -1,10 +1,11 @@
 """The report's figures, from a compare's tables (matplotlib, Agg backend: no display).
 
 Each function takes DataFrames with the columns of `episodes.csv`, `decisions.csv` or
-`summary.csv` (`reflexdrive.compare.experiment`, `reflexdrive.compare.summary`; the names used here are
-the constants of `reflexdrive.report.document`) and returns a `matplotlib.figure.Figure`, or None
-when the tables hold nothing to draw. `png_bytes(figure)` renders one to PNG (and closes
-it). Stacks keep one colour in every figure (`stack_colors`).
+`summary.csv` (`reflexdrive.compare.experiment`, `reflexdrive.compare.summary`; the names
+used here are the constants of `reflexdrive.report.document`) and returns a
+`matplotlib.figure.Figure`, or None when the tables hold nothing to draw.
+`png_bytes(figure)` renders one to PNG (and closes it). Stacks keep one colour in every
+figure (`stack_colors`).
 """
 
 from __future__ import annotations

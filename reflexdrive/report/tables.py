@@ -36,4 +36,5 @@ def reaction_table(episodes: pd.DataFrame) -> str:
     table = summarize(episodes)
     if table.empty:
         return "(no episodes)"
-    return table.to_string(index=False, float_format=lambda x: f"{x:.3g}" if abs(x) < 1 else f"{x:.1f}")
+    return table.to_string(index=False,
+                           float_format=lambda x: f"{x:.3g}" if abs(x) < 1 else f"{x:.1f}")

@@ -57,7 +57,16 @@ import numpy as np
 
 from reflexdrive.agents.base import Agent, Decision
 from reflexdrive.common.files import atomic_path
-from reflexdrive.common.validation import ConfigError, check_real
+from reflexdrive.common.validation import (
+    ConfigError,
+    boolean,
+    check_count,
+    count,
+    integer,
+    real,
+    string,
+    validate_fields,
+)
 from reflexdrive.envs.clock.wrapper import ClockWrapper
 from reflexdrive.envs.latency import split_extra
 from reflexdrive.report import overlays
@@ -91,27 +100,23 @@ class VideoConfig:
     """
 
     scene_size: tuple[int, int] = (640, 256)
-    panel_height: int = 160
-    scaling_px_per_m: float = 8.0
-    fps: int | None = None
-    crf: int = 23
-    preset: str = "veryfast"
-    inset_scale: int = 2
-    draw_products: bool = True
-    explain: bool = True
+    panel_height: int = count(160, low=96, even=True, unit="px",
+                              help="height of the clock panel [px]")
+    scaling_px_per_m: float = real(8.0, low=0.5, high=50.0, help="scene zoom [px/m]")
+    fps: int | None = integer(None, low=1, high=1000, optional=True,
+                              help="frames per second (None: the simulation rate)")
+    crf: int = integer(23, low=0, high=51, help="libx264 quality (0 lossless ... 51 worst)")
+    preset: str = string("veryfast", help="libx264 speed preset")
+    inset_scale: int = integer(2, low=1, high=8, help="pixels per bev pixel in the inset")
+    draw_products: bool = boolean(True, help="draw the staged stack's products")
+    explain: bool = boolean(True, help="show a policy's saliency or attention inset")
 
     def __post_init__(self) -> None:
+        # scene_size's two sides have their own bounds: checked here, in the same words
         width, height = self.scene_size
-        for name, value, low in (("video.scene_size[0]", width, 160),
-                                 ("video.scene_size[1]", height, 64),
-                                 ("video.panel_height", self.panel_height, 96)):
-            if isinstance(value, bool) or not isinstance(value, int) or value % 2 or value < low:
-                raise ConfigError(name, value, f"must be an even integer >= {low} [px]")
-        check_real("video.scaling_px_per_m", self.scaling_px_per_m, 0.5, 50.0)
-        if self.fps is not None:
-            check_real("video.fps", self.fps, 1, 1000)
-        check_real("video.crf", self.crf, 0, 51)
-        check_real("video.inset_scale", self.inset_scale, 1, 8)
+        check_count("video.scene_size[0]", width, 160, even=True, unit="px")
+        check_count("video.scene_size[1]", height, 64, even=True, unit="px")
+        validate_fields(self, "video.")
 
     @property
     def frame_size(self) -> tuple[int, int]:

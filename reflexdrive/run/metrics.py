@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from reflexdrive.common.validation import check_real
+from reflexdrive.common.validation import real, validate_fields
 from reflexdrive.envs.clock import TIME_EPS_S, TickRecord
 from reflexdrive.envs.types import SubstepOutcome
 
@@ -42,14 +42,13 @@ class ReactionConfig:
             onset by at least this much swerves [rad].
     """
 
-    decel_threshold_mps2: float = 2.0
-    steer_threshold_rad: float = 0.02
+    decel_threshold_mps2: float = real(2.0, low=0.0, high=8.0, low_inclusive=False,
+                                       help="braking threshold [m/s^2]")
+    steer_threshold_rad: float = real(0.02, low=0.0, high=1.0, low_inclusive=False,
+                                      help="swerving threshold [rad]")
 
     def __post_init__(self) -> None:
-        check_real("reaction.decel_threshold_mps2", self.decel_threshold_mps2, 0.0, 8.0,
-                    low_inclusive=False)
-        check_real("reaction.steer_threshold_rad", self.steer_threshold_rad, 0.0, 1.0,
-                    low_inclusive=False)
+        validate_fields(self, "reaction.")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from reflexdrive.agents.base import Agent, Decision
-from reflexdrive.common.validation import ConfigError
+from reflexdrive.common.validation import ConfigError, count, validate_fields
 from reflexdrive.envs.latency import LatencyProfile
 
 
@@ -58,20 +58,13 @@ class ProfileConfig:
     stack: str = "staged"
     agent_options: tuple[tuple[str, Any], ...] = ()
     scenario: str = "highway"
-    episodes: int = 2
-    seed: int = 0
-    warmup: int = 20
+    episodes: int = count(2, help="episodes driven")
+    seed: int = count(0, low=0, help="first scenario seed")
+    warmup: int = count(20, low=0, help="decisions dropped at the start (JIT, caches)")
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("episodes",):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(name, value, "must be an integer >= 1")
-        for name in ("seed", "warmup"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(name, value, "must be an integer >= 0")
+        validate_fields(self)
 
 
 def _device_name(device: str) -> str:

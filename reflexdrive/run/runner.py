@@ -30,7 +30,13 @@ from reflexdrive.agents.base import Agent
 from reflexdrive.agents.registry import END_TO_END_STACKS, PERCEPTIONS, STACKS, make_agent
 from reflexdrive.agents.staged import CONTROLLERS
 from reflexdrive.common.devices import resolve_device
-from reflexdrive.common.validation import ConfigError, check_choice
+from reflexdrive.common.validation import (
+    ConfigError,
+    choice,
+    count,
+    override,
+    validate_fields,
+)
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.latency import parse_latency, split_extra
@@ -72,35 +78,37 @@ class RunConfig:
             only the end-to-end stacks (`agents.registry.END_TO_END_STACKS`) take one.
         scenario_config: overrides of the scenario's config fields.
         reaction: what counts as a response to a hazard.
+
+    The clock's fields (`mode`, `latency`, `budget_s`, `stage_budgets_s`, `on_overrun`, the
+    frequencies) are `ClockConfig`'s: its defaults and rules, stated there once.
     """
 
-    scenario: str = "lead-brake"
-    stack: str = "staged"
-    episodes: int = 20
-    seed: int = 0
-    mode: str = "realtime"
-    latency: str = "fixed:0"
-    budget_s: float | None = None
-    stage_budgets_s: Mapping[str, float] = field(default_factory=dict)
-    on_overrun: str = "record"
-    envs: int = 1
-    simulation_frequency: int = 50
-    policy_frequency: int = 10
-    perception: str = "oracle"
-    controller: str = "pure-pursuit"
-    backend: str = "auto"
-    device: str = "cpu"
+    scenario: str = choice("lead-brake", choices=tuple(SCENARIOS), help="scenario")
+    stack: str = choice("staged", choices=tuple(STACKS), help="driving stack")
+    episodes: int = count(20, help="number of episodes")
+    seed: int = count(0, low=0, help="first scenario seed; episode i uses seed+i")
+    mode: str = override(ClockConfig, "mode")
+    latency: str = override(ClockConfig, "latency")
+    budget_s: float | None = override(ClockConfig, "budget_s")
+    stage_budgets_s: Mapping[str, float] = override(ClockConfig, "stage_budgets_s")
+    on_overrun: str = override(ClockConfig, "on_overrun")
+    envs: int = count(1, help="envs run side by side")
+    simulation_frequency: int = override(ClockConfig, "simulation_frequency")
+    policy_frequency: int = override(ClockConfig, "policy_frequency")
+    perception: str = choice("oracle", choices=PERCEPTIONS,
+                             help="perception of the staged stack")
+    controller: str = choice("pure-pursuit", choices=CONTROLLERS,
+                             help="steering controller of the staged stack")
+    backend: str = choice("auto", choices=BACKENDS, help="world backend")
+    device: str = choice("cpu", choices=("cpu", "cuda", "auto"),
+                         help="torch device of the batched backend and of the networks")
     checkpoint: str | None = None
     scenario_config: Mapping[str, Any] = field(default_factory=dict)
     reaction: ReactionConfig = field(default_factory=ReactionConfig)
 
     def __post_init__(self) -> None:
-        check_choice("scenario", self.scenario, tuple(SCENARIOS))
-        check_choice("stack", self.stack, tuple(STACKS))
-        check_choice("perception", self.perception, PERCEPTIONS)
-        check_choice("controller", self.controller, CONTROLLERS)
-        check_choice("backend", self.backend, BACKENDS)
-        check_choice("device", self.device, ("cpu", "cuda", "auto"))
+        # the clock's fields carry ClockConfig's rules; errors name budget_s "budget" as it
+        validate_fields(self, labels={"budget_s": "budget"})
         if self.checkpoint is not None and self.stack not in END_TO_END_STACKS:
             raise ConfigError("checkpoint", self.checkpoint,
                               f"the {self.stack} stack loads no policy checkpoint; only the "
@@ -115,13 +123,7 @@ class RunConfig:
             raise ConfigError("backend", self.backend,
                               f"scenario {self.scenario!r} runs on the highway backend only; "
                               "the batched backend runs " + ", ".join(batched_scenarios()))
-        for name in ("episodes", "envs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(name, value, "must be an integer >= 1")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError("seed", self.seed, "must be an integer >= 0")
-        self.clock_config()                      # validates mode, budgets, frequencies
+        self.clock_config()                      # frequencies divide, stage budgets
         parse_latency(self.latency, base_dir=os.getcwd())   # malformed spec or bad profile file
         make_config(self.scenario, dict(self.scenario_config))
 

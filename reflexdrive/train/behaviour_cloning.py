@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reflexdrive.envs.sensors.noise import splitmix64
 from reflexdrive.policies.checkpoint import (
     CheckpointError,
 )
@@ -31,13 +32,10 @@ STATE_VERSION = 1
 
 
 def _unit_hash(ids: np.ndarray, seed: int) -> np.ndarray:
-    """A uniform [0, 1) number per id (SplitMix64 of id and seed)."""
-    with np.errstate(over="ignore"):
-        x = ids.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
+    """A uniform [0, 1) number per id: the top 53 bits of SplitMix64 with key `id` at
+    counter `seed` (`envs.sensors.noise.splitmix64`, the project's one SplitMix64), i.e.
+    the mix of `id + (seed + 1) * golden`."""
+    x = splitmix64(ids.astype(np.uint64), seed)
     return (x >> np.uint64(11)).astype(np.float64) / float(2 ** 53)
 
 

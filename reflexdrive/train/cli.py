@@ -41,14 +41,15 @@ METHODS = ("bc", "dagger", "ppo")
 """`--method` choices: behaviour cloning, DAgger, PPO."""
 
 DETECTOR_DEFAULTS = ("samples", "epochs", "batch_size", "lr", "eval_episodes", "channels",
-                     "blocks", "device", "threads")
+                     "blocks", "seed", "device", "threads")
 """Options of the detector target whose defaults --help shows (None on the parser = "the
 target's default", read from `DetectorTrainingConfig`)."""
 
 IMITATION_DEFAULTS = ("method", "episodes", "epochs", "batch_size", "lr", "envs",
                       "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
                       "sequence_length", "checkpoint_every", "command_inputs", "latency",
-                      "mode", "device", "threads")
+                      "mode", "seed", "device", "threads", "action_weights",
+                      "scenario_weights")
 """Options of the imitation methods whose defaults come from `ImitationConfig`."""
 
 
@@ -64,6 +65,26 @@ def imitation_defaults() -> dict[str, Any]:
     from reflexdrive.train.imitation_config import ImitationConfig
 
     return {name: field_default(ImitationConfig, name) for name in IMITATION_DEFAULTS}
+
+
+DETECTOR_OUT = "runs/train-detector"
+"""`--out` of the detector target when not given."""
+
+
+def policy_out(policy: str, method: str) -> str:
+    """`--out` of a policy target when not given: `runs/train-POLICY-METHOD`."""
+    return f"runs/train-{policy}-{method}"
+
+
+def _listed(value: Any) -> str:
+    """A default as the command line spells it: pairs as NAME=W, tuples comma-separated."""
+    if isinstance(value, dict):
+        return ",".join(f"{name}={_listed(weight)}" for name, weight in value.items())
+    if isinstance(value, (tuple, list)):
+        return ",".join(_listed(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 _DETECTOR_OPTIONS = ("samples", "eval_episodes", "channels", "blocks")
@@ -126,17 +147,20 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help=f"Adam learning rate (detector default {detector['lr']}; "
                              f"policies {imitation['lr']}, cosine-annealed per phase; PPO: "
                              "its learning_rate)")
-    shared.add_argument("--seed", type=_number(int), default=0,
-                        help="seeds the data, the weights and the batch order (default 0)")
+    shared.add_argument("--seed", type=_number(int), default=imitation["seed"],
+                        help=f"seeds the data, the weights and the batch order (default "
+                             f"{imitation['seed']})")
     shared.add_argument("--device", default=None,
-                        help="torch device for training: cpu (default), cuda, auto (cuda if "
-                             "available)")
+                        help=f"torch device for training: cpu, cuda, auto (cuda if "
+                             f"available) (detector default {detector['device']}; policies "
+                             f"{imitation['device']}; PPO: PPOConfig's)")
     shared.add_argument("--threads", type=_number(int), default=None,
-                        help="torch CPU threads (default 1)")
+                        help=f"torch CPU threads (detector default {detector['threads']}; "
+                             f"policies {imitation['threads']})")
     shared.add_argument("--out", default=None,
-                        help="working folder: data cache, logs, resumable state, default "
-                             "checkpoint location (default runs/train-detector, "
-                             "runs/train-POLICY-METHOD)")
+                        help=f"working folder: data cache, logs, resumable state, default "
+                             f"checkpoint location (default {DETECTOR_OUT}, "
+                             f"{policy_out('POLICY', 'METHOD')})")
     shared.add_argument("--checkpoint", default=None, metavar="PATH",
                         help="where to write the checkpoint (default OUT/detector.pt, "
                              "OUT/POLICY.pt)")
@@ -157,9 +181,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     group.add_argument("--policy", default=None,
                        help="the network: " + ", ".join(POLICY_NAMES))
     group.add_argument("--method", default=None,
-                       help="bc: behaviour cloning of the staged stack (default); dagger: bc, "
-                            "then DAgger rounds; ppo: reinforcement learning (PPO) from "
-                            "--init")
+                       help=f"bc: behaviour cloning of the staged stack; dagger: bc, then "
+                            f"DAgger rounds; ppo: reinforcement learning (PPO) from --init "
+                            f"(default {imitation['method']})")
     group.add_argument("--episodes", type=_number(int), default=None,
                        help=f"expert episodes of the dataset (default {imitation['episodes']})")
     group.add_argument("--frames", type=_number(int), default=None,
@@ -170,8 +194,8 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help=f"worlds simulated side by side (bc/dagger: while collecting, "
                             f"default {imitation['envs']}; ppo: num_envs)")
     group.add_argument("--scenario-weights", default=None, metavar="NAME=W,...",
-                       help="bc/dagger: the scenario mix, e.g. highway=0.55,lead-brake=0.15,"
-                            "cut-in=0.15,stopped-vehicle=0.15 (the default)")
+                       help=f"bc/dagger: the scenario mix (default "
+                            f"{_listed(imitation['scenario_weights'])})")
     group.add_argument("--dagger-rounds", type=_number(int), default=None,
                        help=f"DAgger rounds (default {imitation['dagger_rounds']})")
     group.add_argument("--dagger-episodes", type=_number(int), default=None,
@@ -187,20 +211,23 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                        help=f"gru/lstm: ticks per truncated-BPTT window (default "
                             f"{imitation['sequence_length']})")
     group.add_argument("--action-weights", default=None, metavar="ACCEL,STEER",
-                       help="bc/dagger: weights of the acceleration and steering terms of "
-                            "the loss on actions scaled to [-1, 1] (default 1,200: the "
-                            "expert's steering is tiny but must be exact)")
+                       help=f"bc/dagger: weights of the acceleration and steering terms of "
+                            f"the loss on actions scaled to [-1, 1] (default "
+                            f"{_listed(imitation['action_weights'])}: the expert's steering "
+                            f"is tiny but must be exact)")
     group.add_argument("--command-inputs", default=None,
-                       help="bc/dagger: shuffle (default): while learning, the ego's last "
-                            "command (acceleration, steering) inputs are shuffled across "
-                            "the minibatch, so the policy reads the road instead of copying "
-                            "its last command; keep: the recorded values")
+                       help=f"bc/dagger: shuffle: while learning, the ego's last command "
+                            f"(acceleration, steering) inputs are shuffled across the "
+                            f"minibatch, so the policy reads the road instead of copying its "
+                            f"last command; keep: the recorded values (default "
+                            f"{imitation['command_inputs']})")
     group.add_argument("--latency", default=None,
-                       help="the clock's latency model while driving: fixed:SECONDS, "
-                            "fixed:STAGE=SECONDS,..., profile:PATH (default fixed:0)")
+                       help=f"the clock's latency model while driving: fixed:SECONDS, "
+                            f"fixed:STAGE=SECONDS,..., profile:PATH (default "
+                            f"{imitation['latency']})")
     group.add_argument("--mode", default=None,
-                       help="the clock's mode while driving: lockstep (bc/dagger default) "
-                            "or realtime (ppo default)")
+                       help=f"the clock's mode while driving: lockstep or realtime "
+                            f"(bc/dagger default {imitation['mode']}; ppo: PPOConfig's)")
     group.add_argument("--init", default=None, metavar="CKPT",
                        help="policy checkpoint to start from (fine-tuning; PPO from BC)")
     group.add_argument("--checkpoint-every", type=_number(int), default=None,
@@ -306,7 +333,7 @@ def _train_detector(args: argparse.Namespace) -> int:
     values.update(seed=args.seed, device=_value(args, "device", defaults),
                   threads=_value(args, "threads", defaults))
     _numbers(values, ("device",))
-    out = args.out if args.out is not None else "runs/train-detector"
+    out = args.out if args.out is not None else DETECTOR_OUT
     config = DetectorTrainingConfig(
         samples=values["samples"], epochs=values["epochs"], batch_size=values["batch_size"],
         lr=values["lr"], seed=values["seed"], device=values["device"],
@@ -369,7 +396,7 @@ def _train_policy(args: argparse.Namespace) -> int:
         recorded["policy_config"] = json.dumps(policy_config, sort_keys=True)
     if args.init is not None:
         recorded["init"] = args.init
-    out = args.out if args.out is not None else f"runs/train-{args.policy}-{method}"
+    out = args.out if args.out is not None else policy_out(args.policy, method)
     fields = {key: value for key, value in values.items()
               if key != "frames" or value is not None}
     config = ImitationConfig(**fields, **extra, policy_config=policy_config, init=args.init)
@@ -408,7 +435,7 @@ def _train_ppo(args: argparse.Namespace, policy_config: dict[str, Any]) -> int:
             given[name] = value
     _numbers(given, ("policy", "latency", "mode", "init", "device", "checkpoint", "out",
                      "scenarios", "initial_std"))
-    out = given.setdefault("out", f"runs/train-{args.policy}-ppo")
+    out = given.setdefault("out", policy_out(args.policy, "ppo"))
     recorded = {key: value for key, value in given.items() if key not in ("out", "checkpoint")}
     recorded = {"policy": args.policy, "method": "ppo",
                 **{k: v for k, v in recorded.items() if k != "policy"}}

@@ -27,7 +27,7 @@ from reflexdrive.common.validation import (
     real,
     validate_fields,
 )
-from reflexdrive.policies.checkpoint import library_versions, save_checkpoint
+from reflexdrive.policies.checkpoint import save_checkpoint
 from reflexdrive.policies.detector import (
     BOX_FIELDS,
     CenterNetDetector,
@@ -45,6 +45,7 @@ from reflexdrive.train.detector_data import (
     evaluation_frames,
     training_frames,
 )
+from reflexdrive.train.versions import checkpoint_versions
 
 
 @dataclass(frozen=True)
@@ -289,7 +290,7 @@ def train_detector(config: DetectorTrainingConfig, out: str | Path,
             "seconds": {"data": round(data_seconds, 1), "train": round(train_seconds, 1),
                         "total": round(time.perf_counter() - started, 1)},
             "device": str(device),
-            "versions": {**library_versions(), "reflexdrive": _version()},
+            "versions": checkpoint_versions(),
             "created_unix_s": round(time.time()),
         }
         save_checkpoint(path, detector_checkpoint(model.cpu(), detector_spec(sensors), meta))
@@ -361,12 +362,3 @@ def fit_detector(model: CenterNetDetector, frames: dict[str, np.ndarray],
             log(f"epoch {epoch + 1}/{config.epochs}: " + ", ".join(
                 f"{key} {value:.4f}" for key, value in means.items()))
     return history
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("reflexdrive")
-    except Exception:                                   # not installed: the source tree
-        import reflexdrive
-        return reflexdrive.__version__

@@ -55,7 +55,14 @@ from reflexdrive.agents.registry import build_staged
 from reflexdrive.common.batching import even_chunks
 from reflexdrive.common.files import atomic_write
 from reflexdrive.common.threads import torch_threads
-from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS, SensorConfig
+from reflexdrive.common.validation import choice, integer, string, validate_fields
+from reflexdrive.envs.config import (
+    ACCELERATION_BOUNDS,
+    EGO_FEATURES,
+    MODES,
+    STEERING_BOUNDS,
+    SensorConfig,
+)
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.scenarios import make_config
 from reflexdrive.run.rollout import Rollout
@@ -105,13 +112,20 @@ class CollectionConfig:
         sensors: the sensors' settings (default `SensorConfig()`).
     """
 
-    envs: int = 256
-    shard_episodes: int = 256
-    mode: str = "lockstep"
-    latency: str = "fixed:0"
+    envs: int = integer(256, low=1, high=65_536, says_integer=True,
+                        help="worlds simulated side by side")
+    shard_episodes: int = integer(256, low=1, high=ROUND_STRIDE - 1, says_integer=True,
+                                  help="most episodes per data shard")
+    mode: str = choice("lockstep", choices=MODES, help="the clock's mode: lockstep, realtime")
+    latency: str = string("fixed:0", help="the clock's latency model")
     weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS
-    seed: int = 0
+    seed: int = integer(0, low=0, high=MAX_SEED, says_integer=True,
+                        help="seeds the data (scenario seeds), the weights, the split and "
+                             "the batch order")
     sensors: SensorConfig = field(default_factory=SensorConfig)
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
 
 
 @dataclass(frozen=True)
@@ -286,7 +300,8 @@ def empty_dataset(sensors: SensorConfig | None = None) -> ExpertDataset:
     return ExpertDataset(
         bev=np.zeros((0, c, h, (w + 7) // 8), np.uint8), bev_width=w,
         ego=np.zeros((0, len(EGO_FEATURES)), np.float32),
-        lidar=np.zeros((0, sensors.lidar_beams, 2), np.float32), action=np.zeros((0, 2), np.float32),
+        lidar=np.zeros((0, sensors.lidar_beams, 2), np.float32),
+        action=np.zeros((0, 2), np.float32),
         executed=np.zeros((0, 2), np.float32), episode_start=np.zeros(0, bool),
         episode=np.zeros(0, np.int64), tick=np.zeros(0, np.int32), env=np.zeros(0, np.int32),
         scenario=np.zeros(0, np.int8), round=np.zeros(0, np.int8), learner=np.zeros(0, bool))

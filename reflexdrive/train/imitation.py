@@ -64,7 +64,6 @@ from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import (
     CheckpointError,
     checksum,
-    library_versions,
     load_checkpoint,
 )
 from reflexdrive.policies.networks import DrivingPolicy
@@ -93,6 +92,7 @@ from reflexdrive.train.expert_data import (
     collect_round,
 )
 from reflexdrive.train.imitation_config import ImitationConfig
+from reflexdrive.train.versions import checkpoint_versions
 
 # ----------------------------------------------------------------------------- pipeline
 
@@ -334,7 +334,7 @@ def train_imitation(config: ImitationConfig, out: str | Path,
                 "data": descriptions, "metrics": run.metrics or _last_metrics(trainer),
                 "history": trainer.history, "global_step": trainer.global_step,
                 "seconds": seconds, "device": str(device),
-                "versions": {**library_versions(), "reflexdrive": _version()},
+                "versions": checkpoint_versions(),
                 "created_unix_s": round(time.time())}
         save_policy(final_path, trainer.policy, policy_spec(), meta)
         log(f"wrote {final_path} ({final_path.stat().st_size / 1e6:.2f} MB)")
@@ -414,12 +414,3 @@ def _stopped(run: _Run, descriptions: list, started: float, data_seconds: float
 
 def _last_metrics(trainer: BehaviourCloning) -> dict[str, Any]:
     return dict(trainer.history[-1]) if trainer.history else {}
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("reflexdrive")
-    except Exception:                                   # not installed: the source tree
-        import reflexdrive
-        return reflexdrive.__version__

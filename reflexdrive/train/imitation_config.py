@@ -4,17 +4,24 @@ which data, and how; validated on construction, errors name the field."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
-
 from reflexdrive.agents.end_to_end import policy_spec
 from reflexdrive.common.devices import DEVICES
-from reflexdrive.common.validation import ConfigError, check_choice, check_real
-from reflexdrive.envs.config import EGO_FEATURES, MODES, SensorConfig
+from reflexdrive.common.validation import (
+    ConfigError,
+    check_choice,
+    check_real,
+    choice,
+    integer,
+    number_tuple,
+    override,
+    real,
+    validate_fields,
+)
+from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
 from reflexdrive.envs.latency import parse_latency
 from reflexdrive.policies.registry import (
     POLICIES,
@@ -23,7 +30,6 @@ from reflexdrive.policies.registry import (
 from reflexdrive.train.expert_data import (
     DEFAULT_WEIGHTS,
     MAX_ROUND,
-    MAX_SEED,
     ROUND_STRIDE,
     SCENARIOS,
     CollectionConfig,
@@ -47,18 +53,13 @@ HUBER_DELTA = 0.1
 """Where the Huber loss turns linear, in normalised action units (1 = half the range)."""
 
 
-
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ConfigError(name, value, "must be an integer")
-    if value < low or (high is not None and value > high):
-        raise ConfigError(name, value, f"must be an integer >= {low}" if high is None
-                          else f"must be an integer in [{low}, {high}]")
+ACTION_WEIGHTS_RULE = "must be two numbers >= 0 (acceleration, steering), not both 0"
+"""The error of a bad `ImitationConfig.action_weights`."""
 
 
-def _check_number(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ConfigError(name, value, "must be a number")
+def _integer(default: int, low: int, high: int | None, help: str) -> Any:
+    """An integer field whose error reads "must be an integer in [low, high]"."""
+    return integer(default, low=low, high=high, says_integer=True, help=help)
 
 
 @dataclass(frozen=True)
@@ -130,91 +131,71 @@ class ImitationConfig:
             driving).
     """
 
-    policy: str = "cnn"
-    method: str = "bc"
-    episodes: int = 1000
-    frames: int | None = None
+    policy: str = choice("cnn", choices=tuple(POLICIES), help="the network")
+    method: str = choice("bc", choices=METHODS,
+                         help="bc: behaviour cloning; dagger: bc, then DAgger rounds")
+    episodes: int = _integer(1000, 1, ROUND_STRIDE - 1, "expert episodes of the dataset")
+    frames: int | None = integer(None, low=1, optional=True, says_integer=True,
+                                 help="about this many expert frames instead of episodes")
     scenario_weights: Mapping[str, float] = field(
         default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    envs: int = 256
-    shard_episodes: int = 256
-    mode: str = "lockstep"
-    latency: str = "fixed:0"
-    epochs: int = 4
-    batch_size: int = 128
-    sequence_length: int = 32
-    burn_in: int = 8
-    sequence_batch: int = 8
-    lr: float = 1e-3
-    lr_final: float = 0.1
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    loss: str = "mse"
-    action_weights: tuple[float, float] = (1.0, 200.0)
-    steer_min_speed_mps: float = 6.0
-    command_inputs: str = "shuffle"
-    val_fraction: float = 0.05
-    val_samples: int = 2048
-    dagger_rounds: int = 2
-    dagger_episodes: int = 250
-    dagger_epochs: int = 2
-    dagger_beta: float = 0.5
-    dagger_beta_decay: float = 0.5
-    eval_every: int = 250
-    checkpoint_every: int = 250
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 1
+    envs: int = override(CollectionConfig, "envs")
+    shard_episodes: int = override(CollectionConfig, "shard_episodes")
+    mode: str = override(CollectionConfig, "mode")
+    latency: str = override(CollectionConfig, "latency")
+    epochs: int = _integer(4, 0, 10_000, "passes over the expert data")
+    batch_size: int = _integer(128, 1, 65_536, "frames per update")
+    sequence_length: int = _integer(32, 1, 10_000, "gru/lstm: ticks per truncated-BPTT window")
+    burn_in: int = _integer(8, 0, 10_000, "gru/lstm: ticks that warm the state up")
+    sequence_batch: int = _integer(8, 1, 65_536, "gru/lstm: windows per update")
+    lr: float = real(1e-3, low=0.0, high=1.0, low_inclusive=False,
+                     help="Adam's learning rate at the start of each phase")
+    lr_final: float = real(0.1, low=0.0, high=1.0, help="the final learning rate / lr")
+    weight_decay: float = real(0.0, low=0.0, high=1.0, help="Adam's L2 penalty")
+    grad_clip: float = real(1.0, low=0.0, help="gradient-norm clip (0: none)")
+    loss: str = choice("mse", choices=LOSSES, help="loss on the normalised action")
+    action_weights: tuple[float, float] = number_tuple(
+        (1.0, 200.0), low=0.0, finite=True, min_length=2, max_length=2,
+        message=ACTION_WEIGHTS_RULE, help="weights of the acceleration and steering terms")
+    steer_min_speed_mps: float = real(6.0, low=0.0, high=100.0,
+                                      help="the steering term counts from this speed [m/s]")
+    command_inputs: str = choice("shuffle", choices=COMMAND_INPUTS,
+                                 help="what training shows of the ego's last command")
+    val_fraction: float = real(0.05, low=0.0, high=0.5, help="share held out for validation")
+    val_samples: int = _integer(2048, 1, 10_000_000, "most frames of a validation pass")
+    dagger_rounds: int = _integer(2, 0, MAX_ROUND, "DAgger rounds")
+    dagger_episodes: int = _integer(250, 1, ROUND_STRIDE - 1,
+                                    "episodes the policy drives per DAgger round")
+    dagger_epochs: int = _integer(2, 0, 10_000, "passes over all the data after each round")
+    dagger_beta: float = real(0.5, low=0.0, high=1.0,
+                              help="probability that the expert's action is executed in "
+                                   "round 1")
+    dagger_beta_decay: float = real(0.5, low=0.0, high=1.0,
+                                    help="factor on that probability per further round")
+    eval_every: int = _integer(250, 1, None, "updates between validation passes")
+    checkpoint_every: int = _integer(250, 1, None, "updates between resumable checkpoints")
+    seed: int = override(CollectionConfig, "seed")
+    device: str = choice("cpu", choices=DEVICES, help="torch device: cpu, cuda, auto")
+    threads: int = _integer(1, 1, 1024, "torch CPU threads")
     policy_config: Mapping[str, Any] = field(default_factory=dict)
     init: str | None = None
 
     def __post_init__(self) -> None:
-        check_choice("policy", self.policy, tuple(POLICIES))
-        check_choice("method", self.method, METHODS)
-        check_choice("mode", self.mode, MODES)
-        check_choice("loss", self.loss, LOSSES)
-        check_choice("device", self.device, DEVICES)
-        check_choice("command_inputs", self.command_inputs, COMMAND_INPUTS)
-        for name, low, high in (("episodes", 1, ROUND_STRIDE - 1), ("envs", 1, 65_536),
-                                ("shard_episodes", 1, ROUND_STRIDE - 1), ("epochs", 0, 10_000),
-                                ("batch_size", 1, 65_536), ("sequence_length", 1, 10_000),
-                                ("burn_in", 0, 10_000), ("sequence_batch", 1, 65_536),
-                                ("val_samples", 1, 10_000_000),
-                                ("dagger_rounds", 0, MAX_ROUND),
-                                ("dagger_episodes", 1, ROUND_STRIDE - 1),
-                                ("dagger_epochs", 0, 10_000), ("eval_every", 1, None),
-                                ("checkpoint_every", 1, None), ("seed", 0, MAX_SEED),
-                                ("threads", 1, 1024)):
-            _check_int(name, getattr(self, name), low, high)
-        if self.frames is not None:
-            _check_int("frames", self.frames, 1, None)
-        for name, low, high, low_inclusive in (
-                ("lr", 0.0, 1.0, False), ("lr_final", 0.0, 1.0, True),
-                ("weight_decay", 0.0, 1.0, True), ("grad_clip", 0.0, None, True),
-                ("val_fraction", 0.0, 0.5, True), ("dagger_beta", 0.0, 1.0, True),
-                ("steer_min_speed_mps", 0.0, 100.0, True),
-                ("dagger_beta_decay", 0.0, 1.0, True)):
-            _check_number(name, getattr(self, name))
-            check_real(name, getattr(self, name), low, high, low_inclusive=low_inclusive)
+        validate_fields(self)
         weights = self.scenario_weights
         if not isinstance(weights, Mapping) or not weights:
             raise ConfigError("scenario_weights", weights, "must be a non-empty {scenario: "
                               "weight} dict over " + ", ".join(SCENARIOS))
         for name, weight in weights.items():
             check_choice("scenario_weights", name, SCENARIOS)
-            _check_number(f"scenario_weights.{name}", weight)
             check_real(f"scenario_weights.{name}", weight, 0.0, None)
         if not sum(float(w) for w in weights.values()) > 0.0:
             raise ConfigError("scenario_weights", dict(weights),
                               "at least one weight must be > 0")
         object.__setattr__(self, "scenario_weights", {
             name: float(weights[name]) for name in SCENARIOS if name in weights})
-        if (not isinstance(self.action_weights, (tuple, list)) or len(self.action_weights) != 2
-                or not all(isinstance(w, (int, float)) and not isinstance(w, bool)
-                           and math.isfinite(w) and w >= 0 for w in self.action_weights)
-                or not sum(self.action_weights) > 0):
-            raise ConfigError("action_weights", self.action_weights,
-                              "must be two numbers >= 0 (acceleration, steering), not both 0")
+        if not sum(self.action_weights) > 0:
+            raise ConfigError("action_weights", self.action_weights, ACTION_WEIGHTS_RULE)
         object.__setattr__(self, "action_weights", tuple(float(w) for w in self.action_weights))
         parse_latency(self.latency)
         if not isinstance(self.policy_config, Mapping):

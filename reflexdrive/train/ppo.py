@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
-import numbers
 import os
 import re
 import warnings
@@ -57,9 +55,17 @@ from tqdm import tqdm
 
 from reflexdrive.agents.end_to_end import policy_spec
 from reflexdrive.common.files import atomic_write
-from reflexdrive.common.validation import ConfigError, check_choice, check_real
+from reflexdrive.common.validation import (
+    ConfigError,
+    check_choice,
+    choice,
+    count,
+    number_tuple,
+    real,
+    validate_fields,
+)
 from reflexdrive.envs.gym.vector import batched_scenarios
-from reflexdrive.envs.latency import MeasuredLatency, parse_latency, unshifted
+from reflexdrive.envs.latency import parse_latency
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy
 from reflexdrive.policies.registry import POLICIES, load_policy, save_policy
@@ -88,19 +94,6 @@ TB_RUN_NAME = "ppo"
 KEEP_CHECKPOINTS = 2
 _CHECKPOINT_NAME = re.compile(r"^ppo-(\d+)\.zip$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-def _integer(name: str, value: Any, low: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ConfigError(name, value, f"must be an integer >= {low}")
-
-
-def _number(name: str, value: Any, low: float | None = None, high: float | None = None,
-            low_inclusive: bool = True) -> None:
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value)):
-        raise ConfigError(name, value, "must be a finite number")
-    check_real(name, value, low, high, low_inclusive=low_inclusive)
 
 
 @dataclass(frozen=True)
@@ -150,36 +143,43 @@ class PPOConfig:
         command: the command line that started the run (recorded in the export).
     """
 
-    policy: str = "cnn"
+    policy: str = choice("cnn", choices=tuple(POLICIES), help="the network")
     scenarios: tuple[str, ...] = ("highway",)
-    num_envs: int = 16
-    total_timesteps: int = 1_000_000
-    n_steps: int = 128
-    batch_size: int = 256
-    n_epochs: int = 4
-    learning_rate: float = 3e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    initial_std: tuple[float, float] = (0.3, 0.05)
-    value_hidden: int = 128
-    seed: int = 0
+    num_envs: int = count(16, help="envs stepped together")
+    total_timesteps: int = count(1_000_000, help="env steps to train for in all")
+    n_steps: int = count(128, help="ticks per env per update (rollout length)")
+    batch_size: int = count(256, low=2, help="samples per minibatch")
+    n_epochs: int = count(4, help="passes over each rollout")
+    learning_rate: float = real(3e-4, low=0.0, high=1.0, low_inclusive=False, finite=True,
+                                help="Adam's learning rate (constant)")
+    gamma: float = real(0.99, low=0.0, high=1.0, finite=True, help="discount per tick")
+    gae_lambda: float = real(0.95, low=0.0, high=1.0, finite=True, help="GAE lambda")
+    clip_range: float = real(0.2, low=0.0, high=1.0, low_inclusive=False, finite=True,
+                             help="PPO ratio clip")
+    ent_coef: float = real(0.0, low=0.0, finite=True, help="entropy bonus")
+    vf_coef: float = real(0.5, low=0.0, finite=True, help="value-loss weight")
+    max_grad_norm: float = real(0.5, low=0.0, low_inclusive=False, finite=True,
+                                help="gradient-norm clip")
+    initial_std: tuple[float, float] = number_tuple(
+        (0.3, 0.05), low=0.0, low_inclusive=False, finite=True, min_length=2, max_length=2,
+        message="must be two positive numbers (acceleration, steering)",
+        help="std of the exploration Gaussian on the head's pre-squash output")
+    value_hidden: int = count(128, help="critic hidden width")
+    seed: int = count(0, low=0, help="seeds the weights, the action noise, the minibatch "
+                                     "order and the scenario seeds")
     latency: str = "fixed:0"
-    mode: str = "realtime"
+    mode: str = choice("realtime", choices=MODES, help="the clock's mode")
     init: str | None = None
     policy_config: Mapping[str, Any] = field(default_factory=dict)
     out_dir: str = "runs/train-ppo"
-    checkpoint_every: int = 10
+    checkpoint_every: int = count(10, help="updates between resume checkpoints")
     export_path: str | None = None
     device: str = "auto"
-    threads: int | None = None
+    threads: int | None = count(None, optional=True, help="torch CPU threads")
     command: str | None = None
 
     def __post_init__(self) -> None:
-        check_choice("policy", self.policy, tuple(POLICIES))
+        validate_fields(self)
         scenarios = (self.scenarios,) if isinstance(self.scenarios, str) else self.scenarios
         if not isinstance(scenarios, (tuple, list)) or not scenarios:
             raise ConfigError("scenarios", self.scenarios, "must be one or more of "
@@ -191,14 +191,10 @@ class PPOConfig:
         object.__setattr__(self, "scenarios", tuple(scenarios))
         for name in ("num_envs", "total_timesteps", "n_steps", "n_epochs", "value_hidden",
                      "checkpoint_every", "batch_size", "seed", "threads"):
-            value = getattr(self, name)
-            if name == "threads" and value is None:
-                continue
-            _integer(name, value, {"batch_size": 2, "seed": 0}.get(name, 1))
-            object.__setattr__(self, name, int(value))
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef",
                      "max_grad_norm"):
-            _number(name, getattr(self, name))
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.num_envs < len(self.scenarios):
             raise ConfigError("num_envs", self.num_envs, f"must be at least one env per "
@@ -207,25 +203,12 @@ class PPOConfig:
         if rollout % self.batch_size:
             raise ConfigError("batch_size", self.batch_size, f"must divide n_steps * num_envs "
                               f"= {rollout} (sb3 would truncate a minibatch)")
-        _number("learning_rate", self.learning_rate, 0.0, 1.0, low_inclusive=False)
-        _number("gamma", self.gamma, 0.0, 1.0)
-        _number("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        _number("clip_range", self.clip_range, 0.0, 1.0, low_inclusive=False)
-        _number("ent_coef", self.ent_coef, 0.0)
-        _number("vf_coef", self.vf_coef, 0.0)
-        _number("max_grad_norm", self.max_grad_norm, 0.0, low_inclusive=False)
-        std = self.initial_std
-        if (not isinstance(std, (tuple, list)) or len(std) != 2
-                or any(isinstance(s, bool) or not isinstance(s, (int, float))
-                       or not math.isfinite(s) or s <= 0 for s in std)):
-            raise ConfigError("initial_std", std, "must be two positive numbers "
-                              "(acceleration, steering)")
-        object.__setattr__(self, "initial_std", (float(std[0]), float(std[1])))
-        check_choice("mode", self.mode, MODES)
+        object.__setattr__(self, "initial_std",
+                           (float(self.initial_std[0]), float(self.initial_std[1])))
         if not isinstance(self.latency, str):
             raise ConfigError("latency", self.latency, "must be a spec string: fixed:SECONDS, "
                               "fixed:STAGE=SECONDS,... or profile:PATH")
-        if isinstance(unshifted(parse_latency(self.latency))[0], MeasuredLatency):
+        if not parse_latency(self.latency).deterministic:       # measured (+SECONDS)
             raise ConfigError("latency", self.latency, "training needs a reproducible latency: "
                               "use fixed:SECONDS or profile:PATH")
         for name in ("out_dir", "init", "export_path"):

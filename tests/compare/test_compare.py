@@ -485,3 +485,28 @@ def test_measured_plus_extra_charges_the_stacks_own_timings_plus_the_delay():
     assert (observed[stages].sum(axis=1) > 0).all()          # the stack's own wall clock
     assert np.allclose(observed[stages + ["latency_extra_s"]].sum(axis=1),
                        observed["latency_s"])
+
+
+@pytest.mark.parametrize("value", [True, "3", 3.0])
+@pytest.mark.parametrize("name", ["episodes", "seed", "envs", "ray_cpus", "chunk_episodes",
+                                  "threads", "video", "bootstrap_resamples"])
+def test_compare_config_integers_reject_bools_strings_and_floats(tmp_path, checkpoint, name,
+                                                                  value):
+    with pytest.raises(ConfigError, match=rf"^{name}=.* is invalid: must be an integer >= "):
+        tiny(tmp_path / "o", checkpoint, **{name: value})
+
+
+def test_compare_config_field_messages(tmp_path, checkpoint):
+    with pytest.raises(ConfigError, match=r"^envs=0 is invalid: must be an integer >= 1 "
+                                          r"\(or left out\)$"):
+        tiny(tmp_path / "o", checkpoint, envs=0)
+    with pytest.raises(ConfigError, match=r"^budget_s=60 is invalid: must be a finite number "
+                                          r"of seconds in \(0, 60\)$"):
+        tiny(tmp_path / "o", checkpoint, budget_s=60)
+    with pytest.raises(ConfigError, match=r"^sweep_lockstep=1 is invalid: must be true or "
+                                          r"false$"):
+        tiny(tmp_path / "o", checkpoint, sweep_lockstep=1)
+    with pytest.raises(ConfigError, match=r"^latency=3 is invalid: must be a string$"):
+        tiny(tmp_path / "o", checkpoint, latency=3)
+    assert tiny(tmp_path / "o", checkpoint, budget_s=1).budget_s == 1.0
+    assert isinstance(tiny(tmp_path / "o", checkpoint, budget_s=1).budget_s, float)

@@ -17,6 +17,7 @@ from reflexdrive.agents.staged.types import Plan
 from reflexdrive.envs.sensors import to_ego_frame
 from reflexdrive.policies.registry import build, save_policy
 
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.compare.config import CompareConfig
 from reflexdrive.report import overlays
 from reflexdrive.report.video import (
@@ -158,3 +159,28 @@ def test_compare_videos_are_the_cells_at_extra_zero(tmp_path):
     paths = record_compare_videos(config, video=SMALL_VIDEO)
     assert paths == [tmp_path / "videos" / "staged_lead-brake_realtime_seed0.mp4"]
     assert video_frames(paths[0]) == 50
+
+
+@pytest.mark.parametrize("value", [True, "3", 24.0])
+@pytest.mark.parametrize("name", ["panel_height", "crf", "inset_scale", "fps"])
+def test_video_config_integers_reject_bools_strings_and_floats(name, value):
+    with pytest.raises(ConfigError, match=rf"^video.{name}=.* is invalid: must be an "):
+        VideoConfig(**{name: value})
+
+
+def test_video_config_messages():
+    with pytest.raises(ConfigError, match=r"^video.scene_size\[0\]=161 is invalid: must be an "
+                                          r"even integer >= 160 \[px\]$"):
+        VideoConfig(scene_size=(161, 64))
+    with pytest.raises(ConfigError, match=r"^video.scene_size\[1\]=64.0 is invalid: must be "
+                                          r"an even integer >= 64 \[px\]$"):
+        VideoConfig(scene_size=(160, 64.0))
+    with pytest.raises(ConfigError, match=r"^video.panel_height=98.0 is invalid: must be an "
+                                          r"even integer >= 96 \[px\]$"):
+        VideoConfig(panel_height=98.0)
+    with pytest.raises(ConfigError, match=r"^video.crf=52 is invalid: must lie in \[0, 51\]$"):
+        VideoConfig(crf=52)
+    with pytest.raises(ConfigError, match=r"^video.explain=1 is invalid: must be true or "
+                                          r"false$"):
+        VideoConfig(explain=1)
+    assert VideoConfig(fps=30, crf=0, inset_scale=8).fps == 30

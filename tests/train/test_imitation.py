@@ -503,3 +503,33 @@ def test_a_gru_warm_started_from_a_cnn_checkpoint_trains(expert_data, tmp_path):
     assert gru.name == "gru" and gru.config.skip and gru.config.encoder == cnn.config.encoder
     assert checkpoint.meta["init"]["command"] == "cnn"
     assert result["global_step"] > 0
+
+
+@pytest.mark.parametrize("value", [True, "3", 3.0])
+@pytest.mark.parametrize("name", ["episodes", "frames", "envs", "shard_episodes", "epochs",
+                                  "batch_size", "sequence_length", "burn_in", "sequence_batch",
+                                  "val_samples", "dagger_rounds", "dagger_episodes",
+                                  "dagger_epochs", "eval_every", "checkpoint_every", "seed",
+                                  "threads"])
+def test_imitation_config_integers_reject_bools_strings_and_floats(name, value):
+    with pytest.raises(ConfigError, match=rf"^{name}=.* is invalid: must be an integer$"):
+        ImitationConfig(**{name: value})
+
+
+@pytest.mark.parametrize("value", [True, "3", 3.0])
+@pytest.mark.parametrize("name", ["envs", "shard_episodes", "seed"])
+def test_collection_config_integers_reject_bools_strings_and_floats(name, value):
+    with pytest.raises(ConfigError, match=rf"^{name}=.* is invalid: must be an integer$"):
+        CollectionConfig(**{name: value})
+
+
+def test_collection_config_bounds_are_the_imitation_config_bounds():
+    for name, bad in (("envs", 0), ("shard_episodes", ROUND_STRIDE), ("seed", 200)):
+        with pytest.raises(ConfigError) as collection:
+            CollectionConfig(**{name: bad})
+        with pytest.raises(ConfigError) as imitation:
+            ImitationConfig(**{name: bad})
+        assert str(collection.value) == str(imitation.value)
+    with pytest.raises(ConfigError, match=r"^mode='fast' is invalid"):
+        CollectionConfig(mode="fast")
+    assert ImitationConfig(envs=3, seed=7).collection().envs == 3

@@ -4,6 +4,7 @@ training, resume, export (`reflexdrive.train.ppo`, `reflexdrive.train.sb3_adapte
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -306,3 +307,23 @@ def test_bad_settings_name_the_field(tmp_path, field, value, message):
 def test_init_and_policy_config_exclude_each_other(tmp_path):
     with pytest.raises(ConfigError, match="policy_config=.*must be empty with init"):
         tiny_config(tmp_path, init="bc.pt")
+
+
+@pytest.mark.parametrize("value", [True, "3", 3.0])
+@pytest.mark.parametrize("name", ["num_envs", "total_timesteps", "n_steps", "batch_size",
+                                  "n_epochs", "value_hidden", "seed", "checkpoint_every",
+                                  "threads"])
+def test_integers_reject_bools_strings_and_floats(tmp_path, name, value):
+    with pytest.raises(ConfigError, match=rf"^{name}=.* is invalid: must be an integer >= "):
+        tiny_config(tmp_path, **{name: value})
+
+
+def test_numbers_must_be_finite(tmp_path):
+    with pytest.raises(ConfigError, match=r"^ent_coef=inf is invalid: must be a finite number$"):
+        tiny_config(tmp_path, ent_coef=math.inf)
+    with pytest.raises(ConfigError, match=r"^initial_std=\(0.3, inf\) is invalid: must be two "
+                                          r"positive numbers \(acceleration, steering\)$"):
+        tiny_config(tmp_path, initial_std=(0.3, math.inf))
+    config = tiny_config(tmp_path, gamma=1, initial_std=(1, 2), num_envs=np.int64(2))
+    assert (config.gamma, config.initial_std) == (1.0, (1.0, 2.0))
+    assert type(config.gamma) is float and type(config.num_envs) is int

@@ -1,0 +1,64 @@
+"""The run layer's configs validate from field metadata: integers reject bools, strings and
+floats; errors name the field as before."""
+
+from __future__ import annotations
+
+import pytest
+
+from reflexdrive.common.validation import ConfigError
+from reflexdrive.run.metrics import ReactionConfig
+from reflexdrive.run.profile import ProfileConfig
+from reflexdrive.run.runner import RunConfig
+
+
+@pytest.mark.parametrize("value", [True, "3", 3.0])
+@pytest.mark.parametrize("name", ["episodes", "seed", "envs", "simulation_frequency",
+                                  "policy_frequency"])
+def test_run_config_integers_reject_bools_strings_and_floats(name, value):
+    with pytest.raises(ConfigError, match=rf"^{name}=.* is invalid: must be an integer"):
+        RunConfig(**{name: value})
+
+
+def test_run_config_messages():
+    with pytest.raises(ConfigError, match=r"^episodes=0 is invalid: must be an integer >= 1$"):
+        RunConfig(episodes=0)
+    with pytest.raises(ConfigError, match=r"^seed=-1 is invalid: must be an integer >= 0$"):
+        RunConfig(seed=-1)
+    with pytest.raises(ConfigError, match=r"^budget=-1.0 is invalid: must lie in \(0, 3600\]$"):
+        RunConfig(budget_s=-1.0)
+    with pytest.raises(ConfigError, match=r"^mode='fast' is invalid: allowed values are "
+                                          r"realtime, lockstep$"):
+        RunConfig(mode="fast")
+
+
+def test_run_config_clock_defaults_are_the_clock_config_defaults():
+    from reflexdrive.envs.config import ClockConfig
+
+    run, clock = RunConfig(), ClockConfig()
+    for name in ("mode", "latency", "budget_s", "on_overrun", "simulation_frequency",
+                 "policy_frequency"):
+        assert getattr(run, name) == getattr(clock, name), name
+    assert dict(run.stage_budgets_s) == dict(clock.stage_budgets_s) == {}
+
+
+@pytest.mark.parametrize("value", [True, "3", 3.0])
+@pytest.mark.parametrize("name", ["episodes", "seed", "warmup"])
+def test_profile_config_integers_reject_bools_strings_and_floats(name, value):
+    with pytest.raises(ConfigError, match=rf"^{name}=.* is invalid: must be an integer >= "):
+        ProfileConfig(**{name: value})
+
+
+def test_profile_config_bounds():
+    with pytest.raises(ConfigError, match=r"^episodes=0 is invalid: must be an integer >= 1$"):
+        ProfileConfig(episodes=0)
+    with pytest.raises(ConfigError, match=r"^warmup=-1 is invalid: must be an integer >= 0$"):
+        ProfileConfig(warmup=-1)
+    ProfileConfig(seed=0, warmup=0)
+
+
+@pytest.mark.parametrize("value", [True, "3", 0.0, 9.0])
+def test_reaction_config_thresholds(value):
+    with pytest.raises(ConfigError, match=r"^reaction.decel_threshold_mps2=.* is invalid: "):
+        ReactionConfig(decel_threshold_mps2=value)
+    with pytest.raises(ConfigError, match=r"^reaction.steer_threshold_rad=.* is invalid: "):
+        ReactionConfig(steer_threshold_rad=value if value != 0.0 else 1.5)
