@@ -318,11 +318,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from reflexdrive.common.validation import check_choice
     from reflexdrive.envs.latency import save_profile
     from reflexdrive.run.profile import ProfileConfig, percentile_table, profile_stack
 
-    check_choice("device", args.device, ("cpu", "cuda", "auto"))
+    device = _resolve_device(args.device)
     if args.threads < 1:
         raise ConfigError("--threads", args.threads, "must be an integer >= 1")
     import torch
@@ -333,7 +332,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                                              "profile.json")
     config = ProfileConfig(stack=args.stack, agent_options=_agent_options(args),
                            scenario=args.scenario, episodes=args.episodes, seed=args.seed,
-                           warmup=args.warmup, device=_resolve_device(args.device))
+                           warmup=args.warmup, device=device)
     profile = profile_stack(config, progress=not args.no_progress)
     save_profile(profile, args.out)
     print(f"{profile.stack} on {profile.device}, batch size 1, {profile.rows} decisions")

@@ -113,12 +113,7 @@ class RunConfig:
             raise ConfigError("checkpoint", self.checkpoint,
                               f"the {self.stack} stack loads no policy checkpoint; only the "
                               "end-to-end stacks do: " + ", ".join(END_TO_END_STACKS))
-        if self.device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise ConfigError("device", self.device,
-                                  "CUDA is not available here; use cpu or auto")
+        resolve_device(self.device)               # "cuda" on a machine without CUDA
         if self.backend == "batched" and self.scenario not in batched_scenarios():
             raise ConfigError("backend", self.backend,
                               f"scenario {self.scenario!r} runs on the highway backend only; "
