@@ -164,7 +164,10 @@ class BehaviourCloning:
 
     # -- batches ---------------------------------------------------------------------------
 
-    def _obs(self, data: ExpertDataset, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    def observations(self, data: ExpertDataset, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """The policy's inputs of dataset `rows` (negative rows, a window's padding, read
+        row 0), on the trainer's device: "bev" `(n, C, H, W)` uint8, "ego" `(n, k)`, and
+        "lidar" `(n, beams, 2)` for a policy that reads it."""
         safe = np.clip(rows, 0, None)
         bev = torch.from_numpy(data.frames_bev(safe)).to(self.device)
         ego = torch.from_numpy(data.ego[safe]).to(self.device)
@@ -185,7 +188,7 @@ class BehaviourCloning:
         safe = np.clip(rows, 0, None)
         expert = torch.from_numpy(data.action[safe]).to(self.device)
         fast = data.ego[safe, 0] >= self.config.steer_min_speed_mps
-        obs = self._obs(data, rows)
+        obs = self.observations(data, rows)
         if shuffle is not None and len(rows) > 1:
             order = torch.from_numpy(shuffle.permutation(len(rows))).to(self.device)
             columns = list(COMMAND_FEATURES)

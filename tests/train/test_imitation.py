@@ -199,14 +199,14 @@ def test_windows_match_step_by_step_inference(expert_data):
         assert counts.all()
         stepped, state = [], None
         for row in rows:                         # from a zero state at the window's start
-            obs = trainer._obs(data, np.array([row]))
+            obs = trainer.observations(data, np.array([row]))
             start = torch.tensor([bool(data.episode_start[row])])
             action, state = policy(obs, state, start)
             stepped.append(action)
         assert data.episode_start[200] and not data.episode_start[199]
         without_reset, state = [], None
         for row in rows:
-            action, state = policy(trainer._obs(data, np.array([row])), state)
+            action, state = policy(trainer.observations(data, np.array([row])), state)
             without_reset.append(action)
     assert torch.allclose(windowed[:, 0], torch.cat(stepped), atol=1e-6)
     assert not torch.allclose(windowed[5:, 0], torch.cat(without_reset[5:]), atol=1e-6)
