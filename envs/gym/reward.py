@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reflexdrive.common.validation import check_real
+from reflexdrive.common.validation import real, validate_fields
 
 
 @dataclass(frozen=True)
@@ -22,22 +22,17 @@ class RewardConfig:
 
     `r = mean over substeps of clip(v / speed_target_mps, 0, 1)
          - collision_penalty * crashed - offroad_penalty * offroad`.
-
-    Attributes:
-        speed_target_mps: speed that earns the full progress reward [m/s].
-        collision_penalty: subtracted once when the ego collides.
-        offroad_penalty: subtracted once when the ego leaves the road.
     """
 
-    speed_target_mps: float = 30.0
-    collision_penalty: float = 10.0
-    offroad_penalty: float = 10.0
+    speed_target_mps: float = real(30.0, low=0.0, high=100.0, low_inclusive=False,
+                                   help="speed that earns the full progress reward [m/s]")
+    collision_penalty: float = real(10.0, low=0.0,
+                                    help="subtracted once when the ego collides")
+    offroad_penalty: float = real(10.0, low=0.0,
+                                  help="subtracted once when the ego leaves the road")
 
     def __post_init__(self) -> None:
-        check_real("reward.speed_target_mps", self.speed_target_mps, 0.0, 100.0,
-                    low_inclusive=False)
-        check_real("reward.collision_penalty", self.collision_penalty, 0.0)
-        check_real("reward.offroad_penalty", self.offroad_penalty, 0.0)
+        validate_fields(self, "reward.")
 
     def progress(self, speed_mps):
         """Per-substep progress term `clip(v / speed_target_mps, 0, 1)` (scalar or array)."""

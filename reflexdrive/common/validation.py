@@ -27,6 +27,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import numpy as np
+
 RULE = "reflexdrive.rule"
 """The field-metadata key under which a field's `Rule` is stored."""
 HELP = "reflexdrive.help"
@@ -53,7 +55,7 @@ def check_choice(field: str, value: object, choices: tuple) -> None:
 def _same(value: object, choice: object) -> bool:
     if isinstance(value, numbers.Number) or isinstance(choice, numbers.Number):
         if (is_int(value) != is_int(choice)
-                or isinstance(value, (bool, _np_bool())) != isinstance(choice, bool)):
+                or isinstance(value, (bool, np.bool_)) != isinstance(choice, bool)):
             return False
     return value is choice or value == choice
 
@@ -72,20 +74,12 @@ def _bounds(field: str, value: Any, low: float | None, high: float | None,
 
 def is_real(value: Any) -> bool:
     """A real number that is not a bool (ints and numpy scalars included, strings not)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, _np_bool()))
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def is_int(value: Any) -> bool:
     """An integer that is not a bool (numpy integers included, floats and strings not)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, _np_bool()))
-
-
-def _np_bool() -> type:
-    try:
-        import numpy as np
-    except ImportError:  # numpy is a dependency; stay importable without it
-        return bool
-    return np.bool_
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def check_real(field: str, value: Any, low: float | None = None, high: float | None = None,
@@ -142,7 +136,7 @@ def check_str(field: str, value: Any) -> None:
 
 def check_bool(field: str, value: Any) -> None:
     """Raise ConfigError unless `value` is True or False."""
-    if not isinstance(value, (bool, _np_bool())):
+    if not isinstance(value, (bool, np.bool_)):
         raise ConfigError(field, value, "must be true or false")
 
 
@@ -246,11 +240,8 @@ class Rule:
                              "count, real, bool, choice, interval, numbers, str")
 
 
-def _field(default: Any, rule: Rule, help: str, default_factory: Any) -> Any:
-    metadata = {RULE: rule, HELP: help}
-    if default_factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=default_factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
+def _field(default: Any, rule: Rule, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={RULE: rule, HELP: help})
 
 
 def integer(default: Any = dataclasses.MISSING, *, low: int | None = None,
@@ -260,7 +251,7 @@ def integer(default: Any = dataclasses.MISSING, *, low: int | None = None,
     "must lie in [low, high]", or with `says_integer` "must be an integer in [low, high]"
     ("must be an integer >= low" without `high`)."""
     return _field(default, Rule("int", low, high, optional=optional,
-                                says_integer=says_integer), help, dataclasses.MISSING)
+                                says_integer=says_integer), help)
 
 
 def count(default: Any = dataclasses.MISSING, *, low: int = 1, even: bool = False,
@@ -270,7 +261,7 @@ def count(default: Any = dataclasses.MISSING, *, low: int = 1, even: bool = Fals
     ("must be an even integer >= low"); `unit` ends the error (" [px]"); `optional` lets
     None through (the error then adds "(or left out)")."""
     return _field(default, Rule("count", low, optional=optional, even=even, unit=unit),
-                  help, dataclasses.MISSING)
+                  help)
 
 
 def real(default: Any = dataclasses.MISSING, *, low: float | None = None,
@@ -282,32 +273,30 @@ def real(default: Any = dataclasses.MISSING, *, low: float | None = None,
     ("must be a finite number", also for a non-number); `message`, when given, is the
     error of any failure (e.g. "must be a finite number of seconds in (0, 60)")."""
     return _field(default, Rule("real", low, high, low_inclusive, high_inclusive,
-                                optional=optional, finite=finite, message=message), help,
-                  dataclasses.MISSING)
+                                optional=optional, finite=finite, message=message), help)
 
 
 def string(default: Any = dataclasses.MISSING, *, optional: bool = False,
            help: str = "") -> Any:
     """A dataclass field holding a string (a spec or a name checked further in code)."""
-    return _field(default, Rule("str", optional=optional), help, dataclasses.MISSING)
+    return _field(default, Rule("str", optional=optional), help)
 
 
 def boolean(default: Any = dataclasses.MISSING, *, help: str = "") -> Any:
     """A dataclass field holding True or False."""
-    return _field(default, Rule("bool"), help, dataclasses.MISSING)
+    return _field(default, Rule("bool"), help)
 
 
 def choice(default: Any = dataclasses.MISSING, *, choices: tuple, optional: bool = False,
            help: str = "") -> Any:
     """A dataclass field holding one of `choices`."""
-    return _field(default, Rule("choice", choices=tuple(choices), optional=optional), help,
-                  dataclasses.MISSING)
+    return _field(default, Rule("choice", choices=tuple(choices), optional=optional), help)
 
 
 def interval(default: Any = dataclasses.MISSING, *, low: float | None = None,
              high: float | None = None, help: str = "") -> Any:
     """A dataclass field holding a `(lo, hi)` pair within `[low, high]`."""
-    return _field(default, Rule("interval", low, high), help, dataclasses.MISSING)
+    return _field(default, Rule("interval", low, high), help)
 
 
 def number_tuple(default: Any = dataclasses.MISSING, *, low: float | None = None,
@@ -321,7 +310,7 @@ def number_tuple(default: Any = dataclasses.MISSING, *, low: float | None = None
     rule = Rule("numbers", low, high, low_inclusive, integers=integers,
                 min_length=min_length, max_length=max_length, finite=finite,
                 message=message)
-    return _field(default, rule, help, dataclasses.MISSING)
+    return _field(default, rule, help)
 
 
 def override(base: type, name: str, default: Any = dataclasses.MISSING) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from reflexdrive.envs.config import ClockConfig, SensorConfig
+from reflexdrive.envs.gym.reward import RewardConfig
+from reflexdrive.envs.registration import make_env
 
 from reflexdrive.common.validation import ConfigError, field_default, field_help
 
@@ -52,3 +54,19 @@ def test_defaults_and_help_come_from_the_fields():
     assert field_default(ClockConfig, "simulation_frequency") == 50
     assert "[m]" in field_help(SensorConfig, "range_m")
     assert "[Hz]" in field_help(ClockConfig, "policy_frequency")
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("speed_target_mps", True, "reward.speed_target_mps=True is invalid: must be a number"),
+    ("speed_target_mps", 0.0, r"reward.speed_target_mps=0.0 is invalid: must lie in \(0, 100\]"),
+    ("collision_penalty", "10", "reward.collision_penalty='10' is invalid: must be a number"),
+    ("offroad_penalty", -1.0, r"reward.offroad_penalty=-1.0 is invalid: must lie in \[0, inf\]"),
+])
+def test_reward_config_checks_its_fields_by_type_and_bound(field, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        RewardConfig(**{field: value})
+
+
+def test_an_env_refuses_a_bad_reward_dict_naming_the_field():
+    with pytest.raises(ConfigError, match="reward.speed_target_mps"):
+        make_env("highway", reward={"speed_target_mps": -3.0})
