@@ -69,6 +69,9 @@ class VehicleInit:
         lane_changes: whether an "idm" vehicle may change lanes (MOBIL).
         destination: highway-env destination node for route-following traffic, or None.
         length_m, width_m: footprint [m].
+        present: False keeps the slot but puts no vehicle in it (the hazard-removed twin of
+            a stopped-vehicle episode, `without_hazard`): every other vehicle keeps its slot,
+            id and sensor-noise stream.
     """
 
     lane: LaneId
@@ -80,6 +83,7 @@ class VehicleInit:
     destination: str | None = None
     length_m: float = VEHICLE_LENGTH_M
     width_m: float = VEHICLE_WIDTH_M
+    present: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,24 @@ class ScenarioInit:
     @property
     def duration_substeps(self) -> int:
         return round(self.duration_s * self.simulation_frequency)
+
+
+def without_hazard(init: ScenarioInit) -> ScenarioInit:
+    """The hazard-removed twin of an episode: everything else identical, slot for slot.
+
+    The counterfactual reaction time compares an episode with its twin: until the hazard
+    reaches the sensors the two are the same world. The lead of a "lead_brake" keeps its
+    pre-hazard (IDM) behaviour, the cut-in vehicle keeps its lane and speed, and the
+    stopped vehicle is absent (its slot stays, empty, so no other vehicle changes slot,
+    id or noise stream). An episode without a hazard is its own twin.
+    """
+    hazard = init.hazard
+    if hazard.kind == "none":
+        return init
+    vehicles = list(init.vehicles)
+    if hazard.kind == "stopped_vehicle":
+        vehicles[hazard.vehicle] = dataclasses.replace(vehicles[hazard.vehicle], present=False)
+    return dataclasses.replace(init, vehicles=tuple(vehicles), hazard=HazardPlan())
 
 
 # ----------------------------------------------------------------------------- configs

@@ -168,9 +168,10 @@ class HighwayBackend:
                 f"scenario generated for {init.simulation_frequency} Hz, backend runs at "
                 f"{self.simulation_frequency} Hz")
         road = build_road(init.road, init.seed)
-        vehicles = [_make_vehicle(road, v, slot, init.hazard, self._substep_s)
-                    for slot, v in enumerate(init.vehicles)]
-        road.vehicles.extend(vehicles)
+        # an absent slot (`VehicleInit.present` False) stays in the snapshot as padding
+        vehicles = [_make_vehicle(road, v, slot, init.hazard, self._substep_s) if v.present
+                    else None for slot, v in enumerate(init.vehicles)]
+        road.vehicles.extend(v for v in vehicles if v is not None)
         self.road = road
         self.ego = vehicles[0]
         self._others = vehicles[1:] + list(road.objects)
@@ -195,7 +196,8 @@ class HighwayBackend:
             ego.act({"acceleration": acceleration, "steering": piece.command.steering})
             ego.step(piece.duration_s)
         for other in self._others:
-            ego.handle_collisions(other, dt)
+            if other is not None:
+                ego.handle_collisions(other, dt)
         self._substep_index += 1
 
     def snapshot(self) -> WorldSnapshot:
@@ -205,20 +207,22 @@ class HighwayBackend:
         s, lateral = lane.local_coordinates(ego.position)
         lane_count = len(self.road.network.graph[ego.lane_index[0]][ego.lane_index[1]])
 
-        def column(values, dtype=np.float64):
-            return np.asarray(values, dtype=dtype)[None]
+        valid = np.array([[b is not None for b in bodies]])
+
+        def column(read, dtype=np.float64):
+            return np.asarray([read(b) if b is not None else np.zeros_like(read(ego))
+                               for b in bodies], dtype=dtype)[None]
 
         return WorldSnapshot(
             time_s=np.array([self._substep_index * self._substep_s]),
-            position=column([b.position for b in bodies]),
-            heading=column([b.heading for b in bodies]),
-            speed=column([b.speed for b in bodies]),
-            acceleration=column([getattr(b, "action", {}).get("acceleration", 0.0)
-                                 for b in bodies]),
-            length=column([b.LENGTH for b in bodies]),
-            width=column([b.WIDTH for b in bodies]),
-            vehicle_id=column([0, *self._ids[1:]], np.int64),
-            valid=np.ones((1, len(bodies)), dtype=bool),
+            position=column(lambda b: b.position),
+            heading=column(lambda b: b.heading),
+            speed=column(lambda b: b.speed),
+            acceleration=column(lambda b: getattr(b, "action", {}).get("acceleration", 0.0)),
+            length=column(lambda b: b.LENGTH),
+            width=column(lambda b: b.WIDTH),
+            vehicle_id=np.where(valid, [0, *self._ids[1:]], -1).astype(np.int64),
+            valid=valid,
             ego_steering=np.array([float(ego.action["steering"])]),
             ego_lane_offset=np.array([lateral]),
             ego_heading_error=np.array([wrap_to_pi(ego.heading - lane.heading_at(s))]),

@@ -21,7 +21,7 @@ from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.latency import split_extra, with_extra
 from reflexdrive.envs.rendering import CENTERING
 from reflexdrive.report import overlays
-from reflexdrive.run.metrics import ReactionConfig, reaction
+from reflexdrive.run.metrics import ReactionConfig, brake_onset
 
 if TYPE_CHECKING:
     from reflexdrive.report.video import VideoConfig
@@ -175,8 +175,8 @@ class Recorder:
         if first.overrun:
             progress.overrun_ticks_s.append(first.t_s)
         if progress.onset_s is not None and progress.reaction_s is None:
-            found = reaction(progress.records + list(window.records), progress.onset_s,
-                             math.inf, self.reaction_config)
+            found = brake_onset(progress.records + list(window.records), progress.onset_s,
+                                math.inf, self.reaction_config)
             if found is not None:
                 progress.reaction_s = found.total_s
                 progress.reaction_lands_s = progress.onset_s + found.total_s

@@ -3,12 +3,22 @@
 Pure functions over what the clock and the env record (`TickRecord`s, `SubstepOutcome`s):
 no env, no agent. Definitions (docs/ARCHITECTURE.md, "Reaction time"):
 
-- **Reaction time** `t_r`: the first time `>= t_h` at which the *applied* command responds
-  to the hazard, minus the onset `t_h`. A command responds when it brakes harder than
-  `decel_threshold_mps2`, or steers more than `steer_threshold_rad` away from the steering
-  applied at `t_h`. Only decisions observed at `t_k >= t_h` count (an earlier one could not
-  have seen the hazard), and only if the command lands before the episode ends.
-- Its decomposition, summing exactly to `t_r`:
+- **Reaction time** `t_r` (counterfactual, the primary measure): every hazard episode has
+  a *twin*, the same episode with the hazard removed (`envs.scenarios.without_hazard`),
+  driven by the same stack with the same seed, sensor noise and latency draws. Until the
+  hazard reaches the sensors both apply the very same commands. `t_r` is the first time
+  `>= t_h` at which the command the episode applies departs from the one its twin applies
+  by at least `accel_departure_mps2` or `steer_departure_rad`, minus the onset `t_h`. A
+  gentle response counts as much as a hard one: this measures *when* the stack reacted,
+  not how hard. Only decisions observed at `t_k >= t_h` count (an earlier one could not
+  have seen the hazard), and only if the command lands before the episode (and its twin)
+  ends.
+- **Brake onset** `brake_onset_s` (the threshold measure, kept for what it is): the first
+  time `>= t_h` at which the applied command brakes harder than `decel_threshold_mps2`, or
+  steers more than `steer_threshold_rad` away from the steering applied at `t_h`, minus
+  `t_h`. It measures braking style as much as reaction: a stack that eases off early
+  registers late or never.
+- Both decompose exactly: `total = wait + notice + compute` with
   - **wait** `= t_{k0} - t_h`: until the first tick the agent observes at or after onset
     (includes frames dropped because the agent was still busy with an earlier decision);
   - **notice** `= t_{k*} - t_{k0}`: the ticks the stack needs before it responds;
@@ -22,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -36,16 +46,26 @@ class ReactionConfig:
     """What counts as a response to a hazard.
 
     Attributes:
-        decel_threshold_mps2: a command with acceleration `<= -decel_threshold_mps2` brakes
-            [m/s^2]. Cruise control and IDM following stay well above -2 m/s^2.
-        steer_threshold_rad: a command whose steering differs from the steering applied at
-            onset by at least this much swerves [rad].
+        accel_departure_mps2: reaction: the applied acceleration departs from the twin's by
+            at least this much [m/s^2].
+        steer_departure_rad: reaction: the applied steering departs from the twin's by at
+            least this much [rad].
+        decel_threshold_mps2: brake onset: a command with acceleration
+            `<= -decel_threshold_mps2` brakes [m/s^2]. Cruise control and IDM following
+            stay well above -2 m/s^2.
+        steer_threshold_rad: brake onset: a command whose steering differs from the
+            steering applied at onset by at least this much swerves [rad].
     """
 
+    accel_departure_mps2: float = real(0.5, low=0.0, high=8.0, low_inclusive=False,
+                                       help="reaction: acceleration departure from the "
+                                            "twin [m/s^2]")
+    steer_departure_rad: float = real(0.02, low=0.0, high=1.0, low_inclusive=False,
+                                      help="reaction: steering departure from the twin [rad]")
     decel_threshold_mps2: float = real(2.0, low=0.0, high=8.0, low_inclusive=False,
-                                       help="braking threshold [m/s^2]")
+                                       help="brake onset: braking threshold [m/s^2]")
     steer_threshold_rad: float = real(0.02, low=0.0, high=1.0, low_inclusive=False,
-                                      help="swerving threshold [rad]")
+                                      help="brake onset: swerving threshold [rad]")
 
     def __post_init__(self) -> None:
         validate_fields(self, "reaction.")
@@ -61,7 +81,8 @@ class Reaction:
         notice_s: that tick to the tick whose decision responded.
         compute_s: that decision's latency until its command applied.
         tick: index of the responding decision's tick.
-        kind: "brake" or "steer" (brake wins when both).
+        kind: "brake", "steer" or "accelerate" (brake wins over steer, steer over
+            accelerate).
     """
 
     total_s: float
@@ -72,12 +93,30 @@ class Reaction:
     kind: str
 
 
+def _decomposed(record: TickRecord, first: TickRecord, onset_s: float, kind: str) -> Reaction:
+    return Reaction(total_s=record.lands_s - onset_s, wait_s=first.t_s - onset_s,
+                    notice_s=record.t_s - first.t_s, compute_s=record.lands_s - record.t_s,
+                    tick=record.tick, kind=kind)
+
+
 def responds(command, steering_at_onset: float, config: ReactionConfig) -> str | None:
-    """"brake", "steer" or None: whether `command` responds to a hazard."""
+    """"brake", "steer" or None: whether `command` crosses the brake-onset thresholds."""
     if command.acceleration <= -config.decel_threshold_mps2 + TIME_EPS_S:
         return "brake"
     if abs(command.steering - steering_at_onset) >= config.steer_threshold_rad - TIME_EPS_S:
         return "steer"
+    return None
+
+
+def departs(command, twin_command, config: ReactionConfig) -> str | None:
+    """"brake", "steer", "accelerate" or None: how `command` departs from `twin_command`."""
+    accel = command.acceleration - twin_command.acceleration
+    if accel <= -config.accel_departure_mps2 + TIME_EPS_S:
+        return "brake"
+    if abs(command.steering - twin_command.steering) >= config.steer_departure_rad - TIME_EPS_S:
+        return "steer"
+    if accel >= config.accel_departure_mps2 - TIME_EPS_S:
+        return "accelerate"
     return None
 
 
@@ -91,37 +130,64 @@ def applied_at(records: Sequence[TickRecord], time_s: float):
     return None if current is None else current.applied_at(time_s)
 
 
-def reaction(records: Sequence[TickRecord], onset_s: float, end_s: float,
-             config: ReactionConfig = ReactionConfig()) -> Reaction | None:
-    """The reaction to a hazard at `onset_s`, or None if the agent never responded in time.
+def _after_onset(records: Sequence[TickRecord], onset_s: float) -> list[TickRecord]:
+    """The decisions observed at or after the onset, in tick order."""
+    if not records or not math.isfinite(onset_s):
+        return []
+    return [r for r in records if r.observed and r.t_s >= onset_s - TIME_EPS_S]
+
+
+def brake_onset(records: Sequence[TickRecord], onset_s: float, end_s: float,
+                config: ReactionConfig = ReactionConfig()) -> Reaction | None:
+    """The first braking (or swerving) command after a hazard at `onset_s`, or None.
 
     Args:
         records: the episode's tick records in tick order.
         onset_s: hazard onset `t_h` [s]; NaN or inf means no hazard (returns None).
         end_s: end of the episode [s]; a response landing after it does not count.
-        config: the response thresholds.
+        config: the thresholds (`decel_threshold_mps2`, `steer_threshold_rad`).
     """
-    if not records or not math.isfinite(onset_s):
+    observed = _after_onset(records, onset_s)
+    onset_command = applied_at(records, onset_s) if observed else None
+    if onset_command is None:
         return None
-    onset_command = applied_at(records, onset_s)
-    observed = [r for r in records if r.observed and r.t_s >= onset_s - TIME_EPS_S]
-    if not observed or onset_command is None:
-        return None
-    first = observed[0]
     for record in observed:
         kind = responds(record.command, onset_command.steering, config)
         if kind is None:
             continue
         if record.lands_s > end_s + TIME_EPS_S:
             return None
-        return Reaction(
-            total_s=record.lands_s - onset_s,
-            wait_s=first.t_s - onset_s,
-            notice_s=record.t_s - first.t_s,
-            compute_s=record.lands_s - record.t_s,
-            tick=record.tick,
-            kind=kind,
-        )
+        return _decomposed(record, observed[0], onset_s, kind)
+    return None
+
+
+def counterfactual_reaction(records: Sequence[TickRecord], twin_records: Sequence[TickRecord],
+                            onset_s: float, end_s: float, twin_end_s: float,
+                            config: ReactionConfig = ReactionConfig()) -> Reaction | None:
+    """The reaction to a hazard at `onset_s`: the first departure from the twin, or None.
+
+    The commands are compared where the episode's decisions land (`t_k + L_k`, for the
+    decisions observed at or after `t_h`): with the twin's latency draws equal to the
+    episode's, the twin's commands switch at the same instants.
+
+    Args:
+        records: the episode's tick records in tick order.
+        twin_records: its twin's tick records (the hazard removed), in tick order.
+        onset_s: hazard onset `t_h` [s]; NaN or inf means no hazard (returns None).
+        end_s: end of the episode [s]; a departure landing after it does not count.
+        twin_end_s: end of the twin [s]; past it there is nothing to compare with.
+        config: the departure thresholds (`accel_departure_mps2`, `steer_departure_rad`).
+    """
+    observed = _after_onset(records, onset_s)
+    for record in observed:
+        if record.lands_s > min(end_s, twin_end_s) + TIME_EPS_S:
+            return None
+        twin_command = applied_at(twin_records, record.lands_s)
+        if twin_command is None:
+            return None
+        kind = departs(record.command, twin_command, config)
+        if kind is not None:
+            return _decomposed(record, observed[0], onset_s, kind)
     return None
 
 
@@ -130,7 +196,11 @@ class EpisodeMetrics:
     """One episode's row of `episodes.csv` (metric columns; NaN where undefined).
 
     Units: seconds, metres, m/s^2, m/s^3. `hazard_onset_s` is NaN without a hazard; the
-    `reaction_*` columns are NaN when the agent did not respond.
+    `reaction_*` columns (the counterfactual reaction) are NaN when the agent did not
+    depart from its twin, or ran without one; `brake_onset_s` is NaN when it never crossed
+    the brake-onset thresholds. The `onset_*` columns and `required_decel_mps2` describe
+    the hazard at `t_h` (`CRITICALITY_FIELDS`, from `info["hazard"]`), `critical` says
+    whether it needed a response (docs/ARCHITECTURE.md, "Criticality").
     """
 
     hazard_onset_s: float
@@ -139,6 +209,12 @@ class EpisodeMetrics:
     reaction_notice_s: float
     reaction_compute_s: float
     reaction_kind: str
+    brake_onset_s: float
+    critical: bool
+    onset_gap_m: float
+    onset_ttc_s: float
+    onset_headway_s: float
+    required_decel_mps2: float
     collided: bool
     offroad: bool
     min_ttc_s: float
@@ -159,6 +235,11 @@ class EpisodeMetrics:
         return asdict(self)
 
 
+CRITICALITY_FIELDS = ("critical", "onset_gap_m", "onset_ttc_s", "onset_headway_s",
+                      "required_decel_mps2")
+"""The hazard's state at onset, as `info["hazard"]` reports it and `episodes.csv` holds it."""
+
+
 def _finite_min(values: np.ndarray) -> float:
     """Minimum of `values` (inf when empty: nothing ahead, never closing)."""
     return float(values.min()) if values.size else math.inf
@@ -166,7 +247,10 @@ def _finite_min(values: np.ndarray) -> float:
 
 def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOutcome],
                     onset_s: float, start_speed_mps: float, substep_s: float,
-                    config: ReactionConfig = ReactionConfig()) -> EpisodeMetrics:
+                    config: ReactionConfig = ReactionConfig(), *,
+                    twin_records: Sequence[TickRecord] | None = None,
+                    twin_end_s: float = math.inf,
+                    criticality: Mapping[str, Any] | None = None) -> EpisodeMetrics:
     """All metrics of one episode.
 
     Args:
@@ -177,9 +261,17 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
         start_speed_mps: ego speed at reset [m/s] (to difference the first substep).
         substep_s: substep length `dt` [s].
         config: response thresholds.
+        twin_records: the tick records of the episode's hazard-removed twin (None: no
+            twin ran, the reaction columns are NaN).
+        twin_end_s: when the twin ended [s].
+        criticality: the hazard at onset (`CRITICALITY_FIELDS`; None or missing keys: NaN,
+            not critical).
     """
     end_s = substeps[-1].time_s if substeps else 0.0
-    react = reaction(records, onset_s, end_s, config)
+    react = None if twin_records is None else counterfactual_reaction(
+        records, twin_records, onset_s, end_s, twin_end_s, config)
+    onset_brake = brake_onset(records, onset_s, end_s, config)
+    criticality = dict(criticality or {})
     times = np.array([s.time_s for s in substeps], dtype=np.float64)
     speeds = np.array([start_speed_mps] + [s.speed for s in substeps], dtype=np.float64)
     acceleration = np.diff(speeds) / substep_s                     # (n,) m/s^2
@@ -198,6 +290,9 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
         reaction_notice_s=react.notice_s if react else nan,
         reaction_compute_s=react.compute_s if react else nan,
         reaction_kind=react.kind if react else "",
+        brake_onset_s=onset_brake.total_s if onset_brake else nan,
+        critical=bool(criticality.get("critical", False)),
+        **{name: float(criticality.get(name, nan)) for name in CRITICALITY_FIELDS[1:]},
         collided=any(s.crashed for s in substeps),
         offroad=any(not s.on_road for s in substeps),
         min_ttc_s=_finite_min(ttcs),

@@ -17,7 +17,7 @@ from reflexdrive.envs.clock import TickClock
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.types import Command, SubstepOutcome
 
-from reflexdrive.run.metrics import ReactionConfig, episode_metrics, reaction
+from reflexdrive.run.metrics import ReactionConfig, brake_onset, episode_metrics
 from reflexdrive.run.runner import RunConfig, run
 
 T = 0.1          # tick [s] at 10 Hz
@@ -46,7 +46,7 @@ def first_boundary_at_or_after(t_s: float, every_ticks: int = 1) -> float:
 @pytest.mark.parametrize("latency", [0.0, 0.003, 0.017, 0.03, 0.1])
 @pytest.mark.parametrize("onset", [1.0, 1.04, 1.1, 1.38])
 def test_latency_within_budget_adds_exactly_latency(latency, onset):
-    react = reaction(clock_records(latency, onset), onset, end_s=3.0)
+    react = brake_onset(clock_records(latency, onset), onset, end_s=3.0)
     t_k = first_boundary_at_or_after(onset)
     assert react is not None and react.kind == "brake"
     assert react.total_s == pytest.approx((t_k - onset) + latency, abs=1e-9)
@@ -59,7 +59,7 @@ def test_latency_within_budget_adds_exactly_latency(latency, onset):
 @pytest.mark.parametrize("onset", [1.04, 1.1, 1.26])
 def test_overrun_drops_frames_predictably(latency, every, onset):
     """With `L > T` the agent observes at ticks 0, m, 2m, ...: the wait grows by whole ticks."""
-    react = reaction(clock_records(latency, onset), onset, end_s=3.0)
+    react = brake_onset(clock_records(latency, onset), onset, end_s=3.0)
     t_k = first_boundary_at_or_after(onset, every)
     assert react.total_s == pytest.approx((t_k - onset) + latency, abs=1e-9)
     assert react.wait_s == pytest.approx(t_k - onset, abs=1e-9)
@@ -69,7 +69,7 @@ def test_overrun_drops_frames_predictably(latency, every, onset):
 @pytest.mark.parametrize("latency", [0.0, 0.03, 0.25])
 def test_lockstep_reaction_does_not_depend_on_latency(latency):
     onset = 1.04
-    react = reaction(clock_records(latency, onset, mode="lockstep"), onset, end_s=3.0)
+    react = brake_onset(clock_records(latency, onset, mode="lockstep"), onset, end_s=3.0)
     assert react.total_s == pytest.approx(first_boundary_at_or_after(onset) - onset, abs=1e-9)
     assert react.compute_s == 0.0
 
@@ -80,7 +80,7 @@ def test_notice_counts_ticks_before_responding():
     records = []
     for k in range(30):
         records.extend(clock.decide(BRAKE if k >= 14 else CRUISE, {"total": 0.02}).records)
-    react = reaction(records, onset_s=1.04, end_s=3.0)
+    react = brake_onset(records, onset_s=1.04, end_s=3.0)
     assert react.wait_s == pytest.approx(0.06)
     assert react.notice_s == pytest.approx(0.3)
     assert react.total_s == pytest.approx(0.06 + 0.3 + 0.02)
@@ -92,19 +92,19 @@ def test_steering_response_and_thresholds():
     for k in range(20):
         command = Command(-1.0, 0.01) if k < 12 else Command(-1.0, 0.05)
         records.extend(clock.decide(command, {"total": 0.0}).records)
-    react = reaction(records, onset_s=1.0, end_s=2.0)
+    react = brake_onset(records, onset_s=1.0, end_s=2.0)
     assert react.kind == "steer" and react.total_s == pytest.approx(0.2)
     strict = ReactionConfig(decel_threshold_mps2=0.5, steer_threshold_rad=0.5)
-    assert reaction(records, 1.0, 2.0, strict).total_s == pytest.approx(0.0)   # -1 brakes now
+    assert brake_onset(records, 1.0, 2.0, strict).total_s == pytest.approx(0.0)   # -1 brakes now
 
 
 def test_no_reaction_cases():
     records = clock_records(0.03, onset_s=99.0)                 # never brakes
-    assert reaction(records, onset_s=1.0, end_s=3.0) is None
-    assert reaction(records, onset_s=math.nan, end_s=3.0) is None
+    assert brake_onset(records, onset_s=1.0, end_s=3.0) is None
+    assert brake_onset(records, onset_s=math.nan, end_s=3.0) is None
     late = clock_records(0.09, onset_s=2.9)                    # lands at 2.99 > end 2.95
-    assert reaction(late, onset_s=2.9, end_s=2.95) is None
-    assert reaction([], onset_s=1.0, end_s=3.0) is None
+    assert brake_onset(late, onset_s=2.9, end_s=2.95) is None
+    assert brake_onset([], onset_s=1.0, end_s=3.0) is None
 
 
 def test_episode_metrics_on_a_hand_made_trace():
@@ -122,7 +122,7 @@ def test_episode_metrics_on_a_hand_made_trace():
     assert metrics.progress_m == pytest.approx(sum(v * dt for v in speeds))
     assert metrics.min_gap_m == 21.0 and metrics.min_ttc_s == 1.0       # over t >= 0.5 only
     assert metrics.latency_p50_s == pytest.approx(0.05) and metrics.overrun_rate == 0.0
-    assert metrics.reaction_time_s == pytest.approx(0.05)
+    assert metrics.brake_onset_s == pytest.approx(0.05)
     assert not metrics.collided and metrics.ticks == 10
 
 

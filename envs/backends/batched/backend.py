@@ -134,7 +134,7 @@ def _world_rows(init: ScenarioInit, slots: int, lanes: int, params: Params) -> d
         # IDMVehicle: `timer or (sum(position) * pi) % LANE_CHANGE_DELAY`.
         rows["timer"][slot] = (np.sum(position) * np.pi) % params.lane_change_delay if idm else 0.0
         rows["lane_changes"][slot] = idm and vehicle.lane_changes
-        rows["valid"][slot] = True
+        rows["valid"][slot] = vehicle.present
     lane_valid = np.arange(lanes) < init.road.lanes
     road = dict(lane_count=np.int64(init.road.lanes),
                 length=float(np.linalg.norm([init.road.length_m, 0.0])),
