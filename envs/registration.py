@@ -38,8 +38,10 @@ def make_env(
     render_mode: str | None = None,
     latency_base_dir: str | None = None,
     observations: bool = True,
+    counterfactual: bool = False,
 ) -> ClockWrapper:
-    """A scenario env on the clock. See `ClockConfig` for the clock's arguments."""
+    """A scenario env on the clock. See `ClockConfig` for the clock's arguments and
+    `DrivingEnv` for the others (`counterfactual`: play the hazard-removed twins)."""
     clock = ClockConfig(simulation_frequency=simulation_frequency,
                         policy_frequency=policy_frequency, mode=mode, budget_s=budget,
                         stage_budgets_s=dict(stage_budgets or {}), on_overrun=on_overrun,
@@ -47,7 +49,7 @@ def make_env(
     world = DrivingEnv(scenario, scenario_config=scenario_config, sensors=sensors,
                        simulation_frequency=simulation_frequency,
                        policy_frequency=policy_frequency, reward=reward, render_mode=render_mode,
-                       observations=observations)
+                       observations=observations, counterfactual=counterfactual)
     return ClockWrapper(world, clock, latency_base_dir=latency_base_dir)
 
 

@@ -31,10 +31,16 @@ from reflexdrive.envs.gym.reward import RewardConfig, window_progress
 from reflexdrive.envs.gym.termination import episode_over, termination
 from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.outcomes import substep_outcomes
-from reflexdrive.envs.scenarios import ScenarioInit, generate, make_config, scenario_spec
+from reflexdrive.envs.scenarios import (
+    ScenarioInit,
+    generate,
+    make_config,
+    scenario_spec,
+    without_hazard,
+)
 from reflexdrive.envs.types import EGO, Command, SubstepOutcome, WorldSnapshot
 
-from reflexdrive.common.validation import ConfigError
+from reflexdrive.common.validation import ConfigError, check_bool
 
 
 def coerce_config(config_type: type, value: Any, field_name: str):
@@ -109,6 +115,9 @@ class DrivingEnv(gym.Env):
         render_mode: None or "rgb_array" (highway-env's pygame top-down view).
         observations: render `bev` and `lidar` (False leaves them zero: for benchmarks and
             agents that read only `ego` and ground truth).
+        counterfactual: play every episode's hazard-removed twin
+            (`envs.scenarios.without_hazard`): the world the counterfactual reaction time
+            compares an episode with.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -123,9 +132,12 @@ class DrivingEnv(gym.Env):
         reward: Any = None,
         render_mode: str | None = None,
         observations: bool = True,
+        counterfactual: bool = False,
     ):
         self.scenario = scenario_spec(scenario)
         self.observations = bool(observations)
+        check_bool("counterfactual", counterfactual)
+        self.counterfactual = bool(counterfactual)
         if scenario_config is None or isinstance(scenario_config, dict):
             self.scenario_config = make_config(scenario, scenario_config)
         else:
@@ -154,6 +166,8 @@ class DrivingEnv(gym.Env):
         self.episode_seed = episode_seed
         self.init = generate(self.scenario.name, self.scenario_config, episode_seed,
                              self.timing.simulation_frequency)
+        if self.counterfactual:
+            self.init = without_hazard(self.init)
         self.backend.reset(self.init)
         self._hazard = HazardTracker(self.init.hazard, self.timing.simulation_frequency)
         self._lockstep_clock.reset()

@@ -43,7 +43,15 @@ from reflexdrive.envs.gym.single import action_space, coerce_config, observation
 from reflexdrive.envs.gym.termination import episode_over, termination
 from reflexdrive.envs.latency import parse_latency
 from reflexdrive.envs.outcomes import substep_outcomes
-from reflexdrive.envs.scenarios import HAZARD_KINDS, SCENARIOS, generate, make_config, scenario_spec
+from reflexdrive.envs.scenarios import (
+    HAZARD_KINDS,
+    SCENARIOS,
+    ScenarioInit,
+    generate,
+    make_config,
+    scenario_spec,
+    without_hazard,
+)
 from reflexdrive.envs.types import EGO
 
 from reflexdrive.common.validation import ConfigError
@@ -101,6 +109,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         copy: bool = True,
         latency_base_dir: str | None = None,
         render_mode: str | None = None,
+        counterfactual: bool | Sequence[bool] = False,
     ):
         spec = scenario_spec(scenario)
         if not spec.straight:
@@ -131,6 +140,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             on_overrun=on_overrun, latency=latency)
         self.latency_model = parse_latency(latency, base_dir=latency_base_dir)
         self.num_envs = num_envs
+        self.counterfactual = _per_env_flags("counterfactual", counterfactual, num_envs)
         self.device = torch.device(device)
         self.observations = bool(observations)
         self.record = bool(record)
@@ -164,8 +174,16 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
 
         Seeds: an int `s` gives env `i` the scenario seed `s + i`; a sequence gives one per
         env; None draws them from the env's generator.
+
+        `options["scenario_inits"]` (a sequence of `B` `ScenarioInit`s or None) plays the
+        given initial states instead of generating them, where not None (e.g. a test
+        protocol's grid points; `init.seed` keys their sensor noise and latency draws).
         """
         options = dict(options or {})
+        given = options.pop("scenario_inits", None)
+        if given is not None and len(given) != self.num_envs:
+            raise ValueError(f"options['scenario_inits'] has {len(given)} entries for "
+                             f"{self.num_envs} envs")
         mask = options.pop("reset_mask", None)
         if mask is None:
             mask = np.ones(self.num_envs, dtype=bool)
@@ -188,7 +206,10 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
             if not self._started:
                 super().reset(seed=seeds[0])
-        self._reset_envs(mask, seeds)
+        if given is not None:
+            seeds = [seeds[i] if given[i] is None else int(given[i].seed)
+                     for i in range(self.num_envs)]
+        self._reset_envs(mask, seeds, given)
         obs, info = self._observe_and_info()
         return obs, info
 
@@ -268,13 +289,18 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _reset_envs(self, mask: np.ndarray, seeds: Sequence[int] | None) -> None:
-        """Generate and instantiate new episodes where `mask`."""
+    def _reset_envs(self, mask: np.ndarray, seeds: Sequence[int] | None,
+                    given: Sequence[ScenarioInit | None] | None = None) -> None:
+        """Generate (or take from `given`) and instantiate new episodes where `mask`; the
+        counterfactual envs play each one's hazard-removed twin."""
         if seeds is None:
             seeds = [int(s) for s in self.np_random.integers(2**31 - 1, size=self.num_envs)]
         f = self.clock_config.simulation_frequency
-        inits = [generate(self.scenario.name, self.scenario_config, seeds[i], f) if mask[i]
-                 else None for i in range(self.num_envs)]
+        inits: list[ScenarioInit | None] = [None] * self.num_envs
+        for i in np.flatnonzero(mask):
+            init = given[i] if given is not None and given[i] is not None else generate(
+                self.scenario.name, self.scenario_config, seeds[i], f)
+            inits[i] = without_hazard(init) if self.counterfactual[i] else init
         self.backend.reset(inits)
         rows = np.flatnonzero(mask)
         for i in rows:
@@ -403,6 +429,15 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             ticks[i] = converted.get(i, [])
             substeps[i] = per_env[i]
         return ticks, substeps
+
+
+def _per_env_flags(name: str, value: bool | Sequence[bool], num_envs: int) -> np.ndarray:
+    """A bool or one bool per env as a `(num_envs,)` bool array (ConfigError otherwise)."""
+    flags = np.broadcast_to(np.asarray(value), (num_envs,)) if np.ndim(value) == 0 else (
+        np.asarray(value))
+    if flags.shape != (num_envs,) or flags.dtype != np.bool_:
+        raise ConfigError(name, value, f"must be true, false or {num_envs} of them")
+    return flags.copy()
 
 
 def make_batched_env(num_envs: int = 1, **kwargs) -> BatchedDrivingEnv:
