@@ -18,6 +18,14 @@ owns what they share:
   ticks stepped, and the clock's tick records and substep outcomes where the env reports
   them), and the arrays `live`, `seeds`, `ticks` for vectorised callers.
 
+**Twins** (`twins=True`, for the counterfactual reaction time): the env has `2n` slots and
+slot `n + i` plays the hazard-removed twin of whatever slot `i` plays (the env makes it so,
+e.g. `BatchedDrivingEnv(counterfactual=...)`). Only the first `n` slots take queue items;
+a twin is reset with its slot's seed whenever its slot is, and both step together, so
+they see the same latency draws (even `measured` ones: one decision's latency goes to
+every env). A twin that ends first is reset and replayed unrecorded until its slot's
+episode ends; its records stop where it ended (`Episode.twin`).
+
 The loop ends when every slot is idle (before resetting them), or when `decide` returns
 None. Nothing here draws a random number: the same queue gives the same seeds to the same
 slots in the same order, whatever the caller does per tick.
@@ -48,6 +56,8 @@ class Episode:
         ticks: env steps taken in it so far.
         records: the clock's `TickRecord`s (envs that report `info["ticks"]`).
         substeps: the `SubstepOutcome`s (envs that report `info["substeps"]`).
+        twin: the hazard-removed twin's recording (a rollout with `twins=True`), else None.
+        ended: the episode has ended (a twin may end before its episode).
     """
 
     item: Any
@@ -56,6 +66,13 @@ class Episode:
     ticks: int = 0
     records: list = field(default_factory=list)
     substeps: list = field(default_factory=list)
+    twin: "Episode | None" = None
+    ended: bool = False
+
+    @property
+    def end_s(self) -> float:
+        """The time its last recorded substep ended [s] (0 before any)."""
+        return self.substeps[-1].time_s if self.substeps else 0.0
 
 
 @dataclass
@@ -126,6 +143,8 @@ class Rollout:
         items: the queue: one item per episode, in order.
         seed_of: an item's scenario seed (default `int(item)`).
         idle_seed: what an idle slot replays (`IDLE_SEEDS`).
+        twins: the second half of the env's slots plays the first half's twins (see the
+            module docstring); `N` must be even.
 
     Attributes:
         live: `(N,)` bool, the slot plays a queued episode.
@@ -136,12 +155,18 @@ class Rollout:
     """
 
     def __init__(self, env: Any, items: Iterable, *, seed_of: Callable[[Any], int] = int,
-                 idle_seed: str = "last"):
+                 idle_seed: str = "last", twins: bool = False):
         if idle_seed not in IDLE_SEEDS:
             raise ValueError(f"idle_seed={idle_seed!r} is invalid: allowed values are "
                              + ", ".join(IDLE_SEEDS))
         self.env = env
         self.num_envs = int(env.num_envs)
+        self.twins = bool(twins)
+        if self.twins and self.num_envs % 2:
+            raise ValueError(f"a rollout with twins needs an even number of envs, got "
+                             f"{self.num_envs}")
+        self.slots = self.num_envs // 2 if self.twins else self.num_envs
+        """Slots that take queue items (the first half with twins)."""
         self._queue = iter(items)
         self._exhausted = False
         self.seed_of = seed_of
@@ -160,8 +185,10 @@ class Rollout:
         self.env.close()
 
     def _take(self, mask: np.ndarray) -> None:
-        """Give each slot of `mask` the next queued episode, or make it idle."""
-        for i in np.flatnonzero(mask):
+        """Give each slot of `mask` the next queued episode, or make it idle; with twins,
+        the twin of each such slot follows it, and a twin reset alone replays unrecorded."""
+        n = self.slots
+        for i in np.flatnonzero(mask[:n]):
             item = None if self._exhausted else next(self._queue, _END)
             self._exhausted = self._exhausted or item is _END
             if self._exhausted:
@@ -173,6 +200,20 @@ class Rollout:
                 self.live[i] = True
                 self.episodes[i] = Episode(item=item, seed=seed)
                 self.seeds[i] = seed
+        if self.twins:
+            for j in np.flatnonzero(mask[n:]) + n:
+                i = j - n
+                if mask[i]:
+                    self.seeds[j] = self.seeds[i]
+                    self.live[j] = self.live[i]
+                    if self.live[i]:
+                        self.episodes[i].twin = self.episodes[j] = Episode(
+                            item=self.episodes[i].item, seed=int(self.seeds[i]))
+                    else:
+                        self.episodes[j] = None
+                else:                                  # the twin ended first: replay it
+                    self.live[j] = False
+                    self.episodes[j] = None
         self.ticks[mask] = 0
 
     def _reset(self, mask: np.ndarray) -> None:
@@ -226,14 +267,17 @@ class Rollout:
                     episode.records.extend(step_info["ticks"][i])
                 if "substeps" in step_info:
                     episode.substeps.extend(step_info["substeps"][i])
-                if done[i]:
+                episode.ended = bool(done[i])
+                if done[i] and i < self.slots:
                     finished.append((int(i), episode))
             step = Step(prior_obs=prior_obs, actions=actions, obs=obs,
                         info=step_info, terminated=terminated, truncated=truncated, done=done,
                         live=live, ticks=self.ticks.copy(), finished=finished)
             self.ticks += 1
             yield step
-            mask = done
+            mask = done.copy()
+            if self.twins:
+                mask[self.slots:] |= done[:self.slots]
 
 
 _END = object()

@@ -32,6 +32,7 @@ from reflexdrive.agents.staged import CONTROLLERS
 from reflexdrive.common.devices import resolve_device
 from reflexdrive.common.validation import (
     ConfigError,
+    boolean,
     choice,
     count,
     override,
@@ -42,7 +43,7 @@ from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.latency import parse_latency, split_extra
 from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.scenarios import SCENARIOS, make_config
-from reflexdrive.run.metrics import ReactionConfig, episode_metrics
+from reflexdrive.run.metrics import CRITICALITY_FIELDS, ReactionConfig, episode_metrics
 from reflexdrive.run.results import prepare_out_dir, write_csv, write_json
 from reflexdrive.run.rollout import Episode, Rollout
 
@@ -78,6 +79,10 @@ class RunConfig:
             only the end-to-end stacks (`agents.registry.END_TO_END_STACKS`) take one.
         scenario_config: overrides of the scenario's config fields.
         reaction: what counts as a response to a hazard.
+        twins: run each hazard episode's hazard-removed twin beside it, for the
+            counterfactual reaction time (`reaction_time_s`; without twins only
+            `brake_onset_s` is measured). Doubles the simulated worlds of hazard scenarios;
+            scenarios without a hazard never run twins.
 
     The clock's fields (`mode`, `latency`, `budget_s`, `stage_budgets_s`, `on_overrun`, the
     frequencies) are `ClockConfig`'s: its defaults and rules, stated there once.
@@ -105,6 +110,8 @@ class RunConfig:
     checkpoint: str | None = None
     scenario_config: Mapping[str, Any] = field(default_factory=dict)
     reaction: ReactionConfig = field(default_factory=ReactionConfig)
+    twins: bool = boolean(True, help="run hazard-removed twins for the counterfactual "
+                                     "reaction time")
 
     def __post_init__(self) -> None:
         # the clock's fields carry ClockConfig's rules; errors name budget_s "budget" as it
@@ -136,6 +143,11 @@ class RunConfig:
         return "batched" if self.scenario in batched_scenarios() else "highway"
 
     @property
+    def runs_twins(self) -> bool:
+        """Whether episodes run with twins: `twins` and the scenario has a hazard."""
+        return self.twins and SCENARIOS[self.scenario].hazard != "none"
+
+    @property
     def resolved_device(self) -> str:
         """The torch device the run uses ("auto": CUDA when there is a GPU)."""
         return str(resolve_device(self.device))
@@ -164,16 +176,20 @@ class RunConfig:
 
 def make_vector_env(config: RunConfig) -> gym.vector.VectorEnv:
     """The vector env of a run (autoreset disabled): `config.envs` envs of the resolved
-    backend (one torch batch, one in-process env, or worker processes)."""
+    backend (one torch batch, in-process envs, or worker processes), followed by as many
+    hazard-removed twins when the run has them (`RunConfig.runs_twins`; see
+    `run.rollout.Rollout`)."""
     autoreset = gym.vector.AutoresetMode.DISABLED
+    twins = [False] * config.envs + ([True] * config.envs if config.runs_twins else [])
     if config.resolved_backend == "batched":
-        return BatchedDrivingEnv(num_envs=config.envs, device=config.resolved_device,
-                                 record=True, autoreset_mode=autoreset, **config.env_kwargs())
-    factory = functools.partial(make_env, **config.env_kwargs())
+        return BatchedDrivingEnv(num_envs=len(twins), device=config.resolved_device,
+                                 record=True, autoreset_mode=autoreset, counterfactual=twins,
+                                 **config.env_kwargs())
+    factories = [functools.partial(make_env, counterfactual=twin, **config.env_kwargs())
+                 for twin in twins]
     if config.envs == 1:
-        return gym.vector.SyncVectorEnv([factory], autoreset_mode=autoreset)
-    return gym.vector.AsyncVectorEnv([factory] * config.envs, context="forkserver",
-                                     autoreset_mode=autoreset)
+        return gym.vector.SyncVectorEnv(factories, autoreset_mode=autoreset)
+    return gym.vector.AsyncVectorEnv(factories, context="forkserver", autoreset_mode=autoreset)
 
 
 def tick_rows(config: RunConfig, episode: Episode, records: list, substeps: list
@@ -213,12 +229,19 @@ def tick_rows(config: RunConfig, episode: Episode, records: list, substeps: list
 
 def _finish(config: RunConfig, episode: Episode, info_row: Mapping[str, Any], end_reason: str
             ) -> tuple[dict, list[dict]]:
-    """The `episodes.csv` row and the `ticks.csv` rows of a finished episode."""
-    end_s = episode.substeps[-1].time_s if episode.substeps else 0.0
+    """The `episodes.csv` row and the `ticks.csv` rows of a finished episode (`info_row`:
+    its `info["hazard"]` entries at the end)."""
+    end_s = episode.end_s
     records = [r for r in episode.records if r.t_s < end_s - 1e-9]   # ticks the world reached
+    twin = episode.twin
+    twin_records = None if twin is None else [r for r in twin.records
+                                              if r.t_s < twin.end_s - 1e-9]
     onset = float(info_row["onset_s"])
-    metrics = episode_metrics(records, episode.substeps, onset, episode.start_speed_mps,
-                              1.0 / config.simulation_frequency, config.reaction)
+    metrics = episode_metrics(
+        records, episode.substeps, onset, episode.start_speed_mps,
+        1.0 / config.simulation_frequency, config.reaction, twin_records=twin_records,
+        twin_end_s=math.inf if twin is None or not twin.ended else twin.end_s,
+        criticality=info_row)
     row = {
         "scenario": config.scenario,
         "stack": config.stack,
@@ -363,11 +386,12 @@ def _rollouts(config: RunConfig, agent: Agent, todo: list[tuple[int, int]]):
     config_for_envs = config if n_envs == config.envs else replace(config, envs=n_envs)
     measured = split_extra(config.latency)[0].strip() == "measured"     # also measured+S
     with Rollout(make_vector_env(config_for_envs), todo, seed_of=lambda item: item[1],
-                 idle_seed="zero") as rollout:
+                 idle_seed="zero", twins=config.runs_twins) as rollout:
         steps = rollout.steps(agent.act, on_reset=lambda obs, info, mask: agent.reset(mask),
                               measured=measured)
         for step in steps:
             for i, episode in step.finished:
-                hazard = {"onset_s": step.info["hazard"]["onset_s"][i]}
+                hazard = {key: value[i] for key, value in step.info["hazard"].items()
+                          if key == "onset_s" or key in CRITICALITY_FIELDS}
                 yield _finish(config, episode, hazard,
                               _end_reason(step.info, i, bool(step.truncated[i])))

@@ -3,7 +3,10 @@
 An agent that responds at the first tick showing the hazard has reaction time
 `(t_k* - t_h) + L` exactly with fixed latency `L <= B` (`t_k*` the first tick boundary at or
 after the onset `t_h`); with `L > B` it only observes every `m = ceil(L / T)` ticks, so the
-dropped frames add whole ticks; in lockstep the reaction does not depend on `L`.
+dropped frames add whole ticks; in lockstep the reaction does not depend on `L`. This holds
+for the counterfactual reaction (departure from the hazard-removed twin, `reaction_time_s`)
+whatever the response's strength, and for the brake onset (`brake_onset_s`) only when the
+response brakes harder than its threshold.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from reflexdrive.envs.clock import TickClock
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.types import Command, SubstepOutcome
 
-from reflexdrive.run.metrics import ReactionConfig, brake_onset, episode_metrics
+from reflexdrive.run.metrics import (
+    ReactionConfig,
+    brake_onset,
+    counterfactual_reaction,
+    episode_metrics,
+)
 from reflexdrive.run.runner import RunConfig, run
 
 T = 0.1          # tick [s] at 10 Hz
@@ -25,12 +33,14 @@ BRAKE = Command(-6.0, 0.0)
 CRUISE = Command(0.0, 0.0)
 
 
-def clock_records(latency_s: float, onset_s: float, mode: str = "realtime", seconds: float = 3.0):
-    """Tick records of a responder that brakes from the first tick at or after `onset_s`."""
+def clock_records(latency_s: float, onset_s: float, mode: str = "realtime", seconds: float = 3.0,
+                  response: Command = BRAKE):
+    """Tick records of a responder that applies `response` from the first tick at or after
+    `onset_s` (never, with an infinite onset: the twin)."""
     clock = TickClock(ClockConfig(mode=mode, latency=f"fixed:{latency_s}"))
     records = []
     while clock.time_of(clock.tick) < seconds - 1e-9:
-        command = BRAKE if clock.time_of(clock.tick) >= onset_s - 1e-9 else CRUISE
+        command = response if clock.time_of(clock.tick) >= onset_s - 1e-9 else CRUISE
         records.extend(clock.decide(command, {"total": latency_s}).records)
     return records
 
@@ -107,6 +117,61 @@ def test_no_reaction_cases():
     assert brake_onset([], onset_s=1.0, end_s=3.0) is None
 
 
+@pytest.mark.parametrize("latency", [0.0, 0.017, 0.1])
+@pytest.mark.parametrize("onset", [1.0, 1.04, 1.38])
+@pytest.mark.parametrize("response, kind", [(Command(-1.0, 0.0), "brake"),
+                                            (Command(-6.0, 0.0), "brake"),
+                                            (Command(0.0, 0.03), "steer"),
+                                            (Command(0.6, 0.0), "accelerate")])
+def test_departure_from_the_twin_is_the_reaction_whatever_its_strength(latency, onset,
+                                                                     response, kind):
+    records = clock_records(latency, onset, response=response)
+    twin = clock_records(latency, math.inf)
+    react = counterfactual_reaction(records, twin, onset, end_s=3.0, twin_end_s=3.0)
+    t_k = first_boundary_at_or_after(onset)
+    assert react is not None and react.kind == kind
+    assert react.total_s == pytest.approx((t_k - onset) + latency, abs=1e-9)
+    assert (react.wait_s, react.notice_s, react.compute_s) == pytest.approx(
+        (t_k - onset, 0.0, latency), abs=1e-9)
+    onset_brake = brake_onset(records, onset, end_s=3.0)
+    if response.acceleration <= -2.0:
+        assert onset_brake.total_s == pytest.approx(react.total_s, abs=1e-9)
+    elif kind != "steer":
+        assert onset_brake is None                  # a gentle response: the threshold misses it
+
+
+@pytest.mark.parametrize("latency, every", [(0.15, 2), (0.31, 4)])
+def test_departure_with_dropped_frames_adds_whole_ticks(latency, every):
+    onset = 1.04
+    records = clock_records(latency, onset, response=Command(-1.0, 0.0))
+    react = counterfactual_reaction(records, clock_records(latency, math.inf), onset, 3.0, 3.0)
+    t_k = first_boundary_at_or_after(onset, every)
+    assert react.total_s == pytest.approx((t_k - onset) + latency, abs=1e-9)
+
+
+def test_no_departure_no_reaction():
+    twin = clock_records(0.03, math.inf)
+    same = clock_records(0.03, math.inf)
+    assert counterfactual_reaction(same, twin, 1.0, 3.0, 3.0) is None
+    below = clock_records(0.03, 1.0, response=Command(-0.4, 0.01))   # under both thresholds
+    assert counterfactual_reaction(below, twin, 1.0, 3.0, 3.0) is None
+    responds = clock_records(0.03, 1.0, response=Command(-1.0, 0.0))
+    assert counterfactual_reaction(responds, twin, math.nan, 3.0, 3.0) is None   # no hazard
+    assert counterfactual_reaction(responds, twin, 1.0, 1.02, 3.0) is None    # lands after end
+    assert counterfactual_reaction(responds, twin, 1.0, 3.0, 1.02) is None    # twin ended first
+    strict = ReactionConfig(accel_departure_mps2=1.5)
+    assert counterfactual_reaction(responds, twin, 1.0, 3.0, 3.0, strict) is None
+
+
+def test_a_difference_before_onset_is_not_a_reaction_to_it():
+    """A stack that already drives differently before `t_h` (it saw something else) reacts
+    only through decisions observed at or after `t_h`."""
+    records = clock_records(0.0, 0.5, response=Command(-1.0, 0.0))
+    twin = clock_records(0.0, math.inf)
+    react = counterfactual_reaction(records, twin, 1.0, 3.0, 3.0)
+    assert react.total_s == pytest.approx(0.0) and react.tick == 10
+
+
 def test_episode_metrics_on_a_hand_made_trace():
     """Constant 2 m/s^2 braking from 20 m/s for 1 s at dt = 0.1 s: peak decel 2, jerk 0."""
     dt = 0.1
@@ -123,17 +188,29 @@ def test_episode_metrics_on_a_hand_made_trace():
     assert metrics.min_gap_m == 21.0 and metrics.min_ttc_s == 1.0       # over t >= 0.5 only
     assert metrics.latency_p50_s == pytest.approx(0.05) and metrics.overrun_rate == 0.0
     assert metrics.brake_onset_s == pytest.approx(0.05)
+    assert math.isnan(metrics.reaction_time_s)              # no twin given
+    assert not metrics.critical and math.isnan(metrics.onset_gap_m)
     assert not metrics.collided and metrics.ticks == 10
+    with_twin = episode_metrics(records, substeps, onset_s=0.5, start_speed_mps=20.0,
+                                substep_s=dt, twin_records=clock_records(0.05, math.inf, seconds=1.0),
+                                twin_end_s=1.0,
+                                criticality={"critical": True, "onset_gap_m": 25.0})
+    assert with_twin.reaction_time_s == pytest.approx(0.05) and with_twin.critical
+    assert with_twin.onset_gap_m == 25.0 and math.isnan(with_twin.required_decel_mps2)
 
 
 # --------------------------------------------------------------------------- real envs
 
 
 class HazardResponder:
-    """Brakes hard from the first tick at which `info` shows the hazard active; else cruises."""
+    """Applies `response` from the first tick at which `info` shows the hazard active (never
+    in a twin, which has none); else cruises."""
 
     name = "responder"
     stage_names = ("total",)
+
+    def __init__(self, response: tuple[float, float] = (-6.0, 0.0)):
+        self.response = np.asarray(response, dtype=np.float32)
 
     def reset(self, done: np.ndarray) -> None:
         pass
@@ -141,19 +218,33 @@ class HazardResponder:
     def act(self, obs, info) -> Decision:
         active = np.asarray(info["hazard"]["active"], dtype=bool)
         actions = np.zeros((len(active), 2), dtype=np.float32)
-        actions[active, 0] = -6.0
+        actions[active] = self.response
         return Decision(actions=actions, stage_latency_s={})
 
 
 SHORT_LEAD_BRAKE = {"duration_s": 2.5, "onset_s": (1.0, 1.4), "gap_m": (60.0, 60.0)}
 
 
-def run_responder(mode: str, latency: float, episodes: int = 3, envs: int = 1):
+def run_responder(mode: str, latency: float, episodes: int = 3, envs: int = 1,
+                  response=(-6.0, 0.0), backend: str = "auto"):
     config = RunConfig(scenario="lead-brake", episodes=episodes, seed=5, mode=mode,
-                       latency=f"fixed:{latency}", envs=envs,
+                       latency=f"fixed:{latency}", envs=envs, backend=backend,
                        scenario_config=SHORT_LEAD_BRAKE)
-    episodes_frame, ticks = run(config, agent=HazardResponder(), progress=False)
+    episodes_frame, ticks = run(config, agent=HazardResponder(response), progress=False)
     return episodes_frame, ticks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["batched", "highway"])
+def test_real_env_gentle_response_is_found_by_the_twin_and_missed_by_brake_onset(backend):
+    episodes, _ = run_responder("realtime", 0.03, episodes=2, response=(-1.0, 0.0),
+                                backend=backend)
+    for row in episodes.itertuples():
+        t_k = first_boundary_at_or_after(row.hazard_onset_s)
+        assert row.reaction_time_s == pytest.approx(t_k - row.hazard_onset_s + 0.03, abs=1e-9)
+        assert row.reaction_kind == "brake" and math.isnan(row.brake_onset_s)
+    never, _ = run_responder("realtime", 0.03, episodes=2, response=(0.0, 0.0), backend=backend)
+    assert never["reaction_time_s"].isna().all() and never["brake_onset_s"].isna().all()
 
 
 @pytest.mark.slow
@@ -169,6 +260,7 @@ def test_real_env_reaction_matches_the_tick_contract(mode, latency, every):
         t_k = first_boundary_at_or_after(onset, every)
         compute = latency if mode == "realtime" else 0.0
         assert row.reaction_time_s == pytest.approx(t_k - onset + compute, abs=1e-9)
+        assert row.brake_onset_s == pytest.approx(row.reaction_time_s, abs=1e-9)
         assert row.reaction_compute_s == pytest.approx(compute, abs=1e-9)
         assert row.peak_decel_mps2 == pytest.approx(6.0, abs=1e-6)
         assert row.ticks == 25
