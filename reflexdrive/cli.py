@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                      help="override a scenario config field (repeatable; JSON values), e.g. "
                           "duration_s=8 or onset_s=[2,3]")
+    run.add_argument("--no-twins", action="store_true",
+                     help="do not run the hazard-removed twin of each hazard episode: only "
+                          "brake_onset_s is measured, reaction_time_s (the departure from "
+                          "the twin's commands) stays empty; halves the simulation")
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo = commands.add_parser(
@@ -374,7 +378,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         simulation_frequency=args.simulation_frequency, policy_frequency=args.policy_frequency,
         perception=args.perception, controller=args.controller, backend=args.backend,
         device=args.device, checkpoint=args.checkpoint,
-        scenario_config=_scenario_overrides(args.set))
+        scenario_config=_scenario_overrides(args.set), twins=not args.no_twins)
     episodes, _ = run(config, out=args.out, progress=not args.no_progress)
     print(reaction_table(episodes))
     print(f"wrote {args.out}/episodes.csv ({len(episodes)} episodes) and {args.out}/ticks.csv")

@@ -192,7 +192,8 @@ def test_episode_metrics_on_a_hand_made_trace():
     assert not metrics.critical and math.isnan(metrics.onset_gap_m)
     assert not metrics.collided and metrics.ticks == 10
     with_twin = episode_metrics(records, substeps, onset_s=0.5, start_speed_mps=20.0,
-                                substep_s=dt, twin_records=clock_records(0.05, math.inf, seconds=1.0),
+                                substep_s=dt,
+                                twin_records=clock_records(0.05, math.inf, seconds=1.0),
                                 twin_end_s=1.0,
                                 criticality={"critical": True, "onset_gap_m": 25.0})
     assert with_twin.reaction_time_s == pytest.approx(0.05) and with_twin.critical
