@@ -51,13 +51,31 @@ def highway_summary(frame: pd.DataFrame) -> dict[str, Any]:
             "mean_progress_m": float(frame["progress_m"].mean())}
 
 
-def hazard_summary(frame: pd.DataFrame) -> dict[str, Any]:
-    """Hazard outcome: collisions, reaction time p50 [s], min TTC p50 [s]."""
-    reaction = frame["reaction_time_s"].dropna()
-    return {"episodes": len(frame), "collisions": int(frame["collided"].sum()),
-            "collision_rate": rate(frame["collided"]),
-            "reaction_time_p50_s": float(reaction.median()) if len(reaction) else None,
-            "min_ttc_s_p50": float(frame["min_ttc_s"].median())}
+def hazard_summary(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
+    """Hazard outcome over all episodes and over the critical ones (`critical` column):
+    collisions (with a Wilson 95 % interval of the rate), the share of critical episodes
+    with a reaction, the counterfactual reaction time and the brake onset (medians with
+    bootstrap 95 % intervals, over the critical episodes that reacted) [s], min TTC p50 [s].
+    """
+    from reflexdrive.compare.summary import bootstrap, wilson_interval
+
+    critical = frame[frame["critical"].astype(bool)] if "critical" in frame else frame
+    collisions = int(frame["collided"].sum())
+    out: dict[str, Any] = {
+        "episodes": len(frame), "critical_episodes": len(critical),
+        "collisions": collisions, "collision_rate": rate(frame["collided"]),
+        "collision_rate_ci95": list(wilson_interval(collisions, len(frame))),
+        "critical_collisions": int(critical["collided"].sum()),
+        "reacted": rate(critical["reaction_time_s"].notna()),
+        "min_ttc_s_p50": float(frame["min_ttc_s"].median())}
+    rng = np.random.default_rng(seed)
+    for column, name in (("reaction_time_s", "reaction_time"), ("brake_onset_s", "brake_onset")):
+        values = critical[column].dropna().to_numpy() if column in critical else np.array([])
+        estimate, low, high = bootstrap(values, {"p50": lambda v: np.median(v, axis=-1)},
+                                        rng)["p50"]
+        out[f"{name}_p50_s"] = None if np.isnan(estimate) else estimate
+        out[f"{name}_p50_ci95_s"] = None if np.isnan(low) else [low, high]
+    return out
 
 
 def timed(function, *args, **kwargs) -> tuple[Any, float]:
