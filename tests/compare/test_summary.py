@@ -13,8 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reflexdrive.compare.summary import (RATES_OVER, flags, has_hazard, headline, rated,
-                                         summarize, wilson_interval)
+from reflexdrive.compare.summary import (
+    RATES_OVER,
+    flags,
+    has_hazard,
+    headline,
+    rated,
+    summarize,
+    wilson_interval,
+)
 
 NAN = math.nan
 
