@@ -28,473 +28,60 @@ Contents:
    min TTC and progress against the extra latency with their intervals;
 5. the videos, if any.
 
-The column names of the input tables live in one place, the constants below
-(`SUMMARY_COLUMNS`, `EPISODE_COLUMNS`, `DECISION_COLUMNS`), so a renamed column is a
-one-line change. They follow `reflexdrive.compare.summary` and `reflexdrive.compare.experiment`.
+Reading the folder and the column names live in `reflexdrive.report.reading`, the
+sentences in `reflexdrive.report.sentences`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
-import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from reflexdrive.common.files import atomic_write
-from reflexdrive.compare.summary import GROUP, has_hazard, rated
+from reflexdrive.compare.summary import GROUP
 from reflexdrive.report import plots
+from reflexdrive.report.reading import (
+    COMPARE_FILE,
+    DECISION_COLUMNS,
+    DECISIONS_FILE,
+    EPISODE_COLUMNS,
+    HTML_FILE,
+    LOCKSTEP,
+    MARKDOWN_FILE,
+    RATED,
+    REALTIME,
+    SUMMARY_COLUMNS,
+    CompareTables,
+    _count,
+    _finite,
+    _ms,
+    _ms_cell,
+    _number,
+    _ordered,
+    _pct,
+    _pct_interval,
+    _rated_count,
+    _reference,
+    rates_over,
+    read_tables,
+    with_rated,
+)
+from reflexdrive.report.sentences import (
+    DEFINITIONS,
+    LatencyCost,
+    criticality_sentences,
+    fastest,
+    latency_cost,
+    latency_cost_sentences,
+    summary_sentences,
+)
 from reflexdrive.run.metrics import ReactionConfig
-
-EPISODES_FILE = "episodes.csv"
-SUMMARY_FILE = "summary.csv"
-DECISIONS_FILE = "decisions.csv"
-COMPARE_FILE = "compare.json"
-HTML_FILE = "report.html"
-MARKDOWN_FILE = "report.md"
-VIDEO_DIR = "videos"
-"""Where the videos are (`reflexdrive.report.video.VIDEO_DIR`, not imported: no pygame here)."""
-
-SUMMARY_COLUMNS: dict[str, str] = {
-    "episodes": "episodes",
-    "rates_over": "rates_over",
-    "critical": "critical_episodes",
-    "noncritical": "noncritical_episodes",
-    "rated": "rated_episodes",
-    "reacted": "reacted",
-    "reaction_rate": "reaction_rate",
-    "reaction_mean": "reaction_time_mean_s",
-    "reaction_mean_lo": "reaction_time_mean_lo_s",
-    "reaction_mean_hi": "reaction_time_mean_hi_s",
-    "reaction_p50": "reaction_time_p50_s",
-    "reaction_p95": "reaction_time_p95_s",
-    "wait": "reaction_wait_mean_s",
-    "notice": "reaction_notice_mean_s",
-    "compute": "reaction_compute_mean_s",
-    "braked": "braked",
-    "brake_onset_p50": "brake_onset_p50_s",
-    "brake_onset_p50_lo": "brake_onset_p50_lo_s",
-    "brake_onset_p50_hi": "brake_onset_p50_hi_s",
-    "collision_rate": "collision_rate",
-    "collision_rate_lo": "collision_rate_lo",
-    "collision_rate_hi": "collision_rate_hi",
-    "min_ttc": "min_ttc_p50_s",
-    "min_ttc_lo": "min_ttc_p50_lo_s",
-    "min_ttc_hi": "min_ttc_p50_hi_s",
-    "progress": "progress_mean_m",
-    "progress_lo": "progress_mean_lo_m",
-    "progress_hi": "progress_mean_hi_m",
-    "jerk": "jerk_mean_mps3",
-    "latency_p50": "stack_latency_p50_s",
-    "latency_p99": "stack_latency_p99_s",
-    "overrun_rate": "overrun_rate",
-    "decisions": "decisions",
-    "budget": "budget_s",
-}
-"""Logical name -> `summary.csv` column (`reflexdrive.compare.summary`). The group columns are
-`reflexdrive.compare.summary.GROUP`: stack, scenario, mode, extra_latency_s."""
-
-EPISODE_COLUMNS: dict[str, str] = {"reaction": "reaction_time_s",
-                                   "brake_onset": "brake_onset_s", "critical": "critical"}
-"""Logical name -> `episodes.csv` column (besides the group columns)."""
-
-DECISION_COLUMNS: dict[str, str] = {"latency": "latency_s", "stage_prefix": "latency_",
-                                    "stage_suffix": "_s", "extra_stage": "extra"}
-"""`decisions.csv`: the total latency column, and per-stage columns
-`latency_<stage>_s` (the stage "extra" is the compare's added delay, not the stack's)."""
-
-REALTIME, LOCKSTEP = "realtime", "lockstep"
-
-RATED = "rated"
-"""Column `read_tables` adds to the episodes: True where the episode counts in the rates
-(`reflexdrive.compare.summary.rated`)."""
-
-
-def _definitions(config: ReactionConfig = ReactionConfig()) -> tuple[tuple[str, str], ...]:
-    return (
-        ("Reaction time (counterfactual, the primary measure)",
-         "every hazard episode also runs as its twin: the same seed, stack, sensor noise and "
-         "latency draws, with the hazard removed. The reaction time is the first moment at "
-         "or after the hazard onset at which the command the stack applies departs from its "
-         f"twin's by at least {config.accel_departure_mps2:g} m/s\u00b2 or "
-         f"{config.steer_departure_rad:g} rad, minus the onset. It measures when the stack "
-         "responded, however gently; it splits into the wait for the first tick, the ticks "
-         "needed to notice, and the compute of the responding decision."),
-        ("Brake onset",
-         "the first moment after the onset at which the applied command brakes harder than "
-         f"{config.decel_threshold_mps2:g} m/s\u00b2 (or steers away by "
-         f"{config.steer_threshold_rad:g} rad), minus the onset: the older threshold "
-         "measure, shown beside the reaction time. It measures braking style as much as "
-         "reaction: a stack that eases off early brakes hard late, or never."),
-        ("Critical episode",
-         "a hazard episode whose hazard, as it stood at the onset (gap, time-to-collision, "
-         "headway and the deceleration needed to avoid contact, recorded per episode), "
-         "needed a response within the episode. Collision rates, reaction and brake-onset "
-         "statistics of a hazard scenario are over its critical episodes; the others are "
-         "counted in the table, not in the rates. Scenarios without a hazard (highway, "
-         "merge, ...) count every episode."),
-    )
-
-
-DEFINITIONS = _definitions()
-"""`(term, meaning)` pairs of the report's "What the numbers mean" (the default thresholds
-of `reflexdrive.run.metrics.ReactionConfig`)."""
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _ms(seconds: float) -> str:
-    return f"{float(seconds) * 1e3:.0f}" if _finite(seconds) else "-"
-
-
-def _ms_interval(estimate: float, low: float, high: float) -> str:
-    if not _finite(estimate):
-        return "-"
-    if not (_finite(low) and _finite(high)):
-        return f"{_ms(estimate)} ms"
-    return f"{_ms(estimate)} ms [{_ms(low)}, {_ms(high)}]"
-
-
-def _ms_cell(estimate: float, low: float, high: float) -> str:
-    """`_ms_interval` without the unit (a table cell whose header says ms)."""
-    return _ms_interval(estimate, low, high).replace(" ms", "")
-
-
-def _pct(value: float) -> str:
-    return f"{float(value) * 100:.0f}%" if _finite(value) else "-"
-
-
-def _pct_interval(estimate: float, low: float, high: float) -> str:
-    if not _finite(estimate):
-        return "-"
-    return f"{_pct(estimate)} [{_pct(low)}, {_pct(high)}]"
-
-
-def _number(value: float, digits: int = 1, unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, (int, float, np.floating)) and math.isinf(value):
-        return "inf"
-    return f"{float(value):.{digits}f}{unit}"
-
-
-def _extra_ms(extra_s: float) -> str:
-    return f"+{float(extra_s) * 1e3:g} ms"
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-@dataclass
-class CompareTables:
-    """What a compare folder holds, as DataFrames.
-
-    Attributes:
-        episodes: `episodes.csv` (one row per episode).
-        summary: `summary.csv` (one row per stack x scenario x mode x extra latency).
-        decisions: `decisions.csv` (one row per decision), None when absent.
-        meta: `compare.json` (settings, status, wall time), {} when absent.
-        videos: MP4 files under `videos/`, relative to the folder.
-    """
-
-    episodes: pd.DataFrame
-    summary: pd.DataFrame
-    decisions: pd.DataFrame | None = None
-    meta: dict = field(default_factory=dict)
-    videos: list[str] = field(default_factory=list)
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
-
-
-def read_tables(out_dir: str | os.PathLike) -> CompareTables:
-    """Read a compare folder (see `CompareTables`).
-
-    Raises:
-        FileNotFoundError: `episodes.csv` or `summary.csv` is missing.
-    """
-    out = Path(out_dir)
-    for name in (EPISODES_FILE, SUMMARY_FILE):
-        if not (out / name).is_file():
-            raise FileNotFoundError(f"{out / name}: not found (run `reflexdrive compare` "
-                                    f"with --out {out} first)")
-    decisions = _read_csv(out / DECISIONS_FILE) if (out / DECISIONS_FILE).is_file() else None
-    meta: dict = {}
-    if (out / COMPARE_FILE).is_file():
-        try:
-            meta = json.loads((out / COMPARE_FILE).read_text())
-        except ValueError:
-            meta = {}
-    videos = sorted(str(p.relative_to(out)) for p in (out / VIDEO_DIR).glob("*.mp4")) \
-        if (out / VIDEO_DIR).is_dir() else []
-    return CompareTables(with_rated(_read_csv(out / EPISODES_FILE)),
-                         _read_csv(out / SUMMARY_FILE), decisions, meta, videos)
-
-
-def with_rated(episodes: pd.DataFrame) -> pd.DataFrame:
-    """`episodes` with the boolean column `RATED`: the episodes the rates are over (the
-    critical ones of a hazard scenario, all of a hazard-free one)."""
-    frame = episodes.copy()
-    frame[RATED] = False
-    for scenario, group in frame.groupby("scenario", sort=False):
-        frame.loc[group.index, RATED] = rated(group, scenario).mask
-    frame[RATED] = frame[RATED].astype(bool)
-    return frame
-
-
-def rates_over(summary: pd.DataFrame, episodes: pd.DataFrame | None = None
-               ) -> dict[str, str]:
-    """Scenario -> what its rates are over (`reflexdrive.compare.summary.RATES_OVER`), from
-    the summary's `rates_over` column; a summary without it (written before criticality)
-    gives "unrecorded" for hazard scenarios and "all" otherwise."""
-    column = SUMMARY_COLUMNS["rates_over"]
-    result = {}
-    for scenario, group in summary.groupby("scenario", sort=False):
-        if column in group:
-            result[str(scenario)] = str(group[column].iloc[0])
-            continue
-        onsets = (episodes.loc[episodes["scenario"] == scenario, "hazard_onset_s"]
-                  if episodes is not None and "hazard_onset_s" in episodes else [])
-        result[str(scenario)] = "unrecorded" if has_hazard(scenario, onsets) else "all"
-    return result
-
-
-def _count(row: pd.Series, name: str) -> float:
-    """A count column of a summary row, NaN where the summary has no such column."""
-    column = SUMMARY_COLUMNS[name]
-    return float(row[column]) if column in row and _finite(row[column]) else math.nan
-
-
-def _rated_count(row: pd.Series) -> int:
-    """The episodes a summary row's rates are over (all of them in an older summary)."""
-    rated_count = _count(row, "rated")
-    return int(rated_count) if math.isfinite(rated_count) else int(row[SUMMARY_COLUMNS["episodes"]])
-
-
-def _ordered(values: Sequence[str], preferred: Sequence[str] = ()) -> list[str]:
-    """Unique values, `preferred` ones first in their order, then in order of appearance."""
-    seen = list(dict.fromkeys(str(v) for v in values))
-    first = [v for v in preferred if v in seen]
-    return first + [v for v in seen if v not in first]
-
-
-def _reference(summary: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The rows at the stacks' own latency: realtime at extra 0 (lockstep if no realtime)."""
-    base = summary[summary["extra_latency_s"] == 0]
-    if (base["mode"] == REALTIME).any():
-        return base[base["mode"] == REALTIME], REALTIME
-    return base[base["mode"] == LOCKSTEP], LOCKSTEP
-
-
-# ----------------------------------------------------------------------------- words
-
-
-def _reaction_interval(row: pd.Series, c: Mapping[str, str]) -> str:
-    return _ms_interval(row[c["reaction_mean"]], row[c["reaction_mean_lo"]],
-                        row[c["reaction_mean_hi"]])
-
-
-def _join(names: Sequence[str], word: str = "and") -> str:
-    names = list(names)
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" {word} " + names[-1]
-
-
-def criticality_sentences(summary: pd.DataFrame) -> list[str]:
-    """How many episodes of each hazard scenario were critical (over every stack, mode and
-    latency), said once: the scenarios with none (their rates are empty), those with some
-    left out, and those whose criticality was not recorded (rated over all episodes)."""
-    c = SUMMARY_COLUMNS
-    scopes = rates_over(summary)
-    sentences, none, unrecorded, counts = [], [], [], []
-    for scenario, scope in scopes.items():
-        rows = summary[summary["scenario"] == scenario]
-        total = int(rows[c["episodes"]].sum())
-        if scope == "unrecorded":
-            unrecorded.append(scenario)
-        elif scope == "critical":
-            critical = int(rows[c["critical"]].sum())
-            if critical == 0:
-                none.append(f"{scenario} (0 of {total})")
-            else:
-                counts.append(f"{scenario} {critical} of {total}")
-    if none:
-        sentences.append(f"No episode of {_join(none, 'or')} was critical: no collision rate, "
-                         "reaction or brake-onset statistic is given for "
-                         f"{'it' if len(none) == 1 else 'them'}; the table counts the "
-                         "episodes as non-critical.")
-    if counts:
-        sentences.append("Critical episodes (all stacks, modes and latencies): "
-                         + "; ".join(counts) + ". Rates are over these; the others are "
-                         "counted in the table, not in the rates.")
-    if unrecorded:
-        sentences.append(f"{_join(unrecorded)}: the episodes carry no criticality (a run "
-                         "from before it was recorded), so rates are over all episodes.")
-    return sentences
-
-
-def fastest(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COLUMNS
-            ) -> list[str]:
-    """One sentence per hazard scenario with rated episodes: the stack with the lowest mean
-    reaction time at its own latency (realtime at extra 0, else lockstep), against the
-    runner-up, with both 95% intervals and whether they overlap; then one line on how
-    often each stack won. Scenarios without a hazard, or without a critical episode
-    (`criticality_sentences` says so), are left out."""
-    rows, mode = _reference(summary)
-    c = columns
-    scopes = rates_over(summary)
-    sentences = []
-    wins: dict[str, list[str]] = {}
-    scenarios = [s for s in _ordered(rows["scenario"]) if scopes.get(s) != "all"
-                 and sum(_rated_count(r) for _, r in rows[rows["scenario"] == s].iterrows())]
-    for scenario in scenarios:
-        group = rows[rows["scenario"] == scenario]
-        reacting = group[group[c["reaction_mean"]].map(_finite)]
-        silent = [s for s in group["stack"] if s not in set(reacting["stack"])]
-        tail = (" " + ", ".join(silent) + " never reacted.") if silent else ""
-        if reacting.empty:
-            sentences.append(f"{scenario}: no stack reacted to the hazard ({mode}).")
-            continue
-        ranked = reacting.sort_values(c["reaction_mean"], kind="stable")
-        best = ranked.iloc[0]
-        wins.setdefault(best["stack"], []).append(scenario)
-        kind = " critical" if scopes.get(scenario) == "critical" else ""
-        best_text = (f"{best['stack']} reacted fastest ({mode}, its own latency): mean "
-                     f"{_reaction_interval(best, c)} over {int(best[c['reacted']])} of "
-                     f"{_rated_count(best)}{kind} episodes")
-        if len(ranked) == 1:
-            sentences.append(f"{scenario}: {best_text}; the only stack that reacted.{tail}")
-            continue
-        second = ranked.iloc[1]
-        gap = float(second[c["reaction_mean"]]) - float(best[c["reaction_mean"]])
-        separated = float(best[c["reaction_mean_hi"]]) < float(second[c["reaction_mean_lo"]])
-        verdict = ("the intervals do not overlap" if separated else
-                   "the intervals overlap: these episodes do not separate the two")
-        sentences.append(
-            f"{scenario}: {best_text}, {_ms(gap)} ms faster than {second['stack']} "
-            f"({_reaction_interval(second, c)}); "
-            f"{verdict}.{tail}")
-    if len(wins) and len(sentences) > 1:
-        parts = [f"{stack} in {len(s)} of {len(scenarios)} "
-                 f"({', '.join(s)})" for stack, s in
-                 sorted(wins.items(), key=lambda item: -len(item[1]))]
-        sentences.append("Fastest: " + "; ".join(parts) + ".")
-    return sentences
-
-
-@dataclass(frozen=True)
-class LatencyCost:
-    """Where extra latency started to cost collisions, for one stack on one scenario.
-
-    Attributes:
-        stack, scenario: the pair.
-        base_rate, base_low, base_high: collision rate at extra 0 and its 95% interval.
-        extra_s: the smallest extra latency whose collision rate exceeds `base_high`
-            [s]; None when none of the swept ones does.
-        rate, low, high: the collision rate there and its interval (NaN when None).
-        max_extra_s: the largest extra latency swept [s].
-    """
-
-    stack: str
-    scenario: str
-    base_rate: float
-    base_low: float
-    base_high: float
-    extra_s: float | None
-    rate: float
-    low: float
-    high: float
-    max_extra_s: float
-
-
-def latency_cost(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COLUMNS
-                 ) -> list[LatencyCost]:
-    """Per stack and scenario (realtime), the smallest extra latency at which the collision
-    rate rose above the upper end of the zero-extra 95% interval."""
-    c = columns
-    frame = summary[summary["mode"] == REALTIME]
-    costs = []
-    for stack in _ordered(frame["stack"]):
-        for scenario in _ordered(frame["scenario"]):
-            rows = frame[(frame["stack"] == stack) & (frame["scenario"] == scenario)]
-            rows = rows.sort_values("extra_latency_s", kind="stable")
-            base = rows[rows["extra_latency_s"] == 0]
-            later = rows[rows["extra_latency_s"] > 0]
-            if base.empty or later.empty:
-                continue
-            base = base.iloc[0]
-            if not _finite(base[c["collision_rate"]]):
-                continue                                     # no rated episode at +0
-            high = float(base[c["collision_rate_hi"]])
-            above = later[later[c["collision_rate"]].astype(float) > high]
-            hit = above.iloc[0] if len(above) else None
-            nan = math.nan
-            costs.append(LatencyCost(
-                stack=stack, scenario=scenario, base_rate=float(base[c["collision_rate"]]),
-                base_low=float(base[c["collision_rate_lo"]]), base_high=high,
-                extra_s=None if hit is None else float(hit["extra_latency_s"]),
-                rate=nan if hit is None else float(hit[c["collision_rate"]]),
-                low=nan if hit is None else float(hit[c["collision_rate_lo"]]),
-                high=nan if hit is None else float(hit[c["collision_rate_hi"]]),
-                max_extra_s=float(later["extra_latency_s"].max())))
-    return costs
-
-
-def latency_cost_sentences(costs: Sequence[LatencyCost]) -> list[str]:
-    """One sentence per stack: from which extra latency its collision rate rose above the
-    zero-extra 95% interval, scenario by scenario."""
-    sentences = []
-    for stack in _ordered([cost.stack for cost in costs]):
-        mine = [cost for cost in costs if cost.stack == stack]
-        rose = sorted((cost for cost in mine if cost.extra_s is not None),
-                      key=lambda cost: cost.extra_s)
-        held = [cost for cost in mine if cost.extra_s is None]
-        reach = _extra_ms(max((cost.max_extra_s for cost in held), default=0.0))
-        held_text = f"up to {reach} on " + ", ".join(cost.scenario for cost in held)
-        if not rose:
-            sentences.append(f"{stack}: the collision rate stayed within its zero-extra 95% "
-                             f"interval {held_text}.")
-            continue
-        parts = [f"from {_extra_ms(cost.extra_s)} on {cost.scenario} "
-                 f"({_pct_interval(cost.rate, cost.low, cost.high)} against "
-                 f"{_pct_interval(cost.base_rate, cost.base_low, cost.base_high)} at +0 ms)"
-                 for cost in rose]
-        if held:
-            parts.append("not " + held_text)
-        sentences.append(f"{stack}: the collision rate rose above its zero-extra 95% "
-                         "interval " + "; ".join(parts) + ".")
-    return sentences
-
-
-def summary_sentences(summary: pd.DataFrame) -> list[str]:
-    """The report's summary in words: `criticality_sentences`, `fastest`, then
-    `latency_cost_sentences`."""
-    sentences = criticality_sentences(summary) + fastest(summary)
-    costs = latency_cost(summary)
-    if costs:
-        sentences += latency_cost_sentences(costs)
-    elif (summary["extra_latency_s"] > 0).any():
-        if not ((summary["mode"] == REALTIME) & (summary["extra_latency_s"] == 0)).any():
-            sentences.append("No realtime run at extra 0 to compare the extra latencies "
-                             "with.")
-    else:
-        sentences.append("This compare swept no extra latency (--extra-latency 0 only).")
-    return sentences
-
 
 # ----------------------------------------------------------------------------- tables
 

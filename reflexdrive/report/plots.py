@@ -228,7 +228,7 @@ def episode_distribution(episodes: pd.DataFrame, stacks: Sequence[str],
             outside = values[~mask & np.isfinite(values)]
             rated_any |= bool(mask.any())
             if inside.size:
-                axis.boxplot([inside], positions=[y], widths=0.5, vert=False,
+                axis.boxplot([inside], positions=[y], widths=0.5, orientation="horizontal",
                              showfliers=False, medianprops={"color": colors[stack], "lw": 2},
                              boxprops={"color": "#555555"}, whiskerprops={"color": "#555555"},
                              capprops={"color": "#555555"})
