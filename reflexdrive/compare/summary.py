@@ -14,6 +14,16 @@ Intervals are 95% by default:
 - **Wilson score interval** for the collision rate (a proportion): exact formula, no
   resampling, and unlike a bootstrap it is not `[0, 0]` when no episode collided.
 
+**Which episodes count** (`rated_episodes`): on a scenario with a hazard, only the
+*critical* episodes (`episodes.csv` column `critical`: the hazard, as it stood at onset,
+needed a response within the episode; docs/ARCHITECTURE.md, "Criticality"); the others are
+counted in `noncritical_episodes`, not hidden, and left out of every rate and episode
+statistic (reaction, brake onset, collisions, min TTC and gap, progress, jerk, peak
+deceleration). A hazard-free scenario (highway, merge, ...) rates all its episodes. An
+`episodes.csv` without a `critical` column (written before criticality was recorded)
+rates all episodes too, and says so in `rates_over`. The latency columns describe the
+stack's compute and pool every episode.
+
 Columns (units in the names: `_s` seconds, `_m` metres, `_mps2` m/s^2, `_mps3` m/s^3;
 `_lo`/`_hi` the interval's bounds of the column before them):
 
@@ -22,12 +32,22 @@ Columns (units in the names: `_s` seconds, `_m` metres, `_mps2` m/s^2, `_mps3` m
 - `envs`: envs run side by side in each cell: at most that many decide in one `act` call
   (end-to-end stacks are padded to exactly that many).
 - `budget_s`: compute budget per tick.
-- `episodes`: episodes in the group.
-- `reacted`, `reaction_rate`: episodes with a reaction to the hazard, and their share.
+- `episodes`: episodes in the group, all of them.
+- `rates_over`: which episodes the rates are over (`RATES_OVER`): "critical" (a hazard
+  scenario), "all" (a scenario without a hazard) or "unrecorded" (a hazard scenario whose
+  `episodes.csv` has no `critical` column: all episodes).
+- `critical_episodes`, `noncritical_episodes`: hazard episodes that were critical and that
+  were not (both 0 without a hazard; NaN when unrecorded).
+- `rated_episodes`: the episodes every rate and episode statistic below is over; 0 when
+  no episode of a hazard scenario was critical (the rates are then NaN).
+- `reacted`, `reaction_rate`: rated episodes with a (counterfactual) reaction to the
+  hazard, and their share.
 - `reaction_time_{mean,p50,p95}_s` (+ `_lo_s`, `_hi_s`): reaction time over reacting
   episodes.
 - `reaction_{wait,notice,compute}_mean_s`: its decomposition (means; they add up to the
   mean).
+- `braked`, `brake_onset_p50_s` (+ `_lo_s`, `_hi_s`): rated episodes with a brake onset
+  (the threshold measure, `brake_onset_s`), and its median over them.
 - `collisions`, `collision_rate` (+ `_lo`, `_hi`): ego collisions; Wilson interval.
 - `min_ttc_p50_s` (+ `_lo_s`, `_hi_s`): median over episodes of the minimum TTC after onset
   (inf: never closing).
@@ -54,14 +74,21 @@ from __future__ import annotations
 
 import math
 import zlib
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from reflexdrive.envs.scenarios import SCENARIOS
+
 GROUP = ["stack", "scenario", "mode", "extra_latency_s"]
 """The columns a summary row stands for."""
+
+RATES_OVER = ("critical", "all", "unrecorded")
+"""What a group's rates are over: its critical episodes (a hazard scenario), all episodes (a
+scenario without a hazard), or all episodes because criticality was not recorded."""
 
 Statistic = Callable[[np.ndarray], np.ndarray]
 """`(R, n)` resampled values -> `(R,)` statistic (axis 1), or `(n,)` -> scalar."""
@@ -131,10 +158,66 @@ def group_rng(seed: int, key: tuple) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32("|".join(map(str, key)).encode())])
 
 
+def has_hazard(scenario: str, hazard_onset_s: np.ndarray | pd.Series) -> bool:
+    """Whether `scenario` has a hazard: its registered spec says so
+    (`envs.scenarios.SCENARIOS`); a scenario not registered has one when any of its
+    episodes had a hazard onset (`hazard_onset_s`, NaN without one)."""
+    spec = SCENARIOS.get(str(scenario))
+    if spec is not None:
+        return spec.hazard != "none"
+    return bool(np.isfinite(np.asarray(hazard_onset_s, dtype=np.float64)).any())
+
+
+def flags(values: pd.Series) -> np.ndarray:
+    """A boolean column as `(n,)` bools, whether it holds bools, 0/1 or the strings
+    "True"/"False" (as a CSV reads back); missing values are False."""
+    if values.dtype == bool:
+        return values.to_numpy()
+    return values.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0")).to_numpy(bool)
+
+
+@dataclass(frozen=True)
+class Rated:
+    """Which episodes of a group the rates and episode statistics are over.
+
+    Attributes:
+        mask: `(n,)` True for a rated episode, in the group's row order.
+        rates_over: one of `RATES_OVER`.
+        critical: critical episodes (0 without a hazard, NaN when unrecorded).
+        noncritical: hazard episodes that were not critical (likewise).
+    """
+
+    mask: np.ndarray
+    rates_over: str
+    critical: float
+    noncritical: float
+
+
+def rated(group: pd.DataFrame, scenario: str) -> Rated:
+    """The rated episodes of `group` (rows of one scenario's `episodes.csv`): the critical
+    ones on a hazard scenario, all of them on a hazard-free one or when `group` has no
+    `critical` column."""
+    n = len(group)
+    onsets = group["hazard_onset_s"] if "hazard_onset_s" in group else np.full(n, np.nan)
+    if not has_hazard(scenario, onsets):
+        return Rated(np.ones(n, bool), "all", 0, 0)
+    if "critical" not in group:
+        return Rated(np.ones(n, bool), "unrecorded", math.nan, math.nan)
+    critical = flags(group["critical"])
+    return Rated(critical, "critical", int(critical.sum()), int(n - critical.sum()))
+
+
 def _with_interval(row: dict, name: str, unit: str, estimate: tuple[float, float, float]
                    ) -> None:
     suffix = f"_{unit}" if unit else ""
     row[f"{name}{suffix}"], row[f"{name}_lo{suffix}"], row[f"{name}_hi{suffix}"] = estimate
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """`frame[name]` as floats; all NaN when the column is absent (an older episodes.csv)."""
+    if name not in frame:
+        return np.full(len(frame), math.nan)
+    return frame[name].to_numpy(dtype=np.float64)
 
 
 def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
@@ -164,23 +247,36 @@ def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
         row["envs"] = first.get("envs")
         row["budget_s"] = first.get("budget_s")
         row["episodes"] = len(group)
-        reaction = group["reaction_time_s"].to_numpy(dtype=np.float64)
+        scope = rated(group, key[1])
+        row["rates_over"] = scope.rates_over
+        row["critical_episodes"] = scope.critical
+        row["noncritical_episodes"] = scope.noncritical
+        everything = group
+        group = group[scope.mask]
+        count = len(group)
+        row["rated_episodes"] = count
+        reaction = _column(group, "reaction_time_s")
         reacted = reaction[np.isfinite(reaction)]
         row["reacted"] = int(reacted.size)
-        row["reaction_rate"] = reacted.size / len(group)
+        row["reaction_rate"] = reacted.size / count if count else math.nan
         stats = bootstrap(reacted, {"mean": _mean, "p50": _median, "p95": _p95}, rng,
                           resamples, confidence)
         for name in ("mean", "p50", "p95"):
             _with_interval(row, f"reaction_time_{name}", "s", stats[name])
         for part in ("wait", "notice", "compute"):
-            values = group[f"reaction_{part}_s"].to_numpy(dtype=np.float64)
+            values = _column(group, f"reaction_{part}_s")
             values = values[np.isfinite(values)]
             row[f"reaction_{part}_mean_s"] = float(values.mean()) if values.size else math.nan
-        collided = group["collided"].astype(bool).to_numpy()
+        onset = _column(group, "brake_onset_s")
+        braked = onset[np.isfinite(onset)]
+        row["braked"] = int(braked.size)
+        _with_interval(row, "brake_onset_p50", "s",
+                       bootstrap(braked, {"p50": _median}, rng, resamples, confidence)["p50"])
+        collided = flags(group["collided"])
         row["collisions"] = int(collided.sum())
-        row["collision_rate"] = float(collided.mean())
+        row["collision_rate"] = float(collided.mean()) if count else math.nan
         row["collision_rate_lo"], row["collision_rate_hi"] = wilson_interval(
-            int(collided.sum()), len(collided), confidence)
+            int(collided.sum()), count, confidence)
         for column, name, unit, statistic in (
                 ("min_ttc_s", "min_ttc_p50", "s", _median),
                 ("min_gap_m", "min_gap_p50", "m", _median),
@@ -191,7 +287,9 @@ def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
             _with_interval(row, name, unit,
                            bootstrap(values, {name: statistic}, rng, resamples,
                                      confidence)[name])
-        row["peak_decel_mean_mps2"] = float(group["peak_decel_mps2"].mean())
+        row["peak_decel_mean_mps2"] = float(group["peak_decel_mps2"].mean()) if count \
+            else math.nan
+        group = everything                              # latency: the stack's compute, all
         extra = float(key[3])
         ticks = decision_groups.get(key)
         if ticks is not None and len(ticks):
@@ -214,29 +312,45 @@ def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
 
 
 def headline(summary: pd.DataFrame) -> str:
-    """The summary as a short fixed-width table (what `reflexdrive compare` prints)."""
+    """The summary as a short fixed-width table (what `reflexdrive compare` prints).
+
+    `rated` is the episodes the rates are over: "8/10 crit" on a hazard scenario (8 of 10
+    critical), "10 all" without a hazard or without recorded criticality."""
     if summary.empty:
         return "(no episodes)"
 
     def interval(row, name: str) -> str:
-        mean = row[f"{name}_s"]
+        mean = row.get(f"{name}_s", math.nan)
         if not np.isfinite(mean):
             return "-"
         return (f"{mean * 1e3:.0f} [{row[f'{name}_lo_s'] * 1e3:.0f}, "
                 f"{row[f'{name}_hi_s'] * 1e3:.0f}]")
 
+    def share(value: float) -> str:
+        return f"{value:.0%}" if np.isfinite(value) else "-"
+
+    def collisions(row) -> str:
+        if not np.isfinite(row.collision_rate):
+            return "-"
+        return (f"{row.collision_rate:.0%} [{row.collision_rate_lo:.0%}, "
+                f"{row.collision_rate_hi:.0%}]")
+
+    def scope(row) -> str:
+        if row.get("rates_over", "all") == "critical":
+            return f"{int(row['rated_episodes'])}/{int(row['episodes'])} crit"
+        return f"{int(row['episodes'])} all"
+
+    rows = [row for _, row in summary.iterrows()]
     table = pd.DataFrame({
         "stack": summary["stack"], "scenario": summary["scenario"], "mode": summary["mode"],
         "extra_ms": (summary["extra_latency_s"] * 1e3).round(1),
-        "n": summary["episodes"],
-        "reacted": summary["reaction_rate"].map(lambda x: f"{x:.0%}"),
-        "reaction_ms [95% CI]": [interval(row, "reaction_time_mean")
-                                 for _, row in summary.iterrows()],
-        "collisions [95% CI]": [f"{row.collision_rate:.0%} [{row.collision_rate_lo:.0%}, "
-                                f"{row.collision_rate_hi:.0%}]"
-                                for row in summary.itertuples()],
+        "rated": [scope(row) for row in rows],
+        "reacted": summary["reaction_rate"].map(share),
+        "reaction_ms [95% CI]": [interval(row, "reaction_time_mean") for row in rows],
+        "brake_onset_p50_ms": [interval(row, "brake_onset_p50") for row in rows],
+        "collisions [95% CI]": [collisions(row) for row in summary.itertuples()],
         "min_ttc_s": summary["min_ttc_p50_s"].map(lambda x: f"{x:.2f}"),
         "own_latency_p50_ms": (summary["stack_latency_p50_s"] * 1e3).map(lambda x: f"{x:.1f}"),
-        "overruns": summary["overrun_rate"].map(lambda x: f"{x:.0%}"),
+        "overruns": summary["overrun_rate"].map(share),
     })
     return table.to_string(index=False)

@@ -11,361 +11,113 @@ under `videos/`) and writes:
 
 Contents:
 
-1. a summary in words (`summary_sentences`): which stack reacted fastest in each
-   scenario, by how much, with the 95% intervals; and, per stack, the smallest extra
-   latency at which its collision rate rose above the upper end of its zero-extra 95%
-   interval (`latency_cost`);
-2. the headline table, one row per stack x scenario x mode at the stacks' own latency;
-3. figures (`reflexdrive.report.plots`): reaction-time distribution with the human band
-   (0.7-1.5 s, Green 2000), its wait / notice / compute decomposition, the per-stage
-   latency breakdown (staged stages beside each end-to-end forward pass), latency CDFs,
-   overrun rates against the budget, and collision rate, min TTC and progress against the
-   extra latency with their intervals;
-4. the videos, if any.
+1. a summary in words (`summary_sentences`): how many hazard episodes were critical
+   (`criticality_sentences`; rates are over critical episodes, and a scenario with none
+   says so instead of showing empty rates), which stack reacted fastest in each scenario,
+   by how much, with the 95% intervals; and, per stack, the smallest extra latency at
+   which its collision rate rose above the upper end of its zero-extra 95% interval
+   (`latency_cost`);
+2. what the numbers mean (`DEFINITIONS`): the counterfactual reaction time, brake onset,
+   and critical episodes, in a sentence or two each;
+3. the headline table, one row per stack x scenario x mode at the stacks' own latency;
+4. figures (`reflexdrive.report.plots`), small multiples one panel per scenario: the
+   counterfactual reaction time and, separately, the brake onset per episode, with the
+   human band (0.7-1.5 s, Green 2000); the reaction's wait / notice / compute
+   decomposition; the per-stage latency breakdown (staged stages beside each end-to-end
+   forward pass), latency CDFs, overrun rates against the budget; and collision rate,
+   min TTC and progress against the extra latency with their intervals;
+5. the videos, if any.
 
-The column names of the input tables live in one place, the constants below
-(`SUMMARY_COLUMNS`, `EPISODE_COLUMNS`, `DECISION_COLUMNS`), so a renamed column is a
-one-line change. They follow `reflexdrive.compare.summary` and `reflexdrive.compare.experiment`.
+Reading the folder and the column names live in `reflexdrive.report.reading`, the
+sentences in `reflexdrive.report.sentences`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import json
-import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from reflexdrive.common.files import atomic_write
 from reflexdrive.compare.summary import GROUP
 from reflexdrive.report import plots
-
-EPISODES_FILE = "episodes.csv"
-SUMMARY_FILE = "summary.csv"
-DECISIONS_FILE = "decisions.csv"
-COMPARE_FILE = "compare.json"
-HTML_FILE = "report.html"
-MARKDOWN_FILE = "report.md"
-VIDEO_DIR = "videos"
-"""Where the videos are (`reflexdrive.report.video.VIDEO_DIR`, not imported: no pygame here)."""
-
-SUMMARY_COLUMNS: dict[str, str] = {
-    "episodes": "episodes",
-    "reacted": "reacted",
-    "reaction_rate": "reaction_rate",
-    "reaction_mean": "reaction_time_mean_s",
-    "reaction_mean_lo": "reaction_time_mean_lo_s",
-    "reaction_mean_hi": "reaction_time_mean_hi_s",
-    "reaction_p50": "reaction_time_p50_s",
-    "reaction_p95": "reaction_time_p95_s",
-    "wait": "reaction_wait_mean_s",
-    "notice": "reaction_notice_mean_s",
-    "compute": "reaction_compute_mean_s",
-    "collision_rate": "collision_rate",
-    "collision_rate_lo": "collision_rate_lo",
-    "collision_rate_hi": "collision_rate_hi",
-    "min_ttc": "min_ttc_p50_s",
-    "min_ttc_lo": "min_ttc_p50_lo_s",
-    "min_ttc_hi": "min_ttc_p50_hi_s",
-    "progress": "progress_mean_m",
-    "progress_lo": "progress_mean_lo_m",
-    "progress_hi": "progress_mean_hi_m",
-    "jerk": "jerk_mean_mps3",
-    "latency_p50": "stack_latency_p50_s",
-    "latency_p99": "stack_latency_p99_s",
-    "overrun_rate": "overrun_rate",
-    "decisions": "decisions",
-    "budget": "budget_s",
-}
-"""Logical name -> `summary.csv` column (`reflexdrive.compare.summary`). The group columns are
-`reflexdrive.compare.summary.GROUP`: stack, scenario, mode, extra_latency_s."""
-
-EPISODE_COLUMNS: dict[str, str] = {"reaction": "reaction_time_s"}
-"""Logical name -> `episodes.csv` column (besides the group columns)."""
-
-DECISION_COLUMNS: dict[str, str] = {"latency": "latency_s", "stage_prefix": "latency_",
-                                    "stage_suffix": "_s", "extra_stage": "extra"}
-"""`decisions.csv`: the total latency column, and per-stage columns
-`latency_<stage>_s` (the stage "extra" is the compare's added delay, not the stack's)."""
-
-REALTIME, LOCKSTEP = "realtime", "lockstep"
-
-
-# ----------------------------------------------------------------------------- formatting
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _ms(seconds: float) -> str:
-    return f"{float(seconds) * 1e3:.0f}" if _finite(seconds) else "-"
-
-
-def _ms_interval(estimate: float, low: float, high: float) -> str:
-    if not _finite(estimate):
-        return "-"
-    if not (_finite(low) and _finite(high)):
-        return f"{_ms(estimate)} ms"
-    return f"{_ms(estimate)} ms [{_ms(low)}, {_ms(high)}]"
-
-
-def _pct(value: float) -> str:
-    return f"{float(value) * 100:.0f}%" if _finite(value) else "-"
-
-
-def _pct_interval(estimate: float, low: float, high: float) -> str:
-    if not _finite(estimate):
-        return "-"
-    return f"{_pct(estimate)} [{_pct(low)}, {_pct(high)}]"
-
-
-def _number(value: float, digits: int = 1, unit: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, (int, float, np.floating)) and math.isinf(value):
-        return "inf"
-    return f"{float(value):.{digits}f}{unit}"
-
-
-def _extra_ms(extra_s: float) -> str:
-    return f"+{float(extra_s) * 1e3:g} ms"
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-@dataclass
-class CompareTables:
-    """What a compare folder holds, as DataFrames.
-
-    Attributes:
-        episodes: `episodes.csv` (one row per episode).
-        summary: `summary.csv` (one row per stack x scenario x mode x extra latency).
-        decisions: `decisions.csv` (one row per decision), None when absent.
-        meta: `compare.json` (settings, status, wall time), {} when absent.
-        videos: MP4 files under `videos/`, relative to the folder.
-    """
-
-    episodes: pd.DataFrame
-    summary: pd.DataFrame
-    decisions: pd.DataFrame | None = None
-    meta: dict = field(default_factory=dict)
-    videos: list[str] = field(default_factory=list)
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
-
-
-def read_tables(out_dir: str | os.PathLike) -> CompareTables:
-    """Read a compare folder (see `CompareTables`).
-
-    Raises:
-        FileNotFoundError: `episodes.csv` or `summary.csv` is missing.
-    """
-    out = Path(out_dir)
-    for name in (EPISODES_FILE, SUMMARY_FILE):
-        if not (out / name).is_file():
-            raise FileNotFoundError(f"{out / name}: not found (run `reflexdrive compare` "
-                                    f"with --out {out} first)")
-    decisions = _read_csv(out / DECISIONS_FILE) if (out / DECISIONS_FILE).is_file() else None
-    meta: dict = {}
-    if (out / COMPARE_FILE).is_file():
-        try:
-            meta = json.loads((out / COMPARE_FILE).read_text())
-        except ValueError:
-            meta = {}
-    videos = sorted(str(p.relative_to(out)) for p in (out / VIDEO_DIR).glob("*.mp4")) \
-        if (out / VIDEO_DIR).is_dir() else []
-    return CompareTables(_read_csv(out / EPISODES_FILE), _read_csv(out / SUMMARY_FILE),
-                         decisions, meta, videos)
-
-
-def _ordered(values: Sequence[str], preferred: Sequence[str] = ()) -> list[str]:
-    """Unique values, `preferred` ones first in their order, then in order of appearance."""
-    seen = list(dict.fromkeys(str(v) for v in values))
-    first = [v for v in preferred if v in seen]
-    return first + [v for v in seen if v not in first]
-
-
-def _reference(summary: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The rows at the stacks' own latency: realtime at extra 0 (lockstep if no realtime)."""
-    base = summary[summary["extra_latency_s"] == 0]
-    if (base["mode"] == REALTIME).any():
-        return base[base["mode"] == REALTIME], REALTIME
-    return base[base["mode"] == LOCKSTEP], LOCKSTEP
-
-
-# ----------------------------------------------------------------------------- words
-
-
-def _reaction_interval(row: pd.Series, c: Mapping[str, str]) -> str:
-    return _ms_interval(row[c["reaction_mean"]], row[c["reaction_mean_lo"]],
-                        row[c["reaction_mean_hi"]])
-
-
-def fastest(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COLUMNS
-            ) -> list[str]:
-    """One sentence per scenario: the stack with the lowest mean reaction time at its own
-    latency (realtime at extra 0, else lockstep), against the runner-up, with both 95%
-    intervals and whether they overlap; then one line on how often each stack won."""
-    rows, mode = _reference(summary)
-    c = columns
-    sentences = []
-    wins: dict[str, list[str]] = {}
-    for scenario in _ordered(rows["scenario"]):
-        group = rows[rows["scenario"] == scenario]
-        reacting = group[group[c["reaction_mean"]].map(_finite)]
-        silent = [s for s in group["stack"] if s not in set(reacting["stack"])]
-        tail = (" " + ", ".join(silent) + " never reacted.") if silent else ""
-        if reacting.empty:
-            sentences.append(f"{scenario}: no stack reacted to the hazard ({mode}).")
-            continue
-        ranked = reacting.sort_values(c["reaction_mean"], kind="stable")
-        best = ranked.iloc[0]
-        wins.setdefault(best["stack"], []).append(scenario)
-        best_text = (f"{best['stack']} reacted fastest ({mode}, its own latency): mean "
-                     f"{_reaction_interval(best, c)} over {int(best[c['reacted']])} of "
-                     f"{int(best[c['episodes']])} episodes")
-        if len(ranked) == 1:
-            sentences.append(f"{scenario}: {best_text}; the only stack that reacted.{tail}")
-            continue
-        second = ranked.iloc[1]
-        gap = float(second[c["reaction_mean"]]) - float(best[c["reaction_mean"]])
-        separated = float(best[c["reaction_mean_hi"]]) < float(second[c["reaction_mean_lo"]])
-        verdict = ("the intervals do not overlap" if separated else
-                   "the intervals overlap: these episodes do not separate the two")
-        sentences.append(
-            f"{scenario}: {best_text}, {_ms(gap)} ms faster than {second['stack']} "
-            f"({_reaction_interval(second, c)}); "
-            f"{verdict}.{tail}")
-    if len(wins) and len(sentences) > 1:
-        parts = [f"{stack} in {len(s)} of {len(_ordered(rows['scenario']))} "
-                 f"({', '.join(s)})" for stack, s in
-                 sorted(wins.items(), key=lambda item: -len(item[1]))]
-        sentences.append("Fastest: " + "; ".join(parts) + ".")
-    return sentences
-
-
-@dataclass(frozen=True)
-class LatencyCost:
-    """Where extra latency started to cost collisions, for one stack on one scenario.
-
-    Attributes:
-        stack, scenario: the pair.
-        base_rate, base_low, base_high: collision rate at extra 0 and its 95% interval.
-        extra_s: the smallest extra latency whose collision rate exceeds `base_high`
-            [s]; None when none of the swept ones does.
-        rate, low, high: the collision rate there and its interval (NaN when None).
-        max_extra_s: the largest extra latency swept [s].
-    """
-
-    stack: str
-    scenario: str
-    base_rate: float
-    base_low: float
-    base_high: float
-    extra_s: float | None
-    rate: float
-    low: float
-    high: float
-    max_extra_s: float
-
-
-def latency_cost(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COLUMNS
-                 ) -> list[LatencyCost]:
-    """Per stack and scenario (realtime), the smallest extra latency at which the collision
-    rate rose above the upper end of the zero-extra 95% interval."""
-    c = columns
-    frame = summary[summary["mode"] == REALTIME]
-    costs = []
-    for stack in _ordered(frame["stack"]):
-        for scenario in _ordered(frame["scenario"]):
-            rows = frame[(frame["stack"] == stack) & (frame["scenario"] == scenario)]
-            rows = rows.sort_values("extra_latency_s", kind="stable")
-            base = rows[rows["extra_latency_s"] == 0]
-            later = rows[rows["extra_latency_s"] > 0]
-            if base.empty or later.empty:
-                continue
-            base = base.iloc[0]
-            high = float(base[c["collision_rate_hi"]])
-            above = later[later[c["collision_rate"]].astype(float) > high]
-            hit = above.iloc[0] if len(above) else None
-            nan = math.nan
-            costs.append(LatencyCost(
-                stack=stack, scenario=scenario, base_rate=float(base[c["collision_rate"]]),
-                base_low=float(base[c["collision_rate_lo"]]), base_high=high,
-                extra_s=None if hit is None else float(hit["extra_latency_s"]),
-                rate=nan if hit is None else float(hit[c["collision_rate"]]),
-                low=nan if hit is None else float(hit[c["collision_rate_lo"]]),
-                high=nan if hit is None else float(hit[c["collision_rate_hi"]]),
-                max_extra_s=float(later["extra_latency_s"].max())))
-    return costs
-
-
-def latency_cost_sentences(costs: Sequence[LatencyCost]) -> list[str]:
-    """One sentence per stack: from which extra latency its collision rate rose above the
-    zero-extra 95% interval, scenario by scenario."""
-    sentences = []
-    for stack in _ordered([cost.stack for cost in costs]):
-        mine = [cost for cost in costs if cost.stack == stack]
-        rose = sorted((cost for cost in mine if cost.extra_s is not None),
-                      key=lambda cost: cost.extra_s)
-        held = [cost for cost in mine if cost.extra_s is None]
-        reach = _extra_ms(max((cost.max_extra_s for cost in held), default=0.0))
-        held_text = f"up to {reach} on " + ", ".join(cost.scenario for cost in held)
-        if not rose:
-            sentences.append(f"{stack}: the collision rate stayed within its zero-extra 95% "
-                             f"interval {held_text}.")
-            continue
-        parts = [f"from {_extra_ms(cost.extra_s)} on {cost.scenario} "
-                 f"({_pct_interval(cost.rate, cost.low, cost.high)} against "
-                 f"{_pct_interval(cost.base_rate, cost.base_low, cost.base_high)} at +0 ms)"
-                 for cost in rose]
-        if held:
-            parts.append("not " + held_text)
-        sentences.append(f"{stack}: the collision rate rose above its zero-extra 95% "
-                         "interval " + "; ".join(parts) + ".")
-    return sentences
-
-
-def summary_sentences(summary: pd.DataFrame) -> list[str]:
-    """The report's summary in words: `fastest`, then `latency_cost_sentences`."""
-    sentences = fastest(summary)
-    costs = latency_cost(summary)
-    if costs:
-        sentences += latency_cost_sentences(costs)
-    elif (summary["extra_latency_s"] > 0).any():
-        sentences.append("No realtime run at extra 0 to compare the extra latencies with.")
-    else:
-        sentences.append("This compare swept no extra latency (--extra-latency 0 only).")
-    return sentences
-
+from reflexdrive.report.reading import (
+    COMPARE_FILE,
+    DECISION_COLUMNS,
+    DECISIONS_FILE,
+    EPISODE_COLUMNS,
+    HTML_FILE,
+    LOCKSTEP,
+    MARKDOWN_FILE,
+    RATED,
+    REALTIME,
+    SUMMARY_COLUMNS,
+    CompareTables,
+    _count,
+    _finite,
+    _ms,
+    _ms_cell,
+    _number,
+    _ordered,
+    _pct,
+    _pct_interval,
+    _rated_count,
+    _reference,
+    rates_over,
+    read_tables,
+    with_rated,
+)
+from reflexdrive.report.sentences import (
+    DEFINITIONS,
+    LatencyCost,
+    criticality_sentences,
+    fastest,
+    latency_cost,
+    latency_cost_sentences,
+    summary_sentences,
+)
+from reflexdrive.run.metrics import ReactionConfig
 
 # ----------------------------------------------------------------------------- tables
 
 
-HEADLINE_HEADER = ("stack", "scenario", "mode", "reacted", "reaction mean [95% CI]",
-                   "p50 / p95", "wait / notice / compute", "collisions [95% CI]",
-                   "min TTC p50 [s]", "progress [m]", "latency p50 / p99", "overruns")
+HEADLINE_HEADER = ("stack", "scenario", "mode", "critical", "reacted",
+                   "reaction mean [ms] (95% CI)", "reaction p50 [ms]",
+                   "wait / notice / compute [ms]", "brake onset p50 [ms] (95% CI)",
+                   "collisions (95% CI)", "min TTC p50 [s]", "progress [m]",
+                   "latency p50 / p99 [ms]", "overruns")
+
+NO_CRITICAL = "no critical episode"
+"""What the rate cells of a row without a critical episode say."""
+
+OVER_TITLES = {"critical": "critical episodes", "all": "all episodes",
+               "unrecorded": "all episodes, criticality not recorded"}
+"""Panel titles' note of what a scenario's rates are over."""
+
+
+def _critical_cell(row: pd.Series, scope: str) -> str:
+    episodes = int(row[SUMMARY_COLUMNS["episodes"]])
+    if scope == "all":
+        return "no hazard"
+    if scope == "unrecorded":
+        return "not recorded"
+    return f"{int(_count(row, 'critical'))} of {episodes}"
 
 
 def headline_rows(summary: pd.DataFrame, stacks: Sequence[str] | None = None,
                   columns: Mapping[str, str] = SUMMARY_COLUMNS) -> list[tuple[str, ...]]:
     """The headline table: per stack x scenario x mode at extra 0 (cells as text, in
-    `HEADLINE_HEADER` order)."""
+    `HEADLINE_HEADER` order). `critical` is "k of n" on a hazard scenario ("no hazard (n)"
+    or "not recorded (n)" where every episode is rated); a row without a critical episode
+    says `NO_CRITICAL` instead of empty rates."""
     c = columns
     frame = summary[summary["extra_latency_s"] == 0]
+    scopes = rates_over(summary)
     stacks = list(stacks) if stacks is not None else _ordered(frame["stack"])
     rows = []
     for stack in stacks:
@@ -376,18 +128,29 @@ def headline_rows(summary: pd.DataFrame, stacks: Sequence[str] | None = None,
                 if hit.empty:
                     continue
                 r = hit.iloc[0]
-                rows.append((
-                    stack, scenario, mode,
-                    f"{int(r[c['reacted']])}/{int(r[c['episodes']])}",
-                    _reaction_interval(r, c),
-                    f"{_ms(r[c['reaction_p50']])} / {_ms(r[c['reaction_p95']])} ms",
-                    f"{_ms(r[c['wait']])} / {_ms(r[c['notice']])} / {_ms(r[c['compute']])} ms",
+                latency = (f"{_number(r[c['latency_p50']] * 1e3, 1)} / "
+                           f"{_number(r[c['latency_p99']] * 1e3, 1)}")
+                head = (stack, scenario, mode, _critical_cell(r, scopes[scenario]))
+                count = _rated_count(r)
+                if count == 0:
+                    rows.append(head + (NO_CRITICAL, "-", "-", "-", "-", NO_CRITICAL, "-",
+                                        "-", latency, _pct(r[c["overrun_rate"]])))
+                    continue
+                onset = (_ms_cell(r[c["brake_onset_p50"]], r[c["brake_onset_p50_lo"]],
+                                  r[c["brake_onset_p50_hi"]])
+                         if c["brake_onset_p50"] in r else "-")
+                rows.append(head + (
+                    f"{int(r[c['reacted']])}/{count}",
+                    _ms_cell(r[c["reaction_mean"]], r[c["reaction_mean_lo"]],
+                             r[c["reaction_mean_hi"]]),
+                    _ms(r[c["reaction_p50"]]),
+                    f"{_ms(r[c['wait']])} / {_ms(r[c['notice']])} / {_ms(r[c['compute']])}",
+                    onset,
                     _pct_interval(r[c["collision_rate"]], r[c["collision_rate_lo"]],
                                   r[c["collision_rate_hi"]]),
                     _number(r[c["min_ttc"]], 2),
                     _number(r[c["progress"]], 1),
-                    f"{_number(r[c['latency_p50']] * 1e3, 1)} / "
-                    f"{_number(r[c['latency_p99']] * 1e3, 1)} ms",
+                    latency,
                     _pct(r[c["overrun_rate"]]),
                 ))
     return rows
@@ -456,22 +219,48 @@ def build_figures(tables: CompareTables) -> tuple[list[Figure], list[str]]:
     figures: list[Figure] = []
     notes: list[str] = []
 
-    def add(name: str, title: str, caption: str, figure) -> None:
+    def add(name: str, title: str, caption: str, figure, why: str = "nothing to draw") -> None:
         if figure is None:
-            notes.append(f"{title}: nothing to draw.")
+            notes.append(f"{title}: {why}.")
         else:
             figures.append(Figure(name, title, caption, plots.png_bytes(figure)))
 
-    add("reaction_time", "Reaction time",
-        "Each point is an episode in which the stack reacted; boxes span the quartiles. "
-        "The shaded band is the human range of 0.7-1.5 s (Green 2000).",
-        plots.reaction_distribution(episodes, stacks, scenarios, colors,
-                                    EPISODE_COLUMNS["reaction"]))
-    add("reaction_parts", "Reaction time decomposed",
-        "Mean wait for the first tick after the onset, ticks the stack needed to notice, "
-        "and the compute latency of the responding decision; they add up to the mean "
-        "reaction time.",
-        plots.reaction_decomposition(summary, stacks, scenarios, c))
+    scopes = rates_over(summary, episodes)
+    hazards = [s for s in scenarios if scopes.get(s) != "all"]
+    rated_name = "critical" if any(scopes.get(s) == "critical" for s in hazards) else "rated"
+    if RATED not in episodes:
+        episodes = with_rated(episodes)
+    e = EPISODE_COLUMNS
+    band = "The green band is the human range of 0.7-1.5 s (Green 2000)."
+    which = ("Boxes and coloured points: critical episodes (filled: realtime, hollow: "
+             "lockstep); grey crosses: non-critical episodes, left out of the statistics. "
+             "At the right of each row: episodes with a value / critical episodes. ")
+    if hazards:
+        add("reaction_time", "Reaction time (counterfactual)",
+            "When the stack first departed from its hazard-free twin, per episode, at its own "
+            "latency. " + which + band,
+            plots.episode_distribution(episodes, stacks, hazards, colors, e["reaction"],
+                                       "reaction time after the onset [s]", rated=RATED,
+                                       rated_name=rated_name),
+            "no episode has a counterfactual reaction time (the episodes ran without their "
+            "hazard-free twins, or no stack departed from its twin)")
+        add("brake_onset", "Brake onset (threshold, not the reaction time)",
+            "When the applied command first braked harder than "
+            f"{ReactionConfig().decel_threshold_mps2:g} m/s\u00b2 (or swerved), per episode: "
+            "braking style as much as reaction. " + which + band,
+            plots.episode_distribution(episodes, stacks, hazards, colors, e["brake_onset"],
+                                       "brake onset after the onset [s]", rated=RATED,
+                                       rated_name=rated_name),
+            "no episode braked past the threshold")
+        add("reaction_parts", "Reaction time decomposed",
+            "Mean counterfactual reaction time over the reacting critical episodes, split "
+            "into the wait for the first tick after the onset, the ticks the stack needed to "
+            "notice, and the compute latency of the responding decision (0 in lockstep, "
+            "where the world waits). " + band,
+            plots.reaction_decomposition(summary, stacks, hazards, c),
+            "no critical episode has a counterfactual reaction time")
+    else:
+        notes.append("Reaction time, brake onset: no scenario of this compare has a hazard.")
     if decisions is not None and not decisions.empty:
         medians, totals = stage_table(decisions)
         add("stage_latency", "Latency per stage",
@@ -495,16 +284,27 @@ def build_figures(tables: CompareTables) -> tuple[list[Figure], list[str]]:
     add("overruns", "Overruns",
         "Share of decisions whose latency exceeded the budget, against the extra latency.",
         plots.overrun_rates(summary, stacks, colors, c, budget))
-    metrics = [(c["collision_rate"], c["collision_rate_lo"], c["collision_rate_hi"],
-                "collision rate [%]", 100.0),
-               (c["min_ttc"], c["min_ttc_lo"], c["min_ttc_hi"],
-                f"median min TTC [s] (cap {plots.TTC_CAP_S:g})", 1.0),
-               (c["progress"], c["progress_lo"], c["progress_hi"], "progress [m]", 1.0)]
-    add("outcomes", "Outcome against extra latency",
-        "Realtime runs with a constant delay added to every decision: collision rate (Wilson "
-        "95% interval), median minimum time-to-collision after the onset and mean progress "
-        "(bootstrap 95% intervals). Dotted lines: lockstep, where the world waits.",
-        plots.outcomes_vs_extra(summary, stacks, scenarios, colors, metrics))
+    titles = {s: f"{s} ({OVER_TITLES[scopes.get(s, 'all')]})" for s in scenarios}
+    empty = {s: NO_CRITICAL if scopes.get(s) == "critical" else "no value" for s in scenarios}
+    outcomes = (
+        ("collisions", "Collision rate against extra latency",
+         "Share of episodes that collided, with its Wilson 95% interval",
+         (c["collision_rate"], c["collision_rate_lo"], c["collision_rate_hi"],
+          "collision rate [%]", 100.0)),
+        ("min_ttc", "Minimum time-to-collision against extra latency",
+         "Median over episodes of the minimum time-to-collision after the onset (whole "
+         f"episode without a hazard; drawn capped at {plots.TTC_CAP_S:g} s, inf: never "
+         "closing in), with its bootstrap 95% interval",
+         (c["min_ttc"], c["min_ttc_lo"], c["min_ttc_hi"], "median min TTC [s]", 1.0)),
+        ("progress", "Progress against extra latency",
+         "Mean distance driven per episode, with its bootstrap 95% interval",
+         (c["progress"], c["progress_lo"], c["progress_hi"], "mean progress [m]", 1.0)))
+    for name, title, what, metric in outcomes:
+        add(name, title,
+            f"{what}, in realtime runs with a constant delay added to every decision; dotted: "
+            "lockstep, where the world waits. Hazard scenarios count critical episodes only.",
+            plots.outcome_vs_extra(summary, stacks, scenarios, colors, metric, titles=titles,
+                                   empty=empty))
     return figures, notes
 
 
@@ -541,9 +341,9 @@ def _settings_line(meta: Mapping[str, Any]) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid
-#ccc;padding:3px 7px;text-align:left}th{background:#f3f3f3}img{max-width:100%}figure{margin:
-1.5em 0}figcaption{font-size:13px;color:#555}.settings{color:#555;font-size:13px}video{
-max-width:100%}"""
+#ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}td{white-space:nowrap}
+img{max-width:100%}figure{margin:1.5em 0}figcaption{font-size:13px;color:#555}
+.settings{color:#555;font-size:13px}video{max-width:100%}"""
 
 
 def write_report(out_dir: str | os.PathLike, title: str = "reflexdrive compare") -> ReportFiles:
@@ -575,6 +375,8 @@ def write_report(out_dir: str | os.PathLike, title: str = "reflexdrive compare")
     if settings:
         md += [settings, ""]
     md += ["## Summary", ""] + [f"- {s}" for s in sentences] + [""]
+    md += ["## What the numbers mean", ""] + [f"- **{term}**: {text}"
+                                              for term, text in DEFINITIONS] + [""]
     md += ["## Headline (each stack's own latency, no extra delay)", "",
            _markdown_table(HEADLINE_HEADER, rows), ""]
     for figure, path in zip(figures, images):
@@ -591,6 +393,9 @@ def write_report(out_dir: str | os.PathLike, title: str = "reflexdrive compare")
         body.append(f"<p class='settings'>{html.escape(settings)}</p>")
     body.append("<h2>Summary</h2><ul>" + "".join(f"<li>{html.escape(s)}</li>"
                                                  for s in sentences) + "</ul>")
+    body.append("<h2>What the numbers mean</h2><ul class='definitions'>" + "".join(
+        f"<li><b>{html.escape(term)}</b>: {html.escape(text)}</li>"
+        for term, text in DEFINITIONS) + "</ul>")
     body.append("<h2>Headline (each stack's own latency, no extra delay)</h2>"
                 + _html_table(HEADLINE_HEADER, rows))
     for figure in figures:
@@ -615,6 +420,7 @@ def write_report(out_dir: str | os.PathLike, title: str = "reflexdrive compare")
 
 __all__ = ["COMPARE_FILE", "CompareTables", "DECISION_COLUMNS", "EPISODE_COLUMNS",
            "GROUP", "HEADLINE_HEADER", "LatencyCost", "ReportFiles", "SUMMARY_COLUMNS",
-           "build_figures", "fastest", "headline_rows", "latency_cost",
+           "DEFINITIONS", "NO_CRITICAL", "RATED", "build_figures", "criticality_sentences",
+           "fastest", "headline_rows", "latency_cost", "rates_over", "with_rated",
            "latency_cost_sentences", "read_tables", "stage_table", "summary_sentences",
            "write_report"]

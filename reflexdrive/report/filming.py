@@ -107,15 +107,16 @@ class Belief:
 @dataclass
 class Progress:
     """What the recorder knows of the episode so far: tick records, overrun ticks [s], the
-    window being integrated, the hazard onset [s] and the reaction [s] once found."""
+    window being integrated, the hazard onset [s] and the brake onset [s] once found (the
+    threshold measure `reflexdrive.run.metrics.brake_onset`: what the timeline marks)."""
 
     records: list[TickRecord] = field(default_factory=list)
     overrun_ticks_s: list[float] = field(default_factory=list)
     window: Window | None = None
     window_start: int = 0
     onset_s: float | None = None
-    reaction_s: float | None = None
-    reaction_lands_s: float = math.inf
+    brake_onset_s: float | None = None
+    brake_onset_lands_s: float = math.inf
 
 
 class Recorder:
@@ -174,12 +175,12 @@ class Recorder:
         first = window.records[0]
         if first.overrun:
             progress.overrun_ticks_s.append(first.t_s)
-        if progress.onset_s is not None and progress.reaction_s is None:
+        if progress.onset_s is not None and progress.brake_onset_s is None:
             found = brake_onset(progress.records + list(window.records), progress.onset_s,
                                 math.inf, self.reaction_config)
             if found is not None:
-                progress.reaction_s = found.total_s
-                progress.reaction_lands_s = progress.onset_s + found.total_s
+                progress.brake_onset_s = found.total_s
+                progress.brake_onset_lands_s = progress.onset_s + found.total_s
 
     def on_substep(self) -> None:
         import pygame
@@ -290,8 +291,8 @@ class Recorder:
         decision = window.records[0]
         applied = record.applied_at(time_s - 0.5 * dt)
         ego = self.world.backend.ego
-        reaction_s = (progress.reaction_s if time_s >= progress.reaction_lands_s - TIME_EPS_S
-                      else None)
+        brake_onset_s = (progress.brake_onset_s
+                         if time_s >= progress.brake_onset_lands_s - TIME_EPS_S else None)
         return overlays.ClockView(
             time_s=time_s, duration_s=self.world.init.duration_substeps * dt, substep=index,
             tick=record.tick, mode=self.clock_config.mode, observed=record.observed,
@@ -300,6 +301,6 @@ class Recorder:
             budget_s=self.clock_config.budget, overrun=decision.overrun,
             dropped=decision.dropped_after, accel_mps2=applied.acceleration,
             steer_rad=applied.steering, speed_mps=float(ego.speed),
-            onset_s=progress.onset_s, reaction_s=reaction_s,
+            onset_s=progress.onset_s, brake_onset_s=brake_onset_s,
             overrun_ticks_s=tuple(progress.overrun_ticks_s), crashed=bool(ego.crashed),
 )

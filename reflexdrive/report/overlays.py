@@ -10,7 +10,7 @@ Three kinds of overlay, each a plain function of what the episode recorded:
   on: the lag between a box and its car is the stack's latency made visible;
 - the clock (`draw_clock`): tick counter, the decision's latency against the budget (with a
   cursor that runs while the agent computes), an overrun flash, and a timeline of the
-  episode with the hazard onset, the reaction and the overruns marked;
+  episode with the hazard onset, the brake onset and the overruns marked;
 - an end-to-end policy's view (`bev_rgb`, `heat_overlay`): its `bev` input as colours with
   a saliency or attention map blended on top, turned so that the ego drives to the right
   as in the scene.
@@ -38,7 +38,7 @@ TRACK_COLOR = (255, 150, 0)
 LEAD_COLOR = (235, 0, 235)
 PLAN_COLOR = (0, 210, 90)
 HAZARD_COLOR = (255, 70, 0)
-REACTION_COLOR = (0, 200, 255)
+BRAKE_ONSET_COLOR = (0, 200, 255)
 OVERRUN_COLOR = (230, 30, 30)
 OK_COLOR = (60, 190, 80)
 TEXT_COLOR = (235, 235, 235)
@@ -220,7 +220,9 @@ class ClockView:
         accel_mps2, steer_rad: the command applied during the substep.
         speed_mps: ego speed [m/s].
         onset_s: hazard onset once it happened, else None [s].
-        reaction_s: the reaction time once the response has landed, else None [s].
+        brake_onset_s: the brake onset (`reflexdrive.run.metrics.brake_onset`, the
+            threshold measure, not the counterfactual reaction time) once the braking
+            command has landed, else None [s].
         overrun_ticks_s: start times of the overrunning decisions so far [s].
         crashed: the ego has collided.
     """
@@ -242,7 +244,7 @@ class ClockView:
     steer_rad: float
     speed_mps: float
     onset_s: float | None = None
-    reaction_s: float | None = None
+    brake_onset_s: float | None = None
     overrun_ticks_s: Sequence[float] = field(default_factory=tuple)
     crashed: bool = False
 
@@ -266,6 +268,11 @@ class ClockView:
 
 def _ms(seconds: float) -> str:
     return "-" if not math.isfinite(seconds) else f"{seconds * 1e3:.1f} ms"
+
+
+def brake_onset_label(brake_onset_s: float) -> str:
+    """The timeline's label of the moment it marks: the brake onset after the hazard [ms]."""
+    return f"brake onset +{brake_onset_s * 1e3:.0f} ms"
 
 
 def draw_clock(surface: "pygame.Surface", rect: "pygame.Rect", view: ClockView) -> None:
@@ -318,7 +325,7 @@ def draw_clock(surface: "pygame.Surface", rect: "pygame.Rect", view: ClockView) 
         text(surface, (x0 + w + 80, y), "COLLISION", 16, OVERRUN_COLOR)
     y += 20
 
-    # timeline: 0 .. duration, cursor, onset, reaction, overruns
+    # timeline: 0 .. duration, cursor, hazard onset, brake onset, overruns
     line_rect = pygame.Rect(x0, y + 8, width, 6)
     pygame.draw.rect(surface, BAR_BACKGROUND, line_rect)
 
@@ -338,13 +345,13 @@ def draw_clock(surface: "pygame.Surface", rect: "pygame.Rect", view: ClockView) 
         pygame.draw.polygon(surface, HAZARD_COLOR, [(ox, line_rect.y), (ox - 6, line_rect.y - 9),
                                                     (ox + 6, line_rect.y - 9)])
         text(surface, (ox + 8, line_rect.y - 12), f"hazard {view.onset_s:.2f} s", 14, HAZARD_COLOR)
-        if view.reaction_s is not None:
-            rx = at(view.onset_s + view.reaction_s)
-            pygame.draw.polygon(surface, REACTION_COLOR,
+        if view.brake_onset_s is not None:
+            rx = at(view.onset_s + view.brake_onset_s)
+            pygame.draw.polygon(surface, BRAKE_ONSET_COLOR,
                                 [(rx, line_rect.bottom), (rx - 6, line_rect.bottom + 9),
                                  (rx + 6, line_rect.bottom + 9)])
-            text(surface, (rx + 8, line_rect.bottom), f"reacted +{view.reaction_s * 1e3:.0f} ms",
-                 14, REACTION_COLOR)
+            text(surface, (rx + 8, line_rect.bottom), brake_onset_label(view.brake_onset_s),
+                 14, BRAKE_ONSET_COLOR)
     pygame.draw.line(surface, TEXT_COLOR, (at(view.time_s), line_rect.y - 4),
                      (at(view.time_s), line_rect.bottom + 4), 2)
 

@@ -6,10 +6,16 @@ used here are the constants of `reflexdrive.report.document`) and returns a
 `matplotlib.figure.Figure`, or None when the tables hold nothing to draw.
 `png_bytes(figure)` renders one to PNG (and closes it). Stacks keep one colour in every
 figure (`stack_colors`).
+
+Sizes are chosen for the page that shows them: the report's HTML column is about 1170 px
+wide, so a figure is at most `PAGE_WIDTH_IN` inches wide at `PNG_DPI` and is shown 1:1,
+with `STYLE`'s font sizes (10 pt text is about 15 px there). Several scenarios are small
+multiples, `PANEL_COLUMNS` to a row, rather than one long strip.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from typing import Mapping, Sequence
@@ -21,6 +27,25 @@ matplotlib.use("Agg")                   # before pyplot: never open a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+PNG_DPI = 110
+"""Pixels per inch of the report's PNGs."""
+
+PAGE_WIDTH_IN = 10.5
+"""Widest figure [in]: at `PNG_DPI` about the report's column width, so shown 1:1."""
+
+PANEL_WIDTH_IN = 3.2
+"""Width of one small-multiple panel [in] (three fill `PAGE_WIDTH_IN` with their labels)."""
+
+PANEL_COLUMNS = 3
+"""Small multiples per row."""
+
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
+         "xtick.labelsize": 9, "ytick.labelsize": 9.5, "legend.fontsize": 9.5,
+         "figure.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False}
+"""matplotlib rc settings of every figure (applied per figure, never globally) [pt]."""
 
 HUMAN_BAND_S = (0.7, 1.5)
 """Human drivers' brake reaction time to an expected-ish hazard, about 0.7-1.5 s
@@ -31,6 +56,12 @@ STAGE_ORDER = ("perception", "tracking", "planning", "control", "policy", "total
 
 PART_COLORS = {"wait": "#9e9e9e", "notice": "#f2a541", "compute": "#d1495b"}
 """Colours of the reaction-time parts."""
+
+PART_LABELS = {"wait": "wait for the first tick", "notice": "ticks to notice",
+               "compute": "compute of the response"}
+"""Legend text of the reaction-time parts."""
+
+HUMAN_BAND_COLOR = "#2ca02c"
 
 STAGE_COLORS = {"perception": "#4c72b0", "tracking": "#55a868", "planning": "#c44e52",
                 "control": "#8172b2", "policy": "#dd8452", "total": "#937860"}
@@ -47,7 +78,7 @@ def stack_colors(stacks: Sequence[str]) -> dict[str, str]:
     return {stack: _PALETTE[i % len(_PALETTE)] for i, stack in enumerate(stacks)}
 
 
-def png_bytes(figure, dpi: int = 110) -> bytes:
+def png_bytes(figure, dpi: int = PNG_DPI) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buffer = io.BytesIO()
     try:
@@ -57,6 +88,15 @@ def png_bytes(figure, dpi: int = 110) -> bytes:
     return buffer.getvalue()
 
 
+def _styled(function):
+    """Run a figure function under `STYLE` (matplotlib's rc context; nothing global)."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return function(*args, **kwargs)
+    return wrapper
+
+
 def _grid(count: int, width: float = 4.2, height: float = 3.4, rows: int = 1,
           sharey: bool = True):
     figure, axes = plt.subplots(rows, count, figsize=(width * count, height * rows),
@@ -64,108 +104,226 @@ def _grid(count: int, width: float = 4.2, height: float = 3.4, rows: int = 1,
     return figure, axes
 
 
+def panel_grid(count: int, panel_height_in: float, columns: int = PANEL_COLUMNS,
+               sharex: bool = True, sharey: bool = True):
+    """Small multiples: `count` panels in rows of at most `columns`, the figure at most
+    `PAGE_WIDTH_IN` wide (a panel `PANEL_WIDTH_IN` wide when fewer fill a row).
+
+    Returns:
+        `(figure, axes)`, `axes` the `count` panels in reading order (the grid's spare
+        cells are hidden).
+    """
+    columns = max(1, min(columns, count))
+    if count == 4 and columns == 3:
+        columns = 2                              # 2 x 2 rather than 3 + 1
+    rows = math.ceil(count / columns)
+    width = min(PAGE_WIDTH_IN, PANEL_WIDTH_IN * columns + 1.2)
+    figure, grid = plt.subplots(rows, columns, figsize=(width, panel_height_in * rows + 0.9),
+                                squeeze=False, sharex=sharex, sharey=sharey)
+    axes = list(grid.flat)
+    for axis in axes[count:]:
+        axis.set_visible(False)
+    if sharex:                                   # the bottom panel of each column: x ticks
+        for index in range(count, len(axes)):
+            above = axes[index - columns]
+            above.xaxis.set_tick_params(labelbottom=True)
+    return figure, axes[:count]
+
+
+def _label_edges(axes: Sequence, xlabel: str, ylabel: str | None = None) -> None:
+    """`xlabel` under the lowest panel of each column, `ylabel` left of the first column
+    (`axes` as `panel_grid` returns them)."""
+    count = len(axes)
+    for index, axis in enumerate(axes):
+        spec = axis.get_subplotspec()
+        columns = spec.get_gridspec().ncols
+        if index + columns >= count:
+            axis.set_xlabel(xlabel)
+        if ylabel is not None and spec.is_first_col():
+            axis.set_ylabel(ylabel)
+
+
 def _human_band(axis, horizontal: bool = True) -> None:
     low, high = HUMAN_BAND_S
     span = axis.axhspan if horizontal else axis.axvspan
-    span(low, high, color="#2ca02c", alpha=0.12, lw=0,
-         label=f"human drivers {low:g}-{high:g} s (Green 2000)")
+    span(low, high, color=HUMAN_BAND_COLOR, alpha=0.15, lw=0)
+
+
+def _human_band_handle():
+    low, high = HUMAN_BAND_S
+    return Patch(color=HUMAN_BAND_COLOR, alpha=0.3,
+                 label=f"human drivers {low:g}-{high:g} s (Green 2000)")
+
+
+def _legend_on_top(figure, handles: Sequence, columns: int | None = None) -> None:
+    """One legend for all panels, in a row above them."""
+    figure.legend(handles=list(handles), loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  ncol=columns or min(len(handles), 4), frameon=False)
+
+
+def _empty_panel(axis, text: str, hide_values: bool = False) -> None:
+    """Say why a panel is empty; `hide_values` drops its y ticks (no values to read)."""
+    if hide_values:
+        axis.tick_params(axis="y", left=False, labelleft=False)
+    axis.text(0.5, 0.5, text, transform=axis.transAxes, ha="center", va="center",
+              color="#777777", fontsize=STYLE["font.size"])
+
+
+def _rows(stacks: Sequence[str], modes: Sequence[str]) -> list[tuple[str, str]]:
+    """The `(stack, mode)` rows of a panel, top to bottom."""
+    return [(stack, mode) for stack in stacks for mode in modes]
+
+
+def _row_labels(axis, rows: Sequence[tuple[str, str]], modes: Sequence[str]) -> None:
+    labels = [stack if len(modes) == 1 else f"{stack} {mode}" for stack, mode in rows]
+    axis.set_yticks(range(len(rows)), labels)
+    axis.set_ylim(len(rows) - 0.5, -0.5)                            # first row on top
 
 
 # ----------------------------------------------------------------------------- reaction
 
 
-def reaction_distribution(episodes: pd.DataFrame, stacks: Sequence[str],
-                          scenarios: Sequence[str], colors: Mapping[str, str],
-                          column: str = "reaction_time_s", seed: int = 0):
-    """Reaction time of every reacting episode: a box and the points (jittered) per stack,
-    one panel per scenario; lockstep (hollow) beside realtime (filled), both at extra 0;
-    the human band shaded; under each stack, how many episodes reacted."""
+@_styled
+def episode_distribution(episodes: pd.DataFrame, stacks: Sequence[str],
+                         scenarios: Sequence[str], colors: Mapping[str, str], column: str,
+                         label: str, *, rated: str | None = None,
+                         titles: Mapping[str, str] | None = None,
+                         rated_name: str = "critical", seed: int = 0):
+    """One time per episode after the hazard onset (reaction time, brake onset): a panel
+    per scenario, a row per stack and mode (at extra 0) with a box over the rated
+    episodes and every one of them as a point (filled: realtime, hollow: lockstep), the
+    others (not rated: not critical) as grey crosses, the human band shaded, and at the
+    right of each row how many rated episodes have a value.
+
+    Args:
+        episodes: `episodes.csv` rows (group columns, `column`, and `rated` if given).
+        column: the time to draw [s]; NaN where the episode has none.
+        label: the x axis label, with its unit.
+        rated: a boolean column: True for the episodes the statistics are over (None:
+            all episodes).
+        titles: scenario -> panel title (default: the scenario).
+        rated_name: what a rated episode is, for the legend ("critical").
+
+    Returns:
+        The figure, or None when no episode has a finite `column` at extra 0.
+    """
     frame = episodes[episodes["extra_latency_s"] == 0]
-    if frame.empty or not np.isfinite(frame[column].to_numpy(float)).any():
+    if frame.empty or column not in frame or not np.isfinite(
+            frame[column].to_numpy(float)).any():
         return None
     modes = [m for m in ("lockstep", "realtime") if (frame["mode"] == m).any()]
+    rows = _rows(stacks, modes)
     rng = np.random.default_rng(seed)
-    figure, axes = _grid(len(scenarios), width=max(3.6, 1.3 * len(stacks) * len(modes)))
-    for axis, scenario in zip(axes[0], scenarios):
-        _human_band(axis)
-        labels = []
-        for i, stack in enumerate(stacks):
-            for j, mode in enumerate(modes):
-                rows = frame[(frame["stack"] == stack) & (frame["scenario"] == scenario)
-                             & (frame["mode"] == mode)]
-                values = rows[column].to_numpy(dtype=float)
-                values = values[np.isfinite(values)]
-                x = i + (j - (len(modes) - 1) / 2) * 0.36
-                if values.size:
-                    axis.boxplot([values], positions=[x], widths=0.3, showfliers=False,
-                                 medianprops={"color": colors[stack]},
-                                 boxprops={"color": "#555555"}, whiskerprops={"color": "#555555"},
-                                 capprops={"color": "#555555"})
-                    jitter = rng.uniform(-0.08, 0.08, values.size)
-                    filled = mode == "realtime"
-                    axis.scatter(x + jitter, values, s=14, zorder=3,
-                                 facecolors=colors[stack] if filled else "none",
-                                 edgecolors=colors[stack], linewidths=1.0)
-                axis.annotate(f"{values.size}/{len(rows)}", (x, 0),
-                              xycoords=("data", "axes fraction"),
-                              xytext=(0, 2), textcoords="offset points", ha="center",
-                              fontsize=7, color="#555555")
-            labels.append(stack)
-        axis.set_xticks(range(len(stacks)), labels)
-        axis.set_xlim(-0.6, len(stacks) - 0.4)
-        axis.set_title(scenario)
-        axis.grid(axis="y", alpha=0.3)
+    figure, axes = panel_grid(len(scenarios), 0.42 * len(rows) + 1.0, sharey=True)
+    for axis, scenario in zip(axes, scenarios):
+        _human_band(axis, horizontal=False)
+        rated_any = False
+        for y, (stack, mode) in enumerate(rows):
+            cell = frame[(frame["stack"] == stack) & (frame["scenario"] == scenario)
+                         & (frame["mode"] == mode)]
+            mask = (cell[rated].astype(bool).to_numpy() if rated is not None
+                    else np.ones(len(cell), bool))
+            values = cell[column].to_numpy(dtype=float)
+            inside = values[mask & np.isfinite(values)]
+            outside = values[~mask & np.isfinite(values)]
+            rated_any |= bool(mask.any())
+            if inside.size:
+                axis.boxplot([inside], positions=[y], widths=0.5, orientation="horizontal",
+                             showfliers=False, medianprops={"color": colors[stack], "lw": 2},
+                             boxprops={"color": "#555555"}, whiskerprops={"color": "#555555"},
+                             capprops={"color": "#555555"})
+                filled = mode == "realtime"
+                axis.scatter(inside, y + rng.uniform(-0.14, 0.14, inside.size), s=22,
+                             zorder=3, facecolors=colors[stack] if filled else "none",
+                             edgecolors=colors[stack], linewidths=1.2)
+            if outside.size:
+                axis.scatter(outside, y + 0.3 + rng.uniform(-0.05, 0.05, outside.size),
+                             s=20, marker="x", color="#999999", linewidths=1.0, zorder=2)
+            if len(cell):
+                axis.annotate(f"{inside.size}/{int(mask.sum())}", (1.0, y),
+                              xycoords=("axes fraction", "data"), xytext=(-4, 0),
+                              textcoords="offset points", ha="right", va="center",
+                              fontsize=STYLE["xtick.labelsize"], color="#444444",
+                              bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8,
+                                    "pad": 1})
+        if not rated_any:
+            _empty_panel(axis, f"no {rated_name} episode")
+        _row_labels(axis, rows, modes)
+        axis.set_title((titles or {}).get(scenario, scenario))
+        axis.grid(axis="x", alpha=0.3)
     shown = frame[column].to_numpy(dtype=float)
-    top = max(HUMAN_BAND_S[1] * 1.25, float(np.nanmax(shown)) * 1.1)
-    axes[0, 0].set_ylabel("reaction time [s]")
-    axes[0, 0].set_ylim(0, top)
-    axes[0, 0].legend(loc="upper right", fontsize=7)
-    mode_note = " (hollow: lockstep, filled: realtime)" if len(modes) > 1 else f" ({modes[0]})"
-    figure.suptitle("Reaction time per episode, at the stacks' own latency" + mode_note
-                    + "; n reacted / episodes under each", fontsize=9)
+    top = max(HUMAN_BAND_S[1] * 1.2, float(np.nanmax(shown[np.isfinite(shown)])) * 1.2)
+    axes[0].set_xlim(0, top)
+    _label_edges(axes, label)
+    handles = [_human_band_handle()]
+    if "realtime" in modes:
+        handles.append(Line2D([], [], ls="", marker="o", color="#555555", label="realtime"))
+    if "lockstep" in modes:
+        handles.append(Line2D([], [], ls="", marker="o", markerfacecolor="none",
+                              color="#555555", label="lockstep"))
+    if rated is not None and not frame[rated].astype(bool).all():
+        handles.append(Line2D([], [], ls="", marker="x", color="#999999",
+                              label=f"not {rated_name} (left out)"))
+    _legend_on_top(figure, handles)
     figure.tight_layout()
     return figure
 
 
+@_styled
 def reaction_decomposition(summary: pd.DataFrame, stacks: Sequence[str],
-                           scenarios: Sequence[str], columns: Mapping[str, str]):
-    """Mean reaction time split into wait / notice / compute, stacked bars per stack,
-    one panel per scenario, each mode at extra 0 (lockstep has no compute part)."""
+                           scenarios: Sequence[str], columns: Mapping[str, str],
+                           titles: Mapping[str, str] | None = None):
+    """Mean reaction time split into wait / notice / compute: a stacked horizontal bar per
+    stack and mode (extra 0; lockstep hatched, it has no compute part), a panel per
+    scenario, the human band shaded, the total written at the bar's end.
+
+    Returns:
+        The figure, or None when no row has a finite part.
+    """
     frame = summary[summary["extra_latency_s"] == 0]
     parts = ("wait", "notice", "compute")
-    if frame.empty or not all(columns[p] in frame for p in parts):
+    if frame.empty or not all(columns[p] in frame for p in parts) or not np.isfinite(
+            frame[[columns[p] for p in parts]].to_numpy(float)).any():
         return None
     modes = [m for m in ("lockstep", "realtime") if (frame["mode"] == m).any()]
-    figure, axes = _grid(len(scenarios), width=max(3.6, 0.9 * len(stacks) * len(modes)))
-    width = 0.8 / len(modes)
-    for axis, scenario in zip(axes[0], scenarios):
-        _human_band(axis)
-        for j, mode in enumerate(modes):
-            for i, stack in enumerate(stacks):
-                row = frame[(frame["stack"] == stack) & (frame["scenario"] == scenario)
-                            & (frame["mode"] == mode)]
-                if row.empty:
+    rows = _rows(stacks, modes)
+    figure, axes = panel_grid(len(scenarios), 0.42 * len(rows) + 1.0, sharey=True)
+    longest = HUMAN_BAND_S[1] * 1.2
+    for axis, scenario in zip(axes, scenarios):
+        _human_band(axis, horizontal=False)
+        drawn = False
+        for y, (stack, mode) in enumerate(rows):
+            row = frame[(frame["stack"] == stack) & (frame["scenario"] == scenario)
+                        & (frame["mode"] == mode)]
+            if row.empty:
+                continue
+            left = 0.0
+            for part in parts:
+                value = float(row[columns[part]].iloc[0])
+                if not math.isfinite(value):
                     continue
-                x = i + (j - (len(modes) - 1) / 2) * width
-                bottom = 0.0
-                for part in parts:
-                    value = float(row[columns[part]].iloc[0])
-                    if not math.isfinite(value):
-                        continue
-                    axis.bar(x, value, width * 0.9, bottom=bottom, color=PART_COLORS[part],
-                             hatch="//" if mode == "lockstep" else None, edgecolor="white",
-                             label=part if (i, j) == (0, len(modes) - 1) else None)
-                    bottom += value
-        axis.set_xticks(range(len(stacks)), stacks)
-        axis.set_title(scenario)
-        axis.grid(axis="y", alpha=0.3)
-    axes[0, 0].set_ylabel("mean reaction time [s]")
-    axes[0, 0].set_ylim(0, max(HUMAN_BAND_S[1] * 1.25, axes[0, 0].get_ylim()[1]))
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    axes[0, 0].legend(handles, labels, loc="upper right", fontsize=7)
-    note = " (hatched: lockstep, plain: realtime)" if len(modes) > 1 else f" ({modes[0]})"
-    figure.suptitle("Where the reaction time goes: wait for the tick, ticks to notice, "
-                    "compute" + note, fontsize=9)
+                axis.barh(y, value, 0.6, left=left, color=PART_COLORS[part],
+                          hatch="//" if mode == "lockstep" else None, edgecolor="white")
+                left += value
+                drawn = True
+            if left > 0:
+                axis.annotate(f"{left * 1e3:.0f} ms", (left, y), xytext=(3, 0),
+                              textcoords="offset points", va="center",
+                              fontsize=STYLE["xtick.labelsize"])
+                longest = max(longest, left * 1.35)
+        if not drawn:
+            _empty_panel(axis, "no reaction")
+        _row_labels(axis, rows, modes)
+        axis.set_title((titles or {}).get(scenario, scenario))
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_xlim(0, longest)
+    _label_edges(axes, "mean reaction time [s]")
+    handles = [Patch(color=PART_COLORS[p], label=PART_LABELS[p]) for p in parts]
+    handles.append(_human_band_handle())
+    if "lockstep" in modes:
+        handles.append(Patch(facecolor="white", edgecolor="#555555", hatch="//",
+                             label="lockstep"))
+    _legend_on_top(figure, handles, columns=3)
     figure.tight_layout()
     return figure
 
@@ -173,6 +331,7 @@ def reaction_decomposition(summary: pd.DataFrame, stacks: Sequence[str],
 # ----------------------------------------------------------------------------- latency
 
 
+@_styled
 def stage_breakdown(stage_p50: pd.DataFrame, stacks: Sequence[str], budget_s: float | None,
                     totals: pd.DataFrame | None = None):
     """Per-stage latency medians stacked per stack (the staged stack's perception,
@@ -188,7 +347,7 @@ def stage_breakdown(stage_p50: pd.DataFrame, stacks: Sequence[str], budget_s: fl
     stages = [s for s in STAGE_ORDER if s in stage_p50.columns] + sorted(
         s for s in stage_p50.columns if s not in STAGE_ORDER)
     present = [s for s in stacks if s in stage_p50.index]
-    figure, axes = _grid(1, width=max(4.0, 1.1 * len(present) + 2.5), height=3.6)
+    figure, axes = _grid(1, width=max(5.0, 1.1 * len(present) + 3.5), height=3.8)
     axis = axes[0, 0]
     for i, stack in enumerate(present):
         bottom = 0.0
@@ -212,13 +371,13 @@ def stage_breakdown(stage_p50: pd.DataFrame, stacks: Sequence[str], budget_s: fl
     axis.grid(axis="y", alpha=0.3)
     handles, labels = axis.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
-    axis.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left",
-                bbox_to_anchor=(1.01, 1.0))
-    axis.set_title("Per-stage latency of a decision", fontsize=9)
+    axis.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axis.set_title("Per-stage latency of a decision")
     figure.tight_layout()
     return figure
 
 
+@_styled
 def latency_cdf(latencies: Mapping[str, np.ndarray], colors: Mapping[str, str],
                 budget_s: float | None):
     """Empirical CDF of each stack's own decision latency (ms, log scale), with the budget."""
@@ -227,7 +386,7 @@ def latency_cdf(latencies: Mapping[str, np.ndarray], colors: Mapping[str, str],
     series = {k: v for k, v in series.items() if v.size}
     if not series:
         return None
-    figure, axes = _grid(1, width=5.5, height=3.4)
+    figure, axes = _grid(1, width=6.5, height=3.8)
     axis = axes[0, 0]
     for stack, values in series.items():
         shown = np.maximum(values * 1e3, 1e-3)
@@ -236,16 +395,21 @@ def latency_cdf(latencies: Mapping[str, np.ndarray], colors: Mapping[str, str],
     if budget_s is not None and math.isfinite(budget_s):
         axis.axvline(budget_s * 1e3, color="#d62728", ls="--", lw=1, label="budget")
     axis.set_xscale("log")
+    shown = np.concatenate([np.maximum(v * 1e3, 1e-3) for v in series.values()])
+    ends = [shown.min(), shown.max()] + ([budget_s * 1e3] if budget_s is not None
+                                        and math.isfinite(budget_s) else [])
+    axis.set_xlim(min(ends) / 1.6, max(ends) * 1.6)
     axis.set_xlabel("decision latency [ms] (the stack's own, without extra delay)")
     axis.set_ylabel("share of decisions")
     axis.set_ylim(0, 1.02)
     axis.grid(alpha=0.3, which="both")
-    axis.legend(fontsize=7)
-    axis.set_title("Latency CDF", fontsize=9)
+    axis.legend(loc="lower right")
+    axis.set_title("Latency CDF")
     figure.tight_layout()
     return figure
 
 
+@_styled
 def overrun_rates(summary: pd.DataFrame, stacks: Sequence[str], colors: Mapping[str, str],
                   columns: Mapping[str, str], budget_s: float | None):
     """Share of decisions over budget against the extra latency, per stack (realtime,
@@ -253,7 +417,7 @@ def overrun_rates(summary: pd.DataFrame, stacks: Sequence[str], colors: Mapping[
     frame = summary[summary["mode"] == "realtime"]
     if frame.empty or columns["overrun_rate"] not in frame:
         return None
-    figure, axes = _grid(1, width=5.5, height=3.4)
+    figure, axes = _grid(1, width=6.5, height=3.8)
     axis = axes[0, 0]
     for stack in stacks:
         rows = frame[frame["stack"] == stack]
@@ -274,9 +438,9 @@ def overrun_rates(summary: pd.DataFrame, stacks: Sequence[str], colors: Mapping[
     axis.set_ylabel("decisions over budget [%]")
     axis.set_ylim(-3, 103)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    axis.legend()
     budget = f" {budget_s * 1e3:g} ms" if budget_s is not None and math.isfinite(budget_s) else ""
-    axis.set_title(f"Overrun rate against the budget{budget}", fontsize=9)
+    axis.set_title(f"Overrun rate against the budget{budget}")
     figure.tight_layout()
     return figure
 
@@ -284,53 +448,61 @@ def overrun_rates(summary: pd.DataFrame, stacks: Sequence[str], colors: Mapping[
 # ----------------------------------------------------------------------------- outcomes
 
 
-def outcomes_vs_extra(summary: pd.DataFrame, stacks: Sequence[str], scenarios: Sequence[str],
-                      colors: Mapping[str, str],
-                      metrics: Sequence[tuple[str, str, str, str, float]]):
-    """Outcome against extra latency (realtime): one row per metric, one column per
-    scenario, a line per stack with its interval as a band; the lockstep value (the
-    zero-latency baseline) as a dotted line.
+@_styled
+def outcome_vs_extra(summary: pd.DataFrame, stacks: Sequence[str], scenarios: Sequence[str],
+                     colors: Mapping[str, str], metric: tuple[str, str, str, str, float], *,
+                     titles: Mapping[str, str] | None = None,
+                     empty: Mapping[str, str] | None = None):
+    """One outcome against the extra latency (realtime): a panel per scenario, a line per
+    stack with its interval as a band, the lockstep value (the world waits) dotted.
 
     Args:
-        metrics: `(estimate column, low column, high column, label, scale)` per row.
+        metric: `(estimate column, low column, high column, y label with unit, scale)`.
+        titles: scenario -> panel title (default: the scenario).
+        empty: scenario -> what a panel says when it has no finite value (default
+            "no value").
+
+    Returns:
+        The figure, or None without realtime rows.
     """
+    column, low, high, label, scale = metric
     frame = summary[summary["mode"] == "realtime"]
-    if frame.empty:
+    if frame.empty or column not in frame:
         return None
     lockstep = summary[(summary["mode"] == "lockstep") & (summary["extra_latency_s"] == 0)]
-    figure, axes = plt.subplots(len(metrics), len(scenarios),
-                                figsize=(4.2 * len(scenarios), 2.6 * len(metrics)),
-                                squeeze=False, sharex=True)
-    for c, scenario in enumerate(scenarios):
-        for r, (column, low, high, label, scale) in enumerate(metrics):
-            axis = axes[r, c]
-            for stack in stacks:
-                rows = frame[(frame["stack"] == stack) & (frame["scenario"] == scenario)]
-                rows = rows.sort_values("extra_latency_s")
-                if rows.empty or column not in rows:
-                    continue
-                x = rows["extra_latency_s"].to_numpy(float) * 1e3
-                y = _capped(rows[column].to_numpy(float), column) * scale
-                axis.plot(x, y, "o-", color=colors[stack], label=stack, ms=4)
-                if low in rows and high in rows:
-                    lo = _capped(rows[low].to_numpy(float), column) * scale
-                    hi = _capped(rows[high].to_numpy(float), column) * scale
-                    axis.fill_between(x, lo, hi, color=colors[stack], alpha=0.15, lw=0)
-                base = lockstep[(lockstep["stack"] == stack) & (lockstep["scenario"] == scenario)]
-                if not base.empty and column in base:
-                    value = _capped(base[column].to_numpy(float), column)[0] * scale
-                    if math.isfinite(value):
-                        axis.axhline(value, color=colors[stack], ls=":", lw=1)
-            if r == 0:
-                axis.set_title(scenario)
-            if c == 0:
-                axis.set_ylabel(label)
-            if r == len(metrics) - 1:
-                axis.set_xlabel("extra latency [ms]")
-            axis.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
-    figure.suptitle("What latency costs (realtime; bands: 95% intervals; dotted: lockstep)",
-                    fontsize=9)
+    figure, axes = panel_grid(len(scenarios), 2.7, sharey=False)
+    for axis, scenario in zip(axes, scenarios):
+        drawn = False
+        for stack in stacks:
+            rows = frame[(frame["stack"] == stack) & (frame["scenario"] == scenario)]
+            rows = rows.sort_values("extra_latency_s")
+            if rows.empty:
+                continue
+            x = rows["extra_latency_s"].to_numpy(float) * 1e3
+            y = _capped(rows[column].to_numpy(float), column) * scale
+            if not np.isfinite(y).any():
+                continue
+            drawn = True
+            axis.plot(x, y, "o-", color=colors[stack], ms=4)
+            if low in rows and high in rows:
+                lo = _capped(rows[low].to_numpy(float), column) * scale
+                hi = _capped(rows[high].to_numpy(float), column) * scale
+                axis.fill_between(x, lo, hi, color=colors[stack], alpha=0.12, lw=0)
+            base = lockstep[(lockstep["stack"] == stack) & (lockstep["scenario"] == scenario)]
+            if not base.empty:
+                value = _capped(base[column].to_numpy(float), column)[0] * scale
+                if math.isfinite(value):
+                    axis.axhline(value, color=colors[stack], ls=":", lw=1.2)
+        if not drawn:
+            _empty_panel(axis, (empty or {}).get(scenario, "no value"), hide_values=True)
+        axis.set_title((titles or {}).get(scenario, scenario))
+        axis.grid(alpha=0.3)
+    _label_edges(axes, "extra latency [ms]", label)
+    handles = [Line2D([], [], color=colors[stack], marker="o", ms=4, label=stack)
+               for stack in stacks]
+    handles.append(Line2D([], [], color="#555555", ls=":", label="lockstep"))
+    handles.append(Patch(color="#555555", alpha=0.15, label="95% interval"))
+    _legend_on_top(figure, handles, columns=min(len(handles), 7))
     figure.tight_layout()
     return figure
 

@@ -25,7 +25,7 @@ Each frame (`VideoConfig`):
   budget (a cursor runs while the agent computes; red beyond the budget), per-stage
   latencies, the applied command, a red border flashing during an overrun (from the
   budget's deadline until the late command lands), and a timeline of the episode with the
-  hazard onset, the reaction and the overruns marked;
+  hazard onset, the brake onset and the overruns marked;
 - on the right of the clock, for an end-to-end policy, its `bev` input (turned to match
   the scene) under its saliency (`cnn`, `gru`, `lstm`: `|d action / d bev|`, the
   gradient of both action components, scaled to [-1, 1] by their bounds, with respect to
@@ -310,7 +310,7 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
 
     def reset(obs: dict, info: dict, mask: np.ndarray) -> None:
         recorder.start()
-        recorder.progress.records = rollout.episodes[0].records   # the reaction marker's
+        recorder.progress.records = rollout.episodes[0].records   # the brake-onset marker's
         agent.reset(mask)
 
     with atomic_path(path) as temporary, Rollout(vec, [int(seed)]) as rollout:

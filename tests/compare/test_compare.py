@@ -37,11 +37,13 @@ RUN_COLUMNS = ["scenario", "stack", "seed", "mode", "latency", "backend", "budge
                "duration_s"]
 SUMMARY_COLUMNS = [
     "stack", "scenario", "mode", "extra_latency_s", "latency", "envs", "budget_s", "episodes",
+    "rates_over", "critical_episodes", "noncritical_episodes", "rated_episodes",
     "reacted", "reaction_rate",
     "reaction_time_mean_s", "reaction_time_mean_lo_s", "reaction_time_mean_hi_s",
     "reaction_time_p50_s", "reaction_time_p50_lo_s", "reaction_time_p50_hi_s",
     "reaction_time_p95_s", "reaction_time_p95_lo_s", "reaction_time_p95_hi_s",
     "reaction_wait_mean_s", "reaction_notice_mean_s", "reaction_compute_mean_s",
+    "braked", "brake_onset_p50_s", "brake_onset_p50_lo_s", "brake_onset_p50_hi_s",
     "collisions", "collision_rate", "collision_rate_lo", "collision_rate_hi",
     "min_ttc_p50_s", "min_ttc_p50_lo_s", "min_ttc_p50_hi_s",
     "min_gap_p50_m", "min_gap_p50_lo_m", "min_gap_p50_hi_m",

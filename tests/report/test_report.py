@@ -9,11 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from reflexdrive.report import plots
 from reflexdrive.report.document import (
     HEADLINE_HEADER,
+    NO_CRITICAL,
+    build_figures,
+    criticality_sentences,
     fastest,
     headline_rows,
     latency_cost,
+    read_tables,
     stage_table,
     summary_sentences,
     write_report,
@@ -23,12 +28,17 @@ NAN = float("nan")
 
 
 def summary_row(stack, scenario, mode, extra, reaction=(0.6, 0.55, 0.65), reacted=10,
-                collision=(0.0, 0.0, 0.28), episodes=10, parts=(0.05, 0.3, 0.25)):
+                collision=(0.0, 0.0, 0.28), episodes=10, parts=(0.05, 0.3, 0.25),
+                critical=None):
+    """A summary.csv row; `critical` episodes of `episodes` (default all) are rated."""
     mean, lo, hi = reaction
     rate, rate_lo, rate_hi = collision
+    critical = episodes if critical is None else critical
     return {
         "stack": stack, "scenario": scenario, "mode": mode, "extra_latency_s": extra,
         "latency": "measured", "envs": 1, "budget_s": 0.1, "episodes": episodes,
+        "rates_over": "critical", "critical_episodes": critical,
+        "noncritical_episodes": episodes - critical, "rated_episodes": critical,
         "reacted": reacted, "reaction_rate": reacted / episodes,
         "reaction_time_mean_s": mean, "reaction_time_mean_lo_s": lo,
         "reaction_time_mean_hi_s": hi,
@@ -37,6 +47,8 @@ def summary_row(stack, scenario, mode, extra, reaction=(0.6, 0.55, 0.65), reacte
         "reaction_time_p95_s": hi, "reaction_time_p95_lo_s": lo, "reaction_time_p95_hi_s": hi,
         "reaction_wait_mean_s": parts[0], "reaction_notice_mean_s": parts[1],
         "reaction_compute_mean_s": parts[2],
+        "braked": reacted, "brake_onset_p50_s": mean + 0.5, "brake_onset_p50_lo_s": lo + 0.5,
+        "brake_onset_p50_hi_s": hi + 0.5,
         "collisions": round(rate * episodes), "collision_rate": rate,
         "collision_rate_lo": rate_lo, "collision_rate_hi": rate_hi,
         "min_ttc_p50_s": 2.0 - extra, "min_ttc_p50_lo_s": 1.5 - extra,
@@ -89,10 +101,11 @@ def make_episodes(summary: pd.DataFrame) -> pd.DataFrame:
     for group in summary.itertuples():
         for seed in range(group.episodes):
             reacted = seed < group.reacted
+            reaction = group.reaction_time_mean_s + rng.normal(0, 0.03) if reacted else NAN
             rows.append({"scenario": group.scenario, "stack": group.stack, "seed": seed,
                          "mode": group.mode, "extra_latency_s": group.extra_latency_s,
-                         "reaction_time_s": (group.reaction_time_mean_s + rng.normal(0, 0.03)
-                                             if reacted else NAN),
+                         "hazard_onset_s": 3.0, "critical": seed < group.critical_episodes,
+                         "reaction_time_s": reaction, "brake_onset_s": reaction + 0.5,
                          "collided": seed < group.collisions, "min_ttc_s": 2.0,
                          "progress_m": 150.0})
     return pd.DataFrame(rows)
@@ -134,8 +147,8 @@ def test_fastest_names_the_winner_with_numbers_computed_by_hand():
     (sentence,) = fastest(make_summary())
     assert sentence == (
         "lead-brake: cnn reacted fastest (realtime, its own latency): mean 410 ms [380, 450] "
-        "over 9 of 10 episodes, 210 ms faster than staged (620 ms [580, 660]); the intervals "
-        "do not overlap.")
+        "over 9 of 10 critical episodes, 210 ms faster than staged (620 ms [580, 660]); the "
+        "intervals do not overlap.")
 
 
 def test_fastest_says_when_the_intervals_overlap():
@@ -154,10 +167,13 @@ def test_latency_cost_finds_the_first_extra_above_the_zero_extra_interval():
     assert costs["staged"].rate == 0.5 and costs["staged"].base_high == 0.28
     assert costs["cnn"].extra_s is None and costs["cnn"].max_extra_s == pytest.approx(0.2)
     sentences = summary_sentences(make_summary())
-    assert sentences[1] == ("staged: the collision rate rose above its zero-extra 95% interval "
+    assert sentences[0] == ("Critical episodes (all stacks, modes and latencies): lead-brake 80 "
+                            "of 80. Rates are over these; the others are counted in the table, "
+                            "not in the rates.")
+    assert sentences[2] == ("staged: the collision rate rose above its zero-extra 95% interval "
                             "from +200 ms on lead-brake (50% [24%, 76%] against 0% [0%, 28%] "
                             "at +0 ms).")
-    assert sentences[2] == ("cnn: the collision rate stayed within its zero-extra 95% interval "
+    assert sentences[3] == ("cnn: the collision rate stayed within its zero-extra 95% interval "
                             "up to +200 ms on lead-brake.")
 
 
@@ -168,11 +184,13 @@ def test_headline_rows_one_per_stack_scenario_mode_at_extra_zero():
                                      ("cnn", "lead-brake", "lockstep"),
                                      ("cnn", "lead-brake", "realtime")]
     cnn_realtime = dict(zip(HEADLINE_HEADER, rows[3]))
-    assert cnn_realtime["reacted"] == "9/10"
-    assert cnn_realtime["reaction mean [95% CI]"] == "410 ms [380, 450]"
-    assert cnn_realtime["wait / notice / compute"] == "50 / 350 / 10 ms"
-    assert cnn_realtime["collisions [95% CI]"] == "10% [2%, 40%]"
-    assert cnn_realtime["latency p50 / p99"] == "5.0 / 8.0 ms"
+    assert cnn_realtime["critical"] == "10 of 10" and cnn_realtime["reacted"] == "9/10"
+    assert cnn_realtime["reaction mean [ms] (95% CI)"] == "410 [380, 450]"
+    assert cnn_realtime["reaction p50 [ms]"] == "410"
+    assert cnn_realtime["wait / notice / compute [ms]"] == "50 / 350 / 10"
+    assert cnn_realtime["brake onset p50 [ms] (95% CI)"] == "910 [880, 950]"
+    assert cnn_realtime["collisions (95% CI)"] == "10% [2%, 40%]"
+    assert cnn_realtime["latency p50 / p99 [ms]"] == "5.0 / 8.0"
 
 
 def test_stage_table_medians_by_hand_without_the_extra_stage():
@@ -190,17 +208,18 @@ def test_write_report_embeds_the_figures_and_the_words(compare_dir):
     files = write_report(compare_dir)
     page = files.html.read_text()
     uris = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
-    assert len(uris) == len(files.images) == 6
+    assert len(uris) == len(files.images) == 9
     assert all(base64.b64decode(uri)[:8] == b"\x89PNG\r\n\x1a\n" for uri in uris)
     assert "cnn reacted fastest (realtime, its own latency): mean 410 ms [380, 450]" in page
     assert "210 ms faster than staged" in page
     assert "from +200 ms on lead-brake" in page
-    assert "<table>" in page and "410 ms [380, 450]" in page
+    assert "<table>" in page and "<td>410 [380, 450]</td>" in page
+    assert "What the numbers mean" in page and "Critical episode" in page
     markdown = files.markdown.read_text()
     for image in files.images:
         assert image.parent == compare_dir and image.read_bytes()[:4] == b"\x89PNG"
         assert f"]({image.name})" in markdown
-    assert "| cnn | lead-brake | realtime | 9/10 | 410 ms [380, 450] |" in markdown
+    assert "| cnn | lead-brake | realtime | 10 of 10 | 9/10 | 410 [380, 450] |" in markdown
     # readable without the CSVs: nothing in the page points at them
     assert "summary.csv" not in page and "episodes.csv" not in page
 
@@ -214,9 +233,81 @@ def test_report_without_decisions_notes_what_is_missing(compare_dir):
     page = files.html.read_text()
     assert "Latency CDF: needs decisions.csv" in page
     assert "videos/staged_lead-brake_realtime_seed0.mp4" in page
-    assert len(files.images) == 5                               # no CDF
+    assert len(files.images) == 8                               # no CDF
 
 
 def test_missing_tables_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="episodes.csv"):
         write_report(tmp_path)
+
+
+def test_no_critical_episode_is_said_instead_of_empty_rates(compare_dir):
+    summary = make_summary()
+    cnn = summary["stack"] == "cnn"
+    summary.loc[cnn, ["critical_episodes", "rated_episodes", "reacted", "braked"]] = 0
+    summary.loc[cnn, "noncritical_episodes"] = 10
+    nan_columns = [c for c in summary.columns if c.startswith(("reaction_time", "collision_rate",
+                                                                "brake_onset"))]
+    summary.loc[cnn, nan_columns] = NAN
+    (sentence,) = criticality_sentences(summary)
+    assert sentence.startswith("Critical episodes (all stacks, modes and latencies): "
+                               "lead-brake 40 of 80.")
+    none = summary[~cnn].assign(critical_episodes=0, rated_episodes=0)
+    assert criticality_sentences(none) == [
+        "No episode of lead-brake (0 of 40) was critical: no collision rate, reaction or "
+        "brake-onset statistic is given for it; the table counts the episodes as "
+        "non-critical."]
+    assert fastest(none) == [] and latency_cost(none) == []
+    cnn_realtime = dict(zip(HEADLINE_HEADER, headline_rows(summary, ["staged", "cnn"])[3]))
+    assert cnn_realtime["critical"] == "0 of 10"
+    assert cnn_realtime["reacted"] == cnn_realtime["collisions (95% CI)"] == NO_CRITICAL
+    assert cnn_realtime["latency p50 / p99 [ms]"] == "5.0 / 8.0"      # compute: still there
+
+
+def test_summary_without_criticality_columns_is_rated_over_all_and_says_so():
+    old = make_summary().drop(columns=["rates_over", "critical_episodes",
+                                       "noncritical_episodes", "rated_episodes"])
+    sentences = summary_sentences(old)
+    assert sentences[0] == ("lead-brake: the episodes carry no criticality (a run from before "
+                            "it was recorded), so rates are over all episodes.")
+    assert "over 9 of 10 episodes" in sentences[1]
+    assert dict(zip(HEADLINE_HEADER, headline_rows(old)[0]))["critical"] == "not recorded"
+
+
+def test_figures_are_small_multiples_that_fit_the_page(compare_dir):
+    """Five hazard scenarios: 3 panels a row (2 rows), at most PAGE_WIDTH_IN wide, each
+    reaction panel with the human band and an axis label in seconds."""
+    summary = pd.concat([make_summary().assign(scenario=name) for name in
+                         ("lead-brake", "cut-in", "stopped-vehicle", "s4", "s5")])
+    episodes = make_episodes(summary)
+    episodes.loc[episodes["seed"] == 9, "critical"] = False            # one left out a cell
+    summary.to_csv(compare_dir / "summary.csv", index=False)
+    episodes.to_csv(compare_dir / "episodes.csv", index=False)
+    figures, notes = build_figures(read_tables(compare_dir))
+    assert not notes
+    dpi = plots.PNG_DPI
+    for figure in figures:
+        width, height = (int.from_bytes(figure.png[16:20], "big"),
+                         int.from_bytes(figure.png[20:24], "big"))
+        assert width <= (plots.PAGE_WIDTH_IN + 0.3) * dpi, figure.name
+        assert height >= 0.3 * width, figure.name                     # not a strip
+    tables = read_tables(compare_dir)
+    stacks, scenarios = ["staged", "cnn"], list(dict.fromkeys(summary["scenario"]))
+    colors = plots.stack_colors(stacks)
+    for column, label in (("reaction_time_s", "reaction time after the onset [s]"),
+                          ("brake_onset_s", "brake onset after the onset [s]")):
+        figure = plots.episode_distribution(tables.episodes, stacks, scenarios, colors, column,
+                                            label, rated="rated")
+        panels = [axis for axis in figure.axes if axis.get_visible()]
+        assert len(panels) == 5
+        assert {axis.get_subplotspec().get_gridspec().ncols for axis in panels} == {3}
+        for axis in panels:
+            bands = [p.get_x() for p in axis.patches if hasattr(p, "get_x")] + [
+                tuple(np.round(p.get_xy()[[0, 2], 0], 6)) for p in axis.patches
+                if not hasattr(p, "get_x")]
+            assert (0.7, 1.5) in bands or 0.7 in bands, bands
+        assert [axis.get_xlabel() for axis in panels] == ["", "", label, label, label]
+        legend = [t.get_text() for t in figure.legends[0].get_texts()]
+        assert "human drivers 0.7-1.5 s (Green 2000)" in legend
+        assert "not critical (left out)" in legend
+        plots.plt.close(figure)

@@ -79,6 +79,29 @@ def test_plan_is_drawn_at_the_pixels_of_its_world_points():
     assert tuple(surface.get_at((100, 40)))[:3] != overlays.PLAN_COLOR
 
 
+def test_clock_timeline_labels_its_marker_brake_onset(monkeypatch):
+    """The marker is `brake_onset` (the threshold measure), so its label says so."""
+    pygame.init()
+    said = []
+    draw_text = overlays.text
+    monkeypatch.setattr(overlays, "text",
+                        lambda surface, position, message, *args: said.append(message)
+                        or draw_text(surface, position, message, *args))
+    view = overlays.ClockView(
+        time_s=2.0, duration_s=4.0, substep=100, tick=20, mode="realtime", observed=True,
+        decision_t_s=2.0, latency_s=0.02, stage_latency_s={}, lands_s=2.02, budget_s=0.1,
+        overrun=False, dropped=0, accel_mps2=-3.0, steer_rad=0.0, speed_mps=20.0,
+        onset_s=1.0, brake_onset_s=0.25)
+    surface = pygame.Surface((640, 200))
+    overlays.draw_clock(surface, pygame.Rect(0, 0, 640, 200), view)
+    assert "brake onset +250 ms" in said
+    assert not any("react" in message for message in said)
+    said.clear()
+    overlays.draw_clock(surface, pygame.Rect(0, 0, 640, 200),
+                        overlays.ClockView(**{**view.__dict__, "brake_onset_s": None}))
+    assert not any("brake onset" in message for message in said)
+
+
 def test_saliency_is_the_sum_of_per_component_gradients():
     torch.manual_seed(0)
     spec = policy_spec()
