@@ -40,7 +40,8 @@ class RegulationConfig:
     construction (`ConfigError` naming `regulation.<field>`)."""
 
     tick_s: float = real(0.1, low=0.0, high=10.0, low_inclusive=False,
-                         help="time between calls, 1 / policy_frequency [s]")
+                         help="time between calls, 1 / policy_frequency [s] (the model is "
+                              "stateless; both reference stacks are built alike)")
     reaction_s: float = real(0.35, low=0.0, high=10.0,
                              help="system reaction time in the TTC threshold [s]")
     margin_s: float = real(0.1, low=0.0, high=10.0,

@@ -194,3 +194,22 @@ def test_registry_builds_it_with_the_tick_and_ignores_other_options():
     agent = make_agent("reference-driver", tick_s=0.05, perception="oracle", seed=3)
     assert isinstance(agent, ReferenceDriver) and agent.config.tick_s == 0.05
     assert agent.name == "reference-driver"
+
+
+def test_a_dropped_deceleration_starts_again_once_the_lead_has_stopped_braking(ground_truth):
+    """Same lead, same kind: esmini registers the scenario again only after the action
+    changed; here the lead brakes (headway 3 s: dropped), cruises, then brakes again at
+    headway 1.5 s, which starts a new scenario."""
+    def speed(k):
+        braked = min(max(0, k - 5), 7) + max(0, k - 20)       # ticks spent braking
+        return 20.0 - 0.6 * braked
+
+    agent = ReferenceDriver()
+    phases = []
+    for k in range(27):
+        gap = 60.0 if k < 15 else 30.0
+        obs, info = ground_truth([20.0], [[{"x_m": gap + 5.0, "y_m": 0.0,
+                                            "vx_mps": speed(k), "vy_mps": 0.0}]])
+        phases.append(int(agent.act(obs, info).products["phase"][0]))
+    assert phases[6:10] == [PERCEIVE] * 4 and phases[10:21] == [INACTIVE] * 11
+    assert phases[21:25] == [PERCEIVE] * 4 and phases[25:] == [REACT] * 2
