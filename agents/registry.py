@@ -1,6 +1,7 @@
 """Stacks by name, as the CLI's `--stack` chooses them, and the staged stack's options.
 
-`staged` is the modular stack; `cnn`, `gru`, `lstm` and `transformer` are the end-to-end
+`staged` is the modular stack; `reference-driver` and `r157-regulation` the UN R157
+reference models (`agents.reference`); `cnn`, `gru`, `lstm` and `transformer` are the end-to-end
 policies (`agents.end_to_end.build_end_to_end`), each loading its shipped checkpoint
 unless `checkpoint=PATH` is given.
 """
@@ -12,6 +13,12 @@ from typing import Any, Callable
 
 from reflexdrive.agents.base import Agent
 from reflexdrive.agents.end_to_end import POLICY_STACKS, build_end_to_end
+from reflexdrive.agents.reference import (
+    ReferenceDriver,
+    ReferenceDriverConfig,
+    RegulationConfig,
+    RegulationDriver,
+)
 from reflexdrive.agents.staged import (
     CONTROLLERS,
     IdentityTracker,
@@ -68,8 +75,26 @@ def build_staged(perception: str = "oracle", controller: str = "pure-pursuit",
                        name="staged")
 
 
+def build_reference_driver(tick_s: float = 0.1, **_: Any) -> ReferenceDriver:
+    """UN R157's careful and competent driver on ground truth; `tick_s` = 1 / policy
+    frequency [s] (its perception and reaction times are counted in ticks)."""
+    return ReferenceDriver(ReferenceDriverConfig(tick_s=tick_s))
+
+
+def build_regulation(tick_s: float = 0.1, **_: Any) -> RegulationDriver:
+    """UN R157's bound on the system (esmini's `Regulation` model) on ground truth."""
+    return RegulationDriver(RegulationConfig(tick_s=tick_s))
+
+
+REFERENCE_STACKS = ("reference-driver", "r157-regulation")
+"""Stacks that model a driver or the regulation on ground truth: their delays are
+behaviour, so runs should charge them zero compute (`fixed:0` latency) and pass
+`tick_s = 1 / policy_frequency`."""
+
 STACKS: dict[str, Callable[..., Agent]] = {
     "staged": build_staged,
+    "reference-driver": build_reference_driver,
+    "r157-regulation": build_regulation,
     **{name: functools.partial(build_end_to_end, name) for name in POLICY_STACKS}}
 """Stack builders by name; each takes the keyword options `make_agent` passes (seed,
 device, the staged stack's perception and controller, an end-to-end checkpoint) and
