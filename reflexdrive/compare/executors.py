@@ -94,7 +94,7 @@ def cell_agent(config: RunConfig) -> Agent:
                        controller=config.controller, seed=config.seed,
                        device=config.resolved_device, **options)
     if config.stack in END_TO_END_STACKS:
-        return FixedBatchAgent(agent, config.envs)
+        return FixedBatchAgent(agent, config.worlds)
     return agent
 
 

@@ -148,6 +148,11 @@ class RunConfig:
         return self.twins and SCENARIOS[self.scenario].hazard != "none"
 
     @property
+    def worlds(self) -> int:
+        """Envs the stack drives per call: `envs`, doubled by the twins."""
+        return self.envs * (2 if self.runs_twins else 1)
+
+    @property
     def resolved_device(self) -> str:
         """The torch device the run uses ("auto": CUDA when there is a GPU)."""
         return str(resolve_device(self.device))
