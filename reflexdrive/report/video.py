@@ -69,9 +69,16 @@ from reflexdrive.common.validation import (
 )
 from reflexdrive.envs.clock.wrapper import ClockWrapper
 from reflexdrive.envs.latency import split_extra
+from reflexdrive.envs.registration import make_env
+from reflexdrive.envs.scenarios import SCENARIOS
 from reflexdrive.report import overlays
 from reflexdrive.report.filming import Belief, Recorder, combined_latency, make_filmed_env
-from reflexdrive.run.metrics import EpisodeMetrics, ReactionConfig, episode_metrics
+from reflexdrive.run.metrics import (
+    CRITICALITY_FIELDS,
+    EpisodeMetrics,
+    ReactionConfig,
+    episode_metrics,
+)
 from reflexdrive.run.rollout import Rollout
 
 FFMPEG_REQUIREMENTS = ("imageio>=2.31", "imageio-ffmpeg>=0.4.9")
@@ -274,8 +281,14 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
                       policy_frequency=policy_frequency, sensors=sensors,
                       scenario_config=dict(scenario_config) if scenario_config else None,
                       latency_base_dir=latency_base_dir, extra_latency_s=extra_latency_s)
-    vec = gym.vector.SyncVectorEnv([lambda: make_filmed_env(scenario, **env_kwargs)],
-                                   autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    # a hazard episode runs beside its unfilmed hazard-removed twin (the counterfactual
+    # reaction time of `metrics`), as `reflexdrive run` does
+    twins = SCENARIOS[scenario].hazard != "none"
+    twin_kwargs = {**env_kwargs, "latency": combined_latency(latency, extra_latency_s)}
+    twin_kwargs.pop("extra_latency_s")
+    factories = [lambda: make_filmed_env(scenario, **env_kwargs)] + (
+        [lambda: make_env(scenario, counterfactual=True, **twin_kwargs)] if twins else [])
+    vec = gym.vector.SyncVectorEnv(factories, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
     env: ClockWrapper = vec.envs[0]
     fps = int(video.fps or simulation_frequency)
     explainer = _explainer(agent) if video.explain else None
@@ -313,7 +326,7 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
         recorder.progress.records = rollout.episodes[0].records   # the brake-onset marker's
         agent.reset(mask)
 
-    with atomic_path(path) as temporary, Rollout(vec, [int(seed)]) as rollout:
+    with atomic_path(path) as temporary, Rollout(vec, [int(seed)], twins=twins) as rollout:
         writer = _open_writer(temporary, fps, video)
         recorder = Recorder(env, writer, video, title, reaction_config)
         try:
@@ -326,11 +339,17 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
             writer.close()
             if saved_explain is not None:
                 agent.explain = saved_explain
-    end_s = episode.substeps[-1].time_s if episode.substeps else 0.0
-    records = [r for r in episode.records if r.t_s < end_s - 1e-9]
-    onset = float(step_info["hazard"]["onset_s"][0])
-    metrics = episode_metrics(records, episode.substeps, onset, episode.start_speed_mps,
-                              1.0 / simulation_frequency, reaction_config)
+    records = [r for r in episode.records if r.t_s < episode.end_s - 1e-9]
+    twin = episode.twin
+    twin_records = None if twin is None else [r for r in twin.records
+                                              if r.t_s < twin.end_s - 1e-9]
+    hazard = step_info["hazard"]
+    metrics = episode_metrics(
+        records, episode.substeps, float(hazard["onset_s"][0]), episode.start_speed_mps,
+        1.0 / simulation_frequency, reaction_config, twin_records=twin_records,
+        twin_end_s=twin.end_s if twin is not None and twin.ended else math.inf,
+        criticality={key: value[0] for key, value in hazard.items()
+                     if key in CRITICALITY_FIELDS})
     return EpisodeVideo(path=path, frames=recorder.frames, fps=fps,
                         frame_size=video.frame_size,
                         simulated_s=recorder.frames / simulation_frequency,
