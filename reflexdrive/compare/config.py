@@ -273,24 +273,29 @@ class CompareConfig:
     def cells(self) -> list[Cell]:
         """The grid, stacks x scenarios x modes x extra latencies, in that order (lockstep
         only at extra 0 unless `sweep_lockstep`)."""
+        from reflexdrive.agents.registry import REFERENCE_STACKS
+
         cells = []
         for stack in self.stacks:
             for scenario in self.scenarios:
                 for mode in self.modes:
                     extras = (self.extra_latency_s if mode == "realtime" or self.sweep_lockstep
                               else (0.0,))
+                    if stack in REFERENCE_STACKS:      # behaviour, not compute: no latency
+                        extras = (0.0,)
                     cells.extend(Cell(stack, scenario, mode, extra,
                                       self._run_config(stack, scenario, mode, extra))
                                  for extra in extras)
         return cells
 
     def _run_config(self, stack: str, scenario: str, mode: str, extra_s: float) -> RunConfig:
-        from reflexdrive.agents.registry import END_TO_END_STACKS
+        from reflexdrive.agents.registry import END_TO_END_STACKS, REFERENCE_STACKS
 
         checkpoint = self.checkpoints.get(stack) if stack in END_TO_END_STACKS else None
+        latency = "fixed:0" if stack in REFERENCE_STACKS else with_extra(self.latency, extra_s)
         return RunConfig(
             scenario=scenario, stack=stack, episodes=self.episodes, seed=self.seed, mode=mode,
-            latency=with_extra(self.latency, extra_s), budget_s=self.budget_s,
+            latency=latency, budget_s=self.budget_s,
             envs=self.envs_for(scenario), perception=self.perception,
             controller=self.controller, backend=self.backend, device=self.device,
             checkpoint=checkpoint, scenario_config=dict(self.scenario_config))

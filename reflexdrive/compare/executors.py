@@ -89,10 +89,7 @@ class FixedBatchAgent:
 
 def cell_agent(config: RunConfig) -> Agent:
     """The stack a cell drives, built with the cell's seed (end-to-end: batch-padded)."""
-    options = {} if config.checkpoint is None else {"checkpoint": config.checkpoint}
-    agent = make_agent(config.stack, perception=config.perception,
-                       controller=config.controller, seed=config.seed,
-                       device=config.resolved_device, **options)
+    agent = make_agent(config.stack, **config.agent_options())
     if config.stack in END_TO_END_STACKS:
         return FixedBatchAgent(agent, config.worlds)
     return agent

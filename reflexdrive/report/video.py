@@ -397,10 +397,7 @@ def record_videos(config, k: int, out_dir: str | os.PathLike, *,
     if agent is None:
         from reflexdrive.agents.registry import make_agent
 
-        options = {} if config.checkpoint is None else {"checkpoint": config.checkpoint}
-        agent = make_agent(config.stack, perception=config.perception,
-                           controller=config.controller, seed=config.seed,
-                           device=config.resolved_device, **options)
+        agent = make_agent(config.stack, **config.agent_options())
     kwargs = config.env_kwargs()
     for seed, path in todo:
         record_episode(agent, config.scenario, seed, path, mode=config.mode,

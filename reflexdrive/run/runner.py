@@ -27,7 +27,13 @@ import numpy as np
 import pandas as pd
 
 from reflexdrive.agents.base import Agent
-from reflexdrive.agents.registry import END_TO_END_STACKS, PERCEPTIONS, STACKS, make_agent
+from reflexdrive.agents.registry import (
+    END_TO_END_STACKS,
+    PERCEPTIONS,
+    REFERENCE_STACKS,
+    STACKS,
+    make_agent,
+)
 from reflexdrive.agents.staged import CONTROLLERS
 from reflexdrive.common.devices import resolve_device
 from reflexdrive.common.validation import (
@@ -116,6 +122,11 @@ class RunConfig:
     def __post_init__(self) -> None:
         # the clock's fields carry ClockConfig's rules; errors name budget_s "budget" as it
         validate_fields(self, labels={"budget_s": "budget"})
+        if self.stack in REFERENCE_STACKS and self.latency.replace(" ", "") not in (
+                "fixed:0", "fixed:0.0"):
+            raise ConfigError("latency", self.latency,
+                              f"the {self.stack} stack models its delays as driving behaviour "
+                              "and is charged no compute: run it with fixed:0")
         if self.checkpoint is not None and self.stack not in END_TO_END_STACKS:
             raise ConfigError("checkpoint", self.checkpoint,
                               f"the {self.stack} stack loads no policy checkpoint; only the "
@@ -146,6 +157,16 @@ class RunConfig:
     def runs_twins(self) -> bool:
         """Whether episodes run with twins: `twins` and the scenario has a hazard."""
         return self.twins and SCENARIOS[self.scenario].hazard != "none"
+
+    def agent_options(self) -> dict[str, Any]:
+        """Keyword options of `agents.registry.make_agent` for this run's stack (each builder
+        takes its own and ignores the rest; the reference drivers count ticks of `tick_s`)."""
+        options: dict[str, Any] = dict(
+            perception=self.perception, controller=self.controller, seed=self.seed,
+            device=self.resolved_device, tick_s=1.0 / self.policy_frequency)
+        if self.checkpoint is not None:
+            options["checkpoint"] = self.checkpoint
+        return options
 
     @property
     def worlds(self) -> int:
@@ -357,10 +378,7 @@ def run(config: RunConfig, out: str | os.PathLike | None = None, agent: Agent | 
     rows: list[dict] = []
     ticks: list[dict] = []
     if todo:
-        options = {} if config.checkpoint is None else {"checkpoint": config.checkpoint}
-        agent = agent or make_agent(config.stack, perception=config.perception,
-                                    controller=config.controller, seed=config.seed,
-                                    device=config.resolved_device, **options)
+        agent = agent or make_agent(config.stack, **config.agent_options())
         bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), disable=not progress,
                    desc=f"{config.stack} on {config.scenario} ({config.mode})", unit="episode")
         try:
