@@ -61,6 +61,8 @@ class GridPoint:
             value; units in the names).
         init: the world to play (its hazard-removed twin is `without_hazard(init)`).
         test_speed_mps: the VUT's test speed, held by the harness [m/s].
+        release_s: the planned hazard onset [s], when the test rig hands the VUT to the
+            stack (`protocol.hold_speed`); 0 for targets present from the start.
         heat_row, heat_col: where the point sits in its test's heat map (labels).
         ends_when_slower: Euro NCAP's end of test: also when the VUT is at standstill or
             slower than the target (a later contact does not count); False: any contact
@@ -73,6 +75,7 @@ class GridPoint:
     parameters: Mapping[str, float]
     init: ScenarioInit
     test_speed_mps: float
+    release_s: float
     heat_row: str
     heat_col: str
     ends_when_slower: bool = False

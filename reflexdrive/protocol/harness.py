@@ -184,9 +184,10 @@ def run_protocol(config: ProtocolConfig, progress: Callable[[int, int], None] | 
         policy_frequency=config.policy_frequency, device=device, record=True,
         autoreset_mode="disabled", counterfactual=twins, latency_base_dir=os.getcwd())
     test_speed = np.array([point.test_speed_mps for point in points for _ in (0, 1)])
+    release = np.array([point.release_s for point in points for _ in (0, 1)])
     agents = [HoldSpeedAgent(make_agent(stack, seed=config.seed, device=device,
                                         perception=config.perception,
-                                        controller=config.controller), test_speed)
+                                        controller=config.controller), test_speed, release)
               for stack in stacks]
     obs, info = env.reset(seed=config.seed, options={"scenario_inits": inits})
     for agent in agents:

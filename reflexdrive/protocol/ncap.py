@@ -92,12 +92,12 @@ def ncap_grid(simulation_frequency: int = 50, seed: int = 0) -> list[GridPoint]:
     """
     points: list[GridPoint] = []
 
-    def add(test, point, parameters, init_args, speed_kph, row, col):
+    def add(test, point, parameters, init_args, speed_kph, row, col, release_s=0.0):
         speed = speed_kph * KPH
         init = straight_init(f"{SUITE}/{point}", seed + len(points), simulation_frequency,
                              speed, *init_args)
-        points.append(GridPoint(SUITE, test, point, parameters, init, speed, row, col,
-                                ends_when_slower=True))
+        points.append(GridPoint(SUITE, test, point, parameters, init, speed, release_s, row,
+                                col, ends_when_slower=True))
 
     present = HazardPlan("stopped_vehicle", vehicle=1, trigger_range_m=PRESENT_FROM_START_M)
     for v in CCRS_SPEEDS_KPH:
@@ -119,5 +119,5 @@ def ncap_grid(simulation_frequency: int = 50, seed: int = 0) -> list[GridPoint]:
             add("CCRb", f"CCRb-d{decel:g}-g{gap:g}",
                 {"target_speed_kph": CCRB_SPEED_KPH, "gap_m": gap, "target_decel_mps2": decel},
                 (cruising(EGO_LANE, ahead_s(gap), speed), hazard, duration), CCRB_SPEED_KPH,
-                f"gap {gap:g} m", f"{decel:g} m/s²")
+                f"gap {gap:g} m", f"{decel:g} m/s²", release_s=onset / simulation_frequency)
     return points

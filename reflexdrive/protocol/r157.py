@@ -85,7 +85,8 @@ def r157_grid(simulation_frequency: int = 50, seed: int = 0,
         speed = speed_kph * KPH
         init = straight_init(f"{SUITE}/{point}", seed + len(points), simulation_frequency,
                              speed, target, hazard, duration)
-        points.append(GridPoint(SUITE, test, point, parameters, init, speed, row, col))
+        points.append(GridPoint(SUITE, test, point, parameters, init, speed,
+                                onset / simulation_frequency, row, col))
 
     for v, headway in LEAD_BRAKE_PAIRS:
         speed = v * KPH
