@@ -148,7 +148,7 @@ def target_velocity(objects: np.ndarray, valid: np.ndarray, slot: int) -> np.nda
     return np.where(found, vx, np.nan)
 
 
-def test_ended(speed_mps: float, target_vx_mps: float) -> bool:
+def ncap_test_over(speed_mps: float, target_vx_mps: float) -> bool:
     """Euro NCAP's end of test without contact: the VUT stands still or is slower than the
     target (an absent target, NaN, never ends it)."""
     return speed_mps < STANDSTILL_MPS or speed_mps < target_vx_mps - STANDSTILL_MPS
@@ -251,7 +251,7 @@ def _observe_test(outcome: PointOutcome, point: GridPoint, speed_mps: float, tar
         closing = speed_mps - (0.0 if math.isnan(target_vx) else target_vx)
         outcome.impact_speed_kph = max(0.0, closing) / KPH
         outcome.test_over = True
-    elif point.ends_when_slower and time_s >= onset_s - TIME_EPS_S and test_ended(
+    elif point.ends_when_slower and time_s >= onset_s - TIME_EPS_S and ncap_test_over(
             speed_mps, target_vx):
         outcome.test_over = True
 

@@ -76,8 +76,7 @@ def heat_map_png(frame: pd.DataFrame, points: Sequence[GridPoint], stack: str) -
     heights = [len(g[1]) + 1.6 for g in grids]
     figure, axes = plt.subplots(len(grids), 1, figsize=(12, 0.42 * sum(heights) + 0.6),
                                 gridspec_kw={"height_ratios": heights}, squeeze=False)
-    cmap = matplotlib.colormaps["YlOrRd"].copy()
-    cmap.set_bad("#dddddd")
+    cmap = matplotlib.colormaps["YlOrRd"].with_extremes(bad="#dddddd")
     for axis, (test, rows, cols, values) in zip(axes[:, 0], grids):
         image = axis.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto")
         axis.set_xticks(range(len(cols)), cols, fontsize=11)
