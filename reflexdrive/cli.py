@@ -5,6 +5,8 @@
         --mode realtime --latency fixed:0.03 --budget 0.1 --envs 2 --out runs/x
     reflexdrive compare --stacks staged,cnn --episodes 20 --extra-latency 0,0.1 \\
         --out runs/compare
+    reflexdrive protocol --suite ncap-ccr --stacks staged,cnn --latency fixed:0.03 \\
+        --out runs/ncap
 
 Bad input exits with status 2 and one line naming the field and the allowed values.
 """
@@ -203,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--out", required=True, help="profile file to write (JSON)")
     profile.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_compare_parser(commands, STACKS, SCENARIOS)
+    _add_protocol_parser(commands, STACKS, PERCEPTIONS, CONTROLLERS)
     from reflexdrive.train.cli import add_train_parser
     add_train_parser(commands)
     return parser
@@ -302,6 +305,75 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
     compare.add_argument("--out", default=None, help="output directory (required here or "
                                                      "in the config file)")
     compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _add_protocol_parser(commands, stacks, perceptions, controllers) -> None:
+    """`reflexdrive protocol`; defaults are `ProtocolConfig`'s."""
+    from reflexdrive.protocol.harness import REFERENCE_STACK, SUITES, ProtocolConfig
+
+    def default(name: str) -> object:
+        return field_default(ProtocolConfig, name)
+
+    protocol = commands.add_parser(
+        "protocol", help="Euro NCAP AEB car-to-car or UN R157 ALKS test grids: "
+                         "protocol.csv and protocol_report.html",
+        description="Run a protocol suite's grid (ncap-ccr: Euro NCAP AEB CCRs/CCRm/CCRb; "
+                    "r157: UN R157 ALKS lead-brake, cut-in and stationary-obstacle scenarios "
+                    "as OSC-ALKS parametrises them) for every stack, each grid point with its "
+                    "hazard-removed twin, all in one batched env. The rig holds the test "
+                    "speed and lets the stack brake and steer below it. Writes "
+                    "OUT/protocol.csv (one row per stack x grid point: collision, relative "
+                    "impact speed, counterfactual reaction time, score) and "
+                    "OUT/protocol_report.html (score tables, impact-speed heat maps). r157 "
+                    f"also runs the {REFERENCE_STACK} stack where registered: a collision "
+                    "fails only where it avoids one. Rules and sources: docs/protocol.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    protocol.add_argument("--suite", default=default("suite"),
+                          help="protocol suite: " + ", ".join(SUITES))
+    protocol.add_argument("--stacks", default=shown(default("stacks")), metavar="A,B,..",
+                          help="stacks, from: " + ", ".join(stacks))
+    protocol.add_argument("--points", default=None, metavar="ID,ID,..",
+                          help="run only these grid points (ids as in protocol.csv's point "
+                               "column, e.g. CCRs-v20); default: the whole grid")
+    protocol.add_argument("--latency", default=default("latency"),
+                          help="latency model of every stack: fixed:SECONDS, "
+                               "fixed:STAGE=SECONDS,..., profile:PATH (not measured: the "
+                               "stacks share one batch)")
+    protocol.add_argument("--mode", default=default("mode"), help="realtime or lockstep")
+    protocol.add_argument("--perception", default=default("perception"),
+                          help="perception of the staged stack: " + ", ".join(perceptions))
+    protocol.add_argument("--controller", default=default("controller"),
+                          help="steering controller of the staged stack: "
+                               + ", ".join(controllers))
+    protocol.add_argument("--device", default=default("device"),
+                          help="torch device: cpu, cuda, auto")
+    protocol.add_argument("--seed", type=int, default=default("seed"),
+                          help="sensor-noise seed of the first grid point (point i: seed+i)")
+    protocol.add_argument("--simulation-frequency", type=int,
+                          default=default("simulation_frequency"), help="substeps per second")
+    protocol.add_argument("--policy-frequency", type=int, default=default("policy_frequency"),
+                          help="ticks per second")
+    protocol.add_argument("--out", required=True, help="output directory")
+
+
+def _cmd_protocol(args: argparse.Namespace) -> int:
+    from reflexdrive.protocol.harness import ProtocolConfig, run_protocol
+    from reflexdrive.protocol.report import score_table, write_protocol
+
+    points = None if args.points is None else tuple(_names_list("--points", args.points))
+    config = ProtocolConfig(
+        suite=args.suite, stacks=tuple(_names_list("--stacks", args.stacks)), points=points,
+        mode=args.mode, latency=args.latency, simulation_frequency=args.simulation_frequency,
+        policy_frequency=args.policy_frequency, perception=args.perception,
+        controller=args.controller, device=args.device, seed=args.seed)
+    frame = run_protocol(config)
+    settings = (f"latency {config.latency}, {config.mode}, perception {config.perception}, "
+                f"{config.policy_frequency} Hz decisions, seed {config.seed}")
+    csv_path, html_path = write_protocol(frame, config.grid(), config.suite, args.out,
+                                         settings)
+    print(score_table(frame).to_string(index=False))
+    print(f"wrote {csv_path} ({len(frame)} rows) and {html_path}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -478,7 +550,7 @@ def _compare_and_report(config, progress: bool) -> int:
 
 
 COMMANDS = {"scenarios": _cmd_scenarios, "run": _cmd_run, "demo": _cmd_demo,
-            "profile": _cmd_profile, "compare": _cmd_compare,
+            "profile": _cmd_profile, "compare": _cmd_compare, "protocol": _cmd_protocol,
             "train": cmd_train}
 
 

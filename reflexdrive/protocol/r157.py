@@ -1,0 +1,125 @@
+"""UN R157 (ALKS) test scenarios as ASAM's OSC-ALKS-scenarios parametrise them, as a grid.
+
+Values from asam-oss/OSC-ALKS-scenarios, `LogicalScenarios/*_Variation.xosc` and their
+`ConcreteScenarios/*_TEMPLATE.xosc` (docs/protocol.md cites each file):
+
+- **lead-brake** (4.3_2 FollowLeadVehicleEmergencyBrake): VUT and lead at the same speed,
+  bumper headway by speed (`LEAD_BRAKE_PAIRS`), the lead brakes at 6 m/s^2 to a stop.
+- **cut-in** (4.4_1 CutInNoCollision, whose variation also holds the unavoidable 4.4_2
+  cases): ego 20-60 km/h step 10; the cut-in vehicle slower by 10-50 km/h step 10 (only
+  combinations with a positive cutter speed, as the template constrains); it starts its
+  lane change when the bumper gap falls to dx0 = 0-60 m step 10.
+- **stationary** (4.2_1 FullyBlockingTarget): a stopped car in the lane, ego 5-60 km/h
+  step 5; the onset is when it comes into sensor range.
+
+Judged by the regulation's rule (`r157_score`): a collision counts against the system only
+where the reference driver (the `reference-driver` stack) avoids one.
+
+Not varied here (the simulator has one vehicle model and lane-centred traffic): vehicle
+models, lateral offset of the lead, road curvature, the cut-in side (from lane 0 only),
+the cut-in lateral speed (0.5-3 m/s in OSC; here the simulator's IDM lane change) and the
+cut-in vehicle's acceleration (-3..3 m/s^2 in OSC; here 0, the template's default).
+"""
+
+from __future__ import annotations
+
+import math
+
+from reflexdrive.envs.scenarios import VEHICLE_LENGTH_M, HazardPlan
+from reflexdrive.protocol.grid import (
+    EGO_LANE,
+    KPH,
+    GridPoint,
+    ahead_s,
+    cruising,
+    lane,
+    parked,
+    straight_init,
+)
+
+SUITE = "r157"
+LEAD_BRAKE_PAIRS = ((7.2, 1.0), (10.0, 1.1), (20.0, 1.2), (30.0, 1.3), (40.0, 1.4),
+                    (50.0, 1.5), (60.0, 1.6))
+"""(ego speed [km/h], bumper headway [s]) of 4.3_2's `DeterministicMultiParameterDistribution`."""
+LEAD_DECEL_MPS2 = 6.0
+CUT_IN_EGO_SPEEDS_KPH = (20.0, 30.0, 40.0, 50.0, 60.0)
+CUT_IN_RELATIVE_SPEEDS_KPH = (-10.0, -20.0, -30.0, -40.0, -50.0)
+CUT_IN_GAPS_M = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+CUT_IN_LANE = 0
+"""The cutter's lane (the VUT drives in lane 1)."""
+STATIONARY_SPEEDS_KPH = tuple(float(v) for v in range(5, 65, 5))
+PRE_ONSET_S = 2.0
+"""Lead-brake and cut-in: time before the planned onset [s] (OSC uses 10 s; nothing
+happens in between but steady driving)."""
+AFTER_EVENT_S = 6.0
+"""Time run after the lead stops, the cut-in starts, or the VUT would reach the stationary
+target at its test speed [s]."""
+
+
+def r157_score(collided: bool, reference_collided: bool | None) -> float:
+    """1 (pass) or 0 (fail) by R157's rule, NaN when no reference result is known.
+
+    A collision fails only where the reference driver (careful and competent human, R157
+    Annex 4 Appendix 3) avoids one; without a collision the point passes.
+    """
+    if not collided:
+        return 1.0
+    if reference_collided is None:
+        return math.nan
+    return 1.0 if reference_collided else 0.0
+
+
+def r157_grid(simulation_frequency: int = 50, seed: int = 0,
+              sensor_range_m: float = 48.0) -> list[GridPoint]:
+    """Every lead-brake, cut-in and stationary-obstacle point, in that order.
+
+    Args:
+        simulation_frequency: substeps per second [Hz] (onsets are whole substeps).
+        seed: the first point's `ScenarioInit.seed` (point `i` gets `seed + i`).
+        sensor_range_m: the sensors' range [m]: the stationary target's onset trigger.
+    """
+    points: list[GridPoint] = []
+    onset = round(PRE_ONSET_S * simulation_frequency)
+
+    def add(test, point, parameters, speed_kph, target, hazard, duration, row, col):
+        speed = speed_kph * KPH
+        init = straight_init(f"{SUITE}/{point}", seed + len(points), simulation_frequency,
+                             speed, target, hazard, duration)
+        points.append(GridPoint(SUITE, test, point, parameters, init, speed,
+                                onset / simulation_frequency, row, col))
+
+    for v, headway in LEAD_BRAKE_PAIRS:
+        speed = v * KPH
+        gap = headway * speed
+        hazard = HazardPlan("lead_brake", vehicle=1, onset_substep=onset,
+                            decel_mps2=LEAD_DECEL_MPS2)
+        add("lead-brake", f"LB-v{v:g}-h{headway:g}",
+            {"headway_s": headway, "gap_m": gap, "target_decel_mps2": LEAD_DECEL_MPS2}, v,
+            cruising(EGO_LANE, ahead_s(gap), speed), hazard,
+            PRE_ONSET_S + speed / LEAD_DECEL_MPS2 + AFTER_EVENT_S, "lead brakes", f"{v:g}")
+    for v in CUT_IN_EGO_SPEEDS_KPH:
+        for relative in CUT_IN_RELATIVE_SPEEDS_KPH:
+            if not v + relative > 0.0:
+                continue
+            cutter_speed = (v + relative) * KPH
+            for dx0 in CUT_IN_GAPS_M:
+                # at the onset the bumper gap has closed to dx0 (both speeds are constant)
+                gap = dx0 - relative * KPH * PRE_ONSET_S
+                hazard = HazardPlan("cut_in", vehicle=1, onset_substep=onset,
+                                    target_lane=lane(EGO_LANE), target_speed_mps=cutter_speed)
+                add("cut-in", f"CI-v{v:g}-dv{relative:g}-dx{dx0:g}",
+                    {"relative_speed_kph": relative, "gap_m": dx0,
+                     "target_speed_kph": v + relative},
+                    v, cruising(CUT_IN_LANE, ahead_s(gap), cutter_speed), hazard,
+                    PRE_ONSET_S + AFTER_EVENT_S + 2.0, f"{v:g} km/h, Δv {relative:g}",
+                    f"{dx0:g}")
+    for v in STATIONARY_SPEEDS_KPH:
+        speed = v * KPH
+        # the target's centre enters sensor range PRE_ONSET_S after the start
+        centre = sensor_range_m + speed * PRE_ONSET_S
+        hazard = HazardPlan("stopped_vehicle", vehicle=1, trigger_range_m=sensor_range_m)
+        gap = centre - VEHICLE_LENGTH_M
+        add("stationary", f"SO-v{v:g}", {"target_speed_kph": 0.0, "gap_m": gap}, v,
+            parked(ahead_s(gap)), hazard, PRE_ONSET_S + centre / speed + AFTER_EVENT_S,
+            "stationary", f"{v:g}")
+    return points
