@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from reflexdrive.agents.registry import PERCEPTIONS, STACKS, make_agent
+from reflexdrive.agents.registry import PERCEPTIONS, REFERENCE_STACKS, STACKS, make_agent
 from reflexdrive.agents.staged import CONTROLLERS
 from reflexdrive.common.devices import resolve_device
 from reflexdrive.common.validation import (
@@ -174,12 +174,27 @@ def run_protocol(config: ProtocolConfig, progress: Callable[[int, int], None] | 
     """
     points = config.grid()
     stacks = config.run_stacks()
+    # the reference drivers' delays are behaviour: they drive at zero latency, in their own
+    # batch (one batch has one latency model)
+    reference = tuple(stack for stack in stacks if stack in REFERENCE_STACKS)
+    systems = tuple(stack for stack in stacks if stack not in REFERENCE_STACKS)
+    rows = []
+    for group, latency in ((systems, config.latency), (reference, "fixed:0")):
+        if group:
+            rows.extend(_drive(config, points, group, latency, progress))
+    rows.sort(key=lambda row: stacks.index(row["stack"]))
+    return _scored(pd.DataFrame(rows, columns=result_columns(points)), config.suite)
+
+
+def _drive(config: ProtocolConfig, points: Sequence[GridPoint], stacks: Sequence[str],
+           latency: str, progress: Callable[[int, int], None] | None) -> list[dict]:
+    """Drive `points` with `stacks` (and their twins) in one batch at `latency`; the rows."""
     per_stack = 2 * len(points)
     inits = [point.init for _ in stacks for point in points for _twin in (0, 1)]
     twins = [bool(twin) for _ in stacks for _ in points for twin in (0, 1)]
     device = str(resolve_device(config.device))
     env = BatchedDrivingEnv(
-        num_envs=len(inits), scenario="lead-brake", mode=config.mode, latency=config.latency,
+        num_envs=len(inits), scenario="lead-brake", mode=config.mode, latency=latency,
         simulation_frequency=config.simulation_frequency,
         policy_frequency=config.policy_frequency, device=device, record=True,
         autoreset_mode="disabled", counterfactual=twins, latency_base_dir=os.getcwd())
@@ -187,7 +202,9 @@ def run_protocol(config: ProtocolConfig, progress: Callable[[int, int], None] | 
     release = np.array([point.release_s for point in points for _ in (0, 1)])
     agents = [HoldSpeedAgent(make_agent(stack, seed=config.seed, device=device,
                                         perception=config.perception,
-                                        controller=config.controller), test_speed, release)
+                                        controller=config.controller,
+                                        tick_s=1.0 / config.policy_frequency),
+                             test_speed, release)
               for stack in stacks]
     obs, info = env.reset(seed=config.seed, options={"scenario_inits": inits})
     for agent in agents:
@@ -238,7 +255,7 @@ def run_protocol(config: ProtocolConfig, progress: Callable[[int, int], None] | 
                                                onset_s[world], end, twin_end, config.reaction)
             outcome.reaction_time_s = reaction.total_s if reaction else math.nan
             rows.append(_row(stack, point, outcome, onset_s[world]))
-    return _scored(pd.DataFrame(rows, columns=result_columns(points)), config.suite)
+    return rows
 
 
 def _observe_test(outcome: PointOutcome, point: GridPoint, speed_mps: float, target_vx: float,
