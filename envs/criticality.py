@@ -31,16 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 from highway_env.vehicle.behavior import IDMVehicle
 from reflexdrive.envs.scenarios import HAZARD_KINDS
-from reflexdrive.envs.types import WorldSnapshot
+from reflexdrive.envs.types import CRITICALITY_KEYS, WorldSnapshot
 from reflexdrive.envs.sensors.frames import wrap_angle
 
 CRITICAL_HORIZON_S = 4.0
 """A hazard is critical when an ego that does not respond makes contact within this time of
 onset [s]: the TTC at which Euro NCAP's car-to-car AEB tests (CCRs, CCRm) start."""
-
-CRITICALITY_KEYS = ("critical", "onset_gap_m", "onset_ttc_s", "onset_headway_s",
-                    "required_decel_mps2")
-"""The keys of `info["hazard"]` that hold `OnsetCriticality` (NaN / False before onset)."""
 
 _IDM_A = float(IDMVehicle.COMFORT_ACC_MAX)
 _IDM_A_MAX = float(IDMVehicle.ACC_MAX)
@@ -239,30 +235,63 @@ def lane_longitudinal(ego_position, ego_heading, ego_speed, ego_length, hazard_p
             np.asarray(hazard_speed) * np.cos(np.asarray(hazard_heading) - lane_heading))
 
 
+POSE_FIELDS = ("x", "y", "heading", "speed", "length")
+"""Columns of the poses `pose_criticality` takes: world-frame centre [m], heading [rad],
+speed [m/s], length [m]."""
+
+
+def pose_criticality(ego_pose, hazard_pose, lane_heading, kind, decel_mps2, target_speed_mps,
+                     time_left_s) -> OnsetCriticality:
+    """`criticality` of `R` worlds from the ego's and the hazard vehicle's poses at onset.
+
+    Args:
+        ego_pose, hazard_pose: `(R, 5)` `POSE_FIELDS`; a NaN hazard row means no hazard
+            vehicle (NaN gap, not critical).
+        lane_heading: `(R,)` heading of the ego's lane [rad].
+        kind: `(R,)` int hazard codes (`HAZARD_KINDS` indices); `decel_mps2`,
+            `target_speed_mps`: the plans' fields.
+        time_left_s: `(R,)` episode end minus onset [s].
+    """
+    ego, hazard = np.asarray(ego_pose, np.float64), np.asarray(hazard_pose, np.float64)
+    gap, v_e, v_h = lane_longitudinal(ego[:, :2], ego[:, 2], ego[:, 3], ego[:, 4],
+                                      hazard[:, :2], hazard[:, 2], hazard[:, 3], hazard[:, 4],
+                                      lane_heading)
+    b, v_f = hazard_motion(kind, np.nan_to_num(v_h), decel_mps2, target_speed_mps)
+    return criticality(gap, v_e, v_h, b, v_f, time_left_s)
+
+
+def snapshot_poses(snapshot: WorldSnapshot, rows, vehicle) -> tuple[np.ndarray, np.ndarray]:
+    """`(ego_pose, hazard_pose)`, each `(R, 5)` `POSE_FIELDS`, of the worlds `rows` of
+    `snapshot` and their hazard vehicles' slots `vehicle` `(R,)` (NaN where there is none)."""
+    rows, slots = np.asarray(rows, np.int64), np.asarray(vehicle, np.int64)
+    present = (slots >= 0) & (slots < snapshot.shape[1])
+    slot = np.where(present, slots, 0)
+    present &= snapshot.valid[rows, slot]
+
+    def pose(j):
+        return np.stack([snapshot.position[rows, j, 0], snapshot.position[rows, j, 1],
+                         snapshot.heading[rows, j], snapshot.speed[rows, j],
+                         snapshot.length[rows, j]], axis=1)
+
+    return pose(np.zeros_like(slot)), np.where(present[:, None], pose(slot), np.nan)
+
+
 def snapshot_criticality(snapshot: WorldSnapshot, kind, vehicle, decel_mps2, target_speed_mps,
                          time_left_s, rows=None) -> OnsetCriticality:
-    """`criticality` of the worlds `rows` (default all) of `snapshot`, taken at their onset.
+    """`criticality` of the worlds `rows` (default all) of `snapshot`, taken at their onset;
+    the lane heading is the ego's heading minus its heading error.
 
     Args:
         snapshot: the worlds at the onset boundary `t_h`.
-        kind: `(R,)` int hazard codes (`HAZARD_KINDS` indices); `vehicle`: `(R,)` slot of
-            the hazard vehicle; `decel_mps2`, `target_speed_mps`: the plans' fields.
-        time_left_s: `(R,)` episode end minus onset [s].
+        kind, vehicle, decel_mps2, target_speed_mps, time_left_s: `(R,)`, as
+            `pose_criticality`'s (`vehicle`: the hazard vehicle's slot).
         rows: the worlds (indices into `B`) the other arguments describe.
     """
     rows = np.arange(snapshot.shape[0]) if rows is None else np.asarray(rows, np.int64)
-    slots = np.asarray(vehicle, np.int64)
-    n = snapshot.shape[1]
-    present = (slots >= 0) & (slots < n)
-    slot = np.where(present, slots, 0)
-    present &= snapshot.valid[rows, slot] & (np.asarray(kind) != 0)
+    ego, hazard = snapshot_poses(snapshot, rows, vehicle)
     lane_heading = wrap_angle(snapshot.heading[rows, 0] - snapshot.ego_heading_error[rows])
-    gap, v_e, v_h = lane_longitudinal(
-        snapshot.position[rows, 0], snapshot.heading[rows, 0], snapshot.speed[rows, 0],
-        snapshot.length[rows, 0], snapshot.position[rows, slot], snapshot.heading[rows, slot],
-        snapshot.speed[rows, slot], snapshot.length[rows, slot], lane_heading)
-    b, v_f = hazard_motion(kind, v_h, decel_mps2, target_speed_mps)
-    return criticality(np.where(present, gap, np.nan), v_e, v_h, b, v_f, time_left_s)
+    return pose_criticality(ego, hazard, lane_heading, kind, decel_mps2, target_speed_mps,
+                            time_left_s)
 
 
 def unknown_criticality(batch: int) -> OnsetCriticality:
@@ -272,6 +301,7 @@ def unknown_criticality(batch: int) -> OnsetCriticality:
                             nan.copy())
 
 
-__all__ = ["CRITICAL_HORIZON_S", "CRITICALITY_KEYS", "OnsetCriticality", "contact_time",
-           "criticality", "hazard_motion", "idm_equivalent_deceleration", "lane_longitudinal",
-           "required_deceleration", "snapshot_criticality", "unknown_criticality"]
+__all__ = ["CRITICAL_HORIZON_S", "CRITICALITY_KEYS", "POSE_FIELDS", "OnsetCriticality",
+           "contact_time", "criticality", "hazard_motion", "idm_equivalent_deceleration",
+           "lane_longitudinal", "pose_criticality", "required_deceleration",
+           "snapshot_criticality", "snapshot_poses", "unknown_criticality"]
