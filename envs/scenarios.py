@@ -404,7 +404,8 @@ def _stopped_vehicle(config: StoppedVehicleConfig, rng: np.random.Generator, f: 
     ego_lane = int(rng.integers(config.lanes))
     speed = _uniform(rng, config.ego_speed_mps)
     onset = _uniform(rng, config.onset_s)
-    stopped_s = EGO_START_S + config.trigger_range_m + speed * onset
+    # its rear reaches trigger_range_m of the ego's centre after `onset` s at `speed`
+    stopped_s = EGO_START_S + config.trigger_range_m + VEHICLE_LENGTH_M / 2 + speed * onset
     ego = VehicleInit(_straight_lane(ego_lane), EGO_START_S, speed, speed, "ego")
     stopped = VehicleInit(_straight_lane(ego_lane), stopped_s, 0.0, 0.0, "static",
                           lane_changes=False)
