@@ -151,7 +151,8 @@ def test_straight_roads_respect_min_spacing(name):
     for seed in SEEDS[:5]:
         init = generate(name, config, seed, F)
         assert init.road.kind == "straight" and init.road.lanes == config.lanes
-        traffic = [v for v in init.vehicles[1:] if v.behavior == "idm"]
+        traffic = [v for slot, v in enumerate(init.vehicles) if slot
+                   and v.behavior == "idm" and slot != init.hazard.vehicle]
         by_lane: dict[int, list[float]] = {}
         for v in init.vehicles:
             assert v.lane[:2] == ("0", "1") and 0 <= v.lane[2] < config.lanes
