@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from highway_env.vehicle.behavior import IDMVehicle
 from reflexdrive.envs.scenarios import HAZARD_KINDS
-from reflexdrive.envs.types import CRITICALITY_KEYS, WorldSnapshot
 from reflexdrive.envs.sensors.frames import wrap_angle
+from reflexdrive.envs.types import CRITICALITY_KEYS, WorldSnapshot
 
 CRITICAL_HORIZON_S = 4.0
 """A hazard is critical when an ego that does not respond makes contact within this time of

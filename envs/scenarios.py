@@ -200,10 +200,10 @@ class LeadBrakeConfig(TrafficConfig):
     decel_mps2: tuple[float, float] = interval(
         (6.0, 8.0), low=0.5, high=12.0,
         help="(low, high) deceleration of the lead [m/s^2]; >= 6 stops it within about "
-             "4 s from 24 m/s, so a gap up to about 45 m is critical")
+             "4 s from 24 m/s, so a gap up to about 48 m is critical")
     gap_m: tuple[float, float] = interval(
         (15.0, 30.0), low=2.0, high=200.0,
-        help="(low, high) initial bumper-to-bumper gap to the lead [m] (1 s or less at "
+        help="(low, high) initial bumper-to-bumper gap to the lead [m] (0.6-1.4 s at "
              "the start speed)")
 
     def __post_init__(self) -> None:

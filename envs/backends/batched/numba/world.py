@@ -54,11 +54,11 @@ from reflexdrive.envs.backends.batched.numba.neighbours import lane_members, sor
 from reflexdrive.envs.backends.batched.numba.traffic import fleet_terms, traffic_act
 from reflexdrive.envs.backends.batched.numba.vehicle import ego_step, traffic_step
 from reflexdrive.envs.backends.batched.state import (
-    NO_HAZARD,
     BRAKING_LEAD_KIND,
     CUT_IN,
     IDM_KIND,
     LEAD_BRAKE,
+    NO_HAZARD,
     STOPPED_VEHICLE,
 )
 from reflexdrive.envs.hazards import TRIGGER_SLACK_M
