@@ -95,7 +95,8 @@ class HazardPlan:
         vehicle: slot (index into `ScenarioInit.vehicles`) of the hazard vehicle, -1 if none.
         onset_substep: substep at which a "lead_brake" or "cut_in" begins (onset time
             `t_h = onset_substep * dt`); None for "stopped_vehicle", whose onset is the first
-            substep boundary at which it is within `trigger_range_m` of the ego.
+            substep boundary at which it reaches the sensors (its footprint within
+            `trigger_range_m` of the ego's centre: `envs.hazards.sensor_reach`).
         decel_mps2: "lead_brake": constant deceleration of the lead until standstill [m/s^2].
         target_lane: "cut_in": lane the vehicle moves into.
         target_speed_mps: "cut_in": speed the vehicle slows to while cutting in [m/s].
@@ -182,18 +183,28 @@ class HighwayConfig(TrafficConfig):
 
 @dataclass(frozen=True)
 class LeadBrakeConfig(TrafficConfig):
-    """Lead brake: the vehicle ahead in the ego lane brakes hard to a standstill."""
+    """Lead brake: the vehicle ahead in the ego lane brakes hard to a standstill.
+
+    The default ranges make the hazard critical (`envs.criticality`): an ego that holds its
+    speed hits the lead within 4 s of the onset, also after a following stack has dropped
+    back to its own time gap before the onset (docs/ARCHITECTURE.md, "Criticality").
+    """
 
     vehicles: int = override(TrafficConfig, "vehicles", 8)
     lane_changes: bool = override(TrafficConfig, "lane_changes", False)
     duration_s: float = override(TrafficConfig, "duration_s", 12.0)
     onset_s: tuple[float, float] = interval(
-        (3.0, 5.0), low=0.0, help="(low, high) hazard onset time [s], within duration_s")
+        (2.0, 4.0), low=0.0,
+        help="(low, high) hazard onset time [s], within duration_s; early, so that a "
+             "following stack has little time to drop back")
     decel_mps2: tuple[float, float] = interval(
-        (5.0, 8.0), low=0.5, high=12.0, help="(low, high) deceleration of the lead [m/s^2]")
+        (6.0, 8.0), low=0.5, high=12.0,
+        help="(low, high) deceleration of the lead [m/s^2]; >= 6 stops it within about "
+             "4 s from 24 m/s, so a gap up to about 48 m is critical")
     gap_m: tuple[float, float] = interval(
-        (25.0, 40.0), low=2.0, high=200.0,
-        help="(low, high) initial bumper-to-bumper gap to the lead [m]")
+        (15.0, 30.0), low=2.0, high=200.0,
+        help="(low, high) initial bumper-to-bumper gap to the lead [m] (0.6-1.4 s at "
+             "the start speed)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -206,21 +217,25 @@ class CutInConfig(TrafficConfig):
 
     The cutter's lane is kept free of other traffic, so it cruises at the ego's start speed
     until the onset (no slower vehicle ahead of it shrinks the gap beforehand). Needs at
-    least 2 lanes.
+    least 2 lanes. The default ranges make the hazard critical (`envs.criticality`).
     """
 
     vehicles: int = override(TrafficConfig, "vehicles", 8)
     lane_changes: bool = override(TrafficConfig, "lane_changes", False)
     duration_s: float = override(TrafficConfig, "duration_s", 12.0)
+    ego_speed_mps: tuple[float, float] = override(TrafficConfig, "ego_speed_mps", (20.0, 24.0))
     onset_s: tuple[float, float] = interval(
-        (2.0, 4.0), low=0.0, help="(low, high) time the cut-in starts [s], within duration_s")
+        (1.0, 2.5), low=0.0,
+        help="(low, high) time the cut-in starts [s], within duration_s; early, before a "
+             "stack cruising at another speed has opened the gap")
     gap_m: tuple[float, float] = interval(
-        (10.0, 20.0), low=0.0, high=200.0,
+        (4.0, 10.0), low=0.0, high=200.0,
         help="(low, high) initial longitudinal bumper gap of the cutter ahead of the ego [m]")
     slowdown_mps: tuple[float, float] = interval(
-        (2.0, 6.0), low=0.0, high=30.0,
+        (5.0, 9.0), low=0.0, high=30.0,
         help="(low, high) how much slower than the ego's start speed it drives after "
-             "cutting in [m/s]")
+             "cutting in [m/s]; with gap_m, an ego that holds its speed closes the gap "
+             "within 4 s (critical)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -234,7 +249,9 @@ class StoppedVehicleConfig(TrafficConfig):
     """Stopped vehicle: a vehicle stands still in the ego lane and comes into sensor range.
 
     `onset_s` is the (low, high) time at which, at its initial speed, the ego would bring
-    the stopped vehicle within `trigger_range_m`; the recorded onset is when it really does.
+    the stopped vehicle's rear within `trigger_range_m`; the recorded onset is when it
+    reaches the sensors (`envs.hazards.sensor_reach`). At onset it is about 45 m ahead:
+    critical (contact within about 2 s) at every speed of the default range.
     """
 
     vehicles: int = override(TrafficConfig, "vehicles", 8)
@@ -243,11 +260,13 @@ class StoppedVehicleConfig(TrafficConfig):
     ego_speed_mps: tuple[float, float] = override(TrafficConfig, "ego_speed_mps", (18.0, 24.0))
     onset_s: tuple[float, float] = interval(
         (2.0, 4.0), low=0.0,
-        help="(low, high) time the ego would reach trigger_range_m of the stopped vehicle "
-             "[s], within duration_s")
+        help="(low, high) time the ego would bring the stopped vehicle's rear within "
+             "trigger_range_m [s], within duration_s")
     trigger_range_m: float = real(
         48.0, low=1.0, high=500.0,
-        help="sensor range defining the onset [m] (the sensors' range_m)")
+        help="sensor range defining the onset [m] (the sensors' range_m): the onset is the "
+             "first boundary at which its footprint is this close to the ego's centre "
+             "along both ego-frame axes")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -404,7 +423,8 @@ def _stopped_vehicle(config: StoppedVehicleConfig, rng: np.random.Generator, f: 
     ego_lane = int(rng.integers(config.lanes))
     speed = _uniform(rng, config.ego_speed_mps)
     onset = _uniform(rng, config.onset_s)
-    stopped_s = EGO_START_S + config.trigger_range_m + speed * onset
+    # its rear reaches trigger_range_m of the ego's centre after `onset` s at `speed`
+    stopped_s = EGO_START_S + config.trigger_range_m + VEHICLE_LENGTH_M / 2 + speed * onset
     ego = VehicleInit(_straight_lane(ego_lane), EGO_START_S, speed, speed, "ego")
     stopped = VehicleInit(_straight_lane(ego_lane), stopped_s, 0.0, 0.0, "static",
                           lane_changes=False)

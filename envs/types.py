@@ -147,6 +147,14 @@ class Piece:
     command: Command
 
 
+CRITICALITY_KEYS = ("critical", "onset_gap_m", "onset_ttc_s", "onset_headway_s",
+                    "required_decel_mps2")
+"""The keys of `info["hazard"]` that say how critical the hazard was at onset
+(`envs.criticality.OnsetCriticality`). The vector env holds False and NaN in them before
+a world's onset (or without a hazard); the single env leaves them out until the onset
+(`HazardState.criticality`)."""
+
+
 @dataclass(frozen=True)
 class HazardState:
     """What a hazard scenario reports about its hazard (ground truth, goes in `info`).
@@ -158,19 +166,29 @@ class HazardState:
             when the vehicle first comes within sensor range.
         active: the hazard has begun (time >= onset).
         vehicle_id: id of the hazard vehicle, -1 if none.
+        criticality: the hazard at onset, `CRITICALITY_KEYS` (`envs.criticality`), once
+            the onset is reached (then in `info` too); None before. Before the onset (and
+            without a hazard) `info` leaves these keys out rather than holding NaN:
+            Gymnasium's env checker compares infos with `==`, and NaN != NaN. Read them
+            with `info["hazard"].get(name, nan)`.
     """
 
     kind: str = "none"
     onset_s: float | None = None
     active: bool = False
     vehicle_id: int = -1
+    criticality: dict | None = None
 
     def as_info(self) -> dict:
+        known = self.criticality
         return {
             "kind": self.kind,
             "onset_s": math.inf if self.onset_s is None else float(self.onset_s),
             "active": bool(self.active),
             "vehicle_id": int(self.vehicle_id),
+            **({} if known is None else {"critical": bool(known["critical"]),
+                                         **{name: float(known[name])
+                                            for name in CRITICALITY_KEYS[1:]}}),
         }
 
 

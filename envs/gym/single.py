@@ -169,7 +169,8 @@ class DrivingEnv(gym.Env):
         if self.counterfactual:
             self.init = without_hazard(self.init)
         self.backend.reset(self.init)
-        self._hazard = HazardTracker(self.init.hazard, self.timing.simulation_frequency)
+        self._hazard = HazardTracker(self.init.hazard, self.timing.simulation_frequency,
+                                     self.init.duration_s)
         self._lockstep_clock.reset()
         self._snapshot = self.backend.snapshot()
         self._hazard_state = self._hazard.update(self._snapshot, 0)

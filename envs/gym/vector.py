@@ -310,9 +310,9 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.clock.reset(torch.as_tensor(mask, device=self.device))
         ego = self.backend.state.position[:, EGO].cpu().numpy()
         self._last_position[mask] = ego[mask]
-        self.hazards.reset([init.hazard if init is not None else None for init in inits])
-        state = self.backend.state
-        self.hazards.update(state.position, state.valid, state.substep)
+        self.hazards.reset([init.hazard if init is not None else None for init in inits],
+                           [init.duration_s if init is not None else None for init in inits])
+        self.hazards.update(self.backend.state, self.backend.snapshot)
         self._done[mask] = False
         self._needs_reset[mask] = False
         self._started = True
@@ -342,7 +342,8 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
                               hazard_vehicle=onsets.vehicle)
             outcome = backend.tick(torch.stack([p[0] for p in pieces]), pieces[0][1],
                                    pieces[0][2], live, stops)
-            self.hazards.set_onsets(torch.from_numpy(outcome.onset), backend.state.substep)
+            self.hazards.set_onsets(torch.from_numpy(outcome.onset), backend.state.substep,
+                                    outcome.onset_poses)
             return [], mean_progress(self.reward_config, outcome.ego_speed, outcome.integrated)
         active = live.clone()
         outcomes: list = []
@@ -351,7 +352,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             first_s, first, second = self.clock.substep_pieces(j)
             backend.substep(first_s, first, second, active=active)
             state = backend.state
-            self.hazards.update(state.position, state.valid, state.substep)
+            self.hazards.update(state, backend.snapshot)
             speeds.append(state.speed[:, EGO].clone())
             integrated.append(active)
             if self.record:
@@ -406,6 +407,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
                 "onset_s": np.where(onset_substep >= 0, onset_substep / f, math.inf),
                 "active": onsets.active.cpu().numpy(),
                 "vehicle_id": onsets.vehicle.cpu().numpy(),
+                **self.hazards.info(),
             },
             "crashed": snapshot.crashed.astype(bool),
             "offroad": ~snapshot.ego_on_road.astype(bool),

@@ -151,7 +151,8 @@ def test_straight_roads_respect_min_spacing(name):
     for seed in SEEDS[:5]:
         init = generate(name, config, seed, F)
         assert init.road.kind == "straight" and init.road.lanes == config.lanes
-        traffic = [v for v in init.vehicles[1:] if v.behavior == "idm"]
+        traffic = [v for slot, v in enumerate(init.vehicles) if slot
+                   and v.behavior == "idm" and slot != init.hazard.vehicle]
         by_lane: dict[int, list[float]] = {}
         for v in init.vehicles:
             assert v.lane[:2] == ("0", "1") and 0 <= v.lane[2] < config.lanes
@@ -268,10 +269,10 @@ def test_stopped_vehicle_geometry():
         assert plan.onset_substep is None  # known only once it is in range
         assert plan.trigger_range_m == 60.0
         assert stopped.behavior == "static" and stopped.speed_mps == 0.0
-        distance = stopped.s_m - ego.s_m
-        assert distance > plan.trigger_range_m  # out of range at the start
-        # At its start speed the ego brings it into range within the onset interval.
-        assert 1.0 <= (distance - plan.trigger_range_m) / ego.speed_mps <= 3.0
+        rear = stopped.s_m - stopped.length_m / 2 - ego.s_m   # from the ego's centre
+        assert rear > plan.trigger_range_m  # out of range at the start
+        # At its start speed the ego brings its rear into range within the onset interval.
+        assert 1.0 <= (rear - plan.trigger_range_m) / ego.speed_mps <= 3.0
 
 
 def test_non_hazard_scenarios_have_no_hazard():

@@ -1,19 +1,35 @@
 """Hazard onset bookkeeping for `B` worlds: `envs.hazards.HazardTracker`, batched in torch.
 
 Lead-brake and cut-in hazards start at their planned substep; a stopped vehicle's onset is
-the first substep boundary at which its centre is within the trigger range of the ego's
-centre (`|p_hazard - p_ego| <= trigger_range`).
+the first substep boundary at which it reaches the sensors (`envs.hazards.sensor_reach`
+within the trigger range). At each world's onset boundary the tracker records how critical
+the hazard is (`envs.criticality`), from a `WorldSnapshot` of that boundary or, on the
+numba kernel's whole-tick path, from the poses the kernel recorded there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
-from reflexdrive.envs.backends.batched.state import HAZARD_CODES, NO_HAZARD, STOPPED_VEHICLE
+from reflexdrive.envs.backends.batched.state import (
+    HAZARD_CODES,
+    NO_HAZARD,
+    STOPPED_VEHICLE,
+    BatchedState,
+)
+from reflexdrive.envs.backends.batched.torch.road import LANE_HEADING
+from reflexdrive.envs.criticality import (
+    OnsetCriticality,
+    pose_criticality,
+    snapshot_criticality,
+    unknown_criticality,
+)
+from reflexdrive.envs.hazards import TRIGGER_SLACK_M, sensor_reach
 from reflexdrive.envs.scenarios import HAZARD_KINDS, HazardPlan
-from reflexdrive.envs.types import HazardState
+from reflexdrive.envs.types import CRITICALITY_KEYS, HazardState, WorldSnapshot
 
 __all__ = ["HazardOnsets", "update_onsets", "BatchedHazardTracker"]
 
@@ -37,28 +53,31 @@ class HazardOnsets:
     active: torch.Tensor
 
 
-def update_onsets(onsets: HazardOnsets, position: torch.Tensor, valid: torch.Tensor,
-                  substep: torch.Tensor) -> HazardOnsets:
+def update_onsets(onsets: HazardOnsets, state: BatchedState) -> HazardOnsets:
     """`HazardTracker.update` for every world: find stopped-vehicle onsets, flag active ones.
 
     Args:
         onsets: the bookkeeping so far.
-        position: `(B, N, 2)` vehicle centres after `substep` substeps [m]; slot 0 is the ego.
-        valid: `(B, N)` bool.
-        substep: `(B,)` int64 substeps integrated so far.
+        state: the worlds after `state.substep` `(B,)` substeps (`position`, `heading`,
+            `length`, `width`, `valid`; slot 0 is the ego).
 
     Returns:
         the bookkeeping after this boundary.
     """
-    slots = position.shape[1]
+    slots = state.position.shape[1]
     slot = onsets.vehicle.clamp(0, slots - 1)
-    hazard_position = torch.gather(position, 1, slot[:, None, None].expand(-1, 1, 2))[:, 0]
-    offset = hazard_position - position[:, 0]
-    distance = torch.sqrt(offset[:, 0] * offset[:, 0] + offset[:, 1] * offset[:, 1])
-    present = (onsets.vehicle >= 0) & (onsets.vehicle < slots) & torch.gather(
-        valid, 1, slot[:, None])[:, 0]
+
+    def hazard(field):
+        return torch.gather(field, 1, slot[:, None])[:, 0]
+
+    hazard_position = torch.gather(state.position, 1, slot[:, None, None].expand(-1, 1, 2))[:, 0]
+    offset = hazard_position - state.position[:, 0]
+    reach = sensor_reach(offset[:, 0], offset[:, 1], state.heading[:, 0], hazard(state.heading),
+                         hazard(state.length), hazard(state.width))
+    present = (onsets.vehicle >= 0) & (onsets.vehicle < slots) & hazard(state.valid)
     found = ((onsets.kind == STOPPED_VEHICLE) & (onsets.onset_substep < 0) & present
-             & (distance <= onsets.trigger_range))
+             & (reach <= onsets.trigger_range + TRIGGER_SLACK_M))
+    substep = state.substep
     onset = torch.where(found, substep, onsets.onset_substep)
     active = (onsets.kind != NO_HAZARD) & (onset >= 0) & (substep >= onset)
     return HazardOnsets(onsets.kind, onsets.vehicle, onsets.trigger_range, onset, active)
@@ -81,9 +100,18 @@ class BatchedHazardTracker:
         self.onsets = HazardOnsets(zeros, zeros - 1, torch.zeros(self.num_envs, dtype=torch.float64,
                                                                  device=self.device),
                                    zeros - 1, torch.zeros_like(zeros, dtype=torch.bool))
+        self.criticality: OnsetCriticality = unknown_criticality(self.num_envs)
+        """Each world's hazard at its onset (False and NaN until the onset is reached)."""
+        self._measured = np.zeros(self.num_envs, dtype=bool)
+        self._decel = np.zeros(self.num_envs)
+        self._target_speed = np.zeros(self.num_envs)
+        self._duration_s = np.full(self.num_envs, np.inf)
 
-    def reset(self, plans: Sequence[HazardPlan | None]) -> None:
-        """Start tracking the plans of the worlds whose entry is not None (others untouched)."""
+    def reset(self, plans: Sequence[HazardPlan | None],
+              duration_s: Sequence[float | None] | None = None) -> None:
+        """Start tracking the plans of the worlds whose entry is not None (others untouched);
+        `duration_s` are their episodes' lengths [s] (the criticality rule's episode end;
+        None: no end)."""
         if len(plans) != self.num_envs:
             raise ValueError(f"got {len(plans)} hazard plans for {self.num_envs} envs")
         rows = [i for i, plan in enumerate(plans) if plan is not None]
@@ -108,22 +136,79 @@ class BatchedHazardTracker:
                                for p in chosen], torch.int64),
             active=put(o.active, [False] * len(chosen), torch.bool),
         )
+        unknown = unknown_criticality(len(rows))
+        for name in CRITICALITY_KEYS + ("contact_time_s",):
+            getattr(self.criticality, name)[rows] = getattr(unknown, name)
+        self._measured[rows] = False
+        self._decel[rows] = [p.decel_mps2 for p in chosen]
+        self._target_speed[rows] = [p.target_speed_mps for p in chosen]
+        self._duration_s[rows] = [np.inf if duration_s is None or duration_s[i] is None
+                                  else float(duration_s[i]) for i in rows]
 
-    def update(self, position: torch.Tensor, valid: torch.Tensor,
-               substep: torch.Tensor) -> HazardOnsets:
-        """Record the boundary after `substep (B,)` substeps; positions `(B, N, 2)` [m]."""
-        self.onsets = update_onsets(self.onsets, position.to(self.device),
-                                    valid.to(self.device), substep.to(self.device))
+    def update(self, state: BatchedState,
+               snapshot: Callable[[], WorldSnapshot] | WorldSnapshot | None = None
+               ) -> HazardOnsets:
+        """Record the boundary after `state.substep (B,)` substeps.
+
+        `snapshot`: the worlds then (or a function that makes it, called only when some
+        world reaches its onset here), from which the criticality of those worlds is taken;
+        None leaves it unknown (NaN).
+        """
+        self.onsets = update_onsets(self.onsets, state.to(self.device))
+        if snapshot is not None:
+            rows = self._onsets_now(state.substep)
+            if rows.size:
+                self._measure(rows, snapshot() if callable(snapshot) else snapshot)
         return self.onsets
 
-    def set_onsets(self, onset_substep: torch.Tensor, substep: torch.Tensor) -> HazardOnsets:
+    def set_onsets(self, onset_substep: torch.Tensor, substep: torch.Tensor,
+                   onset_poses: np.ndarray | None = None) -> HazardOnsets:
         """Take the onsets `(B,)` int64 found elsewhere (`kernel.tick_cpu` tracks them while
-        it runs a tick) at the boundary after `substep (B,)` substeps."""
+        it runs a tick) at the boundary after `substep (B,)` substeps.
+
+        `onset_poses`: `(B, 10)` the ego's and the hazard vehicle's `POSE_FIELDS` at each
+        world's onset boundary where it fell within the tick (`TickOutcome.onset_poses`,
+        NaN elsewhere), from which their criticality is taken.
+        """
         o = self.onsets
         onset = onset_substep.to(self.device, torch.int64)
         active = (o.kind != NO_HAZARD) & (onset >= 0) & (substep.to(self.device) >= onset)
         self.onsets = HazardOnsets(o.kind, o.vehicle, o.trigger_range, onset, active)
+        if onset_poses is not None:
+            rows = np.flatnonzero(~self._measured & (o.kind.cpu().numpy() != NO_HAZARD)
+                                  & ~np.isnan(onset_poses[:, 0]))
+            if rows.size:
+                poses = onset_poses[rows]
+                self._store(rows, pose_criticality(
+                    poses[:, :5], poses[:, 5:], np.full(rows.size, LANE_HEADING),
+                    o.kind.cpu().numpy()[rows], self._decel[rows], self._target_speed[rows],
+                    self._time_left(rows, onset.cpu().numpy()[rows])))
         return self.onsets
+
+    def _onsets_now(self, substep: torch.Tensor) -> np.ndarray:
+        """The worlds not yet measured whose onset is this boundary."""
+        o = self.onsets
+        now = ((o.kind != NO_HAZARD) & (o.onset_substep == substep.to(self.device))).cpu().numpy()
+        return np.flatnonzero(now & ~self._measured)
+
+    def _measure(self, rows: np.ndarray, snapshot: WorldSnapshot) -> None:
+        o = self.onsets
+        self._store(rows, snapshot_criticality(
+            snapshot, o.kind.cpu().numpy()[rows], o.vehicle.cpu().numpy()[rows],
+            self._decel[rows], self._target_speed[rows],
+            self._time_left(rows, o.onset_substep.cpu().numpy()[rows]), rows=rows))
+
+    def _time_left(self, rows: np.ndarray, onset: np.ndarray) -> np.ndarray:
+        return self._duration_s[rows] - onset / self.simulation_frequency
+
+    def _store(self, rows: np.ndarray, measured: OnsetCriticality) -> None:
+        for name in CRITICALITY_KEYS + ("contact_time_s",):
+            getattr(self.criticality, name)[rows] = getattr(measured, name)
+        self._measured[rows] = True
+
+    def info(self) -> dict[str, np.ndarray]:
+        """`CRITICALITY_KEYS` as `(B,)` arrays (copies), for `info["hazard"]`."""
+        return {name: getattr(self.criticality, name).copy() for name in CRITICALITY_KEYS}
 
     def states(self) -> list[HazardState]:
         """The onsets as one `envs.types.HazardState` per world (what `info["hazard"]` holds)."""
@@ -137,5 +222,7 @@ class BatchedHazardTracker:
             out.append(HazardState(
                 kind=HAZARD_KINDS[kind],
                 onset_s=None if onset < 0 else onset / self.simulation_frequency,
-                active=bool(active), vehicle_id=int(vehicle)))
+                active=bool(active), vehicle_id=int(vehicle),
+                criticality=self.criticality.row(len(out)) if self._measured[len(out)]
+                else None))
         return out

@@ -639,7 +639,7 @@ def test_hazard_tracker_finds_the_stopped_vehicle_onset():
     zero = np.zeros((3, 2))
     for k in range(125):                             # onsets at substeps 105 and 115
         state = backend.state
-        onsets = tracker.update(state.position, state.valid, state.substep)
+        onsets = tracker.update(state, backend.snapshot)
         snap = backend.snapshot()
         for w, ref in enumerate(references):
             expected = ref.update(dataclasses.replace(

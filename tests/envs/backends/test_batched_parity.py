@@ -102,7 +102,7 @@ def run_parity(name: str, seeds, overrides=None, substeps=SUBSTEPS, device="cpu"
     for w, backend in enumerate(highway):
         trackers[w].update(backend.snapshot(), 0)
     state = batched.state
-    batched_tracker.update(state.position, state.valid, state.substep)
+    batched_tracker.update(state)
     first_s, first, second = _commands(command_seed, worlds, substeps, accel, steer)
     trace = Trace()
     lanes_h = [[v.lane_index[2] for v in b.road.vehicles] for b in highway]
@@ -122,7 +122,7 @@ def run_parity(name: str, seeds, overrides=None, substeps=SUBSTEPS, device="cpu"
         speed = state.speed.cpu().numpy()
         lane_b = state.lane.cpu().numpy()
         target_b = state.target_lane.cpu().numpy()
-        onsets_b = batched_tracker.update(state.position, state.valid, state.substep)
+        onsets_b = batched_tracker.update(state)
         snapshot_b = batched.snapshot() if (k + 1) % SNAPSHOT_EVERY == 0 else None
         for w, backend in enumerate(highway):
             vehicles = backend.road.vehicles

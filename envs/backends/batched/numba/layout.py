@@ -132,6 +132,10 @@ class TickArrays(NamedTuple):
         alive: `(B,)` bool, still running after the tick (written).
         ego_speed: `(S, B)` float64 the ego's speed after each substep run [m/s] (written).
         integrated: `(S, B)` bool, substep `k` ran in world `b` (written).
+        onset_poses: `(B, 10)` float64 the ego's then the hazard vehicle's
+            `envs.criticality.POSE_FIELDS` at the onset boundary, where it fell within the
+            tick (written there; NaN hazard columns if its slot is empty; untouched
+            elsewhere).
     """
 
     duration: np.ndarray
@@ -142,3 +146,4 @@ class TickArrays(NamedTuple):
     alive: np.ndarray
     ego_speed: np.ndarray
     integrated: np.ndarray
+    onset_poses: np.ndarray

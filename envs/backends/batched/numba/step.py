@@ -104,12 +104,16 @@ class TickOutcome(NamedTuple):
         ego_speed: `(S, B)` float64 the ego's speed after each substep the world ran [m/s]
             (0 elsewhere): what the reward's progress term needs (`envs.gym.reward`).
         integrated: `(S, B)` bool, the world ran substep `k` of the tick.
+        onset_poses: `(B, 10)` float64, where the world's hazard onset boundary fell within
+            the tick (after one of its substeps), the ego's then the hazard vehicle's
+            `envs.criticality.POSE_FIELDS` there; NaN elsewhere.
     """
 
     alive: np.ndarray
     onset: np.ndarray
     ego_speed: np.ndarray
     integrated: np.ndarray
+    onset_poses: np.ndarray
 
 
 def tick_cpu(params: Params, state: BatchedState, first_s: torch.Tensor,
@@ -119,7 +123,8 @@ def tick_cpu(params: Params, state: BatchedState, first_s: torch.Tensor,
     bookkeeping done inside: the same result as `S` calls of `step_cpu` with
     `BatchedDrivingEnv._run_tick`'s loop around them (each world stops, frozen, after the
     substep on which its ego crashed, left the road or reached `stops.duration`;
-    stopped-vehicle onsets found at each substep boundary).
+    stopped-vehicle onsets found at each substep boundary, and the poses at each onset
+    boundary recorded for its criticality).
 
     Why: each world is loaded into its workspace and stored once per tick instead of once
     per substep, and the Python and torch work between substeps disappears.
@@ -199,11 +204,13 @@ def _run(params: Params, state: BatchedState, first_s: torch.Tensor, first: torc
             hazard_kind=np.ascontiguousarray(_array(stops.hazard_kind), dtype=np.int64),
             hazard_vehicle=np.ascontiguousarray(_array(stops.hazard_vehicle), dtype=np.int64),
             alive=np.zeros(batch, dtype=np.bool_), ego_speed=np.zeros((substeps, batch)),
-            integrated=np.zeros((substeps, batch), dtype=np.bool_))
+            integrated=np.zeros((substeps, batch), dtype=np.bool_),
+            onset_poses=np.full((batch, 10), np.nan))
     else:
         empty_int = np.zeros(0, np.int64)
         tick = TickArrays(empty_int, np.zeros(0), empty_int, empty_int, empty_int,
-                          np.zeros(0, np.bool_), np.zeros((0, 0)), np.zeros((0, 0), np.bool_))
+                          np.zeros(0, np.bool_), np.zeros((0, 0)), np.zeros((0, 0), np.bool_),
+                          np.zeros((0, 10)))
     # Dynamic scheduling, one work item at a time: a thread whose core is busy with another
     # process takes fewer items instead of holding the others up. No more threads than work
     # items: waking a thread whose core runs another process can take a scheduler time
@@ -211,7 +218,7 @@ def _run(params: Params, state: BatchedState, first_s: torch.Tensor, first: torc
     with kernel_threads(-(-batch // WORLDS_PER_TASK)):
         substep_worlds(kernel_params(params), vehicles, out_vehicles, worlds, tick, has_hint,
                        road.lane_valid.shape[1], hazard_writable, track, WORLDS_PER_TASK)
-    outcome = (TickOutcome(tick.alive, tick.onset, tick.ego_speed, tick.integrated)
-               if track else None)
+    outcome = (TickOutcome(tick.alive, tick.onset, tick.ego_speed, tick.integrated,
+                           tick.onset_poses) if track else None)
     changes = {name: out[name] for name in written + ["substep", "order_hint"]}
     return state.replace(**changes), outcome

@@ -58,8 +58,10 @@ from reflexdrive.envs.backends.batched.state import (
     CUT_IN,
     IDM_KIND,
     LEAD_BRAKE,
+    NO_HAZARD,
     STOPPED_VEHICLE,
 )
+from reflexdrive.envs.hazards import TRIGGER_SLACK_M
 
 
 @jit()
@@ -96,15 +98,34 @@ def ego_on_road(p, F, I, road_length):
 @jit()
 def stopped_vehicle_onset(F, I, hazard_kind, vehicle, trigger_range, onset, substep):
     """`hazards.update_onsets` for the world in the workspace: the onset substep of a
-    stopped-vehicle hazard (`substep` the first time its centre is within `trigger_range`
-    [m] of the ego's), else `onset` unchanged (-1 while unknown)."""
+    stopped-vehicle hazard (`substep` the first time its footprint reaches the sensors:
+    `envs.hazards.sensor_reach`, same operations, within `trigger_range` [m] plus
+    `TRIGGER_SLACK_M`), else `onset` unchanged (-1 while unknown)."""
     slots = F.shape[1]
     if hazard_kind != STOPPED_VEHICLE or onset >= 0 or vehicle < 0 or vehicle >= slots:
         return onset
     if not I[VALID, vehicle]:
         return onset
     dx, dy = F[X, vehicle] - F[X, 0], F[Y, vehicle] - F[Y, 0]
-    return substep if math.sqrt(dx * dx + dy * dy) <= trigger_range else onset
+    c, s = math.cos(F[HEADING, 0]), math.sin(F[HEADING, 0])
+    x = dx * c + dy * s
+    y = dy * c - dx * s
+    relative = F[HEADING, vehicle] - F[HEADING, 0]
+    cr, sr = abs(math.cos(relative)), abs(math.sin(relative))
+    half_x = 0.5 * F[LENGTH, vehicle] * cr + 0.5 * F[WIDTH, vehicle] * sr
+    half_y = 0.5 * F[LENGTH, vehicle] * sr + 0.5 * F[WIDTH, vehicle] * cr
+    reach = max(max(abs(x) - half_x, abs(y) - half_y), 0.0)
+    return substep if reach <= trigger_range + TRIGGER_SLACK_M else onset
+
+
+@jit()
+def record_onset_poses(F, I, vehicle, poses, b):
+    """Write the ego's and the hazard vehicle's (slot `vehicle`) pose (`x, y, heading,
+    speed, length`) from the workspace into `poses[b]` (NaN for an empty slot)."""
+    for column, j in ((0, 0), (5, vehicle)):
+        present = 0 <= j < F.shape[1] and I[VALID, j] != 0
+        for k, row in enumerate((X, Y, HEADING, SPEED, LENGTH)):
+            poses[b, column + k] = F[row, j] if present else np.nan
 
 
 @jit()
@@ -167,6 +188,8 @@ def substep_task(p, first_world, last_world, vehicles, out, worlds, tick, has_hi
                 tick.onset[b] = stopped_vehicle_onset(
                     F, I, tick.hazard_kind[b], tick.hazard_vehicle[b], tick.trigger_range[b],
                     tick.onset[b], step)
+                if tick.onset[b] == step and tick.hazard_kind[b] != NO_HAZARD:
+                    record_onset_poses(F, I, tick.hazard_vehicle[b], tick.onset_poses, b)
                 tick.ego_speed[k, b] = F[SPEED, 0]
                 tick.integrated[k, b] = True
                 if I[CRASHED, 0] or not ego_on_road(p, F, I, road_length) \
