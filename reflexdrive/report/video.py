@@ -74,12 +74,12 @@ from reflexdrive.envs.scenarios import SCENARIOS
 from reflexdrive.report import overlays
 from reflexdrive.report.filming import Belief, Recorder, combined_latency, make_filmed_env
 from reflexdrive.run.metrics import (
-    CRITICALITY_FIELDS,
+    CRITICALITY_KEYS,
     EpisodeMetrics,
     ReactionConfig,
     episode_metrics,
 )
-from reflexdrive.run.rollout import Rollout
+from reflexdrive.run.rollout import Rollout, info_at
 
 FFMPEG_REQUIREMENTS = ("imageio>=2.31", "imageio-ffmpeg>=0.4.9")
 """What writing videos needs (imageio with its bundled ffmpeg binary)."""
@@ -348,8 +348,7 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
         records, episode.substeps, float(hazard["onset_s"][0]), episode.start_speed_mps,
         1.0 / simulation_frequency, reaction_config, twin_records=twin_records,
         twin_end_s=twin.end_s if twin is not None and twin.ended else math.inf,
-        criticality={key: value[0] for key, value in hazard.items()
-                     if key in CRITICALITY_FIELDS})
+        criticality=info_at(hazard, 0, CRITICALITY_KEYS))
     return EpisodeVideo(path=path, frames=recorder.frames, fps=fps,
                         frame_size=video.frame_size,
                         simulated_s=recorder.frames / simulation_frequency,

@@ -38,7 +38,7 @@ import numpy as np
 
 from reflexdrive.common.validation import real, validate_fields
 from reflexdrive.envs.clock import TIME_EPS_S, TickRecord
-from reflexdrive.envs.types import SubstepOutcome
+from reflexdrive.envs.types import CRITICALITY_KEYS, SubstepOutcome
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ class EpisodeMetrics:
     `reaction_*` columns (the counterfactual reaction) are NaN when the agent did not
     depart from its twin, or ran without one; `brake_onset_s` is NaN when it never crossed
     the brake-onset thresholds. The `onset_*` columns and `required_decel_mps2` describe
-    the hazard at `t_h` (`CRITICALITY_FIELDS`, from `info["hazard"]`), `critical` says
+    the hazard at `t_h` (`CRITICALITY_KEYS`, from `info["hazard"]`), `critical` says
     whether it needed a response (docs/ARCHITECTURE.md, "Criticality").
     """
 
@@ -235,11 +235,6 @@ class EpisodeMetrics:
         return asdict(self)
 
 
-CRITICALITY_FIELDS = ("critical", "onset_gap_m", "onset_ttc_s", "onset_headway_s",
-                      "required_decel_mps2")
-"""The hazard's state at onset, as `info["hazard"]` reports it and `episodes.csv` holds it."""
-
-
 def _finite_min(values: np.ndarray) -> float:
     """Minimum of `values` (inf when empty: nothing ahead, never closing)."""
     return float(values.min()) if values.size else math.inf
@@ -264,7 +259,7 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
         twin_records: the tick records of the episode's hazard-removed twin (None: no
             twin ran, the reaction columns are NaN).
         twin_end_s: when the twin ended [s].
-        criticality: the hazard at onset (`CRITICALITY_FIELDS`; None or missing keys: NaN,
+        criticality: the hazard at onset (`CRITICALITY_KEYS`; None or missing keys: NaN,
             not critical).
     """
     end_s = substeps[-1].time_s if substeps else 0.0
@@ -292,7 +287,7 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
         reaction_kind=react.kind if react else "",
         brake_onset_s=onset_brake.total_s if onset_brake else nan,
         critical=bool(criticality.get("critical", False)),
-        **{name: float(criticality.get(name, nan)) for name in CRITICALITY_FIELDS[1:]},
+        **{name: float(criticality.get(name, nan)) for name in CRITICALITY_KEYS[1:]},
         collided=any(s.crashed for s in substeps),
         offroad=any(not s.on_road for s in substeps),
         min_ttc_s=_finite_min(ttcs),

@@ -118,6 +118,17 @@ def merge_info(current: dict, new: dict, mask: np.ndarray) -> dict:
     return current
 
 
+def info_at(info: Mapping[str, Any], index: int, keys: Iterable[str]) -> dict:
+    """The entries `keys` of env `index` in a batched vector-env info; keys missing, or
+    marked absent for that env by their `_key` mask (Gymnasium's vector envs fill such rows
+    with placeholders), are left out."""
+    out = {}
+    for key in keys:
+        if key in info and ("_" + key not in info or bool(info["_" + key][index])):
+            out[key] = info[key][index]
+    return out
+
+
 def merge_obs(current: dict, new: dict, mask: np.ndarray) -> dict:
     """Overwrite the rows `mask` of every array of a batched observation with `new`'s."""
     for key, value in new.items():

@@ -49,9 +49,10 @@ from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.latency import parse_latency, split_extra
 from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.scenarios import SCENARIOS, make_config
-from reflexdrive.run.metrics import CRITICALITY_FIELDS, ReactionConfig, episode_metrics
+from reflexdrive.envs.types import CRITICALITY_KEYS
+from reflexdrive.run.metrics import ReactionConfig, episode_metrics
 from reflexdrive.run.results import prepare_out_dir, write_csv, write_json
-from reflexdrive.run.rollout import Episode, Rollout
+from reflexdrive.run.rollout import Episode, Rollout, info_at
 
 BACKENDS = ("auto", "highway", "batched")
 
@@ -414,7 +415,6 @@ def _rollouts(config: RunConfig, agent: Agent, todo: list[tuple[int, int]]):
                               measured=measured)
         for step in steps:
             for i, episode in step.finished:
-                hazard = {key: value[i] for key, value in step.info["hazard"].items()
-                          if key == "onset_s" or key in CRITICALITY_FIELDS}
+                hazard = info_at(step.info["hazard"], i, ("onset_s", *CRITICALITY_KEYS))
                 yield _finish(config, episode, hazard,
                               _end_reason(step.info, i, bool(step.truncated[i])))
