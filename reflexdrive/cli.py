@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job, small: compare the staged stack with the shipped "
                      "end-to-end policies on the hazard scenarios, write report.html",
         description="A small `reflexdrive compare`: the staged stack and every end-to-end "
-                    "policy with a shipped checkpoint (cnn, gru, transformer), on lead-brake, "
+                    "policy with a shipped checkpoint (cnn, gru, transformer) and the two "
+                    "UN R157 reference drivers (reference-driver, r157-regulation), on "
+                    "lead-brake, "
                     "cut-in and stopped-vehicle, in lockstep and realtime at their measured "
                     "latency (batch 1, one torch thread) plus each extra latency; writes "
                     "OUT/episodes.csv, OUT/summary.csv, OUT/report.html and prints the "
@@ -377,6 +379,7 @@ def _cmd_protocol(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from reflexdrive.agents.registry import REFERENCE_STACKS
     from reflexdrive.compare.config import CompareConfig
     from reflexdrive.policies.registry import shipped_checkpoint
 
@@ -386,7 +389,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if missing:
         print("demo: no shipped checkpoint for " + ", ".join(missing) + " (train with "
               "`reflexdrive train --policy NAME --method dagger`); comparing the others")
-    config = CompareConfig(stacks=("staged", *policies), episodes=args.episodes,
+    config = CompareConfig(stacks=("staged", *policies, *REFERENCE_STACKS),
+                           episodes=args.episodes,
                            seed=args.seed,
                            extra_latency_s=_seconds_list("--extra-latency", args.extra_latency),
                            video=args.video, out=args.out)

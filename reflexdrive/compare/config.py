@@ -41,7 +41,9 @@ MODES = ("lockstep", "realtime")
 EXECUTORS = ("local", "ray")
 """Where episodes run: this process (`local`) or Ray tasks (`ray`)."""
 
-DEFAULT_STACKS = ("staged", "cnn", "gru", "transformer")
+DEFAULT_STACKS = ("staged", "cnn", "gru", "transformer", "reference-driver", "r157-regulation")
+"""The stacks compared by default: the staged stack, the end-to-end policies and the UN R157
+reference drivers (human and regulation: the bar the systems are judged against)."""
 DEFAULT_SCENARIOS = ("lead-brake", "cut-in", "stopped-vehicle")
 DEFAULT_EXTRA_LATENCY_S = (0.0, 0.05, 0.1, 0.2, 0.4)
 
