@@ -50,6 +50,10 @@ def test_config_is_validated():
         KalmanTrackerConfig(max_tracks=2.5)
     with pytest.raises(ConfigError, match="tracker.position_noise_m"):
         KalmanTrackerConfig(position_noise_m=0.0)
+    with pytest.raises(ConfigError, match=r"tracker.jerk_noise_mps3=-1.0 is invalid"):
+        KalmanTrackerConfig(jerk_noise_mps3=-1.0)
+    with pytest.raises(ConfigError, match=r"tracker.initial_accel_std_mps2=-1.0 is invalid"):
+        KalmanTrackerConfig(initial_accel_std_mps2=-1.0)
     with pytest.raises(ConfigError, match=r"tracker.default_size_m\[1\]"):
         KalmanTrackerConfig(default_size_m=(5.0, -2.0))
 
