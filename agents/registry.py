@@ -39,6 +39,13 @@ TRACKERS = ("kalman", "identity")
 """Trackers: Kalman + Hungarian (default), or ground-truth pass-through (oracle only)."""
 
 
+ORACLE_TRACKER = KalmanTrackerConfig(min_hits=1, velocity_noise_mps=0.1, accel_noise_mps2=0.5,
+                                     jerk_noise_mps3=10.0)
+"""The Kalman tracker behind oracle perception: ground truth has no false detections
+(tracks confirmed on their first frame) and exact velocities (trusted, so a lead's braking
+shows in its acceleration estimate within a frame or two)."""
+
+
 def make_perception(name: str, seed: int = 0, device: str = "cpu",
                     checkpoint: str | None = None):
     """The perception stage `name` (ConfigError listing `PERCEPTIONS` otherwise)."""
@@ -68,9 +75,7 @@ def build_staged(perception: str = "oracle", controller: str = "pure-pursuit",
     if tracker == "identity":
         tracking = IdentityTracker()
     else:
-        # ground truth has no false detections: confirm tracks on their first frame
-        tracking = KalmanTracker(KalmanTrackerConfig(min_hits=1) if perception == "oracle"
-                                 else None)
+        tracking = KalmanTracker(ORACLE_TRACKER if perception == "oracle" else None)
     return StagedAgent(stage, tracking, MobilFrenetPlanner(), make_controller(controller),
                        name="staged")
 

@@ -10,8 +10,13 @@
        a = a_max * (1 - (v / v0)^delta - (s* / s)^2),
        s* = s0 + max(0, v*T + v*dv / (2*sqrt(a_max*b)))
 
-   with `s` the bumper-to-bumper gap and `dv = v - v_lead` the closing speed; while
-   changing lanes the minimum of the IDM behind both leads;
+   with `s` the bumper-to-bumper gap and `dv = v - v_lead` the closing speed; with
+   `anticipation` (default) the lead's tracked acceleration enters too: the ACC model
+   (Kesting, Treiber, Helbing 2010; IDM blended with the constant-acceleration heuristic,
+   coolness `c`), bounded above by the CAH braking floor that keeps `cah_margin_m` to a
+   lead that goes on braking as now (`agents.staged.car_following`), so a lead's braking
+   moves the plan in the tick it shows in the track; while changing lanes the minimum of
+   the accelerations behind both leads;
 4. lateral: MOBIL (Kesting, Treiber, Helbing 2007) decides lane changes: change if the
    new follower is not forced to brake harder than `b_safe` and
    `a_new - a_old + p * (dA_new_follower + dA_old_follower) >= a_th`;
@@ -31,6 +36,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from reflexdrive.agents.staged import frenet
+from reflexdrive.agents.staged.car_following import (
+    acc_model_acceleration,
+    braking_lead_floor,
+    constant_acceleration_heuristic,
+)
 from reflexdrive.agents.staged.types import PLAN_STEP_S, Plan, Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
 
@@ -145,6 +155,8 @@ class LaneFrameTracks:
         s: along the lane from the ego [m]. d: across it from the ego lane's centre [m]
         (+ towards the next higher lane index). vs, vd: ground velocity [m/s] (NaN -> 0).
         length, width: [m]. valid: bool.
+        accel_s: ground acceleration along the lane [m/s^2]; 0 where the tracks carry
+            none or it is NaN.
     """
 
     s: np.ndarray
@@ -154,13 +166,14 @@ class LaneFrameTracks:
     length: np.ndarray
     width: np.ndarray
     valid: np.ndarray
+    accel_s: np.ndarray
 
 
 def to_lane_frame(tracks: Tracks, lane_offset: np.ndarray, heading_error: np.ndarray
                   ) -> LaneFrameTracks:
     """Rotate ego-frame tracks by the ego's heading error (ego heading minus lane heading)
     and shift by its lane offset: `s = x cos(psi) - y sin(psi)`,
-    `d = x sin(psi) + y cos(psi) + lane_offset`.
+    `d = x sin(psi) + y cos(psi) + lane_offset`; velocities and accelerations rotate alike.
 
     Args:
         lane_offset, heading_error: `(N,)` [m], [rad].
@@ -168,10 +181,15 @@ def to_lane_frame(tracks: Tracks, lane_offset: np.ndarray, heading_error: np.nda
     c, sn = np.cos(heading_error)[:, None], np.sin(heading_error)[:, None]
     x, y = tracks.position[..., 0], tracks.position[..., 1]
     vx, vy = np.nan_to_num(tracks.velocity[..., 0]), np.nan_to_num(tracks.velocity[..., 1])
+    accel_s = np.zeros_like(x)
+    if tracks.acceleration is not None:
+        ax, ay = tracks.acceleration[..., 0], tracks.acceleration[..., 1]
+        known = np.isfinite(ax) & np.isfinite(ay)
+        accel_s = np.where(known, np.nan_to_num(ax) * c - np.nan_to_num(ay) * sn, 0.0)
     return LaneFrameTracks(s=x * c - y * sn, d=x * sn + y * c + lane_offset[:, None],
                            vs=vx * c - vy * sn, vd=vx * sn + vy * c,
                            length=tracks.size[..., 0], width=tracks.size[..., 1],
-                           valid=tracks.valid.astype(bool))
+                           valid=tracks.valid.astype(bool), accel_s=accel_s)
 
 
 def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDMParams
@@ -216,6 +234,37 @@ def _standstill_gap(gap: np.ndarray, lead_speed: np.ndarray, cfg: "PlannerConfig
     """The gap IDM sees: behind a lead slower than 1 m/s, shortened by
     `standstill_gap_m - s0`, so the ego comes to rest `standstill_gap_m` behind it [m]."""
     return np.where(lead_speed < 1.0, gap - (cfg.standstill_gap_m - cfg.idm.min_gap_m), gap)
+
+
+def following_acceleration(speed: np.ndarray, lead_gap: np.ndarray, lead_speed: np.ndarray,
+                           lead_accel: np.ndarray, cfg: "PlannerConfig",
+                           params: IDMParams | None = None) -> np.ndarray:
+    """The ego's car-following acceleration behind a lead [m/s^2], batched `(N,)`.
+
+    The IDM on the gap it sees (`_standstill_gap`); with `cfg.anticipation`, the ACC model
+    (`acc_model_acceleration` of the IDM and the CAH, coolness `cfg.coolness`) capped by
+    the CAH braking floor (`braking_lead_floor`, margin `cfg.cah_margin_m`). Not clipped to
+    the action bounds.
+
+    Args:
+        speed: ego speed [m/s].
+        lead_gap: bumper gap to the lead [m], inf where there is none.
+        lead_speed, lead_accel: the lead's speed [m/s] and acceleration [m/s^2] along the
+            lane (0 where unknown).
+        params: the IDM parameters (default `cfg.idm`).
+    """
+    params = cfg.idm if params is None else params
+    gap = _standstill_gap(lead_gap, lead_speed, cfg)
+    idm = idm_acceleration(speed, gap, speed - lead_speed, params)
+    if not cfg.anticipation:
+        return idm
+    cah = constant_acceleration_heuristic(speed, gap, lead_speed, lead_accel,
+                                          params.max_accel_mps2)
+    acc = np.where(np.isfinite(gap), acc_model_acceleration(
+        idm, cah, params.comfort_decel_mps2, cfg.coolness), idm)
+    floor = braking_lead_floor(speed, gap, lead_speed, lead_accel, params.max_accel_mps2,
+                               cfg.cah_margin_m)
+    return np.minimum(acc, floor)
 
 
 def _pick(values: np.ndarray, index: np.ndarray, missing: float = 0.0) -> np.ndarray:
@@ -316,6 +365,17 @@ class PlannerConfig:
         help="braking b of the assured-clear-distance rule [m/s^2]")
     sight_reaction_s: float = real(
         0.2, low=0.0, help="reaction time t_r of the assured-clear-distance rule [s]")
+    anticipation: bool = boolean(
+        True, help="use the leads' tracked accelerations: the ACC model (IDM + CAH) under the "
+                   "CAH braking floor (False: the plain IDM on gap and speeds)")
+    coolness: float = real(
+        0.99, low=0.0, high=1.0,
+        help="the ACC model's coolness factor c: weight of the CAH in its blend (0: the "
+             "IDM) [-]")
+    cah_margin_m: float = real(
+        2.0, low=0.0,
+        help="gap the CAH braking floor keeps to a lead that goes on braking as now (to "
+             "the gap the IDM sees, shortened behind a stopped lead) [m]")
     emergency_ttc_s: float = real(
         1.2, low=0.0, low_inclusive=False,
         help="brake at the action bound when the time to collision with a lead (gap / "
@@ -391,9 +451,9 @@ class MobilFrenetPlanner:
             sides[k] = dict(lead=lead, lead_gap=lead_gap, lead_speed=lead_speed,
                             follower=follower, follower_gap=follower_gap,
                             follower_speed=_pick(frame.vs, follower),
-                            accel=idm_acceleration(speed, _standstill_gap(lead_gap, lead_speed,
-                                                                          cfg),
-                                                   speed - lead_speed, params),
+                            accel=following_acceleration(speed, lead_gap, lead_speed,
+                                                         _pick(frame.accel_s, lead), cfg,
+                                                         params),
                             exists=(lane + k >= 0) & (lane + k < lanes))
 
         # the lane change under way: finished, or called off when the target became unsafe

@@ -4,10 +4,11 @@ Two trackers share the contract `tracker(detections, ego, time_s) -> Tracks` wit
 `reset(done)`:
 
 - `IdentityTracker` passes ground truth through (oracle perception carries ids and exact
-  velocities).
-- `KalmanTracker` is a multi-object tracker for any perception: a constant-velocity Kalman
-  filter per track with ego-motion compensation, Hungarian association with a gate, and
-  tentative / confirmed / dead track management, batched over `N` envs.
+  velocities) and differences each object's velocity between calls for its acceleration.
+- `KalmanTracker` is a multi-object tracker for any perception: a constant-acceleration
+  Kalman filter per track (white jerk, plus white acceleration on the velocity) with
+  ego-motion compensation, Hungarian association with a gate, and tentative / confirmed /
+  dead track management, batched over `N` envs.
 
 Frames (see `envs.sensors`): positions are in the *current* ego frame (x forward along
 the ego heading, y towards the ego's +heading side); velocities are *ground* velocities
@@ -36,17 +37,62 @@ class IdentityTracker:
     """Passes detections that already carry ids and velocities (oracle perception) through.
 
     The tracker for ground truth: ids are the simulator's vehicle ids, velocities exact.
+    Acceleration: the backward difference of an object's ground velocity between this call
+    and the previous one, `(v_now - R v_before) / dt`, with `R` turning the previous ego
+    axes into the current ones (the change of `heading_error_rad` taken as the ego's yaw,
+    as `KalmanTracker` does); NaN for an object not seen (or without a finite velocity) in
+    the previous call, on an env's first call after `reset`, or when `ego` / `time_s` are
+    not given. With exact velocities and a target braking since before the previous call
+    it is exact; a target that started braking during the last interval shows the mean
+    over it.
     """
 
     name = "identity"
 
+    def __init__(self) -> None:
+        self._id: np.ndarray | None = None          # (N, M) ids seen last call, -1: none
+        self._velocity: np.ndarray | None = None    # (N, M, 2) their velocities [m/s]
+        self._time = np.zeros(0)                    # (N,) [s], NaN: no previous call
+        self._yaw = np.zeros(0)                     # (N,) heading error [rad]
+
     def reset(self, done) -> None:
-        """Stateless."""
+        """Forget the previous velocities of the envs where `done` `(N,)` is True."""
+        if self._id is not None:
+            self._time[np.asarray(done, bool)] = np.nan
 
     def __call__(self, detections: Detections, ego=None, time_s=None) -> Tracks:
+        acceleration = np.full(np.shape(detections.velocity), np.nan)
+        if ego is not None and time_s is not None:
+            acceleration = self._difference(detections, np.asarray(ego, np.float64),
+                                            np.asarray(time_s, np.float64))
         return Tracks(position=detections.position, velocity=detections.velocity,
                       size=detections.size, track_id=detections.object_id,
-                      valid=detections.valid, heading=detections.heading)
+                      valid=detections.valid, heading=detections.heading,
+                      acceleration=acceleration)
+
+    def _difference(self, detections: Detections, ego: np.ndarray, time_s: np.ndarray
+                    ) -> np.ndarray:
+        """`(N, M, 2)` backward-difference accelerations; remembers this call."""
+        ids = np.where(detections.valid, detections.object_id, -1)
+        velocity = np.asarray(detections.velocity, np.float64)
+        n = ids.shape[0]
+        time_s = np.broadcast_to(time_s, (n,))
+        yaw = ego[:, HEADING_ERROR]
+        acceleration = np.full(velocity.shape, np.nan)
+        if self._id is not None and self._id.shape[0] == n:
+            dt = time_s - self._time                                          # NaN: first
+            turn = _wrap(yaw - self._yaw)
+            before = _rotate_pairs(self._velocity, np.cos(turn)[:, None], np.sin(-turn)[:, None],
+                                   -1)                                        # (N, M', 2)
+            same = (ids[:, :, None] == self._id[:, None, :]) & (ids[:, :, None] >= 0)
+            seen = same.any(-1) & (dt > 0)[:, None]
+            previous = np.take_along_axis(before, same.argmax(-1)[..., None], 1)
+            with np.errstate(invalid="ignore"):
+                acceleration = np.where(seen[..., None],
+                                        (velocity - previous) / dt[:, None, None], np.nan)
+        self._id, self._velocity = ids.copy(), velocity.copy()
+        self._time, self._yaw = time_s.copy(), yaw.copy()
+        return acceleration
 
 
 # ----------------------------------------------------------------------------- config
@@ -73,8 +119,13 @@ class KalmanTrackerConfig:
              "them to be associated [m]")
     accel_noise_mps2: float = real(
         2.0, low=0.0, high=100.0,
-        help="std of the white acceleration driving the constant-velocity model (process "
-             "noise) [m/s^2]")
+        help="std (spectral density sqrt) of the white acceleration added to the velocity "
+             "(process noise of the velocity) [m/s^2]")
+    jerk_noise_mps3: float = real(
+        3.0, low=0.0, high=1000.0,
+        help="std (spectral density sqrt) of the white jerk driving the acceleration state "
+             "(process noise of the acceleration; with 0 and initial_accel_std_mps2 0 the "
+             "filter is constant-velocity) [m/s^3]")
     position_noise_m: float = real(
         0.3, low=0.0, high=100.0, low_inclusive=False,
         help="std of a detection's position error, per axis [m]")
@@ -85,6 +136,9 @@ class KalmanTrackerConfig:
         10.0, low=0.0, high=1000.0, low_inclusive=False,
         help="std of a new track's velocity, per axis, when its detection carries no "
              "velocity (it starts at the ego's velocity) [m/s]")
+    initial_accel_std_mps2: float = real(
+        3.0, low=0.0, high=100.0,
+        help="std of a new track's acceleration, per axis (it starts at 0) [m/s^2]")
     size_smoothing: float = real(
         0.3, low=0.0, high=1.0, low_inclusive=False,
         help="weight of a new detection in the exponential smoothing of a track's size (1 "
@@ -102,57 +156,78 @@ class KalmanTrackerConfig:
 
 def _rotate_pairs(values: np.ndarray, cos: np.ndarray, sin: np.ndarray, axis: int
                   ) -> np.ndarray:
-    """Rotate the (0, 1) and (2, 3) entries of `values` along `axis` (-1 or -2) by the angle
-    whose cosine and sine are `cos`, `sin` (broadcast against the other axes)."""
+    """Rotate the `(0, 1)`, `(2, 3)`, ... entries of `values` along `axis` (-1 or -2, of even
+    length) by the angle whose cosine and sine are `cos`, `sin` (broadcast against the other
+    axes)."""
     v = np.moveaxis(values, axis, -1)
-    x, y = v[..., 0::2], v[..., 1::2]                                     # (..., 2) each
+    x, y = v[..., 0::2], v[..., 1::2]                                     # (..., D/2) each
     out = np.empty_like(v)
     out[..., 0::2] = cos[..., None] * x - sin[..., None] * y
     out[..., 1::2] = sin[..., None] * x + cos[..., None] * y
     return np.moveaxis(out, -1, axis)
 
 
-def predict_constant_velocity(state: np.ndarray, covariance: np.ndarray, dt: np.ndarray,
-                              ego_speed: np.ndarray, ego_yaw_change: np.ndarray,
-                              accel_noise: float) -> tuple[np.ndarray, np.ndarray]:
-    """Kalman prediction of constant-velocity tracks seen from a moving ego, batched.
+STATE_SIZE = 6
+"""Kalman state `(x, y, vx, vy, ax, ay)` [m, m, m/s, m/s, m/s^2, m/s^2]."""
 
-    State `(x, y, vx, vy)`: position in the ego frame, ground velocity in ego axes. Over
+
+def predict_constant_acceleration(state: np.ndarray, covariance: np.ndarray, dt: np.ndarray,
+                                  ego_speed: np.ndarray, ego_yaw_change: np.ndarray,
+                                  accel_noise: float, jerk_noise: float
+                                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Kalman prediction of constant-acceleration tracks seen from a moving ego, batched.
+
+    State `(x, y, vx, vy, ax, ay)`: position in the ego frame, ground velocity and ground
+    acceleration in ego axes. Per axis `F = [[1, dt, dt^2/2], [0, 1, dt], [0, 0, 1]]`. Over
     `dt` the ego advances `ego_speed * dt` along its (old) heading and then yaws by
     `ego_yaw_change`, so, in the old frame, the relative position moves by
-    `(v_obj - (ego_speed, 0)) * dt`, and the result (position and velocity) is rotated by
-    `-ego_yaw_change` into the new frame. This ignores the ego's slip angle and the
-    rotation during the interval (the ego is taken to travel straight, then turn): on
-    straight roads both are small (`heading_error` stays within a few degrees).
+    `(v_obj - (ego_speed, 0)) dt + a_obj dt^2 / 2`, and the result (position, velocity,
+    acceleration) is rotated by `-ego_yaw_change` into the new frame. This ignores the ego's
+    slip angle and the rotation during the interval (the ego is taken to travel straight,
+    then turn): on straight roads both are small (`heading_error` stays within a few
+    degrees).
 
-    Process noise: white acceleration of spectral density `accel_noise^2` per axis,
-    `Q = q [[dt^3/3, dt^2/2], [dt^2/2, dt]]` per axis, added before the rotation.
+    Process noise per axis, added before the rotation: white acceleration of spectral
+    density `accel_noise^2` on the velocity, `qa [[dt^3/3, dt^2/2, 0], [dt^2/2, dt, 0],
+    [0, 0, 0]]`, plus white jerk of density `jerk_noise^2` driving the acceleration,
+    `qj [[dt^5/20, dt^4/8, dt^3/6], [dt^4/8, dt^3/3, dt^2/2], [dt^3/6, dt^2/2, dt]]`.
+    With `jerk_noise = 0` and a zero acceleration of zero variance this is exactly the
+    constant-velocity filter.
 
     Args:
-        state: `(..., 4)` [m, m, m/s, m/s].
-        covariance: `(..., 4, 4)`.
+        state: `(..., 6)` [m, m, m/s, m/s, m/s^2, m/s^2].
+        covariance: `(..., 6, 6)`.
         dt: `(...)` prediction interval [s] (0 leaves a track unchanged).
         ego_speed: `(...)` ego speed along its heading over the interval [m/s].
         ego_yaw_change: `(...)` ego heading change over the interval [rad], + towards +y.
-        accel_noise: std of the white acceleration [m/s^2].
+        accel_noise: std of the white acceleration on the velocity [m/s^2].
+        jerk_noise: std of the white jerk on the acceleration [m/s^3].
 
     Returns:
         The predicted `(state, covariance)`, same shapes.
     """
     dt = np.asarray(dt, np.float64)
+    half_dt2 = 0.5 * dt * dt
     moved = state.copy()
-    moved[..., :2] += dt[..., None] * state[..., 2:]
+    moved[..., 0:2] += dt[..., None] * state[..., 2:4] + half_dt2[..., None] * state[..., 4:6]
+    moved[..., 2:4] += dt[..., None] * state[..., 4:6]
     moved[..., 0] -= ego_speed * dt
-    # F P F^T with F = [[I, dt I], [0, I]]: rows, then columns
-    spread = covariance.copy()
-    spread[..., :2, :] += dt[..., None, None] * covariance[..., 2:, :]
-    spread[..., :, :2] += dt[..., None, None] * spread[..., :, 2:]
-    q = accel_noise ** 2
+    transition = np.broadcast_to(np.eye(STATE_SIZE), (*dt.shape, STATE_SIZE, STATE_SIZE)).copy()
     for axis in (0, 1):
-        spread[..., axis, axis] += q * dt ** 3 / 3.0
-        spread[..., axis, axis + 2] += q * dt ** 2 / 2.0
-        spread[..., axis + 2, axis] += q * dt ** 2 / 2.0
-        spread[..., axis + 2, axis + 2] += q * dt
+        transition[..., axis, axis + 2] = dt
+        transition[..., axis + 2, axis + 4] = dt
+        transition[..., axis, axis + 4] = half_dt2
+    spread = transition @ covariance @ np.swapaxes(transition, -1, -2)
+    qa, qj = accel_noise ** 2, jerk_noise ** 2
+    noise = {(0, 0): qa * dt ** 3 / 3.0 + qj * dt ** 5 / 20.0,
+             (0, 1): qa * dt ** 2 / 2.0 + qj * dt ** 4 / 8.0,
+             (1, 1): qa * dt + qj * dt ** 3 / 3.0,
+             (0, 2): qj * dt ** 3 / 6.0, (1, 2): qj * dt ** 2 / 2.0, (2, 2): qj * dt}
+    for axis in (0, 1):
+        for (i, j), q in noise.items():
+            spread[..., axis + 2 * i, axis + 2 * j] += q
+            if i != j:
+                spread[..., axis + 2 * j, axis + 2 * i] += q
     cos, sin = np.cos(ego_yaw_change), np.sin(-ego_yaw_change)
     state = _rotate_pairs(moved, cos, sin, -1)
     covariance = _rotate_pairs(_rotate_pairs(spread, cos[..., None], sin[..., None], -2),
@@ -166,11 +241,12 @@ def update_kalman(state: np.ndarray, covariance: np.ndarray, position: np.ndarra
     """Kalman update with a position and, where finite, a velocity measurement, batched.
 
     A non-finite velocity measurement is left out exactly: its rows of the measurement
-    matrix are zero (and its noise a placeholder 1), so its gain columns vanish. The
+    matrix are zero (and its noise a placeholder 1), so its gain columns vanish; so are the
+    rows of state entries past the velocity (the acceleration is never measured). The
     covariance update is Joseph's form (stays symmetric positive definite).
 
     Args:
-        state: `(B, 4)`; covariance: `(B, 4, 4)`.
+        state: `(B, D)` with `D >= 4`, `(x, y, vx, vy, ...)`; covariance: `(B, D, D)`.
         position: `(B, 2)` measured position [m].
         velocity: `(B, 2)` measured ground velocity [m/s], NaN where unknown.
         position_noise, velocity_noise: measurement stds per axis [m], [m/s].
@@ -178,19 +254,23 @@ def update_kalman(state: np.ndarray, covariance: np.ndarray, position: np.ndarra
     Returns:
         The updated `(state, covariance)`.
     """
-    measured = np.concatenate([np.ones(position.shape, bool), np.isfinite(velocity)], -1)
-    h = measured.astype(np.float64)                                       # (B, 4) diag of H
-    z = np.concatenate([position, np.where(np.isfinite(velocity), velocity, 0.0)], -1)
-    variance = np.where(measured, np.array([position_noise ** 2] * 2 + [velocity_noise ** 2] * 2),
-                        1.0)
-    noise = variance[..., :, None] * np.eye(4)                            # R, (B, 4, 4)
+    size = state.shape[-1]
+    unmeasured = np.zeros((*position.shape[:-1], size - 4), bool)
+    measured = np.concatenate([np.ones(position.shape, bool), np.isfinite(velocity),
+                               unmeasured], -1)
+    h = measured.astype(np.float64)                                       # (B, D) diag of H
+    z = np.concatenate([position, np.where(np.isfinite(velocity), velocity, 0.0),
+                        np.zeros(unmeasured.shape)], -1)
+    variance = np.where(measured, np.array([position_noise ** 2] * 2 + [velocity_noise ** 2] * 2
+                                           + [1.0] * (size - 4)), 1.0)
+    noise = variance[..., :, None] * np.eye(size)                         # R, (B, D, D)
     innovation = h * (z - state)
     ph = covariance * h[..., None, :]                                     # P H^T
     innovation_cov = h[..., :, None] * ph + noise                         # H P H^T + R
     gain = np.linalg.solve(innovation_cov, np.swapaxes(ph, -1, -2))       # S^-1 H P
     gain = np.swapaxes(gain, -1, -2)                                      # K = P H^T S^-1
     state = state + np.einsum("...ij,...j->...i", gain, innovation)
-    keep = np.eye(4) - gain * h[..., None, :]                             # I - K H
+    keep = np.eye(size) - gain * h[..., None, :]                          # I - K H
     covariance = (keep @ covariance @ np.swapaxes(keep, -1, -2)
                   + gain @ noise @ np.swapaxes(gain, -1, -2))
     return state, 0.5 * (covariance + np.swapaxes(covariance, -1, -2))
@@ -236,8 +316,8 @@ def _wrap(angle: np.ndarray) -> np.ndarray:
 
 
 class KalmanTracker:
-    """Multi-object tracker: constant-velocity Kalman filters, Hungarian association, track
-    management; batched over `N` envs, `K = config.max_tracks` slots per env.
+    """Multi-object tracker: constant-acceleration Kalman filters, Hungarian association,
+    track management; batched over `N` envs, `K = config.max_tracks` slots per env.
 
     Each call, per env:
 
@@ -245,9 +325,9 @@ class KalmanTracker:
        under latency skips ticks), compensating the ego's own motion with its speed (the
        mean of the previous and current `speed_mps`) and the change of
        `heading_error_rad` taken as the ego's yaw change (the road is straight); see
-       `predict_constant_velocity` for the approximation. The first call after a reset
-       predicts nothing; time running backwards (an episode restarted without `reset`)
-       restarts that env's tracks.
+       `predict_constant_acceleration` for the model and the approximation. The first
+       call after a reset predicts nothing; time running backwards (an episode restarted
+       without `reset`) restarts that env's tracks.
     2. **Associate** tracks and valid detections with the Hungarian algorithm
        (`scipy.optimize.linear_sum_assignment`) on `association_cost`, pairs farther than
        `gate_m` apart excluded.
@@ -258,7 +338,8 @@ class KalmanTracker:
     4. **Manage**: a matched track's `hits` grows and its `misses` resets; an unmatched one
        coasts on its prediction and dies after `max_misses` consecutive misses. Each
        unmatched detection, nearest to the ego first, starts a tentative track (velocity
-       as measured, else the ego's velocity with `initial_velocity_std_mps`), confirmed
+       as measured, else the ego's velocity with `initial_velocity_std_mps`; acceleration
+       0 with `initial_accel_std_mps2`), confirmed
        once it has `min_hits` associated frames. When all `K` slots are taken, a birth
        replaces the stalest track missed this frame (most consecutive misses, then fewest
        hits, then oldest id); tracks matched this frame are never dropped, so a birth
@@ -280,8 +361,8 @@ class KalmanTracker:
     def _allocate(self, n: int) -> None:
         k = self.config.max_tracks
         self._n = n
-        self._state = np.zeros((n, k, 4))
-        self._cov = np.broadcast_to(np.eye(4), (n, k, 4, 4)).copy()
+        self._state = np.zeros((n, k, STATE_SIZE))
+        self._cov = np.broadcast_to(np.eye(STATE_SIZE), (n, k, STATE_SIZE, STATE_SIZE)).copy()
         self._size = np.zeros((n, k, 2))
         self._heading = np.full((n, k), np.nan)
         self._alive = np.zeros((n, k), bool)
@@ -336,10 +417,10 @@ class KalmanTracker:
         self._time, self._speed, self._yaw = time_s.copy(), speed.copy(), yaw.copy()
 
         k = cfg.max_tracks
-        self._state, self._cov = predict_constant_velocity(
+        self._state, self._cov = predict_constant_acceleration(
             self._state, self._cov, np.repeat(dt[:, None], k, 1),
             np.repeat(mean_speed[:, None], k, 1), np.repeat(yaw_change[:, None], k, 1),
-            cfg.accel_noise_mps2)
+            cfg.accel_noise_mps2, cfg.jerk_noise_mps3)
         self._heading = _wrap(self._heading - yaw_change[:, None])
         self._age_s = self._age_s + dt[:, None]
 
@@ -423,12 +504,13 @@ class KalmanTracker:
         known = np.isfinite(measured)
         ego_velocity = np.stack([ego_speed[env], np.zeros(len(env))], -1)
         self._state[env, slot] = np.concatenate(
-            [position[env, det], np.where(known, measured, ego_velocity)], -1)
+            [position[env, det], np.where(known, measured, ego_velocity),
+             np.zeros((len(env), 2))], -1)
         variance = np.concatenate([
             np.full((len(env), 2), cfg.position_noise_m ** 2),
-            np.where(known, cfg.velocity_noise_mps ** 2, cfg.initial_velocity_std_mps ** 2)],
-            -1)
-        self._cov[env, slot] = variance[..., None] * np.eye(4)
+            np.where(known, cfg.velocity_noise_mps ** 2, cfg.initial_velocity_std_mps ** 2),
+            np.full((len(env), 2), cfg.initial_accel_std_mps2 ** 2)], -1)
+        self._cov[env, slot] = variance[..., None] * np.eye(STATE_SIZE)
         size = np.asarray(detections.size, np.float64)[env, det]
         self._size[env, slot] = np.where(np.isfinite(size), size, np.array(cfg.default_size_m))
         self._heading[env, slot] = np.asarray(detections.heading, np.float64)[env, det]
@@ -447,9 +529,10 @@ class KalmanTracker:
     def _tracks(self) -> Tracks:
         out = self._confirmed & self._alive
         zero2 = np.zeros(2)
+        variance = np.diagonal(self._cov, axis1=-2, axis2=-1)                # (N, K, 6)
         return Tracks(
             position=np.where(out[..., None], self._state[..., :2], zero2),
-            velocity=np.where(out[..., None], self._state[..., 2:], zero2),
+            velocity=np.where(out[..., None], self._state[..., 2:4], zero2),
             size=np.where(out[..., None], self._size, zero2),
             track_id=np.where(out, self._id, -1),
             valid=out.copy(),
@@ -457,8 +540,8 @@ class KalmanTracker:
             hits=np.where(out, self._hits, 0),
             misses=np.where(out, self._misses, 0),
             age_s=np.where(out, self._age_s, 0.0),
-            position_var=np.where(out[..., None],
-                                  np.diagonal(self._cov[..., :2, :2], axis1=-2, axis2=-1), zero2),
-            velocity_var=np.where(out[..., None],
-                                  np.diagonal(self._cov[..., 2:, 2:], axis1=-2, axis2=-1), zero2),
+            position_var=np.where(out[..., None], variance[..., 0:2], zero2),
+            velocity_var=np.where(out[..., None], variance[..., 2:4], zero2),
+            acceleration=np.where(out[..., None], self._state[..., 4:6], zero2),
+            acceleration_var=np.where(out[..., None], variance[..., 4:6], zero2),
         )

@@ -54,6 +54,11 @@ class Tracks:
             not reported).
         velocity_var: `(N, K, 2)` variance of the velocity estimate per axis [m^2/s^2]
             (None: not reported).
+        acceleration: `(N, K, 2)` ground acceleration [m/s^2] in the ego axes, NaN where
+            unknown (None: not reported); the planner's constant-acceleration heuristic
+            reads the lead's.
+        acceleration_var: `(N, K, 2)` variance of the acceleration estimate per axis
+            [m^2/s^4] (None: not reported).
     """
 
     position: np.ndarray
@@ -67,6 +72,8 @@ class Tracks:
     age_s: np.ndarray | None = None
     position_var: np.ndarray | None = None
     velocity_var: np.ndarray | None = None
+    acceleration: np.ndarray | None = None
+    acceleration_var: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

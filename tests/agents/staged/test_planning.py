@@ -184,6 +184,10 @@ def test_planner_config_is_validated():
      "keep_durations_s[1]='2' is invalid: must be a number"),
     (PlannerConfig, {"change_durations_s": (3.0, 0.0)},
      "change_durations_s[1]=0.0 is invalid: must lie in (0, inf]"),
+    (PlannerConfig, {"coolness": 1.5}, "coolness=1.5 is invalid: must lie in [0, 1]"),
+    (PlannerConfig, {"anticipation": "yes"},
+     "anticipation='yes' is invalid: must be true or false"),
+    (PlannerConfig, {"cah_margin_m": -1.0}, "cah_margin_m=-1.0 is invalid: must lie in [0, inf]"),
     (IDMParams, {"delta": True}, "delta=True is invalid: must be a number"),
     (IDMParams, {"comfort_decel_mps2": 0.0},
      "comfort_decel_mps2=0.0 is invalid: must lie in (0, inf]"),
@@ -192,3 +196,49 @@ def test_planner_and_idm_reject_bools_strings_and_bad_values(cls, kwargs, messag
     with pytest.raises(ConfigError) as error:
         cls(**kwargs)
     assert str(error.value) == message
+
+
+def braking_lead_commands(tracker, config, frames=10, brake_from=5, decel=6.0, speed=15.0):
+    """Commanded accelerations `(frames, 2)` of planner + PID behind a lead 30 m ahead
+    (bumper gap), both at `speed` [m/s] on a one-lane road, 0.1 s frames, from oracle detections
+    through `tracker`: world 0's lead brakes at `decel` from frame `brake_from`'s instant
+    (frame `brake_from + 1` is the first to show it), world 1's keeps its speed. The ego is
+    held at `speed` in both (synthetic tracks, no feedback)."""
+    from reflexdrive.agents.staged.control import make_controller
+    from reflexdrive.agents.staged.types import Detections
+
+    planner, controller = MobilFrenetPlanner(config), make_controller("pure-pursuit")
+    ego = np.repeat(ego_state(speed=speed, lane=0, lanes=1), 2, axis=0)
+    x, v = np.full(2, 35.0), np.full(2, speed)
+    commands = []
+    for k in range(frames):
+        detections = Detections(
+            position=np.stack([x, np.zeros(2)], -1)[:, None], velocity=np.stack(
+                [v, np.zeros(2)], -1)[:, None], size=np.tile([5.0, 2.0], (2, 1, 1)),
+            heading=np.zeros((2, 1)), object_id=np.full((2, 1), 1), valid=np.ones((2, 1), bool))
+        time_s = np.full(2, 0.1 * k)
+        plan = planner(tracker(detections, ego, time_s), ego, time_s)
+        commands.append(controller(plan, ego)[:, 0])
+        a = np.array([-decel if k >= brake_from else 0.0, 0.0])
+        x, v = x + (v - speed) * 0.1 + 0.5 * a * 0.01, v + a * 0.1
+    return np.array(commands)
+
+
+@pytest.mark.parametrize("tracker", ["identity", "kalman-oracle"])
+def test_braking_lead_moves_the_command_within_a_tick(tracker):
+    """A lead starting to brake at 6 m/s^2: the command departs from the no-braking twin's
+    by >= 0.5 m/s^2 at the first frame that shows it (frame 6), with either oracle tracker;
+    before, the twins agree exactly. The plain IDM (anticipation off) is still within
+    0.5 m/s^2 of its twin one tick later (frame 7): it waits for the gap to shrink."""
+    from reflexdrive.agents.registry import ORACLE_TRACKER
+    from reflexdrive.agents.staged.tracking import IdentityTracker, KalmanTracker
+
+    def make():
+        return IdentityTracker() if tracker == "identity" else KalmanTracker(ORACLE_TRACKER)
+
+    commands = braking_lead_commands(make(), PlannerConfig())
+    departure = commands[:, 1] - commands[:, 0]
+    assert departure[:6] == pytest.approx(np.zeros(6), abs=1e-12)
+    assert departure[6] >= 0.5
+    plain = braking_lead_commands(make(), PlannerConfig(anticipation=False))
+    assert np.all(plain[:8, 1] - plain[:8, 0] < 0.5)

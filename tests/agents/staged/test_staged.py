@@ -102,7 +102,14 @@ def test_staged_agent_decision():
     assert decision.latency_s == pytest.approx(sum(decision.stage_latency_s.values()))
     accel = decision.actions[:, 0]
     assert accel[0] < accel[1] < accel[2]              # the nearer the lead, the harder the braking
-    assert accel[0] == pytest.approx(-8.0)             # clipped to the action bound
+    # 10 m behind a lead at the ego's speed: the IDM's -19 m/s^2 is cooled by the ACC model
+    # (the CAH is 0: nothing closes) to 0.01 a_IDM + 0.99 b tanh(a_IDM / b)
+    planner = agent.planner
+    idm = idm_acceleration(np.array([25.0]), np.array([10.0]), np.zeros(1), planner.capped_idm)
+    b = P.comfort_decel_mps2
+    plan = decision.products["plan"]
+    assert idm[0] < -8.0
+    assert plan.acceleration[0] == pytest.approx(0.01 * idm[0] + 0.99 * b * np.tanh(idm[0] / b))
     assert {"detections", "tracks", "plan"} <= set(decision.products)
     agent.reset(np.array([True, False, True]))
 

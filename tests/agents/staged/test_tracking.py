@@ -1,5 +1,6 @@
-"""KalmanTracker: ego-motion-compensated constant-velocity filtering, Hungarian association
-and track management, on hand-built scenes with known answers."""
+"""KalmanTracker: ego-motion-compensated constant-acceleration filtering, Hungarian
+association and track management, and the trackers' acceleration estimates, on hand-built
+scenes with known answers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from reflexdrive.agents.staged.tracking import (
     IdentityTracker,
     KalmanTracker,
     KalmanTrackerConfig,
-    predict_constant_velocity,
+    predict_constant_acceleration,
     update_kalman,
 )
 from reflexdrive.agents.staged.types import Detections
@@ -49,6 +50,10 @@ def test_config_is_validated():
         KalmanTrackerConfig(max_tracks=2.5)
     with pytest.raises(ConfigError, match="tracker.position_noise_m"):
         KalmanTrackerConfig(position_noise_m=0.0)
+    with pytest.raises(ConfigError, match=r"tracker.jerk_noise_mps3=-1.0 is invalid"):
+        KalmanTrackerConfig(jerk_noise_mps3=-1.0)
+    with pytest.raises(ConfigError, match=r"tracker.initial_accel_std_mps2=-1.0 is invalid"):
+        KalmanTrackerConfig(initial_accel_std_mps2=-1.0)
     with pytest.raises(ConfigError, match=r"tracker.default_size_m\[1\]"):
         KalmanTrackerConfig(default_size_m=(5.0, -2.0))
 
@@ -259,22 +264,123 @@ def test_size_is_smoothed():
 
 def test_predict_and_update_by_hand():
     """One step by hand: a static ego (dt = 0.5 s, no yaw), then a yaw of 90 degrees."""
-    state = np.array([[10.0, 0.0, 2.0, 1.0]])
-    cov = np.eye(4)[None]
-    x, p = predict_constant_velocity(state, cov, np.array([0.5]), np.array([0.0]),
-                                     np.array([0.0]), accel_noise=0.0)
-    assert x[0] == pytest.approx([11.0, 0.5, 2.0, 1.0])
-    assert p[0, 0, 0] == pytest.approx(1.0 + 0.25)                    # P + dt^2 P_vv
-    assert p[0, 0, 2] == pytest.approx(0.5)
-    x, _ = predict_constant_velocity(state, cov, np.array([0.5]), np.array([4.0]),
-                                     np.array([np.pi / 2]), accel_noise=0.0)
+    state = np.array([[10.0, 0.0, 2.0, 1.0, 0.0, 0.0]])
+    cov = np.eye(6)[None]
+    x, p = predict_constant_acceleration(state, cov, np.array([0.5]), np.array([0.0]),
+                                         np.array([0.0]), accel_noise=0.0, jerk_noise=0.0)
+    assert x[0] == pytest.approx([11.0, 0.5, 2.0, 1.0, 0.0, 0.0])
+    # P_xx + dt^2 P_vv + (dt^2/2)^2 P_aa; P_xv = dt P_vv + dt^3/2 P_aa; P_va = dt P_aa
+    assert p[0, 0, 0] == pytest.approx(1.0 + 0.25 + 0.125 ** 2)
+    assert p[0, 0, 2] == pytest.approx(0.5 + 0.0625)
+    assert p[0, 2, 4] == pytest.approx(0.5)
+    x, _ = predict_constant_acceleration(state, cov, np.array([0.5]), np.array([4.0]),
+                                         np.array([np.pi / 2]), accel_noise=0.0,
+                                         jerk_noise=0.0)
     # moved to (11 - 2, 0.5) in the old frame, then seen from an ego turned to +y
-    assert x[0] == pytest.approx([0.5, -9.0, 1.0, -2.0])
+    assert x[0] == pytest.approx([0.5, -9.0, 1.0, -2.0, 0.0, 0.0])
+    # an accelerating target: x += v dt + a dt^2 / 2, v += a dt; the acceleration turns too
+    accelerating = np.array([[10.0, 0.0, 2.0, 0.0, -4.0, 2.0]])
+    x, _ = predict_constant_acceleration(accelerating, cov, np.array([0.5]), np.array([0.0]),
+                                         np.array([0.0]), accel_noise=0.0, jerk_noise=0.0)
+    assert x[0] == pytest.approx([10.5, 0.25, 0.0, 1.0, -4.0, 2.0])
+    x, _ = predict_constant_acceleration(accelerating, cov, np.array([0.5]), np.array([0.0]),
+                                         np.array([np.pi / 2]), accel_noise=0.0,
+                                         jerk_noise=0.0)
+    assert x[0] == pytest.approx([0.25, -10.5, 1.0, 0.0, 2.0, 4.0])
+    # the process noise by hand: white acceleration on v (qa) plus white jerk on a (qj)
+    _, p = predict_constant_acceleration(state, np.zeros((1, 6, 6)), np.array([0.5]),
+                                         np.array([0.0]), np.array([0.0]), accel_noise=2.0,
+                                         jerk_noise=3.0)
+    dt, qa, qj = 0.5, 4.0, 9.0
+    assert p[0, 0, 0] == pytest.approx(qa * dt ** 3 / 3 + qj * dt ** 5 / 20)
+    assert p[0, 0, 2] == pytest.approx(qa * dt ** 2 / 2 + qj * dt ** 4 / 8)
+    assert p[0, 2, 2] == pytest.approx(qa * dt + qj * dt ** 3 / 3)
+    assert p[0, 0, 4] == pytest.approx(qj * dt ** 3 / 6)
+    assert p[0, 2, 4] == pytest.approx(qj * dt ** 2 / 2)
+    assert p[0, 4, 4] == pytest.approx(qj * dt)
+    assert p[0, 0, 1] == 0.0 and p[0, 1, 1] == pytest.approx(p[0, 0, 0])
     # position-only update with equal prior and measurement variance: the midpoint
     x, p = update_kalman(state, cov, np.array([[12.0, 0.0]]), np.full((1, 2), np.nan),
                          position_noise=1.0, velocity_noise=1.0)
-    assert x[0] == pytest.approx([11.0, 0.0, 2.0, 1.0])
-    assert np.diag(p[0]) == pytest.approx([0.5, 0.5, 1.0, 1.0])
+    assert x[0] == pytest.approx([11.0, 0.0, 2.0, 1.0, 0.0, 0.0])
+    assert np.diag(p[0]) == pytest.approx([0.5, 0.5, 1.0, 1.0, 1.0, 1.0])
+
+
+def test_velocity_update_moves_the_acceleration_through_its_covariance():
+    """Velocity measured, position exactly predicted: with prior P_vv = P_aa = 1,
+    P_va = 1/2 and R_v = 1, the gain on a from the v innovation is P_av / (P_vv + R_v) =
+    1/4, so a 2 m/s velocity innovation moves a by 0.5 m/s^2."""
+    state = np.zeros((1, 6))
+    cov = np.eye(6)[None].copy()
+    cov[0, 2, 4] = cov[0, 4, 2] = 0.5
+    x, p = update_kalman(state, cov, np.zeros((1, 2)), np.array([[2.0, 0.0]]),
+                         position_noise=1.0, velocity_noise=1.0)
+    assert x[0] == pytest.approx([0.0, 0.0, 1.0, 0.0, 0.5, 0.0])
+    assert p[0, 4, 4] == pytest.approx(1.0 - 0.25 / 2.0)               # P_aa - P_av^2 / S
+
+
+def braking_target(tracker, ticks, decel, start_tick, ego_speed=25.0, gap=30.0):
+    """Oracle detections (id 7) of a target ahead at 25 m/s, braking at `decel` [m/s^2]
+    from `start_tick` (0.1 s ticks) on, seen from an ego at constant `ego_speed`; returns
+    each tick's x-acceleration estimate."""
+    ego = ego_state(ego_speed)
+    x, v, out = gap, 25.0, []
+    for k in range(ticks):
+        dets = detections([[[x, 0.0]]], [[[v, 0.0]]])
+        dets = Detections(dets.position, dets.velocity, dets.size, dets.heading,
+                          np.full((1, 1), 7), dets.valid)
+        tracks = tracker(dets, ego, np.array([0.1 * k]))
+        out.append(tracks.acceleration[0, 0, 0])
+        a = -decel if k >= start_tick else 0.0
+        x += (v - ego_speed) * 0.1 + 0.5 * a * 0.01
+        v += a * 0.1
+    return np.array(out)
+
+
+def test_kalman_acceleration_converges_on_a_braking_target():
+    """A target starts braking at 6 m/s^2 after frame 10 (frame 11 is the first to show
+    it, 0.6 m/s slower). The oracle tracker settings (exact velocities trusted) put the
+    estimate past 4 m/s^2 on that first frame and within 0.2 m/s^2 of 6 from the third;
+    the default settings (velocities trusted to 0.5 m/s, jerk noise 3 m/s^3) are slower:
+    within 0.5 m/s^2 of 6 from the 18th frame (1.8 s) on."""
+    from reflexdrive.agents.registry import ORACLE_TRACKER
+
+    estimate = braking_target(KalmanTracker(ORACLE_TRACKER), 25, 6.0, 10)
+    assert estimate[:11] == pytest.approx(np.zeros(11), abs=1e-9)
+    assert estimate[11] < -4.0
+    assert estimate[13:] == pytest.approx(np.full(12, -6.0), abs=0.2)
+    slow = braking_target(KalmanTracker(KalmanTrackerConfig(min_hits=1)), 40, 6.0, 10)
+    assert slow[28:] == pytest.approx(np.full(12, -6.0), abs=0.5)
+    assert slow[26] < -5.0 and np.all(np.diff(slow[10:]) < 0)          # no overshoot
+    # the constant-velocity limit: no jerk and no initial acceleration uncertainty
+    frozen = KalmanTracker(KalmanTrackerConfig(min_hits=1, jerk_noise_mps3=0.0,
+                                               initial_accel_std_mps2=0.0))
+    assert braking_target(frozen, 25, 6.0, 10) == pytest.approx(np.zeros(25), abs=1e-12)
+
+
+def test_identity_tracker_differences_velocities():
+    """Exact velocities: the backward difference is exactly -6 m/s^2 from the second frame
+    of braking on (the first shows the whole interval's braking too: it started at a
+    tick), NaN on the first call and after a reset."""
+    tracker = IdentityTracker()
+    estimate = braking_target(tracker, 6, 6.0, 2)
+    assert np.isnan(estimate[0])
+    assert estimate[1:3] == pytest.approx([0.0, 0.0], abs=1e-9)
+    assert estimate[3:] == pytest.approx(np.full(3, -6.0))
+    tracker.reset(np.array([True]))
+    assert np.isnan(braking_target(tracker, 1, 6.0, 0)[0])
+    # the ego's yaw turns the previous velocity into the current axes: a target at a
+    # constant ground velocity has no acceleration however the ego turns
+    tracker = IdentityTracker()
+    for k, yaw in enumerate([0.0, 0.1, 0.3]):
+        velocity = rotate([20.0, 0.0], -yaw)
+        dets = detections([[[20.0, 0.0]]], [[velocity]])
+        dets = Detections(dets.position, dets.velocity, dets.size, dets.heading,
+                          np.full((1, 1), 3), dets.valid)
+        tracks = tracker(dets, ego_state(20.0, heading_error=yaw), np.array([0.1 * k]))
+    assert tracks.acceleration[0, 0] == pytest.approx([0.0, 0.0], abs=1e-5)  # float32 yaw
+    # without ego and time it reports no acceleration
+    assert np.isnan(IdentityTracker()(dets).acceleration).all()
 
 
 def test_identity_tracker_passes_heading_through():

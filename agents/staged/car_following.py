@@ -1,0 +1,90 @@
+"""Car following on the lead's acceleration: the constant-acceleration heuristic (CAH) and
+the ACC model of Kesting, Treiber & Helbing, "Enhanced intelligent driver model to access
+the impact of driving strategies on traffic capacity", Phil. Trans. R. Soc. A 368 (2010).
+
+The IDM (`agents.staged.planning.idm_acceleration`) sees the lead's speed but not its
+acceleration; these functions add it, batched over `(N,)` arrays:
+
+- `constant_acceleration_heuristic`: the largest acceleration that avoids a collision if
+  both vehicles keep their current accelerations (the lead's capped at `a_max`), eq. (3.2);
+- `acc_model_acceleration`: the paper's ACC blend of IDM and CAH with coolness `c`,
+  eq. (3.4). It never brakes harder than the IDM alone (it damps the IDM's overreaction
+  when a car cuts in close at the ego's speed);
+- `braking_lead_floor`: the CAH evaluated `margin` metres short of the lead, i.e. the
+  constant acceleration that keeps `margin` to a lead that goes on braking as it does now.
+  The planner brakes at least this hard, which is what makes it react in the tick a lead's
+  braking shows in its track (the ACC blend alone cannot: it is never below the IDM).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MIN_GAP_M = 0.1
+"""Gaps below this count as this, so no formula divides by zero [m]."""
+
+
+def constant_acceleration_heuristic(speed: np.ndarray, gap: np.ndarray,
+                                    lead_speed: np.ndarray, lead_accel: np.ndarray,
+                                    max_accel: float) -> np.ndarray:
+    """CAH acceleration [m/s^2] (Kesting et al. 2010, eq. 3.2), batched `(N,)`.
+
+    With `a_l = min(lead_accel, max_accel)` (the lead's acceleration, capped by the ego's
+    own maximum so a lead speeding away does not invite a chase), `dv = v - v_l`:
+
+        a_CAH = v^2 a_l / (v_l^2 - 2 s a_l)          if v_l dv <= -2 s a_l
+                a_l - dv^2 Theta(dv) / (2 s)          otherwise
+
+    The first branch is for a lead that stops before the gap would close (both then stop
+    with zero gap); the second keeps the gap from closing while both move. A stopped lead
+    that is not accelerating (`v_l = 0`, `a_l = 0`) takes the first branch's limit,
+    `-v^2 / (2 s)`. Speeds are clamped to `>= 0`; envs without a lead (`gap = inf`) are
+    the caller's to mask.
+
+    Args:
+        speed: ego speed `v` [m/s].
+        gap: bumper gap `s` [m] (clamped to `MIN_GAP_M`).
+        lead_speed: lead speed `v_l` [m/s].
+        lead_accel: lead acceleration [m/s^2] (0 where unknown).
+        max_accel: the ego's maximum acceleration `a_max` [m/s^2].
+    """
+    v = np.maximum(np.asarray(speed, np.float64), 0.0)
+    vl = np.maximum(np.asarray(lead_speed, np.float64), 0.0)
+    al = np.minimum(np.asarray(lead_accel, np.float64), max_accel)
+    s = np.maximum(np.asarray(gap, np.float64), MIN_GAP_M)
+    dv = v - vl
+    with np.errstate(divide="ignore", invalid="ignore"):               # inf gaps: masked
+        stops_first = vl * dv <= -2.0 * s * al
+        denominator = vl * vl - 2.0 * s * al
+        first = np.where(denominator > 0.0, v * v * al / denominator, -v * v / (2.0 * s))
+        second = al - np.square(np.maximum(dv, 0.0)) / (2.0 * s)
+    return np.where(stops_first, first, second)
+
+
+def acc_model_acceleration(idm_accel: np.ndarray, cah_accel: np.ndarray,
+                           comfort_decel: float, coolness: float) -> np.ndarray:
+    """The ACC model's acceleration [m/s^2] (Kesting et al. 2010, eq. 3.4), batched `(N,)`:
+
+        a_ACC = a_IDM                                                  if a_IDM >= a_CAH
+                (1 - c) a_IDM + c (a_CAH + b tanh((a_IDM - a_CAH) / b))  otherwise
+
+    Args:
+        idm_accel: `a_IDM` [m/s^2].
+        cah_accel: `a_CAH` [m/s^2].
+        comfort_decel: comfortable deceleration `b` > 0 [m/s^2].
+        coolness: `c` in [0, 1] (0: the IDM; the paper uses 0.99).
+    """
+    blend = (1.0 - coolness) * idm_accel + coolness * (
+        cah_accel + comfort_decel * np.tanh((idm_accel - cah_accel) / comfort_decel))
+    return np.where(idm_accel >= cah_accel, idm_accel, blend)
+
+
+def braking_lead_floor(speed: np.ndarray, gap: np.ndarray, lead_speed: np.ndarray,
+                       lead_accel: np.ndarray, max_accel: float, margin_m: float
+                       ) -> np.ndarray:
+    """The acceleration [m/s^2] `(N,)` that keeps `margin_m` to a lead that keeps its
+    current acceleration: `constant_acceleration_heuristic` on the gap `gap - margin_m`;
+    `inf` (no bound) where `gap` is not finite (no lead)."""
+    floor = constant_acceleration_heuristic(speed, np.asarray(gap, np.float64) - margin_m,
+                                            lead_speed, lead_accel, max_accel)
+    return np.where(np.isfinite(gap), floor, np.inf)
