@@ -8,6 +8,9 @@
   `--hazard-episodes` seeds each from `--hazard-seed` (a range no tuning touched):
   collisions, the counterfactual reaction time and the brake onset (medians with bootstrap
   95 % intervals over the critical episodes), critical episode counts, min TTC;
+- `protocols`: per suite (ncap-ccr, r157) the whole grid for the staged stack (oracle, zero
+  latency) and the UN R157 reference driver: collisions of each, and the grid points where
+  the staged stack collides but the reference driver does not;
 - `detector`: the learned detector's precision / recall for vehicles within 40 m at
   default sensor noise on held-out seeds (not used in training);
 - `latency_p50_ms`: per-stage p50 latency at batch size 1 on this machine, per perception
@@ -58,6 +61,22 @@ def hazard(scenario: str, perception: str, episodes: int, seed: int, envs: int) 
     return evaluation.hazard_summary(frame, seed)
 
 
+def protocol_suite(suite: str) -> dict:
+    """The staged stack against the reference driver on one suite's whole grid."""
+    from reflexdrive.protocol.harness import ProtocolConfig, run_protocol
+
+    frame = run_protocol(ProtocolConfig(suite=suite, stacks=("staged", "reference-driver"),
+                                        latency="fixed:0"))
+    collided = frame.pivot(index="point", columns="stack", values="collided").astype(bool)
+    worse = collided.index[collided["staged"] & ~collided["reference-driver"]]
+    reaction = frame[frame["stack"] == "staged"]["reaction_time_s"].dropna()
+    return {"points": int(len(collided)),
+            "staged_collisions": int(collided["staged"].sum()),
+            "reference_collisions": int(collided["reference-driver"].sum()),
+            "staged_collides_where_reference_avoids": sorted(worse.tolist()),
+            "staged_reaction_p50_s": float(reaction.median()) if len(reaction) else None}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -73,6 +92,8 @@ def main() -> int:
                         help="perceptions to evaluate on Highway and profile")
     parser.add_argument("--skip-detector", action="store_true",
                         help="skip the detector's precision / recall")
+    parser.add_argument("--skip-protocols", action="store_true",
+                        help="skip the ncap-ccr and r157 protocol grids")
     args = parser.parse_args()
     perceptions = [p for p in args.perceptions.split(",") if p]
 
@@ -87,6 +108,11 @@ def main() -> int:
             log(f"{scenario}, {perception} perception, {args.hazard_episodes} episodes ...")
             result["hazards"][perception][scenario] = hazard(
                 scenario, perception, args.hazard_episodes, args.hazard_seed, args.envs)
+    if not args.skip_protocols:
+        result["protocols"] = {}
+        for suite in ("ncap-ccr", "r157"):
+            log(f"protocol {suite}: staged and reference-driver, whole grid ...")
+            result["protocols"][suite] = protocol_suite(suite)
     if not args.skip_detector and "learned" in PERCEPTIONS:
         from reflexdrive.train.detector import evaluate_detector
 
@@ -128,6 +154,9 @@ def goals(result: dict) -> dict:
             p50 = lead["reaction_time_p50_s"]
             out[f"{perception}_lead-brake_reaction_p50<=0.2s"] = [
                 p50, p50 is not None and p50 <= 0.2 + 1e-9]
+    for suite, values in result.get("protocols", {}).items():
+        worse = values["staged_collides_where_reference_avoids"]
+        out[f"{suite}_no_collision_where_reference_avoids"] = [len(worse), not worse]
     detector = result.get("detector")
     if detector:
         for key in ("precision", "recall"):
