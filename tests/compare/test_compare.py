@@ -309,6 +309,11 @@ def test_grid_and_identity(tmp_path, checkpoint):
     assert config.cells()[3].run.checkpoint == str(checkpoint)
     unused = tiny(tmp_path / "o", checkpoint, stacks=("staged",))
     assert unused.checkpoints == {} and unused.cells()[0].run.checkpoint is None
+    reference = tiny(tmp_path / "o", checkpoint, stacks=("staged", "reference-driver"))
+    cells = [(c.stack, c.mode, c.extra_latency_s, c.run.latency) for c in reference.cells()]
+    assert [cell for cell in cells if cell[0] == "reference-driver"] == [
+        ("reference-driver", "lockstep", 0.0, "fixed:0"),
+        ("reference-driver", "realtime", 0.0, "fixed:0")]       # no compute, no sweep
     measured = tiny(tmp_path / "o", checkpoint, latency="measured", envs=None)
     assert measured.envs_for("lead-brake") == 1 and config.envs_for("lead-brake") == 2
     assert tiny(tmp_path / "o", checkpoint, envs=None).envs_for("lead-brake") == 8

@@ -62,3 +62,20 @@ def test_reaction_config_thresholds(value):
         ReactionConfig(decel_threshold_mps2=value)
     with pytest.raises(ConfigError, match=r"^reaction.steer_threshold_rad=.* is invalid: "):
         ReactionConfig(steer_threshold_rad=value if value != 0.0 else 1.5)
+
+
+def test_reference_drivers_run_at_zero_compute_latency():
+    """Their delays are behaviour: a run refuses to charge them compute, and they count
+    ticks of 1 / policy_frequency."""
+    with pytest.raises(ConfigError, match="latency='fixed:0.03'.*fixed:0"):
+        RunConfig(stack="reference-driver", latency="fixed:0.03")
+    config = RunConfig(stack="r157-regulation", policy_frequency=25)
+    assert config.agent_options()["tick_s"] == pytest.approx(0.04)
+
+
+def test_twins_run_only_on_hazard_scenarios():
+    assert RunConfig(scenario="lead-brake", envs=3).worlds == 6
+    assert RunConfig(scenario="lead-brake", envs=3, twins=False).worlds == 3
+    assert RunConfig(scenario="highway", envs=3).worlds == 3
+    with pytest.raises(ConfigError, match="twins"):
+        RunConfig(twins="yes")
