@@ -201,7 +201,8 @@ def test_killed_run_leaves_whole_files_and_resumes(tmp_path):
 
 def test_demo_compares_the_staged_stack_with_the_shipped_policies(monkeypatch, tmp_path):
     """`reflexdrive demo` is a small compare: staged plus every end-to-end policy whose
-    shipped checkpoint exists, on the three hazards, at extra latencies 0, 0.1, 0.3 s."""
+    shipped checkpoint exists, beside the two UN R157 reference drivers, on the three
+    hazards, at extra latencies 0, 0.1, 0.3 s."""
     from reflexdrive.policies.registry import shipped_checkpoint
 
     import reflexdrive.cli as cli
@@ -213,7 +214,7 @@ def test_demo_compares_the_staged_stack_with_the_shipped_policies(monkeypatch, t
     config = seen["config"]
     shipped = [name for name in ("cnn", "gru", "transformer")
                if shipped_checkpoint(name).exists()]
-    assert tuple(config.stacks) == ("staged", *shipped)
+    assert tuple(config.stacks) == ("staged", *shipped, "reference-driver", "r157-regulation")
     assert tuple(config.scenarios) == ("lead-brake", "cut-in", "stopped-vehicle")
     assert tuple(config.extra_latency_s) == (0.0, 0.1, 0.3) and config.episodes == 2
 
