@@ -75,23 +75,29 @@ def heat_map_png(frame: pd.DataFrame, points: Sequence[GridPoint], stack: str) -
         grids.append((title, test, rows, cols, values))
     vmax = max(20.0, float(np.nanmax([np.nanmax(g[4]) if np.isfinite(g[4]).any() else 0.0
                                       for g in grids])))
-    # more than four maps (a facetted test): two per figure row
-    columns = 2 if len(grids) > 4 else 1
-    layout = [grids[i:i + columns] for i in range(0, len(grids), columns)]
+    # a test with one map spans the figure's width; a facetted test's maps go two per row
+    layout: list[list] = []
+    for (test, facet), grid in zip(panels, grids):
+        if facet and layout and len(layout[-1]) == 1 and layout[-1][0][1] == test \
+                and panels_per_test(panels, test) > 1:
+            layout[-1].append(grid)
+        else:
+            layout.append([grid])
+    columns = 2 if any(len(row) == 2 for row in layout) else 1
     heights = [max(len(g[2]) for g in row) + 1.6 for row in layout]
-    figure, axes = plt.subplots(len(layout), columns,
-                                figsize=(12 * columns, 0.42 * sum(heights) + 0.6),
-                                gridspec_kw={"height_ratios": heights}, squeeze=False)
+    figure_height = 0.42 * sum(heights) + 1.0
+    figure = plt.figure(figsize=(10 * columns, figure_height))
+    spec = figure.add_gridspec(len(layout), columns, height_ratios=heights)
     cmap = matplotlib.colormaps["YlOrRd"].with_extremes(bad="#dddddd")
     for r, row in enumerate(layout):
-        for c in range(len(row), columns):
-            axes[r, c].axis("off")
-        for axis, (title, test, rows, cols, values) in zip(axes[r], row):
+        cells = [spec[r, :]] if len(row) == 1 else [spec[r, 0], spec[r, 1]]
+        for cell, (title, test, rows, cols, values) in zip(cells, row):
+            axis = figure.add_subplot(cell)
             image = axis.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto")
             axis.set_xticks(range(len(cols)), cols, fontsize=11)
             axis.set_yticks(range(len(rows)), rows, fontsize=11)
-            axis.set_title(f"{title}: relative impact speed [km/h] ({_axis_name(test)})",
-                           fontsize=13, loc="left")
+            axis.set_title(f"{title}: relative impact speed [km/h]", fontsize=13, loc="left")
+            axis.set_xlabel(_axis_name(test), fontsize=11)
             for i in range(len(rows)):
                 for j in range(len(cols)):
                     value = values[i, j]
@@ -101,18 +107,23 @@ def heat_map_png(frame: pd.DataFrame, points: Sequence[GridPoint], stack: str) -
             figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
     figure.suptitle(f"{stack}: impact speed per grid point (0 = no contact, grey = not run)",
                     fontsize=14, x=0.01, ha="left")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.5 / figure_height))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return buffer.getvalue()
 
 
+def panels_per_test(panels, test: str) -> int:
+    """How many heat maps (facets) test `test` has among `panels` ((test, facet) keys)."""
+    return sum(1 for key in panels if key[0] == test)
+
+
 def _axis_name(test: str) -> str:
-    return {"CCRs": "columns: VUT speed [km/h]", "CCRm": "columns: VUT speed [km/h]",
+    return {"CCRs": "VUT speed [km/h]", "CCRm": "VUT speed [km/h]",
             "CCRb": "rows: gap, columns: target deceleration",
-            "lead-brake": "columns: ego speed [km/h]",
-            "stationary": "columns: ego speed [km/h]",
+            "lead-brake": "ego speed [km/h]",
+            "stationary": "ego speed [km/h]",
             "cut-in": "rows: ego, relative speed [km/h]; columns: gap dx0 [m]"
             }.get(test, "")
 
