@@ -12,6 +12,7 @@ Roundabout and Intersection use highway-env's own road networks ("merge", "round
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -101,6 +102,14 @@ class HazardPlan:
         target_lane: "cut_in": lane the vehicle moves into.
         target_speed_mps: "cut_in": speed the vehicle slows to while cutting in [m/s].
         trigger_range_m: "stopped_vehicle": sensor range that defines the onset [m].
+        lateral_speed_mps: "cut_in": peak lateral speed of the lane change [m/s], > 0, as
+            OpenSCENARIO's `LaneChangeAction` with `dynamicsShape="sinusoidal"`,
+            `dynamicsDimension="rate"` (OSC-ALKS 4.4_1's `..._MaxLateralVelocity_Vy`): from
+            the onset the cutter's lateral position follows `sinusoidal_lane_change` from its
+            lane's centre to the target lane's centre (an adjacent lane), in
+            `lane_change_duration_s`; its longitudinal motion stays IDM towards
+            `target_speed_mps`. None: highway-env's own lane change (IDM steering to
+            `target_lane`), whose lateral speed is not a parameter.
     """
 
     kind: str = "none"
@@ -110,6 +119,48 @@ class HazardPlan:
     target_lane: LaneId | None = None
     target_speed_mps: float = 0.0
     trigger_range_m: float = 0.0
+    lateral_speed_mps: float | None = None
+
+    def __post_init__(self) -> None:
+        speed = self.lateral_speed_mps
+        if speed is None:
+            return
+        if self.kind != "cut_in":
+            raise ConfigError("hazard.lateral_speed_mps", speed,
+                              f"only a cut_in hazard has one (kind is {self.kind!r}); use None")
+        if isinstance(speed, bool) or not isinstance(speed, (int, float)) \
+                or not math.isfinite(speed) or speed <= 0.0:
+            raise ConfigError("hazard.lateral_speed_mps", speed,
+                              "must be a finite number > 0 [m/s], or None (highway-env's "
+                              "lane change)")
+
+
+def lane_change_duration_s(lateral_speed_mps: float, lane_width_m: float) -> float:
+    """How long a sinusoidal lane change over one lane takes [s]: `T = pi w / (2 v_peak)`.
+
+    The lateral velocity `w pi / (2 T) sin(pi t / T)` peaks at `lateral_speed_mps` half way
+    (esmini's reading of OpenSCENARIO's sinusoidal shape with a "rate" dimension).
+    """
+    return math.pi * lane_width_m / (2.0 * lateral_speed_mps)
+
+
+def sinusoidal_lane_change(elapsed_s: float, lateral_speed_mps: float,
+                           lane_width_m: float) -> tuple[float, float]:
+    """Where a sinusoidal lane change over one lane is after `elapsed_s` [s] from its start.
+
+    With phase `phi = min(2 v t / w, pi)` (so `phi = pi t / T`, `T = lane_change_duration_s`):
+
+        distance still to go  = w (1 + cos phi) / 2       [m], w at t = 0, 0 from t = T on
+        lateral speed         = v sin phi                 [m/s], 0 at both ends, v at T / 2
+
+    Returns:
+        (distance still to go [m], lateral speed towards the target lane [m/s]). The three
+        backends implement exactly these operations in this order (highway:
+        `envs.backends.highway.ProfiledCutInVehicle`, torch and numba kernels).
+    """
+    phase = min(2.0 * lateral_speed_mps / lane_width_m * elapsed_s, math.pi)
+    to_go = lane_width_m * ((1.0 + math.cos(phase)) * 0.5)
+    return to_go, (lateral_speed_mps * math.sin(phase) if phase < math.pi else 0.0)
 
 
 @dataclass(frozen=True)
@@ -123,6 +174,20 @@ class ScenarioInit:
     vehicles: tuple[VehicleInit, ...]
     hazard: HazardPlan
     duration_s: float
+
+    def __post_init__(self) -> None:
+        hazard = self.hazard
+        if hazard.lateral_speed_mps is None:
+            return
+        if not 0 <= hazard.vehicle < len(self.vehicles) or hazard.target_lane is None:
+            raise ConfigError("hazard.vehicle", hazard.vehicle,
+                              "a cut-in with a lateral speed needs its vehicle's slot and a "
+                              "target lane")
+        lane = self.vehicles[hazard.vehicle].lane
+        if lane[:2] != hazard.target_lane[:2] or abs(lane[2] - hazard.target_lane[2]) != 1:
+            raise ConfigError("hazard.target_lane", hazard.target_lane,
+                              f"a cut-in with a lateral speed moves one lane: must be next "
+                              f"to the cutter's lane {lane}")
 
     @property
     def duration_substeps(self) -> int:

@@ -22,7 +22,13 @@ from highway_env.road.road import Road, RoadNetwork
 from highway_env.utils import wrap_to_pi
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
-from reflexdrive.envs.scenarios import HazardPlan, RoadSpec, ScenarioInit, VehicleInit
+from reflexdrive.envs.scenarios import (
+    HazardPlan,
+    RoadSpec,
+    ScenarioInit,
+    VehicleInit,
+    sinusoidal_lane_change,
+)
 from reflexdrive.envs.types import Piece, RoadGeometry, WorldSnapshot
 
 CHORD_M = 2.0
@@ -47,6 +53,68 @@ class BrakingLeadVehicle(IDMVehicle):
         # Never overshoot below zero speed within one substep.
         decel = min(self.braking_decel_mps2, max(self.speed, 0.0) / self.substep_s)
         Vehicle.act(self, {"steering": steering, "acceleration": -decel})
+
+
+class ProfiledCutInVehicle(IDMVehicle):
+    """An IDM vehicle that, once told to, changes lanes along a given lateral profile.
+
+    Before `start_lane_change` (and in the hazard-removed twin, which never calls it) it
+    is an `IDMVehicle`. From then on, each `step(dt)` while the profile runs and the
+    vehicle has not crashed:
+
+        u      = v cos(psi - psi_lane)                  longitudinal speed [m/s]
+        s     += u dt                                   (highway-env's explicit Euler)
+        r      = -side * to_go(t + dt)                  lateral offset from the target lane
+        u     += a dt                                   a: IDM's command after `clip_actions`
+        psi    = psi_lane + atan2(v_lat(t + dt), u),  v = hypot(u, v_lat(t + dt))
+
+    with `(to_go, v_lat) = envs.scenarios.sinusoidal_lane_change(t + dt, ...)`, `t` the
+    whole substeps since the start times `dt`, and `side = sign(-r)` (towards the target
+    lane's centre). A pending impact is applied after the move, as in `Vehicle.step`. So
+    the heading is the direction of motion and `v [cos psi, sin psi]` is the velocity.
+    Once the profile has ended (`t >= T`, the vehicle on the target lane's centre) or the
+    vehicle crashed, it is again an `IDMVehicle` (steering to `target_lane_index`).
+    """
+
+    lateral_speed_mps: float | None = None
+    lane_change_steps: int = 0
+
+    def start_lane_change(self, lateral_speed_mps: float) -> None:
+        """Start the profile towards `target_lane_index` (set it first)."""
+        self.lateral_speed_mps = float(lateral_speed_mps)
+        self.lane_change_steps = 0
+
+    def _changing(self, dt: float) -> bool:
+        if self.lateral_speed_mps is None or self.crashed:
+            return False
+        width = self.road.network.get_lane(self.target_lane_index).width_at(0.0)
+        phase = 2.0 * self.lateral_speed_mps / width * (self.lane_change_steps * dt)
+        return phase < np.pi
+
+    def step(self, dt: float) -> None:
+        if not self._changing(dt):
+            super().step(dt)
+            return
+        self.timer += dt
+        self.clip_actions()
+        lane = self.road.network.get_lane(self.target_lane_index)
+        s, r = lane.local_coordinates(self.position)
+        lane_heading = lane.heading_at(s)
+        side = float(np.sign(-r))
+        self.lane_change_steps += 1
+        to_go, lateral = sinusoidal_lane_change(self.lane_change_steps * dt,
+                                                self.lateral_speed_mps, lane.width_at(s))
+        u = self.speed * np.cos(self.heading - lane_heading)
+        self.position = lane.position(u * dt + s, -(side * to_go))
+        if self.impact is not None:
+            self.position += self.impact
+            self.crashed = True
+            self.impact = None
+        u = self.action["acceleration"] * dt + u
+        lateral = side * lateral
+        self.heading = lane_heading + float(np.arctan2(lateral, u))
+        self.speed = float(np.hypot(u, lateral))
+        self.on_state_update()
 
 
 def _build_network_road(kind: str, rng: np.random.RandomState) -> Road:
@@ -87,8 +155,11 @@ def _make_vehicle(road: Road, init: VehicleInit, slot: int, hazard: HazardPlan,
     if init.behavior == "ego" or init.behavior == "static":
         vehicle = Vehicle(road, position, heading, init.speed_mps)
     elif init.behavior == "idm":
-        vehicle_type = BrakingLeadVehicle if (
-            hazard.kind == "lead_brake" and hazard.vehicle == slot) else IDMVehicle
+        vehicle_type = IDMVehicle
+        if hazard.vehicle == slot and hazard.kind == "lead_brake":
+            vehicle_type = BrakingLeadVehicle
+        elif hazard.vehicle == slot and hazard.lateral_speed_mps is not None:
+            vehicle_type = ProfiledCutInVehicle
         vehicle = vehicle_type(road, position, heading, init.speed_mps,
                                target_lane_index=init.lane, target_speed=init.target_speed_mps,
                                enable_lane_change=init.lane_changes)
@@ -247,3 +318,5 @@ class HighwayBackend:
         elif plan.kind == "cut_in":
             vehicle.target_lane_index = plan.target_lane
             vehicle.target_speed = plan.target_speed_mps
+            if plan.lateral_speed_mps is not None:
+                vehicle.start_lane_change(plan.lateral_speed_mps)

@@ -64,6 +64,8 @@ class GridPoint:
         release_s: the planned hazard onset [s], when the test rig hands the VUT to the
             stack (`protocol.hold_speed`); 0 for targets present from the start.
         heat_row, heat_col: where the point sits in its test's heat map (labels).
+        heat_facet: which of its test's heat maps holds it, for a grid of more than two
+            axes (e.g. R157 cut-in: one per lateral speed); "" for a single map.
         ends_when_slower: Euro NCAP's end of test: also when the VUT is at standstill or
             slower than the target (a later contact does not count); False: any contact
             in the episode counts (R157).
@@ -80,6 +82,7 @@ class GridPoint:
     heat_col: str
     ends_when_slower: bool = False
     target_slot: int = field(default=TARGET_SLOT)
+    heat_facet: str = ""
 
     @property
     def ego_speed_kph(self) -> float:

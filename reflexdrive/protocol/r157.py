@@ -6,9 +6,13 @@ Values from asam-oss/OSC-ALKS-scenarios, `LogicalScenarios/*_Variation.xosc` and
 - **lead-brake** (4.3_2 FollowLeadVehicleEmergencyBrake): VUT and lead at the same speed,
   bumper headway by speed (`LEAD_BRAKE_PAIRS`), the lead brakes at 6 m/s^2 to a stop.
 - **cut-in** (4.4_1 CutInNoCollision, whose variation also holds the unavoidable 4.4_2
-  cases): ego 20-60 km/h step 10; the cut-in vehicle slower by 10-50 km/h step 10 (only
-  combinations with a positive cutter speed, as the template constrains); it starts its
-  lane change when the bumper gap falls to dx0 = 0-60 m step 10.
+  cases): ego 20-60 km/h step 10; the cut-in vehicle slower by 10-50 km/h step 10; it
+  starts its lane change when the bumper gap falls to dx0 = 0-60 m step 10, with peak
+  lateral speed Vy = 0.5-3 m/s step 0.5 (a sinusoidal lane change, `dynamicsShape=
+  "sinusoidal"`, `dynamicsDimension="rate"`: `HazardPlan.lateral_speed_mps`). The
+  variation file is a full product; its template's constraints discard the rest: a
+  positive cutter speed, and Vy below the cutter's speed (so Vy = 3 m/s is not run with a
+  10 km/h cutter).
 - **stationary** (4.2_1 FullyBlockingTarget): a stopped car in the lane, ego 5-60 km/h
   step 5; the onset is when it comes into sensor range.
 
@@ -16,19 +20,19 @@ Judged by the regulation's rule (`r157_score`): a collision counts against the s
 where the reference driver (the `reference-driver` stack) avoids one.
 
 Not varied here (the simulator has one vehicle model and lane-centred traffic): vehicle
-models, lateral offset of the lead, road curvature, the cut-in side (from lane 0 only),
-the cut-in lateral speed (0.5-3 m/s in OSC; here the simulator's IDM lane change) and the
-cut-in vehicle's acceleration (-3..3 m/s^2 in OSC; here 0, the template's default).
+models, lateral offset of the lead, road curvature, the cut-in side (from lane 0 only)
+and the cut-in vehicle's acceleration (-3..3 m/s^2 in OSC; here 0, the template's default).
 """
 
 from __future__ import annotations
 
 import math
 
-from reflexdrive.envs.scenarios import VEHICLE_LENGTH_M, HazardPlan
+from reflexdrive.envs.scenarios import VEHICLE_LENGTH_M, HazardPlan, lane_change_duration_s
 from reflexdrive.protocol.grid import (
     EGO_LANE,
     KPH,
+    ROAD,
     GridPoint,
     ahead_s,
     cruising,
@@ -45,6 +49,8 @@ LEAD_DECEL_MPS2 = 6.0
 CUT_IN_EGO_SPEEDS_KPH = (20.0, 30.0, 40.0, 50.0, 60.0)
 CUT_IN_RELATIVE_SPEEDS_KPH = (-10.0, -20.0, -30.0, -40.0, -50.0)
 CUT_IN_GAPS_M = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0)
+CUT_IN_LATERAL_SPEEDS_MPS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+"""`CutInVehicle_LaneChange_MaxLateralVelocity_Vy_mps`: the peak lateral speed [m/s]."""
 CUT_IN_LANE = 0
 """The cutter's lane (the VUT drives in lane 1)."""
 STATIONARY_SPEEDS_KPH = tuple(float(v) for v in range(5, 65, 5))
@@ -52,8 +58,8 @@ PRE_ONSET_S = 2.0
 """Lead-brake and cut-in: time before the planned onset [s] (OSC uses 10 s; nothing
 happens in between but steady driving)."""
 AFTER_EVENT_S = 6.0
-"""Time run after the lead stops, the cut-in starts, or the VUT would reach the stationary
-target at its test speed [s]."""
+"""Time run after the lead stops, the cut-in's lane change ends, or the VUT would reach the
+stationary target at its test speed [s]."""
 
 
 def r157_score(collided: bool, reference_collided: bool | None) -> float:
@@ -81,12 +87,12 @@ def r157_grid(simulation_frequency: int = 50, seed: int = 0,
     points: list[GridPoint] = []
     onset = round(PRE_ONSET_S * simulation_frequency)
 
-    def add(test, point, parameters, speed_kph, target, hazard, duration, row, col):
+    def add(test, point, parameters, speed_kph, target, hazard, duration, row, col, facet=""):
         speed = speed_kph * KPH
         init = straight_init(f"{SUITE}/{point}", seed + len(points), simulation_frequency,
                              speed, target, hazard, duration)
         points.append(GridPoint(SUITE, test, point, parameters, init, speed,
-                                onset / simulation_frequency, row, col))
+                                onset / simulation_frequency, row, col, heat_facet=facet))
 
     for v, headway in LEAD_BRAKE_PAIRS:
         speed = v * KPH
@@ -97,22 +103,25 @@ def r157_grid(simulation_frequency: int = 50, seed: int = 0,
             {"headway_s": headway, "gap_m": gap, "target_decel_mps2": LEAD_DECEL_MPS2}, v,
             cruising(EGO_LANE, ahead_s(gap), speed), hazard,
             PRE_ONSET_S + speed / LEAD_DECEL_MPS2 + AFTER_EVENT_S, "lead brakes", f"{v:g}")
-    for v in CUT_IN_EGO_SPEEDS_KPH:
-        for relative in CUT_IN_RELATIVE_SPEEDS_KPH:
-            if not v + relative > 0.0:
-                continue
-            cutter_speed = (v + relative) * KPH
-            for dx0 in CUT_IN_GAPS_M:
-                # at the onset the bumper gap has closed to dx0 (both speeds are constant)
-                gap = dx0 - relative * KPH * PRE_ONSET_S
-                hazard = HazardPlan("cut_in", vehicle=1, onset_substep=onset,
-                                    target_lane=lane(EGO_LANE), target_speed_mps=cutter_speed)
-                add("cut-in", f"CI-v{v:g}-dv{relative:g}-dx{dx0:g}",
-                    {"relative_speed_kph": relative, "gap_m": dx0,
-                     "target_speed_kph": v + relative},
-                    v, cruising(CUT_IN_LANE, ahead_s(gap), cutter_speed), hazard,
-                    PRE_ONSET_S + AFTER_EVENT_S + 2.0, f"{v:g} km/h, Δv {relative:g}",
-                    f"{dx0:g}")
+    for vy in CUT_IN_LATERAL_SPEEDS_MPS:
+        for v in CUT_IN_EGO_SPEEDS_KPH:
+            for relative in CUT_IN_RELATIVE_SPEEDS_KPH:
+                cutter_speed = (v + relative) * KPH
+                if not (v + relative > 0.0 and vy < cutter_speed):
+                    continue
+                for dx0 in CUT_IN_GAPS_M:
+                    # at the onset the bumper gap has closed to dx0 (both speeds are constant)
+                    gap = dx0 - relative * KPH * PRE_ONSET_S
+                    hazard = HazardPlan("cut_in", vehicle=1, onset_substep=onset,
+                                        target_lane=lane(EGO_LANE),
+                                        target_speed_mps=cutter_speed, lateral_speed_mps=vy)
+                    change_s = lane_change_duration_s(vy, ROAD.lane_width_m)
+                    add("cut-in", f"CI-v{v:g}-dv{relative:g}-dx{dx0:g}-vy{vy:.1f}",
+                        {"relative_speed_kph": relative, "gap_m": dx0,
+                         "target_speed_kph": v + relative, "lateral_speed_mps": vy},
+                        v, cruising(CUT_IN_LANE, ahead_s(gap), cutter_speed), hazard,
+                        PRE_ONSET_S + change_s + AFTER_EVENT_S, f"{v:g} km/h, Δv {relative:g}",
+                        f"{dx0:g}", f"lateral speed {vy:g} m/s")
     for v in STATIONARY_SPEEDS_KPH:
         speed = v * KPH
         # the target's centre enters sensor range PRE_ONSET_S after the start

@@ -2,7 +2,8 @@
 
 The HTML is one self-contained file: per stack a score table (per test: points, contacts,
 score, median counterfactual reaction) and a heat map of the relative impact speed over
-each test's grid (a matplotlib PNG embedded as base64), cells annotated in km/h.
+each test's grid (a matplotlib PNG embedded as base64), cells annotated in km/h; a test
+with more than two axes gets one map per facet (`GridPoint.heat_facet`), two per row.
 """
 
 from __future__ import annotations
@@ -59,52 +60,71 @@ def heat_map_png(frame: pd.DataFrame, points: Sequence[GridPoint], stack: str) -
     import matplotlib.pyplot as plt
 
     impact = frame[frame["stack"] == stack].set_index("point")["impact_speed_kph"]
-    tests: dict[str, list[GridPoint]] = {}
+    panels: dict[tuple[str, str], list[GridPoint]] = {}
     for point in points:
-        tests.setdefault(point.test, []).append(point)
+        panels.setdefault((point.test, point.heat_facet), []).append(point)
     grids = []
-    for test, members in tests.items():
+    for (test, facet), members in panels.items():
         rows = list(dict.fromkeys(p.heat_row for p in members))
         cols = list(dict.fromkeys(p.heat_col for p in members))
         values = np.full((len(rows), len(cols)), np.nan)
         for p in members:
             if p.point in impact.index:
                 values[rows.index(p.heat_row), cols.index(p.heat_col)] = impact[p.point]
-        grids.append((test, rows, cols, values))
-    vmax = max(20.0, float(np.nanmax([np.nanmax(g[3]) if np.isfinite(g[3]).any() else 0.0
+        title = f"{test}, {facet}" if facet else test
+        grids.append((title, test, rows, cols, values))
+    vmax = max(20.0, float(np.nanmax([np.nanmax(g[4]) if np.isfinite(g[4]).any() else 0.0
                                       for g in grids])))
-    heights = [len(g[1]) + 1.6 for g in grids]
-    figure, axes = plt.subplots(len(grids), 1, figsize=(12, 0.42 * sum(heights) + 0.6),
-                                gridspec_kw={"height_ratios": heights}, squeeze=False)
+    # a test with one map spans the figure's width; a facetted test's maps go two per row
+    layout: list[list] = []
+    for (test, facet), grid in zip(panels, grids):
+        if facet and layout and len(layout[-1]) == 1 and layout[-1][0][1] == test \
+                and panels_per_test(panels, test) > 1:
+            layout[-1].append(grid)
+        else:
+            layout.append([grid])
+    columns = 2 if any(len(row) == 2 for row in layout) else 1
+    heights = [max(len(g[2]) for g in row) + 1.6 for row in layout]
+    figure_height = 0.42 * sum(heights) + 1.0
+    figure = plt.figure(figsize=(10 * columns, figure_height))
+    spec = figure.add_gridspec(len(layout), columns, height_ratios=heights)
     cmap = matplotlib.colormaps["YlOrRd"].with_extremes(bad="#dddddd")
-    for axis, (test, rows, cols, values) in zip(axes[:, 0], grids):
-        image = axis.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto")
-        axis.set_xticks(range(len(cols)), cols, fontsize=11)
-        axis.set_yticks(range(len(rows)), rows, fontsize=11)
-        axis.set_title(f"{test}: relative impact speed [km/h] ({_axis_name(test)})",
-                       fontsize=13, loc="left")
-        for r in range(len(rows)):
-            for c in range(len(cols)):
-                value = values[r, c]
-                if np.isfinite(value):
-                    axis.text(c, r, f"{value:.0f}", ha="center", va="center", fontsize=11,
-                              color="white" if value > 0.6 * vmax else "black")
-        figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
+    for r, row in enumerate(layout):
+        cells = [spec[r, :]] if len(row) == 1 else [spec[r, 0], spec[r, 1]]
+        for cell, (title, test, rows, cols, values) in zip(cells, row):
+            axis = figure.add_subplot(cell)
+            image = axis.imshow(values, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto")
+            axis.set_xticks(range(len(cols)), cols, fontsize=11)
+            axis.set_yticks(range(len(rows)), rows, fontsize=11)
+            axis.set_title(f"{title}: relative impact speed [km/h]", fontsize=13, loc="left")
+            axis.set_xlabel(_axis_name(test), fontsize=11)
+            for i in range(len(rows)):
+                for j in range(len(cols)):
+                    value = values[i, j]
+                    if np.isfinite(value):
+                        axis.text(j, i, f"{value:.0f}", ha="center", va="center",
+                                  fontsize=11, color="white" if value > 0.6 * vmax else "black")
+            figure.colorbar(image, ax=axis, fraction=0.025, pad=0.01)
     figure.suptitle(f"{stack}: impact speed per grid point (0 = no contact, grey = not run)",
                     fontsize=14, x=0.01, ha="left")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.5 / figure_height))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     plt.close(figure)
     return buffer.getvalue()
 
 
+def panels_per_test(panels, test: str) -> int:
+    """How many heat maps (facets) test `test` has among `panels` ((test, facet) keys)."""
+    return sum(1 for key in panels if key[0] == test)
+
+
 def _axis_name(test: str) -> str:
-    return {"CCRs": "columns: VUT speed [km/h]", "CCRm": "columns: VUT speed [km/h]",
+    return {"CCRs": "VUT speed [km/h]", "CCRm": "VUT speed [km/h]",
             "CCRb": "rows: gap, columns: target deceleration",
-            "lead-brake": "columns: ego speed [km/h]",
-            "stationary": "columns: ego speed [km/h]",
-            "cut-in": "rows: ego speed and relative speed [km/h], columns: gap dx0 [m]"
+            "lead-brake": "ego speed [km/h]",
+            "stationary": "ego speed [km/h]",
+            "cut-in": "rows: ego, relative speed [km/h]; columns: gap dx0 [m]"
             }.get(test, "")
 
 

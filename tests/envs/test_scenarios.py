@@ -19,10 +19,16 @@ from reflexdrive.envs.scenarios import (
     HAZARD_KINDS,
     SCENARIOS,
     VEHICLE_LENGTH_M,
+    HazardPlan,
+    RoadSpec,
     ScenarioInit,
+    VehicleInit,
     generate,
+    lane_change_duration_s,
     make_config,
     scenario_spec,
+    sinusoidal_lane_change,
+    without_hazard,
 )
 
 from reflexdrive.common.validation import ConfigError
@@ -447,3 +453,51 @@ def test_subclasses_keep_their_defaults_and_the_base_rules():
     with pytest.raises(ConfigError, match=r"^onset_s\[1\]=13.0 is invalid: must lie in "
                                           r"\[0, 12\]$"):
         make_config("lead-brake", {"onset_s": (3.0, 13.0)})
+
+
+# ----------------------------------------------------------------------------- lateral speed
+
+
+def _cut_in_init(lateral_speed, cutter_lane=0, kind="cut_in"):
+    ego = VehicleInit(("0", "1", 1), 200.0, 15.0, 15.0, "ego")
+    cutter = VehicleInit(("0", "1", cutter_lane), 230.0, 10.0, 10.0, lane_changes=False)
+    plan = HazardPlan(kind, 1, 100, target_lane=("0", "1", 1), target_speed_mps=10.0,
+                      lateral_speed_mps=lateral_speed)
+    return ScenarioInit("cut", 0, 50, RoadSpec(), (ego, cutter), plan, 10.0)
+
+
+def test_sinusoidal_lane_change_is_osc_sinusoid_with_peak_rate():
+    # T = pi w / (2 v): 4 m at 2 m/s peak takes pi s
+    assert lane_change_duration_s(2.0, 4.0) == pytest.approx(math.pi)
+    assert lane_change_duration_s(0.5, 4.0) == pytest.approx(4.0 * math.pi)
+    assert sinusoidal_lane_change(0.0, 2.0, 4.0) == (4.0, 0.0)
+    to_go, lateral = sinusoidal_lane_change(math.pi / 2, 2.0, 4.0)      # half way: peak
+    assert to_go == pytest.approx(2.0, abs=1e-12) and lateral == pytest.approx(2.0, abs=1e-12)
+    to_go, lateral = sinusoidal_lane_change(math.pi / 3, 2.0, 4.0)      # (1 + cos 60°) / 2
+    assert to_go == pytest.approx(3.0, abs=1e-12)
+    assert lateral == pytest.approx(2.0 * math.sin(math.pi / 3), abs=1e-12)
+    assert sinusoidal_lane_change(math.pi, 2.0, 4.0) == (0.0, 0.0)      # ended: exactly
+    assert sinusoidal_lane_change(10.0, 2.0, 4.0) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, math.inf, math.nan, True, "2"])
+def test_lateral_speed_must_be_positive_and_finite(value):
+    with pytest.raises(ConfigError, match="hazard.lateral_speed_mps"):
+        HazardPlan("cut_in", 1, 10, target_lane=("0", "1", 1), lateral_speed_mps=value)
+
+
+def test_lateral_speed_only_on_a_cut_in_into_a_neighbouring_lane():
+    with pytest.raises(ConfigError, match="only a cut_in"):
+        HazardPlan("lead_brake", 1, 10, decel_mps2=6.0, lateral_speed_mps=1.0)
+    with pytest.raises(ConfigError, match="hazard.target_lane"):
+        _cut_in_init(1.0, cutter_lane=3)                 # two lanes away
+    with pytest.raises(ConfigError, match="hazard.target_lane"):
+        _cut_in_init(1.0, cutter_lane=1)                 # already there
+    assert _cut_in_init(1.0).hazard.lateral_speed_mps == 1.0
+    assert _cut_in_init(None, cutter_lane=3).hazard.lateral_speed_mps is None
+
+
+def test_twin_of_a_lateral_speed_cut_in_has_no_plan():
+    twin = without_hazard(_cut_in_init(1.5))
+    assert twin.hazard == HazardPlan() and twin.hazard.lateral_speed_mps is None
+    assert twin.vehicles == _cut_in_init(1.5).vehicles

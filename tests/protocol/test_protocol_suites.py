@@ -64,9 +64,21 @@ def test_r157_grid_follows_osc_alks():
                and p.init.hazard.decel_mps2 == 6.0 for p in lead)
     cut_in = _by_test(points, "cut-in")
     # ego 20..60 x relative -10..-50 with a positive cutter speed (15 pairs) x dx0 0..60 (7)
-    assert len(cut_in) == 15 * 7
+    # x Vy 0.5..3 (6), less Vy = 3 m/s with the five 10 km/h cutters (Vy < cutter speed)
+    assert len(cut_in) == 15 * 7 * 6 - 5 * 7 == 595
     assert {p.parameters["gap_m"] for p in cut_in} == {0, 10, 20, 30, 40, 50, 60}
+    assert {p.parameters["lateral_speed_mps"] for p in cut_in} == {0.5, 1.0, 1.5, 2.0, 2.5, 3.0}
     assert all(p.ego_speed_kph + p.parameters["relative_speed_kph"] > 0 for p in cut_in)
+    assert all(p.parameters["lateral_speed_mps"] < p.init.vehicles[1].speed_mps for p in cut_in)
+    assert not [p for p in cut_in if p.parameters["lateral_speed_mps"] == 3.0
+                and p.parameters["target_speed_kph"] == 10.0]
+    assert len([p for p in cut_in if p.parameters["lateral_speed_mps"] == 2.5
+                and p.parameters["target_speed_kph"] == 10.0]) == 5 * 7
+    assert len({p.point for p in points}) == len(points)
+    point = next(p for p in cut_in if p.point == "CI-v40-dv-20-dx10-vy1.5")
+    assert point.init.hazard.lateral_speed_mps == 1.5 and point.heat_facet.endswith("1.5 m/s")
+    # runs 6 s past the end of the lane change: T = pi 4 m / (2 Vy)
+    assert point.init.duration_s == pytest.approx(PRE_ONSET_S + 4.0 * math.pi / 3.0 + 6.0)
     for p in cut_in:          # the bumper gap has closed to dx0 exactly at the onset
         ego, cutter = p.init.vehicles
         at_onset = _gap(p) - (ego.speed_mps - cutter.speed_mps) * PRE_ONSET_S

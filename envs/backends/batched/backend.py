@@ -145,7 +145,8 @@ def _world_rows(init: ScenarioInit, slots: int, lanes: int, params: Params) -> d
         decel=float(hazard.decel_mps2),
         target_lane=np.int64(-1 if hazard.target_lane is None else hazard.target_lane[2]),
         target_speed=float(hazard.target_speed_mps),
-        trigger_range=float(hazard.trigger_range_m))
+        trigger_range=float(hazard.trigger_range_m),
+        lateral_speed=float(hazard.lateral_speed_mps or 0.0))
     return {"vehicles": rows, "road": road, "hazard": hazard_row}
 
 
@@ -162,7 +163,8 @@ def _stack(worlds: list[dict], device, dtype) -> BatchedState:
                           for name in ("lane_count", "length", "speed_limit", "lane_valid")})
     hazard = BatchedHazard(**{name: tensor([w["hazard"][name] for w in worlds])
                               for name in ("kind", "vehicle", "onset_substep", "decel",
-                                           "target_lane", "target_speed", "trigger_range")})
+                                           "target_lane", "target_speed", "trigger_range",
+                                           "lateral_speed")})
     substep = torch.zeros(len(worlds), dtype=torch.int64, device=device)
     return BatchedState(lane=torch.zeros_like(vehicles["kind"]), substep=substep, road=road,
                         hazard=hazard, **{k: v for k, v in vehicles.items()})

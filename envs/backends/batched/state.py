@@ -206,6 +206,8 @@ class BatchedHazard:
         target_lane: `(B,)` int64 cut-in target lane number, -1 if none.
         target_speed: `(B,)` cut-in target speed [m/s].
         trigger_range: `(B,)` stopped-vehicle trigger range [m].
+        lateral_speed: `(B,)` cut-in peak lateral speed [m/s] (`HazardPlan.lateral_speed_mps`;
+            0 where None: highway-env's lane change).
     """
 
     kind: torch.Tensor
@@ -215,6 +217,7 @@ class BatchedHazard:
     target_lane: torch.Tensor
     target_speed: torch.Tensor
     trigger_range: torch.Tensor
+    lateral_speed: torch.Tensor
 
 
 @dataclass(frozen=True)

@@ -314,7 +314,7 @@ def _state_of(vehicles, lanes=3) -> BatchedState:
     idm = [isinstance(v, IDMVehicle) for v in vehicles]
     zeros = col([0.0] * n)
     hazard = BatchedHazard(*(torch.tensor([x]) for x in (0, -1, -1)), _t(0.0),
-                           torch.tensor([-1]), _t(0.0), _t(0.0))
+                           torch.tensor([-1]), _t(0.0), _t(0.0), _t(0.0))
     return BatchedState(
         position=torch.tensor(np.array([[v.position for v in vehicles]])),
         heading=col([v.heading for v in vehicles]), speed=col([v.speed for v in vehicles]),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import sys
 
 import numpy as np
@@ -260,6 +261,33 @@ def test_hazard_triggers():
     assert history[4].target_lane[1, 2] == 1 and history[4].target_speed[1, 2] == 18.0
     assert history[3].target_lane[1, 2] == 0
     assert abs(history[-1].speed[0, 1]) < 1e-12 and history[-1].lane[1, 2] == 1
+
+
+def test_cut_ins_with_a_lateral_speed():
+    """Cut-ins along the sinusoidal profile at 0.5, 2 and 3 m/s from either side, one whose
+    ego drives into the cutter (a crash and pending impacts mid-profile), one from two
+    substeps in (a late reset), and the plain cut-in beside them."""
+    ego = vehicle(1, 100.0, 12.0, behavior="ego")
+
+    def cut_in(lane, s, speed, lateral_speed, onset=3):
+        cutter = vehicle(lane, s, speed, lane_changes=False)
+        plan = HazardPlan("cut_in", 1, onset, target_lane=("0", "1", 1),
+                          target_speed_mps=speed - 2.0, lateral_speed_mps=lateral_speed)
+        return world([ego, cutter, vehicle(2, 180.0, 20.0)], hazard=plan)
+
+    worlds = [cut_in(0, 115.0, 10.0, 0.5), cut_in(2, 140.0, 9.0, 2.0),
+              cut_in(0, 108.0, 6.0, 3.0), cut_in(2, 120.0, 10.0, 2.0, onset=0),
+              cut_in(0, 115.0, 10.0, None)]
+    state = initial_state(worlds)
+    history, _ = run_both(state, 200, seed=5, aggressive=[2])
+    last = history[-1]
+    assert last.crashed[2, 0] and last.crashed[2, 1]          # hit during its lane change
+    assert (last.lane[[1, 3, 4], 1] == 1).all()
+    # 0.5 m/s (T = 4 pi s): after 197 substeps of its profile, y = 4 - 4 (1 + cos(0.25 t)) / 2
+    assert float(last.position[0, 1, 1]) == pytest.approx(
+        4.0 - 2.0 * (1.0 + math.cos(0.25 * 197 * DT)), abs=1e-12)
+    # 2 m/s: T = pi s, so the profile ends at substep 3 + 158; then on the centre line
+    assert history[161].position[1, 1, 1] == 4.0 and history[160].position[1, 1, 1] != 4.0
 
 
 def test_padding_slots_lanes_and_worlds_of_different_sizes():

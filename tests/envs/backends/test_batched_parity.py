@@ -10,6 +10,7 @@ onsets and collisions at the same substeps, and snapshots agree field by field.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -83,11 +84,17 @@ def _compare_snapshots(a, b, world: int) -> None:
 
 
 def run_parity(name: str, seeds, overrides=None, substeps=SUBSTEPS, device="cpu",
-               command_seed=0, accel=(-3.0, 2.0), steer=(-0.01, 0.01)) -> Trace:
+               command_seed=0, accel=(-3.0, 2.0), steer=(-0.01, 0.01),
+               lateral_speeds=None) -> Trace:
     """Run `seeds` of scenario `name` on both backends with the same commands; assert per
-    substep that the worlds agree within tolerance and return the recorded `Trace`."""
+    substep that the worlds agree within tolerance and return the recorded `Trace`.
+    `lateral_speeds`: per seed, the cut-in's `HazardPlan.lateral_speed_mps` (None: the
+    generated plan's)."""
     config = make_config(name, overrides or {})
     inits = [generate(name, config, seed, F) for seed in seeds]
+    if lateral_speeds is not None:
+        inits = [dataclasses.replace(init, hazard=dataclasses.replace(
+            init.hazard, lateral_speed_mps=speed)) for init, speed in zip(inits, lateral_speeds)]
     worlds = len(inits)
     highway = []
     for init in inits:
@@ -199,6 +206,18 @@ def test_parity_cut_in_with_mobil_traffic():
     trace = run_parity("cut-in", seeds=(3, 4), overrides={"lane_changes": True},
                        substeps=250, command_seed=1)
     assert trace.onsets[0] > 0
+
+
+@pytest.mark.slow
+def test_parity_cut_in_with_a_lateral_speed():
+    """The cutter follows its sinusoidal profile (0.5, 1.5 and 3 m/s peak lateral speed:
+    the lane change takes 12.6, 4.2 and 2.1 s) while traffic changes lanes around it; then
+    it keeps the ego lane (IDM)."""
+    trace = run_parity("cut-in", seeds=(3, 4, 5), overrides={"lane_changes": True},
+                       substeps=SUBSTEPS, command_seed=2, lateral_speeds=(0.5, 1.5, 3.0))
+    assert all(onset > 0 for onset in trace.onsets)
+    moved_in = {(w, slot) for w, _, slot, _ in trace.lane_changes if slot == 1}
+    assert moved_in == {(0, 1), (1, 1), (2, 1)}          # every cutter reached the ego lane
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from reflexdrive.envs.backends.batched.numba.layout import (
     HAZARD_DECEL,
     HAZARD_KIND,
     HAZARD_LANE,
+    HAZARD_LATERAL_SPEED,
     HAZARD_ONSET,
     HAZARD_SPEED,
     HAZARD_VEHICLE,
@@ -168,7 +169,8 @@ def _run(params: Params, state: BatchedState, first_s: torch.Tensor, first: torc
                            (SPEED_LIMIT, road.speed_limit), (HAZARD_KIND, hazard.kind),
                            (HAZARD_VEHICLE, hazard.vehicle), (HAZARD_ONSET, hazard.onset_substep),
                            (HAZARD_DECEL, hazard.decel), (HAZARD_LANE, hazard.target_lane),
-                           (HAZARD_SPEED, hazard.target_speed)):
+                           (HAZARD_SPEED, hazard.target_speed),
+                           (HAZARD_LATERAL_SPEED, hazard.lateral_speed)):
         world[column] = _array(tensor)
     world[FIRST_A:FIRST_STEERING + 1] = _array(torch.as_tensor(first).reshape(batch, 2)).T
     world[SECOND_A:SECOND_STEERING + 1] = _array(torch.as_tensor(second).reshape(batch, 2)).T

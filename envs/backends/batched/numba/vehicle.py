@@ -33,7 +33,12 @@ from reflexdrive.envs.backends.batched.numba.scalars import (
     tan,
     wrap_to_pi,
 )
-from reflexdrive.envs.backends.batched.state import BRAKING_LEAD_KIND, EGO_KIND, IDM_KIND
+from reflexdrive.envs.backends.batched.state import (
+    BRAKING_LEAD_KIND,
+    CUT_IN,
+    EGO_KIND,
+    IDM_KIND,
+)
 
 
 @jit()
@@ -126,10 +131,51 @@ def steering_control(p, y, heading, speed, length, target_lane):
 
 
 @jit()
-def traffic_step(p, F, I, road_length, lane_count):
+def lane_change_slot(p, I, substep, hazard_kind, vehicle, onset, lateral_speed):
+    """The slot of the world's cut-in vehicle if it follows its lateral profile in this
+    substep (`torch.lane_change.profiled_cut_ins`' rule: a cut-in with `lateral_speed > 0`
+    [m/s], `substep >= onset`, a valid, uncrashed IDM vehicle, and the profile's phase
+    `2 v / w * ((substep - onset) dt) < pi`), else -1."""
+    if hazard_kind != CUT_IN or not lateral_speed > 0.0 or onset < 0 or substep < onset:
+        return -1
+    if vehicle < 0 or vehicle >= I.shape[1]:
+        return -1
+    if not I[VALID, vehicle] or I[CRASHED, vehicle] or I[KIND, vehicle] != IDM_KIND:
+        return -1
+    if not 2.0 * lateral_speed / p.lane_width * ((substep - onset) * p.dt) < math.pi:
+        return -1
+    return vehicle
+
+
+@jit()
+def lane_change(p, x, y, heading, speed, acceleration, impact_x, impact_y, impact_pending,
+                steps, lateral_speed, target_lane):
+    """One substep of a cut-in vehicle on its lateral profile, `steps` whole substeps after
+    its start (`torch.lane_change.profiled_cut_ins`, same operations): returns x, y [m],
+    heading [rad], speed [m/s]."""
+    u = speed * cos(heading)
+    x = u * p.dt + x
+    phase = min(2.0 * lateral_speed / p.lane_width * ((steps + 1.0) * p.dt), math.pi)
+    to_go = p.lane_width * ((1.0 + cos(phase)) * 0.5)
+    target_y = target_lane * p.lane_width
+    difference = target_y - y
+    side = 1.0 if difference > 0.0 else (-1.0 if difference < 0.0 else 0.0)
+    y = target_y - side * to_go
+    if impact_pending:
+        x = x + impact_x
+        y = y + impact_y
+    u = acceleration * p.dt + u
+    lateral = side * (lateral_speed * sin(phase) if phase < math.pi else 0.0)
+    return x, y, math.atan2(lateral, u), math.hypot(u, lateral)
+
+
+@jit()
+def traffic_step(p, F, I, road_length, lane_count, cutter, steps, lateral_speed, target_lane):
     """Every valid vehicle but the ego steps `dt` (`IDMVehicle.step` / `Vehicle.step`):
     IDM vehicles first advance their MOBIL timer `+= dt` [s]; then `bicycle` with the
-    action of `traffic_act`, a pending impact applied, and the closest lane."""
+    action of `traffic_act`, a pending impact applied, and the closest lane. The vehicle in
+    slot `cutter` (-1: none) moves along its lane-change profile instead (`lane_change`,
+    `steps` substeps after its start, at peak `lateral_speed` [m/s] to `target_lane`)."""
     for j in range(F.shape[1]):
         kind = I[KIND, j]
         if not I[VALID, j] or kind == EGO_KIND:
@@ -140,6 +186,10 @@ def traffic_step(p, F, I, road_length, lane_count):
             p, F[X, j], F[Y, j], F[HEADING, j], F[SPEED, j], F[LENGTH, j], F[STEERING, j],
             F[ACCELERATION, j], I[CRASHED, j] != 0, F[IMPACT_X, j], F[IMPACT_Y, j],
             I[IMPACT_PENDING, j] != 0, p.dt)
+        if j == cutter:
+            x, y, heading, speed = lane_change(
+                p, F[X, j], F[Y, j], F[HEADING, j], F[SPEED, j], acceleration, F[IMPACT_X, j],
+                F[IMPACT_Y, j], I[IMPACT_PENDING, j] != 0, steps, lateral_speed, target_lane)
         F[X, j], F[Y, j], F[HEADING, j], F[SPEED, j] = x, y, heading, speed
         F[STEERING, j], F[ACCELERATION, j] = steering, acceleration
         I[CRASHED, j], I[IMPACT_PENDING, j] = crashed, False

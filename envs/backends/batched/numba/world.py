@@ -21,6 +21,7 @@ from reflexdrive.envs.backends.batched.numba.layout import (
     HAZARD_DECEL,
     HAZARD_KIND,
     HAZARD_LANE,
+    HAZARD_LATERAL_SPEED,
     HAZARD_ONSET,
     HAZARD_SPEED,
     HAZARD_VEHICLE,
@@ -52,7 +53,11 @@ from reflexdrive.envs.backends.batched.numba.layout import (
 )
 from reflexdrive.envs.backends.batched.numba.neighbours import lane_members, sort_by_x
 from reflexdrive.envs.backends.batched.numba.traffic import fleet_terms, traffic_act
-from reflexdrive.envs.backends.batched.numba.vehicle import ego_step, traffic_step
+from reflexdrive.envs.backends.batched.numba.vehicle import (
+    ego_step,
+    lane_change_slot,
+    traffic_step,
+)
 from reflexdrive.envs.backends.batched.state import (
     BRAKING_LEAD_KIND,
     CUT_IN,
@@ -179,7 +184,11 @@ def substep_task(p, first_world, last_world, vehicles, out, worlds, tick, has_hi
             count_x = sort_by_x(F, I)
             lane_members(p, F, I, road_length, lane_slots)
             traffic_act(p, F, I, count_x, lane_count, road_length, lane_slots)
-            traffic_step(p, F, I, road_length, lane_count)
+            cutter = lane_change_slot(p, I, step, int(W[HAZARD_KIND, b]),
+                                      int(W[HAZARD_VEHICLE, b]), int(W[HAZARD_ONSET, b]),
+                                      W[HAZARD_LATERAL_SPEED, b])
+            traffic_step(p, F, I, road_length, lane_count, cutter, step - int(W[HAZARD_ONSET, b]),
+                         W[HAZARD_LATERAL_SPEED, b], int(W[HAZARD_LANE, b]))
             ego_step(p, F, I, FS[k, b], W[FIRST_A, b], W[FIRST_STEERING, b],
                      W[SECOND_A, b], W[SECOND_STEERING, b], road_length, lane_count)
             ego_collisions(p, F, I, corners)

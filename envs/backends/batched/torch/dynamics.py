@@ -54,6 +54,7 @@ from reflexdrive.envs.backends.batched.torch.collision import (
     polygons_intersecting,
     rectangle_corners,
 )
+from reflexdrive.envs.backends.batched.torch.lane_change import profiled_cut_ins
 from reflexdrive.envs.backends.batched.torch.road import (
     as_weight,
     blend,
@@ -119,7 +120,9 @@ def traffic_step(params: Params, state: BatchedState) -> BatchedState:
 
     IDM vehicles first advance their MOBIL timer, `timer += dt` [s]; then the bicycle model
     (`vehicle_step`) with the action chosen by `traffic_act` (static vehicles keep their
-    zero action). Slots `(B, N)` that are the ego or padding are left as they are.
+    zero action). Slots `(B, N)` that are the ego or padding are left as they are. A
+    cut-in vehicle with a lateral speed moves along its profile instead while it runs
+    (`envs.backends.batched.torch.lane_change.profiled_cut_ins`).
 
     The bicycle model runs on all `(B, N)` slots and the results are kept with exact
     float blends (`envs.backends.batched.torch.road.blend`); a padding slot's zero length
@@ -139,12 +142,16 @@ def traffic_step(params: Params, state: BatchedState) -> BatchedState:
     position = torch.empty_like(state.position)
     for i in range(2):       # per coordinate: a size-2 last dim would defeat vectorisation
         torch.lerp(state.position[..., i], result.position[..., i], w, out=position[..., i])
+    heading = blend(w, torch.nan_to_num(result.heading), state.heading)
+    speed = blend(w, result.speed, state.speed)
+    lane = torch.where(moves, result.lane, state.lane)
+    profiled_cut_ins(params, state, position, heading, speed, lane, result.acceleration)
     return state.replace(
         timer=torch.add(state.timer, as_weight(idm, state.timer), alpha=params.dt),
         position=position,
-        heading=blend(w, torch.nan_to_num(result.heading), state.heading),
-        speed=blend(w, result.speed, state.speed),
-        lane=torch.where(moves, result.lane, state.lane),
+        heading=heading,
+        speed=speed,
+        lane=lane,
         steering=blend(w, result.steering, state.steering),
         acceleration=blend(w, result.acceleration, state.acceleration),
         crashed=state.crashed | (state.impact_pending & moves),
