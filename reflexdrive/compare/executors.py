@@ -8,10 +8,13 @@ in flight and the next call resumes.
 - `local`: `reflexdrive.run.runner.run` per cell, into the cell's folder.
 - `ray`: the unfinished episodes of every cell, cut into chunks of consecutive seeds, run
   as Ray tasks (`run_chunk`, `max_retries` so a task lost with its worker runs again); the
-  driver writes each returned episode with the cell's `RunWriter`. With no address it
-  starts a local Ray instance (`ray.init(num_cpus=..., include_dashboard=False)`) and
-  shuts it down at the end; with `address` it joins that cluster, whose nodes need this
-  project installed (same version) and the checkpoint and profile files at the same paths.
+  driver writes each returned episode with the cell's `RunWriter`, so a killed attempt
+  writes nothing. A task that fails for good (its worker died `MAX_RETRIES` + 1 times, or
+  it raised) fails the compare only after every other task's episodes are written. With
+  no address it starts a local Ray instance (`ray.init(num_cpus=...,
+  include_dashboard=False)`) and shuts it down at the end; with `address` it joins that
+  cluster, whose nodes need this project installed (same version) and the checkpoint and
+  profile files at the same paths.
 
 Same seeds, same results: episode `i` of a cell uses scenario seed `seed + i` wherever it
 runs, the stack is built with the cell's seed, and an end-to-end stack always decides for
@@ -44,6 +47,11 @@ Progress = Callable[[int], None]
 
 MAX_RETRIES = 3
 """Times Ray runs a task again when its worker dies."""
+
+
+class TaskLostError(RuntimeError):
+    """Ray tasks whose worker died on every attempt (`MAX_RETRIES` + 1 times); the episodes
+    of every other task are saved, so running the compare again resumes with the lost ones."""
 
 
 class FixedBatchAgent:
@@ -180,6 +188,12 @@ def run_ray(cells: Iterable[tuple[Cell, Path]], progress: Progress, *,
         num_cpus: CPUs of the local instance (None: all); one task per CPU at a time.
         chunk_episodes: episodes per task (None: the cell's `envs`).
         threads: torch and numba threads of each task.
+
+    Raises:
+        TaskLostError: a task's worker died on every attempt; the other tasks finished and
+            their episodes are written first.
+        Exception: the first exception a task raised (as `ray.get` raises it), likewise
+            after the other tasks finished.
     """
     import ray
 
@@ -196,7 +210,8 @@ def run_ray(cells: Iterable[tuple[Cell, Path]], progress: Progress, *,
         writers: dict[int, RunWriter] = {}
         configs: dict[int, RunConfig] = {}
         remaining: dict[int, int] = {}
-        pending: dict[Any, int] = {}                 # task -> cell index
+        pending: dict[Any, tuple[int, list[int]]] = {}   # task -> (cell index, seeds)
+        cell_names: dict[int, str] = {}
         for index, (cell, folder) in enumerate(cells):
             config = cell.run
             if cell_complete(folder, config):
@@ -205,21 +220,37 @@ def run_ray(cells: Iterable[tuple[Cell, Path]], progress: Progress, *,
             todo = [s for s in range(config.seed, config.seed + config.episodes)
                     if s not in done]
             configs[index], remaining[index] = config, len(todo)
+            cell_names[index] = cell.name
             writers[index] = RunWriter(folder, config)
             if not todo:                             # finished but not closed
                 _close(writers[index], config)
             for seeds in chunks(todo, chunk_episodes or config.envs):
-                pending[task.remote(config, seeds[0], len(seeds), threads)] = index
+                pending[task.remote(config, seeds[0], len(seeds), threads)] = (index, seeds)
+        lost: list[str] = []
+        failure: BaseException | None = None
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            index = pending.pop(ready[0])
-            results = ray.get(ready[0])
+            index, seeds = pending.pop(ready[0])
+            try:
+                results = ray.get(ready[0])
+            except ray.exceptions.RayError as error:  # first keep the other tasks' episodes
+                failure = failure or error
+                if not isinstance(error, ray.exceptions.RayTaskError):   # not raised in it
+                    lost.append(f"cell {cell_names[index]} seeds {seeds[0]}..{seeds[-1]}")
+                continue
             for row, ticks in results:
                 writers[index].add(row, ticks)
             remaining[index] -= len(results)
             progress(len(results))
             if remaining[index] == 0:
                 _close(writers[index], configs[index])
+        if lost:
+            raise TaskLostError(
+                f"{len(lost)} Ray task(s) lost their worker {MAX_RETRIES + 1} times: "
+                + ", ".join(lost) + "; the other episodes are saved: run the compare again "
+                "to resume") from failure
+        if failure is not None:
+            raise failure
     finally:
         if started:
             ray.shutdown()
