@@ -570,6 +570,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("reflexdrive: interrupted; finished episodes are saved, run again to resume",
               file=sys.stderr)
         return 130
+    except RuntimeError as error:
+        from reflexdrive.compare.executors import TaskLostError
+
+        if not isinstance(error, TaskLostError):
+            raise
+        print(f"reflexdrive: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
