@@ -39,7 +39,8 @@ class HeadwayAgent:
             closing = np.maximum(-np.where(ahead, rate, 0.0).min(axis=1), 0.0)
             cruise = 0.5 * (self.cruise_mps - speed)
             follow = 0.4 * (gap - 2.0 - self.headway_s * speed) - closing
-            stop = -closing ** 2 / (2 * np.maximum(gap - 2.0, 0.5))   # speeds equal 2 m back
+            stop = np.where(closing > 0, -closing ** 2 / (2 * np.maximum(gap - 2.0, 0.5)),
+                            np.inf)                        # speeds equal 2 m behind it
             accel = np.minimum(np.minimum(cruise, follow), stop).clip(-8.0, 2.0)
             turn = -lane_offset / (1.5 * np.maximum(speed, 1.0)) - heading_error  # [rad]
             steer = (5.0 * turn / (0.5 * np.maximum(speed, 1.0))).clip(-0.5, 0.5)
