@@ -70,3 +70,13 @@ def test_the_example_runs_through_the_cli_from_the_repository_root(
     assert (episodes["min_ttc_s"] > 1.0).all()
     ticks = pd.read_csv(out / "ticks.csv")
     assert len(ticks) == 2 * 120                     # two episodes of 12 s at 10 Hz
+
+
+def test_the_walk_through_quotes_the_example_verbatim():
+    source = (ROOT / "examples" / "headway_agent.py").read_text()
+    doc = (ROOT / "docs" / "your-stack.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in doc.split("```python\n")[1:]]
+    quotes = [block for block in blocks if block.splitlines()[0] in source]
+    assert len(quotes) == 4                  # the class, the lead, the control law, make()
+    for block in quotes:
+        assert block in source, block
