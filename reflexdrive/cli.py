@@ -66,7 +66,7 @@ def _scenario_overrides(values: Sequence[str]) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from reflexdrive.agents.registry import PERCEPTIONS, STACKS
+    from reflexdrive.agents.registry import PERCEPTIONS, PLANNERS, TRACKERS, stack_names
     from reflexdrive.agents.staged import CONTROLLERS
     from reflexdrive.compare.config import (
         DEMO_EPISODES,
@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     commands.add_parser("scenarios", help="list the scenarios, one line each")
+    stacks = (*stack_names(), "package.module:factory (docs/your-stack.md)")
+    stage = ", or package.module:factory"
 
     run = commands.add_parser(
         "run", help="roll out a stack on a scenario and write episodes.csv and ticks.csv",
@@ -106,11 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", default=run_default("scenario"),
                      help="scenario: " + ", ".join(SCENARIOS))
     run.add_argument("--stack", default=run_default("stack"),
-                     help="driving stack: " + ", ".join(STACKS))
+                     help="driving stack: " + ", ".join(stacks))
     run.add_argument("--perception", default=run_default("perception"),
-                     help="perception of the staged stack: " + ", ".join(PERCEPTIONS))
+                     help="perception of the staged stack: " + ", ".join(PERCEPTIONS) + stage)
+    run.add_argument("--tracker", default=run_default("tracker"),
+                     help="tracker of the staged stack: " + ", ".join(TRACKERS) + stage)
+    run.add_argument("--planner", default=run_default("planner"),
+                     help="planner of the staged stack: " + ", ".join(PLANNERS) + stage)
     run.add_argument("--controller", default=run_default("controller"),
-                     help="steering controller of the staged stack: " + ", ".join(CONTROLLERS))
+                     help="steering controller of the staged stack: " + ", ".join(CONTROLLERS)
+                          + stage)
     run.add_argument("--episodes", type=int, default=run_default("episodes"),
                      help="number of episodes")
     run.add_argument("--seed", type=int, default=run_default("seed"),
@@ -183,12 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "--latency profile:OUT.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     profile.add_argument("--stack", default=profile_default("stack"),
-                         help="stack: " + ", ".join(STACKS))
+                         help="stack: " + ", ".join(stacks))
     profile.add_argument("--perception", default=run_default("perception"),
-                         help="perception of the staged stack: " + ", ".join(PERCEPTIONS))
+                         help="perception of the staged stack: " + ", ".join(PERCEPTIONS)
+                              + stage)
+    profile.add_argument("--tracker", default=run_default("tracker"),
+                         help="tracker of the staged stack: " + ", ".join(TRACKERS) + stage)
+    profile.add_argument("--planner", default=run_default("planner"),
+                         help="planner of the staged stack: " + ", ".join(PLANNERS) + stage)
     profile.add_argument("--controller", default=run_default("controller"),
                          help="steering controller of the staged stack: "
-                              + ", ".join(CONTROLLERS))
+                              + ", ".join(CONTROLLERS) + stage)
     profile.add_argument("--scenario", default=profile_default("scenario"),
                          help="scenario driven while timing")
     profile.add_argument("--episodes", type=int, default=profile_default("episodes"),
@@ -206,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help=field_help(CompareConfig, "threads"))
     profile.add_argument("--out", required=True, help="profile file to write (JSON)")
     profile.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_compare_parser(commands, STACKS, SCENARIOS)
-    _add_protocol_parser(commands, STACKS, PERCEPTIONS, CONTROLLERS)
+    _add_compare_parser(commands, stacks, SCENARIOS)
+    _add_protocol_parser(commands, stacks, PERCEPTIONS, CONTROLLERS)
     from reflexdrive.train.cli import add_train_parser
     add_train_parser(commands)
     return parser
@@ -281,6 +293,8 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
     compare.add_argument("--device", default=None,
                          help=compare_help("device", "torch device: cpu, cuda, auto"))
     compare.add_argument("--perception", default=None, help=compare_help("perception"))
+    compare.add_argument("--tracker", default=None, help=compare_help("tracker"))
+    compare.add_argument("--planner", default=None, help=compare_help("planner"))
     compare.add_argument("--controller", default=None, help=compare_help("controller"))
     compare.add_argument("--checkpoint", action="append", default=None,
                          metavar="STACK=PATH",
@@ -423,7 +437,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 def _agent_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
     """The stack options given on the command line, as `make_agent` keywords."""
-    names = ("perception", "controller", "checkpoint")
+    names = ("perception", "tracker", "planner", "controller", "checkpoint")
     return tuple((name, getattr(args, name)) for name in names
                  if getattr(args, name, None) is not None)
 
@@ -452,7 +466,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         mode=args.mode, latency=args.latency, budget_s=args.budget,
         stage_budgets_s=args.stage_budgets or {}, on_overrun=args.on_overrun, envs=args.envs,
         simulation_frequency=args.simulation_frequency, policy_frequency=args.policy_frequency,
-        perception=args.perception, controller=args.controller, backend=args.backend,
+        perception=args.perception, tracker=args.tracker, planner=args.planner,
+        controller=args.controller, backend=args.backend,
         device=args.device, checkpoint=args.checkpoint,
         scenario_config=_scenario_overrides(args.set), twins=not args.no_twins)
     episodes, _ = run(config, out=args.out, progress=not args.no_progress)
@@ -510,6 +525,7 @@ def compare_settings(args: argparse.Namespace) -> dict[str, object]:
     for flag, name in (("episodes", "episodes"), ("seed", "seed"), ("latency", "latency"),
                        ("budget", "budget_s"), ("envs", "envs"), ("backend", "backend"),
                        ("device", "device"), ("perception", "perception"),
+                       ("tracker", "tracker"), ("planner", "planner"),
                        ("controller", "controller"), ("sweep_lockstep", "sweep_lockstep"),
                        ("executor", "executor"), ("address", "address"),
                        ("ray_cpus", "ray_cpus"), ("chunk_episodes", "chunk_episodes"),

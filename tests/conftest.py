@@ -31,3 +31,23 @@ class PicklePayload:
 
 def mark_code_ran(marker: str) -> None:
     Path(marker).write_text("code ran")
+
+
+_USER_MODULES = iter(range(1_000_000))
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """`write(source) -> module name`: a module of a user's code in `tmp_path`, put on
+    `sys.path` (undone after the test), under a name no other test uses (so no stale
+    `sys.modules` entry answers for it)."""
+    folder = tmp_path / "user_code"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+
+    def write(source: str) -> str:
+        name = f"user_code_{next(_USER_MODULES)}"
+        (folder / f"{name}.py").write_text(source)
+        return name
+
+    return write

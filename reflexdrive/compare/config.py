@@ -27,6 +27,7 @@ from reflexdrive.common.validation import (
     boolean,
     choice,
     count,
+    field_default,
     override,
     real,
     string,
@@ -60,13 +61,20 @@ HIGHWAY_ENVS = 2
 """Envs (worker processes) per run when `envs` is not given on the highway backend."""
 
 
-def _names(field_name: str, value: object, choices: tuple[str, ...]) -> tuple[str, ...]:
-    """`value` as a non-empty tuple of distinct names from `choices` (ConfigError otherwise)."""
-    allowed = "allowed values are " + ", ".join(choices)
+def _names(field_name: str, value: object, choices: tuple[str, ...] | None = None
+           ) -> tuple[str, ...]:
+    """`value` as a non-empty tuple of distinct names from `choices` (ConfigError otherwise);
+    without `choices`, each name is a stack (`agents.registry.check_stack`)."""
+    from reflexdrive.agents.registry import check_stack, stack_names
+
+    allowed = "allowed values are " + ", ".join(choices if choices is not None
+                                                else stack_names())
     if isinstance(value, str) or not isinstance(value, (list, tuple)) or not value:
         raise ConfigError(field_name, value, "must be a non-empty list of names; " + allowed)
     for item in value:
-        if not isinstance(item, str) or item not in choices:
+        if choices is None:
+            check_stack(field_name, item)
+        elif not isinstance(item, str) or item not in choices:
             raise ConfigError(field_name, item, allowed)
     if len(set(value)) != len(value):
         raise ConfigError(field_name, list(value), "names must not repeat")
@@ -105,7 +113,8 @@ class CompareConfig:
     """One `reflexdrive compare`: which stacks, scenarios, modes and latencies, how run.
 
     Attributes:
-        stacks: driving stacks compared (`agents.registry.STACKS`), on the same seeds.
+        stacks: driving stacks compared, on the same seeds: names
+            (`agents.registry.stack_names`) or `package.module:factory` (a user's stack).
         scenarios: scenarios (`reflexdrive scenarios`), usually the hazard ones.
         episodes: episodes per stack x scenario x mode x extra latency; episode `i` uses
             scenario seed `seed + i` in every cell, so results pair up across stacks.
@@ -125,7 +134,10 @@ class CompareConfig:
         backend: world backend of every cell: "auto", "highway" or "batched".
         device: torch device of the batched backend and the networks: cpu, cuda, auto.
         perception: perception of the staged stack (`agents.registry.PERCEPTIONS`).
-        controller: steering controller of the staged stack.
+        tracker: tracker of the staged stack.
+        planner: planner of the staged stack.
+        controller: steering controller of the staged stack (each stage also takes
+            `package.module:factory`).
         checkpoints: end-to-end stack -> policy checkpoint; a stack left out loads its
             shipped `policies/checkpoints/<stack>.pt`. Entries for stacks not compared
             are dropped.
@@ -165,6 +177,8 @@ class CompareConfig:
     backend: str = override(RunConfig, "backend")
     device: str = override(RunConfig, "device")
     perception: str = override(RunConfig, "perception")
+    tracker: str = override(RunConfig, "tracker")
+    planner: str = override(RunConfig, "planner")
     controller: str = override(RunConfig, "controller")
     checkpoints: Mapping[str, str] = field(default_factory=dict)
     scenario_config: Mapping[str, Any] = field(default_factory=dict)
@@ -183,12 +197,12 @@ class CompareConfig:
     out: str | None = None
 
     def __post_init__(self) -> None:
-        from reflexdrive.agents.registry import END_TO_END_STACKS, STACKS
+        from reflexdrive.agents.registry import END_TO_END_STACKS
         from reflexdrive.envs.scenarios import SCENARIOS
 
         validate_fields(self)
         set_ = _setter(self)
-        set_("stacks", _names("stacks", self.stacks, tuple(STACKS)))
+        set_("stacks", _names("stacks", self.stacks))
         set_("scenarios", _names("scenarios", self.scenarios, tuple(SCENARIOS)))
         set_("modes", _names("modes", self.modes, MODES))
         if self.address is not None:
@@ -298,9 +312,9 @@ class CompareConfig:
         return RunConfig(
             scenario=scenario, stack=stack, episodes=self.episodes, seed=self.seed, mode=mode,
             latency=latency, budget_s=self.budget_s,
-            envs=self.envs_for(scenario), perception=self.perception,
-            controller=self.controller, backend=self.backend, device=self.device,
-            checkpoint=checkpoint, scenario_config=dict(self.scenario_config))
+            envs=self.envs_for(scenario), perception=self.perception, tracker=self.tracker,
+            planner=self.planner, controller=self.controller, backend=self.backend,
+            device=self.device, checkpoint=checkpoint, scenario_config=dict(self.scenario_config))
 
     @property
     def total_episodes(self) -> int:
@@ -318,6 +332,9 @@ class CompareConfig:
         for name in ("episodes", "executor", "address", "ray_cpus", "chunk_episodes",
                      "threads", "device", "video", "bootstrap_resamples", "out"):
             identity.pop(name)
+        for name in ("tracker", "planner"):          # compares from before these resume
+            if identity[name] == field_default(CompareConfig, name):
+                identity.pop(name)
         identity["checkpoint_sha256"] = self.checkpoint_digests()
         return _jsonable(identity)
 
@@ -403,6 +420,8 @@ _TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "backend": ((str,), "a string"),
     "device": ((str,), "a string"),
     "perception": ((str,), "a string"),
+    "tracker": ((str,), "a string"),
+    "planner": ((str,), "a string"),
     "controller": ((str,), "a string"),
     "checkpoints": ((dict,), "a table of stack = \"PATH\""),
     "scenario_config": ((dict,), "a table of scenario config fields"),

@@ -55,14 +55,15 @@ class CompareResult:
     """What `compare` wrote.
 
     Attributes:
-        out: the output folder.
+        out: the output folder (None from `reflexdrive.compare_stacks` without `out`: the
+            compare ran in a temporary folder, since deleted).
         episodes: `episodes.csv` as a DataFrame.
         summary: `summary.csv` as a DataFrame.
         ran: episodes run by this call (0 when everything was already there).
         wall_s: wall time of this call [s].
     """
 
-    out: Path
+    out: Path | None
     episodes: pd.DataFrame
     summary: pd.DataFrame
     ran: int

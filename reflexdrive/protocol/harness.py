@@ -23,12 +23,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from reflexdrive.agents.registry import PERCEPTIONS, REFERENCE_STACKS, STACKS, make_agent
-from reflexdrive.agents.staged import CONTROLLERS
+from reflexdrive.agents.registry import (
+    REFERENCE_STACKS,
+    STACKS,
+    check_stack,
+    check_staged_options,
+    make_agent,
+)
 from reflexdrive.common.devices import resolve_device
 from reflexdrive.common.validation import (
     ConfigError,
-    check_choice,
     choice,
     count,
     override,
@@ -45,6 +49,7 @@ from reflexdrive.protocol.ncap import impact_score, ncap_grid
 from reflexdrive.protocol.r157 import r157_grid, r157_score
 from reflexdrive.run.metrics import ReactionConfig, counterfactual_reaction
 from reflexdrive.run.rollout import merge_info, merge_obs
+from reflexdrive.run.runner import RunConfig
 
 SUITES: dict[str, Callable[..., list[GridPoint]]] = {"ncap-ccr": ncap_grid, "r157": r157_grid}
 """Suite name -> grid builder."""
@@ -60,7 +65,9 @@ _ID = OBJECT_FIELDS.index("vehicle_id")
 class ProtocolConfig:
     """One `reflexdrive protocol` run (bounds and units of each field in its metadata).
 
-    `stacks` are stack names (`agents.registry.STACKS`); `points` restricts the suite to
+    `stacks` are stack names (`agents.registry.stack_names`) or `package.module:factory`
+    specs; `perception` and `controller` (the staged stack's) are as `RunConfig`'s;
+    `points` restricts the suite to
     the given point ids (None: all). The clock's fields are `ClockConfig`'s.
     """
 
@@ -71,10 +78,8 @@ class ProtocolConfig:
     latency: str = override(ClockConfig, "latency")
     simulation_frequency: int = override(ClockConfig, "simulation_frequency")
     policy_frequency: int = override(ClockConfig, "policy_frequency")
-    perception: str = choice("oracle", choices=PERCEPTIONS,
-                             help="perception of the staged stack")
-    controller: str = choice("pure-pursuit", choices=CONTROLLERS,
-                             help="steering controller of the staged stack")
+    perception: str = override(RunConfig, "perception")
+    controller: str = override(RunConfig, "controller")
     device: str = choice("cpu", choices=("cpu", "cuda", "auto"),
                          help="torch device of the batched backend and of the networks")
     seed: int = count(0, low=0, help="sensor-noise seed of the first grid point")
@@ -85,7 +90,8 @@ class ProtocolConfig:
         if isinstance(self.stacks, str) or not self.stacks:
             raise ConfigError("stacks", self.stacks, "must be a non-empty list of stack names")
         for stack in self.stacks:
-            check_choice("stacks", stack, tuple(STACKS))
+            check_stack("stacks", stack)
+        check_staged_options(perception=self.perception, controller=self.controller)
         if len(set(self.stacks)) != len(self.stacks):
             raise ConfigError("stacks", ",".join(self.stacks), "must not repeat a stack")
         if self.latency.strip() == "measured":

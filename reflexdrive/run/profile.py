@@ -46,8 +46,9 @@ class ProfileConfig:
     """What to profile.
 
     Attributes:
-        stack: stack name (`agents.registry.STACKS`).
-        agent_options: options of the stack (perception, controller, checkpoint, ...).
+        stack: stack name (`agents.registry.stack_names`) or `package.module:factory`.
+        agent_options: options of the stack (perception, tracker, planner, controller,
+            checkpoint, ...).
         scenario: scenario the stack drives while it is timed.
         episodes: episodes to drive (seeds `seed .. seed + episodes - 1`).
         seed: first scenario seed.
@@ -117,7 +118,8 @@ def profile_stack(config: ProfileConfig, progress: bool = True) -> LatencyProfil
 
 def _run_fields(options: dict[str, Any]) -> dict[str, Any]:
     """The agent options that `RunConfig` also records (so the run validates them)."""
-    return {k: options[k] for k in ("perception", "controller", "checkpoint")
+    return {k: options[k] for k in ("perception", "tracker", "planner", "controller",
+                                    "checkpoint")
             if k in options}
 
 

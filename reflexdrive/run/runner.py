@@ -29,19 +29,20 @@ import pandas as pd
 from reflexdrive.agents.base import Agent
 from reflexdrive.agents.registry import (
     END_TO_END_STACKS,
-    PERCEPTIONS,
     REFERENCE_STACKS,
-    STACKS,
+    check_stack,
+    check_staged_options,
     make_agent,
 )
-from reflexdrive.agents.staged import CONTROLLERS
 from reflexdrive.common.devices import resolve_device
 from reflexdrive.common.validation import (
     ConfigError,
     boolean,
     choice,
     count,
+    field_default,
     override,
+    string,
     validate_fields,
 )
 from reflexdrive.envs.config import ClockConfig
@@ -63,7 +64,9 @@ class RunConfig:
 
     Attributes:
         scenario: scenario name (`reflexdrive scenarios` lists them).
-        stack: driving stack name (see `agents.registry.STACKS`).
+        stack: driving stack: a name (`agents.registry.stack_names`: the built-in ones
+            and those registered as `reflexdrive.stacks` entry points) or a user's factory
+            `package.module:factory` returning an `Agent` (docs/your-stack.md).
         episodes: number of episodes; episode `i` uses scenario seed `seed + i`.
         seed: first scenario seed.
         mode: "realtime" (the world keeps moving while the agent computes) or "lockstep".
@@ -76,7 +79,11 @@ class RunConfig:
         simulation_frequency: substep rate [Hz].
         policy_frequency: tick rate [Hz]; must divide `simulation_frequency`.
         perception: perception of the staged stack (`agents.registry.PERCEPTIONS`).
+        tracker: tracker of the staged stack (`agents.registry.TRACKERS`).
+        planner: planner of the staged stack (`agents.registry.PLANNERS`).
         controller: steering controller of the staged stack (`agents.staged.CONTROLLERS`).
+            Each of the four stages may also be `package.module:factory`, whose product
+            replaces that stage (`agents.registry.build_staged`).
         backend: "highway" (highway-env, worker processes), "batched" (all envs in one
             torch batch; straight-road scenarios only) or "auto" (batched where the
             scenario has it).
@@ -96,7 +103,7 @@ class RunConfig:
     """
 
     scenario: str = choice("lead-brake", choices=tuple(SCENARIOS), help="scenario")
-    stack: str = choice("staged", choices=tuple(STACKS), help="driving stack")
+    stack: str = string("staged", help="driving stack: a name or package.module:factory")
     episodes: int = count(20, help="number of episodes")
     seed: int = count(0, low=0, help="first scenario seed; episode i uses seed+i")
     mode: str = override(ClockConfig, "mode")
@@ -107,10 +114,10 @@ class RunConfig:
     envs: int = count(1, help="envs run side by side")
     simulation_frequency: int = override(ClockConfig, "simulation_frequency")
     policy_frequency: int = override(ClockConfig, "policy_frequency")
-    perception: str = choice("oracle", choices=PERCEPTIONS,
-                             help="perception of the staged stack")
-    controller: str = choice("pure-pursuit", choices=CONTROLLERS,
-                             help="steering controller of the staged stack")
+    perception: str = string("oracle", help="perception of the staged stack")
+    tracker: str = string("kalman", help="tracker of the staged stack")
+    planner: str = string("mobil-frenet", help="planner of the staged stack")
+    controller: str = string("pure-pursuit", help="steering controller of the staged stack")
     backend: str = choice("auto", choices=BACKENDS, help="world backend")
     device: str = choice("cpu", choices=("cpu", "cuda", "auto"),
                          help="torch device of the batched backend and of the networks")
@@ -123,6 +130,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         # the clock's fields carry ClockConfig's rules; errors name budget_s "budget" as it
         validate_fields(self, labels={"budget_s": "budget"})
+        check_stack("stack", self.stack)
+        check_staged_options(self.perception, self.tracker, self.planner, self.controller)
         if self.stack in REFERENCE_STACKS and self.latency.replace(" ", "") not in (
                 "fixed:0", "fixed:0.0"):
             raise ConfigError("latency", self.latency,
@@ -163,7 +172,8 @@ class RunConfig:
         """Keyword options of `agents.registry.make_agent` for this run's stack (each builder
         takes its own and ignores the rest; the reference drivers count ticks of `tick_s`)."""
         options: dict[str, Any] = dict(
-            perception=self.perception, controller=self.controller, seed=self.seed,
+            perception=self.perception, tracker=self.tracker, planner=self.planner,
+            controller=self.controller, seed=self.seed,
             device=self.resolved_device, tick_s=1.0 / self.policy_frequency)
         if self.checkpoint is not None:
             options["checkpoint"] = self.checkpoint
@@ -195,6 +205,9 @@ class RunConfig:
             identity.pop(name)
         if identity["checkpoint"] is None:       # so runs from before the field still resume
             identity.pop("checkpoint")
+        for name in ("tracker", "planner"):      # likewise, at their defaults
+            if identity[name] == field_default(RunConfig, name):
+                identity.pop(name)
         identity["backend"] = self.resolved_backend
         identity["stage_budgets_s"] = dict(sorted(identity["stage_budgets_s"].items()))
         identity["scenario_config"] = dict(sorted(identity["scenario_config"].items()))
