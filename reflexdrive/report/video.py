@@ -433,7 +433,7 @@ def record_compare_videos(config, k: int | None = None, out_dir: str | os.PathLi
     if not k:
         return paths
     for cell in config.cells():
-        if cell.extra_latency_s == 0:
+        if cell.extra_latency_s == 0 and cell.latency_scale == 1:
             paths += record_videos(cell.run, k, out, video=video, overwrite=overwrite)
     return paths
 

@@ -1,11 +1,12 @@
 """`reflexdrive profile`: record a stack's per-stage latency at batch size 1 on this machine.
 
 A car's computer runs one stack for one car, so the profile is taken at batch size 1:
-the stack drives seeded episodes of a scenario (lockstep, zero latency, one env) and the
-wall-clock time of every stage of every decision is recorded (CUDA-synchronised on a
-GPU; see `agents.base.StageTimer`). The first `warmup` decisions are dropped (allocations,
-JIT compilation, caches). The result is a `LatencyProfile` in the format the clock reads
-(`--latency profile:PATH`, docs/latency-profile.md).
+the stack drives seeded episodes of a scenario (lockstep, zero latency, one env, no
+hazard-removed twin beside it) and the wall-clock time of every stage of every decision
+is recorded (CUDA-synchronised on a GPU; see `agents.base.StageTimer`). The first
+`warmup` decisions are dropped (allocations, JIT compilation, caches). The result is a
+`LatencyProfile` in the format the clock reads (`--latency profile:PATH`,
+docs/latency-profile.md).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def profile_stack(config: ProfileConfig, progress: bool = True) -> LatencyProfil
     options = dict(config.agent_options)
     run_config = RunConfig(scenario=config.scenario, stack=config.stack,
                            episodes=config.episodes, seed=config.seed, mode="lockstep",
-                           latency="fixed:0", envs=1, **_run_fields(options))
+                           latency="fixed:0", envs=1, twins=False,   # batch size 1
+                           **_run_fields(options))
     agent = _RecordingAgent(make_agent(config.stack, seed=config.seed, device=config.device,
                                        **options))
     run(run_config, out=None, agent=agent, progress=progress)
