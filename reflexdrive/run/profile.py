@@ -14,8 +14,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -54,6 +54,7 @@ class ProfileConfig:
         seed: first scenario seed.
         warmup: decisions dropped at the start [count].
         device: torch device of the stack's models ("cpu", "cuda", "auto").
+        scenario_config: overrides of the scenario's config fields (as `RunConfig`'s).
     """
 
     stack: str = "staged"
@@ -63,6 +64,7 @@ class ProfileConfig:
     seed: int = count(0, low=0, help="first scenario seed")
     warmup: int = count(20, low=0, help="decisions dropped at the start (JIT, caches)")
     device: str = "cpu"
+    scenario_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -97,6 +99,7 @@ def profile_stack(config: ProfileConfig, progress: bool = True) -> LatencyProfil
     run_config = RunConfig(scenario=config.scenario, stack=config.stack,
                            episodes=config.episodes, seed=config.seed, mode="lockstep",
                            latency="fixed:0", envs=1, twins=False,   # batch size 1
+                           scenario_config=dict(config.scenario_config),
                            **_run_fields(options))
     agent = _RecordingAgent(make_agent(config.stack, seed=config.seed, device=config.device,
                                        **options))
