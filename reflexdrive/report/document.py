@@ -329,10 +329,13 @@ def _settings_line(meta: Mapping[str, Any]) -> str:
     parts = []
     for key, label in (("stacks", "stacks"), ("scenarios", "scenarios"),
                        ("episodes", "episodes per cell"), ("seed", "first seed"),
-                       ("latency", "latency"), ("extra_latency_s", "extra latency [s]"),
+                       ("latency", "latency"), ("latency_scale", "latency scale"),
+                       ("extra_latency_s", "extra latency [s]"),
                        ("budget_s", "budget [s]"), ("backend", "backend")):
         if key in config:
             value = config[key]
+            if isinstance(value, Mapping):                   # per-stack latency
+                value = [f"{name} {spec}" for name, spec in value.items()]
             value = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
             parts.append(f"{label}: {value}")
     if _finite(meta.get("wall_s")):
