@@ -362,4 +362,6 @@ def headline(summary: pd.DataFrame) -> str:
         "own_latency_p50_ms": (summary["stack_latency_p50_s"] * 1e3).map(lambda x: f"{x:.1f}"),
         "overruns": summary["overrun_rate"].map(share),
     })
+    if "latency_scale" in summary and summary["latency_scale"].nunique() > 1:
+        table.insert(4, "scale", summary["latency_scale"].map(lambda k: f"x{k:g}"))
     return table.to_string(index=False)

@@ -12,6 +12,7 @@ from reflexdrive.cli import build_parser, compare_settings, main
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.compare.config import PROFILED_ENVS, CompareConfig
 from reflexdrive.compare.latency import split_per_stack
+from reflexdrive.compare.summary import headline
 
 SHORT = {"duration_s": 1.5, "onset_s": (0.5, 1.0)}
 
@@ -180,6 +181,9 @@ def test_scaled_cells_charge_k_times_the_latency(tmp_path):
             == [1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0])
     assert summary["latency"].tolist() == ["fixed:0.02", "fixed:0.02+0.03", "fixed:0.02*2.0",
                                            "fixed:0.02*2.0+0.03"]
+    table = headline(summary).splitlines()
+    assert table[0].split()[4] == "scale" and [line.split()[4] for line in table[1:]] == [
+        "x1", "x1", "x2", "x2"]
 
 
 def test_profiled_runs_many_envs_and_measured_one(tmp_path):
