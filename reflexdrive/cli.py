@@ -250,7 +250,13 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
     """`reflexdrive compare`. Every option's parser default is None (the flag was not given,
     so a --config file's value or `CompareConfig`'s default applies); the help shows
     `CompareConfig`'s default."""
-    from reflexdrive.compare.config import BATCHED_ENVS, EXECUTORS, HIGHWAY_ENVS, MODES
+    from reflexdrive.compare.config import (
+        BATCHED_ENVS,
+        EXECUTORS,
+        HIGHWAY_ENVS,
+        MODES,
+        PROFILED_ENVS,
+    )
     from reflexdrive.run.runner import BACKENDS
 
     compare = commands.add_parser(
@@ -280,14 +286,18 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
     compare.add_argument("--modes", default=None, metavar="A,B",
                          help=compare_help("modes", "clock modes: " + ", ".join(MODES)))
     compare.add_argument("--latency", default=None, help=compare_help("latency"))
+    compare.add_argument("--latency-scale", default=None, metavar="K,K,..",
+                         help=compare_help("latency_scale", "factors K of each stack's own "
+                                           "latency (a computer K times slower), one cell "
+                                           "each; with --extra-latency: every pair"))
     compare.add_argument("--extra-latency", default=None, metavar="S,S,..",
                          help=compare_help("extra_latency_s", "extra delays [s] on top of "
                                            "each stack's latency, one cell each"))
     compare.add_argument("--budget", type=float, default=None, help=compare_help("budget_s"))
     compare.add_argument("--envs", type=int, default=None,
                          help=compare_help("envs", default=f"1 with measured latency, else "
-                                           f"{BATCHED_ENVS} batched / {HIGHWAY_ENVS} "
-                                           f"highway"))
+                                           f"{PROFILED_ENVS} (profiled) or {BATCHED_ENVS} "
+                                           f"batched / {HIGHWAY_ENVS} highway"))
     compare.add_argument("--backend", default=None,
                          help=compare_help("backend", "world backend: " + ", ".join(BACKENDS)))
     compare.add_argument("--device", default=None,
@@ -485,14 +495,16 @@ def _names_list(flag: str, text: str) -> list[str]:
     return items
 
 
-def _seconds_list(flag: str, text: str) -> list[float]:
-    """`0,0.05,0.1` -> [0.0, 0.05, 0.1] (ConfigError when malformed)."""
+def _seconds_list(flag: str, text: str, what: str = "seconds, e.g. 0,0.05,0.1"
+                  ) -> list[float]:
+    """`0,0.05,0.1` -> [0.0, 0.05, 0.1] (ConfigError when malformed, saying `what` a
+    valid value is)."""
     try:
         values = [float(item) for item in text.split(",")]
     except ValueError:
         values = []
     if not values or any(item.strip() == "" for item in text.split(",")):
-        raise ConfigError(flag, text, "must be comma-separated seconds, e.g. 0,0.05,0.1")
+        raise ConfigError(flag, text, "must be comma-separated " + what)
     return values
 
 
@@ -518,6 +530,9 @@ def compare_settings(args: argparse.Namespace) -> dict[str, object]:
         settings["modes"] = _names_list("--modes", args.modes)
     if args.extra_latency is not None:
         settings["extra_latency_s"] = _seconds_list("--extra-latency", args.extra_latency)
+    if args.latency_scale is not None:
+        settings["latency_scale"] = _seconds_list("--latency-scale", args.latency_scale,
+                                                  "factors, e.g. 1,2,4")
     if args.checkpoint is not None:
         settings["checkpoints"] = _checkpoints(args.checkpoint)
     if args.set is not None:

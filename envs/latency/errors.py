@@ -30,8 +30,11 @@ EXTRA_STAGE = "extra"
 """Stage name of the constant delay a `+SECONDS` spec suffix adds (`ShiftedLatency`)."""
 
 ALLOWED_FORMS = ("fixed:SECONDS, fixed:STAGE=SECONDS,..., profile:PATH, measured, "
-                 "each optionally +SECONDS (an extra delay)")
+                 "each optionally *K (latency x K) then +SECONDS (an extra delay)")
 """The latency spec forms, as named in error messages."""
+
+MAX_LATENCY_SCALE = 100.0
+"""Inclusive upper bound on the `*K` scale of a latency spec (a computer K times slower)."""
 
 SECONDS_ALLOWED = f"must be a finite number of seconds in [0, {MAX_LATENCY_S:g})"
 """The allowed range of one latency, as error messages state it."""

@@ -16,6 +16,8 @@ from a `ClockConfig.latency` string):
   and passes them to `sample(reported)`, or the model measures the time from handing out
   the observation to the decision (CUDA-synchronised when torch has initialised CUDA).
   Right for batch size 1 on the target machine; noisy.
+- `ScaledLatency`: a base model's stages, each multiplied by a constant `K` (a `*K` spec
+  suffix: the same stack on a computer K times slower, or faster for K < 1).
 - `ShiftedLatency`: a base model's stages plus one more, "extra", a constant delay added
   once to every decision (a `+SECONDS` spec suffix). It is part of `L_k` like any stage:
   it delays the command's landing, counts against the budget and can drop frames.
@@ -42,6 +44,7 @@ from typing import Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 from reflexdrive.envs.latency.errors import (
     EXTRA_STAGE,
+    MAX_LATENCY_SCALE,
     SECONDS_ALLOWED,
     STAGE_NAME_RE,
     TOTAL_STAGE,
@@ -344,6 +347,84 @@ def synchronize_cuda() -> None:
         cuda.synchronize()
 
 
+# --------------------------------------------------------------------------- scaled
+
+
+class ScaledLatency:
+    """A base model's per-stage latencies, each multiplied by a constant `scale` (`K`).
+
+    Built from a spec with a `*K` suffix (`profile:p.json*2`, `measured*0.5`): the same
+    stack on a computer K times slower (K > 1) or faster (K < 1). Stage names are the base
+    model's, so per-stage budgets and columns keep their meaning; `sample()` returns
+    `{stage: base value * K}` (`sample_batch`: row by row, the base's draws scaled).
+    Resets, marks and `reported` timings go to the base model. A `+SECONDS` suffix wraps
+    the scaled model (`ShiftedLatency`): `SPEC*K+S` charges `base * K + S`.
+
+    Attributes:
+        spec: the whole spec string, suffix included.
+        deterministic: the base model's.
+        base: the base latency model (not itself scaled or shifted).
+        scale: `K`, in (0, MAX_LATENCY_SCALE].
+    """
+
+    def __init__(self, base: LatencyModel, scale: float, spec: str | None = None):
+        shown = spec if spec is not None else f"{base.spec}*{scale!r}"
+        if isinstance(base, (ScaledLatency, ShiftedLatency)):
+            raise LatencySpecError(shown, "only one *K scale is allowed, before any "
+                                   "+SECONDS: SPEC*K+SECONDS")
+        if (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                or not math.isfinite(float(scale)) or not 0.0 < float(scale)
+                <= MAX_LATENCY_SCALE):
+            raise LatencySpecError(shown, f"scale *{scale!r} must be a number K with "
+                                   f"0 < K <= {MAX_LATENCY_SCALE:g} (a computer K times "
+                                   "slower)")
+        self.base = base
+        self.scale = float(scale)
+        self.spec = shown
+        self.deterministic = base.deterministic
+
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        """The base model's declared stages (empty for measured: they come with the
+        timings)."""
+        return declared_stages(self.base)
+
+    def reset(self, seed: int | None) -> None:
+        """Reset the base model."""
+        self.base.reset(seed)
+
+    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The base model's per-stage latencies [s], each times `scale`."""
+        return {name: value * self.scale for name, value in self.base.sample(reported).items()}
+
+    def mark_observation_returned(self) -> None:
+        """Pass the mark to the base model."""
+        self.base.mark_observation_returned()
+
+    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
+        """Reset the base model's rows."""
+        self.base.reset_batch(mask, seeds)
+
+    def sample_batch(self, observing: np.ndarray,
+                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """The base model's per-stage `(B,)` latencies [s], each times `scale`."""
+        return {name: values * self.scale
+                for name, values in self.base.sample_batch(observing, reported).items()}
+
+    def __repr__(self) -> str:
+        return f"ScaledLatency({self.base!r}, scale={self.scale!r})"
+
+
+def declared_stages(model: LatencyModel) -> tuple[str, ...]:
+    """The stage names a model declares up front (fixed, profile, and those wrapped in a
+    scale); empty for measured latency, whose stages come with the runner's timings."""
+    if isinstance(model, FixedLatency):
+        return tuple(model.latencies)
+    if isinstance(model, (ProfileLatency, ScaledLatency)):
+        return tuple(model.stage_names)
+    return ()
+
+
 # --------------------------------------------------------------------------- shifted
 
 
@@ -351,7 +432,8 @@ class ShiftedLatency:
     """A base model's latencies plus a constant extra delay, the stage "extra" [s].
 
     Built from a spec with a `+SECONDS` suffix (`measured+0.1`, `fixed:0.03+0.05`,
-    `profile:p.json+0.2`). `sample()` returns the base model's stages, then
+    `profile:p.json+0.2`, after a scale: `profile:p.json*2+0.2`). `sample()` returns
+    the base model's stages, then
     `{"extra": extra_s}`: the decision's total `L_k` grows by exactly `extra_s`, once per
     decision (`sample_batch`: in every row). Resets, marks and `reported` timings go to
     the base model.
@@ -359,7 +441,7 @@ class ShiftedLatency:
     Attributes:
         spec: the whole spec string, suffix included.
         deterministic: the base model's.
-        base: the base latency model.
+        base: the base latency model (possibly a `ScaledLatency`, never a shifted one).
         extra_s: the extra delay [s], in [0, 60).
     """
 
@@ -371,9 +453,7 @@ class ShiftedLatency:
         if problem:
             raise LatencySpecError(shown, f"extra delay {extra_s!r} {problem} "
                                    f"({SECONDS_ALLOWED})")
-        names = (list(base.latencies) if isinstance(base, FixedLatency)
-                 else list(base.stage_names) if isinstance(base, ProfileLatency) else [])
-        if EXTRA_STAGE in names:
+        if EXTRA_STAGE in declared_stages(base):
             raise LatencySpecError(shown, f"stage name {EXTRA_STAGE!r} is reserved for the "
                                    "+SECONDS extra delay")
         self.base = base

@@ -5,12 +5,17 @@ Forms, each naming one model of `models`:
 - `fixed:SECONDS` or `fixed:STAGE=SECONDS,...` -> `FixedLatency`;
 - `profile:PATH` -> `ProfileLatency` (the file format: docs/latency-profile.md);
 - `measured` -> `MeasuredLatency`;
+- any of them `*K` (`profile:p.json*2`, `measured*0.5`) -> `ScaledLatency`: every stage
+  of the base model times K, 0 < K <= 100 (the same stack on a computer K times slower;
+  `reflexdrive compare --latency-scale`);
 - any of them `+SECONDS` (`measured+0.1`, `fixed:0.03+0.05`, `profile:p.json+0.2`) ->
   `ShiftedLatency`: the base model plus a constant extra delay of SECONDS, the stage
-  "extra" (the latency cost curve of `reflexdrive compare --extra-latency`: a slower
-  computer, a network hop, an actuator delay). Only one suffix, in [0, 60) s; the last
-  `+NUMBER` of the spec is the suffix (an exponent's `e+1` is not), so a profile path may
-  contain `+` elsewhere.
+  "extra" (the latency cost curve of `reflexdrive compare --extra-latency`: a network
+  hop, an actuator delay). Only one suffix, in [0, 60) s; the last `+NUMBER` of the spec
+  is the suffix (an exponent's `e+1` is not), so a profile path may contain `+`
+  elsewhere.
+- both, in that order: `SPEC*K+SECONDS` charges `(SPEC's latency x K) + SECONDS` (the
+  scale never multiplies the extra delay); `SPEC+SECONDS*K` is an error.
 
 A bad spec raises `LatencySpecError` (field "latency"), a bad profile file `ProfileError`;
 both are one-line `ConfigError`s (`errors`).
@@ -34,6 +39,7 @@ from reflexdrive.envs.latency.models import (
     LatencyModel,
     MeasuredLatency,
     ProfileLatency,
+    ScaledLatency,
     ShiftedLatency,
 )
 
@@ -43,6 +49,9 @@ from reflexdrive.envs.latency.models import (
 _EXTRA_RE = re.compile(r"(?P<base>.*?)(?<![0-9.][eE])\+\s*"
                        r"(?P<extra>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*\Z",
                        re.DOTALL)
+# the last `*NUMBER` of a spec (signed, so `*-1` reaches the range check)
+_SCALE_RE = re.compile(r"(?P<base>.*)\*\s*(?P<scale>[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+                       r"(?:[eE][-+]?[0-9]+)?)\s*\Z", re.DOTALL)
 
 
 def _parse_fixed(spec: str, body: str) -> FixedLatency:
@@ -107,6 +116,34 @@ def with_extra(spec: str, extra_s: float) -> str:
     return spec if extra_s == 0.0 else f"{spec.strip()}+{extra_s!r}"
 
 
+def split_scale(spec: str) -> tuple[str, float | None]:
+    """`(base spec, K)` of a spec ending in a `*K` scale, else `(spec, None)`; syntax only
+    (`"profile:a.json*2"` -> `("profile:a.json", 2.0)`). A `+SECONDS` suffix must be split
+    off first (`split_extra`)."""
+    match = _SCALE_RE.match(spec.strip()) if isinstance(spec, str) else None
+    if match is None:
+        return spec, None
+    return match.group("base").strip(), float(match.group("scale"))
+
+
+def with_scale(spec: str, scale: float) -> str:
+    """`spec` with its latency times `scale` (`spec` itself for 1): the `*K` goes before any
+    `+SECONDS` suffix and multiplies an existing one: `with_scale("measured+0.1", 2) ==
+    "measured*2.0+0.1"`, `with_scale("fixed:0.01*2", 3) == "fixed:0.01*6.0"`."""
+    scale = float(scale)
+    if scale == 1.0:
+        return spec
+    base, extra = split_extra(spec.strip())
+    base, previous = split_scale(base)
+    return with_extra(f"{base}*{scale * (previous or 1.0)!r}", extra or 0.0)
+
+
+def base_spec(spec: str) -> str:
+    """The latency model of a spec without its `*K` and `+SECONDS` suffixes (syntax only):
+    `base_spec("measured*2+0.1") == "measured"`."""
+    return split_scale(split_extra(spec)[0])[0].strip()
+
+
 def unshifted(model: LatencyModel) -> tuple[LatencyModel, float | None]:
     """`(base model, extra seconds)` of a `ShiftedLatency`, else `(model, None)`."""
     if isinstance(model, ShiftedLatency):
@@ -122,8 +159,9 @@ def parse_latency(spec: str, *, base_dir: str | os.PathLike | None = None) -> La
 
     Forms: `fixed:SECONDS`, `fixed:STAGE=SECONDS,...` (each in [0, 60) s, stage names are
     identifiers), `profile:PATH` (relative PATH resolved against `base_dir`, else the
-    current directory; `~` is expanded) and `measured`; each may end in `+SECONDS`, an
-    extra delay (`ShiftedLatency`). Whitespace around the spec and its parts is ignored.
+    current directory; `~` is expanded) and `measured`; each may end in `*K`, a scale
+    (`ScaledLatency`), then `+SECONDS`, an extra delay (`ShiftedLatency`). Whitespace
+    around the spec and its parts is ignored.
 
     Raises:
         LatencySpecError: malformed spec, unknown scheme, or a value out of range.
@@ -135,19 +173,39 @@ def parse_latency(spec: str, *, base_dir: str | os.PathLike | None = None) -> La
     if not text:
         raise LatencySpecError(spec, "empty spec")
     base, extra = split_extra(text)
-    if extra is not None:
-        if not base:
-            raise LatencySpecError(spec, "+SECONDS needs a latency model before it, "
-                                   "e.g. measured+0.1")
-        if split_extra(base)[1] is not None:
-            raise LatencySpecError(spec, "only one +SECONDS suffix is allowed")
-        try:
-            model = parse_latency(base, base_dir=base_dir)
-        except LatencySpecError as error:
-            raise LatencySpecError(spec, error.problem) from None
-        return ShiftedLatency(model, extra, spec)
+    if extra is None:
+        return _parse_scaled(spec, text, base_dir)
+    if not base:
+        raise LatencySpecError(spec, "+SECONDS needs a latency model before it, "
+                               "e.g. measured+0.1")
+    if split_extra(base)[1] is not None:
+        raise LatencySpecError(spec, "only one +SECONDS suffix is allowed")
+    return ShiftedLatency(_parse_scaled(spec, base, base_dir), extra, spec)
+
+
+def _parse_scaled(spec: str, text: str, base_dir: str | os.PathLike | None) -> LatencyModel:
+    """The model of `text`, a spec without a `+SECONDS` suffix that may end in `*K`
+    (`spec` is the whole spec, for messages)."""
+    base, scale = split_scale(text)
+    if scale is None:
+        return _parse_model(spec, text, base_dir)
+    if not base:
+        raise LatencySpecError(spec, "*K needs a latency model before it, e.g. measured*2")
+    if split_scale(base)[1] is not None:
+        raise LatencySpecError(spec, "only one *K scale is allowed")
+    if split_extra(base)[1] is not None:
+        raise LatencySpecError(spec, "write the scale before the extra delay: SPEC*K+SECONDS "
+                               "charges (latency x K) + SECONDS")
+    return ScaledLatency(_parse_model(spec, base, base_dir), scale, spec)
+
+
+def _parse_model(spec: str, text: str, base_dir: str | os.PathLike | None) -> LatencyModel:
+    """The model of `text`, a spec without suffixes (`spec`: the whole one, for messages)."""
     scheme, colon, body = text.partition(":")
     scheme = scheme.strip()
+    if "*" in text and scheme != "profile":           # a path may hold a `*`
+        raise LatencySpecError(spec, "'*' must be followed by a number K > 0 "
+                               "(SPEC*K: the latency times K)")
     if scheme == "fixed":
         if not colon:
             raise LatencySpecError(spec, "'fixed' needs ':SECONDS' or ':STAGE=SECONDS,...'")

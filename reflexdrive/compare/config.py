@@ -1,7 +1,7 @@
 """Settings of `reflexdrive compare`: one frozen, validated dataclass, from flags or TOML.
 
 `CompareConfig` describes a grid of runs: every stack on every scenario, in every mode, at
-every extra latency, on the same seeds. Each grid point is a `Cell`, one
+every latency scale and extra latency, on the same seeds. Each grid point is a `Cell`, one
 `reflexdrive.run.runner.RunConfig` run into its own folder. `CompareConfig.from_toml(path)`
 reads the same fields from a TOML file (unknown keys and wrong types are errors naming the
 key and what is allowed); the CLI's flags override the file.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from reflexdrive.common.validation import (
+    HELP,
     ConfigError,
     boolean,
     choice,
@@ -30,10 +31,10 @@ from reflexdrive.common.validation import (
     field_default,
     override,
     real,
-    string,
     validate_fields,
 )
-from reflexdrive.envs.latency import parse_latency, split_extra, with_extra
+from reflexdrive.compare.latency import PROFILED, absolute_latencies, stack_latencies
+from reflexdrive.envs.latency import MAX_LATENCY_SCALE, with_extra, with_scale
 from reflexdrive.run.runner import RunConfig
 
 MODES = ("lockstep", "realtime")
@@ -56,7 +57,13 @@ DEMO_OUT = "runs/demo"
 """Output folder of `reflexdrive demo`."""
 
 BATCHED_ENVS = 8
-"""Envs per run when `envs` is not given, latency not measured and the backend batched."""
+"""Envs per run when `envs` is not given, latency fixed or `profile:PATH` and the backend
+batched."""
+PROFILED_ENVS = 64
+"""Envs per run when `envs` is not given, latency `profiled` and the backend batched: one
+forward pass for all of them (the profile, not the batch, sets the latency)."""
+PROFILES_DIR = "profiles"
+"""Folder of a compare's `profiled` latency profiles, `OUT/profiles/STACK.json`."""
 HIGHWAY_ENVS = 2
 """Envs (worker processes) per run when `envs` is not given on the highway backend."""
 
@@ -91,21 +98,20 @@ def _seconds(field_name: str, value: object) -> float:
     return number
 
 
+def _scale(value: object) -> float:
+    """`value` as a latency scale factor in (0, MAX_LATENCY_SCALE] (ConfigError otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            math.isfinite(float(value)) and 0 < float(value) <= MAX_LATENCY_SCALE):
+        raise ConfigError("latency_scale", value, f"must be a factor K with 0 < K <= "
+                          f"{MAX_LATENCY_SCALE:g} (a computer K times slower)")
+    return float(value)
+
+
 def _absolute(path: str, base_dir: str | os.PathLike | None) -> str:
     resolved = Path(path).expanduser()
     if not resolved.is_absolute():
         resolved = Path(base_dir if base_dir is not None else os.getcwd()) / resolved
     return str(resolved.resolve())
-
-
-def _absolute_latency(spec: str, base_dir: str | os.PathLike | None) -> str:
-    """`spec` with a `profile:PATH`'s PATH made absolute (other specs unchanged)."""
-    base, extra = split_extra(spec)
-    scheme, colon, body = base.strip().partition(":")
-    if scheme.strip() != "profile" or not colon or not body.strip():
-        return spec
-    absolute = "profile:" + _absolute(body.strip(), base_dir)
-    return absolute if extra is None else f"{absolute}+{extra!r}"
 
 
 @dataclass(frozen=True)
@@ -120,15 +126,25 @@ class CompareConfig:
             scenario seed `seed + i` in every cell, so results pair up across stacks.
         seed: first scenario seed.
         modes: "lockstep" (the world waits: the zero-latency baseline) and/or "realtime".
-        latency: each stack's own latency model: "measured" (the wall clock around its
-            batched `act` call, see `envs`), "fixed:..." or "profile:PATH"
-            (`envs.latency`); without a `+SECONDS` suffix.
+        latency: each stack's own latency model, one spec for all stacks or a mapping
+            stack -> spec (`compare.latency`: the string `STACK=SPEC,...` and a
+            `default` entry; normalised to one entry per compared stack): "profiled"
+            (timed at batch size 1 on this machine before the cells run, saved in
+            `OUT/profiles/STACK.json` and replayed: `compare.profiles`), "measured" (the
+            wall clock around its batched `act` call, see `envs`), "fixed:..." or
+            "profile:PATH" (`envs.latency`); without `*K` / `+SECONDS` suffixes. The
+            reference drivers always run at fixed:0.
+        latency_scale: factors `K` multiplying the stack's own latency (a computer K times
+            slower), one cell each (`envs.latency.ScaledLatency`). Sorted. With
+            `extra_latency_s` the realtime cells are the product of both sweeps, each
+            charging `own latency x K + extra`; the defaults (1, and extra 0) add none.
         extra_latency_s: extra delays [s] added on top of the stack's own latency, one
             cell each (the latency cost curve; `envs.latency.ShiftedLatency`). Sorted.
         budget_s: compute budget per tick [s]; None means one tick.
         envs: envs run side by side in one cell, i.e. the batch size of the stack's
-            `act` call. None: 1 with measured latency (so "measured" is the latency of
-            one car's computer, batch size 1), else 8 on the batched backend and 2 on the
+            `act` call. None: per stack, 1 with measured latency (so "measured" is the
+            latency of one car's computer, batch size 1), else on the batched backend
+            64 with profiled latency and 8 with fixed or profile:PATH, and 2 on the
             highway one. The end-to-end stacks always decide for exactly `envs` rows
             (padded), so their results do not depend on how episodes are chunked.
         backend: world backend of every cell: "auto", "highway" or "batched".
@@ -164,9 +180,12 @@ class CompareConfig:
     episodes: int = count(20, help="episodes per cell; episode i uses seed+i")
     seed: int = override(RunConfig, "seed")
     modes: tuple[str, ...] = MODES
-    latency: str = string("measured", help="each stack's own latency: measured (wall clock "
-                                           "of the batched act call), fixed:SECONDS, "
-                                           "fixed:STAGE=SECONDS,..., profile:PATH")
+    latency: str | Mapping[str, str] = field(default=PROFILED, metadata={HELP: (
+        "each stack's own latency, one spec for all or STACK=SPEC,... (default=SPEC for the "
+        "rest): profiled (timed at batch 1 here, then replayed batched), measured (wall "
+        "clock of the batched act call), fixed:SECONDS, fixed:STAGE=SECONDS,..., "
+        "profile:PATH")})
+    latency_scale: tuple[float, ...] = (1.0,)
     extra_latency_s: tuple[float, ...] = DEFAULT_EXTRA_LATENCY_S
     budget_s: float | None = real(0.1, low=0.0, high=60.0, low_inclusive=False,
                                   high_inclusive=False, optional=True,
@@ -197,7 +216,7 @@ class CompareConfig:
     out: str | None = None
 
     def __post_init__(self) -> None:
-        from reflexdrive.agents.registry import END_TO_END_STACKS
+        from reflexdrive.agents.registry import END_TO_END_STACKS, REFERENCE_STACKS, STACKS
         from reflexdrive.envs.scenarios import SCENARIOS
 
         validate_fields(self)
@@ -223,12 +242,16 @@ class CompareConfig:
             raise ConfigError("extra_latency_s", list(extras), "must not repeat a value")
         set_("extra_latency_s", tuple(sorted(extras)))
 
-        if split_extra(self.latency)[1] is not None:
-            raise ConfigError("latency", self.latency, "give the stack's own latency without "
-                              "a +SECONDS suffix; extra delays go in extra_latency_s "
-                              "(--extra-latency)")
-        set_("latency", _absolute_latency(self.latency.strip(), None))
-        parse_latency(self.latency)                  # malformed spec or bad profile file
+        scales = self.latency_scale
+        if isinstance(scales, (str, bytes)) or not isinstance(scales, (list, tuple)) or not scales:
+            raise ConfigError("latency_scale", scales,
+                              "must be a non-empty list of factors, e.g. [1, 2, 4]")
+        scales = tuple(_scale(value) for value in scales)
+        if len(set(scales)) != len(scales):
+            raise ConfigError("latency_scale", list(scales), "must not repeat a value")
+        set_("latency_scale", tuple(sorted(scales)))
+        set_("latency", stack_latencies(self.latency, self.stacks, tuple(STACKS),
+                                        REFERENCE_STACKS))
 
         if not isinstance(self.checkpoints, Mapping):
             raise ConfigError("checkpoints", self.checkpoints,
@@ -257,7 +280,7 @@ class CompareConfig:
             if not isinstance(self.out, (str, os.PathLike)) or not str(self.out).strip():
                 raise ConfigError("out", self.out, "must be a folder path")
             set_("out", _absolute(str(self.out), None))
-        self.cells()                                 # every cell's RunConfig validates itself
+        self.cells(replay_profiles=False)            # every cell's RunConfig validates itself
 
     def _check_shipped(self, end_to_end: tuple[str, ...]) -> None:
         from reflexdrive.policies.registry import shipped_checkpoint
@@ -274,51 +297,88 @@ class CompareConfig:
 
     # -- the grid ----------------------------------------------------------------------
 
-    def envs_for(self, scenario: str) -> int:
-        """Envs (batch size) of the cells of `scenario` (see `envs`)."""
+    def latency_of(self, stack: str) -> str:
+        """The stack's own latency spec: `fixed:0` for the reference drivers, else its entry
+        of `latency` (or the one spec for all)."""
+        from reflexdrive.agents.registry import REFERENCE_STACKS
+
+        if stack in REFERENCE_STACKS:                # behaviour, not compute: no latency
+            return "fixed:0"
+        return self.latency if isinstance(self.latency, str) else self.latency[stack]
+
+    def profiled_stacks(self) -> tuple[str, ...]:
+        """The compared stacks whose latency is `profiled`, in `stacks` order."""
+        return tuple(stack for stack in self.stacks if self.latency_of(stack) == PROFILED)
+
+    def profile_path(self, stack: str) -> Path:
+        """Where a `profiled` stack's profile is saved: `OUT/profiles/STACK.json`."""
+        if self.out is None:
+            raise ConfigError("--out", None, "profiled latency saves its profiles in the "
+                              "output directory: give --out DIR")
+        return Path(self.out) / PROFILES_DIR / f"{stack}.json"
+
+    def envs_for(self, stack: str, scenario: str) -> int:
+        """Envs (batch size) of the cells of `stack` on `scenario` (see `envs`)."""
         if self.envs is not None:
             return self.envs
-        if self.latency.strip() == "measured":
+        own = self.latency_of(stack)
+        if own == "measured":
             return 1
         from reflexdrive.envs.gym.vector import batched_scenarios
 
         batched = self.backend == "batched" or (self.backend == "auto"
                                                  and scenario in batched_scenarios())
-        return BATCHED_ENVS if batched else HIGHWAY_ENVS
+        if not batched:
+            return HIGHWAY_ENVS
+        return PROFILED_ENVS if own == PROFILED else BATCHED_ENVS
 
-    def cells(self) -> list[Cell]:
-        """The grid, stacks x scenarios x modes x extra latencies, in that order (lockstep
-        only at extra 0 unless `sweep_lockstep`)."""
+    def cells(self, replay_profiles: bool = True) -> list[Cell]:
+        """The grid, stacks x scenarios x modes x latency scales x extra latencies, in that
+        order (lockstep only at scale 1 and extra 0 unless `sweep_lockstep`; the reference
+        drivers only there too: they are charged no compute).
+
+        Args:
+            replay_profiles: True: a `profiled` stack's runs replay
+                `profile:OUT/profiles/STACK.json` (`compare.profiles.record_profiles`
+                writes it first). False: they hold `fixed:0` in its place, with the same
+                suffixes, to validate, name and build the cells before the profiles exist.
+        """
         from reflexdrive.agents.registry import REFERENCE_STACKS
 
         cells = []
         for stack in self.stacks:
             for scenario in self.scenarios:
                 for mode in self.modes:
-                    extras = (self.extra_latency_s if mode == "realtime" or self.sweep_lockstep
-                              else (0.0,))
-                    if stack in REFERENCE_STACKS:      # behaviour, not compute: no latency
-                        extras = (0.0,)
-                    cells.extend(Cell(stack, scenario, mode, extra,
-                                      self._run_config(stack, scenario, mode, extra))
-                                 for extra in extras)
+                    sweep = (mode == "realtime" or self.sweep_lockstep) and \
+                        stack not in REFERENCE_STACKS
+                    scales = self.latency_scale if sweep else (1.0,)
+                    extras = self.extra_latency_s if sweep else (0.0,)
+                    cells.extend(
+                        Cell(stack, scenario, mode, extra,
+                             self._run_config(stack, scenario, mode, scale, extra,
+                                              replay_profiles), scale)
+                        for scale in scales for extra in extras)
         return cells
 
-    def _run_config(self, stack: str, scenario: str, mode: str, extra_s: float) -> RunConfig:
-        from reflexdrive.agents.registry import END_TO_END_STACKS, REFERENCE_STACKS
+    def _run_config(self, stack: str, scenario: str, mode: str, scale: float, extra_s: float,
+                    replay_profiles: bool) -> RunConfig:
+        from reflexdrive.agents.registry import END_TO_END_STACKS
 
         checkpoint = self.checkpoints.get(stack) if stack in END_TO_END_STACKS else None
-        latency = "fixed:0" if stack in REFERENCE_STACKS else with_extra(self.latency, extra_s)
+        own = self.latency_of(stack)
+        if own == PROFILED:
+            own = f"profile:{self.profile_path(stack)}" if replay_profiles else "fixed:0"
         return RunConfig(
             scenario=scenario, stack=stack, episodes=self.episodes, seed=self.seed, mode=mode,
-            latency=latency, budget_s=self.budget_s,
-            envs=self.envs_for(scenario), perception=self.perception, tracker=self.tracker,
-            planner=self.planner, controller=self.controller, backend=self.backend,
-            device=self.device, checkpoint=checkpoint, scenario_config=dict(self.scenario_config))
+            latency=with_extra(with_scale(own, scale), extra_s), budget_s=self.budget_s,
+            envs=self.envs_for(stack, scenario), perception=self.perception,
+            tracker=self.tracker, planner=self.planner, controller=self.controller,
+            backend=self.backend, device=self.device, checkpoint=checkpoint,
+            scenario_config=dict(self.scenario_config))
 
     @property
     def total_episodes(self) -> int:
-        return self.episodes * len(self.cells())
+        return self.episodes * len(self.cells(replay_profiles=False))
 
     def identity(self) -> dict[str, Any]:
         """The settings that determine the results; resuming in an `out` requires them equal.
@@ -335,6 +395,8 @@ class CompareConfig:
         for name in ("tracker", "planner"):          # compares from before these resume
             if identity[name] == field_default(CompareConfig, name):
                 identity.pop(name)
+        if self.latency_scale == (1.0,):             # compares from before the field resume
+            identity.pop("latency_scale")
         identity["checkpoint_sha256"] = self.checkpoint_digests()
         return _jsonable(identity)
 
@@ -391,8 +453,8 @@ class CompareConfig:
             _check_toml_type(path, key, value)
             values[key] = value
         base = path.resolve().parent
-        if isinstance(values.get("latency"), str):
-            values["latency"] = _absolute_latency(values["latency"], base)
+        if "latency" in values:
+            values["latency"] = absolute_latencies(values["latency"], base)
         if isinstance(values.get("checkpoints"), dict):
             values["checkpoints"] = {stack: _absolute(p, base) if isinstance(p, str) else p
                                      for stack, p in values["checkpoints"].items()}
@@ -413,7 +475,8 @@ _TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "episodes": ((int,), "an integer"),
     "seed": ((int,), "an integer"),
     "modes": ((list,), "a list of modes (lockstep, realtime)"),
-    "latency": ((str,), "a latency spec string"),
+    "latency": ((str, dict), "a latency spec string or a [latency] table of STACK = SPEC"),
+    "latency_scale": ((list,), "a list of factors"),
     "extra_latency_s": ((list,), "a list of seconds"),
     "budget_s": ((int, float), "a number of seconds"),
     "envs": ((int,), "an integer"),
@@ -465,13 +528,15 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid point: a stack on a scenario in a mode at an extra latency.
+    """One grid point: a stack on a scenario in a mode at a latency scale and extra latency.
 
     Attributes:
         stack, scenario, mode: as in `RunConfig`.
         extra_latency_s: the extra delay on top of the stack's own latency [s].
         run: the cell's run: the compare's settings, this cell's stack, scenario and mode,
-            and the latency spec with the extra delay appended (`envs.latency.with_extra`).
+            and the latency spec with the scale and extra delay appended
+            (`envs.latency.with_scale`, `with_extra`): `own*K+EXTRA`.
+        latency_scale: the factor `K` of the stack's own latency.
     """
 
     stack: str
@@ -479,13 +544,16 @@ class Cell:
     mode: str
     extra_latency_s: float
     run: RunConfig
+    latency_scale: float = 1.0
 
     @property
     def name(self) -> str:
-        """The cell's folder under `OUT/cells/`: `STACK/SCENARIO/MODE+EXTRAs`."""
-        return f"{self.stack}/{self.scenario}/{self.mode}+{self.extra_latency_s!r}s"
+        """The cell's folder under `OUT/cells/`: `STACK/SCENARIO/MODE+EXTRAs`, with `-xK`
+        after the mode when the latency is scaled (`realtime-x2.0+0.1s`)."""
+        scale = "" if self.latency_scale == 1.0 else f"-x{self.latency_scale!r}"
+        return f"{self.stack}/{self.scenario}/{self.mode}{scale}+{self.extra_latency_s!r}s"
 
     @property
-    def key(self) -> tuple[str, str, str, float]:
-        """`(stack, scenario, mode, extra_latency_s)`: the summary's group."""
-        return (self.stack, self.scenario, self.mode, self.extra_latency_s)
+    def key(self) -> tuple[str, str, str, float, float]:
+        """`(stack, scenario, mode, extra_latency_s, latency_scale)`: the summary's group."""
+        return (self.stack, self.scenario, self.mode, self.extra_latency_s, self.latency_scale)

@@ -3,9 +3,12 @@
     reflexdrive compare --stacks staged,cnn --scenarios lead-brake,cut-in --episodes 20 \\
         --latency measured --extra-latency 0,0.05,0.1,0.2,0.4 --out runs/compare
 
-The grid is stacks x scenarios x modes x extra latencies (`CompareConfig.cells`; lockstep
-runs once, at extra 0, unless `sweep_lockstep`). Each cell is a `reflexdrive run` into
-`OUT/cells/STACK/SCENARIO/MODE+EXTRAs/`, so the runner's resume keeps finished episodes:
+The grid is stacks x scenarios x modes x latency scales x extra latencies
+(`CompareConfig.cells`; lockstep runs once, at scale 1 and extra 0, unless
+`sweep_lockstep`). Stacks with `profiled` latency are first timed at batch size 1 into
+`OUT/profiles/STACK.json` (`compare.profiles`; reused on resume). Each cell is a
+`reflexdrive run` into `OUT/cells/STACK/SCENARIO/MODE+EXTRAs/` (`MODE-xK+EXTRAs` when
+scaled), so the runner's resume keeps finished episodes:
 a killed compare loses only the episodes in flight, and the same command again runs only
 the rest. The first call records its settings in `OUT/compare.json`; a later call with
 other settings (`CompareConfig.identity`) in the same `OUT` is refused before anything is
@@ -15,12 +18,13 @@ Outputs, written atomically (temp file + `os.replace`) once every cell is done:
 
 - `episodes.csv`: one row per episode of every cell, the run schema
   (`reflexdrive.run.runner`, `reflexdrive.run.metrics.EpisodeMetrics`) plus `extra_latency_s`
-  [s], `envs` (envs run side by side in the cell: the batch of the stack's `act` call,
-  at most) and `cell` (its folder under `cells/`).
+  [s], `latency_scale`, `envs` (envs run side by side in the cell: the batch of the
+  stack's `act` call, at most) and `cell` (its folder under `cells/`).
 - `decisions.csv`: one row per decision (observed tick) of every cell: `stack, scenario,
-  mode, extra_latency_s, seed, tick, t_s, latency_s, overrun, dropped_after` and
+  mode, extra_latency_s, latency_scale, seed, tick, t_s, latency_s, overrun, dropped_after` and
   `latency_<stage>_s` per stage (the extra delay is the stage `extra`).
-- `summary.csv`: one row per stack x scenario x mode x extra latency, columns in
+- `summary.csv`: one row per stack x scenario x mode x extra latency x latency scale,
+  columns in
   `reflexdrive.compare.summary`.
 - `compare.json`: the settings (`config`, with `video` for the report), `identity`,
   `status` ("running" / "complete"), the cells and the wall time.
@@ -41,6 +45,7 @@ from reflexdrive.common.threads import cpu_threads
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.compare.config import Cell, CompareConfig
 from reflexdrive.compare.executors import cell_agent, finished_seeds, run_local, run_ray
+from reflexdrive.compare.profiles import missing_profiles, record_profiles
 from reflexdrive.compare.summary import GROUP as GROUP_COLUMNS
 from reflexdrive.compare.summary import summarize
 from reflexdrive.run.results import prepare_out_dir, write_csv, write_json
@@ -105,7 +110,9 @@ def compare(config: CompareConfig, progress: bool = True) -> CompareResult:
     """Run (or resume) the compare `config` describes and write its outputs to `config.out`.
 
     Everything is checked before anything is written: the output folder, each cell
-    folder's settings, and every stack (built once, so a bad checkpoint fails here).
+    folder's settings, and every stack (built once, so a bad checkpoint fails here). Then
+    the `profiled` stacks without a profile in `OUT/profiles/` are profiled
+    (`compare.profiles`), and the cells run.
 
     Raises:
         ConfigError, CheckpointError: bad settings, files or folders (nothing written).
@@ -114,7 +121,8 @@ def compare(config: CompareConfig, progress: bool = True) -> CompareResult:
 
     start = time.perf_counter()
     out = check_out(config)
-    cells = config.cells()
+    unprofiled = missing_profiles(config, out / CELLS_DIR)
+    cells = config.cells(replay_profiles=not unprofiled)     # no cell has run without them
     folders = [(cell, out / CELLS_DIR / cell.name) for cell in cells]
     done = {cell.name: len(finished_seeds(folder, cell.run)) for cell, folder in folders}
     todo = sum(config.episodes - n for n in done.values())
@@ -127,6 +135,9 @@ def compare(config: CompareConfig, progress: bool = True) -> CompareResult:
     record = {"config": config.as_dict(), "identity": config.identity(),
               "cells": [cell.name for cell in cells], "episodes": config.episodes}
     write_json(out / COMPARE_FILE, {**record, "status": "running"})
+    if unprofiled:
+        record_profiles(config, unprofiled, progress=progress)
+        folders = [(cell, out / CELLS_DIR / cell.name) for cell in config.cells()]
     for _, folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -161,7 +172,7 @@ def _read(path: Path, **options: Any) -> pd.DataFrame:
 
 def _cell_columns(cell: Cell) -> dict[str, Any]:
     return {"stack": cell.stack, "scenario": cell.scenario, "mode": cell.mode,
-            "extra_latency_s": cell.extra_latency_s}
+            "extra_latency_s": cell.extra_latency_s, "latency_scale": cell.latency_scale}
 
 
 def collect_episodes(folders: list[tuple[Cell, Path]]) -> pd.DataFrame:

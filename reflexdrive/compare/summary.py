@@ -1,4 +1,4 @@
-"""`summary.csv` of a compare: one row per stack x scenario x mode x extra latency.
+"""`summary.csv` of a compare: one row per stack x scenario x mode x extra latency x scale.
 
 Intervals are 95% by default:
 
@@ -27,8 +27,9 @@ stack's compute and pool every episode.
 Columns (units in the names: `_s` seconds, `_m` metres, `_mps2` m/s^2, `_mps3` m/s^3;
 `_lo`/`_hi` the interval's bounds of the column before them):
 
-- `stack`, `scenario`, `mode`, `extra_latency_s`: the group.
-- `latency`: latency spec the cells ran with (the stack's own model + the extra).
+- `stack`, `scenario`, `mode`, `extra_latency_s`, `latency_scale`: the group (the scale
+  `K` multiplies the stack's own latency, the extra is added after: `own x K + extra`).
+- `latency`: latency spec the cells ran with (`OWN*K+EXTRA`).
 - `envs`: envs run side by side in each cell: at most that many decide in one `act` call
   (end-to-end stacks are padded to exactly that many).
 - `budget_s`: compute budget per tick.
@@ -62,7 +63,7 @@ Columns (units in the names: `_s` seconds, `_m` metres, `_mps2` m/s^2, `_mps3` m
   `act` call (for up to `envs` envs; 1 by default with measured latency), charged in full to
   every env of the batch.
 - `stack_latency_p50_s`, `stack_latency_p99_s`: the same without the extra delay: the
-  stack's own latency.
+  stack's own latency (times `latency_scale`).
 - `overrun_rate`: share of decisions whose `L_k` exceeded the budget (or a stage budget).
 - `dropped_frames_mean`: frames dropped per episode (ticks skipped while busy).
 
@@ -83,7 +84,7 @@ import pandas as pd
 
 from reflexdrive.envs.scenarios import SCENARIOS
 
-GROUP = ["stack", "scenario", "mode", "extra_latency_s"]
+GROUP = ["stack", "scenario", "mode", "extra_latency_s", "latency_scale"]
 """The columns a summary row stands for."""
 
 RATES_OVER = ("critical", "all", "unrecorded")
@@ -236,11 +237,12 @@ def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
     """
     if episodes.empty:
         return pd.DataFrame(columns=GROUP)
+    episodes, decisions = (_unscaled(frame) for frame in (episodes, decisions))
     decision_groups = ({key: frame for key, frame in decisions.groupby(GROUP, sort=False)}
                        if decisions is not None and not decisions.empty else {})
     rows = []
     for key, group in episodes.groupby(GROUP, sort=False):
-        rng = group_rng(seed, key)
+        rng = group_rng(seed, key[:-1] if key[-1] == 1.0 else key)    # unscaled: as before
         row: dict = dict(zip(GROUP, key))
         first = group.iloc[0]
         row["latency"] = first.get("latency")
@@ -311,6 +313,13 @@ def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
     return pd.DataFrame(rows)
 
 
+def _unscaled(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """`frame` with `latency_scale` 1 where it has no such column (written before it)."""
+    if frame is None or "latency_scale" in frame:
+        return frame
+    return frame.assign(latency_scale=1.0)
+
+
 def headline(summary: pd.DataFrame) -> str:
     """The summary as a short fixed-width table (what `reflexdrive compare` prints).
 
@@ -353,4 +362,6 @@ def headline(summary: pd.DataFrame) -> str:
         "own_latency_p50_ms": (summary["stack_latency_p50_s"] * 1e3).map(lambda x: f"{x:.1f}"),
         "overruns": summary["overrun_rate"].map(share),
     })
+    if "latency_scale" in summary and summary["latency_scale"].nunique() > 1:
+        table.insert(4, "scale", summary["latency_scale"].map(lambda k: f"x{k:g}"))
     return table.to_string(index=False)

@@ -68,6 +68,7 @@ from reflexdrive.report.reading import (
     _pct_interval,
     _rated_count,
     _reference,
+    own_latency,
     rates_over,
     read_tables,
     with_rated,
@@ -116,7 +117,7 @@ def headline_rows(summary: pd.DataFrame, stacks: Sequence[str] | None = None,
     or "not recorded (n)" where every episode is rated); a row without a critical episode
     says `NO_CRITICAL` instead of empty rates."""
     c = columns
-    frame = summary[summary["extra_latency_s"] == 0]
+    frame = own_latency(summary)
     scopes = rates_over(summary)
     stacks = list(stacks) if stacks is not None else _ordered(frame["stack"])
     rows = []
@@ -185,7 +186,7 @@ def stage_table(decisions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     (`(stacks, stages)` seconds, NaN where a stack has no such stage) and the total's p50
     and p99 (columns stack, p50, p99). The compare's "extra" stage is left out."""
     d = DECISION_COLUMNS
-    frame = decisions[decisions["extra_latency_s"] == 0]
+    frame = own_latency(decisions)
     stages = [col for col in frame.columns
               if col.startswith(d["stage_prefix"]) and col.endswith(d["stage_suffix"])
               and col != d["latency"]
@@ -268,7 +269,7 @@ def build_figures(tables: CompareTables) -> tuple[list[Figure], list[str]]:
             "tracking, planning and control; an end-to-end policy's single forward pass), "
             "stacked; the whisker runs from the total's p50 to its p99.",
             plots.stage_breakdown(medians, stacks, budget, totals))
-        own = decisions[decisions["extra_latency_s"] == 0]
+        own = own_latency(decisions)
         add("latency_cdf", "Latency CDF",
             "Share of decisions at or below each latency (the stacks' own, at extra 0).",
             plots.latency_cdf({s: own.loc[own["stack"] == s, DECISION_COLUMNS["latency"]]
@@ -328,10 +329,13 @@ def _settings_line(meta: Mapping[str, Any]) -> str:
     parts = []
     for key, label in (("stacks", "stacks"), ("scenarios", "scenarios"),
                        ("episodes", "episodes per cell"), ("seed", "first seed"),
-                       ("latency", "latency"), ("extra_latency_s", "extra latency [s]"),
+                       ("latency", "latency"), ("latency_scale", "latency scale"),
+                       ("extra_latency_s", "extra latency [s]"),
                        ("budget_s", "budget [s]"), ("backend", "backend")):
         if key in config:
             value = config[key]
+            if isinstance(value, Mapping):                   # per-stack latency
+                value = [f"{name} {spec}" for name, spec in value.items()]
             value = ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
             parts.append(f"{label}: {value}")
     if _finite(meta.get("wall_s")):

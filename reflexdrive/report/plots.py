@@ -30,6 +30,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from reflexdrive.report.reading import own_latency  # noqa: E402
+
 PNG_DPI = 110
 """Pixels per inch of the report's PNGs."""
 
@@ -207,7 +209,7 @@ def episode_distribution(episodes: pd.DataFrame, stacks: Sequence[str],
     Returns:
         The figure, or None when no episode has a finite `column` at extra 0.
     """
-    frame = episodes[episodes["extra_latency_s"] == 0]
+    frame = own_latency(episodes)
     if frame.empty or column not in frame or not np.isfinite(
             frame[column].to_numpy(float)).any():
         return None
@@ -280,7 +282,7 @@ def reaction_decomposition(summary: pd.DataFrame, stacks: Sequence[str],
     Returns:
         The figure, or None when no row has a finite part.
     """
-    frame = summary[summary["extra_latency_s"] == 0]
+    frame = own_latency(summary)
     parts = ("wait", "notice", "compute")
     if frame.empty or not all(columns[p] in frame for p in parts) or not np.isfinite(
             frame[[columns[p] for p in parts]].to_numpy(float)).any():
@@ -412,11 +414,13 @@ def latency_cdf(latencies: Mapping[str, np.ndarray], colors: Mapping[str, str],
 @_styled
 def overrun_rates(summary: pd.DataFrame, stacks: Sequence[str], colors: Mapping[str, str],
                   columns: Mapping[str, str], budget_s: float | None):
-    """Share of decisions over budget against the extra latency, per stack (realtime,
-    pooled over scenarios weighted by decisions, or by episodes without decision counts)."""
+    """Share of decisions over budget against the extra latency (or, with a latency-scale
+    sweep, the median decision latency: `latency_axis`), per stack (realtime, pooled over
+    scenarios weighted by decisions, or by episodes without decision counts)."""
     frame = summary[summary["mode"] == "realtime"]
     if frame.empty or columns["overrun_rate"] not in frame:
         return None
+    x_column, x_label = latency_axis(frame)
     figure, axes = _grid(1, width=6.5, height=3.8)
     axis = axes[0, 0]
     for stack in stacks:
@@ -427,14 +431,17 @@ def overrun_rates(summary: pd.DataFrame, stacks: Sequence[str], colors: Mapping[
                                                  rows[columns["decisions"]].notna().all()) \
             else columns["episodes"]
         extras, pooled = [], []
-        for extra, group in rows.groupby("extra_latency_s", sort=True):
+        cells = [c for c in ("latency_scale", "extra_latency_s") if c in rows]
+        for _, group in rows.groupby(cells, sort=True):
             weights = group[weight_column].to_numpy(float)
             rates = group[columns["overrun_rate"]].to_numpy(float)
-            extras.append(float(extra))
-            pooled.append(np.average(rates, weights=weights) if weights.sum() > 0 else np.nan)
-        axis.plot(np.array(extras) * 1e3, np.array(pooled) * 100, "o-", color=colors[stack],
-                  label=stack)
-    axis.set_xlabel("extra latency [ms]")
+            mean = (lambda v: np.average(v, weights=weights)) if weights.sum() > 0 else np.mean
+            extras.append(float(mean(group[x_column].to_numpy(float))))
+            pooled.append(mean(rates) if weights.sum() > 0 else np.nan)
+        order = np.argsort(extras, kind="stable")
+        axis.plot(np.array(extras)[order] * 1e3, np.array(pooled)[order] * 100, "o-",
+                  color=colors[stack], label=stack)
+    axis.set_xlabel(x_label)
     axis.set_ylabel("decisions over budget [%]")
     axis.set_ylim(-3, 103)
     axis.grid(alpha=0.3)
@@ -469,16 +476,17 @@ def outcome_vs_extra(summary: pd.DataFrame, stacks: Sequence[str], scenarios: Se
     frame = summary[summary["mode"] == "realtime"]
     if frame.empty or column not in frame:
         return None
-    lockstep = summary[(summary["mode"] == "lockstep") & (summary["extra_latency_s"] == 0)]
+    lockstep = own_latency(summary[summary["mode"] == "lockstep"])
+    x_column, x_label = latency_axis(frame)
     figure, axes = panel_grid(len(scenarios), 2.7, sharey=False)
     for axis, scenario in zip(axes, scenarios):
         drawn = False
         for stack in stacks:
             rows = frame[(frame["stack"] == stack) & (frame["scenario"] == scenario)]
-            rows = rows.sort_values("extra_latency_s")
+            rows = rows.sort_values(x_column)
             if rows.empty:
                 continue
-            x = rows["extra_latency_s"].to_numpy(float) * 1e3
+            x = rows[x_column].to_numpy(float) * 1e3
             y = _capped(rows[column].to_numpy(float), column) * scale
             if not np.isfinite(y).any():
                 continue
@@ -497,7 +505,7 @@ def outcome_vs_extra(summary: pd.DataFrame, stacks: Sequence[str], scenarios: Se
             _empty_panel(axis, (empty or {}).get(scenario, "no value"), hide_values=True)
         axis.set_title((titles or {}).get(scenario, scenario))
         axis.grid(alpha=0.3)
-    _label_edges(axes, "extra latency [ms]", label)
+    _label_edges(axes, x_label, label)
     handles = [Line2D([], [], color=colors[stack], marker="o", ms=4, label=stack)
                for stack in stacks]
     handles.append(Line2D([], [], color="#555555", ls=":", label="lockstep"))
@@ -505,6 +513,16 @@ def outcome_vs_extra(summary: pd.DataFrame, stacks: Sequence[str], scenarios: Se
     _legend_on_top(figure, handles, columns=min(len(handles), 7))
     figure.tight_layout()
     return figure
+
+
+def latency_axis(summary: pd.DataFrame) -> tuple[str, str]:
+    """The x axis of an outcome-against-latency figure: `(column [s], label)`. The extra
+    latency when the compare swept no latency scale; else the median latency the clock
+    charged each decision (own x scale + extra), which orders the cells of both sweeps
+    on one axis."""
+    if "latency_scale" in summary and summary["latency_scale"].nunique() > 1:
+        return "latency_p50_s", "median decision latency [ms] (own x scale + extra)"
+    return "extra_latency_s", "extra latency [ms]"
 
 
 def _capped(values: np.ndarray, column: str) -> np.ndarray:

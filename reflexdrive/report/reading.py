@@ -66,7 +66,7 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "budget": "budget_s",
 }
 """Logical name -> `summary.csv` column (`reflexdrive.compare.summary`). The group columns are
-`reflexdrive.compare.summary.GROUP`: stack, scenario, mode, extra_latency_s."""
+`reflexdrive.compare.summary.GROUP`: stack, scenario, mode, extra_latency_s, latency_scale."""
 
 EPISODE_COLUMNS: dict[str, str] = {"reaction": "reaction_time_s",
                                    "brake_onset": "brake_onset_s", "critical": "critical"}
@@ -230,9 +230,22 @@ def _ordered(values: Sequence[str], preferred: Sequence[str] = ()) -> list[str]:
     return first + [v for v in seen if v not in first]
 
 
+def unscaled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows at latency scale 1 (all of them in tables written before the scale)."""
+    if "latency_scale" not in frame:
+        return frame
+    return frame[frame["latency_scale"] == 1]
+
+
+def own_latency(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows at the stacks' own latency: extra 0 and scale 1."""
+    frame = unscaled(frame)
+    return frame[frame["extra_latency_s"] == 0]
+
+
 def _reference(summary: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The rows at the stacks' own latency: realtime at extra 0 (lockstep if no realtime)."""
-    base = summary[summary["extra_latency_s"] == 0]
+    base = own_latency(summary)
     if (base["mode"] == REALTIME).any():
         return base[base["mode"] == REALTIME], REALTIME
     return base[base["mode"] == LOCKSTEP], LOCKSTEP

@@ -23,7 +23,9 @@ from reflexdrive.report.reading import (
     _pct_interval,
     _rated_count,
     _reference,
+    own_latency,
     rates_over,
+    unscaled,
 )
 from reflexdrive.run.metrics import ReactionConfig
 
@@ -184,7 +186,7 @@ def latency_cost(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COL
     """Per stack and scenario (realtime), the smallest extra latency at which the collision
     rate rose above the upper end of the zero-extra 95% interval."""
     c = columns
-    frame = summary[summary["mode"] == REALTIME]
+    frame = unscaled(summary[summary["mode"] == REALTIME])     # the extra-latency curve
     costs = []
     for stack in _ordered(frame["stack"]):
         for scenario in _ordered(frame["scenario"]):
@@ -246,7 +248,7 @@ def summary_sentences(summary: pd.DataFrame) -> list[str]:
     if costs:
         sentences += latency_cost_sentences(costs)
     elif (summary["extra_latency_s"] > 0).any():
-        if not ((summary["mode"] == REALTIME) & (summary["extra_latency_s"] == 0)).any():
+        if not (own_latency(summary)["mode"] == REALTIME).any():
             sentences.append("No realtime run at extra 0 to compare the extra latencies "
                              "with.")
     else:

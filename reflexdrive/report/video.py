@@ -68,7 +68,7 @@ from reflexdrive.common.validation import (
     validate_fields,
 )
 from reflexdrive.envs.clock.wrapper import ClockWrapper
-from reflexdrive.envs.latency import split_extra
+from reflexdrive.envs.latency import base_spec, split_extra
 from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.scenarios import SCENARIOS
 from reflexdrive.report import overlays
@@ -296,7 +296,7 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
     name = getattr(agent, "name", type(agent).__name__)
     extra = split_extra(combined_latency(latency, extra_latency_s))[1] or 0.0
     title = f"{name} on {scenario}, seed {seed}" + (f", +{extra * 1e3:g} ms" if extra else "")
-    measured = split_extra(latency)[0].strip() == "measured"
+    measured = base_spec(latency) == "measured"
 
     def decide(obs: dict, info: dict) -> Decision:
         prior_state = getattr(agent, "state", None) if explainer is not None else None
@@ -433,7 +433,7 @@ def record_compare_videos(config, k: int | None = None, out_dir: str | os.PathLi
     if not k:
         return paths
     for cell in config.cells():
-        if cell.extra_latency_s == 0:
+        if cell.extra_latency_s == 0 and cell.latency_scale == 1:
             paths += record_videos(cell.run, k, out, video=video, overwrite=overwrite)
     return paths
 

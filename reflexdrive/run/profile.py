@@ -1,11 +1,12 @@
 """`reflexdrive profile`: record a stack's per-stage latency at batch size 1 on this machine.
 
 A car's computer runs one stack for one car, so the profile is taken at batch size 1:
-the stack drives seeded episodes of a scenario (lockstep, zero latency, one env) and the
-wall-clock time of every stage of every decision is recorded (CUDA-synchronised on a
-GPU; see `agents.base.StageTimer`). The first `warmup` decisions are dropped (allocations,
-JIT compilation, caches). The result is a `LatencyProfile` in the format the clock reads
-(`--latency profile:PATH`, docs/latency-profile.md).
+the stack drives seeded episodes of a scenario (lockstep, zero latency, one env, no
+hazard-removed twin beside it) and the wall-clock time of every stage of every decision
+is recorded (CUDA-synchronised on a GPU; see `agents.base.StageTimer`). The first
+`warmup` decisions are dropped (allocations, JIT compilation, caches). The result is a
+`LatencyProfile` in the format the clock reads (`--latency profile:PATH`,
+docs/latency-profile.md).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -54,6 +55,7 @@ class ProfileConfig:
         seed: first scenario seed.
         warmup: decisions dropped at the start [count].
         device: torch device of the stack's models ("cpu", "cuda", "auto").
+        scenario_config: overrides of the scenario's config fields (as `RunConfig`'s).
     """
 
     stack: str = "staged"
@@ -63,6 +65,7 @@ class ProfileConfig:
     seed: int = count(0, low=0, help="first scenario seed")
     warmup: int = count(20, low=0, help="decisions dropped at the start (JIT, caches)")
     device: str = "cpu"
+    scenario_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -96,7 +99,9 @@ def profile_stack(config: ProfileConfig, progress: bool = True) -> LatencyProfil
     options = dict(config.agent_options)
     run_config = RunConfig(scenario=config.scenario, stack=config.stack,
                            episodes=config.episodes, seed=config.seed, mode="lockstep",
-                           latency="fixed:0", envs=1, **_run_fields(options))
+                           latency="fixed:0", envs=1, twins=False,   # batch size 1
+                           scenario_config=dict(config.scenario_config),
+                           **_run_fields(options))
     agent = _RecordingAgent(make_agent(config.stack, seed=config.seed, device=config.device,
                                        **options))
     run(run_config, out=None, agent=agent, progress=progress)

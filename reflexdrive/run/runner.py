@@ -47,7 +47,7 @@ from reflexdrive.common.validation import (
 )
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
-from reflexdrive.envs.latency import parse_latency, split_extra
+from reflexdrive.envs.latency import base_spec, parse_latency
 from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.scenarios import SCENARIOS, make_config
 from reflexdrive.envs.types import CRITICALITY_KEYS
@@ -421,7 +421,7 @@ def _rollouts(config: RunConfig, agent: Agent, todo: list[tuple[int, int]]):
     episodes finish (idle envs replay seed 0)."""
     n_envs = min(config.envs, len(todo))
     config_for_envs = config if n_envs == config.envs else replace(config, envs=n_envs)
-    measured = split_extra(config.latency)[0].strip() == "measured"     # also measured+S
+    measured = base_spec(config.latency) == "measured"           # also measured*K+S
     with Rollout(make_vector_env(config_for_envs), todo, seed_of=lambda item: item[1],
                  idle_seed="zero", twins=config.runs_twins) as rollout:
         steps = rollout.steps(agent.act, on_reset=lambda obs, info, mask: agent.reset(mask),

@@ -38,7 +38,8 @@ RUN_COLUMNS = ["scenario", "stack", "seed", "mode", "latency", "backend", "budge
                "latency_p50_s", "latency_p99_s", "overrun_rate", "dropped_frames", "ticks",
                "duration_s"]
 SUMMARY_COLUMNS = [
-    "stack", "scenario", "mode", "extra_latency_s", "latency", "envs", "budget_s", "episodes",
+    "stack", "scenario", "mode", "extra_latency_s", "latency_scale", "latency", "envs",
+    "budget_s", "episodes",
     "rates_over", "critical_episodes", "noncritical_episodes", "rated_episodes",
     "reacted", "reaction_rate",
     "reaction_time_mean_s", "reaction_time_mean_lo_s", "reaction_time_mean_hi_s",
@@ -315,8 +316,9 @@ def test_grid_and_identity(tmp_path, checkpoint):
         ("reference-driver", "lockstep", 0.0, "fixed:0"),
         ("reference-driver", "realtime", 0.0, "fixed:0")]       # no compute, no sweep
     measured = tiny(tmp_path / "o", checkpoint, latency="measured", envs=None)
-    assert measured.envs_for("lead-brake") == 1 and config.envs_for("lead-brake") == 2
-    assert tiny(tmp_path / "o", checkpoint, envs=None).envs_for("lead-brake") == 8
+    assert measured.envs_for("staged", "lead-brake") == 1
+    assert config.envs_for("staged", "lead-brake") == 2
+    assert tiny(tmp_path / "o", checkpoint, envs=None).envs_for("cnn", "lead-brake") == 8
     # how it runs is not part of the identity; what it runs is
     assert tiny(tmp_path / "o", checkpoint, executor="ray", episodes=5).identity() == \
         config.identity()
@@ -515,7 +517,8 @@ def test_compare_config_field_messages(tmp_path, checkpoint):
     with pytest.raises(ConfigError, match=r"^sweep_lockstep=1 is invalid: must be true or "
                                           r"false$"):
         tiny(tmp_path / "o", checkpoint, sweep_lockstep=1)
-    with pytest.raises(ConfigError, match=r"^latency=3 is invalid: must be a string$"):
+    with pytest.raises(ConfigError, match=r"^latency=3 is invalid: must be a latency spec "
+                                          r"string or a table of STACK = SPEC"):
         tiny(tmp_path / "o", checkpoint, latency=3)
     assert tiny(tmp_path / "o", checkpoint, budget_s=1).budget_s == 1.0
     assert isinstance(tiny(tmp_path / "o", checkpoint, budget_s=1).budget_s, float)
