@@ -77,6 +77,7 @@ class TickRecord:
     held: Command
     switches: tuple[tuple[float, Command], ...] = ()
     landed_tick: int = -1
+    held_tick: int = -1
 
     def applied_at(self, time_s: float) -> Command:
         """The command applied at `time_s` inside this tick."""
@@ -165,12 +166,15 @@ def command_landings(records: Sequence[TickRecord]) -> dict[int, float]:
     """Observed tick -> absolute time its decision's command took effect [s].
 
     Sequential, that is `lands_s` (known when observed, possibly past the episode's end);
-    pipelined, the switch of the record whose `landed_tick` names it. Decisions absent from
+    pipelined, the switch of the record whose `landed_tick` names it (or the `t_k` of the
+    one whose `held_tick` does). Decisions absent from
     the result never took effect: dropped between pipeline stages, superseded in their
     tick, or still in flight when the episode ended.
     """
     landings = {r.tick: r.lands_s for r in records if r.observed and r.lands_s == r.lands_s}
     for record in records:
+        if record.held_tick >= 0 and record.held_tick not in landings:
+            landings[record.held_tick] = record.t_s
         if record.landed_tick >= 0 and record.landed_tick not in landings:
             landings[record.landed_tick] = record.switches[-1][0]
     return landings

@@ -10,11 +10,12 @@ the latency model gives them:
   stage: a newer arrival replaces the waiting frame);
 - the frame's command lands when it finishes the last stage, so its age is the sum of its
   stage latencies plus its waits; the slowest stage sets the rate;
-- at most one command lands per tick: when several finish inside one tick `[t_k, t_{k+1})`
-  the newest takes effect at its finishing time and the older ones are superseded (they
-  would be in force for less than a tick; the world backends integrate one switch per
-  tick). With constant stage latencies landings are at least a tick apart and nothing is
-  superseded.
+- at most one command switches in per tick: when several finish inside one tick
+  `(t_k, t_{k+1})` the newest takes effect at its finishing time and the older ones are
+  superseded (they would be in force for less than a tick; the world backends integrate
+  one switch per tick). A command finishing exactly at `t_k` (within `TIME_EPS_S`) is in
+  force from `t_k` on, as a sequential one landing on a boundary. With constant stage
+  latencies landings are at least a tick apart and nothing is superseded.
 
 Events are taken in time order; at equal times (within `TIME_EPS_S`) a finish goes before
 a start (so a stage that frees up as a newer frame arrives takes the newer one), starts go
@@ -84,11 +85,14 @@ class Pipeline:
         """Frame `frame` enters: it waits for stage 0 from `frame.ready_s` (its `t_k`)."""
         self.waiting[0] = frame
 
-    def run_until(self, horizon_s: float) -> Landing | None:
-        """Process every event before `horizon_s - TIME_EPS_S`; events at the horizon wait
-        for the next call (a newer frame may enter then). Returns the newest landing among
-        them (older ones in the same call are superseded), or None."""
-        landing = None
+    def run_until(self, tick_start_s: float, horizon_s: float
+                  ) -> tuple[Landing | None, Landing | None]:
+        """Process the events of the tick `[tick_start_s, horizon_s)`: those before
+        `horizon_s - TIME_EPS_S`; events at the horizon wait for the next call (a newer
+        frame may enter then). Returns the newest landing at `tick_start_s` (within
+        `TIME_EPS_S`: in force from the tick's start) and the newest landing after it (the
+        tick's switch; older ones are superseded), each None if there is none."""
+        at_start = landing = None
         while True:
             finish_s, finish_stage = math.inf, -1
             for i, frame in enumerate(self.current):
@@ -102,17 +106,20 @@ class Pipeline:
                         start_s, start_stage = begin, i
             if finish_s <= start_s + TIME_EPS_S:
                 if not finish_s < horizon_s - TIME_EPS_S:
-                    return landing
+                    return at_start, landing
                 frame = self.current[finish_stage]
                 self.current[finish_stage] = None
                 if finish_stage == self.stages - 1:
-                    landing = Landing(finish_s, frame.tick, frame.command)
+                    if finish_s <= tick_start_s + TIME_EPS_S:
+                        at_start = Landing(finish_s, frame.tick, frame.command)
+                    else:
+                        landing = Landing(finish_s, frame.tick, frame.command)
                 else:   # a newer arrival replaces (drops) the frame waiting there
                     self.waiting[finish_stage + 1] = Frame(frame.tick, frame.command,
                                                            frame.latency_s, finish_s)
             else:
                 if not start_s < horizon_s - TIME_EPS_S:
-                    return landing
+                    return at_start, landing
                 frame = self.waiting[start_stage]
                 self.waiting[start_stage] = None
                 self.current[start_stage] = frame

@@ -106,7 +106,8 @@ class TickClock:
                           ) -> Window:
         """Realtime, pipelined (`pipeline`): the frame enters stage 0 now; the window runs
         until stage 0 is free again, `m = max(1, ceil(L_0 / T))` ticks, and per tick the
-        newest command that finished the last stage in it switches in."""
+        newest command that finished the last stage in it switches in. `lands_s` is known
+        when observed only for one stage (no waiting, no drops); else NaN (`landed_tick`)."""
         config = self.config
         stages = tuple(float(value) for value in stage_latency_s.values()) or (0.0,)
         if self.pipeline is None:
@@ -122,7 +123,9 @@ class TickClock:
         for i in range(ticks):
             tick = first + i
             t_s = self.time_of(tick)
-            landing = self.pipeline.run_until(self.time_of(tick + 1))
+            at_start, landing = self.pipeline.run_until(t_s, self.time_of(tick + 1))
+            if at_start is not None:
+                self.held = at_start.command
             held = self.held
             if landing is None:
                 pieces.extend(split_substeps(config.substeps_per_tick, config.substep_s,
@@ -140,8 +143,11 @@ class TickClock:
                 stage_overruns=stage_overruns if observed else (),
                 dropped_after=ticks - 1 if observed else 0,
                 command=command if observed else None,
-                lands_s=math.nan, held=held,
+                lands_s=self.time_of(first) + stages[0]
+                if observed and len(stages) == 1 else math.nan,
+                held=held,
                 switches=((max(landing.time_s, t_s), landing.command),) if landing else (),
-                landed_tick=landing.tick if landing else -1))
+                landed_tick=landing.tick if landing else -1,
+                held_tick=at_start.tick if at_start else -1))
         self.tick = first + ticks
         return Window(first, ticks, tuple(pieces), tuple(records), overrun, stage_overruns)
