@@ -117,6 +117,8 @@ class CompareConfig:
         extra_latency_s: extra delays [s] added on top of the stack's own latency, one
             cell each (the latency cost curve; `envs.latency.ShiftedLatency`). Sorted.
         budget_s: compute budget per tick [s]; None means one tick.
+        execution: "sequential" or "pipelined" (each stage on its own processor), for
+            every stack (`RunConfig.execution`).
         envs: envs run side by side in one cell, i.e. the batch size of the stack's
             `act` call. None: 1 with measured latency (so "measured" is the latency of
             one car's computer, batch size 1), else 8 on the batched backend and 2 on the
@@ -156,6 +158,7 @@ class CompareConfig:
                                            "of the batched act call), fixed:SECONDS, "
                                            "fixed:STAGE=SECONDS,..., profile:PATH")
     extra_latency_s: tuple[float, ...] = DEFAULT_EXTRA_LATENCY_S
+    execution: str = override(RunConfig, "execution")
     budget_s: float | None = real(0.1, low=0.0, high=60.0, low_inclusive=False,
                                   high_inclusive=False, optional=True,
                                   message="must be a finite number of seconds in (0, 60)",
@@ -297,7 +300,7 @@ class CompareConfig:
         latency = "fixed:0" if stack in REFERENCE_STACKS else with_extra(self.latency, extra_s)
         return RunConfig(
             scenario=scenario, stack=stack, episodes=self.episodes, seed=self.seed, mode=mode,
-            latency=latency, budget_s=self.budget_s,
+            latency=latency, budget_s=self.budget_s, execution=self.execution,
             envs=self.envs_for(scenario), perception=self.perception,
             controller=self.controller, backend=self.backend, device=self.device,
             checkpoint=checkpoint, scenario_config=dict(self.scenario_config))
@@ -318,6 +321,8 @@ class CompareConfig:
         for name in ("episodes", "executor", "address", "ray_cpus", "chunk_episodes",
                      "threads", "device", "video", "bootstrap_resamples", "out"):
             identity.pop(name)
+        if identity["execution"] == "sequential":   # compares from before the field resume
+            identity.pop("execution")
         identity["checkpoint_sha256"] = self.checkpoint_digests()
         return _jsonable(identity)
 
