@@ -280,7 +280,8 @@ def test_compare_defaults_are_the_config_defaults(monkeypatch):
                        ("latency", "latency"), ("extra_latency", "extra_latency_s"),
                        ("budget", "budget_s"), ("backend", "backend"), ("device", "device"),
                        ("perception", "perception"), ("controller", "controller"),
-                       ("execution", "execution"), ("executor", "executor"), ("threads", "threads"), ("video", "video")):
+                       ("execution", "execution"), ("executor", "executor"),
+                       ("threads", "threads"), ("video", "video")):
         assert f"(default {shown(field_default(CompareConfig, name))})" in helps[flag], flag
     _patch_default(monkeypatch, CompareConfig, "episodes", 7)
     _patch_default(monkeypatch, CompareConfig, "budget_s", 0.25)

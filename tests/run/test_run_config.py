@@ -85,6 +85,7 @@ def test_profile_table_adds_the_slowest_stage_when_pipelined():
     """Decisions (60, 50) and (40, 70) ms: totals 110, 110 ms; slowest stage 60, 70 ms
     (p50 65 ms), what sets a pipelined stack's rate."""
     from reflexdrive.envs.latency import LatencyProfile
+
     from reflexdrive.run.profile import percentile_table
 
     profile = LatencyProfile(stack="staged", device="cpu", batch_size=1,
