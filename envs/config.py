@@ -39,6 +39,7 @@ EGO_FEATURES = (
 
 MODES = ("realtime", "lockstep")
 ON_OVERRUN = ("record", "terminate", "raise")
+EXECUTIONS = ("sequential", "pipelined")
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ class ClockConfig:
                              help="record, terminate (end the episode as a deadline miss) or "
                                   "raise (raise DeadlineMiss)")
     latency: str = "fixed:0"
+    execution: str = choice("sequential", choices=EXECUTIONS,
+                            help="sequential (a decision's stages run one after another on one "
+                                 "processor) or pipelined (each stage on its own processor, "
+                                 "as ROS nodes: a new frame enters while later stages work)")
 
     def __post_init__(self) -> None:
         # errors name budget_s as the envs' keyword, "budget"

@@ -39,13 +39,14 @@ def make_env(
     latency_base_dir: str | None = None,
     observations: bool = True,
     counterfactual: bool = False,
+    execution: str = "sequential",
 ) -> ClockWrapper:
     """A scenario env on the clock. See `ClockConfig` for the clock's arguments and
     `DrivingEnv` for the others (`counterfactual`: play the hazard-removed twins)."""
     clock = ClockConfig(simulation_frequency=simulation_frequency,
                         policy_frequency=policy_frequency, mode=mode, budget_s=budget,
                         stage_budgets_s=dict(stage_budgets or {}), on_overrun=on_overrun,
-                        latency=latency)
+                        latency=latency, execution=execution)
     world = DrivingEnv(scenario, scenario_config=scenario_config, sensors=sensors,
                        simulation_frequency=simulation_frequency,
                        policy_frequency=policy_frequency, reward=reward, render_mode=render_mode,

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="STAGE=S,...", help="per-stage budgets [s]")
     run.add_argument("--on-overrun", default=run_default("on_overrun"),
                      help="what an overrun does: record, terminate, raise")
+    run.add_argument("--execution", default=run_default("execution"),
+                     help="sequential: a decision's stages run one after another; pipelined: "
+                          "each stage on its own processor (ROS nodes), frames overlap")
     run.add_argument("--envs", type=int, default=run_default("envs"),
                      help="envs run side by side (highway backend: worker processes; "
                           "batched backend: one torch batch)")
@@ -209,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="first scenario seed")
     profile.add_argument("--warmup", type=int, default=profile_default("warmup"),
                          help="decisions dropped at the start (JIT, caches)")
+    profile.add_argument("--execution", default=profile_default("execution"),
+                         help="how the stages will run: sequential or pipelined (adds the "
+                              "slowest stage, which sets the pipelined decision rate)")
     profile.add_argument("--device", default=profile_default("device"),
                          help="torch device: cpu, cuda, auto")
     profile.add_argument("--checkpoint", default=run_default("checkpoint"), metavar="PATH",
@@ -294,6 +300,9 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
                          help=compare_help("extra_latency_s", "extra delays [s] on top of "
                                            "each stack's latency, one cell each"))
     compare.add_argument("--budget", type=float, default=None, help=compare_help("budget_s"))
+    compare.add_argument("--execution", default=None,
+                         help=compare_help("execution", "sequential or pipelined (each stage "
+                                           "on its own processor)"))
     compare.add_argument("--envs", type=int, default=None,
                          help=compare_help("envs", default=f"1 with measured latency, else "
                                            f"{PROFILED_ENVS} (profiled) or {BATCHED_ENVS} "
@@ -436,11 +445,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                                              "profile.json")
     config = ProfileConfig(stack=args.stack, agent_options=_agent_options(args),
                            scenario=args.scenario, episodes=args.episodes, seed=args.seed,
-                           warmup=args.warmup, device=device)
+                           warmup=args.warmup, device=device, execution=args.execution)
     profile = profile_stack(config, progress=not args.no_progress)
     save_profile(profile, args.out)
     print(f"{profile.stack} on {profile.device}, batch size 1, {profile.rows} decisions")
-    print(percentile_table(profile))
+    print(percentile_table(profile, config.execution))
     print(f"wrote {args.out} (use it with --latency profile:{args.out})")
     return 0
 
@@ -474,7 +483,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(
         scenario=args.scenario, stack=args.stack, episodes=args.episodes, seed=args.seed,
         mode=args.mode, latency=args.latency, budget_s=args.budget,
-        stage_budgets_s=args.stage_budgets or {}, on_overrun=args.on_overrun, envs=args.envs,
+        stage_budgets_s=args.stage_budgets or {}, on_overrun=args.on_overrun,
+        execution=args.execution, envs=args.envs,
         simulation_frequency=args.simulation_frequency, policy_frequency=args.policy_frequency,
         perception=args.perception, tracker=args.tracker, planner=args.planner,
         controller=args.controller, backend=args.backend,
@@ -538,7 +548,8 @@ def compare_settings(args: argparse.Namespace) -> dict[str, object]:
     if args.set is not None:
         settings["scenario_config"] = _scenario_overrides(args.set)
     for flag, name in (("episodes", "episodes"), ("seed", "seed"), ("latency", "latency"),
-                       ("budget", "budget_s"), ("envs", "envs"), ("backend", "backend"),
+                       ("budget", "budget_s"), ("execution", "execution"), ("envs", "envs"),
+                       ("backend", "backend"),
                        ("device", "device"), ("perception", "perception"),
                        ("tracker", "tracker"), ("planner", "planner"),
                        ("controller", "controller"), ("sweep_lockstep", "sweep_lockstep"),

@@ -30,6 +30,8 @@ def run_cli(capsys, args):
     (["--latency", "sometimes"], "unknown latency scheme"),
     (["--policy-frequency", "7"], "policy_frequency"),
     (["--on-overrun", "panic"], "on_overrun='panic' is invalid"),
+    (["--execution", "parallel"],
+     "execution='parallel' is invalid: allowed values are sequential, pipelined"),
     (["--episodes", "0"], "episodes=0 is invalid: must be an integer >= 1"),
     (["--budget", "-1"], "budget"),
     (["--set", "duration_s=-4"], "duration_s"),
@@ -231,7 +233,7 @@ def test_run_and_profile_defaults_are_the_config_defaults():
     for flag, name in (("scenario", "scenario"), ("stack", "stack"), ("episodes", "episodes"),
                        ("seed", "seed"), ("mode", "mode"), ("latency", "latency"),
                        ("budget", "budget_s"), ("on_overrun", "on_overrun"), ("envs", "envs"),
-                       ("backend", "backend"), ("device", "device"),
+                       ("execution", "execution"), ("backend", "backend"), ("device", "device"),
                        ("checkpoint", "checkpoint"), ("perception", "perception"),
                        ("controller", "controller"),
                        ("simulation_frequency", "simulation_frequency"),
@@ -278,7 +280,8 @@ def test_compare_defaults_are_the_config_defaults(monkeypatch):
                        ("latency", "latency"), ("extra_latency", "extra_latency_s"),
                        ("budget", "budget_s"), ("backend", "backend"), ("device", "device"),
                        ("perception", "perception"), ("controller", "controller"),
-                       ("executor", "executor"), ("threads", "threads"), ("video", "video")):
+                       ("execution", "execution"), ("executor", "executor"),
+                       ("threads", "threads"), ("video", "video")):
         assert f"(default {shown(field_default(CompareConfig, name))})" in helps[flag], flag
     _patch_default(monkeypatch, CompareConfig, "episodes", 7)
     _patch_default(monkeypatch, CompareConfig, "budget_s", 0.25)

@@ -45,6 +45,11 @@ from dataclasses import dataclass, fields
 from typing import Mapping, Sequence
 
 import torch
+from reflexdrive.envs.clock.batched_pipeline import (
+    BatchedPipelineState,
+    pipelined_tick,
+    reset_rows,
+)
 from reflexdrive.envs.clock.contract import TIME_EPS_S, TickRecord
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.latency.errors import TOTAL_STAGE
@@ -95,6 +100,10 @@ class BatchedClockState:
         held: `(B, 2)` float64 contiguous, the command in force at `t_k` (start of the tick).
         pending: `(B, 2)` float64 contiguous, the window's command; it takes over from `held`
             at `t_{k_0} + landing_offset_s` and equals `held` once landed.
+        pipeline: pipelined execution only (realtime), the stages of each env's stack
+            (`batched_pipeline`), created at the first decision. Then the window is stage 0's
+            (`m` from its latency), and `landing_offset_s`, `pending` describe the current
+            tick's landing, offset from `t_k` (inf, `held`: none).
     """
 
     tick: torch.Tensor
@@ -103,6 +112,7 @@ class BatchedClockState:
     landing_offset_s: torch.Tensor
     held: torch.Tensor
     pending: torch.Tensor
+    pipeline: BatchedPipelineState | None = None
 
     @property
     def batch_size(self) -> int:
@@ -156,6 +166,7 @@ class TickDecision:
     command: torch.Tensor
     budget_s: float
     stage_budgets_s: Mapping[str, float]
+    pipelined: bool = False
 
     @functools.cached_property
     def stage_overrun(self) -> dict[str, torch.Tensor]:
@@ -173,8 +184,12 @@ class TickDecision:
     @functools.cached_property
     def overrun(self) -> torch.Tensor:
         """`(B,)` bool: observed and (`L > budget + TIME_EPS_S` or a stage overran), as
-        `clock.contract.check_overrun`. Computed on first use."""
-        overrun = (self.latency_s > self.budget_s + TIME_EPS_S) & self.observed
+        `clock.contract.check_overrun` (pipelined: the slowest stage against the budget).
+        Computed on first use."""
+        latency_s = self.latency_s
+        if self.pipelined and self.stage_latency_s:
+            latency_s = torch.stack(list(self.stage_latency_s.values())).amax(dim=0)
+        overrun = (latency_s > self.budget_s + TIME_EPS_S) & self.observed
         for over in self.stage_overrun.values():
             overrun = overrun | over
         return overrun
@@ -202,6 +217,9 @@ class TickRecords:
         switch_s: `(B,)` float64 time inside `[t_k, t_{k+1})` the applied command changes
             [s]; NaN if it does not (at most one switch per tick).
         switch_command: `(B, 2)` float64 command switched to; NaN if no switch.
+        landed_tick: `(B,)` int64 tick of the decision whose command switched in; -1 if none.
+        held_tick: `(B,)` int64, pipelined: tick of the decision whose command landed at
+            `t_k` (so is `held`); -1 if none.
     """
 
     tick: torch.Tensor
@@ -217,6 +235,8 @@ class TickRecords:
     held: torch.Tensor
     switch_s: torch.Tensor
     switch_command: torch.Tensor
+    landed_tick: torch.Tensor
+    held_tick: torch.Tensor
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -341,27 +361,44 @@ def decide(
     else:
         latency_s = torch.zeros_like(state.landing_offset_s)
 
+    commands = _as_commands(commands, state)
+    pipeline = state.pipeline
+    pipelined = config.execution == "pipelined" and config.mode == "realtime"
     if config.mode == "realtime":
-        # m = max(1, ceil((L - TIME_EPS_S) / T)), as contract.ticks_spanned; rows of busy
-        # envs (possibly NaN) are computed too and discarded by the `where`.
-        ticks = (latency_s - TIME_EPS_S).div_(config.tick_s).ceil_().clamp_min_(1.0)
+        # m = max(1, ceil((L - TIME_EPS_S) / T)), as contract.ticks_spanned (pipelined: L of
+        # stage 0); rows of busy envs (possibly NaN) are computed too and discarded by `where`.
+        first = values[0] if pipelined and values else latency_s
+        ticks = (first - TIME_EPS_S).div_(config.tick_s).ceil_().clamp_min_(1.0)
         window_ticks = torch.where(observed, ticks, state.window_ticks)
         landing = torch.where(observed, latency_s, state.landing_offset_s)
+        pending = _select_rows(observed, commands, state.pending)
     else:
         window_ticks = torch.where(observed, 1.0, state.window_ticks)
         landing = torch.where(observed, 0.0, state.landing_offset_s)
-    commands = _as_commands(commands, state)
+        pending = _select_rows(observed, commands, state.pending)
+    if pipelined:
+        pipeline = pipelined_tick(state.pipeline, observed, state.tick, state.time_s(config),
+                                  commands, values or [torch.zeros_like(latency_s)],
+                                  (state.tick + 1).to(TIME_DTYPE) / float(config.policy_frequency))
+        landed = pipeline.landed
+        landing = torch.where(landed, pipeline.landed_s - state.time_s(config), math.inf)
+        held = _select_rows(pipeline.held_tick >= 0, pipeline.held_command, state.held)
+        pending = _select_rows(landed, pipeline.landed_command, held)
+    else:
+        held = state.held
     new_state = BatchedClockState(
         tick=state.tick,
         window_tick=torch.where(observed, 0.0, state.window_tick),
         window_ticks=window_ticks,
         landing_offset_s=landing,
-        held=state.held,
-        pending=_select_rows(observed, commands, state.pending),
+        held=held,
+        pending=pending,
+        pipeline=pipeline,
     )
     return new_state, TickDecision(
         observed=observed, latency_s=latency_s, stage_latency_s=stages, command=commands,
-        budget_s=config.budget, stage_budgets_s=config.stage_budgets_s)
+        budget_s=config.budget, stage_budgets_s=config.stage_budgets_s,
+        pipelined=config.execution == "pipelined")
 
 
 def substep_pieces(config: ClockConfig, state: BatchedClockState, j: int
@@ -387,7 +424,10 @@ def substep_pieces(config: ClockConfig, state: BatchedClockState, j: int
     dt = config.substep_s
     # n = i S + j as an exact float64 integer; start = n * dt and end = (n + 1) * dt are
     # the very products split_substeps forms from its Python ints.
-    index = state.window_tick.mul(substeps).add_(j)
+    if state.pipeline is None:
+        index = state.window_tick.mul(substeps).add_(j)
+    else:  # pipelined: the landing is an offset from t_k
+        index = torch.full_like(state.window_tick, float(j))
     start = index * dt
     end_minus_eps = index.add_(1.0).mul_(dt).sub_(TIME_EPS_S)
     landing = state.landing_offset_s
@@ -411,6 +451,20 @@ def tick_records(config: ClockConfig, state: BatchedClockState, decision: TickDe
     inside = (start_offset - TIME_EPS_S <= landing) & (
         landing < start_offset + tick_s - TIME_EPS_S)
     dropped_after = torch.where(observed, state.window_ticks - 1.0, 0.0).to(torch.int64)
+    lands_s = torch.where(observed, window_t_s + landing, nan)
+    switch_s = torch.where(inside, window_t_s + torch.maximum(landing, start_offset), nan)
+    landed_tick = torch.where(inside, state.window_start, -1)
+    held_tick = torch.full_like(landed_tick, -1)
+    if state.pipeline is not None:  # the tick's landing, if any (`batched_pipeline`)
+        t_s = tick / frequency
+        inside = state.pipeline.landed
+        first_stage = next(iter(decision.stage_latency_s.values()),
+                           torch.zeros_like(decision.latency_s))
+        lands_s = (torch.where(observed, t_s + first_stage, nan)
+                   if state.pipeline.stages == 1 else torch.full_like(lands_s, nan))
+        switch_s = torch.where(inside, torch.maximum(state.pipeline.landed_s, t_s), nan)
+        landed_tick = state.pipeline.landed_tick
+        held_tick = state.pipeline.held_tick
     return TickRecords(
         tick=state.tick,
         t_s=tick / frequency,
@@ -422,10 +476,12 @@ def tick_records(config: ClockConfig, state: BatchedClockState, decision: TickDe
         stage_overrun=dict(decision.stage_overrun),
         dropped_after=dropped_after,
         command=_select_rows(observed, decision.command, nan),
-        lands_s=torch.where(observed, window_t_s + landing, nan),
+        lands_s=lands_s,
         held=state.held,
-        switch_s=torch.where(inside, window_t_s + torch.maximum(landing, start_offset), nan),
+        switch_s=switch_s,
         switch_command=_select_rows(inside, state.pending, nan),
+        landed_tick=landed_tick,
+        held_tick=held_tick,
     )
 
 
@@ -438,10 +494,12 @@ def advance(config: ClockConfig, state: BatchedClockState) -> BatchedClockState:
     # TickClock's `lands_before` for the next record: L < i * T - TIME_EPS_S.
     threshold = (window_tick * config.tick_s).sub_(TIME_EPS_S)
     landed = (state.landing_offset_s < threshold) | (window_tick >= state.window_ticks)
+    held = state.pending if state.pipeline is not None else _select_rows(
+        landed, state.pending, state.held)   # pipelined: `pending` is the tick's landing
     return BatchedClockState(
         tick=next_tick, window_tick=window_tick, window_ticks=state.window_ticks,
-        landing_offset_s=state.landing_offset_s,
-        held=_select_rows(landed, state.pending, state.held), pending=state.pending)
+        landing_offset_s=state.landing_offset_s, held=held, pending=state.pending,
+        pipeline=state.pipeline)
 
 
 def reset(state: BatchedClockState, mask: torch.Tensor,
@@ -462,6 +520,7 @@ def reset(state: BatchedClockState, mask: torch.Tensor,
         landing_offset_s=torch.where(mask, 0.0, state.landing_offset_s),
         held=_select_rows(mask, command, state.held),
         pending=_select_rows(mask, command, state.pending),
+        pipeline=None if state.pipeline is None else reset_rows(state.pipeline, mask),
     )
 
 
@@ -555,6 +614,8 @@ def to_tick_records_per_env(records: Sequence[TickRecords] | TickRecords,
     held = columns(records.held)
     switch_s = columns(records.switch_s)
     switch_command = columns(records.switch_command)
+    landed_tick = columns(records.landed_tick)
+    held_tick = columns(records.held_tick)
     out = [[] for _ in range(len(index))]
     for n in range(len(ticks)):
         for e, env_records in enumerate(out):
@@ -576,6 +637,8 @@ def to_tick_records_per_env(records: Sequence[TickRecords] | TickRecords,
                 held=Command(*held[n][e]),
                 switches=((switch, Command(*switch_command[n][e])),)
                 if switch == switch else (),  # not NaN
+                landed_tick=landed_tick[n][e],
+                held_tick=held_tick[n][e],
             ))
     return out
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.types import Command, Piece
@@ -59,6 +59,9 @@ class TickRecord:
         held: the command in force at `t_k`.
         switches: `(time_s, command)` changes of the applied command inside `[t_k, t_{k+1})`,
             in time order (a command landing exactly on `t_{k+1}` belongs to the next tick).
+        landed_tick: the tick whose decision's command switched in during this tick (the
+            last switch's), -1 if none. Pipelined, `lands_s` is NaN when the frame is
+            observed (its landing depends on later frames): this field says when it landed.
     """
 
     tick: int
@@ -73,6 +76,8 @@ class TickRecord:
     lands_s: float
     held: Command
     switches: tuple[tuple[float, Command], ...] = ()
+    landed_tick: int = -1
+    held_tick: int = -1
 
     def applied_at(self, time_s: float) -> Command:
         """The command applied at `time_s` inside this tick."""
@@ -142,10 +147,34 @@ def split_substeps(
 def check_overrun(
     config: ClockConfig, latency_s: float, stage_latency_s: Mapping[str, float]
 ) -> tuple[bool, tuple[str, ...]]:
-    """Whether a decision overran the total budget or any stage budget, and which stages did."""
+    """Whether a decision overran the budget or any stage budget, and which stages did.
+
+    Sequential, the budget bounds the total `L_k`; pipelined, each stage has a processor of
+    its own and the budget bounds every stage (the slowest sets the rate).
+    """
     stage_overruns = tuple(
         stage
         for stage, budget in config.stage_budgets_s.items()
         if stage_latency_s.get(stage, 0.0) > budget + TIME_EPS_S
     )
+    if config.execution == "pipelined":
+        latency_s = max(stage_latency_s.values(), default=0.0)
     return (latency_s > config.budget + TIME_EPS_S) or bool(stage_overruns), stage_overruns
+
+
+def command_landings(records: Sequence[TickRecord]) -> dict[int, float]:
+    """Observed tick -> absolute time its decision's command took effect [s].
+
+    Sequential, that is `lands_s` (known when observed, possibly past the episode's end);
+    pipelined, the switch of the record whose `landed_tick` names it (or the `t_k` of the
+    one whose `held_tick` does). Decisions absent from
+    the result never took effect: dropped between pipeline stages, superseded in their
+    tick, or still in flight when the episode ended.
+    """
+    landings = {r.tick: r.lands_s for r in records if r.observed and r.lands_s == r.lands_s}
+    for record in records:
+        if record.held_tick >= 0 and record.held_tick not in landings:
+            landings[record.held_tick] = record.t_s
+        if record.landed_tick >= 0 and record.landed_tick not in landings:
+            landings[record.landed_tick] = record.switches[-1][0]
+    return landings

@@ -2,7 +2,8 @@
 
 A `TickClock` per env turns (command, stage latencies) into a `Window` of per-substep
 command `Piece`s and one `TickRecord` per tick; see `contract` and docs/ARCHITECTURE.md,
-"One tick, precisely".
+"One tick, precisely". `ClockConfig.execution="pipelined"` runs each stage on its own
+processor (`pipeline`): frames overlap, commands land when the last stage finishes.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from reflexdrive.envs.clock.contract import (
     split_substeps,
     ticks_spanned,
 )
+from reflexdrive.envs.clock.pipeline import Frame, Pipeline
 from reflexdrive.envs.config import ClockConfig
-from reflexdrive.envs.types import ZERO_COMMAND, Command
+from reflexdrive.envs.types import ZERO_COMMAND, Command, Piece
 
 
 class TickClock:
@@ -29,11 +31,13 @@ class TickClock:
         self.config = config
         self.tick = 0
         self.held: Command = ZERO_COMMAND
+        self.pipeline: Pipeline | None = None
 
     def reset(self, initial_command: Command = ZERO_COMMAND) -> None:
-        """Back to tick 0 with `initial_command` in force."""
+        """Back to tick 0 with `initial_command` in force (and, pipelined, empty stages)."""
         self.tick = 0
         self.held = initial_command
+        self.pipeline = None
 
     def time_of(self, tick: int) -> float:
         """`t_k = k * T` [s], computed from integers."""
@@ -56,6 +60,9 @@ class TickClock:
         latency_s = float(sum(stage_latency_s.values()))
         overrun, stage_overruns = check_overrun(config, latency_s, stage_latency_s)
         tick_s = config.tick_s
+        if config.mode == "realtime" and config.execution == "pipelined":
+            return self._decide_pipelined(command, stage_latency_s, latency_s, overrun,
+                                          stage_overruns)
         if config.mode == "realtime":
             ticks = ticks_spanned(latency_s, tick_s)
             landing_s = latency_s
@@ -87,8 +94,60 @@ class TickClock:
                     held=command if lands_before else self.held,
                     switches=((self.time_of(first) + max(landing_s, start_offset), command),)
                     if lands_inside else (),
+                    landed_tick=first if lands_inside else -1,
                 )
             )
         self.tick = first + ticks
         self.held = command
         return Window(first, ticks, pieces, tuple(records), overrun, stage_overruns)
+
+    def _decide_pipelined(self, command: Command, stage_latency_s: Mapping[str, float],
+                          latency_s: float, overrun: bool, stage_overruns: tuple[str, ...]
+                          ) -> Window:
+        """Realtime, pipelined (`pipeline`): the frame enters stage 0 now; the window runs
+        until stage 0 is free again, `m = max(1, ceil(L_0 / T))` ticks, and per tick the
+        newest command that finished the last stage in it switches in. `lands_s` is known
+        when observed only for one stage (no waiting, no drops); else NaN (`landed_tick`)."""
+        config = self.config
+        stages = tuple(float(value) for value in stage_latency_s.values()) or (0.0,)
+        if self.pipeline is None:
+            self.pipeline = Pipeline(len(stages))
+        elif self.pipeline.stages != len(stages):
+            raise ValueError(f"decision has {len(stages)} stages, the pipeline "
+                             f"{self.pipeline.stages}: the stages must not change in an episode")
+        first = self.tick
+        ticks = ticks_spanned(stages[0], config.tick_s)
+        self.pipeline.admit(Frame(first, command, stages, self.time_of(first)))
+        pieces: list[tuple[Piece, ...]] = []
+        records = []
+        for i in range(ticks):
+            tick = first + i
+            t_s = self.time_of(tick)
+            at_start, landing = self.pipeline.run_until(t_s, self.time_of(tick + 1))
+            if at_start is not None:
+                self.held = at_start.command
+            held = self.held
+            if landing is None:
+                pieces.extend(split_substeps(config.substeps_per_tick, config.substep_s,
+                                             math.inf, held, held))
+            else:
+                pieces.extend(split_substeps(config.substeps_per_tick, config.substep_s,
+                                             landing.time_s - t_s, held, landing.command))
+                self.held = landing.command
+            observed = i == 0
+            records.append(TickRecord(
+                tick=tick, t_s=t_s, observed=observed,
+                latency_s=latency_s if observed else math.nan,
+                stage_latency_s=dict(stage_latency_s) if observed else {},
+                overrun=overrun if observed else False,
+                stage_overruns=stage_overruns if observed else (),
+                dropped_after=ticks - 1 if observed else 0,
+                command=command if observed else None,
+                lands_s=self.time_of(first) + stages[0]
+                if observed and len(stages) == 1 else math.nan,
+                held=held,
+                switches=((max(landing.time_s, t_s), landing.command),) if landing else (),
+                landed_tick=landing.tick if landing else -1,
+                held_tick=at_start.tick if at_start else -1))
+        self.tick = first + ticks
+        return Window(first, ticks, tuple(pieces), tuple(records), overrun, stage_overruns)

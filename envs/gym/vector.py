@@ -72,7 +72,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         num_envs: `B`.
         scenario: a straight-road scenario (see `batched_scenarios()`).
         mode, latency, budget, stage_budgets, on_overrun, simulation_frequency,
-            policy_frequency: the clock, as for `envs.registration.make_env`.
+            policy_frequency, execution: the clock, as for `envs.registration.make_env`.
         sensors, scenario_config, reward: as for `DrivingEnv`.
         device: torch device of the world and sensors ("cpu", "cuda").
         observations: render `bev` and `lidar` (False leaves them zero: for benchmarks and
@@ -110,6 +110,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         latency_base_dir: str | None = None,
         render_mode: str | None = None,
         counterfactual: bool | Sequence[bool] = False,
+        execution: str = "sequential",
     ):
         spec = scenario_spec(scenario)
         if not spec.straight:
@@ -137,7 +138,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.clock_config = ClockConfig(
             simulation_frequency=simulation_frequency, policy_frequency=policy_frequency,
             mode=mode, budget_s=budget, stage_budgets_s=dict(stage_budgets or {}),
-            on_overrun=on_overrun, latency=latency)
+            on_overrun=on_overrun, latency=latency, execution=execution)
         self.latency_model = parse_latency(latency, base_dir=latency_base_dir)
         self.num_envs = num_envs
         self.counterfactual = _per_env_flags("counterfactual", counterfactual, num_envs)

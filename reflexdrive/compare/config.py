@@ -141,6 +141,8 @@ class CompareConfig:
         extra_latency_s: extra delays [s] added on top of the stack's own latency, one
             cell each (the latency cost curve; `envs.latency.ShiftedLatency`). Sorted.
         budget_s: compute budget per tick [s]; None means one tick.
+        execution: "sequential" or "pipelined" (each stage on its own processor), for
+            every stack (`RunConfig.execution`).
         envs: envs run side by side in one cell, i.e. the batch size of the stack's
             `act` call. None: per stack, 1 with measured latency (so "measured" is the
             latency of one car's computer, batch size 1), else on the batched backend
@@ -187,6 +189,7 @@ class CompareConfig:
         "profile:PATH")})
     latency_scale: tuple[float, ...] = (1.0,)
     extra_latency_s: tuple[float, ...] = DEFAULT_EXTRA_LATENCY_S
+    execution: str = override(RunConfig, "execution")
     budget_s: float | None = real(0.1, low=0.0, high=60.0, low_inclusive=False,
                                   high_inclusive=False, optional=True,
                                   message="must be a finite number of seconds in (0, 60)",
@@ -371,10 +374,10 @@ class CompareConfig:
         return RunConfig(
             scenario=scenario, stack=stack, episodes=self.episodes, seed=self.seed, mode=mode,
             latency=with_extra(with_scale(own, scale), extra_s), budget_s=self.budget_s,
-            envs=self.envs_for(stack, scenario), perception=self.perception,
-            tracker=self.tracker, planner=self.planner, controller=self.controller,
-            backend=self.backend, device=self.device, checkpoint=checkpoint,
-            scenario_config=dict(self.scenario_config))
+            execution=self.execution, envs=self.envs_for(stack, scenario),
+            perception=self.perception, tracker=self.tracker, planner=self.planner,
+            controller=self.controller, backend=self.backend, device=self.device,
+            checkpoint=checkpoint, scenario_config=dict(self.scenario_config))
 
     @property
     def total_episodes(self) -> int:
@@ -397,6 +400,8 @@ class CompareConfig:
                 identity.pop(name)
         if self.latency_scale == (1.0,):             # compares from before the field resume
             identity.pop("latency_scale")
+        if identity["execution"] == "sequential":   # compares from before the field resume
+            identity.pop("execution")
         identity["checkpoint_sha256"] = self.checkpoint_digests()
         return _jsonable(identity)
 

@@ -66,6 +66,11 @@ Columns (units in the names: `_s` seconds, `_m` metres, `_mps2` m/s^2, `_mps3` m
   stack's own latency (times `latency_scale`).
 - `overrun_rate`: share of decisions whose `L_k` exceeded the budget (or a stage budget).
 - `dropped_frames_mean`: frames dropped per episode (ticks skipped while busy).
+- `decision_age_mean_ms`: mean age of the commands that took effect, from the tick the
+  decision observed to its command landing [ms] (sequential: its latency; pipelined: its
+  stages plus waits), averaged over episodes (all, as the latency columns).
+- `decisions_per_s`: commands that took effect per second, averaged over episodes (the
+  decision rate: the slowest stage sets it when pipelined).
 
 Without per-decision rows (`decisions=None`), the latency columns fall back to the median
 of the episodes' own p50 / p99 and the mean of their overrun rates, and `decisions` is NaN.
@@ -214,6 +219,16 @@ def _with_interval(row: dict, name: str, unit: str, estimate: tuple[float, float
     row[f"{name}{suffix}"], row[f"{name}_lo{suffix}"], row[f"{name}_hi{suffix}"] = estimate
 
 
+def _finite_mean(frame: pd.DataFrame, name: str) -> float:
+    """Mean of the finite values of column `name` (NaN without any, or without the column:
+    episodes from before it)."""
+    if name not in frame:
+        return math.nan
+    values = frame[name].to_numpy(dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if values.size else math.nan
+
+
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
     """`frame[name]` as floats; all NaN when the column is absent (an older episodes.csv)."""
     if name not in frame:
@@ -309,6 +324,8 @@ def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
             row["stack_latency_p99_s"] = row["latency_p99_s"] - extra
             row["overrun_rate"] = float(group["overrun_rate"].mean())
         row["dropped_frames_mean"] = float(group["dropped_frames"].mean())
+        row["decision_age_mean_ms"] = _finite_mean(group, "decision_age_s") * 1e3
+        row["decisions_per_s"] = _finite_mean(group, "decision_rate_hz")
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -157,6 +157,27 @@ def headline_rows(summary: pd.DataFrame, stacks: Sequence[str] | None = None,
     return rows
 
 
+DECISION_HEADER = ("stack", "mode", "command age [ms]", "decisions/s")
+
+
+def decision_rows(summary: pd.DataFrame, stacks: Sequence[str],
+                  columns: Mapping[str, str] = SUMMARY_COLUMNS) -> list[tuple[str, ...]]:
+    """Per stack and mode at extra 0, over its scenarios: the mean age of the commands that
+    took effect [ms] and how many took effect per second (empty without the columns)."""
+    age, rate = columns["decision_age"], columns["decision_rate"]
+    if age not in summary or rate not in summary:
+        return []
+    frame = summary[summary["extra_latency_s"] == 0]
+    rows = []
+    for stack in stacks:
+        for mode in (LOCKSTEP, REALTIME):
+            hit = frame[(frame["stack"] == stack) & (frame["mode"] == mode)]
+            if not hit.empty:
+                rows.append((stack, mode, _number(hit[age].mean(), 1),
+                             _number(hit[rate].mean(), 2)))
+    return rows
+
+
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def line(cells):
         return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
@@ -331,7 +352,8 @@ def _settings_line(meta: Mapping[str, Any]) -> str:
                        ("episodes", "episodes per cell"), ("seed", "first seed"),
                        ("latency", "latency"), ("latency_scale", "latency scale"),
                        ("extra_latency_s", "extra latency [s]"),
-                       ("budget_s", "budget [s]"), ("backend", "backend")):
+                       ("budget_s", "budget [s]"), ("execution", "execution"),
+                       ("backend", "backend")):
         if key in config:
             value = config[key]
             if isinstance(value, Mapping):                   # per-stack latency
@@ -342,6 +364,8 @@ def _settings_line(meta: Mapping[str, Any]) -> str:
         parts.append(f"wall time: {float(meta['wall_s']):.0f} s")
     return "; ".join(parts)
 
+
+DECISION_TITLE = "Decision age and rate (no extra delay, mean over scenarios)"
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;
 color:#222}table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid
@@ -383,6 +407,9 @@ def write_report(out_dir: str | os.PathLike, title: str = "reflexdrive compare")
                                               for term, text in DEFINITIONS] + [""]
     md += ["## Headline (each stack's own latency, no extra delay)", "",
            _markdown_table(HEADLINE_HEADER, rows), ""]
+    decisions = decision_rows(summary, stacks)
+    if decisions:
+        md += [f"## {DECISION_TITLE}", "", _markdown_table(DECISION_HEADER, decisions), ""]
     for figure, path in zip(figures, images):
         md += [f"## {figure.title}", "", f"![{figure.title}]({path.name})", "",
                figure.caption, ""]
@@ -402,6 +429,9 @@ def write_report(out_dir: str | os.PathLike, title: str = "reflexdrive compare")
         for term, text in DEFINITIONS) + "</ul>")
     body.append("<h2>Headline (each stack's own latency, no extra delay)</h2>"
                 + _html_table(HEADLINE_HEADER, rows))
+    if decisions:
+        body.append(f"<h2>{html.escape(DECISION_TITLE)}</h2>"
+                    + _html_table(DECISION_HEADER, decisions))
     for figure in figures:
         data = base64.b64encode(figure.png).decode("ascii")
         body.append(f"<h2>{html.escape(figure.title)}</h2><figure><img alt='"

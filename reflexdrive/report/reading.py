@@ -64,6 +64,8 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "overrun_rate": "overrun_rate",
     "decisions": "decisions",
     "budget": "budget_s",
+    "decision_age": "decision_age_mean_ms",
+    "decision_rate": "decisions_per_s",
 }
 """Logical name -> `summary.csv` column (`reflexdrive.compare.summary`). The group columns are
 `reflexdrive.compare.summary.GROUP`: stack, scenario, mode, extra_latency_s, latency_scale."""

@@ -22,8 +22,12 @@ no env, no agent. Definitions (docs/ARCHITECTURE.md, "Reaction time"):
   - **wait** `= t_{k0} - t_h`: until the first tick the agent observes at or after onset
     (includes frames dropped because the agent was still busy with an earlier decision);
   - **notice** `= t_{k*} - t_{k0}`: the ticks the stack needs before it responds;
-  - **compute** `= (t_{k*} + L_{k*}) - t_{k*}`: the responding decision's latency (0 in
-    lockstep, where the world waits).
+  - **compute** `= lands_{k*} - t_{k*}`: the responding decision's age when its command
+    took effect: its latency `L_{k*}` sequential (0 in lockstep, where the world waits);
+    pipelined, the sum of its stages plus its waits between them. A pipelined decision
+    dropped between stages (or superseded) never takes effect and cannot respond.
+- Decision age and rate: the mean age of the commands that took effect in the episode
+  (`decision_age_s`) and how many took effect per second (`decision_rate_hz`).
 - Outcomes: collision, min TTC and min gap after onset (whole episode without a hazard),
   peak deceleration, progress, mean absolute jerk, latency p50/p99, overrun rate.
 """
@@ -38,6 +42,7 @@ import numpy as np
 
 from reflexdrive.common.validation import real, validate_fields
 from reflexdrive.envs.clock import TIME_EPS_S, TickRecord
+from reflexdrive.envs.clock.contract import command_landings
 from reflexdrive.envs.types import CRITICALITY_KEYS, SubstepOutcome
 
 
@@ -93,9 +98,10 @@ class Reaction:
     kind: str
 
 
-def _decomposed(record: TickRecord, first: TickRecord, onset_s: float, kind: str) -> Reaction:
-    return Reaction(total_s=record.lands_s - onset_s, wait_s=first.t_s - onset_s,
-                    notice_s=record.t_s - first.t_s, compute_s=record.lands_s - record.t_s,
+def _decomposed(record: TickRecord, lands_s: float, first: TickRecord, onset_s: float,
+                kind: str) -> Reaction:
+    return Reaction(total_s=lands_s - onset_s, wait_s=first.t_s - onset_s,
+                    notice_s=record.t_s - first.t_s, compute_s=lands_s - record.t_s,
                     tick=record.tick, kind=kind)
 
 
@@ -151,13 +157,14 @@ def brake_onset(records: Sequence[TickRecord], onset_s: float, end_s: float,
     onset_command = applied_at(records, onset_s) if observed else None
     if onset_command is None:
         return None
+    landings = command_landings(records)
     for record in observed:
         kind = responds(record.command, onset_command.steering, config)
-        if kind is None:
+        if kind is None or record.tick not in landings:   # never took effect (pipelined)
             continue
-        if record.lands_s > end_s + TIME_EPS_S:
+        if landings[record.tick] > end_s + TIME_EPS_S:
             return None
-        return _decomposed(record, observed[0], onset_s, kind)
+        return _decomposed(record, landings[record.tick], observed[0], onset_s, kind)
     return None
 
 
@@ -179,16 +186,32 @@ def counterfactual_reaction(records: Sequence[TickRecord], twin_records: Sequenc
         config: the departure thresholds (`accel_departure_mps2`, `steer_departure_rad`).
     """
     observed = _after_onset(records, onset_s)
+    landings = command_landings(records)
     for record in observed:
-        if record.lands_s > min(end_s, twin_end_s) + TIME_EPS_S:
+        if record.tick not in landings:     # dropped between pipeline stages, superseded
+            continue
+        lands_s = landings[record.tick]
+        if lands_s > min(end_s, twin_end_s) + TIME_EPS_S:
             return None
-        twin_command = applied_at(twin_records, record.lands_s)
+        twin_command = applied_at(twin_records, lands_s)
         if twin_command is None:
             return None
         kind = departs(record.command, twin_command, config)
         if kind is not None:
-            return _decomposed(record, observed[0], onset_s, kind)
+            return _decomposed(record, lands_s, observed[0], onset_s, kind)
     return None
+
+
+def decision_age_and_rate(records: Sequence[TickRecord], end_s: float) -> tuple[float, float]:
+    """`(mean age [s], rate [1/s])` of the commands that took effect by `end_s` [s]: age
+    from the decision's `t_k` to its landing (stages plus waits); rate per second of the
+    episode. NaN age without any; NaN rate for an empty episode."""
+    landings = command_landings(records)
+    t_s = {r.tick: r.t_s for r in records if r.observed}
+    ages = [lands - t_s[tick] for tick, lands in landings.items()
+            if lands <= end_s + TIME_EPS_S and tick in t_s]
+    age = float(np.mean(ages)) if ages else math.nan
+    return age, (len(ages) / end_s if end_s > 0.0 else math.nan)
 
 
 @dataclass(frozen=True)
@@ -227,6 +250,8 @@ class EpisodeMetrics:
     latency_p50_s: float
     latency_p99_s: float
     overrun_rate: float
+    decision_age_s: float
+    decision_rate_hz: float
     dropped_frames: int
     ticks: int
     duration_s: float
@@ -277,6 +302,7 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
     latencies = np.array([r.latency_s for r in records if r.observed], dtype=np.float64)
     traffic = np.array([s.traffic_speed for s in substeps], dtype=np.float64)
     overruns = [r.overrun for r in records if r.observed]
+    age_s, rate_hz = decision_age_and_rate(records, end_s)
     nan = math.nan
     return EpisodeMetrics(
         hazard_onset_s=float(onset_s) if math.isfinite(onset_s) else nan,
@@ -300,6 +326,8 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
         latency_p50_s=float(np.percentile(latencies, 50)) if latencies.size else nan,
         latency_p99_s=float(np.percentile(latencies, 99)) if latencies.size else nan,
         overrun_rate=float(np.mean(overruns)) if overruns else nan,
+        decision_age_s=age_s,
+        decision_rate_hz=rate_hz,
         dropped_frames=sum(1 for r in records if not r.observed),
         ticks=len(records),
         duration_s=end_s,

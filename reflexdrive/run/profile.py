@@ -20,7 +20,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from reflexdrive.agents.base import Agent, Decision
-from reflexdrive.common.validation import ConfigError, count, validate_fields
+from reflexdrive.common.validation import ConfigError, count, override, validate_fields
+from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.latency import LatencyProfile
 
 
@@ -56,6 +57,9 @@ class ProfileConfig:
         warmup: decisions dropped at the start [count].
         device: torch device of the stack's models ("cpu", "cuda", "auto").
         scenario_config: overrides of the scenario's config fields (as `RunConfig`'s).
+        execution: how the stages will run on the car: "sequential" or "pipelined" (each
+            stage its own processor). Timing is the same; it is recorded in the profile's
+            meta and the table adds what it implies: the decision rate and age.
     """
 
     stack: str = "staged"
@@ -66,6 +70,7 @@ class ProfileConfig:
     warmup: int = count(20, low=0, help="decisions dropped at the start (JIT, caches)")
     device: str = "cpu"
     scenario_config: Mapping[str, Any] = field(default_factory=dict)
+    execution: str = override(ClockConfig, "execution")
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -116,7 +121,8 @@ def profile_stack(config: ProfileConfig, progress: bool = True) -> LatencyProfil
         stack=config.stack, device=_device_name(config.device), batch_size=1, stages=stages,
         created=created,
         meta={"scenario": config.scenario, "episodes": config.episodes, "seed": config.seed,
-              "warmup": config.warmup, "options": {k: str(v) for k, v in options.items()},
+              "warmup": config.warmup, "execution": config.execution,
+              "options": {k: str(v) for k, v in options.items()},
               "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
               "python": platform.python_version()})
 
@@ -128,11 +134,16 @@ def _run_fields(options: dict[str, Any]) -> dict[str, Any]:
             if k in options}
 
 
-def percentile_table(profile: LatencyProfile) -> str:
-    """`stage  p50 ms  p99 ms` lines, plus the total per decision."""
+def percentile_table(profile: LatencyProfile, execution: str = "sequential") -> str:
+    """`stage  p50 ms  p99 ms` lines, plus the total per decision (the age of a command
+    when the stages run one after another) and, pipelined, the slowest stage per decision
+    (what sets the decision rate when each stage has its own processor)."""
     table = profile.as_array() * 1e3                                   # (rows, stages) ms
     names = list(profile.stages) + ["total"]
     columns = np.concatenate([table, table.sum(axis=1, keepdims=True)], axis=1)
+    if execution == "pipelined":
+        names.append("slowest stage")
+        columns = np.concatenate([columns, table.max(axis=1, keepdims=True)], axis=1)
     width = max(len(n) for n in names)
     lines = [f"{'stage':<{width}}  {'p50 ms':>8}  {'p99 ms':>8}"]
     for i, name in enumerate(names):

@@ -45,6 +45,7 @@ from reflexdrive.common.validation import (
     string,
     validate_fields,
 )
+from reflexdrive.envs.clock.contract import command_landings
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.latency import base_spec, parse_latency
@@ -75,6 +76,8 @@ class RunConfig:
         budget_s: compute budget per tick [s]; None means one tick.
         stage_budgets_s: optional per-stage budgets [s].
         on_overrun: "record", "terminate" or "raise".
+        execution: "sequential" (a decision's stages one after another) or "pipelined"
+            (each stage on its own processor; frames overlap).
         envs: number of envs run side by side (worker processes when > 1).
         simulation_frequency: substep rate [Hz].
         policy_frequency: tick rate [Hz]; must divide `simulation_frequency`.
@@ -98,8 +101,8 @@ class RunConfig:
             `brake_onset_s` is measured). Doubles the simulated worlds of hazard scenarios;
             scenarios without a hazard never run twins.
 
-    The clock's fields (`mode`, `latency`, `budget_s`, `stage_budgets_s`, `on_overrun`, the
-    frequencies) are `ClockConfig`'s: its defaults and rules, stated there once.
+    The clock's fields (`mode`, `latency`, `budget_s`, `stage_budgets_s`, `on_overrun`,
+    `execution`, the frequencies) are `ClockConfig`'s: its defaults and rules, stated there once.
     """
 
     scenario: str = choice("lead-brake", choices=tuple(SCENARIOS), help="scenario")
@@ -111,6 +114,7 @@ class RunConfig:
     budget_s: float | None = override(ClockConfig, "budget_s")
     stage_budgets_s: Mapping[str, float] = override(ClockConfig, "stage_budgets_s")
     on_overrun: str = override(ClockConfig, "on_overrun")
+    execution: str = override(ClockConfig, "execution")
     envs: int = count(1, help="envs run side by side")
     simulation_frequency: int = override(ClockConfig, "simulation_frequency")
     policy_frequency: int = override(ClockConfig, "policy_frequency")
@@ -154,7 +158,8 @@ class RunConfig:
         return ClockConfig(simulation_frequency=self.simulation_frequency,
                            policy_frequency=self.policy_frequency, mode=self.mode,
                            budget_s=self.budget_s, stage_budgets_s=dict(self.stage_budgets_s),
-                           on_overrun=self.on_overrun, latency=self.latency)
+                           on_overrun=self.on_overrun, latency=self.latency,
+                           execution=self.execution)
 
     @property
     def resolved_backend(self) -> str:
@@ -196,7 +201,7 @@ class RunConfig:
                     on_overrun=self.on_overrun, simulation_frequency=self.simulation_frequency,
                     policy_frequency=self.policy_frequency,
                     scenario_config=dict(self.scenario_config) or None,
-                    latency_base_dir=os.getcwd())
+                    latency_base_dir=os.getcwd(), execution=self.execution)
 
     def identity(self) -> dict[str, Any]:
         """The settings that determine episode results (resuming requires them equal)."""
@@ -208,6 +213,8 @@ class RunConfig:
         for name in ("tracker", "planner"):      # likewise, at their defaults
             if identity[name] == field_default(RunConfig, name):
                 identity.pop(name)
+        if identity["execution"] == "sequential":   # as checkpoint: older runs resume
+            identity.pop("execution")
         identity["backend"] = self.resolved_backend
         identity["stage_budgets_s"] = dict(sorted(identity["stage_budgets_s"].items()))
         identity["scenario_config"] = dict(sorted(identity["scenario_config"].items()))
@@ -237,6 +244,7 @@ def tick_rows(config: RunConfig, episode: Episode, records: list, substeps: list
     """One row per tick for `ticks.csv`: timing, commands, and the ego's state at tick end."""
     tick_s = 1.0 / config.policy_frequency
     times = np.array([s.time_s for s in substeps])
+    landings = command_landings(records)    # pipelined: known once the command landed
     rows = []
     for record in records:
         end = np.searchsorted(times, record.t_s + tick_s + 1e-9, side="right") - 1
@@ -253,7 +261,7 @@ def tick_rows(config: RunConfig, episode: Episode, records: list, substeps: list
             "dropped_after": record.dropped_after,
             "accel_cmd_mps2": command.acceleration if command else math.nan,
             "steer_cmd_rad": command.steering if command else math.nan,
-            "lands_s": record.lands_s,
+            "lands_s": landings.get(record.tick, math.nan) if record.observed else math.nan,
             "accel_held_mps2": record.held.acceleration,
             "steer_held_rad": record.held.steering,
             "switch_s": record.switches[0][0] if record.switches else math.nan,

@@ -35,8 +35,8 @@ RUN_COLUMNS = ["scenario", "stack", "seed", "mode", "latency", "backend", "budge
                "required_decel_mps2", "collided",
                "offroad", "min_ttc_s", "min_gap_m", "peak_decel_mps2", "progress_m",
                "mean_speed_mps", "traffic_mean_speed_mps", "mean_abs_jerk_mps3",
-               "latency_p50_s", "latency_p99_s", "overrun_rate", "dropped_frames", "ticks",
-               "duration_s"]
+               "latency_p50_s", "latency_p99_s", "overrun_rate", "decision_age_s",
+               "decision_rate_hz", "dropped_frames", "ticks", "duration_s"]
 SUMMARY_COLUMNS = [
     "stack", "scenario", "mode", "extra_latency_s", "latency_scale", "latency", "envs",
     "budget_s", "episodes",
@@ -53,7 +53,8 @@ SUMMARY_COLUMNS = [
     "progress_mean_m", "progress_mean_lo_m", "progress_mean_hi_m",
     "jerk_mean_mps3", "jerk_mean_lo_mps3", "jerk_mean_hi_mps3",
     "peak_decel_mean_mps2", "decisions", "latency_p50_s", "latency_p99_s",
-    "stack_latency_p50_s", "stack_latency_p99_s", "overrun_rate", "dropped_frames_mean"]
+    "stack_latency_p50_s", "stack_latency_p99_s", "overrun_rate", "dropped_frames_mean",
+    "decision_age_mean_ms", "decisions_per_s"]
 CELLS = [("staged", "lockstep", 0.0), ("staged", "realtime", 0.0), ("staged", "realtime", 0.1),
          ("cnn", "lockstep", 0.0), ("cnn", "realtime", 0.0), ("cnn", "realtime", 0.1)]
 

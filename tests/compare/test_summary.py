@@ -150,3 +150,17 @@ def test_headline_says_what_the_rates_are_over():
     lines = text.splitlines()
     assert "4/6 crit" in lines[1] and "400 [" in lines[1] and "1200 [" in lines[1]
     assert "5 all" in lines[2]
+
+
+def test_decision_age_and_rate_are_episode_means_and_nan_for_older_csvs():
+    """Ages 100 and 120 ms -> 110 ms; rates 10 and 5 per second -> 7.5; a NaN age (no
+    command landed) is left out."""
+    frame = episodes("highway", None, [NAN] * 3, [NAN] * 3, [False] * 3)
+    frame["decision_age_s"] = [0.1, 0.12, NAN]
+    frame["decision_rate_hz"] = [10.0, 5.0, NAN]
+    row = summarize(frame, seed=0, resamples=50).iloc[0]
+    assert row["decision_age_mean_ms"] == pytest.approx(110.0)
+    assert row["decisions_per_s"] == pytest.approx(7.5)
+    older = summarize(frame.drop(columns=["decision_age_s", "decision_rate_hz"]), seed=0,
+                      resamples=50).iloc[0]
+    assert math.isnan(older["decision_age_mean_ms"]) and math.isnan(older["decisions_per_s"])

@@ -11,10 +11,12 @@ import pytest
 
 from reflexdrive.report import plots
 from reflexdrive.report.document import (
+    DECISION_HEADER,
     HEADLINE_HEADER,
     NO_CRITICAL,
     build_figures,
     criticality_sentences,
+    decision_rows,
     fastest,
     headline_rows,
     latency_cost,
@@ -191,6 +193,19 @@ def test_headline_rows_one_per_stack_scenario_mode_at_extra_zero():
     assert cnn_realtime["brake onset p50 [ms] (95% CI)"] == "910 [880, 950]"
     assert cnn_realtime["collisions (95% CI)"] == "10% [2%, 40%]"
     assert cnn_realtime["latency p50 / p99 [ms]"] == "5.0 / 8.0"
+
+
+def test_decision_rows_mean_age_and_rate_per_stack_and_mode_at_extra_zero():
+    summary = make_summary()
+    summary["decision_age_mean_ms"] = [110.0 if e == 0 else 999.0
+                                       for e in summary["extra_latency_s"]]
+    summary["decisions_per_s"] = [10.0 if s == "cnn" else 5.0 for s in summary["stack"]]
+    rows = decision_rows(summary, ["staged", "cnn"])
+    assert rows == [("staged", "lockstep", "110.0", "5.00"),
+                    ("staged", "realtime", "110.0", "5.00"),
+                    ("cnn", "lockstep", "110.0", "10.00"), ("cnn", "realtime", "110.0", "10.00")]
+    assert dict(zip(DECISION_HEADER, rows[0]))["decisions/s"] == "5.00"
+    assert decision_rows(make_summary(), ["staged"]) == []   # older summary.csv
 
 
 def test_stage_table_medians_by_hand_without_the_extra_stage():

@@ -274,3 +274,28 @@ def test_results_do_not_depend_on_the_number_of_envs():
     two, _ = run_responder("realtime", 0.03, episodes=3, envs=2)
     columns = ["seed", "hazard_onset_s", "reaction_time_s", "min_gap_m", "progress_m"]
     assert one[columns].equals(two[columns])
+
+
+def test_pipelined_reaction_skips_frames_dropped_between_stages():
+    """Stages 20, 250, 10 ms at T = 100 ms (tests/envs/clock/test_pipeline.py): frames 0, 2,
+    5, 7 land, frame 1 is dropped before planning. Onset at 0.1 s, every frame from tick 1
+    brakes, the twin never does: frame 1 would respond but never takes effect; frame 2
+    lands at 0.53 s, 330 ms old. Reaction 0.43 s = wait 0 + notice 0.1 + compute 0.33."""
+    from reflexdrive.run.metrics import counterfactual_reaction, decision_age_and_rate
+
+    def records(brakes: bool):
+        clock = TickClock(ClockConfig(simulation_frequency=50, policy_frequency=10,
+                                      execution="pipelined"))
+        out = []
+        while clock.tick < 12:
+            command = Command(-5.0 if brakes and clock.tick >= 1 else 0.0, 0.0)
+            out += clock.decide(command, {"perception": 0.02, "planning": 0.25,
+                                          "control": 0.01}).records
+        return out
+
+    react = counterfactual_reaction(records(True), records(False), 0.1, 1.2, 1.2)
+    assert react.tick == 2 and react.kind == "brake"
+    assert (react.total_s, react.wait_s, react.notice_s, react.compute_s) == pytest.approx(
+        (0.43, 0.0, 0.1, 0.33), abs=1e-12)
+    age, rate = decision_age_and_rate(records(True), 1.2)   # 280, 330, 280, 330 ms landed
+    assert age == pytest.approx(0.305, abs=1e-12) and rate == pytest.approx(4 / 1.2)

@@ -79,3 +79,21 @@ def test_twins_run_only_on_hazard_scenarios():
     assert RunConfig(scenario="highway", envs=3).worlds == 3
     with pytest.raises(ConfigError, match="twins"):
         RunConfig(twins="yes")
+
+
+def test_profile_table_adds_the_slowest_stage_when_pipelined():
+    """Decisions (60, 50) and (40, 70) ms: totals 110, 110 ms; slowest stage 60, 70 ms
+    (p50 65 ms), what sets a pipelined stack's rate."""
+    from reflexdrive.envs.latency import LatencyProfile
+
+    from reflexdrive.run.profile import percentile_table
+
+    profile = LatencyProfile(stack="staged", device="cpu", batch_size=1,
+                             stages={"perception": (0.06, 0.04), "planning": (0.05, 0.07)},
+                             created="2026-01-01T00:00:00Z")
+    assert "slowest" not in percentile_table(profile)
+    lines = percentile_table(profile, "pipelined").splitlines()
+    assert lines[-2].split()[:2] == ["total", "110.000"]
+    assert lines[-1].split()[:3] == ["slowest", "stage", "65.000"]
+    with pytest.raises(ConfigError, match="execution"):
+        ProfileConfig(execution="parallel")

@@ -76,6 +76,7 @@ class Scenario:
     extra: list[list[float]]  # per env, the "perception" stage when two_stages
     ticks: int
     resets: list[tuple[int, int]]  # (tick step, env): reset at the end of that step
+    execution: str = "sequential"
 
     @property
     def batch(self) -> int:
@@ -84,7 +85,7 @@ class Scenario:
     def clock_config(self) -> ClockConfig:
         return ClockConfig(simulation_frequency=self.policy * self.substeps,
                            policy_frequency=self.policy, mode=self.mode, budget_s=self.budget,
-                           stage_budgets_s=self.stage_budgets)
+                           stage_budgets_s=self.stage_budgets, execution=self.execution)
 
 
 def command_for(env: int, decision: int) -> tuple[float, float]:
@@ -278,6 +279,15 @@ def test_batched_clock_equals_tick_clock_per_env(scenario):
     check_equivalence(scenario, "cpu", tol=0.0)
 
 
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(scenarios())
+def test_pipelined_batched_clock_equals_tick_clock_per_env(scenario):
+    """Pipelined (each stage its own processor, frames overlapping, the newest waiting frame
+    taken, at most one landing per tick): the same parity, bit for bit."""
+    scenario.execution = "pipelined"
+    check_equivalence(scenario, "cpu", tol=0.0)
+
+
 def test_equivalence_covers_hard_cases():
     """Fixed scenarios the property must also pass: landings exactly on and 0.5 ns around
     tick and substep boundaries, `L = 3 * 0.1` (3.0000000000000004 T), long overruns, resets
@@ -285,11 +295,13 @@ def test_equivalence_covers_hard_cases():
     hard = [0.0, 0.1, 0.3, 3 * 0.1, 0.2 - 0.5e-9, 0.2 + 0.5e-9, 0.04 + 0.5e-9, 0.04 - 0.5e-9,
             0.06 + 1.5e-9, 0.08 - 1.5e-9, 0.1 + 1.5e-9, 0.1 + 5e-9, 0.25, 0.03, 0.45, 0.7]
     rng = random.Random(7)
-    for mode in ("realtime", "lockstep"):
+    for mode, execution in (("realtime", "sequential"), ("lockstep", "sequential"),
+                            ("realtime", "pipelined"), ("lockstep", "pipelined")):
         lists = [hard[i:] + hard[:i] for i in range(0, 12, 2)]
         scenario = Scenario(10, 5, mode, None, {"perception": 0.01}, True, lists,
                             [[0.0, 0.01, 0.01 + 0.5e-9, 0.01 + 1.5e-9]] * 6, 40,
-                            [(rng.randrange(40), rng.randrange(6)) for _ in range(5)])
+                            [(rng.randrange(40), rng.randrange(6)) for _ in range(5)],
+                            execution)
         check_equivalence(scenario, "cpu", tol=0.0)
 
 
@@ -521,11 +533,20 @@ def random_scenarios(count: int, seed: int) -> list[Scenario]:
 def test_batched_clock_equals_tick_clock_on_cuda():
     for scenario in random_scenarios(40, seed=1):
         check_equivalence(scenario, "cuda", tol=1e-12)
+        scenario.execution = "pipelined"
+        check_equivalence(scenario, "cuda", tol=1e-12)
 
 
 def test_random_scenarios_on_cpu():
     """The GPU test's scenarios pass on CPU too (so a GPU failure is the device's)."""
     for scenario in random_scenarios(10, seed=1):
+        check_equivalence(scenario, "cpu", tol=0.0)
+
+
+def test_pipelined_random_scenarios_on_cpu():
+    """The GPU test's scenarios, pipelined."""
+    for scenario in random_scenarios(10, seed=1):
+        scenario.execution = "pipelined"
         check_equivalence(scenario, "cpu", tol=0.0)
 
 
