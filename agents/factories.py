@@ -84,19 +84,31 @@ def entry_point_specs() -> dict[str, str]:
     return {point.name: point.value for point in points}
 
 
-def call_factory(factory: Callable[..., Any], options: dict[str, Any]) -> Any:
+def call_factory(factory: Callable[..., Any], options: dict[str, Any], field: str = "factory",
+                 spec: str = "") -> Any:
     """`factory(**options)`, passing only the options its signature accepts (every one
-    when it takes `**kwargs`), so a factory states just the options it uses."""
+    when it takes `**kwargs`), so a factory states just the options it uses. A factory
+    that needs an argument reflexdrive does not pass is a ConfigError naming `field`."""
     try:
-        parameters = inspect.signature(factory).parameters.values()
+        signature = inspect.signature(factory)
     except (TypeError, ValueError):      # a builtin without a signature: pass nothing
         return factory()
+    parameters = signature.parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return factory(**options)
-    accepted = {p.name for p in parameters
-                if p.kind in (inspect.Parameter.KEYWORD_ONLY,
-                              inspect.Parameter.POSITIONAL_OR_KEYWORD)}
-    return factory(**{name: value for name, value in options.items() if name in accepted})
+        chosen = dict(options)
+    else:
+        accepted = {p.name for p in parameters
+                    if p.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                  inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+        chosen = {name: value for name, value in options.items() if name in accepted}
+    try:
+        signature.bind(**chosen)
+    except TypeError as error:
+        raise ConfigError(field, spec or getattr(factory, "__name__", str(factory)),
+                          f"its factory cannot be called with the options reflexdrive "
+                          f"passes ({error}); it may take any of: "
+                          + ", ".join(sorted(options))) from None
+    return factory(**chosen)
 
 
 def check_agent(field: str, spec: str, agent: object) -> None:

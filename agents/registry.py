@@ -109,7 +109,7 @@ def _stage(stage: str, value: str, built_in: Callable[[], Any], options: dict[st
     product of the factory `value` names, called with `options` and checked."""
     if not is_spec(value):
         return built_in()
-    product = call_factory(load_factory(stage, value), options)
+    product = call_factory(load_factory(stage, value), options, stage, value)
     check_stage(stage, value, product)
     return product
 
@@ -205,6 +205,6 @@ def make_agent(stack: str, **options: Any) -> Agent:
     registered = entry_point_specs()
     factory = (load_factory("stack", registered[stack], name=stack) if stack in registered
                else load_factory("stack", stack))
-    agent = call_factory(factory, options)
+    agent = call_factory(factory, options, "stack", stack)
     check_agent("stack", stack, agent)
     return agent

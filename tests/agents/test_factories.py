@@ -110,7 +110,7 @@ def test_call_factory_passes_only_the_options_the_signature_accepts():
     assert call_factory(keyword_only, options) == {"tick_s": 0.1, "device": "cpu"}
     assert call_factory(everything, options) == options
     assert call_factory(nothing, options) == "built"
-    with pytest.raises(TypeError):              # positional-only parameters are not options
+    with pytest.raises(ConfigError, match="cannot be called"):   # positional-only: no option
         call_factory(positional_only, options)
 
 
@@ -170,3 +170,10 @@ def test_entry_points_of_an_installed_distribution_are_found(tmp_path, monkeypat
     assert "my-stack" not in entry_point_specs()
     monkeypatch.syspath_prepend(str(site))
     assert entry_point_specs()["my-stack"] == "my_stacks_module:make"
+
+
+def test_a_factory_needing_arguments_reflexdrive_does_not_pass_is_one_clear_error():
+    from reflexdrive.agents.registry import make_agent
+
+    with pytest.raises(ConfigError, match=r"stack='json:dumps'.*cannot be called.*'obj'"):
+        make_agent("json:dumps")
