@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "checkpoint (cnn, gru, transformer) and the two UN R157 reference "
                     "drivers (reference-driver, r157-regulation) on lead-brake, cut-in and "
                     "stopped-vehicle, realtime, at their profiled latency, with at least "
-                    "100 critical episodes per cell (10 s episodes); plus the staged "
+                    "100 critical episodes per cell (9 s episodes); plus the staged "
                     "stack's latency cost curve over the extra latencies. Writes "
                     "OUT/episodes.csv, OUT/summary.csv, OUT/report.html and prints the "
                     "headline table and the report's sentences. Re-running resumes.",

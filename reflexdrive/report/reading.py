@@ -207,6 +207,14 @@ def execution_labels(summary: pd.DataFrame) -> dict[tuple[str, str], str]:
     return labels
 
 
+def base_stack(row: pd.Series) -> str:
+    """The stack a (possibly `labelled`) row ran: "staged" for "staged pipelined"."""
+    stack, execution = str(row["stack"]), row.get(EXECUTION)
+    suffix = f" {execution}"
+    return stack[:-len(suffix)] if isinstance(execution, str) and stack.endswith(suffix) \
+        else stack
+
+
 def labelled(frame: pd.DataFrame | None, labels: dict[tuple[str, str], str]
              ) -> pd.DataFrame | None:
     """`frame` with its `stack` column renamed by `execution_labels` (so every table,
