@@ -116,14 +116,14 @@ def _ms_cell(estimate: float, low: float, high: float) -> str:
     return _ms_interval(estimate, low, high).replace(" ms", "")
 
 
-def _pct(value: float) -> str:
-    return f"{float(value) * 100:.0f}%" if _finite(value) else "-"
+def _pct(value: float, digits: int = 0) -> str:
+    return f"{float(value) * 100:.{digits}f}%" if _finite(value) else "-"
 
 
-def _pct_interval(estimate: float, low: float, high: float) -> str:
+def _pct_interval(estimate: float, low: float, high: float, digits: int = 0) -> str:
     if not _finite(estimate):
         return "-"
-    return f"{_pct(estimate)} [{_pct(low)}, {_pct(high)}]"
+    return f"{_pct(estimate, digits)} [{_pct(low, digits)}, {_pct(high, digits)}]"
 
 
 def _number(value: float, digits: int = 1, unit: str = "") -> str:

@@ -265,6 +265,12 @@ def latency_cost(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COL
     return costs
 
 
+def _digits(cost: LatencyCost) -> int:
+    """Decimals of a cost's percentages: 1 where whole percent would print the rate equal
+    to the bound it rose above (6% against [0%, 6%])."""
+    return 1 if f"{cost.rate * 100:.0f}" == f"{cost.base_high * 100:.0f}" else 0
+
+
 def latency_cost_sentences(costs: Sequence[LatencyCost]) -> list[str]:
     """One sentence per stack: from which extra latency its collision rate rose above the
     zero-extra 95% interval, scenario by scenario."""
@@ -281,9 +287,9 @@ def latency_cost_sentences(costs: Sequence[LatencyCost]) -> list[str]:
                              f"interval {held_text}.")
             continue
         parts = [f"from {_extra_ms(cost.extra_s)} on {cost.scenario} "
-                 f"({_pct_interval(cost.rate, cost.low, cost.high)} against "
-                 f"{_pct_interval(cost.base_rate, cost.base_low, cost.base_high)} at +0 ms)"
-                 for cost in rose]
+                 f"({_pct_interval(cost.rate, cost.low, cost.high, _digits(cost))} against "
+                 f"{_pct_interval(cost.base_rate, cost.base_low, cost.base_high, _digits(cost))}"
+                 " at +0 ms)" for cost in rose]
         if held:
             parts.append("not " + held_text)
         sentences.append(f"{stack}: the collision rate rose above its zero-extra 95% "

@@ -401,3 +401,16 @@ def test_stage_breakdown_names_a_budget_far_off_its_scale():
     assert axis.get_title() == "Per-stage latency of a decision"
     (budget,) = [line for line in axis.lines if line.get_label() == "budget"]
     assert list(budget.get_ydata()) == [100.0, 100.0]
+
+
+def test_latency_cost_shows_a_decimal_where_whole_percent_would_tie():
+    """8/125 = 6.4 % rose above the 5.6 % bound of 2/125: whole percent prints 6 and 6."""
+    from reflexdrive.report.sentences import LatencyCost, latency_cost_sentences
+
+    cost = LatencyCost("staged", "cut-in", 0.016, 0.004, 0.056, 0.2, 0.064, 0.033, 0.121,
+                       0.3)
+    (sentence,) = latency_cost_sentences([cost])
+    assert "from +200 ms on cut-in (6.4% [3.3%, 12.1%] against 1.6% [0.4%, 5.6%] at +0 ms)" \
+        in sentence
+    clear = LatencyCost("staged", "cut-in", 0.0, 0.0, 0.03, 0.1, 0.36, 0.28, 0.45, 0.3)
+    assert "(36% [28%, 45%] against 0% [0%, 3%] at +0 ms)" in latency_cost_sentences([clear])[0]
