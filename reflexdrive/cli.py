@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         DEMO_EPISODES,
         DEMO_EXTRA_LATENCY_S,
         DEMO_OUT,
+        DEMO_SWEEP_STACKS,
         CompareConfig,
     )
     from reflexdrive.envs.scenarios import SCENARIOS
@@ -166,20 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="the main job, small: compare the staged stack with the shipped "
                      "end-to-end policies on the hazard scenarios, write report.html",
-        description="A small `reflexdrive compare`: the staged stack and every end-to-end "
-                    "policy with a shipped checkpoint (cnn, gru, transformer) and the two "
-                    "UN R157 reference drivers (reference-driver, r157-regulation), on "
-                    "lead-brake, "
-                    "cut-in and stopped-vehicle, in lockstep and realtime at their measured "
-                    "latency (batch 1, one torch thread) plus each extra latency; writes "
+        description="A `reflexdrive compare` sized to answer: the staged stack "
+                    "(sequential and pipelined), every end-to-end policy with a shipped "
+                    "checkpoint (cnn, gru, transformer) and the two UN R157 reference "
+                    "drivers (reference-driver, r157-regulation) on lead-brake, cut-in and "
+                    "stopped-vehicle, realtime, at their profiled latency, with at least "
+                    "100 critical episodes per cell (9 s episodes); plus the staged "
+                    "stack's latency cost curve over the extra latencies. Writes "
                     "OUT/episodes.csv, OUT/summary.csv, OUT/report.html and prints the "
-                    "headline table. Re-running resumes.",
+                    "headline table and the report's sentences. Re-running resumes.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     demo.add_argument("--episodes", type=int, default=DEMO_EPISODES, help="episodes per cell")
     demo.add_argument("--seed", type=int, default=compare_default("seed"),
                       help="first scenario seed")
     demo.add_argument("--extra-latency", default=shown(DEMO_EXTRA_LATENCY_S),
-                      help="extra latencies [s] on top of each stack's own")
+                      help="extra latencies [s] on top of the own latency of "
+                           + ", ".join(DEMO_SWEEP_STACKS) + " (its latency cost curve)")
     demo.add_argument("--video", type=int, default=compare_default("video"),
                       help="record the first K episodes of each stack x scenario x mode")
     demo.add_argument("--out", default=DEMO_OUT, help="output directory")
@@ -300,9 +303,11 @@ def _add_compare_parser(commands, stacks, scenarios) -> None:
                          help=compare_help("extra_latency_s", "extra delays [s] on top of "
                                            "each stack's latency, one cell each"))
     compare.add_argument("--budget", type=float, default=None, help=compare_help("budget_s"))
-    compare.add_argument("--execution", default=None,
-                         help=compare_help("execution", "sequential or pipelined (each stage "
-                                           "on its own processor)"))
+    compare.add_argument("--execution", default=None, metavar="A,B",
+                         help=compare_help("execution", "sequential and/or pipelined (each "
+                                           "stage on its own processor), one cell each; "
+                                           "pipelined only in realtime, for stacks with "
+                                           "several stages"))
     compare.add_argument("--envs", type=int, default=None,
                          help=compare_help("envs", default=f"1 with measured latency, else "
                                            f"{PROFILED_ENVS} (profiled) or {BATCHED_ENVS} "
@@ -413,7 +418,14 @@ def _cmd_protocol(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from reflexdrive.agents.registry import REFERENCE_STACKS
-    from reflexdrive.compare.config import CompareConfig
+    from reflexdrive.compare.config import (
+        DEMO_EXECUTION,
+        DEMO_MIN_CRITICAL,
+        DEMO_MODES,
+        DEMO_SCENARIO_CONFIG,
+        DEMO_SWEEP_STACKS,
+        CompareConfig,
+    )
     from reflexdrive.policies.registry import shipped_checkpoint
 
     policies = [name for name in ("cnn", "gru", "transformer")
@@ -422,12 +434,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if missing:
         print("demo: no shipped checkpoint for " + ", ".join(missing) + " (train with "
               "`reflexdrive train --policy NAME --method dagger`); comparing the others")
+    if args.episodes < 1:
+        raise ConfigError("--episodes", args.episodes, "must be an integer >= 1")
     config = CompareConfig(stacks=("staged", *policies, *REFERENCE_STACKS),
-                           episodes=args.episodes,
-                           seed=args.seed,
+                           episodes=args.episodes, seed=args.seed, modes=DEMO_MODES,
+                           execution=DEMO_EXECUTION, envs=args.episodes,
                            extra_latency_s=_seconds_list("--extra-latency", args.extra_latency),
-                           video=args.video, out=args.out)
-    return _compare_and_report(config, progress=not args.no_progress)
+                           sweep_stacks=DEMO_SWEEP_STACKS,
+                           scenario_config=DEMO_SCENARIO_CONFIG, video=args.video,
+                           out=args.out)
+    return _compare_and_report(config, progress=not args.no_progress,
+                               min_critical=DEMO_MIN_CRITICAL)
+
+
+def few_critical(summary, least: int) -> list[str]:
+    """The rows of a compare summary (`compare.summary`) that rate fewer than `least`
+    critical episodes, as "STACK SCENARIO MODE EXECUTION +EXTRA ms: K" (hazard scenarios
+    only: a hazard-free one rates all its episodes)."""
+    rows = summary[summary["rates_over"] == "critical"]
+    rows = rows[rows["rated_episodes"] < least]
+    return [f"{r.stack} {r.scenario} {r.mode} {r.execution} +{r.extra_latency_s * 1e3:g} ms"
+            f"{'' if r.latency_scale == 1 else f' x{r.latency_scale:g}'}: "
+            f"{int(r.rated_episodes)}" for r in rows.itertuples()]
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -543,12 +571,14 @@ def compare_settings(args: argparse.Namespace) -> dict[str, object]:
     if args.latency_scale is not None:
         settings["latency_scale"] = _seconds_list("--latency-scale", args.latency_scale,
                                                   "factors, e.g. 1,2,4")
+    if args.execution is not None:
+        settings["execution"] = _names_list("--execution", args.execution)
     if args.checkpoint is not None:
         settings["checkpoints"] = _checkpoints(args.checkpoint)
     if args.set is not None:
         settings["scenario_config"] = _scenario_overrides(args.set)
     for flag, name in (("episodes", "episodes"), ("seed", "seed"), ("latency", "latency"),
-                       ("budget", "budget_s"), ("execution", "execution"), ("envs", "envs"),
+                       ("budget", "budget_s"), ("envs", "envs"),
                        ("backend", "backend"),
                        ("device", "device"), ("perception", "perception"),
                        ("tracker", "tracker"), ("planner", "planner"),
@@ -572,8 +602,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return _compare_and_report(config, progress=not args.no_progress)
 
 
-def _compare_and_report(config, progress: bool) -> int:
-    """Run a compare, record its videos, write its report; print where it all is."""
+def _compare_and_report(config, progress: bool, min_critical: int | None = None) -> int:
+    """Run a compare, record its videos, write its report; print where it all is (and,
+    with `min_critical`, the cells that rated fewer critical episodes)."""
     from reflexdrive.compare.experiment import compare
     from reflexdrive.compare.summary import headline
 
@@ -591,6 +622,12 @@ def _compare_and_report(config, progress: bool) -> int:
     report = write_report(result.out)
     for sentence in report.sentences:
         print(sentence)
+    short = few_critical(result.summary, min_critical) if min_critical else []
+    if short:
+        print(f"Fewer than {min_critical} critical episodes (raise --episodes): "
+              + "; ".join(short) + ".")
+    elif min_critical:
+        print(f"Every cell rated at least {min_critical} critical episodes.")
     print(f"report: {report.html} (and {report.markdown.name})")
     return 0
 

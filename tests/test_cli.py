@@ -202,23 +202,35 @@ def test_killed_run_leaves_whole_files_and_resumes(tmp_path):
 
 
 def test_demo_compares_the_staged_stack_with_the_shipped_policies(monkeypatch, tmp_path):
-    """`reflexdrive demo` is a small compare: staged plus every end-to-end policy whose
-    shipped checkpoint exists, beside the two UN R157 reference drivers, on the three
-    hazards, at extra latencies 0, 0.1, 0.3 s."""
+    """`reflexdrive demo` is a compare sized to answer: staged (sequential and pipelined)
+    plus every end-to-end policy whose shipped checkpoint exists, beside the two UN R157
+    reference drivers, on the three hazards, realtime, each cell one batch, 10 s episodes,
+    and the staged stack's latency cost curve over extra latencies 0, 0.1, 0.2, 0.3 s."""
     from reflexdrive.policies.registry import shipped_checkpoint
 
     import reflexdrive.cli as cli
 
     seen = {}
     monkeypatch.setattr(cli, "_compare_and_report",
-                        lambda config, progress: seen.setdefault("config", config) and 0)
+                        lambda config, progress, min_critical: seen.update(
+                            config=config, min_critical=min_critical) or 0)
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "--episodes", "2"]) == 0
     config = seen["config"]
     shipped = [name for name in ("cnn", "gru", "transformer")
                if shipped_checkpoint(name).exists()]
     assert tuple(config.stacks) == ("staged", *shipped, "reference-driver", "r157-regulation")
     assert tuple(config.scenarios) == ("lead-brake", "cut-in", "stopped-vehicle")
-    assert tuple(config.extra_latency_s) == (0.0, 0.1, 0.3) and config.episodes == 2
+    assert tuple(config.extra_latency_s) == (0.0, 0.1, 0.2, 0.3) and config.episodes == 2
+    assert config.modes == ("realtime",) and config.envs == 2 and config.latency == "profiled"
+    assert config.execution == ("sequential", "pipelined") and seen["min_critical"] == 100
+    assert config.scenario_config == {"duration_s": 9.0}
+    cells = [(c.stack, c.execution, c.extra_latency_s) for c in config.cells(False)
+             if c.scenario == "cut-in"]
+    assert cells == ([("staged", "sequential", e) for e in (0.0, 0.1, 0.2, 0.3)]
+                     + [("staged", "pipelined", e) for e in (0.0, 0.1, 0.2, 0.3)]
+                     + [(s, "sequential", 0.0) for s in (*shipped, "reference-driver",
+                                                         "r157-regulation")])
+    assert cli.main(["demo", "--out", str(tmp_path / "d"), "--episodes", "0"]) == 2
 
 
 def test_run_and_profile_defaults_are_the_config_defaults():

@@ -34,6 +34,7 @@ from reflexdrive.common.validation import (
     validate_fields,
 )
 from reflexdrive.compare.latency import PROFILED, absolute_latencies, stack_latencies
+from reflexdrive.envs.config import EXECUTIONS
 from reflexdrive.envs.latency import MAX_LATENCY_SCALE, with_extra, with_scale
 from reflexdrive.run.runner import RunConfig
 
@@ -49,10 +50,27 @@ reference drivers (human and regulation: the bar the systems are judged against)
 DEFAULT_SCENARIOS = ("lead-brake", "cut-in", "stopped-vehicle")
 DEFAULT_EXTRA_LATENCY_S = (0.0, 0.05, 0.1, 0.2, 0.4)
 
-DEMO_EPISODES = 4
-"""Episodes per cell of `reflexdrive demo` (a small compare)."""
-DEMO_EXTRA_LATENCY_S = (0.0, 0.1, 0.3)
-"""Extra latencies [s] of `reflexdrive demo`."""
+DEMO_EPISODES = 125
+"""Episodes per cell of `reflexdrive demo`: cut-in and stopped-vehicle episodes are all
+critical, lead-brake ones 90-94 % at the stacks' own latency and fewer behind a late stack
+(~83 % for the staged stack at +300 ms, which follows closer before the onset), so each
+cell rates >= `DEMO_MIN_CRITICAL` of them (the demo says where one does not). All of a
+cell's episodes run as one batch (`envs` = episodes)."""
+DEMO_MIN_CRITICAL = 100
+"""Critical episodes a demo cell should rate; fewer is reported."""
+DEMO_MODES = ("realtime",)
+"""Clock modes of the demo: realtime only (lockstep is the zero-latency baseline that
+`reflexdrive compare` adds; the demo spends its time on the stacks instead)."""
+DEMO_EXECUTION = ("sequential", "pipelined")
+"""Executions of the demo (pipelined only for the staged stack: the others have one stage)."""
+DEMO_EXTRA_LATENCY_S = (0.0, 0.1, 0.2, 0.3)
+"""Extra latencies [s] of `reflexdrive demo`, swept for `DEMO_SWEEP_STACKS` only."""
+DEMO_SWEEP_STACKS = ("staged",)
+"""Stacks whose latency cost curve the demo draws (the others run at their own latency)."""
+DEMO_SCENARIO_CONFIG = {"duration_s": 9.0}
+"""Scenario overrides of the demo: 9 s episodes instead of 12-14 s (onsets are at most ~4 s
+in, criticality looks 4 s past the onset, and a stack braking at 6 m/s^2 stops from 24 m/s
+within 4 s), ~30 % less simulation."""
 DEMO_OUT = "runs/demo"
 """Output folder of `reflexdrive demo`."""
 
@@ -140,9 +158,15 @@ class CompareConfig:
             charging `own latency x K + extra`; the defaults (1, and extra 0) add none.
         extra_latency_s: extra delays [s] added on top of the stack's own latency, one
             cell each (the latency cost curve; `envs.latency.ShiftedLatency`). Sorted.
+        sweep_stacks: the stacks whose realtime cells sweep `latency_scale` and
+            `extra_latency_s`; None: every stack. The others run at their own latency only
+            (scale 1, extra 0): a latency cost curve on a few stacks without paying for it
+            on all (the demo's).
         budget_s: compute budget per tick [s]; None means one tick.
-        execution: "sequential" or "pipelined" (each stage on its own processor), for
-            every stack (`RunConfig.execution`).
+        execution: "sequential" and/or "pipelined" (each stage on its own processor;
+            `RunConfig.execution`), one cell each; a single name works too. Pipelined
+            cells run only where they can differ from sequential ones (`pipelines`):
+            realtime, and a stack with more than one stage.
         envs: envs run side by side in one cell, i.e. the batch size of the stack's
             `act` call. None: per stack, 1 with measured latency (so "measured" is the
             latency of one car's computer, batch size 1), else on the batched backend
@@ -189,7 +213,8 @@ class CompareConfig:
         "profile:PATH")})
     latency_scale: tuple[float, ...] = (1.0,)
     extra_latency_s: tuple[float, ...] = DEFAULT_EXTRA_LATENCY_S
-    execution: str = override(RunConfig, "execution")
+    sweep_stacks: tuple[str, ...] | None = None
+    execution: tuple[str, ...] = ("sequential",)
     budget_s: float | None = real(0.1, low=0.0, high=60.0, low_inclusive=False,
                                   high_inclusive=False, optional=True,
                                   message="must be a finite number of seconds in (0, 60)",
@@ -227,6 +252,8 @@ class CompareConfig:
         set_("stacks", _names("stacks", self.stacks))
         set_("scenarios", _names("scenarios", self.scenarios, tuple(SCENARIOS)))
         set_("modes", _names("modes", self.modes, MODES))
+        executions = (self.execution,) if isinstance(self.execution, str) else self.execution
+        set_("execution", _names("execution", executions, EXECUTIONS))
         if self.address is not None:
             if not isinstance(self.address, str) or not self.address.strip():
                 raise ConfigError("address", self.address, "must be HOST:PORT of a Ray cluster")
@@ -253,6 +280,8 @@ class CompareConfig:
         if len(set(scales)) != len(scales):
             raise ConfigError("latency_scale", list(scales), "must not repeat a value")
         set_("latency_scale", tuple(sorted(scales)))
+        if self.sweep_stacks is not None:
+            set_("sweep_stacks", _names("sweep_stacks", self.sweep_stacks, self.stacks))
         set_("latency", stack_latencies(self.latency, self.stacks, tuple(STACKS),
                                         REFERENCE_STACKS))
 
@@ -335,10 +364,27 @@ class CompareConfig:
             return HIGHWAY_ENVS
         return PROFILED_ENVS if own == PROFILED else BATCHED_ENVS
 
+    def pipelines(self, stack: str, mode: str) -> bool:
+        """Whether `stack` runs pipelined cells in `mode`: realtime (lockstep computes
+        instantly: both executions agree) and more than one stage. Known one-stage stacks
+        are the end-to-end policies and the reference drivers (`agents.registry`); every
+        other stack (staged, a user's `package.module:factory`, a registered one) is taken
+        to have several, without building it (a one-stage user stack just runs twice)."""
+        from reflexdrive.agents.registry import END_TO_END_STACKS, REFERENCE_STACKS
+
+        return mode == "realtime" and stack not in (*END_TO_END_STACKS, *REFERENCE_STACKS)
+
+    def executions_of(self, stack: str, mode: str) -> tuple[str, ...]:
+        """The executions of `stack`'s cells in `mode`: `execution`, without "pipelined"
+        where it cannot differ (`pipelines`): there only "sequential"."""
+        return self.execution if self.pipelines(stack, mode) else ("sequential",)
+
     def cells(self, replay_profiles: bool = True) -> list[Cell]:
-        """The grid, stacks x scenarios x modes x latency scales x extra latencies, in that
-        order (lockstep only at scale 1 and extra 0 unless `sweep_lockstep`; the reference
-        drivers only there too: they are charged no compute).
+        """The grid, stacks x scenarios x modes x executions x latency scales x extra
+        latencies, in that order (lockstep only at scale 1 and extra 0 unless
+        `sweep_lockstep`; the reference drivers and the stacks not in `sweep_stacks` only
+        there too: they are charged no compute, or not swept; pipelined only where
+        `pipelines`).
 
         Args:
             replay_profiles: True: a `profiled` stack's runs replay
@@ -353,18 +399,20 @@ class CompareConfig:
             for scenario in self.scenarios:
                 for mode in self.modes:
                     sweep = (mode == "realtime" or self.sweep_lockstep) and \
-                        stack not in REFERENCE_STACKS
+                        stack not in REFERENCE_STACKS and \
+                        (self.sweep_stacks is None or stack in self.sweep_stacks)
                     scales = self.latency_scale if sweep else (1.0,)
                     extras = self.extra_latency_s if sweep else (0.0,)
                     cells.extend(
                         Cell(stack, scenario, mode, extra,
-                             self._run_config(stack, scenario, mode, scale, extra,
-                                              replay_profiles), scale)
+                             self._run_config(stack, scenario, mode, execution, scale, extra,
+                                              replay_profiles), scale, execution)
+                        for execution in self.executions_of(stack, mode)
                         for scale in scales for extra in extras)
         return cells
 
-    def _run_config(self, stack: str, scenario: str, mode: str, scale: float, extra_s: float,
-                    replay_profiles: bool) -> RunConfig:
+    def _run_config(self, stack: str, scenario: str, mode: str, execution: str, scale: float,
+                    extra_s: float, replay_profiles: bool) -> RunConfig:
         from reflexdrive.agents.registry import END_TO_END_STACKS
 
         checkpoint = self.checkpoints.get(stack) if stack in END_TO_END_STACKS else None
@@ -374,7 +422,7 @@ class CompareConfig:
         return RunConfig(
             scenario=scenario, stack=stack, episodes=self.episodes, seed=self.seed, mode=mode,
             latency=with_extra(with_scale(own, scale), extra_s), budget_s=self.budget_s,
-            execution=self.execution, envs=self.envs_for(stack, scenario),
+            execution=execution, envs=self.envs_for(stack, scenario),
             perception=self.perception, tracker=self.tracker, planner=self.planner,
             controller=self.controller, backend=self.backend, device=self.device,
             checkpoint=checkpoint, scenario_config=dict(self.scenario_config))
@@ -400,8 +448,12 @@ class CompareConfig:
                 identity.pop(name)
         if self.latency_scale == (1.0,):             # compares from before the field resume
             identity.pop("latency_scale")
-        if identity["execution"] == "sequential":   # compares from before the field resume
+        if self.sweep_stacks is None:                # likewise
+            identity.pop("sweep_stacks")
+        if identity["execution"] == ("sequential",):   # compares from before the field resume
             identity.pop("execution")
+        elif len(identity["execution"]) == 1:        # one value: as when it was a string
+            identity["execution"] = identity["execution"][0]
         identity["checkpoint_sha256"] = self.checkpoint_digests()
         return _jsonable(identity)
 
@@ -483,6 +535,9 @@ _TOML_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "latency": ((str, dict), "a latency spec string or a [latency] table of STACK = SPEC"),
     "latency_scale": ((list,), "a list of factors"),
     "extra_latency_s": ((list,), "a list of seconds"),
+    "execution": ((str, list), "an execution name or a list of them (sequential, "
+                               "pipelined)"),
+    "sweep_stacks": ((list,), "a list of the compared stacks"),
     "budget_s": ((int, float), "a number of seconds"),
     "envs": ((int,), "an integer"),
     "backend": ((str,), "a string"),
@@ -533,10 +588,11 @@ def _jsonable(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid point: a stack on a scenario in a mode at a latency scale and extra latency.
+    """One grid point: a stack on a scenario in a mode and execution at a latency scale and
+    extra latency.
 
     Attributes:
-        stack, scenario, mode: as in `RunConfig`.
+        stack, scenario, mode, execution: as in `RunConfig`.
         extra_latency_s: the extra delay on top of the stack's own latency [s].
         run: the cell's run: the compare's settings, this cell's stack, scenario and mode,
             and the latency spec with the scale and extra delay appended
@@ -550,15 +606,22 @@ class Cell:
     extra_latency_s: float
     run: RunConfig
     latency_scale: float = 1.0
+    execution: str = "sequential"
 
     @property
     def name(self) -> str:
-        """The cell's folder under `OUT/cells/`: `STACK/SCENARIO/MODE+EXTRAs`, with `-xK`
-        after the mode when the latency is scaled (`realtime-x2.0+0.1s`)."""
+        """The cell's folder under `OUT/cells/`: `STACK/SCENARIO/MODE+EXTRAs`, with
+        `-pipelined` after the mode when pipelined and then `-xK` when the latency is
+        scaled (`realtime-pipelined-x2.0+0.1s`); sequential cells keep the names they had
+        before the execution axis."""
+        execution = "" if self.execution == "sequential" else f"-{self.execution}"
         scale = "" if self.latency_scale == 1.0 else f"-x{self.latency_scale!r}"
-        return f"{self.stack}/{self.scenario}/{self.mode}{scale}+{self.extra_latency_s!r}s"
+        return (f"{self.stack}/{self.scenario}/{self.mode}{execution}{scale}"
+                f"+{self.extra_latency_s!r}s")
 
     @property
-    def key(self) -> tuple[str, str, str, float, float]:
-        """`(stack, scenario, mode, extra_latency_s, latency_scale)`: the summary's group."""
-        return (self.stack, self.scenario, self.mode, self.extra_latency_s, self.latency_scale)
+    def key(self) -> tuple[str, str, str, str, float, float]:
+        """`(stack, scenario, mode, execution, extra_latency_s, latency_scale)`: the
+        summary's group (`compare.summary.GROUP`)."""
+        return (self.stack, self.scenario, self.mode, self.execution, self.extra_latency_s,
+                self.latency_scale)

@@ -3,11 +3,12 @@
     reflexdrive compare --stacks staged,cnn --scenarios lead-brake,cut-in --episodes 20 \\
         --latency measured --extra-latency 0,0.05,0.1,0.2,0.4 --out runs/compare
 
-The grid is stacks x scenarios x modes x latency scales x extra latencies
+The grid is stacks x scenarios x modes x executions x latency scales x extra latencies
 (`CompareConfig.cells`; lockstep runs once, at scale 1 and extra 0, unless
-`sweep_lockstep`). Stacks with `profiled` latency are first timed at batch size 1 into
-`OUT/profiles/STACK.json` (`compare.profiles`; reused on resume). Each cell is a
-`reflexdrive run` into `OUT/cells/STACK/SCENARIO/MODE+EXTRAs/` (`MODE-xK+EXTRAs` when
+`sweep_lockstep`; pipelined only in realtime and for stacks with several stages). Stacks
+with `profiled` latency are first timed at batch size 1 into `OUT/profiles/STACK.json`
+(`compare.profiles`; reused on resume). Each cell is a `reflexdrive run` into
+`OUT/cells/STACK/SCENARIO/MODE+EXTRAs/` (`MODE-pipelined-xK+EXTRAs` when pipelined and
 scaled), so the runner's resume keeps finished episodes:
 a killed compare loses only the episodes in flight, and the same command again runs only
 the rest. The first call records its settings in `OUT/compare.json`; a later call with
@@ -17,15 +18,14 @@ written, except `--episodes`: more episodes extend every cell, fewer summarise t
 Outputs, written atomically (temp file + `os.replace`) once every cell is done:
 
 - `episodes.csv`: one row per episode of every cell, the run schema
-  (`reflexdrive.run.runner`, `reflexdrive.run.metrics.EpisodeMetrics`) plus `extra_latency_s`
-  [s], `latency_scale`, `envs` (envs run side by side in the cell: the batch of the
-  stack's `act` call, at most) and `cell` (its folder under `cells/`).
+  (`reflexdrive.run.runner`, `reflexdrive.run.metrics.EpisodeMetrics`) plus `execution`,
+  `extra_latency_s` [s], `latency_scale`, `envs` (envs run side by side in the cell: the
+  batch of the stack's `act` call, at most) and `cell` (its folder under `cells/`).
 - `decisions.csv`: one row per decision (observed tick) of every cell: `stack, scenario,
-  mode, extra_latency_s, latency_scale, seed, tick, t_s, latency_s, overrun, dropped_after` and
-  `latency_<stage>_s` per stage (the extra delay is the stage `extra`).
-- `summary.csv`: one row per stack x scenario x mode x extra latency x latency scale,
-  columns in
-  `reflexdrive.compare.summary`.
+  mode, execution, extra_latency_s, latency_scale, seed, tick, t_s, latency_s, overrun,
+  dropped_after` and `latency_<stage>_s` per stage (the extra delay is the stage `extra`).
+- `summary.csv`: one row per stack x scenario x mode x execution x extra latency x
+  latency scale, columns in `reflexdrive.compare.summary`.
 - `compare.json`: the settings (`config`, with `video` for the report), `identity`,
   `status` ("running" / "complete"), the cells and the wall time.
 All load with `pandas.read_csv`. Columns are documented in docs/compare.md.
@@ -171,8 +171,8 @@ def _read(path: Path, **options: Any) -> pd.DataFrame:
 
 
 def _cell_columns(cell: Cell) -> dict[str, Any]:
-    return {"stack": cell.stack, "scenario": cell.scenario, "mode": cell.mode,
-            "extra_latency_s": cell.extra_latency_s, "latency_scale": cell.latency_scale}
+    """The group columns of a cell's rows (`compare.summary.GROUP`, in its order)."""
+    return dict(zip(GROUP_COLUMNS, cell.key))
 
 
 def collect_episodes(folders: list[tuple[Cell, Path]]) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""`summary.csv` of a compare: one row per stack x scenario x mode x extra latency x scale.
+"""`summary.csv` of a compare: one row per stack x scenario x mode x execution x extra
+latency x scale.
 
 Intervals are 95% by default:
 
@@ -27,8 +28,9 @@ stack's compute and pool every episode.
 Columns (units in the names: `_s` seconds, `_m` metres, `_mps2` m/s^2, `_mps3` m/s^3;
 `_lo`/`_hi` the interval's bounds of the column before them):
 
-- `stack`, `scenario`, `mode`, `extra_latency_s`, `latency_scale`: the group (the scale
-  `K` multiplies the stack's own latency, the extra is added after: `own x K + extra`).
+- `stack`, `scenario`, `mode`, `execution`, `extra_latency_s`, `latency_scale`: the group
+  (`execution`: sequential or pipelined; the scale `K` multiplies the stack's own latency,
+  the extra is added after: `own x K + extra`).
 - `latency`: latency spec the cells ran with (`OWN*K+EXTRA`).
 - `envs`: envs run side by side in each cell: at most that many decide in one `act` call
   (end-to-end stacks are padded to exactly that many).
@@ -89,8 +91,11 @@ import pandas as pd
 
 from reflexdrive.envs.scenarios import SCENARIOS
 
-GROUP = ["stack", "scenario", "mode", "extra_latency_s", "latency_scale"]
+GROUP = ["stack", "scenario", "mode", "execution", "extra_latency_s", "latency_scale"]
 """The columns a summary row stands for."""
+
+SEQUENTIAL = "sequential"
+"""The execution of tables written before the execution axis (no `execution` column)."""
 
 RATES_OVER = ("critical", "all", "unrecorded")
 """What a group's rates are over: its critical episodes (a hazard scenario), all episodes (a
@@ -252,19 +257,19 @@ def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
     """
     if episodes.empty:
         return pd.DataFrame(columns=GROUP)
-    episodes, decisions = (_unscaled(frame) for frame in (episodes, decisions))
+    episodes, decisions = (_with_defaults(frame) for frame in (episodes, decisions))
     decision_groups = ({key: frame for key, frame in decisions.groupby(GROUP, sort=False)}
                        if decisions is not None and not decisions.empty else {})
     rows = []
     for key, group in episodes.groupby(GROUP, sort=False):
-        rng = group_rng(seed, key[:-1] if key[-1] == 1.0 else key)    # unscaled: as before
         row: dict = dict(zip(GROUP, key))
+        rng = group_rng(seed, _rng_key(row))
         first = group.iloc[0]
         row["latency"] = first.get("latency")
         row["envs"] = first.get("envs")
         row["budget_s"] = first.get("budget_s")
         row["episodes"] = len(group)
-        scope = rated(group, key[1])
+        scope = rated(group, row["scenario"])
         row["rates_over"] = scope.rates_over
         row["critical_episodes"] = scope.critical
         row["noncritical_episodes"] = scope.noncritical
@@ -307,7 +312,7 @@ def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
         row["peak_decel_mean_mps2"] = float(group["peak_decel_mps2"].mean()) if count \
             else math.nan
         group = everything                              # latency: the stack's compute, all
-        extra = float(key[3])
+        extra = float(row["extra_latency_s"])
         ticks = decision_groups.get(key)
         if ticks is not None and len(ticks):
             latency = ticks["latency_s"].to_numpy(dtype=np.float64)
@@ -330,11 +335,28 @@ def summarize(episodes: pd.DataFrame, decisions: pd.DataFrame | None = None, *,
     return pd.DataFrame(rows)
 
 
-def _unscaled(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-    """`frame` with `latency_scale` 1 where it has no such column (written before it)."""
-    if frame is None or "latency_scale" in frame:
+def _with_defaults(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """`frame` with `latency_scale` 1 and `execution` sequential where it has no such
+    column (written before it)."""
+    if frame is None:
         return frame
-    return frame.assign(latency_scale=1.0)
+    if "latency_scale" not in frame:
+        frame = frame.assign(latency_scale=1.0)
+    if "execution" not in frame:
+        frame = frame.assign(execution=SEQUENTIAL)
+    return frame
+
+
+def _rng_key(row: Mapping[str, object]) -> tuple:
+    """The key a group's bootstrap generator is seeded with: the group's values, without
+    the execution when sequential and the scale when 1, so the groups of a compare from
+    before those columns keep their intervals."""
+    key = [row[name] for name in GROUP if name not in ("execution", "latency_scale")]
+    if row["execution"] != SEQUENTIAL:
+        key.insert(GROUP.index("execution"), row["execution"])
+    if row["latency_scale"] != 1.0:
+        key.append(row["latency_scale"])
+    return tuple(key)
 
 
 def headline(summary: pd.DataFrame) -> str:
@@ -381,4 +403,6 @@ def headline(summary: pd.DataFrame) -> str:
     })
     if "latency_scale" in summary and summary["latency_scale"].nunique() > 1:
         table.insert(4, "scale", summary["latency_scale"].map(lambda k: f"x{k:g}"))
+    if "execution" in summary and summary["execution"].nunique() > 1:
+        table.insert(3, "execution", summary["execution"])
     return table.to_string(index=False)

@@ -333,13 +333,18 @@ def reaction_decomposition(summary: pd.DataFrame, stacks: Sequence[str],
 # ----------------------------------------------------------------------------- latency
 
 
+BUDGET_OFF_SCALE = 5.0
+"""`stage_breakdown` draws the budget line only within this factor of its tallest bar."""
+
+
 @_styled
 def stage_breakdown(stage_p50: pd.DataFrame, stacks: Sequence[str], budget_s: float | None,
                     totals: pd.DataFrame | None = None):
     """Per-stage latency medians stacked per stack (the staged stack's perception,
     tracking, planning, control beside an end-to-end policy's single forward pass), in
     ms, with the budget; `totals` (columns stack, p50, p99) adds the total's p50-p99 as
-    a whisker.
+    a whisker. A budget more than `BUDGET_OFF_SCALE` times the tallest bar or whisker is
+    named in the title instead of drawn (it would flatten the bars to nothing).
 
     Args:
         stage_p50: index stacks, columns stages, values seconds (NaN: stage absent).
@@ -351,6 +356,7 @@ def stage_breakdown(stage_p50: pd.DataFrame, stacks: Sequence[str], budget_s: fl
     present = [s for s in stacks if s in stage_p50.index]
     figure, axes = _grid(1, width=max(5.0, 1.1 * len(present) + 3.5), height=3.8)
     axis = axes[0, 0]
+    top = 0.0
     for i, stack in enumerate(present):
         bottom = 0.0
         for stage in stages:
@@ -360,21 +366,27 @@ def stage_breakdown(stage_p50: pd.DataFrame, stacks: Sequence[str], budget_s: fl
             axis.bar(i, value * 1e3, 0.6, bottom=bottom, color=STAGE_COLORS.get(stage, "#cccccc"),
                      edgecolor="white", label=stage)
             bottom += value * 1e3
+        top = max(top, bottom)
         if totals is not None and stack in set(totals["stack"]):
             row = totals[totals["stack"] == stack].iloc[0]
+            top = max(top, float(row["p99"]) * 1e3)
             axis.errorbar(i + 0.36, row["p50"] * 1e3,
                           yerr=[[0.0], [max(0.0, (row["p99"] - row["p50"]) * 1e3)]],
                           fmt="o", color="black", ms=3, capsize=3,
                           label="total p50 to p99")
+    title = "Per-stage latency of a decision"
     if budget_s is not None and math.isfinite(budget_s):
-        axis.axhline(budget_s * 1e3, color="#d62728", ls="--", lw=1, label="budget")
+        if top > 0 and budget_s * 1e3 > BUDGET_OFF_SCALE * top:
+            title += f" (budget {budget_s * 1e3:g} ms, off the scale)"
+        else:
+            axis.axhline(budget_s * 1e3, color="#d62728", ls="--", lw=1, label="budget")
     axis.set_xticks(range(len(present)), present)
     axis.set_ylabel("latency [ms] (stage medians, stacked)")
     axis.grid(axis="y", alpha=0.3)
     handles, labels = axis.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     axis.legend(unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    axis.set_title("Per-stage latency of a decision")
+    axis.set_title(title)
     figure.tight_layout()
     return figure
 

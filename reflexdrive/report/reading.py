@@ -68,7 +68,8 @@ SUMMARY_COLUMNS: dict[str, str] = {
     "decision_rate": "decisions_per_s",
 }
 """Logical name -> `summary.csv` column (`reflexdrive.compare.summary`). The group columns are
-`reflexdrive.compare.summary.GROUP`: stack, scenario, mode, extra_latency_s, latency_scale."""
+`reflexdrive.compare.summary.GROUP`: stack, scenario, mode, execution, extra_latency_s,
+latency_scale."""
 
 EPISODE_COLUMNS: dict[str, str] = {"reaction": "reaction_time_s",
                                    "brake_onset": "brake_onset_s", "critical": "critical"}
@@ -80,6 +81,8 @@ DECISION_COLUMNS: dict[str, str] = {"latency": "latency_s", "stage_prefix": "lat
 `latency_<stage>_s` (the stage "extra" is the compare's added delay, not the stack's)."""
 
 REALTIME, LOCKSTEP = "realtime", "lockstep"
+EXECUTION = "execution"
+"""The group column of a compare's execution (sequential, pipelined)."""
 
 RATED = "rated"
 """Column `read_tables` adds to the episodes: True where the episode counts in the rates
@@ -113,14 +116,14 @@ def _ms_cell(estimate: float, low: float, high: float) -> str:
     return _ms_interval(estimate, low, high).replace(" ms", "")
 
 
-def _pct(value: float) -> str:
-    return f"{float(value) * 100:.0f}%" if _finite(value) else "-"
+def _pct(value: float, digits: int = 0) -> str:
+    return f"{float(value) * 100:.{digits}f}%" if _finite(value) else "-"
 
 
-def _pct_interval(estimate: float, low: float, high: float) -> str:
+def _pct_interval(estimate: float, low: float, high: float, digits: int = 0) -> str:
     if not _finite(estimate):
         return "-"
-    return f"{_pct(estimate)} [{_pct(low)}, {_pct(high)}]"
+    return f"{_pct(estimate, digits)} [{_pct(low, digits)}, {_pct(high, digits)}]"
 
 
 def _number(value: float, digits: int = 1, unit: str = "") -> str:
@@ -181,8 +184,47 @@ def read_tables(out_dir: str | os.PathLike) -> CompareTables:
             meta = {}
     videos = sorted(str(p.relative_to(out)) for p in (out / VIDEO_DIR).glob("*.mp4")) \
         if (out / VIDEO_DIR).is_dir() else []
-    return CompareTables(with_rated(_read_csv(out / EPISODES_FILE)),
-                         _read_csv(out / SUMMARY_FILE), decisions, meta, videos)
+    summary = _read_csv(out / SUMMARY_FILE)
+    labels = execution_labels(summary)
+    episodes, summary, decisions = (labelled(frame, labels) for frame in (
+        with_rated(_read_csv(out / EPISODES_FILE)), summary, decisions))
+    return CompareTables(episodes, summary, decisions, meta, videos)
+
+
+def execution_labels(summary: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """`(stack, execution)` -> the stack's name in the report, when the compare ran more
+    than one execution: "staged sequential" and "staged pipelined" for a stack that ran
+    both, the plain name for one that ran one (a one-stage stack runs only sequentially).
+    Empty when the summary has one execution (or none recorded: before the axis)."""
+    if EXECUTION not in summary or summary[EXECUTION].nunique() < 2:
+        return {}
+    labels = {}
+    for stack, group in summary.groupby("stack", sort=False):
+        executions = list(dict.fromkeys(group[EXECUTION]))
+        for execution in executions:
+            labels[(stack, execution)] = (f"{stack} {execution}" if len(executions) > 1
+                                          else str(stack))
+    return labels
+
+
+def base_stack(row: pd.Series) -> str:
+    """The stack a (possibly `labelled`) row ran: "staged" for "staged pipelined"."""
+    stack, execution = str(row["stack"]), row.get(EXECUTION)
+    suffix = f" {execution}"
+    return stack[:-len(suffix)] if isinstance(execution, str) and stack.endswith(suffix) \
+        else stack
+
+
+def labelled(frame: pd.DataFrame | None, labels: dict[tuple[str, str], str]
+             ) -> pd.DataFrame | None:
+    """`frame` with its `stack` column renamed by `execution_labels` (so every table,
+    figure and sentence of the report tells the executions apart, as separate stacks)."""
+    if frame is None or not labels or EXECUTION not in frame:
+        return frame
+    frame = frame.copy()
+    frame["stack"] = [labels.get((stack, execution), stack)
+                      for stack, execution in zip(frame["stack"], frame[EXECUTION])]
+    return frame
 
 
 def with_rated(episodes: pd.DataFrame) -> pd.DataFrame:

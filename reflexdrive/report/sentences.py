@@ -23,6 +23,7 @@ from reflexdrive.report.reading import (
     _pct_interval,
     _rated_count,
     _reference,
+    base_stack,
     own_latency,
     rates_over,
     unscaled,
@@ -111,9 +112,10 @@ def fastest(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COLUMNS
             ) -> list[str]:
     """One sentence per hazard scenario with rated episodes: the stack with the lowest mean
     reaction time at its own latency (realtime at extra 0, else lockstep), against the
-    runner-up, with both 95% intervals and whether they overlap; then one line on how
-    often each stack won. Scenarios without a hazard, or without a critical episode
-    (`criticality_sentences` says so), are left out."""
+    runner-up among the other stacks (another execution of the same stack is not a
+    rival: `execution_sentences` compares those), with both 95% intervals and whether
+    they overlap; then one line on how often each stack won. Scenarios without a hazard,
+    or without a critical episode (`criticality_sentences` says so), are left out."""
     rows, mode = _reference(summary)
     c = columns
     scopes = rates_over(summary)
@@ -136,10 +138,11 @@ def fastest(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COLUMNS
         best_text = (f"{best['stack']} reacted fastest ({mode}, its own latency): mean "
                      f"{_reaction_interval(best, c)} over {int(best[c['reacted']])} of "
                      f"{_rated_count(best)}{kind} episodes")
-        if len(ranked) == 1:
+        rivals = ranked[[base_stack(r) != base_stack(best) for _, r in ranked.iterrows()]]
+        if rivals.empty:
             sentences.append(f"{scenario}: {best_text}; the only stack that reacted.{tail}")
             continue
-        second = ranked.iloc[1]
+        second = rivals.iloc[0]
         gap = float(second[c["reaction_mean"]]) - float(best[c["reaction_mean"]])
         separated = float(best[c["reaction_mean_hi"]]) < float(second[c["reaction_mean_lo"]])
         verdict = ("the intervals do not overlap" if separated else
@@ -153,6 +156,54 @@ def fastest(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COLUMNS
                  f"({', '.join(s)})" for stack, s in
                  sorted(wins.items(), key=lambda item: -len(item[1]))]
         sentences.append("Fastest: " + "; ".join(parts) + ".")
+    return sentences
+
+
+def execution_sentences(summary: pd.DataFrame,
+                        columns: Mapping[str, str] = SUMMARY_COLUMNS) -> list[str]:
+    """Per stack that ran both executions (rows `labelled` "STACK sequential" and "STACK
+    pipelined"), realtime at scale 1: at which extra latencies and scenarios one execution
+    reacted faster with separated 95% intervals, by how much; and where they did not."""
+    c = columns
+    if "execution" not in summary:
+        return []
+    frame = unscaled(summary[summary["mode"] == REALTIME])
+    frame = frame[frame[c["reaction_mean"]].map(_finite)]
+    bases = [base_stack(row) for _, row in frame.iterrows()]
+    frame = frame.assign(_base=bases)
+    sentences = []
+    for stack in _ordered(bases):
+        mine = frame[frame["_base"] == stack]
+        if mine["execution"].nunique() < 2:
+            continue
+        separated, overlapping = [], []
+        for (scenario, extra), pair in mine.groupby(["scenario", "extra_latency_s"],
+                                                    sort=False):
+            if pair["execution"].nunique() < 2:
+                continue
+            ranked = pair.sort_values(c["reaction_mean"], kind="stable")
+            fast, slow = ranked.iloc[0], ranked.iloc[-1]
+            where = f"{scenario} {_extra_ms(extra)}"
+            if float(fast[c["reaction_mean_hi"]]) < float(slow[c["reaction_mean_lo"]]):
+                gap = float(slow[c["reaction_mean"]]) - float(fast[c["reaction_mean"]])
+                separated.append(f"{fast['execution']} on {where} by {_ms(gap)} ms "
+                                 f"({_ms(fast[c['reaction_mean']])} against "
+                                 f"{_ms(slow[c['reaction_mean']])} ms)")
+            else:
+                overlapping.append(where)
+        if not separated and not overlapping:
+            continue
+        pairs = len(separated) + len(overlapping)
+        text = f"{stack}, pipelined against sequential: "
+        if separated:
+            text += "reacted faster " + "; ".join(separated)
+            if overlapping:
+                text += (f"; the reaction-time intervals overlap in the other "
+                         f"{len(overlapping)} of {pairs} scenario x extra latency cells")
+        else:
+            text += (f"the reaction-time intervals overlap in all {pairs} scenario x extra "
+                     "latency cells")
+        sentences.append(text + ".")
     return sentences
 
 
@@ -214,6 +265,12 @@ def latency_cost(summary: pd.DataFrame, columns: Mapping[str, str] = SUMMARY_COL
     return costs
 
 
+def _digits(cost: LatencyCost) -> int:
+    """Decimals of a cost's percentages: 1 where whole percent would print the rate equal
+    to the bound it rose above (6% against [0%, 6%])."""
+    return 1 if f"{cost.rate * 100:.0f}" == f"{cost.base_high * 100:.0f}" else 0
+
+
 def latency_cost_sentences(costs: Sequence[LatencyCost]) -> list[str]:
     """One sentence per stack: from which extra latency its collision rate rose above the
     zero-extra 95% interval, scenario by scenario."""
@@ -230,9 +287,9 @@ def latency_cost_sentences(costs: Sequence[LatencyCost]) -> list[str]:
                              f"interval {held_text}.")
             continue
         parts = [f"from {_extra_ms(cost.extra_s)} on {cost.scenario} "
-                 f"({_pct_interval(cost.rate, cost.low, cost.high)} against "
-                 f"{_pct_interval(cost.base_rate, cost.base_low, cost.base_high)} at +0 ms)"
-                 for cost in rose]
+                 f"({_pct_interval(cost.rate, cost.low, cost.high, _digits(cost))} against "
+                 f"{_pct_interval(cost.base_rate, cost.base_low, cost.base_high, _digits(cost))}"
+                 " at +0 ms)" for cost in rose]
         if held:
             parts.append("not " + held_text)
         sentences.append(f"{stack}: the collision rate rose above its zero-extra 95% "
@@ -241,9 +298,10 @@ def latency_cost_sentences(costs: Sequence[LatencyCost]) -> list[str]:
 
 
 def summary_sentences(summary: pd.DataFrame) -> list[str]:
-    """The report's summary in words: `criticality_sentences`, `fastest`, then
-    `latency_cost_sentences`."""
-    sentences = criticality_sentences(summary) + fastest(summary)
+    """The report's summary in words: `criticality_sentences`, `fastest`,
+    `execution_sentences`, then `latency_cost_sentences`."""
+    sentences = criticality_sentences(summary) + fastest(summary) + \
+        execution_sentences(summary)
     costs = latency_cost(summary)
     if costs:
         sentences += latency_cost_sentences(costs)

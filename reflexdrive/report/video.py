@@ -415,7 +415,9 @@ def record_compare_videos(config, k: int | None = None, out_dir: str | os.PathLi
                           video: VideoConfig = VideoConfig(), overwrite: bool = False
                           ) -> list[Path]:
     """The videos of a compare: the first `k` episodes of every stack x scenario x mode
-    at the stacks' own latency (the cells at extra latency 0), into `OUT/videos/`.
+    at the stacks' own latency (the cells at extra latency 0), into `OUT/videos/`. Only
+    the sequential cells: `record_episode` drives the stages one after another, so a
+    pipelined cell's video would show another run than the cell's.
 
     Args:
         config: a `reflexdrive.compare.config.CompareConfig` (its `cells()` are used).
@@ -433,7 +435,8 @@ def record_compare_videos(config, k: int | None = None, out_dir: str | os.PathLi
     if not k:
         return paths
     for cell in config.cells():
-        if cell.extra_latency_s == 0 and cell.latency_scale == 1:
+        if cell.extra_latency_s == 0 and cell.latency_scale == 1 and \
+                cell.execution == "sequential":
             paths += record_videos(cell.run, k, out, video=video, overwrite=overwrite)
     return paths
 

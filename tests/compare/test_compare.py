@@ -38,7 +38,8 @@ RUN_COLUMNS = ["scenario", "stack", "seed", "mode", "latency", "backend", "budge
                "latency_p50_s", "latency_p99_s", "overrun_rate", "decision_age_s",
                "decision_rate_hz", "dropped_frames", "ticks", "duration_s"]
 SUMMARY_COLUMNS = [
-    "stack", "scenario", "mode", "extra_latency_s", "latency_scale", "latency", "envs",
+    "stack", "scenario", "mode", "execution", "extra_latency_s", "latency_scale", "latency",
+    "envs",
     "budget_s", "episodes",
     "rates_over", "critical_episodes", "noncritical_episodes", "rated_episodes",
     "reacted", "reaction_rate",

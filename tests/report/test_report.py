@@ -25,6 +25,8 @@ from reflexdrive.report.document import (
     summary_sentences,
     write_report,
 )
+from reflexdrive.report.reading import base_stack, execution_labels, labelled
+from reflexdrive.report.sentences import execution_sentences
 
 NAN = float("nan")
 
@@ -326,3 +328,89 @@ def test_figures_are_small_multiples_that_fit_the_page(compare_dir):
         assert "human drivers 0.7-1.5 s (Green 2000)" in legend
         assert "not critical (left out)" in legend
         plots.plt.close(figure)
+
+
+# ----------------------------------------------------------------------------- executions
+
+
+def two_executions() -> pd.DataFrame:
+    """staged sequential and pipelined, and cnn, on lead-brake, realtime, +0 and +100 ms.
+
+    - +0: staged 0.10 s [0.08, 0.12] both executions; cnn 0.40 s [0.36, 0.44]: staged
+      fastest, 300 ms faster than cnn (its own pipelined twin is no rival).
+    - +100 ms: sequential 0.25 [0.23, 0.27], pipelined 0.20 [0.18, 0.22]: apart, pipelined
+      faster by 50 ms; +0: overlap.
+    """
+    rows = [
+        {**summary_row("staged", "lead-brake", "realtime", 0.0, (0.10, 0.08, 0.12)),
+         "execution": "sequential"},
+        {**summary_row("staged", "lead-brake", "realtime", 0.1, (0.25, 0.23, 0.27)),
+         "execution": "sequential"},
+        {**summary_row("staged", "lead-brake", "realtime", 0.0, (0.10, 0.08, 0.12)),
+         "execution": "pipelined"},
+        {**summary_row("staged", "lead-brake", "realtime", 0.1, (0.20, 0.18, 0.22)),
+         "execution": "pipelined"},
+        {**summary_row("cnn", "lead-brake", "realtime", 0.0, (0.40, 0.36, 0.44)),
+         "execution": "sequential"},
+    ]
+    summary = pd.DataFrame(rows)
+    return labelled(summary, execution_labels(summary))
+
+
+def test_labels_and_their_base_stack():
+    summary = two_executions()
+    assert list(summary["stack"]) == ["staged sequential"] * 2 + ["staged pipelined"] * 2 + [
+        "cnn"]
+    assert [base_stack(row) for _, row in summary.iterrows()] == ["staged"] * 4 + ["cnn"]
+
+
+def test_fastest_is_compared_with_another_stack():
+    (sentence,) = fastest(two_executions())
+    assert sentence.startswith("lead-brake: staged sequential reacted fastest (realtime, "
+                               "its own latency): mean 100 ms [80, 120]")
+    assert "300 ms faster than cnn (400 ms [360, 440]); the intervals do not overlap." \
+        in sentence
+
+
+def test_execution_sentence_says_where_they_separate_and_by_how_much():
+    assert execution_sentences(two_executions()) == [
+        "staged, pipelined against sequential: reacted faster pipelined on lead-brake "
+        "+100 ms by 50 ms (200 against 250 ms); the reaction-time intervals overlap in the "
+        "other 1 of 2 scenario x extra latency cells."]
+    summary = two_executions()
+    summary = summary[summary["extra_latency_s"] == 0]
+    assert execution_sentences(summary) == [
+        "staged, pipelined against sequential: the reaction-time intervals overlap in all "
+        "1 scenario x extra latency cells."]
+    assert execution_sentences(summary.drop(columns="execution")) == []
+    assert any(s.startswith("staged, pipelined against sequential")
+               for s in summary_sentences(two_executions()))
+
+
+def test_stage_breakdown_names_a_budget_far_off_its_scale():
+    """2 ms of planning against a 100 ms budget: the line would flatten the bar, so the
+    title names the budget; 50 ms against 100 ms: the line is drawn at 100 ms."""
+    small = plots.stage_breakdown(pd.DataFrame({"planning": [0.002]}, index=["staged"]),
+                                  ["staged"], 0.1)
+    axis = small.axes[0]
+    assert axis.get_title() == "Per-stage latency of a decision (budget 100 ms, off the scale)"
+    assert axis.lines == [] or all(line.get_label() != "budget" for line in axis.lines)
+    large = plots.stage_breakdown(pd.DataFrame({"planning": [0.05]}, index=["staged"]),
+                                  ["staged"], 0.1)
+    axis = large.axes[0]
+    assert axis.get_title() == "Per-stage latency of a decision"
+    (budget,) = [line for line in axis.lines if line.get_label() == "budget"]
+    assert list(budget.get_ydata()) == [100.0, 100.0]
+
+
+def test_latency_cost_shows_a_decimal_where_whole_percent_would_tie():
+    """8/125 = 6.4 % rose above the 5.6 % bound of 2/125: whole percent prints 6 and 6."""
+    from reflexdrive.report.sentences import LatencyCost, latency_cost_sentences
+
+    cost = LatencyCost("staged", "cut-in", 0.016, 0.004, 0.056, 0.2, 0.064, 0.033, 0.121,
+                       0.3)
+    (sentence,) = latency_cost_sentences([cost])
+    assert "from +200 ms on cut-in (6.4% [3.3%, 12.1%] against 1.6% [0.4%, 5.6%] at +0 ms)" \
+        in sentence
+    clear = LatencyCost("staged", "cut-in", 0.0, 0.0, 0.03, 0.1, 0.36, 0.28, 0.45, 0.3)
+    assert "(36% [28%, 45%] against 0% [0%, 3%] at +0 ms)" in latency_cost_sentences([clear])[0]

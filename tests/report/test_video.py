@@ -174,9 +174,10 @@ def test_record_videos_names_files_and_keeps_finished_ones(tmp_path):
     assert paths[0].stat().st_mtime_ns == stamp               # resumed: not recorded again
 
 
-def test_compare_videos_are_the_cells_at_extra_zero(tmp_path):
+def test_compare_videos_are_the_sequential_cells_at_extra_zero(tmp_path):
     config = CompareConfig(stacks=("staged",), scenarios=("lead-brake",), episodes=2,
-                           modes=("realtime",), latency="fixed:0.01", extra_latency_s=(0.0, 0.1),
+                           modes=("realtime",), execution=("sequential", "pipelined"),
+                           latency="fixed:0.01", extra_latency_s=(0.0, 0.1),
                            scenario_config={"duration_s": 1.0, "onset_s": (0.5, 0.8)}, video=1,
                            out=str(tmp_path))
     paths = record_compare_videos(config, video=SMALL_VIDEO)
