@@ -192,16 +192,22 @@ def to_lane_frame(tracks: Tracks, lane_offset: np.ndarray, heading_error: np.nda
                            valid=tracks.valid.astype(bool), accel_s=accel_s)
 
 
-def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDMParams
+def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDMParams,
+                    ego_speed: np.ndarray | None = None, ego_width_m: float = 2.0
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Lead and follower of the ego in the lane centred at `lane_centre` (lane frame `d`).
 
     The lead is the nearest track ahead (`s > 0`) that reaches into the lane now or, at its
     lateral speed, within `params.cut_in_horizon_s` (cut-in anticipation); the follower the
-    nearest track behind (`s <= 0`) reaching into it now.
+    nearest track behind (`s <= 0`) reaching into it now. Given `ego_speed`, a track that
+    is still entering the lane (not in it now) is not a lead when the ego will have passed
+    it before it can reach the ego's body (`passes_before_contact`): braking for it would
+    keep the ego beside it as it moves in.
 
     Args:
         lane_centre: `(N,)` [m].
+        ego_speed: `(N,)` [m/s], or None (every entering track counts).
+        ego_width_m: the ego's width [m] (for when an entering track reaches it).
 
     Returns:
         lead, follower: `(N,)` track indices (-1 if none); lead_gap, follower_gap: `(N,)`
@@ -220,6 +226,11 @@ def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDM
     in_lane_soon = frame.valid & (nearest - half_width < reach)
     in_lane_now = frame.valid & (np.abs(from_centre) - half_width < reach)
     half_lengths = 0.5 * (frame.length + params.ego_length_m)
+    if ego_speed is not None:
+        entering = in_lane_soon & ~in_lane_now
+        in_lane_soon = in_lane_soon & ~(entering & passes_before_contact(
+            frame, from_centre, half_lengths, np.asarray(ego_speed, dtype=np.float64)[:, None],
+            ego_width_m))
     ahead_gap = np.where(in_lane_soon & (frame.s > 0), frame.s - half_lengths, np.inf)
     behind_gap = np.where(in_lane_now & (frame.s <= 0), -frame.s - half_lengths, np.inf)
     rows = np.arange(frame.s.shape[0])
@@ -227,6 +238,32 @@ def lane_neighbours(frame: LaneFrameTracks, lane_centre: np.ndarray, params: IDM
     lead_gap, follower_gap = ahead_gap[rows, lead], behind_gap[rows, follower]
     return (np.where(np.isfinite(lead_gap), lead, -1), lead_gap,
             np.where(np.isfinite(follower_gap), follower, -1), follower_gap)
+
+
+PASS_MARGIN_S = 0.5
+"""How much sooner the ego must be past an entering track than the track can reach it [s]."""
+
+
+def passes_before_contact(frame: LaneFrameTracks, from_centre: np.ndarray,
+                          half_lengths: np.ndarray, ego_speed: np.ndarray, ego_width_m: float
+                          ) -> np.ndarray:
+    """`(N, K)` bool: the ego, at its speed, is past each track (its rear beyond the track's
+    front) `PASS_MARGIN_S` before the track, at its lateral speed towards the lane centre,
+    can touch the ego's body there: `(s + half_lengths) / (v_ego - v_s) + margin <
+    (|d| - (w + w_ego) / 2) / v_towards`. A track not closing laterally, or one the ego
+    does not overtake, never passes.
+
+    Args:
+        from_centre: `(N, K)` track offset from the lane centre [m].
+        half_lengths: `(N, K)` half the summed lengths [m]; ego_speed: `(N, 1)` [m/s].
+    """
+    closing = ego_speed - frame.vs
+    towards = -np.sign(from_centre) * frame.vd
+    clearance = np.abs(from_centre) - 0.5 * (frame.width + ego_width_m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_pass = np.where(closing > 0.0, (frame.s + half_lengths) / closing, np.inf)
+        t_touch = np.where(towards > 0.0, np.maximum(clearance, 0.0) / towards, np.inf)
+    return (closing > 0.0) & (t_pass + PASS_MARGIN_S < t_touch)
 
 
 def _standstill_gap(gap: np.ndarray, lead_speed: np.ndarray, cfg: "PlannerConfig"
@@ -445,8 +482,8 @@ class MobilFrenetPlanner:
         # leads and followers in the lanes at -1, 0, +1 (relative to the ego lane)
         sides = {}
         for k in (-1, 0, 1):
-            lead, lead_gap, follower, follower_gap = lane_neighbours(frame, np.full(n, k * w),
-                                                                     params)
+            lead, lead_gap, follower, follower_gap = lane_neighbours(
+                frame, np.full(n, k * w), params, speed, cfg.ego_width_m)
             lead_speed = _pick(frame.vs, lead)
             sides[k] = dict(lead=lead, lead_gap=lead_gap, lead_speed=lead_speed,
                             follower=follower, follower_gap=follower_gap,

@@ -7,10 +7,12 @@ import pytest
 from reflexdrive.agents.staged import frenet
 from reflexdrive.agents.staged.planning import (
     IDMParams,
+    LaneFrameTracks,
     MobilFrenetPlanner,
     PlannerConfig,
     idm_acceleration,
     lane_neighbours,
+    passes_before_contact,
     to_lane_frame,
 )
 from reflexdrive.agents.staged.types import Tracks
@@ -242,3 +244,31 @@ def test_braking_lead_moves_the_command_within_a_tick(tracker):
     assert departure[6] >= 0.5
     plain = braking_lead_commands(make(), PlannerConfig(anticipation=False))
     assert np.all(plain[:8, 1] - plain[:8, 0] < 0.5)
+
+
+def entering_track(s, d, vs, vd, length=5.0, width=2.0):
+    """One track in the lane frame (`N = K = 1`)."""
+    one = lambda value: np.array([[value]], dtype=np.float64)  # noqa: E731
+    return LaneFrameTracks(s=one(s), d=one(d), vs=one(vs), vd=one(vd), length=one(length),
+                           width=one(width), valid=np.ones((1, 1), bool), accel_s=one(0.0))
+
+
+def test_an_entering_vehicle_the_ego_passes_before_it_can_touch_is_not_a_lead():
+    """A slow car drifting in from the next lane, its centre 6.2 m ahead, the ego 11.1 m/s
+    faster: the ego's rear is past its front after (6.2 + 5) / 11.1 = 1.01 s; at 0.45 m/s
+    towards the lane it needs (2.91 - 2) / 0.45 = 2.02 s to reach the ego's body. The ego
+    passes (1.01 + 0.5 < 2.02): not a lead. Drifting at 1 m/s (0.91 s) it would be."""
+    params = IDMParams()
+    slow = entering_track(s=6.2, d=2.91, vs=5.6, vd=-0.45)
+    half = 0.5 * (slow.length + params.ego_length_m)
+    assert passes_before_contact(slow, slow.d, half, np.array([[16.7]]), 2.0)[0, 0]
+    lead, gap, _, _ = lane_neighbours(slow, np.zeros(1), params)
+    assert lead[0] == 0 and gap[0] == pytest.approx(1.2)            # without the ego's speed
+    lead, gap, _, _ = lane_neighbours(slow, np.zeros(1), params, np.array([16.7]), 2.0)
+    assert lead[0] == -1 and np.isinf(gap[0])
+    fast = entering_track(s=6.2, d=2.91, vs=5.6, vd=-1.0)
+    assert lane_neighbours(fast, np.zeros(1), params, np.array([16.7]), 2.0)[0][0] == 0
+    inside = entering_track(s=6.2, d=1.0, vs=5.6, vd=-0.45)        # in the lane now
+    assert lane_neighbours(inside, np.zeros(1), params, np.array([16.7]), 2.0)[0][0] == 0
+    slower_ego = lane_neighbours(slow, np.zeros(1), params, np.array([5.0]), 2.0)
+    assert slower_ego[0][0] == 0                                    # never overtakes it
