@@ -350,7 +350,30 @@ def synchronize_cuda() -> None:
 # --------------------------------------------------------------------------- scaled
 
 
-class ScaledLatency:
+class _WrappedLatency:
+    """A latency model around a `base` model (`ScaledLatency`, `ShiftedLatency`): resets,
+    the observation mark and `deterministic` are the base model's; subclasses change what
+    `sample` / `sample_batch` return."""
+
+    def __init__(self, base: LatencyModel, spec: str):
+        self.base = base
+        self.spec = spec
+        self.deterministic = base.deterministic
+
+    def reset(self, seed: int | None) -> None:
+        """Reset the base model."""
+        self.base.reset(seed)
+
+    def mark_observation_returned(self) -> None:
+        """Pass the mark to the base model."""
+        self.base.mark_observation_returned()
+
+    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
+        """Reset the base model's rows."""
+        self.base.reset_batch(mask, seeds)
+
+
+class ScaledLatency(_WrappedLatency):
     """A base model's per-stage latencies, each multiplied by a constant `scale` (`K`).
 
     Built from a spec with a `*K` suffix (`profile:p.json*2`, `measured*0.5`): the same
@@ -378,10 +401,8 @@ class ScaledLatency:
             raise LatencySpecError(shown, f"scale *{scale!r} must be a number K with "
                                    f"0 < K <= {MAX_LATENCY_SCALE:g} (a computer K times "
                                    "slower)")
-        self.base = base
+        super().__init__(base, shown)
         self.scale = float(scale)
-        self.spec = shown
-        self.deterministic = base.deterministic
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -389,21 +410,9 @@ class ScaledLatency:
         timings)."""
         return declared_stages(self.base)
 
-    def reset(self, seed: int | None) -> None:
-        """Reset the base model."""
-        self.base.reset(seed)
-
     def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
         """The base model's per-stage latencies [s], each times `scale`."""
         return {name: value * self.scale for name, value in self.base.sample(reported).items()}
-
-    def mark_observation_returned(self) -> None:
-        """Pass the mark to the base model."""
-        self.base.mark_observation_returned()
-
-    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
-        """Reset the base model's rows."""
-        self.base.reset_batch(mask, seeds)
 
     def sample_batch(self, observing: np.ndarray,
                      reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
@@ -428,7 +437,7 @@ def declared_stages(model: LatencyModel) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- shifted
 
 
-class ShiftedLatency:
+class ShiftedLatency(_WrappedLatency):
     """A base model's latencies plus a constant extra delay, the stage "extra" [s].
 
     Built from a spec with a `+SECONDS` suffix (`measured+0.1`, `fixed:0.03+0.05`,
@@ -456,14 +465,8 @@ class ShiftedLatency:
         if EXTRA_STAGE in declared_stages(base):
             raise LatencySpecError(shown, f"stage name {EXTRA_STAGE!r} is reserved for the "
                                    "+SECONDS extra delay")
-        self.base = base
+        super().__init__(base, shown)
         self.extra_s = float(extra_s)
-        self.spec = shown
-        self.deterministic = base.deterministic
-
-    def reset(self, seed: int | None) -> None:
-        """Reset the base model."""
-        self.base.reset(seed)
 
     def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
         """The base model's per-stage latencies [s], then "extra".
@@ -478,14 +481,6 @@ class ShiftedLatency:
                               "extra delay")
         stages[EXTRA_STAGE] = self.extra_s
         return stages
-
-    def mark_observation_returned(self) -> None:
-        """Pass the mark to the base model."""
-        self.base.mark_observation_returned()
-
-    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
-        """Reset the base model's rows."""
-        self.base.reset_batch(mask, seeds)
 
     def sample_batch(self, observing: np.ndarray,
                      reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
