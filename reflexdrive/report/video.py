@@ -77,7 +77,6 @@ from reflexdrive.run.metrics import (
     CRITICALITY_KEYS,
     EpisodeMetrics,
     ReactionConfig,
-    episode_metrics,
 )
 from reflexdrive.run.rollout import Rollout, info_at
 
@@ -339,16 +338,8 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
             writer.close()
             if saved_explain is not None:
                 agent.explain = saved_explain
-    records = [r for r in episode.records if r.t_s < episode.end_s - 1e-9]
-    twin = episode.twin
-    twin_records = None if twin is None else [r for r in twin.records
-                                              if r.t_s < twin.end_s - 1e-9]
-    hazard = step_info["hazard"]
-    metrics = episode_metrics(
-        records, episode.substeps, float(hazard["onset_s"][0]), episode.start_speed_mps,
-        1.0 / simulation_frequency, reaction_config, twin_records=twin_records,
-        twin_end_s=twin.end_s if twin is not None and twin.ended else math.inf,
-        criticality=info_at(hazard, 0, CRITICALITY_KEYS))
+    metrics = episode.metrics(info_at(step_info["hazard"], 0, ("onset_s", *CRITICALITY_KEYS)),
+                              1.0 / simulation_frequency, reaction_config)
     return EpisodeVideo(path=path, frames=recorder.frames, fps=fps,
                         frame_size=video.frame_size,
                         simulated_s=recorder.frames / simulation_frequency,

@@ -33,6 +33,7 @@ slots in the same order, whatever the caller does per tick.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -40,6 +41,7 @@ import numpy as np
 
 from reflexdrive.agents.base import Decision
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv
+from reflexdrive.run.metrics import EpisodeMetrics, ReactionConfig, episode_metrics
 
 IDLE_SEEDS = ("zero", "last")
 """What an idle slot replays: scenario seed 0, or its last episode's seed (0 if none)."""
@@ -73,6 +75,24 @@ class Episode:
     def end_s(self) -> float:
         """The time its last recorded substep ended [s] (0 before any)."""
         return self.substeps[-1].time_s if self.substeps else 0.0
+
+    @property
+    def reached_records(self) -> list:
+        """The tick records of the ticks the world reached (before `end_s`)."""
+        return [r for r in self.records if r.t_s < self.end_s - 1e-9]
+
+    def metrics(self, hazard: Mapping[str, Any], substep_s: float,
+                config: ReactionConfig = ReactionConfig()) -> EpisodeMetrics:
+        """The episode's `EpisodeMetrics`, its twin's records giving the counterfactual
+        reaction. `hazard`: its `info["hazard"]` entries at the end (`onset_s` and the
+        `CRITICALITY_KEYS` known; `info_at` reads them from a batched info)."""
+        twin = self.twin
+        return episode_metrics(
+            self.reached_records, self.substeps, float(hazard["onset_s"]),
+            self.start_speed_mps, substep_s, config,
+            twin_records=None if twin is None else twin.reached_records,
+            twin_end_s=twin.end_s if twin is not None and twin.ended else math.inf,
+            criticality=hazard)
 
 
 @dataclass

@@ -52,7 +52,7 @@ from reflexdrive.envs.latency import base_spec, parse_latency
 from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.scenarios import SCENARIOS, make_config
 from reflexdrive.envs.types import CRITICALITY_KEYS
-from reflexdrive.run.metrics import ReactionConfig, episode_metrics
+from reflexdrive.run.metrics import ReactionConfig
 from reflexdrive.run.results import prepare_out_dir, write_csv, write_json
 from reflexdrive.run.rollout import Episode, Rollout, info_at
 
@@ -279,17 +279,8 @@ def _finish(config: RunConfig, episode: Episode, info_row: Mapping[str, Any], en
             ) -> tuple[dict, list[dict]]:
     """The `episodes.csv` row and the `ticks.csv` rows of a finished episode (`info_row`:
     its `info["hazard"]` entries at the end)."""
-    end_s = episode.end_s
-    records = [r for r in episode.records if r.t_s < end_s - 1e-9]   # ticks the world reached
-    twin = episode.twin
-    twin_records = None if twin is None else [r for r in twin.records
-                                              if r.t_s < twin.end_s - 1e-9]
-    onset = float(info_row["onset_s"])
-    metrics = episode_metrics(
-        records, episode.substeps, onset, episode.start_speed_mps,
-        1.0 / config.simulation_frequency, config.reaction, twin_records=twin_records,
-        twin_end_s=math.inf if twin is None or not twin.ended else twin.end_s,
-        criticality=info_row)
+    records = episode.reached_records
+    metrics = episode.metrics(info_row, 1.0 / config.simulation_frequency, config.reaction)
     row = {
         "scenario": config.scenario,
         "stack": config.stack,
