@@ -71,14 +71,14 @@ def substep_outcomes(snapshot: WorldSnapshot, previous_position: np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         traffic_speed = np.where(count > 0, np.where(others, snapshot.speed, 0.0).sum(axis=1)
                                  / count, np.nan)
-    rows = range(snapshot.position.shape[0]) if rows is None else rows
-    return {int(b): SubstepOutcome(
-        time_s=float(time_s[b]),
-        speed=float(snapshot.speed[b, EGO]),
-        distance_m=float(np.linalg.norm(position[b] - previous_position[b])),
-        gap_m=float(gap[b]),
-        ttc_s=float(ttc[b]),
-        crashed=bool(snapshot.crashed[b]),
-        on_road=bool(snapshot.ego_on_road[b]),
-        traffic_speed=float(traffic_speed[b]),
-    ) for b in rows}
+    rows = np.arange(snapshot.position.shape[0]) if rows is None else np.asarray(rows)
+    step = position[rows] - previous_position[rows]
+    distance = np.sqrt((step * step).sum(axis=1))
+    columns = zip(rows.tolist(), np.asarray(time_s)[rows].tolist(),
+                  snapshot.speed[rows, EGO].tolist(), distance.tolist(), gap[rows].tolist(),
+                  ttc[rows].tolist(), np.asarray(snapshot.crashed, dtype=bool)[rows].tolist(),
+                  np.asarray(snapshot.ego_on_road, dtype=bool)[rows].tolist(),
+                  traffic_speed[rows].tolist())
+    return {b: SubstepOutcome(time_s=t, speed=v, distance_m=d, gap_m=g, ttc_s=ttc_b,
+                              crashed=crashed, on_road=on_road, traffic_speed=traffic)
+            for b, t, v, d, g, ttc_b, crashed, on_road, traffic in columns}

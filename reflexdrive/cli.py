@@ -223,8 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--checkpoint", default=run_default("checkpoint"), metavar="PATH",
                          help="policy checkpoint of an end-to-end stack (default: the shipped "
                               "one)")
-    profile.add_argument("--threads", type=int, default=compare_default("threads"),
-                         help=field_help(CompareConfig, "threads"))
+    profile.add_argument("--threads", type=int, default=1,
+                         help="torch CPU threads of the profiled stack (a car's computer "
+                              "gives the stack a core; more only contend on a shared "
+                              "machine)")
     profile.add_argument("--out", required=True, help="profile file to write (JSON)")
     profile.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_compare_parser(commands, stacks, SCENARIOS)

@@ -11,7 +11,9 @@ local executor runs it (`executors.cell_agent`, `runner.run`, in memory):
 - `profiled`: the stack is profiled at batch 1 first (`run.profile.profile_stack`, the
   first `--warmup` decisions dropped, saved with `save_profile`), then the cell replays
   that profile (`--latency profile:PATH`) with `--envs` envs on the batched backend:
-  one `act` call for all of them per tick. `profile_s` is the profiling's own wall time,
+  one `act` call for all of them per tick, on all of this machine's cores as `compare`
+  runs such a cell (`--threads` to change; the measured cell always has one core: its
+  wall clock is its latency). `profile_s` is the profiling's own wall time,
   paid once per stack (not in `episodes_per_s`).
 
 The reference drivers are charged no compute (always `fixed:0`): for them both cells run
@@ -54,7 +56,7 @@ from reflexdrive.envs.latency import save_profile  # noqa: E402
 
 from reflexdrive.common.threads import cpu_threads  # noqa: E402
 from reflexdrive.compare.config import CompareConfig  # noqa: E402
-from reflexdrive.compare.executors import cell_agent  # noqa: E402
+from reflexdrive.compare.executors import cell_agent, cell_threads  # noqa: E402
 from reflexdrive.run.profile import ProfileConfig, profile_stack  # noqa: E402
 from reflexdrive.run.runner import RunConfig, run  # noqa: E402
 
@@ -93,6 +95,7 @@ def time_cell(config: RunConfig, net_device: str, threads: int) -> dict:
         episodes, _ = run(config, out=None, agent=agent, progress=False)
         wall_s = time.perf_counter() - start
     return {"episodes": len(episodes), "envs": config.envs, "worlds": config.worlds,
+            "threads": threads,
             "latency": config.latency, "backend": config.resolved_backend,
             "env_device": config.resolved_device, "net_device": net_device,
             "wall_s": wall_s, "episodes_per_s": len(episodes) / wall_s}
@@ -137,7 +140,7 @@ def bench_stack(stack: str, args, folder: Path) -> dict:
         log(f"{stack}: profiled, {args.envs} envs, {args.episodes} episodes, env on "
             f"{env_device} ...")
         result[key] = time_cell(replace(profiled, device=env_device), args.device,
-                                args.threads)
+                                cell_threads(profiled, args.threads))
         log(f"  {result[key]['episodes_per_s']:.3f} episodes/s")
     best = max(result[key]["episodes_per_s"] for key in ("profiled", "profiled_env_cuda")
                if key in result)
@@ -165,8 +168,9 @@ def main(argv=None) -> int:
                         help="device of the stacks' networks (cuda: also the env, a 2nd run)")
     parser.add_argument("--backend", default="auto", choices=("auto", "batched", "highway"),
                         help="world backend of the measured cell")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch and numba threads of the profiled cell")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch and numba threads of the profiled cell (default: as "
+                             "compare runs it, all of this machine's cores)")
     parser.add_argument("--seed", type=int, default=0, help="first scenario seed")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

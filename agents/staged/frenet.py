@@ -12,6 +12,7 @@ Every function is batched over `N` envs and `C` candidates per env and pure (no 
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
@@ -115,18 +116,49 @@ def first_conflict(ego_s: np.ndarray, ego_d: np.ndarray, track_s: np.ndarray,
     Returns:
         `(N, C)` bool: True where some valid track overlaps the candidate at some time.
     """
-    future_s = track_s[..., None] + track_vs[..., None] * times                  # (N, K, P)
-    if track_decel is not None:
-        decel = np.maximum(track_decel, 0.0)[..., None]
-        moving = (track_vs[..., None] > 0) & (decel > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            stop = np.where(moving, track_vs[..., None] / decel, np.inf)
-        t = np.minimum(times, stop)
-        braked = track_s[..., None] + track_vs[..., None] * t - 0.5 * decel * t * t
-        future_s = np.where(moving, braked, future_s)
-    future_d = track_d[..., None] + track_vd[..., None] * times
-    ds = np.abs(ego_s[:, :, None, :] - future_s[:, None, :, :])                  # (N, C, K, P)
-    dd = np.abs(ego_d[:, :, None, :] - future_d[:, None, :, :])
-    overlap = (ds < half_length[:, None, :, None]) & (dd < half_width[:, None, :, None])
-    overlap &= valid[:, None, :, None]
-    return overlap.any(axis=(2, 3))
+    n, c, p = ego_s.shape
+    k = track_s.shape[1]
+    decel = np.zeros((n, k)) if track_decel is None else np.asarray(track_decel, np.float64)
+    out = np.zeros((n, c), dtype=np.bool_)
+    if n and c and k and p:
+        _first_conflict_kernel(
+            *(np.ascontiguousarray(a, dtype=np.float64) for a in (
+                np.broadcast_to(ego_s, (n, c, p)), np.broadcast_to(ego_d, (n, c, p)),
+                track_s, track_d, track_vs, track_vd, half_length, half_width)),
+            np.ascontiguousarray(valid, dtype=np.bool_),
+            np.ascontiguousarray(times, dtype=np.float64), np.ascontiguousarray(decel), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_conflict_kernel(ego_s, ego_d, track_s, track_d, track_vs, track_vd, half_length,
+                           half_width, valid, times, decel, out):  # pragma: no cover - numba
+    """`first_conflict` in loops that stop at a candidate's first overlap: the same float
+    operations in the same order as the array form (`s + vs t`, braked
+    `s + vs t' - 0.5 a t' t'` with `t' = min(t, vs / a)`), written into `out (N, C)`."""
+    n, c, p = ego_s.shape
+    k = track_s.shape[1]
+    for i in range(n):
+        for j in range(c):
+            hit = False
+            for m in range(k):
+                if not valid[i, m]:
+                    continue
+                vs, a = track_vs[i, m], max(decel[i, m], 0.0)
+                moving = vs > 0.0 and a > 0.0
+                stop = vs / a if moving else np.inf
+                for q in range(p):
+                    t = times[q]
+                    if moving:
+                        tb = min(t, stop)
+                        future_s = track_s[i, m] + vs * tb - 0.5 * a * tb * tb
+                    else:
+                        future_s = track_s[i, m] + vs * t
+                    future_d = track_d[i, m] + track_vd[i, m] * t
+                    if (abs(ego_s[i, j, q] - future_s) < half_length[i, m]
+                            and abs(ego_d[i, j, q] - future_d) < half_width[i, m]):
+                        hit = True
+                        break
+                if hit:
+                    break
+            out[i, j] = hit

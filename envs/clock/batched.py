@@ -616,29 +616,36 @@ def to_tick_records_per_env(records: Sequence[TickRecords] | TickRecords,
     switch_command = columns(records.switch_command)
     landed_tick = columns(records.landed_tick)
     held_tick = columns(records.held_tick)
+    stage_names = list(stages)
+    overrun_names = list(stage_overrun)
     out = [[] for _ in range(len(index))]
     for n in range(len(ticks)):
-        for e, env_records in enumerate(out):
-            seen = observed[n][e]
-            switch = switch_s[n][e]
+        stage_rows = list(zip(*(stages[name][n] for name in stage_names))) if stage_names \
+            else [()] * len(out)
+        overrun_rows = list(zip(*(stage_overrun[name][n] for name in overrun_names))) \
+            if overrun_names else [()] * len(out)
+        for env_records, tick, t, seen, total, stage_values, over, stage_over, dropped_n, \
+                commanded, lands_n, held_n, switch, switched, landed_n, held_tick_n in zip(
+                    out, ticks[n], t_s[n], observed[n], latency[n], stage_rows, overrun[n],
+                    overrun_rows, dropped[n], command[n], lands[n], held[n], switch_s[n],
+                    switch_command[n], landed_tick[n], held_tick[n]):
             env_records.append(TickRecord(
-                tick=ticks[n][e],
-                t_s=t_s[n][e],
+                tick=tick,
+                t_s=t,
                 observed=seen,
-                latency_s=latency[n][e],
-                stage_latency_s={name: value[n][e] for name, value in stages.items()
-                                 if not math.isnan(value[n][e])} if seen else {},
-                overrun=overrun[n][e],
-                stage_overruns=tuple(name for name, value in stage_overrun.items()
-                                     if value[n][e]),
-                dropped_after=dropped[n][e],
-                command=Command(*command[n][e]) if seen else None,
-                lands_s=lands[n][e],
-                held=Command(*held[n][e]),
-                switches=((switch, Command(*switch_command[n][e])),)
-                if switch == switch else (),  # not NaN
-                landed_tick=landed_tick[n][e],
-                held_tick=held_tick[n][e],
+                latency_s=total,
+                stage_latency_s={name: value for name, value in zip(stage_names, stage_values)
+                                 if not math.isnan(value)} if seen else {},
+                overrun=over,
+                stage_overruns=tuple(name for name, flag in zip(overrun_names, stage_over)
+                                     if flag),
+                dropped_after=dropped_n,
+                command=Command(*commanded) if seen else None,
+                lands_s=lands_n,
+                held=Command(*held_n),
+                switches=((switch, Command(*switched)),) if switch == switch else (),  # NaN
+                landed_tick=landed_n,
+                held_tick=held_tick_n,
             ))
     return out
 

@@ -10,6 +10,7 @@ second core). So every context here restores both counts.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Iterator
 
 import torch
@@ -18,6 +19,13 @@ try:
     import numba
 except ImportError:  # numba is a dependency; stay importable without it
     numba = None
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager

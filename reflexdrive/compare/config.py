@@ -192,10 +192,12 @@ class CompareConfig:
         address: Ray cluster address HOST:PORT; None starts a local Ray instance.
         ray_cpus: CPUs of the local Ray instance (None: all of this machine's).
         chunk_episodes: episodes per Ray task (None: `envs` of the cell).
-        threads: torch and numba CPU threads, here and in each Ray task (a car's
-            computer gives the stack a core; extra intra-op threads on a shared machine
-            only contend, and inflate measured latency many times). Raise it for batches
-            of 256+ envs, whose env kernels run on numba's threads.
+        threads: torch and numba CPU threads of a cell (and of each Ray task). None: per
+            cell, 1 where the latency is `measured` (a car's computer gives the stack a
+            core; extra intra-op threads on a shared machine only contend and inflate the
+            measured latency), else all of this machine's cores on the local executor
+            (the latency is replayed or fixed, so the threads change no result, only the
+            wall time) and 1 per Ray task (Ray runs tasks side by side).
         video: MP4s of the first `video` episodes per stack (written by the report).
         bootstrap_resamples: bootstrap resamples of the summary's intervals.
         out: output folder (required to run; the CLI's `--out`).
@@ -235,8 +237,9 @@ class CompareConfig:
     address: str | None = None
     ray_cpus: int | None = count(None, optional=True, help="CPUs of the local Ray instance")
     chunk_episodes: int | None = count(None, optional=True, help="episodes per Ray task")
-    threads: int = count(1, help="torch CPU threads of the stacks (a car's computer gives "
-                                 "the stack a core; more only contend on a shared machine)")
+    threads: int | None = count(None, optional=True,
+                                help="torch and numba CPU threads of a cell (default: 1 "
+                                     "for measured latency, else all cores; 1 per Ray task)")
     video: int = count(0, low=0, help="MP4s of the first K episodes per stack (for the "
                                       "report)")
     bootstrap_resamples: int = count(2000, low=100,

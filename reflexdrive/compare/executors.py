@@ -37,9 +37,10 @@ import pandas as pd
 
 from reflexdrive.agents.base import Agent, Decision
 from reflexdrive.agents.registry import END_TO_END_STACKS, make_agent
-from reflexdrive.common.threads import cpu_threads
+from reflexdrive.common.threads import available_cores, cpu_threads
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.compare.config import Cell
+from reflexdrive.envs.latency import base_spec
 from reflexdrive.run.runner import RunConfig, RunWriter, run
 
 Progress = Callable[[int], None]
@@ -137,14 +138,26 @@ def cell_complete(folder: Path, config: RunConfig) -> bool:
     return status == "complete" and (folder / "ticks.csv").exists()
 
 
-def run_local(cells: Iterable[tuple[Cell, Path]], progress: Progress) -> None:
+def cell_threads(config: RunConfig, threads: int | None = None) -> int:
+    """CPU threads of a cell run locally: `threads` when given, else 1 where the latency is
+    `measured` (the wall clock of the stack's own decisions: other threads would contend
+    with it) and all of this machine's cores otherwise (a replayed or fixed latency does
+    not depend on the wall clock)."""
+    if threads is not None:
+        return threads
+    return 1 if base_spec(config.latency) == "measured" else available_cores()
+
+
+def run_local(cells: Iterable[tuple[Cell, Path]], progress: Progress,
+              threads: int | None = None) -> None:
     """Run every cell with the runner in this process, into its folder (complete cells
-    are left as they are)."""
+    are left as they are), each on `cell_threads(cell.run, threads)` CPU threads."""
     for cell, folder in cells:
         if cell_complete(folder, cell.run):
             continue
-        run(cell.run, out=folder, agent=cell_agent(cell.run), progress=False,
-            on_episode=lambda row, ticks: progress(1))
+        with cpu_threads(cell_threads(cell.run, threads)):
+            run(cell.run, out=folder, agent=cell_agent(cell.run), progress=False,
+                on_episode=lambda row, ticks: progress(1))
 
 
 def chunks(seeds: Iterable[int], size: int) -> list[list[int]]:

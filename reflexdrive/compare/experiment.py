@@ -41,7 +41,6 @@ from typing import Any
 
 import pandas as pd
 
-from reflexdrive.common.threads import cpu_threads
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.compare.config import Cell, CompareConfig
 from reflexdrive.compare.executors import cell_agent, finished_seeds, run_local, run_ray
@@ -146,10 +145,9 @@ def compare(config: CompareConfig, progress: bool = True) -> CompareResult:
     try:
         if config.executor == "ray" and todo:
             run_ray(folders, bar.update, address=config.address, num_cpus=config.ray_cpus,
-                    chunk_episodes=config.chunk_episodes, threads=config.threads)
+                    chunk_episodes=config.chunk_episodes, threads=config.threads or 1)
         else:
-            with cpu_threads(config.threads):
-                run_local(folders, bar.update)
+            run_local(folders, bar.update, threads=config.threads)
     finally:
         bar.close()
 

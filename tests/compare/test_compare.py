@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -524,3 +525,16 @@ def test_compare_config_field_messages(tmp_path, checkpoint):
         tiny(tmp_path / "o", checkpoint, latency=3)
     assert tiny(tmp_path / "o", checkpoint, budget_s=1).budget_s == 1.0
     assert isinstance(tiny(tmp_path / "o", checkpoint, budget_s=1).budget_s, float)
+
+
+def test_cells_run_on_one_thread_when_measured_and_on_every_core_otherwise(monkeypatch):
+    """`cell_threads`: the wall clock is the latency only with `measured` (alone on a core);
+    a replayed or fixed latency takes every core unless `threads` says otherwise."""
+    monkeypatch.setattr(executors, "available_cores", lambda: 6)
+    config = CompareConfig(stacks=("staged",), scenarios=("lead-brake",), modes=("realtime",),
+                           extra_latency_s=(0.0,), episodes=1, latency="fixed:0")
+    measured, fixed = (replace(config.cells()[0].run, latency=spec)
+                       for spec in ("measured+0.05", "fixed:0.03"))
+    assert executors.cell_threads(measured) == 1
+    assert executors.cell_threads(fixed) == 6
+    assert executors.cell_threads(fixed, threads=2) == executors.cell_threads(measured, 2) == 2

@@ -111,6 +111,24 @@ def test_shapes_and_bounds(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_large_batches_run_in_row_chunks_with_the_rows_of_a_whole_batch(name, monkeypatch):
+    """`in_row_chunks`: 2.5 chunks of rows give each row what the batch in one call gives
+    (a row's features depend on that row only)."""
+    from reflexdrive.policies import encoders
+
+    policy = small(name)
+    obs = observations(10, seed=3)
+    with torch.inference_mode():
+        whole = policy.features(obs)
+        monkeypatch.setattr(encoders, "ROW_CHUNK", 4)
+        chunked = policy.features(obs)
+        single = torch.cat([policy.features(row(obs, slice(i, i + 1))) for i in range(10)])
+    assert chunked.shape == whole.shape == (10, policy.encoder.features_dim)
+    assert torch.allclose(chunked, whole, atol=1e-5)
+    assert torch.allclose(single, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_extreme_inputs_and_saturated_heads_stay_inside_the_bounds(name):
     policy = small(name)
     with torch.no_grad():

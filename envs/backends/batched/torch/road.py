@@ -8,6 +8,7 @@ lengths in metres, angles in radians.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -144,18 +145,22 @@ def closest_lane(position: torch.Tensor, heading: torch.Tensor, road: BatchedRoa
     return lane
 
 
+@functools.lru_cache(maxsize=256)
 def straight_road_geometry(lanes: int, length: float, lane_width: float,
                            stripe_length: float, stripe_period: float):
     """Centre lines and painted lines of one straight road, as
     `envs.backends.highway.network_geometry` samples them.
 
-    Returns numpy arrays, in highway-env's lane order (lane 0 first; per lane its left line
-    then its right line): lane segments `(lanes, 2, 2)` [m], half widths `(lanes,)` [m],
-    marking segments `(K, 2, 2)` [m]. Lane 0 has a continuous left line, lanes `1..n-1` a
-    striped left line (stripes of `stripe_length` every `stripe_period` metres), the last lane
-    a continuous right line.
+    Returns read-only numpy arrays (cached: every reset of a batch asks again for the same
+    few roads), in highway-env's lane order (lane 0 first; per lane its left line then its
+    right line): lane segments `(lanes, 2, 2)` [m], half widths `(lanes,)` [m], marking
+    segments `(K, 2, 2)` [m]. Lane 0 has a continuous left line, lanes `1..n-1` a striped
+    left line (stripes of `stripe_length` every `stripe_period` metres), the last lane a
+    continuous right line.
     """
     lane_segments, half_widths, markings = [], [], []
+    stripe_starts = np.arange(0.0, length, stripe_period)
+    stripe_ends = np.minimum(stripe_starts + stripe_length, length)
     for i in range(lanes):
         y = i * lane_width
         lane_segments.append([[0.0, y], [length, y]])
@@ -166,13 +171,15 @@ def straight_road_geometry(lanes: int, length: float, lane_width: float,
             if line is None:
                 continue
             if line == "striped":
-                starts = np.arange(0.0, length, stripe_period)
-                ends = np.minimum(starts + stripe_length, length)
+                starts, ends = stripe_starts, stripe_ends
             else:
                 starts, ends = np.array([0.0]), np.array([length])
-            line_y = y + offset * lane_width
-            for a, b in zip(starts, ends):
-                markings.append([[a, line_y], [b, line_y]])
-    return (np.asarray(lane_segments, dtype=np.float64),
-            np.asarray(half_widths, dtype=np.float64),
-            np.asarray(markings, dtype=np.float64).reshape(-1, 2, 2))
+            line_y = np.full_like(starts, y + offset * lane_width)
+            markings.append(np.stack([np.stack([starts, line_y], axis=-1),
+                                      np.stack([ends, line_y], axis=-1)], axis=1))
+    result = (np.asarray(lane_segments, dtype=np.float64),
+              np.asarray(half_widths, dtype=np.float64),
+              np.concatenate(markings).astype(np.float64).reshape(-1, 2, 2))
+    for array in result:
+        array.flags.writeable = False
+    return result
