@@ -74,11 +74,9 @@ def substep_outcomes(snapshot: WorldSnapshot, previous_position: np.ndarray,
     rows = np.arange(snapshot.position.shape[0]) if rows is None else np.asarray(rows)
     step = position[rows] - previous_position[rows]
     distance = np.sqrt((step * step).sum(axis=1))
-    columns = zip(rows.tolist(), np.asarray(time_s)[rows].tolist(),
-                  snapshot.speed[rows, EGO].tolist(), distance.tolist(), gap[rows].tolist(),
-                  ttc[rows].tolist(), np.asarray(snapshot.crashed, dtype=bool)[rows].tolist(),
+    columns = zip(np.asarray(time_s)[rows].tolist(), snapshot.speed[rows, EGO].tolist(),
+                  distance.tolist(), gap[rows].tolist(), ttc[rows].tolist(),
+                  np.asarray(snapshot.crashed, dtype=bool)[rows].tolist(),
                   np.asarray(snapshot.ego_on_road, dtype=bool)[rows].tolist(),
-                  traffic_speed[rows].tolist())
-    return {b: SubstepOutcome(time_s=t, speed=v, distance_m=d, gap_m=g, ttc_s=ttc_b,
-                              crashed=crashed, on_road=on_road, traffic_speed=traffic)
-            for b, t, v, d, g, ttc_b, crashed, on_road, traffic in columns}
+                  traffic_speed[rows].tolist())           # in SubstepOutcome's field order
+    return dict(zip(rows.tolist(), map(SubstepOutcome._make, columns)))

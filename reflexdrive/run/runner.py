@@ -35,6 +35,7 @@ from reflexdrive.agents.registry import (
     make_agent,
 )
 from reflexdrive.common.devices import resolve_device
+from reflexdrive.common.memory import collector_paused
 from reflexdrive.common.validation import (
     ConfigError,
     boolean,
@@ -395,14 +396,15 @@ def run(config: RunConfig, out: str | os.PathLike | None = None, agent: Agent | 
         bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), disable=not progress,
                    desc=f"{config.stack} on {config.scenario} ({config.mode})", unit="episode")
         try:
-            for row, episode_ticks in _rollouts(config, agent, todo):
-                rows.append(row)
-                ticks.extend(episode_ticks)
-                if writer:
-                    writer.add(row, episode_ticks)
-                if on_episode is not None:
-                    on_episode(row, episode_ticks)
-                bar.update(1)
+            with collector_paused():     # the records: many small long-lived tuples
+                for row, episode_ticks in _rollouts(config, agent, todo):
+                    rows.append(row)
+                    ticks.extend(episode_ticks)
+                    if writer:
+                        writer.add(row, episode_ticks)
+                    if on_episode is not None:
+                        on_episode(row, episode_ticks)
+                    bar.update(1)
         finally:
             bar.close()
     if writer:
