@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 from reflexdrive.agents.base import Decision, Info, Observation, StageTimer
-from reflexdrive.agents.duplicate_rows import unique_rows
 from reflexdrive.agents.staged.learned_perception import SPEC_SENSOR_FIELDS
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
 from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError
@@ -169,25 +168,13 @@ class EndToEndAgent:
             if self.cuda_graph and not self.explain:
                 action = self._graph_step(arrays)
             else:
-                # identical rows (a twin before its hazard, idle slots replaying one seed)
-                # go through the network once: a row's action depends on that row alone
-                rows = (unique_rows(arrays, self.state)
-                        if self.device.type == "cpu" and not self.explain else None)
-                state = self.state
-                if rows is not None:
-                    arrays = {key: array[rows[0]] for key, array in arrays.items()}
-                    state = tuple(tensor[:, torch.from_numpy(rows[0])] for tensor in state)
                 inputs = {key: self._to_device(key, array) for key, array in arrays.items()}
                 explained: dict[str, torch.Tensor] = {}
                 with self._autocast():
                     if self.explain:
-                        action, state, explained = self.policy.explain(inputs, state)
+                        action, state, explained = self.policy.explain(inputs, self.state)
                     else:
-                        action, state = self.policy(inputs, state)
-                if rows is not None:
-                    group = torch.from_numpy(rows[1])
-                    action = action[group]
-                    state = tuple(tensor[:, group] for tensor in state)
+                        action, state = self.policy(inputs, self.state)
                 for buffer, value in zip(self.state, state):
                     buffer.copy_(value)
                 products = {key: value.float().cpu().numpy() for key, value in explained.items()}

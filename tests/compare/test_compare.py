@@ -166,12 +166,12 @@ def test_an_interrupted_compare_finishes_only_the_rest(tmp_path, checkpoint, mon
     local = compare_module.run_local
     finished = []
 
-    def interrupted(cells, progress):
+    def interrupted(cells, progress, threads=None):
         def count(n):
             finished.append(n)
             if len(finished) == 3:
                 raise KeyboardInterrupt
-        local(cells, count)
+        local(cells, count, threads)
 
     monkeypatch.setattr(compare_module, "run_local", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -182,8 +182,8 @@ def test_an_interrupted_compare_finishes_only_the_rest(tmp_path, checkpoint, mon
     assert len(saved) == 3
 
     finished.clear()
-    monkeypatch.setattr(compare_module, "run_local",
-                        lambda cells, progress: local(cells, lambda n: finished.append(n)))
+    monkeypatch.setattr(compare_module, "run_local", lambda cells, progress, threads=None:
+                        local(cells, finished.append, threads))
     result = compare(config, progress=False)
     assert result.ran == 9 and sum(finished) == 9
     assert all(path.read_bytes() == data for path, data in saved.items())
