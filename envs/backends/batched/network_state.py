@@ -28,11 +28,12 @@ from typing import Sequence
 import numpy as np
 import torch
 from highway_env.vehicle.objects import Obstacle
-from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.backends.batched.lanes import LaneLayout, torch_tables
 from reflexdrive.envs.backends.batched.state import EGO_KIND, IDM_KIND, STATIC_KIND
 from reflexdrive.envs.backends.batched.torch.network import closest_lane, heading_at, lane_position
 from reflexdrive.envs.scenarios import ScenarioInit
+
+from reflexdrive.common.validation import ConfigError
 
 OBSTACLE_KIND = 4
 """Kind code of a road object (`Obstacle`): never moves, is seen as a front vehicle with

@@ -13,7 +13,17 @@ import math
 
 import torch
 from reflexdrive.envs.backends.batched.lanes import CIRCULAR, SINE, LaneTables
-from reflexdrive.envs.backends.batched.torch.road import wrap_to_pi
+
+
+def wrap_to_pi(x: torch.Tensor) -> torch.Tensor:
+    """highway-env's `utils.wrap_to_pi`, `((x + pi) % 2 pi) - pi` [rad], with numpy's float
+    `%` (`fmod`, plus `2 pi` where negative), not `torch.remainder` (`a - floor(a / b) b`):
+    the two differ in the last bit, which flips ties between a lane's end and its
+    successor's start in `closest_lane`.
+    """
+    shifted = x + math.pi
+    mod = torch.fmod(shifted, 2 * math.pi)
+    return torch.where(mod < 0, mod + 2 * math.pi, mod) - math.pi
 
 
 def _rows(tables: LaneTables, lane: torch.Tensor):

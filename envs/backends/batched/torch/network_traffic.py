@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+from highway_env.vehicle.controller import ControlledVehicle
 from reflexdrive.envs.backends.batched.lanes import LaneTables
 from reflexdrive.envs.backends.batched.network_state import OBSTACLE_KIND, NetworkState
 from reflexdrive.envs.backends.batched.state import IDM_KIND, Params
@@ -30,11 +31,11 @@ from reflexdrive.envs.backends.batched.torch.network import (
     local_coordinates,
     next_lane,
     on_lane,
+    wrap_to_pi,
 )
-from reflexdrive.envs.backends.batched.torch.road import not_zero, wrap_to_pi
+from reflexdrive.envs.backends.batched.torch.road import not_zero
 from reflexdrive.envs.backends.batched.torch.traffic import idm_acceleration
 from reflexdrive.envs.backends.batched.torch.vehicle import bicycle_step
-from highway_env.vehicle.controller import ControlledVehicle
 
 TAU_PURSUIT_S = float(ControlledVehicle.TAU_PURSUIT)
 """`ControlledVehicle.TAU_PURSUIT`: the steering looks `v * tau` ahead for the lane heading [s]."""
