@@ -1,0 +1,213 @@
+"""The batched world on a highway-env road network (merge, roundabout, intersection).
+
+`NetworkState` is `BatchedState`'s counterpart for roads given as `LaneTables`: lanes are
+rows of the tables (not lane numbers of one straight road), and every route-following
+vehicle carries its route. `network_state` builds it from `ScenarioInit`s as the highway
+backend builds its vehicles (`envs.backends.highway._make_vehicle`).
+
+Routes. highway-env's `plan_route_to(destination)` makes the route `[lane_index] + [(a, b,
+None) for the shortest path's roads]`, from the lane the vehicle is on when created; at a
+lane's end `RoadNetwork.next_lane` drops the route's head if it is the road just finished
+and takes the next element's road. Here a route is a row of road rows (`route_road`) with
+lane ids (`route_lane`, -1 for None) and a pointer to its head (`route_next`): dropping the
+head is `route_next += 1`. Routes are planned once at reset from the scenario's
+destinations (`RoadNetwork.shortest_path`, breadth-first, deterministic); where a vehicle
+has no route, or past its end, `next_lane` takes the next road whose lane is closest,
+which in highway-env 1.12 draws no random number, so every route decision is reproduced.
+
+Not modelled yet: MOBIL lane changes (vehicles must have `lane_changes=False`), hazards,
+collisions and impacts (`crashed` is carried and honoured but never set here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from highway_env.vehicle.objects import Obstacle
+from reflexdrive.envs.backends.batched.lanes import LaneLayout, torch_tables
+from reflexdrive.envs.backends.batched.state import EGO_KIND, IDM_KIND, STATIC_KIND
+from reflexdrive.envs.backends.batched.torch.network import closest_lane, heading_at, lane_position
+from reflexdrive.envs.scenarios import ScenarioInit
+
+from reflexdrive.common.validation import ConfigError
+
+OBSTACLE_KIND = 4
+"""Kind code of a road object (`Obstacle`): never moves, is seen as a front vehicle with
+velocity 0 (after `state.VEHICLE_KINDS`' four codes)."""
+BEHAVIOUR_KINDS = {"ego": EGO_KIND, "idm": IDM_KIND, "static": STATIC_KIND}
+
+
+@dataclass(frozen=True)
+class NetworkState:
+    """`B` worlds on one road network after `substep` substeps.
+
+    Vehicle fields are `(B, N)` unless stated; slot 0 is the ego, then the scenario's
+    vehicles, then the road's obstacles; padding slots have `valid == False`.
+
+    Attributes:
+        position: `(B, N, 2)` centre [m]; heading [rad]; speed [m/s].
+        valid: bool; length, width: footprint [m].
+        kind: int64 `EGO_KIND`, `IDM_KIND`, `STATIC_KIND` or `OBSTACLE_KIND`.
+        lane: int64 lane row (`get_closest_lane_index` after each step).
+        target_lane: int64 lane row an IDM vehicle steers to (`target_lane_index`).
+        target_speed: IDM cruise speed [m/s]; 0 for the others.
+        steering [rad], acceleration [m/s^2]: last applied action.
+        crashed: bool.
+        route_road: `(B, N, R)` int64 road rows of the route, -1 padded (all -1: no route).
+        route_lane: `(B, N, R)` int64 lane id of each route element, -1 for None.
+        route_next: int64 index of the route's head in `route_road`.
+        substep: `(B,)` int64 substeps since reset.
+    """
+
+    position: torch.Tensor
+    heading: torch.Tensor
+    speed: torch.Tensor
+    valid: torch.Tensor
+    length: torch.Tensor
+    width: torch.Tensor
+    kind: torch.Tensor
+    lane: torch.Tensor
+    target_lane: torch.Tensor
+    target_speed: torch.Tensor
+    steering: torch.Tensor
+    acceleration: torch.Tensor
+    crashed: torch.Tensor
+    route_road: torch.Tensor
+    route_lane: torch.Tensor
+    route_next: torch.Tensor
+    substep: torch.Tensor
+
+    def replace(self, **changes) -> "NetworkState":
+        """A copy with some fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        """Raise ValueError unless every field has its documented shape."""
+        batch, slots = self.valid.shape
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            expected = {"position": (batch, slots, 2), "substep": (batch,)}.get(
+                f.name, (batch, slots))
+            if f.name in ("route_road", "route_lane"):
+                expected = (batch, slots, self.route_road.shape[-1])
+            if tuple(value.shape) != expected:
+                raise ValueError(f"NetworkState.{f.name} has shape {tuple(value.shape)}, "
+                                 f"expected {expected}")
+
+
+def _check(init: ScenarioInit, layout_kind: str) -> None:
+    """ConfigError where `init` needs what the network backend does not model yet."""
+    if init.road.kind != layout_kind:
+        raise ConfigError("road.kind", init.road.kind, f"every world must be {layout_kind!r}")
+    if init.hazard.kind != "none":
+        raise ConfigError("hazard.kind", init.hazard.kind,
+                          "road networks support only 'none' so far")
+    for slot, vehicle in enumerate(init.vehicles):
+        if vehicle.behavior == "idm" and vehicle.lane_changes:
+            raise ConfigError(f"vehicles[{slot}].lane_changes", True,
+                              "road networks have no MOBIL yet: use False")
+
+
+def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind: str,
+                  device="cpu", dtype=torch.float64) -> NetworkState:
+    """The initial `NetworkState` of `inits` (one world each, all on `layout`'s network).
+
+    Each vehicle is put on its lane at `s_m` with the lane's heading; its `lane` is the
+    closest lane of that pose (as highway-env's constructor finds it), its target lane the
+    scenario's lane, its target speed `target_speed_mps or speed_mps` (IDM) or 0, and its
+    route `plan_route_to(destination)` from its closest lane (IDM with a destination).
+    """
+    for init in inits:
+        _check(init, layout_kind)
+    tables = torch_tables(layout.tables, device=device, dtype=dtype)
+    obstacles = layout.obstacles
+    batch = len(inits)
+    slots = max(len(init.vehicles) for init in inits) + len(obstacles)
+    lane = np.zeros((batch, slots), dtype=np.int64)
+    s = np.zeros((batch, slots))
+    columns = {name: np.zeros((batch, slots)) for name in
+               ("speed", "length", "width", "target_speed")}
+    valid = np.zeros((batch, slots), dtype=bool)
+    kind = np.full((batch, slots), STATIC_KIND, dtype=np.int64)
+    for b, init in enumerate(inits):
+        for j, vehicle in enumerate(init.vehicles):
+            if not vehicle.present:
+                continue
+            valid[b, j] = True
+            kind[b, j] = BEHAVIOUR_KINDS[vehicle.behavior]
+            lane[b, j] = layout.lane_row(vehicle.lane)
+            s[b, j] = vehicle.s_m
+            columns["speed"][b, j] = vehicle.speed_mps
+            columns["length"][b, j] = vehicle.length_m
+            columns["width"][b, j] = vehicle.width_m
+            if vehicle.behavior == "idm":
+                columns["target_speed"][b, j] = vehicle.target_speed_mps or vehicle.speed_mps
+    lane_t = torch.as_tensor(lane, device=device)
+    s_t = torch.as_tensor(s, device=device, dtype=dtype)
+    position = lane_position(tables, lane_t, s_t, torch.zeros_like(s_t))
+    heading = heading_at(tables, lane_t, s_t)
+    for k, point in enumerate(obstacles):
+        j = slots - len(obstacles) + k
+        valid[:, j] = True
+        kind[:, j] = OBSTACLE_KIND
+        position[:, j] = torch.as_tensor(point, dtype=dtype)
+        heading[:, j] = 0.0
+        columns["length"][:, j] = Obstacle.LENGTH
+        columns["width"][:, j] = Obstacle.WIDTH
+    closest = closest_lane(tables, position, heading)
+    routes = _routes(inits, layout, closest.cpu().numpy())
+    width = max([1] + [len(route) for world in routes for route in world])
+    route_road = np.full((batch, slots, width), -1, dtype=np.int64)
+    route_lane = np.full((batch, slots, width), -1, dtype=np.int64)
+    for b, world in enumerate(routes):
+        for j, route in enumerate(world):
+            for k, (road, lane_id) in enumerate(route):
+                route_road[b, j, k], route_lane[b, j, k] = road, lane_id
+
+    def tensor(array, as_dtype=None):
+        return torch.as_tensor(array, device=device, dtype=as_dtype)
+
+    state = NetworkState(
+        position=position, heading=heading, speed=tensor(columns["speed"], dtype),
+        valid=tensor(valid), length=tensor(columns["length"], dtype),
+        width=tensor(columns["width"], dtype), kind=tensor(kind), lane=closest,
+        target_lane=torch.where(tensor(kind) == IDM_KIND, lane_t, closest),
+        target_speed=tensor(columns["target_speed"], dtype),
+        steering=torch.zeros((batch, slots), device=device, dtype=dtype),
+        acceleration=torch.zeros((batch, slots), device=device, dtype=dtype),
+        crashed=torch.zeros((batch, slots), device=device, dtype=torch.bool),
+        route_road=tensor(route_road), route_lane=tensor(route_lane),
+        route_next=torch.zeros((batch, slots), device=device, dtype=torch.int64),
+        substep=torch.zeros((batch,), device=device, dtype=torch.int64))
+    state.validate()
+    return state
+
+
+def _routes(inits: Sequence[ScenarioInit], layout: LaneLayout, closest: np.ndarray) -> list:
+    """Per world, per vehicle slot: the planned route as `(road row, lane id or -1)` pairs
+    (`ControlledVehicle.plan_route_to` from the closest lane `closest[b, j]`)."""
+    paths: dict = {}
+    routes = []
+    for b, init in enumerate(inits):
+        world = []
+        for j, vehicle in enumerate(init.vehicles):
+            if not vehicle.present or vehicle.behavior != "idm" or vehicle.destination is None:
+                world.append([])
+                continue
+            origin, destination, lane_id = layout.lane_names[int(closest[b, j])]
+            key = (destination, vehicle.destination)
+            if key not in paths:
+                try:
+                    paths[key] = layout.network.shortest_path(*key)
+                except KeyError:
+                    paths[key] = []
+            path = paths[key]
+            world.append([(layout.road_row(origin, destination), lane_id)]
+                         + [(layout.road_row(path[i], path[i + 1]), -1)
+                            for i in range(len(path) - 1)])
+        routes.append(world)
+    return routes

@@ -1,0 +1,147 @@
+"""Lane geometry of highway-env road networks on `LaneTables` in the kernel (scalar numba).
+
+The scalar functions (`local_coordinates`, `lane_position`, `heading_at`, `closest_lane`)
+take the numpy `LaneTables` and one lane row, with highway-env's operations in its order
+(as `envs.backends.batched.torch.network`, which documents the formulas), to ~1e-13 of
+highway-env (exact ties between a lane's end and its successor's start may fall either
+way, as there). The `*_many` drivers evaluate them over arrays from Python (tests,
+reset-time work).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from reflexdrive.envs.backends.batched.lanes import CIRCULAR, SINE, LaneTables
+from reflexdrive.envs.backends.batched.numba.jit import jit, numba
+
+TWO_PI = 2 * math.pi
+
+
+def _python_callable(function):
+    """`numba.njit` with a Python wrapper (the kernel's `jit()` has none), or the function."""
+    return numba.njit(error_model="numpy")(function) if numba is not None else function
+
+
+@jit()
+def wrap_to_pi(x):
+    """highway-env's `utils.wrap_to_pi`: `((x + pi) % 2 pi) - pi` [rad] (floored `%`)."""
+    return ((x + math.pi) % TWO_PI) - math.pi
+
+
+@jit()
+def local_coordinates(t, lane, x, y):
+    """`lane.local_coordinates((x, y))`: `(s, r)` [m] on lane row `lane`."""
+    kind = t.kind[lane]
+    dx = x - t.origin[lane, 0]
+    dy = y - t.origin[lane, 1]
+    if kind == CIRCULAR:
+        start = t.start_phase[lane]
+        phi = start + wrap_to_pi(math.atan2(dy, dx) - start)
+        o = t.orientation[lane]
+        distance = math.sqrt(dx * dx + dy * dy)
+        return o * (phi - start) * t.radius[lane], o * (t.radius[lane] - distance)
+    s = dx * t.direction[lane, 0] + dy * t.direction[lane, 1]
+    r = dx * t.lateral[lane, 0] + dy * t.lateral[lane, 1]
+    if kind == SINE:
+        r = r - t.amplitude[lane] * math.sin(t.pulsation[lane] * s + t.phase[lane])
+    return s, r
+
+
+@jit()
+def lane_position(t, lane, s, r):
+    """`lane.position(s, r)`: world `(x, y)` [m]."""
+    if t.kind[lane] == CIRCULAR:
+        o = t.orientation[lane]
+        phi = o * s / t.radius[lane] + t.start_phase[lane]
+        scale = t.radius[lane] - r * o
+        return t.origin[lane, 0] + scale * math.cos(phi), t.origin[lane, 1] + scale * math.sin(phi)
+    if t.kind[lane] == SINE:
+        r = r + t.amplitude[lane] * math.sin(t.pulsation[lane] * s + t.phase[lane])
+    return (t.origin[lane, 0] + s * t.direction[lane, 0] + r * t.lateral[lane, 0],
+            t.origin[lane, 1] + s * t.direction[lane, 1] + r * t.lateral[lane, 1])
+
+
+@jit()
+def heading_at(t, lane, s):
+    """`lane.heading_at(s)` [rad]."""
+    if t.kind[lane] == CIRCULAR:
+        o = t.orientation[lane]
+        return o * s / t.radius[lane] + t.start_phase[lane] + math.pi / 2 * o
+    if t.kind[lane] == SINE:
+        w = t.pulsation[lane]
+        return t.heading[lane] + math.atan(t.amplitude[lane] * w * math.cos(w * s + t.phase[lane]))
+    return t.heading[lane]
+
+
+@jit()
+def lane_distance(t, lane, s, r):
+    """`AbstractLane.distance` from lane coordinates [m]."""
+    return abs(r) + max(s - t.length[lane], 0.0) + max(0.0 - s, 0.0)
+
+
+@jit()
+def closest_lane(t, x, y, heading):
+    """`RoadNetwork.get_closest_lane_index((x, y), heading)`: the lane row of lowest
+    `distance + |wrap(heading - heading_at(s))|`, the first row on a tie."""
+    best, best_score = 0, math.inf
+    for lane in range(t.kind.shape[0]):
+        s, r = local_coordinates(t, lane, x, y)
+        score = lane_distance(t, lane, s, r) + abs(wrap_to_pi(heading - heading_at(t, lane, s)))
+        if score < best_score:
+            best, best_score = lane, score
+    return best
+
+
+@_python_callable
+def _coordinates_many(t, lanes, points, s_out, r_out):
+    for i in range(lanes.shape[0]):
+        s_out[i], r_out[i] = local_coordinates(t, lanes[i], points[i, 0], points[i, 1])
+
+
+@_python_callable
+def _positions_many(t, lanes, s, r, out):
+    for i in range(lanes.shape[0]):
+        out[i, 0], out[i, 1] = lane_position(t, lanes[i], s[i], r[i])
+
+
+@_python_callable
+def _headings_many(t, lanes, s, out):
+    for i in range(lanes.shape[0]):
+        out[i] = heading_at(t, lanes[i], s[i])
+
+
+@_python_callable
+def _closest_many(t, points, headings, out):
+    for i in range(points.shape[0]):
+        out[i] = closest_lane(t, points[i, 0], points[i, 1], headings[i])
+
+
+def local_coordinates_many(t: LaneTables, lanes: np.ndarray, points: np.ndarray):
+    """`local_coordinates` of `points (M, 2)` [m] on lane rows `lanes (M,)`: `(s, r)`."""
+    s, r = np.empty(len(lanes)), np.empty(len(lanes))
+    _coordinates_many(t, np.asarray(lanes, np.int64), np.asarray(points, np.float64), s, r)
+    return s, r
+
+
+def positions_many(t: LaneTables, lanes: np.ndarray, s: np.ndarray, r: np.ndarray):
+    """`lane_position` of `(s, r)` pairs `(M,)` on `lanes (M,)`: `(M, 2)` [m]."""
+    out = np.empty((len(lanes), 2))
+    _positions_many(t, np.asarray(lanes, np.int64), np.asarray(s, np.float64),
+                    np.asarray(r, np.float64), out)
+    return out
+
+
+def headings_many(t: LaneTables, lanes: np.ndarray, s: np.ndarray):
+    """`heading_at` of `s (M,)` on `lanes (M,)` [rad]."""
+    out = np.empty(len(lanes))
+    _headings_many(t, np.asarray(lanes, np.int64), np.asarray(s, np.float64), out)
+    return out
+
+
+def closest_many(t: LaneTables, points: np.ndarray, headings: np.ndarray):
+    """`closest_lane` of `points (M, 2)` [m] with `headings (M,)` [rad]: `(M,)` int64 rows."""
+    out = np.empty(len(points), dtype=np.int64)
+    _closest_many(t, np.asarray(points, np.float64), np.asarray(headings, np.float64), out)
+    return out
