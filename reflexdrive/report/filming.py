@@ -67,15 +67,16 @@ def make_filmed_env(scenario: str, *, mode: str = "realtime", latency: str = "fi
                     on_overrun: str = "record", simulation_frequency: int = 50,
                     policy_frequency: int = 10, sensors: Any = None,
                     scenario_config: Any = None, latency_base_dir: str | None = None,
-                    extra_latency_s: float = 0.0) -> ClockWrapper:
+                    extra_latency_s: float = 0.0, execution: str = "sequential"
+                    ) -> ClockWrapper:
     """`envs.registration.make_env` on a `FilmedEnv`; `extra_latency_s` is added to the
     latency spec as its `+SECONDS` suffix (`envs.latency.ShiftedLatency`), on top of any
-    suffix the spec already has."""
+    suffix the spec already has; `execution` as `ClockConfig.execution`."""
     latency = combined_latency(latency, extra_latency_s)
     clock = ClockConfig(simulation_frequency=simulation_frequency,
                         policy_frequency=policy_frequency, mode=mode, budget_s=budget,
                         stage_budgets_s=dict(stage_budgets or {}), on_overrun=on_overrun,
-                        latency=latency)
+                        latency=latency, execution=execution)
     world = FilmedEnv(scenario, scenario_config=scenario_config, sensors=sensors,
                       simulation_frequency=simulation_frequency,
                       policy_frequency=policy_frequency, render_mode="rgb_array")
@@ -303,4 +304,5 @@ class Recorder:
             steer_rad=applied.steering, speed_mps=float(ego.speed),
             onset_s=progress.onset_s, brake_onset_s=brake_onset_s,
             overrun_ticks_s=tuple(progress.overrun_ticks_s), crashed=bool(ego.crashed),
+            execution=self.clock_config.execution,
 )

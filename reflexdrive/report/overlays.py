@@ -225,6 +225,9 @@ class ClockView:
             command has landed, else None [s].
         overrun_ticks_s: start times of the overrunning decisions so far [s].
         crashed: the ego has collided.
+        execution: "sequential" (the budget bounds the decision's whole latency) or
+            "pipelined" (each stage on its own processor: the budget bounds each stage,
+            and the latency is the command's age when it lands).
     """
 
     time_s: float
@@ -247,6 +250,7 @@ class ClockView:
     brake_onset_s: float | None = None
     overrun_ticks_s: Sequence[float] = field(default_factory=tuple)
     crashed: bool = False
+    execution: str = "sequential"
 
     @property
     def computing(self) -> bool:
@@ -282,18 +286,23 @@ def draw_clock(surface: "pygame.Surface", rect: "pygame.Rect", view: ClockView) 
     width = rect.w - 16
     status = "" if view.observed else "  (frame dropped: agent busy)"
     text(surface, (x0, y), f"t {view.time_s:6.2f} s   tick {view.tick:3d}   substep "
-                           f"{view.substep:4d}   {view.mode}{status}", 18)
+                           f"{view.substep:4d}   {view.mode}"
+                           f"{' pipelined' if view.execution == 'pipelined' else ''}{status}", 18)
     y += 20
 
-    # latency bar: scale 0 .. 2 x budget (or the latency when larger)
-    label_w = text(surface, (x0, y + 1), "latency", 16, DIM_COLOR) + 8
+    # latency bar: scale 0 .. 2 x budget (or the latency when larger); pipelined, the
+    # budget bounds each stage, not the sum (the bar is the command's age)
+    pipelined = view.execution == "pipelined"
+    label_w = text(surface, (x0, y + 1), "age" if pipelined else "latency", 16,
+                   DIM_COLOR) + 8
     bar = pygame.Rect(x0 + label_w, y, int(width * 0.42), 14)
     scale = max(2.0 * view.budget_s, view.latency_s * 1.05) if math.isfinite(
         view.latency_s) else 2.0 * view.budget_s
     pygame.draw.rect(surface, BAR_BACKGROUND, bar)
     if math.isfinite(view.latency_s):
         fill = int(bar.w * min(view.latency_s, scale) / scale)
-        color = OVERRUN_COLOR if view.latency_s > view.budget_s + 1e-9 else OK_COLOR
+        over = view.overrun if pipelined else view.latency_s > view.budget_s + 1e-9
+        color = OVERRUN_COLOR if over else OK_COLOR
         pygame.draw.rect(surface, color, (bar.x, bar.y, fill, bar.h))
         if view.computing:
             elapsed = min(view.time_s - view.decision_t_s, view.latency_s)
@@ -304,14 +313,17 @@ def draw_clock(surface: "pygame.Surface", rect: "pygame.Rect", view: ClockView) 
     stages = " ".join(f"{name[:4]} {seconds * 1e3:.1f}" for name, seconds in
                       view.stage_latency_s.items()) if len(view.stage_latency_s) > 1 else ""
     info = f"{_ms(view.latency_s)} / budget {_ms(view.budget_s)}"
+    if pipelined:
+        slowest = max(view.stage_latency_s.values(), default=math.nan)
+        info = f"{_ms(view.latency_s)}  slowest stage {_ms(slowest)} / {_ms(view.budget_s)}"
     if view.computing:
         info += "  computing"
     text(surface, (bar.right + 8, y + 1), info, 16)
-    if stages:
-        text(surface, (bar.x, y + 16), f"stages [ms]: {stages}", 14, DIM_COLOR)
+    stages_w = text(surface, (bar.x, y + 16), f"stages [ms]: {stages}", 14, DIM_COLOR) \
+        if stages else 0
     if view.overrun:
-        text(surface, (bar.right + 8, y + 16), f"OVERRUN  dropped {view.dropped} frame"
-                                               f"{'' if view.dropped == 1 else 's'}", 15,
+        dropped = f"OVERRUN  dropped {view.dropped} frame{'' if view.dropped == 1 else 's'}"
+        text(surface, (max(bar.right + 8, bar.x + stages_w + 12), y + 16), dropped, 15,
              OVERRUN_COLOR)
     y += 32
 

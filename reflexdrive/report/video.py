@@ -159,11 +159,12 @@ class EpisodeVideo:
 
 
 def video_name(stack: str, scenario: str, mode: str, seed: int,
-               extra_latency_s: float = 0.0) -> str:
-    """`<stack>_<scenario>_<mode>_seed<N>.mp4`; with extra latency,
-    `<stack>_<scenario>_<mode>_extra<MS>ms_seed<N>.mp4` (so a sweep's videos differ)."""
+               extra_latency_s: float = 0.0, execution: str = "sequential") -> str:
+    """`<stack>_<scenario>_<mode>_seed<N>.mp4`; `_pipelined` after the mode when pipelined;
+    with extra latency, `..._extra<MS>ms_seed<N>.mp4` (so a sweep's videos differ)."""
     extra = f"_extra{extra_latency_s * 1e3:g}ms" if extra_latency_s > 0 else ""
-    return f"{stack}_{scenario}_{mode}{extra}_seed{int(seed)}.mp4"
+    pipelined = "" if execution == "sequential" else f"_{execution}"
+    return f"{stack}_{scenario}_{mode}{pipelined}{extra}_seed{int(seed)}.mp4"
 
 
 # ----------------------------------------------------------------------------- saliency
@@ -242,7 +243,8 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
                    sensors: Any = None, latency_base_dir: str | None = None,
                    reaction_config: ReactionConfig = ReactionConfig(),
                    video: VideoConfig = VideoConfig(),
-                   stack_options: Mapping[str, Any] | None = None) -> EpisodeVideo:
+                   stack_options: Mapping[str, Any] | None = None,
+                   execution: str = "sequential") -> EpisodeVideo:
     """Drive one episode of `agent` on `scenario` with scenario seed `seed` and write it
     as an MP4 at `path` (one frame per substep; see the module docstring for what a frame
     shows).
@@ -263,6 +265,8 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
         reaction_config: what counts as a response (for the metrics and the marker).
         video: how the video looks.
         stack_options: options of `agents.registry.make_agent` when `agent` is a name.
+        execution: "sequential" or "pipelined" (each stage on its own processor), as for
+            `reflexdrive run --execution`.
 
     Returns:
         The `EpisodeVideo` (frames, timings, the episode's metrics).
@@ -279,7 +283,8 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
                       simulation_frequency=simulation_frequency,
                       policy_frequency=policy_frequency, sensors=sensors,
                       scenario_config=dict(scenario_config) if scenario_config else None,
-                      latency_base_dir=latency_base_dir, extra_latency_s=extra_latency_s)
+                      latency_base_dir=latency_base_dir, extra_latency_s=extra_latency_s,
+                      execution=execution)
     # a hazard episode runs beside its unfilmed hazard-removed twin (the counterfactual
     # reaction time of `metrics`), as `reflexdrive run` does
     twins = SCENARIOS[scenario].hazard != "none"
@@ -294,7 +299,8 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
     saved_explain = getattr(agent, "explain", None)
     name = getattr(agent, "name", type(agent).__name__)
     extra = split_extra(combined_latency(latency, extra_latency_s))[1] or 0.0
-    title = f"{name} on {scenario}, seed {seed}" + (f", +{extra * 1e3:g} ms" if extra else "")
+    title = (f"{name}{'' if execution == 'sequential' else ' ' + execution} on {scenario}, "
+             f"seed {seed}" + (f", +{extra * 1e3:g} ms" if extra else ""))
     measured = base_spec(latency) == "measured"
 
     def decide(obs: dict, info: dict) -> Decision:
@@ -379,8 +385,8 @@ def record_videos(config, k: int, out_dir: str | os.PathLike, *,
         seeds = [config.seed + i for i in range(min(k, config.episodes))]
     base, extra = split_extra(combined_latency(config.latency, extra_latency_s))
     extra = extra or 0.0
-    paths = [out / video_name(config.stack, config.scenario, config.mode, seed, extra)
-             for seed in seeds]
+    paths = [out / video_name(config.stack, config.scenario, config.mode, seed, extra,
+                              config.execution) for seed in seeds]
     todo = [(seed, path) for seed, path in zip(seeds, paths) if overwrite or not path.exists()]
     if not todo:
         return paths
@@ -398,7 +404,8 @@ def record_videos(config, k: int, out_dir: str | os.PathLike, *,
                        policy_frequency=config.policy_frequency,
                        scenario_config=dict(config.scenario_config) or None,
                        latency_base_dir=kwargs.get("latency_base_dir"),
-                       reaction_config=config.reaction, video=video)
+                       reaction_config=config.reaction, video=video,
+                       execution=config.execution)
     return paths
 
 
@@ -406,9 +413,8 @@ def record_compare_videos(config, k: int | None = None, out_dir: str | os.PathLi
                           video: VideoConfig = VideoConfig(), overwrite: bool = False
                           ) -> list[Path]:
     """The videos of a compare: the first `k` episodes of every stack x scenario x mode
-    at the stacks' own latency (the cells at extra latency 0), into `OUT/videos/`. Only
-    the sequential cells: `record_episode` drives the stages one after another, so a
-    pipelined cell's video would show another run than the cell's.
+    at the stacks' own latency (the cells at extra latency 0) in each execution, into
+    `OUT/videos/`.
 
     Args:
         config: a `reflexdrive.compare.config.CompareConfig` (its `cells()` are used).
@@ -426,8 +432,7 @@ def record_compare_videos(config, k: int | None = None, out_dir: str | os.PathLi
     if not k:
         return paths
     for cell in config.cells():
-        if cell.extra_latency_s == 0 and cell.latency_scale == 1 and \
-                cell.execution == "sequential":
+        if cell.extra_latency_s == 0 and cell.latency_scale == 1:
             paths += record_videos(cell.run, k, out, video=video, overwrite=overwrite)
     return paths
 

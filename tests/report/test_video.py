@@ -41,6 +41,8 @@ def test_video_name():
             == "staged_lead-brake_realtime_seed3.mp4")
     assert (video_name("cnn", "cut-in", "lockstep", 0, extra_latency_s=0.1)
             == "cnn_cut-in_lockstep_extra100ms_seed0.mp4")
+    assert (video_name("staged", "cut-in", "realtime", 1, 0.1, execution="pipelined")
+            == "staged_cut-in_realtime_pipelined_extra100ms_seed1.mp4")
 
 
 def test_ego_to_world_inverts_the_sensors_ego_frame():
@@ -174,15 +176,39 @@ def test_record_videos_names_files_and_keeps_finished_ones(tmp_path):
     assert paths[0].stat().st_mtime_ns == stamp               # resumed: not recorded again
 
 
-def test_compare_videos_are_the_sequential_cells_at_extra_zero(tmp_path):
+def test_compare_videos_are_the_cells_at_extra_zero_in_each_execution(tmp_path):
     config = CompareConfig(stacks=("staged",), scenarios=("lead-brake",), episodes=2,
                            modes=("realtime",), execution=("sequential", "pipelined"),
                            latency="fixed:0.01", extra_latency_s=(0.0, 0.1),
                            scenario_config={"duration_s": 1.0, "onset_s": (0.5, 0.8)}, video=1,
                            out=str(tmp_path))
     paths = record_compare_videos(config, video=SMALL_VIDEO)
-    assert paths == [tmp_path / "videos" / "staged_lead-brake_realtime_seed0.mp4"]
-    assert video_frames(paths[0]) == 50
+    assert paths == [tmp_path / "videos" / "staged_lead-brake_realtime_seed0.mp4",
+                     tmp_path / "videos" / "staged_lead-brake_realtime_pipelined_seed0.mp4"]
+    assert [video_frames(path) for path in paths] == [50, 50]
+
+
+def test_a_pipelined_video_runs_the_pipelined_clock_and_says_so(tmp_path, monkeypatch):
+    """Stages of 60 and 50 ms at a 100 ms tick: sequentially every decision overruns and
+    drops a frame; pipelined none does and every command is 110 ms old (the issue's
+    analytic case), and the clock panel reads "pipelined" with the slowest stage."""
+    said: list[str] = []
+    draw_text = overlays.text
+    monkeypatch.setattr(overlays, "text",
+                        lambda surface, position, message, *args: said.append(message)
+                        or draw_text(surface, position, message, *args))
+    latency = "fixed:perception=0.06,planning=0.05"
+    runs = {execution: record_episode("staged", "lead-brake", 1, tmp_path / f"{execution}.mp4",
+                                      latency=latency, execution=execution,
+                                      scenario_config={"duration_s": 1.0, "onset_s": (0.5, 0.8)},
+                                      video=SMALL_VIDEO)
+            for execution in ("sequential", "pipelined")}
+    sequential, pipelined = runs["sequential"].metrics, runs["pipelined"].metrics
+    assert sequential.overrun_rate == 1.0 and sequential.dropped_frames > 0
+    assert pipelined.overrun_rate == 0.0 and pipelined.dropped_frames == 0
+    assert pipelined.latency_p50_s == pytest.approx(0.11)
+    assert any(message.endswith("realtime pipelined") for message in said)
+    assert any("slowest stage 60.0 ms / 100.0 ms" in message for message in said)
 
 
 @pytest.mark.parametrize("value", [True, "3", 24.0])
