@@ -1,12 +1,16 @@
 """`envs.road_map`: the batched straight-road map against the highway backend's, the route
 targets, and both envs' `info["map"]` / `obs["route"]`."""
 
+import functools
+
+import gymnasium as gym
 import numpy as np
 import pytest
 from highway_env.road.road import RoadNetwork
 from reflexdrive.envs.backends.highway_map import HighwayRoadMap
 from reflexdrive.envs.gym.single import DrivingEnv
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv
+from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.road_map import (
     MAP_FIELDS,
     ROUTE_POINTS,
@@ -15,6 +19,8 @@ from reflexdrive.envs.road_map import (
     route_targets,
     straight_road_map,
 )
+
+from reflexdrive.run.rollout import merge_info
 
 # (lane, along, lateral offset, heading error) on a 3-lane, 300 m road
 STATES = [(1, 100.3, 0.7, 0.1), (0, 10.0, -1.2, -0.3), (2, 270.9, 0.0, 0.02), (1, 0.4, 1.9, 0.0),
@@ -64,3 +70,28 @@ def test_both_envs_observe_the_same_map_and_route():
         np.testing.assert_allclose(info_b["map"][key][0], info_s["map"][key], atol=1e-4,
                                    err_msg=key)
     assert obs_s["route"][0, 1] == pytest.approx(info_s["map"]["route"][2, 1])
+
+
+def test_worker_envs_stack_the_map_and_a_twin_sees_its_episode_map_before_the_onset():
+    """`AsyncVectorEnv` of the single env (as the runner builds it): `info["map"]` stacked
+    per key with a leading `B`; the hazard-removed twin (env 1) of episode 0 drives the same
+    road from the same state, so until the onset its map is the episode's."""
+    config = {"duration_s": 3.0, "onset_s": (2.0, 2.5)}
+    factories = [functools.partial(make_env, "lead-brake", mode="lockstep", observations=False,
+                                   scenario_config=config, counterfactual=twin)
+                 for twin in (False, True)]
+    env = gym.vector.AsyncVectorEnv(factories, context="forkserver",
+                                    autoreset_mode=gym.vector.AutoresetMode.DISABLED)
+    try:
+        obs, info = env.reset(seed=[7, 7])
+        for _ in range(5):                                   # 0.5 s, before the 2 s onset
+            obs, *_, info = env.step(np.tile([[0.8, 0.01]], (2, 1)).astype(np.float32))
+    finally:
+        env.close()
+    assert info["_map"].all() and obs["route"].shape == (2, len(ROUTE_TARGETS_M), 2)
+    assert info["map"]["route"].shape == (2, ROUTE_POINTS, 2)
+    for key in MAP_FIELDS:
+        np.testing.assert_array_equal(info["map"][key][0], info["map"][key][1], err_msg=key)
+    np.testing.assert_array_equal(obs["route"][0], obs["route"][1])
+    merged = merge_info({}, info, np.array([True, True]))
+    np.testing.assert_array_equal(merged["map"]["route"], info["map"]["route"])
