@@ -120,7 +120,8 @@ def straight_nearest(along, lateral, first, last) -> np.ndarray:
 
 
 def keep_nearest_lanes(nearest: np.ndarray, in_range: np.ndarray) -> np.ndarray:
-    """`(B, M)` int64 lane indices to put in the map, `-1` padding.
+    """`(B, m)` int64 lane indices to put in the map, `-1` padding, `m = min(L, MAP_LANES)`
+    (`finish_map` pads the map to `MAP_LANES`: fewer slots, less work per step).
 
     Args:
         nearest: `(B, L)` distance of each lane's nearest in-range sample [m] (any value
@@ -134,11 +135,8 @@ def keep_nearest_lanes(nearest: np.ndarray, in_range: np.ndarray) -> np.ndarray:
     batch, lanes = in_range.shape
     key = np.where(in_range, nearest, np.inf)
     order = np.argsort(key, axis=1, kind="stable")[:, :MAP_LANES]
-    chosen = np.where(np.take_along_axis(in_range, order, 1), order, lanes)
-    chosen = np.sort(chosen, axis=1)
-    out = np.full((batch, MAP_LANES), -1, np.int64)
-    out[:, :chosen.shape[1]] = np.where(chosen < lanes, chosen, -1)
-    return out
+    chosen = np.sort(np.where(np.take_along_axis(in_range, order, 1), order, lanes), axis=1)
+    return np.where(chosen < lanes, chosen, -1)
 
 
 def lane_window_points(first, last) -> tuple[np.ndarray, np.ndarray]:
@@ -147,34 +145,42 @@ def lane_window_points(first, last) -> tuple[np.ndarray, np.ndarray]:
     return index, index <= np.asarray(last)[..., None]
 
 
-def finish_map(route_world, route_heading_world, route_width, lanes_world, lane_width,
+def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
                lane_valid, lane_priority, lane_on_route, ego_position,
                ego_heading) -> dict[str, np.ndarray]:
-    """World-frame map arrays (batch-first, NaN where absent) -> `info["map"]` in the ego frame.
+    """World-frame route and lane arrays (batch-first, NaN where absent) -> `info["map"]`.
 
     Args:
         route_world: `(B, P, 2)` route points [m]; `route_heading_world`, `route_width`:
             `(B, P)` lane heading [rad] and width [m] there.
-        lanes_world: `(B, M, Q, 2)` [m]; `lane_width (B, M)`, `lane_valid (B, M)`,
-            `lane_priority (B, M)`, `lane_on_route (B, M)`.
+        lanes: `(B, m, Q, 2)` [m] already in the ego frame (`lanes_in_ego_frame`), `m <=
+            MAP_LANES` slots (the rest: no lane);
+            `lane_width (B, m)`, `lane_valid (B, m)`, `lane_priority (B, m)`,
+            `lane_on_route (B, m)`.
         ego_position: `(B, 2)` [m]; ego_heading: `(B,)` [rad].
     """
     ego_position = np.asarray(ego_position, np.float64)
     ego_heading = np.asarray(ego_heading, np.float64)
     heading = wrap_angle(np.asarray(route_heading_world, np.float64) - ego_heading[:, None])
     valid = np.asarray(lane_valid, bool)
-    return {
-        "route": to_ego_frame(np.asarray(route_world, np.float64), ego_position,
-                              ego_heading).astype(np.float32),
-        "route_heading": heading.astype(np.float32),
-        "route_width": np.asarray(route_width, np.float32),
-        "lanes": to_ego_frame(np.asarray(lanes_world, np.float64), ego_position,
-                              ego_heading).astype(np.float32),
-        "lane_width": np.where(valid, lane_width, 0.0).astype(np.float32),
-        "lane_valid": valid,
-        "lane_priority": np.where(valid, lane_priority, 0).astype(np.int8),
-        "lane_on_route": valid & np.asarray(lane_on_route, bool),
-    }
+    road_map = empty_map(len(ego_position))
+    slots = valid.shape[1]
+    road_map["route"][:] = to_ego_frame(np.asarray(route_world, np.float64), ego_position,
+                                        ego_heading)
+    road_map["route_heading"][:] = heading
+    road_map["route_width"][:] = route_width
+    road_map["lanes"][:, :slots] = lanes
+    road_map["lane_width"][:, :slots] = np.where(valid, lane_width, 0.0)
+    road_map["lane_valid"][:, :slots] = valid
+    road_map["lane_priority"][:, :slots] = np.where(valid, lane_priority, 0)
+    road_map["lane_on_route"][:, :slots] = valid & np.asarray(lane_on_route, bool)
+    return road_map
+
+
+def lanes_in_ego_frame(lanes_world, ego_position, ego_heading) -> np.ndarray:
+    """`(B, m, Q, 2)` world-frame lane samples [m] -> float32 in each world's ego frame."""
+    return to_ego_frame(np.asarray(lanes_world, np.float64), np.asarray(ego_position, np.float64),
+                        np.asarray(ego_heading, np.float64)).astype(np.float32)
 
 
 def straight_road_map(ego_position, ego_heading, ego_lane, lane_count, length_m,
@@ -197,7 +203,6 @@ def straight_road_map(ego_position, ego_heading, ego_lane, lane_count, length_m,
     ego_lane = np.asarray(ego_lane, np.int64)
     lane_count = np.asarray(lane_count, np.int64)
     length = np.asarray(length_m, np.float64)
-    batch = position.shape[0]
     width = float(lane_width)
     # the route: the ego's lane from its projection onward
     s = route_arc_lengths(position[:, 0])                                   # (B, P)
@@ -213,18 +218,23 @@ def straight_road_map(ego_position, ego_heading, ego_lane, lane_count, length_m,
     first, last = straight_range_window(position[:, 0:1], lateral, length[:, None])
     in_range = (first <= last) & (lane_id < lane_count[:, None])
     nearest = straight_nearest(position[:, 0:1], lateral, first, last)
-    chosen = keep_nearest_lanes(nearest, in_range)                  # (B, M)
+    chosen = keep_nearest_lanes(nearest, in_range)                  # (B, m)
     valid = chosen >= 0
     pick = np.maximum(chosen, 0)
     index, inside = lane_window_points(np.take_along_axis(first, pick, 1),
-                                       np.take_along_axis(last, pick, 1))    # (B, M, Q)
+                                       np.take_along_axis(last, pick, 1))    # (B, m, Q)
     inside &= valid[..., None]
-    lanes_world = np.stack([np.where(inside, index * MAP_STEP_M, np.nan),
-                            np.where(inside, (pick * width)[..., None], np.nan)], -1)
+    # `to_ego_frame` written out for points (2 q, y_lane): one pass over (B, m, Q)
+    cos, sin = np.cos(heading)[:, None, None], np.sin(heading)[:, None, None]
+    dx = index * MAP_STEP_M - position[:, 0, None, None]
+    dy = (pick * width)[..., None] - position[:, 1, None, None]
+    lanes = np.empty(inside.shape + (2,), np.float32)
+    lanes[..., 0] = np.where(inside, dx * cos + dy * sin, np.nan)
+    lanes[..., 1] = np.where(inside, dy * cos - dx * sin, np.nan)
     return finish_map(
-        route, route_heading, route_width, lanes_world,
-        lane_width=np.full((batch, MAP_LANES), width), lane_valid=valid,
-        lane_priority=np.zeros((batch, MAP_LANES), np.int8),
+        route, route_heading, route_width, lanes,
+        lane_width=np.full(chosen.shape, width), lane_valid=valid,
+        lane_priority=np.zeros(chosen.shape, np.int8),
         lane_on_route=chosen == ego_lane[:, None], ego_position=position, ego_heading=heading)
 
 

@@ -27,6 +27,7 @@ from reflexdrive.envs.road_map import (
     keep_nearest_lanes,
     lane_sample_count,
     lane_window_points,
+    lanes_in_ego_frame,
     route_arc_lengths,
     straight_nearest,
     straight_range_window,
@@ -189,13 +190,14 @@ class HighwayRoadMap:
         route, route_heading, route_width, on_route = self.route(lane_index, along)
         first, last, nearest = self.lanes_in_range(position)
         in_range = first <= last
-        chosen = keep_nearest_lanes(nearest[None], in_range[None])[0]           # (M,)
+        chosen = keep_nearest_lanes(nearest[None], in_range[None])[0]           # (m,)
         valid = chosen >= 0
         pick = np.maximum(chosen, 0)
         index, inside = lane_window_points(first[pick], last[pick])
         inside &= valid[:, None]
         index = np.minimum(index, self.samples.shape[1] - 1)
         lanes_world = np.where(inside[..., None], self.samples[pick[:, None], index], np.nan)
-        return finish_map(route[None], route_heading[None], route_width[None], lanes_world[None],
+        lanes = lanes_in_ego_frame(lanes_world[None], position[None], np.array([heading]))
+        return finish_map(route[None], route_heading[None], route_width[None], lanes,
                           self.width[pick][None], valid[None], self.priority[pick][None],
                           on_route[pick][None], position[None], np.array([heading]))
