@@ -17,9 +17,10 @@ from reflexdrive.envs.latency import synchronize_cuda
 
 Observation = Mapping[str, np.ndarray]
 """Batched observation: "bev" uint8 (N, C, H, W), "lidar" float32 (N, beams, 2),
-"ego" float32 (N, k)."""
+"ego" float32 (N, k), "route" float32 (N, K, 2) (`envs.road_map.route_targets`)."""
 Info = Mapping[str, Any]
-"""Batched info of a Gymnasium vector env: "gt_objects" (N, M, 8), "gt_valid" (N, M), ..."""
+"""Batched info of a Gymnasium vector env: "gt_objects" (N, M, 8), "gt_valid" (N, M), "map"
+(the HD map, `envs.road_map`, each array with a leading N), ..."""
 
 
 @dataclass
