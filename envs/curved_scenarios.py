@@ -89,6 +89,9 @@ INTERSECTION_STOP_LINE_M = 11.0
 `outer_distance`: its 9 m right-turn radius plus half a lane)."""
 INTERSECTION_LANE_OFFSET_M = 2.0
 """Offset of a lane's centreline from the road's axis [m] (half of a 4 m lane)."""
+INTERSECTION_SPEED_LIMIT_MPS = 10.0
+"""Speed limit of every lane of highway-env's intersection [m/s]: its IDM caps the target
+speed there."""
 CROSS_EGO_LANE: LaneId = ("o1", "ir1", 0)
 CROSS_EGO_START_S = 60.0
 """The ego's start on its approach [m], as in the intersection scenario."""
@@ -177,8 +180,9 @@ class CrossTrafficConfig(NetworkConfig):
     vehicles: int = override(NetworkConfig, "vehicles", 3)
     duration_s: float = override(NetworkConfig, "duration_s", 10.0)
     crossing_speed_mps: tuple[float, float] = interval(
-        (8.0, 12.0), low=1.0, high=20.0,
-        help="(low, high) constant speed of the crossing vehicle [m/s]")
+        (7.0, 10.0), low=1.0, high=INTERSECTION_SPEED_LIMIT_MPS,
+        help="(low, high) constant speed of the crossing vehicle [m/s]; at most the "
+             "intersection's speed limit, which highway-env's IDM never exceeds")
     arrival_offset_s: tuple[float, float] = interval(
         (-0.3, 0.3), low=-3.0, high=3.0,
         help="(low, high) when the crossing vehicle's centre reaches the conflict point, "
