@@ -22,6 +22,15 @@ The hazard vehicle's planned motion, from its speed `v_h` at onset: constant dec
 Everything below is solved in the frame moving at `v_f`, where the hazard vehicle
 decelerates from `u_h = v_h - v_f` to standstill and the ego's speed is `u_e = v_e - v_f`:
 the ego closing in stops mattering once `u_e <= 0`.
+
+The gap is measured along the ego's lane: projected on the lane's heading at the ego
+(`lane_longitudinal`, exact on straight roads), or as the difference of arc lengths along
+the lane (`arc_longitudinal`, for curved lanes: on an arc of radius `R` the gap to a vehicle
+`phi` further round is `R phi` minus the half lengths).
+
+Cross traffic ("cross_traffic") is not one-dimensional: the two vehicles' paths cross, and
+`crossing_criticality` compares when each occupies the conflict zone around the crossing
+point of the two centrelines, both at their onset speeds.
 """
 
 from __future__ import annotations
@@ -218,6 +227,23 @@ def criticality(gap, ego_speed, hazard_speed, hazard_decel, hazard_final_speed,
         contact_time_s=np.where(known, contact, nan))
 
 
+def arc_longitudinal(ego_s, ego_heading, ego_speed, ego_length, ego_lane_heading, hazard_s,
+                     hazard_heading, hazard_speed, hazard_length, hazard_lane_heading
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`(gap [m], ego speed, hazard speed [m/s])` along the ego's lane from arc lengths.
+
+    `ego_s`, `hazard_s` `(B,)` are the two centres' arc lengths along the ego's lane (lane
+    local coordinates, `envs.lane_paths.LanePath.coordinates`) [m]; the gap is their
+    difference minus the half lengths. Each speed is projected on the lane's heading where
+    that vehicle is (`*_lane_heading` [rad]): on a curve the lane turns between the two.
+    """
+    gap = (np.asarray(hazard_s, np.float64) - np.asarray(ego_s, np.float64)
+           - 0.5 * (np.asarray(ego_length) + np.asarray(hazard_length)))
+    return (gap, np.asarray(ego_speed) * np.cos(np.asarray(ego_heading) - ego_lane_heading),
+            np.asarray(hazard_speed) * np.cos(np.asarray(hazard_heading)
+                                              - hazard_lane_heading))
+
+
 def lane_longitudinal(ego_position, ego_heading, ego_speed, ego_length, hazard_position,
                       hazard_heading, hazard_speed, hazard_length, lane_heading
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,8 +282,97 @@ def pose_criticality(ego_pose, hazard_pose, lane_heading, kind, decel_mps2, targ
     gap, v_e, v_h = lane_longitudinal(ego[:, :2], ego[:, 2], ego[:, 3], ego[:, 4],
                                       hazard[:, :2], hazard[:, 2], hazard[:, 3], hazard[:, 4],
                                       lane_heading)
-    b, v_f = hazard_motion(kind, np.nan_to_num(v_h), decel_mps2, target_speed_mps)
-    return criticality(gap, v_e, v_h, b, v_f, time_left_s)
+    return planned_criticality(gap, v_e, v_h, kind, decel_mps2, target_speed_mps, time_left_s)
+
+
+def planned_criticality(gap, ego_speed, hazard_speed, kind, decel_mps2, target_speed_mps,
+                        time_left_s) -> OnsetCriticality:
+    """`criticality` of a gap [m] and speeds along the lane [m/s] (`lane_longitudinal` or
+    `arc_longitudinal`), the hazard vehicle moving as its plan says (`hazard_motion`)."""
+    b, v_f = hazard_motion(kind, np.nan_to_num(hazard_speed), decel_mps2, target_speed_mps)
+    return criticality(gap, ego_speed, hazard_speed, b, v_f, time_left_s)
+
+
+MIN_CROSSING_SIN = 0.1
+"""Paths crossing at less than about 6 degrees count as crossing at that angle (the conflict
+zone of nearly parallel paths would be unbounded)."""
+
+
+def conflict_half_extents(ego_width, hazard_width, crossing_angle
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Half lengths of the conflict zone along the ego's path and along the hazard
+    vehicle's [m]: the stretch of each path on which its vehicle's footprint overlaps the
+    other vehicle's swept strip. For paths crossing at `theta` (`(B,)` [rad]),
+    `h_e = w_h / (2 sin theta) + w_e / (2 |tan theta|)` and symmetrically `h_h`; at right
+    angles, half the other vehicle's width."""
+    sin = np.maximum(np.abs(np.sin(np.asarray(crossing_angle, np.float64))), MIN_CROSSING_SIN)
+    cot = np.abs(np.cos(np.asarray(crossing_angle, np.float64))) / sin
+    w_e, w_h = np.asarray(ego_width, np.float64), np.asarray(hazard_width, np.float64)
+    return w_h / (2 * sin) + w_e * cot / 2, w_e / (2 * sin) + w_h * cot / 2
+
+
+def zone_occupancy(distance, speed, length, half_extent) -> tuple[np.ndarray, np.ndarray]:
+    """`(t_in, t_out)` [s]: when a vehicle at constant `speed` [m/s] whose centre is
+    `distance` [m] before the conflict point (negative: past it) has its front enter the
+    zone `[-half_extent, half_extent]` around the point, and its rear leave it. `t_in = 0`
+    if it is already in; `t_out < 0` if it has left; at standstill `inf` (never enters,
+    or never leaves)."""
+    d, v = np.asarray(distance, np.float64), np.asarray(speed, np.float64)
+    near = d - 0.5 * np.asarray(length) - half_extent
+    far = d + 0.5 * np.asarray(length) + half_extent
+    moving = v > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_in = np.where(near <= 0, 0.0, np.where(moving, near / v, np.inf))
+        t_out = np.where(moving, far / v, np.where(far > 0, np.inf, -np.inf))
+    return t_in, t_out
+
+
+def crossing_criticality(ego_distance, ego_speed, ego_length, ego_width, hazard_distance,
+                         hazard_speed, hazard_length, hazard_width, crossing_angle,
+                         time_left_s, horizon_s: float = CRITICAL_HORIZON_S
+                         ) -> OnsetCriticality:
+    """The `OnsetCriticality` of crossing paths, both vehicles keeping their onset speeds.
+
+    Each occupies the conflict zone (`conflict_half_extents`) from its front's arrival to
+    its rear's clearance (`zone_occupancy`); contact is the start of the overlap of the
+    two intervals, `max(t_in)` if `max(t_in) < min(t_out)` (else inf), and the hazard is
+    critical when that is within `min(horizon_s, time_left_s)`. The other measures:
+
+    - gap: the ego front's distance to the zone [m] (<= 0: it is in the zone);
+    - TTC: the contact time [s] (inf without overlap); headway: gap / ego speed [s];
+    - required deceleration: the least constant ego braking that keeps its front out of
+      the zone until the hazard vehicle's rear has left it at `T = t_out_h`: 0 without
+      overlap, `2 (v T - g) / T^2` when the ego is still moving at `T` (`v T <= 2 g`),
+      else stopping before the zone `v^2 / (2 g)`; inf when the ego is in the zone.
+
+    Args (all `(B,)`): distances of the centres to the crossing point along each path [m]
+    (NaN: no hazard vehicle), speeds along the paths [m/s], lengths and widths [m], the
+    angle between the paths [rad], episode end minus onset [s].
+    """
+    d_e = np.asarray(ego_distance, np.float64)
+    v_e = np.asarray(ego_speed, np.float64)
+    h_e, h_h = conflict_half_extents(ego_width, hazard_width, crossing_angle)
+    in_e, out_e = zone_occupancy(d_e, v_e, ego_length, h_e)
+    in_h, out_h = zone_occupancy(hazard_distance, hazard_speed, hazard_length, h_h)
+    start, end = np.maximum(in_e, in_h), np.minimum(out_e, out_h)
+    overlap = start < end
+    contact = np.where(overlap, start, np.inf)
+    gap = d_e - 0.5 * np.asarray(ego_length) - h_e
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        headway = np.where(v_e > 0, gap / v_e, np.inf)
+        stop = v_e * v_e / (2 * gap)
+        late = 2 * (v_e * out_h - gap) / (out_h * out_h)
+        decel = np.where(np.isfinite(out_h) & (v_e * out_h <= 2 * gap), late, stop)
+    decel = np.where(~overlap, 0.0, np.where(gap <= 0, np.inf, decel))
+    known = np.isfinite(d_e) & np.isfinite(np.asarray(hazard_distance, np.float64))
+    nan = np.full(np.shape(known), np.nan)
+    return OnsetCriticality(
+        critical=known & (contact <= np.minimum(horizon_s, time_left_s)),
+        onset_gap_m=np.where(known, gap, nan),
+        onset_ttc_s=np.where(known, contact, nan),
+        onset_headway_s=np.where(known, headway, nan),
+        required_decel_mps2=np.where(known, decel, nan),
+        contact_time_s=np.where(known, contact, nan))
 
 
 def snapshot_poses(snapshot: WorldSnapshot, rows, vehicle) -> tuple[np.ndarray, np.ndarray]:
@@ -302,6 +417,8 @@ def unknown_criticality(batch: int) -> OnsetCriticality:
 
 
 __all__ = ["CRITICAL_HORIZON_S", "CRITICALITY_KEYS", "POSE_FIELDS", "OnsetCriticality",
-           "contact_time", "criticality", "hazard_motion", "idm_equivalent_deceleration",
-           "lane_longitudinal", "pose_criticality", "required_deceleration",
-           "snapshot_criticality", "snapshot_poses", "unknown_criticality"]
+           "arc_longitudinal", "conflict_half_extents", "contact_time", "criticality",
+           "crossing_criticality", "hazard_motion", "idm_equivalent_deceleration",
+           "lane_longitudinal", "planned_criticality", "pose_criticality",
+           "required_deceleration", "snapshot_criticality", "snapshot_poses",
+           "unknown_criticality", "zone_occupancy"]

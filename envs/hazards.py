@@ -4,6 +4,9 @@ how critical was the hazard then.
 Lead-brake and cut-in hazards start at a planned substep. A stopped vehicle's onset is the
 first substep boundary at which it reaches the sensors: its footprint comes within
 `trigger_range_m` of the ego's centre in the ego frame, along both axes (`sensor_reach`).
+A crossing vehicle's ("cross_traffic") is the first boundary at or after its
+`commit_substep` at which it reaches the sensors: committed and visible. The test works in
+the ego frame, whatever the road's shape, so it holds on curves and at crossings.
 That square of half-side `range_m` holds everything the default sensors see (the lidar's
 disc of radius `range_m`; the bev's `range_m` ahead, `bev_behind_m` behind and
 `bev_half_width_m` to the sides, both <= `range_m`), so before the onset an episode and
@@ -17,7 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from reflexdrive.envs.criticality import snapshot_criticality
+from reflexdrive.envs.criticality import (
+    OnsetCriticality,
+    arc_longitudinal,
+    crossing_criticality,
+    planned_criticality,
+    snapshot_criticality,
+    unknown_criticality,
+)
+from reflexdrive.envs.lane_paths import RoadLanes, centreline_crossing
 from reflexdrive.envs.scenarios import HAZARD_KINDS, HazardPlan
 from reflexdrive.envs.types import EGO, HazardState, WorldSnapshot
 
@@ -52,6 +63,47 @@ def sensor_reach(dx, dy, ego_heading, heading, length, width):
     return lib.maximum(reach, lib.zeros_like(reach))
 
 
+SENSOR_TRIGGERED = ("stopped_vehicle", "cross_traffic")
+"""Hazard kinds whose onset is when the hazard vehicle reaches the sensors."""
+
+
+def lane_criticality(snapshot: WorldSnapshot, plan: HazardPlan, lanes: RoadLanes,
+                     time_left_s: float) -> OnsetCriticality:
+    """The criticality of world 0 of `snapshot` at its onset, measured along the lanes of a
+    highway-env road (`envs.lane_paths`).
+
+    A hazard vehicle ahead (lead brake, cut-in, stopped vehicle): the gap is the difference
+    of the two centres' arc lengths along the ego's path (its route, from the lane it is in)
+    minus the half lengths (`arc_longitudinal`): on a curve the distance along the lane,
+    not along the ego's heading. Cross traffic: each vehicle's distance along its own path
+    to where the two centrelines cross (`centreline_crossing`), and `crossing_criticality`;
+    paths that do not cross ahead of both are NaN, not critical.
+    """
+    j = plan.vehicle
+    position, heading = snapshot.position[0], snapshot.heading[0]
+    speed, length, width = snapshot.speed[0], snapshot.length[0], snapshot.width[0]
+    ego_path = lanes.path(EGO, position[EGO])
+    ego_s, _, ego_lane_heading = ego_path.coordinates(position[EGO])
+    if plan.kind != "cross_traffic":
+        hazard_s, _, hazard_lane_heading = ego_path.coordinates(position[j])
+        gap, v_e, v_h = arc_longitudinal(
+            [ego_s], heading[EGO], speed[EGO], length[EGO], ego_lane_heading, [hazard_s],
+            heading[j], speed[j], length[j], hazard_lane_heading)
+        return planned_criticality(gap, v_e, v_h, [HAZARD_KINDS.index(plan.kind)],
+                                   [plan.decel_mps2], [plan.target_speed_mps], [time_left_s])
+    hazard_path = lanes.path(j, position[j])
+    hazard_s, _, hazard_lane_heading = hazard_path.coordinates(position[j])
+    crossing = centreline_crossing(ego_path, hazard_path)
+    if crossing is None:
+        distances, angle = (np.nan, np.nan), np.pi / 2
+    else:
+        distances, angle = (crossing[0] - ego_s, crossing[1] - hazard_s), crossing[2]
+    return crossing_criticality(
+        [distances[0]], [speed[EGO] * np.cos(heading[EGO] - ego_lane_heading)], [length[EGO]],
+        [width[EGO]], [distances[1]], [speed[j] * np.cos(heading[j] - hazard_lane_heading)],
+        [length[j]], [width[j]], [angle], [time_left_s])
+
+
 class HazardTracker:
     """Turns a `HazardPlan` and the snapshots of one world into its `HazardState`.
 
@@ -60,10 +112,15 @@ class HazardTracker:
         simulation_frequency: substeps per second [Hz].
         duration_s: the episode's length [s] (the criticality rule's "before the episode
             ends").
+        lanes: the world's highway-env road and routes: criticality is then measured along
+            the lanes (`lane_criticality`). None: along the ego's lane heading
+            (`envs.criticality.snapshot_criticality`, straight roads); a "cross_traffic"
+            hazard's criticality is then unknown (False and NaN), its onset as with lanes.
     """
 
     def __init__(self, plan: HazardPlan, simulation_frequency: int,
-                 duration_s: float = float("inf")):
+                 duration_s: float = float("inf"), lanes: RoadLanes | None = None):
+        self.lanes = lanes
         self.plan = plan
         self.simulation_frequency = simulation_frequency
         self.duration_s = float(duration_s)
@@ -78,7 +135,8 @@ class HazardTracker:
         if plan.kind == "none":
             return HazardState()
         j = plan.vehicle
-        if plan.kind == "stopped_vehicle" and self.onset_substep is None \
+        if plan.kind in SENSOR_TRIGGERED and self.onset_substep is None \
+                and substep_index >= (plan.commit_substep or 0) \
                 and 0 <= j < snapshot.shape[1] and snapshot.valid[0, j]:
             offset = snapshot.position[0, j] - snapshot.position[0, EGO]
             reach = sensor_reach(offset[0], offset[1], snapshot.heading[0, EGO],
@@ -88,10 +146,16 @@ class HazardTracker:
                 self.onset_substep = substep_index
         onset = self.onset_substep
         if onset is not None and onset == substep_index and self.criticality is None:
-            self.criticality = snapshot_criticality(
-                snapshot, [HAZARD_KINDS.index(plan.kind)], [plan.vehicle], [plan.decel_mps2],
-                [plan.target_speed_mps],
-                [self.duration_s - onset / self.simulation_frequency]).row(0)
+            time_left = self.duration_s - onset / self.simulation_frequency
+            if self.lanes is not None and 0 <= j < snapshot.shape[1] and snapshot.valid[0, j]:
+                found = lane_criticality(snapshot, plan, self.lanes, time_left)
+            elif plan.kind == "cross_traffic":
+                found = unknown_criticality(1)
+            else:
+                found = snapshot_criticality(
+                    snapshot, [HAZARD_KINDS.index(plan.kind)], [plan.vehicle],
+                    [plan.decel_mps2], [plan.target_speed_mps], [time_left])
+            self.criticality = found.row(0)
         return HazardState(
             kind=plan.kind,
             onset_s=None if onset is None else onset / self.simulation_frequency,

@@ -4,9 +4,10 @@ A scenario is the project's own code, not a backend's: `generate(name, config, s
 returns a `ScenarioInit` that any backend instantiates, so two backends run the very same
 episode from the same seed. Every random draw comes from `np.random.default_rng(seed)`.
 
-Straight multi-lane roads ("straight") serve Highway and the three hazard scenarios; Merge,
-Roundabout and Intersection use highway-env's own road networks ("merge", "roundabout",
-"intersection") and lane names.
+Straight multi-lane roads ("straight") serve Highway and the three straight hazard
+scenarios; Merge, Roundabout and Intersection use highway-env's own road networks ("merge",
+"roundabout", "intersection") and lane names; the hazards on curves and at crossings
+(`envs.curved_scenarios`) a straight lead-in into an arc ("curve") and the intersection.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from reflexdrive.common.validation import (
 LaneId = tuple[str, str, int]
 """highway-env lane index: (from node, to node, lane number)."""
 
-HAZARD_KINDS = ("none", "lead_brake", "cut_in", "stopped_vehicle")
+HAZARD_KINDS = ("none", "lead_brake", "cut_in", "stopped_vehicle", "cross_traffic")
 VEHICLE_LENGTH_M = 5.0
 VEHICLE_WIDTH_M = 2.0
 
@@ -42,12 +43,18 @@ class RoadSpec:
     """The road to build.
 
     Attributes:
-        kind: "straight", "merge", "roundabout" or "intersection".
-        lanes: lanes of a straight road.
-        length_m: length of a straight road [m].
-        lane_width_m: lane width of a straight road [m]; both backends support only
-            highway-env's 4 m (`StraightLane.DEFAULT_WIDTH`) and reject anything else.
-        speed_limit_mps: speed limit of a straight road [m/s].
+        kind: "straight", "curve", "merge", "roundabout" or "intersection".
+        lanes: lanes of a straight road or a curve.
+        length_m: length of a straight road, or of a curve's straight exit [m].
+        lane_width_m: lane width of a straight road or a curve [m]; both backends support
+            only highway-env's 4 m (`StraightLane.DEFAULT_WIDTH`) and reject anything else.
+        speed_limit_mps: speed limit of a straight road or a curve [m/s].
+        lead_in_m: "curve": length of the straight lead-in (nodes "0" -> "1") [m].
+        radius_m: "curve": radius of lane 0's centreline on the arc ("1" -> "2") [m].
+        arc_rad: "curve": the arc's angle [rad]; > 0 turns towards the higher lane indices
+            (highway-env's `CircularLane(clockwise=True)`, a right turn as highway-env draws
+            the road, lane 0 on the driver's left), < 0 the other way. The exit ("2" -> "3")
+            is straight, `length_m` long.
     """
 
     kind: str = "straight"
@@ -55,6 +62,9 @@ class RoadSpec:
     length_m: float = 2000.0
     lane_width_m: float = 4.0
     speed_limit_mps: float = 30.0
+    lead_in_m: float = 0.0
+    radius_m: float = 0.0
+    arc_rad: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,10 @@ class VehicleInit:
         present: False keeps the slot but puts no vehicle in it (the hazard-removed twin of
             a stopped-vehicle episode, `without_hazard`): every other vehicle keeps its slot,
             id and sensor-noise stream.
+        yield_substep: an "idm" vehicle that yields: from this substep on it brakes at the
+            constant rate that stops its front bumper at the end of its starting lane (its
+            stop line). The crossing vehicle of a cross-traffic episode's hazard-removed
+            twin (`without_hazard`); None: never.
     """
 
     lane: LaneId
@@ -85,6 +99,7 @@ class VehicleInit:
     length_m: float = VEHICLE_LENGTH_M
     width_m: float = VEHICLE_WIDTH_M
     present: bool = True
+    yield_substep: int | None = None
 
 
 @dataclass(frozen=True)
@@ -97,11 +112,20 @@ class HazardPlan:
         onset_substep: substep at which a "lead_brake" or "cut_in" begins (onset time
             `t_h = onset_substep * dt`); None for "stopped_vehicle", whose onset is the first
             substep boundary at which it reaches the sensors (its footprint within
-            `trigger_range_m` of the ego's centre: `envs.hazards.sensor_reach`).
-        decel_mps2: "lead_brake": constant deceleration of the lead until standstill [m/s^2].
+            `trigger_range_m` of the ego's centre: `envs.hazards.sensor_reach`), and for
+            "cross_traffic", whose onset is the first boundary at or after `commit_substep`
+            at which it reaches the sensors (committed and visible).
+        decel_mps2: "lead_brake": constant deceleration of the lead until standstill;
+            "cross_traffic": the deceleration a yielding driver would stop at its stop line
+            with, which defines `commit_substep` [m/s^2].
         target_lane: "cut_in": lane the vehicle moves into.
         target_speed_mps: "cut_in": speed the vehicle slows to while cutting in [m/s].
-        trigger_range_m: "stopped_vehicle": sensor range that defines the onset [m].
+        trigger_range_m: "stopped_vehicle", "cross_traffic": sensor range that defines the
+            onset [m].
+        commit_substep: "cross_traffic": the first substep boundary at which the crossing
+            vehicle, at its constant speed, can no longer stop its front at its stop line
+            braking at `decel_mps2` (it is committed); the twin's crossing vehicle starts
+            yielding in this substep.
         lateral_speed_mps: "cut_in": peak lateral speed of the lane change [m/s], > 0, as
             OpenSCENARIO's `LaneChangeAction` with `dynamicsShape="sinusoidal"`,
             `dynamicsDimension="rate"` (OSC-ALKS 4.4_1's `..._MaxLateralVelocity_Vy`): from
@@ -120,6 +144,7 @@ class HazardPlan:
     target_speed_mps: float = 0.0
     trigger_range_m: float = 0.0
     lateral_speed_mps: float | None = None
+    commit_substep: int | None = None
 
     def __post_init__(self) -> None:
         speed = self.lateral_speed_mps
@@ -199,9 +224,12 @@ def without_hazard(init: ScenarioInit) -> ScenarioInit:
 
     The counterfactual reaction time compares an episode with its twin: until the hazard
     reaches the sensors the two are the same world. The lead of a "lead_brake" keeps its
-    pre-hazard (IDM) behaviour, the cut-in vehicle keeps its lane and speed, and the
-    stopped vehicle is absent (its slot stays, empty, so no other vehicle changes slot,
-    id or noise stream). An episode without a hazard is its own twin.
+    pre-hazard (IDM) behaviour, the cut-in vehicle keeps its lane and speed, the stopped
+    vehicle is absent (its slot stays, empty, so no other vehicle changes slot, id or
+    noise stream), and the crossing vehicle of a "cross_traffic" yields: it drives as in
+    the episode until `commit_substep`, then brakes to a stop at its stop line
+    (`VehicleInit.yield_substep`), so both worlds are the same until it is committed. An
+    episode without a hazard is its own twin.
     """
     hazard = init.hazard
     if hazard.kind == "none":
@@ -209,6 +237,9 @@ def without_hazard(init: ScenarioInit) -> ScenarioInit:
     vehicles = list(init.vehicles)
     if hazard.kind == "stopped_vehicle":
         vehicles[hazard.vehicle] = dataclasses.replace(vehicles[hazard.vehicle], present=False)
+    elif hazard.kind == "cross_traffic":
+        vehicles[hazard.vehicle] = dataclasses.replace(vehicles[hazard.vehicle],
+                                                       yield_substep=hazard.commit_substep)
     return dataclasses.replace(init, vehicles=tuple(vehicles), hazard=HazardPlan())
 
 
@@ -560,6 +591,10 @@ def _intersection(config: IntersectionConfig, rng: np.random.Generator, f: int) 
 
 # ----------------------------------------------------------------------------- registry
 
+# The hazards on curves and at crossings build on the types and helpers above (the package's
+# __init__ imports this module first, so the cycle resolves here).
+from reflexdrive.envs import curved_scenarios as _curved  # noqa: E402
+
 
 @dataclass(frozen=True)
 class ScenarioSpec:
@@ -602,6 +637,15 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         ScenarioSpec("stopped-vehicle", "reflexdrive/StoppedVehicle-v0",
                      "hazard: a stopped vehicle in the ego lane comes into sensor range",
                      StoppedVehicleConfig, _stopped_vehicle, "stopped_vehicle"),
+        ScenarioSpec("stopped-vehicle-curve", "reflexdrive/StoppedVehicleCurve-v0",
+                     "hazard: a stopped vehicle in the ego lane on a curve (R157: 250 m, "
+                     "1000 m radius) comes into sensor range",
+                     _curved.StoppedVehicleCurveConfig, _curved.stopped_vehicle_curve,
+                     "stopped_vehicle"),
+        ScenarioSpec("intersection-cross-traffic", "reflexdrive/IntersectionCrossTraffic-v0",
+                     "hazard: a vehicle from a side road crosses the ego's path without "
+                     "yielding", _curved.CrossTrafficConfig, _curved.cross_traffic,
+                     "cross_traffic"),
     )
 }
 

@@ -161,7 +161,7 @@ class HazardState:
     """What a hazard scenario reports about its hazard (ground truth, goes in `info`).
 
     Attributes:
-        kind: "lead_brake", "cut_in", "stopped_vehicle", or "none".
+        kind: "lead_brake", "cut_in", "stopped_vehicle", "cross_traffic", or "none".
         onset_s: hazard onset time `t_h` [s] once known, else None (`inf` in `info`: the
             onset lies beyond any time yet reached). For a stopped vehicle it becomes known
             when the vehicle first comes within sensor range.

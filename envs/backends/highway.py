@@ -17,7 +17,7 @@ import types
 from typing import Sequence
 
 import numpy as np
-from highway_env.road.lane import LineType, StraightLane
+from highway_env.road.lane import CircularLane, LineType, StraightLane
 from highway_env.road.road import Road, RoadNetwork
 from highway_env.utils import wrap_to_pi
 from highway_env.vehicle.behavior import IDMVehicle
@@ -118,6 +118,53 @@ class ProfiledCutInVehicle(IDMVehicle):
         self.on_state_update()
 
 
+class YieldingVehicle(BrakingLeadVehicle):
+    """An IDM vehicle that, from substep `yield_substep` on, brakes to a stop at the end of
+    its starting lane (its stop line): `VehicleInit.yield_substep`, the crossing vehicle of a
+    cross-traffic episode's twin. In that substep it takes the constant deceleration
+    `v^2 / (2 d)` that stops its front in the distance `d` left to the line (then as
+    `BrakingLeadVehicle`)."""
+
+    yield_substep: int = 0
+    stop_lane: tuple | None = None
+    substeps: int = 0
+
+    def act(self, action: dict | str | None = None) -> None:
+        if self.braking_decel_mps2 is None and self.substeps >= self.yield_substep:
+            lane = self.road.network.get_lane(self.stop_lane)
+            left = lane.length - lane.local_coordinates(self.position)[0] - self.LENGTH / 2
+            self.braking_decel_mps2 = self.speed * self.speed / (2.0 * max(left, 1e-3))
+        self.substeps += 1
+        super().act(action)
+
+
+def _curve_network(spec: RoadSpec) -> RoadNetwork:
+    """A "curve" road (`RoadSpec`): straight lead-in "0" -> "1" along +x, `CircularLane`
+    arc "1" -> "2" about one centre, straight exit "2" -> "3"; the straight road's lane
+    width and markings on every edge."""
+    width, lanes = spec.lane_width_m, spec.lanes
+    turn = 1.0 if spec.arc_rad > 0 else -1.0
+    centre = np.array([spec.lead_in_m, turn * spec.radius_m])
+    start_phase = -turn * np.pi / 2
+    net = RoadNetwork()
+    for lane in range(lanes):
+        line_types = [LineType.CONTINUOUS_LINE if lane == 0 else LineType.STRIPED,
+                      LineType.CONTINUOUS_LINE if lane == lanes - 1 else LineType.NONE]
+        limit = spec.speed_limit_mps
+        net.add_lane("0", "1", StraightLane([0.0, lane * width], [spec.lead_in_m, lane * width],
+                                            line_types=line_types, speed_limit=limit))
+        arc = CircularLane(centre, spec.radius_m - turn * lane * width, start_phase,
+                           start_phase + spec.arc_rad, clockwise=turn > 0, width=width,
+                           line_types=line_types, speed_limit=limit)
+        net.add_lane("1", "2", arc)
+        start = arc.position(arc.length, 0.0)
+        heading = arc.heading_at(arc.length)
+        end = start + spec.length_m * np.array([np.cos(heading), np.sin(heading)])
+        net.add_lane("2", "3", StraightLane(start, end, line_types=line_types,
+                                            speed_limit=limit))
+    return net
+
+
 def _build_network_road(kind: str, rng: np.random.RandomState) -> Road:
     """Build one of highway-env's own road networks by calling its env's `_make_road`."""
     from highway_env.envs.intersection_env import IntersectionEnv
@@ -135,13 +182,16 @@ def _build_network_road(kind: str, rng: np.random.RandomState) -> Road:
 def build_road(spec: RoadSpec, seed: int) -> Road:
     """A highway-env `Road` (no vehicles yet) for `spec`."""
     rng = np.random.RandomState(seed % (2**32))
-    if spec.kind == "straight":
+    if spec.kind in ("straight", "curve"):
         if spec.lane_width_m != StraightLane.DEFAULT_WIDTH:
             from reflexdrive.common.validation import ConfigError
 
             raise ConfigError("road.lane_width_m", spec.lane_width_m,
                               f"must be {StraightLane.DEFAULT_WIDTH:g}: highway-env's straight "
                               "road network has fixed-width lanes")
+        if spec.kind == "curve":     # IDM sees leaders across the edges' ends
+            return Road(network=_curve_network(spec), np_random=rng, record_history=False,
+                        neighbour_vehicles_connected_lanes=True)
         network = RoadNetwork.straight_road_network(
             lanes=spec.lanes, length=spec.length_m, speed_limit=spec.speed_limit_mps)
         return Road(network=network, np_random=rng, record_history=False)
@@ -161,11 +211,15 @@ def _make_vehicle(road: Road, init: VehicleInit, slot: int, hazard: HazardPlan,
             vehicle_type = BrakingLeadVehicle
         elif hazard.vehicle == slot and hazard.lateral_speed_mps is not None:
             vehicle_type = ProfiledCutInVehicle
+        elif init.yield_substep is not None:
+            vehicle_type = YieldingVehicle
         vehicle = vehicle_type(road, position, heading, init.speed_mps,
                                target_lane_index=init.lane, target_speed=init.target_speed_mps,
                                enable_lane_change=init.lane_changes)
         if isinstance(vehicle, BrakingLeadVehicle):
             vehicle.substep_s = substep_s
+        if isinstance(vehicle, YieldingVehicle):
+            vehicle.yield_substep, vehicle.stop_lane = init.yield_substep, init.lane
         if init.destination is not None:
             vehicle.plan_route_to(init.destination)
     else:

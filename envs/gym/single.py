@@ -31,6 +31,7 @@ from reflexdrive.envs.config import (
 from reflexdrive.envs.gym.reward import RewardConfig, window_progress
 from reflexdrive.envs.gym.termination import episode_over, termination
 from reflexdrive.envs.hazards import HazardTracker
+from reflexdrive.envs.lane_paths import RoadLanes
 from reflexdrive.envs.outcomes import substep_outcomes
 from reflexdrive.envs.road_map import ROUTE_TARGETS_M, route_targets
 from reflexdrive.envs.scenarios import (
@@ -178,7 +179,8 @@ class DrivingEnv(gym.Env):
             self.init = without_hazard(self.init)
         self.backend.reset(self.init)
         self._hazard = HazardTracker(self.init.hazard, self.timing.simulation_frequency,
-                                     self.init.duration_s)
+                                     self.init.duration_s,
+                                     lanes=RoadLanes.of(self.backend.road.network, self.init))
         self._lockstep_clock.reset()
         self._snapshot = self.backend.snapshot()
         self._hazard_state = self._hazard.update(self._snapshot, 0)

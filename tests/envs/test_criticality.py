@@ -148,3 +148,85 @@ def test_lane_longitudinal_projects_on_the_lane():
     np.testing.assert_allclose(gap, [25.0])
     np.testing.assert_allclose(v_e, [20.0 * math.cos(0.1)])
     np.testing.assert_allclose(v_h, [15.0])
+
+
+# ----------------------------------------------------------------------------- curves, crossings
+
+
+def test_arc_gap_on_a_circle_is_the_radius_times_the_angle_minus_the_half_lengths():
+    from highway_env.road.lane import CircularLane
+    from reflexdrive.envs.criticality import arc_longitudinal
+    from reflexdrive.envs.lane_paths import LanePath
+
+    radius, phi0, swept = 250.0, 0.1, 0.2        # the stopped car 50 m further round
+    path = LanePath.of([CircularLane([0.0, 0.0], radius, 0.0, 1.0)])
+    ego_at, hazard_at = path.lanes[0].position(radius * phi0, 0.7), \
+        path.lanes[0].position(radius * (phi0 + swept), -0.4)   # off-centre: same arc length
+    (ego_s, _, ego_heading), (hazard_s, _, hazard_heading) = \
+        path.coordinates(ego_at), path.coordinates(hazard_at)
+    gap, v_e, v_h = arc_longitudinal([ego_s], [ego_heading], [20.0], [5.0], ego_heading,
+                                     [hazard_s], [hazard_heading + 0.1], [3.0], [5.0],
+                                     hazard_heading)
+    assert gap[0] == pytest.approx(radius * swept - 5.0, abs=1e-9)
+    assert v_e[0] == pytest.approx(20.0) and v_h[0] == pytest.approx(3.0 * math.cos(0.1))
+    # the projection on the ego's heading measures the chord's projection instead: the
+    # hazard's centre, 0.4 m outside the lane, 0.2 rad round from the ego's radius
+    projected, *_ = lane_longitudinal([ego_at], [ego_heading], [20.0], [5.0], [hazard_at],
+                                      [hazard_heading], [0.0], [5.0], ego_heading)
+    assert projected[0] == pytest.approx((radius + 0.4) * math.sin(swept) - 5.0, abs=1e-9)
+    assert gap[0] - projected[0] > 0.25
+
+
+def _perpendicular(d_e, v_e, d_h, v_h, time_left=10.0, angle=math.pi / 2):
+    from reflexdrive.envs.criticality import crossing_criticality
+
+    return crossing_criticality([d_e], [v_e], [5.0], [2.0], [d_h], [v_h], [5.0], [2.0],
+                                [angle], [time_left])
+
+
+def test_crossing_paths_meet_when_the_occupancy_intervals_overlap():
+    # zone half length 1 m along each path (the other's half width, at right angles):
+    # ego in [26.5 / 10, 33.5 / 10] = [2.65, 3.35] s, crossing [16.5 / 8, 23.5 / 8] s
+    found = _perpendicular(30.0, 10.0, 20.0, 8.0)
+    assert found.critical[0]
+    assert found.contact_time_s[0] == pytest.approx(2.65)
+    assert found.onset_ttc_s[0] == pytest.approx(2.65)
+    assert found.onset_gap_m[0] == pytest.approx(26.5)
+    assert found.onset_headway_s[0] == pytest.approx(2.65)
+    # braking so that the ego's front reaches the zone as the crossing rear leaves it
+    clear = 23.5 / 8
+    assert found.required_decel_mps2[0] == pytest.approx(2 * (10.0 * clear - 26.5) / clear ** 2)
+
+
+def test_crossing_paths_that_miss_each_other_are_not_critical():
+    # the crossing car enters at 36.5 / 8 = 4.56 s, after the ego has left at 3.35 s
+    missed = _perpendicular(30.0, 10.0, 40.0, 8.0)
+    assert not missed.critical[0] and missed.contact_time_s[0] == math.inf
+    assert missed.required_decel_mps2[0] == 0.0 and missed.onset_ttc_s[0] == math.inf
+    # overlapping but beyond the horizon, or beyond the episode's end
+    late = _perpendicular(50.0, 10.0, 40.0, 8.0)        # ego in at 4.65 s, car 4.56-5.44
+    assert late.contact_time_s[0] == pytest.approx(4.65) and not late.critical[0]
+    assert not _perpendicular(30.0, 10.0, 20.0, 8.0, time_left=2.0).critical[0]
+
+
+def test_the_conflict_zone_widens_at_oblique_crossings():
+    from reflexdrive.envs.criticality import conflict_half_extents
+
+    h_e, h_h = conflict_half_extents([2.0], [3.0], [math.pi / 3])
+    assert h_e[0] == pytest.approx(3.0 / (2 * math.sin(math.pi / 3))
+                                   + 2.0 / (2 * math.tan(math.pi / 3)))
+    assert h_h[0] == pytest.approx(2.0 / (2 * math.sin(math.pi / 3))
+                                   + 3.0 / (2 * math.tan(math.pi / 3)))
+    # at 60 degrees the ego (10 m/s, 30 m out) enters the 2 * 1.732 m zone earlier
+    found = _perpendicular(30.0, 10.0, 20.0, 8.0, angle=math.pi / 3)
+    assert found.onset_gap_m[0] == pytest.approx(30.0 - 2.5 - math.sqrt(3.0))
+
+
+def test_a_car_standing_in_the_conflict_zone_needs_stopping_before_it():
+    standing = _perpendicular(30.0, 10.0, 0.0, 0.0)
+    assert standing.critical[0] and standing.contact_time_s[0] == pytest.approx(2.65)
+    assert standing.required_decel_mps2[0] == pytest.approx(100.0 / (2 * 26.5))
+    inside = _perpendicular(2.0, 10.0, 1.0, 8.0)        # both already in the zone
+    assert inside.contact_time_s[0] == 0.0 and inside.required_decel_mps2[0] == math.inf
+    unknown = _perpendicular(30.0, 10.0, math.nan, 8.0)
+    assert not unknown.critical[0] and math.isnan(unknown.onset_gap_m[0])

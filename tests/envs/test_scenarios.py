@@ -50,7 +50,8 @@ def _gen(name: str, seed: int = 0, f: int = F, **overrides) -> ScenarioInit:
 
 def test_registry_covers_every_scenario():
     assert set(NAMES) == {"highway", "merge", "roundabout", "intersection", "lead-brake",
-                          "cut-in", "stopped-vehicle"}
+                          "cut-in", "stopped-vehicle", "stopped-vehicle-curve",
+                          "intersection-cross-traffic"}
     assert set(STRAIGHT) == {"highway", "lead-brake", "cut-in", "stopped-vehicle"}
     for name, spec in SCENARIOS.items():
         assert spec.name == name
@@ -355,7 +356,7 @@ def test_lane_changes_flag(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_duration_override(name):
     overrides = {"duration_s": 7.5}
-    if SCENARIOS[name].hazard != "none":
+    if "onset_s" in {f.name for f in dataclasses.fields(SCENARIOS[name].config_type)}:
         overrides["onset_s"] = (1.0, 2.0)
     init = _gen(name, **overrides)
     assert init.duration_s == 7.5 and init.duration_substeps == 375
