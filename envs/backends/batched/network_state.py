@@ -15,8 +15,10 @@ destinations (`RoadNetwork.shortest_path`, breadth-first, deterministic); where 
 has no route, or past its end, `next_lane` takes the next road whose lane is closest,
 which in highway-env 1.12 draws no random number, so every route decision is reproduced.
 
-Not modelled yet: MOBIL lane changes (vehicles must have `lane_changes=False`), hazards,
-collisions and impacts (`crashed` is carried and honoured but never set here).
+Not modelled yet: MOBIL lane changes (vehicles must have `lane_changes=False`) and hazards.
+Collisions (`crashed`, `impact`) are set by the numba kernel's collision phase
+(`numba.network_traffic.network_collisions`); the torch substep carries and honours them
+but does not detect them.
 """
 
 from __future__ import annotations
@@ -50,13 +52,16 @@ class NetworkState:
 
     Attributes:
         position: `(B, N, 2)` centre [m]; heading [rad]; speed [m/s].
-        valid: bool; length, width: footprint [m].
+        valid: bool; length, width: footprint [m]; diagonal: `hypot(length, width)` [m]
+            (the collision pre-check radius, as highway-env computes it per object).
         kind: int64 `EGO_KIND`, `IDM_KIND`, `STATIC_KIND` or `OBSTACLE_KIND`.
         lane: int64 lane row (`get_closest_lane_index` after each step).
         target_lane: int64 lane row an IDM vehicle steers to (`target_lane_index`).
         target_speed: IDM cruise speed [m/s]; 0 for the others.
         steering [rad], acceleration [m/s^2]: last applied action.
         crashed: bool.
+        impact: `(B, N, 2)` displacement a collision applies at the vehicle's next step [m];
+        impact_pending: bool, `impact` not applied yet.
         route_road: `(B, N, R)` int64 road rows of the route, -1 padded (all -1: no route).
         route_lane: `(B, N, R)` int64 lane id of each route element, -1 for None.
         route_next: int64 index of the route's head in `route_road`.
@@ -69,6 +74,7 @@ class NetworkState:
     valid: torch.Tensor
     length: torch.Tensor
     width: torch.Tensor
+    diagonal: torch.Tensor
     kind: torch.Tensor
     lane: torch.Tensor
     target_lane: torch.Tensor
@@ -76,6 +82,8 @@ class NetworkState:
     steering: torch.Tensor
     acceleration: torch.Tensor
     crashed: torch.Tensor
+    impact: torch.Tensor
+    impact_pending: torch.Tensor
     route_road: torch.Tensor
     route_lane: torch.Tensor
     route_next: torch.Tensor
@@ -90,7 +98,8 @@ class NetworkState:
         batch, slots = self.valid.shape
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            expected = {"position": (batch, slots, 2), "substep": (batch,)}.get(
+            expected = {"position": (batch, slots, 2), "impact": (batch, slots, 2),
+                        "substep": (batch,)}.get(
                 f.name, (batch, slots))
             if f.name in ("route_road", "route_lane"):
                 expected = (batch, slots, self.route_road.shape[-1])
@@ -130,7 +139,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     lane = np.zeros((batch, slots), dtype=np.int64)
     s = np.zeros((batch, slots))
     columns = {name: np.zeros((batch, slots)) for name in
-               ("speed", "length", "width", "target_speed")}
+               ("speed", "length", "width", "diagonal", "target_speed")}
     valid = np.zeros((batch, slots), dtype=bool)
     kind = np.full((batch, slots), STATIC_KIND, dtype=np.int64)
     for b, init in enumerate(inits):
@@ -144,6 +153,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
             columns["speed"][b, j] = vehicle.speed_mps
             columns["length"][b, j] = vehicle.length_m
             columns["width"][b, j] = vehicle.width_m
+            columns["diagonal"][b, j] = float(np.hypot(vehicle.length_m, vehicle.width_m))
             if vehicle.behavior == "idm":
                 columns["target_speed"][b, j] = vehicle.target_speed_mps or vehicle.speed_mps
     lane_t = torch.as_tensor(lane, device=device)
@@ -158,6 +168,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
         heading[:, j] = 0.0
         columns["length"][:, j] = Obstacle.LENGTH
         columns["width"][:, j] = Obstacle.WIDTH
+        columns["diagonal"][:, j] = np.sqrt(Obstacle.LENGTH ** 2 + Obstacle.WIDTH ** 2)
     closest = closest_lane(tables, position, heading)
     routes = _routes(inits, layout, closest.cpu().numpy())
     width = max([1] + [len(route) for world in routes for route in world])
@@ -174,12 +185,15 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     state = NetworkState(
         position=position, heading=heading, speed=tensor(columns["speed"], dtype),
         valid=tensor(valid), length=tensor(columns["length"], dtype),
-        width=tensor(columns["width"], dtype), kind=tensor(kind), lane=closest,
+        width=tensor(columns["width"], dtype), diagonal=tensor(columns["diagonal"], dtype),
+        kind=tensor(kind), lane=closest,
         target_lane=torch.where(tensor(kind) == IDM_KIND, lane_t, closest),
         target_speed=tensor(columns["target_speed"], dtype),
         steering=torch.zeros((batch, slots), device=device, dtype=dtype),
         acceleration=torch.zeros((batch, slots), device=device, dtype=dtype),
         crashed=torch.zeros((batch, slots), device=device, dtype=torch.bool),
+        impact=torch.zeros((batch, slots, 2), device=device, dtype=dtype),
+        impact_pending=torch.zeros((batch, slots), device=device, dtype=torch.bool),
         route_road=tensor(route_road), route_lane=tensor(route_lane),
         route_next=torch.zeros((batch, slots), device=device, dtype=torch.int64),
         substep=torch.zeros((batch,), device=device, dtype=torch.int64))

@@ -11,7 +11,8 @@ and route decisions are the same. The Python entry point is `numba.network_step`
 A world's phase 1 (`network_act`) reads only the input rows and writes the output rows,
 phase 2 (`network_move`) steps the output rows in place: highway-env's `road.act()` does
 not move vehicles, and with MOBIL off no vehicle's decision reads another's, so the act
-loop's order does not matter.
+loop's order does not matter. Phase 3 (`network_collisions`) is `HighwayBackend.substep`'s
+`ego.handle_collisions(other, dt)` loop, which the torch substep leaves out.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ import torch
 from highway_env.vehicle.controller import ControlledVehicle
 from reflexdrive.envs.backends.batched.lanes import LaneTables
 from reflexdrive.envs.backends.batched.network_state import OBSTACLE_KIND, NetworkState
+from reflexdrive.envs.backends.batched.numba.collision import (
+    polygons_intersecting,
+    rectangle_corners,
+)
 from reflexdrive.envs.backends.batched.numba.jit import jit, prange
 from reflexdrive.envs.backends.batched.numba.layout import kernel_params
 from reflexdrive.envs.backends.batched.numba.network import (
@@ -54,6 +59,7 @@ class NetworkArrays(NamedTuple):
     valid: np.ndarray
     length: np.ndarray
     width: np.ndarray
+    diagonal: np.ndarray
     kind: np.ndarray
     lane: np.ndarray
     target_lane: np.ndarray
@@ -61,6 +67,8 @@ class NetworkArrays(NamedTuple):
     steering: np.ndarray
     acceleration: np.ndarray
     crashed: np.ndarray
+    impact: np.ndarray
+    impact_pending: np.ndarray
     route_road: np.ndarray
     route_lane: np.ndarray
     route_next: np.ndarray
@@ -214,35 +222,81 @@ def network_act(p, t, s_in, s_out, b):
 def network_move(p, t, s_in, s_out, b, command_a, command_steering):
     """Phase 2 for world `b`: every valid vehicle but the obstacles steps `dt` (`bicycle`
     with the action phase 1 left in `s_out`; the ego's is `[max(command_a, -max(v, 0) /
-    dt) m/s^2, command_steering rad]`), then takes its closest lane."""
+    dt) m/s^2, command_steering rad]`; a pending impact is applied and crashes it), then
+    takes its closest lane."""
     for j in range(s_in.valid.shape[1]):
         x, y = s_in.position[b, j, 0], s_in.position[b, j, 1]
         heading, speed, lane = s_in.heading[b, j], s_in.speed[b, j], s_in.lane[b, j]
+        crashed, pending = s_in.crashed[b, j], s_in.impact_pending[b, j]
         steering, acceleration = s_out.steering[b, j], s_out.acceleration[b, j]
         if j == 0:
             steering = command_steering
             acceleration = max(command_a, -max(speed, 0.0) / p.dt)
         if s_in.valid[b, j] and s_in.kind[b, j] != OBSTACLE_KIND:
-            x, y, heading, speed, steering, acceleration, _ = bicycle(
-                p, x, y, heading, speed, s_in.length[b, j], steering, acceleration,
-                s_in.crashed[b, j], 0.0, 0.0, False, p.dt)
+            x, y, heading, speed, steering, acceleration, crashed = bicycle(
+                p, x, y, heading, speed, s_in.length[b, j], steering, acceleration, crashed,
+                s_in.impact[b, j, 0], s_in.impact[b, j, 1], pending, p.dt)
+            pending = False
             lane = closest_lane(t, x, y, heading)
         s_out.position[b, j, 0], s_out.position[b, j, 1] = x, y
         s_out.heading[b, j], s_out.speed[b, j], s_out.lane[b, j] = heading, speed, lane
         s_out.steering[b, j], s_out.acceleration[b, j] = steering, acceleration
+        s_out.crashed[b, j], s_out.impact_pending[b, j] = crashed, pending
+        s_out.impact[b, j, 0], s_out.impact[b, j, 1] = s_in.impact[b, j, 0], s_in.impact[b, j, 1]
+
+
+@jit()
+def network_collisions(p, s, b, corners):
+    """Phase 3 for world `b`: `ego.handle_collisions(v, dt)` for every other valid slot in
+    order, on the rows of `s` (`numba.collision`'s pre-check and separating axes): a
+    vehicle that will intersect gets impact `-t / 2` and the ego `t / 2`; an obstacle none
+    and the ego `t` (highway-env's `Obstacle` rule); the last such slot sets the ego's;
+    intersecting now crashes both. `corners`: `(2, 4, 2)` scratch."""
+    x, y, heading, speed = s.position[b, 0, 0], s.position[b, 0, 1], s.heading[b, 0], \
+        s.speed[b, 0]
+    rectangle_corners(x, y, heading, s.length[b, 0], s.width[b, 0], corners[0])
+    for v in range(1, s.valid.shape[1]):
+        if not s.valid[b, v]:
+            continue
+        dx, dy = s.position[b, v, 0] - x, s.position[b, v, 1] - y
+        if math.sqrt(dx * dx + dy * dy) > (s.diagonal[b, 0] + s.diagonal[b, v]) / 2 \
+                + speed * p.dt:
+            continue
+        rectangle_corners(s.position[b, v, 0], s.position[b, v, 1], s.heading[b, v],
+                          s.length[b, v], s.width[b, v], corners[1])
+        intersecting, will_intersect, tx, ty = polygons_intersecting(
+            corners[0], corners[1], speed * math.cos(heading) * p.dt,
+            speed * math.sin(heading) * p.dt,
+            s.speed[b, v] * math.cos(s.heading[b, v]) * p.dt,
+            s.speed[b, v] * math.sin(s.heading[b, v]) * p.dt)
+        if will_intersect:
+            if s.kind[b, v] == OBSTACLE_KIND:
+                s.impact[b, 0, 0], s.impact[b, 0, 1] = tx, ty
+            else:
+                s.impact[b, 0, 0], s.impact[b, 0, 1] = tx / 2, ty / 2
+                s.impact[b, v, 0], s.impact[b, v, 1] = -tx / 2, -ty / 2
+                s.impact_pending[b, v] = True
+            s.impact_pending[b, 0] = True
+        if intersecting:
+            s.crashed[b, v] = True
+            s.crashed[b, 0] = True
 
 
 @jit(parallel=True)
-def network_worlds(p, t, s_in, s_out, commands):
-    """One substep of every world: `prange` over worlds, `network_act` then
-    `network_move` (`commands`: `(B, 2)` the egos' `[acceleration, steering]`)."""
+def network_worlds(p, t, s_in, s_out, commands, collisions):
+    """One substep of every world: `prange` over worlds, `network_act`, `network_move`,
+    then (if `collisions`) `network_collisions` (`commands`: `(B, 2)` the egos'
+    `[acceleration, steering]`)."""
     for b in prange(s_in.valid.shape[0]):
+        corners = np.empty((2, 4, 2))
         network_act(p, t, s_in, s_out, b)
         network_move(p, t, s_in, s_out, b, commands[b, 0], commands[b, 1])
+        if collisions:
+            network_collisions(p, s_out, b, corners)
 
 
 WRITTEN = ("position", "heading", "speed", "lane", "target_lane", "steering", "acceleration",
-           "route_next")
+           "route_next", "crashed", "impact", "impact_pending")
 """The `NetworkArrays` fields a substep writes (the others are shared with the input)."""
 
 
@@ -253,8 +307,11 @@ def network_arrays(state: NetworkState) -> NetworkArrays:
 
 
 def network_step_cpu(params: Params, tables: LaneTables, state: NetworkState,
-                     command: torch.Tensor, threads: int | None = None) -> NetworkState:
-    """`torch.network_traffic.network_step` by the numba kernel (same result to ~1e-14).
+                     command: torch.Tensor, collisions: bool = True,
+                     threads: int | None = None) -> NetworkState:
+    """`torch.network_traffic.network_step` by the numba kernel (same result to ~1e-14),
+    then the ego's collisions (`network_collisions`) unless `collisions` is False (the
+    torch substep detects none).
 
     Args:
         tables: the numpy `LaneTables` (`LaneLayout.tables`).
@@ -269,6 +326,6 @@ def network_step_cpu(params: Params, tables: LaneTables, state: NetworkState,
     s_out = s_in._replace(**{name: np.empty_like(getattr(s_in, name)) for name in WRITTEN})
     commands = np.ascontiguousarray(torch.as_tensor(command, dtype=torch.float64).numpy())
     with kernel_threads(threads):
-        network_worlds(kernel_params(params), tables, s_in, s_out, commands)
+        network_worlds(kernel_params(params), tables, s_in, s_out, commands, bool(collisions))
     return state.replace(**{name: torch.from_numpy(getattr(s_out, name)) for name in WRITTEN},
                          substep=state.substep + 1)

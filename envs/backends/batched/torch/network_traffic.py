@@ -1,6 +1,7 @@
 """One substep of `B` worlds on a road network: `network_step(params, tables, state, command)`.
 
-The order is `HighwayBackend.substep`'s without hazards and collisions:
+The order is `HighwayBackend.substep`'s without hazards and collision detection (impacts
+and crashes set elsewhere are applied and honoured):
 
 1. `network_act`: every IDM vehicle (valid, not crashed) follows its road
    (`ControlledVehicle.follow_road`: past `length - l_v / 2` of its target lane it takes
@@ -162,11 +163,10 @@ def network_step(params: Params, tables: LaneTables, state: NetworkState,
     acceleration = state.acceleration.clone()
     steering[:, 0] = command[:, 1]
     acceleration[:, 0] = torch.maximum(command[:, 0], ego_brake)
-    no_impact = torch.zeros_like(state.position)
-    moved = bicycle_step(params, state.position, state.heading, state.speed, state.length,
-                         steering, acceleration, state.crashed, no_impact,
-                         torch.zeros_like(state.valid), dt)
     moving = state.valid & (state.kind != OBSTACLE_KIND)
+    moved = bicycle_step(params, state.position, state.heading, state.speed, state.length,
+                         steering, acceleration, state.crashed, state.impact,
+                         state.impact_pending & moving, dt)
     position = torch.where(moving[..., None], moved.position, state.position)
     heading = torch.where(moving, moved.heading, state.heading)
     lane = torch.where(moving, closest_lane(tables, position, heading), state.lane)
@@ -175,4 +175,5 @@ def network_step(params: Params, tables: LaneTables, state: NetworkState,
         speed=torch.where(moving, moved.speed, state.speed), lane=lane,
         steering=torch.where(moving, moved.steering, steering),
         acceleration=torch.where(moving, moved.acceleration, acceleration),
-        substep=state.substep + 1)
+        crashed=torch.where(moving, moved.crashed, state.crashed),
+        impact_pending=state.impact_pending & ~moving, substep=state.substep + 1)

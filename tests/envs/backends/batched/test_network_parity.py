@@ -40,15 +40,18 @@ def without_lane_changes(name: str, seed: int):
     return dataclasses.replace(init, vehicles=vehicles)
 
 
-def ego_commands(worlds: int, substeps: int) -> np.ndarray:
-    """`(substeps, worlds, 2)` varied `[acceleration m/s^2, steering rad]`."""
+def ego_commands(worlds: int, substeps: int, acceleration=(-1.0, 1.0), steering=0.02
+                 ) -> np.ndarray:
+    """`(substeps, worlds, 2)` varied `[acceleration m/s^2, steering rad]` (uniform in
+    `acceleration` and `+-steering`)."""
     rng = np.random.default_rng(7)
-    return np.stack([rng.uniform(-1.0, 1.0, (substeps, worlds)),
-                     rng.uniform(-0.02, 0.02, (substeps, worlds))], axis=-1)
+    return np.stack([rng.uniform(*acceleration, (substeps, worlds)),
+                     rng.uniform(-steering, steering, (substeps, worlds))], axis=-1)
 
 
 def numba_step(params, layout, state, command):
-    """The numba kernel's substep on `layout`'s numpy tables."""
+    """The numba kernel's substep on `layout`'s numpy tables (collisions on: the highway-env
+    side handles them too)."""
     return network_step_cpu(params, layout.tables, state, command)
 
 
@@ -60,14 +63,18 @@ def torch_step(params, layout, state, command):
 STEPS = {"torch": torch_step, "numba": numba_step}
 
 
-def run_parity(name: str, step, seeds=SEEDS, substeps=SUBSTEPS) -> dict:
+def run_parity(name: str, step, seeds=SEEDS, substeps=SUBSTEPS, collisions=False,
+               commands=None) -> dict:
     """Run both sides (`step(params, layout, state, command)`, one of `STEPS`); return the
-    max errors and the decision counts."""
+    max errors, the decision counts and the worlds whose ego crashed (with `collisions`
+    the highway-env side runs `ego.handle_collisions(other, dt)` after each substep, as
+    `HighwayBackend.substep`, and crashed flags must agree at every substep)."""
     inits = [without_lane_changes(name, seed) for seed in seeds]
     layout = scenario_layout(name)
     params = Params.from_highway_env(F)
     state = network_state(inits, layout, name)
-    commands = ego_commands(len(inits), substeps)
+    if commands is None:
+        commands = ego_commands(len(inits), substeps)
     worlds = []
     for init in inits:
         road = build_road(init.road, init.seed)
@@ -75,7 +82,7 @@ def run_parity(name: str, step, seeds=SEEDS, substeps=SUBSTEPS) -> dict:
         road.vehicles.extend(vehicles)
         worlds.append((road, vehicles, vehicles + list(road.objects)))
     result = dict(position_error=0.0, speed_error=0.0, decisions=0, mismatches=[],
-                  vehicles=int(state.valid.sum()))
+                  vehicles=int(state.valid.sum()), crashed=set())
     previous = [[v.target_lane_index if hasattr(v, "target_lane_index") else None
                  for v in vehicles] for _, vehicles, _ in worlds]
     for k in range(substeps):
@@ -89,6 +96,14 @@ def run_parity(name: str, step, seeds=SEEDS, substeps=SUBSTEPS) -> dict:
             ego.act({"acceleration": max(commands[k, b, 0], -max(ego.speed, 0.0) / DT),
                      "steering": commands[k, b, 1]})
             ego.step(DT)
+            if collisions:
+                for other in bodies[1:]:
+                    ego.handle_collisions(other, DT)
+                crashed = np.array([bool(o.crashed) for o in bodies])
+                if not np.array_equal(state.crashed[b, :len(bodies)].numpy(), crashed):
+                    result["mismatches"].append((k, b, "crashed"))
+                if ego.crashed:
+                    result["crashed"].add(b)
             n = len(bodies)
             position = np.array([o.position for o in bodies])
             speed = np.array([o.speed for o in bodies])
@@ -126,6 +141,20 @@ def test_lane_changes_are_refused_until_mobil_runs_on_networks():
         network_state([init], scenario_layout("merge"), "merge")
 
 
+@pytest.mark.parametrize("name", NETWORK_KINDS)
+def test_numba_network_collisions_match_highway_env(name):
+    """An ego that speeds up and weaves (up to +3 m/s^2, +-0.1 rad) crashes into traffic or
+    the merge's obstacle in some worlds: impacts, crash flags and the crashed vehicles'
+    motion agree with highway-env's `handle_collisions`."""
+    seeds = tuple(range(6))
+    commands = ego_commands(len(seeds), SUBSTEPS, acceleration=(0.0, 3.0), steering=0.1)
+    result = run_parity(name, numba_step, seeds=seeds, collisions=True, commands=commands)
+    assert result["mismatches"] == []
+    assert len(result["crashed"]) >= 1
+    assert result["position_error"] < POSITION_TOL_M
+    assert result["speed_error"] < SPEED_TOL_MPS
+
+
 KERNEL_TOL = 1e-9
 
 
@@ -144,7 +173,7 @@ def test_numba_network_step_matches_torch(name):
     for k in range(SUBSTEPS):
         command = torch.as_tensor(commands[k])
         reference = network_step(params, tables, reference, command)
-        kernel = network_step_cpu(params, layout.tables, kernel, command)
+        kernel = network_step_cpu(params, layout.tables, kernel, command, collisions=False)
         for field in ("position", "heading", "speed", "steering", "acceleration"):
             error = max(error, float((getattr(reference, field)
                                       - getattr(kernel, field)).abs().max()))
