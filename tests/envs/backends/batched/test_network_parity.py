@@ -126,7 +126,8 @@ def run_parity(name: str, step, seeds=SEEDS, substeps=SUBSTEPS, collisions=False
 @pytest.mark.parametrize("implementation", sorted(STEPS))
 @pytest.mark.parametrize("name", NETWORK_KINDS)
 def test_network_step_matches_highway_env(name, implementation):
-    result = run_parity(name, STEPS[implementation])
+    # the kernel detects collisions, the torch substep does not: highway-env follows suit
+    result = run_parity(name, STEPS[implementation], collisions=implementation == "numba")
     assert result["mismatches"] == []
     assert result["decisions"] >= len(SEEDS)        # vehicles do reach lane ends and turn
     assert result["position_error"] < POSITION_TOL_M
