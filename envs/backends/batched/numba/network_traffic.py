@@ -219,24 +219,32 @@ def network_act(p, t, s_in, s_out, b):
 
 
 @jit()
-def network_move(p, t, s_in, s_out, b, command_a, command_steering):
-    """Phase 2 for world `b`: every valid vehicle but the obstacles steps `dt` (`bicycle`
-    with the action phase 1 left in `s_out`; the ego's is `[max(command_a, -max(v, 0) /
-    dt) m/s^2, command_steering rad]`; a pending impact is applied and crashes it), then
-    takes its closest lane."""
+def network_move(p, t, s_in, s_out, b, first_s, first, second):
+    """Phase 2 for world `b`: every valid vehicle but the ego and the obstacles steps `dt`
+    (`bicycle` with the action phase 1 left in `s_out`), then the ego applies `first`
+    `[m/s^2, rad]` for `first_s` [s] and `second` for `dt - first_s` (a zero-length piece
+    does nothing; brakes stop it: `a = max(a_cmd, -max(v, 0) / duration)`); a pending
+    impact is applied at a vehicle's first piece and crashes it; every mover then takes its
+    closest lane."""
     for j in range(s_in.valid.shape[1]):
         x, y = s_in.position[b, j, 0], s_in.position[b, j, 1]
         heading, speed, lane = s_in.heading[b, j], s_in.speed[b, j], s_in.lane[b, j]
         crashed, pending = s_in.crashed[b, j], s_in.impact_pending[b, j]
         steering, acceleration = s_out.steering[b, j], s_out.acceleration[b, j]
-        if j == 0:
-            steering = command_steering
-            acceleration = max(command_a, -max(speed, 0.0) / p.dt)
         if s_in.valid[b, j] and s_in.kind[b, j] != OBSTACLE_KIND:
-            x, y, heading, speed, steering, acceleration, crashed = bicycle(
-                p, x, y, heading, speed, s_in.length[b, j], steering, acceleration, crashed,
-                s_in.impact[b, j, 0], s_in.impact[b, j, 1], pending, p.dt)
-            pending = False
+            for piece in range(2 if j == 0 else 1):
+                duration = p.dt
+                if j == 0:
+                    duration = first_s if piece == 0 else p.dt - first_s
+                    if not duration > 0:
+                        continue
+                    command = first if piece == 0 else second
+                    steering = command[1]
+                    acceleration = max(command[0], -max(speed, 0.0) / duration)
+                x, y, heading, speed, steering, acceleration, crashed = bicycle(
+                    p, x, y, heading, speed, s_in.length[b, j], steering, acceleration,
+                    crashed, s_in.impact[b, j, 0], s_in.impact[b, j, 1], pending, duration)
+                pending = False
             lane = closest_lane(t, x, y, heading)
         s_out.position[b, j, 0], s_out.position[b, j, 1] = x, y
         s_out.heading[b, j], s_out.speed[b, j], s_out.lane[b, j] = heading, speed, lane
@@ -282,15 +290,34 @@ def network_collisions(p, s, b, corners):
             s.crashed[b, 0] = True
 
 
+@jit()
+def _keep_world(s_in, s_out, b):
+    """Copy world `b`'s written rows unchanged (an inactive world)."""
+    for j in range(s_in.valid.shape[1]):
+        s_out.position[b, j, 0], s_out.position[b, j, 1] = \
+            s_in.position[b, j, 0], s_in.position[b, j, 1]
+        s_out.impact[b, j, 0], s_out.impact[b, j, 1] = s_in.impact[b, j, 0], s_in.impact[b, j, 1]
+        s_out.heading[b, j], s_out.speed[b, j] = s_in.heading[b, j], s_in.speed[b, j]
+        s_out.lane[b, j], s_out.target_lane[b, j] = s_in.lane[b, j], s_in.target_lane[b, j]
+        s_out.steering[b, j], s_out.acceleration[b, j] = \
+            s_in.steering[b, j], s_in.acceleration[b, j]
+        s_out.route_next[b, j], s_out.crashed[b, j] = s_in.route_next[b, j], s_in.crashed[b, j]
+        s_out.impact_pending[b, j] = s_in.impact_pending[b, j]
+
+
 @jit(parallel=True)
-def network_worlds(p, t, s_in, s_out, commands, collisions):
-    """One substep of every world: `prange` over worlds, `network_act`, `network_move`,
-    then (if `collisions`) `network_collisions` (`commands`: `(B, 2)` the egos'
-    `[acceleration, steering]`)."""
+def network_worlds(p, t, s_in, s_out, first_s, first, second, active, collisions):
+    """One substep of the worlds where `active (B,)`: `prange` over worlds, `network_act`,
+    `network_move` (the egos' pieces: `first_s (B,)` [s], `first`, `second` `(B, 2)`
+    `[acceleration, steering]`), then (if `collisions`) `network_collisions`; the other
+    worlds' rows are copied."""
     for b in prange(s_in.valid.shape[0]):
+        if not active[b]:
+            _keep_world(s_in, s_out, b)
+            continue
         corners = np.empty((2, 4, 2))
         network_act(p, t, s_in, s_out, b)
-        network_move(p, t, s_in, s_out, b, commands[b, 0], commands[b, 1])
+        network_move(p, t, s_in, s_out, b, first_s[b], first[b], second[b])
         if collisions:
             network_collisions(p, s_out, b, corners)
 
@@ -306,26 +333,49 @@ def network_arrays(state: NetworkState) -> NetworkArrays:
                            for name in NetworkArrays._fields))
 
 
-def network_step_cpu(params: Params, tables: LaneTables, state: NetworkState,
-                     command: torch.Tensor, collisions: bool = True,
-                     threads: int | None = None) -> NetworkState:
-    """`torch.network_traffic.network_step` by the numba kernel (same result to ~1e-14),
-    then the ego's collisions (`network_collisions`) unless `collisions` is False (the
-    torch substep detects none).
+def _host(values, dtype) -> np.ndarray:
+    return np.ascontiguousarray(torch.as_tensor(values).to(dtype).cpu().numpy())
+
+
+def network_substep_cpu(params: Params, tables: LaneTables, state: NetworkState,
+                        first_s: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+                        active: torch.Tensor | None = None, collisions: bool = True,
+                        threads: int | None = None) -> NetworkState:
+    """One substep of the worlds where `active` by the numba kernel (`network_worlds`),
+    with the ego's command in two pieces (what the clock gives `BatchedBackend.substep`).
 
     Args:
         tables: the numpy `LaneTables` (`LaneLayout.tables`).
         state: float64 on CPU; not modified.
-        command: `(B, 2)` the egos' `[acceleration m/s^2, steering rad]` for the substep.
+        first_s: `(B,)` [s] in `[0, dt]`; first, second: `(B, 2)` `[m/s^2, rad]`.
+        active: `(B,)` bool (None: all); the others are returned as they are.
+        collisions: run the ego's collision phase (the torch substep has none).
         threads: numba threads for the call (all when None).
 
     Returns:
-        the next state: new tensors for the fields in `WRITTEN`, the others shared.
+        the next state: new tensors for the fields in `WRITTEN`, the others shared; the
+        substep count advanced where active.
     """
     s_in = network_arrays(state)
     s_out = s_in._replace(**{name: np.empty_like(getattr(s_in, name)) for name in WRITTEN})
-    commands = np.ascontiguousarray(torch.as_tensor(command, dtype=torch.float64).numpy())
+    batch = state.valid.shape[0]
+    live = (np.ones(batch, dtype=bool) if active is None
+            else _host(active, torch.bool))
     with kernel_threads(threads):
-        network_worlds(kernel_params(params), tables, s_in, s_out, commands, bool(collisions))
+        network_worlds(kernel_params(params), tables, s_in, s_out,
+                       _host(first_s, torch.float64).reshape(batch),
+                       _host(first, torch.float64), _host(second, torch.float64), live,
+                       bool(collisions))
     return state.replace(**{name: torch.from_numpy(getattr(s_out, name)) for name in WRITTEN},
-                         substep=state.substep + 1)
+                         substep=state.substep + torch.from_numpy(live).long())
+
+
+def network_step_cpu(params: Params, tables: LaneTables, state: NetworkState,
+                     command: torch.Tensor, collisions: bool = True,
+                     threads: int | None = None) -> NetworkState:
+    """`torch.network_traffic.network_step` by the numba kernel (same result to ~1e-14):
+    `network_substep_cpu` with `command (B, 2)` `[m/s^2, rad]` for the whole substep."""
+    command = torch.as_tensor(command, dtype=torch.float64)
+    first_s = torch.full((command.shape[0],), params.dt, dtype=torch.float64)
+    return network_substep_cpu(params, tables, state, first_s, command, command,
+                               collisions=collisions, threads=threads)
