@@ -15,7 +15,10 @@ destinations (`RoadNetwork.shortest_path`, breadth-first, deterministic); where 
 has no route, or past its end, `next_lane` takes the next road whose lane is closest,
 which in highway-env 1.12 draws no random number, so every route decision is reproduced.
 
-Not modelled yet: MOBIL lane changes (vehicles must have `lane_changes=False`) and hazards.
+Not modelled yet: MOBIL lane changes and hazards. A vehicle with `lane_changes=True` is
+accepted only on a network whose roads all have one lane (the intersection): there
+highway-env's `change_lane_policy` never changes a target (no side lanes, and its abort
+rule needs a target on the vehicle's own road), so MOBIL is a no-op.
 Collisions (`crashed`, `impact`) are set by the numba kernel's collision phase
 (`numba.network_traffic.network_collisions`); the torch substep carries and honours them
 but does not detect them.
@@ -108,7 +111,12 @@ class NetworkState:
                                  f"expected {expected}")
 
 
-def _check(init: ScenarioInit, layout_kind: str) -> None:
+def mobil_free(layout: LaneLayout) -> bool:
+    """True if MOBIL can never change a lane on `layout`'s network (every road one lane)."""
+    return bool((layout.tables.road_lane_count == 1).all())
+
+
+def _check(init: ScenarioInit, layout: LaneLayout, layout_kind: str) -> None:
     """ConfigError where `init` needs what the network backend does not model yet."""
     if init.road.kind != layout_kind:
         raise ConfigError("road.kind", init.road.kind, f"every world must be {layout_kind!r}")
@@ -116,9 +124,11 @@ def _check(init: ScenarioInit, layout_kind: str) -> None:
         raise ConfigError("hazard.kind", init.hazard.kind,
                           "road networks support only 'none' so far")
     for slot, vehicle in enumerate(init.vehicles):
-        if vehicle.behavior == "idm" and vehicle.lane_changes:
+        if vehicle.behavior == "idm" and vehicle.lane_changes and not mobil_free(layout):
             raise ConfigError(f"vehicles[{slot}].lane_changes", True,
-                              "road networks have no MOBIL yet: use False")
+                              f"the batched backend has no MOBIL on road networks yet "
+                              f"({layout_kind} has multi-lane roads): use False, or the "
+                              f"highway backend")
 
 
 def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind: str,
@@ -131,7 +141,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     route `plan_route_to(destination)` from its closest lane (IDM with a destination).
     """
     for init in inits:
-        _check(init, layout_kind)
+        _check(init, layout, layout_kind)
     tables = torch_tables(layout.tables, device=device, dtype=dtype)
     obstacles = layout.obstacles
     batch = len(inits)

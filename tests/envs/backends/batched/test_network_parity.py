@@ -64,12 +64,13 @@ STEPS = {"torch": torch_step, "numba": numba_step}
 
 
 def run_parity(name: str, step, seeds=SEEDS, substeps=SUBSTEPS, collisions=False,
-               commands=None) -> dict:
+               commands=None, inits=None) -> dict:
     """Run both sides (`step(params, layout, state, command)`, one of `STEPS`); return the
     max errors, the decision counts and the worlds whose ego crashed (with `collisions`
     the highway-env side runs `ego.handle_collisions(other, dt)` after each substep, as
     `HighwayBackend.substep`, and crashed flags must agree at every substep)."""
-    inits = [without_lane_changes(name, seed) for seed in seeds]
+    if inits is None:
+        inits = [without_lane_changes(name, seed) for seed in seeds]
     layout = scenario_layout(name)
     params = Params.from_highway_env(F)
     state = network_state(inits, layout, name)
@@ -134,12 +135,23 @@ def test_network_step_matches_highway_env(name, implementation):
     assert result["speed_error"] < SPEED_TOL_MPS
 
 
-def test_lane_changes_are_refused_until_mobil_runs_on_networks():
+@pytest.mark.parametrize("name", ["merge", "roundabout"])
+def test_lane_changes_are_refused_until_mobil_runs_on_networks(name):
     from reflexdrive.common.validation import ConfigError
 
-    init = generate("merge", make_config("merge"), 0, F)
-    with pytest.raises(ConfigError, match=r"vehicles\[\d+\].lane_changes"):
-        network_state([init], scenario_layout("merge"), "merge")
+    init = generate(name, make_config(name), 0, F)
+    with pytest.raises(ConfigError, match=r"vehicles\[\d+\].lane_changes.*MOBIL"):
+        network_state([init], scenario_layout(name), name)
+
+
+def test_intersection_traffic_with_lane_changes_matches_highway_env():
+    """Every intersection road has one lane, so MOBIL is a no-op there: the scenario's own
+    vehicles (`lane_changes=True`) run, and match highway-env's MOBIL-enabled IDM."""
+    inits = [generate("intersection", make_config("intersection"), seed, F) for seed in SEEDS]
+    assert all(v.lane_changes for init in inits for v in init.vehicles if v.behavior == "idm")
+    result = run_parity("intersection", numba_step, collisions=True, inits=inits)
+    assert result["mismatches"] == []
+    assert result["position_error"] < POSITION_TOL_M
 
 
 @pytest.mark.parametrize("name", NETWORK_KINDS)
