@@ -34,6 +34,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from reflexdrive.envs import sensors
 from reflexdrive.envs.backends.batched import BatchedBackend, BatchedHazardTracker
+from reflexdrive.envs.backends.batched.network_backend import NetworkBackend
 from reflexdrive.envs.backends.batched.numba import TickStops
 from reflexdrive.envs.clock.batched import BatchedClock, to_tick_records_per_env
 from reflexdrive.envs.clock.contract import DeadlineMiss
@@ -60,9 +61,18 @@ _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.S
               "disabled": AutoresetMode.DISABLED}
 
 
+NETWORK_SCENARIOS = ("intersection",)
+"""Road-network scenarios the batched backend runs (`NetworkBackend`), with observations
+equal to the highway backend's (`tests/envs/gym/test_batched_network_env.py`). Merge and
+roundabout are not among them: their traffic changes lanes (MOBIL), which the network
+kernel does not model yet (`network_state` refuses it)."""
+
+
 def batched_scenarios() -> tuple[str, ...]:
-    """Scenario names the batched backend runs (straight multi-lane roads)."""
-    return tuple(name for name, spec in SCENARIOS.items() if spec.straight)
+    """Scenario names the batched backend runs: the straight multi-lane roads and
+    `NETWORK_SCENARIOS`."""
+    return tuple(name for name, spec in SCENARIOS.items()
+                 if spec.straight or name in NETWORK_SCENARIOS)
 
 
 class BatchedDrivingEnv(gym.vector.VectorEnv):
@@ -70,7 +80,8 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
 
     Args:
         num_envs: `B`.
-        scenario: a straight-road scenario (see `batched_scenarios()`).
+        scenario: one of `batched_scenarios()` (a road network runs on `NetworkBackend`,
+            CPU only).
         mode, latency, budget, stage_budgets, on_overrun, simulation_frequency,
             policy_frequency, execution: the clock, as for `envs.registration.make_env`.
         sensors, scenario_config, reward: as for `DrivingEnv`.
@@ -113,7 +124,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         execution: str = "sequential",
     ):
         spec = scenario_spec(scenario)
-        if not spec.straight:
+        if scenario not in batched_scenarios():
             raise ConfigError("scenario", scenario, "the batched backend runs "
                               + ", ".join(batched_scenarios())
                               + "; use the highway backend for the others")
@@ -156,7 +167,12 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
-        self.backend = BatchedBackend(num_envs, simulation_frequency, device=device)
+        if spec.straight:
+            self.backend = BatchedBackend(num_envs, simulation_frequency, device=device)
+        else:
+            road = generate(spec.name, self.scenario_config, 0, simulation_frequency).road
+            self.backend = NetworkBackend(num_envs, road.kind, simulation_frequency,
+                                          device=device)
         self.clock = BatchedClock(self.clock_config, num_envs, device=self.device)
         self._substeps_per_tick = self.clock_config.substeps_per_tick
         self._seeds = np.zeros(num_envs, dtype=np.int64)

@@ -96,6 +96,14 @@ class NetworkState:
         """A copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
 
+    def to(self, device) -> "NetworkState":
+        """The state on `device` (itself if it is there already)."""
+        device = torch.device(device)
+        if self.position.device == device:
+            return self
+        return NetworkState(**{f.name: getattr(self, f.name).to(device)
+                               for f in dataclasses.fields(self)})
+
     def validate(self) -> None:
         """Raise ValueError unless every field has its documented shape."""
         batch, slots = self.valid.shape
@@ -132,8 +140,12 @@ def _check(init: ScenarioInit, layout: LaneLayout, layout_kind: str) -> None:
 
 
 def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind: str,
-                  device="cpu", dtype=torch.float64) -> NetworkState:
+                  device="cpu", dtype=torch.float64, slots: int | None = None,
+                  route_width: int | None = None) -> NetworkState:
     """The initial `NetworkState` of `inits` (one world each, all on `layout`'s network).
+
+    `slots`, `route_width`: at least this many vehicle slots `N` and route elements `R`
+    (padding), so that worlds reset later fit an existing state (`NetworkBackend`).
 
     Each vehicle is put on its lane at `s_m` with the lane's heading; its `lane` is the
     closest lane of that pose (as highway-env's constructor finds it), its target lane the
@@ -145,7 +157,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     tables = torch_tables(layout.tables, device=device, dtype=dtype)
     obstacles = layout.obstacles
     batch = len(inits)
-    slots = max(len(init.vehicles) for init in inits) + len(obstacles)
+    slots = max([max(len(init.vehicles) for init in inits) + len(obstacles), slots or 0])
     lane = np.zeros((batch, slots), dtype=np.int64)
     s = np.zeros((batch, slots))
     columns = {name: np.zeros((batch, slots)) for name in
@@ -181,7 +193,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
         columns["diagonal"][:, j] = np.sqrt(Obstacle.LENGTH ** 2 + Obstacle.WIDTH ** 2)
     closest = closest_lane(tables, position, heading)
     routes = _routes(inits, layout, closest.cpu().numpy())
-    width = max([1] + [len(route) for world in routes for route in world])
+    width = max([1, route_width or 0] + [len(route) for world in routes for route in world])
     route_road = np.full((batch, slots, width), -1, dtype=np.int64)
     route_lane = np.full((batch, slots, width), -1, dtype=np.int64)
     for b, world in enumerate(routes):
