@@ -15,10 +15,10 @@ destinations (`RoadNetwork.shortest_path`, breadth-first, deterministic); where 
 has no route, or past its end, `next_lane` takes the next road whose lane is closest,
 which in highway-env 1.12 draws no random number, so every route decision is reproduced.
 
-Not modelled yet: MOBIL lane changes and hazards. A vehicle with `lane_changes=True` is
-accepted only on a network whose roads all have one lane (the intersection): there
-highway-env's `change_lane_policy` never changes a target (no side lanes, and its abort
-rule needs a target on the vehicle's own road), so MOBIL is a no-op.
+MOBIL lane changes (`lane_changes`, `timer`) run in the numba kernel only
+(`numba.network_traffic`); the torch substep refuses them where they could act (a network
+with multi-lane roads; on the intersection, every road one lane, `change_lane_policy`
+never changes a target, see `mobil_free`). Not modelled yet: hazards.
 Collisions (`crashed`, `impact`) are set by the numba kernel's collision phase
 (`numba.network_traffic.network_collisions`); the torch substep carries and honours them
 but does not detect them.
@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.objects import Obstacle
 from reflexdrive.envs.backends.batched.lanes import LaneLayout, torch_tables
 from reflexdrive.envs.backends.batched.state import EGO_KIND, IDM_KIND, STATIC_KIND
@@ -61,6 +62,9 @@ class NetworkState:
         lane: int64 lane row (`get_closest_lane_index` after each step).
         target_lane: int64 lane row an IDM vehicle steers to (`target_lane_index`).
         target_speed: IDM cruise speed [m/s]; 0 for the others.
+        lane_changes: bool, an IDM vehicle with MOBIL (`enable_lane_change`).
+        timer: MOBIL decision timer [s] (`IDMVehicle.timer`: `(x + y) pi mod
+            LANE_CHANGE_DELAY` at creation, `+ dt` each step, 0 at each decision).
         steering [rad], acceleration [m/s^2]: last applied action.
         crashed: bool.
         impact: `(B, N, 2)` displacement a collision applies at the vehicle's next step [m];
@@ -82,6 +86,8 @@ class NetworkState:
     lane: torch.Tensor
     target_lane: torch.Tensor
     target_speed: torch.Tensor
+    lane_changes: torch.Tensor
+    timer: torch.Tensor
     steering: torch.Tensor
     acceleration: torch.Tensor
     crashed: torch.Tensor
@@ -119,24 +125,19 @@ class NetworkState:
                                  f"expected {expected}")
 
 
-def mobil_free(layout: LaneLayout) -> bool:
-    """True if MOBIL can never change a lane on `layout`'s network (every road one lane)."""
-    return bool((layout.tables.road_lane_count == 1).all())
+def mobil_free(tables) -> bool:
+    """True if MOBIL can never change a lane on the network of `tables` (`LaneTables`,
+    numpy or torch): every road has one lane."""
+    return bool((tables.road_lane_count == 1).all())
 
 
-def _check(init: ScenarioInit, layout: LaneLayout, layout_kind: str) -> None:
+def _check(init: ScenarioInit, layout_kind: str) -> None:
     """ConfigError where `init` needs what the network backend does not model yet."""
     if init.road.kind != layout_kind:
         raise ConfigError("road.kind", init.road.kind, f"every world must be {layout_kind!r}")
     if init.hazard.kind != "none":
         raise ConfigError("hazard.kind", init.hazard.kind,
                           "road networks support only 'none' so far")
-    for slot, vehicle in enumerate(init.vehicles):
-        if vehicle.behavior == "idm" and vehicle.lane_changes and not mobil_free(layout):
-            raise ConfigError(f"vehicles[{slot}].lane_changes", True,
-                              f"the batched backend has no MOBIL on road networks yet "
-                              f"({layout_kind} has multi-lane roads): use False, or the "
-                              f"highway backend")
 
 
 def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind: str,
@@ -153,7 +154,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     route `plan_route_to(destination)` from its closest lane (IDM with a destination).
     """
     for init in inits:
-        _check(init, layout, layout_kind)
+        _check(init, layout_kind)
     tables = torch_tables(layout.tables, device=device, dtype=dtype)
     obstacles = layout.obstacles
     batch = len(inits)
@@ -163,6 +164,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     columns = {name: np.zeros((batch, slots)) for name in
                ("speed", "length", "width", "diagonal", "target_speed")}
     valid = np.zeros((batch, slots), dtype=bool)
+    lane_changes = np.zeros((batch, slots), dtype=bool)
     kind = np.full((batch, slots), STATIC_KIND, dtype=np.int64)
     for b, init in enumerate(inits):
         for j, vehicle in enumerate(init.vehicles):
@@ -178,6 +180,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
             columns["diagonal"][b, j] = float(np.hypot(vehicle.length_m, vehicle.width_m))
             if vehicle.behavior == "idm":
                 columns["target_speed"][b, j] = vehicle.target_speed_mps or vehicle.speed_mps
+                lane_changes[b, j] = vehicle.lane_changes
     lane_t = torch.as_tensor(lane, device=device)
     s_t = torch.as_tensor(s, device=device, dtype=dtype)
     position = lane_position(tables, lane_t, s_t, torch.zeros_like(s_t))
@@ -192,6 +195,10 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
         columns["width"][:, j] = Obstacle.WIDTH
         columns["diagonal"][:, j] = np.sqrt(Obstacle.LENGTH ** 2 + Obstacle.WIDTH ** 2)
     closest = closest_lane(tables, position, heading)
+    # IDMVehicle: `timer or (sum(position) * pi) % LANE_CHANGE_DELAY` (numpy's float `%`)
+    delay = float(IDMVehicle.LANE_CHANGE_DELAY)
+    timer = np.where(kind == IDM_KIND,
+                     np.sum(position.cpu().numpy(), axis=-1) * np.pi % delay, 0.0)
     routes = _routes(inits, layout, closest.cpu().numpy())
     width = max([1, route_width or 0] + [len(route) for world in routes for route in world])
     route_road = np.full((batch, slots, width), -1, dtype=np.int64)
@@ -211,6 +218,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
         kind=tensor(kind), lane=closest,
         target_lane=torch.where(tensor(kind) == IDM_KIND, lane_t, closest),
         target_speed=tensor(columns["target_speed"], dtype),
+        lane_changes=tensor(lane_changes), timer=tensor(timer, dtype),
         steering=torch.zeros((batch, slots), device=device, dtype=dtype),
         acceleration=torch.zeros((batch, slots), device=device, dtype=dtype),
         crashed=torch.zeros((batch, slots), device=device, dtype=torch.bool),

@@ -10,9 +10,10 @@ and route decisions are the same. The Python entry point is `numba.network_step`
 
 A world's phase 1 (`network_act`) reads only the input rows and writes the output rows,
 phase 2 (`network_move`) steps the output rows in place: highway-env's `road.act()` does
-not move vehicles, and with MOBIL off no vehicle's decision reads another's, so the act
-loop's order does not matter. Phase 3 (`network_collisions`) is `HighwayBackend.substep`'s
-`ego.handle_collisions(other, dt)` loop, which the torch substep leaves out.
+not move vehicles; the act loop runs in slot order, as highway-env's, since MOBIL's abort
+rule reads the targets earlier vehicles chose in the same loop. Phase 3
+(`network_collisions`) is `HighwayBackend.substep`'s `ego.handle_collisions(other, dt)`
+loop. The torch substep has neither MOBIL nor phase 3: it is the reference with both off.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class NetworkArrays(NamedTuple):
     lane: np.ndarray
     target_lane: np.ndarray
     target_speed: np.ndarray
+    lane_changes: np.ndarray
+    timer: np.ndarray
     steering: np.ndarray
     acceleration: np.ndarray
     crashed: np.ndarray
@@ -146,76 +149,189 @@ def network_steering(p, t, x, y, heading, speed, length, target_lane):
 
 
 @jit()
-def front_vehicle(p, t, position, valid, b, j, search_lane):
-    """`Road.neighbour_vehicles(j, search_lane)[0]` in world `b`: the slot of the valid
-    vehicle on `search_lane` (1 m margin) with the smallest `s >= s_j`, the last slot on a
-    tie; -1 if none."""
+def neighbours(p, t, s, b, j, search_lane):
+    """`Road.neighbour_vehicles(j, search_lane)` in world `b`: the slots of the valid
+    vehicles on `search_lane` (1 m margin) ahead (smallest `s_v >= s_j`, the last slot on a
+    tie) and behind (largest `s_v < s_j`, the first on a tie); -1 where none."""
+    position, valid = s.position, s.valid
     s_own, _ = local_coordinates(t, search_lane, position[b, j, 0], position[b, j, 1])
     half = t.width[search_lane] / 2 + p.neighbour_margin
     end = t.length[search_lane] + p.lane_vehicle_length
-    front, s_front = -1, math.inf
+    front, s_front, rear, s_rear = -1, math.inf, -1, -math.inf
     for k in range(valid.shape[1]):
         if k == j or not valid[b, k]:
             continue
-        s, r = local_coordinates(t, search_lane, position[b, k, 0], position[b, k, 1])
-        if not (abs(r) <= half and s >= -p.lane_vehicle_length and s < end):
+        s_k, r_k = local_coordinates(t, search_lane, position[b, k, 0], position[b, k, 1])
+        if not (abs(r_k) <= half and s_k >= -p.lane_vehicle_length and s_k < end):
             continue
-        if s >= s_own and s <= s_front:
-            front, s_front = k, s
-    return front
+        if s_k >= s_own and s_k <= s_front:
+            front, s_front = k, s_k
+        if s_k < s_own and s_k > s_rear:
+            rear, s_rear = k, s_k
+    return front, rear
 
 
 @jit()
-def idm_behind(p, t, position, heading, speed, target_speed, lane, b, j, front):
-    """`IDMVehicle.acceleration(j, front)` [m/s^2] with the distance and speed limit of
-    `j`'s current lane (`torch.network_traffic._idm_behind`, same operations)."""
-    own_lane = lane[b, j]
-    v = speed[b, j]
-    v0 = max(min(max(target_speed[b, j], 0.0), t.speed_limit[own_lane]), p.not_zero_eps)
+def desired_gap(p, s, b, j, front):
+    """`IDMVehicle.desired_gap(j, front)` (projected) [m]:
+    `d0 + v tau + v ((v e - v_f e_f) . e) / (2 sqrt(a b))`."""
+    v = s.speed[b, j]
+    c, sn = math.cos(s.heading[b, j]), math.sin(s.heading[b, j])
+    vf = s.speed[b, front]
+    cf, sf = math.cos(s.heading[b, front]), math.sin(s.heading[b, front])
+    dv = (v * c - vf * cf) * c + (v * sn - vf * sf) * sn
+    return p.distance_wanted + v * p.time_wanted + v * dv / p.two_sqrt_ab
+
+
+@jit()
+def idm(p, t, s, b, follower, front):
+    """`IDMVehicle.acceleration(follower, front)` [m/s^2] in world `b`: 0 without a follower
+    or for an obstacle (not a `Vehicle`); the target speed (0 but for IDM vehicles), speed
+    limit and distance `s_front - s` are those of the follower's current lane
+    (`torch.network_traffic._idm_behind`, same operations)."""
+    if follower < 0 or s.kind[b, follower] == OBSTACLE_KIND:
+        return 0.0
+    own_lane = s.lane[b, follower]
+    v = s.speed[b, follower]
+    v0 = max(min(max(s.target_speed[b, follower], 0.0), t.speed_limit[own_lane]),
+             p.not_zero_eps)
     free = math.pow(max(v, 0.0) / v0, p.delta) * -1.0 + 1.0
     free = free * p.comfort_acc_max
     if front < 0:
         return free
-    s_front, _ = local_coordinates(t, own_lane, position[b, front, 0], position[b, front, 1])
-    s_own, _ = local_coordinates(t, own_lane, position[b, j, 0], position[b, j, 1])
-    c, s = math.cos(heading[b, j]), math.sin(heading[b, j])
-    vf = speed[b, front]
-    cf, sf = math.cos(heading[b, front]), math.sin(heading[b, front])
-    dv = (v * c - vf * cf) * c + (v * s - vf * sf) * s
-    gap = p.distance_wanted + v * p.time_wanted + v * dv / p.two_sqrt_ab
-    ratio = gap / not_zero(s_front - s_own, p.not_zero_eps)
+    x, y = s.position[b, follower, 0], s.position[b, follower, 1]
+    s_front, _ = local_coordinates(t, own_lane, s.position[b, front, 0], s.position[b, front, 1])
+    s_own, _ = local_coordinates(t, own_lane, x, y)
+    ratio = desired_gap(p, s, b, follower, front) / not_zero(s_front - s_own, p.not_zero_eps)
     return free - p.comfort_acc_max * (ratio * ratio)
 
 
 @jit()
+def _sign(x):
+    return 1 if x > 0 else (-1 if x < 0 else 0)
+
+
+@jit()
+def mobil(p, t, s, b, j, side, target, route_id):
+    """`IDMVehicle.mobil(side)` for vehicle `j` (its target lane now `target`; `route_id`:
+    the lane id of its route's head, -1 for none or None): True if the change to lane row
+    `side` is safe for the new follower and either goes the route's way (routed, safe
+    for `j` too) or gains `a_th` with politeness `p` (MOBIL's incentive)."""
+    new_front, new_rear = neighbours(p, t, s, b, j, side)
+    new_following_a = idm(p, t, s, b, new_rear, new_front)
+    new_following_pred_a = idm(p, t, s, b, new_rear, j)
+    if new_following_pred_a < -p.lane_change_max_braking_imposed:
+        return False
+    old_front, old_rear = neighbours(p, t, s, b, j, s.lane[b, j])
+    self_pred_a = idm(p, t, s, b, j, new_front)
+    if route_id >= 0:
+        target_id = t.lane_id[target]
+        if _sign(t.lane_id[side] - target_id) != _sign(route_id - target_id):
+            return False
+        if self_pred_a < -p.lane_change_max_braking_imposed:
+            return False
+        return True
+    self_a = idm(p, t, s, b, j, old_front)
+    old_following_a = idm(p, t, s, b, old_rear, j)
+    old_following_pred_a = idm(p, t, s, b, old_rear, old_front)
+    jerk = self_pred_a - self_a + p.politeness * (
+        new_following_pred_a - new_following_a + old_following_pred_a - old_following_a)
+    return not jerk < p.lane_change_min_acc_gain
+
+
+@jit()
+def aborts(p, t, s_in, s_out, b, j, lane, target):
+    """The abort rule of `change_lane_policy` for `j` changing from `lane` to `target` on
+    the same road: another IDM vehicle `v` not on `target` but targeting it (as the act
+    loop has left it: slots before `j` decided this substep) is ahead of `j` on `j`'s lane
+    within `j`'s desired gap behind it."""
+    x, y = s_in.position[b, j, 0], s_in.position[b, j, 1]
+    s_own, _ = local_coordinates(t, lane, x, y)
+    for v in range(s_in.valid.shape[1]):
+        if v == j or not s_in.valid[b, v] or s_in.kind[b, v] != IDM_KIND:
+            continue
+        if s_in.lane[b, v] == target:
+            continue
+        v_target = s_out.target_lane[b, v] if v < j else s_in.target_lane[b, v]
+        if v_target != target:
+            continue
+        s_v, _ = local_coordinates(t, lane, s_in.position[b, v, 0], s_in.position[b, v, 1])
+        d = s_v - s_own
+        if 0 < d and d < desired_gap(p, s_in, b, j, v):
+            return True
+    return False
+
+
+@jit()
+def change_lane_policy(p, t, s_in, s_out, b, j, target, route_next, timer):
+    """`IDMVehicle.change_lane_policy` for `j` (MOBIL on): returns its target lane row and
+    timer [s]. While changing lanes on its road, the abort rule (`aborts`); else every
+    `LANE_CHANGE_DELAY < timer` (then `timer = 0`) each side lane of its lane (left, then
+    right: the last that passes wins) that is reachable (not forbidden, `|r| <= 2 w`,
+    `0 <= s < length + l_v`), at `|v| >= 1 m/s`, passing `mobil`."""
+    lane = s_in.lane[b, j]
+    if lane != target:
+        if t.road[lane] == t.road[target] and aborts(p, t, s_in, s_out, b, j, lane, target):
+            target = lane
+        return target, timer
+    if not p.lane_change_delay < timer:
+        return target, timer
+    timer = 0.0
+    road, lane_id = t.road[lane], t.lane_id[lane]
+    route_id = -1
+    if _route_element(s_in.route_road[b, j], route_next) >= 0:
+        route_id = s_in.route_lane[b, j, route_next]
+    x, y = s_in.position[b, j, 0], s_in.position[b, j, 1]
+    for side_id in (lane_id - 1, lane_id + 1):
+        if side_id < 0 or side_id >= t.road_lane_count[road]:
+            continue
+        side = t.road_first_lane[road] + side_id
+        if t.forbidden[side]:
+            continue
+        s_side, r_side = local_coordinates(t, side, x, y)
+        if not (abs(r_side) <= 2 * t.width[side]
+                and 0 <= s_side < t.length[side] + p.lane_vehicle_length):
+            continue
+        if abs(s_in.speed[b, j]) < p.mobil_min_speed:
+            continue
+        if mobil(p, t, s_in, b, j, side, target, route_id):
+            target = side
+    return target, timer
+
+
+@jit()
 def network_act(p, t, s_in, s_out, b):
-    """Phase 1 for world `b` (`torch.network_traffic.network_act`): every acting IDM
-    vehicle's target lane and route pointer (`next_lane` past `length - l_v / 2` of its
-    target lane), steering [rad] and acceleration [m/s^2], from the rows of `s_in` into
-    those of `s_out` (`NetworkArrays`); the other slots' rows are copied."""
+    """Phase 1 for world `b` (`IDMVehicle.act` of every acting IDM vehicle, in slot order):
+    `next_lane` past `length - l_v / 2` of its target lane (`follow_road`), MOBIL where
+    enabled (`change_lane_policy`), then steering [rad] to the target lane and the IDM
+    acceleration [m/s^2] (the smaller of those behind the fronts on its lane and on its
+    target lane), from the rows of `s_in` into those of `s_out` (`NetworkArrays`); the
+    other slots' rows are copied."""
     for j in range(s_in.valid.shape[1]):
         target, route_next = s_in.target_lane[b, j], s_in.route_next[b, j]
         steering, acceleration = s_in.steering[b, j], s_in.acceleration[b, j]
+        timer = s_in.timer[b, j]
         if s_in.valid[b, j] and s_in.kind[b, j] == IDM_KIND and not s_in.crashed[b, j]:
             x, y = s_in.position[b, j, 0], s_in.position[b, j, 1]
             s_target, _ = local_coordinates(t, target, x, y)
             if s_target > t.length[target] - p.lane_vehicle_length / 2:
                 target, route_next = next_lane(t, target, x, y, s_in.route_road[b, j],
                                                s_in.route_lane[b, j], route_next)
+            if s_in.lane_changes[b, j]:
+                target, timer = change_lane_policy(p, t, s_in, s_out, b, j, target,
+                                                   route_next, timer)
             steering = network_steering(p, t, x, y, s_in.heading[b, j], s_in.speed[b, j],
                                         s_in.length[b, j], target)
             lane = s_in.lane[b, j]
-            front = front_vehicle(p, t, s_in.position, s_in.valid, b, j, lane)
-            acceleration = idm_behind(p, t, s_in.position, s_in.heading, s_in.speed,
-                                      s_in.target_speed, s_in.lane, b, j, front)
+            front, _ = neighbours(p, t, s_in, b, j, lane)
+            acceleration = idm(p, t, s_in, b, j, front)
             if lane != target:
-                front = front_vehicle(p, t, s_in.position, s_in.valid, b, j, target)
-                acceleration = min(acceleration, idm_behind(
-                    p, t, s_in.position, s_in.heading, s_in.speed, s_in.target_speed,
-                    s_in.lane, b, j, front))
+                front, _ = neighbours(p, t, s_in, b, j, target)
+                acceleration = min(acceleration, idm(p, t, s_in, b, j, front))
             acceleration = clip(acceleration, -p.acc_max, p.acc_max)
         s_out.target_lane[b, j], s_out.route_next[b, j] = target, route_next
         s_out.steering[b, j], s_out.acceleration[b, j] = steering, acceleration
+        s_out.timer[b, j] = timer
 
 
 @jit()
@@ -231,6 +347,8 @@ def network_move(p, t, s_in, s_out, b, first_s, first, second):
         heading, speed, lane = s_in.heading[b, j], s_in.speed[b, j], s_in.lane[b, j]
         crashed, pending = s_in.crashed[b, j], s_in.impact_pending[b, j]
         steering, acceleration = s_out.steering[b, j], s_out.acceleration[b, j]
+        if s_in.valid[b, j] and s_in.kind[b, j] == IDM_KIND:
+            s_out.timer[b, j] = s_out.timer[b, j] + p.dt        # IDMVehicle.step
         if s_in.valid[b, j] and s_in.kind[b, j] != OBSTACLE_KIND:
             for piece in range(2 if j == 0 else 1):
                 duration = p.dt
@@ -303,6 +421,7 @@ def _keep_world(s_in, s_out, b):
             s_in.steering[b, j], s_in.acceleration[b, j]
         s_out.route_next[b, j], s_out.crashed[b, j] = s_in.route_next[b, j], s_in.crashed[b, j]
         s_out.impact_pending[b, j] = s_in.impact_pending[b, j]
+        s_out.timer[b, j] = s_in.timer[b, j]
 
 
 @jit(parallel=True)
@@ -323,7 +442,7 @@ def network_worlds(p, t, s_in, s_out, first_s, first, second, active, collisions
 
 
 WRITTEN = ("position", "heading", "speed", "lane", "target_lane", "steering", "acceleration",
-           "route_next", "crashed", "impact", "impact_pending")
+           "route_next", "crashed", "impact", "impact_pending", "timer")
 """The `NetworkArrays` fields a substep writes (the others are shared with the input)."""
 
 
