@@ -61,11 +61,10 @@ _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.S
               "disabled": AutoresetMode.DISABLED}
 
 
-NETWORK_SCENARIOS = ("intersection",)
-"""Road-network scenarios the batched backend runs (`NetworkBackend`), with observations
-equal to the highway backend's (`tests/envs/gym/test_batched_network_env.py`). Merge and
-roundabout are not among them: their traffic changes lanes (MOBIL), which the network
-kernel does not model yet (`network_state` refuses it)."""
+NETWORK_SCENARIOS = ("merge", "roundabout", "intersection")
+"""Road-network scenarios the batched backend runs (`NetworkBackend`, the numba network
+kernel with MOBIL and the ego's collisions), with observations equal to the highway
+backend's (`tests/envs/gym/test_batched_network_env.py`)."""
 
 
 def batched_scenarios() -> tuple[str, ...]:
@@ -85,7 +84,8 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         mode, latency, budget, stage_budgets, on_overrun, simulation_frequency,
             policy_frequency, execution: the clock, as for `envs.registration.make_env`.
         sensors, scenario_config, reward: as for `DrivingEnv`.
-        device: torch device of the world and sensors ("cpu", "cuda").
+        device: torch device of the world and sensors ("cpu", "cuda"); road networks
+            always run on the CPU (the numba network kernel), whatever `device` says.
         observations: render `bev` and `lidar` (False leaves them zero: for benchmarks and
             for agents that read only `ego` and ground truth).
         record: put per-env `TickRecord`s and `SubstepOutcome`s in `info` (slow at large B).
@@ -153,6 +153,8 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.latency_model = parse_latency(latency, base_dir=latency_base_dir)
         self.num_envs = num_envs
         self.counterfactual = _per_env_flags("counterfactual", counterfactual, num_envs)
+        if not spec.straight:
+            device = "cpu"                      # NetworkBackend: the numba kernel only
         self.device = torch.device(device)
         self.observations = bool(observations)
         self.record = bool(record)
@@ -460,7 +462,7 @@ def _per_env_flags(name: str, value: bool | Sequence[bool], num_envs: int) -> np
 
 
 def make_batched_env(num_envs: int = 1, **kwargs) -> BatchedDrivingEnv:
-    """Vector entry point of the straight-road ids (`gym.make_vec(..., vectorization_mode=
+    """Vector entry point of every scenario id (`gym.make_vec(..., vectorization_mode=
     "vector_entry_point")`)."""
     kwargs.pop("max_episode_steps", None)
     return BatchedDrivingEnv(num_envs=num_envs, **kwargs)

@@ -1,15 +1,12 @@
 """`BatchedDrivingEnv` on road networks (`NetworkBackend`) against the highway backend.
 
-Backend level (merge, roundabout, intersection; lane changes off where MOBIL would act):
-the same worlds stepped with the same commands give the same snapshots and, through the
-same sensors on each backend's road geometry, the same bev and lidar. Env level
-(intersection, the scenario's own traffic): `BatchedDrivingEnv` and the single env give the
-same observations, ground truth, rewards and episode ends tick by tick.
+Backend level: the same worlds stepped with the same commands give, through the same
+sensors on each backend's road geometry, the same bev and lidar. Env level:
+`BatchedDrivingEnv` and the single env give the same observations, ground truth, rewards and
+episode ends tick by tick. Merge, roundabout and intersection, with their own MOBIL traffic.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
@@ -24,17 +21,9 @@ from reflexdrive.envs.registration import make_env
 from reflexdrive.envs.scenarios import generate, make_config
 from reflexdrive.envs.types import Command, Piece
 
-from reflexdrive.common.validation import ConfigError
-
 F = 50
 SEEDS = (0, 1, 2)
 LIDAR_TOL_M = 1e-4
-
-
-def without_lane_changes(init):
-    return dataclasses.replace(init, vehicles=tuple(
-        dataclasses.replace(v, lane_changes=False) if v.behavior == "idm" else v
-        for v in init.vehicles))
 
 
 def bev_mismatch(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,7 +33,7 @@ def bev_mismatch(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("name", NETWORK_KINDS)
 def test_network_backend_observations_match_highway_backend(name):
-    inits = [without_lane_changes(generate(name, make_config(name), s, F)) for s in SEEDS]
+    inits = [generate(name, make_config(name), s, F) for s in SEEDS]
     batched = NetworkBackend(len(inits), name, F)
     batched.reset(inits)
     singles = []
@@ -75,11 +64,12 @@ def test_network_backend_observations_match_highway_backend(name):
     assert worst_bev <= 1e-3          # observed: 0 (identical rasters)
 
 
-def test_batched_intersection_env_matches_the_single_env():
-    assert "intersection" in batched_scenarios()
+@pytest.mark.parametrize("name", NETWORK_KINDS)
+def test_batched_network_env_matches_the_single_env(name):
+    assert name in batched_scenarios()
     seeds = [3, 4, 5]
-    batched = BatchedDrivingEnv(len(seeds), "intersection", autoreset_mode="disabled")
-    singles = [make_env("intersection") for _ in seeds]
+    batched = BatchedDrivingEnv(len(seeds), name)         # ended envs: not compared
+    singles = [make_env(name) for _ in seeds]
     obs_b, info_b = batched.reset(seed=seeds)
     results = [single.reset(seed=seed) for single, seed in zip(singles, seeds)]
     rng = np.random.default_rng(0)
@@ -108,9 +98,3 @@ def test_batched_intersection_env_matches_the_single_env():
             done[b] = term_s or trunc_s
         ticks += 1
     assert ticks >= 10
-
-
-@pytest.mark.parametrize("name", ["merge", "roundabout"])
-def test_batched_env_refuses_scenarios_whose_traffic_changes_lanes(name):
-    with pytest.raises(ConfigError, match=f"scenario='{name}'"):
-        BatchedDrivingEnv(2, name)
