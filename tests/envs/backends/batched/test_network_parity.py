@@ -3,9 +3,10 @@ intersection): the torch substep and the numba kernel with lane changes disabled
 kernel with the scenarios' own MOBIL traffic and the ego's collisions.
 
 Each scenario's `ScenarioInit`s (several seeds, every IDM vehicle with `lane_changes=False`
-unless a test says otherwise) run on highway-env's own objects (the road and vehicles the highway backend builds: each
-substep `road.act()`, every vehicle but the ego steps `dt`, then the ego applies its
-command; `ego.handle_collisions` where the batched side detects collisions) and on one batched `NetworkState` holding all seeds, with
+unless a test says otherwise) run on highway-env's own objects (the road and vehicles the
+highway backend builds: each substep `road.act()`, every vehicle but the ego steps `dt`,
+then the ego applies its command; `ego.handle_collisions` where the batched side detects
+collisions) and on one batched `NetworkState` holding all seeds, with
 the same varied ego commands. Over 10 s (500 substeps at 50 Hz) every vehicle's position
 must agree within 1e-3 m and speed within 1e-3 m/s, and every vehicle's target lane
 (its route decisions at lane ends) must be the same at every substep.
