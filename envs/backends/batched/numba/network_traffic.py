@@ -33,8 +33,9 @@ from reflexdrive.envs.backends.batched.numba.collision import (
 from reflexdrive.envs.backends.batched.numba.jit import jit, prange
 from reflexdrive.envs.backends.batched.numba.layout import kernel_params
 from reflexdrive.envs.backends.batched.numba.network import (
-    closest_lane,
+    closest_lane_near,
     heading_at,
+    lane_bounds,
     lane_distance,
     lane_position,
     local_coordinates,
@@ -335,13 +336,13 @@ def network_act(p, t, s_in, s_out, b):
 
 
 @jit()
-def network_move(p, t, s_in, s_out, b, first_s, first, second):
+def network_move(p, t, bounds, s_in, s_out, b, first_s, first, second):
     """Phase 2 for world `b`: every valid vehicle but the ego and the obstacles steps `dt`
     (`bicycle` with the action phase 1 left in `s_out`), then the ego applies `first`
     `[m/s^2, rad]` for `first_s` [s] and `second` for `dt - first_s` (a zero-length piece
     does nothing; brakes stop it: `a = max(a_cmd, -max(v, 0) / duration)`); a pending
     impact is applied at a vehicle's first piece and crashes it; every mover then takes its
-    closest lane."""
+    closest lane (`closest_lane_near` from its previous one; `bounds`: `lane_bounds`)."""
     for j in range(s_in.valid.shape[1]):
         x, y = s_in.position[b, j, 0], s_in.position[b, j, 1]
         heading, speed, lane = s_in.heading[b, j], s_in.speed[b, j], s_in.lane[b, j]
@@ -363,7 +364,7 @@ def network_move(p, t, s_in, s_out, b, first_s, first, second):
                     p, x, y, heading, speed, s_in.length[b, j], steering, acceleration,
                     crashed, s_in.impact[b, j, 0], s_in.impact[b, j, 1], pending, duration)
                 pending = False
-            lane = closest_lane(t, x, y, heading)
+            lane = closest_lane_near(t, bounds, x, y, heading, lane)
         s_out.position[b, j, 0], s_out.position[b, j, 1] = x, y
         s_out.heading[b, j], s_out.speed[b, j], s_out.lane[b, j] = heading, speed, lane
         s_out.steering[b, j], s_out.acceleration[b, j] = steering, acceleration
@@ -425,7 +426,7 @@ def _keep_world(s_in, s_out, b):
 
 
 @jit(parallel=True)
-def network_worlds(p, t, s_in, s_out, first_s, first, second, active, collisions):
+def network_worlds(p, t, bounds, s_in, s_out, first_s, first, second, active, collisions):
     """One substep of the worlds where `active (B,)`: `prange` over worlds, `network_act`,
     `network_move` (the egos' pieces: `first_s (B,)` [s], `first`, `second` `(B, 2)`
     `[acceleration, steering]`), then (if `collisions`) `network_collisions`; the other
@@ -436,7 +437,7 @@ def network_worlds(p, t, s_in, s_out, first_s, first, second, active, collisions
             continue
         corners = np.empty((2, 4, 2))
         network_act(p, t, s_in, s_out, b)
-        network_move(p, t, s_in, s_out, b, first_s[b], first[b], second[b])
+        network_move(p, t, bounds, s_in, s_out, b, first_s[b], first[b], second[b])
         if collisions:
             network_collisions(p, s_out, b, corners)
 
@@ -481,7 +482,7 @@ def network_substep_cpu(params: Params, tables: LaneTables, state: NetworkState,
     live = (np.ones(batch, dtype=bool) if active is None
             else _host(active, torch.bool))
     with kernel_threads(threads):
-        network_worlds(kernel_params(params), tables, s_in, s_out,
+        network_worlds(kernel_params(params), tables, lane_bounds(tables), s_in, s_out,
                        _host(first_s, torch.float64).reshape(batch),
                        _host(first, torch.float64), _host(second, torch.float64), live,
                        bool(collisions))
