@@ -57,12 +57,11 @@ def make_env(
 def register_envs() -> None:
     """Register every scenario id; safe to call any number of times.
 
-    Straight-road scenarios also get a vector entry point, the batched backend:
+    Every scenario also gets a vector entry point, the batched backend:
     `gym.make_vec(id, num_envs=B, vectorization_mode="vector_entry_point")`.
     """
     for spec in SCENARIOS.values():
         if spec.env_id not in gym.registry:
             gym.register(id=spec.env_id, entry_point="reflexdrive.envs.registration:make_env",
-                         vector_entry_point=("reflexdrive.envs.gym.vector:make_batched_env"
-                                             if spec.straight else None),
+                         vector_entry_point="reflexdrive.envs.gym.vector:make_batched_env",
                          kwargs={"scenario": spec.name})

@@ -3,8 +3,9 @@
 
 A tick is 0.1 s of world time (10 Hz policy, 50 Hz substeps), on the clock in realtime
 with a fixed 30 ms latency, a constant action, in the Highway scenario (16 vehicles per
-env at the defaults). Measured with `bev` + `lidar` observations ("obs") and without
-("no_obs"):
+env at the defaults) or `--scenario NAME` (any of `envs.gym.vector.batched_scenarios()`;
+a road network, e.g. intersection, runs on `NetworkBackend`, CPU only). Measured with
+`bev` + `lidar` observations ("obs") and without ("no_obs"):
 
 - `highway/1`: one highway-env env in this process (`envs.registration.make_env`);
 - `highway/vec2`: two highway-env envs in worker processes (`AsyncVectorEnv`);
@@ -41,8 +42,9 @@ if str(REPO_ROOT) not in sys.path:
 
 import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
-from reflexdrive.envs.gym.vector import BatchedDrivingEnv  # noqa: E402
+from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios  # noqa: E402
 from reflexdrive.envs.registration import make_env  # noqa: E402
+from reflexdrive.envs.scenarios import scenario_spec  # noqa: E402
 
 GOAL_SPEEDUP = 1000.0
 """Issue 4: batched/4096 with observations vs highway/1 with observations."""
@@ -117,7 +119,8 @@ def state_bytes(env: BatchedDrivingEnv) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--scenario", default="highway", help="straight-road scenario")
+    parser.add_argument("--scenario", default="highway",
+                        help="one of " + ", ".join(batched_scenarios()))
     parser.add_argument("--sizes", default="1,64,1024,4096,8192",
                         help="batched env counts, comma-separated")
     parser.add_argument("--latency", default="fixed:0.03", help="latency model")
@@ -141,7 +144,8 @@ def main(argv=None) -> int:
     np.random.seed(args.seed)
 
     result = {"obs": {}, "no_obs": {}}
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    cuda = torch.cuda.is_available() and scenario_spec(args.scenario).straight
+    devices = ["cpu"] + (["cuda"] if cuda else [])        # road networks: CPU kernel only
     bytes_per_env = None
     for observations, key in ((True, "obs"), (False, "no_obs")):
         if not args.skip_highway:

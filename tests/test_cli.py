@@ -37,7 +37,6 @@ def run_cli(capsys, args):
     (["--set", "duration_s=-4"], "duration_s"),
     (["--set", "warp=9"], "warp"),
     (["--backend", "gpu"], "backend='gpu' is invalid: allowed values are auto, highway, batched"),
-    (["--backend", "batched", "--scenario", "merge"], "runs on the highway backend only"),
     (["--device", "tpu"], "device='tpu' is invalid: allowed values are cpu, cuda, auto"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, extra, needle):

@@ -34,6 +34,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 from reflexdrive.envs import sensors
 from reflexdrive.envs.backends.batched import BatchedBackend, BatchedHazardTracker
+from reflexdrive.envs.backends.batched.network_backend import NetworkBackend
 from reflexdrive.envs.backends.batched.numba import TickStops
 from reflexdrive.envs.clock.batched import BatchedClock, to_tick_records_per_env
 from reflexdrive.envs.clock.contract import DeadlineMiss
@@ -61,9 +62,17 @@ _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.S
               "disabled": AutoresetMode.DISABLED}
 
 
+NETWORK_SCENARIOS = ("merge", "roundabout", "intersection")
+"""Road-network scenarios the batched backend runs (`NetworkBackend`, the numba network
+kernel with MOBIL and the ego's collisions), with observations equal to the highway
+backend's (`tests/envs/gym/test_batched_network_env.py`)."""
+
+
 def batched_scenarios() -> tuple[str, ...]:
-    """Scenario names the batched backend runs (straight multi-lane roads)."""
-    return tuple(name for name, spec in SCENARIOS.items() if spec.straight)
+    """Scenario names the batched backend runs: the straight multi-lane roads and
+    `NETWORK_SCENARIOS`."""
+    return tuple(name for name, spec in SCENARIOS.items()
+                 if spec.straight or name in NETWORK_SCENARIOS)
 
 
 class BatchedDrivingEnv(gym.vector.VectorEnv):
@@ -71,11 +80,13 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
 
     Args:
         num_envs: `B`.
-        scenario: a straight-road scenario (see `batched_scenarios()`).
+        scenario: one of `batched_scenarios()` (a road network runs on `NetworkBackend`,
+            CPU only).
         mode, latency, budget, stage_budgets, on_overrun, simulation_frequency,
             policy_frequency, execution: the clock, as for `envs.registration.make_env`.
         sensors, scenario_config, reward: as for `DrivingEnv`.
-        device: torch device of the world and sensors ("cpu", "cuda").
+        device: torch device of the world and sensors ("cpu", "cuda"); road networks
+            always run on the CPU (the numba network kernel), whatever `device` says.
         observations: render `bev` and `lidar` (False leaves them zero: for benchmarks and
             for agents that read only `ego` and ground truth).
         record: put per-env `TickRecord`s and `SubstepOutcome`s in `info` (slow at large B).
@@ -114,7 +125,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         execution: str = "sequential",
     ):
         spec = scenario_spec(scenario)
-        if not spec.straight:
+        if scenario not in batched_scenarios():
             raise ConfigError("scenario", scenario, "the batched backend runs "
                               + ", ".join(batched_scenarios())
                               + "; use the highway backend for the others")
@@ -143,6 +154,8 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.latency_model = parse_latency(latency, base_dir=latency_base_dir)
         self.num_envs = num_envs
         self.counterfactual = _per_env_flags("counterfactual", counterfactual, num_envs)
+        if not spec.straight:
+            device = "cpu"                      # NetworkBackend: the numba kernel only
         self.device = torch.device(device)
         self.observations = bool(observations)
         self.record = bool(record)
@@ -157,7 +170,12 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
-        self.backend = BatchedBackend(num_envs, simulation_frequency, device=device)
+        if spec.straight:
+            self.backend = BatchedBackend(num_envs, simulation_frequency, device=device)
+        else:
+            road = generate(spec.name, self.scenario_config, 0, simulation_frequency).road
+            self.backend = NetworkBackend(num_envs, road.kind, simulation_frequency,
+                                          device=device)
         self.clock = BatchedClock(self.clock_config, num_envs, device=self.device)
         self._substeps_per_tick = self.clock_config.substeps_per_tick
         self._seeds = np.zeros(num_envs, dtype=np.int64)
@@ -447,7 +465,7 @@ def _per_env_flags(name: str, value: bool | Sequence[bool], num_envs: int) -> np
 
 
 def make_batched_env(num_envs: int = 1, **kwargs) -> BatchedDrivingEnv:
-    """Vector entry point of the straight-road ids (`gym.make_vec(..., vectorization_mode=
+    """Vector entry point of every scenario id (`gym.make_vec(..., vectorization_mode=
     "vector_entry_point")`)."""
     kwargs.pop("max_episode_steps", None)
     return BatchedDrivingEnv(num_envs=num_envs, **kwargs)

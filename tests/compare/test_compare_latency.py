@@ -189,7 +189,9 @@ def test_scaled_cells_charge_k_times_the_latency(tmp_path):
 def test_profiled_runs_many_envs_and_measured_one(tmp_path):
     profiled = config(tmp_path, latency="profiled", envs=None)
     assert profiled.envs_for("staged", "lead-brake") == PROFILED_ENVS >= 64
-    assert profiled.envs_for("staged", "merge") == 2                   # highway backend
+    assert profiled.envs_for("staged", "merge") == PROFILED_ENVS       # road networks batch too
+    on_highway = config(tmp_path, latency="profiled", envs=None, backend="highway")
+    assert on_highway.envs_for("staged", "merge") == 2                 # highway backend
     mixed = config(tmp_path, latency="staged=measured", envs=None)
     assert mixed.envs_for("staged", "lead-brake") == 1
     assert mixed.envs_for("reference-driver", "lead-brake") == 8      # fixed:0, batched

@@ -287,7 +287,7 @@ def test_recurrent_ppo_trains_and_exports_the_recurrent_policy(tmp_path, name):
 
 @pytest.mark.parametrize("field, value, message", [
     ("policy", "mlp", "policy='mlp' is invalid: allowed values are cnn, gru, lstm, transformer"),
-    ("scenarios", ("merge",), "scenarios='merge' is invalid: allowed values are highway"),
+    ("scenarios", ("moon",), "scenarios='moon' is invalid: allowed values are highway"),
     ("num_envs", 0, "num_envs=0 is invalid: must be an integer >= 1"),
     ("batch_size", 100, "batch_size=100 is invalid: must divide n_steps \\* num_envs = 128"),
     ("gamma", 1.5, "gamma=1.5 is invalid"),

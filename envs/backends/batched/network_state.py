@@ -15,8 +15,13 @@ destinations (`RoadNetwork.shortest_path`, breadth-first, deterministic); where 
 has no route, or past its end, `next_lane` takes the next road whose lane is closest,
 which in highway-env 1.12 draws no random number, so every route decision is reproduced.
 
-Not modelled yet: MOBIL lane changes (vehicles must have `lane_changes=False`), hazards,
-collisions and impacts (`crashed` is carried and honoured but never set here).
+MOBIL lane changes (`lane_changes`, `timer`) run in the numba kernel only
+(`numba.network_traffic`); the torch substep refuses them where they could act (a network
+with multi-lane roads; on the intersection, every road one lane, `change_lane_policy`
+never changes a target, see `mobil_free`). Not modelled yet: hazards.
+Collisions (`crashed`, `impact`) are set by the numba kernel's collision phase
+(`numba.network_traffic.network_collisions`); the torch substep carries and honours them
+but does not detect them.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.objects import Obstacle
 from reflexdrive.envs.backends.batched.lanes import LaneLayout, torch_tables
 from reflexdrive.envs.backends.batched.state import EGO_KIND, IDM_KIND, STATIC_KIND
@@ -50,13 +56,19 @@ class NetworkState:
 
     Attributes:
         position: `(B, N, 2)` centre [m]; heading [rad]; speed [m/s].
-        valid: bool; length, width: footprint [m].
+        valid: bool; length, width: footprint [m]; diagonal: `hypot(length, width)` [m]
+            (the collision pre-check radius, as highway-env computes it per object).
         kind: int64 `EGO_KIND`, `IDM_KIND`, `STATIC_KIND` or `OBSTACLE_KIND`.
         lane: int64 lane row (`get_closest_lane_index` after each step).
         target_lane: int64 lane row an IDM vehicle steers to (`target_lane_index`).
         target_speed: IDM cruise speed [m/s]; 0 for the others.
+        lane_changes: bool, an IDM vehicle with MOBIL (`enable_lane_change`).
+        timer: MOBIL decision timer [s] (`IDMVehicle.timer`: `(x + y) pi mod
+            LANE_CHANGE_DELAY` at creation, `+ dt` each step, 0 at each decision).
         steering [rad], acceleration [m/s^2]: last applied action.
         crashed: bool.
+        impact: `(B, N, 2)` displacement a collision applies at the vehicle's next step [m];
+        impact_pending: bool, `impact` not applied yet.
         route_road: `(B, N, R)` int64 road rows of the route, -1 padded (all -1: no route).
         route_lane: `(B, N, R)` int64 lane id of each route element, -1 for None.
         route_next: int64 index of the route's head in `route_road`.
@@ -69,13 +81,18 @@ class NetworkState:
     valid: torch.Tensor
     length: torch.Tensor
     width: torch.Tensor
+    diagonal: torch.Tensor
     kind: torch.Tensor
     lane: torch.Tensor
     target_lane: torch.Tensor
     target_speed: torch.Tensor
+    lane_changes: torch.Tensor
+    timer: torch.Tensor
     steering: torch.Tensor
     acceleration: torch.Tensor
     crashed: torch.Tensor
+    impact: torch.Tensor
+    impact_pending: torch.Tensor
     route_road: torch.Tensor
     route_lane: torch.Tensor
     route_next: torch.Tensor
@@ -85,18 +102,33 @@ class NetworkState:
         """A copy with some fields replaced."""
         return dataclasses.replace(self, **changes)
 
+    def to(self, device) -> "NetworkState":
+        """The state on `device` (itself if it is there already)."""
+        device = torch.device(device)
+        if self.position.device == device:
+            return self
+        return NetworkState(**{f.name: getattr(self, f.name).to(device)
+                               for f in dataclasses.fields(self)})
+
     def validate(self) -> None:
         """Raise ValueError unless every field has its documented shape."""
         batch, slots = self.valid.shape
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            expected = {"position": (batch, slots, 2), "substep": (batch,)}.get(
+            expected = {"position": (batch, slots, 2), "impact": (batch, slots, 2),
+                        "substep": (batch,)}.get(
                 f.name, (batch, slots))
             if f.name in ("route_road", "route_lane"):
                 expected = (batch, slots, self.route_road.shape[-1])
             if tuple(value.shape) != expected:
                 raise ValueError(f"NetworkState.{f.name} has shape {tuple(value.shape)}, "
                                  f"expected {expected}")
+
+
+def mobil_free(tables) -> bool:
+    """True if MOBIL can never change a lane on the network of `tables` (`LaneTables`,
+    numpy or torch): every road has one lane."""
+    return bool((tables.road_lane_count == 1).all())
 
 
 def _check(init: ScenarioInit, layout_kind: str) -> None:
@@ -106,15 +138,15 @@ def _check(init: ScenarioInit, layout_kind: str) -> None:
     if init.hazard.kind != "none":
         raise ConfigError("hazard.kind", init.hazard.kind,
                           "road networks support only 'none' so far")
-    for slot, vehicle in enumerate(init.vehicles):
-        if vehicle.behavior == "idm" and vehicle.lane_changes:
-            raise ConfigError(f"vehicles[{slot}].lane_changes", True,
-                              "road networks have no MOBIL yet: use False")
 
 
 def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind: str,
-                  device="cpu", dtype=torch.float64) -> NetworkState:
+                  device="cpu", dtype=torch.float64, slots: int | None = None,
+                  route_width: int | None = None) -> NetworkState:
     """The initial `NetworkState` of `inits` (one world each, all on `layout`'s network).
+
+    `slots`, `route_width`: at least this many vehicle slots `N` and route elements `R`
+    (padding), so that worlds reset later fit an existing state (`NetworkBackend`).
 
     Each vehicle is put on its lane at `s_m` with the lane's heading; its `lane` is the
     closest lane of that pose (as highway-env's constructor finds it), its target lane the
@@ -126,12 +158,13 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     tables = torch_tables(layout.tables, device=device, dtype=dtype)
     obstacles = layout.obstacles
     batch = len(inits)
-    slots = max(len(init.vehicles) for init in inits) + len(obstacles)
+    slots = max([max(len(init.vehicles) for init in inits) + len(obstacles), slots or 0])
     lane = np.zeros((batch, slots), dtype=np.int64)
     s = np.zeros((batch, slots))
     columns = {name: np.zeros((batch, slots)) for name in
-               ("speed", "length", "width", "target_speed")}
+               ("speed", "length", "width", "diagonal", "target_speed")}
     valid = np.zeros((batch, slots), dtype=bool)
+    lane_changes = np.zeros((batch, slots), dtype=bool)
     kind = np.full((batch, slots), STATIC_KIND, dtype=np.int64)
     for b, init in enumerate(inits):
         for j, vehicle in enumerate(init.vehicles):
@@ -144,8 +177,10 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
             columns["speed"][b, j] = vehicle.speed_mps
             columns["length"][b, j] = vehicle.length_m
             columns["width"][b, j] = vehicle.width_m
+            columns["diagonal"][b, j] = float(np.hypot(vehicle.length_m, vehicle.width_m))
             if vehicle.behavior == "idm":
                 columns["target_speed"][b, j] = vehicle.target_speed_mps or vehicle.speed_mps
+                lane_changes[b, j] = vehicle.lane_changes
     lane_t = torch.as_tensor(lane, device=device)
     s_t = torch.as_tensor(s, device=device, dtype=dtype)
     position = lane_position(tables, lane_t, s_t, torch.zeros_like(s_t))
@@ -158,9 +193,14 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
         heading[:, j] = 0.0
         columns["length"][:, j] = Obstacle.LENGTH
         columns["width"][:, j] = Obstacle.WIDTH
+        columns["diagonal"][:, j] = np.sqrt(Obstacle.LENGTH ** 2 + Obstacle.WIDTH ** 2)
     closest = closest_lane(tables, position, heading)
+    # IDMVehicle: `timer or (sum(position) * pi) % LANE_CHANGE_DELAY` (numpy's float `%`)
+    delay = float(IDMVehicle.LANE_CHANGE_DELAY)
+    timer = np.where(kind == IDM_KIND,
+                     np.sum(position.cpu().numpy(), axis=-1) * np.pi % delay, 0.0)
     routes = _routes(inits, layout, closest.cpu().numpy())
-    width = max([1] + [len(route) for world in routes for route in world])
+    width = max([1, route_width or 0] + [len(route) for world in routes for route in world])
     route_road = np.full((batch, slots, width), -1, dtype=np.int64)
     route_lane = np.full((batch, slots, width), -1, dtype=np.int64)
     for b, world in enumerate(routes):
@@ -174,12 +214,16 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     state = NetworkState(
         position=position, heading=heading, speed=tensor(columns["speed"], dtype),
         valid=tensor(valid), length=tensor(columns["length"], dtype),
-        width=tensor(columns["width"], dtype), kind=tensor(kind), lane=closest,
+        width=tensor(columns["width"], dtype), diagonal=tensor(columns["diagonal"], dtype),
+        kind=tensor(kind), lane=closest,
         target_lane=torch.where(tensor(kind) == IDM_KIND, lane_t, closest),
         target_speed=tensor(columns["target_speed"], dtype),
+        lane_changes=tensor(lane_changes), timer=tensor(timer, dtype),
         steering=torch.zeros((batch, slots), device=device, dtype=dtype),
         acceleration=torch.zeros((batch, slots), device=device, dtype=dtype),
         crashed=torch.zeros((batch, slots), device=device, dtype=torch.bool),
+        impact=torch.zeros((batch, slots, 2), device=device, dtype=dtype),
+        impact_pending=torch.zeros((batch, slots), device=device, dtype=torch.bool),
         route_road=tensor(route_road), route_lane=tensor(route_lane),
         route_next=torch.zeros((batch, slots), device=device, dtype=torch.int64),
         substep=torch.zeros((batch,), device=device, dtype=torch.int64))

@@ -30,12 +30,13 @@ def test_make_vec_builds_the_batched_env():
     obs, reward, terminated, truncated, info = envs.step(envs.action_space.sample())
     assert envs.observation_space.contains(obs) and reward.shape == (3,)
     assert info["tick"].tolist() == [1, 1, 1] and info["observing"].all()
-    assert set(batched_scenarios()) == {"highway", "lead-brake", "cut-in", "stopped-vehicle"}
+    assert set(batched_scenarios()) == {"highway", "lead-brake", "cut-in", "stopped-vehicle",
+                                        "merge", "roundabout", "intersection"}
 
 
 def test_bad_arguments():
-    with pytest.raises(ConfigError, match="scenario='merge'.*highway, lead-brake"):
-        BatchedDrivingEnv(2, "merge")
+    with pytest.raises(ConfigError, match="scenario='nowhere'"):
+        BatchedDrivingEnv(2, "nowhere")
     with pytest.raises(ConfigError, match="num_envs=0"):
         BatchedDrivingEnv(0, "highway")
     with pytest.raises(ConfigError, match="autoreset_mode='sometimes'"):

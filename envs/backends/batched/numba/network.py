@@ -94,6 +94,59 @@ def closest_lane(t, x, y, heading):
     return best
 
 
+BOUND_SLACK_M = 1e-6
+"""Added to every `lane_bounds` radius and to the pruning threshold of `closest_lane_near`
+(relative to the score too), far above the rounding of the distances involved [m]."""
+
+
+def lane_bounds(t: LaneTables) -> np.ndarray:
+    """`(L, 3)` float64 `[x, y, radius]`: a circle holding each lane's centre line (radius
+    -1 for sine lanes, which `closest_lane_near` never skips).
+
+    Straight: the segment's midpoint, half its length. Circular: the arc's midpoint,
+    `2 R sin(min(length / R, 2 pi) / 4)` (the chord to its farther end). A lane's
+    `distance` (`|r|` plus the overshoot past its ends) is at least the Euclidean distance
+    to its centre line, so at least the distance to this circle's boundary.
+    """
+    half = t.length / 2
+    bounds = np.empty((len(t.kind), 3))
+    bounds[:, :2] = t.origin + t.direction * half[:, None]
+    bounds[:, 2] = half
+    circle = t.kind == CIRCULAR
+    phi = t.orientation * half / np.where(circle, t.radius, 1.0) + t.start_phase
+    bounds[circle, 0] = (t.origin[:, 0] + t.radius * np.cos(phi))[circle]
+    bounds[circle, 1] = (t.origin[:, 1] + t.radius * np.sin(phi))[circle]
+    angle = np.minimum(t.length / np.where(circle, t.radius, 1.0), 2 * np.pi)
+    bounds[circle, 2] = (2 * t.radius * np.sin(angle / 4))[circle]
+    bounds[:, 2] += BOUND_SLACK_M
+    bounds[t.kind == SINE, 2] = -1.0
+    return bounds
+
+
+@jit()
+def closest_lane_near(t, bounds, x, y, heading, hint):
+    """`closest_lane` (the same row), skipping the lanes that cannot win: with `q` the
+    score of lane `hint` (usually the vehicle's previous lane, so the winner or close),
+    a lane whose `bounds` circle is farther than `q` (plus `BOUND_SLACK_M`) scores more
+    than `q` and is not evaluated."""
+    s, r = local_coordinates(t, hint, x, y)
+    q = lane_distance(t, hint, s, r) + abs(wrap_to_pi(heading - heading_at(t, hint, s)))
+    reach = q + BOUND_SLACK_M * (1.0 + q)
+    best, best_score = 0, math.inf
+    for lane in range(t.kind.shape[0]):
+        radius = bounds[lane, 2]
+        if radius >= 0.0:
+            dx, dy = x - bounds[lane, 0], y - bounds[lane, 1]
+            limit = radius + reach
+            if dx * dx + dy * dy > limit * limit:
+                continue
+        s, r = local_coordinates(t, lane, x, y)
+        score = lane_distance(t, lane, s, r) + abs(wrap_to_pi(heading - heading_at(t, lane, s)))
+        if score < best_score:
+            best, best_score = lane, score
+    return best
+
+
 @_python_callable
 def _coordinates_many(t, lanes, points, s_out, r_out):
     for i in range(lanes.shape[0]):
@@ -116,6 +169,23 @@ def _headings_many(t, lanes, s, out):
 def _closest_many(t, points, headings, out):
     for i in range(points.shape[0]):
         out[i] = closest_lane(t, points[i, 0], points[i, 1], headings[i])
+
+
+@_python_callable
+def _closest_near_many(t, bounds, points, headings, hints, out):
+    for i in range(points.shape[0]):
+        out[i] = closest_lane_near(t, bounds, points[i, 0], points[i, 1], headings[i],
+                                   hints[i])
+
+
+def closest_near_many(t: LaneTables, points: np.ndarray, headings: np.ndarray,
+                      hints: np.ndarray):
+    """`closest_lane_near` of `points (M, 2)` [m], `headings (M,)` [rad] from lane rows
+    `hints (M,)`: `(M,)` int64 rows."""
+    out = np.empty(len(points), dtype=np.int64)
+    _closest_near_many(t, lane_bounds(t), np.asarray(points, np.float64),
+                       np.asarray(headings, np.float64), np.asarray(hints, np.int64), out)
+    return out
 
 
 def local_coordinates_many(t: LaneTables, lanes: np.ndarray, points: np.ndarray):

@@ -1,6 +1,7 @@
 """One substep of `B` worlds on a road network: `network_step(params, tables, state, command)`.
 
-The order is `HighwayBackend.substep`'s without hazards and collisions:
+The order is `HighwayBackend.substep`'s without hazards and collision detection (impacts
+and crashes set elsewhere are applied and honoured):
 
 1. `network_act`: every IDM vehicle (valid, not crashed) follows its road
    (`ControlledVehicle.follow_road`: past `length - l_v / 2` of its target lane it takes
@@ -23,7 +24,11 @@ import math
 import torch
 from highway_env.vehicle.controller import ControlledVehicle
 from reflexdrive.envs.backends.batched.lanes import LaneTables
-from reflexdrive.envs.backends.batched.network_state import OBSTACLE_KIND, NetworkState
+from reflexdrive.envs.backends.batched.network_state import (
+    OBSTACLE_KIND,
+    NetworkState,
+    mobil_free,
+)
 from reflexdrive.envs.backends.batched.state import IDM_KIND, Params
 from reflexdrive.envs.backends.batched.torch.network import (
     closest_lane,
@@ -36,6 +41,8 @@ from reflexdrive.envs.backends.batched.torch.network import (
 from reflexdrive.envs.backends.batched.torch.road import not_zero
 from reflexdrive.envs.backends.batched.torch.traffic import idm_acceleration
 from reflexdrive.envs.backends.batched.torch.vehicle import bicycle_step
+
+from reflexdrive.common.validation import ConfigError
 
 TAU_PURSUIT_S = float(ControlledVehicle.TAU_PURSUIT)
 """`ControlledVehicle.TAU_PURSUIT`: the steering looks `v * tau` ahead for the lane heading [s]."""
@@ -115,8 +122,15 @@ def _idm_behind(params: Params, tables: LaneTables, state: NetworkState,
 
 def network_act(params: Params, tables: LaneTables, state: NetworkState) -> NetworkState:
     """Step 1 of the module docstring: new target lanes, route pointers, and the IDM
-    vehicles' steering [rad] and acceleration [m/s^2]."""
+    vehicles' steering [rad] and acceleration [m/s^2].
+
+    Raises ConfigError where a vehicle has MOBIL on a network where it could act (the numba
+    kernel runs those)."""
     acting = state.valid & (state.kind == IDM_KIND) & ~state.crashed
+    if bool((acting & state.lane_changes).any()) and not mobil_free(tables):
+        raise ConfigError("vehicles.lane_changes", True, "the torch network substep has no "
+                          "MOBIL on multi-lane roads: use the numba kernel "
+                          "(network_step_cpu) or False")
     target = state.target_lane
     route_next = state.route_next
     s_target, _ = local_coordinates(tables, target, state.position)
@@ -162,11 +176,10 @@ def network_step(params: Params, tables: LaneTables, state: NetworkState,
     acceleration = state.acceleration.clone()
     steering[:, 0] = command[:, 1]
     acceleration[:, 0] = torch.maximum(command[:, 0], ego_brake)
-    no_impact = torch.zeros_like(state.position)
-    moved = bicycle_step(params, state.position, state.heading, state.speed, state.length,
-                         steering, acceleration, state.crashed, no_impact,
-                         torch.zeros_like(state.valid), dt)
     moving = state.valid & (state.kind != OBSTACLE_KIND)
+    moved = bicycle_step(params, state.position, state.heading, state.speed, state.length,
+                         steering, acceleration, state.crashed, state.impact,
+                         state.impact_pending & moving, dt)
     position = torch.where(moving[..., None], moved.position, state.position)
     heading = torch.where(moving, moved.heading, state.heading)
     lane = torch.where(moving, closest_lane(tables, position, heading), state.lane)
@@ -175,4 +188,6 @@ def network_step(params: Params, tables: LaneTables, state: NetworkState,
         speed=torch.where(moving, moved.speed, state.speed), lane=lane,
         steering=torch.where(moving, moved.steering, steering),
         acceleration=torch.where(moving, moved.acceleration, acceleration),
-        substep=state.substep + 1)
+        crashed=torch.where(moving, moved.crashed, state.crashed),
+        timer=torch.where(state.valid & (state.kind == IDM_KIND), state.timer + dt, state.timer),
+        impact_pending=state.impact_pending & ~moving, substep=state.substep + 1)

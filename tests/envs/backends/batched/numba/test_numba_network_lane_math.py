@@ -70,3 +70,29 @@ def test_numba_closest_lane_matches_get_closest_lane_index(kind):
                   for name in (expected[i], layout.lane_names[got[i]])]
         assert abs(scores[0] - scores[1]) < 1e-12, (i, expected[i], scores)
     assert same > 0.9 * half
+
+
+@pytest.mark.parametrize("kind", NETWORK_KINDS)
+def test_closest_lane_near_is_closest_lane(kind):
+    """From any hint lane, near the road or far from it, at lane ends (ties) or not: the
+    pruned search returns `closest_lane`'s row, and its bounds hold every lane."""
+    layout, rng, lanes, points = _sample(kind, 2)
+    t = layout.tables
+    headings = rng.uniform(-4.0, 4.0, POINTS)
+    third = POINTS // 3
+    s = rng.uniform(0.0, 1.0, third) * t.length[lanes[:third]]
+    s[: third // 2] = rng.choice([0.0, 1.0], size=third // 2) * t.length[lanes[: third // 2]]
+    on_lane = nn.positions_many(t, lanes[:third], s, rng.uniform(-3.0, 3.0, third))
+    points[:third] = on_lane
+    headings[:third] = nn.headings_many(t, lanes[:third], s)
+    expected = nn.closest_many(t, points, headings)
+    hints = rng.integers(len(layout.lane_names), size=POINTS)
+    hints[:third] = expected[:third]                 # the usual case: the previous lane
+    assert nn.closest_near_many(t, points, headings, hints).tolist() == expected.tolist()
+    bounds = nn.lane_bounds(t)
+    for lane in range(len(layout.lane_names)):
+        if bounds[lane, 2] < 0:
+            continue
+        along = np.linspace(0.0, t.length[lane], 200)
+        centre = nn.positions_many(t, np.full(200, lane), along, np.zeros(200))
+        assert np.hypot(*(centre - bounds[lane, :2]).T).max() <= bounds[lane, 2]
