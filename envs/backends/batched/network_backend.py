@@ -22,8 +22,9 @@ from reflexdrive.envs.backends.batched.network_state import NetworkState, networ
 from reflexdrive.envs.backends.batched.numba.network_traffic import network_substep_cpu
 from reflexdrive.envs.backends.batched.state import Params
 from reflexdrive.envs.backends.highway import network_geometry
+from reflexdrive.envs.backends.highway_map import HighwayRoadMap
 from reflexdrive.envs.scenarios import ScenarioInit
-from reflexdrive.envs.types import RoadGeometry, WorldSnapshot
+from reflexdrive.envs.types import EGO, RoadGeometry, WorldSnapshot
 
 from reflexdrive.common.validation import ConfigError
 
@@ -58,6 +59,8 @@ class NetworkBackend:
         self.params = Params.from_highway_env(self.simulation_frequency)
         self._state: NetworkState | None = None
         self._geometry: RoadGeometry | None = None
+        self._destinations: list[str | None] = [None] * self.num_envs
+        self._maps: dict[str | None, HighwayRoadMap] = {}
 
     @property
     def state(self) -> NetworkState:
@@ -82,6 +85,8 @@ class NetworkBackend:
             raise ValueError("the first reset must give a scenario to every env")
         if not rows:
             return
+        for b in rows:
+            self._destinations[b] = inits[b].vehicles[0].destination
         old = self._state
         slots = None if old is None else old.valid.shape[1]
         width = None if old is None else old.route_road.shape[-1]
@@ -119,6 +124,23 @@ class NetworkBackend:
     def ego_on_road(self) -> torch.Tensor:
         """`(B,)` bool: each ego's centre lies on its lane."""
         return ego_lane_terms(self.tables, self.state, self.params.lane_vehicle_length).on_road
+
+    def road_map(self, snapshot: WorldSnapshot | None = None) -> dict[str, np.ndarray]:
+        """`info["map"]` of every world, `(B, ...)`: `envs.backends.highway_map` on the same
+        highway-env network and the ego's destination, so both backends give the same map
+        (`snapshot` is unused: the lane rows come from the state)."""
+        state = self.state
+        lane = state.lane[:, EGO].tolist()
+        position = state.position[:, EGO].numpy()
+        heading = state.heading[:, EGO].tolist()
+        maps = []
+        for b in range(self.num_envs):
+            destination = self._destinations[b]
+            if destination not in self._maps:
+                self._maps[destination] = HighwayRoadMap(self.layout.network, destination)
+            maps.append(self._maps[destination].observe(position[b], heading[b],
+                                                        self.layout.lane_names[lane[b]]))
+        return {key: np.concatenate([one[key] for one in maps]) for key in maps[0]}
 
     def road_geometry(self) -> RoadGeometry:
         """`network_geometry` of the network (what the highway backend draws), as read-only

@@ -85,6 +85,10 @@ def test_batched_network_env_matches_the_single_env(name):
             np.testing.assert_allclose(info_b["gt_objects"][b], info_s["gt_objects"],
                                        atol=1e-5)
             np.testing.assert_array_equal(info_b["gt_valid"][b], info_s["gt_valid"])
+            np.testing.assert_allclose(obs_b["route"][b], obs_s["route"], atol=1e-4)
+            for key, value in info_s["map"].items():       # the same map, curved lanes too
+                np.testing.assert_allclose(info_b["map"][key][b], value, atol=1e-4,
+                                           err_msg=key)
         actions = np.stack([rng.uniform(-1.0, 2.0, len(seeds)),
                             rng.uniform(-0.05, 0.05, len(seeds))], axis=-1)
         obs_b, reward_b, term_b, trunc_b, info_b = batched.step(actions)
