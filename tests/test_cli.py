@@ -85,7 +85,8 @@ def test_console_entry_point_has_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "reflexdrive: error: scenario='x' is invalid: allowed values are highway, merge, "
-        "roundabout, intersection, lead-brake, cut-in, stopped-vehicle"]
+        "roundabout, intersection, lead-brake, cut-in, stopped-vehicle, "
+        "stopped-vehicle-curve, intersection-cross-traffic"]
 
 
 def test_help_explains_itself():
@@ -102,7 +103,7 @@ def test_scenarios_lists_every_scenario(capsys):
     assert code == 0
     names = [line.split()[0] for line in out.strip().splitlines()]
     assert names == ["highway", "merge", "roundabout", "intersection", "lead-brake", "cut-in",
-                     "stopped-vehicle"]
+                     "stopped-vehicle", "stopped-vehicle-curve", "intersection-cross-traffic"]
 
 
 @pytest.mark.slow
