@@ -177,3 +177,47 @@ def curve_speed_limit(route: np.ndarray, max_lateral_accel_mps2: float,
         corner = np.where(kappa > 0.0, max_lateral_accel_mps2 / kappa, np.inf)
     reachable = np.sqrt(corner + 2.0 * decel_mps2 * arc)
     return np.minimum(np.min(reachable, axis=1), max_speed_mps)
+
+
+CURVED_ROUTE_RAD = 1e-4
+"""A route whose lane heading varies by more than this over its valid points is curved
+[rad]; on a straight one the stack keeps its straight-road frame (bit-identical)."""
+
+
+def unwrapped_heading(route_heading: np.ndarray) -> np.ndarray:
+    """`(N, P)` the map's route headings [rad] made continuous along the route (NaN rows
+    take the previous valid value, so `np.unwrap` sees no NaN); NaN where all are NaN."""
+    heading = np.asarray(route_heading, np.float64)
+    valid = np.isfinite(heading)
+    index = np.where(valid, np.arange(heading.shape[1]), 0)
+    np.maximum.accumulate(index, axis=1, out=index)
+    filled = np.take_along_axis(heading, index, axis=1)
+    return np.unwrap(np.nan_to_num(filled), axis=1) + np.where(valid[:, :1], 0.0, np.nan)
+
+
+def route_is_curved(route_heading: np.ndarray) -> np.ndarray:
+    """`(N,)` bool: the route's lane heading varies by more than `CURVED_ROUTE_RAD`."""
+    heading = unwrapped_heading(route_heading)
+    with np.errstate(invalid="ignore"):
+        spread = np.abs(heading - heading[:, :1])
+    return np.nan_to_num(spread).max(axis=1) > CURVED_ROUTE_RAD
+
+
+def route_heading_at(route: np.ndarray, route_heading: np.ndarray, s: np.ndarray
+                     ) -> np.ndarray:
+    """`(N, K)` the map's lane heading [rad] (relative to the ego, unwrapped along the route)
+    at arc lengths `s` `(N, K)` [m], linear between the route's points and held beyond its
+    ends; 0 where the route has no valid point.
+
+    Args:
+        route: `(N, P, 2)` [m]; route_heading: `(N, P)` [rad] (`info["map"]["route_heading"]`).
+    """
+    arc = route_arc_length(route)
+    heading = unwrapped_heading(route_heading)
+    s = np.asarray(s, np.float64)
+    out = np.zeros(s.shape)
+    for row in range(s.shape[0]):
+        valid = np.isfinite(arc[row]) & np.isfinite(heading[row])
+        if valid.any():
+            out[row] = np.interp(s[row], arc[row, valid], heading[row, valid])
+    return out
