@@ -97,6 +97,10 @@ class Plan:
         emergency: `(N,)` bool, the emergency-brake rule (time-to-collision) fired.
         lead_track: `(N,)` int, index of the lead track in `Tracks`, -1 if none.
         lead_gap: `(N,)` bumper gap to the lead [m], inf if none.
+        path_curvature: `(N,)` curvature of the path at the ego [1/m] (+ turning towards
+            +y) where the planner follows a curved route, 0 elsewhere; None when the
+            planner does not report it. A path follower uses it for the slip angle the
+            bicycle holds on that curve.
     """
 
     acceleration: np.ndarray
@@ -108,6 +112,7 @@ class Plan:
     emergency: np.ndarray
     lead_track: np.ndarray
     lead_gap: np.ndarray
+    path_curvature: np.ndarray | None = None
 
 
 PLAN_STEP_S = 0.1
