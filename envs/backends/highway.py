@@ -22,6 +22,7 @@ from highway_env.road.road import Road, RoadNetwork
 from highway_env.utils import wrap_to_pi
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
+from reflexdrive.envs.backends.highway_map import HighwayRoadMap
 from reflexdrive.envs.scenarios import (
     HazardPlan,
     RoadSpec,
@@ -226,6 +227,7 @@ class HighwayBackend:
         self._hazard = HazardPlan()
         self._hazard_vehicle = None
         self._geometry: RoadGeometry | None = None
+        self._road_map: HighwayRoadMap | None = None
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -252,6 +254,7 @@ class HighwayBackend:
         self._hazard_vehicle = vehicles[init.hazard.vehicle] if init.hazard.vehicle >= 0 else None
         self._substep_index = 0
         self._geometry = network_geometry(road.network)
+        self._road_map = HighwayRoadMap(road.network, init.vehicles[0].destination)
 
     def substep(self, pieces: Sequence[Piece]) -> None:
         self._trigger_hazard()
@@ -305,6 +308,11 @@ class HighwayBackend:
 
     def road_geometry(self) -> RoadGeometry:
         return self._geometry
+
+    def road_map(self) -> dict[str, np.ndarray]:
+        """`info["map"]` (`envs.road_map`) of the current state, batch-first (`B = 1`)."""
+        ego = self.ego
+        return self._road_map.observe(ego.position, ego.heading, ego.lane_index)
 
     # -- hazards --------------------------------------------------------------------------
 

@@ -267,6 +267,7 @@ class DrivingEnv(gym.Env):
             "tick": self.tick,
             "gt_objects": objects[0],
             "gt_valid": valid[0],
+            "map": {key: value[0] for key, value in self.backend.road_map().items()},
             "hazard": self._hazard_state.as_info(),
             "crashed": bool(snapshot.crashed[0]),
             "offroad": not bool(snapshot.ego_on_road[0]),

@@ -1,0 +1,201 @@
+"""`info["map"]` on highway-env road networks (the contract: `envs.road_map`).
+
+`HighwayRoadMap` is built once per road (lanes do not move) and caches what does not depend
+on the ego: every lane as a vectorised centreline (`LaneCurve`), its samples on the grid
+`s = 0, MAP_STEP_M, ...`, and for each lane the ego may be on, the chain of lanes its route
+follows. Per observation it projects the ego on its lane, reads the route off the chain and
+picks the lanes within range (straight lanes analytically, curved ones by their samples).
+
+The chain follows highway-env's own rule: `RoadNetwork.next_lane` with the route
+`[lane] + shortest path to the destination` (what `ControlledVehicle.plan_route_to` builds),
+each lane's successor chosen at its end point. It stops at a dead end, at the destination
+node, or once it covers the route's length.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from highway_env.road.lane import AbstractLane, CircularLane, SineLane, StraightLane
+from highway_env.road.road import RoadNetwork
+from reflexdrive.envs.road_map import (
+    MAP_RANGE_M,
+    MAP_STEP_M,
+    ROUTE_POINTS,
+    finish_map,
+    keep_nearest_lanes,
+    lane_sample_count,
+    lane_window_points,
+    route_arc_lengths,
+    straight_nearest,
+    straight_range_window,
+)
+
+LaneIndex = tuple[str, str, int]
+Curve = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def lane_curve(lane: AbstractLane) -> Curve:
+    """`s (n,) -> (points (n, 2), heading (n,), width (n,))` of `lane`'s centreline, float64.
+
+    The same formulas as highway-env's `position(s, 0)`, `heading_at`, `width_at` for
+    `StraightLane`, `SineLane` and `CircularLane`, on arrays; other lane types call the
+    lane's own methods point by point.
+    """
+    kind = type(lane)
+    if kind is StraightLane or kind is SineLane:
+        start, direction, normal = lane.start, lane.direction, lane.direction_lateral
+        sine = kind is SineLane
+
+        def straight(s):
+            lateral = lane.amplitude * np.sin(lane.pulsation * s + lane.phase) if sine else 0.0
+            points = start + s[:, None] * direction + np.asarray(lateral)[..., None] * normal
+            heading = np.full(s.shape, lane.heading, np.float64)
+            if sine:
+                heading = heading + np.arctan(
+                    lane.amplitude * lane.pulsation * np.cos(lane.pulsation * s + lane.phase))
+            return points, heading, np.full(s.shape, lane.width, np.float64)
+        return straight
+    if kind is CircularLane:
+        def circular(s):
+            phi = lane.direction * s / lane.radius + lane.start_phase
+            points = lane.center + lane.radius * np.stack([np.cos(phi), np.sin(phi)], -1)
+            return points, phi + np.pi / 2 * lane.direction, np.full(s.shape, lane.width)
+        return circular
+
+    def generic(s):
+        points = np.array([lane.position(float(x), 0.0) for x in s]).reshape(-1, 2)
+        heading = np.array([lane.heading_at(float(x)) for x in s], np.float64)
+        return points, heading, np.array([lane.width_at(float(x)) for x in s], np.float64)
+    return generic
+
+
+class HighwayRoadMap:
+    """The HD map of one highway-env `RoadNetwork` for an ego heading to `destination`.
+
+    Args:
+        network: the road network (its lanes must not change afterwards).
+        destination: the ego's destination node (`VehicleInit.destination`), or None to
+            follow the road (the next lane closest to each lane's end).
+    """
+
+    def __init__(self, network: RoadNetwork, destination: str | None = None):
+        self.network = network
+        self.destination = destination
+        self.index: list[LaneIndex] = [(a, b, i) for a, to in network.graph.items()
+                                       for b, lanes in to.items() for i in range(len(lanes))]
+        self.slot = {index: k for k, index in enumerate(self.index)}
+        self.lanes = [network.get_lane(index) for index in self.index]
+        self.curves = [lane_curve(lane) for lane in self.lanes]
+        self.length = np.array([lane.length for lane in self.lanes], np.float64)
+        self.width = np.array([lane.width_at(0.0) for lane in self.lanes], np.float64)
+        self.priority = np.array([getattr(lane, "priority", 0) for lane in self.lanes], np.int8)
+        count = lane_sample_count(self.length)
+        self.samples = np.full((len(self.lanes), int(count.max()), 2), np.nan)
+        for k, curve in enumerate(self.curves):
+            self.samples[k, :count[k]] = curve(MAP_STEP_M * np.arange(count[k]))[0]
+        straight = np.array([type(lane) is StraightLane for lane in self.lanes])
+        self.straight = np.flatnonzero(straight)
+        self.curved = np.flatnonzero(~straight)
+        self.start = np.array([self.lanes[k].start for k in self.straight]).reshape(-1, 2)
+        self.direction = np.array([self.lanes[k].direction for k in self.straight]).reshape(-1, 2)
+        self._chains: dict[LaneIndex, tuple[np.ndarray, np.ndarray]] = {}
+
+    # -- the route --------------------------------------------------------------------------
+
+    def chain(self, lane_index: LaneIndex) -> tuple[np.ndarray, np.ndarray]:
+        """Lanes the route follows from `lane_index` on (slots, int64) and the arc length at
+        which each starts, from the start of `lane_index` [m] (cached per lane)."""
+        cached = self._chains.get(lane_index)
+        if cached is not None:
+            return cached
+        network, destination = self.network, self.destination
+        route = [lane_index]
+        if destination is not None:
+            path = network.shortest_path(lane_index[1], destination)
+            route += [(a, b, None) for a, b in zip(path[:-1], path[1:])]
+        slots, starts = [self.slot[lane_index]], [0.0]
+        reach = self.length[slots[0]] + (ROUTE_POINTS - 1) * MAP_STEP_M
+        current = lane_index
+        while starts[-1] + self.length[slots[-1]] < reach and current[1] != destination:
+            lane = self.lanes[slots[-1]]
+            following = network.next_lane(current, route=route,
+                                          position=lane.position(lane.length, 0.0))
+            if following == current:
+                break
+            starts.append(starts[-1] + self.length[slots[-1]])
+            slots.append(self.slot[following])
+            current = following
+        cached = (np.array(slots, np.int64), np.array(starts, np.float64))
+        self._chains[lane_index] = cached
+        return cached
+
+    def route(self, lane_index: LaneIndex, along: float):
+        """Route samples from arc length `along` on `lane_index`, world frame, float64.
+
+        Returns:
+            `(points (P, 2), heading (P,), width (P,), on_route (L,) bool)`: NaN past the
+            chain's end; `on_route` marks the lanes carrying a finite sample.
+        """
+        slots, starts = self.chain(lane_index)
+        s = route_arc_lengths(along)
+        end = starts[-1] + self.length[slots[-1]]
+        link = np.clip(np.searchsorted(starts, s, side="right") - 1, 0, len(slots) - 1)
+        points = np.full((ROUTE_POINTS, 2), np.nan)
+        heading = np.full(ROUTE_POINTS, np.nan)
+        width = np.full(ROUTE_POINTS, np.nan)
+        on_route = np.zeros(len(self.lanes), bool)
+        inside = s <= end + 1e-9
+        for k in np.unique(link[inside]):
+            rows = inside & (link == k)
+            points[rows], heading[rows], width[rows] = self.curves[slots[k]](s[rows] - starts[k])
+            on_route[slots[k]] = True
+        return points, heading, width, on_route
+
+    # -- the lanes in range -----------------------------------------------------------------
+
+    def lanes_in_range(self, position: np.ndarray):
+        """`(first, last, nearest)` per lane: the sample window within `MAP_RANGE_M` of
+        `position` (`first > last`: none) and the distance to its nearest sample [m]."""
+        count = len(self.lanes)
+        first = np.ones(count, np.int64)
+        last = np.zeros(count, np.int64)
+        nearest = np.full(count, np.inf)
+        if len(self.straight):
+            offset = position - self.start
+            along = offset[:, 0] * self.direction[:, 0] + offset[:, 1] * self.direction[:, 1]
+            lateral = offset[:, 1] * self.direction[:, 0] - offset[:, 0] * self.direction[:, 1]
+            f, l_ = straight_range_window(along, lateral, self.length[self.straight])
+            first[self.straight], last[self.straight] = f, l_
+            nearest[self.straight] = straight_nearest(along, lateral, f, l_)
+        if len(self.curved):
+            squared = np.sum((self.samples[self.curved] - position) ** 2, -1)
+            within = squared <= MAP_RANGE_M ** 2                              # NaN: False
+            any_within = within.any(-1)
+            size = within.shape[1]
+            first[self.curved] = np.where(any_within, within.argmax(-1), 1)
+            last[self.curved] = np.where(any_within, size - 1 - within[:, ::-1].argmax(-1), 0)
+            nearest[self.curved] = np.sqrt(np.where(within, squared, np.inf).min(-1))
+        return first, last, nearest
+
+    # -- the map ----------------------------------------------------------------------------
+
+    def observe(self, position, heading: float, lane_index: LaneIndex) -> dict[str, np.ndarray]:
+        """`info["map"]` with a leading batch dimension of 1, for an ego at `position` [m]
+        heading `heading` [rad] whose closest lane is `lane_index` (`Vehicle.lane_index`)."""
+        position = np.asarray(position, np.float64)
+        along = self.lanes[self.slot[lane_index]].local_coordinates(position)[0]
+        route, route_heading, route_width, on_route = self.route(lane_index, along)
+        first, last, nearest = self.lanes_in_range(position)
+        in_range = first <= last
+        chosen = keep_nearest_lanes(nearest[None], in_range[None])[0]           # (M,)
+        valid = chosen >= 0
+        pick = np.maximum(chosen, 0)
+        index, inside = lane_window_points(first[pick], last[pick])
+        inside &= valid[:, None]
+        index = np.minimum(index, self.samples.shape[1] - 1)
+        lanes_world = np.where(inside[..., None], self.samples[pick[:, None], index], np.nan)
+        return finish_map(route[None], route_heading[None], route_width[None], lanes_world[None],
+                          self.width[pick][None], valid[None], self.priority[pick][None],
+                          on_route[pick][None], position[None], np.array([heading]))

@@ -1,0 +1,124 @@
+"""`info["map"]` on highway-env road networks: analytic cases on straight and curved lanes."""
+
+import numpy as np
+import pytest
+from highway_env.road.road import RoadNetwork
+from reflexdrive.envs.backends.highway import build_road
+from reflexdrive.envs.backends.highway_map import HighwayRoadMap, lane_curve
+from reflexdrive.envs.road_map import (
+    LANE_POINTS,
+    MAP_FIELDS,
+    MAP_LANES,
+    MAP_RANGE_M,
+    MAP_STEP_M,
+    ROUTE_POINTS,
+)
+from reflexdrive.envs.scenarios import RoadSpec
+from reflexdrive.envs.sensors.frames import to_ego_frame
+
+
+def rotate(points, angle):
+    """Rotate `(n, 2)` points by `angle` [rad]."""
+    c, s = np.cos(angle), np.sin(angle)
+    return np.stack([c * points[:, 0] - s * points[:, 1], s * points[:, 0] + c * points[:, 1]], 1)
+
+
+def observe_on(network, lane_index, along, offset=0.0, heading_error=0.0, destination=None):
+    lane = network.get_lane(lane_index)
+    position = lane.position(along, offset)
+    heading = lane.heading_at(along) + heading_error
+    road_map = HighwayRoadMap(network, destination).observe(position, heading, lane_index)
+    return {key: value[0] for key, value in road_map.items()}, position, heading
+
+
+def test_straight_route_is_the_lane_ahead_rotated_by_the_heading_error():
+    network = RoadNetwork.straight_road_network(lanes=3, length=500.0)
+    d, psi = 0.7, 0.1
+    road_map, _, _ = observe_on(network, ("0", "1", 1), 100.3, d, psi)
+    i = np.arange(ROUTE_POINTS)
+    expected = rotate(np.stack([i * MAP_STEP_M, np.full(i.shape, -d)], 1), -psi)
+    np.testing.assert_allclose(road_map["route"], expected, atol=1e-5)
+    np.testing.assert_allclose(road_map["route_heading"], -psi, atol=1e-6)
+    np.testing.assert_array_equal(road_map["route_width"], 4.0)
+    assert set(road_map) == set(MAP_FIELDS)
+    assert road_map["route"].dtype == np.float32 and road_map["lanes"].shape == (
+        MAP_LANES, LANE_POINTS, 2)
+
+
+def test_straight_lanes_are_their_grid_samples_within_range():
+    network = RoadNetwork.straight_road_network(lanes=3, length=500.0)
+    road_map, position, heading = observe_on(network, ("0", "1", 1), 100.3, 0.7)
+    assert road_map["lane_valid"].tolist() == [True] * 3 + [False] * (MAP_LANES - 3)
+    assert road_map["lane_on_route"].tolist()[:3] == [False, True, False]
+    for lane in range(3):
+        y = 4.0 * lane
+        half = np.sqrt(MAP_RANGE_M ** 2 - (position[1] - y) ** 2)
+        first = int(np.ceil((position[0] - half) / 2.0))
+        last = int(np.floor((position[0] + half) / 2.0))
+        world = np.stack([2.0 * np.arange(first, last + 1), np.full(last - first + 1, y)], 1)
+        expected = to_ego_frame(world[None], position[None], np.array([heading]))[0]
+        points = road_map["lanes"][lane]
+        np.testing.assert_allclose(points[:last - first + 1], expected, atol=1e-4)
+        assert np.isnan(points[last - first + 1:]).all()
+    assert np.isnan(road_map["lanes"][3:]).all() and (road_map["lane_width"][:3] == 4.0).all()
+
+
+def test_route_is_nan_past_the_end_of_the_road():
+    network = RoadNetwork.straight_road_network(lanes=2, length=500.0)
+    road_map, _, _ = observe_on(network, ("0", "1", 0), 450.0)
+    finite = np.isfinite(road_map["route"]).all(1)
+    assert finite.tolist() == [True] * 26 + [False] * (ROUTE_POINTS - 26)   # 450 + 2 * 25 = 500
+    assert np.isnan(road_map["route_heading"][26:]).all()
+    assert np.isnan(road_map["route_width"][26:]).all()
+
+
+def test_route_on_the_roundabout_ring_keeps_the_radius_and_the_arc_step():
+    network = build_road(RoadSpec(kind="roundabout"), 0).network
+    ring = network.get_lane(("se", "ex", 0))
+    road_map, position, heading = observe_on(network, ("se", "ex", 0), 1.0, destination="sxs")
+    centre = to_ego_frame(ring.center[None, None], position[None], np.array([heading]))[0, 0]
+    route = road_map["route"].astype(np.float64)
+    assert np.isfinite(route).all()                       # 1 + 78 m < the ring's 109 m to sx
+    np.testing.assert_allclose(np.hypot(*(route - centre).T), ring.radius, atol=1e-3)
+    chord = np.hypot(*np.diff(route, axis=0).T)           # 2 m of arc across five ring lanes
+    np.testing.assert_allclose(chord, 2 * ring.radius * np.sin(1.0 / ring.radius), atol=1e-4)
+    # the heading turns by one radian every `radius` metres of arc (anticlockwise, psi < 0)
+    np.testing.assert_allclose(np.diff(np.unwrap(road_map["route_heading"])),
+                               ring.direction * MAP_STEP_M / ring.radius, atol=1e-5)
+    assert road_map["lane_on_route"].sum() >= 5
+
+
+def test_route_continues_on_the_next_lane_of_the_route_at_a_lane_end():
+    network = build_road(RoadSpec(kind="merge"), 0).network
+    road_map, _, _ = observe_on(network, ("a", "b", 1), 225.0)   # 5 m before b, then b -> c
+    i = np.arange(ROUTE_POINTS)
+    np.testing.assert_allclose(road_map["route"], np.stack([2.0 * i, 0.0 * i], 1), atol=1e-4)
+    road = HighwayRoadMap(network)
+    slots, starts = road.chain(("a", "b", 1))     # 230 m + 78 m reach only b -> c (80 m)
+    assert [road.index[k] for k in slots] == [("a", "b", 1), ("b", "c", 1)]
+    assert starts.tolist() == [0.0, 230.0]
+
+
+def test_route_follows_the_destination_and_stops_there():
+    network = build_road(RoadSpec(kind="intersection"), 0).network
+    road_map, _, _ = observe_on(network, ("o0", "ir0", 0), 90.0, destination="o1")
+    chain = HighwayRoadMap(network, "o1")
+    assert [chain.index[k] for k in chain.chain(("o0", "ir0", 0))[0]] == [
+        ("o0", "ir0", 0), ("ir0", "il1", 0), ("il1", "o1", 0)]
+    assert np.isfinite(road_map["route"]).all()
+    assert road_map["route_heading"][-1] == pytest.approx(-np.pi / 2, abs=1e-5)  # turned left
+    # on the last lane of the route the map ends with the lane: 90 + 2 * 5 = 100 m
+    road_map, _, _ = observe_on(network, ("il1", "o1", 0), 90.0, destination="o1")
+    assert np.isfinite(road_map["route"]).all(1).sum() == 6
+    assert road_map["lane_priority"][road_map["lane_valid"]].max() == 3
+
+
+@pytest.mark.parametrize("index", [("ses", "se", 0), ("ir0", "il1", 0)])
+def test_lane_curve_matches_highway_env_lane_methods(index):
+    kind = "roundabout" if index[0] == "ses" else "intersection"
+    lane = build_road(RoadSpec(kind=kind), 0).network.get_lane(index)
+    s = np.linspace(0.0, lane.length, 7)
+    points, heading, width = lane_curve(lane)(s)
+    np.testing.assert_allclose(points, [lane.position(x, 0.0) for x in s], atol=1e-12)
+    np.testing.assert_allclose(heading, [lane.heading_at(x) for x in s], atol=1e-12)
+    np.testing.assert_allclose(width, [lane.width_at(x) for x in s])
