@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from reflexdrive.agents.staged.route_planning import slip_angle
 from reflexdrive.agents.staged.types import Plan
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
 
@@ -87,7 +88,7 @@ def velocity_frame(path: np.ndarray, curvature: np.ndarray, vehicle_length_m: fl
     """`path` `(N, P, 2)` [m] turned from the ego frame into the frame of the ego centre's
     velocity on a circle of `curvature` `(N,)` [1/m]: by `-beta`, `sin(beta) = kappa L / 2`
     (0 where the curvature is 0: the path comes back unchanged)."""
-    slip = np.arcsin(np.clip(0.5 * vehicle_length_m * curvature, -1.0, 1.0))[:, None]
+    slip = slip_angle(curvature, vehicle_length_m)[:, None]
     c, s = np.cos(slip), np.sin(slip)
     x, y = path[..., 0], path[..., 1]
     return np.stack([c * x + s * y, -s * x + c * y], axis=-1)

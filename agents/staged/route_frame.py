@@ -221,3 +221,43 @@ def route_heading_at(route: np.ndarray, route_heading: np.ndarray, s: np.ndarray
         if valid.any():
             out[row] = np.interp(s[row], arc[row, valid], heading[row, valid])
     return out
+
+
+def smooth_route_gaps(route: np.ndarray, start_heading: np.ndarray | None = None,
+                      step_m: float = 2.0, gap_factor: float = 1.5, reach: int = 2
+                      ) -> np.ndarray:
+    """`route` `(N, P, 2)` [m] with every gap bridged by a tangent-continuous curve.
+
+    Where one lane ends away from where the next begins (highway-env's roundabout entries
+    end metres from the ring lane they feed), the map's route has one segment longer than
+    `gap_factor * step_m` with a kink at each end; a path along it would cut across the
+    road's edge. The `reach` points after the gap are moved onto the cubic Hermite curve
+    from the gap's start (the end of the lane before it: that lane's surface ends there)
+    to the `reach`-th point after it, with the tangents of the segments
+    outside the window (so the curve leaves and joins the lanes in their direction). A
+    window that would start before the route's first point starts there, with the lane
+    heading `start_heading` `(N,)` [rad] (the map's `route_heading[:, 0]`; None: the
+    first segment's direction) as its tangent. The number of points stays, their spacing
+    varies (arc-length functions measure it).
+    """
+    out = np.array(route, np.float64, copy=True)
+    _, direction, length, usable = _segments(out)
+    gaps = np.argwhere(usable & (length > gap_factor * step_m))
+    for row, gap in gaps:
+        first, last = gap, gap + 1 + reach
+        if last + 1 >= out.shape[1] or not usable[row, max(first - 1, 0):last + 1].all():
+            continue
+        p0, p1 = out[row, first], out[row, last]
+        chord = float(np.linalg.norm(p1 - p0))
+        if first > 0:
+            t0 = direction[row, first - 1] * chord
+        elif start_heading is not None and np.isfinite(start_heading[row]):
+            t0 = np.array([np.cos(start_heading[row]), np.sin(start_heading[row])]) * chord
+        else:
+            t0 = direction[row, 0] * chord
+        t1 = direction[row, last] * chord
+        u = np.linspace(0.0, 1.0, last - first + 1)[1:-1, None]
+        h00, h10 = 2 * u**3 - 3 * u**2 + 1, u**3 - 2 * u**2 + u
+        h01, h11 = -2 * u**3 + 3 * u**2, u**3 - u**2
+        out[row, first + 1:last] = h00 * p0 + h10 * t0 + h01 * p1 + h11 * t1
+    return out

@@ -115,5 +115,29 @@ class Plan:
     path_curvature: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class LaneFrameTracks:
+    """Tracks in the ego's lane frame (the planner's Frenet frame), all `(N, K)`: on a
+    straight road the ego frame rotated by the heading error, on a curved route the route
+    frame (`agents.staged.route_frame`).
+
+    Attributes:
+        s: along the lane from the ego [m]. d: across it from the ego lane's centre [m]
+        (+ towards the next higher lane index). vs, vd: ground velocity [m/s] (NaN -> 0).
+        length, width: [m]. valid: bool.
+        accel_s: ground acceleration along the lane [m/s^2]; 0 where the tracks carry
+            none or it is NaN.
+    """
+
+    s: np.ndarray
+    d: np.ndarray
+    vs: np.ndarray
+    vd: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    valid: np.ndarray
+    accel_s: np.ndarray
+
+
 PLAN_STEP_S = 0.1
 """Time between consecutive `Plan.path` points [s]."""
