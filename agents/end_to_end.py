@@ -36,6 +36,7 @@ import torch
 from reflexdrive.agents.base import Decision, Info, Observation, StageTimer
 from reflexdrive.agents.staged.learned_perception import SPEC_SENSOR_FIELDS
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
+from reflexdrive.envs.road_map import ROUTE_TARGETS_M
 from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy, State
 from reflexdrive.policies.registry import POLICIES, load_policy, shipped_checkpoint
@@ -55,7 +56,8 @@ def policy_spec(sensors: SensorConfig | None = None) -> dict[str, Any]:
 
         {"observation": {"bev": {"shape": [C, H, W], "dtype": "uint8"},
                          "ego": {"shape": [8], "dtype": "float32"},
-                         "lidar": {"shape": [beams, 2], "dtype": "float32"}},
+                         "lidar": {"shape": [beams, 2], "dtype": "float32"},
+                         "route": {"shape": [K, 2], "dtype": "float32"}},
          "sensors": {"range_m": ., "bev_behind_m": ., "bev_half_width_m": .,
                      "bev_m_per_px": .},
          "ego_features": ["speed_mps", ...]}
@@ -68,6 +70,8 @@ def policy_spec(sensors: SensorConfig | None = None) -> dict[str, Any]:
     return {"observation": {"bev": {"shape": list(sensors.bev_shape), "dtype": "uint8"},
                             "ego": {"shape": [len(EGO_FEATURES)], "dtype": "float32"},
                             "lidar": {"shape": [sensors.lidar_beams, 2],
+                                      "dtype": "float32"},
+                            "route": {"shape": [len(ROUTE_TARGETS_M), 2],
                                       "dtype": "float32"}},
             "sensors": {name: float(getattr(sensors, name)) for name in SPEC_SENSOR_FIELDS},
             "ego_features": list(EGO_FEATURES)}

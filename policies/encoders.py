@@ -48,7 +48,8 @@ from reflexdrive.common.validation import (
 
 Observation = Mapping[str, torch.Tensor]
 """`{"bev": (B, C, H, W) uint8 or float in [0, 1], "ego": (B, 8) float, "lidar": (B, beams,
-2) float}` (`lidar` only for encoders that read it; extra keys ignored)."""
+2) float, "route": (B, K, 2) float}` (`lidar`, `route` only for encoders that read them;
+extra keys ignored)."""
 
 EGO_NORMALISATION: dict[str, tuple[float, float]] = {
     "speed_mps": (20.0, 10.0),          # highway speeds 10-30 m/s -> [-1, 1]
@@ -74,9 +75,13 @@ LIDAR_MIN_RANGE_M = 1.0
 """Closing rate `max(-rate, 0) / max(range, LIDAR_MIN_RANGE_M)` (an inverse time to
 collision [1/s]) is fed clamped to [0, LIDAR_MAX_CLOSING_PER_S]."""
 LIDAR_MAX_CLOSING_PER_S = 5.0
+ROUTE_SCALE_M = 40.0
+"""Route target points (`obs["route"]`, ego frame [m]) are fed divided by this (the farthest
+target, `envs.road_map.ROUTE_TARGETS_M[-1]`), clamped to `[-EGO_CLAMP, EGO_CLAMP]`."""
 
 
-def check_obs_spec(obs_spec: Any, lidar: bool = False) -> dict[str, dict[str, Any]]:
+def check_obs_spec(obs_spec: Any, lidar: bool = False,
+                   route: bool = False) -> dict[str, dict[str, Any]]:
     """The entries of an observation spec that a policy reads, validated.
 
     Args:
@@ -85,15 +90,17 @@ def check_obs_spec(obs_spec: Any, lidar: bool = False) -> dict[str, dict[str, An
             "float32"}, ...}` as `policies.checkpoint.observation_spec` makes it from an
             env's single observation space (other keys are ignored).
         lidar: whether the `lidar` entry is read (and so required) too.
+        route: whether the `route` entry (`{"shape": [K, 2], "dtype": "float32"}`) is read
+            (and so required) too.
 
     Returns:
-        `{"bev": {...}, "ego": {...}}` (plus `"lidar"` when read) with shapes as lists of
-        ints.
+        `{"bev": {...}, "ego": {...}}` (plus `"lidar"`, `"route"` when read) with shapes as
+        lists of ints.
 
     Raises:
         ValueError: not a dict, an entry missing, or shapes / dtypes the encoders cannot
             read (bev: 3 positive dims, uint8; ego: `(8,)`, float32; lidar: `(beams, 2)`,
-            float32).
+            float32; route: `(K, 2)`, float32).
     """
     if not isinstance(obs_spec, Mapping):
         raise ValueError(f"obs_spec={obs_spec!r} is invalid: must be a dict like "
@@ -101,6 +108,8 @@ def check_obs_spec(obs_spec: Any, lidar: bool = False) -> dict[str, dict[str, An
     expected = {"bev": (3, "uint8"), "ego": (1, "float32")}
     if lidar:
         expected["lidar"] = (2, "float32")
+    if route:
+        expected["route"] = (2, "float32")
     checked = {}
     for key, (ndim, dtype) in expected.items():
         entry = obs_spec.get(key)
@@ -125,6 +134,9 @@ def check_obs_spec(obs_spec: Any, lidar: bool = False) -> dict[str, dict[str, An
     if lidar and checked["lidar"]["shape"][1] != 2:
         raise ValueError(f"obs_spec.lidar.shape={checked['lidar']['shape']!r} is invalid: "
                          "must be [beams, 2] (range, range rate)")
+    if route and checked["route"]["shape"][1] != 2:
+        raise ValueError(f"obs_spec.route.shape={checked['route']['shape']!r} is invalid: "
+                         "must be [targets, 2] (x, y in the ego frame)")
     return checked
 
 
@@ -169,8 +181,10 @@ def bev_to_float(bev: torch.Tensor) -> torch.Tensor:
 
 
 def _check_inputs(obs: Observation, bev_shape: tuple[int, ...], ego_dim: int,
-                  lidar_shape: tuple[int, ...] | None = None) -> None:
-    keys = ("bev", "ego") if lidar_shape is None else ("bev", "ego", "lidar")
+                  lidar_shape: tuple[int, ...] | None = None,
+                  route_shape: tuple[int, ...] | None = None) -> None:
+    shapes = {"lidar": lidar_shape, "route": route_shape}
+    keys = ("bev", "ego") + tuple(key for key, shape in shapes.items() if shape is not None)
     for key in keys:
         if key not in obs:
             raise ValueError(f"observation {key!r} is missing (have {', '.join(obs)})")
@@ -180,12 +194,11 @@ def _check_inputs(obs: Observation, bev_shape: tuple[int, ...], ego_dim: int,
                          f"{tuple(bev.shape)}")
     if ego.ndim != 2 or ego.shape[1] != ego_dim or ego.shape[0] != bev.shape[0]:
         raise ValueError(f"ego must be ({bev.shape[0]}, {ego_dim}), got {tuple(ego.shape)}")
-    if lidar_shape is not None:
-        lidar = obs["lidar"]
-        if lidar.ndim != 3 or tuple(lidar.shape[1:]) != lidar_shape \
-                or lidar.shape[0] != bev.shape[0]:
-            raise ValueError(f"lidar must be ({bev.shape[0]}, "
-                             f"{', '.join(map(str, lidar_shape))}), got {tuple(lidar.shape)}")
+    for key in keys[2:]:
+        value, shape = obs[key], shapes[key]
+        if value.ndim != 3 or tuple(value.shape[1:]) != shape or value.shape[0] != bev.shape[0]:
+            raise ValueError(f"{key} must be ({bev.shape[0]}, "
+                             f"{', '.join(map(str, shape))}), got {tuple(value.shape)}")
 
 
 def lidar_inputs(lidar: torch.Tensor) -> torch.Tensor:
@@ -222,6 +235,24 @@ class LidarEncoder(nn.Module):
         return self.mlp(lidar_inputs(lidar))
 
 
+class RouteEncoder(nn.Module):
+    """`(B, K, 2)` route target points [m] -> `(B, hidden)`: the points divided by
+    `ROUTE_SCALE_M` and clamped, flattened, then a two-layer MLP."""
+
+    def __init__(self, targets: int, hidden: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * targets, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
+
+    def forward(self, route: torch.Tensor) -> torch.Tensor:
+        scaled = (route.float() / ROUTE_SCALE_M).clamp(-EGO_CLAMP, EGO_CLAMP)
+        return self.mlp(scaled.flatten(1))
+
+
+ROUTE_HIDDEN_HELP = ("width of the RouteEncoder on obs['route'] (0: the encoder does not read "
+                     "the route, as the checkpoints written before it existed)")
+
+
 # ----------------------------------------------------------------------------- CNN
 
 
@@ -232,7 +263,7 @@ class ConvEncoderConfig:
 
     `channels` are the output channels of the 3x3 stride-2 convolutions, one entry per
     layer (each layer halves the raster, rounding up): 64x64 -> 4x4 with four layers.
-    `features` is `features_dim`, the width of the fused features (bev, ego and lidar
+    `features` is `features_dim`, the width of the fused features (bev, ego, lidar and route
     concatenated, then a linear layer, LayerNorm, ReLU).
     """
 
@@ -245,11 +276,17 @@ class ConvEncoderConfig:
     lidar_hidden: int = count(
         64, low=0, help="width of the LidarEncoder (0: the encoder does not read the lidar, "
                         "as the checkpoints written before it existed)")
+    route_hidden: int = count(0, low=0, help=ROUTE_HIDDEN_HELP)
 
     @property
     def uses_lidar(self) -> bool:
         """Whether the encoder reads the `lidar` observation."""
         return self.lidar_hidden > 0
+
+    @property
+    def uses_route(self) -> bool:
+        """Whether the encoder reads the `route` observation."""
+        return self.route_hidden > 0
 
     def __post_init__(self) -> None:
         if isinstance(self.channels, list):
@@ -262,17 +299,19 @@ class ConvEncoder(nn.Module):
 
     Layers: `len(channels)` x [3x3 conv stride 2 padding 1, ReLU] -> flatten -> linear
     `bev_features`, ReLU; ego: normalise -> linear `ego_hidden`, ReLU -> linear
-    `ego_hidden`, ReLU; lidar (if `lidar_hidden`): `LidarEncoder`; all concatenated ->
+    `ego_hidden`, ReLU; lidar (if `lidar_hidden`): `LidarEncoder`; route (if
+    `route_hidden`): `RouteEncoder`; all concatenated ->
     linear `features`, LayerNorm, ReLU.
     """
 
     def __init__(self, config: ConvEncoderConfig, obs_spec: Mapping[str, Any]):
         super().__init__()
-        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar)
+        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar, route=config.uses_route)
         self.config = config
         self.bev_shape = tuple(spec["bev"]["shape"])
         self.ego_dim = spec["ego"]["shape"][0]
         self.lidar_shape = tuple(spec["lidar"]["shape"]) if config.uses_lidar else None
+        self.route_shape = tuple(spec["route"]["shape"]) if config.uses_route else None
         c, h, w = self.bev_shape
         layers: list[nn.Module] = []
         for out in config.channels:
@@ -291,13 +330,16 @@ class ConvEncoder(nn.Module):
                                  nn.ReLU(inplace=True))
         self.lidar = (LidarEncoder(self.lidar_shape[0], config.lidar_hidden)
                       if self.lidar_shape is not None else None)
+        self.route = (RouteEncoder(self.route_shape[0], config.route_hidden)
+                      if self.route_shape is not None else None)
         self.fuse = nn.Sequential(nn.Linear(config.bev_features + config.ego_hidden
-                                            + config.lidar_hidden, config.features),
+                                            + config.lidar_hidden + config.route_hidden,
+                                            config.features),
                                   nn.LayerNorm(config.features), nn.ReLU(inplace=True))
         self.features_dim = config.features
 
     def forward(self, obs: Observation) -> torch.Tensor:
-        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape)
+        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape, self.route_shape)
         return in_row_chunks(self._features, obs)
 
     def _features(self, obs: Observation) -> torch.Tensor:
@@ -305,6 +347,8 @@ class ConvEncoder(nn.Module):
         parts = [self.conv(bev), self.ego(self.normalise_ego(obs["ego"]))]
         if self.lidar is not None:
             parts.append(self.lidar(obs["lidar"]))
+        if self.route is not None:
+            parts.append(self.route(obs["route"]))
         return self.fuse(torch.cat(parts, dim=1))
 
 
@@ -329,11 +373,20 @@ class PatchEncoderConfig:
         True, help="add a lidar token (a LidarEncoder of width d_model, then a linear layer); "
                    "False: the encoder does not read the lidar, as the checkpoints written "
                    "before it existed")
+    route_hidden: int = count(
+        0, low=0, help="width of the RouteEncoder of a route token (then a linear layer to "
+                       "d_model); 0: the encoder does not read the route, as the checkpoints "
+                       "written before it existed")
 
     @property
     def uses_lidar(self) -> bool:
         """Whether the encoder reads the `lidar` observation."""
         return self.lidar
+
+    @property
+    def uses_route(self) -> bool:
+        """Whether the encoder reads the `route` observation."""
+        return self.route_hidden > 0
 
     def __post_init__(self) -> None:
         validate_fields(self, "encoder.")
@@ -343,28 +396,30 @@ class PatchEncoderConfig:
 
 
 CLS, EGO_TOKEN, LIDAR_TOKEN = 0, 1, 2
-"""Token indices of the `cls`, `ego` and (when read) `lidar` tokens; patch tokens follow,
-row-major (`PatchEncoder.first_patch`)."""
+"""Token indices of the `cls`, `ego` and (when read) `lidar` tokens; the `route` token (when
+read) follows them, then the patch tokens, row-major (`PatchEncoder.first_patch`)."""
 
 
 class PatchEncoder(nn.Module):
     """ViT-style encoder: `(B, features_dim = d_model)`, the `cls` token's output.
 
-    Tokens: `[cls, ego, (lidar,) patch_0 .. patch_{n-1}]`, patches row-major over the
+    Tokens: `[cls, ego, (lidar,) (route,) patch_0 .. patch_{n-1}]`, patches row-major over the
     raster (row 0 is the far front). Patch embedding: a `p x p` stride-`p` convolution (a
     linear map of each flattened patch); learned positional embeddings for every token;
     the ego token is an MLP of the normalised ego vector, the lidar token a
-    `LidarEncoder` followed by a linear layer. A final LayerNorm follows the layers.
+    `LidarEncoder` followed by a linear layer, the route token a `RouteEncoder` of width
+    `route_hidden` followed by a linear layer. A final LayerNorm follows the layers.
     """
 
     def __init__(self, config: PatchEncoderConfig, obs_spec: Mapping[str, Any]):
         super().__init__()
-        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar)
+        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar, route=config.uses_route)
         self.config = config
         self.bev_shape = tuple(spec["bev"]["shape"])
         self.ego_dim = spec["ego"]["shape"][0]
         self.lidar_shape = tuple(spec["lidar"]["shape"]) if config.uses_lidar else None
-        self.first_patch = 3 if config.uses_lidar else 2
+        self.route_shape = tuple(spec["route"]["shape"]) if config.uses_route else None
+        self.first_patch = 2 + int(config.uses_lidar) + int(config.uses_route)
         c, h, w = self.bev_shape
         p, d = config.patch_size, config.d_model
         if h % p or w % p:
@@ -378,6 +433,9 @@ class PatchEncoder(nn.Module):
         self.ego = nn.Sequential(nn.Linear(self.ego_dim, d), nn.GELU(), nn.Linear(d, d))
         self.lidar = (nn.Sequential(LidarEncoder(self.lidar_shape[0], d), nn.Linear(d, d))
                       if self.lidar_shape is not None else None)
+        self.route = (nn.Sequential(RouteEncoder(self.route_shape[0], config.route_hidden),
+                                    nn.Linear(config.route_hidden, d))
+                      if self.route_shape is not None else None)
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         self.position = nn.Parameter(torch.randn(1, tokens, d) * 0.02)
         self.layers = nn.ModuleList(
@@ -389,13 +447,15 @@ class PatchEncoder(nn.Module):
 
     def tokens(self, obs: Observation) -> torch.Tensor:
         """The input tokens `(B, first_patch + n_patches, d_model)`, positions added."""
-        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape)
+        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape, self.route_shape)
         patches = self.patch(bev_to_float(obs["bev"])).flatten(2).transpose(1, 2)
         ego = self.ego(self.normalise_ego(obs["ego"])).unsqueeze(1)
         cls = self.cls.expand(patches.shape[0], -1, -1)
         tokens = [cls, ego]
         if self.lidar is not None:
             tokens.append(self.lidar(obs["lidar"]).unsqueeze(1))
+        if self.route is not None:
+            tokens.append(self.route(obs["route"]).unsqueeze(1))
         return torch.cat([*tokens, patches], dim=1) + self.position
 
     def forward(self, obs: Observation) -> torch.Tensor:

@@ -199,7 +199,8 @@ class DrivingPolicy(nn.Module):
     Attributes:
         name: registry name ("cnn", "gru", "lstm", "transformer").
         is_recurrent: whether `state` carries anything.
-        obs_spec: `{"bev": {"shape", "dtype"}, "ego": {...}, ("lidar": {...})}` the policy
+        obs_spec: `{"bev": {"shape", "dtype"}, "ego": {...}, ("lidar": {...}), ("route":
+            {...})}` the policy
             reads (`obs_keys`: its keys).
         config: its frozen config dataclass.
         encoder: `(obs) -> (B, encoder.features_dim)`.
@@ -216,14 +217,15 @@ class DrivingPolicy(nn.Module):
         if not isinstance(self.config, self.config_type):
             raise ConfigError("config", config,
                               f"{self.name} takes a {self.config_type.__name__}")
-        self.obs_spec = check_obs_spec(obs_spec, lidar=self.config.encoder.uses_lidar)
+        self.obs_spec = check_obs_spec(obs_spec, lidar=self.config.encoder.uses_lidar,
+                                       route=self.config.encoder.uses_route)
         self.encoder: nn.Module
         self.head: ActionHead
 
     @property
     def obs_keys(self) -> tuple[str, ...]:
-        """The observation entries the policy reads: `("bev", "ego")` or `("bev", "ego",
-        "lidar")`."""
+        """The observation entries the policy reads: `("bev", "ego")`, plus `"lidar"` and
+        `"route"` when its encoder reads them."""
         return tuple(self.obs_spec)
 
     # -- state -------------------------------------------------------------------------

@@ -221,7 +221,8 @@ def load_policy(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
         raise CheckpointError(path, f"invalid {checkpoint.name} config: {error}") from None
     try:
         obs_spec = check_obs_spec(checkpoint.spec.get("observation"),
-                                  lidar=config.encoder.uses_lidar)
+                                  lidar=config.encoder.uses_lidar,
+                                  route=config.encoder.uses_route)
     except ValueError as error:
         raise CheckpointError(path, f"its spec has no usable observation entry: {error}") \
             from None

@@ -3,8 +3,9 @@
 The world env. `step(action)` is plain Gymnasium (lockstep, no latency: one tick, the
 command applied from the tick's start). The clock (`envs.clock.ClockWrapper`) drives it
 through `run_window`, which integrates whatever command pieces the tick contract
-produced. Observations are `Dict(bev, lidar, ego)`; ground truth (objects in the ego frame,
-hazard state) goes in `info`, never in the observation.
+produced. Observations are `Dict(bev, lidar, ego, route)` (`route`: the navigation targets
+of `envs.road_map.route_targets`); ground truth (objects in the ego frame, hazard state) and
+the HD map (`info["map"]`, `envs.road_map`) go in `info`, never in the observation.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from reflexdrive.envs.gym.reward import RewardConfig, window_progress
 from reflexdrive.envs.gym.termination import episode_over, termination
 from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.outcomes import substep_outcomes
+from reflexdrive.envs.road_map import ROUTE_TARGETS_M, route_targets
 from reflexdrive.envs.scenarios import (
     ScenarioInit,
     generate,
@@ -67,7 +69,11 @@ def coerce_config(config_type: type, value: Any, field_name: str):
 
 
 def observation_space(sensor_config: SensorConfig) -> spaces.Dict:
-    """The `Dict(bev, lidar, ego)` space for `sensor_config`."""
+    """The `Dict(bev, lidar, ego, route)` space for `sensor_config`.
+
+    `route`: `(K, 2)` float32 [m], the route's points `ROUTE_TARGETS_M` ahead in the ego
+    frame (`envs.road_map.route_targets`); unbounded like `ego`.
+    """
     beams = sensor_config.lidar_beams
     lidar_low = np.tile(np.array([0.0, -np.inf], dtype=np.float32), (beams, 1))
     lidar_high = np.tile(np.array([sensor_config.range_m, np.inf], dtype=np.float32), (beams, 1))
@@ -75,6 +81,7 @@ def observation_space(sensor_config: SensorConfig) -> spaces.Dict:
         "bev": spaces.Box(0, 255, sensor_config.bev_shape, dtype=np.uint8),
         "lidar": spaces.Box(lidar_low, lidar_high, dtype=np.float32),
         "ego": spaces.Box(-np.inf, np.inf, (len(EGO_FEATURES),), dtype=np.float32),
+        "route": spaces.Box(-np.inf, np.inf, (len(ROUTE_TARGETS_M), 2), dtype=np.float32),
     })
 
 
@@ -157,6 +164,7 @@ class DrivingEnv(gym.Env):
         self._lockstep_clock = TickClock(self.timing)
         self.init: ScenarioInit | None = None
         self._snapshot: WorldSnapshot | None = None
+        self._road_map: dict[str, np.ndarray] | None = None
 
     # -- Gymnasium API ---------------------------------------------------------------------
 
@@ -239,10 +247,13 @@ class DrivingEnv(gym.Env):
 
     def _observe(self, snapshot: WorldSnapshot) -> dict[str, np.ndarray]:
         config = self.sensor_config
+        # the map of this observation, for `obs["route"]` and `info["map"]` (`_info`)
+        self._road_map = {key: value[0] for key, value in self.backend.road_map().items()}
+        route = route_targets(self._road_map["route"])
         if not self.observations:
             return {"bev": np.zeros(config.bev_shape, dtype=np.uint8),
                     "lidar": np.zeros((config.lidar_beams, 2), dtype=np.float32),
-                    "ego": sensors.ego_vector(snapshot)[0]}
+                    "ego": sensors.ego_vector(snapshot)[0], "route": route}
         road = self.backend.road_geometry()
         # The noise: a function of the episode's seed and the tick observed (rounded up: an
         # episode that ends mid-tick gets fresh noise), as `BatchedDrivingEnv` draws it.
@@ -252,6 +263,7 @@ class DrivingEnv(gym.Env):
             "bev": sensors.render_bev(snapshot, road, config, noise)[0],
             "lidar": sensors.cast_lidar(snapshot, config, noise)[0],
             "ego": sensors.ego_vector(snapshot)[0],
+            "route": route,
         }
 
     def _reward(self, outcomes: list[SubstepOutcome], crashed: bool, offroad: bool) -> float:
@@ -267,7 +279,7 @@ class DrivingEnv(gym.Env):
             "tick": self.tick,
             "gt_objects": objects[0],
             "gt_valid": valid[0],
-            "map": {key: value[0] for key, value in self.backend.road_map().items()},
+            "map": self._road_map,
             "hazard": self._hazard_state.as_info(),
             "crashed": bool(snapshot.crashed[0]),
             "offroad": not bool(snapshot.ego_on_road[0]),

@@ -43,6 +43,7 @@ from reflexdrive.envs.gym.single import action_space, coerce_config, observation
 from reflexdrive.envs.gym.termination import episode_over, termination
 from reflexdrive.envs.latency import parse_latency
 from reflexdrive.envs.outcomes import substep_outcomes
+from reflexdrive.envs.road_map import route_targets
 from reflexdrive.envs.scenarios import (
     HAZARD_KINDS,
     SCENARIOS,
@@ -389,8 +390,9 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         else:
             bev = np.zeros((b, *config.bev_shape), dtype=np.uint8)
             lidar = np.zeros((b, config.lidar_beams, 2), dtype=np.float32)
+        road_map = self.backend.road_map(snapshot)
         obs = {"bev": bev, "lidar": lidar.astype(np.float32, copy=False),
-               "ego": sensors.ego_vector(snapshot)}
+               "ego": sensors.ego_vector(snapshot), "route": route_targets(road_map["route"])}
         objects, valid = sensors.ground_truth_objects(snapshot, config)
         onsets = self.hazards.onsets
         onset_substep = onsets.onset_substep.cpu().numpy()
@@ -403,6 +405,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             "tick": (substep // self._substeps_per_tick).astype(np.int64),
             "gt_objects": objects,
             "gt_valid": valid,
+            "map": road_map,
             "hazard": {
                 "kind": np.array(HAZARD_KINDS, dtype=object)[kind],
                 "onset_s": np.where(onset_substep >= 0, onset_substep / f, math.inf),

@@ -115,9 +115,11 @@ def _pixels(surface, world_points: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _finite_rows(*arrays: np.ndarray) -> np.ndarray:
+    """`(n,)` bool: the rows (first axis) finite in every array; `n` may be 0 (a tick with
+    no valid detection: `reshape(0, -1)` is ambiguous, so reduce over the trailing axes)."""
     keep = np.ones(arrays[0].shape[0], dtype=bool)
     for array in arrays:
-        keep &= np.isfinite(array.reshape(array.shape[0], -1)).all(axis=1)
+        keep &= np.isfinite(array).all(axis=tuple(range(1, array.ndim)))
     return keep
 
 

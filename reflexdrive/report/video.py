@@ -170,7 +170,8 @@ def video_name(stack: str, scenario: str, mode: str, seed: int,
 
 
 def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None,
-                 lidar: np.ndarray | None = None) -> np.ndarray:
+                 lidar: np.ndarray | None = None, route: np.ndarray | None = None
+                 ) -> np.ndarray:
     """`|d action / d bev|` of a `DrivingPolicy` for one observation, `float (H, W)` in [0, 1].
 
     Both action components are scaled to [-1, 1] by the action bounds
@@ -186,6 +187,7 @@ def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None,
             never modified.
         lidar: `float32 (1, beams, 2)`, for policies that read it (held fixed: the map
             shows the bev's share of the decision).
+        route: `float32 (1, K, 2)`, for policies that read it (held fixed likewise).
     """
     import torch
 
@@ -205,6 +207,9 @@ def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None,
         inputs = {"bev": x, "ego": e}
         if lidar is not None:
             inputs["lidar"] = torch.as_tensor(np.asarray(lidar[:1], dtype=np.float32),
+                                              device=device).expand(components, -1, -1)
+        if route is not None:
+            inputs["route"] = torch.as_tensor(np.asarray(route[:1], dtype=np.float32),
                                               device=device).expand(components, -1, -1)
         action, _ = policy(inputs, start)
         unit = policy.head.to_unit(action)
@@ -312,10 +317,11 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
                 belief.heat = overlays.normalise_heat(decision.products["attention"][0])
                 belief.heat_label = f"{name}: cls attention"
             else:
-                reads_lidar = "lidar" in explainer[0].obs_keys
+                reads = explainer[0].obs_keys
                 belief.heat = saliency_map(explainer[0], obs["bev"][:1], obs["ego"][:1],
                                            prior_state or None,
-                                           obs["lidar"][:1] if reads_lidar else None)
+                                           obs["lidar"][:1] if "lidar" in reads else None,
+                                           obs["route"][:1] if "route" in reads else None)
                 belief.heat_label = f"{name}: saliency"
         recorder.observe(belief)
         return decision

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.sensors.noise import splitmix64
 from reflexdrive.policies.checkpoint import (
     CheckpointError,
@@ -148,6 +149,11 @@ class BehaviourCloning:
 
     def __init__(self, policy: DrivingPolicy, config: ImitationConfig,
                  device: torch.device | str = "cpu"):
+        if "route" in policy.obs_keys:
+            # the expert data keeps the inputs the shipped policies read (bev, ego, lidar)
+            raise ConfigError("encoder.route_hidden", policy.config.encoder.route_hidden,
+                              "must be 0 for imitation learning: the expert data stores no "
+                              "route (obs['route']) yet")
         self.config = config
         self.device = torch.device(device)
         self.policy = policy.to(self.device).train()

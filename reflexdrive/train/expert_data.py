@@ -94,7 +94,9 @@ DEFAULT_WEIGHTS = (("highway", 0.55), ("lead-brake", 0.15), ("cut-in", 0.15),
 
 FIELDS = ("bev", "ego", "lidar", "action", "executed", "episode_start", "episode", "tick", "env",
           "scenario", "round", "learner")
-"""The per-frame arrays of a shard and of an `ExpertDataset` (see `ExpertDataset`)."""
+"""The per-frame arrays of a shard and of an `ExpertDataset` (see `ExpertDataset`). The
+observation keys are those the shipped policies read: `obs["route"]` is not stored (a
+policy that reads it cannot be trained by imitation yet; `behaviour_cloning` refuses it)."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ overlays placed where the ego frame says, saliency equal to per-component gradie
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import imageio.v2 as imageio
@@ -13,7 +14,8 @@ import torch
 from highway_env.road.graphics import WorldSurface
 from reflexdrive.agents.end_to_end import build_end_to_end, policy_spec
 from reflexdrive.agents.registry import make_agent
-from reflexdrive.agents.staged.types import Plan
+from reflexdrive.agents.staged.types import Detections, Plan
+from reflexdrive.envs.scenarios import SCENARIOS
 from reflexdrive.envs.sensors import to_ego_frame
 from reflexdrive.policies.registry import build, save_policy
 
@@ -208,3 +210,31 @@ def test_video_config_messages():
                                           r"false$"):
         VideoConfig(explain=1)
     assert VideoConfig(fps=30, crf=0, inset_scale=8).fps == 30
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_scenario_films_a_readable_video(tmp_path, scenario):
+    """One short staged episode of every registered scenario as a real MP4. The staged stack
+    draws its detections: at the intersection's start none is valid (the case that crashed
+    `overlays._finite_rows`)."""
+    short = {"duration_s": 1.0}
+    if "onset_s" in {f.name for f in dataclasses.fields(SCENARIOS[scenario].config_type)}:
+        short["onset_s"] = (0.4, 0.6)                     # within the 1 s episode
+    result = record_episode("staged", scenario, 0, tmp_path / f"{scenario}.mp4",
+                            scenario_config=short, video=SMALL_VIDEO)
+    assert result.frames == round(result.metrics.duration_s * 50) > 0
+    assert video_frames(result.path) == result.frames
+    frame = imageio.get_reader(result.path).get_data(result.frames - 1)
+    assert frame.shape == (192 + 160, 480, 3) and frame.std() > 10
+
+
+def test_detections_with_no_valid_row_draw_nothing():
+    pygame.init()
+    surface = WorldSurface((200, 100), 0, pygame.Surface((200, 100)))
+    empty = Detections(position=np.zeros((1, 3, 2)), velocity=np.zeros((1, 3, 2)),
+                       size=np.ones((1, 3, 2)), heading=np.zeros((1, 3)),
+                       object_id=-np.ones((1, 3), int), valid=np.zeros((1, 3), bool))
+    pose = overlays.Pose(np.zeros(2), 0.0)
+    assert overlays.draw_detections(surface, empty, 0, pose) == 0
+    one = Detections(**{**empty.__dict__, "valid": np.array([[False, True, False]])})
+    assert overlays.draw_detections(surface, one, 0, pose) == 1

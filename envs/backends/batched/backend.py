@@ -53,8 +53,9 @@ from reflexdrive.envs.backends.batched.torch.road import (
     wrap_to_pi,
 )
 from reflexdrive.envs.backends.highway import STRIPE_LENGTH_M, STRIPE_PERIOD_M
+from reflexdrive.envs.road_map import straight_road_map
 from reflexdrive.envs.scenarios import SCENARIOS, ScenarioInit
-from reflexdrive.envs.types import Piece, RoadGeometry, WorldSnapshot
+from reflexdrive.envs.types import EGO, Piece, RoadGeometry, WorldSnapshot
 
 from reflexdrive.common.validation import ConfigError, check_choice
 
@@ -425,6 +426,17 @@ class BatchedBackend:
         if self._geometry is None:
             self._geometry = self._build_geometry()
         return self._geometry
+
+    def road_map(self, snapshot: WorldSnapshot | None = None) -> dict[str, np.ndarray]:
+        """`info["map"]` (`envs.road_map.straight_road_map`) of every world, `(B, ...)`.
+
+        `snapshot`: the current `snapshot()` when the caller has it already.
+        """
+        snapshot = self.snapshot() if snapshot is None else snapshot
+        lanes, length = zip(*self._roads)
+        return straight_road_map(snapshot.position[:, EGO], snapshot.heading[:, EGO],
+                                 snapshot.ego_lane_index, np.array(lanes), np.array(length),
+                                 self.params.lane_width)
 
     # -- internals ------------------------------------------------------------------------
 
