@@ -35,7 +35,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from reflexdrive.agents.staged import frenet, route_planning
+from reflexdrive.agents.staged import frenet, route_planning, yielding
 from reflexdrive.agents.staged.car_following import (
     acc_model_acceleration,
     braking_lead_floor,
@@ -341,6 +341,9 @@ class PlannerConfig:
 
     idm: IDMParams = IDMParams()
     """Car-following parameters (also the followers' model in MOBIL)."""
+    yielding: yielding.YieldConfig = yielding.YieldConfig()
+    """Gap acceptance where a curved route crosses or joins a lane with the right of way
+    (`agents.staged.yielding`)."""
     lane_changes: bool = boolean(True, help="let MOBIL change lanes (False: keep the lane)")
     politeness: float = real(
         0.3, low=0.0, help="MOBIL p [-], weight of the followers' accelerations")
@@ -478,7 +481,8 @@ class MobilFrenetPlanner:
         params = self.capped_idm
         curved = np.zeros(n, dtype=bool)
         if road_map is not None:
-            route = smooth_route_gaps(np.asarray(road_map["route"], np.float64),
+            raw_route = np.asarray(road_map["route"], np.float64)
+            route = smooth_route_gaps(raw_route,
                                       np.asarray(road_map["route_heading"], np.float64)[:, 0])
             curved = route_is_curved(road_map["route_heading"])
         if curved.any():
@@ -598,6 +602,13 @@ class MobilFrenetPlanner:
             accel = np.where(curved, np.clip(np.minimum(accel, bend), *ACCELERATION_BOUNDS),
                              accel)
             max_speed = bend_speed
+            give_way, _, _ = yielding.yield_acceleration(
+                raw_route, road_map, np.asarray(tracks.position, np.float64),
+                np.nan_to_num(np.asarray(tracks.velocity, np.float64)), tracks.size[..., 0],
+                tracks.heading, tracks.valid.astype(bool), speed, cfg.yielding,
+                lambda v, gap: idm_acceleration(v, gap, v, params))
+            accel = np.where(curved, np.clip(np.minimum(accel, give_way), *ACCELERATION_BOUNDS),
+                             accel)
         accel = np.where(emergency, ACCELERATION_BOUNDS[0], accel)
 
         # the Frenet lattice under the final profile; a lane change none of whose
