@@ -293,7 +293,7 @@ def yield_acceleration(route: np.ndarray, road_map, position: np.ndarray,
     stop = track_s_c - ego_reach - config.stop_margin_m                       # (N, K)
     can_stop = stop > ego_speed ** 2 / (2.0 * config.commit_decel_mps2)
     unsafe = relevant & ~clear & can_stop & np.isfinite(stop)
-    stop_line = np.min(np.where(unsafe, stop, np.inf), axis=1)
+    stop_line = np.min(np.where(unsafe, stop, np.inf), axis=1, initial=np.inf)
     yielding = np.isfinite(stop_line)
     gap = np.where(yielding, stop_line, np.inf)
     accel = np.where(yielding, idm(speed, gap - 0.5 * config.ego_length_m), np.inf)
