@@ -15,12 +15,18 @@
   default sensor noise on held-out seeds (not used in training);
 - `latency_p50_ms`: per-stage p50 latency at batch size 1 on this machine, per perception
   (`reflexdrive profile`'s measurement);
-- `goals`: each goal of the issue with its measured value and whether it is met.
+- `goals`: each goal of the issue with its measured value and whether it is met;
+- with `--scenarios merge,roundabout,intersection` (issue 17) only those, per scenario:
+  collisions %, off-road %, the route's exit reached % (`run.evaluation.route_summary`),
+  `n` and the seed range, `--episodes` seeds from `--seed`, oracle perception, and the
+  goals (collisions <= 2 %, off-road 0 %, exit reached >= 95 %).
 
 Progress goes to stderr. Usage:
 
     python scripts/eval_staged.py                      # the full evaluation (~10 min, 2 cores)
     python scripts/eval_staged.py --episodes 10 --hazard-episodes 5 --skip-detector
+    python scripts/eval_staged.py --scenarios merge,roundabout,intersection --episodes 100 \
+        --seed 95000 --envs 2                           # issue 17, held-out seeds
 """
 
 from __future__ import annotations
@@ -94,7 +100,20 @@ def main() -> int:
                         help="skip the detector's precision / recall")
     parser.add_argument("--skip-protocols", action="store_true",
                         help="skip the ncap-ccr and r157 protocol grids")
+    parser.add_argument("--scenarios", default="",
+                        help="comma-separated curved scenarios (merge, roundabout, "
+                             "intersection): evaluate only these, oracle perception")
     args = parser.parse_args()
+    if args.scenarios:
+        from reflexdrive.common.validation import ConfigError
+
+        try:
+            result = curved_scenarios(args)
+        except ConfigError as error:
+            log(f"error: {error}")
+            return 2
+        print(json.dumps(result, indent=2, default=float))
+        return 0
     perceptions = [p for p in args.perceptions.split(",") if p]
 
     result: dict = {"highway": {}, "hazards": {}, "latency_p50_ms": {}}
@@ -131,6 +150,33 @@ def main() -> int:
     result["goals"] = goals(result)
     print(json.dumps(result, indent=2, default=float))
     return 0
+
+
+CURVED_SCENARIOS = ("merge", "roundabout", "intersection")
+
+
+def curved_scenarios(args: argparse.Namespace) -> dict:
+    """Issue 17's goals per curved scenario (lockstep, zero latency, oracle perception)."""
+    from reflexdrive.common.validation import ConfigError
+
+    names = [name for name in args.scenarios.split(",") if name]
+    for name in names:
+        if name not in CURVED_SCENARIOS:
+            raise ConfigError("scenarios", name, "allowed values are "
+                              + ", ".join(CURVED_SCENARIOS))
+    result: dict = {}
+    for name in names:
+        log(f"{name}: staged, oracle perception, {args.episodes} episodes from {args.seed} ...")
+        frame, seconds = timed(evaluation.episodes, name, "staged", args.episodes, args.seed,
+                               args.envs, perception="oracle")
+        summary = evaluation.route_summary(frame, name)
+        summary["seconds"] = round(seconds, 1)
+        summary["goals"] = {
+            "collisions_pct<=2": summary["collisions_pct"] <= 2.0,
+            "offroad_pct==0": summary["offroad_pct"] == 0.0,
+            "exit_reached_pct>=95": summary["exit_reached_pct"] >= 95.0}
+        result[name] = summary
+    return result
 
 
 def goals(result: dict) -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from reflexdrive.agents.staged.route_planning import slip_angle
 from reflexdrive.agents.staged.types import Plan
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES, STEERING_BOUNDS
 
@@ -80,6 +81,17 @@ def steering_for_curvature(curvature: np.ndarray, vehicle_length_m: float) -> np
     """
     slip = np.arcsin(np.clip(0.5 * vehicle_length_m * curvature, -1.0, 1.0))
     return np.clip(np.arctan(2.0 * np.tan(slip)), *STEERING_BOUNDS)
+
+
+def velocity_frame(path: np.ndarray, curvature: np.ndarray, vehicle_length_m: float
+                   ) -> np.ndarray:
+    """`path` `(N, P, 2)` [m] turned from the ego frame into the frame of the ego centre's
+    velocity on a circle of `curvature` `(N,)` [1/m]: by `-beta`, `sin(beta) = kappa L / 2`
+    (0 where the curvature is 0: the path comes back unchanged)."""
+    slip = slip_angle(curvature, vehicle_length_m)[:, None]
+    c, s = np.cos(slip), np.sin(slip)
+    x, y = path[..., 0], path[..., 1]
+    return np.stack([c * x + s * y, -s * x + c * y], axis=-1)
 
 
 def lookahead_point(path: np.ndarray, distance: np.ndarray) -> np.ndarray:
@@ -231,7 +243,11 @@ class PurePursuitController:
     through the ego tangent to its heading and through the point (`pure_pursuit_curvature`),
     turned into a steering angle for the centre-referenced bicycle
     (`steering_for_curvature`). The circle is tangent to the heading rather than to the
-    centre's velocity (which is `beta` off it): a small-slip approximation.
+    centre's velocity (which is `beta` off it): a small-slip approximation. Where the plan
+    reports a path curvature `kappa` at the ego (`Plan.path_curvature`: a curved route),
+    the circle is made tangent to the velocity instead: the path is turned by the slip
+    angle `-beta = -arcsin(kappa L / 2)` that the bicycle holds on a curve of that
+    curvature, so on a circle the ego runs on the path instead of cutting inside it.
 
     Fields are checked on construction (errors name them `pure_pursuit.<field>`);
     `lookahead_max_m` must also be at least `lookahead_min_m`.
@@ -264,8 +280,11 @@ class PurePursuitController:
     def __call__(self, plan: Plan, ego: np.ndarray) -> np.ndarray:
         """Steering commands `(N,)` [rad] (float64)."""
         speed = np.asarray(ego, np.float64)[:, SPEED]
-        curvature = pure_pursuit_curvature(np.asarray(plan.path, np.float64),
-                                           self.lookahead_m(speed))
+        path = np.asarray(plan.path, np.float64)
+        if plan.path_curvature is not None:
+            path = velocity_frame(path, np.asarray(plan.path_curvature, np.float64),
+                                  self.vehicle_length_m)
+        curvature = pure_pursuit_curvature(path, self.lookahead_m(speed))
         return steering_for_curvature(curvature, self.vehicle_length_m)
 
 

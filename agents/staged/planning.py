@@ -35,13 +35,18 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from reflexdrive.agents.staged import frenet
+from reflexdrive.agents.staged import frenet, route_planning, yielding
 from reflexdrive.agents.staged.car_following import (
     acc_model_acceleration,
     braking_lead_floor,
     constant_acceleration_heuristic,
 )
-from reflexdrive.agents.staged.types import PLAN_STEP_S, Plan, Tracks
+from reflexdrive.agents.staged.route_frame import (
+    curve_speed_limit,
+    route_is_curved,
+    smooth_route_gaps,
+)
+from reflexdrive.agents.staged.types import PLAN_STEP_S, LaneFrameTracks, Plan, Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
 
 from reflexdrive.common.validation import boolean, number_tuple, real, validate_fields
@@ -145,28 +150,6 @@ def straight_plan(speed: np.ndarray, acceleration: np.ndarray, lane_offset: np.n
 
 
 # ----------------------------------------------------------------------- lane-frame neighbours
-
-
-@dataclass(frozen=True)
-class LaneFrameTracks:
-    """Tracks in the ego's lane frame, all `(N, K)`.
-
-    Attributes:
-        s: along the lane from the ego [m]. d: across it from the ego lane's centre [m]
-        (+ towards the next higher lane index). vs, vd: ground velocity [m/s] (NaN -> 0).
-        length, width: [m]. valid: bool.
-        accel_s: ground acceleration along the lane [m/s^2]; 0 where the tracks carry
-            none or it is NaN.
-    """
-
-    s: np.ndarray
-    d: np.ndarray
-    vs: np.ndarray
-    vd: np.ndarray
-    length: np.ndarray
-    width: np.ndarray
-    valid: np.ndarray
-    accel_s: np.ndarray
 
 
 def to_lane_frame(tracks: Tracks, lane_offset: np.ndarray, heading_error: np.ndarray
@@ -358,6 +341,9 @@ class PlannerConfig:
 
     idm: IDMParams = IDMParams()
     """Car-following parameters (also the followers' model in MOBIL)."""
+    yielding: yielding.YieldConfig = yielding.YieldConfig()
+    """Gap acceptance where a curved route crosses or joins a lane with the right of way
+    (`agents.staged.yielding`)."""
     lane_changes: bool = boolean(True, help="let MOBIL change lanes (False: keep the lane)")
     politeness: float = real(
         0.3, low=0.0, help="MOBIL p [-], weight of the followers' accelerations")
@@ -421,6 +407,13 @@ class PlannerConfig:
         0.5, low=0.0, low_inclusive=False,
         help="a lane change is over once the ego is this close to the target lane's "
              "centre [m]")
+    max_lateral_accel_mps2: float = real(
+        3.0, low=0.0, low_inclusive=False,
+        help="lateral acceleration bound on a curved route: the speed on a curve of "
+             "curvature kappa is at most sqrt(a / |kappa|) [m/s^2]")
+    curve_decel_mps2: float = real(
+        2.0, low=0.0, low_inclusive=False,
+        help="deceleration planned to slow down before a bend to its speed [m/s^2]")
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -463,9 +456,17 @@ class MobilFrenetPlanner:
             self._target = np.full(n, -1, dtype=np.int64)
             self._last_change = np.full(n, -np.inf)
 
-    def __call__(self, tracks: Tracks, ego: np.ndarray, time_s: np.ndarray) -> Plan:
+    def __call__(self, tracks: Tracks, ego: np.ndarray, time_s: np.ndarray,
+                 road_map=None) -> Plan:
         """Plan for `N` envs. `ego`: `(N, 8)` (`EGO_FEATURES`); `time_s`: `(N,)` observation
-        time [s] (for the lane-change cooldown)."""
+        time [s] (for the lane-change cooldown); `road_map`: `info["map"]` or None.
+
+        Where the map's route is curved (`route_frame.route_is_curved`) the lane frame is
+        the route frame (`agents.staged.route_planning`): tracks, the ego's offset and
+        heading error are measured on the route, lane changes need a neighbour lane on the
+        map, the speed is bounded by the route's curvature (`max_lateral_accel_mps2`) and
+        the path goes back to the ego frame along the route. Elsewhere (no map, or a
+        straight route) the plan is the straight-road one, bit for bit."""
         cfg, params = self.config, self.config.idm
         n = ego.shape[0]
         self._state(n)
@@ -478,6 +479,27 @@ class MobilFrenetPlanner:
         frame = to_lane_frame(tracks, offset, psi)
         w = params.lane_width_m
         params = self.capped_idm
+        curved = np.zeros(n, dtype=bool)
+        if road_map is not None:
+            raw_route = np.asarray(road_map["route"], np.float64)
+            route = smooth_route_gaps(raw_route,
+                                      np.asarray(road_map["route_heading"], np.float64)[:, 0])
+            curved = route_is_curved(road_map["route_heading"])
+        if curved.any():
+            s0, route_offset, route_psi = route_planning.ego_on_route(
+                route, road_map["route_heading"])
+            frame = route_planning.select_frame(
+                curved, route_planning.route_frame_tracks(tracks, route, s0), frame)
+            offset = np.where(curved, route_offset, offset)
+            psi = np.where(curved, route_psi, psi)
+            beside = route_planning.neighbour_lanes(road_map, route, s0, w)
+        # the lattice starts along the ego centre's velocity: on a curve the bicycle's
+        # heading is off it by the slip angle it holds there
+        lateral_speed = speed * np.sin(psi)
+        if curved.any():
+            slip = route_planning.slip_angle(route_planning.path_curvature_at_ego(route),
+                                             cfg.idm.ego_length_m)
+            lateral_speed = np.where(curved, speed * np.sin(psi + slip), lateral_speed)
 
         # leads and followers in the lanes at -1, 0, +1 (relative to the ego lane)
         sides = {}
@@ -492,6 +514,8 @@ class MobilFrenetPlanner:
                                                          _pick(frame.accel_s, lead), cfg,
                                                          params),
                             exists=(lane + k >= 0) & (lane + k < lanes))
+            if curved.any() and k != 0:
+                sides[k]["exists"] = np.where(curved, beside[k], sides[k]["exists"])
 
         # the lane change under way: finished, or called off when the target became unsafe
         changing = self._target >= 0
@@ -543,7 +567,7 @@ class MobilFrenetPlanner:
         target_accel = sides[0]["accel"].copy()
         for k in (-1, 1):
             target_accel = np.where(relative == k, sides[k]["accel"], target_accel)
-        lattice = _Lattice(self, frame, offset, speed * np.sin(psi), relative)
+        lattice = _Lattice(self, frame, offset, lateral_speed, relative)
         target_accel = np.clip(target_accel, *ACCELERATION_BOUNDS)
         # ... judged against the own-lane lead braking as hard as it can from now on
         worst = np.zeros_like(frame.s)
@@ -569,25 +593,48 @@ class MobilFrenetPlanner:
                 ttc = np.where(closing > 0, side["lead_gap"] / closing, np.inf)
             relevant = (relative == k) & (k != 0) | ((k == 0) & ~around)
             emergency |= relevant & (ttc < cfg.emergency_ttc_s)
+        max_speed = params.desired_speed_mps
+        if curved.any():
+            bend_speed = np.where(curved, curve_speed_limit(
+                route, cfg.max_lateral_accel_mps2, cfg.curve_decel_mps2, max_speed), max_speed)
+            bend = route_planning.curve_acceleration(speed, bend_speed, params.max_accel_mps2,
+                                                     params.delta)
+            accel = np.where(curved, np.clip(np.minimum(accel, bend), *ACCELERATION_BOUNDS),
+                             accel)
+            max_speed = bend_speed
+            give_way, _, _ = yielding.yield_acceleration(
+                raw_route, road_map, np.asarray(tracks.position, np.float64),
+                np.nan_to_num(np.asarray(tracks.velocity, np.float64)), tracks.size[..., 0],
+                tracks.heading, tracks.valid.astype(bool), speed, cfg.yielding,
+                lambda v, gap: idm_acceleration(v, gap, v, params))
+            accel = np.where(curved, np.clip(np.minimum(accel, give_way), *ACCELERATION_BOUNDS),
+                             accel)
         accel = np.where(emergency, ACCELERATION_BOUNDS[0], accel)
 
         # the Frenet lattice under the final profile; a lane change none of whose
         # candidates is conflict-free is called off (the lane is kept instead)
-        path_s, path_v = frenet.longitudinal_profile(speed, accel, self.times,
-                                                     params.desired_speed_mps)
+        path_s, path_v = frenet.longitudinal_profile(speed, accel, self.times, max_speed)
         called_off = changing & ~lattice.feasible(speed, accel, change=True, path_s=path_s)
         self._target = np.where(called_off, -1, self._target)
         relative = np.where(called_off, 0, relative)
-        lattice = _Lattice(self, frame, offset, speed * np.sin(psi), relative)
+        lattice = _Lattice(self, frame, offset, lateral_speed, relative)
         d_path = lattice.best_path(path_s)                                    # (N, P)
         # lane frame -> ego frame (ego at s = 0, d = offset), rotated by -psi
         ds, dd = path_s, d_path - offset[:, None]
         c, sn = np.cos(psi)[:, None], np.sin(psi)[:, None]
         path = np.stack([ds * c + dd * sn, -ds * sn + dd * c], axis=-1)
+        path_curvature = None
+        if road_map is not None:
+            path_curvature = np.zeros(n)
+        if curved.any():
+            path = np.where(curved[:, None, None],
+                            route_planning.route_path(route, s0, path_s, d_path), path)
+            path_curvature = np.where(curved, route_planning.path_curvature_at_ego(route), 0.0)
         lead = sides[0]["lead"]
         return Plan(acceleration=accel, target_speed=path_v[:, 1], path=path, path_speed=path_v,
                     lateral_target=relative * w, lane_change=relative, emergency=emergency,
-                    lead_track=lead, lead_gap=sides[0]["lead_gap"])
+                    lead_track=lead, lead_gap=sides[0]["lead_gap"],
+                    path_curvature=path_curvature)
 
 
 class _Lattice:

@@ -1,7 +1,8 @@
 """Tracking stages: `Detections` over time to `Tracks`.
 
-Two trackers share the contract `tracker(detections, ego, time_s) -> Tracks` with
-`reset(done)`:
+Two trackers share the contract `tracker(detections, ego, time_s, road_map=None) -> Tracks`
+with `reset(done)`; `road_map` is `info["map"]` (`envs.road_map`) where the env gives one:
+through turns its route tells the ego's yaw (`agents.staged.ego_motion`).
 
 - `IdentityTracker` passes ground truth through (oracle perception carries ids and exact
   velocities) and differences each object's velocity between calls for its acceleration.
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from reflexdrive.agents.staged.ego_motion import ego_motion
 from reflexdrive.agents.staged.types import Detections, Tracks
 from reflexdrive.envs.config import EGO_FEATURES
 
@@ -39,8 +41,8 @@ class IdentityTracker:
     The tracker for ground truth: ids are the simulator's vehicle ids, velocities exact.
     Acceleration: the backward difference of an object's ground velocity between this call
     and the previous one, `(v_now - R v_before) / dt`, with `R` turning the previous ego
-    axes into the current ones (the change of `heading_error_rad` taken as the ego's yaw,
-    as `KalmanTracker` does); NaN for an object not seen (or without a finite velocity) in
+    axes into the current ones (the ego's yaw change as `KalmanTracker` takes it,
+    `agents.staged.ego_motion`); NaN for an object not seen (or without a finite velocity) in
     the previous call, on an env's first call after `reset`, or when `ego` / `time_s` are
     not given. With exact velocities and a target braking since before the previous call
     it is exact; a target that started braking during the last interval shows the mean
@@ -53,35 +55,36 @@ class IdentityTracker:
         self._id: np.ndarray | None = None          # (N, M) ids seen last call, -1: none
         self._velocity: np.ndarray | None = None    # (N, M, 2) their velocities [m/s]
         self._time = np.zeros(0)                    # (N,) [s], NaN: no previous call
-        self._yaw = np.zeros(0)                     # (N,) heading error [rad]
+        self._motion = _EgoMotionMemory()
 
     def reset(self, done) -> None:
         """Forget the previous velocities of the envs where `done` `(N,)` is True."""
         if self._id is not None:
             self._time[np.asarray(done, bool)] = np.nan
 
-    def __call__(self, detections: Detections, ego=None, time_s=None) -> Tracks:
+    def __call__(self, detections: Detections, ego=None, time_s=None, road_map=None) -> Tracks:
         acceleration = np.full(np.shape(detections.velocity), np.nan)
         if ego is not None and time_s is not None:
             acceleration = self._difference(detections, np.asarray(ego, np.float64),
-                                            np.asarray(time_s, np.float64))
+                                            np.asarray(time_s, np.float64), road_map)
         return Tracks(position=detections.position, velocity=detections.velocity,
                       size=detections.size, track_id=detections.object_id,
                       valid=detections.valid, heading=detections.heading,
                       acceleration=acceleration)
 
-    def _difference(self, detections: Detections, ego: np.ndarray, time_s: np.ndarray
-                    ) -> np.ndarray:
+    def _difference(self, detections: Detections, ego: np.ndarray, time_s: np.ndarray,
+                    road_map=None) -> np.ndarray:
         """`(N, M, 2)` backward-difference accelerations; remembers this call."""
         ids = np.where(detections.valid, detections.object_id, -1)
         velocity = np.asarray(detections.velocity, np.float64)
         n = ids.shape[0]
         time_s = np.broadcast_to(time_s, (n,))
-        yaw = ego[:, HEADING_ERROR]
         acceleration = np.full(velocity.shape, np.nan)
+        elapsed = (np.nan_to_num(time_s - self._time) if self._time.shape == (n,)
+                   else np.zeros(n))
+        turn, _ = self._motion.step(ego[:, HEADING_ERROR], ego[:, SPEED] * elapsed, road_map)
         if self._id is not None and self._id.shape[0] == n:
             dt = time_s - self._time                                          # NaN: first
-            turn = _wrap(yaw - self._yaw)
             before = _rotate_pairs(self._velocity, np.cos(turn)[:, None], np.sin(-turn)[:, None],
                                    -1)                                        # (N, M', 2)
             same = (ids[:, :, None] == self._id[:, None, :]) & (ids[:, :, None] >= 0)
@@ -91,8 +94,38 @@ class IdentityTracker:
                 acceleration = np.where(seen[..., None],
                                         (velocity - previous) / dt[:, None, None], np.nan)
         self._id, self._velocity = ids.copy(), velocity.copy()
-        self._time, self._yaw = time_s.copy(), yaw.copy()
+        self._time = time_s.copy()
         return acceleration
+
+
+class _EgoMotionMemory:
+    """What the trackers remember of the previous call to tell the ego's motion since:
+    heading error `(N,)` and the map's route `(N, P, 2)` and route heading `(N, P)` (None
+    without a map)."""
+
+    def __init__(self) -> None:
+        self.heading_error: np.ndarray | None = None
+        self.route: np.ndarray | None = None
+        self.route_heading: np.ndarray | None = None
+
+    def step(self, heading_error: np.ndarray, distance: np.ndarray, road_map
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """`(yaw_change, travel_angle)` `(N,)` [rad] since the previous call (0 on the
+        first), then remember this call."""
+        route = heading = None
+        if road_map is not None:
+            route = np.asarray(road_map["route"], np.float64)
+            heading = np.asarray(road_map["route_heading"], np.float64)
+        previous = self.heading_error
+        if previous is None or previous.shape != heading_error.shape:
+            previous = heading_error
+        usable = (route is not None and self.route is not None
+                  and self.route.shape == route.shape)
+        yaw, angle = ego_motion(previous, heading_error, distance,
+                                self.route if usable else None,
+                                self.route_heading if usable else None, heading)
+        self.heading_error, self.route, self.route_heading = heading_error.copy(), route, heading
+        return yaw, angle
 
 
 # ----------------------------------------------------------------------------- config
@@ -173,7 +206,8 @@ STATE_SIZE = 6
 
 def predict_constant_acceleration(state: np.ndarray, covariance: np.ndarray, dt: np.ndarray,
                                   ego_speed: np.ndarray, ego_yaw_change: np.ndarray,
-                                  accel_noise: float, jerk_noise: float
+                                  accel_noise: float, jerk_noise: float,
+                                  ego_travel_angle: np.ndarray | None = None
                                   ) -> tuple[np.ndarray, np.ndarray]:
     """Kalman prediction of constant-acceleration tracks seen from a moving ego, batched.
 
@@ -185,7 +219,9 @@ def predict_constant_acceleration(state: np.ndarray, covariance: np.ndarray, dt:
     acceleration) is rotated by `-ego_yaw_change` into the new frame. This ignores the ego's
     slip angle and the rotation during the interval (the ego is taken to travel straight,
     then turn): on straight roads both are small (`heading_error` stays within a few
-    degrees).
+    degrees). Through a turn, `ego_travel_angle` gives the direction of the ego's
+    displacement relative to its old heading (on a circular arc: half the yaw change), and
+    the ego moves by `ego_speed * dt * (cos, sin)(ego_travel_angle)` instead.
 
     Process noise per axis, added before the rotation: white acceleration of spectral
     density `accel_noise^2` on the velocity, `qa [[dt^3/3, dt^2/2, 0], [dt^2/2, dt, 0],
@@ -202,6 +238,8 @@ def predict_constant_acceleration(state: np.ndarray, covariance: np.ndarray, dt:
         ego_yaw_change: `(...)` ego heading change over the interval [rad], + towards +y.
         accel_noise: std of the white acceleration on the velocity [m/s^2].
         jerk_noise: std of the white jerk on the acceleration [m/s^3].
+        ego_travel_angle: `(...)` direction of the ego's displacement relative to its old
+            heading [rad]; None: straight ahead (0).
 
     Returns:
         The predicted `(state, covariance)`, same shapes.
@@ -211,7 +249,11 @@ def predict_constant_acceleration(state: np.ndarray, covariance: np.ndarray, dt:
     moved = state.copy()
     moved[..., 0:2] += dt[..., None] * state[..., 2:4] + half_dt2[..., None] * state[..., 4:6]
     moved[..., 2:4] += dt[..., None] * state[..., 4:6]
-    moved[..., 0] -= ego_speed * dt
+    if ego_travel_angle is None:
+        moved[..., 0] -= ego_speed * dt
+    else:
+        moved[..., 0] -= ego_speed * dt * np.cos(ego_travel_angle)
+        moved[..., 1] -= ego_speed * dt * np.sin(ego_travel_angle)
     transition = np.broadcast_to(np.eye(STATE_SIZE), (*dt.shape, STATE_SIZE, STATE_SIZE)).copy()
     for axis in (0, 1):
         transition[..., axis, axis + 2] = dt
@@ -323,8 +365,9 @@ class KalmanTracker:
 
     1. **Predict** every track over `dt = time_s - previous time_s` (variable: an agent
        under latency skips ticks), compensating the ego's own motion with its speed (the
-       mean of the previous and current `speed_mps`) and the change of
-       `heading_error_rad` taken as the ego's yaw change (the road is straight); see
+       mean of the previous and current `speed_mps`) and its yaw change: the change of
+       `heading_error_rad` on a straight road, the map's route heading through turns
+       (`agents.staged.ego_motion`, where `road_map` is given); see
        `predict_constant_acceleration` for the model and the approximation. The first
        call after a reset predicts nothing; time running backwards (an episode restarted
        without `reset`) restarts that env's tracks.
@@ -374,7 +417,7 @@ class KalmanTracker:
         self._next_id = np.zeros(n, np.int64)
         self._time = np.full(n, np.nan)
         self._speed = np.zeros(n)
-        self._yaw = np.zeros(n)
+        self._motion = _EgoMotionMemory()
 
     def reset(self, done) -> None:
         """Forget the tracks (and restart the ids) of the envs where `done` `(N,)` is True."""
@@ -393,9 +436,11 @@ class KalmanTracker:
 
     # -- one call ---------------------------------------------------------------------
 
-    def __call__(self, detections: Detections, ego: np.ndarray, time_s: np.ndarray) -> Tracks:
+    def __call__(self, detections: Detections, ego: np.ndarray, time_s: np.ndarray,
+                 road_map=None) -> Tracks:
         """Track `detections` (`(N, M, ...)`) observed at `time_s` `(N,)` [s] by an ego with
-        state `ego` `(N, len(EGO_FEATURES))`; returns the confirmed `Tracks` `(N, K, ...)`."""
+        state `ego` `(N, len(EGO_FEATURES))`, given the map `road_map` (`info["map"]`, or
+        None); returns the confirmed `Tracks` `(N, K, ...)`."""
         cfg = self.config
         valid = np.asarray(detections.valid, bool)
         n = valid.shape[0]
@@ -412,15 +457,17 @@ class KalmanTracker:
             self.reset(backwards)
         first = np.isnan(self._time)
         dt = np.where(first, 0.0, time_s - self._time)
-        yaw_change = np.where(first, 0.0, _wrap(yaw - self._yaw))
         mean_speed = 0.5 * (speed + np.where(first, speed, self._speed))
-        self._time, self._speed, self._yaw = time_s.copy(), speed.copy(), yaw.copy()
+        yaw_change, travel_angle = self._motion.step(yaw, mean_speed * dt, road_map)
+        yaw_change = np.where(first, 0.0, yaw_change)
+        travel_angle = np.where(first, 0.0, travel_angle)
+        self._time, self._speed = time_s.copy(), speed.copy()
 
         k = cfg.max_tracks
         self._state, self._cov = predict_constant_acceleration(
             self._state, self._cov, np.repeat(dt[:, None], k, 1),
             np.repeat(mean_speed[:, None], k, 1), np.repeat(yaw_change[:, None], k, 1),
-            cfg.accel_noise_mps2, cfg.jerk_noise_mps3)
+            cfg.accel_noise_mps2, cfg.jerk_noise_mps3, np.repeat(travel_angle[:, None], k, 1))
         self._heading = _wrap(self._heading - yaw_change[:, None])
         self._age_s = self._age_s + dt[:, None]
 

@@ -97,6 +97,10 @@ class Plan:
         emergency: `(N,)` bool, the emergency-brake rule (time-to-collision) fired.
         lead_track: `(N,)` int, index of the lead track in `Tracks`, -1 if none.
         lead_gap: `(N,)` bumper gap to the lead [m], inf if none.
+        path_curvature: `(N,)` curvature of the path at the ego [1/m] (+ turning towards
+            +y) where the planner follows a curved route, 0 elsewhere; None when the
+            planner does not report it. A path follower uses it for the slip angle the
+            bicycle holds on that curve.
     """
 
     acceleration: np.ndarray
@@ -108,6 +112,31 @@ class Plan:
     emergency: np.ndarray
     lead_track: np.ndarray
     lead_gap: np.ndarray
+    path_curvature: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class LaneFrameTracks:
+    """Tracks in the ego's lane frame (the planner's Frenet frame), all `(N, K)`: on a
+    straight road the ego frame rotated by the heading error, on a curved route the route
+    frame (`agents.staged.route_frame`).
+
+    Attributes:
+        s: along the lane from the ego [m]. d: across it from the ego lane's centre [m]
+        (+ towards the next higher lane index). vs, vd: ground velocity [m/s] (NaN -> 0).
+        length, width: [m]. valid: bool.
+        accel_s: ground acceleration along the lane [m/s^2]; 0 where the tracks carry
+            none or it is NaN.
+    """
+
+    s: np.ndarray
+    d: np.ndarray
+    vs: np.ndarray
+    vd: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    valid: np.ndarray
+    accel_s: np.ndarray
 
 
 PLAN_STEP_S = 0.1

@@ -83,3 +83,43 @@ def timed(function, *args, **kwargs) -> tuple[Any, float]:
     start = time.perf_counter()
     value = function(*args, **kwargs)
     return value, time.perf_counter() - start
+
+
+ROUTE_EXITS = {"merge": "b", "roundabout": "nxs", "intersection": "il1"}
+"""The node of highway-env's road network whose reaching means the ego got through each
+curved scenario: into the merge section where the ramp joins (`b`; its end `c`, 280 m
+from the start, is beyond a 12 s episode at the traffic's ~20 m/s), off the roundabout at
+its destination's exit, out of the intersection onto the destination road."""
+
+
+def exit_distance_m(scenario: str) -> float:
+    """Arc length [m] from the ego's start to `ROUTE_EXITS[scenario]` along the network's
+    shortest path, each edge counted by its shortest parallel lane (a lower bound of any
+    drive through it: the inner ring of the roundabout)."""
+    from reflexdrive.envs.backends.highway import build_road
+    from reflexdrive.envs.scenarios import generate, make_config
+
+    init = generate(scenario, make_config(scenario), 0, 50)
+    start, end, index = init.vehicles[0].lane
+    network = build_road(init.road, 0).network
+    total = network.get_lane((start, end, index)).length - init.vehicles[0].s_m
+    path = network.shortest_path(end, ROUTE_EXITS[scenario])
+    for a, b in zip(path[:-1], path[1:]):
+        total += min(lane.length for lane in network.graph[a][b])
+    return float(total)
+
+
+def route_summary(frame: pd.DataFrame, scenario: str) -> dict[str, Any]:
+    """The curved scenarios' goals (issue 17): collision and off-road rates [%], the share
+    of episodes that reached the route's exit [%] (no collision, no off-road, and
+    `progress_m` at least `exit_distance_m`), with the episode count and the seed range."""
+    distance = exit_distance_m(scenario)
+    clean = ~frame["collided"].astype(bool) & ~frame["offroad"].astype(bool)
+    reached = clean & (frame["progress_m"] >= distance)
+    seeds = frame["seed"].astype(int)
+    return {"n": len(frame), "seeds": [int(seeds.min()), int(seeds.max())],
+            "collisions_pct": 100.0 * rate(frame["collided"]),
+            "offroad_pct": 100.0 * rate(frame["offroad"]),
+            "exit_reached_pct": 100.0 * rate(reached),
+            "exit_distance_m": round(distance, 1),
+            "mean_progress_m": float(frame["progress_m"].mean())}

@@ -3,6 +3,8 @@ kinematic bicycle, checked against hand-computed values and in closed loop."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from highway_env.vehicle.kinematics import Vehicle
@@ -346,3 +348,35 @@ def test_straight_plan_is_followed_when_the_ego_is_aligned():
     for name in CONTROLLERS:
         action = make_controller(name)(plan, ego_state(25.0, lane_offset=1.0))[0]
         assert action[1] < 0.0 and action[0] > 1.0
+
+
+@pytest.mark.parametrize("radius,speed", [(25.0, 10.0), (15.0, 8.0)])
+def test_pure_pursuit_runs_on_a_circle(radius, speed):
+    """highway-env's bicycle follows a circular path (re-sampled from the ego's projection
+    every 0.1 s, as a route-following planner gives it) with pure pursuit. Told the path's
+    curvature, the controller steers for the slip angle and settles within 0.15 m of the
+    circle; without it the circle through the lookahead point is tangent to the heading,
+    not to the velocity, and the ego runs inside by half a metre or more."""
+    def settle(curvature_known: bool) -> float:
+        vehicle = Vehicle(None, [0.0, 0.0], 0.0, speed)
+        controller = PurePursuitController(vehicle_length_m=vehicle.LENGTH)
+        centre = np.array([0.0, radius])
+        for _ in range(300):
+            offset = vehicle.position - centre
+            angle = np.arctan2(offset[0], -offset[1]) + np.arange(40) / radius
+            world = centre + radius * np.stack([np.sin(angle), -np.cos(angle)], -1)
+            c, s = np.cos(vehicle.heading), np.sin(vehicle.heading)
+            rel = world - vehicle.position
+            path = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], -1)
+            path[0] = 0.0
+            plan = plan_of(path[None], target_speed=speed)
+            if curvature_known:
+                plan = dataclasses.replace(plan, path_curvature=np.array([1.0 / radius]))
+            steering = float(controller(plan, ego_state(speed))[0])
+            for _ in range(5):
+                vehicle.act({"acceleration": 0.0, "steering": steering})
+                vehicle.step(0.02)
+        return float(np.linalg.norm(vehicle.position - centre) - radius)
+
+    assert abs(settle(True)) < 0.15
+    assert settle(False) < -0.5

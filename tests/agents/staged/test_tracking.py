@@ -387,3 +387,35 @@ def test_identity_tracker_passes_heading_through():
     dets = detections([[[10.0, 0.0]]])
     tracks = IdentityTracker()(dets)
     assert tracks.heading is dets.heading and tracks.track_id is dets.object_id
+
+
+def circle_route(radius, points=40, step=2.0):
+    """The map of an ego on the centre of a left-turning circular lane: route `(1, P, 2)`
+    in the ego frame and its lane heading relative to the ego `(1, P)`."""
+    angle = np.arange(points) * step / radius
+    route = np.stack([radius * np.sin(angle), radius * (1.0 - np.cos(angle))], -1)[None]
+    return {"route": route.astype(np.float32), "route_heading": angle[None].astype(np.float32)}
+
+
+@pytest.mark.parametrize("use_map", [True, False])
+def test_static_object_seen_from_an_ego_driving_a_circle(use_map):
+    """The ego drives a circle of radius 30 m at 15 m/s on its lane's centre (heading error
+    0 throughout); a static object is detected by position only. With the map's route the
+    filter knows the ego yaws 0.05 rad per tick and the object keeps zero velocity; without
+    it (the straight-road assumption) the object seems to swing round the ego."""
+    radius, speed, dt = 30.0, 15.0, 0.1
+    tracker = KalmanTracker(KalmanTrackerConfig(min_hits=1))
+    target = np.array([35.0, 20.0])
+    road_map = circle_route(radius)
+    for k in range(30):
+        yaw = speed * dt * k / radius
+        ego_xy = radius * np.array([np.sin(yaw), 1.0 - np.cos(yaw)])
+        relative = rotate(target - ego_xy, -yaw)
+        tracks = tracker(detections([[relative]]), ego_state(speed), np.array([dt * k]),
+                         road_map=road_map if use_map else None)
+    speed_error = np.hypot(*tracks.velocity[0, 0])
+    if use_map:
+        assert speed_error < 0.05
+        assert tracks.position[0, 0] == pytest.approx(relative, abs=0.02)
+    else:
+        assert speed_error > 1.0

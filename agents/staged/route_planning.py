@@ -1,0 +1,141 @@
+"""The planner on a curved route: its lane frame becomes the route frame.
+
+`MobilFrenetPlanner` plans in a Frenet frame (`s` along the lane, `d` across it from the ego
+lane's centre). On a straight road that frame is the ego frame rotated by the heading
+error; where the env's map (`info["map"]`, `envs.road_map`) shows a curved route
+(`route_frame.route_is_curved`) the functions here give the same quantities on the route:
+
+- `route_frame_tracks`: tracks projected on the route polyline, velocities and
+  accelerations turned into the route's tangent and normal at each track's foot point;
+- `ego_on_route`: the ego's offset from the route lane's centre and its heading relative
+  to the route;
+- `neighbour_lanes`: whether the map shows a lane beside the route lane on either side (a
+  lane change needs one);
+- `route_path`: the planned `(s, d)` path back into the ego frame;
+- `curve_acceleration`: the free-road acceleration towards the curve speed limit.
+
+Pure batched functions over `N` envs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from reflexdrive.agents.staged.route_frame import (
+    project_to_route,
+    route_curvature,
+    route_point,
+)
+from reflexdrive.agents.staged.types import LaneFrameTracks, Tracks
+
+
+def ego_on_route(route: np.ndarray, route_heading: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ego's route coordinates: `s0` `(N,)` arc length of its foot on the route (about 0:
+    the route starts at the ego's projection) [m], `offset` `(N,)` its signed distance from
+    the route lane's centre (+ left) [m], `heading_error` `(N,)` its heading minus the
+    route's at the foot [rad] (from the map's exact `route_heading[:, 0]`; 0 where NaN).
+
+    Args:
+        route: `(N, P, 2)` [m]; route_heading: `(N, P)` [rad].
+    """
+    s0, offset = project_to_route(route, np.zeros((route.shape[0], 1, 2)))
+    heading_error = -np.nan_to_num(np.asarray(route_heading, np.float64)[:, 0])
+    return s0[:, 0], offset[:, 0], heading_error
+
+
+def route_frame_tracks(tracks: Tracks, route: np.ndarray, s0: np.ndarray) -> LaneFrameTracks:
+    """`tracks` (ego frame) in the route frame relative to the ego's foot `s0` `(N,)` [m]:
+    `s` from the ego along the route, `d` from the route lane's centre; the ground velocity
+    and the acceleration turned into the route's tangent (`vs`, `accel_s`) and left normal
+    (`vd`) at each track's foot.
+
+    Args:
+        route: `(N, P, 2)` [m].
+    """
+    position = np.asarray(tracks.position, np.float64)
+    s, d = project_to_route(route, position)
+    _, heading = route_point(route, s)
+    c, sn = np.cos(heading), np.sin(heading)
+    vx = np.nan_to_num(np.asarray(tracks.velocity, np.float64)[..., 0])
+    vy = np.nan_to_num(np.asarray(tracks.velocity, np.float64)[..., 1])
+    accel_s = np.zeros_like(s)
+    if tracks.acceleration is not None:
+        ax, ay = tracks.acceleration[..., 0], tracks.acceleration[..., 1]
+        known = np.isfinite(ax) & np.isfinite(ay)
+        accel_s = np.where(known, np.nan_to_num(ax) * c + np.nan_to_num(ay) * sn, 0.0)
+    valid = tracks.valid.astype(bool) & np.isfinite(s) & np.isfinite(d)
+    return LaneFrameTracks(s=np.nan_to_num(s - s0[:, None]), d=np.nan_to_num(d),
+                           vs=vx * c + vy * sn, vd=-vx * sn + vy * c,
+                           length=tracks.size[..., 0], width=tracks.size[..., 1],
+                           valid=valid, accel_s=accel_s)
+
+
+def select_frame(use_first: np.ndarray, first: LaneFrameTracks, second: LaneFrameTracks
+                 ) -> LaneFrameTracks:
+    """Per env, `first` where `use_first` `(N,)` else `second`."""
+    pick = use_first[:, None]
+    return LaneFrameTracks(**{name: np.where(pick, getattr(first, name), getattr(second, name))
+                              for name in LaneFrameTracks.__dataclass_fields__})
+
+
+def neighbour_lanes(road_map, route: np.ndarray, s0: np.ndarray, lane_width_m: float,
+                    ahead_m: float = 40.0, min_points: int = 5) -> dict[int, np.ndarray]:
+    """`{-1: (N,), +1: (N,)}` bool: the map shows a lane beside the route lane on that side
+    (right / left), running the route's way: at least `min_points` of one lane's centreline
+    points lie within `[s0, s0 + ahead_m]` along the route at `d` within half a lane width
+    of `-+lane_width_m`, each heading within 45 deg of the route's there.
+
+    Args:
+        road_map: `info["map"]` (`lanes` `(N, M, Q, 2)`, `lane_valid` `(N, M)`).
+        route: `(N, P, 2)` [m]; s0: `(N,)` the ego's foot [m]; lane_width_m: [m].
+    """
+    lanes = np.asarray(road_map["lanes"], np.float64)                    # (N, M, Q, 2)
+    n, m, q, _ = lanes.shape
+    valid = np.asarray(road_map["lane_valid"], bool)[:, :, None] & np.isfinite(lanes).all(-1)
+    s, d = project_to_route(route, lanes.reshape(n, m * q, 2))
+    s, d = s.reshape(n, m, q) - s0[:, None, None], d.reshape(n, m, q)
+    step = np.diff(lanes, axis=2)                                        # (N, M, Q-1, 2)
+    direction = np.arctan2(step[..., 1], step[..., 0])
+    _, route_heading = route_point(route, (s + s0[:, None, None]).reshape(n, m * q))
+    route_heading = route_heading.reshape(n, m, q)[..., :-1]
+    along = np.cos(direction - route_heading) > np.cos(np.pi / 4)
+    near = valid[..., :-1] & valid[..., 1:] & along & (s[..., :-1] >= 0.0) & (
+        s[..., :-1] <= ahead_m)
+    out = {}
+    for side in (-1, 1):
+        beside = near & (np.abs(d[..., :-1] - side * lane_width_m) < 0.5 * lane_width_m)
+        out[side] = (beside.sum(axis=2) >= min_points).any(axis=1)
+    return out
+
+
+def route_path(route: np.ndarray, s0: np.ndarray, path_s: np.ndarray, path_d: np.ndarray
+               ) -> np.ndarray:
+    """`(N, P, 2)` ego-frame points of the planned path at route coordinates `(s0 + path_s,
+    path_d)` `(N, P)` [m], shifted so that its first point is the ego (the origin: the
+    polyline's foot of the ego is exact only up to rounding)."""
+    points, _ = route_point(route, s0[:, None] + path_s, path_d)
+    return points - points[:, :1]
+
+
+def path_curvature_at_ego(route: np.ndarray) -> np.ndarray:
+    """`(N,)` the route's curvature [1/m] at its first inner point (2 m ahead of the ego's
+    foot: the route's first point has no curvature of its own)."""
+    kappa = route_curvature(route)
+    return kappa[:, 1] if kappa.shape[1] > 2 else np.zeros(kappa.shape[0])
+
+
+def slip_angle(curvature: np.ndarray, vehicle_length_m: float) -> np.ndarray:
+    """`(N,)` the slip angle `beta` [rad] highway-env's centre-referenced bicycle of length
+    `L` holds on a circle of `curvature` `(N,)` [1/m]: `sin(beta) = kappa L / 2` (its centre
+    moves at `heading + beta`)."""
+    return np.arcsin(np.clip(0.5 * vehicle_length_m * curvature, -1.0, 1.0))
+
+
+def curve_acceleration(speed: np.ndarray, limit: np.ndarray, max_accel_mps2: float,
+                       delta: float) -> np.ndarray:
+    """`(N,)` the IDM's free-road acceleration [m/s^2] towards the curve speed limit `limit`
+    `(N,)` [m/s] (`route_frame.curve_speed_limit`) as desired speed: `a (1 - (v /
+    v_curve)^delta)`, so the ego slows before a bend to drive it within the lateral
+    acceleration bound."""
+    limit = np.maximum(limit, 0.5)
+    return max_accel_mps2 * (1.0 - np.power(np.maximum(speed, 0.0) / limit, delta))

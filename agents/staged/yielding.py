@@ -1,0 +1,300 @@
+"""Yielding: gap acceptance where the ego's route crosses or joins lanes that have the right
+of way (the intersection's priority roads, the roundabout's ring), batched over `N` envs.
+
+From the map (`info["map"]`, `envs.road_map`, all in the ego frame):
+
+1. **Conflict points** (`conflict_points`): a lane that is not on the route and whose
+   centreline comes within `conflict_distance_m` of the route ahead conflicts with it; its
+   conflict point is the first such centreline point in its driving direction, at lane
+   arc `q_c` and route arc `s_c`. It has the **right of way** when its `lane_priority` is
+   above that of the route's own lane there (highway-env's intersection), or, on a road
+   whose priorities are all equal, when the route joins it across a gap between lanes
+   (an entry lane that ends beside the ring it feeds: the roundabout), within
+   `entry_reach_m` of the gap's end. The lanes feeding such a lane (`feeder_hops` back,
+   joined end to start) share its right of way and conflict point, further along.
+2. **Tracks on lanes** (`tracks_on_lanes`): each track is on the lane whose centreline
+   point is nearest to it (within `lane_match_m`) among those running within 60 deg of
+   its direction of motion (or of its heading when it hardly moves); its lane arc `q` is
+   that point's.
+3. **Gap acceptance** (`yield_acceleration`): a track on a right-of-way lane before its
+   conflict zone (`zone_m` either side of the conflict point, plus half its length)
+   arrives there at `t_arrive = (q_c - zone - q - L/2) / v` and leaves at `t_leave`; the
+   ego, accelerating at `go_accel_mps2` up to `go_speed_mps`, enters at `t_in` and is
+   out at `t_out`. The ego may go when every such track either arrives at least
+   `critical_gap_s` after the ego is out (at a crossing) or in (where the lane merges
+   into the route: from there on the ego drives ahead of it, its lead), or has left
+   `PASSED_MARGIN_S` before the ego comes in; otherwise it yields: the IDM towards a
+   virtual stopped vehicle at the stop line, `stop_margin_m` before the zone. An ego that
+   could not stop before the stop line at `commit_decel_mps2` any more has committed and
+   goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from reflexdrive.agents.staged.route_frame import project_to_route, route_arc_length, route_point
+
+from reflexdrive.common.validation import integer, real, validate_fields
+
+PASSED_MARGIN_S = 0.5
+"""How long before the ego enters a conflict zone a track must have left it [s]."""
+
+
+@dataclass(frozen=True)
+class YieldConfig:
+    """Gap acceptance at conflict points (units and bounds in each field's metadata)."""
+
+    critical_gap_s: float = real(
+        2.0, low=0.0, help="the ego goes only if the other arrives at least this long after "
+                           "the ego has cleared the conflict zone [s]")
+    conflict_distance_m: float = real(
+        2.5, low=0.0, low_inclusive=False,
+        help="a lane whose centreline comes this close to the route conflicts with it [m]")
+    zone_m: float = real(
+        2.5, low=0.0, help="half length of a conflict zone along the route and the lane [m]")
+    stop_margin_m: float = real(0.5, low=0.0,
+                                help="the stop line's distance before the zone [m]")
+    lane_match_m: float = real(
+        3.0, low=0.0, low_inclusive=False,
+        help="a track farther than this from every matching lane is on none [m]")
+    entry_reach_m: float = real(
+        8.0, low=0.0,
+        help="on equal-priority roads, a lane conflicting within this distance of the end "
+             "of a gap in the route (an entry joining a ring) has the right of way [m]")
+    go_accel_mps2: float = real(2.5, low=0.0, low_inclusive=False,
+                                help="acceleration the ego crosses with [m/s^2]")
+    go_speed_mps: float = real(8.0, low=0.0, low_inclusive=False,
+                               help="speed the ego crosses at most with [m/s]")
+    commit_decel_mps2: float = real(
+        5.0, low=0.0, low_inclusive=False,
+        help="an ego that needs harder braking than this to stop at the line goes on [m/s^2]")
+    ego_length_m: float = real(5.0, low=0.0, low_inclusive=False, help="ego length [m]")
+    feeder_hops: int = integer(
+        2, low=0, high=10,
+        help="lanes feeding a right-of-way lane, this many back, count as it (a vehicle "
+             "two ring segments upstream of an entry arrives there too) [count]")
+
+    def __post_init__(self) -> None:
+        validate_fields(self, "yield.")
+
+
+def _lane_arcs(lanes: np.ndarray) -> np.ndarray:
+    """`(N, M, Q)` arc length of each lane point from the lane's first [m] (NaN invalid)."""
+    n, m, q, _ = lanes.shape
+    return route_arc_length(lanes.reshape(n * m, q, 2)).reshape(n, m, q)
+
+
+def route_gap_end(route: np.ndarray, step_m: float = 2.0, factor: float = 1.5) -> np.ndarray:
+    """`(N,)` route arc [m] of the end of the first segment longer than `factor * step_m`
+    (where the route jumps from a lane's end to the next lane's start); NaN if none."""
+    arc = route_arc_length(route)
+    length = np.diff(arc, axis=1)
+    gap = np.nan_to_num(length) > factor * step_m
+    has = gap.any(axis=1)
+    first = np.argmax(gap, axis=1)
+    return np.where(has, arc[np.arange(arc.shape[0]), first + 1], np.nan)
+
+
+def conflict_points(route: np.ndarray, road_map, config: YieldConfig
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The lanes that have the right of way over the route ahead and where.
+
+    Args:
+        route: `(N, P, 2)` the map's route in the ego frame [m] (raw: its gaps tell the
+            entries).
+        road_map: `info["map"]`.
+
+    Returns:
+        `priority` `(N, M)` bool (the lane conflicts and has the right of way), `merging`
+        `(N, M)` bool (it runs within 45 deg of the route at the conflict point: it merges
+        into the route rather than crossing it), route arc `s_c` `(N, M)` [m] and lane arc
+        `q_c` `(N, M)` [m] of its conflict point (NaN where it does not conflict).
+    """
+    lanes = np.asarray(road_map["lanes"], np.float64)
+    n, m, q, _ = lanes.shape
+    valid = np.asarray(road_map["lane_valid"], bool)
+    on_route = np.asarray(road_map["lane_on_route"], bool)
+    rank = np.asarray(road_map["lane_priority"], np.int64)
+    s, d = project_to_route(route, np.nan_to_num(lanes.reshape(n, m * q, 2), nan=1e6))
+    s, d = s.reshape(n, m, q), d.reshape(n, m, q)
+    end = np.nanmax(route_arc_length(route), axis=1, initial=0.0)[:, None, None]
+    point_ok = np.isfinite(lanes).all(-1)
+    near = point_ok & (np.abs(d) < config.conflict_distance_m) & (s > 0.0) & (s <= end)
+    first = np.argmax(near, axis=2)                                          # (N, M)
+    conflicts = valid & ~on_route & near.any(axis=2)
+    pick = np.take_along_axis
+    s_c = np.where(conflicts, pick(s, first[..., None], 2)[..., 0], np.nan)
+    q_c = np.where(conflicts, pick(_lane_arcs(lanes), first[..., None], 2)[..., 0], np.nan)
+    # the route's own priority at each conflict: its on-route lane nearest there
+    route_near = on_route[..., None] & point_ok & (np.abs(d) < 1.0)           # (N, M, Q)
+    own = np.full((n, m), -1, np.int64)
+    for row in range(n):
+        rows, cols = np.nonzero(route_near[row])
+        if len(rows) == 0:
+            continue
+        for lane in np.flatnonzero(conflicts[row]):
+            nearest = np.argmin(np.abs(s[row, rows, cols] - s_c[row, lane]))
+            own[row, lane] = rank[row, rows[nearest]]
+    ranked = conflicts & (own >= 0) & (rank > own)
+    equal = (rank == rank[:, :1]).all(axis=1, keepdims=True) | ~valid.any(axis=1, keepdims=True)
+    gap_end = route_gap_end(route)[:, None]
+    entry = conflicts & equal & np.isfinite(gap_end) & (
+        np.abs(s_c - np.nan_to_num(gap_end)) <= config.entry_reach_m)
+    priority = ranked | entry
+    s_c, q_c = np.where(priority, s_c, np.nan), np.where(priority, q_c, np.nan)
+    # a lane running the route's way at its conflict point merges into it, else crosses it
+    step = np.diff(lanes, axis=2)
+    direction = np.arctan2(step[..., 1], step[..., 0])
+    direction = np.concatenate([direction, direction[..., -1:]], axis=2)
+    lane_direction = pick(direction, first[..., None], 2)[..., 0]
+    _, route_direction = route_point(route, np.nan_to_num(s_c))
+    merging = priority & (np.cos(lane_direction - route_direction) > np.cos(np.pi / 4))
+    return _upstream(lanes, valid & ~on_route, priority, merging, s_c, q_c,
+                     config.feeder_hops)
+
+
+CONNECT_M = 2.5
+"""A lane whose last sample lies this close to another's first feeds it [m] (samples lie on
+each lane's own 2 m grid: its last one is up to 2 m before its true end)."""
+
+
+def _upstream(lanes: np.ndarray, candidate: np.ndarray, priority: np.ndarray,
+              merging: np.ndarray, s_c: np.ndarray, q_c: np.ndarray, hops: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Extend the right of way to the lanes feeding a right-of-way lane (`hops` lanes back):
+    a vehicle there reaches the same conflict point after the rest of its lane, the joint
+    and the fed lane's `q_c`. Lane `A` feeds `B` when `A`'s last sample lies within
+    `CONNECT_M` of `B`'s first and they run within 45 deg of each other there."""
+    n, m, q, _ = lanes.shape
+    ok = np.isfinite(lanes).all(-1)                                          # (N, M, Q)
+    first = np.argmax(ok, axis=2)
+    last = q - 1 - np.argmax(ok[..., ::-1], axis=2)
+    rows, cols = np.arange(n)[:, None], np.arange(m)[None, :]
+    start, end = lanes[rows, cols, first], lanes[rows, cols, last]          # (N, M, 2)
+    after = lanes[rows, cols, np.minimum(first + 1, q - 1)]
+    before = lanes[rows, cols, np.maximum(last - 1, 0)]
+    start_dir = np.arctan2(*(after - start)[..., ::-1].transpose(2, 0, 1))
+    end_dir = np.arctan2(*(end - before)[..., ::-1].transpose(2, 0, 1))
+    joint = np.linalg.norm(end[:, :, None] - start[:, None, :], axis=-1)    # (N, A, B)
+    aligned = np.cos(end_dir[:, :, None] - start_dir[:, None, :]) > np.cos(np.pi / 4)
+    feeds = (joint < CONNECT_M) & aligned & ok.any(-1)[:, :, None] & ok.any(-1)[:, None, :]
+    feeds &= ~np.eye(m, dtype=bool)[None]
+    length = np.nan_to_num(_lane_arcs(lanes)[rows, cols, last])              # (N, M)
+    for _ in range(hops):
+        via = feeds & priority[:, None, :] & candidate[:, :, None] & ~priority[:, :, None]
+        through = np.where(via, length[:, :, None] + joint + np.nan_to_num(q_c)[:, None, :],
+                           np.inf)
+        best = np.argmin(through, axis=2)                                    # (N, A)
+        new = via.any(axis=2)
+        if not new.any():
+            break
+        q_c = np.where(new, np.take_along_axis(through, best[..., None], 2)[..., 0], q_c)
+        def fed(values):
+            return np.take_along_axis(values[:, None, :].repeat(m, 1), best[..., None],
+                                      2)[..., 0]
+
+        s_c = np.where(new, fed(s_c), s_c)
+        merging = np.where(new, fed(merging), merging)
+        priority = priority | new
+    return priority, merging, s_c, q_c
+
+
+def tracks_on_lanes(position: np.ndarray, velocity: np.ndarray, heading: np.ndarray | None,
+                    valid: np.ndarray, lanes: np.ndarray, lane_valid: np.ndarray,
+                    match_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each track's lane and its arc on it.
+
+    Args:
+        position, velocity: `(N, K, 2)` ego frame [m], [m/s]; heading: `(N, K)` relative to
+            the ego [rad] (None or NaN: from the velocity only); valid: `(N, K)`.
+        lanes: `(N, M, Q, 2)` [m]; lane_valid: `(N, M)`; match_m: [m].
+
+    Returns:
+        lane `(N, K)` int (-1: none) and lane arc `q` `(N, K)` [m] (NaN: none).
+    """
+    n, m, q, _ = lanes.shape
+    step = np.diff(lanes, axis=2)
+    direction = np.arctan2(step[..., 1], step[..., 0])
+    direction = np.concatenate([direction, direction[..., -1:]], axis=2)        # (N, M, Q)
+    speed = np.hypot(velocity[..., 0], velocity[..., 1])
+    motion = np.arctan2(velocity[..., 1], velocity[..., 0])
+    if heading is not None:
+        motion = np.where((speed < 1.0) & np.isfinite(heading), heading, motion)
+    diff = position[:, :, None, None, :] - lanes[:, None]                      # (N, K, M, Q, 2)
+    distance = np.hypot(diff[..., 0], diff[..., 1])
+    along = np.cos(direction[:, None] - motion[:, :, None, None]) > 0.5
+    ok = (along & np.isfinite(distance) & lane_valid[:, None, :, None]
+          & valid[:, :, None, None])
+    distance = np.where(ok, distance, np.inf).reshape(n, -1, m * q)
+    best = np.argmin(distance, axis=-1)                                          # (N, K)
+    found = np.take_along_axis(distance, best[..., None], -1)[..., 0] <= match_m
+    lane, point = best // q, best % q
+    arcs = _lane_arcs(lanes)
+    arc = arcs[np.arange(n)[:, None], lane, point]
+    return np.where(found, lane, -1), np.where(found, arc, np.nan)
+
+
+def time_to_travel(distance: np.ndarray, speed: np.ndarray, accel: float, max_speed: float
+                   ) -> np.ndarray:
+    """Time [s] to cover `distance` (broadcast, 0 where <= 0) from `speed` accelerating at
+    `accel` up to `max(max_speed, speed)`, then at that speed."""
+    distance = np.maximum(distance, 0.0)
+    top = np.maximum(max_speed, speed)
+    ramp_t = (top - speed) / accel
+    ramp_d = speed * ramp_t + 0.5 * accel * ramp_t ** 2
+    within = (-speed + np.sqrt(speed ** 2 + 2.0 * accel * distance)) / accel
+    return np.where(distance <= ramp_d, within, ramp_t + (distance - ramp_d) / top)
+
+
+def yield_acceleration(route: np.ndarray, road_map, position: np.ndarray,
+                       velocity: np.ndarray, length: np.ndarray, heading: np.ndarray | None,
+                       valid: np.ndarray, speed: np.ndarray, config: YieldConfig,
+                       idm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The acceleration that yields at the nearest unsafe conflict, per env.
+
+    Args:
+        route: `(N, P, 2)` raw map route [m]; road_map: `info["map"]`.
+        position, velocity: `(N, K, 2)` tracks in the ego frame [m], [m/s]; length: `(N, K)`
+            [m]; heading: `(N, K)` [rad] or None; valid: `(N, K)`.
+        speed: `(N,)` ego speed [m/s].
+        idm: `callable(speed, gap) -> (N,)` acceleration [m/s^2] behind a stopped vehicle
+            `gap` metres ahead of the ego's front.
+
+    Returns:
+        acceleration `(N,)` [m/s^2] (inf where the ego need not yield), `yielding` `(N,)`
+        bool and the stop line's distance ahead of the ego's centre `(N,)` [m] (NaN: none).
+    """
+    n = speed.shape[0]
+    priority, merging, s_c, q_c = conflict_points(route, road_map, config)
+    lanes = np.asarray(road_map["lanes"], np.float64)
+    lane, q = tracks_on_lanes(position, velocity, heading, valid, lanes,
+                              np.asarray(road_map["lane_valid"], bool), config.lane_match_m)
+    rows = np.arange(n)[:, None]
+    safe_lane = np.maximum(lane, 0)
+    on_priority = (lane >= 0) & priority[rows, safe_lane]                      # (N, K)
+    track_s_c, track_q_c = s_c[rows, safe_lane], q_c[rows, safe_lane]
+    v = np.maximum(np.hypot(velocity[..., 0], velocity[..., 1]), 0.1)
+    to_go = track_q_c - q                                                      # (N, K)
+    reach = config.zone_m + 0.5 * length
+    relevant = on_priority & (to_go > -reach)
+    t_arrive = np.maximum(to_go - reach, 0.0) / v
+    t_leave = (to_go + reach) / v
+    ego_reach = config.zone_m + 0.5 * config.ego_length_m
+    ego_speed = speed[:, None]
+    t_in = time_to_travel(track_s_c - ego_reach, ego_speed, config.go_accel_mps2,
+                          config.go_speed_mps)
+    t_out = time_to_travel(track_s_c + ego_reach, ego_speed, config.go_accel_mps2,
+                           config.go_speed_mps)
+    # crossing: the ego must be out of the zone; merging: in it and driving the lane's way
+    need = np.where(merging[rows, safe_lane], t_in, t_out) + config.critical_gap_s
+    clear = (t_arrive >= need) | (t_leave + PASSED_MARGIN_S < t_in)
+    stop = track_s_c - ego_reach - config.stop_margin_m                       # (N, K)
+    can_stop = stop > ego_speed ** 2 / (2.0 * config.commit_decel_mps2)
+    unsafe = relevant & ~clear & can_stop & np.isfinite(stop)
+    stop_line = np.min(np.where(unsafe, stop, np.inf), axis=1, initial=np.inf)
+    yielding = np.isfinite(stop_line)
+    gap = np.where(yielding, stop_line, np.inf)
+    accel = np.where(yielding, idm(speed, gap - 0.5 * config.ego_length_m), np.inf)
+    return accel, yielding, np.where(yielding, stop_line, np.nan)

@@ -1,0 +1,177 @@
+"""The planner on a map route: straight routes plan as without a map, curved ones in the
+route frame (tracks, path, curve speed, neighbour lanes); hand-built maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from reflexdrive.agents.staged.planning import MobilFrenetPlanner, PlannerConfig
+from reflexdrive.agents.staged.route_frame import project_to_route, smooth_route_gaps
+from reflexdrive.agents.staged.route_planning import (
+    neighbour_lanes,
+    route_frame_tracks,
+    slip_angle,
+)
+from reflexdrive.agents.staged.types import Tracks
+from reflexdrive.envs.config import EGO_FEATURES
+
+STEP, P, M, Q = 2.0, 40, 4, 64
+
+
+def ego_state(speed, lane=0, lanes=1):
+    ego = np.zeros((1, len(EGO_FEATURES)), np.float32)
+    ego[0, EGO_FEATURES.index("speed_mps")] = speed
+    ego[0, EGO_FEATURES.index("lane_index")] = lane
+    ego[0, EGO_FEATURES.index("lane_count")] = lanes
+    return ego
+
+
+def arc(radius, offset=0.0, points=P):
+    """A left arc of `radius` through (0, -offset)... sampled every STEP: `(points, 2)` and
+    headings `(points,)` (radius None: a straight line along +x)."""
+    if radius is None:
+        s = np.arange(points) * STEP
+        return np.stack([s, np.full(points, -offset)], -1), np.zeros(points)
+    angle = np.arange(points) * STEP / radius
+    r = radius + offset
+    return np.stack([r * np.sin(angle), radius - r * np.cos(angle)], -1), angle
+
+
+def rotate(points, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    return np.stack([c * points[..., 0] - s * points[..., 1],
+                     s * points[..., 0] + c * points[..., 1]], -1)
+
+
+def road_map(radius, neighbours=(), yaw=0.0):
+    """A map whose route is the lane `arc(radius)` seen from an ego heading `yaw` right of
+    the lane (the map turned by +yaw); `neighbours`: offsets of lanes beside it (+ left)."""
+    route, heading = arc(radius)
+    route, heading = rotate(route, yaw), heading + yaw
+    lanes = np.full((1, M, Q, 2), np.nan, np.float32)
+    valid = np.zeros((1, M), bool)
+    lanes[0, 0, :P] = route
+    valid[0, 0] = True
+    for i, side in enumerate(neighbours, start=1):
+        lanes[0, i, :P] = rotate(arc(radius, -side)[0], yaw)
+        valid[0, i] = True
+    return {"route": route[None].astype(np.float32),
+            "route_heading": heading[None].astype(np.float32),
+            "route_width": np.full((1, P), 4.0, np.float32), "lanes": lanes,
+            "lane_width": np.full((1, M), 4.0, np.float32), "lane_valid": valid,
+            "lane_priority": np.zeros((1, M), np.int8),
+            "lane_on_route": valid & (np.arange(M) == 0)}
+
+
+def tracks(rows):
+    rows = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    n = rows.shape[0]
+    return Tracks(position=rows[None, :, :2], velocity=rows[None, :, 2:],
+                  size=np.tile([5.0, 2.0], (1, n, 1)), track_id=np.arange(n)[None],
+                  valid=np.ones((1, n), bool))
+
+
+def test_a_straight_route_plans_exactly_as_without_a_map():
+    scene = tracks([[30.0, 0.3, 20.0, 0.0], [10.0, 4.0, 24.0, -0.5]])
+    ego = ego_state(25.0, lane=1, lanes=3)
+    without = MobilFrenetPlanner()(scene, ego, np.zeros(1))
+    with_map = MobilFrenetPlanner()(scene, ego, np.zeros(1), road_map=road_map(None))
+    for name in ("acceleration", "target_speed", "path", "path_speed", "lane_change",
+                 "emergency", "lead_track", "lead_gap"):
+        np.testing.assert_array_equal(getattr(with_map, name), getattr(without, name))
+    np.testing.assert_array_equal(with_map.path_curvature, [0.0])
+    assert without.path_curvature is None
+
+
+def test_a_curved_route_is_planned_along_the_lane():
+    """A left circle of radius 30 m, the ego on it at 8 m/s as the bicycle runs a circle
+    (heading the slip angle inside the lane's), nothing around: the path keeps to the
+    circle, the curvature goes to the controller, the speed stays under the curve's limit
+    sqrt(3 m/s^2 * 30 m) = 9.5 m/s (the default lateral acceleration bound) plus braking
+    room 2 b s at 2 m/s^2 to the first route point with a curvature, 2 m ahead."""
+    radius = 30.0
+    beta = float(slip_angle(np.array([1.0 / radius]), 5.0)[0])
+    plan = MobilFrenetPlanner()(tracks(np.zeros((0, 4))), ego_state(8.0), np.zeros(1),
+                                road_map=road_map(radius, yaw=beta))
+    centre = rotate(np.array([0.0, radius]), beta)
+    distance = np.linalg.norm(plan.path[0] - centre, axis=-1)
+    np.testing.assert_allclose(distance, radius, atol=0.05)
+    assert plan.path_curvature[0] == pytest.approx(1.0 / radius, rel=1e-3)
+    assert plan.path_speed.max() == pytest.approx(np.sqrt(3.0 * radius + 2 * 2.0 * 2.0),
+                                                  rel=1e-3)
+    fast = MobilFrenetPlanner()(tracks(np.zeros((0, 4))), ego_state(14.0), np.zeros(1),
+                                road_map=road_map(radius))
+    assert fast.acceleration[0] < -1.0
+
+
+def test_a_lead_on_the_curve_is_followed_by_its_arc_length():
+    """A stopped car 15 m of arc ahead on the circle (off the ego's x axis): the planner
+    measures the gap along the route (15 m minus the car lengths) and brakes."""
+    radius = 25.0
+    angle = 15.0 / radius
+    car = [radius * np.sin(angle), radius * (1.0 - np.cos(angle)), 0.0, 0.0]
+    plan = MobilFrenetPlanner()(tracks([car]), ego_state(8.0), np.zeros(1),
+                                road_map=road_map(radius))
+    assert plan.lead_track[0] == 0
+    assert plan.lead_gap[0] == pytest.approx(15.0 - 5.0, abs=0.05)
+    assert plan.acceleration[0] < -2.0
+
+
+def test_route_frame_tracks_turn_velocities_into_the_route():
+    """A car on a left circle moving along it at 10 m/s has vs = 10, vd = 0."""
+    radius = 25.0
+    route = arc(radius)[0][None]
+    angle = 0.6
+    position = [radius * np.sin(angle), radius * (1.0 - np.cos(angle))]
+    velocity = [10.0 * np.cos(angle), 10.0 * np.sin(angle)]
+    frame = route_frame_tracks(tracks([position + velocity]), route, np.zeros(1))
+    assert frame.s[0, 0] == pytest.approx(radius * angle, abs=0.05)
+    assert frame.vs[0, 0] == pytest.approx(10.0, abs=0.01)
+    assert frame.vd[0, 0] == pytest.approx(0.0, abs=0.25)
+
+
+@pytest.mark.parametrize("neighbours,expected", [((), (False, False)), ((4.0,), (False, True)),
+                                                 ((-4.0, 4.0), (True, True))])
+def test_neighbour_lanes_come_from_the_map(neighbours, expected):
+    m = road_map(40.0, neighbours)
+    beside = neighbour_lanes(m, m["route"].astype(np.float64), np.zeros(1), 4.0)
+    assert (bool(beside[-1][0]), bool(beside[1][0])) == expected
+
+
+def test_a_curved_route_without_a_neighbour_lane_never_changes_lanes():
+    """A slow car ahead on a single-lane curve (the ego vector says lane 1 of 3: on a
+    curved route the map decides): no lane change."""
+    radius = 60.0
+    angle = 20.0 / radius
+    car = [radius * np.sin(angle), radius * (1.0 - np.cos(angle)),
+           3.0 * np.cos(angle), 3.0 * np.sin(angle)]
+    planner = MobilFrenetPlanner(PlannerConfig())
+    plan = planner(tracks([car]), ego_state(12.0, lane=1, lanes=3), np.zeros(1),
+                   road_map=road_map(radius))
+    assert plan.lane_change[0] == 0
+
+
+def test_a_gap_between_lanes_is_bridged_smoothly():
+    """A lane ends 6 m beside where the next begins (a roundabout entry): the bridged route
+    keeps its ends, and its sharpest turn between segments is under 0.6 of the raw kink's
+    (0.84 rad here: the bridge spreads it over three points)."""
+    first = np.stack([np.arange(10) * STEP, np.zeros(10)], -1)
+    second = first[-1] + np.array([4.0, 4.5]) + np.stack(
+        [np.arange(30) * STEP * np.cos(0.6), np.arange(30) * STEP * np.sin(0.6)], -1)
+    route = np.concatenate([first, second])[None]
+    smooth = smooth_route_gaps(route, np.zeros(1))
+
+    def turns(r):
+        heading = np.arctan2(*np.diff(r[0], axis=0)[:, ::-1].T)
+        return np.abs(np.diff(heading))
+
+    assert turns(route).max() > 0.8
+    assert turns(smooth).max() < 0.6 * turns(route).max()
+    np.testing.assert_array_equal(smooth[0, :10], route[0, :10])
+    np.testing.assert_array_equal(smooth[0, 13:], route[0, 13:])
+    s, d = project_to_route(smooth, route[:, 9:10])
+    assert abs(d[0, 0]) < 1e-9
+
+
+def test_slip_angle_of_the_bicycle():
+    assert slip_angle(np.array([0.0, 0.1]), 5.0) == pytest.approx([0.0, np.arcsin(0.25)])

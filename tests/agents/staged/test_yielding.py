@@ -1,0 +1,150 @@
+"""Yielding: conflict points, lane assignment and gap acceptance on hand-built maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from reflexdrive.agents.staged.planning import IDMParams, idm_acceleration
+from reflexdrive.agents.staged.yielding import (
+    YieldConfig,
+    conflict_points,
+    time_to_travel,
+    tracks_on_lanes,
+    yield_acceleration,
+)
+
+from reflexdrive.common.validation import ConfigError
+
+STEP, P, M, Q = 2.0, 40, 4, 64
+CONFIG = YieldConfig()
+
+
+def line(start, direction, points):
+    return np.asarray(start, float) + np.arange(points)[:, None] * STEP * np.asarray(direction,
+                                                                                       float)
+
+
+def crossing_map(route_priority=0, cross_priority=1):
+    """The route runs along +x from the ego; lane 1 crosses it at 90 deg at x = 30 m,
+    driving towards +y from y = -120 m; lane 0 carries the route."""
+    route = line([0.0, 0.0], [1.0, 0.0], P)
+    lanes = np.full((1, M, Q, 2), np.nan)
+    lanes[0, 0, :P] = route
+    lanes[0, 1, :Q] = line([30.0, -120.0], [0.0, 1.0], Q)
+    valid = np.array([[True, True, False, False]])
+    return {"route": route[None], "route_heading": np.zeros((1, P)),
+            "lanes": lanes, "lane_valid": valid, "lane_width": np.full((1, M), 4.0),
+            "lane_priority": np.array([[route_priority, cross_priority, 0, 0]], np.int8),
+            "lane_on_route": np.array([[True, False, False, False]])}
+
+
+def car_at(y, vy):
+    """One track on the crossing lane at (30, y) moving at vy towards +y."""
+    return (np.array([[[30.0, y]]]), np.array([[[0.0, vy]]]), np.full((1, 1), 5.0),
+            None, np.ones((1, 1), bool))
+
+
+def idm(v, gap):
+    return idm_acceleration(v, gap, v, IDMParams())
+
+
+def test_config_is_validated():
+    with pytest.raises(ConfigError, match="yield.critical_gap_s"):
+        YieldConfig(critical_gap_s=-1.0)
+
+
+def test_conflict_point_of_a_crossing():
+    m = crossing_map()
+    priority, merging, s_c, q_c = conflict_points(m["route"], m, CONFIG)
+    assert priority[0].tolist() == [False, True, False, False]
+    assert not merging[0, 1]
+    # the first crossing-lane point within 2.5 m of the route: y = -2 (lane arc 118 m)
+    assert s_c[0, 1] == pytest.approx(30.0)
+    assert q_c[0, 1] == pytest.approx(118.0)
+
+
+def test_no_right_of_way_for_a_lower_priority_lane():
+    m = crossing_map(route_priority=3, cross_priority=1)
+    priority, _, _, _ = conflict_points(m["route"], m, CONFIG)
+    assert not priority.any()
+
+
+def test_tracks_are_put_on_the_lane_running_their_way():
+    m = crossing_map()
+    position = np.array([[[30.3, -20.0], [30.3, -20.0], [10.0, 0.2]]])
+    velocity = np.array([[[0.0, 8.0], [0.0, -8.0], [9.0, 0.0]]])
+    lane, q = tracks_on_lanes(position, velocity, None, np.ones((1, 3), bool), m["lanes"],
+                              m["lane_valid"], CONFIG.lane_match_m)
+    assert lane[0].tolist() == [1, -1, 0]
+    assert q[0, 0] == pytest.approx(100.0) and q[0, 2] == pytest.approx(10.0)
+
+
+def test_time_to_travel():
+    # from 0 at 2 m/s^2: 9 m in 3 s; past 6 m/s (9 m) at constant speed
+    assert time_to_travel(np.array(9.0), np.array(0.0), 2.0, 6.0) == pytest.approx(3.0)
+    assert time_to_travel(np.array(21.0), np.array(0.0), 2.0, 6.0) == pytest.approx(5.0)
+
+
+def ego_times(speed, s_c=30.0):
+    reach = CONFIG.zone_m + 0.5 * CONFIG.ego_length_m
+    t_out = time_to_travel(np.array(s_c + reach), np.array(speed), CONFIG.go_accel_mps2,
+                           CONFIG.go_speed_mps)
+    return float(t_out)
+
+
+@pytest.mark.parametrize("margin,expect_yield", [(-0.3, True), (0.3, False)])
+def test_yield_when_the_crossing_car_arrives_inside_the_gap(margin, expect_yield):
+    """The ego at 6 m/s, 30 m before a 90 deg crossing; a car on the priority lane at
+    10 m/s. It arrives at the zone after `(q_c - zone - L/2 - q) / v`; the ego clears the
+    zone at `t_out`. The car placed to arrive `critical_gap_s + margin` after `t_out`: the
+    ego yields (the IDM towards a stop line before the zone) when the margin is negative,
+    goes when it is positive."""
+    speed, v = 6.0, 10.0
+    arrival = ego_times(speed) + CONFIG.critical_gap_s + margin
+    reach = CONFIG.zone_m + 2.5
+    to_go = arrival * v + reach                  # lane arc from the car to the conflict point
+    y = -2.0 - to_go                             # the conflict point is at y = -2 (q_c)
+    m = crossing_map()
+    accel, yielding, stop = yield_acceleration(m["route"], m, *car_at(y, v)[:4],
+                                               car_at(y, v)[4], np.array([speed]), CONFIG, idm)
+    assert bool(yielding[0]) == expect_yield
+    if expect_yield:
+        assert stop[0] == pytest.approx(30.0 - reach - CONFIG.stop_margin_m)
+        assert accel[0] == pytest.approx(idm(np.array([speed]), stop - 2.5)[0])
+    else:
+        assert accel[0] == np.inf
+
+
+def test_a_car_that_has_passed_or_cannot_be_stopped_for_is_not_yielded_to():
+    m = crossing_map()
+    # the car is past the conflict zone
+    accel, yielding, _ = yield_acceleration(m["route"], m, *car_at(8.0, 10.0)[:4],
+                                            car_at(8.0, 10.0)[4], np.array([6.0]), CONFIG, idm)
+    assert not yielding[0]
+    # the ego 30 m before the crossing at 20 m/s cannot stop before the line at 5 m/s^2
+    accel, yielding, _ = yield_acceleration(m["route"], m, *car_at(-10.0, 10.0)[:4],
+                                            car_at(-10.0, 10.0)[4], np.array([20.0]), CONFIG,
+                                            idm)
+    assert not yielding[0]
+
+
+def test_a_merging_ring_lane_only_needs_the_ego_in_ahead():
+    """Equal priorities, the route jumps from an entry lane's end onto a ring lane that
+    another lane feeds: the feeding lane has the right of way, merging, and its feeder
+    two lanes back too."""
+    route = np.concatenate([line([0.0, 0.0], [1.0, 0.0], 10),
+                            line([24.0, 4.0], [1.0, 0.0], P - 10)])
+    lanes = np.full((1, M, Q, 2), np.nan)
+    lanes[0, 0, :10] = route[:10]
+    lanes[0, 1, :P - 10] = route[10:]
+    lanes[0, 2, :12] = line([0.0, 4.0], [1.0, 0.0], 12)          # ring before the entry
+    lanes[0, 3, :20] = line([-40.0, 4.0], [1.0, 0.0], 20)        # and before that
+    m = {"route": route[None], "route_heading": np.zeros((1, P)), "lanes": lanes,
+         "lane_valid": np.ones((1, M), bool), "lane_width": np.full((1, M), 4.0),
+         "lane_priority": np.zeros((1, M), np.int8),
+         "lane_on_route": np.array([[True, True, False, False]])}
+    priority, merging, s_c, q_c = conflict_points(m["route"], m, CONFIG)
+    assert priority[0].tolist() == [False, False, True, True]
+    assert merging[0, 2] and merging[0, 3]
+    # lane 3 ends at x = -2, 2 m before lane 2 starts: its conflict point lies 40 m on
+    assert q_c[0, 3] == pytest.approx(38.0 + 2.0 + q_c[0, 2])
