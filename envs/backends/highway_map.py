@@ -102,6 +102,28 @@ class HighwayRoadMap:
         self.start = np.array([self.lanes[k].start for k in self.straight]).reshape(-1, 2)
         self.direction = np.array([self.lanes[k].direction for k in self.straight]).reshape(-1, 2)
         self._chains: dict[LaneIndex, tuple[np.ndarray, np.ndarray]] = {}
+        self._next_node: dict[str, str | None] = {}
+
+    def route_lane(self, position: np.ndarray, lane_index: LaneIndex) -> LaneIndex:
+        """The lane the ego's route goes on from: its closest lane `lane_index`, unless the
+        ego also lies on another lane from the same node that leads along the shortest
+        path to the destination. Lanes that fan out from one node (the intersection's
+        right, straight and left lanes) start at the same point with the same heading,
+        so the closest one is merely the first in the graph, and a route read from it
+        would lead straight on where the ego's route turns."""
+        origin, to, _ = lane_index
+        if self.destination is None:
+            return lane_index
+        if origin not in self._next_node:
+            path = self.network.shortest_path(origin, self.destination)
+            self._next_node[origin] = path[1] if len(path) > 1 else None
+        wanted = self._next_node[origin]
+        if wanted is None or wanted == to or wanted not in self.network.graph[origin]:
+            return lane_index
+        for lane_id, lane in enumerate(self.network.graph[origin][wanted]):
+            if lane.on_lane(position):
+                return (origin, wanted, lane_id)
+        return lane_index
 
     # -- the route --------------------------------------------------------------------------
 
@@ -186,6 +208,7 @@ class HighwayRoadMap:
         """`info["map"]` with a leading batch dimension of 1, for an ego at `position` [m]
         heading `heading` [rad] whose closest lane is `lane_index` (`Vehicle.lane_index`)."""
         position = np.asarray(position, np.float64)
+        lane_index = self.route_lane(position, lane_index)
         along = self.lanes[self.slot[lane_index]].local_coordinates(position)[0]
         route, route_heading, route_width, on_route = self.route(lane_index, along)
         first, last, nearest = self.lanes_in_range(position)

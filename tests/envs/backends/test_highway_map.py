@@ -113,6 +113,26 @@ def test_route_follows_the_destination_and_stops_there():
     assert road_map["lane_priority"][road_map["lane_valid"]].max() == 3
 
 
+def test_inside_the_intersection_the_route_takes_the_turning_lane_not_the_closest():
+    """The right, straight and left lanes out of `ir0` start at one point with one heading:
+    an ego that has not turned yet is closest to the straight lane `il2`, while its route
+    to `o1` turns into `il1`; the map follows the route (while the ego lies on that lane)."""
+    network = build_road(RoadSpec(kind="intersection"), 0).network
+    closest = ("ir0", "il2", 0)
+    turning = network.get_lane(("ir0", "il1", 0))
+    position = turning.position(1.0, 0.0)
+    assert network.get_closest_lane_index(position, -np.pi / 2) == closest
+    road_map = HighwayRoadMap(network, "o1")
+    assert road_map.route_lane(position, closest) == ("ir0", "il1", 0)
+    turned = road_map.observe(position, turning.heading_at(1.0), closest)
+    expected = observe_on(network, ("ir0", "il1", 0), 1.0, destination="o1")[0]
+    np.testing.assert_allclose(turned["route"][0], expected["route"], atol=1e-6)
+    # without a destination, or off the turning lane, the closest lane stays
+    assert HighwayRoadMap(network).route_lane(position, closest) == closest
+    straight = network.get_lane(closest)
+    assert road_map.route_lane(straight.position(15.0, 0.0), closest) == closest
+
+
 @pytest.mark.parametrize("index", [("ses", "se", 0), ("ir0", "il1", 0)])
 def test_lane_curve_matches_highway_env_lane_methods(index):
     kind = "roundabout" if index[0] == "ses" else "intersection"
