@@ -8,18 +8,22 @@ towards the next higher lane index on a straight road; `envs.sensors.frames`):
 - `route (P, 2)` float32 [m]: the centreline of the lane the ego's route follows, from the
   ego's projection on its current lane, every `MAP_STEP_M` of arc length, across lane ends
   (the next lane as highway-env's own vehicles pick it: `RoadNetwork.next_lane` with the
-  route to the ego's destination, or the closest continuation without one); NaN rows past
-  the end of the road. `P = ROUTE_POINTS`.
+  route to the ego's destination, or the closest continuation without one); `+inf` rows
+  past the end of the road (`np.isfinite` marks the real points). `P = ROUTE_POINTS`.
 - `route_heading (P,)` float32 [rad]: lane heading there minus the ego's, in (-pi, pi];
-  `route_width (P,)` float32 [m]: lane width there. NaN where `route` is.
+  `route_width (P,)` float32 [m]: lane width there. `+inf` where `route` is.
 - `lanes (M, Q, 2)` float32 [m]: the centreline of every lane with a sample within
   `MAP_RANGE_M` of the ego, at the lane's own grid `s = 0, MAP_STEP_M, 2 MAP_STEP_M, ...`
   (driving direction), from its first to its last sample within range (at most `Q`),
-  NaN-padded. When more than `M` lanes are in range the `M` nearest are kept. Lanes keep
+  padded with `+inf`. When more than `M` lanes are in range the `M` nearest are kept. Lanes keep
   the road network's order. `M = MAP_LANES`, `Q = LANE_POINTS`.
 - `lane_width (M,)` float32 [m] (width at the lane's start), `lane_valid (M,)` bool,
   `lane_priority (M,)` int8 (highway-env's right-of-way `lane.priority`; 0 on straight
   roads), `lane_on_route (M,)` bool (the lane carries part of `route`).
+
+Absent points are `+inf`, not NaN, so two identical maps compare equal (NaN != NaN made
+Gymnasium's `check_env` find the env non-deterministic) and a distance to an absent point
+is infinite, never a small number.
 
 Policies get `obs["route"] (K, 2)` float32 (`route_targets`): the route at
 `ROUTE_TARGETS_M` ahead, as CARLA's end-to-end agents receive target points.
@@ -62,14 +66,14 @@ MAP_FIELDS = ("route", "route_heading", "route_width", "lanes", "lane_width", "l
 
 
 def empty_map(batch: int | None = None) -> dict[str, np.ndarray]:
-    """An `info["map"]` with no route and no lane (NaN / False / 0), `(B, ...)` if `batch`."""
+    """An `info["map"]` with no route and no lane (+inf / False / 0), `(B, ...)` if `batch`."""
     lead = () if batch is None else (int(batch),)
-    nan = np.float32(np.nan)
+    absent = np.float32(np.inf)
     return {
-        "route": np.full(lead + (ROUTE_POINTS, 2), nan, np.float32),
-        "route_heading": np.full(lead + (ROUTE_POINTS,), nan, np.float32),
-        "route_width": np.full(lead + (ROUTE_POINTS,), nan, np.float32),
-        "lanes": np.full(lead + (MAP_LANES, LANE_POINTS, 2), nan, np.float32),
+        "route": np.full(lead + (ROUTE_POINTS, 2), absent, np.float32),
+        "route_heading": np.full(lead + (ROUTE_POINTS,), absent, np.float32),
+        "route_width": np.full(lead + (ROUTE_POINTS,), absent, np.float32),
+        "lanes": np.full(lead + (MAP_LANES, LANE_POINTS, 2), absent, np.float32),
         "lane_width": np.zeros(lead + (MAP_LANES,), np.float32),
         "lane_valid": np.zeros(lead + (MAP_LANES,), bool),
         "lane_priority": np.zeros(lead + (MAP_LANES,), np.int8),
@@ -148,7 +152,8 @@ def lane_window_points(first, last) -> tuple[np.ndarray, np.ndarray]:
 def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
                lane_valid, lane_priority, lane_on_route, ego_position,
                ego_heading) -> dict[str, np.ndarray]:
-    """World-frame route and lane arrays (batch-first, NaN where absent) -> `info["map"]`.
+    """World-frame route and lane arrays (batch-first, NaN where absent) -> `info["map"]`
+    (absent points +inf).
 
     Args:
         route_world: `(B, P, 2)` route points [m]; `route_heading_world`, `route_width`:
@@ -174,6 +179,9 @@ def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
     road_map["lane_valid"][:, :slots] = valid
     road_map["lane_priority"][:, :slots] = np.where(valid, lane_priority, 0)
     road_map["lane_on_route"][:, :slots] = valid & np.asarray(lane_on_route, bool)
+    for key in ("route", "route_heading", "route_width", "lanes"):      # absent: +inf
+        value = road_map[key]
+        value[~np.isfinite(value)] = np.inf
     return road_map
 
 

@@ -42,6 +42,7 @@ from reflexdrive.agents.staged.car_following import (
     constant_acceleration_heuristic,
 )
 from reflexdrive.agents.staged.route_frame import (
+    absent_as_nan,
     curve_speed_limit,
     route_is_curved,
     smooth_route_gaps,
@@ -467,6 +468,7 @@ class MobilFrenetPlanner:
         map, the speed is bounded by the route's curvature (`max_lateral_accel_mps2`) and
         the path goes back to the ego frame along the route. Elsewhere (no map, or a
         straight route) the plan is the straight-road one, bit for bit."""
+        road_map = absent_as_nan(road_map)
         cfg, params = self.config, self.config.idm
         n = ego.shape[0]
         self._state(n)

@@ -33,6 +33,25 @@ _MIN_SEGMENT_M = 1e-6
 """Segments shorter than this are degenerate (skipped) [m]."""
 
 
+MAP_POINT_KEYS = ("route", "route_heading", "route_width", "lanes")
+"""The float entries of `info["map"]` whose absent points the env pads with `+inf`."""
+
+
+def absent_as_nan(road_map):
+    """`info["map"]` as the staged stages read it: the point entries float64 with absent
+    points NaN (the env pads them with `+inf`, `envs.road_map`; NaN propagates through the
+    stack's geometry, where `+inf - +inf` would not be caught); None stays None."""
+    if road_map is None:
+        return None
+    converted = dict(road_map)
+    for key in MAP_POINT_KEYS:
+        if key not in road_map:
+            continue
+        value = np.asarray(road_map[key], np.float64)
+        converted[key] = np.where(np.isfinite(value), value, np.nan)
+    return converted
+
+
 def route_valid(route: np.ndarray) -> np.ndarray:
     """`(N, P)` bool: the route points that are finite."""
     return np.isfinite(route).all(axis=-1)

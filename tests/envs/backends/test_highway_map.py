@@ -59,17 +59,17 @@ def test_straight_lanes_are_their_grid_samples_within_range():
         expected = to_ego_frame(world[None], position[None], np.array([heading]))[0]
         points = road_map["lanes"][lane]
         np.testing.assert_allclose(points[:last - first + 1], expected, atol=1e-4)
-        assert np.isnan(points[last - first + 1:]).all()
-    assert np.isnan(road_map["lanes"][3:]).all() and (road_map["lane_width"][:3] == 4.0).all()
+        assert np.isposinf(points[last - first + 1:]).all()
+    assert np.isposinf(road_map["lanes"][3:]).all() and (road_map["lane_width"][:3] == 4.0).all()
 
 
-def test_route_is_nan_past_the_end_of_the_road():
+def test_route_is_absent_past_the_end_of_the_road():
     network = RoadNetwork.straight_road_network(lanes=2, length=500.0)
     road_map, _, _ = observe_on(network, ("0", "1", 0), 450.0)
     finite = np.isfinite(road_map["route"]).all(1)
     assert finite.tolist() == [True] * 26 + [False] * (ROUTE_POINTS - 26)   # 450 + 2 * 25 = 500
-    assert np.isnan(road_map["route_heading"][26:]).all()
-    assert np.isnan(road_map["route_width"][26:]).all()
+    assert np.isposinf(road_map["route_heading"][26:]).all()
+    assert np.isposinf(road_map["route_width"][26:]).all()
 
 
 def test_route_on_the_roundabout_ring_keeps_the_radius_and_the_arc_step():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from unittest import mock
 
 import gymnasium as gym
 import numpy as np
@@ -45,31 +44,10 @@ def _actions(n: int, seed: int = 0) -> list[np.ndarray]:
     return [np.array([a, s], dtype=np.float32) for a, s in zip(accel, steer)]
 
 
-def _nan_equal_data_equivalence(data_1, data_2, exact: bool = False) -> bool:
-    """Gymnasium's `data_equivalence` with NaN equal to NaN: the checker compares infos with
-    `np.allclose` without `equal_nan`, and `info["map"]` is NaN-padded by contract
-    (`envs.road_map`). Same-shape float arrays with NaN at the same places compare their
-    finite entries; everything else goes to the original."""
-    if (isinstance(data_1, np.ndarray) and isinstance(data_2, np.ndarray)
-            and data_1.dtype == data_2.dtype and data_1.shape == data_2.shape
-            and data_1.dtype.kind == "f"):
-        nan_1, nan_2 = np.isnan(data_1), np.isnan(data_2)
-        return bool(np.array_equal(nan_1, nan_2)) and _DATA_EQUIVALENCE(
-            np.where(nan_1, 0.0, data_1), np.where(nan_2, 0.0, data_2), exact)
-    if isinstance(data_1, dict) and isinstance(data_2, dict):
-        return data_1.keys() == data_2.keys() and all(
-            _nan_equal_data_equivalence(data_1[k], data_2[k], exact) for k in data_1)
-    return _DATA_EQUIVALENCE(data_1, data_2, exact)
-
-
-_DATA_EQUIVALENCE = env_checker.data_equivalence
-
-
 def _check_env(env, **kwargs) -> None:
-    """gymnasium's `check_env` (NaN equal to NaN); fail on any checker warning other than
-    the expected ones."""
-    with warnings.catch_warnings(record=True) as caught, mock.patch.object(
-            env_checker, "data_equivalence", _nan_equal_data_equivalence):
+    """gymnasium's own `check_env`; fail on any checker warning other than the expected
+    ones."""
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         env_checker.check_env(env, **kwargs)
     unexpected = [str(w.message) for w in caught
@@ -88,7 +66,7 @@ def _assert_same_step(a, b) -> None:
     np.testing.assert_equal(info_a["hazard"], info_b["hazard"])
     np.testing.assert_array_equal(info_a["gt_objects"], info_b["gt_objects"])
     np.testing.assert_array_equal(info_a["gt_valid"], info_b["gt_valid"])
-    for key in info_a["map"]:                     # NaN padding compares equal here
+    for key in info_a["map"]:
         np.testing.assert_array_equal(info_a["map"][key], info_b["map"][key], err_msg=key)
     assert info_a["crashed"] == info_b["crashed"]
 
