@@ -13,7 +13,12 @@ acceleration; these functions add it, batched over `(N,)` arrays:
 - `braking_lead_floor`: the CAH evaluated `margin` metres short of the lead, i.e. the
   constant acceleration that keeps `margin` to a lead that goes on braking as it does now.
   The planner brakes at least this hard, which is what makes it react in the tick a lead's
-  braking shows in its track (the ACC blend alone cannot: it is never below the IDM).
+  braking shows in its track (the ACC blend alone cannot: it is never below the IDM). It
+  only ever brakes, and not for a lead whose stopping point lies beyond the ego's reach
+  within `FLOOR_HORIZON_S`: the CAH assumes the ego keeps its acceleration for ever, so
+  behind a lead easing off at 0.1 m/s^2 far ahead it allows no acceleration at all (the
+  ego crawled behind a car turning ahead of it at the intersection, and a stopped ego
+  could never start behind a lead that was still slowing down).
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ import numpy as np
 
 MIN_GAP_M = 0.1
 """Gaps below this count as this, so no formula divides by zero [m]."""
+
+FLOOR_HORIZON_S = 10.0
+"""`braking_lead_floor` binds only for a braking lead that stops within the distance the
+ego covers in this time at its current speed [s] (a lead braking at the scenarios' 6-8
+m/s^2 from 30 m/s stops well inside it)."""
 
 
 def constant_acceleration_heuristic(speed: np.ndarray, gap: np.ndarray,
@@ -82,9 +92,20 @@ def acc_model_acceleration(idm_accel: np.ndarray, cah_accel: np.ndarray,
 def braking_lead_floor(speed: np.ndarray, gap: np.ndarray, lead_speed: np.ndarray,
                        lead_accel: np.ndarray, max_accel: float, margin_m: float
                        ) -> np.ndarray:
-    """The acceleration [m/s^2] `(N,)` that keeps `margin_m` to a lead that keeps its
-    current acceleration: `constant_acceleration_heuristic` on the gap `gap - margin_m`;
-    `inf` (no bound) where `gap` is not finite (no lead)."""
-    floor = constant_acceleration_heuristic(speed, np.asarray(gap, np.float64) - margin_m,
-                                            lead_speed, lead_accel, max_accel)
-    return np.where(np.isfinite(gap), floor, np.inf)
+    """The deceleration [m/s^2] `(N,)` that keeps `margin_m` to a lead that keeps its
+    current acceleration: `constant_acceleration_heuristic` on the gap `gap - margin_m`
+    where that is negative; `inf` (no bound) where it is not, where `gap` is not finite (no
+    lead), and where the lead brakes but stops beyond `speed * FLOOR_HORIZON_S` from the
+    ego (at `gap + v_l^2 / (2 |a_l|)`)."""
+    gap = np.asarray(gap, np.float64)
+    lead_speed = np.maximum(np.asarray(lead_speed, np.float64), 0.0)
+    lead_accel = np.asarray(lead_accel, np.float64)
+    floor = constant_acceleration_heuristic(speed, gap - margin_m, lead_speed, lead_accel,
+                                            max_accel)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lead_stops_at = gap + np.where(lead_accel < 0.0,
+                                       lead_speed ** 2 / (2.0 * np.abs(lead_accel)), np.inf)
+    beyond_reach = (lead_accel < 0.0) & (
+        lead_stops_at > np.maximum(np.asarray(speed, np.float64), 0.0) * FLOOR_HORIZON_S)
+    binds = np.isfinite(gap) & (floor < 0.0) & ~beyond_reach
+    return np.where(binds, floor, np.inf)

@@ -43,11 +43,17 @@ def ego_on_route(route: np.ndarray, route_heading: np.ndarray
     return s0[:, 0], offset[:, 0], heading_error
 
 
+MOVING_MPS = 0.5
+"""Below this speed a track's acceleration is read along the route's tangent (its own
+direction of travel is not known well enough) [m/s]."""
+
+
 def route_frame_tracks(tracks: Tracks, route: np.ndarray, s0: np.ndarray) -> LaneFrameTracks:
     """`tracks` (ego frame) in the route frame relative to the ego's foot `s0` `(N,)` [m]:
     `s` from the ego along the route, `d` from the route lane's centre; the ground velocity
-    and the acceleration turned into the route's tangent (`vs`, `accel_s`) and left normal
-    (`vd`) at each track's foot.
+    turned into the route's tangent (`vs`) and left normal (`vd`) at each track's foot, and
+    `accel_s` the track's acceleration along its own velocity (its speed change, not the
+    turn) projected on that tangent.
 
     Args:
         route: `(N, P, 2)` [m].
@@ -60,9 +66,20 @@ def route_frame_tracks(tracks: Tracks, route: np.ndarray, s0: np.ndarray) -> Lan
     vy = np.nan_to_num(np.asarray(tracks.velocity, np.float64)[..., 1])
     accel_s = np.zeros_like(s)
     if tracks.acceleration is not None:
+        # the lead's own speed change (its acceleration along its velocity), as seen along
+        # the route: a car turning at a steady speed accelerates only towards the centre of
+        # its turn, which read along the route's tangent looked like braking and held the
+        # ego behind it at a crawl (the CAH braking floor)
         ax, ay = tracks.acceleration[..., 0], tracks.acceleration[..., 1]
+        speed = np.hypot(vx, vy)
+        moving = speed > MOVING_MPS
+        with np.errstate(invalid="ignore", divide="ignore"):
+            along_own = np.where(moving, (np.nan_to_num(ax) * vx + np.nan_to_num(ay) * vy)
+                                 / speed, 0.0)
+            along_route = np.where(moving, (vx * c + vy * sn) / speed, 1.0)
+        still = np.nan_to_num(ax) * c + np.nan_to_num(ay) * sn
         known = np.isfinite(ax) & np.isfinite(ay)
-        accel_s = np.where(known, np.nan_to_num(ax) * c + np.nan_to_num(ay) * sn, 0.0)
+        accel_s = np.where(known, np.where(moving, along_own * along_route, still), 0.0)
     valid = tracks.valid.astype(bool) & np.isfinite(s) & np.isfinite(d)
     return LaneFrameTracks(s=np.nan_to_num(s - s0[:, None]), d=np.nan_to_num(d),
                            vs=vx * c + vy * sn, vd=-vx * sn + vy * c,

@@ -80,3 +80,20 @@ def test_braking_lead_floor_keeps_its_margin():
     floor = braking_lead_floor(np.array([20.0, 20.0]), np.array([32.0, np.inf]),
                                np.array([20.0, 20.0]), np.array([-4.0, -4.0]), A_MAX, 2.0)
     assert floor[0] == pytest.approx(-2.5) and floor[1] == np.inf
+
+
+def test_braking_lead_floor_only_brakes_and_ignores_a_lead_that_stops_out_of_reach():
+    """At 20 m/s the ego covers 200 m in FLOOR_HORIZON_S (10 s). A lead 32 m ahead at 20 m/s
+    braking at 4 m/s^2 stops 82 m ahead: the floor binds (-2.5, as above). Easing off at
+    0.1 m/s^2 it stops 2032 m ahead: no bound (the CAH alone gives -0.09). A stopped ego
+    behind a lead 37 m ahead that drives off at 8 m/s while easing off: no bound (the CAH
+    alone allows 0). A lead accelerating away: no bound (the CAH alone caps at its 0.5)."""
+    speed = np.array([20.0, 20.0, 0.0, 10.0])
+    gap = np.array([32.0, 32.0, 37.0, 40.0])
+    lead_speed = np.array([20.0, 20.0, 8.0, 10.0])
+    lead_accel = np.array([-4.0, -0.1, -0.08, 0.5])
+    floor = braking_lead_floor(speed, gap, lead_speed, lead_accel, A_MAX, 2.0)
+    assert floor[0] == pytest.approx(-2.5)
+    assert np.isinf(floor[1:]).all()
+    cah = constant_acceleration_heuristic(speed, gap - 2.0, lead_speed, lead_accel, A_MAX)
+    assert cah[1] < 0.0 and cah[2] == 0.0 and cah[3] == pytest.approx(0.5)
