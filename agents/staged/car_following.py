@@ -28,10 +28,12 @@ import numpy as np
 MIN_GAP_M = 0.1
 """Gaps below this count as this, so no formula divides by zero [m]."""
 
-FLOOR_HORIZON_S = 10.0
+FLOOR_HORIZON_S = 30.0
 """`braking_lead_floor` binds only for a braking lead that stops within the distance the
-ego covers in this time at its current speed [s] (a lead braking at the scenarios' 6-8
-m/s^2 from 30 m/s stops well inside it)."""
+ego covers in this time at its current speed [s]. Long enough that a lead's braking binds
+in the tick its first, still small, estimate shows (at 20 m/s the ego's reach is 600 m: a
+lead at 20 m/s binds from -0.35 m/s^2 on); short enough that a lead easing off at 0.1 m/s^2
+far ahead of a slow ego does not."""
 
 
 def constant_acceleration_heuristic(speed: np.ndarray, gap: np.ndarray,

@@ -83,7 +83,7 @@ def test_braking_lead_floor_keeps_its_margin():
 
 
 def test_braking_lead_floor_only_brakes_and_ignores_a_lead_that_stops_out_of_reach():
-    """At 20 m/s the ego covers 200 m in FLOOR_HORIZON_S (10 s). A lead 32 m ahead at 20 m/s
+    """At 20 m/s the ego covers 600 m in FLOOR_HORIZON_S (30 s). A lead 32 m ahead at 20 m/s
     braking at 4 m/s^2 stops 82 m ahead: the floor binds (-2.5, as above). Easing off at
     0.1 m/s^2 it stops 2032 m ahead: no bound (the CAH alone gives -0.09). A stopped ego
     behind a lead 37 m ahead that drives off at 8 m/s while easing off: no bound (the CAH
