@@ -8,8 +8,10 @@ picks the lanes within range (straight lanes analytically, curved ones by their 
 
 The chain follows highway-env's own rule: `RoadNetwork.next_lane` with the route
 `[lane] + shortest path to the destination` (what `ControlledVehicle.plan_route_to` builds),
-each lane's successor chosen at its end point. It stops at a dead end, at the destination
-node, or once it covers the route's length.
+each lane's successor chosen at its end point. Past the destination node it follows the
+road on (the closest next lane) while the road continues straight on (`ROAD_CONTINUES_RAD`:
+an ego that has left the roundabout keeps a route along its exit road). It stops at a dead
+end, at a turn back, or once it covers the route's length.
 """
 
 from __future__ import annotations
@@ -32,8 +34,14 @@ from reflexdrive.envs.road_map import (
     straight_nearest,
     straight_range_window,
 )
+from reflexdrive.envs.sensors.frames import wrap_angle
 
 LaneIndex = tuple[str, str, int]
+
+ROAD_CONTINUES_RAD = np.pi / 4
+"""Past its destination node the route follows the road on where the next lane starts
+within this angle of the last one's end heading [rad] (the roundabout's exit road goes on
+after its `nxs` node; the intersection's `o1` leads only back in, a U-turn)."""
 Curve = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
@@ -140,13 +148,18 @@ class HighwayRoadMap:
             route += [(a, b, None) for a, b in zip(path[:-1], path[1:])]
         slots, starts = [self.slot[lane_index]], [0.0]
         reach = self.length[slots[0]] + (ROUTE_POINTS - 1) * MAP_STEP_M
-        current = lane_index
-        while starts[-1] + self.length[slots[-1]] < reach and current[1] != destination:
+        current, past_destination = lane_index, False
+        while starts[-1] + self.length[slots[-1]] < reach:
             lane = self.lanes[slots[-1]]
-            following = network.next_lane(current, route=route,
+            past_destination |= current[1] == destination
+            following = network.next_lane(current, route=None if past_destination else route,
                                           position=lane.position(lane.length, 0.0))
             if following == current:
                 break
+            if past_destination and abs(wrap_angle(
+                    self.lanes[self.slot[following]].heading_at(0.0)
+                    - lane.heading_at(lane.length))) > ROAD_CONTINUES_RAD:
+                break                   # past the destination only where the road goes on
             starts.append(starts[-1] + self.length[slots[-1]])
             slots.append(self.slot[following])
             current = following

@@ -133,6 +133,23 @@ def test_inside_the_intersection_the_route_takes_the_turning_lane_not_the_closes
     assert road_map.route_lane(straight.position(15.0, 0.0), closest) == closest
 
 
+def test_past_the_destination_the_route_goes_on_along_the_road_not_back():
+    """The roundabout ego's destination `nxs` is the end of its exit's sine lane: the route
+    goes on along the straight exit road (`nxs -> nxr`, the same heading) instead of
+    ending there (the stack lost its frame one car length after leaving the ring); at the
+    intersection the destination `o1` leads only back in (`o1 -> ir1`, a U-turn): the route
+    ends there."""
+    roundabout = build_road(RoadSpec(kind="roundabout"), 0).network
+    chain = HighwayRoadMap(roundabout, "nxs")
+    slots, _ = chain.chain(("nx", "nxs", 0))
+    assert [chain.index[k] for k in slots][:2] == [("nx", "nxs", 0), ("nxs", "nxr", 0)]
+    road_map, _, _ = observe_on(roundabout, ("nx", "nxs", 0), 60.0, destination="nxs")
+    assert np.isfinite(road_map["route"]).all()
+    intersection = HighwayRoadMap(build_road(RoadSpec(kind="intersection"), 0).network, "o1")
+    slots, _ = intersection.chain(("il1", "o1", 0))
+    assert [intersection.index[k] for k in slots] == [("il1", "o1", 0)]
+
+
 @pytest.mark.parametrize("index", [("ses", "se", 0), ("ir0", "il1", 0)])
 def test_lane_curve_matches_highway_env_lane_methods(index):
     kind = "roundabout" if index[0] == "ses" else "intersection"
