@@ -42,6 +42,7 @@ from reflexdrive.agents.staged.car_following import (
     constant_acceleration_heuristic,
 )
 from reflexdrive.agents.staged.route_frame import (
+    ROUTE_KEYS,
     absent_as_nan,
     curve_speed_limit,
     route_is_curved,
@@ -468,7 +469,7 @@ class MobilFrenetPlanner:
         map, the speed is bounded by the route's curvature (`max_lateral_accel_mps2`) and
         the path goes back to the ego frame along the route. Elsewhere (no map, or a
         straight route) the plan is the straight-road one, bit for bit."""
-        road_map = absent_as_nan(road_map)
+        road_map = absent_as_nan(road_map, ROUTE_KEYS)
         cfg, params = self.config, self.config.idm
         n = ego.shape[0]
         self._state(n)
@@ -488,6 +489,7 @@ class MobilFrenetPlanner:
                                       np.asarray(road_map["route_heading"], np.float64)[:, 0])
             curved = route_is_curved(road_map["route_heading"])
         if curved.any():
+            road_map = absent_as_nan(road_map, ("lanes",))    # read on curved routes only
             s0, route_offset, route_psi = route_planning.ego_on_route(
                 route, road_map["route_heading"])
             frame = route_planning.select_frame(

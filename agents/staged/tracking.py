@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from reflexdrive.agents.staged.ego_motion import ego_motion
-from reflexdrive.agents.staged.route_frame import absent_as_nan
+from reflexdrive.agents.staged.route_frame import ROUTE_KEYS, absent_as_nan
 from reflexdrive.agents.staged.types import Detections, Tracks
 from reflexdrive.envs.config import EGO_FEATURES
 
@@ -76,7 +76,7 @@ class IdentityTracker:
     def _difference(self, detections: Detections, ego: np.ndarray, time_s: np.ndarray,
                     road_map=None) -> np.ndarray:
         """`(N, M, 2)` backward-difference accelerations; remembers this call."""
-        road_map = absent_as_nan(road_map)
+        road_map = absent_as_nan(road_map, ROUTE_KEYS)
         ids = np.where(detections.valid, detections.object_id, -1)
         velocity = np.asarray(detections.velocity, np.float64)
         n = ids.shape[0]
@@ -444,7 +444,7 @@ class KalmanTracker:
         state `ego` `(N, len(EGO_FEATURES))`, given the map `road_map` (`info["map"]`, or
         None); returns the confirmed `Tracks` `(N, K, ...)`."""
         cfg = self.config
-        road_map = absent_as_nan(road_map)
+        road_map = absent_as_nan(road_map, ROUTE_KEYS)
         valid = np.asarray(detections.valid, bool)
         n = valid.shape[0]
         if self._n is None:
