@@ -1,24 +1,34 @@
 #!/usr/bin/env python
-"""What the end-to-end policies must show (issue 6), measured, as one JSON object on stdout.
+"""What the end-to-end policies must show (issues 6 and 18), measured, as one JSON object on
+stdout.
 
-- `highway`: per policy (and the staged stack, oracle perception, as the reference),
-  `--episodes` seeded Highway episodes in lockstep at zero latency: collision and off-road
-  rates, speeds, mean progress [m]; `progress_ratio` = the policy's mean progress over the
-  staged stack's on the same seeds;
-- `hazards`: lead-brake, cut-in and stopped-vehicle at zero latency, `--hazard-episodes`
-  seeds each, per policy and for the staged stack: collision rate, reaction time, min TTC;
-- `latency_p50_ms`: batch-1 latency p50 of each policy on this machine (`reflexdrive
-  profile`'s measurement: the policy driving Highway, warm-up dropped, 1 torch thread);
-- `throughput_obs_per_s`: forward passes of `EndToEndAgent.act` (host arrays in, actions
-  out) at batch 1, 64 and 1024 on the CPU (`--threads` torch threads), and on CUDA with
-  and without CUDA graphs when a GPU is there;
-- `goals`: each goal of the issue with its measured value and whether it is met.
+Closed-loop figures come in two sections with disjoint seeds (`common.seed_ranges`):
+`development` (seeds from `--dev-seed`, inside `DEVELOPMENT`: what tuning and checkpoint
+selection may look at) and `held_out` (seeds from `--held-out-seed`, inside `HELD_OUT`:
+read by no training, tuning or checkpoint selection; the README quotes only these). Each
+section has, per policy and for the staged stack (oracle perception) as the reference:
+
+- `highway`: `--episodes` seeded Highway episodes in lockstep at zero latency: collision
+  and off-road rates with Wilson 95 % intervals, speeds, mean progress [m];
+  `progress_ratio` = the policy's mean progress over the staged stack's on the same seeds;
+- `hazards`: lead-brake, cut-in and stopped-vehicle, `--hazard-episodes` seeds each:
+  collision rate with its Wilson interval, reaction time, min TTC, critical episodes;
+- `routes`: merge, roundabout and intersection, `--route-episodes` seeds each (0 skips
+  them): collision, off-road and exit-reached rates (`run.evaluation.route_summary`).
+
+Besides: `latency_p50_ms`, the batch-1 latency p50 of each policy on this machine
+(`reflexdrive profile`'s measurement: Highway, warm-up dropped, 1 torch thread);
+`throughput_obs_per_s`, forward passes of `EndToEndAgent.act` at batch 1, 64 and 1024 on
+the CPU (`--threads`), and on CUDA with and without CUDA graphs when a GPU is there; and
+`goals`: each of issue 18's goals on the held-out section with its value and whether it
+is met.
 
 The policies are the shipped checkpoints (`policies/checkpoints/<name>.pt`) unless
 `--checkpoint-dir DIR` names a directory of `<name>.pt` files. Progress goes to stderr.
 
     python scripts/eval_policies.py                              # the full evaluation
-    python scripts/eval_policies.py --policies cnn --episodes 10 --hazard-episodes 5
+    python scripts/eval_policies.py --policies cnn --sections held_out --episodes 10 \
+        --hazard-episodes 5 --route-episodes 0
 """
 
 from __future__ import annotations
@@ -39,10 +49,18 @@ from reflexdrive.agents.end_to_end import EndToEndAgent  # noqa: E402
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig  # noqa: E402
 from reflexdrive.policies.registry import shipped_checkpoint  # noqa: E402
 
+from reflexdrive.common.seed_ranges import (  # noqa: E402
+    DEVELOPMENT,
+    HELD_OUT,
+    require_evaluation_seeds,
+)
+from reflexdrive.common.validation import ConfigError  # noqa: E402
 from reflexdrive.run import evaluation  # noqa: E402
 from reflexdrive.run.profile import ProfileConfig, profile_stack  # noqa: E402
 
 HAZARDS = ("lead-brake", "cut-in", "stopped-vehicle")
+ROUTES = ("merge", "roundabout", "intersection")
+SECTIONS = ("development", "held_out")
 THROUGHPUT_BATCHES = (1, 64, 1024)
 
 
@@ -75,6 +93,36 @@ def throughput(path: str, batch: int, device: str, cuda_graph: bool = False,
     return calls * batch / (time.perf_counter() - start)
 
 
+def closed_loop(section: str, first: int, policies: list[str], paths: dict[str, str],
+                args: argparse.Namespace) -> dict:
+    """One section's Highway, hazard and route figures, seeds from `first`."""
+    out: dict = {"first_seed": first, "highway": {}, "hazards": {}, "routes": {}}
+    stacks = [("staged", {"perception": "oracle"})] + [
+        (name, {"checkpoint": paths[name]}) for name in policies]
+    for stack, options in stacks:
+        log(f"{section}: highway, {stack}, {args.episodes} episodes ...")
+        frame, seconds = evaluation.timed(evaluation.episodes, "highway", stack,
+                                          args.episodes, first, args.envs, **options)
+        out["highway"][stack] = {**evaluation.highway_summary(frame),
+                                 "seconds": round(seconds, 1)}
+        for scenario in HAZARDS:
+            log(f"{section}: {scenario}, {stack}, {args.hazard_episodes} episodes ...")
+            frame = evaluation.episodes(scenario, stack, args.hazard_episodes, first,
+                                        args.envs, **options)
+            out["hazards"].setdefault(scenario, {})[stack] = evaluation.hazard_summary(frame)
+        for scenario in ROUTES if args.route_episodes else ():
+            log(f"{section}: {scenario}, {stack}, {args.route_episodes} episodes ...")
+            frame = evaluation.episodes(scenario, stack, args.route_episodes, first,
+                                        args.envs, **options)
+            out["routes"].setdefault(scenario, {})[stack] = evaluation.route_summary(
+                frame, scenario)
+    staged = out["highway"]["staged"]["mean_progress_m"]
+    for name in policies:
+        highway = out["highway"][name]
+        highway["progress_ratio"] = highway["mean_progress_m"] / staged
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -82,42 +130,58 @@ def main() -> int:
                         help="policies to evaluate, comma-separated")
     parser.add_argument("--checkpoint-dir", default=None,
                         help="directory of <policy>.pt files (default: the shipped ones)")
-    parser.add_argument("--episodes", type=int, default=50, help="Highway episodes")
-    parser.add_argument("--hazard-episodes", type=int, default=30, help="seeds per hazard")
-    parser.add_argument("--seed", type=int, default=0, help="first scenario seed")
+    parser.add_argument("--sections", default="development,held_out",
+                        help="closed-loop sections, comma-separated: development, held_out")
+    parser.add_argument("--episodes", type=int, default=200, help="Highway episodes")
+    parser.add_argument("--hazard-episodes", type=int, default=200, help="seeds per hazard")
+    parser.add_argument("--route-episodes", type=int, default=100,
+                        help="seeds per route scenario (merge, roundabout, intersection; 0: "
+                             "skip them)")
+    parser.add_argument("--dev-seed", type=int, default=DEVELOPMENT.start,
+                        help=f"first development seed (in [{DEVELOPMENT.start}, "
+                             f"{DEVELOPMENT.stop}))")
+    parser.add_argument("--held-out-seed", type=int, default=HELD_OUT.start,
+                        help=f"first held-out seed (in [{HELD_OUT.start}, {HELD_OUT.stop}))")
     parser.add_argument("--envs", type=int, default=25, help="envs side by side")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads for the latency and throughput measurements")
     parser.add_argument("--skip-closed-loop", action="store_true",
                         help="only latency and throughput")
+    parser.add_argument("--skip-protocols", action="store_true",
+                        help="skip the ncap-ccr and r157 grids (shipped policies only)")
     args = parser.parse_args()
     policies = [p for p in args.policies.split(",") if p]
+    sections = [s for s in args.sections.split(",") if s]
+    for section in sections:
+        if section not in SECTIONS:
+            parser.error(f"--sections: {section!r} is not one of {', '.join(SECTIONS)}")
     paths = {name: checkpoint_path(name, args.checkpoint_dir) for name in policies}
     for name, path in paths.items():
         if not Path(path).exists():
             parser.error(f"no checkpoint for {name}: {path} does not exist")
 
-    result: dict = {"checkpoints": paths, "highway": {}, "hazards": {},
-                    "latency_p50_ms": {}, "throughput_obs_per_s": {}}
+    result: dict = {"checkpoints": paths, "seed_ranges": {
+        r.name: r.as_list() for r in (DEVELOPMENT, HELD_OUT)},
+        "latency_p50_ms": {}, "throughput_obs_per_s": {}}
     if not args.skip_closed_loop:
-        stacks = [("staged", {"perception": "oracle"})] + [
-            (name, {"checkpoint": paths[name]}) for name in policies]
-        for stack, options in stacks:
-            log(f"highway, {stack}, {args.episodes} episodes ...")
-            frame, seconds = evaluation.timed(evaluation.episodes, "highway", stack,
-                                              args.episodes, args.seed, args.envs, **options)
-            result["highway"][stack] = {**evaluation.highway_summary(frame),
-                                        "seconds": round(seconds, 1)}
-            for scenario in HAZARDS:
-                log(f"{scenario}, {stack}, {args.hazard_episodes} episodes ...")
-                frame = evaluation.episodes(scenario, stack, args.hazard_episodes, args.seed,
-                                            args.envs, **options)
-                result["hazards"].setdefault(scenario, {})[stack] = (
-                    evaluation.hazard_summary(frame))
-        staged = result["highway"]["staged"]["mean_progress_m"]
-        for name in policies:
-            highway = result["highway"][name]
-            highway["progress_ratio"] = highway["mean_progress_m"] / staged
+        firsts = {"development": args.dev_seed, "held_out": args.held_out_seed}
+        count = max(args.episodes, args.hazard_episodes, args.route_episodes)
+        for section in sections:                       # every range checked before any run
+            try:
+                require_evaluation_seeds(firsts[section], firsts[section] + count - 1,
+                                         "--dev-seed" if section == "development"
+                                         else "--held-out-seed", held_out=section == "held_out")
+            except ConfigError as error:
+                parser.error(str(error))
+        for section in sections:
+            result[section] = closed_loop(section, firsts[section], policies, paths, args)
+    if not args.skip_protocols and args.checkpoint_dir is None:
+        result["protocols"] = {}
+        for suite in ("ncap-ccr", "r157"):
+            for name in policies:
+                log(f"protocol {suite}: {name} and the reference driver, whole grid ...")
+                result["protocols"].setdefault(suite, {})[name] = (
+                    evaluation.protocol_summary(suite, name))
 
     torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -137,27 +201,43 @@ def main() -> int:
                     rates[f"{key}/{batch}"] = round(
                         throughput(paths[name], batch, device, cuda_graph=graph), 1)
     result["config"] = {"episodes": args.episodes, "hazard_episodes": args.hazard_episodes,
-                        "seed": args.seed, "threads": args.threads, "mode": "lockstep",
-                        "latency": "fixed:0"}
+                        "route_episodes": args.route_episodes, "sections": sections,
+                        "dev_seed": args.dev_seed, "held_out_seed": args.held_out_seed,
+                        "threads": args.threads, "mode": "lockstep", "latency": "fixed:0"}
     result["goals"] = goals(result, policies)
     print(json.dumps(result, indent=2, default=float))
     return 0
 
 
 def goals(result: dict, policies: list[str]) -> dict:
-    """Each goal of the issue: measured value and whether it is met."""
-    out = {}
+    """Issue 18's closed-loop goals on the held-out section (absent without it) and on the
+    protocol grids, each as `[value, met]`: a rate's value is `[rate, ci95 low, ci95
+    high]`, met on the point estimate (the interval says how sure)."""
+    out: dict = {}
+    section = result.get("held_out")
     for name in policies:
-        highway = result["highway"].get(name)
-        if highway:
-            out[f"{name}_highway_collision_rate<=0.05"] = [
-                highway["collision_rate"], highway["collision_rate"] <= 0.05]
-            out[f"{name}_highway_progress_ratio>=0.9"] = [
-                highway["progress_ratio"], highway["progress_ratio"] >= 0.9]
-        for scenario, stacks in result["hazards"].items():
-            if name in stacks:
-                value = stacks[name]["collision_rate"]
-                out[f"{name}_{scenario}_collision_rate<=0.1"] = [value, value <= 0.1]
+        if section:
+            highway = section["highway"][name]
+            out[f"{name}_highway_failure_rate<=0.01"] = [
+                [highway["failure_rate"], *highway["failure_rate_ci95"]],
+                highway["failure_rate"] <= 0.01]
+            out[f"{name}_highway_progress_ratio>=0.95"] = [
+                highway["progress_ratio"], highway["progress_ratio"] >= 0.95]
+            for scenario, stacks in section["hazards"].items():
+                value = stacks[name]
+                out[f"{name}_{scenario}_failure_rate<=0.02"] = [
+                    [value["failure_rate"], *value["failure_rate_ci95"]],
+                    value["failure_rate"] <= 0.02]
+            for scenario, stacks in section["routes"].items():
+                value = stacks[name]
+                failed = max(value["collisions_pct"], value["offroad_pct"])
+                out[f"{name}_{scenario}_collisions_and_offroad_pct<=5"] = [
+                    [value["collisions_pct"], value["offroad_pct"]], failed <= 5.0]
+                out[f"{name}_{scenario}_exit_reached_pct>=90"] = [
+                    value["exit_reached_pct"], value["exit_reached_pct"] >= 90.0]
+        for suite, stacks in result.get("protocols", {}).items():
+            worse = stacks[name]["collides_where_reference_avoids"]
+            out[f"{name}_{suite}_no_collision_where_reference_avoids"] = [worse, not worse]
     return out
 
 

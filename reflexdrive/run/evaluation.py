@@ -39,12 +39,19 @@ def episodes(scenario: str, stack: str = "staged", episodes: int = 50, seed: int
 
 
 def highway_summary(frame: pd.DataFrame) -> dict[str, Any]:
-    """Highway outcome: collision and off-road rates, speeds (ego's against traffic's),
-    mean progress along the road [m]."""
+    """Highway outcome: collision and off-road rates (with Wilson 95 % intervals), speeds
+    (ego's against traffic's), mean progress along the road [m]."""
+    from reflexdrive.compare.summary import wilson_interval
+
     speed = frame["mean_speed_mps"].to_numpy()
     traffic = frame["traffic_mean_speed_mps"].to_numpy()
+    failed = frame["collided"].astype(bool) | frame["offroad"].astype(bool)
     return {"episodes": len(frame), "collision_rate": rate(frame["collided"]),
+            "collision_rate_ci95": list(wilson_interval(int(frame["collided"].sum()),
+                                                        len(frame))),
             "offroad_rate": rate(frame["offroad"]),
+            "failure_rate": rate(failed),
+            "failure_rate_ci95": list(wilson_interval(int(failed.sum()), len(frame))),
             "mean_speed_mps": float(speed.mean()),
             "traffic_mean_speed_mps": float(traffic.mean()),
             "speed_ratio": float(speed.mean() / traffic.mean()),
@@ -61,10 +68,13 @@ def hazard_summary(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
 
     critical = frame[frame["critical"].astype(bool)] if "critical" in frame else frame
     collisions = int(frame["collided"].sum())
+    failed = frame["collided"].astype(bool) | frame["offroad"].astype(bool)
     out: dict[str, Any] = {
         "episodes": len(frame), "critical_episodes": len(critical),
         "collisions": collisions, "collision_rate": rate(frame["collided"]),
         "collision_rate_ci95": list(wilson_interval(collisions, len(frame))),
+        "failure_rate": rate(failed),
+        "failure_rate_ci95": list(wilson_interval(int(failed.sum()), len(frame))),
         "critical_collisions": int(critical["collided"].sum()),
         "reacted": rate(critical["reaction_time_s"].notna()),
         "min_ttc_s_p50": float(frame["min_ttc_s"].median())}
@@ -76,6 +86,25 @@ def hazard_summary(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
         out[f"{name}_p50_s"] = None if np.isnan(estimate) else estimate
         out[f"{name}_p50_ci95_s"] = None if np.isnan(low) else [low, high]
     return out
+
+
+def protocol_summary(suite: str, stack: str = "staged") -> dict[str, Any]:
+    """`stack` against the UN R157 reference driver on one protocol suite's whole grid
+    (lockstep, zero latency): collisions of each, the grid points where `stack` collides
+    but the reference driver does not, and `stack`'s reaction time p50 [s]."""
+    from reflexdrive.protocol.harness import ProtocolConfig, run_protocol
+
+    reference = "reference-driver"
+    frame = run_protocol(ProtocolConfig(suite=suite, stacks=(stack, reference),
+                                        latency="fixed:0"))
+    collided = frame.pivot(index="point", columns="stack", values="collided").astype(bool)
+    worse = collided.index[collided[stack] & ~collided[reference]]
+    reaction = frame[frame["stack"] == stack]["reaction_time_s"].dropna()
+    return {"points": int(len(collided)),
+            "collisions": int(collided[stack].sum()),
+            "reference_collisions": int(collided[reference].sum()),
+            "collides_where_reference_avoids": sorted(worse.tolist()),
+            "reaction_p50_s": float(reaction.median()) if len(reaction) else None}
 
 
 def timed(function, *args, **kwargs) -> tuple[Any, float]:

@@ -20,6 +20,7 @@ from reflexdrive.agents.staged.learned_perception import (
     raster_geometry,
 )
 from reflexdrive.common.devices import DEVICES, resolve_device
+from reflexdrive.common.seed_ranges import training_meta
 from reflexdrive.common.validation import (
     ConfigError,
     choice,
@@ -40,6 +41,7 @@ from reflexdrive.policies.detector import (
 from reflexdrive.run.results import prepare_out_dir
 from reflexdrive.train.detector_data import (
     EVAL_SCENARIOS,
+    SEED_STRIDE,
     TRAIN_SEED_BASE,
     data_sensors,
     evaluation_frames,
@@ -285,6 +287,9 @@ def train_detector(config: DetectorTrainingConfig, out: str | Path,
             "command": command,
             "training": asdict(config),
             "data": data,
+            "seed_ranges": training_meta([[TRAIN_SEED_BASE + config.seed * SEED_STRIDE,
+                                           TRAIN_SEED_BASE + (config.seed + 1) * SEED_STRIDE
+                                           - 1]]),
             "metrics": metrics,
             "losses": losses,
             "seconds": {"data": round(data_seconds, 1), "train": round(train_seconds, 1),

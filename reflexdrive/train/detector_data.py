@@ -46,6 +46,7 @@ from reflexdrive.agents.staged.learned_perception import (
 )
 from reflexdrive.common.batching import even_chunks
 from reflexdrive.common.files import atomic_write
+from reflexdrive.common.seed_ranges import TRAINING, require_training_seeds
 from reflexdrive.common.threads import torch_threads
 from reflexdrive.envs.config import EGO_FEATURES, STEERING_BOUNDS, SensorConfig
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv
@@ -63,8 +64,11 @@ if TYPE_CHECKING:
 DATA_VERSION = 1
 """Bumped whenever the generator or the label rule changes (invalidates cached data)."""
 
-TRAIN_SEED_BASE = 1_000_000
-"""Training episodes use scenario seeds >= this; every seed below it is held out."""
+TRAIN_SEED_BASE = TRAINING.start
+"""Training frames use scenario seeds >= this (`common.seed_ranges.TRAINING`)."""
+
+SEED_STRIDE = 10_000_000
+"""Scenario seeds set aside per value of the training seed (`DetectorTrainingConfig.seed`)."""
 
 LABEL_OBJECTS = 96
 """Ground-truth objects requested from the env per frame (nearest first)."""
@@ -401,7 +405,8 @@ def training_frames(config: DetectorTrainingConfig, out: Path,
     loaded = []
     for p, part, k, n in shards:
         path = folder / f"{part.label}-{k:02d}.npz"
-        base = TRAIN_SEED_BASE + config.seed * 10_000_000 + (p * 100 + k) * 10_000
+        base = TRAIN_SEED_BASE + config.seed * SEED_STRIDE + (p * 100 + k) * 10_000
+        require_training_seeds(base, base + 9_999, "seed")
 
         def make(part=part, n=n, base=base):
             return generate_frames(part.scenario, range(base, base + 10_000), count=n,

@@ -16,12 +16,12 @@ because it sees every tick of the world the learner drives.
 Seeds. Episode `e` of round `r` (round 0: the expert's data; round `r >= 1`: DAgger round
 `r`) uses the scenario seed
 
-    TRAIN_SEED_BASE + seed * SEED_STRIDE + r * ROUND_STRIDE + e
+    IMITATION_SEED_BASE + seed * SEED_STRIDE + r * ROUND_STRIDE + e
 
-with `TRAIN_SEED_BASE = 2_000_000`: disjoint from the evaluation seeds (0..49 and from
-100000 up to below 2,000,000) and from the detector's training seeds (1,000,000 up, at
-most 50,000,000 + 1,000,000 of them are used with its default seed 0). The scenario seed
-is also the episode's id in the data.
+with `IMITATION_SEED_BASE = 2_000_000`, inside `common.seed_ranges.TRAINING` (collection
+refuses any other seed, so the development and held-out evaluation seeds stay sealed) and
+apart from the detector's training frames (1,000,000 up, its default seed 0 uses fewer
+than 1,000,000 of them). The scenario seed is also the episode's id in the data.
 
 Mixture. The episodes of a round are apportioned to the scenarios by their weights
 (largest remainder), then cut into shards of at most `shard_episodes` episodes of one
@@ -54,6 +54,7 @@ from reflexdrive.agents.base import Agent
 from reflexdrive.agents.registry import build_staged
 from reflexdrive.common.batching import even_chunks
 from reflexdrive.common.files import atomic_write
+from reflexdrive.common.seed_ranges import TRAINING, require_training_seeds
 from reflexdrive.common.threads import torch_threads
 from reflexdrive.common.validation import choice, integer, string, validate_fields
 from reflexdrive.envs.config import (
@@ -70,7 +71,7 @@ from reflexdrive.run.rollout import Rollout
 DATA_VERSION = 2
 """Bumped whenever what a shard holds changes (invalidates cached shards)."""
 
-TRAIN_SEED_BASE = 2_000_000
+IMITATION_SEED_BASE = TRAINING.start + 1_000_000
 """Imitation episodes use scenario seeds >= this (see the module docstring)."""
 
 SEED_STRIDE = 10_000_000
@@ -150,7 +151,7 @@ class ShardSpec:
 
     def seeds(self, seed: int) -> list[int]:
         """The scenario seeds of its episodes (= the episodes' ids)."""
-        base = TRAIN_SEED_BASE + seed * SEED_STRIDE + self.round * ROUND_STRIDE + self.first
+        base = IMITATION_SEED_BASE + seed * SEED_STRIDE + self.round * ROUND_STRIDE + self.first
         return list(range(base, base + self.episodes))
 
     @property
@@ -376,6 +377,7 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
         The shard's frames, sorted by episode then tick.
     """
     seeds = spec.seeds(config.seed)
+    require_training_seeds(seeds[0], seeds[-1], "seed")
     n = min(config.envs, len(seeds))
     expert = expert or make_expert(seed=config.seed)
     rng = np.random.default_rng([config.seed, spec.round, spec.index, 17])
@@ -498,9 +500,9 @@ def collect_round(round_: int, episodes: int, config: CollectionConfig, root: Pa
                    "shards": len(shards), "shards_on_disk": len(loaded),
                    "complete": len(loaded) == len(shards), "beta": beta,
                    "learner": learner_checksum, "collect_seconds": round(seconds, 1),
-                   "seed_range": [TRAIN_SEED_BASE + config.seed * SEED_STRIDE
+                   "seed_range": [IMITATION_SEED_BASE + config.seed * SEED_STRIDE
                                   + round_ * ROUND_STRIDE,
-                                  TRAIN_SEED_BASE + config.seed * SEED_STRIDE
+                                  IMITATION_SEED_BASE + config.seed * SEED_STRIDE
                                   + round_ * ROUND_STRIDE + episodes - 1],
                    **dataset.summary()}
     return dataset, description

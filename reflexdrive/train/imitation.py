@@ -60,6 +60,7 @@ from tqdm import tqdm
 from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
 from reflexdrive.common.devices import resolve_device
 from reflexdrive.common.files import atomic_write
+from reflexdrive.common.seed_ranges import training_meta
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.policies.checkpoint import (
     CheckpointError,
@@ -332,6 +333,7 @@ def train_imitation(config: ImitationConfig, out: str | Path,
         meta = {"command": command, "init": _lineage(config.init),
                 "training": json.loads(json.dumps(asdict(config))),
                 "data": descriptions, "metrics": run.metrics or _last_metrics(trainer),
+                "seed_ranges": training_meta([d["seed_range"] for d in descriptions]),
                 "history": trainer.history, "global_step": trainer.global_step,
                 "seconds": seconds, "device": str(device),
                 "versions": checkpoint_versions(),
@@ -349,7 +351,7 @@ def train_imitation(config: ImitationConfig, out: str | Path,
 
 def _lineage(init: str | None) -> dict[str, Any] | None:
     """How the `init` checkpoint was made: `{"path", "weights" (`checksum` of its
-    weights), "command", "init"}`, its own
+    weights), "command", "init", "seed_ranges"}`, its own
     `init` nested the same way, so a fine-tuned checkpoint records every command that led
     to it (None without `init`; `"missing": True` when the file is gone by now)."""
     if init is None:
@@ -359,7 +361,8 @@ def _lineage(init: str | None) -> dict[str, Any] | None:
     except CheckpointError:
         return {"path": str(init), "missing": True}
     return {"path": str(init), "weights": checksum(parent.state_dict),
-            "command": parent.meta.get("command"), "init": parent.meta.get("init")}
+            "command": parent.meta.get("command"), "init": parent.meta.get("init"),
+            "seed_ranges": parent.meta.get("seed_ranges")}
 
 
 def _initial_policy(config: ImitationConfig) -> DrivingPolicy:

@@ -9,8 +9,8 @@ trains `lstm` and `gru` (see `reflexdrive.train.sb3_adapters` for how our networ
 policies and why the Gaussian lives on the head's pre-squash output). The envs are
 `BatchedDrivingEnv`s in this process (`num_envs` split over `scenarios`), on the clock:
 `mode="realtime"` with `latency="profile:PATH"` trains the policy under the latency it
-has on the car's computer. Episodes use scenario seeds `>= TRAIN_SEED_BASE` (1e6), so the
-evaluation seeds `0..n-1` stay held out.
+has on the car's computer. Episodes use scenario seeds drawn from `common.seed_ranges.TRAINING`
+(1e6 up), so the development and held-out evaluation seeds stay sealed.
 
 The run folder `out_dir`:
 
@@ -55,6 +55,7 @@ from tqdm import tqdm
 
 from reflexdrive.agents.end_to_end import policy_spec
 from reflexdrive.common.files import atomic_write
+from reflexdrive.common.seed_ranges import TRAINING, training_meta
 from reflexdrive.common.validation import (
     ConfigError,
     check_choice,
@@ -545,6 +546,7 @@ def train_ppo(config: PPOConfig, progress: bool = True) -> Path:
                 "path": config.init, "command": run.get("init_command")},
             "resumed_from_timesteps": resumed_at,
             "metrics": episode_metrics(model),
+            "seed_ranges": training_meta([[TRAINING.start, TRAINING.stop - 1]]),
             "sb3": _sb3_versions(),
         }
         return export_policy(model, config.export_file, meta)

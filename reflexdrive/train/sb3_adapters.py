@@ -14,8 +14,9 @@ Env side:
   bootstraps its value), `"is_success"` (no collision, off-road or deadline termination)
   and `"episode"` `{"r", "l", "t"}` as sb3's `Monitor` writes it. Every other info dict is
   empty: nothing is built per env and step beyond one empty dict.
-  Scenario seeds come from the adapter's generator (`seed()`), all `>= TRAIN_SEED_BASE`,
-  so the small seeds the evaluations use are never trained on.
+  Scenario seeds come from the adapter's generator (`seed()`), drawn from
+  `common.seed_ranges.TRAINING`, so the development and held-out evaluation seeds are
+  never trained on.
 - `TanhActions`: a `VecEnvWrapper` whose action space is the policy head's pre-squash
   output; it applies the head's squash `centre + half_range * tanh(raw)` (same float32
   arithmetic as `policies.networks.ActionHead.squash`) before the env.
@@ -70,6 +71,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
+from reflexdrive.common.seed_ranges import TRAINING
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.policies.networks import DrivingPolicy, LstmPolicy, RecurrentPolicy
 from reflexdrive.policies.registry import build
@@ -78,13 +80,8 @@ OBS_KEYS = ("bev", "ego", "lidar", "route")
 """Observation entries handed to sb3 (all of the env's; a policy reads those in its
 `obs_keys`)."""
 
-TRAIN_SEED_BASE = 1_000_000
-"""Training episodes use scenario seeds `>= TRAIN_SEED_BASE`; smaller ones stay held out."""
-
 RAW_ACTION_LIMIT = 10.0
 """Bound of the pre-squash action space sb3 sees (tanh(10) is 1.0 in float32)."""
-
-_SEED_HIGH = 2**31 - 1
 
 
 # ----------------------------------------------------------------------------- env side
@@ -206,7 +203,7 @@ class BatchedVecEnv(VecEnv):
     # -- internals -------------------------------------------------------------------------
 
     def _draw_seeds(self, n: int) -> list[int]:
-        return [int(s) for s in self._rng.integers(TRAIN_SEED_BASE, _SEED_HIGH, size=n)]
+        return [int(s) for s in self._rng.integers(TRAINING.start, TRAINING.stop, size=n)]
 
     def _indices(self, indices: Any) -> list[int]:
         if indices is None:

@@ -15,6 +15,7 @@ from reflexdrive.policies.checkpoint import checksum
 from reflexdrive.policies.registry import POLICIES, build, load_policy
 
 from reflexdrive.cli import main
+from reflexdrive.common.seed_ranges import TRAINING
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.train.behaviour_cloning import (
     BehaviourCloning,
@@ -24,9 +25,9 @@ from reflexdrive.train.behaviour_cloning import (
 )
 from reflexdrive.train.cli import POLICY_NAMES, imitation_defaults
 from reflexdrive.train.expert_data import (
+    IMITATION_SEED_BASE,
     ROUND_STRIDE,
     SCENARIOS,
-    TRAIN_SEED_BASE,
     CollectionConfig,
     ExpertDataset,
     ShardSpec,
@@ -88,11 +89,11 @@ def test_mixture_plan_and_seeds():
     assert [(s.scenario, s.first, s.episodes) for s in shards] == [
         ("highway", 0, 3), ("cut-in", 3, 3), ("highway", 6, 3)]     # interleaved
     seeds = [seed for s in shards for seed in s.seeds(0)]
-    assert seeds == list(range(TRAIN_SEED_BASE, TRAIN_SEED_BASE + 9))
+    assert seeds == list(range(IMITATION_SEED_BASE, IMITATION_SEED_BASE + 9))
     dagger = plan_round(2, 9, config)
-    assert dagger[0].seeds(0)[0] == TRAIN_SEED_BASE + 2 * ROUND_STRIDE
+    assert dagger[0].seeds(0)[0] == IMITATION_SEED_BASE + 2 * ROUND_STRIDE
     assert min(dagger[0].seeds(1)) > max(s for s in dagger[-1].seeds(0))
-    assert TRAIN_SEED_BASE > 1_000_000 + 50                         # not eval / detector seeds
+    assert all(TRAINING.holds(s.seeds(199)[0], s.seeds(199)[-1]) for s in plan_round(9, 9, config))
 
 
 def test_expert_data_shapes_and_flags(expert_data):
@@ -107,7 +108,7 @@ def test_expert_data_shapes_and_flags(expert_data):
     assert (data.action[:, 0] >= -8).all() and (data.action[:, 0] <= 4).all()
     assert np.array_equal(data.executed, data.action) and not data.learner.any()
     episodes = data.episodes
-    assert list(episodes) == [TRAIN_SEED_BASE, TRAIN_SEED_BASE + 1, TRAIN_SEED_BASE + 2]
+    assert list(episodes) == [IMITATION_SEED_BASE, IMITATION_SEED_BASE + 1, IMITATION_SEED_BASE + 2]
     for episode in episodes:                     # contiguous, ticks 0..T-1, one start flag
         rows = np.flatnonzero(data.episode == episode)
         assert np.array_equal(rows, np.arange(rows[0], rows[-1] + 1))
@@ -147,7 +148,7 @@ def test_the_expert_labels_every_state_the_learner_visits():
     data = collect_shard(spec, COLLECTION, learner=make_expert(), beta=0.0)
     assert data.learner.all() and len(data) == 120
     assert np.array_equal(data.executed, data.action)
-    assert data.episode[0] == TRAIN_SEED_BASE + ROUND_STRIDE and (data.round == 1).all()
+    assert data.episode[0] == IMITATION_SEED_BASE + ROUND_STRIDE and (data.round == 1).all()
 
 
 # ----------------------------------------------------------------------------- samples
@@ -331,7 +332,7 @@ def test_a_dagger_round_grows_the_data_with_expert_labels(expert_data, tmp_path)
     assert dagger_round["round"] == 1 and dagger_round["complete"]
     assert dagger_round["frames"] == 200 + 120 and dagger_round["beta"] == 0.5
     assert 0 < dagger_round["learner_frames"] < dagger_round["frames"]
-    assert dagger_round["seed_range"][0] == TRAIN_SEED_BASE + ROUND_STRIDE
+    assert dagger_round["seed_range"][0] == IMITATION_SEED_BASE + ROUND_STRIDE
     assert [h["phase"] for h in result["history"]] == ["bc", "dagger-1"]
     assert "val_dagger_loss" in result["history"][-1]
     phase = next(m for m in messages if m.startswith("phase dagger-1: "))
@@ -487,7 +488,10 @@ def test_a_fine_tuned_checkpoint_records_the_commands_that_led_to_it(expert_data
     _, checkpoint = load_policy(second)
     lineage = checkpoint.meta["init"]
     assert lineage == {"path": first, "weights": checksum(parent_checkpoint.state_dict),
-                       "command": "reflexdrive train --out a", "init": None}
+                       "command": "reflexdrive train --out a", "init": None,
+                       "seed_ranges": parent_checkpoint.meta["seed_ranges"]}
+    read = parent_checkpoint.meta["seed_ranges"]["read"]
+    assert read and all(TRAINING.holds(first_seed, last) for first_seed, last in read)
     assert parent_checkpoint.meta["init"] is None
 
 

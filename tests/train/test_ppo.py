@@ -15,6 +15,7 @@ from reflexdrive.envs.latency import LatencyProfile, ProfileLatency, save_profil
 from reflexdrive.policies.networks import ActionHead, HeadConfig
 from reflexdrive.policies.registry import build, load_policy, save_policy
 
+from reflexdrive.common.seed_ranges import TRAINING
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.train.ppo import (
     PPOConfig,
@@ -27,7 +28,6 @@ from reflexdrive.train.ppo import (
 )
 from reflexdrive.train.sb3_adapters import (
     RAW_ACTION_LIMIT,
-    TRAIN_SEED_BASE,
     TanhActions,
     make_batched_vec_env,
 )
@@ -68,7 +68,7 @@ def test_the_adapter_steps_like_the_batched_env_and_resets_with_terminal_observa
     assert obs["ego"].shape == (3, *space["ego"].shape) and obs["ego"].dtype == np.float32
     assert all(space.contains({k: v[i] for k, v in obs.items()}) for i in range(3))
     first_seeds = venv.scenario_seeds.copy()
-    assert (first_seeds >= TRAIN_SEED_BASE).all() and len(set(first_seeds)) == 3
+    assert (first_seeds >= TRAINING.start).all() and len(set(first_seeds)) == 3
 
     reference = BatchedDrivingEnv(3, "highway", autoreset_mode="disabled", scenario_config=SHORT)
     ref_obs, _ = reference.reset(seed=[int(s) for s in first_seeds])
