@@ -94,9 +94,11 @@ _IMITATION_ONLY = ("episodes", "scenario_weights", "action_weights", "command_in
 _POLICY_OPTIONS = ("policy", "method", "frames", "envs", "latency", "mode", "init", "resume",
                    "checkpoint_every", "policy_config", *_IMITATION_ONLY)
 _PPO_OPTIONS = ("scenarios", "n_steps", "n_epochs", "gamma", "gae_lambda", "clip_range",
-                "ent_coef", "vf_coef", "max_grad_norm", "initial_std", "value_hidden")
+                "ent_coef", "vf_coef", "max_grad_norm", "initial_std", "value_hidden",
+                "lr_schedule", "target_kl", "value_warmup_updates")
 _PPO_FIELDS = {"frames": "total_timesteps", "envs": "num_envs", "lr": "learning_rate",
-               "checkpoint": "export_path", "out": "out_dir"}
+               "checkpoint": "export_path", "out": "out_dir",
+               "lr_schedule": "learning_rate_schedule"}
 """CLI option -> `PPOConfig` field, where the names differ."""
 
 
@@ -253,8 +255,16 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
             ("ent-coef", float, "entropy bonus"),
             ("vf-coef", float, "value-loss weight"),
             ("max-grad-norm", float, "gradient-norm clip"),
-            ("value-hidden", int, "critic hidden width")):
+            ("value-hidden", int, "critic hidden width"),
+            ("value-warmup-updates", int, "first updates that train only the critic (the "
+                                          "policy frozen)")):
         group.add_argument(f"--{name}", type=_number(kind), default=None, help=text)
+    group.add_argument("--lr-schedule", default=None, metavar="linear|constant",
+                       help="learning-rate schedule: linear decay to 0 at --frames, or "
+                            "constant")
+    group.add_argument("--target-kl", default=None, metavar="KL|none",
+                       help="stop an update's epochs once the approximate KL passes 1.5x "
+                            "this (none: never)")
     group.add_argument("--initial-std", default=None, metavar="ACCEL,STEER",
                        help="std of the exploration Gaussian on the head's pre-squash output")
     return train
@@ -433,8 +443,12 @@ def _train_ppo(args: argparse.Namespace, policy_config: dict[str, Any]) -> int:
         value = getattr(args, name)
         if value is not None:
             given[name] = value
-    _numbers(given, ("policy", "latency", "mode", "init", "device", "checkpoint", "out",
-                     "scenarios", "initial_std"))
+    if isinstance(given.get("target_kl"), str):
+        text = given["target_kl"].strip().lower()
+        given["target_kl"] = "none" if text == "none" else _number(float)(text)
+    _numbers({k: v for k, v in given.items() if not (k == "target_kl" and v == "none")},
+             ("policy", "latency", "mode", "init", "device", "checkpoint", "out", "scenarios",
+              "initial_std", "lr_schedule"))
     out = given.setdefault("out", policy_out(args.policy, "ppo"))
     recorded = {key: value for key, value in given.items() if key not in ("out", "checkpoint")}
     recorded = {"policy": args.policy, "method": "ppo",
@@ -447,6 +461,8 @@ def _train_ppo(args: argparse.Namespace, policy_config: dict[str, Any]) -> int:
             value = tuple(part.strip() for part in value.split(",") if part.strip())
         elif name == "initial_std":
             value = tuple(_floats("--initial-std", value))
+        elif name == "target_kl" and value == "none":
+            value = None
         fields[_PPO_FIELDS.get(name, name)] = value
     config = PPOConfig(**fields, policy_config=policy_config,
                        command=_command("policy", args, recorded, out))

@@ -97,6 +97,10 @@ _CHECKPOINT_NAME = re.compile(r"^ppo-(\d+)\.zip$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
+LEARNING_RATE_SCHEDULES = ("linear", "constant")
+"""`PPOConfig.learning_rate_schedule` choices."""
+
+
 @dataclass(frozen=True)
 class PPOConfig:
     """Settings of one PPO run (validated on construction: a `ConfigError` names the field
@@ -113,7 +117,17 @@ class PPOConfig:
         n_steps: ticks per env per update (the rollout length).
         batch_size: samples per minibatch; must divide `n_steps * num_envs`.
         n_epochs: passes over each rollout.
-        learning_rate: Adam's learning rate (constant).
+        learning_rate: Adam's learning rate at the start.
+        learning_rate_schedule: "linear" (decays to 0 at `total_timesteps`: late updates
+            cannot undo what early ones learnt) or "constant".
+        target_kl: stop an update's epochs early once the approximate KL divergence
+            between the rollout's policy and the updated one passes 1.5x this (sb3's
+            `target_kl`); None: no early stop. Keeps a fine-tune from leaving its imitation
+            policy in one update.
+        value_warmup_updates: the first updates train only the critic (value MLP, and the
+            recurrent policies' critic LSTM): the policy's weights and its exploration std
+            are frozen until the value function has seen some returns, so the first
+            policy-gradient steps use advantages of a fitted critic, not of a random one.
         gamma: discount per tick.
         gae_lambda: GAE's lambda.
         clip_range: PPO's ratio clip.
@@ -152,7 +166,13 @@ class PPOConfig:
     batch_size: int = count(256, low=2, help="samples per minibatch")
     n_epochs: int = count(4, help="passes over each rollout")
     learning_rate: float = real(3e-4, low=0.0, high=1.0, low_inclusive=False, finite=True,
-                                help="Adam's learning rate (constant)")
+                                help="Adam's learning rate at the start")
+    learning_rate_schedule: str = choice("linear", choices=LEARNING_RATE_SCHEDULES,
+                                         help="learning-rate schedule over the run")
+    target_kl: float | None = real(0.02, low=0.0, low_inclusive=False, finite=True,
+                                   optional=True, help="early stop of an update's epochs")
+    value_warmup_updates: int = count(4, low=0, help="first updates that train only the "
+                                                     "critic")
     gamma: float = real(0.99, low=0.0, high=1.0, finite=True, help="discount per tick")
     gae_lambda: float = real(0.95, low=0.0, high=1.0, finite=True, help="GAE lambda")
     clip_range: float = real(0.2, low=0.0, high=1.0, low_inclusive=False, finite=True,
@@ -191,12 +211,14 @@ class PPOConfig:
             raise ConfigError("scenarios", self.scenarios, "must not repeat a scenario")
         object.__setattr__(self, "scenarios", tuple(scenarios))
         for name in ("num_envs", "total_timesteps", "n_steps", "n_epochs", "value_hidden",
-                     "checkpoint_every", "batch_size", "seed", "threads"):
+                     "checkpoint_every", "batch_size", "seed", "threads",
+                     "value_warmup_updates"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef",
-                     "max_grad_norm"):
-            object.__setattr__(self, name, float(getattr(self, name)))
+                     "max_grad_norm", "target_kl"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
         if self.num_envs < len(self.scenarios):
             raise ConfigError("num_envs", self.num_envs, f"must be at least one env per "
                               f"scenario ({len(self.scenarios)})")
@@ -323,7 +345,8 @@ def build_model(config: PPOConfig, env: TanhActions, policy_config: Mapping[str,
     policy_kwargs = {"policy_name": config.policy, "policy_config": dict(policy_config),
                      "obs_spec": policy_spec()["observation"],
                      "value_hidden": config.value_hidden, "initial_std": config.initial_std}
-    model = algorithm(policy_class, env, learning_rate=config.learning_rate,
+    model = algorithm(policy_class, env, learning_rate=learning_rate(config),
+                      target_kl=config.target_kl,
                       n_steps=config.n_steps, batch_size=config.batch_size,
                       n_epochs=config.n_epochs, gamma=config.gamma,
                       gae_lambda=config.gae_lambda, clip_range=config.clip_range,
@@ -377,7 +400,9 @@ def _load_latest(config: PPOConfig, env: TanhActions, tensorboard_log: str) -> A
     for timesteps, path in reversed(checkpoints(config.out_dir)):
         try:
             model = algorithm.load(path, env=env, device=config.device,
-                                   print_system_info=False)
+                                   print_system_info=False, custom_objects={
+                                       "learning_rate": learning_rate(config),
+                                       "lr_schedule": learning_rate(config)})
         except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError) as error:
             warnings.warn(f"checkpoint {path} is unusable ({error}); trying an older one",
                           stacklevel=2)
@@ -417,7 +442,59 @@ def _check_run(out: Path, config: PPOConfig, policy_config: Mapping[str, Any],
     return stored
 
 
+# ----------------------------------------------------------------------------- schedules
+
+
+@dataclass(frozen=True)
+class LinearDecay:
+    """sb3 learning-rate schedule: `initial * progress_remaining` (1 at the start of the
+    run, 0 at `total_timesteps`). A top-level class, so sb3's checkpoint pickles it."""
+
+    initial: float
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.initial * max(float(progress_remaining), 0.0)
+
+
+def learning_rate(config: PPOConfig) -> float | LinearDecay:
+    """What sb3 gets as `learning_rate` for `config`'s schedule."""
+    if config.learning_rate_schedule == "linear":
+        return LinearDecay(config.learning_rate)
+    return config.learning_rate
+
+
 # ----------------------------------------------------------------------------- callbacks
+
+
+class ValueWarmup(BaseCallback):
+    """Freeze the policy (the `DrivingPolicy`'s weights and the exploration log-std) for
+    the first `updates` updates, so they train only the critic; unfreeze after.
+
+    Decided when each rollout ends, right before its update, from the timestep count, so
+    a resumed run freezes exactly the updates an uninterrupted one would."""
+
+    def __init__(self, steps_per_update: int, updates: int):
+        super().__init__()
+        self.steps_per_update = steps_per_update
+        self.updates = updates
+
+    def _on_rollout_end(self) -> None:
+        update = self.model.num_timesteps // self.steps_per_update   # 1 for the first one
+        set_policy_frozen(self.model.policy, update <= self.updates)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        set_policy_frozen(self.model.policy, False)
+
+
+def set_policy_frozen(policy: Any, frozen: bool) -> None:
+    """Stop (or restart) gradients into an sb3 policy's actor: the `DrivingPolicy` it
+    trains and its log-std; the critic's own parameters keep training."""
+    for parameter in [*policy.driving.parameters(), policy.log_std]:
+        parameter.requires_grad_(not frozen)
+
 
 
 class _Checkpoints(BaseCallback):
@@ -534,6 +611,7 @@ def train_ppo(config: PPOConfig, progress: bool = True) -> Path:
         remaining = config.total_timesteps - model.num_timesteps
         if remaining > 0:
             callback = CallbackList([
+                ValueWarmup(config.steps_per_update, config.value_warmup_updates),
                 _Checkpoints(out, config.steps_per_update, config.checkpoint_every),
                 _Progress(config.total_timesteps, progress)])
             model.learn(remaining, callback=callback, tb_log_name=TB_RUN_NAME,

@@ -18,6 +18,7 @@ from reflexdrive.policies.registry import build, load_policy, save_policy
 from reflexdrive.common.seed_ranges import TRAINING
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.train.ppo import (
+    LinearDecay,
     PPOConfig,
     build_model,
     checkpoints,
@@ -327,3 +328,100 @@ def test_numbers_must_be_finite(tmp_path):
     config = tiny_config(tmp_path, gamma=1, initial_std=(1, 2), num_envs=np.int64(2))
     assert (config.gamma, config.initial_std) == (1.0, (1.0, 2.0))
     assert type(config.gamma) is float and type(config.num_envs) is int
+
+
+# ----------------------------------------------------------------------------- the update
+
+
+def first_minibatch_log_probs(config):
+    """Collect one rollout with `config`'s model (from its init) and recompute the first
+    minibatch's log-probabilities the way the update does, before any gradient step:
+    `(recomputed, rollout's)` over the minibatch's real (unpadded) samples."""
+    init = load_init(config)
+    policy_config = resolved_policy_config(config, init)
+    env = make_env(config, policy_config)
+    model = build_model(config, env, policy_config, init)
+    _, callback = model._setup_learn(config.steps_per_update, callback=None,
+                                     reset_num_timesteps=True, tb_log_name="t",
+                                     progress_bar=False)
+    callback.on_training_start(locals(), globals())
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    model.policy.set_training_mode(True)
+    data = next(iter(model.rollout_buffer.get(model.batch_size)))
+    with torch.no_grad():
+        if config.recurrent:
+            _, log_prob, _ = model.policy.evaluate_actions(
+                data.observations, data.actions, data.lstm_states, data.episode_starts)
+            real = data.mask > 1e-8
+            recomputed, stored = log_prob[real], data.old_log_prob[real]
+        else:
+            _, recomputed, _ = model.policy.evaluate_actions(data.observations, data.actions)
+            stored = data.old_log_prob
+    env.close()
+    return recomputed, stored
+
+
+def test_the_first_minibatch_recomputes_the_rollouts_log_probs_exactly(tmp_path):
+    config = tiny_config(tmp_path, "cnn", policy_config={}, num_envs=4, n_steps=16,
+                         batch_size=32, init=imitation_checkpoint(tmp_path, "cnn"))
+    recomputed, stored = first_minibatch_log_probs(config)
+    assert recomputed.shape == stored.shape == (32,)
+    torch.testing.assert_close(recomputed, stored, rtol=0, atol=0)
+    assert torch.equal(torch.exp(recomputed - stored), torch.ones(32))     # ratio exactly 1
+
+
+@pytest.mark.parametrize("name", ["transformer", "gru"])
+def test_attention_and_recurrent_policies_recompute_them_to_float_rounding(tmp_path, name):
+    # the update runs other batch shapes (minibatch rows; whole sequences for the recurrent
+    # core, step by step in the rollout), so the matmuls may round differently: equal to a
+    # few float32 ulps of the log-density, nowhere near a policy change (1e-3 and up)
+    config = tiny_config(tmp_path, name, policy_config={}, num_envs=4, n_steps=16,
+                         batch_size=32, init=imitation_checkpoint(tmp_path, name))
+    recomputed, stored = first_minibatch_log_probs(config)
+    assert len(stored) >= 16
+    torch.testing.assert_close(recomputed, stored, rtol=0, atol=1e-5)
+
+
+def weights_of(module):
+    return {key: value.detach().clone() for key, value in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("warmup, policy_moves", [(2, False), (0, True)])
+def test_value_warmup_updates_train_the_critic_and_leave_the_policy_as_it_was(
+        tmp_path, warmup, policy_moves):
+    init = imitation_checkpoint(tmp_path, "cnn")
+    config = tiny_config(tmp_path, "cnn", policy_config={}, init=init, total_timesteps=256,
+                         value_warmup_updates=warmup, learning_rate=1e-3, target_kl=None)
+    exported, _ = load_policy(train_ppo(config, progress=False))
+    start, _ = load_policy(init)
+    before, after = weights_of(start), weights_of(exported)
+    same = all(torch.equal(before[key], after[key]) for key in before)
+    assert same is not policy_moves
+    from stable_baselines3 import PPO
+    model = PPO.load(checkpoints(tmp_path / "run")[-1][1], device="cpu")
+    fresh = build_model(config, make_env(config, resolved_policy_config(config, load_init(
+        config))), resolved_policy_config(config, load_init(config)), load_init(config))
+    critic = [key for key in weights_of(model.policy) if key.startswith("value_net")]
+    assert critic and not all(torch.equal(weights_of(model.policy)[key],
+                                          weights_of(fresh.policy)[key]) for key in critic)
+    assert all(p.requires_grad for p in model.policy.parameters())      # unfrozen after
+
+
+def test_the_learning_rate_decays_linearly_to_zero_over_the_run(tmp_path):
+    assert LinearDecay(1e-3)(1.0) == 1e-3 and LinearDecay(1e-3)(0.25) == 2.5e-4
+    assert LinearDecay(1e-3)(-0.01) == 0.0
+    config = tiny_config(tmp_path, total_timesteps=256, learning_rate=1e-3, target_kl=0.05)
+    train_ppo(config, progress=False)
+    from stable_baselines3 import PPO
+    (first, after_first), (_, after_last) = checkpoints(tmp_path / "run")
+    # sb3 sets the rate from the progress after each rollout: the first update (after
+    # 128 of 256 steps) ran at half the rate, the last one at 0
+    lrs = [PPO.load(path, device="cpu").policy.optimizer.param_groups[0]["lr"]
+           for path in (after_first, after_last)]
+    assert first == 128 and lrs == [pytest.approx(5e-4, rel=1e-12), 0.0]
+    assert PPO.load(after_last, device="cpu").target_kl == 0.05
+    constant = tiny_config(tmp_path / "c", total_timesteps=256, learning_rate=1e-3,
+                           learning_rate_schedule="constant")
+    train_ppo(constant, progress=False)
+    model = PPO.load(checkpoints(tmp_path / "c" / "run")[-1][1], device="cpu")
+    assert model.policy.optimizer.param_groups[0]["lr"] == 1e-3
