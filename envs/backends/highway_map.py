@@ -6,7 +6,8 @@ on the ego: every lane as a vectorised centreline (`LaneCurve`), its samples on 
 follows. Per observation it projects the ego on its lane, reads the route off the chain and
 picks the lanes within range (straight lanes analytically, curved ones by their samples).
 `observe_many` does the same for many egos at once (the batched backend's worlds), array by
-array, with the same float64 operations: its rows equal `observe`'s.
+array and with the numba kernels of `map_kernels` where it touches every lane sample, with
+the same float64 operations: its rows equal `observe`'s bit for bit.
 
 The chain follows highway-env's own rule: `RoadNetwork.next_lane` with the route
 `[lane] + shortest path to the destination` (what `ControlledVehicle.plan_route_to` builds),
@@ -24,7 +25,9 @@ import numpy as np
 from highway_env.road.lane import AbstractLane, CircularLane, SineLane, StraightLane
 from highway_env.road.road import RoadNetwork
 from highway_env.utils import wrap_to_pi
+from reflexdrive.envs.backends.map_kernels import curved_windows, ego_frame_lanes
 from reflexdrive.envs.road_map import (
+    LANE_POINTS,
     MAP_RANGE_M,
     MAP_STEP_M,
     ROUTE_POINTS,
@@ -38,6 +41,7 @@ from reflexdrive.envs.road_map import (
     straight_range_window,
 )
 from reflexdrive.envs.sensors.frames import wrap_angle
+from reflexdrive.envs.sensors.threads import kernel_threads_for
 
 LaneIndex = tuple[str, str, int]
 
@@ -150,6 +154,7 @@ class HighwayRoadMap:
         straight = np.array([type(lane) is StraightLane for lane in self.lanes])
         self.straight = np.flatnonzero(straight)
         self.curved = np.flatnonzero(~straight)
+        self._curved_samples = np.ascontiguousarray(self.samples[self.curved])
         self.start = np.array([self.lanes[k].start for k in self.straight]).reshape(-1, 2)
         self.direction = np.array([self.lanes[k].direction for k in self.straight]).reshape(-1, 2)
         self._chains: dict[LaneIndex, tuple[np.ndarray, np.ndarray]] = {}
@@ -309,14 +314,11 @@ class HighwayRoadMap:
             first[:, self.straight], last[:, self.straight] = f, l_
             nearest[:, self.straight] = straight_nearest(along, lateral, f, l_)
         if len(self.curved):
-            squared = np.sum((self.samples[self.curved] - position[:, None, None, :]) ** 2, -1)
-            within = squared <= MAP_RANGE_M ** 2                              # NaN: False
-            any_within = within.any(-1)
-            size = within.shape[-1]
-            first[:, self.curved] = np.where(any_within, within.argmax(-1), 1)
-            last[:, self.curved] = np.where(any_within, size - 1 - within[..., ::-1].argmax(-1),
-                                            0)
-            nearest[:, self.curved] = np.sqrt(np.where(within, squared, np.inf).min(-1))
+            shape = (n, len(self.curved))
+            windows = (np.empty(shape, np.int64), np.empty(shape, np.int64), np.empty(shape))
+            with kernel_threads_for(n):
+                curved_windows(self._curved_samples, position, MAP_RANGE_M ** 2, *windows)
+            first[:, self.curved], last[:, self.curved], nearest[:, self.curved] = windows
         return first, last, nearest
 
     # -- the map ----------------------------------------------------------------------------
@@ -329,9 +331,18 @@ class HighwayRoadMap:
         along = self.lanes[self.slot[lane_index]].local_coordinates(position)[0]
         route, route_heading, route_width, on_route = self.route(lane_index, along)
         first, last, nearest = self.lanes_in_range(position)
-        return self._finish(route[None], route_heading[None], route_width[None],
-                            on_route[None], first[None], last[None], nearest[None],
-                            position[None], np.array([heading], np.float64))
+        in_range = first <= last
+        chosen = keep_nearest_lanes(nearest[None], in_range[None])[0]           # (m,)
+        valid = chosen >= 0
+        pick = np.maximum(chosen, 0)
+        index, inside = lane_window_points(first[pick], last[pick])
+        inside &= valid[:, None]
+        index = np.minimum(index, self.samples.shape[1] - 1)
+        lanes_world = np.where(inside[..., None], self.samples[pick[:, None], index], np.nan)
+        lanes = lanes_in_ego_frame(lanes_world[None], position[None], np.array([heading]))
+        return finish_map(route[None], route_heading[None], route_width[None], lanes,
+                          self.width[pick][None], valid[None], self.priority[pick][None],
+                          on_route[pick][None], position[None], np.array([heading]))
 
     def observe_many(self, position: np.ndarray, heading: np.ndarray,
                      lane_index: list[LaneIndex]) -> dict[str, np.ndarray]:
@@ -363,18 +374,18 @@ class HighwayRoadMap:
 
     def _finish(self, route, route_heading, route_width, on_route, first, last, nearest,
                 position, heading) -> dict[str, np.ndarray]:
-        """The map of `n` egos from their world-frame route `(n, P, ...)`, the lanes it runs
-        on `(n, L)` and the lanes' sample windows in range `(n, L)` (`lanes_in_range`)."""
+        """`observe`'s last steps for `n` egos (the lanes' samples by `map_kernels`), from
+        their world-frame route `(n, P, ...)`, the lanes it runs on `(n, L)` and the lanes'
+        sample windows in range `(n, L)` (`lanes_in_range`)."""
         in_range = first <= last
         chosen = keep_nearest_lanes(nearest, in_range)                        # (n, m)
         valid = chosen >= 0
         pick = np.maximum(chosen, 0)
-        index, inside = lane_window_points(np.take_along_axis(first, pick, 1),
-                                           np.take_along_axis(last, pick, 1))  # (n, m, Q)
-        inside &= valid[..., None]
-        index = np.minimum(index, self.samples.shape[1] - 1)
-        lanes_world = np.where(inside[..., None], self.samples[pick[..., None], index], np.nan)
-        lanes = lanes_in_ego_frame(lanes_world, position, heading)
+        lanes = np.empty(pick.shape + (LANE_POINTS, 2), np.float32)
+        with kernel_threads_for(len(pick)):
+            ego_frame_lanes(self.samples, pick, np.take_along_axis(first, pick, 1),
+                            np.take_along_axis(last, pick, 1), valid, position,
+                            np.cos(heading), np.sin(heading), lanes)
         return finish_map(route, route_heading, route_width, lanes, self.width[pick], valid,
                           self.priority[pick], np.take_along_axis(on_route, pick, 1),
                           position, heading)
