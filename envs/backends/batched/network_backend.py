@@ -135,14 +135,17 @@ class NetworkBackend:
         lane = state.lane[:, EGO].numpy()
         position = state.position[:, EGO].numpy()
         heading = state.heading[:, EGO].numpy()
-        road_map = empty_map(self.num_envs)
-        for destination in dict.fromkeys(self._destinations):
+        destinations = list(dict.fromkeys(self._destinations))
+        road_map = empty_map(self.num_envs) if len(destinations) > 1 else {}
+        for destination in destinations:
             rows = np.array([b for b, d in enumerate(self._destinations) if d == destination])
             if destination not in self._maps:
                 self._maps[destination] = HighwayRoadMap(self.layout.network, destination)
             names = self.layout.lane_names
             part = self._maps[destination].observe_many(position[rows], heading[rows],
                                                         [names[k] for k in lane[rows]])
+            if len(destinations) == 1:                     # every world: no copy
+                return part
             for key, value in part.items():
                 road_map[key][rows] = value
         return road_map

@@ -65,6 +65,13 @@ def test_road_map_equals_the_highway_road_map_world_by_world(name):
     worlds = 24
     backend = NetworkBackend(worlds, name, F)
     scenes = inits(name, range(100, 100 + worlds))
+    # Egos bound for several destinations (the backend maps each destination's worlds
+    # together), one without any.
+    others = {"merge": [None], "roundabout": ["nxs", "exr", "wxr", None],
+              "intersection": ["o1", "o2", "o3", None]}[name]
+    scenes = [dataclasses.replace(scene, vehicles=[dataclasses.replace(
+        scene.vehicles[0], destination=others[b % len(others)])] + list(scene.vehicles[1:]))
+        for b, scene in enumerate(scenes)]
     backend.reset(scenes)
     rng = np.random.default_rng(5)
     command = torch.zeros((worlds, 2), dtype=torch.float64)
