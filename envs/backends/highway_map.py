@@ -5,6 +5,9 @@ on the ego: every lane as a vectorised centreline (`LaneCurve`), its samples on 
 `s = 0, MAP_STEP_M, ...`, and for each lane the ego may be on, the chain of lanes its route
 follows. Per observation it projects the ego on its lane, reads the route off the chain and
 picks the lanes within range (straight lanes analytically, curved ones by their samples).
+`observe_many` does the same for many egos at once (the batched backend's worlds), array by
+array and with the numba kernels of `map_kernels` where it touches every lane sample, with
+the same float64 operations: its rows equal `observe`'s bit for bit.
 
 The chain follows highway-env's own rule: `RoadNetwork.next_lane` with the route
 `[lane] + shortest path to the destination` (what `ControlledVehicle.plan_route_to` builds),
@@ -21,7 +24,10 @@ from typing import Callable
 import numpy as np
 from highway_env.road.lane import AbstractLane, CircularLane, SineLane, StraightLane
 from highway_env.road.road import RoadNetwork
+from highway_env.utils import wrap_to_pi
+from reflexdrive.envs.backends.map_kernels import curved_windows, ego_frame_lanes
 from reflexdrive.envs.road_map import (
+    LANE_POINTS,
     MAP_RANGE_M,
     MAP_STEP_M,
     ROUTE_POINTS,
@@ -35,6 +41,7 @@ from reflexdrive.envs.road_map import (
     straight_range_window,
 )
 from reflexdrive.envs.sensors.frames import wrap_angle
+from reflexdrive.envs.sensors.threads import kernel_threads_for
 
 LaneIndex = tuple[str, str, int]
 
@@ -80,6 +87,46 @@ def lane_curve(lane: AbstractLane) -> Curve:
     return generic
 
 
+def _dot_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`np.dot(a[i], b[i])` of `(n, 2)` rows, bit for bit: `np.matmul` of `(n, 1, 2) @
+    (n, 2, 1)` runs the same dot product (BLAS, which may fuse the multiply-add), where
+    `a[:, 0] * b[:, 0] + a[:, 1] * b[:, 1]` would round twice."""
+    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0]
+
+
+def local_coordinates_many(lane: AbstractLane, position: np.ndarray):
+    """`lane.local_coordinates` of `(n, 2)` positions: `(longitudinal (n,), lateral (n,))`
+    [m], equal to highway-env's per point for `StraightLane`, `SineLane` and `CircularLane`
+    (other lane types: point by point)."""
+    kind = type(lane)
+    if kind is StraightLane or kind is SineLane:
+        delta = position - lane.start
+        longitudinal, lateral = _dot_rows(delta, lane.direction), _dot_rows(
+            delta, lane.direction_lateral)
+        if kind is SineLane:
+            lateral = lateral - lane.amplitude * np.sin(lane.pulsation * longitudinal
+                                                        + lane.phase)
+        return longitudinal, lateral
+    if kind is CircularLane:
+        delta = position - lane.center
+        phi = np.arctan2(delta[:, 1], delta[:, 0])
+        phi = lane.start_phase + wrap_to_pi(phi - lane.start_phase)
+        r = np.sqrt(_dot_rows(delta, delta))                      # `np.linalg.norm`
+        return (lane.direction * (phi - lane.start_phase) * lane.radius,
+                lane.direction * (lane.radius - r))
+    pairs = np.array([lane.local_coordinates(p) for p in position], np.float64).reshape(-1, 2)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def on_lane_many(lane: AbstractLane, position: np.ndarray) -> np.ndarray:
+    """`lane.on_lane` of `(n, 2)` positions, `(n,)` bool."""
+    longitudinal, lateral = local_coordinates_many(lane, position)
+    width = np.array([lane.width_at(x) for x in longitudinal], np.float64)
+    return ((np.abs(lateral) <= width / 2) & (-lane.VEHICLE_LENGTH <= longitudinal)
+            & (longitudinal < lane.length + lane.VEHICLE_LENGTH))
+
+
 class HighwayRoadMap:
     """The HD map of one highway-env `RoadNetwork` for an ego heading to `destination`.
 
@@ -107,6 +154,7 @@ class HighwayRoadMap:
         straight = np.array([type(lane) is StraightLane for lane in self.lanes])
         self.straight = np.flatnonzero(straight)
         self.curved = np.flatnonzero(~straight)
+        self._curved_samples = np.ascontiguousarray(self.samples[self.curved])
         self.start = np.array([self.lanes[k].start for k in self.straight]).reshape(-1, 2)
         self.direction = np.array([self.lanes[k].direction for k in self.straight]).reshape(-1, 2)
         self._chains: dict[LaneIndex, tuple[np.ndarray, np.ndarray]] = {}
@@ -132,6 +180,25 @@ class HighwayRoadMap:
             if lane.on_lane(position):
                 return (origin, wanted, lane_id)
         return lane_index
+
+    def route_lanes(self, position: np.ndarray, lane_index: LaneIndex) -> list[LaneIndex]:
+        """`route_lane` of `(n, 2)` positions whose closest lane is `lane_index`."""
+        origin, to, _ = lane_index
+        chosen = [lane_index] * len(position)
+        if self.destination is None:
+            return chosen
+        if origin not in self._next_node:
+            self.route_lane(position[0], lane_index)               # fills the cache
+        wanted = self._next_node[origin]
+        if wanted is None or wanted == to or wanted not in self.network.graph[origin]:
+            return chosen
+        open_ = np.ones(len(position), bool)
+        for lane_id, lane in enumerate(self.network.graph[origin][wanted]):
+            hit = open_ & on_lane_many(lane, position)
+            for i in np.flatnonzero(hit):
+                chosen[i] = (origin, wanted, lane_id)
+            open_ &= ~hit
+        return chosen
 
     # -- the route --------------------------------------------------------------------------
 
@@ -189,6 +256,24 @@ class HighwayRoadMap:
             on_route[slots[k]] = True
         return points, heading, width, on_route
 
+    def route_many(self, lane_index: LaneIndex, along: np.ndarray):
+        """`route` of `(n,)` arc lengths on one lane: `(points (n, P, 2), heading (n, P),
+        width (n, P), on_route (n, L))`."""
+        slots, starts = self.chain(lane_index)
+        s = route_arc_lengths(along)                                          # (n, P)
+        end = starts[-1] + self.length[slots[-1]]
+        link = np.clip(np.searchsorted(starts, s, side="right") - 1, 0, len(slots) - 1)
+        points = np.full(s.shape + (2,), np.nan)
+        heading = np.full(s.shape, np.nan)
+        width = np.full(s.shape, np.nan)
+        on_route = np.zeros((len(s), len(self.lanes)), bool)
+        inside = s <= end + 1e-9
+        for k in np.unique(link[inside]):
+            rows = inside & (link == k)
+            points[rows], heading[rows], width[rows] = self.curves[slots[k]](s[rows] - starts[k])
+            on_route[:, slots[k]] = rows.any(1)
+        return points, heading, width, on_route
+
     # -- the lanes in range -----------------------------------------------------------------
 
     def lanes_in_range(self, position: np.ndarray):
@@ -215,6 +300,27 @@ class HighwayRoadMap:
             nearest[self.curved] = np.sqrt(np.where(within, squared, np.inf).min(-1))
         return first, last, nearest
 
+    def lanes_in_range_many(self, position: np.ndarray):
+        """`lanes_in_range` of `(n, 2)` positions, each result `(n, L)`."""
+        count, n = len(self.lanes), len(position)
+        first = np.ones((n, count), np.int64)
+        last = np.zeros((n, count), np.int64)
+        nearest = np.full((n, count), np.inf)
+        if len(self.straight):
+            offset = position[:, None, :] - self.start                        # (n, Ls, 2)
+            along = offset[..., 0] * self.direction[:, 0] + offset[..., 1] * self.direction[:, 1]
+            lateral = offset[..., 1] * self.direction[:, 0] - offset[..., 0] * self.direction[:, 1]
+            f, l_ = straight_range_window(along, lateral, self.length[self.straight])
+            first[:, self.straight], last[:, self.straight] = f, l_
+            nearest[:, self.straight] = straight_nearest(along, lateral, f, l_)
+        if len(self.curved):
+            shape = (n, len(self.curved))
+            windows = (np.empty(shape, np.int64), np.empty(shape, np.int64), np.empty(shape))
+            with kernel_threads_for(n):
+                curved_windows(self._curved_samples, position, MAP_RANGE_M ** 2, *windows)
+            first[:, self.curved], last[:, self.curved], nearest[:, self.curved] = windows
+        return first, last, nearest
+
     # -- the map ----------------------------------------------------------------------------
 
     def observe(self, position, heading: float, lane_index: LaneIndex) -> dict[str, np.ndarray]:
@@ -237,3 +343,49 @@ class HighwayRoadMap:
         return finish_map(route[None], route_heading[None], route_width[None], lanes,
                           self.width[pick][None], valid[None], self.priority[pick][None],
                           on_route[pick][None], position[None], np.array([heading]))
+
+    def observe_many(self, position: np.ndarray, heading: np.ndarray,
+                     lane_index: list[LaneIndex]) -> dict[str, np.ndarray]:
+        """`observe` of `n` egos at once: `position (n, 2)` [m], `heading (n,)` [rad],
+        `lane_index` their closest lanes; the map with a leading `n`, row `i` equal to
+        `observe(position[i], heading[i], lane_index[i])`. Egos are grouped by lane (the
+        route's chain and the ego's lane coordinates are per lane)."""
+        position = np.asarray(position, np.float64).reshape(-1, 2)
+        heading = np.asarray(heading, np.float64).reshape(-1)
+        n, count = len(position), len(self.lanes)
+        route = np.full((n, ROUTE_POINTS, 2), np.nan)
+        route_heading = np.full((n, ROUTE_POINTS), np.nan)
+        route_width = np.full((n, ROUTE_POINTS), np.nan)
+        on_route = np.zeros((n, count), bool)
+        closest = np.array([self.slot[index] for index in lane_index], np.int64)
+        route_lane = np.empty(n, np.int64)
+        for slot in np.unique(closest):
+            rows = np.flatnonzero(closest == slot)
+            route_lane[rows] = [self.slot[index] for index in
+                                self.route_lanes(position[rows], self.index[slot])]
+        for slot in np.unique(route_lane):
+            rows = np.flatnonzero(route_lane == slot)
+            along, _ = local_coordinates_many(self.lanes[slot], position[rows])
+            (route[rows], route_heading[rows], route_width[rows],
+             on_route[rows]) = self.route_many(self.index[slot], along)
+        first, last, nearest = self.lanes_in_range_many(position)
+        return self._finish(route, route_heading, route_width, on_route, first, last, nearest,
+                            position, heading)
+
+    def _finish(self, route, route_heading, route_width, on_route, first, last, nearest,
+                position, heading) -> dict[str, np.ndarray]:
+        """`observe`'s last steps for `n` egos (the lanes' samples by `map_kernels`), from
+        their world-frame route `(n, P, ...)`, the lanes it runs on `(n, L)` and the lanes'
+        sample windows in range `(n, L)` (`lanes_in_range`)."""
+        in_range = first <= last
+        chosen = keep_nearest_lanes(nearest, in_range)                        # (n, m)
+        valid = chosen >= 0
+        pick = np.maximum(chosen, 0)
+        lanes = np.empty(pick.shape + (LANE_POINTS, 2), np.float32)
+        with kernel_threads_for(len(pick)):
+            ego_frame_lanes(self.samples, pick, np.take_along_axis(first, pick, 1),
+                            np.take_along_axis(last, pick, 1), valid, position,
+                            np.cos(heading), np.sin(heading), lanes)
+        return finish_map(route, route_heading, route_width, lanes, self.width[pick], valid,
+                          self.priority[pick], np.take_along_axis(on_route, pick, 1),
+                          position, heading)

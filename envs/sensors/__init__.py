@@ -12,8 +12,9 @@ Which code runs where: both backends share one implementation of the sensors
 backend can run them on CUDA tensors without a round trip through numpy; `kernel=` picks
 one explicitly. The kernels repeat the cores' arithmetic operation by operation (and take
 their cos and sin from torch), so the two give the same bev bit for bit and the same lidar;
-the bev's generic road path stays torch on both. The numpy wrappers run the cores under
-`torch.inference_mode()`; callers of the cores may do the same when they need no autograd.
+the bev's generic road path (curved lanes) has its own kernel (`kernels.bev_generic`). The
+numpy wrappers run the cores under `torch.inference_mode()`; callers of the cores may do
+the same when they need no autograd.
 A batched backend should also pass `out=` (a reused raster) and keep passing the same road
 tensors (or `road_plan=`). Timings: docs/sensors.md.
 

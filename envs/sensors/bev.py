@@ -5,7 +5,7 @@ pixel centres of one raster row that lie inside it form one run of columns. Runs
 computed analytically per (shape, row), turned into 64-bit row masks (`row_masks`), OR-ed
 per channel, and expanded to bytes at the end: vehicles and the ego (`bev_boxes`),
 straight roads (`bev_roads`, the fast path), any other road (`bev_generic`). A world's
-raster does not depend on the other worlds of the batch (on the fast path, bit for bit).
+raster does not depend on the other worlds of the batch (bit for bit).
 """
 
 from __future__ import annotations

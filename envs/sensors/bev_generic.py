@@ -2,14 +2,22 @@
 lanes, merges, roundabouts...), and worlds whose ego is turned more than 60 degrees from a
 straight road.
 
-Every segment is a capsule, clipped to the raster, cut into pieces of at most `_PIECE_PX`
+Every segment is a capsule, clipped to the raster, cut into pieces of at most `PIECE_PX`
 pixels, and each piece tested pixel by pixel on a small window around it (all windows the
 size of the largest), the lit pixels scattered into the raster. `_PRIMITIVE` is the
 layout of a piece.
+
+Every step is written as separate float32 operations (no `addcmul`, no `vector_norm`:
+their rounding is the library's) and a pixel's offset from a piece is taken from the
+pixel-centre tables (`pixel_centres`), not from its window's origin, so a pixel's test is a
+function of that pixel and that piece alone: the numba kernel
+(`kernels.bev_generic.generic_roads_kernel`) repeats it bit for bit, and a world's raster
+does not depend on the other worlds of the batch.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from reflexdrive.envs.config import SensorConfig
 from reflexdrive.envs.sensors.constants import (
@@ -23,11 +31,21 @@ from reflexdrive.envs.sensors.frames import to_ego_frame
 from reflexdrive.envs.sensors.road_plan import RoadPlan
 from reflexdrive.envs.sensors.tensor_ops import chunks, compact, slab
 
-_CLIP_MARGIN_M = 1e-3
+CLIP_MARGIN_M = 1e-3
 """Slack when clipping road segments to the raster, so boundary pixels are never lost [m]."""
 
-_PIECE_PX = 8
+PIECE_PX = 8
 """Longest road piece drawn through one window [px]; longer (clipped) segments are cut."""
+
+
+def pixel_centres(config: SensorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Ego-frame coordinates of the raster's pixel centres: `(x (H,), y (W,))` float32 [m],
+    row `r` at `x = range_m - (r + 0.5) res`, column `c` at `y = -bev_half_width_m + (c +
+    0.5) res` (computed in float64, then rounded)."""
+    _, height, width = config.bev_shape
+    res = config.bev_m_per_px
+    return ((config.range_m - (np.arange(height) + 0.5) * res).astype(np.float32),
+            (-config.bev_half_width_m + (np.arange(width) + 0.5) * res).astype(np.float32))
 
 
 _PRIMITIVE = ("x", "y", "axis_x", "axis_y", "half_length", "half_width", "rounded", "channel")
@@ -57,13 +75,13 @@ def _clip_segments(seg: torch.Tensor, reach: torch.Tensor, valid: torch.Tensor,
     res = config.bev_m_per_px
     middle, half = seg.new_tensor([
         [0.5 * (config.range_m - config.bev_behind_m), 0.0],
-        [0.5 * (config.range_m + config.bev_behind_m - res) + _CLIP_MARGIN_M,
-         config.bev_half_width_m - 0.5 * res + _CLIP_MARGIN_M]])
+        [0.5 * (config.range_m + config.bev_behind_m - res) + CLIP_MARGIN_M,
+         config.bev_half_width_m - 0.5 * res + CLIP_MARGIN_M]])
     start, direction = seg[..., 0, :], seg[..., 1, :] - seg[..., 0, :]
     t_in, t_out = slab(start - middle, direction, half + reach[..., None])
     t_in, t_out = t_in.clamp_min_(0.0), t_out.clamp_max_(1.0)
     keep = valid & (t_in <= t_out)
-    return (torch.addcmul(start, t_in[..., None], direction),
+    return (start + t_in[..., None] * direction,
             (t_out - t_in).clamp_min_(0.0)[..., None] * direction, keep)
 
 
@@ -82,7 +100,7 @@ def _road_primitives(start, direction, props, keep, max_length: float):
         pieces any kept segment needs (one host sync); surplus pieces are not kept.
     """
     batch, items = keep.shape
-    length = torch.linalg.vector_norm(direction, dim=-1)
+    length = (direction[..., 0].square() + direction[..., 1].square()).sqrt_()
     count = torch.ceil(length * (1.0 / max_length)).clamp_min_(1.0).mul_(keep)
     n = max(1, int(count.max())) if items else 1
     inv_count = count.clamp_min_(1.0).reciprocal()
@@ -90,7 +108,7 @@ def _road_primitives(start, direction, props, keep, max_length: float):
     axis[..., 0] += length <= 0                        # zero length: any axis will do
     k = torch.arange(n, device=start.device, dtype=start.dtype) + 0.5
     frac = k * inv_count[..., None]                    # (B, S, n) piece centres along t
-    centre = torch.addcmul(start[:, :, None, :], frac[..., None], direction[:, :, None, :])
+    centre = start[:, :, None, :] + frac[..., None] * direction[:, :, None, :]
     rest = torch.cat([axis, (0.5 * length * inv_count)[..., None], props], -1)
     table = torch.cat([centre, rest[:, :, None, :].expand(-1, -1, n, -1)], -1)
     keep = keep[..., None] & (frac < 1.0)
@@ -121,10 +139,9 @@ def _rasterise(table: torch.Tensor, keep: torch.Tensor, config: SensorConfig) ->
     const = table.new_tensor([[-1.0 / res, 1.0 / res],
                               [config.range_m / res - 0.5, config.bev_half_width_m / res - 0.5],
                               [height - 1, width - 1]])
-    centre_px = torch.addcmul(const[1], table[..., 0:2], const[0])
+    centre_px = const[1] + table[..., 0:2] * const[0]
     axis = table[..., 2:4].abs()
-    ext = torch.addcmul(axis * table[..., 4:5],
-                        torch.maximum(axis.flip(-1), table[..., 6:7]), table[..., 5:6])
+    ext = axis * table[..., 4:5] + torch.maximum(axis.flip(-1), table[..., 6:7]) * table[..., 5:6]
     ext = ext.mul_(1.0 / res).add_(WINDOW_TOL_PX)
     low = torch.ceil(centre_px - ext).clamp_min_(0.0)
     size = torch.floor(centre_px.add_(ext)).clamp_max_(const[2]).sub_(low).add_(1.0)
@@ -136,11 +153,7 @@ def _rasterise(table: torch.Tensor, keep: torch.Tensor, config: SensorConfig) ->
     # One window size for all (the largest box), windows slid back inside the raster.
     win_rows, win_cols = (int(v) for v in (table[..., 10:12] * keep[..., None])
                           .amax((0, 1)).tolist())
-    const = table.new_tensor([[height - win_rows, width - win_cols],
-                              [config.range_m - 0.5 * res, 0.5 * res - config.bev_half_width_m],
-                              [-res, res]])
-    low = table[..., 8:10].clamp_max(const[0])
-    first = torch.addcmul(const[1], low, const[2]).sub_(table[..., 0:2])   # [m] from centre
+    low = table[..., 8:10].clamp_max(table.new_tensor([height - win_rows, width - win_cols]))
     # Flat index of each window's first pixel: world, channel, row, column (int64).
     low_index = low.long()
     base = (low_index[..., 0] * width).add_(low_index[..., 1]).add_(table[..., 7].long() * plane)
@@ -148,9 +161,11 @@ def _rasterise(table: torch.Tensor, keep: torch.Tensor, config: SensorConfig) ->
     half_length = torch.where(keep, table[..., 4], -FAR)   # padding never lights a pixel
     radius2 = table[..., 5].square()
     limit = table[..., 6] * FAR                             # rectangles: nothing past the ends
-    steps = torch.arange(max(win_rows, win_cols), device=device, dtype=torch.float32)
-    step_r, step_c = steps[:win_rows] * res, steps[:win_cols] * res
-    offset = (steps[:win_rows, None] * width + steps[:win_cols]).long()
+    steps = torch.arange(max(win_rows, win_cols), device=device)
+    offset = steps[:win_rows, None] * width + steps[:win_cols]
+    centre_x, centre_y = (torch.from_numpy(c).to(device) for c in pixel_centres(config))
+    window_x = centre_x[low_index[..., 0, None] + steps[:win_rows]]     # (B, P, Kr) [m]
+    window_y = centre_y[low_index[..., 1, None] + steps[:win_cols]]     # (B, P, Kc) [m]
     lit = flat.new_full((1,), 255)
     items = keep.shape[1]
     for b0, b1, p0, p1 in chunks(batch, items, win_rows * win_cols):
@@ -158,8 +173,8 @@ def _rasterise(table: torch.Tensor, keep: torch.Tensor, config: SensorConfig) ->
 
         def part(t):
             return (t if whole else t[b0:b1, p0:p1])[..., None]
-        dx = part(first[..., 0]) - step_r                  # (b, p, Kr) [m]
-        dy = part(first[..., 1]) + step_c                  # (b, p, Kc) [m]
+        dx = (window_x if whole else window_x[b0:b1, p0:p1]) - part(table[..., 0])
+        dy = (window_y if whole else window_y[b0:b1, p0:p1]) - part(table[..., 1])
         ux, uy = part(table[..., 2]), part(table[..., 3])
         along = (dx * ux)[..., :, None] + (dy * uy)[..., None, :]
         across = (dy * ux)[..., None, :] - (dx * uy)[..., :, None]
@@ -200,5 +215,5 @@ def draw_generic_roads(out: torch.Tensor, plan: RoadPlan, worlds: torch.Tensor,
         return
     keep, clipped = packed
     table, keep = _road_primitives(clipped[..., 0:2], clipped[..., 2:4], clipped[..., 4:7],
-                                   keep, _PIECE_PX * config.bev_m_per_px)
+                                   keep, PIECE_PX * config.bev_m_per_px)
     out[worlds] = torch.maximum(out[worlds], _rasterise(table, keep, config))

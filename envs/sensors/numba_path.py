@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from reflexdrive.envs.config import SensorConfig
 from reflexdrive.envs.sensors import constants
-from reflexdrive.envs.sensors.bev_generic import draw_generic_roads
+from reflexdrive.envs.sensors.bev_generic import CLIP_MARGIN_M, PIECE_PX, pixel_centres
 from reflexdrive.envs.sensors.constants import (
     BEAM_SLACK_RAD,
     BEV_MARKINGS,
@@ -34,6 +34,7 @@ from reflexdrive.envs.sensors.kernels.bev import (
     BevGeometry,
     render_bev_kernel,
 )
+from reflexdrive.envs.sensors.kernels.bev_generic import GenericGeometry, generic_roads_kernel
 from reflexdrive.envs.sensors.kernels.lidar import cast_lidar_kernel
 from reflexdrive.envs.sensors.road_plan import RoadPlan
 from reflexdrive.envs.sensors.row_masks import byte_table
@@ -72,6 +73,22 @@ def bev_geometry(config: SensorConfig) -> BevGeometry:
         min_cos=float(constants.MIN_COS), half_px=0.5 * res,
         two_rho_mark=2.0 * (0.5 * res + EDGE_TOL_M), corner_res=float(corner + res),
         see_through=1.0 - OCCLUSION_EPS, tiny=TINY)
+
+
+def generic_geometry(config: SensorConfig) -> GenericGeometry:
+    """The constants of the generic road path (`sensors.bev_generic`), as its kernel takes
+    them."""
+    _, height, width = config.bev_shape
+    res = float(config.bev_m_per_px)
+    return GenericGeometry(
+        height=int(height), width=int(width),
+        middle_x=0.5 * (config.range_m - config.bev_behind_m),
+        half_x=0.5 * (config.range_m + config.bev_behind_m - res) + CLIP_MARGIN_M,
+        half_y=config.bev_half_width_m - 0.5 * res + CLIP_MARGIN_M,
+        inv_max=float(INV_MAX), inv_piece=1.0 / (PIECE_PX * res), mark_radius=0.5 * res,
+        edge_tol=float(EDGE_TOL_M), window_tol=float(WINDOW_TOL_PX), inv_res=1.0 / res,
+        row0=config.range_m / res - 0.5, col0=config.bev_half_width_m / res - 0.5,
+        far=float(FAR))
 
 
 _NO_KEYS = np.zeros((0, 2), dtype=np.uint64)
@@ -141,8 +158,8 @@ def _line_modes(plan: RoadPlan) -> tuple[np.ndarray, np.ndarray, int]:
 def render_bev_numba(snapshot: WorldSnapshot, plan: RoadPlan, config: SensorConfig,
                       keys: np.ndarray | None, out: np.ndarray | None,
                       trig: Trig | None = None) -> np.ndarray:
-    """`render_bev` on the CPU: the numba kernel, then the torch generic path for the
-    worlds whose road is not on the fast path.
+    """`render_bev` on the CPU: the numba kernel, then the generic road path's kernel for
+    the worlds whose road is not on the fast path.
 
     Args:
         snapshot: the worlds. plan: their road's plan, on the CPU. config: the sensors.
@@ -173,12 +190,15 @@ def render_bev_numba(snapshot: WorldSnapshot, plan: RoadPlan, config: SensorConf
             plan.lines.numpy(), plan.min_gap.numpy(), mode, channel, plan.lanes, union,
             byte_table(torch.device("cpu")).numpy(), bev_geometry(config), out, out64,
             slow)
-    if slow.any():                                     # (torch on this thread: see
-        with torch.inference_mode(), torch_threads(1):  # `ego_trig`)
-            worlds = torch.from_numpy(np.flatnonzero(slow))
-            draw_generic_roads(torch.from_numpy(out), plan, worlds,
-                                torch.from_numpy(position)[:, EGO],
-                                torch.from_numpy(heading)[:, EGO], config)
+    worlds = np.flatnonzero(slow)
+    if len(worlds):
+        lanes, lane_half, lane_valid, marks, mark_valid = (t.numpy() for t in plan.segments)
+        with kernel_threads_for(len(worlds)):
+            generic_roads_kernel(
+                worlds, np.ascontiguousarray(position[:, EGO, 0]),
+                np.ascontiguousarray(position[:, EGO, 1]), cos_e, sin_e, plan.variant.numpy(),
+                lanes, lane_half, lane_valid, marks, mark_valid, *pixel_centres(config),
+                generic_geometry(config), out)
     return out
 
 

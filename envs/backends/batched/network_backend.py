@@ -23,6 +23,7 @@ from reflexdrive.envs.backends.batched.numba.network_traffic import network_subs
 from reflexdrive.envs.backends.batched.state import Params
 from reflexdrive.envs.backends.highway import network_geometry
 from reflexdrive.envs.backends.highway_map import HighwayRoadMap
+from reflexdrive.envs.road_map import empty_map
 from reflexdrive.envs.scenarios import ScenarioInit
 from reflexdrive.envs.types import EGO, RoadGeometry, WorldSnapshot
 
@@ -128,19 +129,26 @@ class NetworkBackend:
     def road_map(self, snapshot: WorldSnapshot | None = None) -> dict[str, np.ndarray]:
         """`info["map"]` of every world, `(B, ...)`: `envs.backends.highway_map` on the same
         highway-env network and the ego's destination, so both backends give the same map
-        (`snapshot` is unused: the lane rows come from the state)."""
+        (`snapshot` is unused: the lane rows come from the state). The worlds of one
+        destination are mapped together (`HighwayRoadMap.observe_many`)."""
         state = self.state
-        lane = state.lane[:, EGO].tolist()
+        lane = state.lane[:, EGO].numpy()
         position = state.position[:, EGO].numpy()
-        heading = state.heading[:, EGO].tolist()
-        maps = []
-        for b in range(self.num_envs):
-            destination = self._destinations[b]
+        heading = state.heading[:, EGO].numpy()
+        destinations = list(dict.fromkeys(self._destinations))
+        road_map = empty_map(self.num_envs) if len(destinations) > 1 else {}
+        for destination in destinations:
+            rows = np.array([b for b, d in enumerate(self._destinations) if d == destination])
             if destination not in self._maps:
                 self._maps[destination] = HighwayRoadMap(self.layout.network, destination)
-            maps.append(self._maps[destination].observe(position[b], heading[b],
-                                                        self.layout.lane_names[lane[b]]))
-        return {key: np.concatenate([one[key] for one in maps]) for key in maps[0]}
+            names = self.layout.lane_names
+            part = self._maps[destination].observe_many(position[rows], heading[rows],
+                                                        [names[k] for k in lane[rows]])
+            if len(destinations) == 1:                     # every world: no copy
+                return part
+            for key, value in part.items():
+                road_map[key][rows] = value
+        return road_map
 
     def road_geometry(self) -> RoadGeometry:
         """`network_geometry` of the network (what the highway backend draws), as read-only

@@ -1,7 +1,8 @@
 """Numba CPU kernels of the sensors; `envs.sensors` is the public API and dispatches here.
 
 What: `bev.render_bev_kernel` (the bev raster: straight roads' fast path, vehicle boxes,
-occlusion; curved roads stay on the torch generic path), `lidar.cast_lidar_kernel` (the
+occlusion), `bev_generic.generic_roads_kernel` (curved roads: the generic road path,
+called after it for the worlds it leaves), `lidar.cast_lidar_kernel` (the
 lidar) and `ground_truth.ground_truth_kernel` (the object list of `info`), with
 `noise` (SplitMix64, Box-Muller) and `common` (compile options, the slab test). Each
 kernel is `@numba.njit(parallel=True, cache=True)` with a `numba.prange` loop over blocks of

@@ -1,7 +1,7 @@
 """The numba kernel of the bev raster (`sensors.bev.render_bev_torch` but its generic road
-path): straight roads' fast path, vehicle boxes, occlusion. Names in the comments are the
-torch functions each block mirrors (`sensors.row_masks`, `sensors.bev_roads`,
-`sensors.bev_boxes`)."""
+path, which is `kernels.bev_generic`): straight roads' fast path, vehicle boxes, occlusion.
+Names in the comments are the torch functions each block mirrors (`sensors.row_masks`,
+`sensors.bev_roads`, `sensors.bev_boxes`)."""
 
 from __future__ import annotations
 

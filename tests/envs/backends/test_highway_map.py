@@ -159,3 +159,23 @@ def test_lane_curve_matches_highway_env_lane_methods(index):
     np.testing.assert_allclose(points, [lane.position(x, 0.0) for x in s], atol=1e-12)
     np.testing.assert_allclose(heading, [lane.heading_at(x) for x in s], atol=1e-12)
     np.testing.assert_allclose(width, [lane.width_at(x) for x in s])
+
+
+@pytest.mark.parametrize("name", ["merge", "roundabout", "intersection"])
+def test_local_coordinates_many_equal_highway_env_point_by_point(name):
+    from reflexdrive.envs.backends.batched.lanes import scenario_layout
+    from reflexdrive.envs.backends.highway_map import local_coordinates_many, on_lane_many
+
+    network = scenario_layout(name).network
+    rng = np.random.default_rng(3)
+    for lane in (network.get_lane(index) for index in HighwayRoadMap(network).index):
+        middle = lane.position(lane.length / 2, 0.0)
+        points = middle + rng.uniform(-lane.length, lane.length, (64, 2))
+        points[:8] = [lane.position(s, d) for s, d in zip(rng.uniform(-5, lane.length + 5, 8),
+                                                            rng.uniform(-3, 3, 8))]
+        along, lateral = local_coordinates_many(lane, points)
+        want = np.array([lane.local_coordinates(p) for p in points], np.float64)
+        np.testing.assert_array_equal(along, want[:, 0])           # bit for bit
+        np.testing.assert_array_equal(lateral, want[:, 1])
+        np.testing.assert_array_equal(on_lane_many(lane, points),
+                                      [lane.on_lane(p) for p in points])

@@ -221,6 +221,26 @@ def test_bev_matches_the_torch_core_on_highway_scenes():
         assert fast[:, sensors.BEV_ROAD].any((1, 2)).mean() > 0.9
 
 
+@pytest.mark.parametrize("name", ["merge", "roundabout", "intersection"])
+def test_bev_matches_the_torch_core_on_road_networks(name):
+    # Curved lanes: every world on the generic road path's kernel.
+    from reflexdrive.envs.backends.batched.network_backend import NetworkBackend
+
+    worlds = 300                                   # >= 256: numba's threads too
+    backend = NetworkBackend(worlds, name, 50)
+    backend.reset([generate(name, make_config(name), seed, 50) for seed in range(worlds)])
+    command = torch.zeros((worlds, 2), dtype=torch.float64)
+    command[:, 1] = torch.linspace(-0.1, 0.1, worlds, dtype=torch.float64)   # turned egos
+    for _ in range(40):
+        backend.substep(torch.full((worlds,), 0.02, dtype=torch.float64), command, command)
+    snap, road = backend.snapshot(), backend.road_geometry()
+    for config, seed in ((TRUTH, None), (ODD["half-metre"], 2)):
+        (fast, core), _ = _both(render_bev, snap, road, config, seed=seed)
+        np.testing.assert_array_equal(fast, core)
+        assert fast[:, sensors.BEV_ROAD].any((1, 2)).all()
+        assert fast[:, sensors.BEV_MARKINGS].any((1, 2)).mean() > 0.9
+
+
 def test_bev_draws_into_the_given_buffer_every_byte():
     snap, road = _random_worlds(5, 50)
     out = np.full((50,) + TRUTH.bev_shape, 7, dtype=np.uint8)

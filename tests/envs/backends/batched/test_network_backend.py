@@ -12,6 +12,7 @@ from reflexdrive.envs.backends.batched.lanes import scenario_layout
 from reflexdrive.envs.backends.batched.network_backend import NetworkBackend
 from reflexdrive.envs.backends.batched.network_state import network_state
 from reflexdrive.envs.backends.highway import HighwayBackend
+from reflexdrive.envs.backends.highway_map import HighwayRoadMap
 from reflexdrive.envs.scenarios import generate, make_config
 
 from reflexdrive.common.validation import ConfigError
@@ -57,6 +58,43 @@ def test_geometry_is_the_highway_backends():
         expected = getattr(want, field.name)
         np.testing.assert_array_equal(getattr(got, field.name),
                                       np.broadcast_to(expected, (2,) + expected.shape[1:]))
+
+
+@pytest.mark.parametrize("name", ["merge", "roundabout", "intersection"])
+def test_road_map_equals_the_highway_road_map_world_by_world(name):
+    worlds = 24
+    backend = NetworkBackend(worlds, name, F)
+    scenes = inits(name, range(100, 100 + worlds))
+    # Egos bound for several destinations (the backend maps each destination's worlds
+    # together), one without any.
+    others = {"merge": [None], "roundabout": ["nxs", "exr", "wxr", None],
+              "intersection": ["o1", "o2", "o3", None]}[name]
+    scenes = [dataclasses.replace(scene, vehicles=[dataclasses.replace(
+        scene.vehicles[0], destination=others[b % len(others)])] + list(scene.vehicles[1:]))
+        for b, scene in enumerate(scenes)]
+    backend.reset(scenes)
+    rng = np.random.default_rng(5)
+    command = torch.zeros((worlds, 2), dtype=torch.float64)
+    command[:, 0] = torch.as_tensor(rng.uniform(0.0, 1.5, worlds))      # along the lanes
+    first_s = torch.full((worlds,), 1.0 / F, dtype=torch.float64)
+    layout = scenario_layout(name)
+    fanned_out = 0                   # worlds whose route leaves from another lane than theirs
+    for _ in range(10):
+        got = backend.road_map()
+        state = backend.state
+        for b in range(worlds):
+            one = HighwayRoadMap(layout.network, scenes[b].vehicles[0].destination)
+            position, lane = state.position[b, 0].numpy(), layout.lane_names[int(state.lane[b, 0])]
+            want = one.observe(position, float(state.heading[b, 0]), lane)
+            fanned_out += one.route_lane(position, lane) != lane
+            for key, value in want.items():
+                assert got[key][b].dtype == value.dtype, key
+                np.testing.assert_array_equal(got[key][b], value[0], err_msg=f"{key} {b}")
+        assert np.isposinf(got["lanes"]).any() and got["lane_on_route"].any()
+        assert np.isfinite(got["route"]).any() and got["lane_valid"].sum(1).min() >= 1
+        for _ in range(25):
+            backend.substep(first_s, command, command)
+    assert fanned_out >= 10 if name == "intersection" else True
 
 
 def test_bad_arguments():
