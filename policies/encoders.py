@@ -439,7 +439,14 @@ def encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor,
         query = F.linear(normed[:, :rows], weight[:width], bias[:width]
                          ).view(batch, rows, heads, width // heads).transpose(1, 2)
         x = x[:, :rows]
-    mixed = F.scaled_dot_product_attention(query, key, value)     # (B, heads, rows, d/heads)
+    if queries is None:
+        mixed = F.scaled_dot_product_attention(query, key, value)  # (B, heads, T, d/heads)
+    else:
+        # a few queries: softmax(q k^T / sqrt(d/heads)) v as matrix products. The fused
+        # kernel splits such a short query block over the threads along the keys, so a
+        # row's last bits would depend on where in the batch it sits.
+        scores = (query * (width // heads) ** -0.5) @ key.transpose(-2, -1)
+        mixed = scores.softmax(dim=-1) @ value                      # (B, heads, rows, d/heads)
     x = x + attention.out_proj(mixed.transpose(1, 2).reshape(batch, rows, width))
     return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
 

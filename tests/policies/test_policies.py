@@ -38,6 +38,7 @@ from reflexdrive.policies.registry import (
 )
 from torch import nn
 
+from reflexdrive.common.threads import cpu_threads
 from reflexdrive.common.validation import ConfigError
 
 SPEC = {"bev": {"shape": [4, 64, 64], "dtype": "uint8"},
@@ -403,6 +404,21 @@ def test_encoder_layer_is_the_torch_layer():
         fast = layer(x)
         assert torch.allclose(encoder_layer(layer, x, queries=1), fast[:, :1], atol=1e-5)
     assert not torch.allclose(expected[:, :1], x[:, :1], atol=1e-2)     # the layer did work
+
+
+def test_encoder_layer_rows_do_not_depend_on_their_place_in_the_batch():
+    """A row's output is the same bits wherever it sits in the batch, on two threads (a
+    compare cell's rows move between the local and the Ray executors): the shipped
+    transformer's sizes, all tokens and the cls token alone."""
+    torch.manual_seed(4)
+    layer = nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True).eval()
+    x = torch.randn(64, 67, 16 * 4)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(5))
+    with cpu_threads(2), torch.inference_mode():
+        for queries in (None, 1):
+            placed = encoder_layer(layer, x, queries=queries)[order]
+            assert torch.equal(encoder_layer(layer, x[order], queries=queries), placed)
 
 
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
