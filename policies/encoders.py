@@ -24,7 +24,8 @@ calls a features extractor (`policy.encoder` of every policy can be wrapped as o
 - `PatchEncoder`: ViT-style: the bev cut into `p x p` patches, each linearly embedded,
   plus a learned positional embedding, an `ego` token, a `lidar` token (when configured)
   and a `cls` token, then pre-norm
-  `nn.TransformerEncoderLayer`s; the features are the `cls` token's output.
+  `nn.TransformerEncoderLayer`s (run by `encoder_layer`: the last one for the `cls` token
+  alone); the features are the `cls` token's output.
   `attention(obs)` also returns the last layer's attention of `cls` over the patches.
 
 Torch only: this module imports neither `envs` nor `agents`.
@@ -415,38 +416,36 @@ def encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor,
     """A pre-norm `nn.TransformerEncoderLayer` (no dropout) on `x` `(B, T, d)`: the same
     function as `layer(x)`, to float rounding, with two savings.
 
-    - Attention is `scaled_dot_product_attention` on the layer's own projections (one
-      fused kernel, where the layer's eval fast path runs a matmul, a softmax and another
-      matmul).
-    - `queries`: only the first `queries` tokens' outputs `(B, queries, d)` are computed
-      (None: all `T`). Every token still serves as a key and a value, but the query
-      projection, the attention rows, the output projection and the MLP run for those
-      tokens only: the encoder's last layer needs the `cls` token alone, which saves most
-      of that layer.
+    - All tokens (`queries` None): attention is `scaled_dot_product_attention` on the
+      layer's own projections (one fused kernel, where the layer's eval fast path runs a
+      matmul, a softmax and another matmul).
+    - `queries`: only the first `queries` tokens' outputs `(B, queries, d)` are computed.
+      Every token still serves as a key and a value, but the query projection, the
+      attention rows, the output projection and the MLP run for those tokens only: the
+      encoder's last layer needs the `cls` token alone, which saves most of that layer.
+      Their attention is `softmax(q k^T / sqrt(d / heads)) v` as matrix products: the
+      fused kernel splits so short a query block over the threads along the keys, which
+      would make a row's last bits depend on where in the batch it sits.
     """
     attention = layer.self_attn
     batch, tokens, width = x.shape
     heads = attention.num_heads
-    rows = tokens if queries is None else queries
     normed = layer.norm1(x)
     weight, bias = attention.in_proj_weight, attention.in_proj_bias
     if queries is None:
+        rows = tokens
         qkv = F.linear(normed, weight, bias).view(batch, tokens, 3, heads, width // heads)
         query, key, value = qkv.permute(2, 0, 3, 1, 4)                # (B, heads, T, d/heads)
+        mixed = F.scaled_dot_product_attention(query, key, value)
     else:
+        rows = queries
         kv = F.linear(normed, weight[width:], bias[width:])
         key, value = kv.view(batch, tokens, 2, heads, width // heads).permute(2, 0, 3, 1, 4)
         query = F.linear(normed[:, :rows], weight[:width], bias[:width]
                          ).view(batch, rows, heads, width // heads).transpose(1, 2)
-        x = x[:, :rows]
-    if queries is None:
-        mixed = F.scaled_dot_product_attention(query, key, value)  # (B, heads, T, d/heads)
-    else:
-        # a few queries: softmax(q k^T / sqrt(d/heads)) v as matrix products. The fused
-        # kernel splits such a short query block over the threads along the keys, so a
-        # row's last bits would depend on where in the batch it sits.
         scores = (query * (width // heads) ** -0.5) @ key.transpose(-2, -1)
         mixed = scores.softmax(dim=-1) @ value                      # (B, heads, rows, d/heads)
+        x = x[:, :rows]
     x = x + attention.out_proj(mixed.transpose(1, 2).reshape(batch, rows, width))
     return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
 
