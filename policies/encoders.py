@@ -24,7 +24,8 @@ calls a features extractor (`policy.encoder` of every policy can be wrapped as o
 - `PatchEncoder`: ViT-style: the bev cut into `p x p` patches, each linearly embedded,
   plus a learned positional embedding, an `ego` token, a `lidar` token (when configured)
   and a `cls` token, then pre-norm
-  `nn.TransformerEncoderLayer`s; the features are the `cls` token's output.
+  `nn.TransformerEncoderLayer`s (run by `encoder_layer`: the last one for the `cls` token
+  alone); the features are the `cls` token's output.
   `attention(obs)` also returns the last layer's attention of `cls` over the patches.
 
 Torch only: this module imports neither `envs` nor `agents`.
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reflexdrive.common.validation import (
@@ -175,9 +177,23 @@ def in_row_chunks(encode: Callable[[Observation], torch.Tensor], obs: Observatio
                       for start in range(0, rows, ROW_CHUNK)])
 
 
-def bev_to_float(bev: torch.Tensor) -> torch.Tensor:
-    """A uint8 raster (0..255) to float32 in [0, 1]; a float raster is taken as is."""
-    return bev.float() * (1.0 / 255.0) if bev.dtype == torch.uint8 else bev.float()
+def bev_to_float(bev: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    """A uint8 raster `(B, C, H, W)` (0..255) to float32 in [0, 1]; a float raster is taken
+    as is.
+
+    `channels_last`: the result in channels-last memory (NHWC, what `ConvEncoder`'s
+    convolutions read). It is filled one channel at a time, each a strided copy that also
+    converts to float: torch's generic channels-last copy of a few uint8 channels is the
+    slow path (the values are the same either way).
+    """
+    if not channels_last:
+        return bev.float() * (1.0 / 255.0) if bev.dtype == torch.uint8 else bev.float()
+    batch, channels, height, width = bev.shape
+    out = torch.empty((batch, height, width, channels), dtype=torch.float32, device=bev.device)
+    for channel in range(channels):
+        out[..., channel] = bev[:, channel]
+    out = out.permute(0, 3, 1, 2)                      # (B, C, H, W) view, NHWC memory
+    return out.mul_(1.0 / 255.0) if bev.dtype == torch.uint8 else out
 
 
 def _check_inputs(obs: Observation, bev_shape: tuple[int, ...], ego_dim: int,
@@ -343,7 +359,7 @@ class ConvEncoder(nn.Module):
         return in_row_chunks(self._features, obs)
 
     def _features(self, obs: Observation) -> torch.Tensor:
-        bev = bev_to_float(obs["bev"].contiguous(memory_format=torch.channels_last))
+        bev = bev_to_float(obs["bev"], channels_last=True)
         parts = [self.conv(bev), self.ego(self.normalise_ego(obs["ego"]))]
         if self.lidar is not None:
             parts.append(self.lidar(obs["lidar"]))
@@ -393,6 +409,45 @@ class PatchEncoderConfig:
         if self.d_model % self.heads:
             raise ConfigError("encoder.heads", self.heads,
                               f"must divide encoder.d_model={self.d_model}")
+
+
+def encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor,
+                  queries: int | None = None) -> torch.Tensor:
+    """A pre-norm `nn.TransformerEncoderLayer` (no dropout) on `x` `(B, T, d)`: the same
+    function as `layer(x)`, to float rounding, with two savings.
+
+    - All tokens (`queries` None): attention is `scaled_dot_product_attention` on the
+      layer's own projections (one fused kernel, where the layer's eval fast path runs a
+      matmul, a softmax and another matmul).
+    - `queries`: only the first `queries` tokens' outputs `(B, queries, d)` are computed.
+      Every token still serves as a key and a value, but the query projection, the
+      attention rows, the output projection and the MLP run for those tokens only: the
+      encoder's last layer needs the `cls` token alone, which saves most of that layer.
+      Their attention is `softmax(q k^T / sqrt(d / heads)) v` as matrix products: the
+      fused kernel splits so short a query block over the threads along the keys, which
+      would make a row's last bits depend on where in the batch it sits.
+    """
+    attention = layer.self_attn
+    batch, tokens, width = x.shape
+    heads = attention.num_heads
+    normed = layer.norm1(x)
+    weight, bias = attention.in_proj_weight, attention.in_proj_bias
+    if queries is None:
+        rows = tokens
+        qkv = F.linear(normed, weight, bias).view(batch, tokens, 3, heads, width // heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4)                # (B, heads, T, d/heads)
+        mixed = F.scaled_dot_product_attention(query, key, value)
+    else:
+        rows = queries
+        kv = F.linear(normed, weight[width:], bias[width:])
+        key, value = kv.view(batch, tokens, 2, heads, width // heads).permute(2, 0, 3, 1, 4)
+        query = F.linear(normed[:, :rows], weight[:width], bias[:width]
+                         ).view(batch, rows, heads, width // heads).transpose(1, 2)
+        scores = (query * (width // heads) ** -0.5) @ key.transpose(-2, -1)
+        mixed = scores.softmax(dim=-1) @ value                      # (B, heads, rows, d/heads)
+        x = x[:, :rows]
+    x = x + attention.out_proj(mixed.transpose(1, 2).reshape(batch, rows, width))
+    return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
 
 
 CLS, EGO_TOKEN, LIDAR_TOKEN = 0, 1, 2
@@ -463,15 +518,16 @@ class PatchEncoder(nn.Module):
 
     def _features(self, obs: Observation) -> torch.Tensor:
         x = self.tokens(obs)
-        for layer in self.layers:
-            x = layer(x)
-        return self.norm(x[:, CLS])
+        for layer in self.layers[:-1]:
+            x = encoder_layer(layer, x)
+        return self.norm(encoder_layer(self.layers[-1], x, queries=CLS + 1)[:, CLS])
 
     def attention(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and the last layer's attention of `cls` over the patches.
 
         The weights are those the last layer uses (its own attention module on its own
-        normalised input, recomputed with `need_weights=True`), averaged over heads.
+        normalised input, recomputed with `need_weights=True`), averaged over heads; the
+        features are `forward`'s, bit for bit.
 
         Returns:
             `(features (B, d_model), attention (B, H / p, W / p))`: the share of the
@@ -480,11 +536,11 @@ class PatchEncoder(nn.Module):
         """
         x = self.tokens(obs)
         for layer in self.layers[:-1]:
-            x = layer(x)
+            x = encoder_layer(layer, x)
         last = self.layers[-1]
-        query = last.norm1(x) if last.norm_first else x
+        query = last.norm1(x)
         _, weights = last.self_attn(query, query, query, need_weights=True,
                                     average_attn_weights=True)         # (B, tokens, tokens)
-        features = self.norm(last(x)[:, CLS])
+        features = self.norm(encoder_layer(last, x, queries=CLS + 1)[:, CLS])
         attention = weights[:, CLS, self.first_patch:].float().reshape(-1, *self.grid)
         return features, attention

@@ -15,7 +15,12 @@ from reflexdrive.policies.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from reflexdrive.policies.encoders import EGO_NORMALISATION, lidar_inputs
+from reflexdrive.policies.encoders import (
+    EGO_NORMALISATION,
+    bev_to_float,
+    encoder_layer,
+    lidar_inputs,
+)
 from reflexdrive.policies.networks import (
     ActionHead,
     CnnConfig,
@@ -31,7 +36,9 @@ from reflexdrive.policies.registry import (
     recurrent_from_cnn,
     save_policy,
 )
+from torch import nn
 
+from reflexdrive.common.threads import cpu_threads
 from reflexdrive.common.validation import ConfigError
 
 SPEC = {"bev": {"shape": [4, 64, 64], "dtype": "uint8"},
@@ -371,11 +378,59 @@ def test_attention_map():
     grid = (64 // 16, 64 // 16)
     assert attention.shape == (2, *grid) and policy.patch_grid == grid
     assert (attention >= 0).all() and (attention.sum(dim=(1, 2)) <= 1 + 1e-5).all()
-    assert torch.allclose(explained, action, atol=1e-6) and state == ()
+    assert torch.equal(explained, action) and state == ()          # the same features
     assert torch.allclose(products["attention"], attention)
     default = build("transformer", SPEC).eval()
     with torch.inference_mode():
         assert default.attention_map(obs).shape == (2, 8, 8)         # 8 x 8 px patches
+
+
+def test_encoder_layer_is_the_torch_layer():
+    """`encoder_layer` is `nn.TransformerEncoderLayer` (pre-norm, GELU, no dropout): all
+    tokens, or the first ones only, in training (torch's reference path, gradients too)
+    and at inference (torch's fast path)."""
+    torch.manual_seed(3)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True)
+    x = torch.randn(5, 7, 16)
+    expected = layer(x)
+    assert torch.allclose(encoder_layer(layer, x), expected, atol=1e-5)
+    first = encoder_layer(layer, x, queries=2)
+    assert first.shape == (5, 2, 16) and torch.allclose(first, expected[:, :2], atol=1e-5)
+    first.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+    layer.eval()
+    with torch.inference_mode():
+        fast = layer(x)
+        assert torch.allclose(encoder_layer(layer, x, queries=1), fast[:, :1], atol=1e-5)
+    assert not torch.allclose(expected[:, :1], x[:, :1], atol=1e-2)     # the layer did work
+
+
+def test_encoder_layer_rows_do_not_depend_on_their_place_in_the_batch():
+    """A row's output is the same bits wherever it sits in the batch, on two threads (a
+    compare cell's rows move between the local and the Ray executors): the shipped
+    transformer's sizes, all tokens and the cls token alone."""
+    torch.manual_seed(4)
+    layer = nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True).eval()
+    x = torch.randn(64, 67, 16 * 4)
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(5))
+    with cpu_threads(2), torch.inference_mode():
+        for queries in (None, 1):
+            placed = encoder_layer(layer, x, queries=queries)[order]
+            assert torch.equal(encoder_layer(layer, x[order], queries=queries), placed)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_bev_to_float_channels_last_has_the_same_values(dtype):
+    """The channels-last conversion gives the plain one's values, bit for bit, in NHWC
+    memory; a uint8 raster is scaled to [0, 1], a float one taken as is."""
+    bev = observations(3, seed=8)["bev"]
+    bev = bev if dtype == torch.uint8 else bev.float() / 255.0
+    plain, last = bev_to_float(bev), bev_to_float(bev, channels_last=True)
+    assert last.shape == plain.shape == (3, 4, 64, 64) and last.dtype == torch.float32
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(last, plain) and plain.max() == 1.0 and plain.min() == 0.0
 
 
 # ----------------------------------------------------------------------------- checkpoints
