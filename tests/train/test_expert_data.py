@@ -26,7 +26,9 @@ from reflexdrive.train.expert_data import (
     PROTOCOL_RANGES,
     SCENARIOS,
     CollectionConfig,
+    ShardSpec,
     collect_round,
+    collect_shard,
     mix_entry,
     round_folder,
 )
@@ -133,6 +135,23 @@ def test_a_route_reading_checkpoint_drives_a_roundabout(roundabout_data, tmp_pat
             obs, _, _, _, info = env.step(actions)
     finally:
         env.close()
+
+
+def test_a_route_reading_learner_drives_a_dagger_shard_of_a_protocol_range_entry():
+    """DAgger rounds record the route too, with a learner that reads it at the wheel, on a
+    hazard at the protocol ranges (a profiled cut-in on the batched backend)."""
+    torch.manual_seed(0)
+    learner = EndToEndAgent(build("cnn", policy_spec()["observation"], **TINY).eval(),
+                            device="cpu")
+    config = CollectionConfig(envs=2, weights=(("cut-in-protocol", 1.0),))
+    spec = ShardSpec(round=1, index=0, scenario="cut-in-protocol", first=0, episodes=2)
+    data = collect_shard(spec, config, learner=learner, beta=0.0)
+    assert data.learner.all() and (data.round == 1).all() and len(data) > 20
+    assert [MIX_ENTRIES[c] for c in np.unique(data.scenario)] == ["cut-in-protocol"]
+    assert data.route.shape == (len(data), 5, 2) and np.isfinite(data.route).all()
+    start = data.episode_start
+    assert np.allclose(data.route[start, :, 0], ROUTE_TARGETS_M)   # straight ahead at t = 0
+    assert not np.array_equal(data.executed, data.action)          # the learner's commands
 
 
 # ----------------------------------------------------------------------------- the mix
