@@ -332,6 +332,11 @@ class CutInConfig(TrafficConfig):
         help="(low, high) how much slower than the ego's start speed it drives after "
              "cutting in [m/s]; with gap_m, an ego that holds its speed closes the gap "
              "within 4 s (critical)")
+    lateral_speed_mps: tuple[float, float] | None = interval(
+        None, low=0.1, high=10.0, optional=True,
+        help="(low, high) peak lateral speed of a sinusoidal lane change [m/s] "
+             "(`HazardPlan.lateral_speed_mps`, as R157's cut-in grid); None: highway-env's "
+             "own lane change")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -512,6 +517,9 @@ def _cut_in(config: CutInConfig, rng: np.random.Generator, f: int) -> tuple:
                         target_speed_mps=max(0.0, speed - _uniform(rng, config.slowdown_mps)))
     occupied = [(ego_lane, EGO_START_S), (cutter_lane, cutter_s)]
     traffic = _hazard_traffic(rng, config, ego_lane, occupied, keep_free=(cutter_lane,))
+    if config.lateral_speed_mps is not None:      # drawn last: the rest is the default's
+        hazard = dataclasses.replace(hazard,
+                                     lateral_speed_mps=_uniform(rng, config.lateral_speed_mps))
     return _straight_road(config), (ego, cutter, *traffic), hazard
 
 

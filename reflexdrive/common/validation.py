@@ -294,9 +294,10 @@ def choice(default: Any = dataclasses.MISSING, *, choices: tuple, optional: bool
 
 
 def interval(default: Any = dataclasses.MISSING, *, low: float | None = None,
-             high: float | None = None, help: str = "") -> Any:
-    """A dataclass field holding a `(lo, hi)` pair within `[low, high]`."""
-    return _field(default, Rule("interval", low, high), help)
+             high: float | None = None, optional: bool = False, help: str = "") -> Any:
+    """A dataclass field holding a `(lo, hi)` pair within `[low, high]` (or None when
+    `optional`)."""
+    return _field(default, Rule("interval", low, high, optional=optional), help)
 
 
 def number_tuple(default: Any = dataclasses.MISSING, *, low: float | None = None,

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reflexdrive.common.validation import ConfigError
 from reflexdrive.envs.sensors.noise import splitmix64
 from reflexdrive.policies.checkpoint import (
     CheckpointError,
@@ -149,11 +148,6 @@ class BehaviourCloning:
 
     def __init__(self, policy: DrivingPolicy, config: ImitationConfig,
                  device: torch.device | str = "cpu"):
-        if "route" in policy.obs_keys:
-            # the expert data keeps the inputs the shipped policies read (bev, ego, lidar)
-            raise ConfigError("encoder.route_hidden", policy.config.encoder.route_hidden,
-                              "must be 0 for imitation learning: the expert data stores no "
-                              "route (obs['route']) yet")
         self.config = config
         self.device = torch.device(device)
         self.policy = policy.to(self.device).train()
@@ -173,13 +167,15 @@ class BehaviourCloning:
     def observations(self, data: ExpertDataset, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """The policy's inputs of dataset `rows` (negative rows, a window's padding, read
         row 0), on the trainer's device: "bev" `(n, C, H, W)` uint8, "ego" `(n, k)`, and
-        "lidar" `(n, beams, 2)` for a policy that reads it."""
+        "lidar" `(n, beams, 2)` and "route" `(n, K, 2)` for a policy that reads them
+        (`policy.obs_keys`)."""
         safe = np.clip(rows, 0, None)
         bev = torch.from_numpy(data.frames_bev(safe)).to(self.device)
         ego = torch.from_numpy(data.ego[safe]).to(self.device)
         obs = {"bev": bev, "ego": ego}
-        if "lidar" in self.policy.obs_keys:
-            obs["lidar"] = torch.from_numpy(data.lidar[safe]).to(self.device)
+        for key in ("lidar", "route"):
+            if key in self.policy.obs_keys:
+                obs[key] = torch.from_numpy(getattr(data, key)[safe]).to(self.device)
         return obs
 
     def predict(self, data: ExpertDataset, samples: Samples, index: np.ndarray,

@@ -195,9 +195,12 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     group.add_argument("--envs", type=_number(int), default=None,
                        help=f"worlds simulated side by side (bc/dagger: while collecting, "
                             f"default {imitation['envs']}; ppo: num_envs)")
+    from reflexdrive.train.expert_data import MIX_ENTRIES
+
     group.add_argument("--scenario-weights", default=None, metavar="NAME=W,...",
-                       help=f"bc/dagger: the scenario mix (default "
-                            f"{_listed(imitation['scenario_weights'])})")
+                       help=f"bc/dagger: the scenario mix over {', '.join(MIX_ENTRIES)} "
+                            f"(NAME-protocol: the hazard at the protocol grids' ranges; "
+                            f"default {_listed(imitation['scenario_weights'])})")
     group.add_argument("--dagger-rounds", type=_number(int), default=None,
                        help=f"DAgger rounds (default {imitation['dagger_rounds']})")
     group.add_argument("--dagger-episodes", type=_number(int), default=None,

@@ -1,10 +1,11 @@
 """Expert driving data for imitation: the staged stack's decisions on the batched backend.
 
 The expert is the staged stack with oracle perception (`agents.registry.build_staged(
-perception="oracle")`). It drives `envs` straight-road worlds side by side on
-`envs.gym.vector.BatchedDrivingEnv` (lockstep, zero latency by default), and every tick
-of every episode is recorded: what the policy will see (`bev`, `ego`, `lidar`) and what the expert
-commanded. Episodes are recorded whole, tick after tick, with their episode-start flags,
+perception="oracle")`). It drives `envs` worlds side by side on
+`envs.gym.vector.BatchedDrivingEnv` (lockstep, zero latency by default), on the straight
+roads and on the road networks (merge, roundabout, intersection), and every tick of every
+episode is recorded: what the policy will see (`bev`, `ego`, `lidar`, `route`) and what the
+expert commanded. Episodes are recorded whole, tick after tick, with their episode-start flags,
 so the recurrent policies learn from sequences.
 
 DAgger rounds record the same way, with the learner at the wheel: each tick the learner's
@@ -23,10 +24,13 @@ refuses any other seed, so the development and held-out evaluation seeds stay se
 apart from the detector's training frames (1,000,000 up, its default seed 0 uses fewer
 than 1,000,000 of them). The scenario seed is also the episode's id in the data.
 
-Mixture. The episodes of a round are apportioned to the scenarios by their weights
-(largest remainder), then cut into shards of at most `shard_episodes` episodes of one
-scenario; the shards are interleaved scenario by scenario, so a partly generated round is
-already mixed.
+Mixture. Its entries (`MIX_ENTRIES`) are the scenarios the expert drives on the batched
+backend (`SCENARIOS`) and the hazards at the protocol suites' parameter ranges
+(`PROTOCOL_RANGES`: the same generators with widened scenario-config ranges; the
+evaluation scenarios' defaults are untouched). The episodes of a round are apportioned to
+the entries by their weights (largest remainder), then cut into shards of at most
+`shard_episodes` episodes of one entry; the shards are interleaved entry by entry, so a
+partly generated round is already mixed.
 
 Shards. Each shard is one `.npz` (bev bit-packed: values are 0 or 255), written
 atomically (temp file + `os.replace`) under a folder keyed by a hash of everything that
@@ -56,7 +60,14 @@ from reflexdrive.common.batching import even_chunks
 from reflexdrive.common.files import atomic_write
 from reflexdrive.common.seed_ranges import TRAINING, require_training_seeds
 from reflexdrive.common.threads import torch_threads
-from reflexdrive.common.validation import choice, integer, string, validate_fields
+from reflexdrive.common.validation import (
+    ConfigError,
+    check_choice,
+    choice,
+    integer,
+    string,
+    validate_fields,
+)
 from reflexdrive.envs.config import (
     ACCELERATION_BOUNDS,
     EGO_FEATURES,
@@ -65,10 +76,11 @@ from reflexdrive.envs.config import (
     SensorConfig,
 )
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv
+from reflexdrive.envs.road_map import ROUTE_TARGETS_M
 from reflexdrive.envs.scenarios import make_config
 from reflexdrive.run.rollout import Rollout
 
-DATA_VERSION = 2
+DATA_VERSION = 3
 """Bumped whenever what a shard holds changes (invalidates cached shards)."""
 
 IMITATION_SEED_BASE = TRAINING.start + 1_000_000
@@ -86,18 +98,74 @@ MAX_SEED = 199
 MAX_ROUND = 9
 """Largest round index (1 + DAgger rounds)."""
 
-SCENARIOS = ("highway", "lead-brake", "cut-in", "stopped-vehicle")
-"""Scenarios of the mixture, in the order of the `scenario` column's codes."""
+SCENARIOS = ("highway", "lead-brake", "cut-in", "stopped-vehicle", "merge", "roundabout",
+             "intersection")
+"""The scenarios the expert drives on the batched backend (`envs.gym.vector.
+batched_scenarios()`: the straight roads and the three road networks)."""
+
+PROTOCOL_RANGES: dict[str, tuple[str, dict[str, Any]]] = {
+    "lead-brake-protocol": ("lead-brake", {
+        "ego_speed_mps": (2.0, 26.0), "gap_m": (2.0, 40.0), "decel_mps2": (2.0, 8.0)}),
+    "cut-in-protocol": ("cut-in", {
+        "ego_speed_mps": (5.5, 24.0), "gap_m": (0.0, 60.0), "slowdown_mps": (2.5, 14.0),
+        "lateral_speed_mps": (0.5, 3.0)}),
+    "stopped-vehicle-protocol": ("stopped-vehicle", {
+        "ego_speed_mps": (1.3, 24.0), "onset_s": (0.0, 4.0)}),
+}
+"""Mixture entries `name: (scenario, scenario-config overrides)`: the three straight
+hazards with their ranges widened over the protocol grids' (`reflexdrive.protocol`):
+
+- lead-brake: R157 4.3_2 (7.2-60 km/h = 2-16.7 m/s, bumper headway 1.0-1.6 s = 2-27 m,
+  6 m/s^2) and NCAP CCRb (50 km/h, gap 12 or 40 m, 2 or 6 m/s^2); the default draws
+  22-26 m/s, 15-30 m, 6-8 m/s^2.
+- cut-in: R157 4.4 (ego 20-60 km/h = 5.6-16.7 m/s, 10-50 km/h slower = 2.8-13.9 m/s,
+  gap at the onset 0-60 m, sinusoidal lane change at 0.5-3 m/s peak lateral speed); the
+  default draws 20-24 m/s, 4-10 m, 5-9 m/s slower, highway-env's own lane change.
+- stopped-vehicle: R157 4.2 (5-60 km/h = 1.4-16.7 m/s) and NCAP CCRs (10-50 km/h, the
+  target in range from the start: onset 0); the default draws 18-24 m/s, onset 2-4 s.
+
+NCAP CCRm (a target cruising at 20 km/h from the start) has no generator here: the
+nearest are lead-brake (a lead braking to a stop) and cut-in (a cutter slowing down)."""
+
+MIX_ENTRIES = SCENARIOS + tuple(PROTOCOL_RANGES)
+"""Names a mixture may weigh, in the order of the `scenario` column's codes."""
 
 DEFAULT_WEIGHTS = (("highway", 0.55), ("lead-brake", 0.15), ("cut-in", 0.15),
                    ("stopped-vehicle", 0.15))
 """Default mixture: Highway mostly (the driving itself), and the three hazards."""
 
-FIELDS = ("bev", "ego", "lidar", "action", "executed", "episode_start", "episode", "tick", "env",
-          "scenario", "round", "learner")
-"""The per-frame arrays of a shard and of an `ExpertDataset` (see `ExpertDataset`). The
-observation keys are those the shipped policies read: `obs["route"]` is not stored (a
-policy that reads it cannot be trained by imitation yet; `behaviour_cloning` refuses it)."""
+FIELDS = ("bev", "ego", "lidar", "route", "action", "executed", "episode_start", "episode",
+          "tick", "env", "scenario", "round", "learner")
+"""The per-frame arrays of a shard and of an `ExpertDataset` (see `ExpertDataset`): every
+observation a policy may read (`bev`, `ego`, `lidar`, `route`), the labels and the
+bookkeeping."""
+
+
+def mix_entry(name: str) -> tuple[str, dict[str, Any]]:
+    """`(scenario, scenario-config overrides)` of mixture entry `name` (`MIX_ENTRIES`)."""
+    check_choice("scenario_weights", name, MIX_ENTRIES)
+    if name in PROTOCOL_RANGES:
+        scenario, overrides = PROTOCOL_RANGES[name]
+        return scenario, dict(overrides)
+    return name, {}
+
+
+def check_weights(field_name: str, weights: Any) -> None:
+    """Raise ConfigError naming `field_name` unless `weights` is a non-empty
+    `((entry, weight), ...)` (or `{entry: weight}`) over `MIX_ENTRIES`, weights finite and
+    >= 0, at least one > 0."""
+    pairs = list(weights.items()) if isinstance(weights, Mapping) else weights
+    rule = ("must be a non-empty {entry: weight} mapping over " + ", ".join(MIX_ENTRIES))
+    if not isinstance(pairs, (list, tuple)) or not pairs or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+        raise ConfigError(field_name, weights, rule)
+    for name, weight in pairs:
+        check_choice(field_name, name, MIX_ENTRIES)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"{field_name}.{name}", weight, "must be a finite number >= 0")
+    if not sum(float(w) for _, w in pairs) > 0.0:
+        raise ConfigError(field_name, dict(pairs), "at least one weight must be > 0")
 
 
 @dataclass(frozen=True)
@@ -110,7 +178,7 @@ class CollectionConfig:
         mode: the clock's mode, "lockstep" or "realtime".
         latency: the clock's latency model (`fixed:0`: none). With `L > T` a world skips
             the ticks its agent is busy; only observed ticks are recorded.
-        weights: `((scenario, weight), ...)` of the mixture.
+        weights: `((entry, weight), ...)` of the mixture, entries from `MIX_ENTRIES`.
         seed: the data seed (see the module docstring).
         sensors: the sensors' settings (default `SensorConfig()`).
     """
@@ -129,6 +197,7 @@ class CollectionConfig:
 
     def __post_init__(self) -> None:
         validate_fields(self)
+        check_weights("weights", self.weights)
 
 
 @dataclass(frozen=True)
@@ -138,7 +207,8 @@ class ShardSpec:
     Attributes:
         round: 0 for the expert's data, r >= 1 for DAgger round r.
         index: the shard's position in the round.
-        scenario: its scenario.
+        scenario: its mixture entry (`MIX_ENTRIES`: a scenario, or a hazard at the
+            protocol ranges).
         first: index of its first episode within the round.
         episodes: number of episodes.
     """
@@ -159,9 +229,10 @@ class ShardSpec:
         return f"shard-{self.index:04d}-{self.scenario}.npz"
 
 
-def episode_ticks(scenario: str, policy_frequency: int = 10) -> int:
-    """Ticks of one full episode of `scenario` at its default config."""
-    return int(round(make_config(scenario).duration_s * policy_frequency))
+def episode_ticks(entry: str, policy_frequency: int = 10) -> int:
+    """Ticks of one full episode of mixture entry `entry` (its scenario's config)."""
+    scenario, overrides = mix_entry(entry)
+    return int(round(make_config(scenario, overrides).duration_s * policy_frequency))
 
 
 def episodes_for_frames(frames: int, weights: Sequence[tuple[str, float]]) -> int:
@@ -209,10 +280,11 @@ def data_key(document: Any) -> str:
 def round_folder(root: Path, round_: int, episodes: int, config: CollectionConfig,
                  learner: str | None = None, beta: float = 1.0) -> Path:
     """The folder of a round's shards: `root/round-RR-<key>` (key: data version,
-    collection settings, episodes, and for DAgger rounds the learner's checksum and
-    beta)."""
+    collection settings, the mixture entries' scenarios and overrides, episodes, and for
+    DAgger rounds the learner's checksum and beta)."""
     description = {"version": DATA_VERSION, "round": round_, "episodes": episodes,
-                   "collection": asdict(config), "learner": learner, "beta": beta}
+                   "collection": asdict(config), "learner": learner, "beta": beta,
+                   "entries": {name: mix_entry(name) for name, _ in config.weights}}
     return Path(root) / f"round-{round_:02d}-{data_key(description)}"
 
 
@@ -229,6 +301,9 @@ class ExpertDataset:
         bev_width: `W` [px].
         ego: `(F, 8)` float32, `envs.config.EGO_FEATURES`.
         lidar: `(F, beams, 2)` float32, range [m] and range rate [m/s] per beam.
+        route: `(F, K, 2)` float32, `obs["route"]`: the route's points
+            `envs.road_map.ROUTE_TARGETS_M` ahead in the ego frame [m] (finite: past the
+            route's end its last point, zeros without one; `envs.road_map.route_targets`).
         action: `(F, 2)` float32, the expert's `[acceleration m/s^2, steering rad]`
             (clipped to the action bounds): the label.
         executed: `(F, 2)` float32, the command executed that tick (the expert's, or the
@@ -237,7 +312,7 @@ class ExpertDataset:
         episode: `(F,)` int64, the episode id (its scenario seed).
         tick: `(F,)` int32, the tick within the episode.
         env: `(F,)` int32, the world (of the batched env) that drove it.
-        scenario: `(F,)` int8, index into `SCENARIOS`.
+        scenario: `(F,)` int8, index into `MIX_ENTRIES`.
         round: `(F,)` int8, 0 for the expert's data, r for DAgger round r.
         learner: `(F,)` bool, the learner's action was executed.
     """
@@ -246,6 +321,7 @@ class ExpertDataset:
     bev_width: int
     ego: np.ndarray
     lidar: np.ndarray
+    route: np.ndarray
     action: np.ndarray
     executed: np.ndarray
     episode_start: np.ndarray
@@ -290,7 +366,7 @@ class ExpertDataset:
     def summary(self) -> dict[str, Any]:
         """JSON-able counts: frames, episodes, per scenario and per round."""
         per_scenario = {name: int((self.scenario == i).sum())
-                        for i, name in enumerate(SCENARIOS) if (self.scenario == i).any()}
+                        for i, name in enumerate(MIX_ENTRIES) if (self.scenario == i).any()}
         rounds = {int(r): int((self.round == r).sum()) for r in np.unique(self.round)}
         return {"frames": len(self), "episodes": int(len(np.unique(self.episode))),
                 "frames_per_scenario": per_scenario, "frames_per_round": rounds,
@@ -304,6 +380,7 @@ def empty_dataset(sensors: SensorConfig | None = None) -> ExpertDataset:
         bev=np.zeros((0, c, h, (w + 7) // 8), np.uint8), bev_width=w,
         ego=np.zeros((0, len(EGO_FEATURES)), np.float32),
         lidar=np.zeros((0, sensors.lidar_beams, 2), np.float32),
+        route=np.zeros((0, len(ROUTE_TARGETS_M), 2), np.float32),
         action=np.zeros((0, 2), np.float32),
         executed=np.zeros((0, 2), np.float32), episode_start=np.zeros(0, bool),
         episode=np.zeros(0, np.int64), tick=np.zeros(0, np.int32), env=np.zeros(0, np.int32),
@@ -381,10 +458,11 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
     n = min(config.envs, len(seeds))
     expert = expert or make_expert(seed=config.seed)
     rng = np.random.default_rng([config.seed, spec.round, spec.index, 17])
-    env = BatchedDrivingEnv(num_envs=n, scenario=spec.scenario, mode=config.mode,
+    scenario, overrides = mix_entry(spec.scenario)
+    env = BatchedDrivingEnv(num_envs=n, scenario=scenario, mode=config.mode,
                             latency=config.latency, sensors=config.sensors,
-                            autoreset_mode="disabled")
-    code = SCENARIOS.index(spec.scenario)
+                            scenario_config=overrides, autoreset_mode="disabled")
+    code = MIX_ENTRIES.index(spec.scenario)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in FIELDS}
     low = np.array([ACCELERATION_BOUNDS[0], STEERING_BOUNDS[0]], np.float32)
     high = np.array([ACCELERATION_BOUNDS[1], STEERING_BOUNDS[1]], np.float32)
@@ -415,6 +493,7 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
                     "bev": np.packbits(obs["bev"][rows] != 0, axis=-1),
                     "ego": obs["ego"][rows].astype(np.float32),
                     "lidar": obs["lidar"][rows].astype(np.float32),
+                    "route": obs["route"][rows].astype(np.float32),
                     "action": label[rows], "executed": executed[rows].astype(np.float32),
                     "episode_start": step.ticks[rows] == 0,
                     "episode": rollout.seeds[rows].copy(),

@@ -6,9 +6,10 @@
 Pipeline (`train_imitation`), every step resumable:
 
 1. Data (`reflexdrive.train.expert_data`): the staged stack (oracle perception) drives a
-   seeded mixture of highway / lead-brake / cut-in / stopped-vehicle episodes on the
-   batched backend; every tick is recorded (bev, ego, expert action, episode starts) in
-   shards under `OUT/data/`.
+   seeded mixture of episodes on the batched backend (`expert_data.MIX_ENTRIES`: highway,
+   the straight hazards, merge, roundabout, intersection, and the hazards at the protocol
+   grids' ranges); every tick is recorded (bev, ego, lidar, route, expert action, episode
+   starts) in shards under `OUT/data/`.
 2. Behaviour cloning (phase "bc", `epochs` passes): minimise the (weighted) MSE or Huber
    loss between the policy's action and the expert's, both mapped to `[-1, 1]` per
    dimension by the policy head's bounds (`ActionHead.to_unit`), each dimension's term

@@ -12,8 +12,6 @@ from reflexdrive.agents.end_to_end import policy_spec
 from reflexdrive.common.devices import DEVICES
 from reflexdrive.common.validation import (
     ConfigError,
-    check_choice,
-    check_real,
     choice,
     integer,
     number_tuple,
@@ -30,9 +28,10 @@ from reflexdrive.policies.registry import (
 from reflexdrive.train.expert_data import (
     DEFAULT_WEIGHTS,
     MAX_ROUND,
+    MIX_ENTRIES,
     ROUND_STRIDE,
-    SCENARIOS,
     CollectionConfig,
+    check_weights,
     episodes_for_frames,
 )
 
@@ -72,8 +71,12 @@ class ImitationConfig:
         episodes: expert episodes of the dataset (round 0); ignored when `frames` is set.
         frames: about this many expert frames instead (full-length episodes of the mix:
             `expert_data.episodes_for_frames`); None: use `episodes`.
-        scenario_weights: `{scenario: weight}` of the mixture over highway, lead-brake, cut-in,
-            stopped-vehicle (weights >= 0, not all 0; missing scenarios weigh 0).
+        scenario_weights: `{entry: weight}` of the mixture over `expert_data.MIX_ENTRIES`:
+            the scenarios the expert drives on the batched backend (highway, lead-brake,
+            cut-in, stopped-vehicle, merge, roundabout, intersection) and the three hazards
+            at the protocol grids' ranges (`lead-brake-protocol`, `cut-in-protocol`,
+            `stopped-vehicle-protocol`: `expert_data.PROTOCOL_RANGES`); weights >= 0, not
+            all 0; missing entries weigh 0.
         envs: worlds simulated side by side while collecting (batch size of the expert).
         shard_episodes: most episodes per data shard.
         mode: the clock while collecting: "lockstep" (default) or "realtime".
@@ -183,17 +186,12 @@ class ImitationConfig:
     def __post_init__(self) -> None:
         validate_fields(self)
         weights = self.scenario_weights
-        if not isinstance(weights, Mapping) or not weights:
-            raise ConfigError("scenario_weights", weights, "must be a non-empty {scenario: "
-                              "weight} dict over " + ", ".join(SCENARIOS))
-        for name, weight in weights.items():
-            check_choice("scenario_weights", name, SCENARIOS)
-            check_real(f"scenario_weights.{name}", weight, 0.0, None)
-        if not sum(float(w) for w in weights.values()) > 0.0:
-            raise ConfigError("scenario_weights", dict(weights),
-                              "at least one weight must be > 0")
+        if not isinstance(weights, Mapping):
+            raise ConfigError("scenario_weights", weights, "must be a non-empty {entry: "
+                              "weight} dict over " + ", ".join(MIX_ENTRIES))
+        check_weights("scenario_weights", weights)
         object.__setattr__(self, "scenario_weights", {
-            name: float(weights[name]) for name in SCENARIOS if name in weights})
+            name: float(weights[name]) for name in MIX_ENTRIES if name in weights})
         if not sum(self.action_weights) > 0:
             raise ConfigError("action_weights", self.action_weights, ACTION_WEIGHTS_RULE)
         object.__setattr__(self, "action_weights", tuple(float(w) for w in self.action_weights))

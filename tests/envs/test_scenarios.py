@@ -256,6 +256,24 @@ def test_cut_in_severity():
     assert init.hazard.target_speed_mps == 0.0
 
 
+def test_cut_in_lateral_speed_range_is_drawn_last():
+    """`lateral_speed_mps` (None by default: highway-env's lane change) draws the peak
+    lateral speed after everything else, so the episode is otherwise the default's."""
+    default = make_config("cut-in")
+    assert default.lateral_speed_mps is None
+    profiled = make_config("cut-in", {"lateral_speed_mps": [0.5, 3.0]})
+    speeds = []
+    for seed in SEEDS:
+        plain, init = generate("cut-in", default, seed, F), generate("cut-in", profiled, seed, F)
+        assert plain.hazard.lateral_speed_mps is None
+        assert dataclasses.replace(init.hazard, lateral_speed_mps=None) == plain.hazard
+        assert init.vehicles == plain.vehicles
+        speeds.append(init.hazard.lateral_speed_mps)
+    assert all(0.5 <= v <= 3.0 for v in speeds) and len(set(speeds)) == len(SEEDS)
+    with pytest.raises(ConfigError, match=r"lateral_speed_mps\[0\]=0.0 is invalid"):
+        make_config("cut-in", {"lateral_speed_mps": (0.0, 1.0)})
+
+
 def test_cut_in_uses_both_sides():
     sides = set()
     for seed in range(40):

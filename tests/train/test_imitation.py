@@ -104,6 +104,8 @@ def test_expert_data_shapes_and_flags(expert_data):
     bev = data.frames_bev(np.arange(3))
     assert bev.shape == (3, 4, 64, 64) and set(np.unique(bev)) <= {0, 255} and bev.any()
     assert data.ego.shape == (520, 8) and data.action.shape == (520, 2)
+    assert data.route.shape == (520, 5, 2) and np.isfinite(data.route).all()
+    assert np.allclose(data.route[:, :, 0], [4, 10, 20, 30, 40], atol=0.5)  # straight ahead
     assert data.action.dtype == np.float32
     assert (data.action[:, 0] >= -8).all() and (data.action[:, 0] <= 4).all()
     assert np.array_equal(data.executed, data.action) and not data.learner.any()
@@ -162,6 +164,7 @@ def hand_dataset(lengths: list[int]) -> ExpertDataset:
     return ExpertDataset(
         bev=np.zeros((n, *data.bev.shape[1:]), np.uint8), bev_width=64,
         ego=np.zeros((n, 8), np.float32), lidar=np.zeros((n, 64, 2), np.float32),
+        route=np.zeros((n, 5, 2), np.float32),
         action=np.zeros((n, 2), np.float32),
         executed=np.zeros((n, 2), np.float32), episode_start=tick == 0,
         episode=episode.astype(np.int64), tick=tick.astype(np.int32),
@@ -354,7 +357,10 @@ def test_a_dagger_round_grows_the_data_with_expert_labels(expert_data, tmp_path)
                         "transformer"),
     ({"method": "ppo"}, "method='ppo' is invalid: allowed values are bc, dagger"),
     ({"scenario_weights": {"mars": 1.0}}, "scenario_weights='mars' is invalid: allowed values "
-                                          "are highway, lead-brake, cut-in, stopped-vehicle"),
+                                          "are highway, lead-brake, cut-in, stopped-vehicle, "
+                                          "merge, roundabout, intersection, "
+                                          "lead-brake-protocol, cut-in-protocol, "
+                                          "stopped-vehicle-protocol"),
     ({"scenario_weights": {"highway": 0.0}}, "at least one weight must be > 0"),
     ({"epochs": -1}, "epochs=-1 is invalid: must be an integer in [0, 10000]"),
     ({"episodes": 2.5}, "episodes=2.5 is invalid: must be an integer"),
