@@ -19,7 +19,16 @@
 - with `--scenarios merge,roundabout,intersection` (issue 17) only those, per scenario:
   collisions %, off-road %, the route's exit reached % (`run.evaluation.route_summary`),
   `n` and the seed range, `--episodes` seeds from `--seed`, oracle perception, and the
-  goals (collisions <= 2 %, off-road 0 %, exit reached >= 95 %).
+  goals (collisions <= 2 %, off-road 0 %, exit reached >= 95 %);
+- the hazards on curves and at crossings (`stopped-vehicle-curve`,
+  `intersection-cross-traffic`) in `--scenarios`: the staged stack (oracle) and the
+  reference driver on the same `--episodes` seeds, each with the hazard summary of the
+  straight hazards (`run.evaluation.hazard_summary`: collisions, critical episodes,
+  counterfactual reaction p50 with its interval) and off-road %, the seeds where the
+  staged stack collides and the reference driver does not, and the goals that apply:
+  the straight hazards' (no collision), issue 17's (no off-road), and R157's rule (no
+  collision where the reference driver avoids one). The route's exit does not apply: a
+  hazard episode is shorter than the route.
 
 Progress goes to stderr. Usage:
 
@@ -27,6 +36,8 @@ Progress goes to stderr. Usage:
     python scripts/eval_staged.py --episodes 10 --hazard-episodes 5 --skip-detector
     python scripts/eval_staged.py --scenarios merge,roundabout,intersection --episodes 100 \
         --seed 95000 --envs 2                           # issue 17, held-out seeds
+    python scripts/eval_staged.py --scenarios stopped-vehicle-curve,intersection-cross-traffic \
+        --episodes 100 --seed 95000 --envs 2            # issue 17's hazards, held-out seeds
 """
 
 from __future__ import annotations
@@ -102,7 +113,9 @@ def main() -> int:
                         help="skip the ncap-ccr and r157 protocol grids")
     parser.add_argument("--scenarios", default="",
                         help="comma-separated curved scenarios (merge, roundabout, "
-                             "intersection): evaluate only these, oracle perception")
+                             "intersection, stopped-vehicle-curve, "
+                             "intersection-cross-traffic): evaluate only these, oracle "
+                             "perception")
     args = parser.parse_args()
     if args.scenarios:
         from reflexdrive.common.validation import ConfigError
@@ -153,6 +166,8 @@ def main() -> int:
 
 
 CURVED_SCENARIOS = ("merge", "roundabout", "intersection")
+CURVED_HAZARDS = ("stopped-vehicle-curve", "intersection-cross-traffic")
+REFERENCE = "reference-driver"
 
 
 def curved_scenarios(args: argparse.Namespace) -> dict:
@@ -161,11 +176,14 @@ def curved_scenarios(args: argparse.Namespace) -> dict:
 
     names = [name for name in args.scenarios.split(",") if name]
     for name in names:
-        if name not in CURVED_SCENARIOS:
+        if name not in CURVED_SCENARIOS + CURVED_HAZARDS:
             raise ConfigError("scenarios", name, "allowed values are "
-                              + ", ".join(CURVED_SCENARIOS))
+                              + ", ".join(CURVED_SCENARIOS + CURVED_HAZARDS))
     result: dict = {}
     for name in names:
+        if name in CURVED_HAZARDS:
+            result[name] = hazard_on_curve(name, args)
+            continue
         log(f"{name}: staged, oracle perception, {args.episodes} episodes from {args.seed} ...")
         frame, seconds = timed(evaluation.episodes, name, "staged", args.episodes, args.seed,
                                args.envs, perception="oracle")
@@ -177,6 +195,43 @@ def curved_scenarios(args: argparse.Namespace) -> dict:
             "exit_reached_pct>=95": summary["exit_reached_pct"] >= 95.0}
         result[name] = summary
     return result
+
+
+def hazard_on_curve(name: str, args: argparse.Namespace) -> dict:
+    """A hazard on a curve or at a crossing (lockstep, zero latency): the staged stack
+    (oracle perception) and the reference driver on the same seeds, and the goals."""
+    frames, result = {}, {}
+    for stack in ("staged", REFERENCE):
+        log(f"{name}: {stack}, {args.episodes} episodes from {args.seed} ...")
+        options = {"perception": "oracle"} if stack == "staged" else {}
+        frame, seconds = timed(evaluation.episodes, name, stack, args.episodes, args.seed,
+                               args.envs, **options)
+        frames[stack] = frame
+        result[stack] = {**hazard_stack_summary(frame, args.seed),
+                         "seconds": round(seconds, 1)}
+    result.update(hazard_goals(frames["staged"], frames[REFERENCE]))
+    return result
+
+
+def hazard_stack_summary(frame, seed: int) -> dict:
+    """`run.evaluation.hazard_summary` with the off-road share [%] and the seed range."""
+    seeds = frame["seed"].astype(int)
+    return {**evaluation.hazard_summary(frame, seed),
+            "offroad_pct": 100.0 * evaluation.rate(frame["offroad"]),
+            "seeds": [int(seeds.min()), int(seeds.max())]}
+
+
+def hazard_goals(staged, reference) -> dict:
+    """The seeds where the staged stack collides and the reference driver does not, and
+    the goals: no collision, no off-road, none where the reference avoids one."""
+    collided = staged.set_index("seed")["collided"].astype(bool)
+    avoided = ~reference.set_index("seed")["collided"].astype(bool)
+    worse = sorted(int(s) for s in collided.index[collided & avoided.reindex(
+        collided.index, fill_value=False)])
+    return {"staged_collides_where_reference_avoids": worse,
+            "goals": {"collisions==0": int(collided.sum()) == 0,
+                      "offroad_pct==0": not staged["offroad"].astype(bool).any(),
+                      "no_collision_where_reference_avoids": not worse}}
 
 
 def goals(result: dict) -> dict:

@@ -170,11 +170,21 @@ class DrivingEnv(gym.Env):
     # -- Gymnasium API ---------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """A new episode: generated from `seed`, or `options["scenario_init"]` (a
+        `ScenarioInit`, e.g. a test protocol's grid point on a curve) played as given, its
+        `seed` keying the episode's sensor noise and latency draws (as the vector env's
+        `options["scenario_inits"]`)."""
         super().reset(seed=seed)
-        episode_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31 - 1))
+        given = (options or {}).get("scenario_init")
+        if given is not None:
+            episode_seed = int(given.seed)
+        else:
+            episode_seed = (int(seed) if seed is not None
+                            else int(self.np_random.integers(2**31 - 1)))
         self.episode_seed = episode_seed
-        self.init = generate(self.scenario.name, self.scenario_config, episode_seed,
-                             self.timing.simulation_frequency)
+        self.init = given if given is not None else generate(
+            self.scenario.name, self.scenario_config, episode_seed,
+            self.timing.simulation_frequency)
         if self.counterfactual:
             self.init = without_hazard(self.init)
         self.backend.reset(self.init)

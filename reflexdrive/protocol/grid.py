@@ -1,9 +1,10 @@
 """A protocol's grid point: one test case as a `ScenarioInit`, with its parameters and id.
 
-Every grid point of every suite is the same world: a straight 3-lane road, the vehicle
-under test (VUT, the ego) in the middle lane, one target vehicle (slot 1), and the
-target's `HazardPlan`. No random traffic: a protocol test is a fixed geometry, so the
-only seeds in play key sensor noise and latency draws (`ScenarioInit.seed`).
+Every grid point of every suite is the same world: a straight 3-lane road (R157's curved
+stationary tests: a 3-lane arc, `curve_init`), the vehicle under test (VUT, the ego) in
+the middle lane, one target vehicle (slot 1), and the target's `HazardPlan`. No random
+traffic: a protocol test is a fixed geometry, so the only seeds in play key sensor noise
+and latency draws (`ScenarioInit.seed`).
 
 Hazard vocabulary (`envs.scenarios.HAZARD_KINDS`, no new kind):
 
@@ -23,6 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from reflexdrive.envs.curved_scenarios import (
+    CURVE_ARC_M,
+    CURVE_DESTINATION,
+    CURVE_EXIT_M,
+    curve_lane,
+)
 from reflexdrive.envs.scenarios import (
     EGO_START_S,
     VEHICLE_LENGTH_M,
@@ -69,6 +76,8 @@ class GridPoint:
         ends_when_slower: Euro NCAP's end of test: also when the VUT is at standstill or
             slower than the target (a later contact does not count); False: any contact
             in the episode counts (R157).
+        steer_from_start: the rig lets the stack steer before the release too (a curved
+            road: steering 0 would leave the lane); False: the rig steers 0 until then.
     """
 
     suite: str
@@ -83,10 +92,17 @@ class GridPoint:
     ends_when_slower: bool = False
     target_slot: int = field(default=TARGET_SLOT)
     heat_facet: str = ""
+    steer_from_start: bool = False
 
     @property
     def ego_speed_kph(self) -> float:
         return round(self.test_speed_mps / KPH, 6)
+
+    @property
+    def needs_highway(self) -> bool:
+        """Whether the point runs on the highway backend only: its road is not straight
+        (the batched backend has no curved road yet)."""
+        return self.init.road.kind != "straight"
 
 
 def straight_init(name: str, seed: int, simulation_frequency: int, ego_speed_mps: float,
@@ -113,3 +129,27 @@ def cruising(lane_index: int, s_m: float, speed_mps: float) -> VehicleInit:
 def parked(s_m: float) -> VehicleInit:
     """A stationary vehicle in the VUT's lane."""
     return VehicleInit(lane(EGO_LANE), s_m, 0.0, 0.0, "static", lane_changes=False)
+
+
+def curve_init(name: str, seed: int, simulation_frequency: int, ego_speed_mps: float,
+               gap_m: float, turn: str, radius_m: float, hazard: HazardPlan,
+               duration_s: float) -> ScenarioInit:
+    """A grid point on a curve: the 3-lane road of `envs.curved_scenarios` (a straight
+    lead-in of `EGO_START_S`, an arc whose ego-lane centreline has radius `radius_m` [m],
+    turning `turn` ("left" or "right"), then a straight exit), the VUT in `EGO_LANE` where
+    the arc begins at its test speed, and a stationary target in its lane whose rear is
+    `gap_m` [m] ahead of the VUT's front along the lane (slot 1)."""
+    sign = 1.0 if turn == "right" else -1.0
+    road = RoadSpec(kind="curve", lanes=ROAD.lanes, length_m=CURVE_EXIT_M,
+                    lead_in_m=EGO_START_S,
+                    radius_m=radius_m + sign * EGO_LANE * ROAD.lane_width_m,
+                    arc_rad=sign * CURVE_ARC_M / radius_m)
+    ego_lane, ego_s = curve_lane(road, EGO_LANE, EGO_START_S)
+    target_lane, target_s = curve_lane(road, EGO_LANE, ahead_s(gap_m))
+    ego = VehicleInit(ego_lane, ego_s, ego_speed_mps, ego_speed_mps, "ego",
+                      destination=CURVE_DESTINATION)
+    target = VehicleInit(target_lane, target_s, 0.0, 0.0, "static", lane_changes=False,
+                         destination=CURVE_DESTINATION)
+    return ScenarioInit(name=name, seed=int(seed), simulation_frequency=simulation_frequency,
+                        road=road, vehicles=(ego, target), hazard=hazard,
+                        duration_s=float(duration_s))

@@ -1,5 +1,9 @@
 """The protocol harness: every grid point x stack as worlds of one `BatchedDrivingEnv`.
 
+Points whose road the batched backend lacks (R157's curved stationary tests,
+`GridPoint.needs_highway`) run the same way in highway-env worlds
+(`protocol.highway_worlds`), a second batch after the straight points.
+
 Each (stack, point) is two worlds of the batch: the point's `ScenarioInit` and its
 hazard-removed twin (`counterfactual=[...]` flags), so `run.metrics.counterfactual_reaction`
 gives the reaction time. All stacks drive on the test rig (`HoldSpeedAgent`). The env runs
@@ -44,6 +48,7 @@ from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.latency import parse_latency
 from reflexdrive.envs.sensors.ground_truth import OBJECT_FIELDS
 from reflexdrive.protocol.grid import KPH, GridPoint
+from reflexdrive.protocol.highway_worlds import highway_worlds
 from reflexdrive.protocol.hold_speed import HoldSpeedAgent
 from reflexdrive.protocol.ncap import impact_score, ncap_grid
 from reflexdrive.protocol.r157 import r157_grid, r157_score
@@ -185,9 +190,12 @@ def run_protocol(config: ProtocolConfig, progress: Callable[[int, int], None] | 
     reference = tuple(stack for stack in stacks if stack in REFERENCE_STACKS)
     systems = tuple(stack for stack in stacks if stack not in REFERENCE_STACKS)
     rows = []
+    straight = [point for point in points if not point.needs_highway]
+    curved = [point for point in points if point.needs_highway]
     for group, latency in ((systems, config.latency), (reference, "fixed:0")):
-        if group:
-            rows.extend(_drive(config, points, group, latency, progress))
+        for batch in (straight, curved):
+            if group and batch:
+                rows.extend(_drive(config, batch, group, latency, progress))
     rows.sort(key=lambda row: stacks.index(row["stack"]))
     return _scored(pd.DataFrame(rows, columns=result_columns(points)), config.suite)
 
@@ -199,20 +207,27 @@ def _drive(config: ProtocolConfig, points: Sequence[GridPoint], stacks: Sequence
     inits = [point.init for _ in stacks for point in points for _twin in (0, 1)]
     twins = [bool(twin) for _ in stacks for _ in points for twin in (0, 1)]
     device = str(resolve_device(config.device))
-    env = BatchedDrivingEnv(
-        num_envs=len(inits), scenario="lead-brake", mode=config.mode, latency=latency,
-        simulation_frequency=config.simulation_frequency,
-        policy_frequency=config.policy_frequency, device=device, record=True,
-        autoreset_mode="disabled", counterfactual=twins, latency_base_dir=os.getcwd())
+    clock = dict(mode=config.mode, latency=latency,
+                 simulation_frequency=config.simulation_frequency,
+                 policy_frequency=config.policy_frequency, latency_base_dir=os.getcwd())
+    if any(point.needs_highway for point in points):
+        env = highway_worlds(twins, **clock)
+        seed: Any = [int(init.seed) for init in inits]
+    else:
+        env = BatchedDrivingEnv(num_envs=len(inits), scenario="lead-brake", device=device,
+                                record=True, autoreset_mode="disabled", counterfactual=twins,
+                                **clock)
+        seed = config.seed
     test_speed = np.array([point.test_speed_mps for point in points for _ in (0, 1)])
     release = np.array([point.release_s for point in points for _ in (0, 1)])
+    steer_free = np.array([point.steer_from_start for point in points for _ in (0, 1)])
     agents = [HoldSpeedAgent(make_agent(stack, seed=config.seed, device=device,
                                         perception=config.perception,
                                         controller=config.controller,
                                         tick_s=1.0 / config.policy_frequency),
-                             test_speed, release)
+                             test_speed, release, steer_from_start=steer_free)
               for stack in stacks]
-    obs, info = env.reset(seed=config.seed, options={"scenario_inits": inits})
+    obs, info = env.reset(seed=seed, options={"scenario_inits": inits})
     for agent in agents:
         agent.reset(np.ones(per_stack, dtype=bool))
     worlds = len(inits)

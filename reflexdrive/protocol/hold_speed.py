@@ -11,7 +11,9 @@ world and its hazard-removed twin):
 - before the release (`t_k < t_r`) the rig drives: acceleration `a_hold`, steering 0
   (the VUT starts centred and straight on a straight road, so steering 0 keeps its
   lane exactly). Whatever the stack would do, the test geometry at the onset (the grid's
-  speeds and gaps) is the protocol's;
+  speeds and gaps) is the protocol's. On a curve (`steer_from_start`) the stack steers
+  from the start: the rig holds only the speed (a world and its twin see the same road
+  and steer alike until the hazard reaches the sensors);
 - from the release on the acceleration is `min(a_stack, a_hold)` (the stack brakes as it
   likes, never drives faster than the test speed) and the steering is the stack's.
 
@@ -44,14 +46,17 @@ def hold_speed_command(speed_mps: np.ndarray, test_speed_mps: np.ndarray,
 
 
 def rig_actions(stack_actions: np.ndarray, hold_accel_mps2: np.ndarray,
-                released: np.ndarray) -> np.ndarray:
+                released: np.ndarray, steer_free: np.ndarray | bool = False) -> np.ndarray:
     """The applied actions `(N, 2)` [m/s^2, rad] from the stack's `(N, 2)`, the holder's
     acceleration `(N,)` and `released` (bool `(N,)`, `t_k >= t_r`): where released,
-    `[min(a_stack, a_hold), steering_stack]`, elsewhere `[a_hold, 0]`."""
+    `[min(a_stack, a_hold), steering_stack]`, elsewhere `[a_hold, 0]`, or
+    `[a_hold, steering_stack]` where `steer_free` (bool `(N,)`: the stack steers from the
+    start)."""
     stack_actions = np.asarray(stack_actions, dtype=np.float64)
+    steers = np.asarray(released, dtype=bool) | np.asarray(steer_free, dtype=bool)
     return np.stack([
         np.where(released, np.minimum(stack_actions[:, 0], hold_accel_mps2), hold_accel_mps2),
-        np.where(released, stack_actions[:, 1], 0.0)], axis=1)
+        np.where(steers, stack_actions[:, 1], 0.0)], axis=1)
 
 
 class HoldSpeedAgent:
@@ -62,16 +67,22 @@ class HoldSpeedAgent:
         test_speed_mps: `(N,)` test speed of each of its worlds [m/s].
         release_s: `(N,)` release time `t_r` of each of its worlds [s].
         gain_per_s: the speed holder's gain [1/s].
+        steer_from_start: `(N,)` bool, worlds whose stack steers before the release too
+            (curved roads); default none.
     """
 
     def __init__(self, agent: Agent, test_speed_mps: np.ndarray, release_s: np.ndarray,
-                 gain_per_s: float = HOLD_GAIN_PER_S):
+                 gain_per_s: float = HOLD_GAIN_PER_S,
+                 steer_from_start: np.ndarray | None = None):
         self.agent = agent
         self.name = agent.name
         self.stage_names = agent.stage_names
         self.test_speed_mps = np.asarray(test_speed_mps, dtype=np.float64)
         self.release_s = np.asarray(release_s, dtype=np.float64)
         self.gain_per_s = float(gain_per_s)
+        self.steer_from_start = (np.zeros(self.release_s.shape, dtype=bool)
+                                 if steer_from_start is None
+                                 else np.asarray(steer_from_start, dtype=bool))
 
     def reset(self, done: np.ndarray) -> None:
         self.agent.reset(done)
@@ -80,6 +91,7 @@ class HoldSpeedAgent:
         decision = self.agent.act(obs, info)
         hold = hold_speed_command(obs["ego"][:, 0], self.test_speed_mps, self.gain_per_s)
         released = np.asarray(info["time_s"]) >= self.release_s - TIME_EPS_S
-        actions = rig_actions(decision.actions, hold, released).astype(np.float32)
+        actions = rig_actions(decision.actions, hold, released,
+                              self.steer_from_start).astype(np.float32)
         return Decision(actions=actions, stage_latency_s=decision.stage_latency_s,
                         products=decision.products)

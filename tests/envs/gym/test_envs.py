@@ -168,6 +168,21 @@ def test_seedless_reset_draws_a_seed():
     assert again["scenario_seed"] == info["scenario_seed"] == 7
 
 
+
+def test_reset_plays_a_given_scenario_init_with_its_seed():
+    from reflexdrive.envs.scenarios import generate, make_config, without_hazard
+
+    init = generate("stopped-vehicle-curve", make_config("stopped-vehicle-curve"), 11, 50)
+    env = gym.make("reflexdrive/Highway-v0")
+    _, info = env.reset(seed=3, options={"scenario_init": init})
+    assert env.unwrapped.init == init and info["scenario_seed"] == 11
+    twin = DrivingEnv("highway", counterfactual=True)
+    twin.reset(seed=3, options={"scenario_init": init})
+    assert twin.init == without_hazard(init)
+    # the same world as the env of its own scenario reset with the init's seed
+    own = gym.make("reflexdrive/StoppedVehicleCurve-v0")
+    _assert_same_step(own.reset(seed=11), env.reset(options={"scenario_init": init}))
+
 # ----------------------------------------------------------------------------- the clock's kwargs
 
 
