@@ -8,9 +8,10 @@
   `--hazard-episodes` seeds each from `--hazard-seed` (a range no tuning touched):
   collisions, the counterfactual reaction time and the brake onset (medians with bootstrap
   95 % intervals over the critical episodes), critical episode counts, min TTC;
-- `protocols`: per suite (ncap-ccr, r157) the whole grid for the staged stack (oracle, zero
-  latency) and the UN R157 reference driver: collisions of each, and the grid points where
-  the staged stack collides but the reference driver does not;
+- `protocols`: per suite (ncap-ccr, r157) the grid for the staged stack (oracle, zero
+  latency) and the UN R157 reference driver (`run.evaluation.protocol_summary`; R157's
+  points on curves only with `--protocol-curves`): collisions of each, and the grid points
+  where the staged stack collides but the reference driver does not;
 - `detector`: the learned detector's precision / recall for vehicles within 40 m at
   default sensor noise on held-out seeds (not used in training);
 - `latency_p50_ms`: per-stage p50 latency at batch size 1 on this machine, per perception
@@ -78,22 +79,6 @@ def hazard(scenario: str, perception: str, episodes: int, seed: int, envs: int) 
     return evaluation.hazard_summary(frame, seed)
 
 
-def protocol_suite(suite: str) -> dict:
-    """The staged stack against the reference driver on one suite's whole grid."""
-    from reflexdrive.protocol.harness import ProtocolConfig, run_protocol
-
-    frame = run_protocol(ProtocolConfig(suite=suite, stacks=("staged", "reference-driver"),
-                                        latency="fixed:0"))
-    collided = frame.pivot(index="point", columns="stack", values="collided").astype(bool)
-    worse = collided.index[collided["staged"] & ~collided["reference-driver"]]
-    reaction = frame[frame["stack"] == "staged"]["reaction_time_s"].dropna()
-    return {"points": int(len(collided)),
-            "staged_collisions": int(collided["staged"].sum()),
-            "reference_collisions": int(collided["reference-driver"].sum()),
-            "staged_collides_where_reference_avoids": sorted(worse.tolist()),
-            "staged_reaction_p50_s": float(reaction.median()) if len(reaction) else None}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -111,6 +96,9 @@ def main() -> int:
                         help="skip the detector's precision / recall")
     parser.add_argument("--skip-protocols", action="store_true",
                         help="skip the ncap-ccr and r157 protocol grids")
+    parser.add_argument("--protocol-curves", action="store_true",
+                        help="also R157's 48 stationary-obstacle points on curves (highway-env "
+                             "worlds, about 40 s per point and stack)")
     parser.add_argument("--scenarios", default="",
                         help="comma-separated curved scenarios (merge, roundabout, "
                              "intersection, stopped-vehicle-curve, "
@@ -143,8 +131,9 @@ def main() -> int:
     if not args.skip_protocols:
         result["protocols"] = {}
         for suite in ("ncap-ccr", "r157"):
-            log(f"protocol {suite}: staged and reference-driver, whole grid ...")
-            result["protocols"][suite] = protocol_suite(suite)
+            log(f"protocol {suite}: staged and reference-driver ...")
+            result["protocols"][suite] = evaluation.protocol_summary(
+                suite, "staged", curves=args.protocol_curves)
     if not args.skip_detector and "learned" in PERCEPTIONS:
         from reflexdrive.train.detector import evaluate_detector
 
@@ -256,7 +245,7 @@ def goals(result: dict) -> dict:
             out[f"{perception}_lead-brake_reaction_p50<=0.2s"] = [
                 p50, p50 is not None and p50 <= 0.2 + 1e-9]
     for suite, values in result.get("protocols", {}).items():
-        worse = values["staged_collides_where_reference_avoids"]
+        worse = values["collides_where_reference_avoids"]
         out[f"{suite}_no_collision_where_reference_avoids"] = [len(worse), not worse]
     detector = result.get("detector")
     if detector:

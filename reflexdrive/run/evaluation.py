@@ -88,19 +88,26 @@ def hazard_summary(frame: pd.DataFrame, seed: int = 0) -> dict[str, Any]:
     return out
 
 
-def protocol_summary(suite: str, stack: str = "staged") -> dict[str, Any]:
-    """`stack` against the UN R157 reference driver on one protocol suite's whole grid
-    (lockstep, zero latency): collisions of each, the grid points where `stack` collides
-    but the reference driver does not, and `stack`'s reaction time p50 [s]."""
+def protocol_summary(suite: str, stack: str = "staged", curves: bool = False
+                     ) -> dict[str, Any]:
+    """`stack` against the UN R157 reference driver on one protocol suite's grid (lockstep,
+    zero latency): collisions of each, the grid points where `stack` collides but the
+    reference driver does not, and `stack`'s reaction time p50 [s]. The points on curves
+    (R157's stationary obstacle on 250 m / 1000 m arcs: they run in highway-env worlds,
+    ~40 s per point and stack on 2 loaded cores) only with `curves`."""
     from reflexdrive.protocol.harness import ProtocolConfig, run_protocol
 
     reference = "reference-driver"
-    frame = run_protocol(ProtocolConfig(suite=suite, stacks=(stack, reference),
-                                        latency="fixed:0"))
+    config = ProtocolConfig(suite=suite, stacks=(stack, reference), latency="fixed:0")
+    if not curves:
+        points = tuple(p.point for p in config.grid() if not p.needs_highway)
+        config = ProtocolConfig(suite=suite, stacks=(stack, reference), latency="fixed:0",
+                                points=points)
+    frame = run_protocol(config)
     collided = frame.pivot(index="point", columns="stack", values="collided").astype(bool)
     worse = collided.index[collided[stack] & ~collided[reference]]
     reaction = frame[frame["stack"] == stack]["reaction_time_s"].dropna()
-    return {"points": int(len(collided)),
+    return {"points": int(len(collided)), "curves": curves,
             "collisions": int(collided[stack].sum()),
             "reference_collisions": int(collided[reference].sum()),
             "collides_where_reference_avoids": sorted(worse.tolist()),
