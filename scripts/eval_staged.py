@@ -18,9 +18,11 @@
   (`reflexdrive profile`'s measurement);
 - `goals`: each goal of the issue with its measured value and whether it is met;
 - with `--scenarios merge,roundabout,intersection` (issue 17) only those, per scenario:
-  collisions %, off-road %, the route's exit reached % (`run.evaluation.route_summary`),
-  `n` and the seed range, `--episodes` seeds from `--seed`, oracle perception, and the
-  goals (collisions <= 2 %, off-road 0 %, exit reached >= 95 %);
+  collisions %, off-road %, the route's exit reached (or progress >= 90 % of the time
+  limit's reach) % (`run.evaluation.route_summary`), `n` and the seed range, `--episodes`
+  seeds from `--seed`, oracle perception, and the goals (collisions <= 2 %, off-road 0 %,
+  exit reached >= 95 %); `--envs` episodes run side by side on the batched backend (the
+  scenarios' default: one process, so a larger batch is faster).
 - the hazards on curves and at crossings (`stopped-vehicle-curve`,
   `intersection-cross-traffic`) in `--scenarios`: the staged stack (oracle) and the
   reference driver on the same `--episodes` seeds, each with the hazard summary of the
@@ -36,7 +38,7 @@ Progress goes to stderr. Usage:
     python scripts/eval_staged.py                      # the full evaluation (~10 min, 2 cores)
     python scripts/eval_staged.py --episodes 10 --hazard-episodes 5 --skip-detector
     python scripts/eval_staged.py --scenarios merge,roundabout,intersection --episodes 100 \
-        --seed 95000 --envs 2                           # issue 17, held-out seeds
+        --seed 95000 --envs 100                         # issue 17, held-out seeds
     python scripts/eval_staged.py --scenarios stopped-vehicle-curve,intersection-cross-traffic \
         --episodes 100 --seed 95000 --envs 2            # issue 17's hazards, held-out seeds
 """

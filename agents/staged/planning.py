@@ -601,8 +601,10 @@ class MobilFrenetPlanner:
         if curved.any():
             bend_speed = np.where(curved, curve_speed_limit(
                 route, cfg.max_lateral_accel_mps2, cfg.curve_decel_mps2, max_speed), max_speed)
-            bend = route_planning.curve_acceleration(speed, bend_speed, params.max_accel_mps2,
-                                                     params.delta)
+            bend = np.minimum(
+                route_planning.curve_acceleration(speed, bend_speed, params.max_accel_mps2,
+                                                  params.delta),
+                route_planning.bend_deceleration(route, speed, cfg.max_lateral_accel_mps2))
             accel = np.where(curved, np.clip(np.minimum(accel, bend), *ACCELERATION_BOUNDS),
                              accel)
             max_speed = bend_speed

@@ -12,7 +12,9 @@ error; where the env's map (`info["map"]`, `envs.road_map`) shows a curved route
 - `neighbour_lanes`: whether the map shows a lane beside the route lane on either side (a
   lane change needs one);
 - `route_path`: the planned `(s, d)` path back into the ego frame;
-- `curve_acceleration`: the free-road acceleration towards the curve speed limit.
+- `curve_acceleration`: the free-road acceleration towards the curve speed limit;
+- `bend_deceleration`: the constant deceleration that brings the ego to each bend's speed
+  by the time it reaches it (the planner takes the lower of the two).
 
 Pure batched functions over `N` envs.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from reflexdrive.agents.staged.route_frame import (
     project_to_route,
+    route_arc_length,
     route_curvature,
     route_point,
 )
@@ -156,3 +159,49 @@ def curve_acceleration(speed: np.ndarray, limit: np.ndarray, max_accel_mps2: flo
     acceleration bound."""
     limit = np.maximum(limit, 0.5)
     return max_accel_mps2 * (1.0 - np.power(np.maximum(speed, 0.0) / limit, delta))
+
+
+def smoothed_curvature(route: np.ndarray, window: int) -> np.ndarray:
+    """`(N, P)` the route's unsigned curvature [1/m] (`route_frame.route_curvature`) averaged
+    over `window` consecutive points centred on each (1: as it is): a kink where two lanes
+    meet off the 2 m grid, or a bridged gap's ends, reads as one point of high curvature
+    that no vehicle drives; a bend it keeps (over a bend longer than the window the mean
+    is its curvature)."""
+    kappa = np.abs(route_curvature(route))
+    if window <= 1:
+        return kappa
+    kernel = np.ones(window) / window
+    return np.stack([np.convolve(row, kernel, mode="same") for row in kappa])
+
+
+def bend_deceleration(route: np.ndarray, speed: np.ndarray, max_lateral_accel_mps2: float,
+                      window: int = 5, min_distance_m: float = 1e-3) -> np.ndarray:
+    """`(N,)` the kinematic acceleration [m/s^2] that brings the ego from `speed` `(N,)`
+    [m/s] to every bend's speed by the time it gets there: `min_i (v_i^2 - v^2) / (2 s_i)`
+    over the route points ahead, with `v_i = sqrt(a_lat / |kappa_i|)` the speed at which
+    the route's curvature `kappa_i` (`smoothed_curvature` over `window` points) takes the lateral
+    acceleration `a_lat` and `s_i` the arc length to point `i`. Only bends slower than the
+    ego count (a faster one needs no braking; its positive term would only slow the
+    IDM's approach to the curve speed limit); points nearer than `min_distance_m`,
+    straight points and absent ones are skipped; `+inf` where none is left.
+
+    The IDM's free-road term towards the curve speed limit (`curve_acceleration`) brakes
+    with `a (1 - (v / v_limit)^delta)`, a fraction of a m/s^2 just above the limit: the
+    ego reached a tight bend (a roundabout exit's) still too fast and ran wide. This term
+    is the braking the bend needs, exactly: at constant deceleration `b` from `v`, the
+    speed after `s` is `sqrt(v^2 - 2 b s)`.
+
+    Args:
+        route: `(N, P, 2)` ego-frame route [m] (NaN rows absent).
+        max_lateral_accel_mps2: `a_lat` [m/s^2].
+    """
+    kappa = smoothed_curvature(route, window)
+    arc = route_arc_length(route)
+    ahead = np.isfinite(arc) & (np.nan_to_num(arc) >= min_distance_m) & (kappa > 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corner_speed2 = np.where(ahead, max_lateral_accel_mps2 / kappa, np.inf)
+        speed2 = np.square(speed)[:, None]
+        slower = ahead & (corner_speed2 < speed2)
+        needed = np.where(slower, (corner_speed2 - speed2)
+                          / (2.0 * np.where(ahead, arc, 1.0)), np.inf)
+    return needed.min(axis=1)

@@ -8,9 +8,11 @@ import pytest
 from reflexdrive.agents.staged.planning import MobilFrenetPlanner, PlannerConfig
 from reflexdrive.agents.staged.route_frame import project_to_route, smooth_route_gaps
 from reflexdrive.agents.staged.route_planning import (
+    bend_deceleration,
     neighbour_lanes,
     route_frame_tracks,
     slip_angle,
+    smoothed_curvature,
 )
 from reflexdrive.agents.staged.types import Tracks
 from reflexdrive.envs.config import EGO_FEATURES
@@ -175,3 +177,67 @@ def test_a_gap_between_lanes_is_bridged_smoothly():
 
 def test_slip_angle_of_the_bicycle():
     assert slip_angle(np.array([0.0, 0.1]), 5.0) == pytest.approx([0.0, np.arcsin(0.25)])
+
+
+def kinked(kinks):
+    """`(1, P, 2)` a route along +x every STEP that turns left by `angle` [rad] at point
+    `index` for each `(index, angle)` in `kinks`: the curvature there is `angle / STEP`."""
+    heading = np.zeros(P - 1)
+    for index, angle in kinks:
+        heading[index:] += angle
+    steps = STEP * np.stack([np.cos(heading), np.sin(heading)], -1)
+    return np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])[None]
+
+
+def test_bend_deceleration_reaches_the_bend_at_its_speed():
+    """Unsmoothed (window 1): a kink of 0.2 rad at point 10 (s = 20 m) has curvature 0.1 /m,
+    so at a_lat = 3 m/s^2 the bend's speed is sqrt(30) m/s; from 10 m/s that takes
+    (30 - 100) / (2 * 20) = -1.75 m/s^2. A gentler bend nearer (0.02 rad at point 2,
+    s = 4 m: v^2 = 300) does not bind; for an ego already slower than every bend the term
+    is inf (no braking needed)."""
+    route = kinked([(2, 0.02), (10, 0.2)])
+    speed = np.array([10.0])
+    assert bend_deceleration(route, speed, 3.0, window=1)[0] == pytest.approx(-1.75, rel=1e-9)
+    assert bend_deceleration(route, np.array([5.0]), 3.0, window=1)[0] == np.inf
+    nearer = kinked([(5, 0.2)])                      # the same bend 10 m ahead: twice as hard
+    assert bend_deceleration(nearer, speed, 3.0, window=1)[0] == pytest.approx(-3.5, rel=1e-9)
+
+
+def test_a_single_kink_is_spread_over_the_window_a_bend_is_kept():
+    """Window 5: one 0.2 rad kink at point 10 reads 0.1 / 5 = 0.02 /m at points 8..12; a
+    circle of radius 10 (0.2 rad at every point from 10 on) keeps 0.1 /m from point 12,
+    the first whose window lies on it, 24 m ahead: (30 - 100) / (2 * 24) m/s^2 from 10 m/s
+    (point 11, 0.08 /m at 22 m, needs -1.42; point 10, 0.06 /m at 20 m, -1.25)."""
+    kink = smoothed_curvature(kinked([(10, 0.2)]), 5)[0]
+    np.testing.assert_allclose(kink[8:13], 0.02, rtol=1e-9)
+    np.testing.assert_allclose(np.delete(kink, range(8, 13)), 0.0, atol=1e-12)
+    circle = kinked([(i, 0.2) for i in range(10, P - 1)])
+    assert bend_deceleration(circle, np.array([10.0]), 3.0)[0] == pytest.approx(
+        (30.0 - 100.0) / 48.0, rel=1e-6)
+
+
+def test_bend_deceleration_ignores_straight_and_absent_points():
+    straight = kinked([])
+    assert bend_deceleration(straight, np.array([20.0]), 3.0)[0] == np.inf
+    cut = kinked([(10, 0.2)])
+    cut[:, 8:] = np.nan                              # the route ends before the bend
+    assert bend_deceleration(cut, np.array([20.0]), 3.0, window=1)[0] == np.inf
+
+
+def test_the_planner_brakes_for_a_bend_ahead_as_hard_as_it_needs():
+    """The radius-10 circle from 20 m ahead (above) at 10 m/s: the plan's acceleration is at
+    most the kinematic (30 - 100) / 48 m/s^2 (the IDM term towards the curve speed limit
+    alone brakes less)."""
+    route = kinked([(i, 0.2) for i in range(10, P - 1)])
+    heading = np.concatenate([[0.0], np.arctan2(np.diff(route[0, :, 1]),
+                                                np.diff(route[0, :, 0]))])
+    lanes = np.full((1, M, Q, 2), np.nan)
+    lanes[0, 0, :P] = route[0]
+    valid = np.arange(M)[None] == 0
+    the_map = {"route": route, "route_heading": heading[None],
+               "route_width": np.full((1, P), 4.0), "lanes": lanes,
+               "lane_width": np.full((1, M), 4.0), "lane_valid": valid,
+               "lane_priority": np.zeros((1, M), np.int8), "lane_on_route": valid}
+    plan = MobilFrenetPlanner()(tracks(np.zeros((0, 4))), ego_state(10.0), np.zeros(1),
+                                road_map=the_map)
+    assert plan.acceleration[0] <= (30.0 - 100.0) / 48.0 + 1e-9
