@@ -114,12 +114,3 @@ def test_shipped_checkpoints_load_without_reading_the_route(name):
     assert "route" not in policy.obs_keys and policy.config.encoder.route_hidden == 0
 
 
-def test_imitation_refuses_a_policy_that_reads_the_route():
-    from reflexdrive.common.validation import ConfigError
-    from reflexdrive.train.behaviour_cloning import BehaviourCloning
-    from reflexdrive.train.imitation_config import ImitationConfig
-
-    BehaviourCloning(small("cnn", 0), ImitationConfig())
-    with pytest.raises(ConfigError, match=r"encoder.route_hidden=16 is invalid: must be 0 for "
-                                          r"imitation learning"):
-        BehaviourCloning(small("cnn", 16), ImitationConfig())
