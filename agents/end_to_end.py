@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from reflexdrive.agents.base import Decision, Info, Observation, StageTimer
 from reflexdrive.agents.staged.learned_perception import SPEC_SENSOR_FIELDS
+from reflexdrive.envs.clock.timing import TIMING_FEATURES
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
 from reflexdrive.envs.road_map import ROUTE_TARGETS_M
 from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError
@@ -57,7 +58,8 @@ def policy_spec(sensors: SensorConfig | None = None) -> dict[str, Any]:
         {"observation": {"bev": {"shape": [C, H, W], "dtype": "uint8"},
                          "ego": {"shape": [8], "dtype": "float32"},
                          "lidar": {"shape": [beams, 2], "dtype": "float32"},
-                         "route": {"shape": [K, 2], "dtype": "float32"}},
+                         "route": {"shape": [K, 2], "dtype": "float32"},
+                         "timing": {"shape": [4], "dtype": "float32"}},
          "sensors": {"range_m": ., "bev_behind_m": ., "bev_half_width_m": .,
                      "bev_m_per_px": .},
          "ego_features": ["speed_mps", ...]}
@@ -72,7 +74,8 @@ def policy_spec(sensors: SensorConfig | None = None) -> dict[str, Any]:
                             "lidar": {"shape": [sensors.lidar_beams, 2],
                                       "dtype": "float32"},
                             "route": {"shape": [len(ROUTE_TARGETS_M), 2],
-                                      "dtype": "float32"}},
+                                      "dtype": "float32"},
+                            "timing": {"shape": [len(TIMING_FEATURES)], "dtype": "float32"}},
             "sensors": {name: float(getattr(sensors, name)) for name in SPEC_SENSOR_FIELDS},
             "ego_features": list(EGO_FEATURES)}
 

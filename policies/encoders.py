@@ -10,6 +10,11 @@ Inputs are the env's observations as tensors, batch first:
   `EGO_FEATURES`), normalised here by fixed offsets and scales kept as buffers.
 - `lidar` (encoders configured to read it): `(B, beams, 2)` float32, per beam the range
   [m] and the range rate [m/s] of the first vehicle hit (`range_m` and 0 for no return).
+- `route` (encoders configured to read it): `(B, K, 2)` float32 route targets [m].
+- `timing` (encoders configured to read it, `timing_hidden > 0`): `(B, 4)` float32, the
+  observation's age [s] and the command in flight ([m/s^2], [rad], [s]) of
+  `envs.clock.timing` (Real-Time RL's state augmentation), normalised by
+  `TIMING_NORMALISATION` (`TimingEncoder`).
   It is the only input that carries *motion*: a single bev frame shows where the other
   vehicles are, not how fast the gap closes, so without it a stopped car and a car
   cruising at the ego's speed look alike (`LidarEncoder`).
@@ -50,8 +55,8 @@ from reflexdrive.common.validation import (
 
 Observation = Mapping[str, torch.Tensor]
 """`{"bev": (B, C, H, W) uint8 or float in [0, 1], "ego": (B, 8) float, "lidar": (B, beams,
-2) float, "route": (B, K, 2) float}` (`lidar`, `route` only for encoders that read them;
-extra keys ignored)."""
+2) float, "route": (B, K, 2) float, "timing": (B, 4) float}` (`lidar`, `route`, `timing` only
+for encoders that read them; extra keys ignored)."""
 
 EGO_NORMALISATION: dict[str, tuple[float, float]] = {
     "speed_mps": (20.0, 10.0),          # highway speeds 10-30 m/s -> [-1, 1]
@@ -82,8 +87,19 @@ ROUTE_SCALE_M = 40.0
 target, `envs.road_map.ROUTE_TARGETS_M[-1]`), clamped to `[-EGO_CLAMP, EGO_CLAMP]`."""
 
 
-def check_obs_spec(obs_spec: Any, lidar: bool = False,
-                   route: bool = False) -> dict[str, dict[str, Any]]:
+TIMING_NORMALISATION: dict[str, tuple[float, float]] = {
+    "latency_s": (0.0, 0.1),                  # a tick: 0-300 ms extra -> [0, 3]
+    "pending_acceleration_mps2": (0.0, 4.0),  # as the ego's acceleration
+    "pending_steering_rad": (0.0, 0.1),       # as the ego's steering
+    "pending_in_s": (0.0, 0.1),
+}
+"""`(offset, scale)` per entry of `obs["timing"]`, in the order of
+`envs.clock.timing.TIMING_FEATURES` (a test pins it): fed `(timing - offset) / scale`,
+clamped to `[-EGO_CLAMP, EGO_CLAMP]`."""
+
+
+def check_obs_spec(obs_spec: Any, lidar: bool = False, route: bool = False,
+                   timing: bool = False) -> dict[str, dict[str, Any]]:
     """The entries of an observation spec that a policy reads, validated.
 
     Args:
@@ -94,15 +110,17 @@ def check_obs_spec(obs_spec: Any, lidar: bool = False,
         lidar: whether the `lidar` entry is read (and so required) too.
         route: whether the `route` entry (`{"shape": [K, 2], "dtype": "float32"}`) is read
             (and so required) too.
+        timing: whether the `timing` entry (`{"shape": [4], "dtype": "float32"}`) is read
+            (and so required) too.
 
     Returns:
-        `{"bev": {...}, "ego": {...}}` (plus `"lidar"`, `"route"` when read) with shapes as
-        lists of ints.
+        `{"bev": {...}, "ego": {...}}` (plus `"lidar"`, `"route"`, `"timing"` when read) with
+        shapes as lists of ints.
 
     Raises:
         ValueError: not a dict, an entry missing, or shapes / dtypes the encoders cannot
             read (bev: 3 positive dims, uint8; ego: `(8,)`, float32; lidar: `(beams, 2)`,
-            float32; route: `(K, 2)`, float32).
+            float32; route: `(K, 2)`, float32; timing: `(4,)`, float32).
     """
     if not isinstance(obs_spec, Mapping):
         raise ValueError(f"obs_spec={obs_spec!r} is invalid: must be a dict like "
@@ -112,6 +130,8 @@ def check_obs_spec(obs_spec: Any, lidar: bool = False,
         expected["lidar"] = (2, "float32")
     if route:
         expected["route"] = (2, "float32")
+    if timing:
+        expected["timing"] = (1, "float32")
     checked = {}
     for key, (ndim, dtype) in expected.items():
         entry = obs_spec.get(key)
@@ -139,6 +159,10 @@ def check_obs_spec(obs_spec: Any, lidar: bool = False,
     if route and checked["route"]["shape"][1] != 2:
         raise ValueError(f"obs_spec.route.shape={checked['route']['shape']!r} is invalid: "
                          "must be [targets, 2] (x, y in the ego frame)")
+    if timing and checked["timing"]["shape"] != [len(TIMING_NORMALISATION)]:
+        raise ValueError(f"obs_spec.timing.shape={checked['timing']['shape']!r} is invalid: "
+                         f"must be [{len(TIMING_NORMALISATION)}] ("
+                         + ", ".join(TIMING_NORMALISATION) + ")")
     return checked
 
 
@@ -198,8 +222,9 @@ def bev_to_float(bev: torch.Tensor, channels_last: bool = False) -> torch.Tensor
 
 def _check_inputs(obs: Observation, bev_shape: tuple[int, ...], ego_dim: int,
                   lidar_shape: tuple[int, ...] | None = None,
-                  route_shape: tuple[int, ...] | None = None) -> None:
-    shapes = {"lidar": lidar_shape, "route": route_shape}
+                  route_shape: tuple[int, ...] | None = None,
+                  timing_shape: tuple[int, ...] | None = None) -> None:
+    shapes = {"lidar": lidar_shape, "route": route_shape, "timing": timing_shape}
     keys = ("bev", "ego") + tuple(key for key, shape in shapes.items() if shape is not None)
     for key in keys:
         if key not in obs:
@@ -212,7 +237,8 @@ def _check_inputs(obs: Observation, bev_shape: tuple[int, ...], ego_dim: int,
         raise ValueError(f"ego must be ({bev.shape[0]}, {ego_dim}), got {tuple(ego.shape)}")
     for key in keys[2:]:
         value, shape = obs[key], shapes[key]
-        if value.ndim != 3 or tuple(value.shape[1:]) != shape or value.shape[0] != bev.shape[0]:
+        if (value.ndim != 1 + len(shape) or tuple(value.shape[1:]) != shape
+                or value.shape[0] != bev.shape[0]):
             raise ValueError(f"{key} must be ({bev.shape[0]}, "
                              f"{', '.join(map(str, shape))}), got {tuple(value.shape)}")
 
@@ -265,6 +291,27 @@ class RouteEncoder(nn.Module):
         return self.mlp(scaled.flatten(1))
 
 
+class TimingEncoder(nn.Module):
+    """`(B, 4)` `obs["timing"]` -> `(B, hidden)`: normalised by `TIMING_NORMALISATION` and
+    clamped, then a two-layer MLP."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        offset, scale = zip(*TIMING_NORMALISATION.values())
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+        self.mlp = nn.Sequential(nn.Linear(len(offset), hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
+
+    def forward(self, timing: torch.Tensor) -> torch.Tensor:
+        x = ((timing.float() - self.offset) / self.scale).clamp(-EGO_CLAMP, EGO_CLAMP)
+        return self.mlp(x)
+
+
+TIMING_HIDDEN_HELP = ("width of the TimingEncoder on obs['timing'] (the observation's age and "
+                      "the command in flight; 0: the encoder does not read it, as the "
+                      "checkpoints written before it existed)")
+
 ROUTE_HIDDEN_HELP = ("width of the RouteEncoder on obs['route'] (0: the encoder does not read "
                      "the route, as the checkpoints written before it existed)")
 
@@ -279,8 +326,8 @@ class ConvEncoderConfig:
 
     `channels` are the output channels of the 3x3 stride-2 convolutions, one entry per
     layer (each layer halves the raster, rounding up): 64x64 -> 4x4 with four layers.
-    `features` is `features_dim`, the width of the fused features (bev, ego, lidar and route
-    concatenated, then a linear layer, LayerNorm, ReLU).
+    `features` is `features_dim`, the width of the fused features (bev, ego, lidar, route and
+    timing concatenated, then a linear layer, LayerNorm, ReLU).
     """
 
     channels: tuple[int, ...] = number_tuple(
@@ -293,6 +340,7 @@ class ConvEncoderConfig:
         64, low=0, help="width of the LidarEncoder (0: the encoder does not read the lidar, "
                         "as the checkpoints written before it existed)")
     route_hidden: int = count(0, low=0, help=ROUTE_HIDDEN_HELP)
+    timing_hidden: int = count(0, low=0, help=TIMING_HIDDEN_HELP)
 
     @property
     def uses_lidar(self) -> bool:
@@ -303,6 +351,11 @@ class ConvEncoderConfig:
     def uses_route(self) -> bool:
         """Whether the encoder reads the `route` observation."""
         return self.route_hidden > 0
+
+    @property
+    def uses_timing(self) -> bool:
+        """Whether the encoder reads the `timing` observation."""
+        return self.timing_hidden > 0
 
     def __post_init__(self) -> None:
         if isinstance(self.channels, list):
@@ -316,18 +369,21 @@ class ConvEncoder(nn.Module):
     Layers: `len(channels)` x [3x3 conv stride 2 padding 1, ReLU] -> flatten -> linear
     `bev_features`, ReLU; ego: normalise -> linear `ego_hidden`, ReLU -> linear
     `ego_hidden`, ReLU; lidar (if `lidar_hidden`): `LidarEncoder`; route (if
-    `route_hidden`): `RouteEncoder`; all concatenated ->
+    `route_hidden`): `RouteEncoder`; timing (if `timing_hidden`): `TimingEncoder`; all
+    concatenated ->
     linear `features`, LayerNorm, ReLU.
     """
 
     def __init__(self, config: ConvEncoderConfig, obs_spec: Mapping[str, Any]):
         super().__init__()
-        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar, route=config.uses_route)
+        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar, route=config.uses_route,
+                              timing=config.uses_timing)
         self.config = config
         self.bev_shape = tuple(spec["bev"]["shape"])
         self.ego_dim = spec["ego"]["shape"][0]
         self.lidar_shape = tuple(spec["lidar"]["shape"]) if config.uses_lidar else None
         self.route_shape = tuple(spec["route"]["shape"]) if config.uses_route else None
+        self.timing_shape = tuple(spec["timing"]["shape"]) if config.uses_timing else None
         c, h, w = self.bev_shape
         layers: list[nn.Module] = []
         for out in config.channels:
@@ -348,14 +404,18 @@ class ConvEncoder(nn.Module):
                       if self.lidar_shape is not None else None)
         self.route = (RouteEncoder(self.route_shape[0], config.route_hidden)
                       if self.route_shape is not None else None)
+        self.timing = (TimingEncoder(config.timing_hidden)
+                       if self.timing_shape is not None else None)
         self.fuse = nn.Sequential(nn.Linear(config.bev_features + config.ego_hidden
-                                            + config.lidar_hidden + config.route_hidden,
+                                            + config.lidar_hidden + config.route_hidden
+                                            + config.timing_hidden,
                                             config.features),
                                   nn.LayerNorm(config.features), nn.ReLU(inplace=True))
         self.features_dim = config.features
 
     def forward(self, obs: Observation) -> torch.Tensor:
-        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape, self.route_shape)
+        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape, self.route_shape,
+                      self.timing_shape)
         return in_row_chunks(self._features, obs)
 
     def _features(self, obs: Observation) -> torch.Tensor:
@@ -365,6 +425,8 @@ class ConvEncoder(nn.Module):
             parts.append(self.lidar(obs["lidar"]))
         if self.route is not None:
             parts.append(self.route(obs["route"]))
+        if self.timing is not None:
+            parts.append(self.timing(obs["timing"]))
         return self.fuse(torch.cat(parts, dim=1))
 
 
@@ -393,6 +455,10 @@ class PatchEncoderConfig:
         0, low=0, help="width of the RouteEncoder of a route token (then a linear layer to "
                        "d_model); 0: the encoder does not read the route, as the checkpoints "
                        "written before it existed")
+    timing_hidden: int = count(
+        0, low=0, help="width of the TimingEncoder of a timing token (then a linear layer to "
+                       "d_model); 0: the encoder does not read obs['timing'], as the "
+                       "checkpoints written before it existed")
 
     @property
     def uses_lidar(self) -> bool:
@@ -403,6 +469,11 @@ class PatchEncoderConfig:
     def uses_route(self) -> bool:
         """Whether the encoder reads the `route` observation."""
         return self.route_hidden > 0
+
+    @property
+    def uses_timing(self) -> bool:
+        """Whether the encoder reads the `timing` observation."""
+        return self.timing_hidden > 0
 
     def __post_init__(self) -> None:
         validate_fields(self, "encoder.")
@@ -451,30 +522,36 @@ def encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor,
 
 
 CLS, EGO_TOKEN, LIDAR_TOKEN = 0, 1, 2
-"""Token indices of the `cls`, `ego` and (when read) `lidar` tokens; the `route` token (when
-read) follows them, then the patch tokens, row-major (`PatchEncoder.first_patch`)."""
+"""Token indices of the `cls`, `ego` and (when read) `lidar` tokens; the `route` and `timing`
+tokens (when read) follow them, then the patch tokens, row-major
+(`PatchEncoder.first_patch`)."""
 
 
 class PatchEncoder(nn.Module):
     """ViT-style encoder: `(B, features_dim = d_model)`, the `cls` token's output.
 
-    Tokens: `[cls, ego, (lidar,) (route,) patch_0 .. patch_{n-1}]`, patches row-major over the
-    raster (row 0 is the far front). Patch embedding: a `p x p` stride-`p` convolution (a
-    linear map of each flattened patch); learned positional embeddings for every token;
-    the ego token is an MLP of the normalised ego vector, the lidar token a
-    `LidarEncoder` followed by a linear layer, the route token a `RouteEncoder` of width
-    `route_hidden` followed by a linear layer. A final LayerNorm follows the layers.
+    Tokens: `[cls, ego, (lidar,) (route,) (timing,) patch_0 .. patch_{n-1}]`, patches
+    row-major over the raster (row 0 is the far front). Patch embedding: a `p x p`
+    stride-`p` convolution (a linear map of each flattened patch); learned positional
+    embeddings for every token; the ego token is an MLP of the normalised ego vector, the
+    lidar token a `LidarEncoder` followed by a linear layer, the route token a
+    `RouteEncoder` of width `route_hidden` followed by a linear layer, the timing token a
+    `TimingEncoder` of width `timing_hidden` followed by a linear layer.
+    A final LayerNorm follows the layers.
     """
 
     def __init__(self, config: PatchEncoderConfig, obs_spec: Mapping[str, Any]):
         super().__init__()
-        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar, route=config.uses_route)
+        spec = check_obs_spec(obs_spec, lidar=config.uses_lidar, route=config.uses_route,
+                              timing=config.uses_timing)
         self.config = config
         self.bev_shape = tuple(spec["bev"]["shape"])
         self.ego_dim = spec["ego"]["shape"][0]
         self.lidar_shape = tuple(spec["lidar"]["shape"]) if config.uses_lidar else None
         self.route_shape = tuple(spec["route"]["shape"]) if config.uses_route else None
-        self.first_patch = 2 + int(config.uses_lidar) + int(config.uses_route)
+        self.timing_shape = tuple(spec["timing"]["shape"]) if config.uses_timing else None
+        self.first_patch = (2 + int(config.uses_lidar) + int(config.uses_route)
+                            + int(config.uses_timing))
         c, h, w = self.bev_shape
         p, d = config.patch_size, config.d_model
         if h % p or w % p:
@@ -491,6 +568,9 @@ class PatchEncoder(nn.Module):
         self.route = (nn.Sequential(RouteEncoder(self.route_shape[0], config.route_hidden),
                                     nn.Linear(config.route_hidden, d))
                       if self.route_shape is not None else None)
+        self.timing = (nn.Sequential(TimingEncoder(config.timing_hidden),
+                                     nn.Linear(config.timing_hidden, d))
+                       if self.timing_shape is not None else None)
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         self.position = nn.Parameter(torch.randn(1, tokens, d) * 0.02)
         self.layers = nn.ModuleList(
@@ -502,7 +582,8 @@ class PatchEncoder(nn.Module):
 
     def tokens(self, obs: Observation) -> torch.Tensor:
         """The input tokens `(B, first_patch + n_patches, d_model)`, positions added."""
-        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape, self.route_shape)
+        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape, self.route_shape,
+                      self.timing_shape)
         patches = self.patch(bev_to_float(obs["bev"])).flatten(2).transpose(1, 2)
         ego = self.ego(self.normalise_ego(obs["ego"])).unsqueeze(1)
         cls = self.cls.expand(patches.shape[0], -1, -1)
@@ -511,6 +592,8 @@ class PatchEncoder(nn.Module):
             tokens.append(self.lidar(obs["lidar"]).unsqueeze(1))
         if self.route is not None:
             tokens.append(self.route(obs["route"]).unsqueeze(1))
+        if self.timing is not None:
+            tokens.append(self.timing(obs["timing"]).unsqueeze(1))
         return torch.cat([*tokens, patches], dim=1) + self.position
 
     def forward(self, obs: Observation) -> torch.Tensor:

@@ -218,14 +218,15 @@ class DrivingPolicy(nn.Module):
             raise ConfigError("config", config,
                               f"{self.name} takes a {self.config_type.__name__}")
         self.obs_spec = check_obs_spec(obs_spec, lidar=self.config.encoder.uses_lidar,
-                                       route=self.config.encoder.uses_route)
+                                       route=self.config.encoder.uses_route,
+                                       timing=self.config.encoder.uses_timing)
         self.encoder: nn.Module
         self.head: ActionHead
 
     @property
     def obs_keys(self) -> tuple[str, ...]:
         """The observation entries the policy reads: `("bev", "ego")`, plus `"lidar"` and
-        `"route"` when its encoder reads them."""
+        `"route"`, `"timing"` when its encoder reads them."""
         return tuple(self.obs_spec)
 
     # -- state -------------------------------------------------------------------------

@@ -222,7 +222,8 @@ def load_policy(path: str | os.PathLike, spec: Mapping[str, Any] | None = None,
     try:
         obs_spec = check_obs_spec(checkpoint.spec.get("observation"),
                                   lidar=config.encoder.uses_lidar,
-                                  route=config.encoder.uses_route)
+                                  route=config.encoder.uses_route,
+                                  timing=config.encoder.uses_timing)
     except ValueError as error:
         raise CheckpointError(path, f"its spec has no usable observation entry: {error}") \
             from None

@@ -6,7 +6,9 @@ lands at `t_k + L_k`, overruns drop frames; lockstep: the world waits), and the 
 `DrivingEnv` integrates it. `info["ticks"]` carries one `TickRecord` per tick advanced.
 
 Latency comes from the model named by `ClockConfig.latency`; a runner that times the agent
-itself hands the stage latencies over with `report_latency` before `step`.
+itself hands the stage latencies over with `report_latency` before `step`. Deterministic
+models are drawn one decision ahead (`envs.latency.lookahead`), so `obs["timing"]`
+(`envs.clock.timing`) shows the agent the latency its decision will be charged.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any, Mapping
 import gymnasium as gym
 from reflexdrive.envs.clock.contract import DeadlineMiss
 from reflexdrive.envs.clock.single import TickClock
+from reflexdrive.envs.clock.timing import timing_vector
 from reflexdrive.envs.config import ClockConfig
 from reflexdrive.envs.gym.single import DrivingEnv, action_to_command
 from reflexdrive.envs.latency import parse_latency
+from reflexdrive.envs.latency.lookahead import LatencyLookahead
 
 
 class ClockWrapper(gym.Wrapper):
@@ -46,6 +50,7 @@ class ClockWrapper(gym.Wrapper):
         self.clock_config = config
         self.clock = TickClock(config)
         self.latency_model = parse_latency(config.latency, base_dir=latency_base_dir)
+        self.lookahead = LatencyLookahead(self.latency_model)
         self._reported: Mapping[str, float] | None = None
 
     def report_latency(self, stage_latency_s: Mapping[str, float]) -> None:
@@ -59,15 +64,16 @@ class ClockWrapper(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         self.clock.reset()
-        self.latency_model.reset(info["scenario_seed"])
+        self.lookahead.reset(info["scenario_seed"])
         self._reported = None
+        obs["timing"] = timing_vector(self.clock, self.lookahead.known_s)
         self.latency_model.mark_observation_returned()
         return obs, info
 
     def step(self, action):
         command = action_to_command(action)
         reported, self._reported = self._reported, None
-        stage_latency_s = self.latency_model.sample(reported)
+        stage_latency_s = self.lookahead.take(reported)
         window = self.clock.decide(command, stage_latency_s)
         if window.overrun and self.clock_config.on_overrun == "raise":
             record = window.records[0]
@@ -81,5 +87,6 @@ class ClockWrapper(gym.Wrapper):
         if info["deadline_miss"] and not terminated:
             terminated, truncated = True, False
         info["mode"] = self.clock_config.mode
+        obs["timing"] = timing_vector(self.clock, self.lookahead.known_s)
         self.latency_model.mark_observation_returned()
         return obs, reward, terminated, truncated, info

@@ -3,8 +3,10 @@
 The world env. `step(action)` is plain Gymnasium (lockstep, no latency: one tick, the
 command applied from the tick's start). The clock (`envs.clock.ClockWrapper`) drives it
 through `run_window`, which integrates whatever command pieces the tick contract
-produced. Observations are `Dict(bev, lidar, ego, route)` (`route`: the navigation targets
-of `envs.road_map.route_targets`); ground truth (objects in the ego frame, hazard state) and
+produced. Observations are `Dict(bev, lidar, ego, route, timing)` (`route`: the navigation
+targets of `envs.road_map.route_targets`; `timing`: the observation's age and the command in
+flight, `envs.clock.timing`, here lockstep's `[0, held command, 0]`, which the clock wrapper
+replaces); ground truth (objects in the ego frame, hazard state) and
 the HD map (`info["map"]`, `envs.road_map`) go in `info`, never in the observation.
 """
 
@@ -21,6 +23,7 @@ from reflexdrive.envs import sensors
 from reflexdrive.envs.backends.highway import HighwayBackend
 from reflexdrive.envs.clock.contract import Window
 from reflexdrive.envs.clock.single import TickClock
+from reflexdrive.envs.clock.timing import TIMING_FEATURES, timing_vector
 from reflexdrive.envs.config import (
     ACCELERATION_BOUNDS,
     EGO_FEATURES,
@@ -70,10 +73,12 @@ def coerce_config(config_type: type, value: Any, field_name: str):
 
 
 def observation_space(sensor_config: SensorConfig) -> spaces.Dict:
-    """The `Dict(bev, lidar, ego, route)` space for `sensor_config`.
+    """The `Dict(bev, lidar, ego, route, timing)` space for `sensor_config`.
 
     `route`: `(K, 2)` float32 [m], the route's points `ROUTE_TARGETS_M` ahead in the ego
-    frame (`envs.road_map.route_targets`); unbounded like `ego`.
+    frame (`envs.road_map.route_targets`); unbounded like `ego`. `timing`: `(4,)` float32,
+    `[latency s, pending acceleration m/s^2, pending steering rad, pending in s]`
+    (`envs.clock.timing.TIMING_FEATURES`); unbounded.
     """
     beams = sensor_config.lidar_beams
     lidar_low = np.tile(np.array([0.0, -np.inf], dtype=np.float32), (beams, 1))
@@ -83,6 +88,7 @@ def observation_space(sensor_config: SensorConfig) -> spaces.Dict:
         "lidar": spaces.Box(lidar_low, lidar_high, dtype=np.float32),
         "ego": spaces.Box(-np.inf, np.inf, (len(EGO_FEATURES),), dtype=np.float32),
         "route": spaces.Box(-np.inf, np.inf, (len(ROUTE_TARGETS_M), 2), dtype=np.float32),
+        "timing": spaces.Box(-np.inf, np.inf, (len(TIMING_FEATURES),), dtype=np.float32),
     })
 
 
@@ -262,10 +268,11 @@ class DrivingEnv(gym.Env):
         # the map of this observation, for `obs["route"]` and `info["map"]` (`_info`)
         self._road_map = {key: value[0] for key, value in self.backend.road_map().items()}
         route = route_targets(self._road_map["route"])
+        timing = timing_vector(self._lockstep_clock, 0.0)     # a ClockWrapper replaces it
         if not self.observations:
             return {"bev": np.zeros(config.bev_shape, dtype=np.uint8),
                     "lidar": np.zeros((config.lidar_beams, 2), dtype=np.float32),
-                    "ego": sensors.ego_vector(snapshot)[0], "route": route}
+                    "ego": sensors.ego_vector(snapshot)[0], "route": route, "timing": timing}
         road = self.backend.road_geometry()
         # The noise: a function of the episode's seed and the tick observed (rounded up: an
         # episode that ends mid-tick gets fresh noise), as `BatchedDrivingEnv` draws it.
@@ -276,6 +283,7 @@ class DrivingEnv(gym.Env):
             "lidar": sensors.cast_lidar(snapshot, config, noise)[0],
             "ego": sensors.ego_vector(snapshot)[0],
             "route": route,
+            "timing": timing,
         }
 
     def _reward(self, outcomes: list[SubstepOutcome], crashed: bool, offroad: bool) -> float:

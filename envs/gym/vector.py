@@ -38,11 +38,13 @@ from reflexdrive.envs.backends.batched.network_backend import NetworkBackend
 from reflexdrive.envs.backends.batched.numba import TickStops
 from reflexdrive.envs.clock.batched import BatchedClock, to_tick_records_per_env
 from reflexdrive.envs.clock.contract import DeadlineMiss
+from reflexdrive.envs.clock.timing import batched_timing
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockConfig, SensorConfig
 from reflexdrive.envs.gym.reward import RewardConfig, decision_reward, mean_progress
 from reflexdrive.envs.gym.single import action_space, coerce_config, observation_space
 from reflexdrive.envs.gym.termination import episode_over, termination
 from reflexdrive.envs.latency import parse_latency
+from reflexdrive.envs.latency.lookahead import BatchedLatencyLookahead
 from reflexdrive.envs.outcomes import substep_outcomes
 from reflexdrive.envs.road_map import route_targets
 from reflexdrive.envs.scenarios import (
@@ -152,6 +154,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             mode=mode, budget_s=budget, stage_budgets_s=dict(stage_budgets or {}),
             on_overrun=on_overrun, latency=latency, execution=execution)
         self.latency_model = parse_latency(latency, base_dir=latency_base_dir)
+        self.lookahead = BatchedLatencyLookahead(self.latency_model, num_envs)
         self.num_envs = num_envs
         self.counterfactual = _per_env_flags("counterfactual", counterfactual, num_envs)
         if not spec.straight:
@@ -326,7 +329,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         for i in rows:
             self._seeds[i] = seeds[i]
             self._duration[i] = inits[i].duration_substeps
-        self.latency_model.reset_batch(mask, seeds)
+        self.lookahead.reset_batch(mask, seeds)
         self.clock.reset(torch.as_tensor(mask, device=self.device))
         ego = self.backend.state.position[:, EGO].cpu().numpy()
         self._last_position[mask] = ego[mask]
@@ -341,7 +344,7 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         """Per-stage `(B,)` float64 latencies [s] of this tick's decisions, from the latency
         model's `sample_batch` (rows not observing: placeholders the clock ignores)."""
         reported, self._reported = self._reported, None
-        stages = self.latency_model.sample_batch(observing, reported)
+        stages = self.lookahead.take(observing, reported)
         return {name: torch.as_tensor(values, dtype=torch.float64, device=self.device)
                 for name, values in stages.items()}
 
@@ -409,8 +412,13 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
             bev = np.zeros((b, *config.bev_shape), dtype=np.uint8)
             lidar = np.zeros((b, config.lidar_beams, 2), dtype=np.float32)
         road_map = self.backend.road_map(snapshot)
+        # the coming decisions' latencies, drawn now for the envs that will decide next
+        self.lookahead.draw(self.clock.observing().cpu().numpy() & ~self._done)
+        timing = batched_timing(self.clock_config, self.clock.state,
+                                torch.as_tensor(self.lookahead.known_s, device=self.device))
         obs = {"bev": bev, "lidar": lidar.astype(np.float32, copy=False),
-               "ego": sensors.ego_vector(snapshot), "route": route_targets(road_map["route"])}
+               "ego": sensors.ego_vector(snapshot), "route": route_targets(road_map["route"]),
+               "timing": timing}
         objects, valid = sensors.ground_truth_objects(snapshot, config)
         onsets = self.hazards.onsets
         onset_substep = onsets.onset_substep.cpu().numpy()

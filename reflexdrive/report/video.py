@@ -171,8 +171,8 @@ def video_name(stack: str, scenario: str, mode: str, seed: int,
 
 
 def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None,
-                 lidar: np.ndarray | None = None, route: np.ndarray | None = None
-                 ) -> np.ndarray:
+                 lidar: np.ndarray | None = None, route: np.ndarray | None = None,
+                 timing: np.ndarray | None = None) -> np.ndarray:
     """`|d action / d bev|` of a `DrivingPolicy` for one observation, `float (H, W)` in [0, 1].
 
     Both action components are scaled to [-1, 1] by the action bounds
@@ -189,6 +189,7 @@ def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None,
         lidar: `float32 (1, beams, 2)`, for policies that read it (held fixed: the map
             shows the bev's share of the decision).
         route: `float32 (1, K, 2)`, for policies that read it (held fixed likewise).
+        timing: `float32 (1, 4)`, `obs["timing"]`, for policies that read it (held fixed).
     """
     import torch
 
@@ -212,6 +213,9 @@ def saliency_map(policy, bev: np.ndarray, ego: np.ndarray, state=None,
         if route is not None:
             inputs["route"] = torch.as_tensor(np.asarray(route[:1], dtype=np.float32),
                                               device=device).expand(components, -1, -1)
+        if timing is not None:
+            inputs["timing"] = torch.as_tensor(np.asarray(timing[:1], dtype=np.float32),
+                                               device=device).expand(components, -1)
         action, _ = policy(inputs, start)
         unit = policy.head.to_unit(action)
         picked = unit[torch.arange(components), torch.arange(components)].sum()
@@ -327,7 +331,8 @@ def record_episode(agent: Agent | str, scenario: str, seed: int, path: str | os.
                 belief.heat = saliency_map(explainer[0], obs["bev"][:1], obs["ego"][:1],
                                            prior_state or None,
                                            obs["lidar"][:1] if "lidar" in reads else None,
-                                           obs["route"][:1] if "route" in reads else None)
+                                           obs["route"][:1] if "route" in reads else None,
+                                           obs["timing"][:1] if "timing" in reads else None)
                 belief.heat_label = f"{name}: saliency"
         recorder.observe(belief)
         return decision

@@ -167,13 +167,13 @@ class BehaviourCloning:
     def observations(self, data: ExpertDataset, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """The policy's inputs of dataset `rows` (negative rows, a window's padding, read
         row 0), on the trainer's device: "bev" `(n, C, H, W)` uint8, "ego" `(n, k)`, and
-        "lidar" `(n, beams, 2)` and "route" `(n, K, 2)` for a policy that reads them
-        (`policy.obs_keys`)."""
+        "lidar" `(n, beams, 2)`, "route" `(n, K, 2)` and "timing" `(n, 4)` for a policy
+        that reads them (`policy.obs_keys`)."""
         safe = np.clip(rows, 0, None)
         bev = torch.from_numpy(data.frames_bev(safe)).to(self.device)
         ego = torch.from_numpy(data.ego[safe]).to(self.device)
         obs = {"bev": bev, "ego": ego}
-        for key in ("lidar", "route"):
+        for key in ("lidar", "route", "timing"):
             if key in self.policy.obs_keys:
                 obs[key] = torch.from_numpy(getattr(data, key)[safe]).to(self.device)
         return obs

@@ -4,9 +4,9 @@ The expert is the staged stack with oracle perception (`agents.registry.build_st
 perception="oracle")`). It drives `envs` worlds side by side on
 `envs.gym.vector.BatchedDrivingEnv` (lockstep, zero latency by default), on the straight
 roads and on the road networks (merge, roundabout, intersection), and every tick of every
-episode is recorded: what the policy will see (`bev`, `ego`, `lidar`, `route`) and what the
-expert commanded. Episodes are recorded whole, tick after tick, with their episode-start flags,
-so the recurrent policies learn from sequences.
+episode is recorded: what the policy will see (`bev`, `ego`, `lidar`, `route`, `timing`) and
+what the expert commanded. Episodes are recorded whole, tick after tick, with their
+episode-start flags, so the recurrent policies learn from sequences.
 
 DAgger rounds record the same way, with the learner at the wheel: each tick the learner's
 action is executed (or, with probability `beta` per env and tick, the expert's) while the
@@ -68,6 +68,7 @@ from reflexdrive.common.validation import (
     string,
     validate_fields,
 )
+from reflexdrive.envs.clock.timing import TIMING_FEATURES
 from reflexdrive.envs.config import (
     ACCELERATION_BOUNDS,
     EGO_FEATURES,
@@ -80,7 +81,7 @@ from reflexdrive.envs.road_map import ROUTE_TARGETS_M
 from reflexdrive.envs.scenarios import make_config
 from reflexdrive.run.rollout import Rollout
 
-DATA_VERSION = 3
+DATA_VERSION = 4
 """Bumped whenever what a shard holds changes (invalidates cached shards)."""
 
 IMITATION_SEED_BASE = TRAINING.start + 1_000_000
@@ -134,10 +135,10 @@ DEFAULT_WEIGHTS = (("highway", 0.55), ("lead-brake", 0.15), ("cut-in", 0.15),
                    ("stopped-vehicle", 0.15))
 """Default mixture: Highway mostly (the driving itself), and the three hazards."""
 
-FIELDS = ("bev", "ego", "lidar", "route", "action", "executed", "episode_start", "episode",
-          "tick", "env", "scenario", "round", "learner")
+FIELDS = ("bev", "ego", "lidar", "route", "timing", "action", "executed", "episode_start",
+          "episode", "tick", "env", "scenario", "round", "learner")
 """The per-frame arrays of a shard and of an `ExpertDataset` (see `ExpertDataset`): every
-observation a policy may read (`bev`, `ego`, `lidar`, `route`), the labels and the
+observation a policy may read (`bev`, `ego`, `lidar`, `route`, `timing`), the labels and the
 bookkeeping."""
 
 
@@ -304,6 +305,8 @@ class ExpertDataset:
         route: `(F, K, 2)` float32, `obs["route"]`: the route's points
             `envs.road_map.ROUTE_TARGETS_M` ahead in the ego frame [m] (finite: past the
             route's end its last point, zeros without one; `envs.road_map.route_targets`).
+        timing: `(F, 4)` float32, `obs["timing"]`: the observation's age [s] and the command
+            in flight ([m/s^2], [rad], [s] until it lands; `envs.clock.timing`).
         action: `(F, 2)` float32, the expert's `[acceleration m/s^2, steering rad]`
             (clipped to the action bounds): the label.
         executed: `(F, 2)` float32, the command executed that tick (the expert's, or the
@@ -322,6 +325,7 @@ class ExpertDataset:
     ego: np.ndarray
     lidar: np.ndarray
     route: np.ndarray
+    timing: np.ndarray
     action: np.ndarray
     executed: np.ndarray
     episode_start: np.ndarray
@@ -381,6 +385,7 @@ def empty_dataset(sensors: SensorConfig | None = None) -> ExpertDataset:
         ego=np.zeros((0, len(EGO_FEATURES)), np.float32),
         lidar=np.zeros((0, sensors.lidar_beams, 2), np.float32),
         route=np.zeros((0, len(ROUTE_TARGETS_M), 2), np.float32),
+        timing=np.zeros((0, len(TIMING_FEATURES)), np.float32),
         action=np.zeros((0, 2), np.float32),
         executed=np.zeros((0, 2), np.float32), episode_start=np.zeros(0, bool),
         episode=np.zeros(0, np.int64), tick=np.zeros(0, np.int32), env=np.zeros(0, np.int32),
@@ -494,6 +499,7 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
                     "ego": obs["ego"][rows].astype(np.float32),
                     "lidar": obs["lidar"][rows].astype(np.float32),
                     "route": obs["route"][rows].astype(np.float32),
+                    "timing": obs["timing"][rows].astype(np.float32),
                     "action": label[rows], "executed": executed[rows].astype(np.float32),
                     "episode_start": step.ticks[rows] == 0,
                     "episode": rollout.seeds[rows].copy(),

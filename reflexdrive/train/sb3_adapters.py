@@ -76,7 +76,7 @@ from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.policies.networks import DrivingPolicy, LstmPolicy, RecurrentPolicy
 from reflexdrive.policies.registry import build
 
-OBS_KEYS = ("bev", "ego", "lidar", "route")
+OBS_KEYS = ("bev", "ego", "lidar", "route", "timing")
 """Observation entries handed to sb3 (all of the env's; a policy reads those in its
 `obs_keys`)."""
 

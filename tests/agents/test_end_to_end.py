@@ -49,7 +49,7 @@ def saved(tmp_path, name: str = "cnn"):
 
 def test_policy_spec_describes_the_env_observations():
     space = observation_space(SensorConfig())
-    keys = ("bev", "ego", "lidar", "route")
+    keys = ("bev", "ego", "lidar", "route", "timing")
     assert SPEC["observation"] == observation_spec(space.spaces, keys=keys)
     assert policy_spec(SensorConfig(range_m=32.0))["observation"]["bev"]["shape"] == [4, 48, 64]
 

@@ -128,6 +128,23 @@ def test_saliency_is_the_sum_of_per_component_gradients():
     np.testing.assert_allclose(heat, expected / expected.max(), atol=1e-5)
 
 
+def test_saliency_of_a_timing_reading_policy_holds_the_timing_fixed():
+    torch.manual_seed(0)
+    policy = build("cnn", policy_spec()["observation"],
+                   encoder={"channels": [8, 8], "bev_features": 16, "features": 16,
+                            "timing_hidden": 8}).eval()
+    rng = np.random.default_rng(1)
+    bev = (rng.random((1, 4, 64, 64)) > 0.7).astype(np.uint8) * 255
+    ego = np.array([[22, 0, 0, 0.3, 0, 1, 4, 1]], np.float32)
+    lidar = np.stack([rng.uniform(2, 48, (1, 64)), rng.normal(0, 8, (1, 64))],
+                     axis=-1).astype(np.float32)
+    timing = np.array([[0.25, -4.0, 0.01, 0.15]], np.float32)
+    heat = saliency_map(policy, bev, ego, None, lidar, timing=timing)
+    assert heat.shape == (64, 64) and heat.max() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="observation 'timing' is missing"):
+        saliency_map(policy, bev, ego, None, lidar)
+
+
 def test_staged_video_has_a_frame_per_substep_and_the_run_episode(tmp_path):
     agent = make_agent("staged")
     result = record_episode(agent, "lead-brake", 2, tmp_path / "staged.mp4",

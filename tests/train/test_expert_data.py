@@ -241,3 +241,45 @@ def test_the_protocol_ranges_hold_every_protocol_grid_point_the_defaults_miss():
             if hasattr(default, field):
                 assert inside(wide, {field: getattr(default, field)[0]})
                 assert inside(wide, {field: getattr(default, field)[1]})
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def test_realtime_shards_hold_the_timing_and_a_timing_reading_cnn_learns_from_it():
+    """Collected in realtime at fixed:0.15 (10 Hz ticks, m = 2: a decision every other
+    tick), every frame's `timing` is `[0.15, the previous decision's command, 0]` (its
+    command landed before the next observation), zeros at an episode's start; the
+    trainer feeds it to a cnn that reads it, whose timing encoder then learns."""
+    config = CollectionConfig(envs=2, shard_episodes=2, weights=(("lead-brake", 1.0),),
+                              mode="realtime", latency="fixed:0.15")
+    spec = ShardSpec(round=0, index=0, scenario="lead-brake", first=0, episodes=2)
+    data = collect_shard(spec, config)
+    assert data.timing.shape == (len(data), 4) and data.timing.dtype == np.float32
+    assert np.array_equal(data.tick[~data.episode_start] % 2, np.zeros((~data.episode_start)
+                                                                       .sum()))
+    np.testing.assert_allclose(data.timing[:, 0], 0.15, atol=1e-7)
+    assert (data.timing[:, 3] == 0).all()
+    start = data.episode_start
+    assert (data.timing[start, 1:3] == 0).all()
+    follows = np.flatnonzero(~start)
+    assert np.array_equal(data.timing[follows, 1:3], data.executed[follows - 1])
+    assert np.abs(data.timing[:, 1]).max() > 0.1                 # the expert's commands vary
+
+    torch.manual_seed(0)
+    tiny = {**TINY, "encoder": {**TINY["encoder"], "route_hidden": 0, "timing_hidden": 8}}
+    policy = build("cnn", policy_spec()["observation"], **tiny)
+    assert "timing" in policy.obs_keys
+    trainer = BehaviourCloning(policy, tiny_config(policy_config=tiny))
+    seen = []
+    trainer.policy.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    samples = frame_samples(np.arange(len(data)))
+    before = trainer.evaluate(data, samples, 512)["loss"]
+    assert torch.equal(seen[0]["timing"], torch.from_numpy(data.timing))
+    weights = [p.detach().clone() for p in trainer.policy.encoder.timing.parameters()]
+    order = np.random.default_rng(0).permutation(len(data))
+    for step in range(20):
+        trainer.update(data, samples, order[(step * 32) % len(data):][:32], lr=3e-3)
+    assert trainer.evaluate(data, samples, 512)["loss"] < before
+    assert all(not torch.equal(a, b) for a, b in
+               zip(weights, trainer.policy.encoder.timing.parameters()))

@@ -63,7 +63,7 @@ def as_tensors(obs):
 def test_the_adapter_steps_like_the_batched_env_and_resets_with_terminal_observations():
     venv = make_batched_vec_env(("highway",), 3, seed=5, scenario_config=SHORT)
     space = venv.observation_space
-    assert set(space.spaces) == {"bev", "ego", "lidar", "route"}
+    assert set(space.spaces) == {"bev", "ego", "lidar", "route", "timing"}
     obs = venv.reset()
     assert obs["bev"].shape == (3, *space["bev"].shape) and obs["bev"].dtype == np.uint8
     assert obs["ego"].shape == (3, *space["ego"].shape) and obs["ego"].dtype == np.float32
