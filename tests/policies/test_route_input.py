@@ -112,5 +112,3 @@ def test_route_checkpoints_round_trip_and_refuse_an_env_without_route(tmp_path, 
 def test_shipped_checkpoints_load_without_reading_the_route(name):
     policy, _ = load_policy(shipped_checkpoint(name), spec=policy_spec())
     assert "route" not in policy.obs_keys and policy.config.encoder.route_hidden == 0
-
-
