@@ -6,7 +6,9 @@ and, for policies trained with it, `lidar`) of all envs go to the device togethe
 pinned staging buffers on CUDA) and one forward pass under `torch.inference_mode` returns
 the `(N, 2)` actions. The recurrent state lives on the device, one column per env, zeroed
 per env by `reset(done)`. Its single stage, "policy", is timed from the observations in
-host memory to the actions back there (CUDA-synchronised, `StageTimer`).
+host memory to the actions back there (CUDA-synchronised, `StageTimer`). On the CPU, a
+batch of whole 64-row chunks runs its byte-identical rows once (`agents.distinct_rows`:
+a twin before its hazard is its real episode's row), with the bits of every row.
 
 On CUDA two options make the call cheaper: `bf16` (autocast to bfloat16; the actions stay
 float32 and inside their bounds) and `cuda_graph` (the forward pass captured once per
