@@ -6,7 +6,9 @@ and, for policies trained with it, `lidar`) of all envs go to the device togethe
 pinned staging buffers on CUDA) and one forward pass under `torch.inference_mode` returns
 the `(N, 2)` actions. The recurrent state lives on the device, one column per env, zeroed
 per env by `reset(done)`. Its single stage, "policy", is timed from the observations in
-host memory to the actions back there (CUDA-synchronised, `StageTimer`).
+host memory to the actions back there (CUDA-synchronised, `StageTimer`). On the CPU, a
+batch of whole 64-row chunks runs its byte-identical rows once (`agents.distinct_rows`:
+a twin before its hazard is its real episode's row), with the bits of every row.
 
 On CUDA two options make the call cheaper: `bf16` (autocast to bfloat16; the actions stay
 float32 and inside their bounds) and `cuda_graph` (the forward pass captured once per
@@ -34,11 +36,13 @@ from typing import Any
 import numpy as np
 import torch
 from reflexdrive.agents.base import Decision, Info, Observation, StageTimer
+from reflexdrive.agents.distinct_rows import distinct_rows, padded_rows
 from reflexdrive.agents.staged.learned_perception import SPEC_SENSOR_FIELDS
 from reflexdrive.envs.clock.timing import TIMING_FEATURES
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig
 from reflexdrive.envs.road_map import ROUTE_TARGETS_M
 from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError
+from reflexdrive.policies.encoders import ROW_CHUNK
 from reflexdrive.policies.networks import DrivingPolicy, State
 from reflexdrive.policies.registry import POLICIES, load_policy, shipped_checkpoint
 
@@ -174,17 +178,15 @@ class EndToEndAgent:
                 self._graph = None
             if self.cuda_graph and not self.explain:
                 action = self._graph_step(arrays)
-            else:
+            elif self.explain:
                 inputs = {key: self._to_device(key, array) for key, array in arrays.items()}
-                explained: dict[str, torch.Tensor] = {}
                 with self._autocast():
-                    if self.explain:
-                        action, state, explained = self.policy.explain(inputs, self.state)
-                    else:
-                        action, state = self.policy(inputs, self.state)
+                    action, state, explained = self.policy.explain(inputs, self.state)
                 for buffer, value in zip(self.state, state):
                     buffer.copy_(value)
                 products = {key: value.float().cpu().numpy() for key, value in explained.items()}
+            else:
+                action = self._eager_step(arrays)
             actions = action.float().cpu().numpy()
         return Decision(actions=actions.astype(np.float32, copy=False),
                         stage_latency_s=timer.latencies, products=products)
@@ -211,6 +213,53 @@ class EndToEndAgent:
             raise ValueError(problem)
         return {key: np.ascontiguousarray(array, dtype=self._inputs[key][1])
                 for key, array in arrays.items()}
+
+    def _eager_step(self, arrays: dict[str, np.ndarray]) -> torch.Tensor:
+        """The forward pass for all rows, the state updated in place.
+
+        On the CPU, when the batch is whole `ROW_CHUNK`-row chunks and some rows repeat
+        others (`distinct_rows`: byte-identical in every input the policy reads and in
+        the state), it runs each distinct row once, padded with copies to whole chunks,
+        and copies the outputs and states to the repeats; where that saves no chunk,
+        every row runs. The rows' bits are those of the call with every row: the encoder
+        runs chunks of `ROW_CHUNK` rows either way (the same kernel shapes), and its
+        kernels, the recurrent cell's and the head's compute each row alone for any
+        number of rows that is a multiple of `ROW_CHUNK` (tests pin it). Other row counts
+        do not: a chunk of 1-3 rows, or at two threads of 5-7 or 9-11, takes kernel paths
+        with other last bits, hence whole chunks only. On CUDA the kernels chosen depend
+        on the batch size: every row runs.
+        """
+        rows = arrays["bev"].shape[0]
+        selection = None
+        if self.device.type == "cpu" and rows and rows % ROW_CHUNK == 0:
+            selection = self._distinct(arrays, rows)
+        if selection is None:
+            inputs = {key: self._to_device(key, array) for key, array in arrays.items()}
+            with self._autocast():
+                action, state = self.policy(inputs, self.state)
+            for buffer, value in zip(self.state, state):
+                buffer.copy_(value)
+            return action
+        computed, inverse = selection
+        inputs = {key: torch.from_numpy(array[computed]) for key, array in arrays.items()}
+        index = torch.from_numpy(computed)
+        action, state = self.policy(inputs, tuple(s[:, index] for s in self.state))
+        back = torch.from_numpy(inverse)
+        for buffer, value in zip(self.state, state):
+            torch.index_select(value, 1, back, out=buffer)
+        return action[back]
+
+    def _distinct(self, arrays: dict[str, np.ndarray], rows: int
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+        """`(rows to compute, inverse)`: `distinct_rows` of the inputs and the state's rows,
+        `padded_rows` to whole chunks; None when that is every row's chunks."""
+        keyed = [array for key, array in arrays.items() if key != "bev"]
+        keyed += [s.transpose(0, 1).reshape(rows, -1).numpy() for s in self.state]
+        first, inverse = distinct_rows(keyed, checked=[arrays["bev"]])
+        computed = padded_rows(first, ROW_CHUNK)
+        if computed.size >= rows:
+            return None
+        return computed, inverse
 
     def _staged(self, key: str, array: np.ndarray) -> torch.Tensor:
         """`array` in a pinned host buffer (reused while the shape holds; the previous

@@ -14,6 +14,7 @@ from reflexdrive.policies.checkpoint import CheckpointError, observation_spec
 from reflexdrive.policies.registry import POLICIES, build, save_policy, shipped_checkpoint
 
 from reflexdrive.cli import main
+from reflexdrive.common.threads import cpu_threads
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.run.runner import RunConfig, run
 
@@ -123,6 +124,74 @@ def test_transformer_explains_its_attention_when_asked():
     cnn = EndToEndAgent(small("cnn"), device="cpu")
     cnn.explain = True
     assert cnn.act(obs, {}).products == {}
+
+
+# ----------------------------------------------------------------------------- distinct rows
+
+
+def _shipped_or_small(name: str) -> EndToEndAgent:
+    """The shipped checkpoint's agent (the real layer shapes the kernels see); lstm, which
+    ships none, small."""
+    if name == "lstm":
+        return EndToEndAgent(small(name), device="cpu")
+    return build_end_to_end(name, device="cpu")
+
+
+def _with_repeats(rows: int, distinct: int, rng: np.random.Generator, seed: int
+                  ) -> dict[str, np.ndarray]:
+    """`rows` observations: `distinct` different ones, each at least once, shuffled."""
+    base = observations(distinct, seed=seed)
+    pick = np.concatenate([np.arange(distinct), rng.integers(0, distinct, rows - distinct)])
+    rng.shuffle(pick)
+    return {key: value[pick] for key, value in base.items()}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", ["cnn", "gru", "transformer", "lstm"])
+def test_repeated_rows_run_once_with_the_bits_of_every_row(name, threads):
+    """A batch of whole 64-row chunks runs its distinct rows once (padded to whole chunks)
+    and gives every row the bytes, actions and state, that running every row gives: with
+    repeats, with fewer distinct rows than a chunk, with none repeated; at 1 and 2
+    threads; over ticks where repeated observations meet different recurrent states."""
+    deduped, every = _shipped_or_small(name), _shipped_or_small(name)
+    every._distinct = lambda arrays, rows: None               # every row, as before
+    calls: list[int] = []
+    deduped.policy.register_forward_hook(
+        lambda module, args, out: calls.append(args[0]["bev"].shape[0]))
+    rng = np.random.default_rng(7)
+    # (rows, distinct observations, rows of the first tick's forward pass)
+    cases = [(512, 448, 448), (512, 20, 64), (512, 512, 512), (128, 70, 128), (128, 1, 64)]
+    with cpu_threads(threads):
+        for case, (rows, distinct, computed) in enumerate(cases):
+            for tick in range(2):
+                obs = _with_repeats(rows, distinct, rng, seed=10 * case + tick)
+                a, b = deduped.act(obs, {}), every.act(obs, {})
+                assert a.actions.tobytes() == b.actions.tobytes(), (case, tick)
+                for mine, theirs in zip(deduped.state, every.state):
+                    assert mine.numpy().tobytes() == theirs.numpy().tobytes(), (case, tick)
+                if tick == 0 or not deduped.state:            # stateless: the obs decide
+                    assert calls[-1] == computed, (case, tick)
+                assert calls[-1] % 64 == 0 and calls[-1] <= rows
+            deduped.reset(np.ones(rows, bool))
+            every.reset(np.ones(rows, bool))
+
+
+def test_small_batches_explain_and_odd_batches_run_every_row():
+    """Under 64 rows, rows that are not whole chunks, and `explain`: every row runs (the
+    kernels' last bits depend on the row count there)."""
+    agent = EndToEndAgent(small("transformer"), device="cpu")
+    calls: list[int] = []
+    agent.policy.register_forward_hook(
+        lambda module, args, out: calls.append(args[0]["bev"].shape[0]))
+    rng = np.random.default_rng(0)
+    for rows in (2, 63, 100, 129):
+        agent.act(_with_repeats(rows, 1, rng, seed=rows), {})
+        assert calls[-1] == rows
+    agent.act(_with_repeats(128, 3, rng, seed=0), {})
+    assert calls[-1] == 64
+    agent.explain = True                                  # the eager explain path, all rows
+    explained = agent.act(_with_repeats(128, 3, rng, seed=0), {})
+    assert explained.products["attention"].shape[0] == explained.actions.shape[0] == 128
 
 
 def test_observations_must_fit_the_policy(tmp_path):

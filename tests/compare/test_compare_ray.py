@@ -35,7 +35,8 @@ def digests(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A small cnn checkpoint, a config builder (2 cells: staged and cnn, 3 episodes
-    each) and the local executor's output folder to compare against."""
+    each, 64 envs: the cnn decides for 128 rows, padded, whose repeats run once, see
+    `EndToEndAgent.act`) and the local executor's output folder to compare against."""
     root = tmp_path_factory.mktemp("ray")
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -47,7 +48,7 @@ def setup(tmp_path_factory):
     def config(out: Path, **changes) -> CompareConfig:
         return CompareConfig(stacks=("staged", "cnn"), scenarios=("lead-brake",), episodes=3,
                              latency="fixed:0.02", extra_latency_s=(0.1,),
-                             modes=("realtime",), envs=2,
+                             modes=("realtime",), envs=64,
                              checkpoints={"cnn": str(checkpoint)}, scenario_config=SHORT,
                              out=str(out), **changes)
 
@@ -66,7 +67,8 @@ def assert_same_outputs(folder: Path, local: Path) -> None:
 @pytest.mark.slow
 def test_ray_executor_writes_what_the_local_one_writes(setup, tmp_path):
     config, local = setup
-    # chunks of one episode: the end-to-end stack still decides for envs=2 rows (padded)
+    # chunks of one episode: the end-to-end stack still decides for 128 rows (padded; the
+    # distinct rows differ from the local run's, their bits do not)
     remote = compare(config(tmp_path / "ray", executor="ray", ray_cpus=2, chunk_episodes=1),
                      progress=False)
     assert not ray.is_initialized()                      # the instance it started is gone
