@@ -228,7 +228,9 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                             f"{imitation['command_inputs']})")
     group.add_argument("--latency", default=None,
                        help=f"the clock's latency model while driving: fixed:SECONDS, "
-                            f"fixed:STAGE=SECONDS,..., profile:PATH (default "
+                            f"fixed:STAGE=SECONDS,..., profile:PATH, optionally +SECONDS "
+                            f"(an extra delay) or +LOW..HIGH (an extra delay drawn per "
+                            f"episode, e.g. profile:PATH+0..0.3) (default "
                             f"{imitation['latency']})")
     group.add_argument("--mode", default=None,
                        help=f"the clock's mode while driving: lockstep or realtime "
