@@ -179,3 +179,16 @@ def test_each_world_of_the_batched_env_draws_its_own_episode_extra():
         assert list(np.flatnonzero(observed[:, row])) == list(range(0, 9, span))
     obs, _ = env.reset(seed=[4100, 1, 7])                    # a new episode redraws
     assert obs["timing"][0, 0] == pytest.approx(0.03 + numpy_draw(4100, 0.0, 0.3), abs=EPS)
+
+
+def test_a_hazard_removed_twin_is_charged_its_episodes_extra():
+    """The twin (same seed, hazard removed) draws the same extra: the counterfactual
+    reaction time compares the two at the same latency."""
+    env = BatchedDrivingEnv(4, "lead-brake", latency="fixed:0.03+0..0.3", mode="realtime",
+                            observations=False, scenario_config=SHORT,
+                            counterfactual=[False, False, True, True],
+                            autoreset_mode="disabled")
+    obs, _ = env.reset(seed=[1, 7, 1, 7])
+    expected = [0.03 + numpy_draw(seed, 0.0, 0.3) for seed in (1, 7, 1, 7)]
+    np.testing.assert_allclose(obs["timing"][:, 0], expected, atol=EPS)
+    assert obs["timing"][0, 0] != obs["timing"][1, 0]
