@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "lockstep: the world waits (the zero-latency baseline)")
     run.add_argument("--latency", default=run_default("latency"),
                      help="latency model: fixed:SECONDS, fixed:STAGE=SECONDS,..., "
-                          "profile:PATH (see docs/latency-profile.md), measured (wall clock)")
+                          "profile:PATH (see docs/latency-profile.md), measured (wall clock); "
+                          "any may end in *K, then +SECONDS or +LOW..HIGH (an extra delay "
+                          "drawn per episode)")
     run.add_argument("--budget", type=float, default=run_default("budget_s"),
                      help="compute budget per tick [s] (default: one tick)")
     run.add_argument("--stage-budgets", type=_stage_budgets, default=None,

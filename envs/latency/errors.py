@@ -27,10 +27,12 @@ TOTAL_STAGE = "total"
 """Stage name used when a latency is not split into stages."""
 
 EXTRA_STAGE = "extra"
-"""Stage name of the constant delay a `+SECONDS` spec suffix adds (`ShiftedLatency`)."""
+"""Stage name of the delay a `+SECONDS` spec suffix adds (`ShiftedLatency`), or a
+`+LOW..HIGH` suffix draws per episode (`EpisodeExtraLatency`)."""
 
 ALLOWED_FORMS = ("fixed:SECONDS, fixed:STAGE=SECONDS,..., profile:PATH, measured, "
-                 "each optionally *K (latency x K) then +SECONDS (an extra delay)")
+                 "each optionally *K (latency x K) then +SECONDS (an extra delay) or "
+                 "+LOW..HIGH (an extra delay drawn per episode, uniform in [LOW, HIGH])")
 """The latency spec forms, as named in error messages."""
 
 MAX_LATENCY_SCALE = 100.0

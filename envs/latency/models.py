@@ -21,6 +21,9 @@ from a `ClockConfig.latency` string):
 - `ShiftedLatency`: a base model's stages plus one more, "extra", a constant delay added
   once to every decision (a `+SECONDS` spec suffix). It is part of `L_k` like any stage:
   it delays the command's landing, counts against the budget and can drop frames.
+- `EpisodeExtraLatency`: the same with an extra delay drawn once per episode, uniformly
+  in `[low, high]`, from the episode seed (a `+LOW..HIGH` suffix): training over a
+  latency distribution.
 
 Every model returns a fresh `dict` stage -> seconds from `sample()` (one env) and stage ->
 `(B,)` float64 array from `sample_batch()` (a batch of `B` envs, the vector env's one call
@@ -392,7 +395,7 @@ class ScaledLatency(_WrappedLatency):
 
     def __init__(self, base: LatencyModel, scale: float, spec: str | None = None):
         shown = spec if spec is not None else f"{base.spec}*{scale!r}"
-        if isinstance(base, (ScaledLatency, ShiftedLatency)):
+        if isinstance(base, (ScaledLatency, ShiftedLatency, EpisodeExtraLatency)):
             raise LatencySpecError(shown, "only one *K scale is allowed, before any "
                                    "+SECONDS: SPEC*K+SECONDS")
         if (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
@@ -456,7 +459,7 @@ class ShiftedLatency(_WrappedLatency):
 
     def __init__(self, base: LatencyModel, extra_s: float, spec: str | None = None):
         shown = spec if spec is not None else f"{base.spec}+{extra_s!r}"
-        if isinstance(base, ShiftedLatency):
+        if isinstance(base, (ShiftedLatency, EpisodeExtraLatency)):
             raise LatencySpecError(shown, "only one +SECONDS suffix is allowed")
         problem = check_seconds(extra_s)
         if problem:
@@ -499,3 +502,119 @@ class ShiftedLatency(_WrappedLatency):
 
     def __repr__(self) -> str:
         return f"ShiftedLatency({self.base!r}, extra_s={self.extra_s!r})"
+
+
+# --------------------------------------------------------------------------- drawn extra
+
+EXTRA_DRAW_STREAM = 1_800
+"""Second entropy word of the generator that draws an episode's extra delay:
+`np.random.default_rng([seed, EXTRA_DRAW_STREAM])`, a stream apart from the profile rows'
+`default_rng(seed)` (the same seed there would tie the extra to the first row drawn)."""
+
+
+def draw_episode_extra(seed: int | None, low_s: float, high_s: float) -> float:
+    """The extra delay [s] of the episode seeded `seed`: `np.random.default_rng([seed,
+    EXTRA_DRAW_STREAM]).uniform(low_s, high_s)` (numpy's documented draw, in
+    `[low_s, high_s)`; `low_s` when they are equal). `seed=None`: fresh OS entropy."""
+    rng = np.random.default_rng(None if seed is None else [int(seed), EXTRA_DRAW_STREAM])
+    return float(rng.uniform(low_s, high_s))
+
+
+class EpisodeExtraLatency(_WrappedLatency):
+    """A base model's latencies plus an extra delay drawn once per episode, the stage
+    "extra" [s].
+
+    Built from a spec with a `+LOW..HIGH` suffix (`fixed:0.03+0..0.3`,
+    `profile:p.json+0..0.3`, `profile:p.json*2+0.05..0.3`): every episode charges each
+    decision the base model's stages plus one extra delay `draw_episode_extra(seed, low,
+    high)`, drawn at `reset(seed)` from the episode seed alone, so it is deterministic,
+    the same on both backends and for an episode's hazard-removed twin (same seed), and
+    shown in `obs["timing"][0]` with the rest of `L_k`. Made for training over a latency
+    distribution (a policy's own profile plus 0-300 ms); a measurement sweeps constant
+    extra delays instead (`reflexdrive compare --extra-latency`).
+
+    `reset_batch(mask, seeds)` draws row `i`'s extra from `seeds[i]`: row `i` of
+    `sample_batch` is what a model reset with that seed samples. Before its first reset
+    an env (a row) uses the draw of seed 0.
+
+    Attributes:
+        spec: the whole spec string, suffix included.
+        deterministic: the base model's.
+        base: the base latency model (possibly a `ScaledLatency`, never a shifted one).
+        low_s, high_s: the range [s], `0 <= low_s <= high_s < 60`.
+        extra_s: the current episode's extra delay [s] (one env).
+    """
+
+    def __init__(self, base: LatencyModel, low_s: float, high_s: float,
+                 spec: str | None = None):
+        shown = spec if spec is not None else f"{base.spec}+{low_s!r}..{high_s!r}"
+        if isinstance(base, (ShiftedLatency, EpisodeExtraLatency)):
+            raise LatencySpecError(shown, "only one +SECONDS or +LOW..HIGH suffix is allowed")
+        for name, value in (("low", low_s), ("high", high_s)):
+            problem = check_seconds(value)
+            if problem:
+                raise LatencySpecError(shown, f"extra delay range: {name} {value!r} {problem} "
+                                       f"({SECONDS_ALLOWED}; +LOW..HIGH with LOW <= HIGH)")
+        if not float(low_s) <= float(high_s):
+            raise LatencySpecError(shown, f"extra delay range {low_s!r}..{high_s!r}: LOW must "
+                                   "not exceed HIGH (+LOW..HIGH seconds, e.g. +0..0.3)")
+        if EXTRA_STAGE in declared_stages(base):
+            raise LatencySpecError(shown, f"stage name {EXTRA_STAGE!r} is reserved for the "
+                                   "+LOW..HIGH extra delay")
+        super().__init__(base, shown)
+        self.low_s = float(low_s)
+        self.high_s = float(high_s)
+        self.extra_s = draw_episode_extra(0, self.low_s, self.high_s)
+        self._row_extra = np.zeros(0, dtype=np.float64)
+
+    def reset(self, seed: int | None) -> None:
+        """Reset the base model and draw this episode's extra delay from `seed`."""
+        self.base.reset(seed)
+        self.extra_s = draw_episode_extra(seed, self.low_s, self.high_s)
+
+    def _rows(self, count: int) -> np.ndarray:
+        """The `(count,)` per-row extra delays [s] (seed 0's draw until a row is reset)."""
+        if len(self._row_extra) != count:
+            self._row_extra = np.full(count, draw_episode_extra(0, self.low_s, self.high_s))
+        return self._row_extra
+
+    def reset_batch(self, mask: np.ndarray, seeds: Sequence[int]) -> None:
+        """Reset the base model's rows `mask` and draw their extra delays from `seeds[i]`."""
+        self.base.reset_batch(mask, seeds)
+        extra = self._rows(len(mask))
+        for i in np.flatnonzero(mask):
+            extra[i] = draw_episode_extra(seeds[i], self.low_s, self.high_s)
+
+    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The base model's per-stage latencies [s], then "extra": this episode's draw.
+
+        Raises:
+            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
+        """
+        stages = self.base.sample(reported)
+        _check_no_extra(stages, sorted(stages))
+        stages[EXTRA_STAGE] = self.extra_s
+        return stages
+
+    def sample_batch(self, observing: np.ndarray,
+                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """The base model's per-stage `(B,)` latencies [s], then "extra": each row's draw.
+
+        Raises:
+            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
+        """
+        stages = self.base.sample_batch(observing, reported)
+        _check_no_extra(stages, sorted(stages))
+        stages[EXTRA_STAGE] = self._rows(len(observing)).copy()
+        return stages
+
+    def __repr__(self) -> str:
+        return (f"EpisodeExtraLatency({self.base!r}, low_s={self.low_s!r}, "
+                f"high_s={self.high_s!r})")
+
+
+def _check_no_extra(stages: Mapping[str, object], shown: object) -> None:
+    """Raise ConfigError when a base model's stages (e.g. reported ones) include "extra"."""
+    if EXTRA_STAGE in stages:
+        raise ConfigError("reported latency", shown, f"stage name {EXTRA_STAGE!r} is "
+                          "reserved for the extra delay of a +SECONDS or +LOW..HIGH suffix")

@@ -16,6 +16,10 @@ Forms, each naming one model of `models`:
   elsewhere.
 - both, in that order: `SPEC*K+SECONDS` charges `(SPEC's latency x K) + SECONDS` (the
   scale never multiplies the extra delay); `SPEC+SECONDS*K` is an error.
+- any of them `+LOW..HIGH` instead of `+SECONDS` (`fixed:0.03+0..0.3`,
+  `profile:p.json*2+0.05..0.3`) -> `EpisodeExtraLatency`: an extra delay drawn once per
+  episode, uniformly in [LOW, HIGH] seconds, from the episode seed (training over a
+  latency distribution; 0 <= LOW <= HIGH < 60).
 
 A bad spec raises `LatencySpecError` (field "latency"), a bad profile file `ProfileError`;
 both are one-line `ConfigError`s (`errors`).
@@ -35,6 +39,7 @@ from reflexdrive.envs.latency.errors import (
     check_seconds,
 )
 from reflexdrive.envs.latency.models import (
+    EpisodeExtraLatency,
     FixedLatency,
     LatencyModel,
     MeasuredLatency,
@@ -49,6 +54,16 @@ from reflexdrive.envs.latency.models import (
 _EXTRA_RE = re.compile(r"(?P<base>.*?)(?<![0-9.][eE])\+\s*"
                        r"(?P<extra>(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)\s*\Z",
                        re.DOTALL)
+_NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+# a `+LOW..HIGH` suffix (`..` binds before a number's own dot: `0..0.3` is 0 to 0.3)
+_RANGE_RE = re.compile(r"(?P<base>.*?)(?<![0-9.][eE])\+\s*(?P<low>[0-9]+(?:\.[0-9]+)?"
+                       r"(?:[eE][-+]?[0-9]+)?|\.[0-9]+)\s*\.\.\s*(?P<high>" + _NUMBER
+                       + r")\s*\Z", re.DOTALL)
+# what was meant as a range suffix: the last `+` followed by `..` (no path separator)
+_RANGE_TAIL_RE = re.compile(r"\+[^+/\\]*\.\.[^+/\\]*\Z")
+RANGE_SYNTAX = ("an extra delay range is +LOW..HIGH seconds after the latency model, "
+                "0 <= LOW <= HIGH < 60, e.g. fixed:0.03+0..0.3 or profile:PATH+0..0.3")
+"""How a `+LOW..HIGH` suffix is written, as error messages state it."""
 # the last `*NUMBER` of a spec (signed, so `*-1` reaches the range check)
 _SCALE_RE = re.compile(r"(?P<base>.*)\*\s*(?P<scale>[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
                        r"(?:[eE][-+]?[0-9]+)?)\s*\Z", re.DOTALL)
@@ -109,6 +124,24 @@ def split_extra(spec: str) -> tuple[str, float | None]:
     return match.group("base").strip(), float(match.group("extra"))
 
 
+def split_extra_range(spec: str) -> tuple[str, tuple[float, float] | None]:
+    """`(base spec, (low, high))` of a spec with a `+LOW..HIGH` suffix, else `(spec, None)`.
+
+    Syntax only (no range check): `"fixed:0.03+0..0.3"` -> `("fixed:0.03", (0.0, 0.3))`.
+    """
+    match = _RANGE_RE.match(spec.strip()) if isinstance(spec, str) else None
+    if match is None:
+        return spec, None
+    return match.group("base").strip(), (float(match.group("low")), float(match.group("high")))
+
+
+def has_extra_range(spec: object) -> bool:
+    """Whether a spec string ends in a `+LOW..HIGH` suffix, well formed or not (an extra
+    delay drawn per episode: a training distribution, not one latency to measure)."""
+    return isinstance(spec, str) and (split_extra_range(spec)[1] is not None
+                                      or _RANGE_TAIL_RE.search(spec.strip()) is not None)
+
+
 def with_extra(spec: str, extra_s: float) -> str:
     """`spec` with the extra delay `extra_s` [s] appended (`spec` itself for 0):
     `with_extra("measured", 0.05) == "measured+0.05"`."""
@@ -139,9 +172,10 @@ def with_scale(spec: str, scale: float) -> str:
 
 
 def base_spec(spec: str) -> str:
-    """The latency model of a spec without its `*K` and `+SECONDS` suffixes (syntax only):
-    `base_spec("measured*2+0.1") == "measured"`."""
-    return split_scale(split_extra(spec)[0])[0].strip()
+    """The latency model of a spec without its `*K` and `+SECONDS` / `+LOW..HIGH` suffixes
+    (syntax only): `base_spec("measured*2+0.1") == base_spec("measured+0..0.3") ==
+    "measured"`."""
+    return split_scale(split_extra(split_extra_range(spec)[0])[0])[0].strip()
 
 
 def unshifted(model: LatencyModel) -> tuple[LatencyModel, float | None]:
@@ -160,7 +194,8 @@ def parse_latency(spec: str, *, base_dir: str | os.PathLike | None = None) -> La
     Forms: `fixed:SECONDS`, `fixed:STAGE=SECONDS,...` (each in [0, 60) s, stage names are
     identifiers), `profile:PATH` (relative PATH resolved against `base_dir`, else the
     current directory; `~` is expanded) and `measured`; each may end in `*K`, a scale
-    (`ScaledLatency`), then `+SECONDS`, an extra delay (`ShiftedLatency`). Whitespace
+    (`ScaledLatency`), then `+SECONDS`, an extra delay (`ShiftedLatency`), or
+    `+LOW..HIGH`, an extra delay drawn per episode (`EpisodeExtraLatency`). Whitespace
     around the spec and its parts is ignored.
 
     Raises:
@@ -172,6 +207,16 @@ def parse_latency(spec: str, *, base_dir: str | os.PathLike | None = None) -> La
     text = spec.strip()
     if not text:
         raise LatencySpecError(spec, "empty spec")
+    base, extra_range = split_extra_range(text)
+    if extra_range is not None:
+        if not base:
+            raise LatencySpecError(spec, f"+LOW..HIGH needs a latency model before it: "
+                                   f"{RANGE_SYNTAX}")
+        if split_extra(base)[1] is not None or split_extra_range(base)[1] is not None:
+            raise LatencySpecError(spec, "only one +SECONDS or +LOW..HIGH suffix is allowed")
+        return EpisodeExtraLatency(_parse_scaled(spec, base, base_dir), *extra_range, spec)
+    if _RANGE_TAIL_RE.search(text):
+        raise LatencySpecError(spec, f"malformed extra delay range: {RANGE_SYNTAX}")
     base, extra = split_extra(text)
     if extra is None:
         return _parse_scaled(spec, text, base_dir)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Mapping
 
 from reflexdrive.common.validation import ConfigError
-from reflexdrive.envs.latency import parse_latency, split_extra, split_scale
+from reflexdrive.envs.latency import has_extra_range, parse_latency, split_extra, split_scale
 
 PROFILED = "profiled"
 """The spec that profiles a stack at batch size 1 first, then replays the profile."""
@@ -106,13 +106,19 @@ def absolute_latencies(value: object, base_dir: str | os.PathLike | None) -> obj
 
 
 def check_own_spec(field: str, spec: object) -> str:
-    """A stack's own latency spec, checked: a string, no `*K` / `+SECONDS` suffix, a known
-    model (`profiled`, or one `envs.latency.parse_latency` reads: a profile file must
-    exist), a `profile:PATH` made absolute. Returns the spec, stripped."""
+    """A stack's own latency spec, checked: a string, no `*K` / `+SECONDS` / `+LOW..HIGH`
+    suffix (the last is a training distribution), a known model (`profiled`, or one
+    `envs.latency.parse_latency` reads: a profile file must exist), a `profile:PATH` made
+    absolute. Returns the spec, stripped."""
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(field, spec, "must be a latency spec string: profiled, measured, "
                           "fixed:SECONDS, fixed:STAGE=SECONDS,..., profile:PATH")
     spec = spec.strip()
+    if has_extra_range(spec):
+        raise ConfigError(field, spec, "a +LOW..HIGH extra delay is drawn per episode, for "
+                          "training over a latency distribution; a compare measures each "
+                          "stack at constant extra delays: give its own latency and sweep "
+                          "extra_latency_s (--extra-latency)")
     if split_extra(spec)[1] is not None:
         raise ConfigError(field, spec, "give the stack's own latency without a +SECONDS "
                           "suffix; extra delays go in extra_latency_s (--extra-latency)")

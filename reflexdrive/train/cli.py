@@ -48,7 +48,7 @@ target's default", read from `DetectorTrainingConfig`)."""
 IMITATION_DEFAULTS = ("method", "episodes", "epochs", "batch_size", "lr", "envs",
                       "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
                       "sequence_length", "checkpoint_every", "command_inputs", "latency",
-                      "mode", "seed", "device", "threads", "action_weights",
+                      "label_shift", "mode", "seed", "device", "threads", "action_weights",
                       "scenario_weights")
 """Options of the imitation methods whose defaults come from `ImitationConfig`."""
 
@@ -89,8 +89,8 @@ def _listed(value: Any) -> str:
 
 _DETECTOR_OPTIONS = ("samples", "eval_episodes", "channels", "blocks")
 _IMITATION_ONLY = ("episodes", "scenario_weights", "action_weights", "command_inputs",
-                   "sequence_length", "dagger_rounds", "dagger_episodes", "dagger_epochs",
-                   "dagger_beta", "epochs")
+                   "label_shift", "sequence_length", "dagger_rounds", "dagger_episodes",
+                   "dagger_epochs", "dagger_beta", "epochs")
 _POLICY_OPTIONS = ("policy", "method", "frames", "envs", "latency", "mode", "init", "resume",
                    "checkpoint_every", "policy_config", *_IMITATION_ONLY)
 _PPO_OPTIONS = ("scenarios", "n_steps", "n_epochs", "gamma", "gae_lambda", "clip_range",
@@ -228,8 +228,15 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                             f"{imitation['command_inputs']})")
     group.add_argument("--latency", default=None,
                        help=f"the clock's latency model while driving: fixed:SECONDS, "
-                            f"fixed:STAGE=SECONDS,..., profile:PATH (default "
+                            f"fixed:STAGE=SECONDS,..., profile:PATH, optionally +SECONDS "
+                            f"(an extra delay) or +LOW..HIGH (an extra delay drawn per "
+                            f"episode, e.g. profile:PATH+0..0.3) (default "
                             f"{imitation['latency']})")
+    group.add_argument("--label-shift", default=None,
+                       help=f"bc/dagger: landing: a frame's label is the expert's command at "
+                            f"the tick nearest the moment the frame's command lands (t + its "
+                            f"latency; realtime); none: at the frame's own tick (default "
+                            f"{imitation['label_shift']}; the same in lockstep)")
     group.add_argument("--mode", default=None,
                        help=f"the clock's mode while driving: lockstep or realtime "
                             f"(bc/dagger default {imitation['mode']}; ppo: PPOConfig's)")
@@ -382,13 +389,15 @@ def _train_policy(args: argparse.Namespace) -> int:
 
     names = ("episodes", "frames", "epochs", "batch_size", "lr", "envs", "sequence_length",
              "dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta",
-             "checkpoint_every", "command_inputs", "latency", "mode", "device", "threads")
+             "checkpoint_every", "command_inputs", "latency", "label_shift", "mode", "device",
+             "threads")
     values: dict[str, Any] = {"policy": args.policy, "method": method}
     for name in names:
         values[name] = (getattr(args, name) if name == "frames"
                         else _value(args, name, defaults))
     values["seed"] = args.seed
-    _numbers(values, ("policy", "method", "command_inputs", "latency", "mode", "device"))
+    _numbers(values, ("policy", "method", "command_inputs", "latency", "label_shift", "mode",
+                      "device"))
     weights = _weights(args.scenario_weights)
     if method == "bc":
         for name in ("dagger_rounds", "dagger_episodes", "dagger_epochs", "dagger_beta"):

@@ -80,6 +80,7 @@ from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.road_map import ROUTE_TARGETS_M
 from reflexdrive.envs.scenarios import make_config
 from reflexdrive.run.rollout import Rollout
+from reflexdrive.train.label_shift import LABEL_SHIFTS, landing_labels
 
 DATA_VERSION = 4
 """Bumped whenever what a shard holds changes (invalidates cached shards)."""
@@ -177,8 +178,14 @@ class CollectionConfig:
         envs: worlds simulated side by side (`B` of the batched env).
         shard_episodes: most episodes per shard.
         mode: the clock's mode, "lockstep" or "realtime".
-        latency: the clock's latency model (`fixed:0`: none). With `L > T` a world skips
-            the ticks its agent is busy; only observed ticks are recorded.
+        latency: the clock's latency model (`fixed:0`: none; `SPEC+LOW..HIGH`: an extra
+            delay drawn per episode). With `L > T` a world skips the ticks its agent is
+            busy; only observed ticks are recorded.
+        label_shift: "landing" (default): frame `k`'s label is the expert's command at the
+            tick nearest its command's landing `t_k + L_k` (`label_shift`; the expert
+            labels every tick, recorded or not), what a learner whose command acts then
+            must answer; identical to "none" in lockstep, where `L_k = 0`. "none": the
+            expert's command at tick `k`.
         weights: `((entry, weight), ...)` of the mixture, entries from `MIX_ENTRIES`.
         seed: the data seed (see the module docstring).
         sensors: the sensors' settings (default `SensorConfig()`).
@@ -190,6 +197,9 @@ class CollectionConfig:
                                   help="most episodes per data shard")
     mode: str = choice("lockstep", choices=MODES, help="the clock's mode: lockstep, realtime")
     latency: str = string("fixed:0", help="the clock's latency model")
+    label_shift: str = choice("landing", choices=LABEL_SHIFTS,
+                              help="label a frame with the expert's command at its command's "
+                                   "landing tick (landing) or at its own tick (none)")
     weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS
     seed: int = integer(0, low=0, high=MAX_SEED, says_integer=True,
                         help="seeds the data (scenario seeds), the weights, the split and "
@@ -283,8 +293,11 @@ def round_folder(root: Path, round_: int, episodes: int, config: CollectionConfi
     """The folder of a round's shards: `root/round-RR-<key>` (key: data version,
     collection settings, the mixture entries' scenarios and overrides, episodes, and for
     DAgger rounds the learner's checksum and beta)."""
+    collection = asdict(config)
+    if config.mode == "lockstep":           # no latency: the shift changes no label, and
+        collection.pop("label_shift")       # lockstep data keeps its folder
     description = {"version": DATA_VERSION, "round": round_, "episodes": episodes,
-                   "collection": asdict(config), "learner": learner, "beta": beta,
+                   "collection": collection, "learner": learner, "beta": beta,
                    "entries": {name: mix_entry(name) for name, _ in config.weights}}
     return Path(root) / f"round-{round_:02d}-{data_key(description)}"
 
@@ -442,7 +455,8 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
                   learner: Agent | None = None, beta: float = 1.0,
                   expert: Agent | None = None,
                   on_episode: Callable[[int], None] | None = None) -> ExpertDataset:
-    """Drive the episodes of `spec` and record every observed tick.
+    """Drive the episodes of `spec` and record every observed tick (labels: the expert's
+    command at the landing tick with `config.label_shift == "landing"`, `label_shift`).
 
     Args:
         spec: the shard (scenario, episodes).
@@ -472,6 +486,7 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
     low = np.array([ACCELERATION_BOUNDS[0], STEERING_BOUNDS[0]], np.float32)
     high = np.array([ACCELERATION_BOUNDS[1], STEERING_BOUNDS[1]], np.float32)
     chosen: dict[str, np.ndarray] = {}
+    labelled: dict[str, list[np.ndarray]] = {"episode": [], "tick": [], "label": []}
 
     def reset(obs: dict, info: dict, mask: np.ndarray) -> None:
         for agent in (expert, learner):
@@ -492,6 +507,10 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
         for step in rollout.steps(decide, on_reset=reset):
             obs, executed = step.prior_obs, step.actions
             label, by_learner = chosen["label"], chosen["by_learner"]
+            live = np.flatnonzero(step.live)        # the expert labels every live tick
+            labelled["episode"].append(rollout.seeds[live].copy())
+            labelled["tick"].append(step.ticks[live].copy())
+            labelled["label"].append(label[live])
             rows = np.flatnonzero(step.live & step.info["observing"])
             if len(rows):
                 values = {
@@ -516,7 +535,13 @@ def collect_shard(spec: ShardSpec, config: CollectionConfig, *,
     data = ExpertDataset(bev_width=config.sensors.bev_shape[-1],
                          **{name: np.concatenate(value) for name, value in parts.items()})
     order = np.lexsort((data.tick, data.episode))
-    return data.select(order)
+    data = data.select(order)
+    if config.label_shift == "landing":
+        data.action = landing_labels(
+            data.episode, data.tick, data.timing[:, 0],
+            *(np.concatenate(labelled[name]) for name in ("episode", "tick", "label")),
+            tick_s=env.clock_config.tick_s)
+    return data
 
 
 def collect_round(round_: int, episodes: int, config: CollectionConfig, root: Path, *,

@@ -80,7 +80,10 @@ class ImitationConfig:
         envs: worlds simulated side by side while collecting (batch size of the expert).
         shard_episodes: most episodes per data shard.
         mode: the clock while collecting: "lockstep" (default) or "realtime".
-        latency: the clock's latency model while collecting (default "fixed:0").
+        latency: the clock's latency model while collecting (default "fixed:0";
+            `SPEC+LOW..HIGH`: an extra delay drawn per episode, a latency distribution).
+        label_shift: "landing" (default) or "none": whether a frame's label is the
+            expert's command at the tick its command lands (`CollectionConfig`).
         epochs: passes over the expert data in the BC phase (0: no BC phase, e.g. after
             `init`).
         batch_size: frames per update (cnn, transformer).
@@ -146,6 +149,7 @@ class ImitationConfig:
     shard_episodes: int = override(CollectionConfig, "shard_episodes")
     mode: str = override(CollectionConfig, "mode")
     latency: str = override(CollectionConfig, "latency")
+    label_shift: str = override(CollectionConfig, "label_shift")
     epochs: int = _integer(4, 0, 10_000, "passes over the expert data")
     batch_size: int = _integer(128, 1, 65_536, "frames per update")
     sequence_length: int = _integer(32, 1, 10_000, "gru/lstm: ticks per truncated-BPTT window")
@@ -239,6 +243,7 @@ class ImitationConfig:
     def collection(self) -> CollectionConfig:
         return CollectionConfig(envs=self.envs, shard_episodes=self.shard_episodes,
                                 mode=self.mode, latency=self.latency,
+                                label_shift=self.label_shift,
                                 weights=tuple(self.scenario_weights.items()), seed=self.seed,
                                 sensors=SensorConfig())
 
@@ -252,4 +257,6 @@ class ImitationConfig:
         identity = json.loads(json.dumps(asdict(self)))
         for name in ("device", "threads", "eval_every", "checkpoint_every"):
             identity.pop(name)
+        if self.mode == "lockstep":      # no latency, no shift: runs begun before it resume
+            identity.pop("label_shift")
         return identity

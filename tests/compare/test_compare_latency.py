@@ -78,6 +78,9 @@ def test_one_spec_for_all_and_per_stack_specs(tmp_path):
     ("staged=fixed:0.01,gru=fixed:0.01+0.1", "latency.gru='fixed:0.01+0.1' is invalid: give "
                                              "the stack's own latency without a +SECONDS"),
     ("staged=profiled*2,gru=fixed:0", "without a *K scale; scales go in latency_scale"),
+    ("staged=fixed:0.01,gru=fixed:0.01+0..0.3", "latency.gru='fixed:0.01+0..0.3' is invalid: "
+                                                "a +LOW..HIGH extra delay is drawn per episode"),
+    ("fixed:0.01+0..0.3", "a +LOW..HIGH extra delay is drawn per episode, for training"),
     ("staged=fixed:0,staged=measured,gru=fixed:0", "stack 'staged' is given twice"),
     ({}, "must be a latency spec string or a table"),
 ])
