@@ -164,7 +164,7 @@ def hand_dataset(lengths: list[int]) -> ExpertDataset:
     return ExpertDataset(
         bev=np.zeros((n, *data.bev.shape[1:]), np.uint8), bev_width=64,
         ego=np.zeros((n, 8), np.float32), lidar=np.zeros((n, 64, 2), np.float32),
-        route=np.zeros((n, 5, 2), np.float32),
+        route=np.zeros((n, 5, 2), np.float32), timing=np.zeros((n, 4), np.float32),
         action=np.zeros((n, 2), np.float32),
         executed=np.zeros((n, 2), np.float32), episode_start=tick == 0,
         episode=episode.astype(np.int64), tick=tick.astype(np.int32),
