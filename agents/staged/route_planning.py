@@ -90,6 +90,22 @@ def route_frame_tracks(tracks: Tracks, route: np.ndarray, s0: np.ndarray) -> Lan
                            valid=valid, accel_s=accel_s)
 
 
+CROSSING_RAD = np.pi / 3
+"""A track moving more than this off the route's direction at its foot crosses the route
+rather than following it [rad] (the 60 deg within which `yielding.tracks_on_lanes` puts a
+track on a lane)."""
+
+
+def crossing_tracks(frame: LaneFrameTracks) -> np.ndarray:
+    """`(N, K)` bool: the track moves (faster than `MOVING_MPS`) at more than `CROSSING_RAD`
+    from the route's tangent at its foot: a vehicle crossing the route (or driving against
+    it), whose along-route speed is not that of a lead (it reads as one moving backwards,
+    and the time-to-collision rule braked the ego for it even at standstill). A stopped one
+    is not crossing: it stands where it stands."""
+    speed = np.hypot(frame.vs, frame.vd)
+    return frame.valid & (speed > MOVING_MPS) & (frame.vs < speed * np.cos(CROSSING_RAD))
+
+
 def select_frame(use_first: np.ndarray, first: LaneFrameTracks, second: LaneFrameTracks
                  ) -> LaneFrameTracks:
     """Per env, `first` where `use_first` `(N,)` else `second`."""

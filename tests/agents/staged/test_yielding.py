@@ -55,8 +55,9 @@ def test_config_is_validated():
 
 def test_conflict_point_of_a_crossing():
     m = crossing_map()
-    priority, merging, s_c, q_c = conflict_points(m["route"], m, CONFIG)
+    priority, equal, merging, s_c, q_c, s_end, q_end = conflict_points(m["route"], m, CONFIG)
     assert priority[0].tolist() == [False, True, False, False]
+    assert not equal.any()
     assert not merging[0, 1]
     # the first crossing-lane point within 2.5 m of the route: y = -2 (lane arc 118 m)
     assert s_c[0, 1] == pytest.approx(30.0)
@@ -65,8 +66,10 @@ def test_conflict_point_of_a_crossing():
 
 def test_no_right_of_way_for_a_lower_priority_lane():
     m = crossing_map(route_priority=3, cross_priority=1)
-    priority, _, _, _ = conflict_points(m["route"], m, CONFIG)
-    assert not priority.any()
+    conflicts = conflict_points(m["route"], m, CONFIG)
+    assert not conflicts.priority.any() and not conflicts.equal.any()
+    # it still conflicts (the ego yields to it only when it is committed)
+    assert conflicts.s_c[0, 1] == pytest.approx(30.0)
 
 
 def test_tracks_are_put_on_the_lane_running_their_way():
@@ -143,7 +146,7 @@ def test_a_merging_ring_lane_only_needs_the_ego_in_ahead():
          "lane_valid": np.ones((1, M), bool), "lane_width": np.full((1, M), 4.0),
          "lane_priority": np.zeros((1, M), np.int8),
          "lane_on_route": np.array([[True, True, False, False]])}
-    priority, merging, s_c, q_c = conflict_points(m["route"], m, CONFIG)
+    priority, _, merging, s_c, q_c, _, _ = conflict_points(m["route"], m, CONFIG)
     assert priority[0].tolist() == [False, False, True, True]
     assert merging[0, 2] and merging[0, 3]
     # lane 3 ends at x = -2, 2 m before lane 2 starts: its conflict point lies 40 m on
