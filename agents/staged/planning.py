@@ -606,12 +606,20 @@ class MobilFrenetPlanner:
             emergency |= relevant & (ttc < cfg.emergency_ttc_s)
         max_speed = params.desired_speed_mps
         if mapped.any():
-            bend_speed = np.where(mapped, curve_speed_limit(
-                route, cfg.max_lateral_accel_mps2, cfg.curve_decel_mps2, max_speed), max_speed)
-            bend = np.minimum(
+            # the lanes' speed limits (+inf: none): the one here caps the cruise speed,
+            # lower ones ahead are braked for like bends
+            limit = np.full(raw_route.shape[:2], np.inf)
+            if "route_speed_limit" in road_map:
+                limit = np.asarray(road_map["route_speed_limit"], np.float64)
+            limit_here = np.where(np.isfinite(limit[:, 0]), limit[:, 0], np.inf)
+            bend_speed = np.where(mapped, np.minimum(curve_speed_limit(
+                route, cfg.max_lateral_accel_mps2, cfg.curve_decel_mps2, max_speed),
+                limit_here), max_speed)
+            bend = np.minimum.reduce([
                 route_planning.curve_acceleration(speed, bend_speed, params.max_accel_mps2,
                                                   params.delta),
-                route_planning.bend_deceleration(route, speed, cfg.max_lateral_accel_mps2))
+                route_planning.bend_deceleration(route, speed, cfg.max_lateral_accel_mps2),
+                route_planning.deceleration_to_speeds(route, limit, speed)])
             accel = np.where(mapped, np.clip(np.minimum(accel, bend), *ACCELERATION_BOUNDS),
                              accel)
             max_speed = bend_speed
