@@ -187,8 +187,7 @@ def conflict_points(route: np.ndarray, road_map, config: YieldConfig) -> Conflic
             nearest = np.argmin(np.abs(s[row, rows, cols] - s_c[row, lane]))
             own[row, lane] = rank[row, rows[nearest]]
     ranked = conflicts & (own >= 0) & (rank > own)
-    equal_road = (rank == rank[:, :1]).all(axis=1, keepdims=True) | ~valid.any(
-        axis=1, keepdims=True)
+    equal_road = ~ranked_lanes(road_map)[:, None]
     gap_end = route_gap_end(route)[:, None]
     entry = conflicts & equal_road & np.isfinite(gap_end) & (
         np.abs(s_c - np.nan_to_num(gap_end)) <= config.entry_reach_m)
