@@ -1,32 +1,42 @@
-"""Yielding: gap acceptance where the ego's route crosses or joins lanes that have the right
-of way (the intersection's priority roads, the roundabout's ring), batched over `N` envs.
+"""Yielding: gap acceptance where the ego's route crosses or joins other lanes (the
+intersection's roads, the roundabout's ring), batched over `N` envs. Crossing traffic is
+this module's, never the car follower's (`route_planning.crossing_tracks`).
 
 From the map (`info["map"]`, `envs.road_map`, all in the ego frame):
 
-1. **Conflict points** (`conflict_points`): a lane that is not on the route and whose
-   centreline comes within `conflict_distance_m` of the route ahead conflicts with it; its
-   conflict point is the first such centreline point in its driving direction, at lane
-   arc `q_c` and route arc `s_c`. It has the **right of way** when its `lane_priority` is
-   above that of the route's own lane there (highway-env's intersection), or, on a road
-   whose priorities are all equal, when the route joins it across a gap between lanes
-   (an entry lane that ends beside the ring it feeds: the roundabout), within
-   `entry_reach_m` of the gap's end. The lanes feeding such a lane (`feeder_hops` back,
-   joined end to start) share its right of way and conflict point, further along.
-2. **Tracks on lanes** (`tracks_on_lanes`): each track is on the lane whose centreline
-   point is nearest to it (within `lane_match_m`) among those running within 60 deg of
-   its direction of motion (or of its heading when it hardly moves); its lane arc `q` is
-   that point's.
-3. **Gap acceptance** (`yield_acceleration`): a track on a right-of-way lane before its
-   conflict zone (`zone_m` either side of the conflict point, plus half its length)
-   arrives there at `t_arrive = (q_c - zone - q - L/2) / v` and leaves at `t_leave`; the
-   ego, accelerating at `go_accel_mps2` up to `go_speed_mps`, enters at `t_in` and is
-   out at `t_out`. The ego may go when every such track either arrives at least
-   `critical_gap_s` after the ego is out (at a crossing) or in (where the lane merges
-   into the route: from there on the ego drives ahead of it, its lead), or has left
-   `PASSED_MARGIN_S` before the ego comes in; otherwise it yields: the IDM towards a
-   virtual stopped vehicle at the stop line, `stop_margin_m` before the zone. An ego that
-   could not stop before the stop line at `commit_decel_mps2` any more has committed and
-   goes on.
+1. **Conflict zones** (`conflict_points`): a lane that is not on the route and whose
+   centreline comes within `conflict_distance_m` of the route ahead conflicts with it, from
+   its first such point (lane arc `q_c`, route arc `s_c`: the least of the points') to its
+   last (`q_end`, `s_end`; at a lane that merges into the route, the first). Its class: it
+   has the **right of way** when its `lane_priority` is above that of the route's own lane
+   there (highway-env's intersection), or, on a road whose priorities are all equal, when
+   the route joins it across a gap between lanes (an entry lane that ends beside the ring
+   it feeds: the roundabout), within `entry_reach_m` of the gap's end; it is of **equal
+   rank** when its priority is the route lane's on a road with ranks (`ranked_lanes`);
+   else the **route has the right of way**. The lanes feeding a conflicting lane
+   (`feeder_hops` back, joined end to start) share its class and zone, further along (a
+   lane feeding several: the highest class, then the nearest).
+2. **Tracks on lanes** (`lanes_of_tracks`): a track is on every lane with a centreline
+   point within `lane_match_m` among those running within 60 deg of its direction of
+   motion (or of its heading when it hardly moves), at that point's lane arc `q`: near a
+   fan of turn lanes it is on each, since where it turns is not known.
+3. **Gap acceptance** (`yield_acceleration`), per track and lane: the track arrives at the
+   zone (`zone_m` before `q_c`, plus half its length) at `t_arrive = (q_c - zone - q -
+   L/2) / v` and leaves it (`zone_m` past `q_end`) at `t_leave`; the ego, accelerating at
+   `go_accel_mps2` up to `go_speed_mps`, enters at `t_in` (`s_c`) and is out at `t_out`
+   (`s_end`). The gap is safe when the track arrives at least `critical_gap_s` after the
+   ego is out (at a crossing) or in (where the lane merges into the route: from there on
+   the ego drives ahead of it, its lead), or has left `PASSED_MARGIN_S` before the ego
+   comes in. The ego goes when, for every track: the lane has the right of way and the
+   gap is safe; or it is of equal rank and the gap is safe or the ego is in
+   `first_come_margin_s` before the track arrives (first come, first served); or the route
+   has the right of way, unless the track is **committed** (it could no longer stop
+   before the zone braking at `committed_decel_mps2`, or is in it) and the gap is not
+   safe: a vehicle that ignores the ego's right of way is yielded to (the
+   `intersection-cross-traffic` hazard). Otherwise it yields: the IDM towards a virtual
+   stopped vehicle at the stop line, `stop_margin_m` before the zone. An ego that could
+   not stop before the stop line at `commit_decel_mps2` any more has committed and goes
+   on.
 """
 
 from __future__ import annotations
