@@ -11,13 +11,16 @@ towards the next higher lane index on a straight road; `envs.sensors.frames`):
   route to the ego's destination, or the closest continuation without one); `+inf` rows
   past the end of the road (`np.isfinite` marks the real points). `P = ROUTE_POINTS`.
 - `route_heading (P,)` float32 [rad]: lane heading there minus the ego's, in (-pi, pi];
-  `route_width (P,)` float32 [m]: lane width there. `+inf` where `route` is.
+  `route_width (P,)` float32 [m]: lane width there; `route_speed_limit (P,)` float32 [m/s]:
+  the lane's speed limit there (highway-env's `lane.speed_limit`; `+inf` where it has none,
+  as on straight roads). `+inf` where `route` is.
 - `lanes (M, Q, 2)` float32 [m]: the centreline of every lane with a sample within
   `MAP_RANGE_M` of the ego, at the lane's own grid `s = 0, MAP_STEP_M, 2 MAP_STEP_M, ...`
   (driving direction), from its first to its last sample within range (at most `Q`),
   padded with `+inf`. When more than `M` lanes are in range the `M` nearest are kept. Lanes keep
   the road network's order. `M = MAP_LANES`, `Q = LANE_POINTS`.
-- `lane_width (M,)` float32 [m] (width at the lane's start), `lane_valid (M,)` bool,
+- `lane_width (M,)` float32 [m] (width at the lane's start), `lane_speed_limit (M,)`
+  float32 [m/s] (`+inf`: none, or no lane), `lane_valid (M,)` bool,
   `lane_priority (M,)` int8 (highway-env's right-of-way `lane.priority`; 0 on straight
   roads), `lane_on_route (M,)` bool (the lane carries part of `route`).
 
@@ -60,8 +63,8 @@ intersection) while staying well inside the 78 m the route covers.
 ROUTE_TARGET_INDEX = tuple(int(round(t / MAP_STEP_M)) for t in ROUTE_TARGETS_M)
 """Route rows of the targets."""
 
-MAP_FIELDS = ("route", "route_heading", "route_width", "lanes", "lane_width", "lane_valid",
-              "lane_priority", "lane_on_route")
+MAP_FIELDS = ("route", "route_heading", "route_width", "route_speed_limit", "lanes",
+              "lane_width", "lane_speed_limit", "lane_valid", "lane_priority", "lane_on_route")
 """The keys of `info["map"]`."""
 
 
@@ -73,8 +76,10 @@ def empty_map(batch: int | None = None) -> dict[str, np.ndarray]:
         "route": np.full(lead + (ROUTE_POINTS, 2), absent, np.float32),
         "route_heading": np.full(lead + (ROUTE_POINTS,), absent, np.float32),
         "route_width": np.full(lead + (ROUTE_POINTS,), absent, np.float32),
+        "route_speed_limit": np.full(lead + (ROUTE_POINTS,), absent, np.float32),
         "lanes": np.full(lead + (MAP_LANES, LANE_POINTS, 2), absent, np.float32),
         "lane_width": np.zeros(lead + (MAP_LANES,), np.float32),
+        "lane_speed_limit": np.full(lead + (MAP_LANES,), absent, np.float32),
         "lane_valid": np.zeros(lead + (MAP_LANES,), bool),
         "lane_priority": np.zeros(lead + (MAP_LANES,), np.int8),
         "lane_on_route": np.zeros(lead + (MAP_LANES,), bool),
@@ -151,7 +156,8 @@ def lane_window_points(first, last) -> tuple[np.ndarray, np.ndarray]:
 
 def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
                lane_valid, lane_priority, lane_on_route, ego_position,
-               ego_heading) -> dict[str, np.ndarray]:
+               ego_heading, route_speed_limit=None, lane_speed_limit=None
+               ) -> dict[str, np.ndarray]:
     """World-frame route and lane arrays (batch-first, NaN where absent) -> `info["map"]`
     (absent points +inf).
 
@@ -163,6 +169,8 @@ def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
             `lane_width (B, m)`, `lane_valid (B, m)`, `lane_priority (B, m)`,
             `lane_on_route (B, m)`.
         ego_position: `(B, 2)` [m]; ego_heading: `(B,)` [rad].
+        route_speed_limit: `(B, P)` [m/s], lane_speed_limit: `(B, m)` [m/s] (None, or
+            NaN / inf entries: no limit).
     """
     ego_position = np.asarray(ego_position, np.float64)
     ego_heading = np.asarray(ego_heading, np.float64)
@@ -179,7 +187,12 @@ def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
     road_map["lane_valid"][:, :slots] = valid
     road_map["lane_priority"][:, :slots] = np.where(valid, lane_priority, 0)
     road_map["lane_on_route"][:, :slots] = valid & np.asarray(lane_on_route, bool)
-    for key in ("route", "route_heading", "route_width", "lanes"):      # absent: +inf
+    if route_speed_limit is not None:
+        road_map["route_speed_limit"][:] = route_speed_limit
+    if lane_speed_limit is not None:
+        road_map["lane_speed_limit"][:, :slots] = np.where(valid, lane_speed_limit, np.inf)
+    for key in ("route", "route_heading", "route_width", "route_speed_limit", "lanes",
+                "lane_speed_limit"):                                    # absent: +inf
         value = road_map[key]
         value[~np.isfinite(value)] = np.inf
     return road_map
@@ -192,7 +205,7 @@ def lanes_in_ego_frame(lanes_world, ego_position, ego_heading) -> np.ndarray:
 
 
 def straight_road_map(ego_position, ego_heading, ego_lane, lane_count, length_m,
-                      lane_width: float) -> dict[str, np.ndarray]:
+                      lane_width: float, speed_limit=None) -> dict[str, np.ndarray]:
     """`info["map"]` of `B` straight roads as `RoadNetwork.straight_road_network` builds them.
 
     Lane `i` runs from `(0, i * lane_width)` to `(length_m, i * lane_width)`; a straight road
@@ -201,7 +214,8 @@ def straight_road_map(ego_position, ego_heading, ego_lane, lane_count, length_m,
     Args:
         ego_position: `(B, 2)` [m]; ego_heading: `(B,)` [rad].
         ego_lane: `(B,)` the ego's current (closest) lane; lane_count: `(B,)`;
-        length_m: `(B,)` road length [m]; lane_width: [m].
+        length_m: `(B,)` road length [m]; lane_width: [m]; speed_limit: `(B,)` every
+            lane's [m/s] (None: none).
 
     Returns:
         `info["map"]` with a leading `B`.
@@ -239,11 +253,15 @@ def straight_road_map(ego_position, ego_heading, ego_lane, lane_count, length_m,
     lanes = np.empty(inside.shape + (2,), np.float32)
     lanes[..., 0] = np.where(inside, dx * cos + dy * sin, np.nan)
     lanes[..., 1] = np.where(inside, dy * cos - dx * sin, np.nan)
+    limit = np.full(len(position), np.inf) if speed_limit is None else np.asarray(
+        speed_limit, np.float64)
     return finish_map(
         route, route_heading, route_width, lanes,
         lane_width=np.full(chosen.shape, width), lane_valid=valid,
         lane_priority=np.zeros(chosen.shape, np.int8),
-        lane_on_route=chosen == ego_lane[:, None], ego_position=position, ego_heading=heading)
+        lane_on_route=chosen == ego_lane[:, None], ego_position=position, ego_heading=heading,
+        route_speed_limit=np.where(on_road, limit[:, None], np.nan),
+        lane_speed_limit=np.broadcast_to(limit[:, None], chosen.shape))
 
 
 def route_targets(route) -> np.ndarray:

@@ -463,7 +463,8 @@ class MobilFrenetPlanner:
         """Plan for `N` envs. `ego`: `(N, 8)` (`EGO_FEATURES`); `time_s`: `(N,)` observation
         time [s] (for the lane-change cooldown); `road_map`: `info["map"]` or None.
 
-        Where the map's route is curved (`route_frame.route_is_curved`) the lane frame is
+        Where the map's route is curved (`route_frame.route_is_curved`), or crosses a
+        junction with ranked lanes (`yielding.ranked_lanes`), the lane frame is
         the route frame (`agents.staged.route_planning`): tracks, the ego's offset and
         heading error are measured on the route, lane changes need a neighbour lane on the
         map, the speed is bounded by the route's curvature (`max_lateral_accel_mps2`) and
@@ -482,34 +483,40 @@ class MobilFrenetPlanner:
         frame = to_lane_frame(tracks, offset, psi)
         w = params.lane_width_m
         params = self.capped_idm
-        curved = np.zeros(n, dtype=bool)
+        mapped = np.zeros(n, dtype=bool)
         if road_map is not None:
             raw_route = np.asarray(road_map["route"], np.float64)
             route = smooth_route_gaps(raw_route,
                                       np.asarray(road_map["route_heading"], np.float64)[:, 0])
-            curved = route_is_curved(road_map["route_heading"])
-        if curved.any():
-            road_map = absent_as_nan(road_map, ("lanes",))    # read on curved routes only
+            mapped = route_is_curved(road_map["route_heading"]) | yielding.ranked_lanes(
+                road_map)
+        if mapped.any():
+            road_map = absent_as_nan(road_map, ("lanes",))    # read on such routes only
             s0, route_offset, route_psi = route_planning.ego_on_route(
                 route, road_map["route_heading"])
             frame = route_planning.select_frame(
-                curved, route_planning.route_frame_tracks(tracks, route, s0), frame)
-            offset = np.where(curved, route_offset, offset)
-            psi = np.where(curved, route_psi, psi)
+                mapped, route_planning.route_frame_tracks(tracks, route, s0), frame)
+            # crossing traffic is yielding's, never a lead or a follower
+            crossing = mapped[:, None] & route_planning.crossing_tracks(frame)
+            offset = np.where(mapped, route_offset, offset)
+            psi = np.where(mapped, route_psi, psi)
             beside = route_planning.neighbour_lanes(road_map, route, s0, w)
         # the lattice starts along the ego centre's velocity: on a curve the bicycle's
         # heading is off it by the slip angle it holds there
         lateral_speed = speed * np.sin(psi)
-        if curved.any():
+        if mapped.any():
             slip = route_planning.slip_angle(route_planning.path_curvature_at_ego(route),
                                              cfg.idm.ego_length_m)
-            lateral_speed = np.where(curved, speed * np.sin(psi + slip), lateral_speed)
+            lateral_speed = np.where(mapped, speed * np.sin(psi + slip), lateral_speed)
 
         # leads and followers in the lanes at -1, 0, +1 (relative to the ego lane)
+        followed = frame
+        if mapped.any():
+            followed = dataclasses.replace(frame, valid=frame.valid & ~crossing)
         sides = {}
         for k in (-1, 0, 1):
             lead, lead_gap, follower, follower_gap = lane_neighbours(
-                frame, np.full(n, k * w), params, speed, cfg.ego_width_m)
+                followed, np.full(n, k * w), params, speed, cfg.ego_width_m)
             lead_speed = _pick(frame.vs, lead)
             sides[k] = dict(lead=lead, lead_gap=lead_gap, lead_speed=lead_speed,
                             follower=follower, follower_gap=follower_gap,
@@ -518,8 +525,8 @@ class MobilFrenetPlanner:
                                                          _pick(frame.accel_s, lead), cfg,
                                                          params),
                             exists=(lane + k >= 0) & (lane + k < lanes))
-            if curved.any() and k != 0:
-                sides[k]["exists"] = np.where(curved, beside[k], sides[k]["exists"])
+            if mapped.any() and k != 0:
+                sides[k]["exists"] = np.where(mapped, beside[k], sides[k]["exists"])
 
         # the lane change under way: finished, or called off when the target became unsafe
         changing = self._target >= 0
@@ -598,14 +605,22 @@ class MobilFrenetPlanner:
             relevant = (relative == k) & (k != 0) | ((k == 0) & ~around)
             emergency |= relevant & (ttc < cfg.emergency_ttc_s)
         max_speed = params.desired_speed_mps
-        if curved.any():
-            bend_speed = np.where(curved, curve_speed_limit(
-                route, cfg.max_lateral_accel_mps2, cfg.curve_decel_mps2, max_speed), max_speed)
-            bend = np.minimum(
+        if mapped.any():
+            # the lanes' speed limits (+inf: none): the one here caps the cruise speed,
+            # lower ones ahead are braked for like bends
+            limit = np.full(raw_route.shape[:2], np.inf)
+            if "route_speed_limit" in road_map:
+                limit = np.asarray(road_map["route_speed_limit"], np.float64)
+            limit_here = np.where(np.isfinite(limit[:, 0]), limit[:, 0], np.inf)
+            bend_speed = np.where(mapped, np.minimum(curve_speed_limit(
+                route, cfg.max_lateral_accel_mps2, cfg.curve_decel_mps2, max_speed),
+                limit_here), max_speed)
+            bend = np.minimum.reduce([
                 route_planning.curve_acceleration(speed, bend_speed, params.max_accel_mps2,
                                                   params.delta),
-                route_planning.bend_deceleration(route, speed, cfg.max_lateral_accel_mps2))
-            accel = np.where(curved, np.clip(np.minimum(accel, bend), *ACCELERATION_BOUNDS),
+                route_planning.bend_deceleration(route, speed, cfg.max_lateral_accel_mps2),
+                route_planning.deceleration_to_speeds(route, limit, speed)])
+            accel = np.where(mapped, np.clip(np.minimum(accel, bend), *ACCELERATION_BOUNDS),
                              accel)
             max_speed = bend_speed
             give_way, _, _ = yielding.yield_acceleration(
@@ -613,7 +628,7 @@ class MobilFrenetPlanner:
                 np.nan_to_num(np.asarray(tracks.velocity, np.float64)), tracks.size[..., 0],
                 tracks.heading, tracks.valid.astype(bool), speed, cfg.yielding,
                 lambda v, gap: idm_acceleration(v, gap, v, params))
-            accel = np.where(curved, np.clip(np.minimum(accel, give_way), *ACCELERATION_BOUNDS),
+            accel = np.where(mapped, np.clip(np.minimum(accel, give_way), *ACCELERATION_BOUNDS),
                              accel)
         accel = np.where(emergency, ACCELERATION_BOUNDS[0], accel)
 
@@ -632,10 +647,10 @@ class MobilFrenetPlanner:
         path_curvature = None
         if road_map is not None:
             path_curvature = np.zeros(n)
-        if curved.any():
-            path = np.where(curved[:, None, None],
+        if mapped.any():
+            path = np.where(mapped[:, None, None],
                             route_planning.route_path(route, s0, path_s, d_path), path)
-            path_curvature = np.where(curved, route_planning.path_curvature_at_ego(route), 0.0)
+            path_curvature = np.where(mapped, route_planning.path_curvature_at_ego(route), 0.0)
         lead = sides[0]["lead"]
         return Plan(acceleration=accel, target_speed=path_v[:, 1], path=path, path_speed=path_v,
                     lateral_target=relative * w, lane_change=relative, emergency=emergency,

@@ -14,7 +14,8 @@ error; where the env's map (`info["map"]`, `envs.road_map`) shows a curved route
 - `route_path`: the planned `(s, d)` path back into the ego frame;
 - `curve_acceleration`: the free-road acceleration towards the curve speed limit;
 - `bend_deceleration`: the constant deceleration that brings the ego to each bend's speed
-  by the time it reaches it (the planner takes the lower of the two).
+  by the time it reaches it (the planner takes the lower of the two);
+  `deceleration_to_speeds` the same for any speed per route point (the lanes' limits).
 
 Pure batched functions over `N` envs.
 """
@@ -88,6 +89,22 @@ def route_frame_tracks(tracks: Tracks, route: np.ndarray, s0: np.ndarray) -> Lan
                            vs=vx * c + vy * sn, vd=-vx * sn + vy * c,
                            length=tracks.size[..., 0], width=tracks.size[..., 1],
                            valid=valid, accel_s=accel_s)
+
+
+CROSSING_RAD = np.pi / 3
+"""A track moving more than this off the route's direction at its foot crosses the route
+rather than following it [rad] (the 60 deg within which `yielding.tracks_on_lanes` puts a
+track on a lane)."""
+
+
+def crossing_tracks(frame: LaneFrameTracks) -> np.ndarray:
+    """`(N, K)` bool: the track moves (faster than `MOVING_MPS`) at more than `CROSSING_RAD`
+    from the route's tangent at its foot: a vehicle crossing the route (or driving against
+    it), whose along-route speed is not that of a lead (it reads as one moving backwards,
+    and the time-to-collision rule braked the ego for it even at standstill). A stopped one
+    is not crossing: it stands where it stands."""
+    speed = np.hypot(frame.vs, frame.vd)
+    return frame.valid & (speed > MOVING_MPS) & (frame.vs < speed * np.cos(CROSSING_RAD))
 
 
 def select_frame(use_first: np.ndarray, first: LaneFrameTracks, second: LaneFrameTracks
@@ -196,12 +213,31 @@ def bend_deceleration(route: np.ndarray, speed: np.ndarray, max_lateral_accel_mp
         max_lateral_accel_mps2: `a_lat` [m/s^2].
     """
     kappa = smoothed_curvature(route, window)
+    with np.errstate(divide="ignore"):
+        corner_speed = np.sqrt(np.where(kappa > 0.0, max_lateral_accel_mps2 / kappa, np.inf))
+    return deceleration_to_speeds(route, corner_speed, speed, min_distance_m)
+
+
+def deceleration_to_speeds(route: np.ndarray, target_speed: np.ndarray, speed: np.ndarray,
+                           min_distance_m: float = 1e-3) -> np.ndarray:
+    """`(N,)` the kinematic acceleration [m/s^2] that brings the ego from `speed` `(N,)`
+    [m/s] down to `target_speed` `(N, P)` [m/s] at every route point by the time it gets
+    there: `min_i (v_i^2 - v^2) / (2 s_i)` over the points slower than the ego, `s_i` their
+    arc length; points nearer than `min_distance_m`, absent ones and those with an infinite
+    or NaN target are skipped; `+inf` where none is left. Both the bends
+    (`bend_deceleration`) and the lanes' speed limits ahead (`info["map"]
+    ["route_speed_limit"]`) are such targets.
+
+    Args:
+        route: `(N, P, 2)` ego-frame route [m] (NaN rows absent).
+    """
     arc = route_arc_length(route)
-    ahead = np.isfinite(arc) & (np.nan_to_num(arc) >= min_distance_m) & (kappa > 0.0)
+    target = np.asarray(target_speed, np.float64)
+    ahead = np.isfinite(arc) & (np.nan_to_num(arc) >= min_distance_m) & np.isfinite(target)
     with np.errstate(divide="ignore", invalid="ignore"):
-        corner_speed2 = np.where(ahead, max_lateral_accel_mps2 / kappa, np.inf)
+        target2 = np.where(ahead, np.square(target), np.inf)
         speed2 = np.square(speed)[:, None]
-        slower = ahead & (corner_speed2 < speed2)
-        needed = np.where(slower, (corner_speed2 - speed2)
+        slower = ahead & (target2 < speed2)
+        needed = np.where(slower, (target2 - speed2)
                           / (2.0 * np.where(ahead, arc, 1.0)), np.inf)
     return needed.min(axis=1)

@@ -147,6 +147,8 @@ class HighwayRoadMap:
         self.length = np.array([lane.length for lane in self.lanes], np.float64)
         self.width = np.array([lane.width_at(0.0) for lane in self.lanes], np.float64)
         self.priority = np.array([getattr(lane, "priority", 0) for lane in self.lanes], np.int8)
+        self.speed_limit = np.array([np.inf if getattr(lane, "speed_limit", None) is None
+                                     else lane.speed_limit for lane in self.lanes], np.float64)
         count = lane_sample_count(self.length)
         self.samples = np.full((len(self.lanes), int(count.max()), 2), np.nan)
         for k, curve in enumerate(self.curves):
@@ -238,8 +240,9 @@ class HighwayRoadMap:
         """Route samples from arc length `along` on `lane_index`, world frame, float64.
 
         Returns:
-            `(points (P, 2), heading (P,), width (P,), on_route (L,) bool)`: NaN past the
-            chain's end; `on_route` marks the lanes carrying a finite sample.
+            `(points (P, 2), heading (P,), width (P,), on_route (L,) bool, speed_limit (P,))`:
+            NaN past the chain's end; `on_route` marks the lanes carrying a finite sample;
+            `speed_limit` [m/s] is each sample's lane's (inf: none).
         """
         slots, starts = self.chain(lane_index)
         s = route_arc_lengths(along)
@@ -254,11 +257,12 @@ class HighwayRoadMap:
             rows = inside & (link == k)
             points[rows], heading[rows], width[rows] = self.curves[slots[k]](s[rows] - starts[k])
             on_route[slots[k]] = True
-        return points, heading, width, on_route
+        limit = np.where(inside, self.speed_limit[slots[link]], np.nan)
+        return points, heading, width, on_route, limit
 
     def route_many(self, lane_index: LaneIndex, along: np.ndarray):
         """`route` of `(n,)` arc lengths on one lane: `(points (n, P, 2), heading (n, P),
-        width (n, P), on_route (n, L))`."""
+        width (n, P), on_route (n, L), speed_limit (n, P))`."""
         slots, starts = self.chain(lane_index)
         s = route_arc_lengths(along)                                          # (n, P)
         end = starts[-1] + self.length[slots[-1]]
@@ -272,7 +276,8 @@ class HighwayRoadMap:
             rows = inside & (link == k)
             points[rows], heading[rows], width[rows] = self.curves[slots[k]](s[rows] - starts[k])
             on_route[:, slots[k]] = rows.any(1)
-        return points, heading, width, on_route
+        limit = np.where(inside, self.speed_limit[slots[link]], np.nan)
+        return points, heading, width, on_route, limit
 
     # -- the lanes in range -----------------------------------------------------------------
 
@@ -329,7 +334,7 @@ class HighwayRoadMap:
         position = np.asarray(position, np.float64)
         lane_index = self.route_lane(position, lane_index)
         along = self.lanes[self.slot[lane_index]].local_coordinates(position)[0]
-        route, route_heading, route_width, on_route = self.route(lane_index, along)
+        route, route_heading, route_width, on_route, limit = self.route(lane_index, along)
         first, last, nearest = self.lanes_in_range(position)
         in_range = first <= last
         chosen = keep_nearest_lanes(nearest[None], in_range[None])[0]           # (m,)
@@ -342,7 +347,8 @@ class HighwayRoadMap:
         lanes = lanes_in_ego_frame(lanes_world[None], position[None], np.array([heading]))
         return finish_map(route[None], route_heading[None], route_width[None], lanes,
                           self.width[pick][None], valid[None], self.priority[pick][None],
-                          on_route[pick][None], position[None], np.array([heading]))
+                          on_route[pick][None], position[None], np.array([heading]),
+                          limit[None], self.speed_limit[pick][None])
 
     def observe_many(self, position: np.ndarray, heading: np.ndarray,
                      lane_index: list[LaneIndex]) -> dict[str, np.ndarray]:
@@ -356,6 +362,7 @@ class HighwayRoadMap:
         route = np.full((n, ROUTE_POINTS, 2), np.nan)
         route_heading = np.full((n, ROUTE_POINTS), np.nan)
         route_width = np.full((n, ROUTE_POINTS), np.nan)
+        limit = np.full((n, ROUTE_POINTS), np.nan)
         on_route = np.zeros((n, count), bool)
         closest = np.array([self.slot[index] for index in lane_index], np.int64)
         route_lane = np.empty(n, np.int64)
@@ -367,13 +374,13 @@ class HighwayRoadMap:
             rows = np.flatnonzero(route_lane == slot)
             along, _ = local_coordinates_many(self.lanes[slot], position[rows])
             (route[rows], route_heading[rows], route_width[rows],
-             on_route[rows]) = self.route_many(self.index[slot], along)
+             on_route[rows], limit[rows]) = self.route_many(self.index[slot], along)
         first, last, nearest = self.lanes_in_range_many(position)
         return self._finish(route, route_heading, route_width, on_route, first, last, nearest,
-                            position, heading)
+                            position, heading, limit)
 
     def _finish(self, route, route_heading, route_width, on_route, first, last, nearest,
-                position, heading) -> dict[str, np.ndarray]:
+                position, heading, route_speed_limit) -> dict[str, np.ndarray]:
         """`observe`'s last steps for `n` egos (the lanes' samples by `map_kernels`), from
         their world-frame route `(n, P, ...)`, the lanes it runs on `(n, L)` and the lanes'
         sample windows in range `(n, L)` (`lanes_in_range`)."""
@@ -388,4 +395,4 @@ class HighwayRoadMap:
                             np.cos(heading), np.sin(heading), lanes)
         return finish_map(route, route_heading, route_width, lanes, self.width[pick], valid,
                           self.priority[pick], np.take_along_axis(on_route, pick, 1),
-                          position, heading)
+                          position, heading, route_speed_limit, self.speed_limit[pick])

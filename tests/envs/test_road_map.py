@@ -28,18 +28,27 @@ STATES = [(1, 100.3, 0.7, 0.1), (0, 10.0, -1.2, -0.3), (2, 270.9, 0.0, 0.02), (1
 
 
 def test_straight_road_map_equals_the_highway_backend_map():
-    network = RoadNetwork.straight_road_network(lanes=3, length=300.0)
+    network = RoadNetwork.straight_road_network(lanes=3, length=300.0, speed_limit=30.0)
     highway = HighwayRoadMap(network)
     position = np.array([[along, 4.0 * lane + offset] for lane, along, offset, _ in STATES])
     heading = np.array([psi for *_, psi in STATES])
     lane = np.array([lane for lane, *_ in STATES])
-    batched = straight_road_map(position, heading, lane, np.full(5, 3), np.full(5, 300.0), 4.0)
+    batched = straight_road_map(position, heading, lane, np.full(5, 3), np.full(5, 300.0), 4.0,
+                                np.full(5, 30.0))
     for b in range(len(STATES)):
         single = highway.observe(position[b], heading[b], ("0", "1", int(lane[b])))
         for key in MAP_FIELDS:
             np.testing.assert_allclose(batched[key][b], single[key][0], atol=1e-4, err_msg=key)
     assert np.isposinf(batched["route"][2, 15:]).all()
     assert np.isfinite(batched["route"][2, :15]).all()
+    # the lanes' speed limit along the route and per lane; +inf past the road's end
+    np.testing.assert_array_equal(batched["route_speed_limit"][2, :15], 30.0)
+    assert np.isposinf(batched["route_speed_limit"][2, 15:]).all()
+    np.testing.assert_array_equal(batched["lane_speed_limit"][batched["lane_valid"]], 30.0)
+    assert np.isposinf(batched["lane_speed_limit"][~batched["lane_valid"]]).all()
+    # none given: none (+inf)
+    free = straight_road_map(position, heading, lane, np.full(5, 3), np.full(5, 300.0), 4.0)
+    assert np.isposinf(free["route_speed_limit"]).all()
 
 
 def test_route_targets_pick_the_target_rows_and_hold_the_last_point():

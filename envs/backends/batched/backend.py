@@ -268,6 +268,7 @@ class BatchedBackend:
         self.params = Params.from_highway_env(self.simulation_frequency)
         self._state: BatchedState | None = None
         self._roads: list[tuple[int, float] | None] = [None] * self.num_envs
+        self._speed_limits = np.full(self.num_envs, np.inf)
         self._geometry: RoadGeometry | None = None
 
     # -- protocol -------------------------------------------------------------------------
@@ -325,6 +326,7 @@ class BatchedBackend:
             self._state = _put_rows(old, index, fresh)
         for b in rows:
             self._roads[b] = (inits[b].road.lanes, float(inits[b].road.length_m))
+            self._speed_limits[b] = float(inits[b].road.speed_limit_mps)
         self._geometry = None
 
     def substep(self, first_s, first, second, active: torch.Tensor | None = None) -> None:
@@ -436,7 +438,7 @@ class BatchedBackend:
         lanes, length = zip(*self._roads)
         return straight_road_map(snapshot.position[:, EGO], snapshot.heading[:, EGO],
                                  snapshot.ego_lane_index, np.array(lanes), np.array(length),
-                                 self.params.lane_width)
+                                 self.params.lane_width, self._speed_limits)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from reflexdrive.agents.staged.planning import MobilFrenetPlanner, PlannerConfig
 from reflexdrive.agents.staged.route_frame import project_to_route, smooth_route_gaps
 from reflexdrive.agents.staged.route_planning import (
     bend_deceleration,
+    crossing_tracks,
     neighbour_lanes,
     route_frame_tracks,
     slip_angle,
@@ -77,7 +78,9 @@ def test_a_straight_route_plans_exactly_as_without_a_map():
     scene = tracks([[30.0, 0.3, 20.0, 0.0], [10.0, 4.0, 24.0, -0.5]])
     ego = ego_state(25.0, lane=1, lanes=3)
     without = MobilFrenetPlanner()(scene, ego, np.zeros(1))
-    with_map = MobilFrenetPlanner()(scene, ego, np.zeros(1), road_map=road_map(None))
+    straight = road_map(None)
+    straight["route_speed_limit"] = np.full((1, P), 10.0, np.float32)    # not read here
+    with_map = MobilFrenetPlanner()(scene, ego, np.zeros(1), road_map=straight)
     for name in ("acceleration", "target_speed", "path", "path_speed", "lane_change",
                  "emergency", "lead_track", "lead_gap"):
         np.testing.assert_array_equal(getattr(with_map, name), getattr(without, name))
@@ -241,3 +244,49 @@ def test_the_planner_brakes_for_a_bend_ahead_as_hard_as_it_needs():
     plan = MobilFrenetPlanner()(tracks(np.zeros((0, 4))), ego_state(10.0), np.zeros(1),
                                 road_map=the_map)
     assert plan.acceleration[0] <= (30.0 - 100.0) / 48.0 + 1e-9
+
+
+def junction_map(speed_limit=np.inf, limit_from=0):
+    """A straight route along +x (rank 3) crossed at x = 8 m by a lane driving +y (rank 1):
+    a junction with ranks, so the planner plans on the map though the route is straight.
+    `speed_limit` [m/s] on the route from point `limit_from` on (+inf before)."""
+    m = road_map(None)
+    m["lanes"][0, 1, :Q] = np.stack([np.full(Q, 8.0), -60.0 + STEP * np.arange(Q)], -1)
+    m["lane_valid"][0, 1] = True
+    m["lane_priority"][0] = [3, 1, 0, 0]
+    limit = np.full((1, P), np.inf, np.float32)
+    limit[0, limit_from:] = speed_limit
+    m["route_speed_limit"] = limit
+    return m
+
+
+def test_a_crossing_car_is_yielded_to_not_followed():
+    """The ego stands 8 m before the crossing; a car crosses its path there at 8 m/s,
+    drifting back along the route at 3 m/s (110 deg off the route). As a lead (3 m bumper
+    gap, closing at 3 m/s: time to collision 1 s) it made the ego brake at the action
+    bound at standstill; now it is crossing traffic, no lead, and the yielding rule holds
+    the ego at its stop line (8 - 2.5 - 2.5 - 0.5 = 2.5 m ahead)."""
+    scene = tracks([[8.0, -1.0, -3.0, 8.0]])
+    plan = MobilFrenetPlanner()(scene, ego_state(0.0), np.zeros(1), road_map=junction_map())
+    assert plan.lead_track[0] == -1 and not plan.emergency[0]
+    assert plan.acceleration[0] < 0.0
+    frame = route_frame_tracks(tracks([[8.0, -1.0, -3.0, 8.0], [8.0, -1.0, 8.0, 3.0],
+                                       [20.0, 0.0, -8.0, 0.0], [20.0, 0.0, 0.0, 0.3]]),
+                               junction_map()["route"].astype(np.float64), np.zeros(1))
+    # crossing: more than 60 deg off the route, moving (> 0.5 m/s)
+    assert crossing_tracks(frame)[0].tolist() == [True, False, True, False]
+
+
+@pytest.mark.parametrize("speed,limit,limit_from,expected", [
+    (10.0, 10.0, 0, 0.0),                                   # at the limit: hold it
+    (8.0, 10.0, 0, 3.0 * (1.0 - 0.8 ** 4)),                 # the IDM towards it
+    (10.0, 5.0, 10, (5.0 ** 2 - 10.0 ** 2) / (2 * 20.0)),   # 5 m/s from 20 m on
+])
+def test_the_route_speed_limit_caps_and_brakes(speed, limit, limit_from, expected):
+    """On a mapped route the lane's limit here is the cruise speed (the IDM's free-road
+    term towards it), a lower limit ahead is braked for at the kinematic deceleration
+    (`deceleration_to_speeds`); on a straight road without ranks the limit is not read
+    (`test_a_straight_route_plans_exactly_as_without_a_map`)."""
+    plan = MobilFrenetPlanner()(tracks(np.zeros((0, 4))), ego_state(speed), np.zeros(1),
+                                road_map=junction_map(limit, limit_from))
+    assert plan.acceleration[0] == pytest.approx(expected, abs=1e-9)

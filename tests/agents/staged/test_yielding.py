@@ -8,6 +8,8 @@ from reflexdrive.agents.staged.planning import IDMParams, idm_acceleration
 from reflexdrive.agents.staged.yielding import (
     YieldConfig,
     conflict_points,
+    lanes_of_tracks,
+    ranked_lanes,
     time_to_travel,
     tracks_on_lanes,
     yield_acceleration,
@@ -55,8 +57,9 @@ def test_config_is_validated():
 
 def test_conflict_point_of_a_crossing():
     m = crossing_map()
-    priority, merging, s_c, q_c = conflict_points(m["route"], m, CONFIG)
+    priority, equal, merging, s_c, q_c, s_end, q_end = conflict_points(m["route"], m, CONFIG)
     assert priority[0].tolist() == [False, True, False, False]
+    assert not equal.any()
     assert not merging[0, 1]
     # the first crossing-lane point within 2.5 m of the route: y = -2 (lane arc 118 m)
     assert s_c[0, 1] == pytest.approx(30.0)
@@ -65,8 +68,10 @@ def test_conflict_point_of_a_crossing():
 
 def test_no_right_of_way_for_a_lower_priority_lane():
     m = crossing_map(route_priority=3, cross_priority=1)
-    priority, _, _, _ = conflict_points(m["route"], m, CONFIG)
-    assert not priority.any()
+    conflicts = conflict_points(m["route"], m, CONFIG)
+    assert not conflicts.priority.any() and not conflicts.equal.any()
+    # it still conflicts (the ego yields to it only when it is committed)
+    assert conflicts.s_c[0, 1] == pytest.approx(30.0)
 
 
 def test_tracks_are_put_on_the_lane_running_their_way():
@@ -143,8 +148,102 @@ def test_a_merging_ring_lane_only_needs_the_ego_in_ahead():
          "lane_valid": np.ones((1, M), bool), "lane_width": np.full((1, M), 4.0),
          "lane_priority": np.zeros((1, M), np.int8),
          "lane_on_route": np.array([[True, True, False, False]])}
-    priority, merging, s_c, q_c = conflict_points(m["route"], m, CONFIG)
+    priority, _, merging, s_c, q_c, _, _ = conflict_points(m["route"], m, CONFIG)
     assert priority[0].tolist() == [False, False, True, True]
     assert merging[0, 2] and merging[0, 3]
     # lane 3 ends at x = -2, 2 m before lane 2 starts: its conflict point lies 40 m on
     assert q_c[0, 3] == pytest.approx(38.0 + 2.0 + q_c[0, 2])
+
+
+def ranked_crossing_map(route_priority, cross_priority):
+    """`crossing_map` with a third lane, far away and parallel to the route, of another
+    rank than both: the map has ranks (a regulated junction), so equal ranks are equal."""
+    m = crossing_map(route_priority, cross_priority)
+    m["lanes"][0, 2, :P] = line([0.0, 50.0], [1.0, 0.0], P)
+    m["lane_valid"][0, 2] = True
+    m["lane_priority"][0, 2] = 7
+    return m
+
+
+def test_ranked_lanes_need_two_ranks_among_valid_lanes():
+    assert not ranked_lanes(crossing_map(1, 1))[0]          # the invalid lanes' 0 is no rank
+    assert ranked_lanes(crossing_map(0, 1))[0]
+    assert ranked_lanes(ranked_crossing_map(1, 1))[0]
+    m = ranked_crossing_map(1, 1)
+    conflicts = conflict_points(m["route"], m, CONFIG)
+    assert conflicts.equal[0].tolist() == [False, True, False, False]
+    assert not conflicts.priority.any()
+    # the zone of a 90 deg crossing: the lane points within 2.5 m, y = -2, 0, 2
+    assert conflicts.s_end[0, 1] == pytest.approx(30.0)
+    assert conflicts.q_end[0, 1] == pytest.approx(122.0)
+
+
+def ego_in(speed, s_c=30.0):
+    """When the ego (accelerating at 2.5 m/s^2 up to 8 m/s) enters the zone [s]."""
+    reach = CONFIG.zone_m + 0.5 * CONFIG.ego_length_m
+    return float(time_to_travel(np.array(s_c - reach), np.array(speed), CONFIG.go_accel_mps2,
+                                CONFIG.go_speed_mps))
+
+
+@pytest.mark.parametrize("margin", [-0.3, 0.3])
+@pytest.mark.parametrize("cross_priority", [1, 2])
+def test_equal_ranks_first_come_first_served(margin, cross_priority):
+    """The ego at 6 m/s, 30 m before a 90 deg crossing (in at t_in = 0.8 + 19.4 / 8 =
+    3.225 s); a car at 10 m/s arriving `first_come_margin_s + margin` after t_in, far
+    from committed (42 m out) and inside the critical gap (out at 4.475 s, + 2 s). On a
+    lane of the ego's rank the ego goes first when it is in `first_come_margin_s` before
+    the car (margin +0.3) and yields otherwise; on a lane of higher rank it yields both
+    times."""
+    assert ego_in(6.0) == pytest.approx(3.225)
+    speed, v = 6.0, 10.0
+    arrival = ego_in(speed) + CONFIG.first_come_margin_s + margin
+    reach = CONFIG.zone_m + 2.5
+    y = -2.0 - (arrival * v + reach)
+    m = ranked_crossing_map(1, cross_priority)
+    _, yielding, stop = yield_acceleration(m["route"], m, *car_at(y, v)[:4], car_at(y, v)[4],
+                                           np.array([speed]), CONFIG, idm)
+    expect_yield = cross_priority == 2 or margin < 0
+    assert bool(yielding[0]) == expect_yield
+    if expect_yield:
+        assert stop[0] == pytest.approx(30.0 - reach - CONFIG.stop_margin_m)
+
+
+@pytest.mark.parametrize("front_to_zone,expect_yield", [(15.0, True), (18.0, False)])
+def test_a_committed_car_is_yielded_to_despite_the_right_of_way(front_to_zone, expect_yield):
+    """The ego (rank 3) has the right of way over the crossing lane (rank 1). A car on it
+    at 10 m/s, its front `front_to_zone` from the zone: it can stop before the zone at
+    3 m/s^2 only from 10^2 / 6 = 16.7 m on. At 15 m it is committed, arrives at 1.5 s and
+    leaves the zone (lane arc 122 + 5) at (122 - 98 + 5) / 10 = 2.9 s, less than
+    `PASSED_MARGIN_S` (0.5 s) before the ego is in (3.225 s): the ego yields. At 18 m it
+    could still stop: the ego keeps its right of way."""
+    speed, v = 6.0, 10.0
+    reach = CONFIG.zone_m + 2.5
+    y = -2.0 - (front_to_zone + reach)
+    m = crossing_map(route_priority=3, cross_priority=1)
+    accel, yielding, stop = yield_acceleration(m["route"], m, *car_at(y, v)[:4],
+                                               car_at(y, v)[4], np.array([speed]), CONFIG, idm)
+    assert bool(yielding[0]) == expect_yield
+    if expect_yield:
+        assert stop[0] == pytest.approx(30.0 - reach - CONFIG.stop_margin_m)
+        assert accel[0] == pytest.approx(idm(np.array([speed]), stop - 2.5)[0])
+    else:
+        assert accel[0] == np.inf
+
+
+def test_a_track_near_a_fan_of_lanes_is_on_every_one():
+    """Two lanes leave (30, -20) along +y, one bending off to +x after 6 m: a car at
+    (30.3, -16) moving +y is within `lane_match_m` of both, at lane arc 4 m on each;
+    `tracks_on_lanes` keeps the nearest (the first of equals)."""
+    lanes = np.full((1, M, Q, 2), np.nan)
+    lanes[0, 0, :10] = line([30.0, -20.0], [0.0, 1.0], 10)
+    lanes[0, 1, :4] = line([30.0, -20.0], [0.0, 1.0], 4)
+    lanes[0, 1, 4:10] = line([32.0, -13.0], [np.sqrt(0.5), np.sqrt(0.5)], 6)
+    valid = np.array([[True, True, False, False]])
+    args = (np.array([[[30.3, -16.0]]]), np.array([[[0.0, 8.0]]]), None, np.ones((1, 1), bool),
+            lanes, valid, CONFIG.lane_match_m)
+    arc, distance = lanes_of_tracks(*args)
+    np.testing.assert_allclose(arc[0, 0, :2], [4.0, 4.0])
+    np.testing.assert_allclose(distance[0, 0, :2], [0.3, 0.3])
+    assert np.isnan(arc[0, 0, 2:]).all() and np.isposinf(distance[0, 0, 2:]).all()
+    lane, q = tracks_on_lanes(*args)
+    assert lane[0, 0] == 0 and q[0, 0] == pytest.approx(4.0)

@@ -111,6 +111,11 @@ def test_route_follows_the_destination_and_stops_there():
     road_map, _, _ = observe_on(network, ("il1", "o1", 0), 90.0, destination="o1")
     assert np.isfinite(road_map["route"]).all(1).sum() == 6
     assert road_map["lane_priority"][road_map["lane_valid"]].max() == 3
+    # highway-env's intersection lanes are all limited to 10 m/s
+    on_road = np.isfinite(road_map["route"]).all(1)
+    np.testing.assert_array_equal(road_map["route_speed_limit"][on_road], 10.0)
+    assert np.isposinf(road_map["route_speed_limit"][~on_road]).all()
+    np.testing.assert_array_equal(road_map["lane_speed_limit"][road_map["lane_valid"]], 10.0)
 
 
 def test_inside_the_intersection_the_route_takes_the_turning_lane_not_the_closest():

@@ -92,6 +92,8 @@ def test_road_map_equals_the_highway_road_map_world_by_world(name):
                 np.testing.assert_array_equal(got[key][b], value[0], err_msg=f"{key} {b}")
         assert np.isposinf(got["lanes"]).any() and got["lane_on_route"].any()
         assert np.isfinite(got["route"]).any() and got["lane_valid"].sum(1).min() >= 1
+        if name == "intersection":                 # highway-env's lanes there: 10 m/s
+            assert (got["route_speed_limit"][np.isfinite(got["route"]).all(-1)] == 10.0).all()
         for _ in range(25):
             backend.substep(first_s, command, command)
     assert fanned_out >= 10 if name == "intersection" else True
