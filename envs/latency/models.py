@@ -478,10 +478,7 @@ class ShiftedLatency(_WrappedLatency):
             ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
         """
         stages = self.base.sample(reported)
-        if EXTRA_STAGE in stages:
-            raise ConfigError("reported latency", dict(stages),
-                              f"stage name {EXTRA_STAGE!r} is reserved for the +SECONDS "
-                              "extra delay")
+        _check_no_extra(stages, dict(stages))
         stages[EXTRA_STAGE] = self.extra_s
         return stages
 
@@ -493,10 +490,7 @@ class ShiftedLatency(_WrappedLatency):
             ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
         """
         stages = self.base.sample_batch(observing, reported)
-        if EXTRA_STAGE in stages:
-            raise ConfigError("reported latency", sorted(stages),
-                              f"stage name {EXTRA_STAGE!r} is reserved for the +SECONDS "
-                              "extra delay")
+        _check_no_extra(stages, sorted(stages))
         stages[EXTRA_STAGE] = np.full(len(observing), self.extra_s, dtype=np.float64)
         return stages
 
