@@ -440,7 +440,40 @@ def declared_stages(model: LatencyModel) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- shifted
 
 
-class ShiftedLatency(_WrappedLatency):
+class _ExtraDelayLatency(_WrappedLatency):
+    """A base model's stages plus the stage "extra" [s]; subclasses say what the extra is
+    (`extra_s` for `sample`, `_extra_rows(count)` for `sample_batch`)."""
+
+    extra_s: float
+
+    def _extra_rows(self, count: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The base model's per-stage latencies [s], then "extra".
+
+        Raises:
+            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
+        """
+        stages = self.base.sample(reported)
+        _check_no_extra(stages, sorted(stages))
+        stages[EXTRA_STAGE] = self.extra_s
+        return stages
+
+    def sample_batch(self, observing: np.ndarray,
+                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
+        """The base model's per-stage `(B,)` latencies [s], then "extra" per row.
+
+        Raises:
+            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
+        """
+        stages = self.base.sample_batch(observing, reported)
+        _check_no_extra(stages, sorted(stages))
+        stages[EXTRA_STAGE] = self._extra_rows(len(observing))
+        return stages
+
+
+class ShiftedLatency(_ExtraDelayLatency):
     """A base model's latencies plus a constant extra delay, the stage "extra" [s].
 
     Built from a spec with a `+SECONDS` suffix (`measured+0.1`, `fixed:0.03+0.05`,
@@ -471,28 +504,9 @@ class ShiftedLatency(_WrappedLatency):
         super().__init__(base, shown)
         self.extra_s = float(extra_s)
 
-    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
-        """The base model's per-stage latencies [s], then "extra".
-
-        Raises:
-            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
-        """
-        stages = self.base.sample(reported)
-        _check_no_extra(stages, dict(stages))
-        stages[EXTRA_STAGE] = self.extra_s
-        return stages
-
-    def sample_batch(self, observing: np.ndarray,
-                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
-        """The base model's per-stage `(B,)` latencies [s], then "extra" in every row.
-
-        Raises:
-            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
-        """
-        stages = self.base.sample_batch(observing, reported)
-        _check_no_extra(stages, sorted(stages))
-        stages[EXTRA_STAGE] = np.full(len(observing), self.extra_s, dtype=np.float64)
-        return stages
+    def _extra_rows(self, count: int) -> np.ndarray:
+        """`(count,)` copies of the constant extra delay [s]."""
+        return np.full(count, self.extra_s, dtype=np.float64)
 
     def __repr__(self) -> str:
         return f"ShiftedLatency({self.base!r}, extra_s={self.extra_s!r})"
@@ -514,7 +528,7 @@ def draw_episode_extra(seed: int | None, low_s: float, high_s: float) -> float:
     return float(rng.uniform(low_s, high_s))
 
 
-class EpisodeExtraLatency(_WrappedLatency):
+class EpisodeExtraLatency(_ExtraDelayLatency):
     """A base model's latencies plus an extra delay drawn once per episode, the stage
     "extra" [s].
 
@@ -579,28 +593,9 @@ class EpisodeExtraLatency(_WrappedLatency):
         for i in np.flatnonzero(mask):
             extra[i] = draw_episode_extra(seeds[i], self.low_s, self.high_s)
 
-    def sample(self, reported: Mapping[str, float] | None = None) -> dict[str, float]:
-        """The base model's per-stage latencies [s], then "extra": this episode's draw.
-
-        Raises:
-            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
-        """
-        stages = self.base.sample(reported)
-        _check_no_extra(stages, sorted(stages))
-        stages[EXTRA_STAGE] = self.extra_s
-        return stages
-
-    def sample_batch(self, observing: np.ndarray,
-                     reported: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
-        """The base model's per-stage `(B,)` latencies [s], then "extra": each row's draw.
-
-        Raises:
-            ConfigError: the base model's stages (e.g. `reported` ones) include "extra".
-        """
-        stages = self.base.sample_batch(observing, reported)
-        _check_no_extra(stages, sorted(stages))
-        stages[EXTRA_STAGE] = self._rows(len(observing)).copy()
-        return stages
+    def _extra_rows(self, count: int) -> np.ndarray:
+        """A copy of each row's drawn extra delay [s], `(count,)`."""
+        return self._rows(count).copy()
 
     def __repr__(self) -> str:
         return (f"EpisodeExtraLatency({self.base!r}, low_s={self.low_s!r}, "
