@@ -23,7 +23,9 @@ over the bev patches); it runs the eager path, so leave it off when timing.
 against: the `bev`, `ego` and `lidar` shapes and dtypes, the sensor fields that place the
 raster in the ego frame, and the ego feature names (a checkpoint is checked on the entries
 it records: one trained without the lidar records none). `build_end_to_end` is the
-registry's factory (`make_agent("cnn", checkpoint=...)`).
+registry's factory (`make_agent("cnn", checkpoint=...)`) for every end-to-end stack: an
+architecture's name or a named variant with its own shipped checkpoint (`cnn-blind`,
+`policies.registry.POLICY_STACKS`).
 """
 
 from __future__ import annotations
@@ -44,13 +46,20 @@ from reflexdrive.envs.road_map import ROUTE_TARGETS_M
 from reflexdrive.policies.checkpoint import Checkpoint, CheckpointError
 from reflexdrive.policies.encoders import ROW_CHUNK
 from reflexdrive.policies.networks import DrivingPolicy, State
-from reflexdrive.policies.registry import POLICIES, load_policy, shipped_checkpoint
+from reflexdrive.policies.registry import POLICY_STACKS as _POLICY_STACKS
+from reflexdrive.policies.registry import (
+    check_stack_policy,
+    load_policy,
+    missing_checkpoint,
+    shipped_checkpoint,
+)
 
 from reflexdrive.common.devices import resolve_device
 from reflexdrive.common.validation import ConfigError
 
-POLICY_STACKS = tuple(POLICIES)
-"""The end-to-end stacks: cnn, gru, lstm, transformer (one per registry policy)."""
+POLICY_STACKS = tuple(_POLICY_STACKS)
+"""The end-to-end stacks: cnn, gru, lstm, transformer (one per registry policy) and the
+named variants of `policies.registry.POLICY_STACKS` (cnn-blind)."""
 
 _WARMUP_RUNS = 3
 """Eager runs on a side stream before a CUDA graph is captured (cuDNN / cuBLAS set-up)."""
@@ -336,10 +345,12 @@ def build_end_to_end(policy: str, checkpoint: str | os.PathLike | None = None,
                      device: str = "auto", bf16: bool = False, cuda_graph: bool = False,
                      sensors: SensorConfig | None = None, seed: int = 0,
                      **_: Any) -> EndToEndAgent:
-    """The end-to-end stack `policy` ("cnn", "gru", "lstm", "transformer").
+    """The end-to-end stack `policy` ("cnn", "gru", "lstm", "transformer", "cnn-blind").
 
     Args:
-        policy: the stack's network; the checkpoint must hold this policy.
+        policy: the stack (`policies.registry.POLICY_STACKS`); the checkpoint must hold its
+            architecture (and, for a variant such as cnn-blind, read `obs["timing"]` as
+            the variant says). The agent is named after the stack.
         checkpoint: a policy checkpoint file; None loads the shipped
             `policies/checkpoints/<policy>.pt`.
         device, bf16, cuda_graph: see `EndToEndAgent`.
@@ -348,25 +359,22 @@ def build_end_to_end(policy: str, checkpoint: str | os.PathLike | None = None,
         **_: the staged stack's options (perception, controller, ...), ignored.
 
     Raises:
-        CheckpointError: the shipped checkpoint is missing (how to train it is in the
+        CheckpointError: the shipped checkpoint is missing (how to make it is in the
             message), or the file cannot be used (see `load_policy`), or it holds another
-            policy.
-        ConfigError: an unknown policy or a bad device option.
+            policy than the stack's.
+        ConfigError: an unknown stack or a bad device option.
     """
-    if policy not in POLICIES:
+    if policy not in POLICY_STACKS:
         raise ConfigError("stack", policy, "allowed end-to-end stacks are "
-                          + ", ".join(POLICIES))
+                          + ", ".join(POLICY_STACKS))
     if checkpoint is None:
         path = shipped_checkpoint(policy)
-        if not path.exists():
-            raise CheckpointError(path, f"the shipped {policy} checkpoint is missing: train "
-                                        f"it with `reflexdrive train --policy {policy} "
-                                        "--method bc`, or pass --checkpoint PATH")
+        problem = missing_checkpoint(policy)
+        if problem is not None:
+            raise CheckpointError(path, problem)
     else:
         path = Path(checkpoint)
     agent = EndToEndAgent.from_checkpoint(path, device=device, sensors=sensors, bf16=bf16,
-                                          cuda_graph=cuda_graph)
-    if agent.policy.name != policy:
-        raise CheckpointError(path, f"holds a {agent.policy.name!r} policy, not a "
-                                    f"{policy!r} one; use --stack {agent.policy.name}")
+                                          cuda_graph=cuda_graph, name=policy)
+    check_stack_policy(policy, agent.policy, path)
     return agent

@@ -1,11 +1,13 @@
 """Stacks by name, as the CLI's `--stack` chooses them, and the staged stack's options.
 
 `staged` is the modular stack; `reference-driver` and `r157-regulation` the UN R157
-reference models (`agents.reference`); `cnn`, `gru`, `lstm` and `transformer` are the end-to-end
-policies (`agents.end_to_end.build_end_to_end`), each loading its shipped checkpoint
-unless `checkpoint=PATH` is given. Beside these names, a stack may be a user's factory,
-`package.module:factory`, or a name registered in the `reflexdrive.stacks` entry-point
-group (`agents.factories`); each stage of the staged stack may be a factory too
+reference models (`agents.reference`); `cnn`, `gru`, `lstm`, `transformer` and `cnn-blind`
+(the cnn trained without latency inputs; `policies.registry.POLICY_STACKS`) are the
+end-to-end policies (`agents.end_to_end.build_end_to_end`), each loading its shipped
+checkpoint `policies/checkpoints/<stack>.pt` unless `checkpoint=PATH` is given. Beside
+these names, a stack may be a user's factory, `package.module:factory`, or a name
+registered in the `reflexdrive.stacks` entry-point group (`agents.factories`); each stage
+of the staged stack may be a factory too
 (`--perception/--tracker/--planner/--controller package.module:factory`). `check_stack`
 and `check_staged_options` validate these forms for every config; `make_agent` builds.
 """

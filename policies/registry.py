@@ -11,12 +11,17 @@ agents layer adds what else the observations depend on (sensor geometry, ego fea
 names: `agents.end_to_end.policy_spec`) and `load_policy(spec=...)` checks all of it
 against the env's with `check_spec`. Files are read only with `torch.load(weights_only=
 True)`: a pickle payload is refused without running it.
+
+The end-to-end stacks (`POLICY_STACKS`) are the architectures by name plus named variants,
+each an architecture with its own shipped checkpoint `policies/checkpoints/<stack>.pt`
+(`cnn-blind`: the cnn trained without latency inputs or latency); `shipped_checkpoint`,
+`missing_checkpoint` and `check_stack_policy` serve every stack alike.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -46,13 +51,7 @@ POLICIES: dict[str, type[DrivingPolicy]] = {
 """Policy classes by registry name: cnn, gru, lstm, transformer."""
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
-"""Where the trained policies ship: `<name>.pt`."""
-
-
-def shipped_checkpoint(name: str) -> Path:
-    """The path of the checkpoint shipped for policy `name` (it may not exist yet)."""
-    _check_name(name)
-    return CHECKPOINT_DIR / f"{name}.pt"
+"""Where the trained policies ship: `<stack>.pt`."""
 
 
 def _check_name(name: str) -> type[DrivingPolicy]:
@@ -60,6 +59,89 @@ def _check_name(name: str) -> type[DrivingPolicy]:
         raise ValueError(f"policy={name!r} is invalid: allowed values are "
                          + ", ".join(POLICIES))
     return POLICIES[name]
+
+
+@dataclass(frozen=True)
+class PolicyStack:
+    """A named end-to-end stack: an architecture of `POLICIES` and the checkpoint it ships.
+
+    Attributes:
+        name: the stack name (`--stack`, `--checkpoint NAME=PATH`); its shipped checkpoint
+            is `CHECKPOINT_DIR / f"{name}.pt"`.
+        architecture: the registry policy the checkpoint must hold ("cnn", ...).
+        reads_timing: what the checkpoint's encoder must do with `obs["timing"]` (the
+            observation's age and the pending command): True read it, False not read it,
+            None either (the stacks named after their architecture).
+        make: the `reflexdrive train` options that make the shipped checkpoint beside
+            `--policy ARCHITECTURE --method dagger` (for the error when it is missing).
+    """
+
+    name: str
+    architecture: str
+    reads_timing: bool | None = None
+    make: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name(self.architecture)
+
+    @property
+    def how_to_make(self) -> str:
+        """How to make the shipped checkpoint (one line, naming the file)."""
+        target = f"policies/checkpoints/{self.name}.pt"
+        return (f"train it with `reflexdrive train --policy {self.architecture} "
+                f"--method dagger{self.make} --out DIR` and copy DIR/{self.architecture}.pt "
+                f"to {target}")
+
+
+POLICY_STACKS: dict[str, PolicyStack] = {
+    **{name: PolicyStack(name, name) for name in POLICIES},
+    "cnn-blind": PolicyStack(
+        "cnn-blind", "cnn", reads_timing=False,
+        make=" --mode lockstep --latency fixed:0"),
+}
+"""The end-to-end stacks by name: one per architecture (`cnn`, `gru`, `lstm`,
+`transformer`, any checkpoint of it), and named variants of an architecture with their own
+shipped checkpoint: `cnn-blind`, the cnn trained without latency inputs or latency (the
+baseline of the latency-aware `cnn`, issue 18)."""
+
+
+def policy_stack(name: str) -> PolicyStack:
+    """The end-to-end stack `name` (ValueError listing the names otherwise)."""
+    if name not in POLICY_STACKS:
+        raise ValueError(f"stack={name!r} is invalid: allowed end-to-end stacks are "
+                         + ", ".join(POLICY_STACKS))
+    return POLICY_STACKS[name]
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """The path of the checkpoint shipped for the end-to-end stack `name` (a policy name
+    or a `POLICY_STACKS` variant; it may not exist yet)."""
+    return CHECKPOINT_DIR / f"{policy_stack(name).name}.pt"
+
+
+def missing_checkpoint(name: str) -> str | None:
+    """None when stack `name`'s shipped checkpoint is there, else one line saying it is
+    missing and how to make it (naming the file) or pass another."""
+    if shipped_checkpoint(name).is_file():
+        return None
+    return (f"the shipped {name} checkpoint is missing: {policy_stack(name).how_to_make}, "
+            f"or pass --checkpoint {name}=PATH")
+
+
+def check_stack_policy(name: str, policy: DrivingPolicy,
+                       path: str | os.PathLike | None = None) -> None:
+    """CheckpointError (naming `path`) unless `policy` can drive as stack `name`: the
+    stack's architecture and, where it says, reading `obs["timing"]` or not."""
+    stack = policy_stack(name)
+    if policy.name != stack.architecture:
+        raise CheckpointError(path, f"holds a {policy.name!r} policy, not a "
+                                    f"{stack.architecture!r} one; use --stack {policy.name}")
+    hidden = policy.config.encoder.timing_hidden
+    if stack.reads_timing is not None and (hidden > 0) != stack.reads_timing:
+        rule = ("must read obs['timing'] (encoder.timing_hidden > 0)" if stack.reads_timing
+                else "must not read obs['timing'] (encoder.timing_hidden 0)")
+        raise CheckpointError(path, f"the {name} stack {rule}; this {policy.name} has "
+                                    f"timing_hidden {hidden}")
 
 
 def build(name: str, obs_spec: Mapping[str, Any], **config: Any) -> DrivingPolicy:

@@ -66,7 +66,13 @@ def _scenario_overrides(values: Sequence[str]) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from reflexdrive.agents.registry import PERCEPTIONS, PLANNERS, TRACKERS, stack_names
+    from reflexdrive.agents.registry import (
+        END_TO_END_STACKS,
+        PERCEPTIONS,
+        PLANNERS,
+        TRACKERS,
+        stack_names,
+    )
     from reflexdrive.agents.staged import CONTROLLERS
     from reflexdrive.compare.config import (
         DEMO_EPISODES,
@@ -151,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch device of the batched backend and of the stack's networks: "
                           "cpu, cuda, auto")
     run.add_argument("--checkpoint", default=run_default("checkpoint"), metavar="PATH",
-                     help="policy checkpoint of an end-to-end stack (cnn, gru, lstm, "
-                          "transformer); default: the shipped policies/checkpoints/STACK.pt")
+                     help="policy checkpoint of an end-to-end stack ("
+                          + ", ".join(END_TO_END_STACKS) + "); default: the shipped "
+                          "policies/checkpoints/STACK.pt")
     run.add_argument("--simulation-frequency", type=int,
                      default=run_default("simulation_frequency"), help="substeps per second")
     run.add_argument("--policy-frequency", type=int, default=run_default("policy_frequency"),

@@ -23,8 +23,10 @@ the CPU (`--threads`), and on CUDA with and without CUDA graphs when a GPU is th
 `goals`: each of issue 18's goals on the held-out section with its value and whether it
 is met.
 
-The policies are the shipped checkpoints (`policies/checkpoints/<name>.pt`) unless
-`--checkpoint-dir DIR` names a directory of `<name>.pt` files. Progress goes to stderr.
+`--policies` takes the end-to-end stacks (`policies.registry.POLICY_STACKS`: cnn, gru,
+lstm, transformer, cnn-blind). They load the shipped checkpoints
+(`policies/checkpoints/<stack>.pt`) unless `--checkpoint-dir DIR` names a directory of
+`<stack>.pt` files. Progress goes to stderr.
 
     python scripts/eval_policies.py                              # the full evaluation
     python scripts/eval_policies.py --policies cnn --sections held_out --episodes 10 \
@@ -47,7 +49,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from reflexdrive.agents.end_to_end import EndToEndAgent  # noqa: E402
 from reflexdrive.envs.config import EGO_FEATURES, SensorConfig  # noqa: E402
-from reflexdrive.policies.registry import shipped_checkpoint  # noqa: E402
+from reflexdrive.policies.registry import POLICY_STACKS, shipped_checkpoint  # noqa: E402
 
 from reflexdrive.common.seed_ranges import (  # noqa: E402
     DEVELOPMENT,
@@ -84,6 +86,9 @@ def throughput(path: str, batch: int, device: str, cuda_graph: bool = False,
            "lidar": np.stack([rng.uniform(2.0, sensors.range_m, (batch, sensors.lidar_beams)),
                               rng.normal(0.0, 5.0, (batch, sensors.lidar_beams))],
                              axis=-1).astype(np.float32)}
+    for key, entry in agent.policy.obs_spec.items():   # route, timing: where the policy reads
+        if key not in obs:
+            obs[key] = rng.normal(size=(batch, *entry["shape"])).astype(np.float32)
     for _ in range(3):                                 # warm-up (and graph capture)
         agent.act(obs, {})
     calls, start = 0, time.perf_counter()
@@ -127,7 +132,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--policies", default="cnn,gru,transformer",
-                        help="policies to evaluate, comma-separated")
+                        help="end-to-end stacks to evaluate, comma-separated: "
+                             + ", ".join(POLICY_STACKS))
     parser.add_argument("--checkpoint-dir", default=None,
                         help="directory of <policy>.pt files (default: the shipped ones)")
     parser.add_argument("--sections", default="development,held_out",
@@ -151,6 +157,9 @@ def main() -> int:
                         help="skip the ncap-ccr and r157 grids (shipped policies only)")
     args = parser.parse_args()
     policies = [p for p in args.policies.split(",") if p]
+    for name in policies:
+        if name not in POLICY_STACKS:
+            parser.error(f"--policies: {name!r} is not one of {', '.join(POLICY_STACKS)}")
     sections = [s for s in args.sections.split(",") if s]
     for section in sections:
         if section not in SECTIONS:

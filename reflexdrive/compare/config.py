@@ -318,17 +318,13 @@ class CompareConfig:
         self.cells(replay_profiles=False)            # every cell's RunConfig validates itself
 
     def _check_shipped(self, end_to_end: tuple[str, ...]) -> None:
-        from reflexdrive.policies.registry import shipped_checkpoint
+        from reflexdrive.policies.registry import missing_checkpoint
 
         for stack in self.stacks:
             if stack in end_to_end and stack not in self.checkpoints:
-                path = shipped_checkpoint(stack)
-                if not path.is_file():
-                    raise ConfigError(
-                        "checkpoints", stack,
-                        f"the shipped {stack} checkpoint {path} is missing: train it "
-                        f"(reflexdrive train --policy {stack}) or pass --checkpoint "
-                        f"{stack}=PATH")
+                problem = missing_checkpoint(stack)
+                if problem is not None:
+                    raise ConfigError("checkpoints", stack, problem)
 
     # -- the grid ----------------------------------------------------------------------
 

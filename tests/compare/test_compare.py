@@ -357,7 +357,8 @@ def test_a_missing_shipped_checkpoint_says_how_to_get_one(tmp_path, monkeypatch)
     import reflexdrive.policies.registry
 
     monkeypatch.setattr(reflexdrive.policies.registry, "CHECKPOINT_DIR", tmp_path / "none")
-    with pytest.raises(ConfigError, match="shipped gru checkpoint .* is missing: train it"):
+    with pytest.raises(ConfigError, match="shipped gru checkpoint is missing: train it .* "
+                       "to policies/checkpoints/gru.pt, or pass --checkpoint gru=PATH"):
         CompareConfig(stacks=("staged", "gru"), out=str(tmp_path / "o"))
 
 
