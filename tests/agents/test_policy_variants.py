@@ -112,8 +112,9 @@ def test_run_and_profile_take_cnn_blind_on_the_command_line(tmp_path):
     path = cnn(tmp_path / "blind.pt")
     out = tmp_path / "run"
     assert main(["run", "--scenario", "lead-brake", "--stack", "cnn-blind", "--checkpoint",
-                 str(path), "--episodes", "1", "--envs", "1", "--set", "duration_s=1.5", "--set", "onset_s=[0.5,1.0]",
-                 "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
+                 str(path), "--episodes", "1", "--envs", "1", "--set", "duration_s=1.5",
+                 "--set", "onset_s=[0.5,1.0]", "--device", "cpu", "--out", str(out),
+                 "--no-progress"]) == 0
     episodes = pd.read_csv(out / "episodes.csv")
     assert episodes["stack"].tolist() == ["cnn-blind"]
     profile = tmp_path / "profile.json"
