@@ -177,7 +177,7 @@ def figure_png(cells: Mapping[str, Mapping[str, Mapping[str, Any]]],
         for axis, hazard in zip(axes[0], hazards):
             extras = sorted(cells[hazard], key=int)
             span = max((int(e) for e in extras), default=0) or 100
-            for offset, stack in zip((-0.012, 0.012), STACKS):
+            for offset, stack in zip((-0.025, 0.025), STACKS):   # side by side
                 points = [(int(e), cells[hazard][e][stack]) for e in extras
                           if stack in cells[hazard][e] and
                           cells[hazard][e][stack]["rate"] is not None]
@@ -193,7 +193,8 @@ def figure_png(cells: Mapping[str, Mapping[str, Mapping[str, Any]]],
             axis.set_xlabel("extra latency [ms]")
             axis.set_xticks([int(e) for e in extras])
             axis.grid(alpha=0.3)
-            axis.set_ylim(bottom=0)
+        top = max(axes[0][0].get_ylim()[1], 1.0)      # shared: a 0 % point fully visible
+        axes[0][0].set_ylim(-0.03 * top, top)
         axes[0][0].set_ylabel("collisions [% of episodes]")
         handles, names = axes[0][0].get_legend_handles_labels()
         figure.legend(handles, names, loc="upper center", ncol=2, frameon=False,
