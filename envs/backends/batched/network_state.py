@@ -37,7 +37,6 @@ from highway_env.vehicle.objects import Obstacle
 from reflexdrive.envs.backends.batched.lanes import LaneLayout, torch_tables
 from reflexdrive.envs.backends.batched.state import EGO_KIND, IDM_KIND, STATIC_KIND
 from reflexdrive.envs.backends.batched.torch.network import closest_lane, heading_at, lane_position
-from reflexdrive.envs.backends.route_exit import route_exit_road
 from reflexdrive.envs.scenarios import ScenarioInit
 
 from reflexdrive.common.validation import ConfigError
@@ -157,7 +156,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     scenario's lane, its target speed `target_speed_mps or speed_mps` (IDM) or 0, and its
     route `plan_route_to(destination)` from its closest lane (IDM with a destination);
     the ego's route exit is `route_exit_road` from its scenario lane, as the highway backend
-    finds it.
+    finds it (`LaneLayout.exit_road_row`).
     """
     for init in inits:
         _check(init, layout_kind)
@@ -240,13 +239,8 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
 
 def _exit_roads(inits: Sequence[ScenarioInit], layout: LaneLayout) -> np.ndarray:
     """`(B,)` int64 road row of each world's ego route exit (-1: none)."""
-    rows = np.full(len(inits), -1, dtype=np.int64)
-    for b, init in enumerate(inits):
-        ego = init.vehicles[0]
-        road = route_exit_road(layout.network, ego.lane, ego.destination)
-        if road is not None:
-            rows[b] = layout.road_row(*road)
-    return rows
+    return np.array([layout.exit_road_row(init.vehicles[0].lane, init.vehicles[0].destination)
+                     for init in inits], dtype=np.int64).reshape(len(inits))
 
 
 def _routes(inits: Sequence[ScenarioInit], layout: LaneLayout, closest: np.ndarray) -> list:

@@ -11,7 +11,7 @@ import torch
 from conftest import pure_pursuit
 from highway_env.road.lane import StraightLane
 from highway_env.road.road import RoadNetwork
-from reflexdrive.envs.backends.batched.lanes import scenario_layout, torch_tables
+from reflexdrive.envs.backends.batched.lanes import NETWORK_KINDS, scenario_layout, torch_tables
 from reflexdrive.envs.backends.batched.network_backend import NetworkBackend
 from reflexdrive.envs.backends.batched.network_snapshot import network_snapshot
 from reflexdrive.envs.backends.batched.network_state import network_state
@@ -47,6 +47,11 @@ def test_every_scenarios_exit_road(name):
     ego = init.vehicles[0]
     network = build_road(init.road, 0).network
     assert route_exit_road(network, ego.lane, ego.destination) == EXIT_ROADS[name]
+    if init.road.kind in NETWORK_KINDS:            # the network backend's row, cached
+        layout = scenario_layout(init.road.kind)
+        for _ in range(2):
+            row = layout.exit_road_row(ego.lane, ego.destination)
+            assert layout.road_names[row] == EXIT_ROADS[name]
 
 
 def test_a_route_that_never_ends_has_no_exit_and_an_unreachable_destination_is_refused():
