@@ -103,10 +103,11 @@ def _flags(name: str, placements) -> tuple[list[bool], list[bool]]:
     ("roundabout",
      [(("nx", "nxs", 0), 1.0), (("nx", "nxs", 0), 16.0),      # on the exit lane
       (("ee", "nx", 0), 14.0), (("ee", "nx", 1), 14.0),       # on the ring just before it
-      (("nx", "ne", 0), 1.0),                                 # circling on past it
+      (("nx", "ne", 0), 1.0),                                 # circling on past it,
+      (("nx", "ne", 1), 0.0),                                 # outer lane, where it branches
       (("ex", "exs", 0), 8.0),                                # another exit
-      (("nxs", "nxr", 0), 20.0)],                 # past it: not the exit road itself
-     [True, True, False, False, False, False, False]),
+      (("nxs", "nxr", 0), 20.0)],                             # past it: not the exit road
+     [True, True, False, False, False, False, False, False]),
     ("intersection",
      [(("il1", "o1", 0), 2.0), (("il1", "o1", 0), 90.0),
       (("ir0", "il1", 0), 19.0),                              # in the turn, before the road
