@@ -1,7 +1,8 @@
 """Per-substep outcome measurements, pure functions of a `WorldSnapshot` (any backend).
 
 The metrics layer aggregates these over an episode (min gap and TTC after the hazard
-onset, progress, jerk); here only what one instant shows.
+onset, progress, jerk, whether the ego entered its route's exit road); here only what one
+instant shows.
 """
 
 from __future__ import annotations
@@ -78,5 +79,6 @@ def substep_outcomes(snapshot: WorldSnapshot, previous_position: np.ndarray,
                   distance.tolist(), gap[rows].tolist(), ttc[rows].tolist(),
                   np.asarray(snapshot.crashed, dtype=bool)[rows].tolist(),
                   np.asarray(snapshot.ego_on_road, dtype=bool)[rows].tolist(),
+                  np.asarray(snapshot.ego_on_route_exit, dtype=bool)[rows].tolist(),
                   traffic_speed[rows].tolist())           # in SubstepOutcome's field order
     return dict(zip(rows.tolist(), map(SubstepOutcome._make, columns)))

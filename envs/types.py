@@ -69,6 +69,8 @@ class WorldSnapshot:
         ego_lane_count: `(B,)` int, lanes on the ego's road section.
         ego_on_road: `(B,)` bool, ego centre lies on a lane.
         crashed: `(B,)` bool, the ego has collided.
+        ego_on_route_exit: `(B,)` bool, the ego's lane lies on its route's exit road (the
+            road ending at its destination, `envs.backends.route_exit`): it has entered it.
     """
 
     time_s: np.ndarray
@@ -87,6 +89,7 @@ class WorldSnapshot:
     ego_lane_count: np.ndarray
     ego_on_road: np.ndarray
     crashed: np.ndarray
+    ego_on_route_exit: np.ndarray
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -112,6 +115,7 @@ class WorldSnapshot:
             "ego_lane_count": (b,),
             "ego_on_road": (b,),
             "crashed": (b,),
+            "ego_on_route_exit": (b,),
         }
         for name, shape in expected.items():
             got = getattr(self, name).shape
@@ -208,6 +212,8 @@ class SubstepOutcome(NamedTuple):
         ttc_s: time to collision with that vehicle at constant speeds [s] (inf if not closing).
         crashed: ego has collided.
         on_road: ego centre lies on a lane.
+        on_route_exit: the ego's lane lies on its route's exit road
+            (`WorldSnapshot.ego_on_route_exit`).
         traffic_speed: mean speed of the other vehicles [m/s] (NaN if there are none).
     """
 
@@ -218,6 +224,7 @@ class SubstepOutcome(NamedTuple):
     ttc_s: float
     crashed: bool
     on_road: bool
+    on_route_exit: bool
     traffic_speed: float = float("nan")
 
 

@@ -14,7 +14,9 @@ section has, per policy and for the staged stack (oracle perception) as the refe
 - `hazards`: lead-brake, cut-in and stopped-vehicle, `--hazard-episodes` seeds each:
   collision rate with its Wilson interval, reaction time, min TTC, critical episodes;
 - `routes`: merge, roundabout and intersection, `--route-episodes` seeds each (0 skips
-  them): collision, off-road and exit-reached rates (`run.evaluation.route_summary`).
+  them): collision and off-road rates, and the route's exit reached, progress >= 90 % of
+  the time limit's reach and either ("through"), each with its Wilson 95 % interval
+  (`run.evaluation.route_summary`).
 
 Besides: `latency_p50_ms`, the batch-1 latency p50 of each policy on this machine
 (`reflexdrive profile`'s measurement: Highway, warm-up dropped, 1 torch thread);
@@ -119,8 +121,7 @@ def closed_loop(section: str, first: int, policies: list[str], paths: dict[str, 
             log(f"{section}: {scenario}, {stack}, {args.route_episodes} episodes ...")
             frame = evaluation.episodes(scenario, stack, args.route_episodes, first,
                                         args.envs, **options)
-            out["routes"].setdefault(scenario, {})[stack] = evaluation.route_summary(
-                frame, scenario)
+            out["routes"].setdefault(scenario, {})[stack] = evaluation.route_summary(frame)
     staged = out["highway"]["staged"]["mean_progress_m"]
     for name in policies:
         highway = out["highway"][name]
@@ -242,8 +243,9 @@ def goals(result: dict, policies: list[str]) -> dict:
                 failed = max(value["collisions_pct"], value["offroad_pct"])
                 out[f"{name}_{scenario}_collisions_and_offroad_pct<=5"] = [
                     [value["collisions_pct"], value["offroad_pct"]], failed <= 5.0]
-                out[f"{name}_{scenario}_exit_reached_pct>=90"] = [
-                    value["exit_reached_pct"], value["exit_reached_pct"] >= 90.0]
+                out[f"{name}_{scenario}_through_pct>=90"] = [
+                    [value["through_pct"], *value["through_pct_ci95"]],
+                    value["through_pct"] >= 90.0]
         for suite, stacks in result.get("protocols", {}).items():
             worse = stacks[name]["collides_where_reference_avoids"]
             out[f"{name}_{suite}_no_collision_where_reference_avoids"] = [worse, not worse]

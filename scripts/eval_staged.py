@@ -17,12 +17,15 @@
 - `latency_p50_ms`: per-stage p50 latency at batch size 1 on this machine, per perception
   (`reflexdrive profile`'s measurement);
 - `goals`: each goal of the issue with its measured value and whether it is met;
-- with `--scenarios merge,roundabout,intersection` (issue 17) only those, per scenario:
-  collisions %, off-road %, the route's exit reached (or progress >= 90 % of the time
-  limit's reach) % (`run.evaluation.route_summary`), `n` and the seed range, `--episodes`
-  seeds from `--seed`, oracle perception, and the goals (collisions <= 2 %, off-road 0 %,
-  exit reached >= 95 %); `--envs` episodes run side by side on the batched backend (the
-  scenarios' default: one process, so a larger batch is faster).
+- with `--scenarios merge,roundabout,intersection` (issue 17) only those, per scenario
+  (`run.evaluation.route_summary`, each share with its Wilson 95 % interval): collisions %,
+  off-road %, and of the clean episodes the route's exit reached % (`exit_reached_pct`:
+  the ego entered its route's exit road, from its lane on the env), progress >= 90 % of
+  the time limit's reach % (`progress_reach_pct`) and either (`through_pct`), `n` and the
+  seed range, `--episodes` seeds from `--seed`, oracle perception, and the goals
+  (collisions <= 2 %, off-road 0 %, through >= 95 %); `--envs` episodes run side by side
+  on the batched backend (the scenarios' default: one process, so a larger batch is
+  faster).
 - the hazards on curves and at crossings (`stopped-vehicle-curve`,
   `intersection-cross-traffic`) in `--scenarios`: the staged stack (oracle) and the
   reference driver on the same `--episodes` seeds, each with the hazard summary of the
@@ -178,12 +181,12 @@ def curved_scenarios(args: argparse.Namespace) -> dict:
         log(f"{name}: staged, oracle perception, {args.episodes} episodes from {args.seed} ...")
         frame, seconds = timed(evaluation.episodes, name, "staged", args.episodes, args.seed,
                                args.envs, perception="oracle")
-        summary = evaluation.route_summary(frame, name)
+        summary = evaluation.route_summary(frame)
         summary["seconds"] = round(seconds, 1)
         summary["goals"] = {
             "collisions_pct<=2": summary["collisions_pct"] <= 2.0,
             "offroad_pct==0": summary["offroad_pct"] == 0.0,
-            "exit_reached_pct>=95": summary["exit_reached_pct"] >= 95.0}
+            "through_pct>=95": summary["through_pct"] >= 95.0}
         result[name] = summary
     return result
 

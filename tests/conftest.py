@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from reflexdrive.envs.types import Command
 
 
 @pytest.fixture(autouse=True)
@@ -51,3 +53,15 @@ def user_module(tmp_path, monkeypatch):
         return name
 
     return write
+
+
+def pure_pursuit(route: np.ndarray, speed: float, target_mps: float) -> Command:
+    """Follow the map's route (ego frame, `info["map"]["route"]`, a point every 2 m from
+    the ego's projection on its lane): steer along the arc through its point 2 m ahead
+    (highway-env's 5 m kinematic bicycle: curvature `2 y / d^2`, steering `atan(L k)`),
+    plus 0.2 rad/m towards the lane's centre; accelerate towards `target_mps`."""
+    point = route[1].astype(np.float64)
+    curvature = 2.0 * point[1] / float(point @ point)
+    steering = np.arctan(5.0 * curvature) + 0.2 * float(route[0, 1])
+    return Command(float(np.clip(0.8 * (target_mps - speed), -3.0, 3.0)),
+                   float(np.clip(steering, -0.5, 0.5)))

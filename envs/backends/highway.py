@@ -23,6 +23,7 @@ from highway_env.utils import wrap_to_pi
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
 from reflexdrive.envs.backends.highway_map import HighwayRoadMap
+from reflexdrive.envs.backends.route_exit import route_exit_road
 from reflexdrive.envs.scenarios import (
     HazardPlan,
     RoadSpec,
@@ -282,6 +283,7 @@ class HighwayBackend:
         self._hazard_vehicle = None
         self._geometry: RoadGeometry | None = None
         self._road_map: HighwayRoadMap | None = None
+        self._exit_road: tuple[str, str] | None = None
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -309,6 +311,8 @@ class HighwayBackend:
         self._substep_index = 0
         self._geometry = network_geometry(road.network)
         self._road_map = HighwayRoadMap(road.network, init.vehicles[0].destination)
+        self._exit_road = route_exit_road(road.network, init.vehicles[0].lane,
+                                          init.vehicles[0].destination)
 
     def substep(self, pieces: Sequence[Piece]) -> None:
         self._trigger_hazard()
@@ -358,6 +362,7 @@ class HighwayBackend:
             ego_lane_count=np.array([lane_count], dtype=np.int64),
             ego_on_road=np.array([bool(ego.on_road)]),
             crashed=np.array([bool(ego.crashed)]),
+            ego_on_route_exit=np.array([tuple(ego.lane_index[:2]) == self._exit_road]),
         )
 
     def road_geometry(self) -> RoadGeometry:

@@ -121,50 +121,46 @@ def timed(function, *args, **kwargs) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
-ROUTE_EXITS = {"merge": "b", "roundabout": "nxs", "intersection": "il1"}
-"""The node of highway-env's road network whose reaching means the ego got through each
-curved scenario: into the merge section where the ramp joins (`b`; its end `c`, 280 m
-from the start, is beyond a 12 s episode at the traffic's ~20 m/s), off the roundabout at
-its destination's exit, out of the intersection onto the destination road."""
+def route_summary(frame: pd.DataFrame) -> dict[str, Any]:
+    """The curved scenarios' goals (issue 17) over `episodes.csv` rows: collision and
+    off-road rates, and three shares of the clean episodes (no collision, no off-road),
+    each [%] of all episodes with its Wilson 95 % interval (`*_ci95`, [%]):
 
+    - `exit_reached_pct`: the ego entered its route's exit road (`route_exit_reached`, from
+      the ego's lane on the env: `envs.backends.route_exit`);
+    - `progress_reach_pct`: its progress was at least `REACH_SHARE` of the time limit's
+      reach (`time_limit_reach_m`), the issue's alternative for an exit beyond that reach;
+    - `through_pct`: either (the issue's "the route's exit reached (or progress along the
+      route >= 90 % of the time limit's reach)").
 
-def exit_distance_m(scenario: str) -> float:
-    """Arc length [m] from the ego's start to `ROUTE_EXITS[scenario]` along the network's
-    shortest path, each edge counted by its shortest parallel lane (a lower bound of any
-    drive through it: the inner ring of the roundabout)."""
-    from reflexdrive.envs.backends.highway import build_road
-    from reflexdrive.envs.scenarios import generate, make_config
+    With the episode count, the seed range and the mean progress [m].
 
-    init = generate(scenario, make_config(scenario), 0, 50)
-    start, end, index = init.vehicles[0].lane
-    network = build_road(init.road, 0).network
-    total = network.get_lane((start, end, index)).length - init.vehicles[0].s_m
-    path = network.shortest_path(end, ROUTE_EXITS[scenario])
-    for a, b in zip(path[:-1], path[1:]):
-        total += min(lane.length for lane in network.graph[a][b])
-    return float(total)
+    Raises:
+        ConfigError: the rows have no `route_exit_reached` column (written before the flag).
+    """
+    from reflexdrive.common.validation import ConfigError
+    from reflexdrive.compare.summary import flags, wilson_interval
 
-
-def route_summary(frame: pd.DataFrame, scenario: str) -> dict[str, Any]:
-    """The curved scenarios' goals (issue 17): collision and off-road rates [%], and the
-    share of clean episodes (no collision, no off-road) that got through [%]: the issue's
-    "the route's exit reached (or progress along the route >= 90 % of the time limit's
-    reach)", i.e. `progress_m` at least `exit_distance_m`, or at least `REACH_SHARE` of
-    `time_limit_reach_m` (`exit_reached_pct`; `exit_node_reached_pct` counts the first
-    criterion alone); with the episode count and the seed range."""
-    distance = exit_distance_m(scenario)
-    clean = ~frame["collided"].astype(bool) & ~frame["offroad"].astype(bool)
+    if "route_exit_reached" not in frame:
+        raise ConfigError("episodes", "no route_exit_reached column",
+                          "rerun the episodes: they predate the route exit flag")
+    n = len(frame)
+    clean = ~flags(frame["collided"]) & ~flags(frame["offroad"])
+    exit_reached = clean & flags(frame["route_exit_reached"])
     progress = frame["progress_m"].to_numpy(dtype=float)
-    past_exit = clean & (progress >= distance)
-    reached = past_exit | (clean & (progress >= REACH_SHARE * time_limit_reach_m(frame)))
+    progress_reach = clean & (progress >= REACH_SHARE * time_limit_reach_m(frame))
     seeds = frame["seed"].astype(int)
-    return {"n": len(frame), "seeds": [int(seeds.min()), int(seeds.max())],
-            "collisions_pct": 100.0 * rate(frame["collided"]),
-            "offroad_pct": 100.0 * rate(frame["offroad"]),
-            "exit_reached_pct": 100.0 * rate(reached),
-            "exit_node_reached_pct": 100.0 * rate(past_exit),
-            "exit_distance_m": round(distance, 1),
-            "mean_progress_m": float(frame["progress_m"].mean())}
+    out: dict[str, Any] = {"n": n, "seeds": [int(seeds.min()), int(seeds.max())]}
+    for name, values in (("collisions", flags(frame["collided"])),
+                         ("offroad", flags(frame["offroad"])),
+                         ("exit_reached", exit_reached),
+                         ("progress_reach", progress_reach),
+                         ("through", exit_reached | progress_reach)):
+        out[f"{name}_pct"] = 100.0 * rate(values)
+        out[f"{name}_pct_ci95"] = [100.0 * bound for bound in
+                                   wilson_interval(int(values.sum()), n)]
+    out["mean_progress_m"] = float(frame["progress_m"].mean())
+    return out
 
 
 REACH_SHARE = 0.9

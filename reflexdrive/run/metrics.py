@@ -28,8 +28,11 @@ no env, no agent. Definitions (docs/ARCHITECTURE.md, "Reaction time"):
     dropped between stages (or superseded) never takes effect and cannot respond.
 - Decision age and rate: the mean age of the commands that took effect in the episode
   (`decision_age_s`) and how many took effect per second (`decision_rate_hz`).
-- Outcomes: collision, min TTC and min gap after onset (whole episode without a hazard),
-  peak deceleration, progress, mean absolute jerk, latency p50/p99, overrun rate.
+- Outcomes: collision, off-road, min TTC and min gap after onset (whole episode without a
+  hazard), peak deceleration, progress, mean absolute jerk, latency p50/p99, overrun rate,
+  and `route_exit_reached`: the ego's lane lay on its route's exit road (the road ending at
+  its destination: the roundabout's exit lane, the intersection's outgoing road, the
+  highway after the merge; `envs.backends.route_exit`) at some substep.
 """
 
 from __future__ import annotations
@@ -224,6 +227,8 @@ class EpisodeMetrics:
     the brake-onset thresholds. The `onset_*` columns and `required_decel_mps2` describe
     the hazard at `t_h` (`CRITICALITY_KEYS`, from `info["hazard"]`), `critical` says
     whether it needed a response (docs/ARCHITECTURE.md, "Criticality").
+    `route_exit_reached`: the ego entered its route's exit road (`envs.backends.route_exit`;
+    always so on a straight road, whose one road is its exit).
     """
 
     hazard_onset_s: float
@@ -240,6 +245,7 @@ class EpisodeMetrics:
     required_decel_mps2: float
     collided: bool
     offroad: bool
+    route_exit_reached: bool
     min_ttc_s: float
     min_gap_m: float
     peak_decel_mps2: float
@@ -316,6 +322,7 @@ def episode_metrics(records: Sequence[TickRecord], substeps: Sequence[SubstepOut
         **{name: float(criticality.get(name, nan)) for name in CRITICALITY_KEYS[1:]},
         collided=any(s.crashed for s in substeps),
         offroad=any(not s.on_road for s in substeps),
+        route_exit_reached=any(s.on_route_exit for s in substeps),
         min_ttc_s=_finite_min(ttcs),
         min_gap_m=_finite_min(gaps),
         peak_decel_mps2=float(max(0.0, -acceleration.min())) if acceleration.size else 0.0,

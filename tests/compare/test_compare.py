@@ -34,7 +34,8 @@ RUN_COLUMNS = ["scenario", "stack", "seed", "mode", "latency", "backend", "budge
                "reaction_notice_s", "reaction_compute_s", "reaction_kind", "brake_onset_s",
                "critical", "onset_gap_m", "onset_ttc_s", "onset_headway_s",
                "required_decel_mps2", "collided",
-               "offroad", "min_ttc_s", "min_gap_m", "peak_decel_mps2", "progress_m",
+               "offroad", "route_exit_reached", "min_ttc_s", "min_gap_m", "peak_decel_mps2",
+               "progress_m",
                "mean_speed_mps", "traffic_mean_speed_mps", "mean_abs_jerk_mps3",
                "latency_p50_s", "latency_p99_s", "overrun_rate", "decision_age_s",
                "decision_rate_hz", "dropped_frames", "ticks", "duration_s"]

@@ -173,11 +173,13 @@ def test_a_difference_before_onset_is_not_a_reaction_to_it():
 
 
 def test_episode_metrics_on_a_hand_made_trace():
-    """Constant 2 m/s^2 braking from 20 m/s for 1 s at dt = 0.1 s: peak decel 2, jerk 0."""
+    """Constant 2 m/s^2 braking from 20 m/s for 1 s at dt = 0.1 s: peak decel 2, jerk 0;
+    the ego enters its route's exit road at the 8th substep: the exit was reached."""
     dt = 0.1
     speeds = [20.0 - 2.0 * dt * (i + 1) for i in range(10)]
     substeps = [SubstepOutcome(time_s=dt * (i + 1), speed=v, distance_m=v * dt,
-                               gap_m=30.0 - i, ttc_s=10.0 - i, crashed=False, on_road=True)
+                               gap_m=30.0 - i, ttc_s=10.0 - i, crashed=False, on_road=True,
+                               on_route_exit=i >= 7)
                 for i, v in enumerate(speeds)]
     records = clock_records(0.05, onset_s=0.5, seconds=1.0)
     metrics = episode_metrics(records, substeps, onset_s=0.5, start_speed_mps=20.0,
@@ -188,6 +190,10 @@ def test_episode_metrics_on_a_hand_made_trace():
     assert metrics.min_gap_m == 21.0 and metrics.min_ttc_s == 1.0       # over t >= 0.5 only
     assert metrics.latency_p50_s == pytest.approx(0.05) and metrics.overrun_rate == 0.0
     assert metrics.brake_onset_s == pytest.approx(0.05)
+    assert metrics.route_exit_reached is True and metrics.collided is False
+    before_exit = [s._replace(on_route_exit=False) for s in substeps]
+    assert episode_metrics(records, before_exit, onset_s=0.5, start_speed_mps=20.0,
+                           substep_s=dt).route_exit_reached is False
     assert math.isnan(metrics.reaction_time_s)              # no twin given
     assert not metrics.critical and math.isnan(metrics.onset_gap_m)
     assert not metrics.collided and metrics.ticks == 10

@@ -406,6 +406,8 @@ class BatchedBackend:
             ego_lane_count=host(s.road.lane_count).astype(np.int64),
             ego_on_road=host(on_road).astype(bool),
             crashed=host(s.crashed[:, 0]).astype(bool),
+            # one road (highway-env's `0 -> 1`), the route's exit: `envs.backends.route_exit`
+            ego_on_route_exit=np.ones(valid.shape[0], dtype=bool),
         )
 
     def ego_on_road(self, along: torch.Tensor | None = None,

@@ -8,6 +8,9 @@ its step); on it, with `(s, r)` the ego's lane coordinates:
 - lane offset `r` [m]; heading error `wrap(psi - lane.heading_at(s))` [rad];
 - lane index: the lane's id on its road (`lane_index[2]`); lane count: the road's lanes;
 - on road: `lane.on_lane(position)` (`|r| <= w / 2`, `-l_v <= s < length + l_v`).
+
+The snapshot adds the route's exit: the lane's road is the world's `NetworkState.exit_road`
+(one compare per world, in the snapshot only: `ego_on_road` runs every substep without it).
 """
 
 from __future__ import annotations
@@ -82,4 +85,5 @@ def network_snapshot(tables: LaneTables, state: NetworkState, dt: float,
         ego_lane_count=host(terms.lane_count).astype(np.int64),
         ego_on_road=host(terms.on_road).astype(bool),
         crashed=host(state.crashed[:, 0]).astype(bool),
+        ego_on_route_exit=host(tables.road[state.lane[:, 0]] == state.exit_road),
     )

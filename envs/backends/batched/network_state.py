@@ -72,6 +72,8 @@ class NetworkState:
         route_road: `(B, N, R)` int64 road rows of the route, -1 padded (all -1: no route).
         route_lane: `(B, N, R)` int64 lane id of each route element, -1 for None.
         route_next: int64 index of the route's head in `route_road`.
+        exit_road: `(B,)` int64 road row of the ego's route exit (`envs.backends.route_exit`:
+            the road ending at its destination), -1 where its route has none.
         substep: `(B,)` int64 substeps since reset.
     """
 
@@ -96,6 +98,7 @@ class NetworkState:
     route_road: torch.Tensor
     route_lane: torch.Tensor
     route_next: torch.Tensor
+    exit_road: torch.Tensor
     substep: torch.Tensor
 
     def replace(self, **changes) -> "NetworkState":
@@ -116,7 +119,7 @@ class NetworkState:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             expected = {"position": (batch, slots, 2), "impact": (batch, slots, 2),
-                        "substep": (batch,)}.get(
+                        "substep": (batch,), "exit_road": (batch,)}.get(
                 f.name, (batch, slots))
             if f.name in ("route_road", "route_lane"):
                 expected = (batch, slots, self.route_road.shape[-1])
@@ -151,7 +154,9 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
     Each vehicle is put on its lane at `s_m` with the lane's heading; its `lane` is the
     closest lane of that pose (as highway-env's constructor finds it), its target lane the
     scenario's lane, its target speed `target_speed_mps or speed_mps` (IDM) or 0, and its
-    route `plan_route_to(destination)` from its closest lane (IDM with a destination).
+    route `plan_route_to(destination)` from its closest lane (IDM with a destination);
+    the ego's route exit is `route_exit_road` from its scenario lane, as the highway backend
+    finds it (`LaneLayout.exit_road_row`).
     """
     for init in inits:
         _check(init, layout_kind)
@@ -226,9 +231,16 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
         impact_pending=torch.zeros((batch, slots), device=device, dtype=torch.bool),
         route_road=tensor(route_road), route_lane=tensor(route_lane),
         route_next=torch.zeros((batch, slots), device=device, dtype=torch.int64),
+        exit_road=tensor(_exit_roads(inits, layout)),
         substep=torch.zeros((batch,), device=device, dtype=torch.int64))
     state.validate()
     return state
+
+
+def _exit_roads(inits: Sequence[ScenarioInit], layout: LaneLayout) -> np.ndarray:
+    """`(B,)` int64 road row of each world's ego route exit (-1: none)."""
+    return np.array([layout.exit_road_row(init.vehicles[0].lane, init.vehicles[0].destination)
+                     for init in inits], dtype=np.int64).reshape(len(inits))
 
 
 def _routes(inits: Sequence[ScenarioInit], layout: LaneLayout, closest: np.ndarray) -> list:

@@ -131,7 +131,7 @@ def _random_worlds(seed: int, batch: int, slots: int = 14) -> tuple[WorldSnapsho
         vehicle_id=np.where(valid, np.arange(slots) + 100 * np.arange(batch)[:, None], -1),
         valid=valid, ego_steering=zeros, ego_lane_offset=zeros, ego_heading_error=zeros,
         ego_lane_index=zeros.astype(np.int64), ego_lane_count=zeros.astype(np.int64) + 3,
-        ego_on_road=zeros > -1, crashed=zeros > 1)
+        ego_on_road=zeros > -1, crashed=zeros > 1, ego_on_route_exit=zeros > -1)
     snap.validate()
     return snap, road
 

@@ -71,7 +71,8 @@ def make_snapshot(worlds, slots=None, ego_speed=20.0):
         width=width, vehicle_id=vid, valid=valid, ego_steering=z + 0.1,
         ego_lane_offset=z + 0.2, ego_heading_error=z + 0.3,
         ego_lane_index=np.ones(b, dtype=np.int64), ego_lane_count=np.full(b, 3),
-        ego_on_road=np.ones(b, dtype=bool), crashed=np.zeros(b, dtype=bool))
+        ego_on_road=np.ones(b, dtype=bool), crashed=np.zeros(b, dtype=bool),
+        ego_on_route_exit=np.ones(b, dtype=bool))
     snap.validate()
     return snap
 
