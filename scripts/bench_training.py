@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -176,13 +175,13 @@ def main() -> int:
     parser.add_argument("--bc-updates", type=int, default=20, help="timed imitation updates")
     parser.add_argument("--skip-imitation", action="store_true")
     parser.add_argument("--device", default="cpu", help="torch device of the networks")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=field_default(PPOConfig, "threads"),
+                        help="torch CPU threads (PPO's and imitation's default)")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
-    args.threads = args.threads or available_cores()
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     policies = [name for name in args.policies.split(",") if name]
     result: dict = {"ppo_steps_per_s": {}, "ppo_breakdown": {}}
     with tempfile.TemporaryDirectory() as folder:
@@ -202,7 +201,7 @@ def main() -> int:
         result["goal_ppo_steps_per_s"] = GOAL_STEPS_PER_S[device]
         result["meets_goal"] = result["ppo_steps_per_s"]["cnn"] >= GOAL_STEPS_PER_S[device]
     result["config"] = {key: value for key, value in vars(args).items()}
-    result["platform"] = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    result["platform"] = {"cores": available_cores(), "torch_threads": torch.get_num_threads(),
                           "processor": platform.processor() or platform.machine(),
                           "device": (torch.cuda.get_device_name() if device == "cuda"
                                      else "cpu")}

@@ -170,7 +170,12 @@ class PPOConfig:
         export_path: where to write the trained policy (default `out_dir/<policy>.pt`).
         device: torch device of the networks: "auto" (CUDA if available), "cpu", "cuda",
             "cuda:N". The envs run on the CPU.
-        threads: torch CPU threads (None: leave torch's setting).
+        threads: torch CPU threads (None: leave torch's setting). 1 by default, as for
+            imitation: the rollout's forward passes are 16-row batches and a frozen
+            encoder's update is small matrices, too small to share out, and torch's second
+            OpenMP thread competes with the batched env's numba kernels for the 2 cores:
+            with 2 threads the default PPO iteration ran 6.5-7.6x slower on the loaded
+            machine (README, Speed).
         command: the command line that started the run (recorded in the export).
     """
 
@@ -214,7 +219,7 @@ class PPOConfig:
     checkpoint_every: int = count(10, help="updates between resume checkpoints")
     export_path: str | None = None
     device: str = "auto"
-    threads: int | None = count(None, optional=True, help="torch CPU threads")
+    threads: int | None = count(1, optional=True, help="torch CPU threads")
     command: str | None = None
 
     def __post_init__(self) -> None:
