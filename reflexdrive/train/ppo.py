@@ -10,7 +10,10 @@ policies and why the Gaussian lives on the head's pre-squash output). The envs a
 `BatchedDrivingEnv`s in this process (`num_envs` split over `scenarios`), on the clock:
 `mode="realtime"` with `latency="profile:PATH"` trains the policy under the latency it
 has on the car's computer. Episodes use scenario seeds drawn from `common.seed_ranges.TRAINING`
-(1e6 up), so the development and held-out evaluation seeds stay sealed.
+(1e6 up), so the development and held-out evaluation seeds stay sealed. With
+`freeze_encoder` (the default) the policy's encoder keeps its `init` weights and PPO sees
+its features as the observations (`sb3_adapters.EncodedObservations`): the updates train
+the head, the recurrent core, the critic and the exploration std.
 
 The run folder `out_dir`:
 
