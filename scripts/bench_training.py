@@ -6,10 +6,14 @@ including updates on 2 CPU cores; >= 50,000 on a GPU).
   weights), env steps per second of `--updates` whole PPO iterations (rollout + update)
   of `reflexdrive.train.ppo`'s model on its batched envs (`--envs` envs of lead-brake in
   realtime at `--latency`, `--n-steps` ticks each, `--epochs` epochs of `--batch-size`
-  minibatches), after one warm-up iteration. `ppo_breakdown` says where the time went
-  per iteration: `env_s` (the batched env's step, `TanhActions` included), `policy_s`
-  (the rest of the rollout: the forward pass for actions and values, sb3's buffer and
-  Python loop), `update_s` (sb3's `train()`: the epochs' forward and backward passes);
+  minibatches, the encoder frozen or not: `--[no-]freeze-encoder`), after one warm-up
+  iteration. These default to `PPOConfig`'s, i.e. what `reflexdrive train --method ppo`
+  runs; the benchmark only turns off the value warm-up and the `target_kl` early stop
+  (every update trains the policy, every epoch runs: the steady state, at its dearest).
+  `ppo_breakdown` says where the time went per iteration: `env_s` (the batched env's
+  step, `TanhActions` included), `policy_s` (the rest of the rollout: the forward pass
+  for actions and values, a frozen encoder's forward included, sb3's buffer and Python
+  loop), `update_s` (sb3's `train()`: the epochs' forward and backward passes);
 - `imitation_frames_per_s`: frames per second of behaviour-cloning updates of the cnn
   (`BehaviourCloning.update`, minibatches of `--bc-batch` frames) on expert data
   collected first (`--bc-episodes` lead-brake episodes; `imitation_collect_frames_per_s`
@@ -20,13 +24,13 @@ Usage:
     python scripts/bench_training.py                         # cnn, gru, transformer on CPU
     python scripts/bench_training.py --policies cnn --envs 64 --n-steps 32 --updates 2
     python scripts/bench_training.py --device cuda            # networks on the GPU
+    python scripts/bench_training.py --no-freeze-encoder      # PPO trains the whole network
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -43,9 +47,11 @@ from reflexdrive.policies.registry import shipped_checkpoint  # noqa: E402
 from stable_baselines3.common.vec_env import VecEnvWrapper  # noqa: E402
 
 from reflexdrive.common.threads import available_cores  # noqa: E402
+from reflexdrive.common.validation import field_default  # noqa: E402
 from reflexdrive.train.ppo import (  # noqa: E402
     PPOConfig,
     build_model,
+    encoded_env,
     load_init,
     make_env,
     resolved_policy_config,
@@ -83,10 +89,11 @@ def ppo_speed(policy: str, args: argparse.Namespace, out: Path) -> dict:
                        total_timesteps=args.envs * args.n_steps * (args.updates + 1),
                        latency=args.latency, mode="realtime", out_dir=str(out / policy),
                        device=args.device, threads=args.threads, value_warmup_updates=0,
-                       target_kl=None, seed=0)
+                       target_kl=None, seed=0, freeze_encoder=args.freeze_encoder)
     init = load_init(config)
     policy_config = resolved_policy_config(config, init)
-    env = TimedSteps(make_env(config, policy_config))
+    timed = TimedSteps(make_env(config, policy_config, encode=False))
+    env = encoded_env(timed, config, policy_config)
     model = build_model(config, env, policy_config, init)
     _, callback = model._setup_learn(config.total_timesteps, callback=None,
                                      reset_num_timesteps=True, tb_log_name="bench",
@@ -94,14 +101,14 @@ def ppo_speed(policy: str, args: argparse.Namespace, out: Path) -> dict:
     callback.on_training_start(locals(), globals())
     rows = []
     for iteration in range(args.updates + 1):                  # the first one warms up
-        env.seconds = 0.0
+        timed.seconds = 0.0
         start = time.perf_counter()
         model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
         rolled = time.perf_counter()
         model.train()
         done = time.perf_counter()
         if iteration:
-            rows.append((rolled - start, env.seconds, done - rolled))
+            rows.append((rolled - start, timed.seconds, done - rolled))
     env.close()
     rollout, env_s, update = (float(np.mean(column)) for column in zip(*rows))
     steps = config.steps_per_update
@@ -147,10 +154,18 @@ def main() -> int:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--policies", default="cnn,gru,transformer",
                         help="policies to time, comma-separated")
-    parser.add_argument("--envs", type=int, default=16, help="PPO envs (num_envs)")
-    parser.add_argument("--n-steps", type=int, default=128, help="ticks per env per update")
-    parser.add_argument("--batch-size", type=int, default=256, help="PPO minibatch")
-    parser.add_argument("--epochs", type=int, default=4, help="PPO epochs per update")
+    parser.add_argument("--envs", type=int, default=field_default(PPOConfig, "num_envs"),
+                        help="PPO envs (num_envs)")
+    parser.add_argument("--n-steps", type=int, default=field_default(PPOConfig, "n_steps"),
+                        help="ticks per env per update")
+    parser.add_argument("--batch-size", type=int,
+                        default=field_default(PPOConfig, "batch_size"), help="PPO minibatch")
+    parser.add_argument("--epochs", type=int, default=field_default(PPOConfig, "n_epochs"),
+                        help="PPO epochs per update")
+    parser.add_argument("--freeze-encoder", action=argparse.BooleanOptionalAction,
+                        default=field_default(PPOConfig, "freeze_encoder"),
+                        help="PPOConfig.freeze_encoder: the encoder frozen, its features "
+                             "computed once per step")
     parser.add_argument("--updates", type=int, default=2,
                         help="timed PPO iterations (after one warm-up)")
     parser.add_argument("--latency", default="fixed:0.03", help="the clock's latency")
@@ -160,13 +175,13 @@ def main() -> int:
     parser.add_argument("--bc-updates", type=int, default=20, help="timed imitation updates")
     parser.add_argument("--skip-imitation", action="store_true")
     parser.add_argument("--device", default="cpu", help="torch device of the networks")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=field_default(PPOConfig, "threads"),
+                        help="torch CPU threads (PPO's and imitation's default)")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here")
-    args.threads = args.threads or available_cores()
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     policies = [name for name in args.policies.split(",") if name]
     result: dict = {"ppo_steps_per_s": {}, "ppo_breakdown": {}}
     with tempfile.TemporaryDirectory() as folder:
@@ -186,7 +201,7 @@ def main() -> int:
         result["goal_ppo_steps_per_s"] = GOAL_STEPS_PER_S[device]
         result["meets_goal"] = result["ppo_steps_per_s"]["cnn"] >= GOAL_STEPS_PER_S[device]
     result["config"] = {key: value for key, value in vars(args).items()}
-    result["platform"] = {"cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    result["platform"] = {"cores": available_cores(), "torch_threads": torch.get_num_threads(),
                           "processor": platform.processor() or platform.machine(),
                           "device": (torch.cuda.get_device_name() if device == "cuda"
                                      else "cpu")}

@@ -95,7 +95,7 @@ _POLICY_OPTIONS = ("policy", "method", "frames", "envs", "latency", "mode", "ini
                    "checkpoint_every", "policy_config", *_IMITATION_ONLY)
 _PPO_OPTIONS = ("scenarios", "n_steps", "n_epochs", "gamma", "gae_lambda", "clip_range",
                 "ent_coef", "vf_coef", "max_grad_norm", "initial_std", "value_hidden",
-                "lr_schedule", "target_kl", "value_warmup_updates")
+                "lr_schedule", "target_kl", "value_warmup_updates", "freeze_encoder")
 _PPO_FIELDS = {"frames": "total_timesteps", "envs": "num_envs", "lr": "learning_rate",
                "checkpoint": "export_path", "out": "out_dir",
                "lr_schedule": "learning_rate_schedule"}
@@ -277,6 +277,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
                             "this (none: never)")
     group.add_argument("--initial-std", default=None, metavar="ACCEL,STEER",
                        help="std of the exploration Gaussian on the head's pre-squash output")
+    group.add_argument("--freeze-encoder", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep the perception encoder at the --init weights and train the "
+                            "head, core and critic on its features, computed once per step "
+                            "(--no-freeze-encoder: train the whole network; default: "
+                            "PPOConfig's)")
     return train
 
 
@@ -326,7 +331,11 @@ def _command(target: str, args: argparse.Namespace, values: dict[str, Any],
     for name, value in values.items():
         if value is None:
             continue
-        words += [f"--{name.replace('_', '-')}", str(value)]
+        flag = name.replace('_', '-')
+        if isinstance(value, bool):                     # argparse.BooleanOptionalAction
+            words.append(f"--{flag}" if value else f"--no-{flag}")
+            continue
+        words += [f"--{flag}", str(value)]
     words += ["--out", str(out)]
     if args.checkpoint is not None:
         words += ["--checkpoint", str(args.checkpoint)]

@@ -10,7 +10,10 @@ policies and why the Gaussian lives on the head's pre-squash output). The envs a
 `BatchedDrivingEnv`s in this process (`num_envs` split over `scenarios`), on the clock:
 `mode="realtime"` with `latency="profile:PATH"` trains the policy under the latency it
 has on the car's computer. Episodes use scenario seeds drawn from `common.seed_ranges.TRAINING`
-(1e6 up), so the development and held-out evaluation seeds stay sealed.
+(1e6 up), so the development and held-out evaluation seeds stay sealed. With
+`freeze_encoder` (the default) the policy's encoder keeps its `init` weights and PPO sees
+its features as the observations (`sb3_adapters.EncodedObservations`): the updates train
+the head, the recurrent core, the critic and the exploration std.
 
 The run folder `out_dir`:
 
@@ -58,6 +61,7 @@ from reflexdrive.common.files import atomic_write
 from reflexdrive.common.seed_ranges import TRAINING, training_meta
 from reflexdrive.common.validation import (
     ConfigError,
+    boolean,
     check_choice,
     choice,
     count,
@@ -69,11 +73,12 @@ from reflexdrive.envs.gym.vector import batched_scenarios
 from reflexdrive.envs.latency import parse_latency
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy
-from reflexdrive.policies.registry import POLICIES, load_policy, save_policy
+from reflexdrive.policies.registry import POLICIES, build, load_policy, save_policy
 from reflexdrive.run.results import prepare_out_dir, write_json
 from reflexdrive.train.sb3_adapters import (
     DrivingActorCritic,
     DrivingRecurrentActorCritic,
+    EncodedObservations,
     TanhActions,
     make_batched_vec_env,
     to_driving_policy,
@@ -87,6 +92,10 @@ MODES = ("realtime", "lockstep")
 RESUMABLE_FIELDS = ("total_timesteps", "checkpoint_every", "export_path", "device",
                     "threads", "command", "out_dir")
 """Fields a resumed run may change; all others must equal the stored run's."""
+
+EARLIER_DEFAULTS = {"freeze_encoder": False}
+"""Fields added after runs were stored, with the value those runs trained with (a stored
+run without the field resumes with it)."""
 
 RUN_FILE = "ppo_run.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -128,6 +137,16 @@ class PPOConfig:
             recurrent policies' critic LSTM): the policy's weights and its exploration std
             are frozen until the value function has seen some returns, so the first
             policy-gradient steps use advantages of a fitted critic, not of a random one.
+        freeze_encoder: keep the perception encoder (`policy.encoder`: the convolutions or
+            the patch transformer, with the ego, lidar, route and timing MLPs and their
+            fusion) at its `init` weights, bit for bit, and train the head, the critic, the
+            exploration std and the recurrent core on its features. The features are then
+            computed once per env step, without gradients (`sb3_adapters.
+            EncodedObservations`), and the update's epochs never run the encoder: on 2 CPU
+            cores its forward and backward passes were about 80 % of a cnn PPO iteration
+            (README, Speed). The encoder learnt from the expert what the scene holds; PPO
+            adjusts what the policy does about it. False: the whole network trains (the
+            encoder shared by the actor and the critic, so the value loss reaches it too).
         gamma: discount per tick.
         gae_lambda: GAE's lambda.
         clip_range: PPO's ratio clip.
@@ -154,7 +173,12 @@ class PPOConfig:
         export_path: where to write the trained policy (default `out_dir/<policy>.pt`).
         device: torch device of the networks: "auto" (CUDA if available), "cpu", "cuda",
             "cuda:N". The envs run on the CPU.
-        threads: torch CPU threads (None: leave torch's setting).
+        threads: torch CPU threads (None: leave torch's setting). 1 by default, as for
+            imitation: the rollout's forward passes are 16-row batches and a frozen
+            encoder's update is small matrices, too small to share out, and torch's second
+            OpenMP thread competes with the batched env's numba kernels for the 2 cores:
+            with 2 threads the default PPO iteration ran 6.5-7.6x slower on the loaded
+            machine (README, Speed).
         command: the command line that started the run (recorded in the export).
     """
 
@@ -173,6 +197,8 @@ class PPOConfig:
                                    optional=True, help="early stop of an update's epochs")
     value_warmup_updates: int = count(4, low=0, help="first updates that train only the "
                                                      "critic")
+    freeze_encoder: bool = boolean(True, help="keep the encoder at its init weights and train "
+                                              "the head, core and critic on its features")
     gamma: float = real(0.99, low=0.0, high=1.0, finite=True, help="discount per tick")
     gae_lambda: float = real(0.95, low=0.0, high=1.0, finite=True, help="GAE lambda")
     clip_range: float = real(0.2, low=0.0, high=1.0, low_inclusive=False, finite=True,
@@ -196,7 +222,7 @@ class PPOConfig:
     checkpoint_every: int = count(10, help="updates between resume checkpoints")
     export_path: str | None = None
     device: str = "auto"
-    threads: int | None = count(None, optional=True, help="torch CPU threads")
+    threads: int | None = count(1, optional=True, help="torch CPU threads")
     command: str | None = None
 
     def __post_init__(self) -> None:
@@ -318,13 +344,25 @@ def resolved_policy_config(config: PPOConfig,
                                  .to_dict()))
 
 
-def make_env(config: PPOConfig, policy_config: Mapping[str, Any]) -> TanhActions:
+def make_env(config: PPOConfig, policy_config: Mapping[str, Any],
+             encode: bool = True) -> TanhActions | EncodedObservations:
     """The training envs: `num_envs` batched envs over `scenarios` on the clock, actions
-    squashed with the head's bounds of `policy_config`."""
+    squashed with the head's bounds of `policy_config`; with `freeze_encoder` (and
+    `encode`) their observations are the frozen encoder's features (`encoded_env`)."""
     head = POLICIES[config.policy].config_type.from_dict(dict(policy_config)).head
     venv = make_batched_vec_env(config.scenarios, config.num_envs, seed=config.seed,
                                 mode=config.mode, latency=config.latency)
-    return TanhActions(venv, head.acceleration_bounds, head.steering_bounds)
+    env = TanhActions(venv, head.acceleration_bounds, head.steering_bounds)
+    return encoded_env(env, config, policy_config) if encode else env
+
+
+def encoded_env(env: Any, config: PPOConfig, policy_config: Mapping[str, Any]) -> Any:
+    """`env` as PPO sees it: with `freeze_encoder`, an `EncodedObservations` around it
+    (`build_model` attaches the policy's encoder); else `env` itself."""
+    if not config.freeze_encoder:
+        return env
+    network = build(config.policy, policy_spec()["observation"], **dict(policy_config))
+    return EncodedObservations(env, network.encoder.features_dim)
 
 
 def _algorithm(config: PPOConfig) -> tuple[type, type]:
@@ -338,13 +376,15 @@ def _algorithm(config: PPOConfig) -> tuple[type, type]:
 def build_model(config: PPOConfig, env: TanhActions, policy_config: Mapping[str, Any],
                 init: tuple[DrivingPolicy, Any] | None = None,
                 tensorboard_log: str | None = None) -> Any:
-    """A new sb3 `PPO` (`RecurrentPPO` for gru/lstm) on `env` with our network built from
-    `policy_config`, its weights copied from `init`'s policy when given (then its
-    deterministic action equals that policy's output)."""
+    """A new sb3 `PPO` (`RecurrentPPO` for gru/lstm) on `env` (`make_env`'s) with our
+    network built from `policy_config`, its weights copied from `init`'s policy when given
+    (then its deterministic action equals that policy's output); a frozen encoder is
+    attached to the env's `EncodedObservations`."""
     algorithm, policy_class = _algorithm(config)
     policy_kwargs = {"policy_name": config.policy, "policy_config": dict(policy_config),
                      "obs_spec": policy_spec()["observation"],
-                     "value_hidden": config.value_hidden, "initial_std": config.initial_std}
+                     "value_hidden": config.value_hidden, "initial_std": config.initial_std,
+                     "freeze_encoder": config.freeze_encoder}
     model = algorithm(policy_class, env, learning_rate=learning_rate(config),
                       target_kl=config.target_kl,
                       n_steps=config.n_steps, batch_size=config.batch_size,
@@ -356,7 +396,18 @@ def build_model(config: PPOConfig, env: TanhActions, policy_config: Mapping[str,
                       verbose=0)
     if init is not None:
         model.policy.driving.load_state_dict(init[0].state_dict())
+    attach_encoder(model, env)
     return model
+
+
+def attach_encoder(model: Any, env: Any) -> None:
+    """Give the env's `EncodedObservations` (if any, under other wrappers) the model's
+    frozen encoder (`build_model` and resuming do; for a model loaded otherwise)."""
+    while env is not None:
+        if isinstance(env, EncodedObservations):
+            env.attach(model.policy.driving.encoder)
+            return
+        env = getattr(env, "venv", None)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -407,6 +458,7 @@ def _load_latest(config: PPOConfig, env: TanhActions, tensorboard_log: str) -> A
             warnings.warn(f"checkpoint {path} is unusable ({error}); trying an older one",
                           stacklevel=2)
             continue
+        attach_encoder(model, env)
         model.tensorboard_log = tensorboard_log
         model.verbose = 0
         seed = int(np.random.SeedSequence([config.seed, model.num_timesteps])
@@ -431,7 +483,7 @@ def _check_run(out: Path, config: PPOConfig, policy_config: Mapping[str, Any],
         write_json(path, current)
         return current
     stored = json.loads(path.read_text())
-    old = stored.get("config", {})
+    old = {**EARLIER_DEFAULTS, **stored.get("config", {})}
     differences = [f"{name}: {old.get(name)!r} there, {value!r} now"
                    for name, value in current["config"].items()
                    if name not in RESUMABLE_FIELDS and old.get(name) != value]
@@ -491,9 +543,13 @@ class ValueWarmup(BaseCallback):
 
 def set_policy_frozen(policy: Any, frozen: bool) -> None:
     """Stop (or restart) gradients into an sb3 policy's actor: the `DrivingPolicy` it
-    trains and its log-std; the critic's own parameters keep training."""
+    trains and its log-std; the critic's own parameters keep training. A frozen encoder
+    (`freeze_encoder`) stays frozen either way."""
+    encoder = ({id(p) for p in policy.driving.encoder.parameters()}
+               if getattr(policy, "freeze_encoder", False) else set())
     for parameter in [*policy.driving.parameters(), policy.log_std]:
-        parameter.requires_grad_(not frozen)
+        if id(parameter) not in encoder:
+            parameter.requires_grad_(not frozen)
 
 
 

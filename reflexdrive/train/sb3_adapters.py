@@ -20,6 +20,13 @@ Env side:
 - `TanhActions`: a `VecEnvWrapper` whose action space is the policy head's pre-squash
   output; it applies the head's squash `centre + half_range * tanh(raw)` (same float32
   arithmetic as `policies.networks.ActionHead.squash`) before the env.
+- `EncodedObservations` (a frozen encoder, `PPOConfig.freeze_encoder`): a `VecEnvWrapper`
+  whose observations are the policy's frozen encoder's features `(N, features_dim)`,
+  computed once per step without gradients (finished envs' terminal observations too).
+  sb3's rollout buffer then stores features, not rasters, and the update's epochs never
+  run the encoder: they train the head, the critic and the log-std (and the recurrent
+  core). On 2 CPU cores the encoder's forward and backward passes over every minibatch of
+  every epoch were about 80 % of a cnn PPO iteration (`scripts/bench_training.py`).
 
 Policy side (`DrivingActorCritic`, `DrivingRecurrentActorCritic`): sb3 actor-critic
 policies assembled from a `policies.networks.DrivingPolicy`'s own modules, so PPO trains
@@ -42,11 +49,14 @@ where tanh is already +-1 in float32, so sb3's clip before the env changes no co
 Entropy (for `ent_coef`) is the Gaussian's on the raw output.
 
 The critic is a value MLP on the shared encoder features (recurrent: sb3-contrib's own
-critic LSTM on them), then a linear value. The sb3 policy keeps a reference to the
-`DrivingPolicy` whose modules it holds (`policy.driving`); `to_driving_policy` copies it
-out (CPU, eval mode) for `policies.registry.save_policy`. Observations reach the encoder
-as the env gives them (uint8 bev, float32 ego), not through sb3's image normalisation, so
-features are computed exactly as at inference.
+critic LSTM on them), then a linear value. With `freeze_encoder=True` the observations are
+`EncodedObservations`' features: the features extractor (`PrecomputedFeatures`) passes
+them through and only holds the encoder (frozen, outside the optimizer) so that the
+policy's weights, checkpoints and export stay the whole network. The sb3 policy keeps a
+reference to the `DrivingPolicy` whose modules it holds (`policy.driving`);
+`to_driving_policy` copies it out (CPU, eval mode) for `policies.registry.save_policy`.
+Observations reach the encoder as the env gives them (uint8 bev, float32 ego), not through
+sb3's image normalisation, so features are computed exactly as at inference.
 
 Recurrent policies: sb3-contrib's `RecurrentPPO` calls its core `lstm_actor` with LSTM
 states `(h, c)`; the `lstm` policy's own `nn.LSTM` is that core. sb3-contrib has no GRU:
@@ -305,6 +315,75 @@ class TanhActions(VecEnvWrapper):
         return self.venv.reset()
 
 
+class EncodedObservations(VecEnvWrapper):
+    """Observations as a frozen encoder's features (see the module docstring).
+
+    Each `reset`/`step` runs the attached encoder once on the wrapped env's dict
+    observations, without gradients, on the encoder's device, and returns `(N,
+    features_dim)` float32 features; a finished env's `infos[i]["terminal_observation"]`
+    becomes its features `(features_dim,)` too (sb3 bootstraps truncated episodes from it).
+    The features of a batch equal what the encoder computes inside the policy on the same
+    batch, so the rollout's actions are the unfrozen path's.
+
+    Args:
+        venv: env with the raw dict observations (`TanhActions` over a `BatchedVecEnv`).
+        features_dim: the encoder's `features_dim`.
+
+    Attributes:
+        encoder: the encoder (`attach`; the sb3 policy's own frozen one), None before.
+        raw_observations: the raw observations of the last `reset`/`step` (dict of `(N,
+            ...)` arrays), what the returned features were computed from.
+    """
+
+    def __init__(self, venv: VecEnv, features_dim: int):
+        space = gym.spaces.Box(-np.inf, np.inf, shape=(int(features_dim),), dtype=np.float32)
+        super().__init__(venv, observation_space=space)
+        self.encoder: nn.Module | None = None
+        self.raw_observations: dict[str, np.ndarray] | None = None
+
+    def attach(self, encoder: nn.Module) -> None:
+        """Use `encoder` (its `features_dim` must be the observation width)."""
+        if encoder.features_dim != self.observation_space.shape[0]:
+            raise ValueError(f"encoder.features_dim={encoder.features_dim} is invalid: the "
+                             f"observations are {self.observation_space.shape[0]} wide")
+        self.encoder = encoder
+
+    def encode(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """`(N, features_dim)` float32 features of dict observations `obs`."""
+        encoder = self._encoder()
+        device = next(encoder.parameters()).device
+        with torch.no_grad():
+            features = encoder({key: torch.as_tensor(np.asarray(value), device=device)
+                                for key, value in obs.items()})
+        return features.float().cpu().numpy()
+
+    def _encoder(self) -> nn.Module:
+        if self.encoder is None:
+            raise RuntimeError("EncodedObservations needs attach(encoder) before reset/step")
+        return self.encoder
+
+    def reset(self) -> np.ndarray:
+        self._encoder()                     # before the envs move on
+        self.raw_observations = self.venv.reset()
+        return self.encode(self.raw_observations)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._encoder()
+        self.venv.step_async(actions)
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.raw_observations = obs
+        finished = [i for i, info in enumerate(infos) if "terminal_observation" in info]
+        if finished:
+            final = self.encode({key: np.stack([infos[i]["terminal_observation"][key]
+                                                for i in finished])
+                                 for key in infos[finished[0]]["terminal_observation"]})
+            for row, i in enumerate(finished):
+                infos[i]["terminal_observation"] = final[row]
+        return self.encode(obs), rewards, dones, infos
+
+
 # ----------------------------------------------------------------------------- policy side
 
 
@@ -325,6 +404,23 @@ class DrivingFeatures(BaseFeaturesExtractor):
         if bev.dtype != torch.uint8:
             bev = bev.to(torch.uint8)
         return self.encoder({**observations, "bev": bev})
+
+
+class PrecomputedFeatures(BaseFeaturesExtractor):
+    """sb3 features extractor of a frozen encoder: the observations already are its
+    features (`EncodedObservations`), passed through unchanged. It holds the encoder as a
+    submodule, so the policy's state dict, sb3's checkpoints and the export keep it."""
+
+    def __init__(self, observation_space: gym.spaces.Box, encoder: nn.Module):
+        super().__init__(observation_space, encoder.features_dim)
+        self.encoder = encoder
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        if (not isinstance(observations, torch.Tensor) or observations.ndim != 2
+                or observations.shape[1] != self.features_dim):
+            raise ValueError(f"observations must be (B, {self.features_dim}) encoder features "
+                             "(the encoder is frozen: EncodedObservations)")
+        return observations.float()
 
 
 class DrivingLatent(nn.Module):
@@ -428,23 +524,31 @@ class _DrivingParts:
         value_hidden: width of the critic's hidden layer.
         initial_std: `(acceleration, steering)` std of the Gaussian on the pre-squash
             output at the start (`log_std` is then learnt).
+        freeze_encoder: the encoder is frozen (no gradient, not in the optimizer) and the
+            observations are its features (`EncodedObservations`, `PrecomputedFeatures`);
+            False: the observations are the env's dicts and the encoder trains.
     """
 
     _driving: tuple[DrivingPolicy]
     initial_std: tuple[float, float]
     value_hidden: int
+    freeze_encoder: bool
 
     def _setup_driving(self, policy_name: str, policy_config: Mapping[str, Any],
                        obs_spec: Mapping[str, Any], value_hidden: int,
-                       initial_std: Sequence[float]) -> DrivingPolicy:
+                       initial_std: Sequence[float], freeze_encoder: bool) -> DrivingPolicy:
         driving = build(policy_name, obs_spec, **dict(policy_config))
         self._driving = (driving,)          # a plain attribute: its modules register below
         self._driving_args = {"policy_name": policy_name,
                               "policy_config": dict(policy_config),
                               "obs_spec": dict(obs_spec), "value_hidden": int(value_hidden),
-                              "initial_std": tuple(float(s) for s in initial_std)}
+                              "initial_std": tuple(float(s) for s in initial_std),
+                              "freeze_encoder": bool(freeze_encoder)}
         self.value_hidden = int(value_hidden)
         self.initial_std = tuple(float(s) for s in initial_std)
+        self.freeze_encoder = bool(freeze_encoder)
+        if self.freeze_encoder:
+            driving.encoder.requires_grad_(False)
         return driving
 
     @property
@@ -453,7 +557,15 @@ class _DrivingParts:
         return self._driving[0]
 
     def make_features_extractor(self) -> BaseFeaturesExtractor:
+        if self.freeze_encoder:
+            return PrecomputedFeatures(self.observation_space, self.driving.encoder)
         return DrivingFeatures(self.observation_space, self.driving.encoder)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the optimizer updates: all but a frozen encoder's."""
+        frozen = ({id(p) for p in self.driving.encoder.parameters()} if self.freeze_encoder
+                  else set())
+        return [p for p in self.parameters() if id(p) not in frozen]
 
     def extract_features(self, obs, features_extractor=None):
         """The encoder on the observations as the env gives them (no sb3 preprocessing)."""
@@ -476,8 +588,8 @@ class _DrivingParts:
         self._rebuild_optimizer(lr_schedule)
 
     def _rebuild_optimizer(self, lr_schedule) -> None:
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
-                                              **self.optimizer_kwargs)
+        self.optimizer = self.optimizer_class(self.trainable_parameters(),
+                                              lr=lr_schedule(1), **self.optimizer_kwargs)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
@@ -511,18 +623,18 @@ class DrivingActorCritic(_DrivingParts, ActorCriticPolicy):
     Args:
         observation_space, action_space, lr_schedule: from sb3 (the action space is
             `TanhActions`' raw one).
-        policy_name, policy_config, obs_spec, value_hidden, initial_std: see
-            `_DrivingParts`.
+        policy_name, policy_config, obs_spec, value_hidden, initial_std, freeze_encoder:
+            see `_DrivingParts`.
         **kwargs: further `ActorCriticPolicy` arguments (optimizer_class, ...).
     """
 
     def __init__(self, observation_space, action_space, lr_schedule, *, policy_name: str,
                  policy_config: Mapping[str, Any], obs_spec: Mapping[str, Any],
                  value_hidden: int = 128, initial_std: Sequence[float] = (0.3, 0.05),
-                 **kwargs: Any):
+                 freeze_encoder: bool = False, **kwargs: Any):
         _check_kwargs(kwargs)
         driving = self._setup_driving(policy_name, policy_config, obs_spec, value_hidden,
-                                      initial_std)
+                                      initial_std, freeze_encoder)
         if isinstance(driving, RecurrentPolicy):
             raise ValueError(f"policy_name={policy_name!r} is recurrent: use "
                              "DrivingRecurrentActorCritic (RecurrentPPO)")
@@ -550,10 +662,10 @@ class DrivingRecurrentActorCritic(_DrivingParts, RecurrentActorCriticPolicy):
     def __init__(self, observation_space, action_space, lr_schedule, *, policy_name: str,
                  policy_config: Mapping[str, Any], obs_spec: Mapping[str, Any],
                  value_hidden: int = 128, initial_std: Sequence[float] = (0.3, 0.05),
-                 **kwargs: Any):
+                 freeze_encoder: bool = False, **kwargs: Any):
         _check_kwargs(kwargs)
         driving = self._setup_driving(policy_name, policy_config, obs_spec, value_hidden,
-                                      initial_std)
+                                      initial_std, freeze_encoder)
         if not isinstance(driving, RecurrentPolicy):
             raise ValueError(f"policy_name={policy_name!r} is not recurrent: use "
                              "DrivingActorCritic (PPO)")

@@ -476,6 +476,13 @@ def test_train_ppo_cli_maps_options_onto_ppo_config(monkeypatch, tmp_path, capsy
     assert config.initial_std == (0.2, 0.05) and config.out_dir == str(out)
     assert config.command.startswith("reflexdrive train --target policy --policy gru "
                                      "--method ppo --frames 4096")
+    assert config.freeze_encoder is ppo.PPOConfig().freeze_encoder   # not given: the default
+    assert "freeze-encoder" not in config.command
+    for flag, frozen in (("--no-freeze-encoder", False), ("--freeze-encoder", True)):
+        assert main(["train", "--policy", "cnn", "--method", "ppo", flag, "--out", str(out),
+                     "--no-progress"]) == 0
+        assert seen["config"].freeze_encoder is frozen
+        assert f" {flag} " in seen["config"].command
     code = main(["train", "--policy", "cnn", "--method", "ppo", "--gamma", "2",
                  "--out", str(out)])
     assert code == 2 and "gamma=2.0 is invalid" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from reflexdrive.common.validation import ConfigError
 from reflexdrive.train.ppo import (
     LinearDecay,
     PPOConfig,
+    attach_encoder,
     build_model,
     checkpoints,
     load_init,
@@ -29,6 +30,7 @@ from reflexdrive.train.ppo import (
 )
 from reflexdrive.train.sb3_adapters import (
     RAW_ACTION_LIMIT,
+    EncodedObservations,
     TanhActions,
     make_batched_vec_env,
 )
@@ -126,7 +128,7 @@ def test_scenarios_split_the_envs_and_the_clock_settings_pass_through(tmp_path):
     spec = f"profile:{profile}"
     config = tiny_config(tmp_path, scenarios=("highway", "cut-in"), num_envs=3, n_steps=32,
                          batch_size=32, latency=spec, mode="realtime")
-    env = make_env(config, resolved_policy_config(config))
+    env = make_env(config, resolved_policy_config(config), encode=False)
     venv = env.venv
     assert [e.num_envs for e in venv.envs] == [2, 1]
     assert [e.scenario.name for e in venv.envs] == ["highway", "cut-in"]
@@ -138,6 +140,68 @@ def test_scenarios_split_the_envs_and_the_clock_settings_pass_through(tmp_path):
     for _ in range(3):
         obs, rewards, dones, infos = env.step(np.zeros((3, 2), dtype=np.float32))
     assert rewards.shape == (3,) and len(infos) == 3
+    env.close()
+
+
+def test_encoded_observations_are_the_encoders_features_terminal_ones_included():
+    encoder = build("cnn", policy_spec()["observation"], **TINY["cnn"]).encoder.eval()
+    wrapped = EncodedObservations(make_batched_vec_env(("highway",), 3, seed=5,
+                                                       scenario_config=SHORT), 16)
+    reference = make_batched_vec_env(("highway",), 3, seed=5, scenario_config=SHORT)
+    with pytest.raises(RuntimeError, match="needs attach"):
+        wrapped.reset()
+    with pytest.raises(ValueError, match="features_dim=256 is invalid"):
+        wrapped.attach(build("cnn", policy_spec()["observation"]).encoder)
+    wrapped.attach(encoder)
+    assert wrapped.observation_space.shape == (16,)
+
+    def features(obs):
+        with torch.no_grad():
+            return encoder(as_tensors(obs)).numpy()
+
+    obs, ref_obs = wrapped.reset(), reference.reset()
+    np.testing.assert_array_equal(obs, features(ref_obs))
+    actions = np.array([[0.5, 0.0], [-1.0, 0.01], [0.0, -0.01]])
+    for _ in range(5):
+        obs, rewards, dones, infos = wrapped.step(actions)
+        ref_obs, ref_rewards, ref_dones, ref_infos = reference.step(actions)
+        assert obs.dtype == np.float32 and obs.shape == (3, 16)
+        np.testing.assert_array_equal(obs, features(ref_obs))
+        np.testing.assert_array_equal(wrapped.raw_observations["bev"], ref_obs["bev"])
+        np.testing.assert_array_equal(rewards, ref_rewards)
+    assert dones.all() and ref_dones.all()                  # the 0.5 s time limit
+    final = features({key: np.stack([info["terminal_observation"][key] for info in ref_infos])
+                      for key in ("bev", "ego", "lidar")})
+    for i, info in enumerate(infos):
+        np.testing.assert_array_equal(info["terminal_observation"], final[i])
+        assert info["TimeLimit.truncated"] is True
+
+
+def test_the_update_of_a_frozen_encoder_never_runs_it(tmp_path):
+    config = tiny_config(tmp_path, "cnn", policy_config={}, num_envs=4, n_steps=16,
+                         batch_size=32, n_epochs=2, init=imitation_checkpoint(tmp_path, "cnn"),
+                         learning_rate=1e-3)
+    assert config.freeze_encoder                         # the default
+    init = load_init(config)
+    policy_config = resolved_policy_config(config, init)
+    env = make_env(config, policy_config)
+    model = build_model(config, env, policy_config, init)
+    _, callback = model._setup_learn(config.steps_per_update, callback=None,
+                                     reset_num_timesteps=True, tb_log_name="t",
+                                     progress_bar=False)
+    callback.on_training_start(locals(), globals())
+    calls = []
+    model.policy.driving.encoder.register_forward_hook(lambda *_: calls.append(1))
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    assert len(calls) >= 16                                # once per step (+ terminal rows)
+    before = weights_of(model.policy)
+    calls.clear()
+    model.train()
+    after = weights_of(model.policy)
+    assert calls == []                                     # 2 epochs, no encoder pass
+    moved = {key for key in before if not torch.equal(before[key], after[key])}
+    assert moved and not any("encoder" in key for key in moved)
+    assert any(key.startswith("action_net") for key in moved)
     env.close()
 
 
@@ -168,18 +232,32 @@ def imitation_checkpoint(tmp_path, name: str) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("name", ["cnn", "transformer", "lstm", "gru"])
-def test_ppo_starts_from_the_imitation_policy(tmp_path, name):
-    config = tiny_config(tmp_path, name, policy_config={},
+def raw_observations(env, obs):
+    """The env's dict observations behind `obs` (the frozen encoder's features, or `obs`
+    itself when the encoder trains)."""
+    return env.raw_observations if isinstance(env, EncodedObservations) else obs
+
+
+@pytest.mark.parametrize("name, freeze", [("cnn", False), ("cnn", True), ("transformer", False),
+                                          ("transformer", True), ("lstm", False),
+                                          ("gru", False), ("gru", True)])
+def test_ppo_starts_from_the_imitation_policy(tmp_path, name, freeze):
+    config = tiny_config(tmp_path, name, policy_config={}, freeze_encoder=freeze,
                          init=imitation_checkpoint(tmp_path, name))
     init = load_init(config)
     policy_config = resolved_policy_config(config, init)
     env = make_env(config, policy_config)
+    assert isinstance(env, EncodedObservations) is freeze
     model = build_model(config, env, policy_config, init)
     imitation = init[0]
-    # PPO trains exactly the imitation network's parameters (plus the critic and log-std)
+    # PPO trains exactly the imitation network's parameters (plus the critic and log-std),
+    # the encoder's only when it is not frozen
     trained = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
-    assert {id(p) for p in model.policy.driving.parameters()} <= trained
+    encoder = {id(p) for p in model.policy.driving.encoder.parameters()}
+    rest = {id(p) for p in model.policy.driving.parameters()} - encoder
+    assert rest <= trained and id(model.policy.log_std) in trained
+    assert (encoder <= trained) is not freeze and (encoder & trained == set()) is freeze
+    assert all(p.requires_grad is not freeze for p in model.policy.driving.encoder.parameters())
     np.testing.assert_allclose(model.policy.log_std.detach().exp().numpy(), config.initial_std,
                                rtol=1e-6)
     obs = env.reset()
@@ -188,7 +266,7 @@ def test_ppo_starts_from_the_imitation_policy(tmp_path, name):
     for _ in range(3):
         raw, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
         with torch.no_grad():
-            expected, ref_state = imitation(as_tensors(obs), ref_state)
+            expected, ref_state = imitation(as_tensors(raw_observations(env, obs)), ref_state)
         actions = env.squash(raw)
         np.testing.assert_allclose(actions, expected.numpy(), atol=1e-6)
         assert np.abs(actions).max() > 0.05                 # not the untrained coasting
@@ -214,7 +292,7 @@ def agent_matches_model(model, env, path, steps=3):
     state, start = None, np.ones(env.num_envs, dtype=bool)
     for _ in range(steps):
         raw, state = model.predict(obs, state=state, episode_start=start, deterministic=True)
-        decision = agent.act(obs, {})
+        decision = agent.act(raw_observations(env, obs), {})
         np.testing.assert_allclose(decision.actions, env.squash(raw), atol=1e-6)
         obs, _, dones, _ = env.step(raw)
         agent.reset(dones)
@@ -239,6 +317,7 @@ def test_a_tiny_run_trains_checkpoints_logs_exports_and_resumes(tmp_path):
 
     env = make_env(config, resolved_policy_config(config))
     model = PPO.load(checkpoints(run)[-1][1], device="cpu")
+    attach_encoder(model, env)
     agent_matches_model(model, env, path)
 
     # killed after the first update's checkpoint: a rerun continues from 128 timesteps
@@ -257,6 +336,23 @@ def test_a_tiny_run_trains_checkpoints_logs_exports_and_resumes(tmp_path):
     with pytest.raises(ConfigError, match="learning_rate"):
         train_ppo(dataclasses.replace(config, learning_rate=1e-3), progress=False)
     env.close()
+
+
+def test_a_run_stored_before_freeze_encoder_existed_resumes_as_a_full_fine_tune(tmp_path):
+    import json
+
+    config = tiny_config(tmp_path, total_timesteps=128, freeze_encoder=False)
+    train_ppo(config, progress=False)
+    run_file = tmp_path / "run" / "ppo_run.json"
+    stored = json.loads(run_file.read_text())
+    del stored["config"]["freeze_encoder"]
+    run_file.write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="freeze_encoder: False there, True now"):
+        train_ppo(dataclasses.replace(config, total_timesteps=256, freeze_encoder=True),
+                  progress=False)
+    meta = load_policy(train_ppo(dataclasses.replace(config, total_timesteps=256),
+                                 progress=False))[1].meta
+    assert meta["resumed_from_timesteps"] == 128 and meta["ppo"]["freeze_encoder"] is False
 
 
 def test_the_same_seed_trains_the_same_weights(tmp_path):
@@ -279,6 +375,7 @@ def test_recurrent_ppo_trains_and_exports_the_recurrent_policy(tmp_path, name):
     assert policy.name == name and checkpoint.meta["metrics"]["timesteps"] == 128
     env = make_env(config, resolved_policy_config(config))
     model = RecurrentPPO.load(checkpoints(tmp_path / "run")[-1][1], device="cpu")
+    attach_encoder(model, env)
     agent_matches_model(model, env, path, steps=4)
     env.close()
 
@@ -361,9 +458,15 @@ def first_minibatch_log_probs(config):
     return recomputed, stored
 
 
-def test_the_first_minibatch_recomputes_the_rollouts_log_probs_exactly(tmp_path):
-    config = tiny_config(tmp_path, "cnn", policy_config={}, num_envs=4, n_steps=16,
-                         batch_size=32, init=imitation_checkpoint(tmp_path, "cnn"))
+@pytest.mark.parametrize("freeze", [False, True])
+def test_the_first_minibatch_recomputes_the_rollouts_log_probs_exactly(tmp_path, freeze):
+    # 16 envs (PPOConfig's default): the rollout's forward passes run 16 rows at a time.
+    # On fewer rows MKL's sgemm takes another kernel whose sums round differently (on the
+    # AVX-512 machine here a Linear's outputs move by ~1e-6 below 16 rows, and a log-density
+    # of the 0.05 steering std by ~2e-6), so "exact" holds for batches of 16 and up.
+    config = tiny_config(tmp_path, "cnn", policy_config={}, num_envs=16, n_steps=16,
+                         batch_size=32, init=imitation_checkpoint(tmp_path, "cnn"),
+                         freeze_encoder=freeze)
     recomputed, stored = first_minibatch_log_probs(config)
     assert recomputed.shape == stored.shape == (32,)
     torch.testing.assert_close(recomputed, stored, rtol=0, atol=0)
@@ -386,17 +489,22 @@ def weights_of(module):
     return {key: value.detach().clone() for key, value in module.state_dict().items()}
 
 
-@pytest.mark.parametrize("warmup, policy_moves", [(2, False), (0, True)])
+@pytest.mark.parametrize("warmup, policy_moves, freeze", [(2, False, False), (0, True, False),
+                                                         (2, False, True), (0, True, True)])
 def test_value_warmup_updates_train_the_critic_and_leave_the_policy_as_it_was(
-        tmp_path, warmup, policy_moves):
+        tmp_path, warmup, policy_moves, freeze):
     init = imitation_checkpoint(tmp_path, "cnn")
     config = tiny_config(tmp_path, "cnn", policy_config={}, init=init, total_timesteps=256,
-                         value_warmup_updates=warmup, learning_rate=1e-3, target_kl=None)
+                         value_warmup_updates=warmup, learning_rate=1e-3, target_kl=None,
+                         freeze_encoder=freeze)
     exported, _ = load_policy(train_ppo(config, progress=False))
     start, _ = load_policy(init)
     before, after = weights_of(start), weights_of(exported)
     same = all(torch.equal(before[key], after[key]) for key in before)
     assert same is not policy_moves
+    if freeze:                                      # the encoder bit for bit, whatever moved
+        assert all(torch.equal(before[key], after[key]) for key in before
+                   if key.startswith("encoder."))
     from stable_baselines3 import PPO
     model = PPO.load(checkpoints(tmp_path / "run")[-1][1], device="cpu")
     fresh = build_model(config, make_env(config, resolved_policy_config(config, load_init(
@@ -404,7 +512,9 @@ def test_value_warmup_updates_train_the_critic_and_leave_the_policy_as_it_was(
     critic = [key for key in weights_of(model.policy) if key.startswith("value_net")]
     assert critic and not all(torch.equal(weights_of(model.policy)[key],
                                           weights_of(fresh.policy)[key]) for key in critic)
-    assert all(p.requires_grad for p in model.policy.parameters())      # unfrozen after
+    encoder = {id(p) for p in model.policy.driving.encoder.parameters()}
+    for p in model.policy.parameters():                         # unfrozen after, but the
+        assert p.requires_grad is not (freeze and id(p) in encoder)        # frozen encoder
 
 
 def test_the_learning_rate_decays_linearly_to_zero_over_the_run(tmp_path):
