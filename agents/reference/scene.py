@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-from reflexdrive.agents.staged.planning import to_lane_frame
+from reflexdrive.agents.staged.lane_frame import to_lane_frame
 from reflexdrive.agents.staged.types import Tracks
 from reflexdrive.envs.config import EGO_FEATURES
 from reflexdrive.envs.sensors import OBJECT_FIELDS
@@ -60,7 +60,7 @@ class LaneScene:
 
 
 def lane_scene(ego: np.ndarray, info: Mapping[str, Any], ego_length_m: float) -> LaneScene:
-    """The ground truth of `info` in the ego's lane frame (`staged.planning.to_lane_frame`:
+    """The ground truth of `info` in the ego's lane frame (`staged.lane_frame.to_lane_frame`:
     rotated by the ego's heading error, shifted by its lane offset).
 
     Args:

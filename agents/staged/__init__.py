@@ -1,5 +1,6 @@
 """The staged stack: perception -> tracking -> planning -> control."""
 
+from reflexdrive.agents.staged.car_following import IDMParams, idm_acceleration
 from reflexdrive.agents.staged.control import (
                                    CONTROLLERS,
                                    Controller,
@@ -10,12 +11,8 @@ from reflexdrive.agents.staged.control import (
                                    make_controller,
 )
 from reflexdrive.agents.staged.perception import OraclePerception
-from reflexdrive.agents.staged.planning import (
-                                   IDMParams,
-                                   MobilFrenetPlanner,
-                                   PlannerConfig,
-                                   idm_acceleration,
-)
+from reflexdrive.agents.staged.planner_config import PlannerConfig
+from reflexdrive.agents.staged.planning import MobilFrenetPlanner
 from reflexdrive.agents.staged.stack import StagedAgent
 from reflexdrive.agents.staged.tracking import IdentityTracker, KalmanTracker, KalmanTrackerConfig
 

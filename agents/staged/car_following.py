@@ -2,8 +2,9 @@
 the ACC model of Kesting, Treiber & Helbing, "Enhanced intelligent driver model to access
 the impact of driving strategies on traffic capacity", Phil. Trans. R. Soc. A 368 (2010).
 
-The IDM (`agents.staged.planning.idm_acceleration`) sees the lead's speed but not its
-acceleration; these functions add it, batched over `(N,)` arrays:
+The Intelligent Driver Model (Treiber, Hennecke, Helbing 2000; `IDMParams`,
+`idm_acceleration`) and MOBIL's follower terms (`mobil_gain`) are here too. The IDM sees the
+lead's speed but not its acceleration; these functions add it, batched over `(N,)` arrays:
 
 - `constant_acceleration_heuristic`: the largest acceleration that avoids a collision if
   both vehicles keep their current accelerations (the lead's capped at `a_max`), eq. (3.2);
@@ -23,7 +24,11 @@ acceleration; these functions add it, batched over `(N,)` arrays:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from reflexdrive.common.validation import real, validate_fields
 
 MIN_GAP_M = 0.1
 """Gaps below this count as this, so no formula divides by zero [m]."""
@@ -111,3 +116,80 @@ def braking_lead_floor(speed: np.ndarray, gap: np.ndarray, lead_speed: np.ndarra
         lead_stops_at > np.maximum(np.asarray(speed, np.float64), 0.0) * FLOOR_HORIZON_S)
     binds = np.isfinite(gap) & (floor < 0.0) & ~beyond_reach
     return np.where(binds, floor, np.inf)
+
+
+@dataclass(frozen=True)
+class IDMParams:
+    """Intelligent Driver Model parameters (units and bounds in each field's metadata;
+    validated on construction)."""
+
+    desired_speed_mps: float = real(27.0, low=0.0, low_inclusive=False,
+                                    help="free-road cruise speed v0 [m/s]")
+    time_headway_s: float = real(1.0, low=0.0, help="desired time gap T [s]")
+    min_gap_m: float = real(2.0, low=0.0, help="jam distance s0, bumper to bumper [m]")
+    max_accel_mps2: float = real(3.0, low=0.0, low_inclusive=False,
+                                 help="maximum acceleration a_max [m/s^2]")
+    comfort_decel_mps2: float = real(5.0, low=0.0, low_inclusive=False,
+                                     help="comfortable deceleration b [m/s^2]")
+    delta: float = real(4.0, low=0.0, low_inclusive=False, help="free-road exponent [-]")
+    lane_width_m: float = real(4.0, low=0.0, low_inclusive=False,
+                               help="lane width used to decide what is in the ego lane [m]")
+    lane_overlap_m: float = real(
+        0.5, low=0.0, help="how far a vehicle must reach into the ego lane to be followed [m]")
+    ego_length_m: float = real(5.0, low=0.0, low_inclusive=False,
+                               help="ego length for bumper gaps [m]")
+    cut_in_horizon_s: float = real(
+        1.0, low=0.0,
+        help="a vehicle whose lateral motion brings it into the ego lane within this time "
+             "is followed already (cut-in anticipation) [s]")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+
+
+def idm_acceleration(speed: np.ndarray, gap: np.ndarray, closing_speed: np.ndarray,
+                     params: IDMParams) -> np.ndarray:
+    """IDM acceleration [m/s^2], batched.
+
+    Args:
+        speed: `(N,)` ego speed [m/s].
+        gap: `(N,)` bumper gap to the lead [m]; `inf` for a free road.
+        closing_speed: `(N,)` ego speed minus lead speed along the ego heading [m/s].
+    """
+    free = 1.0 - np.power(np.maximum(speed, 0.0) / params.desired_speed_mps, params.delta)
+    dynamic = speed * params.time_headway_s + speed * closing_speed / (
+        2.0 * np.sqrt(params.max_accel_mps2 * params.comfort_decel_mps2))
+    desired_gap = params.min_gap_m + np.maximum(0.0, dynamic)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        interaction = np.where(np.isfinite(gap),
+                               np.square(desired_gap / np.maximum(gap, 0.1)), 0.0)
+    return params.max_accel_mps2 * (free - interaction)
+
+
+def mobil_gain(params: IDMParams, speed: np.ndarray, accel_now: np.ndarray,
+               accel_new: np.ndarray, old_follower_speed: np.ndarray,
+               old_follower_gaps: tuple[np.ndarray, np.ndarray],
+               old_follower_closing: tuple[np.ndarray, np.ndarray],
+               new_follower_speed: np.ndarray, new_follower_gaps: tuple[np.ndarray, np.ndarray],
+               new_follower_closing: tuple[np.ndarray, np.ndarray], politeness: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """MOBIL's incentive and the braking imposed on the new follower.
+
+    Each follower's IDM acceleration is evaluated before and after the change
+    (`*_gaps = (before, after)` bumper gaps [m], inf = free road; `*_closing` the closing
+    speeds [m/s]); a follower that does not exist has gap inf both times and adds 0.
+
+    Returns:
+        gain `(N,)` [m/s^2] `= a_new - a_now + p (dA_new_follower + dA_old_follower)` and the
+        new follower's acceleration after the change `(N,)` [m/s^2].
+    """
+    def idm(v, gap, closing):
+        return idm_acceleration(v, gap, closing, params)
+
+    new_before = idm(new_follower_speed, new_follower_gaps[0], new_follower_closing[0])
+    new_after = idm(new_follower_speed, new_follower_gaps[1], new_follower_closing[1])
+    old_before = idm(old_follower_speed, old_follower_gaps[0], old_follower_closing[0])
+    old_after = idm(old_follower_speed, old_follower_gaps[1], old_follower_closing[1])
+    gain = accel_new - accel_now + politeness * ((new_after - new_before)
+                                                 + (old_after - old_before))
+    return gain, new_after

@@ -49,6 +49,11 @@ ROAD_CONTINUES_RAD = np.pi / 4
 """Past its destination node the route follows the road on where the next lane starts
 within this angle of the last one's end heading [rad] (the roundabout's exit road goes on
 after its `nxs` node; the intersection's `o1` leads only back in, a U-turn)."""
+BRANCH_CATCH_M = 6.5
+"""An ego less than this far along its closest lane from the node where its route branches
+off, and within this distance of the branch lane (highway-env's L1 `lane.distance`: lateral
+offset plus the distance before the lane's start), is on its way into the branch: the map's
+route goes on along it [m]. The roundabout's exits start 5.6 m from the ring lane's end."""
 Curve = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
@@ -119,6 +124,14 @@ def local_coordinates_many(lane: AbstractLane, position: np.ndarray):
     return pairs[:, 0], pairs[:, 1]
 
 
+def distance_many(lane: AbstractLane, position: np.ndarray) -> np.ndarray:
+    """`lane.distance` of `(n, 2)` positions [m]: `|lateral| + max(s - length, 0) +
+    max(-s, 0)`, highway-env's L1 distance to the lane."""
+    longitudinal, lateral = local_coordinates_many(lane, position)
+    return (np.abs(lateral) + np.maximum(longitudinal - lane.length, 0.0)
+            + np.maximum(-longitudinal, 0.0))
+
+
 def on_lane_many(lane: AbstractLane, position: np.ndarray) -> np.ndarray:
     """`lane.on_lane` of `(n, 2)` positions, `(n,)` bool."""
     longitudinal, lateral = local_coordinates_many(lane, position)
@@ -165,23 +178,17 @@ class HighwayRoadMap:
     def route_lane(self, position: np.ndarray, lane_index: LaneIndex) -> LaneIndex:
         """The lane the ego's route goes on from: its closest lane `lane_index`, unless the
         ego also lies on another lane from the same node that leads along the shortest
-        path to the destination. Lanes that fan out from one node (the intersection's
-        right, straight and left lanes) start at the same point with the same heading,
-        so the closest one is merely the first in the graph, and a route read from it
-        would lead straight on where the ego's route turns."""
-        origin, to, _ = lane_index
-        if self.destination is None:
-            return lane_index
-        if origin not in self._next_node:
-            path = self.network.shortest_path(origin, self.destination)
-            self._next_node[origin] = path[1] if len(path) > 1 else None
-        wanted = self._next_node[origin]
-        if wanted is None or wanted == to or wanted not in self.network.graph[origin]:
-            return lane_index
-        for lane_id, lane in enumerate(self.network.graph[origin][wanted]):
-            if lane.on_lane(position):
-                return (origin, wanted, lane_id)
-        return lane_index
+        path to the destination, or has just passed that node and is still near that
+        lane's start (`BRANCH_CATCH_M`).
+
+        Lanes that fan out from one node (the intersection's right, straight and left
+        lanes) start at the same point with the same heading, so the closest one is merely
+        the first in the graph, and a route read from it would lead straight on where the
+        ego's route turns. A branch may also start metres away from its node (the
+        roundabout's exits begin ~6 m outside the ring): an ego turning off towards it is
+        still closest to the ring lane past the node for a few metres, and a route read
+        from that lane would lead once more round the ring, back the way the ego came."""
+        return self.route_lanes(np.asarray(position, np.float64).reshape(1, 2), lane_index)[0]
 
     def route_lanes(self, position: np.ndarray, lane_index: LaneIndex) -> list[LaneIndex]:
         """`route_lane` of `(n, 2)` positions whose closest lane is `lane_index`."""
@@ -190,13 +197,17 @@ class HighwayRoadMap:
         if self.destination is None:
             return chosen
         if origin not in self._next_node:
-            self.route_lane(position[0], lane_index)               # fills the cache
+            path = self.network.shortest_path(origin, self.destination)
+            self._next_node[origin] = path[1] if len(path) > 1 else None
         wanted = self._next_node[origin]
         if wanted is None or wanted == to or wanted not in self.network.graph[origin]:
             return chosen
+        own_s, _ = local_coordinates_many(self.lanes[self.slot[lane_index]], position)
+        just_past = own_s < BRANCH_CATCH_M
         open_ = np.ones(len(position), bool)
         for lane_id, lane in enumerate(self.network.graph[origin][wanted]):
-            hit = open_ & on_lane_many(lane, position)
+            hit = open_ & (on_lane_many(lane, position)
+                           | (just_past & (distance_many(lane, position) <= BRANCH_CATCH_M)))
             for i in np.flatnonzero(hit):
                 chosen[i] = (origin, wanted, lane_id)
             open_ &= ~hit

@@ -5,17 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from reflexdrive.agents.staged import frenet
-from reflexdrive.agents.staged.planning import (
-    IDMParams,
-    LaneFrameTracks,
-    MobilFrenetPlanner,
-    PlannerConfig,
-    idm_acceleration,
+from reflexdrive.agents.staged.car_following import IDMParams, idm_acceleration
+from reflexdrive.agents.staged.lane_frame import (
     lane_neighbours,
     passes_before_contact,
     to_lane_frame,
 )
-from reflexdrive.agents.staged.types import Tracks
+from reflexdrive.agents.staged.planner_config import PlannerConfig
+from reflexdrive.agents.staged.planning import MobilFrenetPlanner
+from reflexdrive.agents.staged.types import LaneFrameTracks, Tracks
 from reflexdrive.envs.config import ACCELERATION_BOUNDS, EGO_FEATURES
 
 from reflexdrive.common.validation import ConfigError

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reflexdrive.agents.staged.planning import MobilFrenetPlanner, PlannerConfig
+from reflexdrive.agents.staged.planner_config import PlannerConfig
+from reflexdrive.agents.staged.planning import MobilFrenetPlanner
 from reflexdrive.agents.staged.route_frame import project_to_route, smooth_route_gaps
 from reflexdrive.agents.staged.route_planning import (
     bend_deceleration,

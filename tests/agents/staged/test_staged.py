@@ -5,13 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from reflexdrive.agents.registry import STACKS, make_agent
+from reflexdrive.agents.staged.car_following import IDMParams, idm_acceleration
 from reflexdrive.agents.staged.control import LaneKeepingController
-from reflexdrive.agents.staged.planning import (
-    IDMParams,
-    idm_acceleration,
-    select_lead,
-    straight_plan,
-)
+from reflexdrive.agents.staged.lane_frame import select_lead
+from reflexdrive.agents.staged.planning import straight_plan
 from reflexdrive.agents.staged.types import Tracks
 from reflexdrive.envs.config import EGO_FEATURES
 from reflexdrive.envs.sensors import OBJECT_FIELDS

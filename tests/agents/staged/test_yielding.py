@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reflexdrive.agents.staged.planning import IDMParams, idm_acceleration
+from reflexdrive.agents.staged.car_following import IDMParams, idm_acceleration
 from reflexdrive.agents.staged.yielding import (
     YieldConfig,
     conflict_points,

@@ -138,6 +138,38 @@ def test_inside_the_intersection_the_route_takes_the_turning_lane_not_the_closes
     assert road_map.route_lane(straight.position(15.0, 0.0), closest) == closest
 
 
+def test_just_past_the_node_of_its_exit_the_route_turns_off_not_round_again():
+    """The roundabout's exit `nx -> nxs` starts 5.6 m outside the ring lane's end at `nx`:
+    an ego turning off there is closest to the ring lane `nx -> ne` for its first metres, a
+    route read from which goes round the whole ring again. Within BRANCH_CATCH_M (6.5 m)
+    along that lane and of the exit lane (L1 distance: |r| + the distance before its
+    start), the route follows the exit; farther on it has been missed."""
+    network = build_road(RoadSpec(kind="roundabout"), 0).network
+    ring, exit_lane = ("nx", "ne", 1), ("nx", "nxs", 0)
+    road_map = HighwayRoadMap(network, "nxs")
+    lane = network.get_lane(exit_lane)
+    # 2 m before the exit lane's start and 3 m right of it: L1 distance 5 m, off the lane
+    turning = lane.position(-2.0, 3.0)
+    assert network.get_closest_lane_index(turning, lane.heading_at(0.0)) == ring
+    assert not lane.on_lane(turning)
+    assert np.isclose(lane.distance(turning), 5.0)
+    assert network.get_lane(ring).local_coordinates(turning)[0] < 6.5
+    assert road_map.route_lane(turning, ring) == exit_lane
+    assert road_map.route_lanes(turning[None], ring) == [exit_lane]
+    turned = road_map.observe(turning, lane.heading_at(0.0), ring)
+    assert np.isfinite(turned["route"][0]).all()
+    # the route leads out along the exit road (its heading within 0.4 rad of the exit's)
+    np.testing.assert_allclose(turned["route_heading"][0, :5], 0.0, atol=0.4)
+    # 8 m round the ring past the node the exit is missed: the route stays on the ring
+    missed = network.get_lane(ring).position(8.0, 0.0)
+    assert road_map.route_lane(missed, ring) == ring
+    # on the inner ring lane 2 m past the node the exit is 8 m away: not caught
+    inner_lane = ("nx", "ne", 0)
+    inner = network.get_lane(inner_lane).position(2.0, 0.0)
+    assert lane.distance(inner) > 6.5
+    assert road_map.route_lane(inner, inner_lane) == inner_lane
+
+
 def test_past_the_destination_the_route_goes_on_along_the_road_not_back():
     """The roundabout ego's destination `nxs` is the end of its exit's sine lane: the route
     goes on along the straight exit road (`nxs -> nxr`, the same heading) instead of
