@@ -95,7 +95,7 @@ _POLICY_OPTIONS = ("policy", "method", "frames", "envs", "latency", "mode", "ini
                    "checkpoint_every", "policy_config", *_IMITATION_ONLY)
 _PPO_OPTIONS = ("scenarios", "n_steps", "n_epochs", "gamma", "gae_lambda", "clip_range",
                 "ent_coef", "vf_coef", "max_grad_norm", "initial_std", "value_hidden",
-                "lr_schedule", "target_kl", "value_warmup_updates")
+                "lr_schedule", "target_kl", "value_warmup_updates", "snapshot_every")
 _PPO_FIELDS = {"frames": "total_timesteps", "envs": "num_envs", "lr": "learning_rate",
                "checkpoint": "export_path", "out": "out_dir",
                "lr_schedule": "learning_rate_schedule"}
@@ -267,7 +267,10 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
             ("max-grad-norm", float, "gradient-norm clip"),
             ("value-hidden", int, "critic hidden width"),
             ("value-warmup-updates", int, "first updates that train only the critic (the "
-                                          "policy frozen)")):
+                                          "policy frozen)"),
+            ("snapshot-every", int, "export the policy to OUT/snapshots/ at step 0, after "
+                                    "every this many updates and at the end, for "
+                                    "scripts/ppo_learning_curve.py (0: none)")):
         group.add_argument(f"--{name}", type=_number(kind), default=None, help=text)
     group.add_argument("--lr-schedule", default=None, metavar="linear|constant",
                        help="learning-rate schedule: linear decay to 0 at --frames, or "

@@ -18,6 +18,8 @@ The run folder `out_dir`:
 - `checkpoints/ppo-<timesteps>.zip`: sb3's own resume format (model, optimizer, counters;
   zip with pickled parts: only load run folders you made), written atomically after every
   `checkpoint_every` updates and at the end; the two newest are kept;
+- `snapshots/<policy>-<timesteps>.pt`: with `snapshot_every`, the policy at step 0 and
+  along the run as safe checkpoints (`train.ppo_snapshots`; for learning curves);
 - `tensorboard/ppo_1/`: TensorBoard logs (sb3's `rollout/ep_rew_mean`, `ep_len_mean`,
   `success_rate` = episodes without collision, off-road or deadline termination,
   `train/*` losses, `std`, `time/fps`);
@@ -32,8 +34,8 @@ counter, the optimizer and the TensorBoard run go on; the envs start fresh episo
 the random streams are reseeded from `(seed, timesteps)`, so a resumed run is
 deterministic given its checkpoint, though not bit-identical to an uninterrupted one.
 Settings that define the run must match the stored ones (a `ConfigError` lists the
-differences); `total_timesteps`, `checkpoint_every`, `export_path`, `device`, `threads`
-and `command` may change.
+differences); `total_timesteps`, `checkpoint_every`, `snapshot_every`, `export_path`,
+`device`, `threads` and `command` may change.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy
 from reflexdrive.policies.registry import POLICIES, load_policy, save_policy
 from reflexdrive.run.results import prepare_out_dir, write_json
+from reflexdrive.train.ppo_snapshots import PolicySnapshots
 from reflexdrive.train.sb3_adapters import (
     DrivingActorCritic,
     DrivingRecurrentActorCritic,
@@ -84,8 +87,8 @@ RECURRENT_POLICIES = ("gru", "lstm")
 
 MODES = ("realtime", "lockstep")
 
-RESUMABLE_FIELDS = ("total_timesteps", "checkpoint_every", "export_path", "device",
-                    "threads", "command", "out_dir")
+RESUMABLE_FIELDS = ("total_timesteps", "checkpoint_every", "snapshot_every", "export_path",
+                    "device", "threads", "command", "out_dir")
 """Fields a resumed run may change; all others must equal the stored run's."""
 
 RUN_FILE = "ppo_run.json"
@@ -151,6 +154,8 @@ class PPOConfig:
             only without `init` (with it, the checkpoint's config is used).
         out_dir: run folder (checkpoints, TensorBoard, export); reused to resume.
         checkpoint_every: save a resume checkpoint every this many updates.
+        snapshot_every: export the policy to `out_dir/snapshots/` at step 0, after every
+            this many updates and at the end (`train.ppo_snapshots`); 0: no snapshots.
         export_path: where to write the trained policy (default `out_dir/<policy>.pt`).
         device: torch device of the networks: "auto" (CUDA if available), "cpu", "cuda",
             "cuda:N". The envs run on the CPU.
@@ -194,6 +199,7 @@ class PPOConfig:
     policy_config: Mapping[str, Any] = field(default_factory=dict)
     out_dir: str = "runs/train-ppo"
     checkpoint_every: int = count(10, help="updates between resume checkpoints")
+    snapshot_every: int = count(0, low=0, help="updates between policy snapshots (0: none)")
     export_path: str | None = None
     device: str = "auto"
     threads: int | None = count(None, optional=True, help="torch CPU threads")
@@ -212,7 +218,7 @@ class PPOConfig:
         object.__setattr__(self, "scenarios", tuple(scenarios))
         for name in ("num_envs", "total_timesteps", "n_steps", "n_epochs", "value_hidden",
                      "checkpoint_every", "batch_size", "seed", "threads",
-                     "value_warmup_updates"):
+                     "value_warmup_updates", "snapshot_every"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef",
@@ -610,10 +616,14 @@ def train_ppo(config: PPOConfig, progress: bool = True) -> Path:
             model = build_model(config, env, policy_config, init, tensorboard_log)
         remaining = config.total_timesteps - model.num_timesteps
         if remaining > 0:
-            callback = CallbackList([
+            callbacks = [
                 ValueWarmup(config.steps_per_update, config.value_warmup_updates),
                 _Checkpoints(out, config.steps_per_update, config.checkpoint_every),
-                _Progress(config.total_timesteps, progress)])
+                _Progress(config.total_timesteps, progress)]
+            if config.snapshot_every:
+                callbacks.append(PolicySnapshots(out, config, export_policy,
+                                                 run.get("init_command")))
+            callback = CallbackList(callbacks)
             model.learn(remaining, callback=callback, tb_log_name=TB_RUN_NAME,
                         reset_num_timesteps=resumed_at is None, progress_bar=False)
         meta = {

@@ -1,0 +1,354 @@
+"""Learning curve of a PPO run: the collision rate of its policy snapshots against env steps.
+
+    from reflexdrive.train.learning_curve import CurveConfig, learning_curve
+    document, frame = learning_curve(CurveConfig(run_dir="runs/ppo-cnn", out_dir="runs/curve",
+                                                 latency="profile:p.json+0.1"))
+
+Each snapshot of the run (`OUT/snapshots/<policy>-<timesteps>.pt`, `train.ppo_snapshots`)
+drives `episodes` seeded episodes of each scenario the way `agents.end_to_end.EndToEndAgent`
+drives a checkpoint, i.e. the PPO policy's deterministic action, through
+`run.evaluation.episodes` (the runner; straight-road scenarios on the batched backend,
+`envs` worlds side by side), in `mode` (realtime: the world moves on while the policy
+computes) at `latency` (default: the run's own training latency from its `ppo_run.json`).
+Episode `i` uses development seed `seed + i` (default 300,000 up: inside
+`common.seed_ranges.DEVELOPMENT`, away from the seeds tests and tuning use; held-out and
+training seeds are refused), the same seeds for every snapshot, so the snapshots compare
+episode by episode. Hazard-removed twins are not run (only collisions are counted).
+
+Per snapshot and scenario: collisions, off-road episodes, episodes, the collision rate and
+its Wilson 95 % interval; `pooled` sums the scenarios. Results are cached per snapshot in
+`out_dir/snapshots/<snapshot>.json` after each scenario, keyed by the snapshot's weight
+checksum and the evaluation settings: a rerun evaluates only what is new (a snapshot
+rewritten by a resumed run is evaluated again).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from reflexdrive.common.files import atomic_write
+from reflexdrive.common.seed_ranges import require_evaluation_seeds
+from reflexdrive.common.validation import (
+    ConfigError,
+    check_choice,
+    choice,
+    count,
+    validate_fields,
+)
+from reflexdrive.envs.gym.vector import batched_scenarios
+from reflexdrive.envs.latency import parse_latency
+from reflexdrive.policies.checkpoint import CheckpointError, checksum, load_checkpoint
+from reflexdrive.run import evaluation
+from reflexdrive.run.results import prepare_out_dir, write_csv, write_json
+from reflexdrive.train.ppo_snapshots import snapshots
+
+CURVE_SCENARIOS = ("lead-brake", "cut-in", "stopped-vehicle")
+"""Default scenarios: the three straight-road hazards."""
+
+FIRST_SEED = 300_000
+"""Default first development seed of the curve's episodes."""
+
+POOLED = "pooled"
+"""The `scenario` of the rows that sum all scenarios."""
+
+CACHE_DIR = "snapshots"
+RUN_FILE = "ppo_run.json"
+
+COLUMNS = ("timesteps", "snapshot", "scenario", "collisions", "offroad", "episodes",
+           "collision_rate", "collision_ci95_low", "collision_ci95_high")
+"""Columns of the curve's table (`curve_table`, the CSV)."""
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """One learning-curve evaluation (validated on construction: a `ConfigError` names the
+    field and the allowed values).
+
+    Attributes:
+        run_dir: the PPO run folder (`ppo_run.json`, `snapshots/`).
+        out_dir: where the per-snapshot cache goes (`out_dir/snapshots/`).
+        scenarios: straight-road scenarios (`batched_scenarios()`).
+        episodes: episodes per snapshot and scenario.
+        seed: first scenario seed; `[seed, seed + episodes)` must lie in DEVELOPMENT.
+        latency: the clock's latency spec (`fixed:S`, `profile:PATH`, each optionally
+            `+S` or `+LOW..HIGH`); None: the run's own (`ppo_run.json`). Must be
+            reproducible (not `measured`).
+        mode: "realtime" or "lockstep".
+        envs: worlds simulated side by side.
+        device: torch device of the batched backend and the policy.
+        scenario_config: overrides of the scenarios' config fields (tests: short episodes).
+    """
+
+    run_dir: str
+    out_dir: str
+    scenarios: tuple[str, ...] = CURVE_SCENARIOS
+    episodes: int = count(100, help="episodes per snapshot and scenario")
+    seed: int = count(FIRST_SEED, low=0, help="first development seed")
+    latency: str | None = None
+    mode: str = choice("realtime", choices=("realtime", "lockstep"), help="the clock's mode")
+    envs: int = count(100, help="worlds side by side")
+    device: str = choice("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
+    scenario_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        scenarios = (self.scenarios,) if isinstance(self.scenarios, str) else self.scenarios
+        if not isinstance(scenarios, (tuple, list)) or not scenarios:
+            raise ConfigError("scenarios", self.scenarios, "must be one or more of "
+                              + ", ".join(batched_scenarios()))
+        for name in scenarios:
+            check_choice("scenarios", name, batched_scenarios())
+        if len(set(scenarios)) != len(scenarios) or POOLED in scenarios:
+            raise ConfigError("scenarios", self.scenarios, "must not repeat a scenario")
+        object.__setattr__(self, "scenarios", tuple(scenarios))
+        require_evaluation_seeds(self.seed, self.seed + self.episodes - 1, "seed",
+                                 held_out=False)
+        if self.latency is not None:
+            check_latency(self.latency, "latency")
+        for name in ("run_dir", "out_dir"):
+            value = getattr(self, name)
+            if not isinstance(value, (str, Path)) or not str(value):
+                raise ConfigError(name, value, "must be a folder path")
+            object.__setattr__(self, name, str(value))
+
+    def settings(self, latency: str) -> dict[str, Any]:
+        """What decides an evaluation's outcome (the cache key besides the weights)."""
+        return {"latency": latency, "mode": self.mode, "seed": self.seed,
+                "episodes": self.episodes,
+                "scenario_config": json.loads(json.dumps(dict(self.scenario_config)))}
+
+
+def check_latency(spec: Any, name: str) -> None:
+    """Refuse a latency spec that is malformed or not reproducible (`measured`)."""
+    if not isinstance(spec, str):
+        raise ConfigError(name, spec, "must be a spec string: fixed:SECONDS or profile:PATH, "
+                                      "optionally +SECONDS or +LOW..HIGH")
+    try:
+        model = parse_latency(spec)
+    except (ValueError, OSError) as error:
+        raise ConfigError(name, spec, str(error)) from None
+    if not model.deterministic:
+        raise ConfigError(name, spec, "a learning curve needs a reproducible latency: use "
+                                      "fixed:SECONDS or profile:PATH")
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """The run's `ppo_run.json` config (policy, latency, ...).
+
+    Raises:
+        ConfigError (field "run_dir"): no readable `ppo_run.json`.
+    """
+    path = Path(run_dir) / RUN_FILE
+    try:
+        return dict(json.loads(path.read_text())["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError("run_dir", str(run_dir), f"must be a PPO run folder with a readable "
+                                                   f"{RUN_FILE}") from None
+
+
+# ----------------------------------------------------------------------------- counting
+
+
+def wilson(collisions: int, episodes: int) -> tuple[float, float]:
+    """Wilson 95 % interval of `collisions / episodes` (NaNs for no episodes)."""
+    from reflexdrive.compare.summary import wilson_interval
+
+    return wilson_interval(int(collisions), int(episodes))
+
+
+def counts(frame: pd.DataFrame) -> dict[str, int]:
+    """Collisions, off-road episodes and episodes of an `episodes.csv` frame."""
+    return {"collisions": int(frame["collided"].astype(bool).sum()),
+            "offroad": int(frame["offroad"].astype(bool).sum()), "episodes": len(frame)}
+
+
+def cell(counted: Mapping[str, int]) -> dict[str, Any]:
+    """Counts with the collision rate and its Wilson 95 % interval."""
+    n = int(counted["episodes"])
+    low, high = wilson(counted["collisions"], n)
+    return {"collisions": int(counted["collisions"]), "offroad": int(counted["offroad"]),
+            "episodes": n, "collision_rate": counted["collisions"] / n if n else math.nan,
+            "collision_ci95": [low, high]}
+
+
+def pooled(cells: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """The scenarios' counts summed, as a `cell`."""
+    return cell({key: sum(int(c[key]) for c in cells.values())
+                 for key in ("collisions", "offroad", "episodes")})
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_snapshot(path: str | Path, policy: str, scenario: str, latency: str,
+                      config: CurveConfig) -> dict[str, int]:
+    """Counts of `policy`'s checkpoint `path` on `config.episodes` episodes of `scenario`
+    (seeds from `config.seed`, `config.mode` at `latency`, no twins)."""
+    frame = evaluation.episodes(scenario, policy, config.episodes, config.seed, config.envs,
+                                checkpoint=str(path), mode=config.mode, latency=latency,
+                                device=config.device, twins=False,
+                                scenario_config=dict(config.scenario_config))
+    return counts(frame)
+
+
+def _cache_path(config: CurveConfig, snapshot: Path) -> Path:
+    return Path(config.out_dir) / CACHE_DIR / f"{snapshot.stem}.json"
+
+
+def _cached(path: Path, weights: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The cached scenario counts of a snapshot, if its weights and settings match."""
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if stored.get("checksum") != weights or stored.get("settings") != settings:
+        return {}
+    return dict(stored.get("scenarios", {}))
+
+
+def learning_curve(config: CurveConfig, progress: bool = True,
+                   evaluate: Callable[..., dict[str, int]] = evaluate_snapshot
+                   ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Evaluate every snapshot of `config.run_dir` not yet in the cache; returns the JSON
+    document and the table (`curve_table`).
+
+    The document: `run_dir`, `policy`, `settings` (latency, mode, seeds, episodes),
+    `scenarios`, `snapshots`: per snapshot `timesteps`, `path`, `checksum`, `scenarios`
+    (name -> `cell`) and `pooled`.
+
+    Raises:
+        ConfigError: no PPO run or no snapshot in `run_dir`, an unreadable snapshot, a
+            latency that cannot be used.
+    """
+    run = read_run(config.run_dir)
+    policy = str(run.get("policy"))
+    latency = config.latency if config.latency is not None else run.get("latency")
+    check_latency(latency, "latency")
+    found = snapshots(config.run_dir)
+    if not found:
+        raise ConfigError("run_dir", config.run_dir, "holds no policy snapshots (train with "
+                                                     "--snapshot-every N)")
+    out = prepare_out_dir(config.out_dir)
+    (out / CACHE_DIR).mkdir(exist_ok=True)
+    settings = config.settings(latency)
+    entries = []
+    for timesteps, path in found:
+        try:
+            weights = checksum(load_checkpoint(path, kind="policy").state_dict)
+        except CheckpointError as error:
+            raise ConfigError("run_dir", config.run_dir, f"snapshot {path.name}: "
+                                                         f"{error.problem}") from None
+        cache = _cache_path(config, path)
+        done = _cached(cache, weights, settings)
+        for scenario in config.scenarios:
+            if scenario in done:
+                continue
+            if progress:
+                print(f"learning curve: {path.name} ({timesteps} steps), {scenario}, "
+                      f"{config.episodes} episodes ...", file=sys.stderr, flush=True)
+            done[scenario] = evaluate(path, policy, scenario, latency, config)
+            write_json(cache, {"snapshot": path.name, "timesteps": timesteps,
+                               "checksum": weights, "settings": settings,
+                               "scenarios": done})
+        cells = {name: cell(done[name]) for name in config.scenarios}
+        entries.append({"timesteps": timesteps, "path": str(path), "checksum": weights,
+                        "scenarios": cells, "pooled": pooled(cells)})
+    document = {"run_dir": config.run_dir, "policy": policy, "settings": settings,
+                "scenarios": list(config.scenarios), "envs": config.envs,
+                "device": config.device, "snapshots": entries,
+                "config": json.loads(json.dumps(asdict(config)))}
+    return document, curve_table(document)
+
+
+def curve_table(document: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per snapshot and scenario (and `pooled`), columns `COLUMNS`."""
+    rows = []
+    for entry in document["snapshots"]:
+        for scenario, value in [*entry["scenarios"].items(), (POOLED, entry["pooled"])]:
+            rows.append({"timesteps": entry["timesteps"], "snapshot": Path(entry["path"]).name,
+                         "scenario": scenario, "collisions": value["collisions"],
+                         "offroad": value["offroad"], "episodes": value["episodes"],
+                         "collision_rate": value["collision_rate"],
+                         "collision_ci95_low": value["collision_ci95"][0],
+                         "collision_ci95_high": value["collision_ci95"][1]})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+# ----------------------------------------------------------------------------- figure
+
+
+FIGURE_STYLE = {"font.size": 16, "axes.titlesize": 17, "axes.labelsize": 17,
+                "xtick.labelsize": 15, "ytick.labelsize": 15, "legend.fontsize": 14,
+                "axes.spines.top": False, "axes.spines.right": False}
+"""matplotlib rc settings of the learning-curve figure [pt]: large enough to read when the
+README scales the PNG down to its column."""
+
+
+def curve_figure(frame: pd.DataFrame, title: str | None = None):
+    """Collision rate [%] against env steps: one line per scenario and the pooled one
+    (thick, black), each with its Wilson 95 % band. Returns a matplotlib figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from reflexdrive.report.plots import stack_colors
+
+    scenarios = [s for s in dict.fromkeys(frame["scenario"]) if s != POOLED]
+    colors = {**stack_colors(scenarios), POOLED: "black"}
+    with plt.rc_context(FIGURE_STYLE):
+        figure, axis = plt.subplots(figsize=(10, 6.2))
+        for scenario in [*scenarios, POOLED]:
+            rows = frame[frame["scenario"] == scenario].sort_values("timesteps")
+            if rows.empty:
+                continue
+            x = rows["timesteps"].to_numpy(dtype=float)
+            pooled_line = scenario == POOLED
+            axis.fill_between(x, 100 * rows["collision_ci95_low"],
+                              100 * rows["collision_ci95_high"], color=colors[scenario],
+                              alpha=0.12 if pooled_line else 0.1, linewidth=0)
+            episodes = int(rows["episodes"].iloc[0])
+            axis.plot(x, 100 * rows["collision_rate"], marker="o",
+                      markersize=7 if pooled_line else 5, color=colors[scenario],
+                      linewidth=3.2 if pooled_line else 1.8,
+                      label=f"{scenario} ({episodes} episodes each)")
+        axis.set_xlabel("PPO env steps")
+        axis.set_ylabel("collision rate [%]")
+        axis.set_ylim(bottom=0)
+        axis.xaxis.set_major_formatter(FuncFormatter(_steps_label))
+        axis.grid(alpha=0.3)
+        axis.legend(loc="best", frameon=False)
+        if title:
+            axis.set_title(title)
+        figure.tight_layout()
+    return figure
+
+
+def _steps_label(value: float, _position: Any) -> str:
+    if abs(value) >= 1e6:
+        return f"{value / 1e6:g}M"
+    if abs(value) >= 1e3:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
+def write_outputs(document: Mapping[str, Any], frame: pd.DataFrame, json_path: str | Path,
+                  csv_path: str | Path, figure_path: str | Path | None,
+                  title: str | None = None) -> None:
+    """Write the document (JSON), the table (CSV) and the figure (PNG), each atomically."""
+    from reflexdrive.report.plots import png_bytes
+
+    write_json(json_path, document)
+    write_csv(csv_path, frame)
+    if figure_path is not None:
+        Path(figure_path).parent.mkdir(parents=True, exist_ok=True)
+        data = png_bytes(curve_figure(frame, title))
+        atomic_write(figure_path, lambda stream: stream.write(data), mode="wb")
