@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output folder (default RUN_DIR/learning_curve)")
     parser.add_argument("--figure", default=None,
                         help="PNG of the curve (default OUT/learning_curve.png)")
-    parser.add_argument("--title", default=None, help="the figure's title")
+    parser.add_argument("--title", default=None,
+                        help="the figure's title (default: policy, mode, latency, seeds)")
     parser.add_argument("--scenarios", default=",".join(CURVE_SCENARIOS),
                         help="scenarios, comma-separated (straight-road ones)")
     parser.add_argument("--episodes", type=int, default=100,

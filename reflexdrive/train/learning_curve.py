@@ -19,13 +19,15 @@ Per snapshot and scenario: collisions, off-road episodes, episodes, the collisio
 its Wilson 95 % interval; `pooled` sums the scenarios. Results are cached per snapshot in
 `out_dir/snapshots/<snapshot>.json` after each scenario, keyed by the snapshot's weight
 checksum and the evaluation settings: a rerun evaluates only what is new (a snapshot
-rewritten by a resumed run is evaluated again).
+rewritten by a resumed run is evaluated again; snapshots with the same weights, e.g.
+during the critic-only warm-up, are evaluated once).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -202,15 +204,26 @@ def _cache_path(config: CurveConfig, snapshot: Path) -> Path:
     return Path(config.out_dir) / CACHE_DIR / f"{snapshot.stem}.json"
 
 
-def _cached(path: Path, weights: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The cached scenario counts of a snapshot, if its weights and settings match."""
-    try:
-        stored = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if stored.get("checksum") != weights or stored.get("settings") != settings:
-        return {}
-    return dict(stored.get("scenarios", {}))
+def _cached(folder: Path, settings: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Weight checksum -> the scenario counts cached for it under `settings`, from every
+    cache file of `folder` (snapshots with the same weights share their counts: those of
+    the critic-only warm-up updates, the last update that runs at a zero learning rate)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(stored, dict) and stored.get("settings") == settings:
+            found.setdefault(str(stored.get("checksum")), {}).update(
+                stored.get("scenarios", {}))
+    return found
+
+
+def _store(cache: Path, path: Path, timesteps: int, weights: str,
+           settings: Mapping[str, Any], done: Mapping[str, Any]) -> None:
+    write_json(cache, {"snapshot": path.name, "timesteps": timesteps, "checksum": weights,
+                       "settings": settings, "scenarios": dict(done)})
 
 
 def learning_curve(config: CurveConfig, progress: bool = True,
@@ -238,6 +251,7 @@ def learning_curve(config: CurveConfig, progress: bool = True,
     out = prepare_out_dir(config.out_dir)
     (out / CACHE_DIR).mkdir(exist_ok=True)
     settings = config.settings(latency)
+    known = _cached(out / CACHE_DIR, settings)
     entries = []
     for timesteps, path in found:
         try:
@@ -246,7 +260,7 @@ def learning_curve(config: CurveConfig, progress: bool = True,
             raise ConfigError("run_dir", config.run_dir, f"snapshot {path.name}: "
                                                          f"{error.problem}") from None
         cache = _cache_path(config, path)
-        done = _cached(cache, weights, settings)
+        done = known.setdefault(weights, {})
         for scenario in config.scenarios:
             if scenario in done:
                 continue
@@ -254,9 +268,8 @@ def learning_curve(config: CurveConfig, progress: bool = True,
                 print(f"learning curve: {path.name} ({timesteps} steps), {scenario}, "
                       f"{config.episodes} episodes ...", file=sys.stderr, flush=True)
             done[scenario] = evaluate(path, policy, scenario, latency, config)
-            write_json(cache, {"snapshot": path.name, "timesteps": timesteps,
-                               "checksum": weights, "settings": settings,
-                               "scenarios": done})
+            _store(cache, path, timesteps, weights, settings, done)
+        _store(cache, path, timesteps, weights, settings, done)       # shared or stale
         cells = {name: cell(done[name]) for name in config.scenarios}
         entries.append({"timesteps": timesteps, "path": str(path), "checksum": weights,
                         "scenarios": cells, "pooled": pooled(cells)})
@@ -340,15 +353,25 @@ def _steps_label(value: float, _position: Any) -> str:
     return f"{value:g}"
 
 
+def default_title(document: Mapping[str, Any]) -> str:
+    """`<policy> PPO: <mode>, latency <spec>, seeds <first>+` (a profile by its file name)."""
+    settings = document["settings"]
+    latency = re.sub(r"profile:[^+]*/", "profile:", str(settings["latency"]))
+    return (f"{document['policy']} PPO: {settings['mode']}, latency {latency}, "
+            f"seeds {settings['seed']}+")
+
+
 def write_outputs(document: Mapping[str, Any], frame: pd.DataFrame, json_path: str | Path,
                   csv_path: str | Path, figure_path: str | Path | None,
                   title: str | None = None) -> None:
-    """Write the document (JSON), the table (CSV) and the figure (PNG), each atomically."""
+    """Write the document (JSON), the table (CSV) and the figure (PNG, titled `title` or
+    `default_title`), each atomically."""
     from reflexdrive.report.plots import png_bytes
 
     write_json(json_path, document)
     write_csv(csv_path, frame)
     if figure_path is not None:
         Path(figure_path).parent.mkdir(parents=True, exist_ok=True)
-        data = png_bytes(curve_figure(frame, title))
+        data = png_bytes(curve_figure(frame, title if title is not None
+                                      else default_title(document)))
         atomic_write(figure_path, lambda stream: stream.write(data), mode="wb")

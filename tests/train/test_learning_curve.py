@@ -22,6 +22,7 @@ from reflexdrive.train.learning_curve import (
     cell,
     counts,
     curve_table,
+    default_title,
     evaluate_snapshot,
     learning_curve,
     pooled,
@@ -117,6 +118,9 @@ def test_the_curve_covers_every_snapshot_and_caches_each(tmp_path):
     pooled_rows = frame[frame["scenario"] == "pooled"]
     assert pooled_rows["collision_rate"].tolist() == [1 / 100, 5 / 100, 9 / 100]
     assert document["settings"]["seed"] == 300_000
+    assert default_title({**document, "settings": {
+        **document["settings"], "latency": "profile:policies/profiles/cnn-cpu.json+0.1"}}) == (
+        "cnn PPO: realtime, latency profile:cnn-cpu.json+0.1, seeds 300000+")
 
     # rerun: nothing to do; a snapshot rewritten with other weights (a resumed run) is
     # evaluated again, and so is everything at another latency
@@ -133,6 +137,21 @@ def test_the_curve_covers_every_snapshot_and_caches_each(tmp_path):
     shifted = FakeEvaluation()
     learning_curve(other, progress=False, evaluate=shifted)
     assert len(shifted.calls) == 6 and {c[2] for c in shifted.calls} == {"fixed:0.15"}
+
+
+def test_snapshots_with_the_same_weights_are_evaluated_once(tmp_path):
+    run = fake_run(tmp_path / "run", timesteps=(0, 128))
+    write_snapshot(run, 256, seed=0)          # as the warm-up leaves the policy: step 0's
+    config = CurveConfig(run_dir=str(run), out_dir=str(tmp_path / "curve"),
+                         scenarios=("cut-in",), episodes=10)
+    fake = FakeEvaluation()
+    document, _ = learning_curve(config, progress=False, evaluate=fake)
+    assert [call[0] for call in fake.calls] == ["cnn-000000000000.pt", "cnn-000000000128.pt"]
+    first, _, last = document["snapshots"]
+    assert last["scenarios"] == first["scenarios"] and last["checksum"] == first["checksum"]
+    cached = json.loads((tmp_path / "curve" / "snapshots" / "cnn-000000000256.json")
+                        .read_text())
+    assert cached["checksum"] == first["checksum"] and cached["timesteps"] == 256
 
 
 def test_a_killed_curve_resumes_at_the_next_scenario(tmp_path):
