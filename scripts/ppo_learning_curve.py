@@ -10,9 +10,10 @@ policy), on development seeds from `--seed` (never held-out or training seeds), 
 by side on the batched backend (`reflexdrive.train.learning_curve`).
 
 Writes `OUT/learning_curve.json` (per snapshot: timesteps, per scenario collisions /
-episodes / rate / Wilson 95 % interval, and pooled), `OUT/learning_curve.csv` (one row per
-snapshot and scenario, `pooled` included; `pandas.read_csv` loads it) and the figure at
-`--figure` (collision rate against env steps with interval bands). Resumable: each
+episodes / rate / Wilson 95 % interval, off-road and failure rates, mean progress and
+speed, and pooled), `OUT/learning_curve.csv` (one row per snapshot and scenario, `pooled`
+included; `pandas.read_csv` loads it) and the figure at `--figure` (collision rate against
+env steps with interval bands; below it the pooled failure and off-road rates). Resumable: each
 snapshot's counts are cached in `OUT/snapshots/`, so rerunning the same command while the
 run trains evaluates only the new snapshots. The JSON document also goes to stdout;
 progress to stderr.

@@ -15,8 +15,10 @@ Episode `i` uses development seed `seed + i` (default 300,000 up: inside
 training seeds are refused), the same seeds for every snapshot, so the snapshots compare
 episode by episode. Hazard-removed twins are not run (only collisions are counted).
 
-Per snapshot and scenario: collisions, off-road episodes, episodes, the collision rate and
-its Wilson 95 % interval; `pooled` sums the scenarios. Results are cached per snapshot in
+Per snapshot and scenario: the collision rate with its Wilson 95 % interval, and beside it
+what a policy could trade collisions for: off-road episodes, failures (collision or
+off-road, with their interval), mean progress [m] and mean speed [m/s]; `pooled` sums the
+scenarios. Results are cached per snapshot in
 `out_dir/snapshots/<snapshot>.json` after each scenario, keyed by the snapshot's weight
 checksum and the evaluation settings: a rerun evaluates only what is new (a snapshot
 rewritten by a resumed run is evaluated again; snapshots with the same weights, e.g.
@@ -63,9 +65,20 @@ POOLED = "pooled"
 CACHE_DIR = "snapshots"
 RUN_FILE = "ppo_run.json"
 
-COLUMNS = ("timesteps", "snapshot", "scenario", "collisions", "offroad", "episodes",
-           "collision_rate", "collision_ci95_low", "collision_ci95_high")
+COUNTS = ("collisions", "offroad", "failures", "episodes", "progress_m_sum", "speed_mps_sum")
+"""What an evaluation counts per snapshot and scenario (`counts`): collisions, off-road
+episodes, failures (collision or off-road), episodes, and the sums of the episodes'
+progress along the road [m] and mean speed [m/s] (a policy that avoids collisions by
+crawling or by leaving the road shows there)."""
+
+COLUMNS = ("timesteps", "snapshot", "scenario", "episodes", "collisions", "collision_rate",
+           "collision_ci95_low", "collision_ci95_high", "offroad", "offroad_rate",
+           "failures", "failure_rate", "failure_ci95_low", "failure_ci95_high",
+           "mean_progress_m", "mean_speed_mps")
 """Columns of the curve's table (`curve_table`, the CSV)."""
+
+CACHE_VERSION = 2
+"""Part of the cache key: bump when `COUNTS` changes."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +135,8 @@ class CurveConfig:
 
     def settings(self, latency: str) -> dict[str, Any]:
         """What decides an evaluation's outcome (the cache key besides the weights)."""
-        return {"latency": latency, "mode": self.mode, "seed": self.seed,
+        return {"version": CACHE_VERSION, "latency": latency, "mode": self.mode,
+                "seed": self.seed,
                 "episodes": self.episodes,
                 "scenario_config": json.loads(json.dumps(dict(self.scenario_config)))}
 
@@ -158,39 +172,53 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- counting
 
 
-def wilson(collisions: int, episodes: int) -> tuple[float, float]:
-    """Wilson 95 % interval of `collisions / episodes` (NaNs for no episodes)."""
+def wilson(events: int, episodes: int) -> tuple[float, float]:
+    """Wilson 95 % interval of `events / episodes` (NaNs for no episodes)."""
     from reflexdrive.compare.summary import wilson_interval
 
-    return wilson_interval(int(collisions), int(episodes))
+    return wilson_interval(int(events), int(episodes))
 
 
-def counts(frame: pd.DataFrame) -> dict[str, int]:
-    """Collisions, off-road episodes and episodes of an `episodes.csv` frame."""
-    return {"collisions": int(frame["collided"].astype(bool).sum()),
-            "offroad": int(frame["offroad"].astype(bool).sum()), "episodes": len(frame)}
+def counts(frame: pd.DataFrame) -> dict[str, Any]:
+    """`COUNTS` of an `episodes.csv` frame."""
+    collided = frame["collided"].astype(bool)
+    offroad = frame["offroad"].astype(bool)
+    return {"collisions": int(collided.sum()), "offroad": int(offroad.sum()),
+            "failures": int((collided | offroad).sum()), "episodes": len(frame),
+            "progress_m_sum": float(frame["progress_m"].sum()),
+            "speed_mps_sum": float(frame["mean_speed_mps"].sum())}
 
 
-def cell(counted: Mapping[str, int]) -> dict[str, Any]:
-    """Counts with the collision rate and its Wilson 95 % interval."""
+def cell(counted: Mapping[str, Any]) -> dict[str, Any]:
+    """Counts with their rates: collision and failure rates with Wilson 95 % intervals,
+    the off-road rate, the mean progress [m] and mean speed [m/s] per episode."""
     n = int(counted["episodes"])
-    low, high = wilson(counted["collisions"], n)
-    return {"collisions": int(counted["collisions"]), "offroad": int(counted["offroad"]),
-            "episodes": n, "collision_rate": counted["collisions"] / n if n else math.nan,
-            "collision_ci95": [low, high]}
+
+    def share(events: Any) -> float:
+        return int(events) / n if n else math.nan
+
+    return {"episodes": n, "collisions": int(counted["collisions"]),
+            "collision_rate": share(counted["collisions"]),
+            "collision_ci95": list(wilson(counted["collisions"], n)),
+            "offroad": int(counted["offroad"]), "offroad_rate": share(counted["offroad"]),
+            "failures": int(counted["failures"]), "failure_rate": share(counted["failures"]),
+            "failure_ci95": list(wilson(counted["failures"], n)),
+            "progress_m_sum": float(counted["progress_m_sum"]),
+            "speed_mps_sum": float(counted["speed_mps_sum"]),
+            "mean_progress_m": float(counted["progress_m_sum"]) / n if n else math.nan,
+            "mean_speed_mps": float(counted["speed_mps_sum"]) / n if n else math.nan}
 
 
-def pooled(cells: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+def pooled(cells: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The scenarios' counts summed, as a `cell`."""
-    return cell({key: sum(int(c[key]) for c in cells.values())
-                 for key in ("collisions", "offroad", "episodes")})
+    return cell({key: sum(c[key] for c in cells.values()) for key in COUNTS})
 
 
 # ----------------------------------------------------------------------------- evaluation
 
 
 def evaluate_snapshot(path: str | Path, policy: str, scenario: str, latency: str,
-                      config: CurveConfig) -> dict[str, int]:
+                      config: CurveConfig) -> dict[str, Any]:
     """Counts of `policy`'s checkpoint `path` on `config.episodes` episodes of `scenario`
     (seeds from `config.seed`, `config.mode` at `latency`, no twins)."""
     frame = evaluation.episodes(scenario, policy, config.episodes, config.seed, config.envs,
@@ -285,12 +313,11 @@ def curve_table(document: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for entry in document["snapshots"]:
         for scenario, value in [*entry["scenarios"].items(), (POOLED, entry["pooled"])]:
-            rows.append({"timesteps": entry["timesteps"], "snapshot": Path(entry["path"]).name,
-                         "scenario": scenario, "collisions": value["collisions"],
-                         "offroad": value["offroad"], "episodes": value["episodes"],
-                         "collision_rate": value["collision_rate"],
-                         "collision_ci95_low": value["collision_ci95"][0],
-                         "collision_ci95_high": value["collision_ci95"][1]})
+            row = {"timesteps": entry["timesteps"], "snapshot": Path(entry["path"]).name,
+                   "scenario": scenario, **value}
+            for name in ("collision", "failure"):
+                row[f"{name}_ci95_low"], row[f"{name}_ci95_high"] = row.pop(f"{name}_ci95")
+            rows.append(row)
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -305,8 +332,9 @@ README scales the PNG down to its column."""
 
 
 def curve_figure(frame: pd.DataFrame, title: str | None = None):
-    """Collision rate [%] against env steps: one line per scenario and the pooled one
-    (thick, black), each with its Wilson 95 % band. Returns a matplotlib figure."""
+    """Rates [%] against env steps, each with its Wilson 95 % band: above, the collision
+    rate of each scenario and the pooled one (thick, black); below, the pooled failure rate
+    (collision or off-road) and off-road rate. Returns a matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -318,7 +346,8 @@ def curve_figure(frame: pd.DataFrame, title: str | None = None):
     scenarios = [s for s in dict.fromkeys(frame["scenario"]) if s != POOLED]
     colors = {**stack_colors(scenarios), POOLED: "black"}
     with plt.rc_context(FIGURE_STYLE):
-        figure, axis = plt.subplots(figsize=(10, 6.2))
+        figure, (axis, lower) = plt.subplots(2, 1, figsize=(10, 9.0), sharex=True,
+                                             gridspec_kw={"height_ratios": [2.2, 1]})
         for scenario in [*scenarios, POOLED]:
             rows = frame[frame["scenario"] == scenario].sort_values("timesteps")
             if rows.empty:
@@ -333,12 +362,22 @@ def curve_figure(frame: pd.DataFrame, title: str | None = None):
                       markersize=7 if pooled_line else 5, color=colors[scenario],
                       linewidth=3.2 if pooled_line else 1.8,
                       label=f"{scenario} ({episodes} episodes each)")
-        axis.set_xlabel("PPO env steps")
         axis.set_ylabel("collision rate [%]")
-        axis.set_ylim(bottom=0)
-        axis.xaxis.set_major_formatter(FuncFormatter(_steps_label))
-        axis.grid(alpha=0.3)
-        axis.legend(loc="best", frameon=False)
+        rows = frame[frame["scenario"] == POOLED].sort_values("timesteps")
+        x = rows["timesteps"].to_numpy(dtype=float)
+        lower.fill_between(x, 100 * rows["failure_ci95_low"], 100 * rows["failure_ci95_high"],
+                           color="black", alpha=0.12, linewidth=0)
+        lower.plot(x, 100 * rows["failure_rate"], marker="o", color="black", linewidth=2.4,
+                   label="pooled: collision or off-road")
+        lower.plot(x, 100 * rows["offroad_rate"], marker="s", color="#d62728", linewidth=1.8,
+                   linestyle="--", label="pooled: off-road")
+        lower.set_ylabel("rate [%]")
+        lower.set_xlabel("PPO env steps")
+        lower.xaxis.set_major_formatter(FuncFormatter(_steps_label))
+        for each in (axis, lower):
+            each.set_ylim(bottom=0)
+            each.grid(alpha=0.3)
+            each.legend(loc="best", frameon=False)
         if title:
             axis.set_title(title)
         figure.tight_layout()

@@ -67,35 +67,49 @@ class FakeEvaluation:
             raise KeyboardInterrupt                       # killed mid-curve
         self.calls.append((Path(path).name, scenario, latency))
         steps = int(Path(path).stem.split("-")[1])
-        return {"collisions": steps // 64 + config.scenarios.index(scenario),
-                "offroad": 1, "episodes": config.episodes}
+        collisions = steps // 64 + config.scenarios.index(scenario)
+        return {"collisions": collisions, "offroad": 1, "failures": collisions + 1,
+                "episodes": config.episodes, "progress_m_sum": 100.0 * config.episodes,
+                "speed_mps_sum": 20.0 * config.episodes}
 
 
 # ----------------------------------------------------------------------------- counting
 
 
+def tally(collisions, offroad, failures, episodes, progress=0.0, speed=0.0):
+    return {"collisions": collisions, "offroad": offroad, "failures": failures,
+            "episodes": episodes, "progress_m_sum": progress, "speed_mps_sum": speed}
+
+
 def test_wilson_intervals_and_pooling_by_hand():
-    none = cell({"collisions": 0, "offroad": 0, "episodes": 100})
+    none = cell(tally(0, 0, 0, 100))
     # 0 of n: the Wilson interval is [0, z^2 / (n + z^2)]
     assert none["collision_rate"] == 0.0 and none["collision_ci95"][0] == 0.0
     assert none["collision_ci95"][1] == pytest.approx(Z2 / (100 + Z2), rel=1e-12)
-    three = cell({"collisions": 3, "offroad": 1, "episodes": 100})
+    three = cell(tally(3, 1, 3, 100, progress=25_000.0, speed=2_000.0))
     assert three["collision_rate"] == 0.03
     # 3 of 100: centre (0.03 + z^2/200) / (1 + z^2/100) = 0.047387, half-width
     # z sqrt(0.03 * 0.97 / 100 + z^2 / 40000) / (1 + z^2/100) = 0.037133
     assert three["collision_ci95"] == pytest.approx([0.0102545, 0.0845194], abs=1e-6)
-    both = pooled({"a": {"collisions": 3, "offroad": 1, "episodes": 100},
-                   "b": {"collisions": 0, "offroad": 2, "episodes": 100}})
-    assert (both["collisions"], both["offroad"], both["episodes"]) == (3, 3, 200)
-    assert both["collision_rate"] == 0.015
-    empty = cell({"collisions": 0, "offroad": 0, "episodes": 0})
+    assert three["failure_ci95"] == three["collision_ci95"] and three["offroad_rate"] == 0.01
+    assert (three["mean_progress_m"], three["mean_speed_mps"]) == (250.0, 20.0)
+    both = pooled({"a": tally(3, 1, 3, 100, 25_000.0, 2_000.0),
+                   "b": tally(0, 2, 2, 100, 15_000.0, 1_000.0)})
+    assert (both["collisions"], both["offroad"], both["failures"], both["episodes"]) == (
+        3, 3, 5, 200)
+    assert both["collision_rate"] == 0.015 and both["failure_rate"] == 0.025
+    assert (both["mean_progress_m"], both["mean_speed_mps"]) == (200.0, 15.0)
+    empty = cell(tally(0, 0, 0, 0))
     assert math.isnan(empty["collision_rate"]) and math.isnan(empty["collision_ci95"][0])
 
 
 def test_counts_read_the_runners_episode_columns():
     frame = pd.DataFrame({"collided": [True, False, True, False],
-                          "offroad": [False, False, True, True]})
-    assert counts(frame) == {"collisions": 2, "offroad": 2, "episodes": 4}
+                          "offroad": [False, False, True, True],
+                          "progress_m": [10.0, 20.0, 30.0, 40.0],
+                          "mean_speed_mps": [5.0, 6.0, 7.0, 8.0]})
+    assert counts(frame) == {"collisions": 2, "offroad": 2, "failures": 3, "episodes": 4,
+                             "progress_m_sum": 100.0, "speed_mps_sum": 26.0}
 
 
 # ----------------------------------------------------------------------------- the curve
