@@ -67,6 +67,8 @@ from reflexdrive.common.validation import (
     real,
     validate_fields,
 )
+from reflexdrive.envs.gym.reward import RewardConfig
+from reflexdrive.envs.gym.single import coerce_config
 from reflexdrive.envs.gym.vector import batched_scenarios
 from reflexdrive.envs.latency import parse_latency
 from reflexdrive.policies.checkpoint import CheckpointError
@@ -148,6 +150,11 @@ class PPOConfig:
             each optionally ending in "+SECONDS" (an extra constant delay). "measured" is
             refused: training needs a reproducible latency.
         mode: "realtime" (the world keeps moving while the policy computes) or "lockstep".
+        reward: overrides of the envs' reward (`envs.gym.reward.RewardConfig` fields:
+            `speed_target_mps`, `collision_penalty`, `offroad_penalty`), e.g.
+            `{"collision_penalty": 100}`; None: its defaults (progress up to 1 per tick at
+            30 m/s, 10 per collision or off-road: a collision then costs one second of
+            full-speed progress).
         init: a policy checkpoint (`policies.registry.save_policy`, e.g. from behaviour
             cloning) whose weights PPO starts from; it must hold `policy`. None: random.
         policy_config: the network's config fields (as for `policies.registry.build`),
@@ -195,6 +202,7 @@ class PPOConfig:
                                      "order and the scenario seeds")
     latency: str = "fixed:0"
     mode: str = choice("realtime", choices=MODES, help="the clock's mode")
+    reward: Mapping[str, Any] | None = None
     init: str | None = None
     policy_config: Mapping[str, Any] = field(default_factory=dict)
     out_dir: str = "runs/train-ppo"
@@ -246,6 +254,12 @@ class PPOConfig:
                 object.__setattr__(self, name, os.fspath(value))
         if self.init is not None and (not isinstance(self.init, str) or not self.init):
             raise ConfigError("init", self.init, "must be a policy checkpoint path or None")
+        if self.reward is not None:
+            if not isinstance(self.reward, Mapping):
+                raise ConfigError("reward", self.reward, "must be a dict of RewardConfig "
+                                  "fields or None")
+            coerce_config(RewardConfig, dict(self.reward), "reward")
+            object.__setattr__(self, "reward", json.loads(json.dumps(dict(self.reward))))
         if not isinstance(self.policy_config, Mapping):
             raise ConfigError("policy_config", self.policy_config,
                               "must be a dict of the network's config fields")
@@ -329,7 +343,8 @@ def make_env(config: PPOConfig, policy_config: Mapping[str, Any]) -> TanhActions
     squashed with the head's bounds of `policy_config`."""
     head = POLICIES[config.policy].config_type.from_dict(dict(policy_config)).head
     venv = make_batched_vec_env(config.scenarios, config.num_envs, seed=config.seed,
-                                mode=config.mode, latency=config.latency)
+                                mode=config.mode, latency=config.latency,
+                                reward=None if config.reward is None else dict(config.reward))
     return TanhActions(venv, head.acceleration_bounds, head.steering_bounds)
 
 
