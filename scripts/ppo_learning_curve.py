@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: the run's own, from its ppo_run.json)")
     parser.add_argument("--mode", default="realtime", help="realtime or lockstep")
     parser.add_argument("--envs", type=int, default=100, help="worlds side by side")
+    parser.add_argument("--stride", type=int, default=1,
+                        help="evaluate every stride-th snapshot (and the last)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return parser
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                              scenarios=tuple(s.strip() for s in args.scenarios.split(",")
                                              if s.strip()),
                              episodes=args.episodes, seed=args.seed, latency=args.latency,
-                             mode=args.mode, envs=args.envs, device=args.device)
+                             mode=args.mode, envs=args.envs, device=args.device,
+                             stride=args.stride)
         if args.threads < 1:
             raise ConfigError("--threads", args.threads, "must be an integer >= 1")
         torch.set_num_threads(args.threads)

@@ -98,6 +98,7 @@ class CurveConfig:
         mode: "realtime" or "lockstep".
         envs: worlds simulated side by side.
         device: torch device of the batched backend and the policy.
+        stride: evaluate every `stride`-th snapshot (the first, ..., and always the last).
         scenario_config: overrides of the scenarios' config fields (tests: short episodes).
     """
 
@@ -110,6 +111,7 @@ class CurveConfig:
     mode: str = choice("realtime", choices=("realtime", "lockstep"), help="the clock's mode")
     envs: int = count(100, help="worlds side by side")
     device: str = choice("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
+    stride: int = count(1, help="evaluate every stride-th snapshot and the last")
     scenario_config: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -228,6 +230,12 @@ def evaluate_snapshot(path: str | Path, policy: str, scenario: str, latency: str
     return counts(frame)
 
 
+def every(items: list, stride: int) -> list:
+    """Items `0, stride, 2 stride, ...` and the last one."""
+    picked = items[::stride]
+    return picked + items[-1:] if items and (len(items) - 1) % stride else picked
+
+
 def _cache_path(config: CurveConfig, snapshot: Path) -> Path:
     return Path(config.out_dir) / CACHE_DIR / f"{snapshot.stem}.json"
 
@@ -272,7 +280,7 @@ def learning_curve(config: CurveConfig, progress: bool = True,
     policy = str(run.get("policy"))
     latency = config.latency if config.latency is not None else run.get("latency")
     check_latency(latency, "latency")
-    found = snapshots(config.run_dir)
+    found = every(snapshots(config.run_dir), config.stride)
     if not found:
         raise ConfigError("run_dir", config.run_dir, "holds no policy snapshots (train with "
                                                      "--snapshot-every N)")

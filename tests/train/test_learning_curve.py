@@ -24,6 +24,7 @@ from reflexdrive.train.learning_curve import (
     curve_table,
     default_title,
     evaluate_snapshot,
+    every,
     learning_curve,
     pooled,
 )
@@ -166,6 +167,12 @@ def test_snapshots_with_the_same_weights_are_evaluated_once(tmp_path):
     cached = json.loads((tmp_path / "curve" / "snapshots" / "cnn-000000000256.json")
                         .read_text())
     assert cached["checksum"] == first["checksum"] and cached["timesteps"] == 256
+
+
+def test_a_stride_evaluates_every_nth_snapshot_and_the_last():
+    assert every([0, 1, 2, 3, 4, 5], 2) == [0, 2, 4, 5]
+    assert every([0, 1, 2, 3, 4], 2) == [0, 2, 4]
+    assert every([0, 1, 2], 1) == [0, 1, 2] and every([7], 3) == [7] and every([], 2) == []
 
 
 def test_a_killed_curve_resumes_at_the_next_scenario(tmp_path):
