@@ -95,7 +95,8 @@ _POLICY_OPTIONS = ("policy", "method", "frames", "envs", "latency", "mode", "ini
                    "checkpoint_every", "policy_config", *_IMITATION_ONLY)
 _PPO_OPTIONS = ("scenarios", "n_steps", "n_epochs", "gamma", "gae_lambda", "clip_range",
                 "ent_coef", "vf_coef", "max_grad_norm", "initial_std", "value_hidden",
-                "lr_schedule", "target_kl", "value_warmup_updates", "freeze_encoder")
+                "lr_schedule", "target_kl", "value_warmup_updates", "freeze_encoder",
+                "snapshot_every", "reward")
 _PPO_FIELDS = {"frames": "total_timesteps", "envs": "num_envs", "lr": "learning_rate",
                "checkpoint": "export_path", "out": "out_dir",
                "lr_schedule": "learning_rate_schedule"}
@@ -267,7 +268,10 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
             ("max-grad-norm", float, "gradient-norm clip"),
             ("value-hidden", int, "critic hidden width"),
             ("value-warmup-updates", int, "first updates that train only the critic (the "
-                                          "policy frozen)")):
+                                          "policy frozen)"),
+            ("snapshot-every", int, "export the policy to OUT/snapshots/ at step 0, after "
+                                    "every this many updates and at the end, for "
+                                    "scripts/ppo_learning_curve.py (0: none)")):
         group.add_argument(f"--{name}", type=_number(kind), default=None, help=text)
     group.add_argument("--lr-schedule", default=None, metavar="linear|constant",
                        help="learning-rate schedule: linear decay to 0 at --frames, or "
@@ -275,6 +279,11 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     group.add_argument("--target-kl", default=None, metavar="KL|none",
                        help="stop an update's epochs once the approximate KL passes 1.5x "
                             "this (none: never)")
+    group.add_argument("--reward", default=None, metavar="JSON",
+                       help="overrides of the envs' reward (speed_target_mps, "
+                            "collision_penalty, offroad_penalty), e.g. "
+                            "'{\"collision_penalty\": 100}' (default: progress up to 1 per "
+                            "tick at 30 m/s, 10 per collision or off-road)")
     group.add_argument("--initial-std", default=None, metavar="ACCEL,STEER",
                        help="std of the exploration Gaussian on the head's pre-squash output")
     group.add_argument("--freeze-encoder", action=argparse.BooleanOptionalAction, default=None,
@@ -469,13 +478,17 @@ def _train_ppo(args: argparse.Namespace, policy_config: dict[str, Any]) -> int:
         given["target_kl"] = "none" if text == "none" else _number(float)(text)
     _numbers({k: v for k, v in given.items() if not (k == "target_kl" and v == "none")},
              ("policy", "latency", "mode", "init", "device", "checkpoint", "out", "scenarios",
-              "initial_std", "lr_schedule"))
+              "initial_std", "lr_schedule", "reward"))
+    if "reward" in given:
+        given["reward"] = _json_dict("--reward", given["reward"])
     out = given.setdefault("out", policy_out(args.policy, "ppo"))
     recorded = {key: value for key, value in given.items() if key not in ("out", "checkpoint")}
     recorded = {"policy": args.policy, "method": "ppo",
                 **{k: v for k, v in recorded.items() if k != "policy"}}
     if policy_config:
         recorded["policy_config"] = json.dumps(policy_config, sort_keys=True)
+    if "reward" in recorded:
+        recorded["reward"] = json.dumps(recorded["reward"], sort_keys=True)
     fields: dict[str, Any] = {}
     for name, value in given.items():
         if name == "scenarios":

@@ -21,6 +21,8 @@ The run folder `out_dir`:
 - `checkpoints/ppo-<timesteps>.zip`: sb3's own resume format (model, optimizer, counters;
   zip with pickled parts: only load run folders you made), written atomically after every
   `checkpoint_every` updates and at the end; the two newest are kept;
+- `snapshots/<policy>-<timesteps>.pt`: with `snapshot_every`, the policy at step 0 and
+  along the run as safe checkpoints (`train.ppo_snapshots`; for learning curves);
 - `tensorboard/ppo_1/`: TensorBoard logs (sb3's `rollout/ep_rew_mean`, `ep_len_mean`,
   `success_rate` = episodes without collision, off-road or deadline termination,
   `train/*` losses, `std`, `time/fps`);
@@ -35,8 +37,8 @@ counter, the optimizer and the TensorBoard run go on; the envs start fresh episo
 the random streams are reseeded from `(seed, timesteps)`, so a resumed run is
 deterministic given its checkpoint, though not bit-identical to an uninterrupted one.
 Settings that define the run must match the stored ones (a `ConfigError` lists the
-differences); `total_timesteps`, `checkpoint_every`, `export_path`, `device`, `threads`
-and `command` may change.
+differences); `total_timesteps`, `checkpoint_every`, `snapshot_every`, `export_path`,
+`device`, `threads` and `command` may change.
 """
 
 from __future__ import annotations
@@ -69,12 +71,15 @@ from reflexdrive.common.validation import (
     real,
     validate_fields,
 )
+from reflexdrive.envs.gym.reward import RewardConfig
+from reflexdrive.envs.gym.single import coerce_config
 from reflexdrive.envs.gym.vector import batched_scenarios
 from reflexdrive.envs.latency import parse_latency
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy
 from reflexdrive.policies.registry import POLICIES, build, load_policy, save_policy
 from reflexdrive.run.results import prepare_out_dir, write_json
+from reflexdrive.train.ppo_snapshots import PolicySnapshots
 from reflexdrive.train.sb3_adapters import (
     DrivingActorCritic,
     DrivingRecurrentActorCritic,
@@ -89,8 +94,8 @@ RECURRENT_POLICIES = ("gru", "lstm")
 
 MODES = ("realtime", "lockstep")
 
-RESUMABLE_FIELDS = ("total_timesteps", "checkpoint_every", "export_path", "device",
-                    "threads", "command", "out_dir")
+RESUMABLE_FIELDS = ("total_timesteps", "checkpoint_every", "snapshot_every", "export_path",
+                    "device", "threads", "command", "out_dir")
 """Fields a resumed run may change; all others must equal the stored run's."""
 
 EARLIER_DEFAULTS = {"freeze_encoder": False}
@@ -164,12 +169,19 @@ class PPOConfig:
             each optionally ending in "+SECONDS" (an extra constant delay). "measured" is
             refused: training needs a reproducible latency.
         mode: "realtime" (the world keeps moving while the policy computes) or "lockstep".
+        reward: overrides of the envs' reward (`envs.gym.reward.RewardConfig` fields:
+            `speed_target_mps`, `collision_penalty`, `offroad_penalty`), e.g.
+            `{"collision_penalty": 100}`; None: its defaults (progress up to 1 per tick at
+            30 m/s, 10 per collision or off-road: a collision then costs one second of
+            full-speed progress).
         init: a policy checkpoint (`policies.registry.save_policy`, e.g. from behaviour
             cloning) whose weights PPO starts from; it must hold `policy`. None: random.
         policy_config: the network's config fields (as for `policies.registry.build`),
             only without `init` (with it, the checkpoint's config is used).
         out_dir: run folder (checkpoints, TensorBoard, export); reused to resume.
         checkpoint_every: save a resume checkpoint every this many updates.
+        snapshot_every: export the policy to `out_dir/snapshots/` at step 0, after every
+            this many updates and at the end (`train.ppo_snapshots`); 0: no snapshots.
         export_path: where to write the trained policy (default `out_dir/<policy>.pt`).
         device: torch device of the networks: "auto" (CUDA if available), "cpu", "cuda",
             "cuda:N". The envs run on the CPU.
@@ -216,10 +228,12 @@ class PPOConfig:
                                      "order and the scenario seeds")
     latency: str = "fixed:0"
     mode: str = choice("realtime", choices=MODES, help="the clock's mode")
+    reward: Mapping[str, Any] | None = None
     init: str | None = None
     policy_config: Mapping[str, Any] = field(default_factory=dict)
     out_dir: str = "runs/train-ppo"
     checkpoint_every: int = count(10, help="updates between resume checkpoints")
+    snapshot_every: int = count(0, low=0, help="updates between policy snapshots (0: none)")
     export_path: str | None = None
     device: str = "auto"
     threads: int | None = count(1, optional=True, help="torch CPU threads")
@@ -238,7 +252,7 @@ class PPOConfig:
         object.__setattr__(self, "scenarios", tuple(scenarios))
         for name in ("num_envs", "total_timesteps", "n_steps", "n_epochs", "value_hidden",
                      "checkpoint_every", "batch_size", "seed", "threads",
-                     "value_warmup_updates"):
+                     "value_warmup_updates", "snapshot_every"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef",
@@ -266,6 +280,12 @@ class PPOConfig:
                 object.__setattr__(self, name, os.fspath(value))
         if self.init is not None and (not isinstance(self.init, str) or not self.init):
             raise ConfigError("init", self.init, "must be a policy checkpoint path or None")
+        if self.reward is not None:
+            if not isinstance(self.reward, Mapping):
+                raise ConfigError("reward", self.reward, "must be a dict of RewardConfig "
+                                  "fields or None")
+            coerce_config(RewardConfig, dict(self.reward), "reward")
+            object.__setattr__(self, "reward", json.loads(json.dumps(dict(self.reward))))
         if not isinstance(self.policy_config, Mapping):
             raise ConfigError("policy_config", self.policy_config,
                               "must be a dict of the network's config fields")
@@ -351,7 +371,8 @@ def make_env(config: PPOConfig, policy_config: Mapping[str, Any],
     `encode`) their observations are the frozen encoder's features (`encoded_env`)."""
     head = POLICIES[config.policy].config_type.from_dict(dict(policy_config)).head
     venv = make_batched_vec_env(config.scenarios, config.num_envs, seed=config.seed,
-                                mode=config.mode, latency=config.latency)
+                                mode=config.mode, latency=config.latency,
+                                reward=None if config.reward is None else dict(config.reward))
     env = TanhActions(venv, head.acceleration_bounds, head.steering_bounds)
     return encoded_env(env, config, policy_config) if encode else env
 
@@ -666,10 +687,14 @@ def train_ppo(config: PPOConfig, progress: bool = True) -> Path:
             model = build_model(config, env, policy_config, init, tensorboard_log)
         remaining = config.total_timesteps - model.num_timesteps
         if remaining > 0:
-            callback = CallbackList([
+            callbacks = [
                 ValueWarmup(config.steps_per_update, config.value_warmup_updates),
                 _Checkpoints(out, config.steps_per_update, config.checkpoint_every),
-                _Progress(config.total_timesteps, progress)])
+                _Progress(config.total_timesteps, progress)]
+            if config.snapshot_every:
+                callbacks.append(PolicySnapshots(out, config, export_policy,
+                                                 run.get("init_command")))
+            callback = CallbackList(callbacks)
             model.learn(remaining, callback=callback, tb_log_name=TB_RUN_NAME,
                         reset_num_timesteps=resumed_at is None, progress_bar=False)
         meta = {
