@@ -20,7 +20,7 @@ def crash_reward(tmp_path: Path, reward) -> float:
     config = PPOConfig(policy="cnn", scenarios=("stopped-vehicle",), num_envs=1, n_steps=64,
                        batch_size=64, mode="lockstep", latency="fixed:0", reward=reward,
                        out_dir=str(tmp_path / "run"), device="cpu")
-    env = make_env(config, resolved_policy_config(config))
+    env = make_env(config, resolved_policy_config(config), encode=False)
     try:
         env.reset()
         full_throttle = np.array([[RAW_ACTION_LIMIT, 0.0]], np.float32)
