@@ -54,6 +54,11 @@ BRANCH_CATCH_M = 6.5
 off, and within this distance of the branch lane (highway-env's L1 `lane.distance`: lateral
 offset plus the distance before the lane's start), is on its way into the branch: the map's
 route goes on along it [m]. The roundabout's exits start 5.6 m from the ring lane's end."""
+APPROACH_MIN_M = 0.5
+"""A branch starting at least this far from the node it leaves from is reached along a
+curved approach from the node (`HighwayRoadMap.approach`) [m]."""
+APPROACH_SAMPLES = 33
+"""Points of an approach curve (`HighwayRoadMap.approach`), node and branch start included."""
 Curve = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
@@ -140,6 +145,20 @@ def on_lane_many(lane: AbstractLane, position: np.ndarray) -> np.ndarray:
             & (longitudinal < lane.length + lane.VEHICLE_LENGTH))
 
 
+def _project_on_polyline(points: np.ndarray, arc: np.ndarray, position: np.ndarray
+                         ) -> np.ndarray:
+    """`(n,)` arc length [m] of the foot of each of `position` `(n, 2)` on the polyline
+    `points` `(K, 2)` with cumulative arc `arc` `(K,)` (nearest segment, clamped to it)."""
+    start, step = points[:-1], np.diff(points, axis=0)                      # (K-1, 2)
+    length2 = np.maximum((step**2).sum(-1), 1e-12)
+    rel = position[:, None, :] - start[None]                                # (n, K-1, 2)
+    t = np.clip((rel * step[None]).sum(-1) / length2, 0.0, 1.0)
+    distance = np.hypot(*(rel - t[..., None] * step[None]).transpose(2, 0, 1))
+    best = distance.argmin(axis=1)
+    rows = np.arange(len(position))
+    return arc[best] + t[rows, best] * np.sqrt(length2[best])
+
+
 class HighwayRoadMap:
     """The HD map of one highway-env `RoadNetwork` for an ego heading to `destination`.
 
@@ -174,6 +193,7 @@ class HighwayRoadMap:
         self.direction = np.array([self.lanes[k].direction for k in self.straight]).reshape(-1, 2)
         self._chains: dict[LaneIndex, tuple[np.ndarray, np.ndarray]] = {}
         self._next_node: dict[str, str | None] = {}
+        self._approaches: dict[tuple[LaneIndex, LaneIndex], tuple | None] = {}
 
     def route_lane(self, position: np.ndarray, lane_index: LaneIndex) -> LaneIndex:
         """The lane the ego's route goes on from: its closest lane `lane_index`, unless the
@@ -212,6 +232,71 @@ class HighwayRoadMap:
                 chosen[i] = (origin, wanted, lane_id)
             open_ &= ~hit
         return chosen
+
+    def approach(self, closest: LaneIndex, branch: LaneIndex):
+        """The approach from the node where `branch` leaves the ego's closest lane
+        `closest` (that lane's start) to `branch`'s start: `(points (K, 2), arc (K,))`, a
+        cubic Hermite curve leaving the node along `closest` and meeting `branch` along it
+        (tangents scaled by the chord, as the planner bridges the gap before the node:
+        `agents.staged.route_frame.smooth_route_gaps`) and its arc length from the node
+        [m]; None where the two lanes start within `APPROACH_MIN_M` of each other (the
+        intersection's fanned-out lanes). Cached per pair.
+
+        A branch caught past its node (`route_lanes`, `BRANCH_CATCH_M`) starts metres
+        outside the ring lane the ego is still on; its own curve extrapolated backwards
+        runs 3-4 m beside the ego, so a route read from it jumped sideways as the ego
+        passed the node and the planner steered off the road after it. Along the approach
+        the route stays continuous with the one before the node (ring, gap, branch)."""
+        key = (closest, branch)
+        if key not in self._approaches:
+            first, second = self.lanes[self.slot[closest]], self.lanes[self.slot[branch]]
+            node = np.asarray(first.position(0.0, 0.0), np.float64)
+            start = np.asarray(second.position(0.0, 0.0), np.float64)
+            chord = float(np.hypot(*(start - node)))
+            curve = None
+            if closest != branch and chord >= APPROACH_MIN_M:
+                t0 = chord * np.array([np.cos(first.heading_at(0.0)),
+                                       np.sin(first.heading_at(0.0))])
+                t1 = chord * np.array([np.cos(second.heading_at(0.0)),
+                                       np.sin(second.heading_at(0.0))])
+                u = np.linspace(0.0, 1.0, APPROACH_SAMPLES)[:, None]
+                points = ((2 * u**3 - 3 * u**2 + 1) * node + (u**3 - 2 * u**2 + u) * t0
+                          + (-2 * u**3 + 3 * u**2) * start + (u**3 - u**2) * t1)
+                arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points, axis=0).T))])
+                curve = (points, arc)
+            self._approaches[key] = curve
+        return self._approaches[key]
+
+    def route_from(self, branch: LaneIndex, closest: list[LaneIndex], position: np.ndarray):
+        """`route_many` of egos at `position` `(n, 2)` [m] whose route goes on from lane
+        `branch` and whose closest lanes are `closest`: from their arc on `branch`, or,
+        where `branch` leaves their closest lane metres from its start (`approach`) and
+        they have not reached it yet, from their place on the approach (its arc minus its
+        length: negative), whose route samples lie on the approach."""
+        lane = self.lanes[self.slot[branch]]
+        along, _ = local_coordinates_many(lane, position)
+        curves = []
+        for index in set(closest):
+            curve = self.approach(index, branch)
+            if curve is not None:
+                rows = np.array([k == index for k in closest])
+                points, arc = curve
+                on_curve = _project_on_polyline(points, arc, position[rows])
+                along[rows] = np.where(on_curve < arc[-1], on_curve - arc[-1], along[rows])
+                curves.append((rows, points, arc))
+        route, heading, width, on_route, limit = self.route_many(branch, along)
+        samples = route_arc_lengths(along)                                    # (n, P)
+        for rows, points, arc in curves:
+            behind = rows[:, None] & (samples < 0.0)
+            s = np.clip(samples[behind] + arc[-1], 0.0, arc[-1])
+            route[behind] = np.stack([np.interp(s, arc, points[:, 0]),
+                                      np.interp(s, arc, points[:, 1])], axis=-1)
+            step = np.diff(points, axis=0)
+            segment = np.clip(np.searchsorted(arc, s, side="right") - 1, 0, len(step) - 1)
+            heading[behind] = np.arctan2(step[segment, 1], step[segment, 0])
+            width[behind] = lane.width_at(0.0)
+            limit[behind] = self.speed_limit[self.slot[branch]]
+        return route, heading, width, on_route, limit
 
     # -- the route --------------------------------------------------------------------------
 
@@ -343,9 +428,9 @@ class HighwayRoadMap:
         """`info["map"]` with a leading batch dimension of 1, for an ego at `position` [m]
         heading `heading` [rad] whose closest lane is `lane_index` (`Vehicle.lane_index`)."""
         position = np.asarray(position, np.float64)
-        lane_index = self.route_lane(position, lane_index)
-        along = self.lanes[self.slot[lane_index]].local_coordinates(position)[0]
-        route, route_heading, route_width, on_route, limit = self.route(lane_index, along)
+        branch = self.route_lane(position, lane_index)
+        route, route_heading, route_width, on_route, limit = (
+            value[0] for value in self.route_from(branch, [lane_index], position[None]))
         first, last, nearest = self.lanes_in_range(position)
         in_range = first <= last
         chosen = keep_nearest_lanes(nearest[None], in_range[None])[0]           # (m,)
@@ -383,9 +468,9 @@ class HighwayRoadMap:
                                 self.route_lanes(position[rows], self.index[slot])]
         for slot in np.unique(route_lane):
             rows = np.flatnonzero(route_lane == slot)
-            along, _ = local_coordinates_many(self.lanes[slot], position[rows])
             (route[rows], route_heading[rows], route_width[rows],
-             on_route[rows], limit[rows]) = self.route_many(self.index[slot], along)
+             on_route[rows], limit[rows]) = self.route_from(
+                 self.index[slot], [lane_index[i] for i in rows], position[rows])
         first, last, nearest = self.lanes_in_range_many(position)
         return self._finish(route, route_heading, route_width, on_route, first, last, nearest,
                             position, heading, limit)

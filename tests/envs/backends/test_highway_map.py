@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from highway_env.road.road import RoadNetwork
+from highway_env.utils import wrap_to_pi
 from reflexdrive.envs.backends.highway import build_road
 from reflexdrive.envs.backends.highway_map import HighwayRoadMap, lane_curve
 from reflexdrive.envs.road_map import (
@@ -158,8 +159,9 @@ def test_just_past_the_node_of_its_exit_the_route_turns_off_not_round_again():
     assert road_map.route_lanes(turning[None], ring) == [exit_lane]
     turned = road_map.observe(turning, lane.heading_at(0.0), ring)
     assert np.isfinite(turned["route"][0]).all()
-    # the route leads out along the exit road (its heading within 0.4 rad of the exit's)
-    np.testing.assert_allclose(turned["route_heading"][0, :5], 0.0, atol=0.4)
+    # the route leads out along the exit road (its heading within 0.4 rad of the exit's
+    # once on it: the first points lie on the approach from the node, see below)
+    np.testing.assert_allclose(turned["route_heading"][0, 3:8], 0.0, atol=0.4)
     # 8 m round the ring past the node the exit is missed: the route stays on the ring
     missed = network.get_lane(ring).position(8.0, 0.0)
     assert road_map.route_lane(missed, ring) == ring
@@ -168,6 +170,49 @@ def test_just_past_the_node_of_its_exit_the_route_turns_off_not_round_again():
     inner = network.get_lane(inner_lane).position(2.0, 0.0)
     assert lane.distance(inner) > 6.5
     assert road_map.route_lane(inner, inner_lane) == inner_lane
+
+
+def test_past_the_node_the_route_runs_on_the_approach_to_the_exit_not_beside_it():
+    """Past the node the exit lane `nx -> nxs` starts 5.6 m away: the route of a caught
+    ego runs from its foot on the approach (a Hermite curve leaving the node along the
+    ring lane, meeting the exit lane along it) into the exit lane, so it is continuous
+    with the route before the node instead of the exit's curve extrapolated backwards,
+    3-4 m beside the ego."""
+    network = build_road(RoadSpec(kind="roundabout"), 0).network
+    ring, exit_lane = ("nx", "ne", 1), ("nx", "nxs", 0)
+    road_map = HighwayRoadMap(network, "nxs")
+    points, arc = road_map.approach(ring, exit_lane)
+    ring_lane, lane = network.get_lane(ring), network.get_lane(exit_lane)
+    np.testing.assert_allclose(points[0], ring_lane.position(0.0, 0.0), atol=1e-9)
+    np.testing.assert_allclose(points[-1], lane.position(0.0, 0.0), atol=1e-9)
+    # leaves the node along the ring, meets the exit along the exit
+    leave, meet = np.diff(points[:2], axis=0)[0], np.diff(points[-2:], axis=0)[0]
+    assert abs(wrap_to_pi(np.arctan2(leave[1], leave[0]) - ring_lane.heading_at(0.0))) < 0.05
+    assert abs(wrap_to_pi(np.arctan2(meet[1], meet[0]) - lane.heading_at(0.0))) < 0.05
+    # an ego on the approach a third of the way: the route starts at the ego, on the curve
+    ego = np.array([np.interp(arc[-1] / 3, arc, points[:, 0]),
+                    np.interp(arc[-1] / 3, arc, points[:, 1])])
+    assert network.get_closest_lane_index(ego, ring_lane.heading_at(0.0)) == ring
+    seen = road_map.observe(ego, ring_lane.heading_at(0.0), ring)
+    np.testing.assert_allclose(seen["route"][0, 0], 0.0, atol=1e-2)
+    many = road_map.observe_many(ego[None], np.array([ring_lane.heading_at(0.0)]), [ring])
+    np.testing.assert_array_equal(many["route"], seen["route"])
+    # world-frame samples: every one within 1 cm of the approach or of the exit lane
+    c, s = np.cos(ring_lane.heading_at(0.0)), np.sin(ring_lane.heading_at(0.0))
+    local = seen["route"][0]
+    world = ego + np.stack([local[:, 0] * c - local[:, 1] * s,
+                            local[:, 0] * s + local[:, 1] * c], axis=-1)
+    world = world[np.isfinite(world).all(1)]
+    near_curve = np.hypot(*(world[:, None] - points[None]).transpose(2, 0, 1)).min(1) < 0.3
+    road_on = network.get_lane(("nxs", "nxr", 0))         # the exit road after the sine
+    on_exit = np.array([min(abs(lane.local_coordinates(p)[1]),
+                            abs(road_on.local_coordinates(p)[1])) < 1e-2 for p in world])
+    assert (near_curve | on_exit).all()
+    assert near_curve[:2].all() and on_exit[-5:].all()
+    # samples 2 m apart along the approach, and about so into the exit (a SineLane's arc
+    # is measured along its axis)
+    step = np.hypot(*np.diff(world[:4], axis=0).T)
+    np.testing.assert_allclose(step, 2.0, atol=0.2)
 
 
 def test_past_the_destination_the_route_goes_on_along_the_road_not_back():
