@@ -331,7 +331,7 @@ class MobilFrenetPlanner:
             bend = np.minimum.reduce([
                 route_planning.curve_acceleration(speed, bend_speed, params.max_accel_mps2,
                                                   params.delta),
-                route_planning.bend_deceleration(route, speed, cfg.max_lateral_accel_mps2),
+                route_planning.bend_deceleration(route, speed, cfg.max_lateral_accel_mps2, window=3),
                 route_planning.deceleration_to_speeds(route, limit, speed)])
             accel = np.where(mapped, np.clip(np.minimum(accel, bend), *ACCELERATION_BOUNDS),
                              accel)
