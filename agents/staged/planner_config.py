@@ -98,6 +98,10 @@ class PlannerConfig:
     curve_decel_mps2: float = real(
         2.0, low=0.0, low_inclusive=False,
         help="deceleration planned to slow down before a bend to its speed [m/s^2]")
+    bend_brake_min_mps2: float = real(
+        1.0, low=0.0,
+        help="braking for a slower bend or speed limit ahead starts once it needs at least "
+             "this deceleration (0: from as far as the route reaches) [m/s^2]")
 
     def __post_init__(self) -> None:
         validate_fields(self)

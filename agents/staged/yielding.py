@@ -226,6 +226,15 @@ CONNECT_M = 2.5
 each lane's own 2 m grid: its last one is up to 2 m before its true end)."""
 
 
+GAP_FEED_M = 9.0
+"""A lane whose last sample lies at most this far from another's first, with the chord
+between them continuing both (`GAP_TURN_RAD`, 45 deg), feeds it across a gap [m]: the
+roundabout's exits start 5.6 m (outer ring lane) and 7.7 m (inner) outside the ring node
+they leave from, and a car on the inner lane heading for one crosses the outer lane."""
+GAP_TURN_RAD = np.pi / 3
+"""How far a lane's end heading may turn onto the chord of a gap it feeds across [rad]."""
+
+
 def _upstream(lanes: np.ndarray, candidate: np.ndarray, conflicts: np.ndarray,
               rank_class: np.ndarray, merging: np.ndarray, route_arcs: tuple,
               lane_arcs: tuple, hops: int
@@ -235,7 +244,8 @@ def _upstream(lanes: np.ndarray, candidate: np.ndarray, conflicts: np.ndarray,
     rest of its lane, the joint and the fed lane's `lane_arcs = (q_c, q_end)`, with the
     fed lane's `rank_class` (`(N, M)` int). Lane `A`
     feeds `B` when `A`'s last sample lies within `CONNECT_M` of `B`'s first and they run
-    within 45 deg of each other there. A lane feeding several (a fan of turn lanes: where
+    within 45 deg of each other there, or across a gap of up to `GAP_FEED_M` whose chord
+    continues both. A lane feeding several (a fan of turn lanes: where
     its vehicles go is not known) takes the highest class, then the nearest conflict."""
     n, m, q, _ = lanes.shape
     ok = np.isfinite(lanes).all(-1)                                          # (N, M, Q)
@@ -249,7 +259,16 @@ def _upstream(lanes: np.ndarray, candidate: np.ndarray, conflicts: np.ndarray,
     end_dir = np.arctan2(*(end - before)[..., ::-1].transpose(2, 0, 1))
     joint = np.linalg.norm(end[:, :, None] - start[:, None, :], axis=-1)    # (N, A, B)
     aligned = np.cos(end_dir[:, :, None] - start_dir[:, None, :]) > np.cos(np.pi / 4)
-    feeds = (joint < CONNECT_M) & aligned & ok.any(-1)[:, :, None] & ok.any(-1)[:, None, :]
+    # across a gap (a roundabout exit starts 5.6-8 m outside the ring lanes it leaves):
+    # the lane turns onto the chord by at most GAP_TURN_RAD and the chord runs along the
+    # fed lane's start
+    chord = start[:, None, :] - end[:, :, None]                               # (N, A, B, 2)
+    chord_dir = np.arctan2(chord[..., 1], chord[..., 0])
+    across = ((joint >= CONNECT_M) & (joint < GAP_FEED_M)
+              & (np.cos(chord_dir - end_dir[:, :, None]) > np.cos(GAP_TURN_RAD))
+              & (np.cos(chord_dir - start_dir[:, None, :]) > np.cos(np.pi / 4)))
+    feeds = (((joint < CONNECT_M) & aligned) | across) & ok.any(-1)[:, :, None] & ok.any(
+        -1)[:, None, :]
     feeds &= ~np.eye(m, dtype=bool)[None]
     length = np.nan_to_num(_lane_arcs(lanes)[rows, cols, last])              # (N, M)
     reached = conflicts.copy()
