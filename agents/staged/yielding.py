@@ -367,6 +367,23 @@ def time_to_travel(distance: np.ndarray, speed: np.ndarray, accel: float, max_sp
     return np.where(distance <= ramp_d, within, ramp_t + (distance - ramp_d) / top)
 
 
+def stop_line_acceleration(speed: np.ndarray, gap: np.ndarray, idm) -> np.ndarray:
+    """`(N,)` the acceleration [m/s^2] towards a stop line `gap` `(N,)` [m] ahead of the
+    ego's front: the IDM's behind a stopped vehicle there (`idm(speed, gap)`), but never
+    braking harder than the constant deceleration `v^2 / (2 gap)` that stops exactly at
+    the line (none once the line is reached or passed: the IDM's).
+
+    The IDM brakes for a stopped leader 16 m ahead at 11 m/s with ~9 m/s^2 (its desired
+    gap grows with the closing speed); a driver yielding at a roundabout entry slows
+    evenly towards the line, so the gap it waits for (a car passing the entry) often
+    opens before it has stopped, and it rolls in behind that car."""
+    speed = np.maximum(np.asarray(speed, np.float64), 0.0)
+    gap = np.asarray(gap, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        even = np.where(gap > 0.0, -speed**2 / (2.0 * np.where(gap > 0.0, gap, 1.0)), -np.inf)
+    return np.maximum(idm(speed, gap), even)
+
+
 def yield_acceleration(route: np.ndarray, road_map, position: np.ndarray,
                        velocity: np.ndarray, length: np.ndarray, heading: np.ndarray | None,
                        valid: np.ndarray, speed: np.ndarray, config: YieldConfig,
@@ -423,5 +440,6 @@ def yield_acceleration(route: np.ndarray, road_map, position: np.ndarray,
     stop_line = np.min(np.where(unsafe, stop, np.inf), axis=(1, 2), initial=np.inf)
     yielding = np.isfinite(stop_line)
     gap = np.where(yielding, stop_line, np.inf)
-    accel = np.where(yielding, idm(speed, gap - 0.5 * config.ego_length_m), np.inf)
+    front_gap = gap - 0.5 * config.ego_length_m
+    accel = np.where(yielding, stop_line_acceleration(speed, front_gap, idm), np.inf)
     return accel, yielding, np.where(yielding, stop_line, np.nan)
