@@ -18,7 +18,11 @@ import torch
 from reflexdrive.envs.backends.batched import numba as numba_impl
 from reflexdrive.envs.backends.batched.lanes import scenario_layout, torch_tables
 from reflexdrive.envs.backends.batched.network_snapshot import ego_lane_terms, network_snapshot
-from reflexdrive.envs.backends.batched.network_state import NetworkState, network_state
+from reflexdrive.envs.backends.batched.network_state import (
+    NetworkState,
+    network_state,
+    start_yielding,
+)
 from reflexdrive.envs.backends.batched.numba.network_traffic import network_substep_cpu
 from reflexdrive.envs.backends.batched.state import Params
 from reflexdrive.envs.backends.highway import network_geometry
@@ -114,8 +118,14 @@ class NetworkBackend:
     def substep(self, first_s, first, second, active: torch.Tensor | None = None) -> None:
         """One substep of the worlds where `active` (all when None): the ego applies
         `first (B, 2)` `[m/s^2, rad]` for `first_s (B,)` [s], then `second`."""
-        self._state = network_substep_cpu(self.params, self.layout.tables, self.state,
+        state = start_yielding(self.layout.tables, self.state)
+        self._state = network_substep_cpu(self.params, self.layout.tables, state,
                                           first_s, first, second, active)
+
+    def network(self, world: int):
+        """The highway-env `RoadNetwork` of world `world` (hazard criticality is measured
+        along its lanes, `envs.lane_paths.RoadLanes`)."""
+        return self.layout.network
 
     def snapshot(self) -> WorldSnapshot:
         """The worlds as `HighwayBackend.snapshot` reports them (`network_snapshot`)."""
