@@ -30,6 +30,7 @@ from reflexdrive.envs.backends.batched.numba.collision import (
     polygons_intersecting,
     rectangle_corners,
 )
+from reflexdrive.envs.backends.batched.numba.connected import neighbours_connected
 from reflexdrive.envs.backends.batched.numba.jit import jit, prange
 from reflexdrive.envs.backends.batched.numba.layout import kernel_params
 from reflexdrive.envs.backends.batched.numba.network import (
@@ -154,7 +155,10 @@ def network_steering(p, t, x, y, heading, speed, length, target_lane):
 def neighbours(p, t, s, b, j, search_lane):
     """`Road.neighbour_vehicles(j, search_lane)` in world `b`: the slots of the valid
     vehicles on `search_lane` (1 m margin) ahead (smallest `s_v >= s_j`, the last slot on a
-    tie) and behind (largest `s_v < s_j`, the first on a tie); -1 where none."""
+    tie) and behind (largest `s_v < s_j`, the first on a tie); -1 where none. A lane with
+    connected lanes (the "curve" road) searches them too (`neighbours_connected`)."""
+    if t.connected[search_lane, 0] >= 0:
+        return neighbours_connected(p, t, s, b, j, search_lane)
     position, valid = s.position, s.valid
     s_own, _ = local_coordinates(t, search_lane, position[b, j, 0], position[b, j, 1])
     half = t.width[search_lane] / 2 + p.neighbour_margin

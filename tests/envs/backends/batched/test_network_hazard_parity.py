@@ -143,3 +143,37 @@ def test_cross_traffic_twin_stops_at_its_stop_line():
             [np.cos(float(state.heading[b, 1])), np.sin(float(state.heading[b, 1]))]) * 2.5
         assert float(state.speed[b, 1]) == pytest.approx(0.0, abs=1e-9)
         assert np.linalg.norm(front - end) < 0.1
+
+
+CURVE_SEEDS = (0, 1, 2, 3)
+
+
+def arc_steering(init) -> float:
+    """The constant steering [rad] that holds the kinematic bicycle on the ego lane's arc:
+    `tan(steer) = 2 tan(beta)`, `sin(beta) = l / (2 R)` (`Vehicle.step`'s slip angle)."""
+    from reflexdrive.envs.curved_scenarios import curve_lane_radius
+
+    radius = curve_lane_radius(init.road, init.vehicles[0].lane[2])
+    beta = np.arcsin(init.vehicles[0].length_m / (2.0 * radius))
+    return float(np.sign(init.road.arc_rad) * np.arctan(2.0 * np.tan(beta)))
+
+
+def test_stopped_vehicle_on_curve_matches_highway_backend():
+    """A stopped vehicle on a curve, 4 seeds (radii and turns drawn: both turns among them)
+    and their twins, each world on its own road, the scenarios' MOBIL traffic, the ego
+    steering along its lane's arc at constant speed for the whole episode (or until it
+    hits the stopped vehicle)."""
+    name = "stopped-vehicle-curve"
+    inits = episodes_and_twins(name, CURVE_SEEDS)
+    assert len({init.road for init in inits}) == len(CURVE_SEEDS)
+    assert {np.sign(init.road.arc_rad) for init in inits} == {-1.0, 1.0}
+    substeps = int(inits[0].duration_s * F)
+    commands = np.zeros((substeps, len(inits), 2))
+    commands[:, :, 1] = [arc_steering(init) for init in inits]
+    result = run_pair(inits, commands)
+    assert_parity(result)
+    n = len(CURVE_SEEDS)
+    assert all(onset is not None for onset, _ in result["onset"][:n])
+    assert all(onset is None for onset, _ in result["onset"][n:])
+    assert sum(crash is not None for crash, _ in result["crash"][:n]) >= 2
+    assert all(crash is None for crash, _ in result["crash"][n:])
