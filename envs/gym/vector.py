@@ -65,7 +65,8 @@ _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.S
               "disabled": AutoresetMode.DISABLED}
 
 
-NETWORK_SCENARIOS = ("merge", "roundabout", "intersection", "intersection-cross-traffic")
+NETWORK_SCENARIOS = ("merge", "roundabout", "intersection", "intersection-cross-traffic",
+                     "stopped-vehicle-curve")
 """Road-network scenarios the batched backend runs (`NetworkBackend`, the numba network
 kernel with MOBIL and the ego's collisions), with observations equal to the highway
 backend's (`tests/envs/gym/test_batched_network_env.py`) and the hazards' onsets,

@@ -18,7 +18,7 @@ CLOSE = ("hazard_onset_s", "reaction_time_s", "brake_onset_s", "onset_gap_m", "o
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scenario", ["intersection-cross-traffic"])
+@pytest.mark.parametrize("scenario", ["intersection-cross-traffic", "stopped-vehicle-curve"])
 @pytest.mark.parametrize("stack", ["reference-driver", "staged"])
 def test_hazard_runs_agree_across_backends(scenario, stack):
     frames = {}
