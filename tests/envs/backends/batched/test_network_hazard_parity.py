@@ -177,3 +177,28 @@ def test_stopped_vehicle_on_curve_matches_highway_backend():
     assert all(onset is None for onset, _ in result["onset"][n:])
     assert sum(crash is not None for crash, _ in result["crash"][:n]) >= 2
     assert all(crash is None for crash, _ in result["crash"][n:])
+
+
+def test_torch_substep_refuses_what_only_the_kernel_models():
+    """The torch reference substep has no yielding vehicles and no connected-lane search:
+    it says so instead of stepping them differently."""
+    from reflexdrive.envs.backends.batched.lanes import road_layout, scenario_layout, torch_tables
+    from reflexdrive.envs.backends.batched.network_state import network_state
+    from reflexdrive.envs.backends.batched.state import Params
+    from reflexdrive.envs.backends.batched.torch.network_traffic import network_step
+
+    from reflexdrive.common.validation import ConfigError
+
+    params = Params.from_highway_env(F)
+    zero = torch.zeros((1, 2), dtype=torch.float64)
+    twin = without_hazard(generate("intersection-cross-traffic",
+                                   make_config("intersection-cross-traffic"), 0, F))
+    layout = scenario_layout("intersection")
+    with pytest.raises(ConfigError, match="yield_substep"):
+        network_step(params, torch_tables(layout.tables),
+                     network_state([twin], layout, "intersection"), zero)
+    curve = generate("stopped-vehicle-curve", make_config("stopped-vehicle-curve"), 0, F)
+    layout = road_layout(curve.road)
+    with pytest.raises(ConfigError, match="connected"):
+        network_step(params, torch_tables(layout.tables),
+                     network_state([curve], layout, "curve"), zero)
