@@ -1,5 +1,6 @@
 """Hazards where the road curves or paths cross: a stopped vehicle on a curve, and cross
-traffic that does not yield at the intersection (highway backend).
+traffic that does not yield at the intersection (both backends: the batched one runs
+them on `NetworkBackend`, each world on its own curve, docs/backends.md).
 
 Both are seeded generators like those of `envs.scenarios` (registered there, in
 `SCENARIOS`): a seed in, a `ScenarioInit` out, every draw from the scenario's

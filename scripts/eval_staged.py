@@ -34,7 +34,9 @@
   staged stack collides and the reference driver does not, and the goals that apply:
   the straight hazards' (no collision), issue 17's (no off-road), and R157's rule (no
   collision where the reference driver avoids one). The route's exit does not apply: a
-  hazard episode is shorter than the route.
+  hazard episode is shorter than the route. Like every scenario here they run on
+  `backend="auto"`: the batched backend (`NetworkBackend`), which gives the same episodes
+  as the highway backend (docs/backends.md).
 
 Progress goes to stderr. Usage:
 

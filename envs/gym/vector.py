@@ -43,6 +43,7 @@ from reflexdrive.envs.config import ACCELERATION_BOUNDS, STEERING_BOUNDS, ClockC
 from reflexdrive.envs.gym.reward import RewardConfig, decision_reward, mean_progress
 from reflexdrive.envs.gym.single import action_space, coerce_config, observation_space
 from reflexdrive.envs.gym.termination import episode_over, termination
+from reflexdrive.envs.lane_paths import RoadLanes
 from reflexdrive.envs.latency import parse_latency
 from reflexdrive.envs.latency.lookahead import BatchedLatencyLookahead
 from reflexdrive.envs.outcomes import substep_outcomes
@@ -64,10 +65,12 @@ _AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.S
               "disabled": AutoresetMode.DISABLED}
 
 
-NETWORK_SCENARIOS = ("merge", "roundabout", "intersection")
+NETWORK_SCENARIOS = ("merge", "roundabout", "intersection", "intersection-cross-traffic",
+                     "stopped-vehicle-curve")
 """Road-network scenarios the batched backend runs (`NetworkBackend`, the numba network
 kernel with MOBIL and the ego's collisions), with observations equal to the highway
-backend's (`tests/envs/gym/test_batched_network_env.py`)."""
+backend's (`tests/envs/gym/test_batched_network_env.py`) and the hazards' onsets,
+criticality and collisions too (`tests/envs/gym/test_batched_network_hazards.py`)."""
 
 
 def batched_scenarios() -> tuple[str, ...]:
@@ -333,8 +336,13 @@ class BatchedDrivingEnv(gym.vector.VectorEnv):
         self.clock.reset(torch.as_tensor(mask, device=self.device))
         ego = self.backend.state.position[:, EGO].cpu().numpy()
         self._last_position[mask] = ego[mask]
+        lanes = None
+        if isinstance(self.backend, NetworkBackend):     # criticality along the lanes
+            lanes = [None if init is None else RoadLanes.of(self.backend.network(i), init)
+                     for i, init in enumerate(inits)]
         self.hazards.reset([init.hazard if init is not None else None for init in inits],
-                           [init.duration_s if init is not None else None for init in inits])
+                           [init.duration_s if init is not None else None for init in inits],
+                           lanes)
         self.hazards.update(self.backend.state, self.backend.snapshot)
         self._done[mask] = False
         self._needs_reset[mask] = False

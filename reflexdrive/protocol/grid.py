@@ -100,8 +100,8 @@ class GridPoint:
 
     @property
     def needs_highway(self) -> bool:
-        """Whether the point runs on the highway backend only: its road is not straight
-        (the batched backend has no curved road yet)."""
+        """Whether the point runs on the highway backend: its road is not straight (the
+        protocol harness does not use the batched backend's per-world curves yet)."""
         return self.init.road.kind != "straight"
 
 

@@ -19,9 +19,10 @@ Values from asam-oss/OSC-ALKS-scenarios, `LogicalScenarios/*_Variation.xosc` and
   arcs of curvature 1/250 and 1/1000 per m): the curved points (`STATIONARY_CURVES`,
   `stationary-curve`) put the same target on an arc of that radius (the ego lane's
   centreline; `envs.curved_scenarios`' road: the VUT starts where the arc begins), placed
-  the same distance ahead along the lane. They run on the highway backend (the batched one
-  has no curve yet, `GridPoint.needs_highway`), and the rig lets the stack steer from the
-  start (`GridPoint.steer_from_start`): a held steering of 0 would leave the arc.
+  the same distance ahead along the lane. They run on the highway backend
+  (`GridPoint.needs_highway`: the protocol harness does not use the batched backend's
+  per-world curves yet), and the rig lets the stack steer from the start
+  (`GridPoint.steer_from_start`): a held steering of 0 would leave the arc.
 
 Judged by the regulation's rule (`r157_score`): a collision counts against the system only
 where the reference driver (the `reference-driver` stack) avoids one.

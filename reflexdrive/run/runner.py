@@ -89,8 +89,8 @@ class RunConfig:
             Each of the four stages may also be `package.module:factory`, whose product
             replaces that stage (`agents.registry.build_staged`).
         backend: "highway" (highway-env, worker processes), "batched" (all envs in one
-            torch batch; straight-road scenarios only) or "auto" (batched where the
-            scenario has it).
+            torch batch: `envs.gym.vector.batched_scenarios()`, every scenario) or "auto"
+            (batched where the scenario has it).
         device: torch device of the batched backend and of the stack's networks ("cpu",
             "cuda", "auto").
         checkpoint: policy checkpoint of an end-to-end stack (None: the shipped one);

@@ -102,8 +102,9 @@ MAX_ROUND = 9
 
 SCENARIOS = ("highway", "lead-brake", "cut-in", "stopped-vehicle", "merge", "roundabout",
              "intersection")
-"""The scenarios the expert drives on the batched backend (`envs.gym.vector.
-batched_scenarios()`: the straight roads and the three road networks)."""
+"""The scenarios the expert drives on the batched backend (of `envs.gym.vector.
+batched_scenarios()`: the straight roads and the three road networks, not the hazards on
+road networks)."""
 
 PROTOCOL_RANGES: dict[str, tuple[str, dict[str, Any]]] = {
     "lead-brake-protocol": ("lead-brake", {

@@ -158,7 +158,9 @@ def test_a_route_reading_learner_drives_a_dagger_shard_of_a_protocol_range_entry
 
 
 def test_the_mix_is_every_batched_scenario_and_the_protocol_ranges():
-    assert set(SCENARIOS) == set(batched_scenarios())
+    # every batched scenario but the hazards on road networks (not in the expert's mix)
+    assert set(SCENARIOS) == set(batched_scenarios()) - {"intersection-cross-traffic",
+                                                         "stopped-vehicle-curve"}
     assert MIX_ENTRIES[:4] == ("highway", "lead-brake", "cut-in", "stopped-vehicle")
     assert MIX_ENTRIES == SCENARIOS + tuple(PROTOCOL_RANGES)
     for name in SCENARIOS:

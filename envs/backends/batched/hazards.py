@@ -2,19 +2,24 @@
 
 Lead-brake and cut-in hazards start at their planned substep; a stopped vehicle's onset is
 the first substep boundary at which it reaches the sensors (`envs.hazards.sensor_reach`
-within the trigger range). At each world's onset boundary the tracker records how critical
-the hazard is (`envs.criticality`), from a `WorldSnapshot` of that boundary or, on the
-numba kernel's whole-tick path, from the poses the kernel recorded there.
+within the trigger range), a crossing vehicle's ("cross_traffic") the first such boundary
+at or after its `commit_substep`. At each world's onset boundary the tracker records how
+critical the hazard is (`envs.criticality`), from a `WorldSnapshot` of that boundary or, on
+the numba kernel's whole-tick path, from the poses the kernel recorded there; a world given
+its highway-env road (`RoadLanes`, the road networks) is measured along its lanes as the
+highway backend measures it (`envs.hazards.lane_criticality`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from reflexdrive.envs.backends.batched.state import (
+    CROSS_TRAFFIC,
     HAZARD_CODES,
     NO_HAZARD,
     STOPPED_VEHICLE,
@@ -27,7 +32,8 @@ from reflexdrive.envs.criticality import (
     snapshot_criticality,
     unknown_criticality,
 )
-from reflexdrive.envs.hazards import TRIGGER_SLACK_M, sensor_reach
+from reflexdrive.envs.hazards import TRIGGER_SLACK_M, lane_criticality, sensor_reach
+from reflexdrive.envs.lane_paths import RoadLanes
 from reflexdrive.envs.scenarios import HAZARD_KINDS, HazardPlan
 from reflexdrive.envs.types import CRITICALITY_KEYS, HazardState, WorldSnapshot
 
@@ -44,6 +50,8 @@ class HazardOnsets:
         trigger_range: `(B,)` stopped-vehicle trigger range [m].
         onset_substep: `(B,)` int64 onset substep, -1 while unknown (or no hazard).
         active: `(B,)` bool, a hazard exists and `substep >= onset_substep`.
+        commit_substep: `(B,)` int64 first boundary a cross-traffic onset may fall on (0
+            for the others); None: 0 everywhere.
     """
 
     kind: torch.Tensor
@@ -51,15 +59,18 @@ class HazardOnsets:
     trigger_range: torch.Tensor
     onset_substep: torch.Tensor
     active: torch.Tensor
+    commit_substep: torch.Tensor | None = None
 
 
 def update_onsets(onsets: HazardOnsets, state: BatchedState) -> HazardOnsets:
-    """`HazardTracker.update` for every world: find stopped-vehicle onsets, flag active ones.
+    """`HazardTracker.update` for every world: find stopped-vehicle and cross-traffic onsets
+    (the latter from `commit_substep` on), flag active ones.
 
     Args:
         onsets: the bookkeeping so far.
         state: the worlds after `state.substep` `(B,)` substeps (`position`, `heading`,
-            `length`, `width`, `valid`; slot 0 is the ego).
+            `length`, `width`, `valid`; slot 0 is the ego): a `BatchedState` or a
+            `NetworkState`.
 
     Returns:
         the bookkeeping after this boundary.
@@ -75,12 +86,16 @@ def update_onsets(onsets: HazardOnsets, state: BatchedState) -> HazardOnsets:
     reach = sensor_reach(offset[:, 0], offset[:, 1], state.heading[:, 0], hazard(state.heading),
                          hazard(state.length), hazard(state.width))
     present = (onsets.vehicle >= 0) & (onsets.vehicle < slots) & hazard(state.valid)
-    found = ((onsets.kind == STOPPED_VEHICLE) & (onsets.onset_substep < 0) & present
-             & (reach <= onsets.trigger_range + TRIGGER_SLACK_M))
     substep = state.substep
+    triggered = onsets.kind == STOPPED_VEHICLE
+    if onsets.commit_substep is not None:
+        triggered = triggered | ((onsets.kind == CROSS_TRAFFIC)
+                                 & (substep >= onsets.commit_substep))
+    found = (triggered & (onsets.onset_substep < 0) & present
+             & (reach <= onsets.trigger_range + TRIGGER_SLACK_M))
     onset = torch.where(found, substep, onsets.onset_substep)
     active = (onsets.kind != NO_HAZARD) & (onset >= 0) & (substep >= onset)
-    return HazardOnsets(onsets.kind, onsets.vehicle, onsets.trigger_range, onset, active)
+    return dataclasses.replace(onsets, onset_substep=onset, active=active)
 
 
 class BatchedHazardTracker:
@@ -99,19 +114,24 @@ class BatchedHazardTracker:
         zeros = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
         self.onsets = HazardOnsets(zeros, zeros - 1, torch.zeros(self.num_envs, dtype=torch.float64,
                                                                  device=self.device),
-                                   zeros - 1, torch.zeros_like(zeros, dtype=torch.bool))
+                                   zeros - 1, torch.zeros_like(zeros, dtype=torch.bool),
+                                   zeros.clone())
         self.criticality: OnsetCriticality = unknown_criticality(self.num_envs)
         """Each world's hazard at its onset (False and NaN until the onset is reached)."""
         self._measured = np.zeros(self.num_envs, dtype=bool)
         self._decel = np.zeros(self.num_envs)
         self._target_speed = np.zeros(self.num_envs)
         self._duration_s = np.full(self.num_envs, np.inf)
+        self._lanes: list[RoadLanes | None] = [None] * self.num_envs
 
     def reset(self, plans: Sequence[HazardPlan | None],
-              duration_s: Sequence[float | None] | None = None) -> None:
+              duration_s: Sequence[float | None] | None = None,
+              lanes: Sequence[RoadLanes | None] | None = None) -> None:
         """Start tracking the plans of the worlds whose entry is not None (others untouched);
         `duration_s` are their episodes' lengths [s] (the criticality rule's episode end;
-        None: no end)."""
+        None: no end); `lanes` their highway-env roads and routes where criticality is
+        measured along the lanes (`envs.hazards.lane_criticality`, as the highway backend's
+        `HazardTracker`; None: along the ego's lane heading, the straight road's rule)."""
         if len(plans) != self.num_envs:
             raise ValueError(f"got {len(plans)} hazard plans for {self.num_envs} envs")
         rows = [i for i, plan in enumerate(plans) if plan is not None]
@@ -135,6 +155,8 @@ class BatchedHazardTracker:
                               [-1 if p.onset_substep is None else p.onset_substep
                                for p in chosen], torch.int64),
             active=put(o.active, [False] * len(chosen), torch.bool),
+            commit_substep=put(o.commit_substep, [p.commit_substep or 0 for p in chosen],
+                               torch.int64),
         )
         unknown = unknown_criticality(len(rows))
         for name in CRITICALITY_KEYS + ("contact_time_s",):
@@ -144,6 +166,8 @@ class BatchedHazardTracker:
         self._target_speed[rows] = [p.target_speed_mps for p in chosen]
         self._duration_s[rows] = [np.inf if duration_s is None or duration_s[i] is None
                                   else float(duration_s[i]) for i in rows]
+        for i in rows:
+            self._lanes[i] = None if lanes is None else lanes[i]
 
     def update(self, state: BatchedState,
                snapshot: Callable[[], WorldSnapshot] | WorldSnapshot | None = None
@@ -173,7 +197,7 @@ class BatchedHazardTracker:
         o = self.onsets
         onset = onset_substep.to(self.device, torch.int64)
         active = (o.kind != NO_HAZARD) & (onset >= 0) & (substep.to(self.device) >= onset)
-        self.onsets = HazardOnsets(o.kind, o.vehicle, o.trigger_range, onset, active)
+        self.onsets = dataclasses.replace(o, onset_substep=onset, active=active)
         if onset_poses is not None:
             rows = np.flatnonzero(~self._measured & (o.kind.cpu().numpy() != NO_HAZARD)
                                   & ~np.isnan(onset_poses[:, 0]))
@@ -192,11 +216,32 @@ class BatchedHazardTracker:
         return np.flatnonzero(now & ~self._measured)
 
     def _measure(self, rows: np.ndarray, snapshot: WorldSnapshot) -> None:
+        along = np.array([self._lanes[i] is not None for i in rows], dtype=bool)
+        for i in rows[along]:
+            self._measure_along_lanes(int(i), snapshot)
+        rows = rows[~along]
+        if not rows.size:
+            return
         o = self.onsets
         self._store(rows, snapshot_criticality(
             snapshot, o.kind.cpu().numpy()[rows], o.vehicle.cpu().numpy()[rows],
             self._decel[rows], self._target_speed[rows],
             self._time_left(rows, o.onset_substep.cpu().numpy()[rows]), rows=rows))
+
+    def _measure_along_lanes(self, i: int, snapshot: WorldSnapshot) -> None:
+        """World `i`'s criticality along its lanes (`lane_criticality` of its row of
+        `snapshot`, what `envs.hazards.HazardTracker` measures on the highway backend)."""
+        o = self.onsets
+        row = WorldSnapshot(**{f.name: getattr(snapshot, f.name)[i:i + 1]
+                               for f in dataclasses.fields(WorldSnapshot)})
+        j = int(o.vehicle[i])
+        if not (0 <= j < row.shape[1] and row.valid[0, j]):
+            return
+        plan = HazardPlan(HAZARD_KINDS[int(o.kind[i])], vehicle=j,
+                          decel_mps2=float(self._decel[i]),
+                          target_speed_mps=float(self._target_speed[i]))
+        time_left = self._time_left(np.array([i]), np.array([int(o.onset_substep[i])]))[0]
+        self._store(np.array([i]), lane_criticality(row, plan, self._lanes[i], time_left))
 
     def _time_left(self, rows: np.ndarray, onset: np.ndarray) -> np.ndarray:
         return self._duration_s[rows] - onset / self.simulation_frequency

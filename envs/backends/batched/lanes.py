@@ -18,6 +18,17 @@ Lane kinds (`LANE_KINDS`) and which columns each uses:
 
 Unused columns are 0. The same NamedTuple holds numpy arrays (for numba kernels) or torch
 tensors (`torch_tables`).
+
+Connected lanes. A `Road` built with `neighbour_vehicles_connected_lanes` (the "curve"
+road) searches a vehicle's neighbours on the lanes before and after the searched one too;
+`connected` lists them per lane in highway-env's order (`Road.neighbour_vehicles`), with
+the offsets that put their coordinates in the searched lane's frame; a network without
+the flag has `connected` all -1.
+
+Fixed networks (`NETWORK_KINDS`: merge, roundabout, intersection) have one layout for every
+seed (`scenario_layout`); a "curve" road's radius and turn are drawn per seed, so each
+world has its own layout (`road_layout`), and `stack_tables` puts the worlds' tables
+(all of one shape: the same lanes and roads, other geometry) side by side for the kernel.
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ STRAIGHT, SINE, CIRCULAR = range(len(LANE_KINDS))
 
 NETWORK_KINDS = ("merge", "roundabout", "intersection")
 """The scenarios' road kinds built from highway-env's own env road builders."""
+WORLD_KINDS = ("curve",)
+"""Road kinds whose geometry is drawn per seed: one layout per world (`road_layout`)."""
 
 
 class LaneTables(NamedTuple):
@@ -60,6 +73,10 @@ class LaneTables(NamedTuple):
         road_first_lane: int64 lane row of its lane 0; road_lane_count: int64 its lanes.
         next_roads: `(R, K)` int64 road rows leaving `road_to` in `graph[to]` order, -1
             padded (`RoadNetwork.next_lane`'s candidates).
+    Connected lanes, `(L, C)` (module docstring):
+        connected: int64 lane rows searched after the lane itself, -1 padded.
+        connected_offset: [m] added to a coordinate on that lane to put it in the lane's
+            frame (the lane's length after it, minus the earlier lane's length before it).
     """
 
     kind: np.ndarray
@@ -86,6 +103,8 @@ class LaneTables(NamedTuple):
     road_first_lane: np.ndarray
     road_lane_count: np.ndarray
     next_roads: np.ndarray
+    connected: np.ndarray
+    connected_offset: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -155,8 +174,32 @@ def _lane_row(lane: AbstractLane) -> dict:
     return row
 
 
-def network_layout(network: RoadNetwork, obstacles=()) -> LaneLayout:
-    """Read `network` into a `LaneLayout` (`obstacles`: positions of static road objects)."""
+def _connected_lanes(network: RoadNetwork, lane_names: list) -> list:
+    """Per lane, `(lane index, offset [m])` of the connected lanes `Road.neighbour_vehicles`
+    searches with `neighbour_vehicles_connected_lanes`, in its order: lane `id` (else 0)
+    of each road leaving the lane's end (offset: the lane's length), then of each road
+    ending at its start (offset: minus that lane's length)."""
+    out = []
+    for origin, destination, lane_id in lane_names:
+        length = network.graph[origin][destination][lane_id].length
+        found = []
+        for after, lanes in network.graph.get(destination, {}).items():
+            if lanes:
+                found.append(((destination, after, lane_id if lane_id < len(lanes) else 0),
+                              length))
+        for before, to_dict in network.graph.items():
+            if origin in to_dict and to_dict[origin]:
+                lanes = to_dict[origin]
+                k = lane_id if lane_id < len(lanes) else 0
+                found.append(((before, origin, k), -lanes[k].length))
+        out.append(found)
+    return out
+
+
+def network_layout(network: RoadNetwork, obstacles=(), connected_lanes: bool = False
+                   ) -> LaneLayout:
+    """Read `network` into a `LaneLayout` (`obstacles`: positions of static road objects;
+    `connected_lanes`: the road searches neighbours on connected lanes too)."""
     lane_names, road_names, rows, node_names = [], [], [], []
     road_first, road_count = [], []
     for origin, to_dict in network.graph.items():
@@ -184,6 +227,16 @@ def network_layout(network: RoadNetwork, obstacles=()) -> LaneLayout:
     for lane, s in enumerate(successor_lists):
         successors[lane, :len(s)] = s
 
+    connected_lists = (_connected_lanes(network, lane_names) if connected_lanes
+                       else [[] for _ in lane_names])
+    width = max([1] + [len(c) for c in connected_lists])
+    connected = np.full((len(rows), width), -1, dtype=np.int64)
+    connected_offset = np.zeros((len(rows), width))
+    for lane, found in enumerate(connected_lists):
+        for k, (name, offset) in enumerate(found):
+            connected[lane, k] = lane_names.index(name)
+            connected_offset[lane, k] = offset
+
     def column(name, dtype):
         return np.asarray([row[name] for row in rows], dtype=dtype)
 
@@ -199,7 +252,7 @@ def network_layout(network: RoadNetwork, obstacles=()) -> LaneLayout:
         road_to=np.asarray([node_names.index(b) for _, b in road_names], dtype=np.int64),
         road_first_lane=np.asarray(road_first, dtype=np.int64),
         road_lane_count=np.asarray(road_count, dtype=np.int64),
-        next_roads=next_roads)
+        next_roads=next_roads, connected=connected, connected_offset=connected_offset)
     for array in tables:
         array.flags.writeable = False
     return LaneLayout(tables=tables, lane_names=tuple(lane_names), road_names=tuple(road_names),
@@ -221,6 +274,60 @@ def scenario_layout(kind: str) -> LaneLayout:
         raise ConfigError("road.kind", kind, "allowed values are " + ", ".join(NETWORK_KINDS))
     road = build_road(RoadSpec(kind=kind), seed=0)
     return network_layout(road.network, [o.position for o in road.objects])
+
+
+@functools.lru_cache(maxsize=1024)
+def road_layout(road) -> LaneLayout:
+    """The `LaneLayout` of the road the highway backend builds for `road` (a `RoadSpec` of
+    a kind in `WORLD_KINDS`, drawn per seed; cached per spec: the twins of an episode and
+    a rerun share it)."""
+    from reflexdrive.envs.backends.highway import build_road
+
+    if road.kind not in WORLD_KINDS:
+        from reflexdrive.common.validation import ConfigError
+
+        raise ConfigError("road.kind", road.kind, "allowed values are " + ", ".join(WORLD_KINDS))
+    built = build_road(road, seed=0)
+    return network_layout(built.network, [o.position for o in built.objects],
+                          connected_lanes=built.neighbour_vehicles_connected_lanes)
+
+
+def stack_tables(layouts) -> LaneTables:
+    """The numpy tables of `B` layouts side by side: every array `(B, ...)` (world first).
+    All must have the same lanes and roads (`lane_names`); ValueError otherwise."""
+    first = layouts[0]
+    for layout in layouts[1:]:
+        if layout.lane_names != first.lane_names or any(
+                a.shape != b.shape for a, b in zip(layout.tables, first.tables)):
+            raise ValueError("stacked worlds need the same lanes and roads: "
+                             f"{first.lane_names} and {layout.lane_names}")
+    return LaneTables(*(np.stack(arrays) for arrays in zip(*(layout.tables
+                                                             for layout in layouts))))
+
+
+def flat_tables(stacked: LaneTables) -> LaneTables:
+    """`B` worlds' stacked tables (`stack_tables`) as one table of `B L` lanes and `B R`
+    roads: world `b`'s lane `i` is row `b L + i`, its road `r` row `b R + r` (the row
+    columns offset to match). For what indexes lanes row by row (the snapshot), not for
+    what searches every lane (`closest_lane`: it would cross worlds)."""
+    batch, lanes = stacked.kind.shape
+    roads = stacked.road_from.shape[1]
+    lane_base = (np.arange(batch) * lanes).reshape(-1, 1, 1)
+    road_base = (np.arange(batch) * roads).reshape(-1, 1, 1)
+
+    def shift(array, base):
+        shifted = np.where(array >= 0, array + base.reshape(
+            (batch,) + (1,) * (array.ndim - 1)), array)
+        return shifted
+
+    columns = stacked._asdict()
+    columns.update(road=shift(stacked.road, road_base), successors=shift(stacked.successors,
+                                                                         lane_base),
+                   road_first_lane=shift(stacked.road_first_lane, lane_base),
+                   next_roads=shift(stacked.next_roads, road_base),
+                   connected=shift(stacked.connected, lane_base))
+    return LaneTables(*(np.ascontiguousarray(columns[name]).reshape(
+        (-1,) + columns[name].shape[2:]) for name in LaneTables._fields))
 
 
 def torch_tables(tables: LaneTables, device=None, dtype=None) -> LaneTables:

@@ -18,7 +18,15 @@ which in highway-env 1.12 draws no random number, so every route decision is rep
 MOBIL lane changes (`lane_changes`, `timer`) run in the numba kernel only
 (`numba.network_traffic`); the torch substep refuses them where they could act (a network
 with multi-lane roads; on the intersection, every road one lane, `change_lane_policy`
-never changes a target, see `mobil_free`). Not modelled yet: hazards.
+never changes a target, see `mobil_free`).
+
+Hazards: a stopped vehicle ("stopped_vehicle") is a "static" vehicle (it never moves; its
+hazard-removed twin leaves the slot empty); a crossing vehicle ("cross_traffic") is an IDM
+vehicle at its constant speed, and its twin yields (`VehicleInit.yield_substep`: from that
+substep on it brakes at the constant rate that stops its front at the end of its starting
+lane, highway-env's `YieldingVehicle` in `envs.backends.highway`): `yield_substep`,
+`yield_lane` say when and where, `brake_decel` is the rate once known (set by
+`start_yielding` at the boundary, applied by the numba kernel's `network_act`).
 Collisions (`crashed`, `impact`) are set by the numba kernel's collision phase
 (`numba.network_traffic.network_collisions`); the torch substep carries and honours them
 but does not detect them.
@@ -74,6 +82,11 @@ class NetworkState:
         route_next: int64 index of the route's head in `route_road`.
         exit_road: `(B,)` int64 road row of the ego's route exit (`envs.backends.route_exit`:
             the road ending at its destination), -1 where its route has none.
+        yield_substep: int64 substep from which an IDM vehicle yields, -1: never.
+        yield_lane: int64 lane row whose end is its stop line (its starting lane), -1: none.
+        brake_decel: constant deceleration it brakes at to a standstill [m/s^2] (-1: not
+            braking): `v^2 / (2 d)` at its `yield_substep`, `d` its front's distance to
+            the stop line (`start_yielding`).
         substep: `(B,)` int64 substeps since reset.
     """
 
@@ -99,6 +112,9 @@ class NetworkState:
     route_lane: torch.Tensor
     route_next: torch.Tensor
     exit_road: torch.Tensor
+    yield_substep: torch.Tensor
+    yield_lane: torch.Tensor
+    brake_decel: torch.Tensor
     substep: torch.Tensor
 
     def replace(self, **changes) -> "NetworkState":
@@ -134,13 +150,21 @@ def mobil_free(tables) -> bool:
     return bool((tables.road_lane_count == 1).all())
 
 
+NETWORK_HAZARDS = ("none", "stopped_vehicle", "cross_traffic")
+"""Hazard kinds the network state models (module docstring)."""
+
+
 def _check(init: ScenarioInit, layout_kind: str) -> None:
     """ConfigError where `init` needs what the network backend does not model yet."""
     if init.road.kind != layout_kind:
         raise ConfigError("road.kind", init.road.kind, f"every world must be {layout_kind!r}")
-    if init.hazard.kind != "none":
+    if init.hazard.kind not in NETWORK_HAZARDS:
         raise ConfigError("hazard.kind", init.hazard.kind,
-                          "road networks support only 'none' so far")
+                          "road networks support " + ", ".join(NETWORK_HAZARDS))
+    for vehicle in init.vehicles:
+        if vehicle.yield_substep is not None and vehicle.behavior != "idm":
+            raise ConfigError("vehicle.yield_substep", vehicle.yield_substep,
+                              "only an 'idm' vehicle yields")
 
 
 def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind: str,
@@ -170,6 +194,8 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
                ("speed", "length", "width", "diagonal", "target_speed")}
     valid = np.zeros((batch, slots), dtype=bool)
     lane_changes = np.zeros((batch, slots), dtype=bool)
+    yield_substep = np.full((batch, slots), -1, dtype=np.int64)
+    yield_lane = np.full((batch, slots), -1, dtype=np.int64)
     kind = np.full((batch, slots), STATIC_KIND, dtype=np.int64)
     for b, init in enumerate(inits):
         for j, vehicle in enumerate(init.vehicles):
@@ -186,6 +212,9 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
             if vehicle.behavior == "idm":
                 columns["target_speed"][b, j] = vehicle.target_speed_mps or vehicle.speed_mps
                 lane_changes[b, j] = vehicle.lane_changes
+                if vehicle.yield_substep is not None:
+                    yield_substep[b, j] = vehicle.yield_substep
+                    yield_lane[b, j] = lane[b, j]
     lane_t = torch.as_tensor(lane, device=device)
     s_t = torch.as_tensor(s, device=device, dtype=dtype)
     position = lane_position(tables, lane_t, s_t, torch.zeros_like(s_t))
@@ -232,9 +261,33 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
         route_road=tensor(route_road), route_lane=tensor(route_lane),
         route_next=torch.zeros((batch, slots), device=device, dtype=torch.int64),
         exit_road=tensor(_exit_roads(inits, layout)),
+        yield_substep=tensor(yield_substep), yield_lane=tensor(yield_lane),
+        brake_decel=torch.full((batch, slots), -1.0, device=device, dtype=dtype),
         substep=torch.zeros((batch,), device=device, dtype=torch.int64))
     state.validate()
     return state
+
+
+def start_yielding(tables, state: NetworkState) -> NetworkState:
+    """The state with `brake_decel` set for every yielding vehicle whose `yield_substep` has
+    come (`substep >= yield_substep`) and that is not braking yet: `YieldingVehicle.act`'s
+    `v^2 / (2 max(d, 1e-3))`, `d = length - s - l / 2` of its centre's coordinate `s` on
+    `yield_lane` [m] (`tables`: numpy `LaneTables`). The state itself when none starts."""
+    due = ((state.yield_substep >= 0) & (state.brake_decel < 0) & state.valid
+           & (state.substep[:, None] >= state.yield_substep))
+    if not bool(due.any()):
+        return state
+    from reflexdrive.envs.backends.batched.numba.network import local_coordinates_many
+
+    rows, slots = torch.nonzero(due, as_tuple=True)
+    lanes = state.yield_lane[rows, slots].numpy()
+    s, _ = local_coordinates_many(tables, lanes, state.position[rows, slots].numpy())
+    left = tables.length[lanes] - s - state.length[rows, slots].numpy() / 2
+    speed = state.speed[rows, slots].numpy()
+    decel = state.brake_decel.clone()
+    decel[rows, slots] = torch.as_tensor(speed * speed / (2.0 * np.maximum(left, 1e-3)),
+                                         dtype=decel.dtype)
+    return state.replace(brake_decel=decel)
 
 
 def _exit_roads(inits: Sequence[ScenarioInit], layout: LaneLayout) -> np.ndarray:

@@ -33,6 +33,7 @@ NO_HAZARD = HAZARD_CODES["none"]
 LEAD_BRAKE = HAZARD_CODES["lead_brake"]
 CUT_IN = HAZARD_CODES["cut_in"]
 STOPPED_VEHICLE = HAZARD_CODES["stopped_vehicle"]
+CROSS_TRAFFIC = HAZARD_CODES["cross_traffic"]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ def test_make_vec_builds_the_batched_env():
     assert envs.observation_space.contains(obs) and reward.shape == (3,)
     assert info["tick"].tolist() == [1, 1, 1] and info["observing"].all()
     assert set(batched_scenarios()) == {"highway", "lead-brake", "cut-in", "stopped-vehicle",
-                                        "merge", "roundabout", "intersection"}
+                                        "merge", "roundabout", "intersection",
+                                        "intersection-cross-traffic", "stopped-vehicle-curve"}
 
 
 def test_bad_arguments():

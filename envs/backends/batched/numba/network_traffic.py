@@ -30,6 +30,7 @@ from reflexdrive.envs.backends.batched.numba.collision import (
     polygons_intersecting,
     rectangle_corners,
 )
+from reflexdrive.envs.backends.batched.numba.connected import neighbours_connected
 from reflexdrive.envs.backends.batched.numba.jit import jit, prange
 from reflexdrive.envs.backends.batched.numba.layout import kernel_params
 from reflexdrive.envs.backends.batched.numba.network import (
@@ -76,6 +77,7 @@ class NetworkArrays(NamedTuple):
     route_road: np.ndarray
     route_lane: np.ndarray
     route_next: np.ndarray
+    brake_decel: np.ndarray
 
 
 @jit()
@@ -153,7 +155,10 @@ def network_steering(p, t, x, y, heading, speed, length, target_lane):
 def neighbours(p, t, s, b, j, search_lane):
     """`Road.neighbour_vehicles(j, search_lane)` in world `b`: the slots of the valid
     vehicles on `search_lane` (1 m margin) ahead (smallest `s_v >= s_j`, the last slot on a
-    tie) and behind (largest `s_v < s_j`, the first on a tie); -1 where none."""
+    tie) and behind (largest `s_v < s_j`, the first on a tie); -1 where none. A lane with
+    connected lanes (the "curve" road) searches them too (`neighbours_connected`)."""
+    if t.connected[search_lane, 0] >= 0:
+        return neighbours_connected(p, t, s, b, j, search_lane)
     position, valid = s.position, s.valid
     s_own, _ = local_coordinates(t, search_lane, position[b, j, 0], position[b, j, 1])
     half = t.width[search_lane] / 2 + p.neighbour_margin
@@ -301,18 +306,33 @@ def change_lane_policy(p, t, s_in, s_out, b, j, target, route_next, timer):
 
 
 @jit()
+def braking_action(p, t, s_in, b, j, target):
+    """`BrakingLeadVehicle.act` of a vehicle braking at `brake_decel` (a yielding crossing
+    vehicle, `network_state.start_yielding`): steering to its target lane [rad] and
+    `-min(decel, max(v, 0) / dt)` [m/s^2] (never below standstill); no route, MOBIL or
+    IDM decision."""
+    steering = network_steering(p, t, s_in.position[b, j, 0], s_in.position[b, j, 1],
+                                s_in.heading[b, j], s_in.speed[b, j], s_in.length[b, j], target)
+    return steering, -min(s_in.brake_decel[b, j], max(s_in.speed[b, j], 0.0) / p.dt)
+
+
+@jit()
 def network_act(p, t, s_in, s_out, b):
     """Phase 1 for world `b` (`IDMVehicle.act` of every acting IDM vehicle, in slot order):
     `next_lane` past `length - l_v / 2` of its target lane (`follow_road`), MOBIL where
     enabled (`change_lane_policy`), then steering [rad] to the target lane and the IDM
     acceleration [m/s^2] (the smaller of those behind the fronts on its lane and on its
-    target lane), from the rows of `s_in` into those of `s_out` (`NetworkArrays`); the
+    target lane), from the rows of `s_in` into those of `s_out` (`NetworkArrays`); a
+    vehicle braking to a stop (`brake_decel >= 0`) takes `braking_action` instead; the
     other slots' rows are copied."""
     for j in range(s_in.valid.shape[1]):
         target, route_next = s_in.target_lane[b, j], s_in.route_next[b, j]
         steering, acceleration = s_in.steering[b, j], s_in.acceleration[b, j]
         timer = s_in.timer[b, j]
-        if s_in.valid[b, j] and s_in.kind[b, j] == IDM_KIND and not s_in.crashed[b, j]:
+        if s_in.valid[b, j] and s_in.kind[b, j] == IDM_KIND and not s_in.crashed[b, j] \
+                and s_in.brake_decel[b, j] >= 0.0:
+            steering, acceleration = braking_action(p, t, s_in, b, j, target)
+        elif s_in.valid[b, j] and s_in.kind[b, j] == IDM_KIND and not s_in.crashed[b, j]:
             x, y = s_in.position[b, j, 0], s_in.position[b, j, 1]
             s_target, _ = local_coordinates(t, target, x, y)
             if s_target > t.length[target] - p.lane_vehicle_length / 2:

@@ -124,13 +124,20 @@ def network_act(params: Params, tables: LaneTables, state: NetworkState) -> Netw
     """Step 1 of the module docstring: new target lanes, route pointers, and the IDM
     vehicles' steering [rad] and acceleration [m/s^2].
 
-    Raises ConfigError where a vehicle has MOBIL on a network where it could act (the numba
-    kernel runs those)."""
+    Raises ConfigError where a vehicle has MOBIL on a network where it could act, or yields
+    (`NetworkState.yield_substep`), or the road searches connected lanes (`LaneTables.
+    connected`, the curve): the numba kernel runs those."""
     acting = state.valid & (state.kind == IDM_KIND) & ~state.crashed
     if bool((acting & state.lane_changes).any()) and not mobil_free(tables):
         raise ConfigError("vehicles.lane_changes", True, "the torch network substep has no "
                           "MOBIL on multi-lane roads: use the numba kernel "
                           "(network_step_cpu) or False")
+    if bool((tables.connected >= 0).any()):
+        raise ConfigError("road.kind", "curve", "the torch network substep has no "
+                          "connected-lane neighbours: use the numba kernel")
+    if bool((state.yield_substep >= 0).any()):
+        raise ConfigError("vehicles.yield_substep", "set", "the torch network substep has "
+                          "no yielding vehicles: use the numba kernel (network_step_cpu)")
     target = state.target_lane
     route_next = state.route_next
     s_target, _ = local_coordinates(tables, target, state.position)
