@@ -332,10 +332,8 @@ class MobilFrenetPlanner:
                 route_planning.bend_deceleration(route, speed, cfg.max_lateral_accel_mps2,
                                                  window=3),
                 route_planning.deceleration_to_speeds(route, limit, speed))
-            # brake late, once a comfortable rate is needed: the exact deceleration to a
-            # bend 50 m on is a few cm/s^2, and held the ego below the ring's speed
-            brake_ahead = np.where(brake_ahead <= -cfg.bend_brake_min_mps2, brake_ahead,
-                                   np.inf)
+            brake_ahead = route_planning.brake_when_needed(brake_ahead,
+                                                           cfg.bend_brake_min_mps2)
             bend = np.minimum(route_planning.curve_acceleration(
                 speed, bend_speed, params.max_accel_mps2, params.delta), brake_ahead)
             accel = np.where(mapped, np.clip(np.minimum(accel, bend), *ACCELERATION_BOUNDS),

@@ -241,3 +241,13 @@ def deceleration_to_speeds(route: np.ndarray, target_speed: np.ndarray, speed: n
         needed = np.where(slower, (target2 - speed2)
                           / (2.0 * np.where(ahead, arc, 1.0)), np.inf)
     return needed.min(axis=1)
+
+
+def brake_when_needed(deceleration: np.ndarray, min_decel_mps2: float) -> np.ndarray:
+    """`(N,)` the braking `deceleration` `(N,)` [m/s^2] (negative; `+inf`: none) towards a
+    slower bend or speed limit ahead, kept only once it is at least `min_decel_mps2` (else
+    `+inf`): the ego brakes late at a comfortable rate instead of from as far as the route
+    reaches at a few cm/s^2 (which held it below a roundabout ring's curve limit for the
+    whole ring, for an exit bend 50 m on)."""
+    deceleration = np.asarray(deceleration, np.float64)
+    return np.where(deceleration <= -min_decel_mps2, deceleration, np.inf)

@@ -10,6 +10,7 @@ from reflexdrive.agents.staged.planning import MobilFrenetPlanner
 from reflexdrive.agents.staged.route_frame import project_to_route, smooth_route_gaps
 from reflexdrive.agents.staged.route_planning import (
     bend_deceleration,
+    brake_when_needed,
     crossing_tracks,
     neighbour_lanes,
     route_frame_tracks,
@@ -291,3 +292,12 @@ def test_the_route_speed_limit_caps_and_brakes(speed, limit, limit_from, expecte
     plan = MobilFrenetPlanner()(tracks(np.zeros((0, 4))), ego_state(speed), np.zeros(1),
                                 road_map=junction_map(limit, limit_from))
     assert plan.acceleration[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_braking_for_a_bend_ahead_starts_at_the_comfortable_rate():
+    """A deceleration of a few cm/s^2 towards a bend far ahead is not applied (+inf); from
+    `min_decel` on it is, exactly; none stays none."""
+    needed = np.array([-0.03, -0.99, -1.0, -2.5, np.inf])
+    out = brake_when_needed(needed, 1.0)
+    assert out.tolist() == [np.inf, np.inf, -1.0, -2.5, np.inf]
+    assert brake_when_needed(needed, 0.0).tolist() == needed.tolist()

@@ -10,6 +10,7 @@ from reflexdrive.agents.staged.yielding import (
     conflict_points,
     lanes_of_tracks,
     ranked_lanes,
+    stop_line_acceleration,
     time_to_travel,
     tracks_on_lanes,
     yield_acceleration,
@@ -247,3 +248,37 @@ def test_a_track_near_a_fan_of_lanes_is_on_every_one():
     assert np.isnan(arc[0, 0, 2:]).all() and np.isposinf(distance[0, 0, 2:]).all()
     lane, q = tracks_on_lanes(*args)
     assert lane[0, 0] == 0 and q[0, 0] == pytest.approx(4.0)
+
+
+def test_a_stop_line_is_approached_braking_evenly_never_harder():
+    """At 11 m/s with the line 16 m ahead of the front the IDM (behind a stopped car there)
+    brakes harder than the even v^2 / (2 gap) = 121/32 m/s^2 that stops at the line: that
+    is returned. Slow and far from the line the IDM's own (gentler) value; at and past the
+    line the IDM's."""
+    speed, gap = np.array([11.0, 2.0, 3.0, 3.0]), np.array([16.0, 30.0, 0.0, -1.0])
+    reference = idm(speed, gap)
+    out = stop_line_acceleration(speed, gap, idm)
+    assert reference[0] < -121.0 / 32.0
+    assert out[0] == pytest.approx(-121.0 / 32.0, rel=1e-12)
+    assert out[1] == reference[1] and reference[1] > -4.0 / 60.0
+    assert out[2] == reference[2] and out[3] == reference[3]
+
+
+def test_a_lane_feeds_another_across_a_gap_whose_chord_continues_both():
+    """A roundabout exit starts metres outside the ring lane it leaves. Lane 2 ends 6 m
+    before lane 1 (which crosses the route) starts, running its way: a car on it reaches
+    the conflict after the rest of lane 2, the 6 m gap and lane 1's arc to it. Lane 3 ends
+    6 m before lane 1 too, but the chord from it runs at 90 deg to lane 1: no feeder."""
+    m = crossing_map()
+    m["lanes"][0, 1] = np.nan
+    m["lanes"][0, 1, :Q] = line([30.0, -12.0], [0.0, 1.0], Q)
+    m["lanes"][0, 2, :20] = line([30.0, -56.0], [0.0, 1.0], 20)        # ends at y = -18
+    m["lanes"][0, 3, :18] = line([-10.0, -12.0], [1.0, 0.0], 18)       # ends at x = 24
+    m["lane_valid"][0] = True
+    m["lane_priority"][0] = 1
+    m["lane_priority"][0, 0] = 0
+    priority, _, _, s_c, q_c, _, _ = conflict_points(m["route"], m, CONFIG)
+    assert q_c[0, 1] == pytest.approx(10.0)                             # y = -2: 2.5 m off
+    assert q_c[0, 2] == pytest.approx(38.0 + 6.0 + 10.0)
+    assert s_c[0, 2] == s_c[0, 1] and priority[0, 2]
+    assert np.isnan(q_c[0, 3])
