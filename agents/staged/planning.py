@@ -330,7 +330,7 @@ class MobilFrenetPlanner:
                 limit_here), max_speed)
             brake_ahead = np.minimum(
                 route_planning.bend_deceleration(route, speed, cfg.max_lateral_accel_mps2,
-                                                 window=3),
+                                                 window=1),
                 route_planning.deceleration_to_speeds(route, limit, speed))
             brake_ahead = route_planning.brake_when_needed(brake_ahead,
                                                            cfg.bend_brake_min_mps2)
