@@ -31,10 +31,11 @@ from reflexdrive.envs.backends.batched.numba.collision import (
     rectangle_corners,
 )
 from reflexdrive.envs.backends.batched.numba.jit import jit, prange
-from reflexdrive.envs.backends.batched.numba.layout import kernel_params
+from reflexdrive.envs.backends.batched.numba.layout import WORLDS_PER_TASK, kernel_params
 from reflexdrive.envs.backends.batched.numba.network import (
     closest_lane_near,
     heading_at,
+    lane_band,
     lane_bounds,
     lane_distance,
     lane_position,
@@ -113,13 +114,14 @@ def next_lane(t, lane, x, y, route_road, route_lane, route_next):
         if candidate < 0:
             continue
         first, count = t.road_first_lane[candidate], t.road_lane_count[candidate]
-        closest, closest_distance = 0, math.inf
-        for i in range(count):
-            s_i, r_i = local_coordinates(t, first + i, px, py)
-            d = lane_distance(t, first + i, s_i, r_i)
-            if d < closest_distance:
-                closest, closest_distance = i, d
-        chosen = own if count == t.road_lane_count[road] else closest
+        chosen = own
+        if count != t.road_lane_count[road]:         # the closest lane of the candidate
+            chosen, closest_distance = 0, math.inf
+            for i in range(count):
+                s_i, r_i = local_coordinates(t, first + i, px, py)
+                d = lane_distance(t, first + i, s_i, r_i)
+                if d < closest_distance:
+                    chosen, closest_distance = i, d
         distance = math.inf
         if 0 <= chosen < count:
             s_c, r_c = local_coordinates(t, first + chosen, px, py)
@@ -162,8 +164,9 @@ def neighbours(p, t, s, b, j, search_lane):
     for k in range(valid.shape[1]):
         if k == j or not valid[b, k]:
             continue
-        s_k, r_k = local_coordinates(t, search_lane, position[b, k, 0], position[b, k, 1])
-        if not (abs(r_k) <= half and s_k >= -p.lane_vehicle_length and s_k < end):
+        inside, s_k = lane_band(t, search_lane, position[b, k, 0], position[b, k, 1], half,
+                                -p.lane_vehicle_length, end)
+        if not inside:
             continue
         if s_k >= s_own and s_k <= s_front:
             front, s_front = k, s_k
@@ -426,25 +429,42 @@ def _keep_world(s_in, s_out, b):
 
 
 @jit(parallel=True)
-def network_worlds(p, t, bounds, s_in, s_out, first_s, first, second, active, collisions):
-    """One substep of the worlds where `active (B,)`: `prange` over worlds, `network_act`,
-    `network_move` (the egos' pieces: `first_s (B,)` [s], `first`, `second` `(B, 2)`
-    `[acceleration, steering]`), then (if `collisions`) `network_collisions`; the other
-    worlds' rows are copied."""
-    for b in prange(s_in.valid.shape[0]):
-        if not active[b]:
-            _keep_world(s_in, s_out, b)
-            continue
+def network_worlds(p, t, bounds, s_in, s_out, first_s, first, second, active, collisions,
+                   per_task):
+    """One substep of the worlds where `active (B,)`: `prange` over work items of
+    `per_task` consecutive worlds, each world `network_act`, `network_move` (the egos'
+    pieces: `first_s (B,)` [s], `first`, `second` `(B, 2)` `[acceleration, steering]`),
+    then (if `collisions`) `network_collisions`; the other worlds' rows are copied. The
+    worlds are independent: the result does not depend on `per_task` or the threads."""
+    batch = s_in.valid.shape[0]
+    tasks = (batch + per_task - 1) // per_task
+    for task in prange(tasks):
         corners = np.empty((2, 4, 2))
-        network_act(p, t, s_in, s_out, b)
-        network_move(p, t, bounds, s_in, s_out, b, first_s[b], first[b], second[b])
-        if collisions:
-            network_collisions(p, s_out, b, corners)
+        for b in range(task * per_task, min(batch, (task + 1) * per_task)):
+            if not active[b]:
+                _keep_world(s_in, s_out, b)
+                continue
+            network_act(p, t, s_in, s_out, b)
+            network_move(p, t, bounds, s_in, s_out, b, first_s[b], first[b], second[b])
+            if collisions:
+                network_collisions(p, s_out, b, corners)
 
 
 WRITTEN = ("position", "heading", "speed", "lane", "target_lane", "steering", "acceleration",
            "route_next", "crashed", "impact", "impact_pending", "timer")
 """The `NetworkArrays` fields a substep writes (the others are shared with the input)."""
+
+
+_BOUNDS: dict[int, tuple[LaneTables, np.ndarray]] = {}
+
+
+def _bounds(tables: LaneTables) -> np.ndarray:
+    """`lane_bounds(tables)`, computed once per tables object (held with it, so its id
+    cannot be reused while cached)."""
+    held = _BOUNDS.get(id(tables))
+    if held is None or held[0] is not tables:
+        held = _BOUNDS[id(tables)] = (tables, lane_bounds(tables))
+    return held[1]
 
 
 def network_arrays(state: NetworkState) -> NetworkArrays:
@@ -470,7 +490,8 @@ def network_substep_cpu(params: Params, tables: LaneTables, state: NetworkState,
         first_s: `(B,)` [s] in `[0, dt]`; first, second: `(B, 2)` `[m/s^2, rad]`.
         active: `(B,)` bool (None: all); the others are returned as they are.
         collisions: run the ego's collision phase (the torch substep has none).
-        threads: numba threads for the call (all when None).
+        threads: at most this many numba threads (all when None), and never more than
+            the work items of `WORLDS_PER_TASK` worlds (B = 1: the calling thread).
 
     Returns:
         the next state: new tensors for the fields in `WRITTEN`, the others shared; the
@@ -481,11 +502,15 @@ def network_substep_cpu(params: Params, tables: LaneTables, state: NetworkState,
     batch = state.valid.shape[0]
     live = (np.ones(batch, dtype=bool) if active is None
             else _host(active, torch.bool))
-    with kernel_threads(threads):
-        network_worlds(kernel_params(params), tables, lane_bounds(tables), s_in, s_out,
+    # No more threads than work items (one world: the calling thread alone), as
+    # `numba.step`: waking a thread whose core runs another process can cost a scheduler
+    # time slice, far more than a small batch's substep.
+    tasks = -(-batch // WORLDS_PER_TASK)
+    with kernel_threads(tasks if threads is None else min(threads, tasks)):
+        network_worlds(kernel_params(params), tables, _bounds(tables), s_in, s_out,
                        _host(first_s, torch.float64).reshape(batch),
                        _host(first, torch.float64), _host(second, torch.float64), live,
-                       bool(collisions))
+                       bool(collisions), WORLDS_PER_TASK)
     return state.replace(**{name: torch.from_numpy(getattr(s_out, name)) for name in WRITTEN},
                          substep=state.substep + torch.from_numpy(live).long())
 
