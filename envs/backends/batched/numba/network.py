@@ -144,11 +144,27 @@ def closest_lane_near(t, bounds, x, y, heading, hint):
             limit = radius + reach
             if dx * dx + dy * dy > limit * limit:
                 continue
-        s, r = local_coordinates(t, lane, x, y)
-        score = lane_distance(t, lane, s, r) + abs(wrap_to_pi(heading - heading_at(t, lane, s)))
+        score = q if lane == hint else _score_below(t, lane, x, y, heading, best_score)
         if score < best_score:
             best, best_score = lane, score
     return best
+
+
+@jit()
+def _score_below(t, lane, x, y, heading, limit):
+    """`closest_lane`'s score of lane row `lane` for the pose, or inf where it cannot be
+    below `limit`: the score is at least the `distance`, itself at least `|r|` (rounding
+    is monotonic), so the circle's `atan2` and the heading term are skipped past those."""
+    if t.kind[lane] == CIRCULAR:
+        dx = x - t.origin[lane, 0]
+        dy = y - t.origin[lane, 1]
+        if abs(t.orientation[lane] * (t.radius[lane] - math.sqrt(dx * dx + dy * dy))) > limit:
+            return math.inf
+    s, r = local_coordinates(t, lane, x, y)
+    distance = lane_distance(t, lane, s, r)
+    if distance > limit:
+        return math.inf
+    return distance + abs(wrap_to_pi(heading - heading_at(t, lane, s)))
 
 
 @jit()

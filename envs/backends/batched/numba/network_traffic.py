@@ -156,6 +156,14 @@ def neighbours(p, t, s, b, j, search_lane):
     """`Road.neighbour_vehicles(j, search_lane)` in world `b`: the slots of the valid
     vehicles on `search_lane` (1 m margin) ahead (smallest `s_v >= s_j`, the last slot on a
     tie) and behind (largest `s_v < s_j`, the first on a tie); -1 where none."""
+    front, rear, _ = neighbours_gap(p, t, s, b, j, search_lane)
+    return front, rear
+
+
+@jit()
+def neighbours_gap(p, t, s, b, j, search_lane):
+    """`neighbours`, and the front's `s - s_j` on `search_lane` [m] (inf without one): the
+    gap `idm` computes when `search_lane` is `j`'s lane (the same values)."""
     position, valid = s.position, s.valid
     s_own, _ = local_coordinates(t, search_lane, position[b, j, 0], position[b, j, 1])
     half = t.width[search_lane] / 2 + p.neighbour_margin
@@ -172,7 +180,7 @@ def neighbours(p, t, s, b, j, search_lane):
             front, s_front = k, s_k
         if s_k < s_own and s_k > s_rear:
             rear, s_rear = k, s_k
-    return front, rear
+    return front, rear, s_front - s_own
 
 
 @jit()
@@ -193,6 +201,19 @@ def idm(p, t, s, b, follower, front):
     or for an obstacle (not a `Vehicle`); the target speed (0 but for IDM vehicles), speed
     limit and distance `s_front - s` are those of the follower's current lane
     (`torch.network_traffic._idm_behind`, same operations)."""
+    if follower < 0 or s.kind[b, follower] == OBSTACLE_KIND or front < 0:
+        return idm_gap(p, t, s, b, follower, front, math.inf)
+    own_lane = s.lane[b, follower]
+    x, y = s.position[b, follower, 0], s.position[b, follower, 1]
+    s_front, _ = local_coordinates(t, own_lane, s.position[b, front, 0], s.position[b, front, 1])
+    s_own, _ = local_coordinates(t, own_lane, x, y)
+    return idm_gap(p, t, s, b, follower, front, s_front - s_own)
+
+
+@jit()
+def idm_gap(p, t, s, b, follower, front, gap):
+    """`idm` with the front's `s_front - s` on the follower's lane given: `gap` [m]
+    (unused without a front)."""
     if follower < 0 or s.kind[b, follower] == OBSTACLE_KIND:
         return 0.0
     own_lane = s.lane[b, follower]
@@ -203,10 +224,7 @@ def idm(p, t, s, b, follower, front):
     free = free * p.comfort_acc_max
     if front < 0:
         return free
-    x, y = s.position[b, follower, 0], s.position[b, follower, 1]
-    s_front, _ = local_coordinates(t, own_lane, s.position[b, front, 0], s.position[b, front, 1])
-    s_own, _ = local_coordinates(t, own_lane, x, y)
-    ratio = desired_gap(p, s, b, follower, front) / not_zero(s_front - s_own, p.not_zero_eps)
+    ratio = desired_gap(p, s, b, follower, front) / not_zero(gap, p.not_zero_eps)
     return free - p.comfort_acc_max * (ratio * ratio)
 
 
@@ -327,8 +345,8 @@ def network_act(p, t, s_in, s_out, b):
             steering = network_steering(p, t, x, y, s_in.heading[b, j], s_in.speed[b, j],
                                         s_in.length[b, j], target)
             lane = s_in.lane[b, j]
-            front, _ = neighbours(p, t, s_in, b, j, lane)
-            acceleration = idm(p, t, s_in, b, j, front)
+            front, _, gap = neighbours_gap(p, t, s_in, b, j, lane)     # on j's lane: idm's
+            acceleration = idm_gap(p, t, s_in, b, j, front, gap)
             if lane != target:
                 front, _ = neighbours(p, t, s_in, b, j, target)
                 acceleration = min(acceleration, idm(p, t, s_in, b, j, front))
