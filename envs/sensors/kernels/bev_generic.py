@@ -9,8 +9,9 @@ the pixels of its bounding box (`_rasterise`), the lit ones set to 255 in the ra
 pixel already at 255 is not tested again: the road's pieces overlap; 5-17% of the kernel's
 time on the road networks). The torch core tests a window the size of the batch's largest
 piece: the pixels outside a piece's bounding box (grown by `WINDOW_TOL_PX`) are farther
-from it than float32 rounding reaches, so they are never lit and need no test. Names in the comments are the torch
-functions each block mirrors; the arithmetic is theirs, operation by operation.
+from it than float32 rounding reaches, so they are never lit and need no test. Names in
+the comments are the torch functions each block mirrors; the arithmetic is theirs,
+operation by operation.
 """
 
 from __future__ import annotations
