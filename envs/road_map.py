@@ -156,8 +156,8 @@ def lane_window_points(first, last) -> tuple[np.ndarray, np.ndarray]:
 
 def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
                lane_valid, lane_priority, lane_on_route, ego_position,
-               ego_heading, route_speed_limit=None, lane_speed_limit=None
-               ) -> dict[str, np.ndarray]:
+               ego_heading, route_speed_limit=None, lane_speed_limit=None,
+               lanes_clean: bool = False) -> dict[str, np.ndarray]:
     """World-frame route and lane arrays (batch-first, NaN where absent) -> `info["map"]`
     (absent points +inf).
 
@@ -171,6 +171,8 @@ def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
         ego_position: `(B, 2)` [m]; ego_heading: `(B,)` [rad].
         route_speed_limit: `(B, P)` [m/s], lane_speed_limit: `(B, m)` [m/s] (None, or
             NaN / inf entries: no limit).
+        lanes_clean: `lanes` is float32 and already `+inf` at every absent point (no NaN,
+            no -inf; `map_kernels.ego_frame_lanes`): its pass over them is skipped.
     """
     ego_position = np.asarray(ego_position, np.float64)
     ego_heading = np.asarray(ego_heading, np.float64)
@@ -193,6 +195,8 @@ def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
         road_map["lane_speed_limit"][:, :slots] = np.where(valid, lane_speed_limit, np.inf)
     for key in ("route", "route_heading", "route_width", "route_speed_limit", "lanes",
                 "lane_speed_limit"):                                    # absent: +inf
+        if key == "lanes" and lanes_clean:
+            continue
         value = road_map[key]
         value[~np.isfinite(value)] = np.inf
     return road_map

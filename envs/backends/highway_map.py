@@ -406,4 +406,5 @@ class HighwayRoadMap:
                             np.cos(heading), np.sin(heading), lanes)
         return finish_map(route, route_heading, route_width, lanes, self.width[pick], valid,
                           self.priority[pick], np.take_along_axis(on_route, pick, 1),
-                          position, heading, route_speed_limit, self.speed_limit[pick])
+                          position, heading, route_speed_limit, self.speed_limit[pick],
+                          lanes_clean=True)
