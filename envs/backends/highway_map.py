@@ -28,6 +28,7 @@ from highway_env.utils import wrap_to_pi
 from reflexdrive.envs.backends.map_kernels import curved_windows, ego_frame_lanes
 from reflexdrive.envs.road_map import (
     LANE_POINTS,
+    MAP_LANES,
     MAP_RANGE_M,
     MAP_STEP_M,
     ROUTE_POINTS,
@@ -399,7 +400,10 @@ class HighwayRoadMap:
         chosen = keep_nearest_lanes(nearest, in_range)                        # (n, m)
         valid = chosen >= 0
         pick = np.maximum(chosen, 0)
-        lanes = np.empty(pick.shape + (LANE_POINTS, 2), np.float32)
+        # drawn straight into the map's lanes (the slots past `m`: no lane, +inf)
+        drawn = np.empty((len(pick), MAP_LANES, LANE_POINTS, 2), np.float32)
+        drawn[:, pick.shape[1]:] = np.inf
+        lanes = drawn[:, :pick.shape[1]]
         with kernel_threads_for(len(pick)):
             ego_frame_lanes(self.samples, pick, np.take_along_axis(first, pick, 1),
                             np.take_along_axis(last, pick, 1), valid, position,
@@ -407,4 +411,4 @@ class HighwayRoadMap:
         return finish_map(route, route_heading, route_width, lanes, self.width[pick], valid,
                           self.priority[pick], np.take_along_axis(on_route, pick, 1),
                           position, heading, route_speed_limit, self.speed_limit[pick],
-                          lanes_clean=True)
+                          lanes_drawn=drawn)
