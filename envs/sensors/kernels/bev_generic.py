@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 from reflexdrive.envs.sensors.constants import BEV_MARKINGS, BEV_ROAD
-from reflexdrive.envs.sensors.kernels.common import F32, HELPER, JIT, njit, slab
+from reflexdrive.envs.sensors.kernels.common import F32, INLINE, JIT, njit, slab
 
 
 class GenericGeometry(NamedTuple):
@@ -75,7 +75,7 @@ def generic_roads_kernel(worlds, ego_x, ego_y, cos_e, sin_e, variant, lanes, lan
                               ego_x[b], ego_y[b], cos_e[b], sin_e[b], centre_x, centre_y, g)
 
 
-@njit(**HELPER)
+@njit(**INLINE)
 def _draw_segment(out, b, channel, segment, radius, ex, ey, cos_e, sin_e, centre_x, centre_y,
                   g):
     """One capsule of radius `radius` (float32) around `segment (2, 2)` (world frame [m])
@@ -111,7 +111,7 @@ def _draw_segment(out, b, channel, segment, radius, ex, ey, cos_e, sin_e, centre
                         radius, centre_x, centre_y, g)
 
 
-@njit(**HELPER)
+@njit(**INLINE)
 def _draw_piece(out, b, channel, cx, cy, ax, ay, half_length, radius, centre_x, centre_y, g):
     """`_rasterise` of one capsule piece (ego frame, float32): centre `(cx, cy)`, unit axis
     `(ax, ay)`, half length and radius [m] (grown by `EDGE_TOL_M` here)."""
