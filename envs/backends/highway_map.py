@@ -25,7 +25,11 @@ import numpy as np
 from highway_env.road.lane import AbstractLane, CircularLane, SineLane, StraightLane
 from highway_env.road.road import RoadNetwork
 from highway_env.utils import wrap_to_pi
-from reflexdrive.envs.backends.map_kernels import curved_windows, ego_frame_lanes
+from reflexdrive.envs.backends.map_kernels import (
+    curved_windows,
+    ego_frame_lanes,
+    sample_bounds,
+)
 from reflexdrive.envs.road_map import (
     LANE_POINTS,
     MAP_LANES,
@@ -171,6 +175,7 @@ class HighwayRoadMap:
         self.straight = np.flatnonzero(straight)
         self.curved = np.flatnonzero(~straight)
         self._curved_samples = np.ascontiguousarray(self.samples[self.curved])
+        self._curved_bounds = sample_bounds(self._curved_samples, MAP_RANGE_M)
         self.start = np.array([self.lanes[k].start for k in self.straight]).reshape(-1, 2)
         self.direction = np.array([self.lanes[k].direction for k in self.straight]).reshape(-1, 2)
         self._chains: dict[LaneIndex, tuple[np.ndarray, np.ndarray]] = {}
@@ -334,7 +339,8 @@ class HighwayRoadMap:
             shape = (n, len(self.curved))
             windows = (np.empty(shape, np.int64), np.empty(shape, np.int64), np.empty(shape))
             with kernel_threads_for(n):
-                curved_windows(self._curved_samples, position, MAP_RANGE_M ** 2, *windows)
+                curved_windows(self._curved_samples, self._curved_bounds, position,
+                               MAP_RANGE_M ** 2, *windows)
             first[:, self.curved], last[:, self.curved], nearest[:, self.curved] = windows
         return first, last, nearest
 
