@@ -26,8 +26,22 @@ def _python_callable(function):
 
 @jit()
 def wrap_to_pi(x):
-    """highway-env's `utils.wrap_to_pi`: `((x + pi) % 2 pi) - pi` [rad] (floored `%`)."""
-    return ((x + math.pi) % TWO_PI) - math.pi
+    """highway-env's `utils.wrap_to_pi`: `((x + pi) % 2 pi) - pi` [rad] (floored `%`).
+
+    The same bits without the `fmod` call (~15% of the network kernel's time) where
+    `v = x + pi` lies in `[-2 pi, 4 pi)`: `fmod` is exact, so Python's `%` gives `v` on
+    `[0, 2 pi)`, `v + 2 pi` (rounded, +0.0 at -2 pi) below, and `v - 2 pi` (exact by
+    Sterbenz's lemma) above; a zero is +0.0 (`v + 0.0`), as `%` makes it."""
+    v = x + math.pi
+    if 0.0 <= v and v < TWO_PI:
+        r = v + 0.0
+    elif -TWO_PI <= v and v < 0.0:
+        r = v + TWO_PI
+    elif TWO_PI <= v and v < 2.0 * TWO_PI:
+        r = v - TWO_PI
+    else:
+        r = v % TWO_PI
+    return r - math.pi
 
 
 @jit()
@@ -196,6 +210,19 @@ def lane_band(t, lane, x, y, half, lower, upper):
         return abs(r) <= half, s
     s, r = local_coordinates(t, lane, x, y)
     return abs(r) <= half and s >= lower and s < upper, s
+
+
+@_python_callable
+def _wrap_many(x, out):
+    for i in range(x.shape[0]):
+        out[i] = wrap_to_pi(x[i])
+
+
+def wrap_many(x: np.ndarray) -> np.ndarray:
+    """`wrap_to_pi` of `x (M,)` [rad]."""
+    out = np.empty(len(x))
+    _wrap_many(np.asarray(x, np.float64), out)
+    return out
 
 
 @_python_callable

@@ -136,10 +136,10 @@ def next_lane(t, lane, x, y, route_road, route_lane, route_next):
 
 
 @jit()
-def network_steering(p, t, x, y, heading, speed, length, target_lane):
+def network_steering(p, t, s, r, heading, speed, length, target_lane):
     """`ControlledVehicle.steering_control` to a network lane [rad]
-    (`torch.network_traffic.network_steering`, same operations)."""
-    s, r = local_coordinates(t, target_lane, x, y)
+    (`torch.network_traffic.network_steering`, same operations), from the vehicle's
+    `local_coordinates` `(s, r)` [m] on `target_lane`."""
     future_heading = heading_at(t, target_lane, s + speed * TAU_PURSUIT_S)
     v = not_zero(speed, p.not_zero_eps)
     command = math.asin(clip(-p.kp_lateral * r / v, -1.0, 1.0))
@@ -335,15 +335,18 @@ def network_act(p, t, s_in, s_out, b):
         timer = s_in.timer[b, j]
         if s_in.valid[b, j] and s_in.kind[b, j] == IDM_KIND and not s_in.crashed[b, j]:
             x, y = s_in.position[b, j, 0], s_in.position[b, j, 1]
-            s_target, _ = local_coordinates(t, target, x, y)
+            checked = target
+            s_target, r_target = local_coordinates(t, target, x, y)
             if s_target > t.length[target] - p.lane_vehicle_length / 2:
                 target, route_next = next_lane(t, target, x, y, s_in.route_road[b, j],
                                                s_in.route_lane[b, j], route_next)
             if s_in.lane_changes[b, j]:
                 target, timer = change_lane_policy(p, t, s_in, s_out, b, j, target,
                                                    route_next, timer)
-            steering = network_steering(p, t, x, y, s_in.heading[b, j], s_in.speed[b, j],
-                                        s_in.length[b, j], target)
+            if target != checked:                  # else the coordinates above
+                s_target, r_target = local_coordinates(t, target, x, y)
+            steering = network_steering(p, t, s_target, r_target, s_in.heading[b, j],
+                                        s_in.speed[b, j], s_in.length[b, j], target)
             lane = s_in.lane[b, j]
             front, _, gap = neighbours_gap(p, t, s_in, b, j, lane)     # on j's lane: idm's
             acceleration = idm_gap(p, t, s_in, b, j, front, gap)

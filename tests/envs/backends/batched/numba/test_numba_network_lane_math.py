@@ -4,6 +4,8 @@ of the three networks, and against the torch reference."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -119,3 +121,26 @@ def test_lane_band_is_the_local_coordinates_test(kind):
     assert inside.tolist() == expected.tolist()
     assert np.array_equal(s_band[inside], s[inside])
     assert 0.05 * POINTS < inside.sum() < 0.95 * POINTS
+
+
+def test_wrap_to_pi_is_the_floored_modulo_bit_for_bit():
+    """`wrap_to_pi`'s branches without `fmod` give Python's `((x + pi) % 2 pi) - pi` bit
+    for bit: random angles, tiny ones, and the floats around every branch edge (x + pi at
+    -4 pi, -2 pi, 0, 2 pi, 4 pi), zeros, infinities and NaN."""
+    two_pi = 2 * math.pi
+    rng = np.random.default_rng(4)
+    edges = np.array([-2 * two_pi, -two_pi, 0.0, two_pi, 2 * two_pi]) - math.pi
+    around = [edges]
+    for direction in (np.inf, -np.inf):
+        step = edges
+        for _ in range(40):
+            step = np.nextafter(step, direction)
+            around.append(step)
+    x = np.concatenate([rng.uniform(-30.0, 30.0, 20000), rng.normal(0.0, 1e-9, 2000),
+                        rng.uniform(-1e6, 1e6, 2000), *around,
+                        [0.0, -0.0, math.pi, -math.pi, np.inf, -np.inf, np.nan]])
+    with np.errstate(invalid="ignore"):
+        want = np.array([((v + math.pi) % two_pi) - math.pi for v in x])
+    got = nn.wrap_many(x)
+    same = (got.view(np.int64) == want.view(np.int64)) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), x[~same][:5]
