@@ -68,8 +68,10 @@ MAP_FIELDS = ("route", "route_heading", "route_width", "route_speed_limit", "lan
 """The keys of `info["map"]`."""
 
 
-def empty_map(batch: int | None = None) -> dict[str, np.ndarray]:
-    """An `info["map"]` with no route and no lane (+inf / False / 0), `(B, ...)` if `batch`."""
+def empty_map(batch: int | None = None, lanes: np.ndarray | None = None
+              ) -> dict[str, np.ndarray]:
+    """An `info["map"]` with no route and no lane (+inf / False / 0), `(B, ...)` if `batch`;
+    `lanes`, if given, is taken as its `lanes` entry as it is (not filled)."""
     lead = () if batch is None else (int(batch),)
     absent = np.float32(np.inf)
     return {
@@ -77,7 +79,8 @@ def empty_map(batch: int | None = None) -> dict[str, np.ndarray]:
         "route_heading": np.full(lead + (ROUTE_POINTS,), absent, np.float32),
         "route_width": np.full(lead + (ROUTE_POINTS,), absent, np.float32),
         "route_speed_limit": np.full(lead + (ROUTE_POINTS,), absent, np.float32),
-        "lanes": np.full(lead + (MAP_LANES, LANE_POINTS, 2), absent, np.float32),
+        "lanes": (np.full(lead + (MAP_LANES, LANE_POINTS, 2), absent, np.float32)
+                  if lanes is None else lanes),
         "lane_width": np.zeros(lead + (MAP_LANES,), np.float32),
         "lane_speed_limit": np.full(lead + (MAP_LANES,), absent, np.float32),
         "lane_valid": np.zeros(lead + (MAP_LANES,), bool),
@@ -156,8 +159,8 @@ def lane_window_points(first, last) -> tuple[np.ndarray, np.ndarray]:
 
 def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
                lane_valid, lane_priority, lane_on_route, ego_position,
-               ego_heading, route_speed_limit=None, lane_speed_limit=None
-               ) -> dict[str, np.ndarray]:
+               ego_heading, route_speed_limit=None, lane_speed_limit=None,
+               lanes_drawn: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """World-frame route and lane arrays (batch-first, NaN where absent) -> `info["map"]`
     (absent points +inf).
 
@@ -171,18 +174,23 @@ def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
         ego_position: `(B, 2)` [m]; ego_heading: `(B,)` [rad].
         route_speed_limit: `(B, P)` [m/s], lane_speed_limit: `(B, m)` [m/s] (None, or
             NaN / inf entries: no limit).
+        lanes_drawn: None, or the map's `(B, MAP_LANES, Q, 2)` float32 `lanes` already
+            drawn (`lanes` is its first `m` slots, written by `map_kernels.ego_frame_lanes`,
+            +inf at every absent point, the other slots +inf): taken as it is, with no
+            copy and no pass over it (~50 MB at B = 4096).
     """
     ego_position = np.asarray(ego_position, np.float64)
     ego_heading = np.asarray(ego_heading, np.float64)
     heading = wrap_angle(np.asarray(route_heading_world, np.float64) - ego_heading[:, None])
     valid = np.asarray(lane_valid, bool)
-    road_map = empty_map(len(ego_position))
+    road_map = empty_map(len(ego_position), lanes=lanes_drawn)
     slots = valid.shape[1]
     road_map["route"][:] = to_ego_frame(np.asarray(route_world, np.float64), ego_position,
                                         ego_heading)
     road_map["route_heading"][:] = heading
     road_map["route_width"][:] = route_width
-    road_map["lanes"][:, :slots] = lanes
+    if lanes_drawn is None:
+        road_map["lanes"][:, :slots] = lanes
     road_map["lane_width"][:, :slots] = np.where(valid, lane_width, 0.0)
     road_map["lane_valid"][:, :slots] = valid
     road_map["lane_priority"][:, :slots] = np.where(valid, lane_priority, 0)
@@ -193,6 +201,8 @@ def finish_map(route_world, route_heading_world, route_width, lanes, lane_width,
         road_map["lane_speed_limit"][:, :slots] = np.where(valid, lane_speed_limit, np.inf)
     for key in ("route", "route_heading", "route_width", "route_speed_limit", "lanes",
                 "lane_speed_limit"):                                    # absent: +inf
+        if key == "lanes" and lanes_drawn is not None:
+            continue
         value = road_map[key]
         value[~np.isfinite(value)] = np.inf
     return road_map

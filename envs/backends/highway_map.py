@@ -25,9 +25,14 @@ import numpy as np
 from highway_env.road.lane import AbstractLane, CircularLane, SineLane, StraightLane
 from highway_env.road.road import RoadNetwork
 from highway_env.utils import wrap_to_pi
-from reflexdrive.envs.backends.map_kernels import curved_windows, ego_frame_lanes
+from reflexdrive.envs.backends.map_kernels import (
+    curved_windows,
+    ego_frame_lanes,
+    sample_bounds,
+)
 from reflexdrive.envs.road_map import (
     LANE_POINTS,
+    MAP_LANES,
     MAP_RANGE_M,
     MAP_STEP_M,
     ROUTE_POINTS,
@@ -189,6 +194,7 @@ class HighwayRoadMap:
         self.straight = np.flatnonzero(straight)
         self.curved = np.flatnonzero(~straight)
         self._curved_samples = np.ascontiguousarray(self.samples[self.curved])
+        self._curved_bounds = sample_bounds(self._curved_samples, MAP_RANGE_M)
         self.start = np.array([self.lanes[k].start for k in self.straight]).reshape(-1, 2)
         self.direction = np.array([self.lanes[k].direction for k in self.straight]).reshape(-1, 2)
         self._chains: dict[LaneIndex, tuple[np.ndarray, np.ndarray]] = {}
@@ -418,7 +424,8 @@ class HighwayRoadMap:
             shape = (n, len(self.curved))
             windows = (np.empty(shape, np.int64), np.empty(shape, np.int64), np.empty(shape))
             with kernel_threads_for(n):
-                curved_windows(self._curved_samples, position, MAP_RANGE_M ** 2, *windows)
+                curved_windows(self._curved_samples, self._curved_bounds, position,
+                               MAP_RANGE_M ** 2, *windows)
             first[:, self.curved], last[:, self.curved], nearest[:, self.curved] = windows
         return first, last, nearest
 
@@ -484,11 +491,15 @@ class HighwayRoadMap:
         chosen = keep_nearest_lanes(nearest, in_range)                        # (n, m)
         valid = chosen >= 0
         pick = np.maximum(chosen, 0)
-        lanes = np.empty(pick.shape + (LANE_POINTS, 2), np.float32)
+        # drawn straight into the map's lanes (the slots past `m`: no lane, +inf)
+        drawn = np.empty((len(pick), MAP_LANES, LANE_POINTS, 2), np.float32)
+        drawn[:, pick.shape[1]:] = np.inf
+        lanes = drawn[:, :pick.shape[1]]
         with kernel_threads_for(len(pick)):
             ego_frame_lanes(self.samples, pick, np.take_along_axis(first, pick, 1),
                             np.take_along_axis(last, pick, 1), valid, position,
                             np.cos(heading), np.sin(heading), lanes)
         return finish_map(route, route_heading, route_width, lanes, self.width[pick], valid,
                           self.priority[pick], np.take_along_axis(on_route, pick, 1),
-                          position, heading, route_speed_limit, self.speed_limit[pick])
+                          position, heading, route_speed_limit, self.speed_limit[pick],
+                          lanes_drawn=drawn)

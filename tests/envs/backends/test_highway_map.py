@@ -6,6 +6,7 @@ from highway_env.road.road import RoadNetwork
 from highway_env.utils import wrap_to_pi
 from reflexdrive.envs.backends.highway import build_road
 from reflexdrive.envs.backends.highway_map import HighwayRoadMap, lane_curve
+from reflexdrive.envs.backends.map_kernels import curved_windows, sample_bounds
 from reflexdrive.envs.road_map import (
     LANE_POINTS,
     MAP_FIELDS,
@@ -16,6 +17,8 @@ from reflexdrive.envs.road_map import (
 )
 from reflexdrive.envs.scenarios import RoadSpec
 from reflexdrive.envs.sensors.frames import to_ego_frame
+
+from reflexdrive.common.threads import kernel_threads
 
 
 def rotate(points, angle):
@@ -261,3 +264,34 @@ def test_local_coordinates_many_equal_highway_env_point_by_point(name):
         np.testing.assert_array_equal(lateral, want[:, 1])
         np.testing.assert_array_equal(on_lane_many(lane, points),
                                       [lane.on_lane(p) for p in points])
+
+
+@pytest.mark.parametrize("name", ["roundabout", "intersection", "merge"])
+def test_curved_windows_skip_only_lanes_out_of_range(name):
+    """`map_kernels.curved_windows` with `sample_bounds` (lanes out of reach not scanned,
+    NaN tails not scanned) equals the full scan of every sample, bit for bit, for egos on,
+    near and far from the road (up to 300 m off), and every sample lies within its bounds."""
+    road = HighwayRoadMap(build_road(RoadSpec(kind=name), 0).network)
+    samples = road._curved_samples
+    bounds = sample_bounds(samples, MAP_RANGE_M)
+    finite = np.isfinite(samples).all(-1)
+    spread = np.hypot(*(samples - bounds[:, None, :2]).transpose(2, 0, 1))
+    reach = np.broadcast_to(bounds[:, 2:3] - MAP_RANGE_M, finite.shape)
+    assert (spread[finite] <= reach[finite]).all()
+    everything = np.column_stack([bounds[:, :2], np.full(len(bounds), 1e9),
+                                  np.full(len(bounds), samples.shape[1])])
+    rng = np.random.default_rng(1)
+    centre = np.nanmean(samples.reshape(-1, 2), 0)
+    position = centre + rng.uniform(-300.0, 300.0, (400, 2))
+    position[:100] = samples[finite][rng.integers(finite.sum(), size=100)] \
+        + rng.normal(0.0, 3.0, (100, 2))
+    results = []
+    for b in (bounds, everything):
+        shape = (len(position), len(samples))
+        out = (np.empty(shape, np.int64), np.empty(shape, np.int64), np.empty(shape))
+        with kernel_threads(1):
+            curved_windows(samples, np.ascontiguousarray(b), position, MAP_RANGE_M ** 2, *out)
+        results.append(out)
+    for culled, full in zip(*results):
+        assert np.array_equal(culled, full)
+    assert (results[0][0] <= results[0][1]).any() and (results[0][0] > results[0][1]).any()

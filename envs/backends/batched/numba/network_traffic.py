@@ -32,10 +32,11 @@ from reflexdrive.envs.backends.batched.numba.collision import (
 )
 from reflexdrive.envs.backends.batched.numba.connected import neighbours_connected
 from reflexdrive.envs.backends.batched.numba.jit import jit, prange
-from reflexdrive.envs.backends.batched.numba.layout import kernel_params
+from reflexdrive.envs.backends.batched.numba.layout import WORLDS_PER_TASK, kernel_params
 from reflexdrive.envs.backends.batched.numba.network import (
     closest_lane_near,
     heading_at,
+    lane_band,
     lane_bounds,
     lane_distance,
     lane_position,
@@ -115,13 +116,14 @@ def next_lane(t, lane, x, y, route_road, route_lane, route_next):
         if candidate < 0:
             continue
         first, count = t.road_first_lane[candidate], t.road_lane_count[candidate]
-        closest, closest_distance = 0, math.inf
-        for i in range(count):
-            s_i, r_i = local_coordinates(t, first + i, px, py)
-            d = lane_distance(t, first + i, s_i, r_i)
-            if d < closest_distance:
-                closest, closest_distance = i, d
-        chosen = own if count == t.road_lane_count[road] else closest
+        chosen = own
+        if count != t.road_lane_count[road]:         # the closest lane of the candidate
+            chosen, closest_distance = 0, math.inf
+            for i in range(count):
+                s_i, r_i = local_coordinates(t, first + i, px, py)
+                d = lane_distance(t, first + i, s_i, r_i)
+                if d < closest_distance:
+                    chosen, closest_distance = i, d
         distance = math.inf
         if 0 <= chosen < count:
             s_c, r_c = local_coordinates(t, first + chosen, px, py)
@@ -136,10 +138,10 @@ def next_lane(t, lane, x, y, route_road, route_lane, route_next):
 
 
 @jit()
-def network_steering(p, t, x, y, heading, speed, length, target_lane):
+def network_steering(p, t, s, r, heading, speed, length, target_lane):
     """`ControlledVehicle.steering_control` to a network lane [rad]
-    (`torch.network_traffic.network_steering`, same operations)."""
-    s, r = local_coordinates(t, target_lane, x, y)
+    (`torch.network_traffic.network_steering`, same operations), from the vehicle's
+    `local_coordinates` `(s, r)` [m] on `target_lane`."""
     future_heading = heading_at(t, target_lane, s + speed * TAU_PURSUIT_S)
     v = not_zero(speed, p.not_zero_eps)
     command = math.asin(clip(-p.kp_lateral * r / v, -1.0, 1.0))
@@ -157,8 +159,22 @@ def neighbours(p, t, s, b, j, search_lane):
     vehicles on `search_lane` (1 m margin) ahead (smallest `s_v >= s_j`, the last slot on a
     tie) and behind (largest `s_v < s_j`, the first on a tie); -1 where none. A lane with
     connected lanes (the "curve" road) searches them too (`neighbours_connected`)."""
+    front, rear, _ = neighbours_gap(p, t, s, b, j, search_lane)
+    return front, rear
+
+
+@jit()
+def neighbours_gap(p, t, s, b, j, search_lane):
+    """`neighbours`, and the front's `s - s_j` on `search_lane` [m] (inf without one): the
+    gap `idm` computes when `search_lane` is `j`'s lane (the same values)."""
     if t.connected[search_lane, 0] >= 0:
-        return neighbours_connected(p, t, s, b, j, search_lane)
+        front, rear = neighbours_connected(p, t, s, b, j, search_lane)
+        if front < 0:
+            return front, rear, math.inf
+        s_front, _ = local_coordinates(t, search_lane, s.position[b, front, 0],
+                                       s.position[b, front, 1])
+        s_j, _ = local_coordinates(t, search_lane, s.position[b, j, 0], s.position[b, j, 1])
+        return front, rear, s_front - s_j
     position, valid = s.position, s.valid
     s_own, _ = local_coordinates(t, search_lane, position[b, j, 0], position[b, j, 1])
     half = t.width[search_lane] / 2 + p.neighbour_margin
@@ -167,14 +183,15 @@ def neighbours(p, t, s, b, j, search_lane):
     for k in range(valid.shape[1]):
         if k == j or not valid[b, k]:
             continue
-        s_k, r_k = local_coordinates(t, search_lane, position[b, k, 0], position[b, k, 1])
-        if not (abs(r_k) <= half and s_k >= -p.lane_vehicle_length and s_k < end):
+        inside, s_k = lane_band(t, search_lane, position[b, k, 0], position[b, k, 1], half,
+                                -p.lane_vehicle_length, end)
+        if not inside:
             continue
         if s_k >= s_own and s_k <= s_front:
             front, s_front = k, s_k
         if s_k < s_own and s_k > s_rear:
             rear, s_rear = k, s_k
-    return front, rear
+    return front, rear, s_front - s_own
 
 
 @jit()
@@ -195,6 +212,19 @@ def idm(p, t, s, b, follower, front):
     or for an obstacle (not a `Vehicle`); the target speed (0 but for IDM vehicles), speed
     limit and distance `s_front - s` are those of the follower's current lane
     (`torch.network_traffic._idm_behind`, same operations)."""
+    if follower < 0 or s.kind[b, follower] == OBSTACLE_KIND or front < 0:
+        return idm_gap(p, t, s, b, follower, front, math.inf)
+    own_lane = s.lane[b, follower]
+    x, y = s.position[b, follower, 0], s.position[b, follower, 1]
+    s_front, _ = local_coordinates(t, own_lane, s.position[b, front, 0], s.position[b, front, 1])
+    s_own, _ = local_coordinates(t, own_lane, x, y)
+    return idm_gap(p, t, s, b, follower, front, s_front - s_own)
+
+
+@jit()
+def idm_gap(p, t, s, b, follower, front, gap):
+    """`idm` with the front's `s_front - s` on the follower's lane given: `gap` [m]
+    (unused without a front)."""
     if follower < 0 or s.kind[b, follower] == OBSTACLE_KIND:
         return 0.0
     own_lane = s.lane[b, follower]
@@ -205,10 +235,7 @@ def idm(p, t, s, b, follower, front):
     free = free * p.comfort_acc_max
     if front < 0:
         return free
-    x, y = s.position[b, follower, 0], s.position[b, follower, 1]
-    s_front, _ = local_coordinates(t, own_lane, s.position[b, front, 0], s.position[b, front, 1])
-    s_own, _ = local_coordinates(t, own_lane, x, y)
-    ratio = desired_gap(p, s, b, follower, front) / not_zero(s_front - s_own, p.not_zero_eps)
+    ratio = desired_gap(p, s, b, follower, front) / not_zero(gap, p.not_zero_eps)
     return free - p.comfort_acc_max * (ratio * ratio)
 
 
@@ -334,18 +361,21 @@ def network_act(p, t, s_in, s_out, b):
             steering, acceleration = braking_action(p, t, s_in, b, j, target)
         elif s_in.valid[b, j] and s_in.kind[b, j] == IDM_KIND and not s_in.crashed[b, j]:
             x, y = s_in.position[b, j, 0], s_in.position[b, j, 1]
-            s_target, _ = local_coordinates(t, target, x, y)
+            checked = target
+            s_target, r_target = local_coordinates(t, target, x, y)
             if s_target > t.length[target] - p.lane_vehicle_length / 2:
                 target, route_next = next_lane(t, target, x, y, s_in.route_road[b, j],
                                                s_in.route_lane[b, j], route_next)
             if s_in.lane_changes[b, j]:
                 target, timer = change_lane_policy(p, t, s_in, s_out, b, j, target,
                                                    route_next, timer)
-            steering = network_steering(p, t, x, y, s_in.heading[b, j], s_in.speed[b, j],
-                                        s_in.length[b, j], target)
+            if target != checked:                  # else the coordinates above
+                s_target, r_target = local_coordinates(t, target, x, y)
+            steering = network_steering(p, t, s_target, r_target, s_in.heading[b, j],
+                                        s_in.speed[b, j], s_in.length[b, j], target)
             lane = s_in.lane[b, j]
-            front, _ = neighbours(p, t, s_in, b, j, lane)
-            acceleration = idm(p, t, s_in, b, j, front)
+            front, _, gap = neighbours_gap(p, t, s_in, b, j, lane)     # on j's lane: idm's
+            acceleration = idm_gap(p, t, s_in, b, j, front, gap)
             if lane != target:
                 front, _ = neighbours(p, t, s_in, b, j, target)
                 acceleration = min(acceleration, idm(p, t, s_in, b, j, front))
@@ -446,25 +476,42 @@ def _keep_world(s_in, s_out, b):
 
 
 @jit(parallel=True)
-def network_worlds(p, t, bounds, s_in, s_out, first_s, first, second, active, collisions):
-    """One substep of the worlds where `active (B,)`: `prange` over worlds, `network_act`,
-    `network_move` (the egos' pieces: `first_s (B,)` [s], `first`, `second` `(B, 2)`
-    `[acceleration, steering]`), then (if `collisions`) `network_collisions`; the other
-    worlds' rows are copied."""
-    for b in prange(s_in.valid.shape[0]):
-        if not active[b]:
-            _keep_world(s_in, s_out, b)
-            continue
+def network_worlds(p, t, bounds, s_in, s_out, first_s, first, second, active, collisions,
+                   per_task):
+    """One substep of the worlds where `active (B,)`: `prange` over work items of
+    `per_task` consecutive worlds, each world `network_act`, `network_move` (the egos'
+    pieces: `first_s (B,)` [s], `first`, `second` `(B, 2)` `[acceleration, steering]`),
+    then (if `collisions`) `network_collisions`; the other worlds' rows are copied. The
+    worlds are independent: the result does not depend on `per_task` or the threads."""
+    batch = s_in.valid.shape[0]
+    tasks = (batch + per_task - 1) // per_task
+    for task in prange(tasks):
         corners = np.empty((2, 4, 2))
-        network_act(p, t, s_in, s_out, b)
-        network_move(p, t, bounds, s_in, s_out, b, first_s[b], first[b], second[b])
-        if collisions:
-            network_collisions(p, s_out, b, corners)
+        for b in range(task * per_task, min(batch, (task + 1) * per_task)):
+            if not active[b]:
+                _keep_world(s_in, s_out, b)
+                continue
+            network_act(p, t, s_in, s_out, b)
+            network_move(p, t, bounds, s_in, s_out, b, first_s[b], first[b], second[b])
+            if collisions:
+                network_collisions(p, s_out, b, corners)
 
 
 WRITTEN = ("position", "heading", "speed", "lane", "target_lane", "steering", "acceleration",
            "route_next", "crashed", "impact", "impact_pending", "timer")
 """The `NetworkArrays` fields a substep writes (the others are shared with the input)."""
+
+
+_BOUNDS: dict[int, tuple[LaneTables, np.ndarray]] = {}
+
+
+def _bounds(tables: LaneTables) -> np.ndarray:
+    """`lane_bounds(tables)`, computed once per tables object (held with it, so its id
+    cannot be reused while cached)."""
+    held = _BOUNDS.get(id(tables))
+    if held is None or held[0] is not tables:
+        held = _BOUNDS[id(tables)] = (tables, lane_bounds(tables))
+    return held[1]
 
 
 def network_arrays(state: NetworkState) -> NetworkArrays:
@@ -490,7 +537,8 @@ def network_substep_cpu(params: Params, tables: LaneTables, state: NetworkState,
         first_s: `(B,)` [s] in `[0, dt]`; first, second: `(B, 2)` `[m/s^2, rad]`.
         active: `(B,)` bool (None: all); the others are returned as they are.
         collisions: run the ego's collision phase (the torch substep has none).
-        threads: numba threads for the call (all when None).
+        threads: at most this many numba threads (all when None), and never more than
+            the work items of `WORLDS_PER_TASK` worlds (B = 1: the calling thread).
 
     Returns:
         the next state: new tensors for the fields in `WRITTEN`, the others shared; the
@@ -501,11 +549,15 @@ def network_substep_cpu(params: Params, tables: LaneTables, state: NetworkState,
     batch = state.valid.shape[0]
     live = (np.ones(batch, dtype=bool) if active is None
             else _host(active, torch.bool))
-    with kernel_threads(threads):
-        network_worlds(kernel_params(params), tables, lane_bounds(tables), s_in, s_out,
+    # No more threads than work items (one world: the calling thread alone), as
+    # `numba.step`: waking a thread whose core runs another process can cost a scheduler
+    # time slice, far more than a small batch's substep.
+    tasks = -(-batch // WORLDS_PER_TASK)
+    with kernel_threads(tasks if threads is None else min(threads, tasks)):
+        network_worlds(kernel_params(params), tables, _bounds(tables), s_in, s_out,
                        _host(first_s, torch.float64).reshape(batch),
                        _host(first, torch.float64), _host(second, torch.float64), live,
-                       bool(collisions))
+                       bool(collisions), WORLDS_PER_TASK)
     return state.replace(**{name: torch.from_numpy(getattr(s_out, name)) for name in WRITTEN},
                          substep=state.substep + torch.from_numpy(live).long())
 

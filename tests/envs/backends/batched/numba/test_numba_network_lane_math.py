@@ -4,6 +4,8 @@ of the three networks, and against the torch reference."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -96,3 +98,49 @@ def test_closest_lane_near_is_closest_lane(kind):
         along = np.linspace(0.0, t.length[lane], 200)
         centre = nn.positions_many(t, np.full(200, lane), along, np.zeros(200))
         assert np.hypot(*(centre - bounds[lane, :2]).T).max() <= bounds[lane, 2]
+
+
+@pytest.mark.parametrize("kind", NETWORK_KINDS)
+def test_lane_band_is_the_local_coordinates_test(kind):
+    """`lane_band` (the neighbour search's test, the cheap coordinate first) against
+    `local_coordinates` and the band test on its `(s, r)`: the same verdict and, inside,
+    the same `s`, bit for bit, on points near the lanes (inside or just outside the band,
+    before, on and past the ends) and far from them."""
+    layout, rng, lanes, points = _sample(kind, 3)
+    t = layout.tables
+    third = POINTS // 3
+    s = rng.uniform(-8.0, 1.1, third) * np.maximum(t.length[lanes[:third]], 1.0)
+    s[: third // 3] = rng.uniform(-6.0, 6.0, third // 3)               # around the start
+    points[:third] = nn.positions_many(t, lanes[:third], s, rng.uniform(-4.0, 4.0, third))
+    half = t.width[lanes] / 2 + rng.choice([0.0, 1.0], POINTS)
+    lower = np.full(POINTS, -5.0)
+    upper = t.length[lanes] + 5.0
+    inside, s_band = nn.band_many(t, lanes, points, half, lower, upper)
+    s, r = nn.local_coordinates_many(t, lanes, points)
+    expected = (np.abs(r) <= half) & (s >= lower) & (s < upper)
+    assert inside.tolist() == expected.tolist()
+    assert np.array_equal(s_band[inside], s[inside])
+    assert 0.05 * POINTS < inside.sum() < 0.95 * POINTS
+
+
+def test_wrap_to_pi_is_the_floored_modulo_bit_for_bit():
+    """`wrap_to_pi`'s branches without `fmod` give Python's `((x + pi) % 2 pi) - pi` bit
+    for bit: random angles, tiny ones, and the floats around every branch edge (x + pi at
+    -4 pi, -2 pi, 0, 2 pi, 4 pi), zeros, infinities and NaN."""
+    two_pi = 2 * math.pi
+    rng = np.random.default_rng(4)
+    edges = np.array([-2 * two_pi, -two_pi, 0.0, two_pi, 2 * two_pi]) - math.pi
+    around = [edges]
+    for direction in (np.inf, -np.inf):
+        step = edges
+        for _ in range(40):
+            step = np.nextafter(step, direction)
+            around.append(step)
+    x = np.concatenate([rng.uniform(-30.0, 30.0, 20000), rng.normal(0.0, 1e-9, 2000),
+                        rng.uniform(-1e6, 1e6, 2000), *around,
+                        [0.0, -0.0, math.pi, -math.pi, np.inf, -np.inf, np.nan]])
+    with np.errstate(invalid="ignore"):
+        want = np.array([((v + math.pi) % two_pi) - math.pi for v in x])
+    got = nn.wrap_many(x)
+    same = (got.view(np.int64) == want.view(np.int64)) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), x[~same][:5]
