@@ -338,8 +338,10 @@ def braking_action(p, t, s_in, b, j, target):
     vehicle, `network_state.start_yielding`): steering to its target lane [rad] and
     `-min(decel, max(v, 0) / dt)` [m/s^2] (never below standstill); no route, MOBIL or
     IDM decision."""
-    steering = network_steering(p, t, s_in.position[b, j, 0], s_in.position[b, j, 1],
-                                s_in.heading[b, j], s_in.speed[b, j], s_in.length[b, j], target)
+    s_target, r_target = local_coordinates(t, target, s_in.position[b, j, 0],
+                                           s_in.position[b, j, 1])
+    steering = network_steering(p, t, s_target, r_target, s_in.heading[b, j],
+                                s_in.speed[b, j], s_in.length[b, j], target)
     return steering, -min(s_in.brake_decel[b, j], max(s_in.speed[b, j], 0.0) / p.dt)
 
 
