@@ -89,6 +89,18 @@ def empty_map(batch: int | None = None, lanes: np.ndarray | None = None
     }
 
 
+def cubic_hermite(p0: np.ndarray, t0: np.ndarray, p1: np.ndarray, t1: np.ndarray,
+                  u: np.ndarray) -> np.ndarray:
+    """`(K, 2)` points [m] at parameters `u` `(K, 1)` in [0, 1] of the cubic Hermite curve
+    from `p0` with tangent `t0` to `p1` with tangent `t1` (`(2,)` each; a tangent's length
+    sets how far the curve keeps its direction): the curve that bridges a gap between two
+    lanes of a route, both in the map (`HighwayRoadMap.approach`) and in the staged
+    planner (`agents.staged.route_frame.smooth_route_gaps`)."""
+    h00, h10 = 2 * u**3 - 3 * u**2 + 1, u**3 - 2 * u**2 + u
+    h01, h11 = -2 * u**3 + 3 * u**2, u**3 - u**2
+    return h00 * p0 + h10 * t0 + h01 * p1 + h11 * t1
+
+
 def route_arc_lengths(s0) -> np.ndarray:
     """`(..., P)` float64: arc lengths `s0 + i * MAP_STEP_M` of the route samples [m]."""
     return np.asarray(s0, np.float64)[..., None] + MAP_STEP_M * np.arange(ROUTE_POINTS)

@@ -28,6 +28,7 @@ Every function is pure and batched over `N` envs.
 from __future__ import annotations
 
 import numpy as np
+from reflexdrive.envs.road_map import cubic_hermite
 
 _MIN_SEGMENT_M = 1e-6
 """Segments shorter than this are degenerate (skipped) [m]."""
@@ -281,7 +282,5 @@ def smooth_route_gaps(route: np.ndarray, start_heading: np.ndarray | None = None
             t0 = direction[row, 0] * chord
         t1 = direction[row, last] * chord
         u = np.linspace(0.0, 1.0, last - first + 1)[1:-1, None]
-        h00, h10 = 2 * u**3 - 3 * u**2 + 1, u**3 - 2 * u**2 + u
-        h01, h11 = -2 * u**3 + 3 * u**2, u**3 - u**2
-        out[row, first + 1:last] = h00 * p0 + h10 * t0 + h01 * p1 + h11 * t1
+        out[row, first + 1:last] = cubic_hermite(p0, t0, p1, t1, u)
     return out

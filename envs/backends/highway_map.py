@@ -36,6 +36,7 @@ from reflexdrive.envs.road_map import (
     MAP_RANGE_M,
     MAP_STEP_M,
     ROUTE_POINTS,
+    cubic_hermite,
     finish_map,
     keep_nearest_lanes,
     lane_sample_count,
@@ -265,9 +266,8 @@ class HighwayRoadMap:
                                        np.sin(first.heading_at(0.0))])
                 t1 = chord * np.array([np.cos(second.heading_at(0.0)),
                                        np.sin(second.heading_at(0.0))])
-                u = np.linspace(0.0, 1.0, APPROACH_SAMPLES)[:, None]
-                points = ((2 * u**3 - 3 * u**2 + 1) * node + (u**3 - 2 * u**2 + u) * t0
-                          + (-2 * u**3 + 3 * u**2) * start + (u**3 - u**2) * t1)
+                points = cubic_hermite(node, t0, start, t1,
+                                       np.linspace(0.0, 1.0, APPROACH_SAMPLES)[:, None])
                 arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(points, axis=0).T))])
                 curve = (points, arc)
             self._approaches[key] = curve
