@@ -177,11 +177,9 @@ def test_encoded_observations_are_the_encoders_features_terminal_ones_included()
         assert info["TimeLimit.truncated"] is True
 
 
-def test_the_update_of_a_frozen_encoder_never_runs_it(tmp_path):
-    config = tiny_config(tmp_path, "cnn", policy_config={}, num_envs=4, n_steps=16,
-                         batch_size=32, n_epochs=2, init=imitation_checkpoint(tmp_path, "cnn"),
-                         learning_rate=1e-3)
-    assert config.freeze_encoder                         # the default
+def model_ready_to_collect(config):
+    """`(env, model, callback)`: `config`'s sb3 model built from its init, set up as
+    `learn` sets it up before its first rollout (no step taken yet)."""
     init = load_init(config)
     policy_config = resolved_policy_config(config, init)
     env = make_env(config, policy_config)
@@ -190,6 +188,15 @@ def test_the_update_of_a_frozen_encoder_never_runs_it(tmp_path):
                                      reset_num_timesteps=True, tb_log_name="t",
                                      progress_bar=False)
     callback.on_training_start(locals(), globals())
+    return env, model, callback
+
+
+def test_the_update_of_a_frozen_encoder_never_runs_it(tmp_path):
+    config = tiny_config(tmp_path, "cnn", policy_config={}, num_envs=4, n_steps=16,
+                         batch_size=32, n_epochs=2, init=imitation_checkpoint(tmp_path, "cnn"),
+                         learning_rate=1e-3)
+    assert config.freeze_encoder                         # the default
+    env, model, callback = model_ready_to_collect(config)
     calls = []
     model.policy.driving.encoder.register_forward_hook(lambda *_: calls.append(1))
     model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
@@ -434,14 +441,7 @@ def first_minibatch_log_probs(config):
     """Collect one rollout with `config`'s model (from its init) and recompute the first
     minibatch's log-probabilities the way the update does, before any gradient step:
     `(recomputed, rollout's)` over the minibatch's real (unpadded) samples."""
-    init = load_init(config)
-    policy_config = resolved_policy_config(config, init)
-    env = make_env(config, policy_config)
-    model = build_model(config, env, policy_config, init)
-    _, callback = model._setup_learn(config.steps_per_update, callback=None,
-                                     reset_num_timesteps=True, tb_log_name="t",
-                                     progress_bar=False)
-    callback.on_training_start(locals(), globals())
+    env, model, callback = model_ready_to_collect(config)
     model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
     model.policy.set_training_mode(True)
     data = next(iter(model.rollout_buffer.get(model.batch_size)))
