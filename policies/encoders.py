@@ -316,6 +316,42 @@ ROUTE_HIDDEN_HELP = ("width of the RouteEncoder on obs['route'] (0: the encoder 
                      "the route, as the checkpoints written before it existed)")
 
 
+# ----------------------------------------------------------------------------- freezing
+
+
+class FreezableEncoder(nn.Module):
+    """What PPO's frozen encoder needs of an encoder (`reflexdrive.train.sb3_adapters`):
+    the features split into a part computed once per env step without gradients and a
+    part that keeps training.
+
+    `features(obs) == finish_features(frozen_features(obs))`, with the same arithmetic in
+    the same order. By default everything is frozen: `frozen_features` is `forward` and
+    `finish_features` the identity, `unfrozen_modules` empty. `ConvEncoder` reading
+    `obs["timing"]` overrides it: a timing pathway added to an imitation checkpoint for a
+    latency-in-the-loop fine-tune (`policies.registry.with_timing`) starts with zero
+    weight and must train, so its `TimingEncoder` and the fusion layer stay unfrozen.
+    """
+
+    features_dim: int
+
+    @property
+    def frozen_width(self) -> int:
+        """Width of `frozen_features`' rows."""
+        return self.features_dim
+
+    def frozen_features(self, obs: Observation) -> torch.Tensor:
+        """`(B, frozen_width)`: what a frozen encoder computes once per env step."""
+        return self(obs)
+
+    def finish_features(self, frozen: torch.Tensor) -> torch.Tensor:
+        """`(B, frozen_width)` -> `(B, features_dim)` through the unfrozen modules."""
+        return frozen
+
+    def unfrozen_modules(self) -> tuple[nn.Module, ...]:
+        """Submodules that keep training while the rest of the encoder is frozen."""
+        return ()
+
+
 # ----------------------------------------------------------------------------- CNN
 
 
@@ -363,7 +399,7 @@ class ConvEncoderConfig:
         validate_fields(self, "encoder.")
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(FreezableEncoder):
     """bev through strided convolutions, ego through an MLP, fused: `(B, features_dim)`.
 
     Layers: `len(channels)` x [3x3 conv stride 2 padding 1, ReLU] -> flatten -> linear
@@ -419,15 +455,59 @@ class ConvEncoder(nn.Module):
         return in_row_chunks(self._features, obs)
 
     def _features(self, obs: Observation) -> torch.Tensor:
+        parts = self._perception(obs)
+        if self.timing is not None:
+            parts.append(self.timing(obs["timing"]))
+        return self.fuse(torch.cat(parts, dim=1))
+
+    def _perception(self, obs: Observation) -> list[torch.Tensor]:
+        """The per-input features before the fusion, timing aside: bev, ego, (lidar),
+        (route), each `(B, width)`."""
         bev = bev_to_float(obs["bev"], channels_last=True)
         parts = [self.conv(bev), self.ego(self.normalise_ego(obs["ego"]))]
         if self.lidar is not None:
             parts.append(self.lidar(obs["lidar"]))
         if self.route is not None:
             parts.append(self.route(obs["route"]))
-        if self.timing is not None:
-            parts.append(self.timing(obs["timing"]))
-        return self.fuse(torch.cat(parts, dim=1))
+        return parts
+
+    @property
+    def perception_width(self) -> int:
+        """Width of the perception features fused with the timing's: bev, ego, lidar,
+        route."""
+        config = self.config
+        return (config.bev_features + config.ego_hidden + config.lidar_hidden
+                + config.route_hidden)
+
+    @property
+    def frozen_width(self) -> int:
+        """`features_dim`; reading timing: the perception features and the raw timing
+        `perception_width + 4`."""
+        if self.timing is None:
+            return self.features_dim
+        return self.perception_width + len(TIMING_NORMALISATION)
+
+    def frozen_features(self, obs: Observation) -> torch.Tensor:
+        """The features; reading timing: `[perception features, raw obs["timing"]]`, so
+        that the timing pathway and the fusion can train on them (`finish_features`)."""
+        if self.timing is None:
+            return self(obs)
+        _check_inputs(obs, self.bev_shape, self.ego_dim, self.lidar_shape, self.route_shape,
+                      self.timing_shape)
+        return in_row_chunks(lambda chunk: torch.cat(
+            [*self._perception(chunk), chunk["timing"].float()], dim=1), obs)
+
+    def finish_features(self, frozen: torch.Tensor) -> torch.Tensor:
+        """`frozen_features`' rows to the features: reading timing, the `TimingEncoder`
+        on the raw timing and the fusion (the same arithmetic as `forward`)."""
+        if self.timing is None:
+            return frozen
+        width = self.perception_width
+        return self.fuse(torch.cat([frozen[:, :width], self.timing(frozen[:, width:])], dim=1))
+
+    def unfrozen_modules(self) -> tuple[nn.Module, ...]:
+        """Reading timing: the `TimingEncoder` and the fusion layer."""
+        return () if self.timing is None else (self.timing, self.fuse)
 
 
 # ----------------------------------------------------------------------------- ViT
@@ -527,7 +607,7 @@ tokens (when read) follow them, then the patch tokens, row-major
 (`PatchEncoder.first_patch`)."""
 
 
-class PatchEncoder(nn.Module):
+class PatchEncoder(FreezableEncoder):
     """ViT-style encoder: `(B, features_dim = d_model)`, the `cls` token's output.
 
     Tokens: `[cls, ego, (lidar,) (route,) (timing,) patch_0 .. patch_{n-1}]`, patches

@@ -34,7 +34,7 @@ from reflexdrive.policies.checkpoint import (
     save_checkpoint,
     spec_mismatches,
 )
-from reflexdrive.policies.encoders import check_obs_spec
+from reflexdrive.policies.encoders import TIMING_NORMALISATION, ConvEncoder, check_obs_spec
 from reflexdrive.policies.networks import (
     CnnPolicy,
     DrivingPolicy,
@@ -210,6 +210,56 @@ def recurrent_from_cnn(name: str, cnn: DrivingPolicy, **config: Any) -> DrivingP
         target[0].bias.copy_(source[0].bias)
         target[2].load_state_dict(source[2].state_dict())
     return policy.to(next(cnn.parameters()).device)
+
+
+def with_timing(policy: DrivingPolicy, timing_hidden: int) -> DrivingPolicy:
+    """A copy of `policy` that also reads `obs["timing"]` and starts out driving exactly
+    as `policy` does.
+
+    The copy's `ConvEncoder` gets a `TimingEncoder` of width `timing_hidden` (fresh
+    weights from torch's generator) whose features enter the fusion layer last; the fusion
+    weights from them start at zero, every other weight is `policy`'s. The first gradient
+    steps then give the observation's age and the command in flight a say (Real-Time RL's
+    state augmentation) in a network that already drives: the latency-aware fine-tune of
+    an imitation checkpoint (`reflexdrive train --method ppo --init CKPT --policy-config
+    '{"encoder": {"timing_hidden": 16}}'`).
+
+    Args:
+        policy: a cnn, gru or lstm (a `ConvEncoder`) that does not read timing; left
+            unchanged.
+        timing_hidden: width of the new `TimingEncoder`, at least 1.
+
+    Raises:
+        ValueError: a transformer (its timing is a token in the attention, which a zero
+            weight cannot leave out), a policy that already reads timing, or
+            `timing_hidden` < 1.
+    """
+    if not isinstance(policy.encoder, ConvEncoder):
+        raise ValueError(f"policy={policy.name!r} is invalid: a timing input can be added to "
+                         "a cnn, gru or lstm (a ConvEncoder), not to a "
+                         f"{type(policy.encoder).__name__}")
+    if policy.config.encoder.uses_timing:
+        raise ValueError(f"encoder.timing_hidden={policy.config.encoder.timing_hidden} is "
+                         "invalid here: the policy already reads obs['timing']")
+    if isinstance(timing_hidden, bool) or not isinstance(timing_hidden, int) or timing_hidden < 1:
+        raise ValueError(f"timing_hidden={timing_hidden!r} is invalid: must be an integer >= 1")
+    config = policy.config.to_dict()
+    config["encoder"] = {**config["encoder"], "timing_hidden": timing_hidden}
+    spec = {**policy.obs_spec, "timing": {"shape": [len(TIMING_NORMALISATION)],
+                                          "dtype": "float32"}}
+    widened = type(policy)(spec, type(policy).config_type.from_dict(config))
+    source = policy.state_dict()
+    target = widened.state_dict()
+    fuse = "encoder.fuse.0.weight"
+    with torch.no_grad():
+        for key, value in source.items():
+            if key == fuse:
+                target[key].zero_()
+                target[key][:, :value.shape[1]].copy_(value)
+            else:
+                target[key].copy_(value)
+    widened.load_state_dict(target)
+    return widened.to(next(policy.parameters()).device).train(policy.training)
 
 
 def policy_checkpoint(policy: DrivingPolicy, spec: Mapping[str, Any] | None = None,

@@ -77,7 +77,7 @@ from reflexdrive.envs.gym.vector import batched_scenarios
 from reflexdrive.envs.latency import parse_latency
 from reflexdrive.policies.checkpoint import CheckpointError
 from reflexdrive.policies.networks import DrivingPolicy
-from reflexdrive.policies.registry import POLICIES, build, load_policy, save_policy
+from reflexdrive.policies.registry import POLICIES, build, load_policy, save_policy, with_timing
 from reflexdrive.run.results import prepare_out_dir, write_json
 from reflexdrive.train.ppo_snapshots import PolicySnapshots
 from reflexdrive.train.sb3_adapters import (
@@ -150,8 +150,12 @@ class PPOConfig:
             EncodedObservations`), and the update's epochs never run the encoder: on 2 CPU
             cores its forward and backward passes were about 80 % of a cnn PPO iteration
             (README, Speed). The encoder learnt from the expert what the scene holds; PPO
-            adjusts what the policy does about it. False: the whole network trains (the
-            encoder shared by the actor and the critic, so the value loss reaches it too).
+            adjusts what the policy does about it. A cnn/gru/lstm encoder that reads
+            `obs["timing"]` keeps its timing MLP and fusion layer training on the frozen
+            perception features and the raw timing (`FreezableEncoder`): a timing input
+            added for the fine-tune would otherwise stay at zero weight. False: the whole
+            network trains (the encoder shared by the actor and the critic, so the value
+            loss reaches it too).
         gamma: discount per tick.
         gae_lambda: GAE's lambda.
         clip_range: PPO's ratio clip.
@@ -177,7 +181,11 @@ class PPOConfig:
         init: a policy checkpoint (`policies.registry.save_policy`, e.g. from behaviour
             cloning) whose weights PPO starts from; it must hold `policy`. None: random.
         policy_config: the network's config fields (as for `policies.registry.build`),
-            only without `init` (with it, the checkpoint's config is used).
+            only without `init` (with it, the checkpoint's config is used), except
+            `{"encoder": {"timing_hidden": N}}` with `init`: the init policy gains a
+            timing input of width N that starts with zero weight
+            (`policies.registry.with_timing`), and with `freeze_encoder` that timing
+            pathway and the fusion layer train (`FreezableEncoder.unfrozen_modules`).
         out_dir: run folder (checkpoints, TensorBoard, export); reused to resume.
         checkpoint_every: save a resume checkpoint every this many updates.
         snapshot_every: export the policy to `out_dir/snapshots/` at step 0, after every
@@ -290,9 +298,15 @@ class PPOConfig:
             raise ConfigError("policy_config", self.policy_config,
                               "must be a dict of the network's config fields")
         if self.init is not None and self.policy_config:
-            raise ConfigError("policy_config", dict(self.policy_config),
-                              "must be empty with init (the network comes from the init "
-                              "checkpoint)")
+            if added_timing(self.policy_config) is None:
+                raise ConfigError("policy_config", dict(self.policy_config),
+                                  "must be empty with init (the network comes from the init "
+                                  "checkpoint) or {\"encoder\": {\"timing_hidden\": N}} "
+                                  "with N >= 1 (add a timing input to it: "
+                                  "policies.registry.with_timing)")
+            object.__setattr__(self, "policy_config", json.loads(json.dumps(
+                dict(self.policy_config))))
+            return self._check_rest()
         try:
             config = POLICIES[self.policy].config_type.from_dict(dict(self.policy_config))
         except (TypeError, ValueError) as error:
@@ -300,6 +314,9 @@ class PPOConfig:
         object.__setattr__(self, "policy_config", json.loads(json.dumps(
             {key: value for key, value in config.to_dict().items()
              if key in self.policy_config})))
+        self._check_rest()
+
+    def _check_rest(self) -> None:
         if not isinstance(self.out_dir, str) or not self.out_dir:
             raise ConfigError("out_dir", self.out_dir, "must be a folder path")
         if self.export_path is not None and (not isinstance(self.export_path, str)
@@ -350,7 +367,26 @@ def load_init(config: PPOConfig) -> tuple[DrivingPolicy, dict[str, Any]] | None:
     if policy.name != config.policy:
         raise ConfigError("init", config.init, f"holds a {policy.name!r} policy, not a "
                           f"{config.policy!r} one; use policy={policy.name!r}")
+    timing_hidden = added_timing(config.policy_config)
+    if timing_hidden is not None:
+        try:
+            policy = with_timing(policy, timing_hidden)
+        except ValueError as error:
+            raise ConfigError("init", config.init, f"cannot take policy_config "
+                              f"{dict(config.policy_config)}: {error}") from None
     return policy, dict(checkpoint.meta)
+
+
+def added_timing(policy_config: Mapping[str, Any]) -> int | None:
+    """N when `policy_config` is exactly `{"encoder": {"timing_hidden": N}}` with an
+    integer N >= 1 (with `init`: add a timing input to the init policy), else None."""
+    encoder = policy_config.get("encoder") if len(policy_config) == 1 else None
+    if not isinstance(encoder, Mapping) or set(encoder) != {"timing_hidden"}:
+        return None
+    hidden = encoder["timing_hidden"]
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        return None
+    return hidden
 
 
 def resolved_policy_config(config: PPOConfig,
@@ -383,7 +419,7 @@ def encoded_env(env: Any, config: PPOConfig, policy_config: Mapping[str, Any]) -
     if not config.freeze_encoder:
         return env
     network = build(config.policy, policy_spec()["observation"], **dict(policy_config))
-    return EncodedObservations(env, network.encoder.features_dim)
+    return EncodedObservations(env, network.encoder.frozen_width)
 
 
 def _algorithm(config: PPOConfig) -> tuple[type, type]:
@@ -566,12 +602,10 @@ def set_policy_frozen(policy: Any, frozen: bool) -> None:
     """Stop (or restart) gradients into an sb3 policy's actor: the `DrivingPolicy` it
     trains and its log-std; the critic's own parameters keep training. A frozen encoder
     (`freeze_encoder`) stays frozen either way."""
-    encoder = ({id(p) for p in policy.driving.encoder.parameters()}
-               if getattr(policy, "freeze_encoder", False) else set())
+    encoder = policy.frozen_parameter_ids()
     for parameter in [*policy.driving.parameters(), policy.log_std]:
         if id(parameter) not in encoder:
             parameter.requires_grad_(not frozen)
-
 
 
 class _Checkpoints(BaseCallback):

@@ -21,12 +21,15 @@ Env side:
   output; it applies the head's squash `centre + half_range * tanh(raw)` (same float32
   arithmetic as `policies.networks.ActionHead.squash`) before the env.
 - `EncodedObservations` (a frozen encoder, `PPOConfig.freeze_encoder`): a `VecEnvWrapper`
-  whose observations are the policy's frozen encoder's features `(N, features_dim)`,
-  computed once per step without gradients (finished envs' terminal observations too).
-  sb3's rollout buffer then stores features, not rasters, and the update's epochs never
-  run the encoder: they train the head, the critic and the log-std (and the recurrent
-  core). On 2 CPU cores the encoder's forward and backward passes over every minibatch of
-  every epoch were about 80 % of a cnn PPO iteration (`scripts/bench_training.py`).
+  whose observations are the policy's frozen encoder's features `(N, frozen_width)`
+  (`policies.encoders.FreezableEncoder.frozen_features`: the features, or for a cnn
+  reading `obs["timing"]` its perception features and the raw timing), computed once per
+  step without gradients (finished envs' terminal observations too). sb3's rollout buffer
+  then stores features, not rasters, and the update's epochs never run the convolutions:
+  they train the head, the critic and the log-std (and the recurrent core, and a timing
+  pathway with the fusion layer: `FreezableEncoder.unfrozen_modules`). On 2 CPU cores
+  the encoder's forward and backward passes over every minibatch of every epoch were
+  about 80 % of a cnn PPO iteration (`scripts/bench_training.py`).
 
 Policy side (`DrivingActorCritic`, `DrivingRecurrentActorCritic`): sb3 actor-critic
 policies assembled from a `policies.networks.DrivingPolicy`'s own modules, so PPO trains
@@ -318,16 +321,16 @@ class TanhActions(VecEnvWrapper):
 class EncodedObservations(VecEnvWrapper):
     """Observations as a frozen encoder's features (see the module docstring).
 
-    Each `reset`/`step` runs the attached encoder once on the wrapped env's dict
-    observations, without gradients, on the encoder's device, and returns `(N,
-    features_dim)` float32 features; a finished env's `infos[i]["terminal_observation"]`
-    becomes its features `(features_dim,)` too (sb3 bootstraps truncated episodes from it).
-    The features of a batch equal what the encoder computes inside the policy on the same
-    batch, so the rollout's actions are the unfrozen path's.
+    Each `reset`/`step` runs the attached encoder's `frozen_features` once on the wrapped
+    env's dict observations, without gradients, on the encoder's device, and returns `(N,
+    frozen_width)` float32 rows; a finished env's `infos[i]["terminal_observation"]`
+    becomes its row `(frozen_width,)` too (sb3 bootstraps truncated episodes from it).
+    `encoder.finish_features` of a batch of rows equals what the encoder computes inside
+    the policy on the same batch, so the rollout's actions are the unfrozen path's.
 
     Args:
         venv: env with the raw dict observations (`TanhActions` over a `BatchedVecEnv`).
-        features_dim: the encoder's `features_dim`.
+        frozen_width: the encoder's `frozen_width` (`features_dim` for most encoders).
 
     Attributes:
         encoder: the encoder (`attach`; the sb3 policy's own frozen one), None before.
@@ -335,26 +338,27 @@ class EncodedObservations(VecEnvWrapper):
             ...)` arrays), what the returned features were computed from.
     """
 
-    def __init__(self, venv: VecEnv, features_dim: int):
-        space = gym.spaces.Box(-np.inf, np.inf, shape=(int(features_dim),), dtype=np.float32)
+    def __init__(self, venv: VecEnv, frozen_width: int):
+        space = gym.spaces.Box(-np.inf, np.inf, shape=(int(frozen_width),), dtype=np.float32)
         super().__init__(venv, observation_space=space)
         self.encoder: nn.Module | None = None
         self.raw_observations: dict[str, np.ndarray] | None = None
 
     def attach(self, encoder: nn.Module) -> None:
-        """Use `encoder` (its `features_dim` must be the observation width)."""
-        if encoder.features_dim != self.observation_space.shape[0]:
-            raise ValueError(f"encoder.features_dim={encoder.features_dim} is invalid: the "
+        """Use `encoder` (its `frozen_width` must be the observation width)."""
+        if encoder.frozen_width != self.observation_space.shape[0]:
+            raise ValueError(f"encoder.frozen_width={encoder.frozen_width} is invalid: the "
                              f"observations are {self.observation_space.shape[0]} wide")
         self.encoder = encoder
 
     def encode(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """`(N, features_dim)` float32 features of dict observations `obs`."""
+        """`(N, frozen_width)` float32 rows of dict observations `obs`."""
         encoder = self._encoder()
         device = next(encoder.parameters()).device
         with torch.no_grad():
-            features = encoder({key: torch.as_tensor(np.asarray(value), device=device)
-                                for key, value in obs.items()})
+            features = encoder.frozen_features(
+                {key: torch.as_tensor(np.asarray(value), device=device)
+                 for key, value in obs.items()})
         return features.float().cpu().numpy()
 
     def _encoder(self) -> nn.Module:
@@ -407,8 +411,9 @@ class DrivingFeatures(BaseFeaturesExtractor):
 
 
 class PrecomputedFeatures(BaseFeaturesExtractor):
-    """sb3 features extractor of a frozen encoder: the observations already are its
-    features (`EncodedObservations`), passed through unchanged. It holds the encoder as a
+    """sb3 features extractor of a frozen encoder: the observations are its
+    `frozen_features` (`EncodedObservations`), finished by `encoder.finish_features` (the
+    identity unless part of the encoder stays unfrozen). It holds the encoder as a
     submodule, so the policy's state dict, sb3's checkpoints and the export keep it."""
 
     def __init__(self, observation_space: gym.spaces.Box, encoder: nn.Module):
@@ -416,11 +421,12 @@ class PrecomputedFeatures(BaseFeaturesExtractor):
         self.encoder = encoder
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        width = self.encoder.frozen_width
         if (not isinstance(observations, torch.Tensor) or observations.ndim != 2
-                or observations.shape[1] != self.features_dim):
-            raise ValueError(f"observations must be (B, {self.features_dim}) encoder features "
+                or observations.shape[1] != width):
+            raise ValueError(f"observations must be (B, {width}) frozen encoder features "
                              "(the encoder is frozen: EncodedObservations)")
-        return observations.float()
+        return self.encoder.finish_features(observations.float())
 
 
 class DrivingLatent(nn.Module):
@@ -549,6 +555,8 @@ class _DrivingParts:
         self.freeze_encoder = bool(freeze_encoder)
         if self.freeze_encoder:
             driving.encoder.requires_grad_(False)
+            for module in driving.encoder.unfrozen_modules():
+                module.requires_grad_(True)
         return driving
 
     @property
@@ -561,10 +569,18 @@ class _DrivingParts:
             return PrecomputedFeatures(self.observation_space, self.driving.encoder)
         return DrivingFeatures(self.observation_space, self.driving.encoder)
 
+    def frozen_parameter_ids(self) -> set[int]:
+        """`id`s of the parameters a frozen encoder keeps (all of the encoder's but its
+        `unfrozen_modules`'); empty unless `freeze_encoder`."""
+        if not self.freeze_encoder:
+            return set()
+        encoder = self.driving.encoder
+        unfrozen = {id(p) for module in encoder.unfrozen_modules() for p in module.parameters()}
+        return {id(p) for p in encoder.parameters()} - unfrozen
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The parameters the optimizer updates: all but a frozen encoder's."""
-        frozen = ({id(p) for p in self.driving.encoder.parameters()} if self.freeze_encoder
-                  else set())
+        frozen = self.frozen_parameter_ids()
         return [p for p in self.parameters() if id(p) not in frozen]
 
     def extract_features(self, obs, features_extractor=None):

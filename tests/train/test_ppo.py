@@ -9,17 +9,25 @@ import math
 import numpy as np
 import pytest
 import torch
+from ppo_helpers import (
+    SHORT,
+    TINY,
+    first_minibatch_log_probs,
+    imitation_checkpoint,
+    model_ready_to_collect,
+    tiny_config,
+    weights_of,
+)
 from reflexdrive.agents.end_to_end import EndToEndAgent, policy_spec
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv
 from reflexdrive.envs.latency import LatencyProfile, ProfileLatency, save_profile
 from reflexdrive.policies.networks import ActionHead, HeadConfig
-from reflexdrive.policies.registry import build, load_policy, save_policy
+from reflexdrive.policies.registry import build, load_policy
 
 from reflexdrive.common.seed_ranges import TRAINING
 from reflexdrive.common.validation import ConfigError
 from reflexdrive.train.ppo import (
     LinearDecay,
-    PPOConfig,
     attach_encoder,
     build_model,
     checkpoints,
@@ -36,24 +44,6 @@ from reflexdrive.train.sb3_adapters import (
 )
 
 torch.set_num_threads(1)
-
-ENCODER = {"channels": [4], "bev_features": 16, "ego_hidden": 8, "features": 16}
-TINY = {"cnn": {"encoder": ENCODER, "head": {"hidden": 16}},
-        "lstm": {"encoder": ENCODER, "hidden_size": 8, "head": {"hidden": 16}},
-        "gru": {"encoder": ENCODER, "hidden_size": 8, "head": {"hidden": 16}},
-        "transformer": {"encoder": {"patch_size": 16, "d_model": 8, "heads": 2, "layers": 1,
-                                    "feedforward": 16}, "head": {"hidden": 16}}}
-SHORT = {"duration_s": 0.5}                   # 5 ticks at 10 Hz
-
-
-def tiny_config(tmp_path, policy="cnn", **overrides) -> PPOConfig:
-    values = dict(policy=policy, num_envs=2, n_steps=64, batch_size=64, n_epochs=1,
-                  total_timesteps=256, policy_config=TINY.get(policy, {}),
-                  out_dir=str(tmp_path / "run"), checkpoint_every=1, device="cpu", threads=1,
-                  seed=3)
-    values.update(overrides)
-    return PPOConfig(**values)
-
 
 def as_tensors(obs):
     return {key: torch.from_numpy(np.asarray(obs[key])) for key in ("bev", "ego", "lidar")}
@@ -150,7 +140,7 @@ def test_encoded_observations_are_the_encoders_features_terminal_ones_included()
     reference = make_batched_vec_env(("highway",), 3, seed=5, scenario_config=SHORT)
     with pytest.raises(RuntimeError, match="needs attach"):
         wrapped.reset()
-    with pytest.raises(ValueError, match="features_dim=256 is invalid"):
+    with pytest.raises(ValueError, match="frozen_width=256 is invalid"):
         wrapped.attach(build("cnn", policy_spec()["observation"]).encoder)
     wrapped.attach(encoder)
     assert wrapped.observation_space.shape == (16,)
@@ -175,20 +165,6 @@ def test_encoded_observations_are_the_encoders_features_terminal_ones_included()
     for i, info in enumerate(infos):
         np.testing.assert_array_equal(info["terminal_observation"], final[i])
         assert info["TimeLimit.truncated"] is True
-
-
-def model_ready_to_collect(config):
-    """`(env, model, callback)`: `config`'s sb3 model built from its init, set up as
-    `learn` sets it up before its first rollout (no step taken yet)."""
-    init = load_init(config)
-    policy_config = resolved_policy_config(config, init)
-    env = make_env(config, policy_config)
-    model = build_model(config, env, policy_config, init)
-    _, callback = model._setup_learn(config.steps_per_update, callback=None,
-                                     reset_num_timesteps=True, tb_log_name="t",
-                                     progress_bar=False)
-    callback.on_training_start(locals(), globals())
-    return env, model, callback
 
 
 def test_the_update_of_a_frozen_encoder_never_runs_it(tmp_path):
@@ -225,18 +201,6 @@ def test_tanh_actions_squash_like_the_policy_head():
 
 
 # ----------------------------------------------------------------------------- the policy
-
-
-def imitation_checkpoint(tmp_path, name: str) -> str:
-    """A 'behaviour-cloned' tiny policy: random weights, head scaled up so that its
-    actions vary with the observation."""
-    torch.manual_seed(7)
-    policy = build(name, policy_spec()["observation"], **TINY[name])
-    with torch.no_grad():
-        policy.head.mlp[-1].weight.mul_(200.0)
-    path = tmp_path / f"bc-{name}.pt"
-    save_policy(path, policy, policy_spec(), {"command": "bc"})
-    return str(path)
 
 
 def raw_observations(env, obs):
@@ -437,27 +401,6 @@ def test_numbers_must_be_finite(tmp_path):
 # ----------------------------------------------------------------------------- the update
 
 
-def first_minibatch_log_probs(config):
-    """Collect one rollout with `config`'s model (from its init) and recompute the first
-    minibatch's log-probabilities the way the update does, before any gradient step:
-    `(recomputed, rollout's)` over the minibatch's real (unpadded) samples."""
-    env, model, callback = model_ready_to_collect(config)
-    model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
-    model.policy.set_training_mode(True)
-    data = next(iter(model.rollout_buffer.get(model.batch_size)))
-    with torch.no_grad():
-        if config.recurrent:
-            _, log_prob, _ = model.policy.evaluate_actions(
-                data.observations, data.actions, data.lstm_states, data.episode_starts)
-            real = data.mask > 1e-8
-            recomputed, stored = log_prob[real], data.old_log_prob[real]
-        else:
-            _, recomputed, _ = model.policy.evaluate_actions(data.observations, data.actions)
-            stored = data.old_log_prob
-    env.close()
-    return recomputed, stored
-
-
 @pytest.mark.parametrize("freeze", [False, True])
 def test_the_first_minibatch_recomputes_the_rollouts_log_probs_exactly(tmp_path, freeze):
     # 16 envs (PPOConfig's default): the rollout's forward passes run 16 rows at a time.
@@ -483,10 +426,6 @@ def test_attention_and_recurrent_policies_recompute_them_to_float_rounding(tmp_p
     recomputed, stored = first_minibatch_log_probs(config)
     assert len(stored) >= 16
     torch.testing.assert_close(recomputed, stored, rtol=0, atol=1e-5)
-
-
-def weights_of(module):
-    return {key: value.detach().clone() for key, value in module.state_dict().items()}
 
 
 @pytest.mark.parametrize("warmup, policy_moves, freeze", [(2, False, False), (0, True, False),
