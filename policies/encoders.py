@@ -325,11 +325,12 @@ class FreezableEncoder(nn.Module):
     part that keeps training.
 
     `features(obs) == finish_features(frozen_features(obs))`, with the same arithmetic in
-    the same order. By default everything is frozen: `frozen_features` is `forward` and
-    `finish_features` the identity, `unfrozen_modules` empty. `ConvEncoder` reading
+    the same order. By default everything is frozen: `frozen_features` is `forward`,
+    `finish_features` the identity and `unfrozen_parameters` empty. `ConvEncoder` reading
     `obs["timing"]` overrides it: a timing pathway added to an imitation checkpoint for a
     latency-in-the-loop fine-tune (`policies.registry.with_timing`) starts with zero
-    weight and must train, so its `TimingEncoder` and the fusion layer stay unfrozen.
+    weight and must train, so its `TimingEncoder` and the fusion weights from it stay
+    unfrozen; every weight that reads the perception stays the imitation's.
     """
 
     features_dim: int
@@ -344,12 +345,16 @@ class FreezableEncoder(nn.Module):
         return self(obs)
 
     def finish_features(self, frozen: torch.Tensor) -> torch.Tensor:
-        """`(B, frozen_width)` -> `(B, features_dim)` through the unfrozen modules."""
+        """`(B, frozen_width)` -> `(B, features_dim)` through the unfrozen parameters."""
         return frozen
 
-    def unfrozen_modules(self) -> tuple[nn.Module, ...]:
-        """Submodules that keep training while the rest of the encoder is frozen."""
-        return ()
+    def freeze(self) -> None:
+        """Stop the gradients into every parameter but `unfrozen_parameters`."""
+        self.requires_grad_(False)
+
+    def unfrozen_parameters(self) -> list[nn.Parameter]:
+        """Parameters that keep training while the rest of the encoder is frozen."""
+        return []
 
 
 # ----------------------------------------------------------------------------- CNN
@@ -505,9 +510,28 @@ class ConvEncoder(FreezableEncoder):
         width = self.perception_width
         return self.fuse(torch.cat([frozen[:, :width], self.timing(frozen[:, width:])], dim=1))
 
-    def unfrozen_modules(self) -> tuple[nn.Module, ...]:
-        """Reading timing: the `TimingEncoder` and the fusion layer."""
-        return () if self.timing is None else (self.timing, self.fuse)
+    def freeze(self) -> None:
+        """Reading timing, the `TimingEncoder` and the fusion layer's weight keep training,
+        the latter only in its columns from the timing features: a gradient hook zeroes
+        the others (Adam then never moves them), and the fusion's bias and LayerNorm stay
+        frozen, so everything that reads the perception keeps the imitation's weights."""
+        super().freeze()
+        if self.timing is None:
+            return
+        self.timing.requires_grad_(True)
+        weight = self.fuse[0].weight
+        weight.requires_grad_(True)
+        if not getattr(weight, "_timing_columns_only", False):
+            mask = torch.zeros_like(weight)
+            mask[:, self.perception_width:] = 1.0
+            weight.register_hook(lambda grad: grad * mask.to(grad.device))
+            weight._timing_columns_only = True
+
+    def unfrozen_parameters(self) -> list[nn.Parameter]:
+        """Reading timing: the `TimingEncoder`'s and the fusion layer's weight (`freeze`)."""
+        if self.timing is None:
+            return []
+        return [*self.timing.parameters(), self.fuse[0].weight]
 
 
 # ----------------------------------------------------------------------------- ViT

@@ -151,9 +151,10 @@ class PPOConfig:
             cores its forward and backward passes were about 80 % of a cnn PPO iteration
             (README, Speed). The encoder learnt from the expert what the scene holds; PPO
             adjusts what the policy does about it. A cnn/gru/lstm encoder that reads
-            `obs["timing"]` keeps its timing MLP and fusion layer training on the frozen
-            perception features and the raw timing (`FreezableEncoder`): a timing input
-            added for the fine-tune would otherwise stay at zero weight. False: the whole
+            `obs["timing"]` keeps its timing MLP and the fusion weights from it training
+            on the frozen perception features and the raw timing (`FreezableEncoder`):
+            a timing input added for the fine-tune would otherwise stay at zero weight;
+            the critic then reads the features detached. False: the whole
             network trains (the encoder shared by the actor and the critic, so the value
             loss reaches it too).
         gamma: discount per tick.
@@ -185,7 +186,7 @@ class PPOConfig:
             `{"encoder": {"timing_hidden": N}}` with `init`: the init policy gains a
             timing input of width N that starts with zero weight
             (`policies.registry.with_timing`), and with `freeze_encoder` that timing
-            pathway and the fusion layer train (`FreezableEncoder.unfrozen_modules`).
+            pathway trains (`FreezableEncoder.unfrozen_parameters`).
         out_dir: run folder (checkpoints, TensorBoard, export); reused to resume.
         checkpoint_every: save a resume checkpoint every this many updates.
         snapshot_every: export the policy to `out_dir/snapshots/` at step 0, after every

@@ -27,7 +27,7 @@ Env side:
   step without gradients (finished envs' terminal observations too). sb3's rollout buffer
   then stores features, not rasters, and the update's epochs never run the convolutions:
   they train the head, the critic and the log-std (and the recurrent core, and a timing
-  pathway with the fusion layer: `FreezableEncoder.unfrozen_modules`). On 2 CPU cores
+  pathway and its fusion weights: `FreezableEncoder.unfrozen_parameters`). On 2 CPU cores
   the encoder's forward and backward passes over every minibatch of every epoch were
   about 80 % of a cnn PPO iteration (`scripts/bench_training.py`).
 
@@ -439,10 +439,15 @@ class DrivingLatent(nn.Module):
         features_dim: width of the features the critic reads (sb3-contrib's critic LSTM
             output for recurrent policies, whose actor may read a wider input: `skip`).
         value_hidden: width of the value MLP.
+        detach_critic: the critic reads the features without passing gradients back
+            (a frozen encoder whose timing pathway trains: the value loss then does not
+            shape the actor's features).
     """
 
-    def __init__(self, actor: nn.Module, actor_dim: int, features_dim: int, value_hidden: int):
+    def __init__(self, actor: nn.Module, actor_dim: int, features_dim: int, value_hidden: int,
+                 detach_critic: bool = False):
         super().__init__()
+        self.detach_critic = bool(detach_critic)
         self.policy_net = actor
         self.value_net = nn.Sequential(nn.Linear(features_dim, value_hidden), nn.ReLU())
         nn.init.orthogonal_(self.value_net[0].weight, math.sqrt(2))
@@ -457,7 +462,7 @@ class DrivingLatent(nn.Module):
         return self.policy_net(features)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
-        return self.value_net(features)
+        return self.value_net(features.detach() if self.detach_critic else features)
 
 
 class _LstmConvention(nn.Module):
@@ -554,9 +559,7 @@ class _DrivingParts:
         self.initial_std = tuple(float(s) for s in initial_std)
         self.freeze_encoder = bool(freeze_encoder)
         if self.freeze_encoder:
-            driving.encoder.requires_grad_(False)
-            for module in driving.encoder.unfrozen_modules():
-                module.requires_grad_(True)
+            driving.encoder.freeze()
         return driving
 
     @property
@@ -571,11 +574,11 @@ class _DrivingParts:
 
     def frozen_parameter_ids(self) -> set[int]:
         """`id`s of the parameters a frozen encoder keeps (all of the encoder's but its
-        `unfrozen_modules`'); empty unless `freeze_encoder`."""
+        `unfrozen_parameters`); empty unless `freeze_encoder`."""
         if not self.freeze_encoder:
             return set()
         encoder = self.driving.encoder
-        unfrozen = {id(p) for module in encoder.unfrozen_modules() for p in module.parameters()}
+        unfrozen = {id(p) for p in encoder.unfrozen_parameters()}
         return {id(p) for p in encoder.parameters()} - unfrozen
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -588,9 +591,10 @@ class _DrivingParts:
         extractor = self.features_extractor if features_extractor is None else features_extractor
         return extractor(obs)
 
-    def _head_latent(self, features_dim: int) -> DrivingLatent:
+    def _head_latent(self, features_dim: int, detach_critic: bool = False) -> DrivingLatent:
         head = self.driving.head
-        return DrivingLatent(head.mlp[:-1], head.config.hidden, features_dim, self.value_hidden)
+        return DrivingLatent(head.mlp[:-1], head.config.hidden, features_dim, self.value_hidden,
+                             detach_critic=detach_critic)
 
     def _adopt_head(self, lr_schedule) -> None:
         """After sb3's `_build`: the head's last linear is the action net, `log_std` starts
@@ -659,7 +663,11 @@ class DrivingActorCritic(_DrivingParts, ActorCriticPolicy):
                          share_features_extractor=True, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = self._head_latent(self.features_dim)
+        # a frozen encoder's trainable timing pathway serves the actor; the critic reads
+        # the features detached (recurrent policies: sb3-contrib's critic LSTM reads them
+        # and passes its gradient on)
+        self.mlp_extractor = self._head_latent(self.features_dim,
+                                               detach_critic=self.freeze_encoder)
 
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)

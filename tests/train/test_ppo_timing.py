@@ -87,10 +87,25 @@ def test_the_frozen_features_finish_to_the_encoders_own():
         assert frozen.shape == (5, PERCEPTION + 4) == (5, encoder.frozen_width)
         torch.testing.assert_close(frozen[:, PERCEPTION:], obs["timing"], rtol=0, atol=0)
         torch.testing.assert_close(encoder.finish_features(frozen), encoder(obs), rtol=0, atol=0)
-    assert [type(m).__name__ for m in encoder.unfrozen_modules()] == ["TimingEncoder",
-                                                                      "Sequential"]
+    assert {id(p) for p in encoder.unfrozen_parameters()} == {
+        *(id(p) for p in encoder.timing.parameters()), id(encoder.fuse[0].weight)}
     plain = build("cnn", policy_spec()["observation"], **TINY["cnn"]).encoder
-    assert plain.frozen_width == plain.features_dim and plain.unfrozen_modules() == ()
+    assert plain.frozen_width == plain.features_dim and plain.unfrozen_parameters() == []
+
+
+def test_a_frozen_encoder_trains_only_the_fusion_columns_of_the_timing():
+    torch.manual_seed(3)
+    encoder = with_timing(build("cnn", policy_spec()["observation"], **TINY["cnn"]), 4).encoder
+    encoder.freeze()
+    encoder.freeze()                                     # idempotent: one hook
+    assert not any(p.requires_grad for p in encoder.conv.parameters())
+    assert not encoder.fuse[0].bias.requires_grad and not encoder.fuse[1].weight.requires_grad
+    frozen = encoder.frozen_features(observations(8)).detach()
+    encoder.finish_features(frozen).square().sum().backward()
+    grad = encoder.fuse[0].weight.grad
+    assert torch.equal(grad[:, :PERCEPTION], torch.zeros_like(grad[:, :PERCEPTION]))
+    assert grad[:, PERCEPTION:].abs().sum() > 0
+    assert all(p.grad is not None for p in encoder.timing.parameters())
 
 
 def test_ppo_adds_the_timing_input_and_starts_from_the_imitation_policy(tmp_path):
@@ -108,9 +123,10 @@ def test_ppo_adds_the_timing_input_and_starts_from_the_imitation_policy(tmp_path
     model = build_model(config, env, policy_config, init)
     encoder = model.policy.driving.encoder
     trained = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
-    unfrozen = {id(p) for m in (encoder.timing, encoder.fuse) for p in m.parameters()}
+    unfrozen = {*(id(p) for p in encoder.timing.parameters()), id(encoder.fuse[0].weight)}
     frozen = {id(p) for p in encoder.parameters()} - unfrozen
     assert unfrozen <= trained and not frozen & trained
+    assert model.policy.mlp_extractor.detach_critic        # the value loss stays out
     imitation, _ = load_policy(imitation_checkpoint(tmp_path, "cnn"))
     obs = env.reset()
     for _ in range(3):
@@ -137,9 +153,11 @@ def test_a_fine_tune_trains_the_timing_pathway_and_keeps_the_perception(tmp_path
     assert checkpoint.meta["ppo"]["policy_config"] == TIMING
     before, after = weights_of(start), weights_of(exported)
     for key in before:
-        if key.startswith(("encoder.conv", "encoder.ego", "encoder.lidar")):
+        if key.startswith("encoder.") and key != "encoder.fuse.0.weight":
             assert torch.equal(before[key], after[key]), key
-    assert after["encoder.fuse.0.weight"][:, -4:].abs().sum() > 0        # timing has a say
+    fuse = after["encoder.fuse.0.weight"]
+    assert torch.equal(fuse[:, :-4], before["encoder.fuse.0.weight"])    # perception's
+    assert fuse[:, -4:].abs().sum() > 0                                  # timing has a say
     assert not torch.equal(before["head.mlp.2.weight"], after["head.mlp.2.weight"])
 
 
