@@ -252,7 +252,8 @@ def cross_traffic(config: CrossTrafficConfig, rng: np.random.Generator, f: int) 
     ego = VehicleInit(CROSS_EGO_LANE, CROSS_EGO_START_S, ego_speed, ego_speed, "ego",
                       destination=CROSS_EGO_DESTINATION)
     crossing = VehicleInit((f"o{side}", f"ir{side}", 0), start, speed, speed, "idm",
-                           lane_changes=False, destination=f"o{(side + 2) % 4}")
+                           lane_changes=False, destination=f"o{(side + 2) % 4}",
+                           regulated=False)
     hazard = HazardPlan("cross_traffic", vehicle=1, decel_mps2=config.yield_decel_mps2,
                         trigger_range_m=config.trigger_range_m,
                         commit_substep=commit_substep(start, speed, config.yield_decel_mps2, f))
