@@ -46,11 +46,11 @@ from reflexdrive.envs.backends.batched.numba.network_worlds import (
     network_substep_own_tables,
     stacked_bounds,
 )
-from reflexdrive.envs.backends.batched.numba.regulation import regulate_cpu
+from reflexdrive.envs.backends.batched.numba.regulation import network_substep_regulated
 from reflexdrive.envs.backends.batched.state import Params
 from reflexdrive.envs.backends.highway import network_geometry
 from reflexdrive.envs.backends.highway_map import HighwayRoadMap
-from reflexdrive.envs.backends.regulation import REGULATED_KINDS, regulation_period
+from reflexdrive.envs.backends.regulation import REGULATED_KINDS
 from reflexdrive.envs.road_map import empty_map
 from reflexdrive.envs.scenarios import ScenarioInit
 from reflexdrive.envs.types import EGO, RoadGeometry, WorldSnapshot
@@ -94,7 +94,6 @@ class NetworkBackend:
         self.simulation_frequency = int(simulation_frequency)
         self.device = torch.device("cpu")
         self.params = Params.from_highway_env(self.simulation_frequency)
-        self._regulation_period = regulation_period(self.params.dt)
         self._state: NetworkState | None = None
         self._geometry: RoadGeometry | None = None
         self._destinations: list[str | None] = [None] * self.num_envs
@@ -216,14 +215,10 @@ class NetworkBackend:
                                                      active)
             return
         state = start_yielding(self.layout.tables, self.state)
-        after = network_substep_cpu(self.params, self.layout.tables, state,
-                                    first_s, first, second, active)
-        if self.road_kind in REGULATED_KINDS:       # the intersection's right of way
-            due = (state.substep.numpy() + 1) % self._regulation_period == 0
-            if active is not None:
-                due &= torch.as_tensor(active).bool().cpu().numpy()
-            after = regulate_cpu(self.params, self.layout.tables, state, after, due)
-        self._state = after
+        substep = (network_substep_regulated if self.road_kind in REGULATED_KINDS
+                   else network_substep_cpu)     # the intersection's right of way
+        self._state = substep(self.params, self.layout.tables, state, first_s, first, second,
+                              active)
 
     def snapshot(self) -> WorldSnapshot:
         """The worlds as `HighwayBackend.snapshot` reports them (`network_snapshot`)."""

@@ -34,6 +34,7 @@ from reflexdrive.envs.backends.batched.network_state import OBSTACLE_KIND, Netwo
 from reflexdrive.envs.backends.batched.numba.jit import jit, prange
 from reflexdrive.envs.backends.batched.numba.layout import kernel_params
 from reflexdrive.envs.backends.batched.numba.network import (
+    _python_callable,
     heading_at,
     lane_position,
     local_coordinates,
@@ -139,6 +140,14 @@ def _has_point_inside(a, length_a, width_a, b, length_b, width_b):
 
 
 @jit()
+def rectangles_intersect(a, length_a, width_a, b, length_b, width_b):
+    """`utils.rotated_rectangles_intersect((a, l_a, w_a), (b, l_b, w_b))`; `a`, `b`:
+    `[x, y, heading]` [m, rad]."""
+    return _has_point_inside(a, length_a, width_a, b, length_b, width_b) \
+        or _has_point_inside(b, length_b, width_b, a, length_a, width_a)
+
+
+@jit()
 def conflict(s_in, b, i, j, path_i, path_j):
     """`is_conflict_possible(v_i, v_j)` from their predictions `path_* (T, 3)`: at some
     time the centres are within `v_i`'s length and the enlarged rectangles intersect."""
@@ -148,8 +157,7 @@ def conflict(s_in, b, i, j, path_i, path_j):
         dx, dy = path_j[k, 0] - path_i[k, 0], path_j[k, 1] - path_i[k, 1]
         if math.sqrt(dx * dx + dy * dy) > s_in.length[b, i]:
             continue
-        if _has_point_inside(path_i[k], li, wi, path_j[k], lj, wj) \
-                or _has_point_inside(path_j[k], lj, wj, path_i[k], li, wi):
+        if rectangles_intersect(path_i[k], li, wi, path_j[k], lj, wj):
             return True
     return False
 
@@ -215,6 +223,23 @@ def regulate_worlds(p, t, s_in, route_next, due, times, target_speed, is_yieldin
                        yield_timer)
 
 
+@_python_callable
+def _intersect_many(a, size_a, b, size_b, out):
+    for i in range(a.shape[0]):
+        out[i] = rectangles_intersect(a[i], size_a[i, 0], size_a[i, 1], b[i], size_b[i, 0],
+                                      size_b[i, 1])
+
+
+def rectangles_intersect_many(a: np.ndarray, size_a: np.ndarray, b: np.ndarray,
+                              size_b: np.ndarray) -> np.ndarray:
+    """`rectangles_intersect` of `M` pairs (tests): `a`, `b` `(M, 3)` `[x, y, heading]`,
+    `size_*` `(M, 2)` `[length, width]` [m]; `(M,)` bool."""
+    out = np.empty(len(a), dtype=np.bool_)
+    _intersect_many(*(np.ascontiguousarray(x, np.float64) for x in (a, size_a, b, size_b)),
+                    out)
+    return out
+
+
 class RegulationArrays(NamedTuple):
     """The `NetworkState` fields the rules read, as numpy arrays (same names)."""
 
@@ -258,5 +283,23 @@ def regulate_cpu(params: Params, tables, before: NetworkState, after: NetworkSta
                          yield_timer=torch.from_numpy(yield_timer))
 
 
-__all__ = ["RegulationArrays", "conflict", "predict", "regulate_cpu", "regulate_worlds",
-           "yielder"]
+def network_substep_regulated(params: Params, tables, state: NetworkState,
+                              first_s: torch.Tensor, first: torch.Tensor, second: torch.Tensor,
+                              active: torch.Tensor | None = None) -> NetworkState:
+    """`network_traffic.network_substep_cpu` on a `RegulatedRoad` (the intersection): the
+    substep, then `regulate_cpu` in the active worlds where the rules run this substep
+    (`envs.backends.regulation.regulation_due` of the substep's index, at the period of
+    `params.dt`)."""
+    from reflexdrive.envs.backends.batched.numba.network_traffic import network_substep_cpu
+    from reflexdrive.envs.backends.regulation import regulation_period
+
+    after = network_substep_cpu(params, tables, state, first_s, first, second, active)
+    due = (state.substep.numpy() + 1) % regulation_period(params.dt) == 0
+    if active is not None:
+        due &= torch.as_tensor(active).bool().cpu().numpy()
+    return regulate_cpu(params, tables, state, after, due)
+
+
+__all__ = ["RegulationArrays", "conflict", "network_substep_regulated", "predict",
+           "rectangles_intersect", "rectangles_intersect_many", "regulate_cpu",
+           "regulate_worlds", "yielder"]
