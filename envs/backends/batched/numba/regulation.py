@@ -32,15 +32,19 @@ import torch
 from highway_env.road.regulation import RegulatedRoad
 from reflexdrive.envs.backends.batched.network_state import OBSTACLE_KIND, NetworkState
 from reflexdrive.envs.backends.batched.numba.jit import jit, prange
-from reflexdrive.envs.backends.batched.numba.layout import kernel_params
+from reflexdrive.envs.backends.batched.numba.layout import WORLDS_PER_TASK, kernel_params
 from reflexdrive.envs.backends.batched.numba.network import (
     _python_callable,
     heading_at,
     lane_position,
     local_coordinates,
 )
+from reflexdrive.envs.backends.batched.numba.network_traffic import network_substep_cpu
 from reflexdrive.envs.backends.batched.numba.vehicle import bicycle
 from reflexdrive.envs.backends.batched.state import IDM_KIND, Params
+from reflexdrive.envs.backends.regulation import regulation_period
+
+from reflexdrive.common.threads import kernel_threads
 
 HORIZON_S = 3.0
 PREDICTION_STEP_S = 0.25
@@ -212,15 +216,18 @@ def regulate_world(p, t, s_in, route_next, b, times, paths, target_speed, is_yie
 
 @jit(parallel=True)
 def regulate_worlds(p, t, s_in, route_next, due, times, target_speed, is_yielding,
-                    yield_timer):
-    """`regulate_world` for every world where `due (B,)`, in parallel over worlds."""
+                    yield_timer, per_task):
+    """`regulate_world` for every world where `due (B,)`: `prange` over work items of
+    `per_task` consecutive worlds (as `network_traffic.network_worlds`; the worlds are
+    independent, the result does not depend on `per_task` or the threads)."""
     batch, slots = s_in.valid.shape
-    for b in prange(batch):
-        if not due[b]:
-            continue
+    tasks = (batch + per_task - 1) // per_task
+    for task in prange(tasks):
         paths = np.empty((slots, times.shape[0], 3))
-        regulate_world(p, t, s_in, route_next, b, times, paths, target_speed, is_yielding,
-                       yield_timer)
+        for b in range(task * per_task, min(batch, (task + 1) * per_task)):
+            if due[b]:
+                regulate_world(p, t, s_in, route_next, b, times, paths, target_speed,
+                               is_yielding, yield_timer)
 
 
 @_python_callable
@@ -275,9 +282,14 @@ def regulate_cpu(params: Params, tables, before: NetworkState, after: NetworkSta
     target_speed = after.target_speed.numpy().copy()
     is_yielding = after.is_yielding.numpy().copy()
     yield_timer = after.yield_timer.numpy().copy()
-    regulate_worlds(kernel_params(params), tables, s_in,
-                    np.ascontiguousarray(after.route_next.numpy()), due, PREDICTION_TIMES,
-                    target_speed, is_yielding, yield_timer)
+    # no more threads than work items (one world: the calling thread alone), as
+    # `network_substep_cpu`: waking a thread whose core is busy costs more than the work
+    tasks = -(-len(due) // WORLDS_PER_TASK)
+    with kernel_threads(tasks):
+        regulate_worlds(kernel_params(params), tables, s_in,
+                        np.ascontiguousarray(after.route_next.numpy()), due,
+                        PREDICTION_TIMES, target_speed, is_yielding, yield_timer,
+                        WORLDS_PER_TASK)
     return after.replace(target_speed=torch.from_numpy(target_speed),
                          is_yielding=torch.from_numpy(is_yielding),
                          yield_timer=torch.from_numpy(yield_timer))
@@ -290,9 +302,6 @@ def network_substep_regulated(params: Params, tables, state: NetworkState,
     substep, then `regulate_cpu` in the active worlds where the rules run this substep
     (`envs.backends.regulation.regulation_due` of the substep's index, at the period of
     `params.dt`)."""
-    from reflexdrive.envs.backends.batched.numba.network_traffic import network_substep_cpu
-    from reflexdrive.envs.backends.regulation import regulation_period
-
     after = network_substep_cpu(params, tables, state, first_s, first, second, active)
     due = (state.substep.numpy() + 1) % regulation_period(params.dt) == 0
     if active is not None:
