@@ -9,7 +9,8 @@ calls `enforce_road_rules` after `road.act()` and before the vehicles move:
    its target speed becomes its lane's speed limit;
 2. every pair `i < j` of `road.vehicles` (slot order) whose constant-speed predictions
    (0.25 s to 2.75 s every 0.25 s: route followers along their route, `ControlledVehicle.
-   predict_trajectory_constant_speed`; a plain `Vehicle` straight ahead with zero steering)
+   predict_trajectory_constant_speed`; a plain `Vehicle` by its kinematic bicycle with
+   its current steering and no acceleration, "constant_steering")
    come within `v_i.LENGTH` and whose rectangles (1.5 x length, 0.9 x width) have a corner,
    an edge midpoint or the centre inside the other's (`utils.rotated_rectangles_intersect`)
    is a conflict; `respect_priorities` picks who yields: the lower `lane.priority`, at
@@ -20,8 +21,9 @@ calls `enforce_road_rules` after `road.act()` and before the vehicles move:
 The highway backend never calls `road.step` (it steps the vehicles itself, the ego piece by
 piece), so `regulate` calls the road's own `enforce_road_rules` at the same point of the
 substep: after `road.act()`, at the substeps `k` (0-based) where `(k + 1) % period == 0`.
-The ego is a plain `Vehicle` (as an `MDPVehicle` in intersection-v0, it never yields),
-predicted straight ahead at its speed; others yield to it where the rules say so. A vehicle
+The ego is a plain `Vehicle`: like intersection-v0's `MDPVehicle` ego it never yields, and
+others yield to it where the rules say so; unlike it, it is predicted by its current
+steering (a plain `Vehicle`'s prediction), not along its route. A vehicle
 with `VehicleInit.regulated` False (the crossing vehicle of intersection-cross-traffic,
 which runs the stop line by design, and its twin, which yields by its own script) takes part
 in the conflicts but never yields: `regulate` undoes what the rules did to it. Roads that
