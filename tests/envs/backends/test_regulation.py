@@ -190,3 +190,22 @@ def test_yield_lasts_one_period():
     assert flags[24:5 * PERIOD, 2].sum() >= 2 * PERIOD       # it yields at least 2 periods
     assert not flags[-4 * PERIOD:, 2].any()                   # the conflict is over
     assert targets[-1, 2] == 10.0
+
+
+def test_others_yield_to_the_ego_which_never_yields():
+    """The ego on the priority road (a plain `Vehicle`: predicted with its steering, never
+    made to yield) and a side-road vehicle meeting it: the side-road vehicle yields at the
+    first enforcement, on both backends; with the roles swapped (the ego on the side road)
+    nobody yields."""
+    def world(ego_lane, other_lane, destinations):
+        ego = VehicleInit(ego_lane, 92.0, 8.0, 8.0, "ego", destination=destinations[0])
+        other = VehicleInit(other_lane, 92.0, 8.0, 8.0, lane_changes=False,
+                            destination=destinations[1])
+        return dataclasses.replace(two_vehicle_world([]), vehicles=(ego, other))
+
+    flags, targets = run_both(world(("o1", "ir1", 0), ("o0", "ir0", 0), ("o3", "o2")),
+                              PERIOD)
+    assert not flags[:24].any() and flags[24].tolist() == [False, True]
+    assert targets[24, 1] == 0.0
+    flags, _ = run_both(world(("o0", "ir0", 0), ("o1", "ir1", 0), ("o2", "o3")), 3 * PERIOD)
+    assert not flags.any()
