@@ -39,9 +39,13 @@ yields: it drives the same until `commit_substep`, then brakes to a stop at its 
 (`envs.scenarios.without_hazard`), so every vehicle of the two worlds is the same until the
 crossing vehicle is committed, and the twins observe the same world before the onset.
 The other traffic comes towards the ego from the east and goes straight on or turns right,
-so the crossing vehicle is the only one whose path crosses the ego's (highway-env's
-vehicles here yield to nobody: its `RegulatedRoad` rules run only in `road.step`, which
-the backend does not call).
+so the crossing vehicle is the only one whose path crosses the ego's. That traffic follows
+highway-env's right-of-way rules (`RegulatedRoad`, run by both backends at its 2 Hz
+cadence: `envs.backends.regulation`): the lower-priority or rear vehicle of a predicted
+conflict stops for the next 0.5 s. The crossing vehicle takes part in the conflicts but
+never yields to them (`VehicleInit.regulated` False, in the episode and in its twin): it
+runs the stop line by design, and its twin's yield is the scripted one above, so the two
+worlds stay the same until `commit_substep`.
 """
 
 from __future__ import annotations
@@ -252,7 +256,8 @@ def cross_traffic(config: CrossTrafficConfig, rng: np.random.Generator, f: int) 
     ego = VehicleInit(CROSS_EGO_LANE, CROSS_EGO_START_S, ego_speed, ego_speed, "ego",
                       destination=CROSS_EGO_DESTINATION)
     crossing = VehicleInit((f"o{side}", f"ir{side}", 0), start, speed, speed, "idm",
-                           lane_changes=False, destination=f"o{(side + 2) % 4}")
+                           lane_changes=False, destination=f"o{(side + 2) % 4}",
+                           regulated=False)
     hazard = HazardPlan("cross_traffic", vehicle=1, decel_mps2=config.yield_decel_mps2,
                         trigger_range_m=config.trigger_range_m,
                         commit_substep=commit_substep(start, speed, config.yield_decel_mps2, f))

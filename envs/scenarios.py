@@ -87,6 +87,11 @@ class VehicleInit:
             constant rate that stops its front bumper at the end of its starting lane (its
             stop line). The crossing vehicle of a cross-traffic episode's hazard-removed
             twin (`without_hazard`); None: never.
+        regulated: whether the intersection's right-of-way rules (highway-env's
+            `RegulatedRoad`, `envs.backends.regulation`) may make an "idm" vehicle yield.
+            False for the crossing vehicle of a cross-traffic episode (it runs the stop
+            line by design; its twin yields by `yield_substep`), which still takes part in
+            the conflicts others yield in.
     """
 
     lane: LaneId
@@ -100,6 +105,7 @@ class VehicleInit:
     width_m: float = VEHICLE_WIDTH_M
     present: bool = True
     yield_substep: int | None = None
+    regulated: bool = True
 
 
 @dataclass(frozen=True)

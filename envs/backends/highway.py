@@ -8,7 +8,10 @@ ego, `IDMVehicle` (IDM + MOBIL) for traffic. One substep is highway-env's simula
 - the ego is stepped piece by piece, so a command can land mid-substep (see envs.clock);
 - braking stops the ego at standstill instead of reversing it;
 - collisions are checked for the ego only (as highway-fast does): traffic-traffic checks
-  are O(N^2) and do not change what the ego experiences.
+  are O(N^2) and do not change what the ego experiences;
+- on the intersection (a `RegulatedRoad`) the right-of-way rules that `road.step` would run
+  every 0.5 s are run by `envs.backends.regulation.regulate`, at the same point of the same
+  substeps, sparing the vehicles that must not yield (`VehicleInit.regulated`).
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from typing import Sequence
 
 import numpy as np
 from highway_env.road.lane import CircularLane, LineType, StraightLane
+from highway_env.road.regulation import RegulatedRoad
 from highway_env.road.road import Road, RoadNetwork
 from highway_env.utils import wrap_to_pi
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
 from reflexdrive.envs.backends.highway_map import HighwayRoadMap
+from reflexdrive.envs.backends.regulation import regulate, regulation_due, regulation_period
 from reflexdrive.envs.backends.route_exit import route_exit_road
 from reflexdrive.envs.scenarios import (
     HazardPlan,
@@ -284,6 +289,9 @@ class HighwayBackend:
         self._geometry: RoadGeometry | None = None
         self._road_map: HighwayRoadMap | None = None
         self._exit_road: tuple[str, str] | None = None
+        self._regulation_period = regulation_period(self._substep_s)
+        self._unregulated: list = []
+        """The vehicles the intersection's rules never make yield (`regulate`)."""
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -308,6 +316,8 @@ class HighwayBackend:
                      + [len(vehicles) + i for i in range(len(road.objects))])
         self._hazard = init.hazard
         self._hazard_vehicle = vehicles[init.hazard.vehicle] if init.hazard.vehicle >= 0 else None
+        self._unregulated = [v for v, spec in zip(vehicles, init.vehicles)
+                             if v is not None and not spec.regulated]
         self._substep_index = 0
         self._geometry = network_geometry(road.network)
         self._road_map = HighwayRoadMap(road.network, init.vehicles[0].destination)
@@ -319,6 +329,9 @@ class HighwayBackend:
         dt = self._substep_s
         road, ego = self.road, self.ego
         road.act()
+        if isinstance(road, RegulatedRoad) and regulation_due(self._substep_index,
+                                                              self._regulation_period):
+            regulate(road, self._unregulated)
         for vehicle in road.vehicles:
             if vehicle is not ego:
                 vehicle.step(dt)

@@ -46,9 +46,11 @@ from reflexdrive.envs.backends.batched.numba.network_worlds import (
     network_substep_own_tables,
     stacked_bounds,
 )
+from reflexdrive.envs.backends.batched.numba.regulation import network_substep_regulated
 from reflexdrive.envs.backends.batched.state import Params
 from reflexdrive.envs.backends.highway import network_geometry
 from reflexdrive.envs.backends.highway_map import HighwayRoadMap
+from reflexdrive.envs.backends.regulation import REGULATED_KINDS
 from reflexdrive.envs.road_map import empty_map
 from reflexdrive.envs.scenarios import ScenarioInit
 from reflexdrive.envs.types import EGO, RoadGeometry, WorldSnapshot
@@ -213,8 +215,10 @@ class NetworkBackend:
                                                      active)
             return
         state = start_yielding(self.layout.tables, self.state)
-        self._state = network_substep_cpu(self.params, self.layout.tables, state,
-                                          first_s, first, second, active)
+        substep = (network_substep_regulated if self.road_kind in REGULATED_KINDS
+                   else network_substep_cpu)     # the intersection's right of way
+        self._state = substep(self.params, self.layout.tables, state, first_s, first, second,
+                              active)
 
     def snapshot(self) -> WorldSnapshot:
         """The worlds as `HighwayBackend.snapshot` reports them (`network_snapshot`)."""

@@ -87,6 +87,12 @@ class NetworkState:
         brake_decel: constant deceleration it brakes at to a standstill [m/s^2] (-1: not
             braking): `v^2 / (2 d)` at its `yield_substep`, `d` its front's distance to
             the stop line (`start_yielding`).
+        regulated: bool, an IDM vehicle the intersection's right-of-way rules may make
+            yield (`VehicleInit.regulated`; `numba.regulation`).
+        is_yielding: bool, yielding under those rules (target speed 0 until the next
+            enforcement releases it: highway-env's `is_yielding`).
+        yield_timer: int64 enforcements it has yielded through (highway-env's
+            `yield_timer`; with `YIELD_DURATION = 0` a yield lasts one enforcement).
         substep: `(B,)` int64 substeps since reset.
     """
 
@@ -115,6 +121,9 @@ class NetworkState:
     yield_substep: torch.Tensor
     yield_lane: torch.Tensor
     brake_decel: torch.Tensor
+    regulated: torch.Tensor
+    is_yielding: torch.Tensor
+    yield_timer: torch.Tensor
     substep: torch.Tensor
 
     def replace(self, **changes) -> "NetworkState":
@@ -194,6 +203,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
                ("speed", "length", "width", "diagonal", "target_speed")}
     valid = np.zeros((batch, slots), dtype=bool)
     lane_changes = np.zeros((batch, slots), dtype=bool)
+    regulated = np.zeros((batch, slots), dtype=bool)
     yield_substep = np.full((batch, slots), -1, dtype=np.int64)
     yield_lane = np.full((batch, slots), -1, dtype=np.int64)
     kind = np.full((batch, slots), STATIC_KIND, dtype=np.int64)
@@ -212,6 +222,7 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
             if vehicle.behavior == "idm":
                 columns["target_speed"][b, j] = vehicle.target_speed_mps or vehicle.speed_mps
                 lane_changes[b, j] = vehicle.lane_changes
+                regulated[b, j] = vehicle.regulated
                 if vehicle.yield_substep is not None:
                     yield_substep[b, j] = vehicle.yield_substep
                     yield_lane[b, j] = lane[b, j]
@@ -263,6 +274,9 @@ def network_state(inits: Sequence[ScenarioInit], layout: LaneLayout, layout_kind
         exit_road=tensor(_exit_roads(inits, layout)),
         yield_substep=tensor(yield_substep), yield_lane=tensor(yield_lane),
         brake_decel=torch.full((batch, slots), -1.0, device=device, dtype=dtype),
+        regulated=tensor(regulated),
+        is_yielding=torch.zeros((batch, slots), device=device, dtype=torch.bool),
+        yield_timer=torch.zeros((batch, slots), device=device, dtype=torch.int64),
         substep=torch.zeros((batch,), device=device, dtype=torch.int64))
     state.validate()
     return state

@@ -1,7 +1,8 @@
 """`network_snapshot` against `HighwayBackend.snapshot` for the same worlds and commands
-(merge, roundabout, intersection; lane changes off): every field at every substep, the
-ego's lane offset, heading error, lane index and count and on-road flag included, while the
-egos drift across lanes, around curves and off the road."""
+(merge, roundabout, intersection with its right-of-way rules; lane changes off): every
+field at every substep, the ego's lane offset, heading error, lane index and count and
+on-road flag included, while the egos drift across lanes, around curves and off the
+road."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import torch
 from reflexdrive.envs.backends.batched.lanes import NETWORK_KINDS, scenario_layout, torch_tables
 from reflexdrive.envs.backends.batched.network_snapshot import network_snapshot
 from reflexdrive.envs.backends.batched.network_state import network_state
-from reflexdrive.envs.backends.batched.numba.network_traffic import network_step_cpu
+from reflexdrive.envs.backends.batched.numba.network_traffic import network_substep_cpu
+from reflexdrive.envs.backends.batched.numba.regulation import network_substep_regulated
 from reflexdrive.envs.backends.batched.state import Params
 from reflexdrive.envs.backends.highway import HighwayBackend
+from reflexdrive.envs.backends.regulation import REGULATED_KINDS
 from reflexdrive.envs.scenarios import generate, make_config
 from reflexdrive.envs.types import Command, Piece
 
@@ -49,6 +52,9 @@ def test_network_snapshot_matches_highway_backend(name):
         backends.append(backend)
     # world b steers at a constant (b - 1.5) * 0.02 rad: two drift left, two right
     steering = (np.arange(len(SEEDS)) - 1.5) * 0.02
+    # as `NetworkBackend.substep`: the intersection's right-of-way rules where highway-env
+    # has them (the highway backend runs them)
+    step = network_substep_regulated if name in REGULATED_KINDS else network_substep_cpu
     seen = dict(off_road=0, lane_ids=set(), heading_error=0.0)
     for k in range(SUBSTEPS + 1):
         got = network_snapshot(tables, state, params.dt, params.lane_vehicle_length)
@@ -73,7 +79,9 @@ def test_network_snapshot_matches_highway_backend(name):
         if k == SUBSTEPS:
             break
         command = np.stack([np.full(len(SEEDS), 0.5), steering], axis=-1)
-        state = network_step_cpu(params, layout.tables, state, torch.as_tensor(command))
+        command = torch.as_tensor(command)
+        state = step(params, layout.tables, state,
+                     torch.full((len(SEEDS),), params.dt, dtype=torch.float64), command, command)
         for b, backend in enumerate(backends):
             backend.substep([Piece(params.dt, Command(0.5, float(steering[b])))])
     assert seen["off_road"] > 0                  # some ego left the road ...
