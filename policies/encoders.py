@@ -291,21 +291,34 @@ class RouteEncoder(nn.Module):
         return self.mlp(scaled.flatten(1))
 
 
+TIMING_COMMAND_FEATURES = ("pending_acceleration_mps2", "pending_steering_rad")
+"""The entries of `obs["timing"]` that carry the command in flight (with a sequential
+clock: the policy's own last command)."""
+
+
 class TimingEncoder(nn.Module):
     """`(B, 4)` `obs["timing"]` -> `(B, hidden)`: normalised by `TIMING_NORMALISATION` and
-    clamped, then a two-layer MLP."""
+    clamped, then a two-layer MLP.
 
-    def __init__(self, hidden: int):
+    `command=False` feeds zeros for `TIMING_COMMAND_FEATURES`: the MLP reads only how old
+    the observation is (`latency_s`, `pending_in_s`). With a sequential clock the command
+    in flight is the policy's own last command, and a policy fine-tuned on it learns to
+    repeat it (inertia: it brakes late), the copycat problem imitation meets with its
+    command inputs (`--command-inputs shuffle`)."""
+
+    def __init__(self, hidden: int, command: bool = True):
         super().__init__()
         offset, scale = zip(*TIMING_NORMALISATION.values())
         self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32))
         self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+        read = [command or name not in TIMING_COMMAND_FEATURES for name in TIMING_NORMALISATION]
+        self.register_buffer("read", torch.tensor(read, dtype=torch.float32), persistent=False)
         self.mlp = nn.Sequential(nn.Linear(len(offset), hidden), nn.ReLU(inplace=True),
                                  nn.Linear(hidden, hidden), nn.ReLU(inplace=True))
 
     def forward(self, timing: torch.Tensor) -> torch.Tensor:
         x = ((timing.float() - self.offset) / self.scale).clamp(-EGO_CLAMP, EGO_CLAMP)
-        return self.mlp(x)
+        return self.mlp(x * self.read)
 
 
 TIMING_HIDDEN_HELP = ("width of the TimingEncoder on obs['timing'] (the observation's age and "
@@ -382,6 +395,9 @@ class ConvEncoderConfig:
                         "as the checkpoints written before it existed)")
     route_hidden: int = count(0, low=0, help=ROUTE_HIDDEN_HELP)
     timing_hidden: int = count(0, low=0, help=TIMING_HIDDEN_HELP)
+    timing_command: bool = boolean(
+        True, help="the TimingEncoder reads the command in flight too (False: only the "
+                   "observation's age, latency_s and pending_in_s)")
 
     @property
     def uses_lidar(self) -> bool:
@@ -445,7 +461,7 @@ class ConvEncoder(FreezableEncoder):
                       if self.lidar_shape is not None else None)
         self.route = (RouteEncoder(self.route_shape[0], config.route_hidden)
                       if self.route_shape is not None else None)
-        self.timing = (TimingEncoder(config.timing_hidden)
+        self.timing = (TimingEncoder(config.timing_hidden, command=config.timing_command)
                        if self.timing_shape is not None else None)
         self.fuse = nn.Sequential(nn.Linear(config.bev_features + config.ego_hidden
                                             + config.lidar_hidden + config.route_hidden

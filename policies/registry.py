@@ -212,7 +212,8 @@ def recurrent_from_cnn(name: str, cnn: DrivingPolicy, **config: Any) -> DrivingP
     return policy.to(next(cnn.parameters()).device)
 
 
-def with_timing(policy: DrivingPolicy, timing_hidden: int) -> DrivingPolicy:
+def with_timing(policy: DrivingPolicy, timing_hidden: int,
+                timing_command: bool = True) -> DrivingPolicy:
     """A copy of `policy` that also reads `obs["timing"]` and starts out driving exactly
     as `policy` does.
 
@@ -228,6 +229,8 @@ def with_timing(policy: DrivingPolicy, timing_hidden: int) -> DrivingPolicy:
         policy: a cnn, gru or lstm (a `ConvEncoder`) that does not read timing; left
             unchanged.
         timing_hidden: width of the new `TimingEncoder`, at least 1.
+        timing_command: whether it reads the command in flight too
+            (`ConvEncoderConfig.timing_command`; False: only the observation's age).
 
     Raises:
         ValueError: a transformer (its timing is a token in the attention, which a zero
@@ -244,7 +247,10 @@ def with_timing(policy: DrivingPolicy, timing_hidden: int) -> DrivingPolicy:
     if isinstance(timing_hidden, bool) or not isinstance(timing_hidden, int) or timing_hidden < 1:
         raise ValueError(f"timing_hidden={timing_hidden!r} is invalid: must be an integer >= 1")
     config = policy.config.to_dict()
-    config["encoder"] = {**config["encoder"], "timing_hidden": timing_hidden}
+    if not isinstance(timing_command, bool):
+        raise ValueError(f"timing_command={timing_command!r} is invalid: must be true or false")
+    config["encoder"] = {**config["encoder"], "timing_hidden": timing_hidden,
+                         "timing_command": timing_command}
     spec = {**policy.obs_spec, "timing": {"shape": [len(TIMING_NORMALISATION)],
                                           "dtype": "float32"}}
     widened = type(policy)(spec, type(policy).config_type.from_dict(config))

@@ -303,7 +303,8 @@ class PPOConfig:
                 raise ConfigError("policy_config", dict(self.policy_config),
                                   "must be empty with init (the network comes from the init "
                                   "checkpoint) or {\"encoder\": {\"timing_hidden\": N}} "
-                                  "with N >= 1 (add a timing input to it: "
+                                  "with N >= 1, optionally \"timing_command\": false "
+                                  "(add a timing input to it: "
                                   "policies.registry.with_timing)")
             object.__setattr__(self, "policy_config", json.loads(json.dumps(
                 dict(self.policy_config))))
@@ -368,26 +369,29 @@ def load_init(config: PPOConfig) -> tuple[DrivingPolicy, dict[str, Any]] | None:
     if policy.name != config.policy:
         raise ConfigError("init", config.init, f"holds a {policy.name!r} policy, not a "
                           f"{config.policy!r} one; use policy={policy.name!r}")
-    timing_hidden = added_timing(config.policy_config)
-    if timing_hidden is not None:
+    added = added_timing(config.policy_config)
+    if added is not None:
         try:
-            policy = with_timing(policy, timing_hidden)
+            policy = with_timing(policy, *added)
         except ValueError as error:
             raise ConfigError("init", config.init, f"cannot take policy_config "
                               f"{dict(config.policy_config)}: {error}") from None
     return policy, dict(checkpoint.meta)
 
 
-def added_timing(policy_config: Mapping[str, Any]) -> int | None:
-    """N when `policy_config` is exactly `{"encoder": {"timing_hidden": N}}` with an
-    integer N >= 1 (with `init`: add a timing input to the init policy), else None."""
+def added_timing(policy_config: Mapping[str, Any]) -> tuple[int, bool] | None:
+    """`(N, command)` when `policy_config` is exactly `{"encoder": {"timing_hidden": N}}`
+    with an integer N >= 1, optionally with `"timing_command": true|false` beside it
+    (default true) (with `init`: add a timing input to the init policy), else None."""
     encoder = policy_config.get("encoder") if len(policy_config) == 1 else None
-    if not isinstance(encoder, Mapping) or set(encoder) != {"timing_hidden"}:
+    if (not isinstance(encoder, Mapping) or "timing_hidden" not in encoder
+            or not set(encoder) <= {"timing_hidden", "timing_command"}):
         return None
-    hidden = encoder["timing_hidden"]
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+    hidden, command = encoder["timing_hidden"], encoder.get("timing_command", True)
+    if (isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1
+            or not isinstance(command, bool)):
         return None
-    return hidden
+    return hidden, command
 
 
 def resolved_policy_config(config: PPOConfig,

@@ -188,3 +188,31 @@ def test_a_timing_policy_saved_and_loaded_still_reads_timing(tmp_path):
     obs = observations(3)
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(obs)[0], widened.eval()(obs)[0], rtol=0, atol=0)
+
+
+def test_an_age_only_timing_input_ignores_the_command_in_flight():
+    torch.manual_seed(4)
+    encoder = with_timing(build("cnn", policy_spec()["observation"], **TINY["cnn"]), 4,
+                          timing_command=False).encoder
+    assert encoder.config.timing_command is False
+    timing = torch.tensor([[0.12, 2.5, 0.05, 0.0], [0.12, -6.0, -0.1, 0.0],
+                           [0.30, 2.5, 0.05, 0.0]])
+    features = encoder.timing(timing)
+    torch.testing.assert_close(features[0], features[1], rtol=0, atol=0)   # command unread
+    assert not torch.equal(features[0], features[2])                      # age read
+    reading = with_timing(build("cnn", policy_spec()["observation"], **TINY["cnn"]), 4).encoder
+    assert not torch.equal(reading.timing(timing)[0], reading.timing(timing)[1])
+    with pytest.raises(ValueError, match="timing_command='no' is invalid"):
+        with_timing(build("cnn", policy_spec()["observation"], **TINY["cnn"]), 4,
+                    timing_command="no")
+
+
+def test_ppo_takes_an_age_only_timing_input(tmp_path):
+    config = tiny_config(tmp_path, "cnn", policy_config={
+        "encoder": {"timing_hidden": 4, "timing_command": False}},
+        init=imitation_checkpoint(tmp_path, "cnn"))
+    policy, _ = load_init(config)
+    assert (policy.config.encoder.timing_hidden, policy.config.encoder.timing_command) == (4, False)
+    with pytest.raises(ConfigError, match="optionally \"timing_command\": false"):
+        tiny_config(tmp_path, policy_config={"encoder": {"timing_hidden": 4,
+                                                         "timing_command": "no"}}, init="bc.pt")
