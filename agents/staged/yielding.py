@@ -91,17 +91,6 @@ class YieldConfig:
              "conflict zone is committed to it: the ego yields to it whatever the right of "
              "way [m/s^2]")
     ego_length_m: float = real(5.0, low=0.0, low_inclusive=False, help="ego length [m]")
-    ego_width_m: float = real(
-        2.0, low=0.0, low_inclusive=False,
-        help="ego width, and the width other vehicles are taken to have [m]")
-    standing_speed_mps: float = real(
-        0.5, low=0.0,
-        help="a vehicle slower than this stands: it is a conflict only where its body "
-             "reaches into the ego's path (`standing_clear`) [m/s]")
-    standing_clearance_m: float = real(
-        1.0, low=0.0,
-        help="a standing vehicle whose body keeps this far from the ego's body on its "
-             "path (both `ego_width_m` wide, along the route) is clear of it [m]")
     feeder_hops: int = integer(
         2, low=0, high=10,
         help="lanes feeding a right-of-way lane, this many back, count as it (a vehicle "
@@ -395,42 +384,6 @@ def stop_line_acceleration(speed: np.ndarray, gap: np.ndarray, idm) -> np.ndarra
     return np.maximum(idm(speed, gap), even)
 
 
-def standing_clear(route: np.ndarray, position: np.ndarray, velocity: np.ndarray,
-                   length: np.ndarray, heading: np.ndarray | None, valid: np.ndarray,
-                   config: YieldConfig) -> np.ndarray:
-    """`(N, K)` bool: the track stands (speed below `standing_speed_mps`) with its body clear
-    of the ego's path: its axis (rear, centre and front, `length` apart, along its heading)
-    lies on one side of the route at least `ego_width_m + standing_clearance_m` from the
-    route's centreline (both half widths plus the clearance; without a heading, the
-    centre, half its length farther still).
-
-    Such a vehicle is no conflict, wherever it stands in a conflict zone: it is not in
-    the way, and it can only come into the way from a standstill, where it sees the ego in
-    its lane ahead. The conflict zones start `zone_m` before the lanes' nearest points to
-    the route and count half a vehicle's length; without this, a car that the
-    intersection's rules make wait inside the box, metres from the ego's path, holds the
-    ego at its stop line as long as it waits (it arrives at once and never leaves: the
-    gap test extrapolates its speed).
-
-    Args: as `yield_acceleration` (`route` `(N, P, 2)` [m]; tracks `(N, K, ...)`).
-    """
-    n, k = valid.shape
-    speed = np.hypot(velocity[..., 0], velocity[..., 1])
-    known = np.zeros((n, k), bool) if heading is None else np.isfinite(heading)
-    h = np.where(known, np.nan_to_num(heading) if heading is not None else 0.0, 0.0)
-    half = np.where(known, 0.5 * length, 0.0)[..., None]                     # (N, K, 1)
-    along = np.array([-1.0, 0.0, 1.0])
-    axis = position[:, :, None, :] + (half * along)[..., None] * np.stack(
-        [np.cos(h), np.sin(h)], axis=-1)[:, :, None, :]                      # (N, K, 3, 2)
-    _, d = project_to_route(route, np.nan_to_num(axis, nan=1e6).reshape(n, 3 * k, 2))
-    d = d.reshape(n, k, 3)
-    need = config.ego_width_m + config.standing_clearance_m + np.where(known, 0.0,
-                                                                        0.5 * length)
-    apart = np.all(np.abs(d) > need[..., None], axis=-1)
-    one_side = np.all(d > 0, axis=-1) | np.all(d < 0, axis=-1)
-    return valid & (speed < config.standing_speed_mps) & apart & one_side
-
-
 def yield_acceleration(route: np.ndarray, road_map, position: np.ndarray,
                        velocity: np.ndarray, length: np.ndarray, heading: np.ndarray | None,
                        valid: np.ndarray, speed: np.ndarray, config: YieldConfig,
@@ -463,10 +416,7 @@ def yield_acceleration(route: np.ndarray, road_map, position: np.ndarray,
     v = np.maximum(np.hypot(velocity[..., 0], velocity[..., 1]), 0.1)[..., None]
     to_go = track_q_c - q                                                      # (N, K, M)
     reach = config.zone_m + 0.5 * length[..., None]
-    # a standing vehicle clear of the ego's path is no conflict (`standing_clear`)
-    clear_standing = standing_clear(route, position, velocity, length, heading, valid,
-                                    config)[..., None]
-    relevant = on_conflict & (track_q_end - q > -reach) & ~clear_standing
+    relevant = on_conflict & (track_q_end - q > -reach)
     t_arrive = np.maximum(to_go - reach, 0.0) / v
     t_leave = (track_q_end - q + reach) / v
     ego_reach = config.zone_m + 0.5 * config.ego_length_m

@@ -10,7 +10,6 @@ from reflexdrive.agents.staged.yielding import (
     conflict_points,
     lanes_of_tracks,
     ranked_lanes,
-    standing_clear,
     stop_line_acceleration,
     time_to_travel,
     tracks_on_lanes,
@@ -283,57 +282,3 @@ def test_a_lane_feeds_another_across_a_gap_whose_chord_continues_both():
     assert q_c[0, 2] == pytest.approx(38.0 + 6.0 + 10.0)
     assert s_c[0, 2] == s_c[0, 1] and priority[0, 2]
     assert np.isnan(q_c[0, 3])
-
-
-def standing_car(y, vy=0.0, heading=np.pi / 2):
-    """One 5 m track at (30, y) on the crossing lane, pointing along it (+y, 90 deg left
-    of the ego; `heading=None`: unknown) and moving at `vy`."""
-    position, velocity, length, _, valid = car_at(y, vy)
-    return position, velocity, length, (None if heading is None else
-                                        np.full((1, 1), heading)), valid
-
-
-@pytest.mark.parametrize("y,vy,heading,expect", [
-    (-6.0, 0.0, np.pi / 2, True),     # front at y = -3.5: 3.5 m > 2 m (widths) + 1 m
-    (-5.0, 0.0, np.pi / 2, False),    # front at y = -2.5: inside 3 m
-    (-6.0, 0.4, np.pi / 2, True),     # below standing_speed_mps (0.5 m/s)
-    (-6.0, 0.6, np.pi / 2, False),    # moving
-    (-6.0, 0.0, None, True),          # no heading: centre 6 m > 3 m + half its length 2.5
-    (-5.0, 0.0, None, False),         # 5 m < 5.5 m
-    (0.0, 0.0, np.pi / 2, False),     # on the route
-    (-1.0, 0.0, 0.0, False),          # along the route beside it: 1 m off
-    (4.0, 0.0, 0.0, True),            # along the route, 4 m to its left
-])
-def test_a_standing_car_is_clear_of_the_path_only_with_its_whole_body(y, vy, heading,
-                                                                      expect):
-    """The route runs along +x at y = 0; the ego and the track are 2 m wide: a standing
-    track is clear when its rear, centre and front (2.5 m apart along its heading) all lie
-    more than 2 + 1 m (`standing_clearance_m`) to one side of the route."""
-    position, velocity, length, head, valid = standing_car(y, vy, heading)
-    if heading == 0.0:
-        position = np.array([[[30.0, y]]])
-    m = crossing_map()
-    clear = standing_clear(m["route"], position, velocity, length, head, valid, CONFIG)
-    assert clear.tolist() == [[expect]]
-
-
-@pytest.mark.parametrize("y,vy,expect_yield", [
-    (-6.0, 0.0, False),    # stands in the zone, clear of the path: no conflict
-    (-6.0, 1.0, True),     # the same place at 1 m/s: committed (in the zone), yielded to
-    (-5.0, 0.0, True),     # stands with its front 2.5 m from the route: in the way
-])
-def test_a_standing_car_in_the_zone_holds_the_ego_only_when_in_its_way(y, vy, expect_yield):
-    """The crossing lane has the right of way; its first point within 2.5 m of the route is
-    at y = -2, so its zone starts at y = -4.5 and a 5 m car centred at y = -6 or -5 is in
-    it (it arrives at once and, standing, never leaves). Standing 3.5 m from the route
-    (front) it is clear of the ego's path and the ego goes; at 1 m/s, or standing with its
-    front 2.5 m from the route, the ego yields at the stop line."""
-    speed = 5.0
-    m = crossing_map()
-    accel, yielding, stop = yield_acceleration(m["route"], m, *standing_car(y, vy),
-                                               np.array([speed]), CONFIG, idm)
-    assert bool(yielding[0]) == expect_yield
-    if expect_yield:
-        assert stop[0] == pytest.approx(30.0 - CONFIG.zone_m - 2.5 - CONFIG.stop_margin_m)
-    else:
-        assert accel[0] == np.inf
