@@ -463,9 +463,7 @@ class ConvEncoder(FreezableEncoder):
                       if self.route_shape is not None else None)
         self.timing = (TimingEncoder(config.timing_hidden, command=config.timing_command)
                        if self.timing_shape is not None else None)
-        self.fuse = nn.Sequential(nn.Linear(config.bev_features + config.ego_hidden
-                                            + config.lidar_hidden + config.route_hidden
-                                            + config.timing_hidden,
+        self.fuse = nn.Sequential(nn.Linear(self.perception_width + config.timing_hidden,
                                             config.features),
                                   nn.LayerNorm(config.features), nn.ReLU(inplace=True))
         self.features_dim = config.features

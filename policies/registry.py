@@ -235,7 +235,8 @@ def with_timing(policy: DrivingPolicy, timing_hidden: int,
     Raises:
         ValueError: a transformer (its timing is a token in the attention, which a zero
             weight cannot leave out), a policy that already reads timing, or
-            `timing_hidden` < 1.
+            `timing_hidden` < 1; `ConfigError` (a ValueError, from the config's own
+            validation) naming `encoder.timing_command` when it is not a bool.
     """
     if not isinstance(policy.encoder, ConvEncoder):
         raise ValueError(f"policy={policy.name!r} is invalid: a timing input can be added to "
@@ -247,8 +248,6 @@ def with_timing(policy: DrivingPolicy, timing_hidden: int,
     if isinstance(timing_hidden, bool) or not isinstance(timing_hidden, int) or timing_hidden < 1:
         raise ValueError(f"timing_hidden={timing_hidden!r} is invalid: must be an integer >= 1")
     config = policy.config.to_dict()
-    if not isinstance(timing_command, bool):
-        raise ValueError(f"timing_command={timing_command!r} is invalid: must be true or false")
     config["encoder"] = {**config["encoder"], "timing_hidden": timing_hidden,
                          "timing_command": timing_command}
     spec = {**policy.obs_spec, "timing": {"shape": [len(TIMING_NORMALISATION)],

@@ -47,10 +47,10 @@ def regulation_period(substep_s: float) -> int:
     return int(1 / substep_s / RegulatedRoad.REGULATION_FREQUENCY)
 
 
-def regulation_due(substep_index: int, period: int) -> bool:
-    """Whether the rules run in the substep that starts at `substep_index` (0-based):
-    `RegulatedRoad.step` counts its calls from 1 and runs them when the count is a
-    multiple of `period`."""
+def regulation_due(substep_index, period: int):
+    """Whether the rules run in the substep that starts at `substep_index` (0-based; an
+    int, or an int array of one index per world: a bool array): `RegulatedRoad.step`
+    counts its calls from 1 and runs them when the count is a multiple of `period`."""
     return (substep_index + 1) % period == 0
 
 

@@ -298,27 +298,7 @@ class PPOConfig:
         if not isinstance(self.policy_config, Mapping):
             raise ConfigError("policy_config", self.policy_config,
                               "must be a dict of the network's config fields")
-        if self.init is not None and self.policy_config:
-            if added_timing(self.policy_config) is None:
-                raise ConfigError("policy_config", dict(self.policy_config),
-                                  "must be empty with init (the network comes from the init "
-                                  "checkpoint) or {\"encoder\": {\"timing_hidden\": N}} "
-                                  "with N >= 1, optionally \"timing_command\": false "
-                                  "(add a timing input to it: "
-                                  "policies.registry.with_timing)")
-            object.__setattr__(self, "policy_config", json.loads(json.dumps(
-                dict(self.policy_config))))
-            return self._check_rest()
-        try:
-            config = POLICIES[self.policy].config_type.from_dict(dict(self.policy_config))
-        except (TypeError, ValueError) as error:
-            raise ConfigError("policy_config", dict(self.policy_config), str(error)) from None
-        object.__setattr__(self, "policy_config", json.loads(json.dumps(
-            {key: value for key, value in config.to_dict().items()
-             if key in self.policy_config})))
-        self._check_rest()
-
-    def _check_rest(self) -> None:
+        object.__setattr__(self, "policy_config", self._normalised_policy_config())
         if not isinstance(self.out_dir, str) or not self.out_dir:
             raise ConfigError("out_dir", self.out_dir, "must be a folder path")
         if self.export_path is not None and (not isinstance(self.export_path, str)
@@ -329,6 +309,26 @@ class PPOConfig:
                               "cuda:N")
         if self.command is not None and not isinstance(self.command, str):
             raise ConfigError("command", self.command, "must be a string or None")
+
+    def _normalised_policy_config(self) -> dict[str, Any]:
+        """`policy_config` as JSON-able values: with `init`, empty or the timing input to
+        add (`added_timing`) as given; without, the given fields with the config's
+        defaults filled in below them."""
+        if self.init is not None and self.policy_config:
+            if added_timing(self.policy_config) is None:
+                raise ConfigError("policy_config", dict(self.policy_config),
+                                  "must be empty with init (the network comes from the init "
+                                  "checkpoint) or {\"encoder\": {\"timing_hidden\": N}} "
+                                  "with N >= 1, optionally \"timing_command\": false "
+                                  "(add a timing input to it: "
+                                  "policies.registry.with_timing)")
+            return json.loads(json.dumps(dict(self.policy_config)))
+        try:
+            config = POLICIES[self.policy].config_type.from_dict(dict(self.policy_config))
+        except (TypeError, ValueError) as error:
+            raise ConfigError("policy_config", dict(self.policy_config), str(error)) from None
+        return json.loads(json.dumps({key: value for key, value in config.to_dict().items()
+                                      if key in self.policy_config}))
 
     @property
     def recurrent(self) -> bool:

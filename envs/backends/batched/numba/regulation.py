@@ -42,7 +42,7 @@ from reflexdrive.envs.backends.batched.numba.network import (
 from reflexdrive.envs.backends.batched.numba.network_traffic import network_substep_cpu
 from reflexdrive.envs.backends.batched.numba.vehicle import bicycle
 from reflexdrive.envs.backends.batched.state import IDM_KIND, Params
-from reflexdrive.envs.backends.regulation import regulation_period
+from reflexdrive.envs.backends.regulation import regulation_due, regulation_period
 
 from reflexdrive.common.threads import kernel_threads
 
@@ -303,7 +303,7 @@ def network_substep_regulated(params: Params, tables, state: NetworkState,
     (`envs.backends.regulation.regulation_due` of the substep's index, at the period of
     `params.dt`)."""
     after = network_substep_cpu(params, tables, state, first_s, first, second, active)
-    due = (state.substep.numpy() + 1) % regulation_period(params.dt) == 0
+    due = regulation_due(state.substep.numpy(), regulation_period(params.dt))
     if active is not None:
         due &= torch.as_tensor(active).bool().cpu().numpy()
     return regulate_cpu(params, tables, state, after, due)
