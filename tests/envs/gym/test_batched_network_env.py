@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from network_backend_pairs import network_backend_pair
 from reflexdrive.envs import sensors
 from reflexdrive.envs.backends.batched.lanes import NETWORK_KINDS
-from reflexdrive.envs.backends.batched.network_backend import NetworkBackend
-from reflexdrive.envs.backends.highway import HighwayBackend
 from reflexdrive.envs.config import SensorConfig
 from reflexdrive.envs.gym.vector import BatchedDrivingEnv, batched_scenarios
 from reflexdrive.envs.registration import make_env
@@ -34,13 +33,8 @@ def bev_mismatch(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("name", NETWORK_KINDS)
 def test_network_backend_observations_match_highway_backend(name):
     inits = [generate(name, make_config(name), s, F) for s in SEEDS]
-    batched = NetworkBackend(len(inits), name, F)
-    batched.reset(inits)
-    singles = []
-    for init in inits:
-        single = HighwayBackend(F)
-        single.reset(init)
-        singles.append(single)
+    assert {init.road.kind for init in inits} == {name}
+    batched, singles = network_backend_pair(inits, F)
     config = SensorConfig()
     steering = np.array([-0.01, 0.0, 0.01])
     worst_bev, worst_lidar = 0.0, 0.0

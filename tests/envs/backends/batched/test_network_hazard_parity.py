@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from network_backend_pairs import network_backend_pair
 from reflexdrive.envs.backends.batched.hazards import BatchedHazardTracker
 from reflexdrive.envs.backends.batched.network_backend import NetworkBackend
-from reflexdrive.envs.backends.highway import HighwayBackend
 from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.lane_paths import RoadLanes
 from reflexdrive.envs.scenarios import generate, make_config, without_hazard
@@ -33,17 +33,13 @@ def run_pair(inits, commands) -> dict:
     """Step `inits` on both backends with `commands (substeps, B, 2)` `[m/s^2, rad]`;
     return the worst errors and, per world, `(highway, batched)` onset substeps, crash
     substeps and onset criticality."""
-    batched = NetworkBackend(len(inits), inits[0].road.kind, F)
-    batched.reset(inits)
+    batched, singles = network_backend_pair(inits, F)
     tracker = BatchedHazardTracker(len(inits), F)
     tracker.reset([init.hazard for init in inits], [init.duration_s for init in inits],
                   [RoadLanes.of(batched.network(b), init) for b, init in enumerate(inits)])
     tracker.update(batched.state, batched.snapshot)
-    singles, trackers = [], []
-    for init in inits:
-        single = HighwayBackend(F)
-        single.reset(init)
-        singles.append(single)
+    trackers = []
+    for init, single in zip(inits, singles):
         trackers.append(HazardTracker(init.hazard, F, init.duration_s,
                                       RoadLanes.of(single.road.network, init)))
         trackers[-1].update(single.snapshot(), 0)

@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reflexdrive.envs.backends.batched.network_backend import NetworkBackend
-from reflexdrive.envs.backends.highway import HighwayBackend
+from network_backend_pairs import network_backend_pair
 from reflexdrive.envs.scenarios import generate, make_config, without_hazard
 from reflexdrive.envs.types import Command, Piece
 
@@ -37,13 +36,8 @@ def ego_commands(worlds: int, substeps: int) -> np.ndarray:
 def run_regulated(inits, commands) -> dict:
     """Both backends on `inits` with `commands`; the worst errors, the substeps whose yield
     flags or target speeds differ, and the count of (substep, vehicle) yields."""
-    batched = NetworkBackend(len(inits), "intersection", F)
-    batched.reset(inits)
-    singles = []
-    for init in inits:
-        single = HighwayBackend(F)
-        single.reset(init)
-        singles.append(single)
+    assert {init.road.kind for init in inits} == {"intersection"}
+    batched, singles = network_backend_pair(inits, F)
     result = dict(position_error=0.0, speed_error=0.0, mismatches=[], yields=0)
     for k, command in enumerate(commands):
         command = torch.as_tensor(command, dtype=torch.float64)
