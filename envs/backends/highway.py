@@ -7,8 +7,10 @@ ego, `IDMVehicle` (IDM + MOBIL) for traffic. One substep is highway-env's simula
 
 - the ego is stepped piece by piece, so a command can land mid-substep (see envs.clock);
 - braking stops the ego at standstill instead of reversing it;
-- collisions are checked for the ego only (as highway-fast does): traffic-traffic checks
-  are O(N^2) and do not change what the ego experiences;
+- on the straight road, collisions are checked for the ego only (as highway-fast does);
+  on road networks (merge, roundabout, intersection, curve) every pair is, as `road.step`
+  does (`_handle_collisions`): there traffic that drove through traffic would reverse
+  (the IDM behind an overlapped leader runs its speed negative) into the ego;
 - on the intersection (a `RegulatedRoad`) the right-of-way rules that `road.step` would run
   every 0.5 s are run by `envs.backends.regulation.regulate`, at the same point of the same
   substeps, sparing the vehicles that must not yield (`VehicleInit.regulated`).
@@ -284,6 +286,8 @@ class HighwayBackend:
         self.road: Road | None = None
         self.ego: Vehicle | None = None
         self._others: list = []
+        self._all_pairs = False
+        """Check every pair for collisions (road networks), not only the ego's."""
         self._hazard = HazardPlan()
         self._hazard_vehicle = None
         self._geometry: RoadGeometry | None = None
@@ -312,6 +316,7 @@ class HighwayBackend:
         self.road = road
         self.ego = vehicles[0]
         self._others = vehicles[1:] + list(road.objects)
+        self._all_pairs = init.road.kind != "straight"
         self._ids = (list(range(len(vehicles)))
                      + [len(vehicles) + i for i in range(len(road.objects))])
         self._hazard = init.hazard
@@ -340,10 +345,24 @@ class HighwayBackend:
             acceleration = max(piece.command.acceleration, -max(ego.speed, 0.0) / piece.duration_s)
             ego.act({"acceleration": acceleration, "steering": piece.command.steering})
             ego.step(piece.duration_s)
-        for other in self._others:
-            if other is not None:
-                ego.handle_collisions(other, dt)
+        self._handle_collisions(dt)
         self._substep_index += 1
+
+    def _handle_collisions(self, dt: float) -> None:
+        """The collision loop after a substep: on road networks highway-env's `Road.step`
+        loop (every vehicle against those after it, then against the objects), on the
+        straight road the ego's row of it only."""
+        road, ego = self.road, self.ego
+        if not self._all_pairs:
+            for other in self._others:
+                if other is not None:
+                    ego.handle_collisions(other, dt)
+            return
+        for i, vehicle in enumerate(road.vehicles):
+            for other in road.vehicles[i + 1:]:
+                vehicle.handle_collisions(other, dt)
+            for other in road.objects:
+                vehicle.handle_collisions(other, dt)
 
     def snapshot(self) -> WorldSnapshot:
         ego = self.ego

@@ -54,14 +54,14 @@ def yields_per_substep(backend: HighwayBackend) -> list[bool]:
     return [bool(getattr(v, "is_yielding", False)) for v in backend.road.vehicles]
 
 
-@pytest.mark.parametrize("seed", [1, 6, 7])
+@pytest.mark.parametrize("seed", [1, 3, 4, 5, 6, 7, 8])
 def test_highway_backend_regulates_as_road_step(seed):
     """With the ego cruising (zero command), `HighwayBackend.substep` gives what
     highway-env's own loop gives (`road.act()`, then `RegulatedRoad.step(dt)`, which
-    enforces the rules every 25th call and steps every vehicle, the ego included): the same
-    positions, speeds and yield flags at every substep, over 10 s with yields. (Seeds
-    without a collision between two traffic vehicles: `road.step` handles those, the
-    backend by design does not, module docstring of `envs.backends.highway`.)"""
+    enforces the rules every 25th call, steps every vehicle, the ego included, and checks
+    every pair for collisions): the same positions, speeds, yield flags and crashed flags
+    at every substep, over 10 s with yields (seeds 0 and 2 have none). In seed 5 two
+    traffic vehicles crash into each other and not the ego."""
     init = generate("intersection", make_config("intersection"), seed, F)
     ours, theirs = HighwayBackend(F), HighwayBackend(F)
     ours.reset(init)
@@ -74,10 +74,13 @@ def test_highway_backend_regulates_as_road_step(seed):
         for a, b in zip(ours.road.vehicles, theirs.road.vehicles):
             np.testing.assert_allclose(a.position, b.position, rtol=0, atol=1e-12)
             assert a.speed == pytest.approx(b.speed, abs=1e-12)
+            assert a.crashed == b.crashed
         flags = yields_per_substep(ours)
         assert flags == yields_per_substep(theirs)
         yielded += sum(flags)
     assert yielded > 0
+    if seed == 5:
+        assert [v.crashed for v in ours.road.vehicles] == [False] * 4 + [True, False, True]
 
 
 def crossing_yields(init: ScenarioInit, substeps: int) -> tuple[bool, set]:
@@ -177,9 +180,11 @@ def test_yield_lasts_one_period():
     speed: its lane's limit, 10 m/s), then makes yield those still in conflict, so the
     flags change only at enforcements, a yield is renewed while the conflict lasts (the
     slowed side-road vehicle's prediction may clear it for a period), and once the
-    priority-road vehicle has passed the side-road one drives on at the speed limit."""
+    priority-road vehicle has passed the side-road one drives on at the speed limit. (The
+    side-road vehicle starts 25 m from the conflict point: from 19 m, released between two
+    yields, it creeps into the other's path and both crash, as in highway-env.)"""
     main = VehicleInit(("o1", "ir1", 0), 92.0, 8.0, 8.0, lane_changes=False, destination="o3")
-    side = VehicleInit(("o0", "ir0", 0), 92.0, 8.0, 8.0, lane_changes=False, destination="o2")
+    side = VehicleInit(("o0", "ir0", 0), 86.0, 8.0, 8.0, lane_changes=False, destination="o2")
     flags, targets = run_both(two_vehicle_world([main, side]), 10 * PERIOD)
     enforcements = set(range(24, 10 * PERIOD, PERIOD))
     for k in range(1, 10 * PERIOD):

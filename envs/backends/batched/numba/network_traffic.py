@@ -12,8 +12,9 @@ A world's phase 1 (`network_act`) reads only the input rows and writes the outpu
 phase 2 (`network_move`) steps the output rows in place: highway-env's `road.act()` does
 not move vehicles; the act loop runs in slot order, as highway-env's, since MOBIL's abort
 rule reads the targets earlier vehicles chose in the same loop. Phase 3
-(`network_collisions`) is `HighwayBackend.substep`'s `ego.handle_collisions(other, dt)`
-loop. The torch substep has neither MOBIL nor phase 3: it is the reference with both off.
+(`network_collisions`) is `Road.step`'s collision loop over every pair, as
+`HighwayBackend.substep` runs it on road networks. The torch substep has neither MOBIL nor
+phase 3: it is the reference with both off.
 """
 
 from __future__ import annotations
@@ -426,39 +427,52 @@ def network_move(p, t, bounds, s_in, s_out, b, first_s, first, second):
 
 @jit()
 def network_collisions(p, s, b, corners):
-    """Phase 3 for world `b`: `ego.handle_collisions(v, dt)` for every other valid slot in
-    order, on the rows of `s` (`numba.collision`'s pre-check and separating axes): a
-    vehicle that will intersect gets impact `-t / 2` and the ego `t / 2`; an obstacle none
-    and the ego `t` (highway-env's `Obstacle` rule); the last such slot sets the ego's;
-    intersecting now crashes both. `corners`: `(2, 4, 2)` scratch."""
-    x, y, heading, speed = s.position[b, 0, 0], s.position[b, 0, 1], s.heading[b, 0], \
-        s.speed[b, 0]
-    rectangle_corners(x, y, heading, s.length[b, 0], s.width[b, 0], corners[0])
-    for v in range(1, s.valid.shape[1]):
-        if not s.valid[b, v]:
+    """Phase 3 for world `b`: highway-env's `Road.step` collision loop on the rows of `s`,
+    `vehicle.handle_collisions(other, dt)` for every pair of valid slots `i < j` in slot
+    order (the obstacles' slots come after the vehicles', and two obstacles are never
+    checked, as `road.objects` are not). Pre-check `|p_j - p_i| <= (diag_i + diag_j) / 2 +
+    v_i dt` [m], then `numba.collision`'s separating axes with displacements `v e dt` [m]: if
+    they will intersect, `j`'s impact is `-t / 2` and `i`'s `t / 2`, or `i`'s `t` and none for
+    an obstacle `j` (highway-env's `Obstacle` rule), both pending and the last write wins;
+    if they intersect now, both are crashed. Traffic crashing into traffic stops as
+    highway-env's does (`vehicle.bicycle`: a crashed vehicle brakes at `-v`) instead of
+    driving through it, where the IDM behind an overlapped leader runs its speed negative.
+    `corners`: `(2, 4, 2)` scratch."""
+    count = s.valid.shape[1]
+    for i in range(count):
+        if not s.valid[b, i] or s.kind[b, i] == OBSTACLE_KIND:
             continue
-        dx, dy = s.position[b, v, 0] - x, s.position[b, v, 1] - y
-        if math.sqrt(dx * dx + dy * dy) > (s.diagonal[b, 0] + s.diagonal[b, v]) / 2 \
-                + speed * p.dt:
-            continue
-        rectangle_corners(s.position[b, v, 0], s.position[b, v, 1], s.heading[b, v],
-                          s.length[b, v], s.width[b, v], corners[1])
-        intersecting, will_intersect, tx, ty = polygons_intersecting(
-            corners[0], corners[1], speed * math.cos(heading) * p.dt,
-            speed * math.sin(heading) * p.dt,
-            s.speed[b, v] * math.cos(s.heading[b, v]) * p.dt,
-            s.speed[b, v] * math.sin(s.heading[b, v]) * p.dt)
-        if will_intersect:
-            if s.kind[b, v] == OBSTACLE_KIND:
-                s.impact[b, 0, 0], s.impact[b, 0, 1] = tx, ty
-            else:
-                s.impact[b, 0, 0], s.impact[b, 0, 1] = tx / 2, ty / 2
-                s.impact[b, v, 0], s.impact[b, v, 1] = -tx / 2, -ty / 2
-                s.impact_pending[b, v] = True
-            s.impact_pending[b, 0] = True
-        if intersecting:
-            s.crashed[b, v] = True
-            s.crashed[b, 0] = True
+        x, y, heading, speed = s.position[b, i, 0], s.position[b, i, 1], s.heading[b, i], \
+            s.speed[b, i]
+        have_corners = False
+        for v in range(i + 1, count):
+            if not s.valid[b, v]:
+                continue
+            dx, dy = s.position[b, v, 0] - x, s.position[b, v, 1] - y
+            if math.sqrt(dx * dx + dy * dy) > (s.diagonal[b, i] + s.diagonal[b, v]) / 2 \
+                    + speed * p.dt:
+                continue
+            if not have_corners:
+                rectangle_corners(x, y, heading, s.length[b, i], s.width[b, i], corners[0])
+                have_corners = True
+            rectangle_corners(s.position[b, v, 0], s.position[b, v, 1], s.heading[b, v],
+                              s.length[b, v], s.width[b, v], corners[1])
+            intersecting, will_intersect, tx, ty = polygons_intersecting(
+                corners[0], corners[1], speed * math.cos(heading) * p.dt,
+                speed * math.sin(heading) * p.dt,
+                s.speed[b, v] * math.cos(s.heading[b, v]) * p.dt,
+                s.speed[b, v] * math.sin(s.heading[b, v]) * p.dt)
+            if will_intersect:
+                if s.kind[b, v] == OBSTACLE_KIND:
+                    s.impact[b, i, 0], s.impact[b, i, 1] = tx, ty
+                else:
+                    s.impact[b, i, 0], s.impact[b, i, 1] = tx / 2, ty / 2
+                    s.impact[b, v, 0], s.impact[b, v, 1] = -tx / 2, -ty / 2
+                    s.impact_pending[b, v] = True
+                s.impact_pending[b, i] = True
+            if intersecting:
+                s.crashed[b, v] = True
+                s.crashed[b, i] = True
 
 
 @jit()
@@ -538,7 +552,7 @@ def network_substep_cpu(params: Params, tables: LaneTables, state: NetworkState,
         state: float64 on CPU; not modified.
         first_s: `(B,)` [s] in `[0, dt]`; first, second: `(B, 2)` `[m/s^2, rad]`.
         active: `(B,)` bool (None: all); the others are returned as they are.
-        collisions: run the ego's collision phase (the torch substep has none).
+        collisions: run the collision phase (every pair) (the torch substep has none).
         threads: at most this many numba threads (all when None), and never more than
             the work items of `WORLDS_PER_TASK` worlds (B = 1: the calling thread).
 
