@@ -85,10 +85,29 @@ def route_frame_tracks(tracks: Tracks, route: np.ndarray, s0: np.ndarray) -> Lan
         known = np.isfinite(ax) & np.isfinite(ay)
         accel_s = np.where(known, np.where(moving, along_own * along_route, still), 0.0)
     valid = tracks.valid.astype(bool) & np.isfinite(s) & np.isfinite(d)
+    length, width = footprint_extents(tracks, heading)
     return LaneFrameTracks(s=np.nan_to_num(s - s0[:, None]), d=np.nan_to_num(d),
                            vs=vx * c + vy * sn, vd=-vx * sn + vy * c,
-                           length=tracks.size[..., 0], width=tracks.size[..., 1],
-                           valid=valid, accel_s=accel_s)
+                           length=length, width=width, valid=valid, accel_s=accel_s)
+
+
+def footprint_extents(tracks: Tracks, route_heading: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """`(N, K)` each: a track's footprint (its `size` rectangle turned by its heading)
+    measured along and across the route at its foot (`route_heading` `(N, K)` [rad], ego
+    frame): `|L cos a| + |W sin a|` and `|L sin a| + |W cos a|` [m] with `a` its heading off
+    the route's. A car standing at an angle where its lane forks off the route (a crashed
+    one on the ring beside the exit) reaches further into the route's lane than its width;
+    the lead search (`lane_frame.lane_neighbours`) reads this. Where the tracker reports no
+    heading, its length and width as they are."""
+    length, width = tracks.size[..., 0], tracks.size[..., 1]
+    if tracks.heading is None:
+        return length, width
+    off = np.asarray(tracks.heading, np.float64) - route_heading
+    known = np.isfinite(off)
+    c, sn = np.abs(np.cos(np.nan_to_num(off))), np.abs(np.sin(np.nan_to_num(off)))
+    return (np.where(known, length * c + width * sn, length),
+            np.where(known, length * sn + width * c, width))
 
 
 CROSSING_RAD = np.pi / 3

@@ -12,6 +12,7 @@ from reflexdrive.agents.staged.route_planning import (
     bend_deceleration,
     brake_when_needed,
     crossing_tracks,
+    footprint_extents,
     neighbour_lanes,
     route_frame_tracks,
     slip_angle,
@@ -122,6 +123,43 @@ def test_a_lead_on_the_curve_is_followed_by_its_arc_length():
     assert plan.lead_track[0] == 0
     assert plan.lead_gap[0] == pytest.approx(15.0 - 5.0, abs=0.05)
     assert plan.acceleration[0] < -2.0
+
+
+def with_heading(scene: Tracks, heading) -> Tracks:
+    return Tracks(position=scene.position, velocity=scene.velocity, size=scene.size,
+                  track_id=scene.track_id, valid=scene.valid,
+                  heading=np.asarray(heading, np.float64).reshape(1, -1))
+
+
+def test_footprint_extents_are_the_turned_rectangle_along_and_across_the_route():
+    """A 5 m x 2 m car: aligned with the route 5 along and 2 across; at 90 deg 2 and 5; at
+    30 deg 5 cos + 2 sin = 5.33 along and 5 sin + 2 cos = 4.23 across (the route's own
+    heading subtracted); no heading reported: its size."""
+    scene = with_heading(tracks(np.zeros((4, 4))), [0.0, np.pi / 2, 0.2 + np.pi / 6, np.nan])
+    length, width = footprint_extents(scene, np.array([[0.0, 0.0, 0.2, 0.0]]))
+    a = np.pi / 6
+    np.testing.assert_allclose(length[0], [5.0, 2.0, 5 * np.cos(a) + 2 * np.sin(a), 5.0],
+                               atol=1e-12)
+    np.testing.assert_allclose(width[0], [2.0, 5.0, 5 * np.sin(a) + 2 * np.cos(a), 2.0],
+                               atol=1e-12)
+    plain = footprint_extents(tracks(np.zeros((1, 4))), np.zeros((1, 1)))
+    np.testing.assert_array_equal(plain[0], [[5.0]])
+    np.testing.assert_array_equal(plain[1], [[2.0]])
+
+
+def test_a_car_standing_at_an_angle_beside_the_lane_is_a_lead():
+    """A stopped car 20 m ahead on the route's curve, its centre 3 m to the left of the
+    ego lane's centre: aligned with the lane its body ends 2 m from the centre, outside the
+    ego lane; turned 30 deg towards the lane (a car stopped where its lane forks off) its
+    footprint reaches 3 - 4.23 / 2 = 0.9 m from the centre, into the ego lane: a lead."""
+    radius = 40.0
+    angle = 20.0 / radius
+    centre = [(radius - 3.0) * np.sin(angle), radius - (radius - 3.0) * np.cos(angle)]
+    car = tracks([centre + [0.0, 0.0]])
+    for turn, is_lead in ((0.0, False), (-np.pi / 6, True)):
+        plan = MobilFrenetPlanner()(with_heading(car, [angle + turn]), ego_state(8.0),
+                                    np.zeros(1), road_map=road_map(radius))
+        assert (plan.lead_track[0] == 0) == is_lead, turn
 
 
 def test_route_frame_tracks_turn_velocities_into_the_route():
