@@ -3,10 +3,11 @@
 The reference implementation. It uses highway-env's own classes: `Road`/`RoadNetwork` (and
 the Merge, Roundabout and Intersection road builders), a kinematic-bicycle `Vehicle` for the
 ego, `IDMVehicle` (IDM + MOBIL) for traffic. One substep is highway-env's simulation step
-(`road.act()`, then every vehicle steps `dt`), with three differences:
+(`road.act()`, then every vehicle steps `dt`), with these differences:
 
 - the ego is stepped piece by piece, so a command can land mid-substep (see envs.clock);
-- braking stops the ego at standstill instead of reversing it;
+- braking stops the ego at standstill instead of reversing it, and traffic is a
+  `TrafficVehicle` (`MIN_SPEED = 0`): highway-env's IDM reversed stopped vehicles;
 - on the straight road, collisions are checked for the ego only (as highway-fast does);
   on road networks (merge, roundabout, intersection, curve) every pair is, as `road.step`
   does (`_handle_collisions`): there traffic that drove through traffic would reverse
@@ -26,11 +27,11 @@ from highway_env.road.lane import CircularLane, LineType, StraightLane
 from highway_env.road.regulation import RegulatedRoad
 from highway_env.road.road import Road, RoadNetwork
 from highway_env.utils import wrap_to_pi
-from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.kinematics import Vehicle
 from reflexdrive.envs.backends.highway_map import HighwayRoadMap
 from reflexdrive.envs.backends.regulation import regulate, regulation_due, regulation_period
 from reflexdrive.envs.backends.route_exit import route_exit_road
+from reflexdrive.envs.backends.traffic_vehicle import TrafficVehicle
 from reflexdrive.envs.scenarios import (
     HazardPlan,
     RoadSpec,
@@ -47,7 +48,7 @@ STRIPE_PERIOD_M = 3.0 + 4.33
 """Painted stripes of striped lane lines, as highway-env draws them [m]."""
 
 
-class BrakingLeadVehicle(IDMVehicle):
+class BrakingLeadVehicle(TrafficVehicle):
     """An IDM vehicle that, once told to, brakes at a constant rate to a standstill."""
 
     braking_decel_mps2: float | None = None
@@ -64,7 +65,7 @@ class BrakingLeadVehicle(IDMVehicle):
         Vehicle.act(self, {"steering": steering, "acceleration": -decel})
 
 
-class ProfiledCutInVehicle(IDMVehicle):
+class ProfiledCutInVehicle(TrafficVehicle):
     """An IDM vehicle that, once told to, changes lanes along a given lateral profile.
 
     Before `start_lane_change` (and in the hazard-removed twin, which never calls it) it
@@ -214,7 +215,7 @@ def _make_vehicle(road: Road, init: VehicleInit, slot: int, hazard: HazardPlan,
     if init.behavior == "ego" or init.behavior == "static":
         vehicle = Vehicle(road, position, heading, init.speed_mps)
     elif init.behavior == "idm":
-        vehicle_type = IDMVehicle
+        vehicle_type = TrafficVehicle
         if hazard.vehicle == slot and hazard.kind == "lead_brake":
             vehicle_type = BrakingLeadVehicle
         elif hazard.vehicle == slot and hazard.lateral_speed_mps is not None:

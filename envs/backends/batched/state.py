@@ -21,6 +21,7 @@ from highway_env.road.lane import AbstractLane, StraightLane
 from highway_env.vehicle.behavior import IDMVehicle
 from highway_env.vehicle.controller import ControlledVehicle
 from highway_env.vehicle.kinematics import Vehicle
+from reflexdrive.envs.backends.traffic_vehicle import TrafficVehicle
 from reflexdrive.envs.scenarios import HAZARD_KINDS
 
 VEHICLE_KINDS = ("ego", "idm", "static", "braking_lead")
@@ -42,7 +43,8 @@ class Params:
 
     Attributes:
         dt: substep `1 / simulation_frequency` [s].
-        max_speed, min_speed: `Vehicle.MAX_SPEED`, `Vehicle.MIN_SPEED` [m/s]; beyond them the
+        max_speed, min_speed: `Vehicle.MAX_SPEED`, `TrafficVehicle.MIN_SPEED` (0: traffic
+            never reverses; the ego's brakes stop it at 0 anyway) [m/s]; beyond them the
             acceleration is clipped to `1/s * (limit - v)`.
         kp_lateral: `ControlledVehicle.KP_LATERAL`, lateral position gain [1/s].
         kp_heading: `ControlledVehicle.KP_HEADING`, heading gain [1/s].
@@ -97,7 +99,7 @@ class Params:
         return cls(
             dt=1.0 / int(simulation_frequency),
             max_speed=float(Vehicle.MAX_SPEED),
-            min_speed=float(Vehicle.MIN_SPEED),
+            min_speed=float(TrafficVehicle.MIN_SPEED),
             kp_lateral=float(ControlledVehicle.KP_LATERAL),
             kp_heading=float(ControlledVehicle.KP_HEADING),
             max_steering_angle=float(ControlledVehicle.MAX_STEERING_ANGLE),

@@ -55,6 +55,7 @@ from reflexdrive.envs.backends.batched.torch.traffic import (
     traffic_act,
 )
 from reflexdrive.envs.backends.highway import HighwayBackend, network_geometry
+from reflexdrive.envs.backends.traffic_vehicle import TrafficVehicle
 from reflexdrive.envs.hazards import HazardTracker
 from reflexdrive.envs.scenarios import SCENARIOS, RoadSpec, generate, make_config
 from reflexdrive.envs.types import Command, Piece
@@ -105,7 +106,8 @@ def test_params_are_read_from_highway_env_classes():
     assert P.lane_change_delay == IDMVehicle.LANE_CHANGE_DELAY
     assert P.kp_lateral == ControlledVehicle.KP_LATERAL
     assert P.max_steering_angle == ControlledVehicle.MAX_STEERING_ANGLE
-    assert (P.max_speed, P.min_speed) == (Vehicle.MAX_SPEED, Vehicle.MIN_SPEED)
+    assert (P.max_speed, P.min_speed) == (Vehicle.MAX_SPEED, TrafficVehicle.MIN_SPEED) == (
+        Vehicle.MAX_SPEED, 0.0)
     assert P.dt == 1.0 / F and P.lane_width == 4.0 and P.not_zero_eps == 0.01
 
 
@@ -148,7 +150,8 @@ def test_clip_actions_speed_bounds_and_crash():
     crashed = torch.tensor([False, False, False, True])
     steering, accel = clip_actions(P, speed, crashed, _t(0.1, 0.1, 0.1, 0.1),
                                    _t(5.0, -5.0, 5.0, 5.0))
-    assert accel.tolist() == [-1.0, 1.0, 5.0, -20.0]                 # min(a, 40 - v) etc.
+    # min(a, 40 - v); max(a, 0 - v) (TrafficVehicle.MIN_SPEED: traffic never reverses)
+    assert accel.tolist() == [-1.0, 41.0, 5.0, -20.0]
     assert steering.tolist() == [0.1, 0.1, 0.1, 0.0]
 
 
