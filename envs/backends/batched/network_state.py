@@ -28,8 +28,8 @@ lane, highway-env's `YieldingVehicle` in `envs.backends.highway`): `yield_subste
 `yield_lane` say when and where, `brake_decel` is the rate once known (set by
 `start_yielding` at the boundary, applied by the numba kernel's `network_act`).
 Collisions (`crashed`, `impact`) are set by the numba kernel's collision phase
-(`numba.network_traffic.network_collisions`); the torch substep carries and honours them
-but does not detect them.
+(`numba.network_traffic.network_collisions`, or `torch.collision.pair_collisions` when the
+torch substep is asked for them); otherwise the torch substep carries and honours them.
 """
 
 from __future__ import annotations

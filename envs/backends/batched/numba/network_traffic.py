@@ -13,8 +13,8 @@ phase 2 (`network_move`) steps the output rows in place: highway-env's `road.act
 not move vehicles; the act loop runs in slot order, as highway-env's, since MOBIL's abort
 rule reads the targets earlier vehicles chose in the same loop. Phase 3
 (`network_collisions`) is `Road.step`'s collision loop over every pair, as
-`HighwayBackend.substep` runs it on road networks. The torch substep has neither MOBIL nor
-phase 3: it is the reference with both off.
+`HighwayBackend.substep` runs it on road networks. The torch substep has no MOBIL and runs
+phase 3 only when asked (`collisions=True`, `torch.collision.pair_collisions`).
 """
 
 from __future__ import annotations
@@ -552,7 +552,7 @@ def network_substep_cpu(params: Params, tables: LaneTables, state: NetworkState,
         state: float64 on CPU; not modified.
         first_s: `(B,)` [s] in `[0, dt]`; first, second: `(B, 2)` `[m/s^2, rad]`.
         active: `(B,)` bool (None: all); the others are returned as they are.
-        collisions: run the collision phase (every pair) (the torch substep has none).
+        collisions: run the collision phase (every pair; the torch substep's `collisions`).
         threads: at most this many numba threads (all when None), and never more than
             the work items of `WORLDS_PER_TASK` worlds (B = 1: the calling thread).
 

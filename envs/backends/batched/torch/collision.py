@@ -1,4 +1,6 @@
-"""Ego collisions: highway-env's `RoadObject.handle_collisions` with the separating-axis test.
+"""Collisions: highway-env's `RoadObject.handle_collisions` with the separating-axis test,
+the ego's on the straight road (`ego_collisions`) and every pair's on road networks
+(`pair_collisions`).
 
 Bodies are rotated rectangles. `polygons_intersecting` is `utils.are_polygons_intersecting`
 (SAT on the 8 edge normals of two rectangles, with a swept test over one substep of
@@ -135,4 +137,69 @@ def ego_collisions(params: Params, state: BatchedState) -> BatchedState:
     impact.reshape(-1, 2).index_copy_(0, hitting[last], push[will][last] / 2)
     impact_pending.reshape(-1).index_fill_(0, torch.cat([other[will], hitting]), True)
     crashed.reshape(-1).index_fill_(0, torch.cat([other[hit], ego[hit]]), True)
+    return state.replace(impact=impact, impact_pending=impact_pending, crashed=crashed)
+
+
+def pair_collisions(params: Params, state, obstacle: torch.Tensor):
+    """highway-env's `Road.step` collision loop: `vehicle.handle_collisions(other, dt)` for
+    every pair of valid slots `i < j` in slot order, the road networks' phase 3 (the numba
+    kernel's `network_collisions`), vectorised over worlds and pairs.
+
+    `obstacle` `(B, N)` bool marks `road.objects` (the last slots): never the first of a
+    pair, and an obstacle `j` takes no impact while `i` takes the whole `t`. Elsewhere `i`
+    takes `t / 2` and `j` `-t / 2`. Writes happen in pair order, so a body's impact is the
+    one of its last pair (lexicographic `(i, j)`) that will intersect. Both bodies of a
+    pair that intersects now are crashed. The pre-check is `|p_j - p_i| <= (diag_i +
+    diag_j) / 2 + v_i dt`.
+
+    Args:
+        state: a `NetworkState` or `BatchedState` (position, heading, speed, length,
+            width, diagonal, valid, impact, impact_pending, crashed).
+
+    Returns:
+        the state with `impact`, `impact_pending` and `crashed` updated.
+    """
+    batch, slots = state.valid.shape
+    first, second = torch.triu_indices(slots, slots, 1, device=state.valid.device)
+    position, speed = state.position, state.speed
+    dx = position[:, second, 0] - position[:, first, 0]
+    dy = position[:, second, 1] - position[:, first, 1]
+    distance = torch.sqrt(dx * dx + dy * dy)
+    radius = (state.diagonal[:, first] + state.diagonal[:, second]) / 2 \
+        + speed[:, first] * params.dt
+    near = (state.valid[:, first] & state.valid[:, second] & ~obstacle[:, first]
+            & ~(distance > radius))                                   # (B, P)
+    world, pair = torch.nonzero(near, as_tuple=True)                  # sorted: world, pair
+    if world.numel() == 0:
+        return state
+    rows_i = world * slots + first[pair]
+    rows_j = world * slots + second[pair]
+    rows = torch.cat([rows_i, rows_j])
+    angle = take(state.heading, rows)
+    corners = rectangle_corners(position.reshape(-1, 2).index_select(0, rows), angle,
+                                take(state.length, rows), take(state.width, rows))
+    direction = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
+    displacement = take(speed, rows)[:, None] * direction * params.dt
+    count = rows_i.numel()
+    hit, will, push = polygons_intersecting(corners[:count], corners[count:],
+                                            displacement[:count], displacement[count:])
+    j_obstacle = obstacle.reshape(-1)[rows_j]
+    # every impact write in loop order: (target row, order, value); the last per row wins
+    order = world * first.numel() + pair
+    targets = torch.cat([rows_i[will], rows_j[will & ~j_obstacle]])
+    orders = torch.cat([order[will], order[will & ~j_obstacle]])
+    values = torch.cat([torch.where(j_obstacle[will, None], push[will], push[will] / 2),
+                        -push[will & ~j_obstacle] / 2])
+    impact = state.impact.clone()
+    impact_pending = state.impact_pending.clone()
+    crashed = state.crashed.clone()
+    if targets.numel():
+        key = targets * (batch * first.numel() + 1) + orders
+        sort = torch.argsort(key)
+        targets, values = targets[sort], values[sort]
+        last = torch.ones_like(targets, dtype=torch.bool)
+        last[:-1] = targets[1:] != targets[:-1]
+        impact.reshape(-1, 2).index_copy_(0, targets[last], values[last])
+        impact_pending.reshape(-1).index_fill_(0, targets, True)
+    crashed.reshape(-1).index_fill_(0, torch.cat([rows_i[hit], rows_j[hit]]), True)
     return state.replace(impact=impact, impact_pending=impact_pending, crashed=crashed)

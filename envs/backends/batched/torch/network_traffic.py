@@ -1,7 +1,8 @@
 """One substep of `B` worlds on a road network: `network_step(params, tables, state, command)`.
 
-The order is `HighwayBackend.substep`'s without hazards and collision detection (impacts
-and crashes set elsewhere are applied and honoured):
+The order is `HighwayBackend.substep`'s without hazards, and without collision detection
+unless asked (`collisions`: phase 3, every pair, as the numba kernel; otherwise impacts and
+crashes set elsewhere are applied and honoured):
 
 1. `network_act`: every IDM vehicle (valid, not crashed) follows its road
    (`ControlledVehicle.follow_road`: past `length - l_v / 2` of its target lane it takes
@@ -30,6 +31,7 @@ from reflexdrive.envs.backends.batched.network_state import (
     mobil_free,
 )
 from reflexdrive.envs.backends.batched.state import IDM_KIND, Params
+from reflexdrive.envs.backends.batched.torch.collision import pair_collisions
 from reflexdrive.envs.backends.batched.torch.network import (
     closest_lane,
     heading_at,
@@ -170,11 +172,13 @@ def network_act(params: Params, tables: LaneTables, state: NetworkState) -> Netw
 
 
 def network_step(params: Params, tables: LaneTables, state: NetworkState,
-                 command: torch.Tensor) -> NetworkState:
+                 command: torch.Tensor, collisions: bool = False) -> NetworkState:
     """One substep of every world (see the module docstring).
 
     Args:
         command: `(B, 2)` the ego's `[acceleration m/s^2, steering rad]` for the substep.
+        collisions: then run phase 3, every pair's collisions (`collision.pair_collisions`,
+            the numba kernel's `network_collisions`).
     """
     state = network_act(params, tables, state)
     dt = params.dt
@@ -190,7 +194,7 @@ def network_step(params: Params, tables: LaneTables, state: NetworkState,
     position = torch.where(moving[..., None], moved.position, state.position)
     heading = torch.where(moving, moved.heading, state.heading)
     lane = torch.where(moving, closest_lane(tables, position, heading), state.lane)
-    return state.replace(
+    state = state.replace(
         position=position, heading=heading,
         speed=torch.where(moving, moved.speed, state.speed), lane=lane,
         steering=torch.where(moving, moved.steering, steering),
@@ -198,3 +202,6 @@ def network_step(params: Params, tables: LaneTables, state: NetworkState,
         crashed=torch.where(moving, moved.crashed, state.crashed),
         timer=torch.where(state.valid & (state.kind == IDM_KIND), state.timer + dt, state.timer),
         impact_pending=state.impact_pending & ~moving, substep=state.substep + 1)
+    if collisions:
+        state = pair_collisions(params, state, state.valid & (state.kind == OBSTACLE_KIND))
+    return state
