@@ -86,10 +86,12 @@ class YieldConfig:
         help="at a conflict with a lane of the route's own rank, the ego goes first only if "
              "it enters the zone at least this long before the other arrives [s]")
     committed_decel_mps2: float = real(
-        3.0, low=0.0, low_inclusive=False,
+        1.5, low=0.0, low_inclusive=False,
         help="a vehicle that would need to brake harder than this to stop before the "
              "conflict zone is committed to it: the ego yields to it whatever the right of "
-             "way [m/s^2]")
+             "way [m/s^2] (gentle: highway-env's traffic never yields to the ego, so the ego "
+             "decides while it can still stop; at 3 the inner ring's cars cutting across to "
+             "an exit were committed only once the ego could no longer stop)")
     ego_length_m: float = real(5.0, low=0.0, low_inclusive=False, help="ego length [m]")
     feeder_hops: int = integer(
         2, low=0, high=10,

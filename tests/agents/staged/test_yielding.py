@@ -209,14 +209,16 @@ def test_equal_ranks_first_come_first_served(margin, cross_priority):
         assert stop[0] == pytest.approx(30.0 - reach - CONFIG.stop_margin_m)
 
 
-@pytest.mark.parametrize("front_to_zone,expect_yield", [(15.0, True), (18.0, False)])
+@pytest.mark.parametrize("front_to_zone,expect_yield", [(31.6, True), (34.6, False)])
 def test_a_committed_car_is_yielded_to_despite_the_right_of_way(front_to_zone, expect_yield):
     """The ego (rank 3) has the right of way over the crossing lane (rank 1). A car on it
     at 10 m/s, its front `front_to_zone` from the zone: it can stop before the zone at
-    3 m/s^2 only from 10^2 / 6 = 16.7 m on. At 15 m it is committed, arrives at 1.5 s and
-    leaves the zone (lane arc 122 + 5) at (122 - 98 + 5) / 10 = 2.9 s, less than
-    `PASSED_MARGIN_S` (0.5 s) before the ego is in (3.225 s): the ego yields. At 18 m it
-    could still stop: the ego keeps its right of way."""
+    `committed_decel_mps2` (1.5 m/s^2) only from 10^2 / 3 = 33.3 m on. At 31.6 m it is
+    committed, arrives at 3.16 s and leaves the zone (lane arc 122 + 5) at (122 - 81.4 + 5)
+    / 10 = 4.56 s, not `PASSED_MARGIN_S` (0.5 s) before the ego is in (3.225 s), nor does
+    it arrive 2 s after the ego is out: the ego yields. At 34.6 m it could still stop: the
+    ego keeps its right of way."""
+    assert CONFIG.committed_decel_mps2 == 1.5
     speed, v = 6.0, 10.0
     reach = CONFIG.zone_m + 2.5
     y = -2.0 - (front_to_zone + reach)
