@@ -350,19 +350,14 @@ class HighwayBackend:
         self._substep_index += 1
 
     def _handle_collisions(self, dt: float) -> None:
-        """The collision loop after a substep: on road networks highway-env's `Road.step`
-        loop (every vehicle against those after it, then against the objects), on the
-        straight road the ego's row of it only."""
-        road, ego = self.road, self.ego
-        if not self._all_pairs:
-            for other in self._others:
-                if other is not None:
-                    ego.handle_collisions(other, dt)
-            return
-        for i, vehicle in enumerate(road.vehicles):
-            for other in road.vehicles[i + 1:]:
+        """highway-env's `Road.step` collision loop after a substep (every vehicle against
+        those after it, then against the objects); on the straight road only its first
+        row, the ego's (`road.vehicles[0]`)."""
+        vehicles, objects = self.road.vehicles, self.road.objects
+        for i, vehicle in enumerate(vehicles if self._all_pairs else vehicles[:1]):
+            for other in vehicles[i + 1:]:
                 vehicle.handle_collisions(other, dt)
-            for other in road.objects:
+            for other in objects:
                 vehicle.handle_collisions(other, dt)
 
     def snapshot(self) -> WorldSnapshot:
